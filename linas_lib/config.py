@@ -1,0 +1,217 @@
+"""Run profiles: YAML files loaded into typed, frozen dataclasses.
+
+A profile (``smoke``, ``cpu``, ``full`` or a path to a YAML file) fixes every knob of a run.
+Loading is strict: an unknown key, a missing section or a value of the wrong type is an
+error naming the key and the file, so a typo never silently falls back to a default.
+Profiles live in ``linas_lib/profiles/``; each section below is one mapping in the YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULT_PROFILE = "cpu"
+
+
+class ConfigError(ValueError):
+    """A profile file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The embedded synthetic defect dataset."""
+
+    n_images: int = 64
+    defects_per_image: tuple[int, int] = (1, 3)  # inclusive range
+    defect_free_share: float = 0.1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, at which resolution, split how."""
+
+    source: str = "auto"  # auto | synthetic | crackforest | folder
+    folder: str = ""  # for source=folder: a folder with images/ and masks/
+    crackforest_dir: str = "../shared/data/crackforest"
+    resolution: int = 128  # square input side; must match every LUT's resolution
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions
+    max_images: int = 0  # 0 = all; caps real datasets for cheap profiles
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Frozen DenseNet121 encoder and its task pre-training fallback."""
+
+    weights: str = ""  # local .pth of ImageNet weights; env LINAS_DENSENET121_WEIGHTS also read
+    pretrain_epochs: int = 2
+    pretrain_lr: float = 1e-3
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One hardware target: how it runs, its budget, its LUT scope."""
+
+    name: str
+    budget_ms: float
+    kind: str = "local"  # local (measured here) | gpu (measured on a lent GPU) | external
+    scope: str = "end-to-end"  # end-to-end | decoder-only
+    lut: str = ""  # for gpu/external: path of the LUT file, relative to the project root
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """The latency measurement harness."""
+
+    warmup: int = 10
+    repeats: int = 30
+    max_cv: float = 0.1  # entries above this coefficient of variation are re-measured
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Hardware targets and latency experiments."""
+
+    targets: tuple[TargetConfig, ...] = ()
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    n_validation_archs: int = 100  # random architectures measured end-to-end per target
+    throughput_images: int = 100  # C3: images timed as a whole
+    throughput_budget_s: float = 16.0
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Supernet training and the differentiable search."""
+
+    epochs: int = 4
+    batch_size: int = 8
+    lr_weights: float = 1e-3
+    lr_alpha: float = 3e-3
+    latency_lambda: float = 0.1
+    tau_max: float = 5.0
+    tau_min: float = 0.1
+    standalone_epochs: int = 4
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Multi-objective Pareto search."""
+
+    eval_budget: int = 100  # weight-sharing evaluations per method
+    pop_size: int = 16
+    seeds: tuple[int, ...] = (0, 1, 2)
+    zero_cost_pool: int = 10000
+    finetune_topk: int = 3
+    finetune_epochs: int = 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A resolved run profile."""
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    device: str = "cpu"  # cpu | cuda
+    threads: int = 2
+
+    def to_dict(self) -> dict:
+        """The resolved profile as plain JSON-able data (for provenance)."""
+        return dataclasses.asdict(self)
+
+
+def profile_path(profile: str | Path) -> Path:
+    """Path of a profile given by name (``smoke``) or as a YAML path."""
+    text = str(profile)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        return Path(text)
+    return PROFILE_DIR / f"{text}.yaml"
+
+
+def load_profile(profile: str | Path = DEFAULT_PROFILE) -> Profile:
+    """Load a profile strictly.
+
+    Args:
+        profile: a name from ``linas_lib/profiles`` or a path to a YAML file.
+
+    Returns:
+        The typed, frozen profile.
+
+    Raises:
+        ConfigError: unknown profile, unreadable YAML, unknown key, wrong type.
+    """
+    path = profile_path(profile)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+        raise ConfigError(f"profile {str(profile)!r} not found at {path} (known profiles: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping of sections")
+    raw.setdefault("name", path.stem)
+    return _build(Profile, raw, path, "")
+
+
+def _build(cls, raw, path: Path, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {where or 'profile'} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {where + '.' if where else ''}{unknown[0]}"
+            f" (allowed: {', '.join(sorted(fields))})"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _convert(hints[name], value, path, f"{where}.{name}" if where else name)
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{path}: missing key {where + '.' if where else ''}{missing[0]}")
+    return cls(**values)
+
+
+def _convert(hint, value, path: Path, where: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, where)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: {where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, path, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: {where} must have {len(args)} entries, got {len(value)}")
+        return tuple(_convert(a, v, path, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if arg is type(None) and value is None:
+                return None
+        return _convert(next(a for a in typing.get_args(hint) if a is not type(None)), value, path, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: {where} must be {hint.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: {where}: unsupported type {hint}")

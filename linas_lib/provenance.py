@@ -1,0 +1,149 @@
+"""Provenance and atomic result files.
+
+Every results file carries where it came from: git sha, profile and resolved config,
+package versions, machine, timestamp. JSON files hold it under ``"provenance"``; CSV
+files in one leading ``# provenance: {...}`` comment line (``pandas.read_csv(...,
+comment="#")`` skips it). Files are written to a temporary name and renamed, so a crash
+never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from .paths import project_root
+
+PACKAGES = (
+    "torch", "torchvision", "numpy", "scipy", "pymoo", "onnxruntime", "onnx",
+    "papermill", "matplotlib", "pandas",
+)
+
+
+def git_sha() -> str:
+    """Commit of the working tree (``+dirty`` if it has uncommitted changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root(), capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty else sha
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages results depend on (absent ones omitted)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def machine() -> dict:
+    """CPU, core count and GPU (if torch sees one)."""
+    info = {"platform": platform.platform(), "processor": _cpu_name(), "cores": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def provenance(profile: str = "", config: dict | None = None, **extra) -> dict:
+    """The provenance block written into every results file."""
+    block = {
+        "git_sha": git_sha(),
+        "profile": profile,
+        "config": config or {},
+        "packages": package_versions(),
+        "machine": machine(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    block.update(extra)
+    return block
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _finite(obj):
+    """Replace NaN/inf by None so the JSON stays standard."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _finite(obj.item())
+    return obj
+
+
+def write_json(path: str | Path, data: dict, prov: dict | None = None) -> Path:
+    """Write ``data`` (plus ``"provenance": prov`` when given) atomically as JSON."""
+    payload = dict(data)
+    if prov is not None:
+        payload["provenance"] = prov
+    return atomic_write_text(path, json.dumps(_finite(payload), indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: str | Path, rows: list[dict], prov: dict | None = None) -> Path:
+    """Write a list of dicts atomically as CSV, with a ``# provenance:`` first line."""
+    buffer = io.StringIO()
+    if prov is not None:
+        buffer.write("# provenance: " + json.dumps(_finite(prov), sort_keys=True) + "\n")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_finite(rows))
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def read_csv_provenance(path: str | Path) -> dict:
+    """The provenance block of a CSV written by :func:`write_csv`."""
+    first = Path(path).read_text().split("\n", 1)[0]
+    if not first.startswith("# provenance: "):
+        raise ValueError(f"{path}: no '# provenance:' header line")
+    return json.loads(first[len("# provenance: "):])

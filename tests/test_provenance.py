@@ -1,0 +1,50 @@
+import json
+
+import pandas as pd
+import pytest
+
+from linas_lib import provenance
+from linas_lib.notebook import Run, flatten
+from linas_lib.config import load_profile
+
+
+def test_json_has_provenance_and_no_temp_left(tmp_path):
+    path = provenance.write_json(tmp_path / "a.json", {"x": 1.5, "bad": float("nan")}, provenance.provenance("smoke"))
+    data = json.loads(path.read_text())
+    assert data["x"] == 1.5 and data["bad"] is None
+    for key in ("git_sha", "profile", "config", "packages", "machine", "timestamp"):
+        assert key in data["provenance"]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_csv_roundtrip_with_header(tmp_path):
+    rows = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    path = provenance.write_csv(tmp_path / "t.csv", rows, {"git_sha": "abc"})
+    assert provenance.read_csv_provenance(path)["git_sha"] == "abc"
+    frame = pd.read_csv(path, comment="#")
+    assert frame["a"].tolist() == [1, 2]
+
+
+def test_failed_write_keeps_old_file(tmp_path):
+    target = tmp_path / "keep.json"
+    provenance.write_json(target, {"v": 1})
+    with pytest.raises(TypeError):
+        provenance.write_json(target, {"v": object()})
+    assert json.loads(target.read_text())["v"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+def test_summary_must_be_flat_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINAS_ROOT", str(tmp_path))
+    run = Run("99_test", load_profile("smoke"), 0)
+    run.write_summary(flatten({"mape_pct": {"cpu": 1.5}, "n": 3}))
+    data = json.loads((tmp_path / "results/smoke/99_test/summary.json").read_text())
+    assert data["figures"] == {"mape_pct.cpu": 1.5, "n": 3.0}
+    with pytest.raises(ValueError, match="must be a number"):
+        run.write_summary({"x": "high"})
+
+
+def test_run_rng_streams_are_reproducible():
+    run = Run("x", load_profile("smoke"), 5)
+    assert run.rng(1).integers(0, 1000, 5).tolist() == run.rng(1).integers(0, 1000, 5).tolist()
+    assert run.rng(1).integers(0, 10**9) != run.rng(2).integers(0, 10**9)
