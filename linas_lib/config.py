@@ -162,7 +162,9 @@ def load_profile(profile: str | Path = DEFAULT_PROFILE) -> Profile:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a profile must be a mapping of sections")
-    raw.setdefault("name", path.stem)
+    if "name" in raw:
+        raise ConfigError(f"{path}: key 'name' is not allowed; a profile is named after its file")
+    raw["name"] = path.stem
     return _build(Profile, raw, path, "")
 
 
