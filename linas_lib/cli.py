@@ -35,7 +35,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_lut_commands(sub) -> None:
-    """Placeholder hook for the LUT commands; replaced when the latency package lands."""
+    """``linas lut build`` (measure a LUT on this machine) and ``linas lut check FILE``."""
+    lut = sub.add_parser("lut", help="measure or check latency lookup tables")
+    lut_sub = lut.add_subparsers(dest="lut_command", required=True)
+    build = lut_sub.add_parser("build", help="measure a LUT for a target on this machine (headless)")
+    build.add_argument("--target", required=True, help="cpu-torch-<N>t, cpu-ort-<N>t, cuda-fp32|fp16[-graph]")
+    build.add_argument("--resolution", type=int, default=128, help="input side (default 128)")
+    build.add_argument("--out", required=True, help="JSON file to write (resumes from <out>.partial.json)")
+    build.add_argument("--warmup", type=int, default=10)
+    build.add_argument("--repeats", type=int, default=30)
+    build.add_argument("--max-cv", type=float, default=0.1)
+    build.add_argument("--max-retries", type=int, default=2)
+    build.add_argument("--max-time-ms", type=float, default=0.0, help="cap repeats of big entries (0 = off)")
+    build.add_argument("--pairs-per-slot", type=int, default=6, help="I4 pairs timed per slot (441 = all)")
+    build.add_argument("--choices", default="", help="comma-separated choice indices 0..20 (tests only)")
+    build.set_defaults(func=_cmd_lut_build)
+    check = lut_sub.add_parser("check", help="validate a LUT file (ours or an external one)")
+    check.add_argument("file")
+    check.add_argument("--resolution", type=int, default=None, help="require this resolution")
+    check.set_defaults(func=_cmd_lut_check)
+
+
+def _cmd_lut_build(args: argparse.Namespace) -> int:
+    from .latency.lut import build_lut, lut_summary
+    from .latency.measure import MeasureSettings
+
+    settings = MeasureSettings(args.warmup, args.repeats, args.max_cv, args.max_retries, args.max_time_ms)
+    choices = [int(c) for c in args.choices.split(",")] if args.choices else None
+    lut = build_lut(args.target, args.resolution, settings, args.out, pairs_per_slot=args.pairs_per_slot,
+                    choices=choices)
+    print(f"wrote {args.out}: {lut_summary(lut)}")
+    return 0
+
+
+def _cmd_lut_check(args: argparse.Namespace) -> int:
+    from .latency.lut import load_lut, lut_summary
+
+    lut = load_lut(args.file, args.resolution)
+    print(f"{args.file}: ok {lut_summary(lut)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,8 @@
+"""Measured latency: harness, LUTs, predictors and end-to-end checks (C2, C3, C4, I4).
+
+Modules: :mod:`.measure` (timing harness and runtimes), :mod:`.entries` (what each LUT
+entry times), :mod:`.lut` (schema, builder, checker, external reader), :mod:`.predict`
+(vectorised and differentiable predictors, :func:`~.predict.latency_model`), :mod:`.e2e`
+(whole-network latency and throughput), :mod:`.report` (what the notebooks compute).
+Submodules are imported on demand so ``linas lut`` works where only torch is installed.
+"""

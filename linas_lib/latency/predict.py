@@ -1,0 +1,283 @@
+"""Latency predictors over LUTs: vectorised numpy lookups and a differentiable torch form.
+
+Variants (one :class:`LatencyModel` interface, ``predict(choices (n, 5)) -> (n, n_targets)``):
+
+* ``op_only``     (a) naive baseline: encoder cost + sum of bare-op entries (the original
+  LINAS LUT plus a measured encoder constant; decoder-only targets: the op sum alone);
+* ``projected``   (b+c) fixed costs (pre, encoder, bottleneck, head, post) + sum of
+  projection-inclusive entries (op, ReLU, BN, 1x1 projection, skip-add);
+* ``interaction`` (d, I4) ``projected`` + sum over adjacent slots of the pair interaction.
+
+Decoder-only (external) targets have op-only entries only, so every variant predicts their
+op sum (documented, not hidden). For the supernet, :func:`lut_tensor` gives the tables as
+tensors and :func:`expected_latency` the differentiable ``E[lat] = fixed + sum p * LUT +
+sum_l p_l^T I_l p_{l+1}`` (the interaction term is the expectation of the pair product,
+exact for independent layer distributions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS
+from . import lut as L
+
+PREDICT_VARIANTS = ("op_only", "projected", "interaction")
+CHUNK = 1 << 19
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Per-target LUT tables of one variant, predicting in milliseconds.
+
+    Attributes:
+        target_names: one name per target (column order of :meth:`predict`).
+        budgets_ms: budget of each target (ms), same order.
+        scopes: ``end-to-end`` or ``decoder-only`` per target.
+        variant: one of :data:`PREDICT_VARIANTS`.
+        table: ``(n_targets, 5, 21)`` per-layer latency of each choice.
+        fixed: ``(n_targets,)`` architecture-independent cost.
+        pair: ``(n_targets, 4, 21, 21)`` adjacent-layer interaction (zeros unless ``interaction``).
+    """
+
+    target_names: tuple[str, ...]
+    budgets_ms: np.ndarray
+    scopes: tuple[str, ...]
+    variant: str
+    table: np.ndarray
+    fixed: np.ndarray
+    pair: np.ndarray
+
+    def predict(self, choices) -> np.ndarray:
+        """Latency (ms) of architectures ``(n, 5)`` (or one ``(5,)``) -> ``(n, n_targets)``."""
+        arr = np.asarray(choices)
+        single = arr.ndim == 1
+        arr = np.atleast_2d(arr)
+        if arr.shape[1] != N_LAYERS or arr.min(initial=0) < 0 or arr.max(initial=0) >= N_CHOICES:
+            raise ValueError(f"choices must have shape (n, {N_LAYERS}) with entries 0..{N_CHOICES - 1}")
+        out = np.empty((arr.shape[0], len(self.target_names)))
+        for start in range(0, arr.shape[0], CHUNK):
+            out[start:start + CHUNK] = self._predict_chunk(arr[start:start + CHUNK].astype(np.intp))
+        return out[0] if single else out
+
+    def _predict_chunk(self, arr: np.ndarray) -> np.ndarray:
+        # Four row gathers from (441, n_targets) tables, one per pair of adjacent layers:
+        # (l0, l1): t0 + t1 + I0, (l1, l2): I1, (l2, l3): t2 + t3 + I2, (l3, l4): t4 + I3.
+        g = self._gather_tables()
+        n = N_CHOICES
+        total = g[0][arr[:, 0] * n + arr[:, 1]]
+        total += g[1][arr[:, 1] * n + arr[:, 2]]
+        total += g[2][arr[:, 2] * n + arr[:, 3]]
+        total += g[3][arr[:, 3] * n + arr[:, 4]]
+        return total
+
+    def _gather_tables(self) -> list[np.ndarray]:
+        """The four ``(441, n_targets)`` tables of :meth:`_predict_chunk` (fixed cost in the first)."""
+        t, pair = self.table, self.pair if self.variant == "interaction" else np.zeros_like(self.pair)
+        first = t[:, 0, :, None] + t[:, 1, None, :] + pair[:, 0] + self.fixed[:, None, None]
+        third = t[:, 2, :, None] + t[:, 3, None, :] + pair[:, 2]
+        fourth = t[:, 4, None, :] + pair[:, 3]
+        return [np.ascontiguousarray(x.reshape(len(self.target_names), -1).T) for x in (first, pair[:, 1], third, fourth)]
+
+    def feasible(self, choices) -> np.ndarray:
+        """Boolean ``(n, n_targets)``: predicted latency within each target's budget."""
+        return self.predict(choices) <= self.budgets_ms
+
+    def subset(self, names) -> "LatencyModel":
+        """The same model restricted to the named targets (in the given order)."""
+        idx = [self.target_names.index(n) for n in names]
+        return LatencyModel(tuple(self.target_names[i] for i in idx), self.budgets_ms[idx],
+                            tuple(self.scopes[i] for i in idx), self.variant, self.table[idx],
+                            self.fixed[idx], self.pair[idx])
+
+
+def model_from_luts(luts: dict[str, dict], budgets_ms: dict[str, float], variant: str) -> LatencyModel:
+    """Build a :class:`LatencyModel` from loaded LUT dicts keyed by target name."""
+    if variant not in PREDICT_VARIANTS:
+        raise ValueError(f"unknown latency variant {variant!r}; expected one of {PREDICT_VARIANTS}")
+    names = tuple(luts)
+    tables, fixed, pairs = [], [], []
+    for name in names:
+        t, f, p = _target_terms(luts[name], variant)
+        tables.append(t), fixed.append(f), pairs.append(p)
+    return LatencyModel(names, np.array([budgets_ms[n] for n in names], dtype=float),
+                        tuple(luts[n]["scope"] for n in names), variant, np.stack(tables),
+                        np.array(fixed), np.stack(pairs))
+
+
+def _target_terms(lut: dict, variant: str):
+    """``(table, fixed, pair)`` of one target for one variant."""
+    zeros = np.zeros((N_LAYERS - 1, N_CHOICES, N_CHOICES))
+    if lut["scope"] == "decoder-only" or variant == "op_only":
+        fixed = 0.0 if lut["scope"] == "decoder-only" else L.fixed_total(lut, ("encoder",))
+        return L.entry_table(lut, "op_only"), fixed, zeros
+    pair = L.pair_table(lut) if variant == "interaction" else zeros
+    return L.entry_table(lut, "projected"), L.fixed_total(lut), pair
+
+
+# ------------------------------------------------------------------ differentiable form
+
+
+def lut_tensor(model: LatencyModel, dtype=torch.float32, device="cpu"):
+    """The model's tables as tensors for the supernet's latency loss.
+
+    Returns:
+        ``(table (n_targets, 5, 21), fixed (n_targets,), pair (n_targets, 4, 21, 21))``;
+        ``pair`` is all zeros unless the variant is ``interaction``.
+    """
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
+    return as_t(model.table), as_t(model.fixed), as_t(model.pair)
+
+
+def joint_probs(probs) -> torch.Tensor:
+    """``(..., 5, 21)`` choice probabilities from ``(..., 5, 21)`` or ``(op (...,5,7), width (...,5,3))``."""
+    if isinstance(probs, (tuple, list)):
+        op_p, width_p = probs
+        if op_p.shape[-1] != len(OPS) or width_p.shape[-1] != len(WIDTHS):
+            raise ValueError(f"expected op probs (..., 5, {len(OPS)}) and width probs (..., 5, {len(WIDTHS)})")
+        return (op_p[..., :, None] * width_p[..., None, :]).flatten(-2)
+    if probs.shape[-2:] != (N_LAYERS, N_CHOICES):
+        raise ValueError(f"expected probs of shape (..., {N_LAYERS}, {N_CHOICES}), got {tuple(probs.shape)}")
+    return probs
+
+
+def expected_latency(probs, table: torch.Tensor, fixed: torch.Tensor, pair: torch.Tensor | None = None):
+    """Differentiable expected latency (ms) per target.
+
+    Args:
+        probs: ``(5, 21)`` choice probabilities per layer, or a pair ``(op (5, 7), width
+            (5, 3))`` of independent op and width probabilities (a leading batch dim is allowed).
+        table, fixed, pair: from :func:`lut_tensor`.
+
+    Returns:
+        ``(n_targets,)`` (or ``(batch, n_targets)``) tensor; equals :meth:`LatencyModel.predict`
+        for one-hot probabilities.
+    """
+    p = joint_probs(probs).to(table.dtype)
+    total = fixed + torch.einsum("...lc,tlc->...t", p, table)
+    if pair is not None:
+        total = total + torch.einsum("...sa,tsab,...sb->...t", p[..., :-1, :], pair, p[..., 1:, :])
+    return total
+
+
+# ------------------------------------------------------------------ profile-level entry point
+
+
+def latency_model(profile, variant: str = "interaction", targets=None, build_missing: bool = True,
+                  progress: bool = True) -> LatencyModel:
+    """Every available target of a profile as one :class:`LatencyModel`.
+
+    Local targets' LUTs are loaded from the cache (``.cache/luts``, keyed by a hash of
+    target, resolution, measurement settings and search space) and measured here if absent.
+    GPU targets whose LUT file is absent and external targets whose file is absent are left
+    out (see :func:`target_status` for why).
+
+    Args:
+        profile: a :class:`linas_lib.config.Profile` or a profile name/path.
+        variant: ``op_only``, ``projected`` or ``interaction``.
+        targets: restrict to these target names (default: all available).
+        build_missing: measure absent local LUTs (else they are left out).
+        progress: tqdm bars while measuring.
+    """
+    profile = _as_profile(profile)
+    luts = {}
+    for target in profile.latency.targets:
+        if targets is not None and target.name not in targets:
+            continue
+        lut = load_target_lut(profile, target, build_missing, progress)
+        if lut is not None:
+            luts[target.name] = lut
+    if not luts:
+        raise ValueError(f"profile {profile.name!r}: no target has a LUT")
+    return model_from_luts(luts, profile_budgets(profile, luts), variant)
+
+
+def profile_budgets(profile, luts: dict[str, dict]) -> dict[str, float]:
+    """Each target's budget (ms): ``budget_ms``, or -- where ``budget_quantile > 0`` -- that
+    quantile of the target's interaction-corrected predicted latency over every 7th
+    architecture of the space (the same for every variant, so variants compare fairly)."""
+    from ..space import all_archs
+
+    budgets, by_quantile = {}, {}
+    for target in profile.latency.targets:
+        if target.name in luts:
+            budgets[target.name] = float(target.budget_ms)
+            if target.budget_quantile > 0:
+                if not target.budget_quantile < 1:
+                    raise ValueError(f"target {target.name!r}: budget_quantile must lie in (0, 1)")
+                by_quantile[target.name] = target.budget_quantile
+    if by_quantile:
+        names = list(by_quantile)
+        model = model_from_luts({n: luts[n] for n in names}, {n: 0.0 for n in names}, "interaction")
+        pred = model.predict(all_archs()[::7])
+        for i, name in enumerate(names):
+            budgets[name] = float(np.quantile(pred[:, i], by_quantile[name]))
+    return budgets
+
+
+def _as_profile(profile):
+    from ..config import Profile, load_profile
+
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+def target_status(profile, target) -> str:
+    """``measured``, ``cached``, ``to build``, ``not measured`` or ``absent`` for one target."""
+    profile = _as_profile(profile)
+    path = target_lut_path(profile, target)
+    if target.kind == "local":
+        return "cached" if path.is_file() else "to build"
+    if path.is_file():
+        return "measured"
+    return "not measured" if target.kind == "gpu" else "absent"
+
+
+def target_lut_path(profile, target) -> Path:
+    """Where a target's LUT is (gpu/external: the profile path; local: the cache)."""
+    from ..paths import cache_dir, resolve
+
+    if target.kind in ("gpu", "external"):
+        if not target.lut:
+            raise ValueError(f"profile {profile.name!r}: target {target.name!r} ({target.kind}) needs a 'lut' path")
+        return resolve(target.lut)
+    if target.kind != "local":
+        raise ValueError(f"target {target.name!r}: unknown kind {target.kind!r} (local, gpu, external)")
+    return cache_dir("luts") / f"{target.name}_{profile.data.resolution}px_{lut_cache_key(profile, target)}.json"
+
+
+def lut_cache_key(profile, target) -> str:
+    """Hash of what a local LUT depends on: target, resolution, measure settings, space."""
+    m = profile.latency.measure
+    text = json.dumps([target.name, profile.data.resolution,
+                       [m.warmup, m.repeats, m.max_cv, m.max_retries, m.max_time_ms, m.min_repeats],
+                       profile.latency.pairs_per_slot, list(profile.latency.lut_choices),
+                       L.space_block()["fingerprint"], L.SCHEMA_VERSION])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_target_lut(profile, target, build_missing: bool = True, progress: bool = True) -> dict | None:
+    """One target's LUT: loaded (resolution checked), built if local and absent, else None."""
+    profile = _as_profile(profile)
+    path = target_lut_path(profile, target)
+    resolution = profile.data.resolution
+    if path.is_file():
+        return L.load_lut(path, resolution)
+    if target.kind != "local" or not build_missing:
+        return None
+    return L.build_lut(target.name, resolution, measure_settings(profile), path,
+                       pairs_per_slot=profile.latency.pairs_per_slot, progress=progress,
+                       choices=list(profile.latency.lut_choices) or None)
+
+
+def measure_settings(profile):
+    """The profile's :class:`MeasureSettings`."""
+    from .measure import MeasureSettings
+
+    m = profile.latency.measure
+    return MeasureSettings(m.warmup, m.repeats, m.max_cv, m.max_retries, m.max_time_ms, m.min_repeats)

@@ -1,0 +1,90 @@
+"""What notebooks 01/02 compute: accuracy metrics, summary layout, feasible shares, targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linas_lib.config import load_profile
+from linas_lib.latency import predict as P
+from linas_lib.latency import report as R
+from linas_lib.notebook import flatten
+from linas_lib.space import N_ARCHS, N_CHOICES, N_LAYERS
+from test_latency_lut import fake_lut
+
+
+def test_accuracy_metrics_known_values():
+    measured = np.array([100.0, 200.0, 100.0, 50.0])
+    predicted = np.array([104.0, 180.0, 100.0, 56.0])  # +4 %, -10 %, 0 %, +12 %
+    m = R.accuracy_metrics(predicted, measured)
+    assert m["n"] == 4
+    assert m["mape_pct"] == pytest.approx((4 + 10 + 0 + 12) / 4)
+    assert m["mae_ms"] == pytest.approx((4 + 20 + 0 + 6) / 4)
+    assert m["within5_pct"] == pytest.approx(50.0)
+    assert m["within10_pct"] == pytest.approx(75.0)
+    assert m["bias_pct"] == pytest.approx((4 - 10 + 0 + 12) / 4)
+
+
+def test_summary_has_every_target_and_variant():
+    luts = {"t1": fake_lut(target="t1"), "t2": fake_lut(target="t2")}
+    models = {v: P.model_from_luts(luts, {"t1": 1.0, "t2": 1.0}, v) for v in P.PREDICT_VARIANTS}
+    archs = np.random.default_rng(0).integers(0, N_CHOICES, size=(6, N_LAYERS))
+    measured = {"t1": models["projected"].predict(archs)[:, 0], "t2": np.full(6, 1000.0)}
+    rows, preds = R.accuracy_rows(models, archs, measured)
+    assert len(rows) == 2 * len(P.PREDICT_VARIANTS) and len(preds) == len(rows)
+    flat = flatten(R.summary_figures(rows))
+    for target in ("t1", "t2"):
+        for variant in P.PREDICT_VARIANTS:
+            assert f"mape_pct.{target}.{variant}" in flat and f"within5_pct.{target}.{variant}" in flat
+    assert flat["mape_pct.t1.projected"] == pytest.approx(0.0)
+    assert flat["within5_pct.t1.projected"] == 100.0 and flat["within5_pct.t2.projected"] == 0.0
+
+
+def test_validation_archs_deterministic_distinct_in_range():
+    a = R.validation_archs(np.random.default_rng(5), 50)
+    b = R.validation_archs(np.random.default_rng(5), 50)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (50, N_LAYERS) and a.min() >= 0 and a.max() < N_CHOICES
+    assert len({tuple(x) for x in a}) == 50
+
+
+def test_feasible_share_counts_all_archs():
+    lut = fake_lut()
+    # projected: 150 + sum_l (1.5 + l + c_l / 100) = 167.5 + sum(c)/100; budget 168.005 -> sum(c) <= 50
+    model = P.model_from_luts({"x": lut}, {"x": 168.005}, "projected")
+    share = R.feasible_share(model)["x"]
+    assert share["min_ms"] == pytest.approx(167.5) and share["max_ms"] == pytest.approx(168.5)
+    counts = np.zeros(N_CHOICES * N_LAYERS)  # number of 5-tuples in 0..20 summing to s
+    counts[:N_CHOICES] = 1
+    ways = counts.copy()
+    for _ in range(N_LAYERS - 1):
+        ways = np.convolve(ways, counts[:N_CHOICES])[: len(counts)]
+    assert share["feasible_share"] == pytest.approx(ways[:51].sum() / N_ARCHS)
+
+
+def test_target_rows_report_unmeasured_gpu_targets():
+    rows = {r["target"]: r for r in R.target_rows(load_profile("full"))}
+    for name in ("cuda-fp32", "cuda-fp16", "cuda-fp32-graph", "cuda-fp16-graph"):
+        assert rows[name]["kind"] == "gpu"
+        assert rows[name]["status"] in ("measured", "not measured")
+    assert {rows[n]["kind"] for n in ("cpu-torch-1t", "cpu-ort-2t")} == {"local"}
+
+
+def test_heatmap_matrix_shape():
+    matrix, keys = R.heatmap_matrix(fake_lut())
+    assert matrix.shape == (N_LAYERS, N_CHOICES) and keys[0] == "Conv3x3_w50" and keys[-1] == "EdgeConv_w100"
+
+
+def test_quantile_budgets_bind_and_fixed_budgets_kept():
+    from linas_lib.config import LatencyConfig, Profile, TargetConfig
+    from linas_lib.space import all_archs
+
+    profile = Profile(name="t", latency=LatencyConfig(targets=(
+        TargetConfig("a", 1.0, budget_quantile=0.3), TargetConfig("b", 7.0))))
+    luts = {"a": fake_lut(target="a"), "b": fake_lut(target="b")}
+    budgets = P.profile_budgets(profile, luts)
+    assert budgets["b"] == 7.0
+    pred = P.model_from_luts(luts, budgets, "interaction").predict(all_archs()[::7])[:, 0]
+    assert 0.3 <= np.mean(pred <= budgets["a"]) < 0.33  # ties of the fake LUT: at least the quantile
+    models = R.models_for(profile, luts)
+    assert all(m.budgets_ms[0] == budgets["a"] for m in models.values())
