@@ -65,6 +65,9 @@ class TargetConfig:
     kind: str = "local"  # local (measured here) | gpu (measured on a lent GPU) | external
     scope: str = "end-to-end"  # end-to-end | decoder-only
     lut: str = ""  # for gpu/external: path of the LUT file, relative to the project root
+    # > 0: the budget is this quantile of the target's predicted latency over the search space
+    # (binds on any machine; budget_ms is then only the documented expectation). 0: budget_ms.
+    budget_quantile: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class MeasureConfig:
     repeats: int = 30
     max_cv: float = 0.1  # entries above this coefficient of variation are re-measured
     max_retries: int = 2
+    max_time_ms: float = 0.0  # > 0: fewer repeats for big entries (about this much timing each)
+    min_repeats: int = 3  # floor of those capped repeats
 
 
 @dataclass(frozen=True)
@@ -86,20 +91,32 @@ class LatencyConfig:
     n_validation_archs: int = 100  # random architectures measured end-to-end per target
     throughput_images: int = 100  # C3: images timed as a whole
     throughput_budget_s: float = 16.0
+    pairs_per_slot: int = 6  # I4: adjacent-layer pairs timed per slot (441 = all; see latency.lut)
+    lut_choices: tuple[int, ...] = ()  # smoke only: measure these choices 0..20, fill the rest (empty = all)
+    e2e_warmup: int = 1  # untimed runs of each validation network before timing
+    e2e_repeats: int = 5  # timed runs per validation network (median reported)
 
 
 @dataclass(frozen=True)
 class SupernetConfig:
     """Supernet training and the differentiable search."""
 
-    epochs: int = 4
+    warmup_epochs: int = 2  # uniform single-path weight training before the search
+    epochs: int = 4  # search epochs (weight step on train, alpha step on val)
+    search_mode: str = "binarised"  # binarised (ProxylessNAS) | gumbel (PAD) | soft (DARTS)
     batch_size: int = 8
     lr_weights: float = 1e-3
     lr_alpha: float = 3e-3
     latency_lambda: float = 0.1
     tau_max: float = 5.0
     tau_min: float = 0.1
+    ws_val_images: int = 0  # val images used by weight-sharing evaluation (0 = all)
     standalone_epochs: int = 4
+    standalone_lr: float = 1e-3
+    standalone_init: str = "scratch"  # scratch (generator init) | supernet (inherit the path's weights)
+    pad_steps: int = 4  # full-mixture search steps of each PAD-gap run (soft vs gumbel)
+    pad_batch_size: int = 2
+    measure_batches: int = 2  # batches timed for cache_speedup and traced for binarised_mem_ratio
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,17 @@ class SearchConfig:
     zero_cost_pool: int = 10000
     finetune_topk: int = 3
     finetune_epochs: int = 1
+    methods: tuple[str, ...] = ("random", "alpha", "epr", "zero_cost")  # compared at equal budgets
+    near_images: int = 4  # train images in the NEAR zero-cost batch
+    near_contexts: int = 4  # random prefixes giving each (layer, choice) its input (additive NEAR)
+    near_check_archs: int = 16  # architectures scored exactly too (additive-vs-exact Kendall tau)
+    prefilter_factor: float = 4.0  # I3 candidates after the proxy x latency pre-filter, x eval_budget
+    alpha_uniform_mix: float = 0.1  # uniform share mixed into the alpha-guided distribution
+    pareto_strength: float = 3.0  # uniform-Pareto sampler: cheap-op preference of the last layer
+    epr_init: str = "random"  # EPR initial population: random | uniform_pareto
+    hv_ref_miou_loss: float = 1.0  # HV reference point: 1 - mIoU ...
+    hv_ref_latency: float = 1.0  # ... and latency / budget (1.0 = the budget itself)
+    c3_images: int = 0  # images timed for each chosen network (C3); 0 = latency.throughput_images
 
 
 @dataclass(frozen=True)

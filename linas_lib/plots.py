@@ -39,3 +39,218 @@ def sample_grid(dataset, n: int, rng: np.random.Generator):
     fig.suptitle(f"{dataset.source}: image / defect mask (red)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def latency_scatter(measured: dict, predicted: dict, variants: list[str]):
+    """Predicted vs measured end-to-end latency: one panel per target, one colour per variant.
+
+    Args:
+        measured: ``{target: (n,) ms}``.
+        predicted: ``{(target, variant): (n,) ms}``.
+        variants: the variants to draw, in legend order.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    targets = list(measured)
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.2), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        meas = measured[target]
+        for variant in variants:
+            ax.scatter(meas, predicted[(target, variant)], s=8, alpha=0.7, label=variant)
+        lo, hi = float(meas.min()) * 0.9, float(meas.max()) * 1.1
+        ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+        ax.fill_between([lo, hi], [0.95 * lo, 0.95 * hi], [1.05 * lo, 1.05 * hi], color="grey", alpha=0.2)
+        ax.set(title=target, xlabel="measured (ms)", ylabel="predicted (ms)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ supernet (notebook 03)
+
+
+def supernet_training_curves(history: list[dict]):
+    """Supernet training: train loss, val loss terms of the alpha steps, WS mIoU of the argmax path.
+
+    Args:
+        history: per-epoch dicts of :func:`linas_lib.search_train.run_epoch`.
+    """
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    warm = sum(h["phase"] == "warmup" for h in history)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train (weight steps)")
+    for term in ("ce", "dice", "boundary", "latency"):
+        vals = [h.get(f"val_{term}") for h in history]
+        if any(v is not None for v in vals):
+            axes[0].plot(epochs, [np.nan if v is None else v for v in vals], ".--", label=f"val {term} (alpha steps)")
+    axes[0].set(xlabel="epoch", ylabel="loss", title="losses")
+    axes[1].plot(epochs, [h["ws_miou_argmax"] for h in history], "o-", color="C3")
+    axes[1].set(xlabel="epoch", ylabel="mIoU", title="WS mIoU of the argmax architecture (val)")
+    for ax in axes:
+        if warm:
+            ax.axvspan(0.5, warm + 0.5, color="0.9", zorder=0, label="uniform warm-up" if ax is axes[0] else None)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def supernet_arch_probs(history: list[dict], ops, widths):
+    """Per-layer op and width probabilities over training (stacked areas, one column per layer).
+
+    Args:
+        history: per-epoch dicts with ``p_op`` (5 x 7) and ``p_width`` (5 x 3).
+        ops, widths: labels.
+    """
+    import matplotlib.pyplot as plt
+
+    epochs = np.array([h["epoch"] for h in history])
+    p_op = np.array([h["p_op"] for h in history])  # (E, 5, 7)
+    p_w = np.array([h["p_width"] for h in history])
+    n_layers = p_op.shape[1]
+    fig, axes = plt.subplots(2, n_layers, figsize=(2.3 * n_layers, 4.4), sharex=True, sharey=True, squeeze=False)
+    for layer in range(n_layers):
+        axes[0, layer].stackplot(epochs, p_op[:, layer].T, labels=ops, colors=plt.cm.tab10.colors[: len(ops)])
+        axes[1, layer].stackplot(epochs, p_w[:, layer].T, labels=widths, colors=plt.cm.Set2.colors[: len(widths)])
+        axes[0, layer].set_title(f"layer {layer + 1}")
+        axes[1, layer].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("p(op)")
+    axes[1, 0].set_ylabel("p(width)")
+    axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[1, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def supernet_expected_latency(history: list[dict], budgets_ms: dict[str, float]):
+    """Expected latency E[lat] of each target over training, with its budget (dashed).
+
+    Args:
+        history: per-epoch dicts with ``expected_ms`` ``{target: ms}``.
+        budgets_ms: ``{target: budget}``.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(budgets_ms)
+    cols = min(5, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.1 * rows), squeeze=False)
+    epochs = [h["epoch"] for h in history]
+    for ax, name in zip(axes.flat, names):
+        ax.plot(epochs, [h["expected_ms"][name] for h in history], "o-", ms=3)
+        ax.axhline(budgets_ms[name], color="C3", ls="--", lw=1, label="budget")
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("E[latency] (ms)")
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": "uniform-Pareto",
+                 "epr": "EPR (NSGA-II)", "zero_cost": "zero-cost guided (I3)"}
+
+
+def hv_vs_evaluations(curve_rows: list[dict], reference_hv: float):
+    """Headline HV against weight-sharing evaluations: mean over seeds, min-max band per method.
+
+    Args:
+        curve_rows: rows ``{method, seed, n_evals, hv}`` (one per evaluation of each run).
+        reference_hv: HV of the union of every run (dashed: its 99 % mark).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(curve_rows)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for method, group in frame.groupby("method", sort=False):
+        stats = group.groupby("n_evals").hv.agg(["mean", "min", "max"])
+        line, = ax.plot(stats.index, stats["mean"], label=METHOD_LABELS.get(method, method), lw=1.4)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.18, lw=0)
+    ax.axhline(0.99 * reference_hv, color="k", ls="--", lw=0.8, label="99% of union HV")
+    ax.set_xlabel("weight-sharing evaluations")
+    ax.set_ylabel("HV (mean over targets)")
+    n_seeds = frame.seed.nunique()
+    ax.set_title(f"HV vs evaluations (mean, band = min-max over {n_seeds} seed{'s' * (n_seeds > 1)})", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_fronts(front_rows: list[dict], budgets_ms: dict[str, float]):
+    """Within-budget Pareto fronts (mIoU vs latency) per target, one panel each, per method.
+
+    Args:
+        front_rows: rows ``{method, target, miou, latency_ms}`` (front points of one seed).
+        budgets_ms: budget of each target to show (dotted line); panel order follows it.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(front_rows, columns=["method", "target", "miou", "latency_ms"])
+    names = list(budgets_ms)
+    cols = min(len(names), 4)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    methods = list(dict.fromkeys(frame.method))
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    for ax, name in zip(axes.flat, names):
+        for method in methods:
+            pts = frame[(frame.target == name) & (frame.method == method)].sort_values("latency_ms")
+            if len(pts):
+                ax.step(pts.latency_ms, pts.miou, where="post", color=colors[method], lw=1.0,
+                        marker="o", ms=2.5, label=METHOD_LABELS.get(method, method))
+        ax.axvline(budgets_ms[name], color="k", ls=":", lw=0.8)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("predicted latency (ms)", fontsize=7)
+        ax.set_ylabel("WS mIoU", fontsize=7)
+    handles, labels = next(((h, lab) for h, lab in (a.get_legend_handles_labels() for a in axes.flat) if h), ([], []))
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def lut_heatmaps(panels: dict, columns: list[str], annotate: bool = False):
+    """One heatmap panel per target (layers x op keys, ms, log colour, own scale), stacked.
+
+    Args:
+        panels: ``{title: (n_layers, n_keys) matrix in ms}``, one per target.
+        columns: the op keys shared by every panel.
+        annotate: write each cell's value (slow to render; the values are in the LUT files).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    n = len(panels)
+    fig, axes = plt.subplots(n, 1, figsize=(0.3 * len(columns) + 2.0, 1.15 * n + 1.0), squeeze=False, sharex=True)
+    for ax, (title, matrix) in zip(axes[:, 0], panels.items()):
+        floor = max(float(matrix[matrix > 0].min(initial=1e-3)), 1e-4)
+        image = ax.imshow(np.clip(matrix, floor, None), aspect="auto", cmap="viridis", norm=LogNorm())
+        ax.set_yticks(range(len(matrix)), [f"layer {i}" for i in range(len(matrix))], fontsize=6)
+        if annotate:
+            for (i, j), value in np.ndenumerate(matrix):
+                ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=4, color="white")
+        fig.colorbar(image, ax=ax, label="ms", pad=0.01)
+        ax.set_title(title, fontsize=8)
+    axes[-1, 0].set_xticks(range(len(columns)), columns, rotation=90, fontsize=6)
+    fig.tight_layout()
+    return fig
