@@ -1,0 +1,216 @@
+"""The search methods compared at equal weight-sharing evaluation budgets.
+
+Each method fills one :class:`~linas_lib.search.archive.EvaluationArchive` (its budget is
+the method's budget) and is a function ``(setup, archive, rng) -> None``:
+
+* ``random`` -- uniform samples (:func:`~linas_lib.search.samplers.random_sampler`);
+* ``alpha`` -- samples from the supernet's architecture distribution
+  (:func:`~linas_lib.search.samplers.alpha_guided_sampler`);
+* ``uniform_pareto`` -- lighter ops deeper
+  (:func:`~linas_lib.search.samplers.uniform_pareto_sampler`);
+* ``epr`` -- NSGA-II, one joint multi-target run (:func:`~linas_lib.search.epr.run_epr`);
+* ``zero_cost`` -- I3: a large pool scored by the NEAR proxy, pre-filtered on
+  proxy x latency (non-dominated ranks per target), a farthest-point diverse subset in the
+  multi-target latency space, then weight-sharing evaluation in that order
+  (:func:`zero_cost_guided`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..space import SearchSpace
+from .archive import AccuracyCache, EvaluationArchive, LatencyModel, unique_rows
+from .epr import run_epr
+from .indicators import pareto_ranks
+from .samplers import (
+    alpha_guided_sampler,
+    farthest_point_indices,
+    latency_features,
+    layer_choice_costs,
+    normalised_latency,
+    uniform_pareto_sampler,
+)
+
+METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost")
+
+
+@dataclass
+class SearchSetup:
+    """Everything a method needs; built once per experiment.
+
+    Attributes:
+        space: the search space.
+        accuracy: shared weight-sharing accuracy cache.
+        latency: latency model (``predict``, ``budgets_ms``, ``target_names``).
+        eval_budget: weight-sharing evaluations per method run.
+        pop_size: NSGA-II population.
+        alpha_probs: ``(L, C)`` supernet architecture probabilities (for ``alpha``).
+        proxy: zero-cost scorer ``(n, L) -> (n,)``, higher is better (for ``zero_cost``).
+        zero_cost_pool: architectures scored by the proxy per run.
+        prefilter_factor: candidates kept after the proxy x latency pre-filter, as a
+            multiple of the evaluation budget.
+        alpha_uniform_mix: uniform share mixed into the alpha distribution.
+        pareto_strength: ``beta`` of the deepest layer of the uniform-Pareto sampler.
+        epr_init: initial population sampler of EPR (``random`` or ``uniform_pareto``).
+        joint_targets: targets in EPR's joint objectives (default: all; see
+            :func:`screen_attainable`).
+    """
+
+    space: SearchSpace
+    accuracy: AccuracyCache
+    latency: LatencyModel
+    eval_budget: int
+    pop_size: int
+    alpha_probs: np.ndarray | None = None
+    proxy: Callable[[np.ndarray], np.ndarray] | None = None
+    zero_cost_pool: int = 10000
+    prefilter_factor: float = 4.0
+    alpha_uniform_mix: float = 0.1
+    pareto_strength: float = 3.0
+    epr_init: str = "random"
+    joint_targets: np.ndarray | None = None
+
+    def new_archive(self) -> EvaluationArchive:
+        """An empty archive with this setup's budget."""
+        return EvaluationArchive(self.space, self.accuracy, self.latency, self.eval_budget)
+
+
+def fill_from_sampler(archive: EvaluationArchive, sampler, rng: np.random.Generator, max_rounds: int = 50) -> None:
+    """Evaluate fresh samples of ``sampler(rng, n)`` until the budget is spent.
+
+    Stops early (leaving budget unused) only if ``max_rounds`` draws in a row bring nothing
+    new, which happens when the sampler's support is nearly exhausted.
+    """
+    idle = 0
+    while archive.remaining > 0 and idle < max_rounds:
+        fresh = archive.new_rows(sampler(rng, archive.remaining))[: archive.remaining]
+        idle = idle + 1 if len(fresh) == 0 else 0
+        if len(fresh):
+            archive.evaluate(fresh)
+
+
+def run_random(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> None:
+    """Uniform random search."""
+    fill_from_sampler(archive, lambda gen, n: setup.space.sample(gen, n), rng)
+
+
+def run_alpha(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> None:
+    """Samples from the supernet's per-layer choice probabilities."""
+    if setup.alpha_probs is None:
+        raise ValueError("method 'alpha' needs SearchSetup.alpha_probs (the supernet's joint_probs())")
+    probs, mix = setup.alpha_probs, setup.alpha_uniform_mix
+    fill_from_sampler(archive, lambda gen, n: alpha_guided_sampler(setup.space, gen, n, probs, mix), rng)
+
+
+def pareto_sampler(setup: SearchSetup):
+    """The uniform-Pareto sampler ``(rng, n)`` of this setup (costs from its latency model)."""
+    costs = layer_choice_costs(setup.space, setup.latency)
+    return lambda gen, n: uniform_pareto_sampler(setup.space, gen, n, costs, setup.pareto_strength)
+
+
+def run_uniform_pareto(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> None:
+    """Lighter-ops-deeper sampling."""
+    fill_from_sampler(archive, pareto_sampler(setup), rng)
+
+
+def run_epr_method(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> None:
+    """NSGA-II, joint multi-target objectives, budgets as constraints."""
+    if setup.epr_init not in ("random", "uniform_pareto"):
+        raise ValueError(f"epr_init must be 'random' or 'uniform_pareto'; got {setup.epr_init!r}")
+    sampler = pareto_sampler(setup) if setup.epr_init == "uniform_pareto" else None
+    run_epr(archive, rng, setup.pop_size, target=None, sampler=sampler, joint_targets=setup.joint_targets)
+
+
+def screen_attainable(space: SearchSpace, latency, rng: np.random.Generator, n: int = 20000) -> np.ndarray:
+    """Indices of the targets some architecture can meet (no accuracy evaluation needed).
+
+    Screens ``n`` uniform architectures plus each target's cheapest-choice architecture
+    (:func:`~linas_lib.search.samplers.cheapest_guesses`) with the latency model only.
+    """
+    from .objectives import attainable_targets
+    from .samplers import cheapest_guesses
+
+    archs = np.concatenate([space.sample(rng, n), cheapest_guesses(space, latency)])
+    return attainable_targets(latency.predict(archs), latency.budgets_ms)
+
+
+def prefilter(proxy, latency_ms, budgets_ms, n_keep: int) -> np.ndarray:
+    """Indices of the best ``n_keep`` candidates on proxy x latency.
+
+    For every target, the candidates within its budget are ranked by pymoo non-dominated
+    sorting on (-proxy, latency); a candidate's rank is its best rank over the targets.
+    Candidates over every budget are dropped. Ties in rank are broken by the proxy.
+    """
+    proxy = np.asarray(proxy, dtype=float)
+    norm = normalised_latency(latency_ms, budgets_ms)
+    best = np.full(len(proxy), np.inf)
+    for t in range(norm.shape[1]):
+        ok = np.flatnonzero(norm[:, t] <= 1.0)
+        if len(ok):
+            ranks = pareto_ranks(np.stack([-proxy[ok], norm[ok, t]], axis=1))
+            best[ok] = np.minimum(best[ok], ranks)
+    order = np.lexsort((-proxy, best))
+    order = order[np.isfinite(best[order])]
+    return order[:n_keep]
+
+
+def zero_cost_guided(
+    archive: EvaluationArchive, rng: np.random.Generator, proxy, pool_size: int, prefilter_factor: float
+) -> dict:
+    """I3: proxy-screen a pool, pre-filter, diversify, then weight-sharing-evaluate.
+
+    Returns:
+        Facts of the screen: pool size, candidates kept, and the proxy score of every
+        evaluated architecture (in evaluation order) for the proxy-vs-mIoU correlation.
+    """
+    space, latency = archive.space, archive.latency
+    pool = unique_rows(space, space.sample(rng, pool_size))
+    scores = np.asarray(proxy(pool), dtype=float)
+    if scores.shape != (len(pool),) or not np.isfinite(scores).all():
+        raise ValueError(f"zero-cost proxy returned shape {scores.shape} or non-finite scores")
+    lat = np.asarray(latency.predict(pool), dtype=float)
+    keep = prefilter(scores, lat, latency.budgets_ms, max(int(prefilter_factor * archive.budget), 1))
+    n_eval = min(archive.remaining, len(keep))
+    start = int(np.argmax(scores[keep])) if len(keep) else 0
+    order = keep[farthest_point_indices(latency_features(lat[keep], latency.budgets_ms), n_eval, start)]
+    archive.evaluate(pool[order])
+    return {"pool": len(pool), "candidates": len(keep), "proxy": scores[order].tolist()}
+
+
+def run_zero_cost(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """Zero-cost guided sampling (I3); tops up with uniform samples if the screen ran short."""
+    if setup.proxy is None:
+        raise ValueError("method 'zero_cost' needs SearchSetup.proxy (a zero-cost scorer)")
+    facts = zero_cost_guided(archive, rng, setup.proxy, setup.zero_cost_pool, setup.prefilter_factor)
+    facts["topped_up"] = archive.remaining
+    run_random(setup, archive, rng)
+    return facts
+
+
+RUNNERS = {
+    "random": run_random,
+    "alpha": run_alpha,
+    "uniform_pareto": run_uniform_pareto,
+    "epr": run_epr_method,
+    "zero_cost": run_zero_cost,
+}
+
+
+def run_method(setup: SearchSetup, method: str, rng: np.random.Generator) -> tuple[EvaluationArchive, dict]:
+    """Run one method to its budget.
+
+    Returns:
+        The filled archive and method-specific facts (empty for most methods).
+
+    Raises:
+        ValueError: unknown method or missing inputs for it.
+    """
+    if method not in RUNNERS:
+        raise ValueError(f"unknown search method {method!r}; expected one of {', '.join(METHODS)}")
+    archive = setup.new_archive()
+    facts = RUNNERS[method](setup, archive, rng)
+    return archive, facts or {}

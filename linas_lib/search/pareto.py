@@ -1,0 +1,254 @@
+"""What notebook ``04_pareto`` computes, as a few calls: the search experiment end to end.
+
+1. :func:`search_inputs` -- the run's trained supernet and the latency model it was searched
+   with (every target of the profile, I4 interaction LUTs).
+2. :func:`near_proxy` -- the additive NEAR table (I3) on one small data batch, timed, with
+   the Kendall tau between the additive and the exact proxy on a random sample.
+3. :func:`build_setup` + :func:`run_methods` -- every method x seed at the same weight-sharing
+   budget, checkpointed per run in ``cache_dir("search", ...)``; weight-sharing accuracies are
+   shared across runs in a disk cache (deterministic), each run still counts its own.
+4. :func:`analyse` -- HV/IGD/front size per method, HV-vs-evaluations curves, evaluations to
+   99 % of the reference HV relative to random search.
+5. :func:`multi_fidelity`, :func:`chosen_architectures`, :func:`measure_chosen` -- the
+   top-k re-ranking, the chosen network per target and its measured 100-image time (C3).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..encoder import config_hash
+from ..paths import cache_dir
+from ..space import LINAS_SPACE, arch_string
+from . import experiment as E
+from .archive import AccuracyCache
+from .fidelity import kendall_tau, rerank_top_k
+from .methods import SearchSetup, screen_attainable
+from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
+
+NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
+
+
+def search_inputs(profile, seed: int):
+    """``(trained supernet, latency model)`` of the run (cached stages; built if absent)."""
+    from ..search_train import search_latency_model, trained_supernet
+
+    return trained_supernet(profile, seed), search_latency_model(profile)
+
+
+def near_proxy(supernet, cfg, seed: int) -> tuple[NearProxy, dict]:
+    """The additive NEAR proxy of a trained supernet, and facts about it.
+
+    Args:
+        supernet: a ``TrainedSupernet`` (``model``, ``feature_batch``).
+        cfg: the profile's ``search`` section (``near_images``, ``near_contexts``,
+            ``near_check_archs``).
+        seed: run seed (context prefixes and the check sample).
+
+    Returns:
+        The proxy and ``{seconds, n_images, n_contexts, tau_additive_exact, n_check}``.
+    """
+    taps = supernet.feature_batch(cfg.near_images)
+    start = time.perf_counter()
+    table = near_table(supernet.model, taps, np.random.default_rng([seed, NEAR_STREAM]), cfg.near_contexts)
+    seconds = time.perf_counter() - start
+    facts = {"seconds": seconds, "n_images": int(taps[0].shape[0]), "n_contexts": cfg.near_contexts,
+             "n_check": int(cfg.near_check_archs), "tau_additive_exact": float("nan")}
+    if cfg.near_check_archs >= 2:
+        check = LINAS_SPACE.sample(np.random.default_rng([seed, CHECK_STREAM]), cfg.near_check_archs)
+        facts["tau_additive_exact"] = kendall_tau(additive_scores(table, check),
+                                                  exact_scores(supernet.model, taps, check))
+    return NearProxy(table), facts
+
+
+def run_folder(profile, supernet, latency) -> str:
+    """Cache key of this experiment's runs: supernet, latency model, search settings."""
+    from dataclasses import asdict
+
+    return config_hash({"supernet": supernet.key, "search": asdict(profile.search),
+                        "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
+                        "variant": getattr(latency, "variant", "")}, length=12)
+
+
+def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
+    """The shared :class:`SearchSetup` of the profile (WS accuracies cached on disk).
+
+    EPR's joint objectives use the targets some architecture can meet
+    (:func:`~linas_lib.search.methods.screen_attainable`, latency model only).
+    """
+    cfg = profile.search
+    key = run_folder(profile, supernet, latency)
+    accuracy = AccuracyCache(supernet.evaluator, cache_dir("search", f"{profile.name}_{key}") / "ws_miou.json")
+    return SearchSetup(
+        space=LINAS_SPACE, accuracy=accuracy, latency=latency, eval_budget=cfg.eval_budget, pop_size=cfg.pop_size,
+        alpha_probs=supernet.joint_probs(), proxy=proxy, zero_cost_pool=cfg.zero_cost_pool,
+        prefilter_factor=cfg.prefilter_factor, alpha_uniform_mix=cfg.alpha_uniform_mix,
+        pareto_strength=cfg.pareto_strength, epr_init=cfg.epr_init,
+        joint_targets=screen_attainable(LINAS_SPACE, latency, np.random.default_rng([seed, ATTAIN_STREAM])),
+    )
+
+
+def run_methods(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
+    """Every method x seed of the profile, resuming from checkpoints."""
+    folder = cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, setup.latency)}")
+    return E.run_all(setup, profile.search.methods, profile.search.seeds, folder, progress=print)
+
+
+def experiment_for(profile, setup: SearchSetup) -> E.ParetoExperiment:
+    """The experiment's fixed reference points (profile ``search`` section) and HV targets.
+
+    The headline HV averages the attainable targets (``setup.joint_targets``): a target no
+    architecture can meet would add 0 for every method.
+    """
+    cfg = profile.search
+    lat = setup.latency
+    return E.ParetoExperiment(lat.target_names, lat.budgets_ms, cfg.hv_ref_miou_loss, cfg.hv_ref_latency,
+                              hv_targets=setup.joint_targets)
+
+
+def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int) -> dict:
+    """Tables and headline numbers of the comparison.
+
+    Returns:
+        ``{per_run, curves, methods, reference_hv, reach, match_random}``: per (method, seed,
+        target) rows, HV-vs-evaluations rows, one row per method, the union HV (the 100 %
+        mark), evaluations to 99 % of it per method, and evaluations to reach random search's
+        mean final HV per method (an uncensored-by-design efficiency measure).
+    """
+    E.check_runs(runs)
+    per_run = E.run_rows(exp, runs)
+    curve_rows, curves = E.curve_rows(exp, runs)
+    ref_hv = E.reference_hv(exp, runs)
+    reach = E.evals_to_level(runs, curves, 0.99 * ref_hv, budget)
+    random_final = [c[-1] for key, c in curves.items() if key.startswith("random_seed")]
+    match = E.evals_to_level(runs, curves, float(np.mean(random_final)), budget) if random_final else {}
+    return {"per_run": per_run, "curves": curve_rows, "methods": E.method_table(per_run, reach),
+            "reference_hv": ref_hv, "reach": reach, "match_random": match}
+
+
+def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: float) -> dict:
+    """Flat headline figures for ``summary.json``."""
+    out = {"reference_hv": result["reference_hv"], "near.seconds": near_facts["seconds"],
+           "near.tau_additive_exact": near_facts["tau_additive_exact"], "near.tau_proxy_ws_miou": proxy_tau,
+           "multifidelity.kendall_tau": fidelity_tau}
+    for row in result["methods"]:
+        m = row["method"]
+        out[f"hv.{m}"] = row["hv_mean"]
+        out[f"igd.{m}"] = row["igd_mean"]
+        out[f"front_size.{m}"] = row["front_size_mean"]
+        out[f"evals_to_99pct_hv.{m}"] = row["evals_fraction_of_random"]
+        out[f"evals_to_99pct_hv_abs.{m}"] = row["evals_to_99pct_hv"]
+        out[f"censored.{m}"] = row["censored"]
+    for m, r in result.get("match_random", {}).items():
+        out[f"evals_to_random_final_hv.{m}"] = r["evals"]
+        out[f"censored_random_final_hv.{m}"] = r["censored"]
+    return out
+
+
+def proxy_tau(runs: list[E.MethodRun]) -> float:
+    """Kendall tau between the NEAR proxy and WS mIoU over the zero-cost runs' evaluations."""
+    proxy, miou = [], []
+    for run in runs:
+        scores = run.facts.get("proxy", [])
+        proxy += scores
+        miou += run.miou[: len(scores)].tolist()
+    return kendall_tau(proxy, miou) if len(proxy) >= 2 else float("nan")
+
+
+def multi_fidelity(supernet, runs: list[E.MethodRun], exp: E.ParetoExperiment, cfg, seed: int):
+    """Top-k of the joint front of all runs, fine-tuned ``finetune_epochs`` and re-ranked.
+
+    Only architectures within at least one budget are candidates (when there are any).
+    """
+    choices, miou, lat = E.union(runs)
+    F = E.joint_front(exp, miou, lat)
+    useful = np.flatnonzero((F[:, 1:] <= exp.ref[1]).any(axis=1))
+    if len(useful):
+        choices, miou, F = choices[useful], miou[useful], F[useful]
+    rng = np.random.default_rng([seed, FIDELITY_STREAM])
+    k = min(cfg.finetune_topk, len(choices))
+    return rerank_top_k(choices, miou, F, k, lambda c: supernet.finetune_and_evaluate(c, cfg.finetune_epochs, rng))
+
+
+def chosen_architectures(exp: E.ParetoExperiment, runs: list[E.MethodRun], scopes=None) -> list[dict]:
+    """Per target: the evaluated architecture with the best WS mIoU within the budget.
+
+    A target no evaluated architecture meets gets its *fastest* evaluated one instead,
+    flagged ``within_budget = False`` (its measured time then shows by how much it misses).
+    """
+    choices, miou, lat = E.union(runs)
+    rows = []
+    for t, name in enumerate(exp.target_names):
+        ok = np.flatnonzero(lat[:, t] <= exp.budgets_ms[t])
+        best = ok[np.argmax(miou[ok])] if len(ok) else int(np.argmin(lat[:, t]))
+        rows.append({"target": name, "scope": scopes[t] if scopes else "", "budget_ms": float(exp.budgets_ms[t]),
+                     "within_budget": bool(len(ok)), "arch": arch_string(choices[best]),
+                     "ws_miou": float(miou[best]), "predicted_ms": float(lat[best, t])})
+    return rows
+
+
+def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[dict]:
+    """C3 for local targets: ``n_images`` test images through the chosen network's pipeline.
+
+    Other targets (external, GPU) get ``measured_s`` NaN and a note: they cannot be timed here.
+    """
+    from ..latency import e2e
+    from ..space import parse_arch
+
+    kinds = {t.name: t.kind for t in profile.latency.targets}
+    budget_s = profile.latency.throughput_budget_s * n_images / 100
+    encoder, out = None, []
+    for row in rows:
+        if kinds.get(row["target"]) != "local":
+            note = f"{kinds.get(row['target'])} target: not timed here"
+            out.append({**row, "c3_images": 0, "measured_s": float("nan"), "ms_per_image": float("nan"),
+                        "c3_budget_s": budget_s, "c3_pass": "", "note": note})
+            continue
+        if encoder is None:
+            encoder, images = e2e._shared_encoder(), test_images(profile, seed)
+        fn, spec = e2e.pipeline(row["target"], parse_arch(row["arch"]), profile.data.resolution, e2e.onnx_folder(),
+                                encoder)
+        res = e2e.throughput(fn, images, n_images, spec)
+        out.append({**row, "c3_images": n_images, "measured_s": res["total_s"], "ms_per_image": res["ms_per_image"],
+                    "c3_budget_s": budget_s, "c3_pass": bool(res["total_s"] <= budget_s), "note": "measured"})
+    return out
+
+
+def front_points(exp: E.ParetoExperiment, runs: list[E.MethodRun], seed: int) -> list[dict]:
+    """Per (method, target) the within-budget front of one seed, in ms and mIoU (for the figure)."""
+    rows = []
+    for run in (r for r in runs if r.seed == seed):
+        for t, name in enumerate(exp.target_names):
+            F = exp.feasible_front(run.miou, run.latency_ms, t)
+            rows += [{"method": run.method, "target": name, "miou": 1.0 - f[0],
+                      "latency_ms": f[1] * exp.budgets_ms[t]} for f in F]
+    return rows
+
+
+def experiment_record(exp: E.ParetoExperiment, setup: SearchSetup, profile, near_facts: dict) -> dict:
+    """What the experiment fixed before any method ran (written to ``experiment.json``)."""
+    from dataclasses import asdict
+
+    return {"reference_point": exp.reference(), "targets": list(exp.target_names),
+            "budgets_ms": exp.budgets_ms.tolist(),
+            "joint_targets": [exp.target_names[t] for t in setup.joint_targets],
+            "search": asdict(profile.search), "near": near_facts}
+
+
+def test_images(profile, seed: int) -> np.ndarray:
+    """uint8 test-split images of the run (what the C3 throughput check feeds)."""
+    from ..data import load_splits
+
+    return load_splits(profile, seed)["test"].images
+
+
+def c3_figures(rows: list[dict]) -> dict:
+    """``c3_ms_per_image.<target>`` and ``c3_pass.<target>`` of the measured chosen networks."""
+    out = {}
+    for row in rows:
+        if row["note"] == "measured":
+            out[f"c3_ms_per_image.{row['target']}"] = row["ms_per_image"]
+            out[f"c3_pass.{row['target']}"] = float(row["c3_pass"])
+    return out

@@ -1,0 +1,400 @@
+"""Pareto search: indicators against reference values, samplers, NSGA-II (EPR), NEAR, I3."""
+
+from __future__ import annotations
+
+import json
+import lzma
+
+import numpy as np
+import pytest
+import torch
+
+from linas_lib.encoder import seeded_module
+from linas_lib.space import SearchSpace
+from linas_lib.supernet import MixedLayer
+from linas_lib.search import archive as A
+from linas_lib.search import experiment as E
+from linas_lib.search import fidelity, indicators, methods, samplers, zero_cost
+from linas_lib.search.epr import run_epr
+from linas_lib.search.objectives import objectives
+
+TINY = SearchSpace(n_layers=3, n_choices=4)
+
+
+# ---------------------------------------------------------------- fakes
+
+
+class FakeAccuracy:
+    """Additive mIoU in [0, 1]; records every architecture it is asked about."""
+
+    def __init__(self, space, rng):
+        self.table = rng.random((space.n_layers, space.n_choices))
+        self.seen: list[np.ndarray] = []
+
+    def evaluate(self, choices):
+        choices = np.asarray(choices)
+        self.seen.extend(choices)
+        return self.table[np.arange(choices.shape[1]), choices].mean(axis=1)
+
+
+class FakeLatency:
+    """Additive latency on two targets, budgets at 70 % of the dearest architecture."""
+
+    def __init__(self, space, rng, n_targets=2):
+        self.table = rng.random((n_targets, space.n_layers, space.n_choices)) + 0.1
+        self.target_names = tuple(f"t{i}" for i in range(n_targets))
+        self.budgets_ms = 0.7 * self.table.max(axis=2).sum(axis=1)
+
+    def predict(self, choices):
+        choices = np.asarray(choices)
+        idx = np.arange(choices.shape[1])
+        return np.stack([t[idx, choices].sum(axis=1) for t in self.table], axis=1)
+
+
+def all_of(space):
+    return A.space_decode(space, np.arange(space.size))
+
+
+# ---------------------------------------------------------------- indicators vs moocore
+
+
+def read_sets(text):
+    """Point sets of a moocore data file (sets separated by blank lines)."""
+    sets, current = [], []
+    for line in text.splitlines():
+        if line.strip():
+            current.append([float(v) for v in line.split()])
+        elif current:
+            sets.append(np.array(current)), current.clear()
+    if current:
+        sets.append(np.array(current))
+    return sets
+
+
+@pytest.fixture
+def moo_ref(shared_data):
+    folder = shared_data / "moo-reference"
+    return folder, json.loads((folder / "derived" / "reference_values_moocore_0.3.2.json").read_text())
+
+
+def test_hv_matches_moocore_input1_all_sets(moo_ref):
+    folder, ref = moo_ref
+    sets = read_sets((folder / "moocore" / "data" / "input1.dat").read_text())
+    expected = ref["input1.dat"]["per_set"]
+    assert len(sets) == len(expected) == 10
+    hv = indicators.Hypervolume([10.0, 10.0])
+    for points, want in zip(sets, expected):
+        assert hv(points) == pytest.approx(want["hv_ref10"], rel=1e-9)
+        assert indicators.nondominated(points).tolist() == want["nondominated_row_idx"]  # 0-based
+
+
+def test_hv_documented_doctest(moo_ref):
+    _, ref = moo_ref
+    doc = ref["documented_doctest"]
+    assert indicators.hypervolume(doc["points"], [10, 10]) == pytest.approx(doc["hv_min_ref10"], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["uniform-250-10-3d.txt.xz", "spherical-250-10-3d.txt.xz"])
+def test_hv_matches_moocore_3d(moo_ref, name):
+    folder, ref = moo_ref
+    first = read_sets(lzma.decompress((folder / "moocore" / "data" / name).read_bytes()).decode())[0]
+    want = ref[name]
+    assert first.shape == (want["set1_n"], 3)
+    assert indicators.hypervolume(first, want["set1_ref"]) == pytest.approx(want["set1_hv"], rel=1e-9)
+
+
+def test_hv_rejects_bad_input():
+    with pytest.raises(ValueError, match="empty"):
+        indicators.hypervolume(np.zeros((0, 2)), [1, 1])
+    with pytest.raises(ValueError, match="non-finite"):
+        indicators.hypervolume([[0.5, np.nan]], [1, 1])
+    with pytest.raises(ValueError, match="does not dominate the reference point"):
+        indicators.hypervolume([[0.5, 0.5], [1.5, 0.2]], [1, 1])
+    with pytest.raises(ValueError, match="objectives"):
+        indicators.hypervolume([[0.5, 0.5, 0.5]], [1, 1])
+
+
+def test_igd_known_case():
+    ref_front = [[0.0, 1.0], [1.0, 0.0]]
+    assert indicators.igd([[0.0, 1.0]], ref_front) == pytest.approx(np.sqrt(2) / 2)
+    assert indicators.igd([[0.0, 1.0], [1.0, 0.0]], ref_front) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="empty"):
+        indicators.igd(np.zeros((0, 2)), ref_front)
+
+
+# ---------------------------------------------------------------- samplers
+
+
+def test_samplers_shapes_and_determinism():
+    lat = FakeLatency(TINY, np.random.default_rng(0))
+    probs = np.full((3, 4), 0.25)
+    costs = samplers.layer_choice_costs(TINY, lat)
+    calls = [
+        lambda g: samplers.random_sampler(TINY, g, 50),
+        lambda g: samplers.alpha_guided_sampler(TINY, g, 50, probs),
+        lambda g: samplers.uniform_pareto_sampler(TINY, g, 50, costs),
+        lambda g: samplers.farthest_point_sampler(TINY, g, 20, lat, pool_size=64),
+    ]
+    for call in calls:
+        a, b = call(np.random.default_rng(5)), call(np.random.default_rng(5))
+        assert a.dtype == np.int64 and a.shape[1] == 3 and np.array_equal(a, b)
+        assert a.min() >= 0 and a.max() < 4
+
+
+def test_alpha_guided_follows_probs():
+    probs = np.zeros((3, 4))
+    probs[:, 2] = 1.0
+    probs[1] = [0.5, 0.5, 0.0, 0.0]
+    draw = samplers.alpha_guided_sampler(TINY, np.random.default_rng(0), 4000, probs)
+    assert (draw[:, 0] == 2).all() and (draw[:, 2] == 2).all()
+    assert set(draw[:, 1].tolist()) == {0, 1} and abs((draw[:, 1] == 0).mean() - 0.5) < 0.05
+    mixed = samplers.alpha_guided_sampler(TINY, np.random.default_rng(0), 4000, probs, uniform_mix=1.0)
+    assert abs((mixed[:, 0] == 2).mean() - 0.25) < 0.05
+    with pytest.raises(ValueError, match="shape"):
+        samplers.alpha_guided_sampler(TINY, np.random.default_rng(0), 5, np.ones((2, 4)))
+
+
+def test_uniform_pareto_prefers_cheap_choices_deeper():
+    costs = np.tile(np.arange(4.0), (3, 1))  # choice 0 cheapest in every layer
+    probs = samplers.uniform_pareto_probs(costs, strength=3.0)
+    assert np.allclose(probs[0], 0.25)  # first layer uniform
+    assert probs[2, 0] > probs[1, 0] > probs[0, 0]
+    assert np.all(np.diff(probs[2]) < 0)  # deepest layer: cheaper = likelier
+    draw = samplers.uniform_pareto_sampler(TINY, np.random.default_rng(1), 4000, costs)
+    assert draw[:, 2].mean() < draw[:, 1].mean() < draw[:, 0].mean()
+
+
+def test_layer_choice_costs_recover_additive_table():
+    lat = FakeLatency(TINY, np.random.default_rng(3))
+    costs = samplers.layer_choice_costs(TINY, lat)
+    expected = (lat.table / lat.budgets_ms[:, None, None]).mean(axis=0)
+    centred = lambda a: a - a.mean(axis=1, keepdims=True)  # noqa: E731
+    assert np.allclose(centred(costs), centred(expected))
+
+
+def test_farthest_point_picks_extremes_first():
+    pts = np.array([[0.0], [0.4], [0.5], [1.0], [0.45]])
+    order = samplers.farthest_point_indices(pts, 3, start=2)
+    assert order.tolist()[0] == 2 and set(order.tolist()[1:]) == {0, 3}
+    assert len(set(samplers.farthest_point_indices(pts, 5).tolist())) == 5
+    with pytest.raises(ValueError, match="cannot choose"):
+        samplers.farthest_point_indices(pts, 6)
+
+
+# ---------------------------------------------------------------- archive and EPR
+
+
+def test_archive_counts_once_and_enforces_budget():
+    rng = np.random.default_rng(0)
+    acc = FakeAccuracy(TINY, rng)
+    archive = A.EvaluationArchive(TINY, acc, FakeLatency(TINY, rng), budget=3)
+    archive.evaluate([[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    archive.evaluate([[1, 1, 1]])
+    assert archive.n_evals == 2 and len(acc.seen) == 2
+    with pytest.raises(A.BudgetExhausted, match="only 1"):
+        archive.evaluate([[2, 2, 2], [3, 3, 3]])
+
+
+def epr_truth(space, acc, lat, target):
+    """Codes of the true constrained Pareto front, by enumeration."""
+    everything = all_of(space)
+    truth_lat = lat.predict(everything)
+    F = objectives(acc.table[np.arange(space.n_layers), everything].mean(axis=1), truth_lat, lat.budgets_ms, target)
+    norm = truth_lat / lat.budgets_ms
+    feasible = (norm <= 1).any(axis=1) if target is None else norm[:, target] <= 1
+    return set(np.flatnonzero(feasible)[indicators.nondominated(F[feasible])].tolist())
+
+
+@pytest.mark.parametrize("target", [0, None])
+def test_nsga2_finds_true_front_and_never_repeats(target):
+    space = SearchSpace(n_layers=4, n_choices=4)  # 256 architectures
+    rng = np.random.default_rng(11)
+    acc, lat = FakeAccuracy(space, rng), FakeLatency(space, rng)
+    archive = A.EvaluationArchive(space, acc, lat, budget=120)
+    run_epr(archive, np.random.default_rng(0), pop_size=12, target=target)
+    seen = A.space_codes(space, np.array(acc.seen))
+    assert archive.n_evals == 120 and len(seen) == 120 and len(set(seen.tolist())) == 120
+    truth = epr_truth(space, acc, lat, target)
+    if target is not None:  # one target: the whole true front, every time
+        assert truth <= set(archive.codes())
+    else:  # joint (1 + 2 objectives): a larger front; most of it
+        assert len(truth & set(archive.codes())) >= 0.8 * len(truth)
+
+
+@pytest.mark.parametrize("target", [0, None])
+def test_nsga2_beats_random_on_a_real_tradeoff(target):
+    space = SearchSpace(n_layers=4, n_choices=5)  # 625 architectures, accuracy costs latency
+    rng = np.random.default_rng(11)
+    acc, lat = FakeAccuracy(space, rng), FakeLatency(space, rng)
+    acc.table = 0.5 * acc.table + 0.5 * lat.table.mean(axis=0) / lat.table.max()
+    truth = epr_truth(space, acc, lat, target)
+    archive = A.EvaluationArchive(space, acc, lat, budget=200)
+    run_epr(archive, np.random.default_rng(0), pop_size=16, target=target)
+    found = len(truth & set(archive.codes()))
+    by_chance = len(truth & set(np.random.default_rng(0).choice(space.size, 200, replace=False).tolist()))
+    assert found >= (0.75 if target is not None else 0.5) * len(truth) and found > 1.5 * by_chance
+
+
+def test_epr_stops_when_space_is_exhausted():
+    rng = np.random.default_rng(2)
+    archive = A.EvaluationArchive(TINY, FakeAccuracy(TINY, rng), FakeLatency(TINY, rng), budget=500)
+    run_epr(archive, np.random.default_rng(0), pop_size=8)
+    assert archive.n_evals <= TINY.size and len(set(archive.codes())) == archive.n_evals
+
+
+# ---------------------------------------------------------------- NEAR zero-cost proxy
+
+
+def test_effective_rank_known_values():
+    assert zero_cost.effective_rank(torch.eye(6)) == pytest.approx(6.0, rel=1e-9)
+    rank_one = torch.outer(torch.arange(1.0, 40.0), torch.arange(1.0, 9.0)).double()
+    assert zero_cost.effective_rank(rank_one) == pytest.approx(1.0, abs=1e-6)
+    assert zero_cost.effective_rank(torch.diag(torch.tensor([1.0, 1.0, 0.0]))) == pytest.approx(2.0)
+    assert zero_cost.effective_rank(torch.zeros(4, 3)) == 0.0
+    # (B, C, H, W) -> (B*H*W, C): 3 channels holding independent noise have rank close to 3
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert 2.5 < zero_cost.effective_rank(x) <= 3.0
+    with pytest.raises(ValueError, match="finite"):
+        zero_cost.effective_rank(torch.tensor([[float("nan"), 1.0]]))
+
+
+class TinySupernet(torch.nn.Module):
+    """Supernet-shaped stand-in with small channels (same candidate layers as the real one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bottleneck = torch.nn.Conv2d(8, 16, 1, stride=2)
+        chans = [(16, 8), (8, 8), (8, 8), (8, 4), (4, 4)]
+        self.layers = torch.nn.ModuleList(MixedLayer(i, o) for i, o in chans)
+
+
+def tiny_supernet():
+    return seeded_module(TinySupernet, torch.Generator().manual_seed(0))
+
+
+def tiny_taps():
+    g = torch.Generator().manual_seed(1)
+    sizes = [(4, 16), (8, 8), (8, 4), (8, 2)]  # x1..x4 (channels, side) matching the outputs
+    x1, x2, x3, x4 = (torch.randn(1, c, s, s, generator=g) for c, s in sizes)
+    return x1, x2, x3, x4, torch.randn(1, 8, 2, 2, generator=g)
+
+
+def test_near_table_additive_and_exact():
+    net, taps = tiny_supernet(), tiny_taps()
+    table = zero_cost.near_table(net, taps, np.random.default_rng(0), n_contexts=1)
+    assert table.shape == (5, 21) and np.isfinite(table).all() and (table > 0).all()
+    archs = np.array([[0, 5, 9, 20, 3], [7, 7, 7, 7, 7]])
+    exact = zero_cost.exact_scores(net, taps, archs)
+    # layer 0 sees the same input in both: its table entry is its exact contribution
+    layer0 = [zero_cost.layer_near(net.layers[0].candidates[c], net.bottleneck(taps[-1]))[0] for c in (0, 7)]
+    assert np.allclose(table[0, [0, 7]], layer0)
+    proxy = zero_cost.NearProxy(table)
+    assert np.allclose(proxy(archs), table[np.arange(5), archs].sum(axis=1))
+    assert np.all(exact > 0) and np.all(exact <= 2 * (8 + 8 + 8 + 4 + 4))  # erank <= channels
+
+
+# ---------------------------------------------------------------- methods, experiment, fidelity
+
+
+def make_setup(space, budget=20, seed=0):
+    rng = np.random.default_rng(seed)
+    acc = FakeAccuracy(space, rng)
+    setup = methods.SearchSetup(
+        space=space, accuracy=A.AccuracyCache(acc), latency=FakeLatency(space, rng), eval_budget=budget,
+        pop_size=6, alpha_probs=np.full((space.n_layers, space.n_choices), 1 / space.n_choices),
+        proxy=lambda ch: acc.table[np.arange(space.n_layers), ch].sum(axis=1), zero_cost_pool=200,
+    )
+    return setup, acc
+
+
+@pytest.mark.parametrize("method", methods.METHODS)
+def test_every_method_spends_exactly_its_budget(method):
+    setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=25)
+    archive, facts = methods.run_method(setup, method, np.random.default_rng(0))
+    assert archive.n_evals == 25 and len(set(archive.codes())) == 25
+    if method == "zero_cost":
+        assert facts["pool"] > 0 and len(facts["proxy"]) + facts["topped_up"] == 25
+
+
+def test_prefilter_drops_over_budget_and_keeps_best_proxy():
+    proxy = np.array([5.0, 4.0, 3.0, 9.0])
+    lat = np.array([[0.5], [0.2], [0.9], [1.5]])  # the last is over the budget 1.0
+    keep = methods.prefilter(proxy, lat, [1.0], n_keep=3)
+    assert 3 not in keep.tolist() and keep.tolist()[:2] == [0, 1]
+
+
+def test_experiment_hv_reference_and_curves(tmp_path):
+    exp = E.ParetoExperiment(["a"], [10.0])
+    assert exp.target_hv([0.5], [[5.0]], 0) == pytest.approx(0.25)
+    assert exp.target_hv([0.9], [[12.0]], 0) == 0.0  # over budget: outside the reference box
+    assert exp.reference()["per_target_ms"]["a"] == [1.0, 10.0]
+    setup, acc = make_setup(TINY, budget=10)
+    runs = E.run_all(setup, ["random", "epr"], [0, 1], folder=tmp_path)
+    n_calls = len(acc.seen)
+    again = E.run_all(setup, ["random", "epr"], [0, 1], folder=tmp_path)
+    assert len(acc.seen) == n_calls and [r.miou.tolist() for r in again] == [r.miou.tolist() for r in runs]
+    exp = E.ParetoExperiment(setup.latency.target_names, setup.latency.budgets_ms)
+    rows, curves = E.curve_rows(exp, runs)
+    curve = curves["random_seed0"]
+    assert len(curve) == 10 and np.all(np.diff(curve) >= -1e-12)  # HV never drops as points are added
+    ref_hv = E.reference_hv(exp, runs)
+    assert all(c[-1] <= ref_hv + 1e-12 for c in curves.values())
+    reach = E.evals_to_level(runs, curves, 2.0, budget=10)  # unreachable: censored at the budget
+    assert reach["random"] == {"evals": 10.0, "censored": 1}
+    table = E.method_table(E.run_rows(exp, runs), reach)
+    assert [r["method"] for r in table] == ["random", "epr"] and table[0]["evals_fraction_of_random"] == 1.0
+
+
+def test_evals_to_reach():
+    assert E.evals_to_reach([0.1, 0.5, 0.9, 0.95], 0.9) == 3
+    assert E.evals_to_reach([0.1, 0.5], 0.9) is None
+
+
+def test_kendall_tau_and_rerank():
+    assert fidelity.kendall_tau([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert fidelity.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(fidelity.kendall_tau([1, 1, 1], [1, 2, 3]))
+    F = np.array([[0.2, 0.9], [0.3, 0.5], [0.25, 0.95], [0.6, 0.1]])
+    assert fidelity.top_k_of_front(F, 2).tolist() == [0, 1]
+    choices = np.arange(8).reshape(4, 2)
+    res = fidelity.rerank_top_k(choices, 1 - F[:, 0], F, 3, finetune=lambda c: float(c[0]))
+    assert res.choices[:, 0].tolist() == [0, 2, 6] and res.tau == pytest.approx(-1.0)
+    assert [r["rank_ws"] for r in res.rows(str)] == [3, 2, 1]
+
+
+def test_shared_cache_saves_work_but_each_run_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    acc = FakeAccuracy(TINY, rng)
+    cache = A.AccuracyCache(acc, tmp_path / "ws.json")
+    lat = FakeLatency(TINY, rng)
+    archs = [[0, 1, 2], [3, 2, 1]]
+    first, second = (A.EvaluationArchive(TINY, cache, lat, budget=5) for _ in range(2))
+    first.evaluate(archs)
+    second.evaluate(archs)
+    assert first.n_evals == second.n_evals == 2 and len(acc.seen) == 2
+    cache.save()
+    assert A.AccuracyCache(acc, tmp_path / "ws.json").values == cache.values
+
+
+def test_pareto_summary_and_chosen():
+    from linas_lib.search import pareto
+
+    exp = E.ParetoExperiment(["a", "b"], [10.0, 1.0])
+    lat = np.array([[5.0, 2.0], [8.0, 0.5], [12.0, 0.9]])
+    runs = [E.MethodRun("random", 0, np.array([[0] * 5, [1] * 5, [2] * 5]), np.array([0.5, 0.4, 0.9]), lat),
+            E.MethodRun("epr", 0, np.array([[2] * 5]), np.array([0.9]), lat[2:])]
+    chosen = pareto.chosen_architectures(exp, runs)
+    assert [r["ws_miou"] for r in chosen] == [0.5, 0.9]  # 'a': the 0.9 net is over budget
+    tight = pareto.chosen_architectures(E.ParetoExperiment(["a", "b"], [1.0, 1.0]), runs)
+    assert not tight[0]["within_budget"] and tight[0]["predicted_ms"] == 5.0  # none fits: the fastest
+    result = pareto.analyse(exp, runs, budget=3)
+    flat = pareto.summary(result, {"seconds": 1.0, "tau_additive_exact": 0.5}, 0.1, 0.2)
+    assert flat["censored.random"] == 0 and flat["evals_to_99pct_hv.random"] == 1.0
+    assert flat["hv.epr"] < flat["hv.random"] <= result["reference_hv"]
+
+
+def test_unknown_method_is_rejected_before_any_work():
+    setup, acc = make_setup(TINY, budget=5)
+    with pytest.raises(ValueError, match="unknown search method 'nsga3'"):
+        E.run_all(setup, ["random", "nsga3"], [0])
+    assert acc.seen == []
