@@ -56,7 +56,7 @@ TAP_NAMES = ("x1", "x2", "x3", "x4", "deep")
 
 
 @functools.lru_cache(maxsize=1)
-def _shared_encoder() -> nn.Module:
+def shared_encoder() -> nn.Module:
     """One randomly initialised encoder reused by every pipeline of this process (latency
     does not depend on the weights; building DenseNet121 takes a second or two)."""
     from ..encoder import DenseNetEncoder
@@ -73,7 +73,7 @@ def encoder_onnx(resolution: int, folder: Path) -> Path:
     path = encoder_onnx_path(resolution, folder)
     if not path.is_file():
         x = torch.zeros(1, 3, resolution, resolution)
-        export_onnx(_TapsOut(_shared_encoder()), (x,), path)
+        export_onnx(_TapsOut(shared_encoder()), (x,), path)
     return path
 
 
@@ -151,7 +151,7 @@ def torch_pipeline(choices, resolution: int, threads: int, encoder: nn.Module | 
     """``(fn(image) -> mask, net)`` running pre -> net -> post in torch eager."""
     from ..data import postprocess, preprocess
 
-    net = ExtractedNet(encoder if encoder is not None else _shared_encoder(), choices).eval()
+    net = ExtractedNet(encoder if encoder is not None else shared_encoder(), choices).eval()
 
     def fn(image: np.ndarray):
         with torch.inference_mode():

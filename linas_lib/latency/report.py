@@ -124,7 +124,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, progress: 
     key = e2e.dumps_key(targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup, lat.e2e_repeats)
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
-    encoder = e2e._shared_encoder()
+    encoder = e2e.shared_encoder()
     for arch in _progress(archs, progress, "end-to-end"):
         name = arch_string(arch)
         if name in done:
@@ -173,7 +173,7 @@ def summary_figures(rows: list[dict]) -> dict:
 def throughput_rows(profile, choices, images: np.ndarray) -> list[dict]:
     """C3: ``throughput_images`` images through each local target's pipeline as a whole."""
     lat, rows = profile.latency, []
-    encoder = e2e._shared_encoder()
+    encoder = e2e.shared_encoder()
     for target in local_targets(profile):
         fn, spec = e2e.pipeline(target.name, choices, profile.data.resolution, e2e.onnx_folder(), encoder)
         res = e2e.throughput(fn, images, lat.throughput_images, spec)

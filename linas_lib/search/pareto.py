@@ -207,7 +207,7 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
                         "c3_budget_s": budget_s, "c3_pass": "", "note": note})
             continue
         if encoder is None:
-            encoder, images = e2e._shared_encoder(), test_images(profile, seed)
+            encoder, images = e2e.shared_encoder(), test_images(profile, seed)
         fn, spec = e2e.pipeline(row["target"], parse_arch(row["arch"]), profile.data.resolution, e2e.onnx_folder(),
                                 encoder)
         res = e2e.throughput(fn, images, n_images, spec)
