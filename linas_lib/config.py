@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from .latency.settings import MeasureSettings
+
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "cpu"
 
@@ -71,23 +73,11 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
-class MeasureConfig:
-    """The latency measurement harness."""
-
-    warmup: int = 10
-    repeats: int = 30
-    max_cv: float = 0.1  # entries above this coefficient of variation are re-measured
-    max_retries: int = 2
-    max_time_ms: float = 0.0  # > 0: fewer repeats for big entries (about this much timing each)
-    min_repeats: int = 3  # floor of those capped repeats
-
-
-@dataclass(frozen=True)
 class LatencyConfig:
     """Hardware targets and latency experiments."""
 
     targets: tuple[TargetConfig, ...] = ()
-    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
     n_validation_archs: int = 100  # random architectures measured end-to-end per target
     throughput_images: int = 100  # C3: images timed as a whole
     throughput_budget_s: float = 16.0

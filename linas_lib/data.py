@@ -22,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import DataConfig, Profile
+from .keys import content_hash
 from .paths import resolve
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -68,6 +69,11 @@ class SegDataset:
     def resolution(self) -> int:
         """Side of the square images."""
         return int(self.images.shape[1])
+
+
+def dataset_digest(ds: SegDataset) -> str:
+    """Content key of a dataset: its images, masks and names (never its source path)."""
+    return content_hash({"images": ds.images, "masks": ds.masks, "names": list(ds.names)})
 
 
 # ---------------------------------------------------------------------------------------

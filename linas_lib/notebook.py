@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import provenance as prov
+from .keys import atomic_write, atomic_write_text
 from .config import Profile, load_profile
 from .paths import figures_dir, results_dir
 
@@ -66,7 +67,7 @@ class Run:
         path = self.write_csv(name, rows)
         latex = pd.DataFrame(rows).to_latex(index=False, float_format=float_format.__mod__)
         sha = prov.git_sha()
-        prov.atomic_write_text(self.results / f"{name}.tex", f"% {self.notebook} @ {sha}\n{latex}")
+        atomic_write_text(self.results / f"{name}.tex", f"% {self.notebook} @ {sha}\n{latex}")
         return path
 
     def save_figure(self, fig, name: str) -> list[Path]:
@@ -74,9 +75,8 @@ class Run:
         paths = []
         for ext in ("png", "pdf"):
             path = self.figures / f"{name}.{ext}"
-            tmp = path.with_name(f".{path.stem}.tmp.{ext}")
-            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=None if ext == "png" else {"CreationDate": None})
-            tmp.replace(path)
+            atomic_write(path, lambda tmp, ext=ext: fig.savefig(
+                tmp, format=ext, dpi=150, bbox_inches="tight", metadata=None if ext == "png" else {"CreationDate": None}))
             paths.append(path)
         return paths
 

@@ -76,7 +76,7 @@ def supernet_training_curves(history: list[dict]):
     """Supernet training: train loss, val loss terms of the alpha steps, WS mIoU of the argmax path.
 
     Args:
-        history: per-epoch dicts of :func:`linas_lib.search_train.run_epoch`.
+        history: per-epoch dicts of :func:`linas_lib.supernet.train.run_epoch`.
     """
     import matplotlib.pyplot as plt
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from linas_lib.encoder import seeded_module
+from linas_lib.keys import seeded_module
 from linas_lib.space import SearchSpace
-from linas_lib.supernet import MixedLayer
+from linas_lib.supernet.model import MixedLayer
 from linas_lib.search import archive as A
 from linas_lib.search import experiment as E
 from linas_lib.search import fidelity, indicators, methods, samplers, zero_cost
@@ -377,7 +377,7 @@ def test_shared_cache_saves_work_but_each_run_counts(tmp_path):
 
 
 def test_pareto_summary_and_chosen():
-    from linas_lib.search import pareto
+    from linas_lib.search import report as pareto
 
     exp = E.ParetoExperiment(["a", "b"], [10.0, 1.0])
     lat = np.array([[5.0, 2.0], [8.0, 0.5], [12.0, 0.9]])

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from linas_lib.encoder import seeded_module
-from linas_lib.features import FeatureSplit, load_or_build
+from linas_lib.keys import seeded_module
+from linas_lib.encoder.features import FeatureSplit, load_or_build
 from linas_lib.losses import NonFiniteLossError, check_finite, latency_penalty, segmentation_terms
 from linas_lib.metrics import confusion_counts, miou_from_counts
-from linas_lib.search_train import LatencyTerms, WeightSharingEvaluator, arch_step, weight_step
-from linas_lib.supernet import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from linas_lib.supernet.evaluate import WeightSharingEvaluator
+from linas_lib.supernet.train import LatencyTerms, arch_step, weight_step
+from linas_lib.supernet.model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
 
 RES = 32
 TAP_SHAPES = ((64, 16), (128, 8), (256, 4), (512, 2), (1024, 2))
@@ -242,7 +243,7 @@ class _TapBN(torch.nn.Module):
 
 
 def test_recalibrate_bn_gives_exact_split_statistics():
-    from linas_lib.standalone import recalibrate_bn
+    from linas_lib.supernet.standalone import recalibrate_bn
 
     taps = make_taps(4, seed=2)
     split = FeatureSplit(tuple(t.half() for t in taps), torch.zeros(4, RES, RES, dtype=torch.uint8), tuple("abcd"))
@@ -264,7 +265,7 @@ class _FakeLatency:
 
 
 def test_budgeted_architecture_meets_budget_and_keeps_argmax_when_possible():
-    from linas_lib.search_experiments import budgeted_architecture
+    from linas_lib.supernet.report import budgeted_architecture
 
     probs = np.full((5, 21), 0.01)
     probs[:, 20] = 1.0  # argmax: choice 20 everywhere, latency 100

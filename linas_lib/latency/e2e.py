@@ -59,7 +59,7 @@ TAP_NAMES = ("x1", "x2", "x3", "x4", "deep")
 def shared_encoder() -> nn.Module:
     """One randomly initialised encoder reused by every pipeline of this process (latency
     does not depend on the weights; building DenseNet121 takes a second or two)."""
-    from ..encoder import DenseNetEncoder
+    from ..encoder.model import DenseNetEncoder
 
     gen_state = torch.random.get_rng_state()
     try:  # weights do not matter for latency; keep the global stream untouched
@@ -127,7 +127,7 @@ def _encoder_graph(resolution: int, folder: str):
 
 def _tap_examples(resolution: int) -> tuple:
     """Zero tensors shaped like the encoder's taps at ``resolution``."""
-    from ..encoder import TAP_CHANNELS, TAP_STRIDES
+    from ..encoder.model import TAP_CHANNELS, TAP_STRIDES
 
     return tuple(torch.zeros(1, c, resolution // s, resolution // s) for c, s in zip(TAP_CHANNELS, TAP_STRIDES))
 

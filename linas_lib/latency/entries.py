@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..keys import atomic_write_bytes
 from ..ops import Bottleneck, DecoderLayer, ENCODER_CHANNELS, layer_input_shape, make_op, width_channels
 from ..space import CHANNELS, N_LAYERS, choice_parts
 from .measure import RuntimeSpec, ort_runner, torch_runner
@@ -95,7 +96,7 @@ def pair_entry(layer: int, choice_a: int, choice_b: int, resolution: int, gen: t
 def fixed_module(stage: str, resolution: int, gen: torch.Generator):
     """``(module, inputs)`` of the encoder, bottleneck or head (the network's fixed parts)."""
     if stage == "encoder":
-        from ..encoder import DenseNetEncoder
+        from ..encoder.model import DenseNetEncoder
 
         return DenseNetEncoder(), (torch.randn((1, 3, resolution, resolution), generator=gen),)
     if stage == "bottleneck":
@@ -158,9 +159,7 @@ def export_onnx(module: nn.Module, inputs: tuple, path: Path) -> Path:
     """:func:`onnx_bytes` written atomically to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(onnx_bytes(module, inputs))
-    tmp.replace(path)
+    atomic_write_bytes(path, onnx_bytes(module, inputs))
     return path
 
 

@@ -70,7 +70,8 @@ import numpy as np
 import torch
 
 from ..ops import layer_input_shape
-from ..provenance import atomic_write_text, provenance
+from ..keys import atomic_write_text
+from ..provenance import provenance
 from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_index, choice_key, parse_op_key
 from . import entries as E
 from .measure import (

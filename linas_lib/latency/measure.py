@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .settings import MeasureSettings
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -53,37 +55,6 @@ class Stats:
     def from_dict(cls, data: dict) -> "Stats":
         """Inverse of :meth:`to_dict`."""
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-@dataclass(frozen=True)
-class MeasureSettings:
-    """How to time one entry (mirrors the profile's ``latency.measure``)."""
-
-    warmup: int = 10
-    repeats: int = 30
-    max_cv: float = 0.1
-    max_retries: int = 2
-    max_time_ms: float = 0.0  # > 0: cap repeats so one entry's timed runs take about this long
-    min_repeats: int = 3  # floor of the capped repeats
-
-    def __post_init__(self):
-        if self.repeats < 1 or self.warmup < 0 or self.max_retries < 0 or self.max_cv <= 0:
-            raise ValueError(f"invalid measurement settings {self}")
-        if self.max_time_ms < 0 or not 1 <= self.min_repeats:
-            raise ValueError(f"invalid measurement settings {self}")
-
-    def plan(self, first_ms: float) -> tuple[int, int]:
-        """``(warmup, repeats)`` for an entry whose first (untimed) call took ``first_ms``.
-
-        Without ``max_time_ms`` the fixed counts; with it, big entries get fewer repeats
-        (at least ``min_repeats``) and proportionally fewer warm-ups (at least one), while
-        small, noisier entries keep the full counts.
-        """
-        if self.max_time_ms <= 0:
-            return self.warmup, self.repeats
-        repeats = int(min(self.repeats, max(min(self.min_repeats, self.repeats), self.max_time_ms / max(first_ms, 1e-6))))
-        warmup = min(self.warmup, max(1, round(self.warmup * repeats / self.repeats)))
-        return warmup, repeats
 
 
 def iqr_filter(samples) -> np.ndarray:

@@ -13,11 +13,12 @@ import json
 import numpy as np
 
 from ..paths import cache_dir
-from ..provenance import atomic_write_text
+from ..keys import atomic_write_text
 from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key
 from . import e2e
 from . import lut as L
 from . import predict as P
+from . import targets as T
 
 VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projection & fixed costs",
                   "interaction": "+ pair interaction (I4)"}
@@ -31,14 +32,14 @@ def local_targets(profile) -> list:
 def target_rows(profile) -> list[dict]:
     """One row per target: kind, scope, LUT status (``not measured`` GPU LUTs included)."""
     return [{"target": t.name, "kind": t.kind, "scope": t.scope, "budget_ms": t.budget_ms,
-             "status": P.target_status(profile, t)} for t in profile.latency.targets]
+             "status": T.target_status(profile, t)} for t in profile.latency.targets]
 
 
 def load_all_luts(profile, progress: bool = True) -> dict[str, dict]:
     """Every available target's LUT (local ones built if missing), keyed by target name."""
     luts = {}
     for target in profile.latency.targets:
-        lut = P.load_target_lut(profile, target, build_missing=True, progress=progress)
+        lut = T.load_target_lut(profile, target, build_missing=True, progress=progress)
         if lut is not None:
             luts[target.name] = lut
     return luts
@@ -196,7 +197,7 @@ def _progress(items, enabled: bool, desc: str):
 def models_for(profile, luts: dict[str, dict], targets=None) -> dict[str, P.LatencyModel]:
     """One :class:`LatencyModel` per variant over the given LUTs (optionally some targets)."""
     chosen = {n: lut for n, lut in luts.items() if targets is None or n in targets}
-    budgets = P.profile_budgets(profile, chosen)
+    budgets = T.profile_budgets(profile, chosen)
     return {v: P.model_from_luts(chosen, budgets, v) for v in P.PREDICT_VARIANTS}
 
 

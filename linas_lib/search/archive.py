@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..provenance import atomic_write_text
+from ..keys import atomic_write_text
 from ..space import SearchSpace
 
 

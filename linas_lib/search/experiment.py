@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import atomic_write_text
+from ..keys import atomic_write_text
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
 from .methods import METHODS, SearchSetup, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives

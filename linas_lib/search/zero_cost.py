@@ -105,7 +105,7 @@ def near_table(supernet, taps, rng: np.random.Generator, n_contexts: int = 4) ->
     the effective ranks are still taken per context (each on its own ``B`` samples).
 
     Args:
-        supernet: a :class:`~linas_lib.supernet.Supernet` (set to eval mode here).
+        supernet: a :class:`~linas_lib.supernet.model.Supernet` (set to eval mode here).
         taps: encoder taps of one data batch.
         rng: draws the context prefixes.
         n_contexts: context prefixes per layer (layer 0 has a single, exact input).

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -37,13 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Profile, load_profile
-from .encoder import config_hash, seeded_module
-from .features import Features, FeatureSplit, run_features
-from .losses import check_finite, latency_penalty, segmentation_terms
-from .space import OPS, WIDTHS, as_choices
-from .standalone import evaluate_decoder, evaluate_logits, train_decoder
-from .supernet import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from ..config import Profile, load_profile
+from ..encoder.features import Features, FeatureSplit, run_features
+from ..keys import atomic_torch_save, content_hash, load_checkpoint, seeded_module
+from ..losses import check_finite, latency_penalty, segmentation_terms
+from ..paths import cache_dir
+from ..space import OPS, WIDTHS, as_choices
+from .evaluate import WeightSharingEvaluator, evaluate_decoder, evaluate_logits
+from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from .standalone import train_decoder
 
 log = logging.getLogger(__name__)
 SUPERNET_STREAM = 0x5E7
@@ -65,7 +66,7 @@ class LatencyTerms:
 
     def expected(self, probs: torch.Tensor) -> torch.Tensor:
         """``(n_targets,)`` expected latency (ms) under ``(5, 21)`` choice probabilities."""
-        from .latency.predict import expected_latency
+        from ..latency.predict import expected_latency
 
         return expected_latency(probs, self.table, self.fixed, self.pair)
 
@@ -80,14 +81,13 @@ class LatencyTerms:
 
     def digest(self) -> str:
         """Hash of the tables and budgets (part of the supernet cache key)."""
-        parts = [t.cpu() for t in [self.table, self.fixed, self.budgets] + ([self.pair] if self.pair is not None else [])]
-        return config_hash({"names": self.names, "values": [t.double().sum().item() for t in parts],
-                            "bytes": [hash(t.numpy().tobytes()) & 0xFFFFFFFF for t in parts]})
+        return content_hash({"names": list(self.names), "table": self.table, "fixed": self.fixed,
+                             "budgets": self.budgets, "pair": self.pair})
 
 
 def latency_terms(model) -> LatencyTerms:
     """:class:`LatencyTerms` of a :class:`linas_lib.latency.predict.LatencyModel`."""
-    from .latency.predict import lut_tensor
+    from ..latency.predict import lut_tensor
 
     table, fixed, pair = lut_tensor(model)
     budgets = torch.as_tensor(np.asarray(model.budgets_ms), dtype=torch.float32)
@@ -96,7 +96,7 @@ def latency_terms(model) -> LatencyTerms:
 
 def search_latency_model(profile):
     """The latency model the search uses: every target of the profile, I4 interaction LUTs."""
-    from .latency.predict import latency_model
+    from ..latency.targets import latency_model
 
     return latency_model(profile, variant="interaction", progress=False)
 
@@ -245,7 +245,7 @@ def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, laten
         The final :class:`SearchState` (its ``history`` has one row per epoch).
     """
     state = new_search_state(cfg, seed, str(train.masks.device))
-    saved = _load_checkpoint(checkpoint, key)
+    saved = load_checkpoint(checkpoint, key, "supernet checkpoint")
     if saved is not None:
         state.restore(saved)
     ws_split = val.subset(cfg.ws_val_images)
@@ -253,71 +253,11 @@ def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, laten
         state.history.append(run_epoch(state, epoch, cfg, train, val, latency, ws_split))
         log.info("supernet epoch %d: %s", epoch + 1, {k: state.history[-1][k] for k in ("train_loss", "ws_miou_argmax")})
         if checkpoint is not None:
-            _atomic_save(state.checkpoint(key, epoch + 1 == cfg.warmup_epochs + cfg.epochs), checkpoint)
+            atomic_torch_save(state.checkpoint(key, epoch + 1 == cfg.warmup_epochs + cfg.epochs), checkpoint)
     return state
-
-
-def _load_checkpoint(path: Path | None, key: str) -> dict | None:
-    """A checkpoint of this run (matching key) or None; unreadable/stale files are logged and ignored."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        log.warning("supernet checkpoint %s unreadable (%s); training from scratch", path, err)
-        return None
-    if not isinstance(state, dict) or state.get("key") != key:
-        log.warning("supernet checkpoint %s belongs to another configuration; training from scratch", path)
-        return None
-    return state
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------ weight-sharing evaluation
-
-
-class WeightSharingEvaluator:
-    """mIoU of architectures with the supernet's shared weights, on a fixed split.
-
-    Deterministic: only the architecture's path runs (no Gumbel noise, no alpha), BN in
-    eval mode with each candidate's running statistics from supernet training. Results are
-    memoised per architecture.
-
-    Args:
-        model: the trained supernet.
-        split: cached features (the val split, or its first ``ws_val_images`` images).
-        batch_size: evaluation batch size.
-    """
-
-    def __init__(self, model: Supernet, split: FeatureSplit, batch_size: int = 8):
-        self.model = model
-        self.split = split
-        self.batches = [(tuple(t.contiguous() for t in taps), m) for taps, m in split.batches(batch_size)]
-        self.memo: dict[tuple[int, ...], float] = {}
-
-    def evaluate_one(self, choices) -> float:
-        """mIoU of one architecture ``(5,)``."""
-        key = tuple(int(c) for c in as_choices(choices))
-        if key not in self.memo:
-            from .metrics import MIoUMeter
-
-            self.model.eval()
-            meter = MIoUMeter()
-            with torch.no_grad():
-                for taps, masks in self.batches:
-                    meter.update(self.model.forward_arch(taps, key), masks)
-            self.memo[key] = meter.value()
-        return self.memo[key]
-
-    def evaluate(self, choices: np.ndarray) -> np.ndarray:
-        """mIoU of architectures ``(n, 5)`` -> ``(n,)`` (one ``(5,)`` is accepted too)."""
-        arr = np.atleast_2d(np.asarray(choices, dtype=np.int64))
-        return np.array([self.evaluate_one(c) for c in arr], dtype=np.float64)
 
 
 # ------------------------------------------------------------------ the cached, trained supernet
@@ -328,7 +268,7 @@ class TrainedSupernet:
     """A trained supernet with its history and the handles later stages use.
 
     Attributes:
-        model: the :class:`~linas_lib.supernet.Supernet` (eval mode).
+        model: the :class:`~linas_lib.supernet.model.Supernet` (eval mode).
         history: one dict per epoch (see :func:`run_epoch`).
         features: the cached features it was trained on.
         cfg: the ``supernet`` profile section.
@@ -388,7 +328,7 @@ class TrainedSupernet:
 def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms | None) -> str:
     """Hash of everything a trained supernet depends on."""
     settings = {k: v for k, v in asdict(profile.supernet).items() if k in TRAINING_FIELDS}
-    return config_hash({
+    return content_hash({
         "supernet": settings, "weights": features.weights.weights_id, "seed": seed,
         "train": features["train"].names, "val": features["val"].names,
         "data": [dataset_digest_of(features[s]) for s in ("train", "val")],
@@ -398,7 +338,7 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
 
 def dataset_digest_of(split: FeatureSplit) -> str:
     """Short hash of a cached split (masks and names; the taps follow from the features key)."""
-    return config_hash({"names": split.names, "masks": int(split.masks.long().sum()), "n": len(split)})
+    return content_hash({"names": split.names, "masks": int(split.masks.long().sum()), "n": len(split)})
 
 
 _MEMO: dict[str, TrainedSupernet] = {}
@@ -419,7 +359,7 @@ def trained_supernet(profile, seed: int) -> TrainedSupernet:
     key = supernet_key(profile, seed, features, latency)
     features, latency = features.to(device), latency.to(device)
     if key not in _MEMO:
-        path = Path(_cache_dir()) / f"supernet_{key}.pt"
+        path = cache_dir("supernet") / f"supernet_{key}.pt"
         state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key)
         state.model.eval()
         _MEMO[key] = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
@@ -433,12 +373,6 @@ def run_device(profile) -> str:
             return "cuda"
         log.warning("profile %s asks for cuda but no GPU is present; running on the CPU", profile.name)
     return "cpu"
-
-
-def _cache_dir() -> Path:
-    from .paths import cache_dir
-
-    return cache_dir("supernet")
 
 
 def choice_names() -> tuple[list[str], list[str]]:

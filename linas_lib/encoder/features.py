@@ -11,7 +11,6 @@ expected shapes is rebuilt (and the rebuild logged with the file name).
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import SPLIT_NAMES, load_splits, preprocess
-from .encoder import TAP_CHANNELS, TAP_STRIDES, EncoderWeights, config_hash, file_digest, find_imagenet_weights
-from .paths import cache_dir
-from .pretrain import dataset_digest, pretrain_identity
+from ..data import SPLIT_NAMES, dataset_digest, load_splits, preprocess
+from ..keys import atomic_torch_save, content_hash, load_checkpoint
+from ..paths import cache_dir
+from .model import TAP_CHANNELS, TAP_STRIDES
+from .pretrain import pretrain_identity
+from .weights import EncoderWeights, imagenet_identity
 
 log = logging.getLogger(__name__)
 Taps = tuple[torch.Tensor, ...]
@@ -101,7 +102,7 @@ def compute_taps(encoder: torch.nn.Module, images: np.ndarray, batch_size: int) 
 
 def feature_key(ds, weights_id: str) -> str:
     """Cache key of one split's taps: content hash, resolution, encoder weights id."""
-    return config_hash({"data": dataset_digest(ds), "resolution": int(ds.images.shape[1]), "weights": weights_id,
+    return content_hash({"data": dataset_digest(ds), "resolution": int(ds.images.shape[1]), "weights": weights_id,
                         "dtype": str(FEATURE_DTYPE)})
 
 
@@ -132,30 +133,20 @@ def load_or_build(ds, weights_id: str, encoder_fn: Callable[[], torch.nn.Module]
     """
     key = feature_key(ds, weights_id)
     path = (folder or cache_dir("features")) / f"taps_{key}.pt"
-    if path.is_file():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-            log.warning("feature cache %s unreadable (%s); rebuilding it", path, err)
-            state = None
+    state = load_checkpoint(path, key, "feature cache", weights_only=True)
+    if state is not None:
         if _valid(state, key, ds):
             return FeatureSplit(tuple(state["taps"]), state["masks"], tuple(ds.names)), True
-        if state is not None:
-            log.warning("feature cache %s does not match its key/shapes; rebuilding it", path)
+        log.warning("feature cache %s does not match its shapes; rebuilding it", path)
     taps = compute_taps(encoder_fn(), ds.images, batch_size)
     masks = torch.from_numpy(np.ascontiguousarray(ds.masks))
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"key": key, "taps": list(taps), "masks": masks}, tmp)
-    tmp.replace(path)
+    atomic_torch_save({"key": key, "taps": list(taps), "masks": masks}, path)
     return FeatureSplit(taps, masks, tuple(ds.names)), False
 
 
 def encoder_identity(profile, seed: int, splits: dict) -> EncoderWeights:
     """Which weights the run's encoder has, without loading or training it."""
-    found = find_imagenet_weights(profile.encoder.weights)
-    if found is not None:
-        return EncoderWeights(found[1], str(found[0]), file_digest(found[0]))
-    return pretrain_identity(profile, seed, splits["train"])
+    return imagenet_identity(profile.encoder.weights) or pretrain_identity(profile, seed, splits["train"])
 
 
 _MEMO: dict[tuple, Features] = {}
@@ -175,7 +166,7 @@ def run_features(profile, seed: int, splits: dict | None = None) -> Features:
 
     def encoder_fn():
         if not encoder:
-            from .encoder import frozen_encoder
+            from . import frozen_encoder
 
             encoder.append(frozen_encoder(profile, seed, splits)[0])
         return encoder[0]

@@ -5,7 +5,7 @@ on the cached encoder taps of the train split (Adam, shuffled by the run's gener
 segmentation loss of :mod:`linas_lib.losses`) and scored by the split-level mIoU of
 :mod:`linas_lib.metrics`. Its weights start either from a generator-driven initialisation
 (``scratch``) or from the supernet's weights of that path (``supernet``, see
-:func:`linas_lib.supernet.extract_decoder`).
+:func:`linas_lib.supernet.model.extract_decoder`).
 """
 
 from __future__ import annotations
@@ -13,26 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .encoder import seeded_module
-from .features import FeatureSplit
-from .losses import check_finite, segmentation_terms
-from .metrics import MIoUMeter
-from .ops import Decoder
-
-
-def evaluate_logits(forward, split: FeatureSplit, batch_size: int) -> float:
-    """Split-level mIoU of ``forward(taps) -> logits`` over every image of ``split``."""
-    meter = MIoUMeter()
-    with torch.no_grad():
-        for taps, masks in split.batches(batch_size):
-            meter.update(forward(taps), masks)
-    return meter.value()
-
-
-def evaluate_decoder(decoder: torch.nn.Module, split: FeatureSplit, batch_size: int = 8) -> float:
-    """mIoU of a decoder on a split, BN in eval mode."""
-    decoder.eval()
-    return evaluate_logits(decoder, split, batch_size)
+from ..encoder.features import FeatureSplit
+from ..keys import seeded_module
+from ..losses import check_finite, segmentation_terms
+from ..ops import Decoder
 
 
 def train_decoder(decoder: torch.nn.Module, train: FeatureSplit, epochs: int, lr: float, batch_size: int,

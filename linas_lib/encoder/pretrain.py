@@ -13,40 +13,29 @@ decoder is discarded: only the encoder is kept, and frozen.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import load_splits, preprocess
-from .encoder import (
-    PRETRAIN_STREAM, DenseNetEncoder, EncoderWeights, config_hash, freeze, rng_for, seeded_module,
-)
-from .losses import check_finite, segmentation_terms
-from .ops import Decoder
-from .paths import cache_dir
-from .space import N_LAYERS, choice_index
+from ..data import dataset_digest, load_splits, preprocess
+from ..keys import atomic_torch_save, content_hash, load_checkpoint, rng_for, seeded_module
+from ..losses import check_finite, segmentation_terms
+from ..ops import Decoder
+from ..paths import cache_dir
+from ..space import N_LAYERS, choice_index
+from .model import DenseNetEncoder, freeze
+from .weights import EncoderWeights
 
 log = logging.getLogger(__name__)
+PRETRAIN_STREAM = 0xE9C0
 REFERENCE_CHOICES = (choice_index("DWSep3x3", 100),) * N_LAYERS
-
-
-def dataset_digest(ds) -> str:
-    """Short content hash of a :class:`~linas_lib.data.SegDataset` (images, masks, names)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(ds.images).tobytes())
-    digest.update(np.ascontiguousarray(ds.masks).tobytes())
-    digest.update("\n".join(ds.names).encode())
-    return digest.hexdigest()[:16]
 
 
 def pretrain_identity(profile, seed: int, train) -> EncoderWeights:
     """The :class:`EncoderWeights` the task pre-training of this run produces (not trained yet)."""
     cfg = profile.encoder
-    key = config_hash({
+    key = content_hash({
         "train": dataset_digest(train), "resolution": int(train.images.shape[1]), "epochs": cfg.pretrain_epochs,
         "lr": cfg.pretrain_lr, "batch_size": cfg.batch_size, "seed": seed, "decoder": list(REFERENCE_CHOICES),
     })
@@ -68,27 +57,12 @@ def task_pretrained_encoder(profile, seed: int, splits: dict | None = None) -> t
     splits = splits or load_splits(profile, seed)
     weights = pretrain_identity(profile, seed, splits["train"])
     path = Path(weights.path)
-    state = _load_checkpoint(path, weights.weights_id)
+    state = load_checkpoint(path, weights.weights_id, "encoder checkpoint")
     if state is None or not state["done"]:
         state = _pretrain(profile, seed, splits["train"], path, weights.weights_id, state)
     encoder = DenseNetEncoder()
     encoder.load_state_dict(state["encoder"])
     return freeze(encoder), weights
-
-
-def _load_checkpoint(path: Path, key: str) -> dict | None:
-    """A checkpoint with the right key, or None (missing, unreadable or stale: logged)."""
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        log.warning("encoder checkpoint %s unreadable (%s); pre-training again", path, err)
-        return None
-    if not isinstance(state, dict) or state.get("key") != key:
-        log.warning("encoder checkpoint %s does not match this run's key; pre-training again", path)
-        return None
-    return state
 
 
 def _pretrain(profile, seed: int, train, path: Path, key: str, resume: dict | None) -> dict:
@@ -124,13 +98,6 @@ def _pretrain(profile, seed: int, train, path: Path, key: str, resume: dict | No
             "key": key, "epoch": epoch + 1, "done": epoch + 1 == cfg.pretrain_epochs, "encoder": encoder.state_dict(),
             "decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
         }
-        _atomic_save(state, path)
+        atomic_torch_save(state, path)
         log.info("encoder pre-training epoch %d/%d done", epoch + 1, cfg.pretrain_epochs)
     return state
-
-
-def _atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary name, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)

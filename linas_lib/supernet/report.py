@@ -27,11 +27,12 @@ import time
 import numpy as np
 import torch
 
-from .features import FeatureSplit
-from .search_train import TrainedSupernet, arch_step, weight_step
-from .space import N_LAYERS, arch_string, choice_index
-from .standalone import evaluate_decoder, evaluate_logits, new_decoder, train_decoder
-from .supernet import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from ..encoder.features import FeatureSplit
+from ..space import N_LAYERS, arch_string, choice_index
+from .evaluate import evaluate_decoder, evaluate_logits
+from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from .standalone import new_decoder, train_decoder
+from .train import TrainedSupernet, arch_step, weight_step
 
 LARGEST = np.array([choice_index("Conv7x7", 100)] * N_LAYERS, dtype=np.int64)
 EXPERIMENT_STREAM = 0x03E
@@ -54,8 +55,8 @@ def measure_cache_speedup(ts: TrainedSupernet, profile, seed: int, splits: dict)
     Returns:
         ``{"seconds_recompute", "seconds_cached", "cache_speedup", "images"}``.
     """
-    from .data import preprocess
-    from .encoder import frozen_encoder
+    from ..data import preprocess
+    from ..encoder import frozen_encoder
 
     train_ds, train = splits["train"], ts.features["train"]
     device = train.masks.device
@@ -99,7 +100,7 @@ def _step_bytes(model: Supernet, taps, masks, mode: str) -> int:
     CPU: bytes autograd saves for backward during the forward pass (what the backward keeps
     alive). CUDA: growth of the peak allocation over forward and backward.
     """
-    from .losses import segmentation_loss
+    from ..losses import segmentation_loss
 
     gen = torch.Generator().manual_seed(0)
     model.train()

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ops import ENCODER_CHANNELS, Bottleneck, Decoder, DecoderLayer
-from .space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, as_choices
+from ..ops import ENCODER_CHANNELS, Bottleneck, Decoder, DecoderLayer
+from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, as_choices
 
 MODES = ("soft", "gumbel", "binarised", "uniform")
 
@@ -71,7 +71,7 @@ class MixedLayer(nn.Module):
 class Supernet(nn.Module):
     """Bottleneck, five :class:`MixedLayer` with skip-adds, 1x1 head, architecture logits.
 
-    Build it under a generator with :func:`~linas_lib.encoder.seeded_module`; the logits
+    Build it under a generator with :func:`~linas_lib.keys.seeded_module`; the logits
     start at zero (uniform over ops and widths).
 
     Args:

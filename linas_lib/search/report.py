@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from ..encoder import config_hash
+from ..keys import content_hash
 from ..paths import cache_dir
 from ..space import LINAS_SPACE, arch_string
 from . import experiment as E
@@ -33,7 +33,7 @@ NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D,
 
 def search_inputs(profile, seed: int):
     """``(trained supernet, latency model)`` of the run (cached stages; built if absent)."""
-    from ..search_train import search_latency_model, trained_supernet
+    from ..supernet.train import search_latency_model, trained_supernet
 
     return trained_supernet(profile, seed), search_latency_model(profile)
 
@@ -67,7 +67,7 @@ def run_folder(profile, supernet, latency) -> str:
     """Cache key of this experiment's runs: supernet, latency model, search settings."""
     from dataclasses import asdict
 
-    return config_hash({"supernet": supernet.key, "search": asdict(profile.search),
+    return content_hash({"supernet": supernet.key, "search": asdict(profile.search),
                         "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
                         "variant": getattr(latency, "variant", "")}, length=12)
 

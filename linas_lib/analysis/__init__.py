@@ -1,0 +1,3 @@
+"""Studies across results: ranking (weight-sharing vs standalone ground truth, Kendall tau)
+and cross-hardware latency prediction. Each study gets one module here; the notebooks call
+them on files that earlier notebooks wrote."""
