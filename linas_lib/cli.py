@@ -51,6 +51,11 @@ def _add_lut_commands(sub) -> None:
     build.add_argument("--pairs-per-slot", type=int, default=6, help="I4 pairs timed per slot (441 = all)")
     build.add_argument("--choices", default="", help="comma-separated choice indices 0..20 (tests only)")
     build.set_defaults(func=_cmd_lut_build)
+    measure = lut_sub.add_parser("measure", help="re-measure every local target of a profile on this machine, "
+                                 "into the LUT file the profile names (the committed data)")
+    measure.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    measure.add_argument("--target", action="append", default=None, help="only this target (repeatable)")
+    measure.set_defaults(func=_cmd_lut_measure)
     check = lut_sub.add_parser("check", help="validate a LUT file (ours or an external one)")
     check.add_argument("file")
     check.add_argument("--resolution", type=int, default=None, help="require this resolution")
@@ -68,6 +73,25 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     lut = build_lut(args.target, args.resolution, settings, args.out, pairs_per_slot=args.pairs_per_slot,
                     choices=choices)
     print(f"wrote {args.out}: {lut_summary(lut)}")
+    return 0
+
+
+def _cmd_lut_measure(args: argparse.Namespace) -> int:
+    from .config import load_profile
+    from .latency.lut import build_lut, lut_summary
+    from .latency.targets import target_lut_path
+
+    profile = load_profile(args.profile)
+    lat = profile.latency
+    local = [t for t in lat.targets if t.kind == "local" and (args.target is None or t.name in args.target)]
+    if not local:
+        raise ValueError(f"profile {profile.name!r}: no local target to measure"
+                         + (f" among {', '.join(args.target)}" if args.target else ""))
+    for target in local:
+        out = target_lut_path(profile, target)
+        lut = build_lut(target.name, profile.data.resolution, lat.measure, out, pairs_per_slot=lat.pairs_per_slot,
+                        choices=list(lat.lut_choices) or None)
+        print(f"wrote {out}: {lut_summary(lut)}")
     return 0
 
 

@@ -66,10 +66,15 @@ class TargetConfig:
     budget_ms: float
     kind: str = "local"  # local (measured here) | gpu (measured on a lent GPU) | external
     scope: str = "end-to-end"  # end-to-end | decoder-only
-    lut: str = ""  # for gpu/external: path of the LUT file, relative to the project root
+    # path of the LUT file, relative to the project root: required for gpu/external; for local
+    # targets the committed LUT of the paper's machine (empty: measured on this machine)
+    lut: str = ""
     # > 0: the budget is this quantile of the target's predicted latency over the search space
     # (binds on any machine; budget_ms is then only the documented expectation). 0: budget_ms.
     budget_quantile: float = 0.0
+    # True: the LUT file may be absent (a GPU not measured yet); the target is then left out,
+    # with a warning. False: a missing file is an error (a typo never drops a target silently).
+    optional: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,20 +29,21 @@ def local_targets(profile) -> list:
     return [t for t in profile.latency.targets if t.kind == "local"]
 
 
-def target_rows(profile) -> list[dict]:
-    """One row per target: kind, scope, LUT status (``not measured`` GPU LUTs included)."""
+def target_rows(profile, here: bool = False) -> list[dict]:
+    """One row per target: kind, scope, LUT path and status (``not measured`` GPU LUTs included)."""
     return [{"target": t.name, "kind": t.kind, "scope": t.scope, "budget_ms": t.budget_ms,
-             "status": T.target_status(profile, t)} for t in profile.latency.targets]
+             "lut": _display_path(T.target_lut_path(profile, t, here)),
+             "status": T.target_status(profile, t, here)} for t in profile.latency.targets]
 
 
-def load_all_luts(profile, progress: bool = True) -> dict[str, dict]:
-    """Every available target's LUT (local ones built if missing), keyed by target name."""
-    luts = {}
-    for target in profile.latency.targets:
-        lut = T.load_target_lut(profile, target, build_missing=True, progress=progress)
-        if lut is not None:
-            luts[target.name] = lut
-    return luts
+def _display_path(path) -> str:
+    """A LUT path relative to the project root where it lies inside it."""
+    from ..paths import project_root
+
+    try:
+        return str(path.relative_to(project_root()))
+    except ValueError:
+        return str(path)
 
 
 def feasible_share(model: P.LatencyModel, chunk: int = 1 << 20) -> dict[str, dict]:
@@ -202,7 +203,7 @@ def models_for(profile, luts: dict[str, dict], targets=None) -> dict[str, P.Late
 
 
 def save_local_luts(luts: dict[str, dict], folder) -> list:
-    """Copy the local/gpu LUTs (ours, with provenance) into a results folder."""
+    """Copy the LUTs measured by this project (with provenance) into a results folder."""
     from pathlib import Path
 
     paths = []

@@ -10,6 +10,7 @@ latency over the space).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +22,44 @@ from ..space import all_archs
 from . import lut as L
 from .predict import LatencyModel, model_from_luts
 
+log = logging.getLogger(__name__)
+TARGET_KINDS = ("local", "gpu", "external")
 
-def latency_model(profile, variant: str = "interaction", targets=None, build_missing: bool = True,
+
+def latency_model(profile, variant: str = "interaction", targets=None, here: bool = False,
                   progress: bool = True) -> LatencyModel:
-    """Every available target of a profile as one :class:`LatencyModel`.
-
-    Local targets' LUTs are loaded from the cache (``.cache/luts``, keyed by a hash of
-    target, resolution, measurement settings and search space) and measured here if absent.
-    GPU targets whose LUT file is absent and external targets whose file is absent are left
-    out (see :func:`target_status` for why).
+    """Every target of a profile as one :class:`LatencyModel` (see :func:`load_luts`).
 
     Args:
         profile: a :class:`linas_lib.config.Profile` or a profile name/path.
         variant: ``op_only``, ``projected`` or ``interaction``.
-        targets: restrict to these target names (default: all available).
-        build_missing: measure absent local LUTs (else they are left out).
+        targets: restrict to these target names (default: all).
+        here: local targets measured on this machine instead of their committed LUTs.
         progress: tqdm bars while measuring.
+    """
+    profile = _as_profile(profile)
+    luts = {n: lut for n, lut in load_luts(profile, here, progress).items() if targets is None or n in targets}
+    if not luts:
+        raise ValueError(f"profile {profile.name!r}: no target has a LUT")
+    return model_from_luts(luts, profile_budgets(profile, luts), variant)
+
+
+def load_luts(profile, here: bool = False, progress: bool = True) -> dict[str, dict]:
+    """Each target's LUT keyed by target name, in profile order.
+
+    Local targets read the committed LUT their ``lut:`` names (the paper's machine), so
+    budgets and every non-timing figure are the same on any machine; with ``here`` (or no
+    ``lut:``) they are measured on this machine and cached. Optional targets whose file is
+    absent (a GPU not measured yet) are left out with a warning; any other missing file is
+    an error.
     """
     profile = _as_profile(profile)
     luts = {}
     for target in profile.latency.targets:
-        if targets is not None and target.name not in targets:
-            continue
-        lut = load_target_lut(profile, target, build_missing, progress)
+        lut = load_target_lut(profile, target, here, progress)
         if lut is not None:
             luts[target.name] = lut
-    if not luts:
-        raise ValueError(f"profile {profile.name!r}: no target has a LUT")
-    return model_from_luts(luts, profile_budgets(profile, luts), variant)
+    return luts
 
 
 def profile_budgets(profile, luts: dict[str, dict]) -> dict[str, float]:
@@ -76,26 +87,33 @@ def _as_profile(profile):
     return profile if isinstance(profile, Profile) else load_profile(profile)
 
 
-def target_status(profile, target) -> str:
-    """``measured``, ``cached``, ``to build``, ``not measured`` or ``absent`` for one target."""
+def target_status(profile, target, here: bool = False) -> str:
+    """``committed``, ``measured``, ``cached``, ``to build`` or ``not measured`` for one target."""
     profile = _as_profile(profile)
-    path = target_lut_path(profile, target)
-    if target.kind == "local":
+    path = target_lut_path(profile, target, here)
+    if measures_here(target, here):
         return "cached" if path.is_file() else "to build"
     if path.is_file():
-        return "measured"
-    return "not measured" if target.kind == "gpu" else "absent"
+        return "committed" if target.kind == "local" else "measured"
+    return "not measured"
 
 
-def target_lut_path(profile, target) -> Path:
-    """Where a target's LUT is (gpu/external: the profile path; local: the cache)."""
-    if target.kind in ("gpu", "external"):
-        if not target.lut:
-            raise ValueError(f"profile {profile.name!r}: target {target.name!r} ({target.kind}) needs a 'lut' path")
-        return resolve(target.lut)
-    if target.kind != "local":
-        raise ValueError(f"target {target.name!r}: unknown kind {target.kind!r} (local, gpu, external)")
-    return cache_dir("luts") / f"{target.name}_{profile.data.resolution}px_{lut_cache_key(profile, target)}.json"
+def measures_here(target, here: bool = False) -> bool:
+    """Whether a target's LUT is measured on this machine (local, and ``here`` or no ``lut:``)."""
+    return target.kind == "local" and (here or not target.lut)
+
+
+def target_lut_path(profile, target, here: bool = False) -> Path:
+    """Where a target's LUT is: the profile's ``lut:`` path, or this machine's cache."""
+    if target.kind not in TARGET_KINDS:
+        raise ValueError(f"profile {profile.name!r}: target {target.name!r} has unknown kind {target.kind!r} "
+                         f"(one of {', '.join(TARGET_KINDS)})")
+    if measures_here(target, here):
+        key = lut_cache_key(profile, target)
+        return cache_dir("luts") / f"{target.name}_{profile.data.resolution}px_{key}.json"
+    if not target.lut:
+        raise ValueError(f"profile {profile.name!r}: target {target.name!r} ({target.kind}) needs a 'lut' path")
+    return resolve(target.lut)
 
 
 def lut_cache_key(profile, target) -> str:
@@ -106,15 +124,28 @@ def lut_cache_key(profile, target) -> str:
                          "space": L.space_block()["fingerprint"], "schema": L.SCHEMA_VERSION}, 12)
 
 
-def load_target_lut(profile, target, build_missing: bool = True, progress: bool = True) -> dict | None:
-    """One target's LUT: loaded (resolution checked), built if local and absent, else None."""
+def load_target_lut(profile, target, here: bool = False, progress: bool = True) -> dict | None:
+    """One target's LUT: loaded (resolution checked), measured here if it is a local target
+    without a committed file, None for an optional target whose file is absent.
+
+    Raises:
+        ValueError: a LUT path that is missing (and not optional) or not a file, naming the
+            target and the path.
+    """
     profile = _as_profile(profile)
-    path = target_lut_path(profile, target)
+    path = target_lut_path(profile, target, here)
     resolution = profile.data.resolution
     if path.is_file():
         return L.load_lut(path, resolution)
-    if target.kind != "local" or not build_missing:
+    if path.exists():
+        raise ValueError(f"profile {profile.name!r}: target {target.name!r}: LUT path {path} is not a file")
+    if measures_here(target, here):
+        return L.build_lut(target.name, resolution, profile.latency.measure, path,
+                           pairs_per_slot=profile.latency.pairs_per_slot, progress=progress,
+                           choices=list(profile.latency.lut_choices) or None)
+    if target.optional:
+        log.warning("profile %s: target %s has no LUT at %s yet (optional: left out)", profile.name, target.name, path)
         return None
-    return L.build_lut(target.name, resolution, profile.latency.measure, path,
-                       pairs_per_slot=profile.latency.pairs_per_slot, progress=progress,
-                       choices=list(profile.latency.lut_choices) or None)
+    hint = (f"; measure this machine into it with `linas lut measure --profile {profile.name}`"
+            if target.kind == "local" else "")
+    raise ValueError(f"profile {profile.name!r}: target {target.name!r}: LUT file {path} does not exist{hint}")
