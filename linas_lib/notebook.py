@@ -60,6 +60,20 @@ class Run:
         """``results/.../<name>.csv`` with a provenance header line."""
         return prov.write_csv(self.results / f"{name}.csv", rows, self.provenance())
 
+    def read_csv(self, name: str) -> list[dict]:
+        """Rows of ``results/.../<name>.csv`` as written by :meth:`write_csv` (plots read these)."""
+        import pandas as pd
+
+        return pd.read_csv(self.results / f"{name}.csv", comment="#").to_dict("records")
+
+    def read_json(self, name: str) -> dict:
+        """``results/.../<name>.json`` as written by :meth:`write_json`, without its provenance."""
+        import json
+
+        data = json.loads((self.results / f"{name}.json").read_text())
+        data.pop("provenance", None)
+        return data
+
     def write_table(self, name: str, rows: list[dict], float_format: str = "%.3g") -> Path:
         """A paper table: CSV (with provenance) plus a LaTeX ``tabular`` beside it."""
         import pandas as pd

@@ -41,25 +41,27 @@ def sample_grid(dataset, n: int, rng: np.random.Generator):
     return fig
 
 
-def latency_scatter(measured: dict, predicted: dict, variants: list[str]):
+def latency_scatter(rows: list[dict], variants: list[str]):
     """Predicted vs measured end-to-end latency: one panel per target, one colour per variant.
 
     Args:
-        measured: ``{target: (n,) ms}``.
-        predicted: ``{(target, variant): (n,) ms}``.
+        rows: ``validation_measurements.csv`` rows ``{arch, target, measured_ms, pred_<variant>_ms}``.
         variants: the variants to draw, in legend order.
 
     Returns:
         The matplotlib figure.
     """
     import matplotlib.pyplot as plt
+    import pandas as pd
 
-    targets = list(measured)
+    frame = pd.DataFrame(rows)
+    targets = list(dict.fromkeys(frame.target))
     fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.2), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        meas = measured[target]
+        sub = frame[frame.target == target]
+        meas = sub.measured_ms.to_numpy()
         for variant in variants:
-            ax.scatter(meas, predicted[(target, variant)], s=8, alpha=0.7, label=variant)
+            ax.scatter(meas, sub[f"pred_{variant}_ms"], s=8, alpha=0.7, label=variant)
         lo, hi = float(meas.min()) * 0.9, float(meas.max()) * 1.1
         ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
         ax.fill_between([lo, hi], [0.95 * lo, 0.95 * hi], [1.05 * lo, 1.05 * hi], color="grey", alpha=0.2)

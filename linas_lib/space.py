@@ -37,7 +37,6 @@ CHANNELS: tuple[tuple[int, int], ...] = ((1024, 512), (512, 256), (256, 128), (1
 N_LAYERS = len(CHANNELS)
 N_CHOICES = len(OPS) * len(WIDTHS)
 N_ARCHS = N_CHOICES**N_LAYERS
-_PLACE = N_CHOICES ** np.arange(N_LAYERS - 1, -1, -1, dtype=np.int64)
 
 
 def op_key(op: str, width_pct: int) -> str:
@@ -109,23 +108,6 @@ def as_choices(choices) -> np.ndarray:
     return arr
 
 
-def encode(choices: np.ndarray) -> np.ndarray | int:
-    """Integer code(s) of one ``(5,)`` or many ``(n, 5)`` choice vectors."""
-    arr = np.asarray(choices, dtype=np.int64)
-    if arr.shape[-1] != N_LAYERS or arr.min(initial=0) < 0 or arr.max(initial=0) >= N_CHOICES:
-        raise ValueError(f"expected choices of shape (..., {N_LAYERS}) in 0..{N_CHOICES - 1}")
-    codes = arr @ _PLACE
-    return int(codes) if codes.ndim == 0 else codes
-
-
-def decode(codes) -> np.ndarray:
-    """Choice vector(s) of integer code(s); ``(5,)`` for a scalar, ``(n, 5)`` for an array."""
-    arr = np.asarray(codes, dtype=np.int64)
-    if arr.min(initial=0) < 0 or arr.max(initial=0) >= N_ARCHS:
-        raise ValueError(f"architecture codes must lie in 0..{N_ARCHS - 1}")
-    return (arr[..., None] // _PLACE) % N_CHOICES
-
-
 def all_archs() -> np.ndarray:
     """Every architecture as an ``(N_ARCHS, 5)`` int8 array, in code order (~20 MB)."""
     grids = np.meshgrid(*[np.arange(N_CHOICES, dtype=np.int8)] * N_LAYERS, indexing="ij")
@@ -177,6 +159,32 @@ class SearchSpace:
         take_a = rng.random(self.n_layers) < 0.5
         return np.where(take_a, np.asarray(a), np.asarray(b)).astype(np.int64)
 
+    @property
+    def _place(self) -> np.ndarray:
+        return self.n_choices ** np.arange(self.n_layers - 1, -1, -1, dtype=np.int64)
+
+    def encode(self, choices) -> np.ndarray | int:
+        """Integer code(s) (layer 0 most significant) of one ``(L,)`` or many ``(n, L)`` choice vectors.
+
+        Raises:
+            ValueError: wrong last dimension or a choice out of range.
+        """
+        arr = np.asarray(choices, dtype=np.int64)
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.n_layers:
+            raise ValueError(f"expected architectures of shape (n, {self.n_layers}) or ({self.n_layers},); "
+                             f"got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.n_choices):
+            raise ValueError(f"choices must lie in 0..{self.n_choices - 1}")
+        codes = arr @ self._place
+        return int(codes) if codes.ndim == 0 else codes
+
+    def decode(self, codes) -> np.ndarray:
+        """Choice vector(s) of integer code(s): ``(L,)`` for a scalar, ``(n, L)`` for an array."""
+        arr = np.asarray(codes, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= self.size):
+            raise ValueError(f"architecture codes must lie in 0..{self.size - 1}")
+        return (arr[..., None] // self._place) % self.n_choices
+
     def key(self, choices: np.ndarray) -> str:
         """Canonical string (for the full space) or a generic one (for test spaces)."""
         if self.n_layers == N_LAYERS and self.n_choices == N_CHOICES:
@@ -185,3 +193,13 @@ class SearchSpace:
 
 
 LINAS_SPACE = SearchSpace()
+
+
+def encode(choices) -> np.ndarray | int:
+    """Integer code(s) of LINAS architectures (see :meth:`SearchSpace.encode`)."""
+    return LINAS_SPACE.encode(choices)
+
+
+def decode(codes) -> np.ndarray:
+    """LINAS architecture(s) of integer code(s) (see :meth:`SearchSpace.decode`)."""
+    return LINAS_SPACE.decode(codes)

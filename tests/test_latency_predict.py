@@ -130,3 +130,18 @@ def test_ort_export_runs_for_one_arch(tmp_path):
     assert torch_fn(image).shape == (1, 64, 64)
     assert e2e.measure_pipeline(fn, image, spec, warmup=0, repeats=2) > 0
     assert e2e.throughput(torch_fn, np.repeat(image, 2, axis=0), 3, spec)["n_images"] == 3
+
+
+def test_fastest_is_the_exhaustive_minimum_with_pair_terms():
+    rng = np.random.default_rng(3)
+    n_t = 2
+    table = rng.uniform(1, 5, size=(n_t, P.N_LAYERS, P.N_CHOICES))
+    pair = rng.uniform(-0.5, 0.5, size=(n_t, P.N_LAYERS - 1, P.N_CHOICES, P.N_CHOICES))
+    model = P.LatencyModel(("a", "b"), np.array([10.0, 10.0]), ("end-to-end",) * 2, "interaction", table,
+                           np.array([1.0, 2.0]), pair)
+    archs, ms = model.fastest()
+    from linas_lib.space import all_archs
+
+    every = model.predict(all_archs())
+    assert np.allclose(ms, every.min(axis=0))
+    assert np.allclose(model.predict(archs).diagonal(), ms)

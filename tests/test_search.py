@@ -52,7 +52,7 @@ class FakeLatency:
 
 
 def all_of(space):
-    return A.space_decode(space, np.arange(space.size))
+    return space.decode(np.arange(space.size))
 
 
 # ---------------------------------------------------------------- indicators vs moocore
@@ -212,7 +212,7 @@ def test_nsga2_finds_true_front_and_never_repeats(target):
     acc, lat = FakeAccuracy(space, rng), FakeLatency(space, rng)
     archive = A.EvaluationArchive(space, acc, lat, budget=120)
     run_epr(archive, np.random.default_rng(0), pop_size=12, target=target)
-    seen = A.space_codes(space, np.array(acc.seen))
+    seen = space.encode(np.array(acc.seen))
     assert archive.n_evals == 120 and len(seen) == 120 and len(set(seen.tolist())) == 120
     truth = epr_truth(space, acc, lat, target)
     if target is not None:  # one target: the whole true front, every time

@@ -13,8 +13,6 @@ pipeline as one run (C3: 100 images within 16 s).
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..keys import content_hash
 from ..ops import Decoder
 from ..space import as_choices
 from .entries import N_CLASSES, export_onnx, onnx_bytes
@@ -215,5 +214,5 @@ def onnx_folder() -> Path:
 
 
 def dumps_key(*parts) -> str:
-    """Short stable hash of JSON-able parts (checkpoint keys)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+    """Short content hash of JSON-able parts (checkpoint keys)."""
+    return content_hash(list(parts), 12)

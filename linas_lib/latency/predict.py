@@ -82,6 +82,30 @@ class LatencyModel:
         fourth = t[:, 4, None, :] + pair[:, 3]
         return [np.ascontiguousarray(x.reshape(len(self.target_names), -1).T) for x in (first, pair[:, 1], third, fourth)]
 
+    def fastest(self) -> tuple[np.ndarray, np.ndarray]:
+        """The exact fastest architecture of every target and its latency.
+
+        Latency is a chain (per-layer terms plus adjacent-pair terms), so a min-plus dynamic
+        programme over the layers finds the optimum exactly, pair interactions included.
+
+        Returns:
+            ``(choices (n_targets, 5), ms (n_targets,))``.
+        """
+        pair = self.pair if self.variant == "interaction" else np.zeros_like(self.pair)
+        archs, best_ms = [], []
+        for t in range(len(self.target_names)):
+            value, back = self.table[t, 0].astype(float), []
+            for layer in range(1, N_LAYERS):
+                step = value[:, None] + pair[t, layer - 1] + self.table[t, layer][None, :]
+                back.append(step.argmin(axis=0))
+                value = step.min(axis=0)
+            arch = [int(value.argmin())]
+            for prev in reversed(back):
+                arch.append(int(prev[arch[-1]]))
+            archs.append(arch[::-1])
+            best_ms.append(float(value.min() + self.fixed[t]))
+        return np.array(archs, dtype=np.int64), np.array(best_ms)
+
     def feasible(self, choices) -> np.ndarray:
         """Boolean ``(n, n_targets)``: predicted latency within each target's budget."""
         return self.predict(choices) <= self.budgets_ms

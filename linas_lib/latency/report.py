@@ -14,7 +14,7 @@ import numpy as np
 
 from ..paths import cache_dir
 from ..keys import atomic_write_text
-from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key
+from ..space import N_ARCHS, N_CHOICES, all_archs, arch_string, choice_key, decode
 from . import e2e
 from . import lut as L
 from . import predict as P
@@ -111,8 +111,7 @@ def heatmap_panels(luts: dict[str, dict]) -> tuple[dict[str, np.ndarray], list[s
 
 def validation_archs(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` distinct uniformly random architectures ``(n, 5)``."""
-    codes = rng.choice(N_ARCHS, size=n, replace=False)
-    return np.stack([(codes // N_CHOICES ** (N_LAYERS - 1 - i)) % N_CHOICES for i in range(N_LAYERS)], 1)
+    return decode(rng.choice(N_ARCHS, size=n, replace=False))
 
 
 def measure_validation(profile, archs: np.ndarray, image: np.ndarray, progress: bool = True) -> dict[str, np.ndarray]:
@@ -174,15 +173,24 @@ def summary_figures(rows: list[dict]) -> dict:
 
 def throughput_rows(profile, choices, images: np.ndarray) -> list[dict]:
     """C3: ``throughput_images`` images through each local target's pipeline as a whole."""
-    lat, rows = profile.latency, []
     encoder = e2e.shared_encoder()
-    for target in local_targets(profile):
-        fn, spec = e2e.pipeline(target.name, choices, profile.data.resolution, e2e.onnx_folder(), encoder)
-        res = e2e.throughput(fn, images, lat.throughput_images, spec)
-        budget_s = lat.throughput_budget_s * lat.throughput_images / 100
-        rows.append({"target": target.name, "arch": arch_string(choices), **res,
-                     "budget_s": budget_s, "pass": bool(res["total_s"] <= budget_s)})
-    return rows
+    return [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder)
+            for t in local_targets(profile)]
+
+
+def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, encoder=None) -> dict:
+    """C3 for one local target: ``n_images`` images through the network's whole pipeline.
+
+    Returns:
+        ``{target, arch, n_images, total_s, ms_per_image, budget_s, pass}``; the budget is
+        ``latency.throughput_budget_s`` per 100 images, scaled to ``n_images``.
+    """
+    fn, spec = e2e.pipeline(target, choices, profile.data.resolution, e2e.onnx_folder(),
+                            encoder if encoder is not None else e2e.shared_encoder())
+    res = e2e.throughput(fn, images, n_images, spec)
+    budget_s = profile.latency.throughput_budget_s * n_images / 100
+    return {"target": target, "arch": arch_string(choices), **res, "budget_s": budget_s,
+            "pass": bool(res["total_s"] <= budget_s)}
 
 
 def _progress(items, enabled: bool, desc: str):

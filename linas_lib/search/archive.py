@@ -48,34 +48,9 @@ class BudgetExhausted(ValueError):
     """A run asked for more new evaluations than its budget has left."""
 
 
-def space_codes(space: SearchSpace, choices) -> np.ndarray:
-    """Integer code of each architecture of ``space`` (layer 0 most significant).
-
-    Equals :func:`linas_lib.space.encode` on the full LINAS space, and works for the small
-    spaces of tests too.
-
-    Raises:
-        ValueError: wrong shape or a choice out of range.
-    """
-    arr = np.asarray(choices, dtype=np.int64)
-    if arr.ndim != 2 or arr.shape[1] != space.n_layers:
-        raise ValueError(f"expected architectures of shape (n, {space.n_layers}); got {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() >= space.n_choices):
-        raise ValueError(f"choices must lie in 0..{space.n_choices - 1}")
-    place = space.n_choices ** np.arange(space.n_layers - 1, -1, -1, dtype=np.int64)
-    return arr @ place
-
-
-def space_decode(space: SearchSpace, codes) -> np.ndarray:
-    """Inverse of :func:`space_codes`: ``(n, L)`` choices."""
-    codes = np.asarray(codes, dtype=np.int64)
-    place = space.n_choices ** np.arange(space.n_layers - 1, -1, -1, dtype=np.int64)
-    return (codes[:, None] // place) % space.n_choices
-
-
 def unique_rows(space: SearchSpace, choices, exclude=()) -> np.ndarray:
     """Rows of ``choices`` in first-occurrence order without repeats or codes in ``exclude``."""
-    codes = space_codes(space, choices)
+    codes = np.atleast_1d(space.encode(choices))
     seen = set(int(c) for c in exclude)
     keep = []
     for i, code in enumerate(codes.tolist()):
@@ -103,7 +78,7 @@ class AccuracyCache:
 
     def lookup(self, space: SearchSpace, choices: np.ndarray) -> np.ndarray:
         """Accuracy of every row, computing the missing ones in one batched call."""
-        codes = space_codes(space, choices)
+        codes = np.atleast_1d(space.encode(choices))
         missing = [i for i, c in enumerate(codes.tolist()) if c not in self.values]
         if missing:
             fresh = np.asarray(self.model.evaluate(np.asarray(choices)[missing]), dtype=float).reshape(-1)
@@ -161,7 +136,7 @@ class EvaluationArchive:
 
     def contains(self, choices) -> np.ndarray:
         """Whether each row has been evaluated already."""
-        return np.array([int(c) in self._index for c in space_codes(self.space, choices)], dtype=bool)
+        return np.array([int(c) in self._index for c in np.atleast_1d(self.space.encode(choices))], dtype=bool)
 
     def new_rows(self, choices) -> np.ndarray:
         """The rows not evaluated yet, repeats removed, order kept."""
@@ -182,7 +157,7 @@ class EvaluationArchive:
             )
         if len(fresh):
             self._add(fresh)
-        rows = [self._index[int(c)] for c in space_codes(self.space, choices)]
+        rows = [self._index[int(c)] for c in np.atleast_1d(self.space.encode(choices))]
         return np.asarray(self._miou)[rows], np.asarray(self._lat)[rows]
 
     def _add(self, fresh: np.ndarray) -> None:
@@ -190,7 +165,7 @@ class EvaluationArchive:
         lat = np.asarray(self.latency.predict(fresh), dtype=float)
         if lat.ndim != 2 or lat.shape[0] != len(fresh) or not np.isfinite(lat).all():
             raise ValueError(f"latency model returned shape {lat.shape} or non-finite values")
-        for row, code in enumerate(space_codes(self.space, fresh).tolist()):
+        for row, code in enumerate(np.atleast_1d(self.space.encode(fresh)).tolist()):
             self._index[code] = len(self._choices)
             self._choices.append(fresh[row])
             self._miou.append(float(miou[row]))

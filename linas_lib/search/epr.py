@@ -32,7 +32,7 @@ from pymoo.core.sampling import Sampling
 from pymoo.core.termination import NoTermination
 
 from ..space import SearchSpace
-from .archive import EvaluationArchive, space_codes
+from .archive import EvaluationArchive
 from .objectives import budget_constraints, objectives
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
@@ -118,7 +118,7 @@ class ArchiveDuplicateElimination(DuplicateElimination):
         self.archive = archive
 
     def _codes(self, pop) -> np.ndarray:
-        return space_codes(self.archive.space, np.asarray(pop.get("X"), dtype=np.int64))
+        return self.archive.space.encode(np.asarray(pop.get("X"), dtype=np.int64))
 
     def _do(self, pop, other, is_duplicate):  # noqa: D102
         codes = self._codes(pop)

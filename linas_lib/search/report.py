@@ -195,6 +195,7 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
     Other targets (external, GPU) get ``measured_s`` NaN and a note: they cannot be timed here.
     """
     from ..latency import e2e
+    from ..latency.report import c3_check, eval_images
     from ..space import parse_arch
 
     kinds = {t.name: t.kind for t in profile.latency.targets}
@@ -207,12 +208,10 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
                         "c3_budget_s": budget_s, "c3_pass": "", "note": note})
             continue
         if encoder is None:
-            encoder, images = e2e.shared_encoder(), test_images(profile, seed)
-        fn, spec = e2e.pipeline(row["target"], parse_arch(row["arch"]), profile.data.resolution, e2e.onnx_folder(),
-                                encoder)
-        res = e2e.throughput(fn, images, n_images, spec)
+            encoder, images = e2e.shared_encoder(), eval_images(profile, seed)
+        res = c3_check(profile, row["target"], parse_arch(row["arch"]), images, n_images, encoder)
         out.append({**row, "c3_images": n_images, "measured_s": res["total_s"], "ms_per_image": res["ms_per_image"],
-                    "c3_budget_s": budget_s, "c3_pass": bool(res["total_s"] <= budget_s), "note": "measured"})
+                    "c3_budget_s": res["budget_s"], "c3_pass": res["pass"], "note": "measured"})
     return out
 
 
@@ -227,6 +226,12 @@ def front_points(exp: E.ParetoExperiment, runs: list[E.MethodRun], seed: int) ->
     return rows
 
 
+def headline_budgets(record: dict) -> dict[str, float]:
+    """``{target: budget_ms}`` of the headline-HV targets of an ``experiment.json`` record."""
+    budgets = dict(zip(record["targets"], record["budgets_ms"]))
+    return {name: budgets[name] for name in record["reference_point"]["hv_targets"]}
+
+
 def experiment_record(exp: E.ParetoExperiment, setup: SearchSetup, profile, near_facts: dict) -> dict:
     """What the experiment fixed before any method ran (written to ``experiment.json``)."""
     from dataclasses import asdict
@@ -235,13 +240,6 @@ def experiment_record(exp: E.ParetoExperiment, setup: SearchSetup, profile, near
             "budgets_ms": exp.budgets_ms.tolist(),
             "joint_targets": [exp.target_names[t] for t in setup.joint_targets],
             "search": asdict(profile.search), "near": near_facts}
-
-
-def test_images(profile, seed: int) -> np.ndarray:
-    """uint8 test-split images of the run (what the C3 throughput check feeds)."""
-    from ..data import load_splits
-
-    return load_splits(profile, seed)["test"].images
 
 
 def c3_figures(rows: list[dict]) -> dict:

@@ -102,10 +102,15 @@ def layer_choice_costs(space: SearchSpace, latency, target: int | None = None) -
 
 
 def cheapest_guesses(space: SearchSpace, latency) -> np.ndarray:
-    """Per target the architecture of its cheapest choice in every layer, ``(T, L)``.
+    """Per target the fastest architecture, ``(T, L)``.
 
-    The exact fastest architecture of an additive model; close to it with interactions.
+    A latency model that knows its own optimum (``fastest()``, as
+    :class:`~linas_lib.latency.predict.LatencyModel` does, exactly) is asked; for any other
+    model, the per-layer cheapest choice of :func:`layer_choice_costs` (exact for additive
+    models, close with interactions).
     """
+    if hasattr(latency, "fastest"):
+        return np.asarray(latency.fastest()[0], dtype=np.int64)
     n_targets = len(latency.budgets_ms)
     return np.stack([layer_choice_costs(space, latency, t).argmin(axis=1) for t in range(n_targets)]).astype(np.int64)
 
