@@ -31,3 +31,61 @@ def test_every_notebook_has_one_parameters_cell():
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name
         assert "profile" in tagged[0].source and "seed" in tagged[0].source
+
+
+def promised_figures() -> dict[str, list[str]]:
+    """``{notebook: [key pattern, ...]}`` from the README's notebook table (third column)."""
+    import re
+
+    promised = {}
+    for line in (project_root() / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        match = re.fullmatch(r"`(\d\d_\w+)`", cells[0]) if len(cells) == 3 else None
+        if match:
+            promised[match.group(1)] = re.findall(r"`([^`]+)`", cells[2])
+    return promised
+
+
+def missing_or_not_finite(figures: dict, patterns: list[str]) -> list[str]:
+    """Patterns with no matching key, or matching keys whose value is not a finite number."""
+    import math
+    import re
+
+    bad = []
+    for pattern in patterns:
+        regex = re.compile("^" + re.sub(r"<[a-z]+>", "[^.]+", re.escape(pattern).replace(r"\<", "<")
+                                        .replace(r"\>", ">")) + "$")
+        keys = [k for k in figures if regex.match(k)]
+        if not keys:
+            bad.append(f"{pattern}: no such key")
+        bad += [f"{k}: {figures[k]!r}" for k in keys
+                if not isinstance(figures[k], (int, float)) or not math.isfinite(figures[k])]
+    return bad
+
+
+def test_readme_promises_a_figure_list_for_every_notebook():
+    assert set(promised_figures()) == set(NOTEBOOKS)
+
+
+def test_promise_matching_finds_missing_and_null_figures():
+    figures = {"hv.random": 0.2, "hv.epr": None, "cache_speedup": 3.0}
+    assert missing_or_not_finite(figures, ["cache_speedup"]) == []
+    assert missing_or_not_finite(figures, ["hv.<method>"]) == ["hv.epr: None"]
+    assert missing_or_not_finite(figures, ["igd.<method>"]) == ["igd.<method>: no such key"]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_smoke_summary_has_every_promised_figure(name):
+    path = project_root() / "results" / "smoke" / name / "summary.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not written (run the smoke notebooks first)")
+    figures = json.loads(path.read_text())["figures"]
+    assert missing_or_not_finite(figures, promised_figures()[name]) == []
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_cpu_summary_has_every_promised_figure(name):
+    path = project_root() / "results" / "cpu" / name / "summary.json"
+    figures = json.loads(path.read_text())["figures"]
+    assert missing_or_not_finite(figures, promised_figures()[name]) == []
