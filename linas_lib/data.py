@@ -9,11 +9,15 @@ latency code times them end to end).
 
 Real images are resized with PIL: images bilinear; masks with a BOX filter followed by
 ``> 0``, i.e. a low-resolution pixel is a defect when any part of its footprint is, so
-one-pixel cracks survive downsampling (crack share grows accordingly).
+one-pixel cracks survive downsampling (crack share grows accordingly). Non-square images
+(CrackForest is 480x320) follow ``data.aspect``: ``resize`` stretches them to the square
+(the default; a one-line notice says so), ``letterbox`` first pads them with zeros to a
+centred square (masks padded with background 0), keeping their aspect ratio.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,12 +32,15 @@ from .paths import resolve
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MIN_IMAGE_SIDE = 32
 SOURCES = ("auto", "synthetic", "crackforest", "folder")
+ASPECTS = ("resize", "letterbox")  # data.aspect: how non-square images become square
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Random streams of load_splits: default_rng([seed, stream]).
 DATA_STREAM = 0xDA7A
 SPLIT_STREAM = 0x5B17
 SPLIT_NAMES = ("train", "val", "test")
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -256,7 +263,7 @@ def _spot(size: int, scale: float, rng: np.random.Generator) -> tuple[np.ndarray
 # ---------------------------------------------------------------------------------------
 
 
-def load_crackforest(folder, resolution: int, max_images: int = 0) -> SegDataset:
+def load_crackforest(folder, resolution: int, max_images: int = 0, aspect: str = "resize") -> SegDataset:
     """Load the labelled CrackForest images (``image/NNN.jpg`` + ``groundTruth/NNN.mat``).
 
     The mask is ``Segmentation == 2`` (crack); classes 3/4 count as background. Images
@@ -266,6 +273,7 @@ def load_crackforest(folder, resolution: int, max_images: int = 0) -> SegDataset
         folder: the CrackForest folder.
         resolution: output side in pixels (images are resized to a square).
         max_images: keep the first ``max_images`` labelled images by name (0 = all).
+        aspect: ``resize`` (stretch 480x320 to the square) or ``letterbox`` (pad first).
 
     Returns:
         The dataset, ``source="crackforest"``, ordered by name.
@@ -285,7 +293,8 @@ def load_crackforest(folder, resolution: int, max_images: int = 0) -> SegDataset
     if max_images > 0:
         labelled = labelled[:max_images]
     pairs = [(_read_image(images[p.stem]), _read_crackforest_label(p)) for p in labelled]
-    return _assemble(pairs, [p.stem for p in labelled], resolution, "crackforest", images_dir=image_dir)
+    return _assemble(pairs, [p.stem for p in labelled], resolution, "crackforest", images_dir=image_dir,
+                     aspect=aspect)
 
 
 def _read_crackforest_label(path: Path) -> np.ndarray:
@@ -303,7 +312,7 @@ def _read_crackforest_label(path: Path) -> np.ndarray:
     return (segmentation == 2).astype(np.uint8)
 
 
-def load_folder(folder, resolution: int, max_images: int = 0) -> SegDataset:
+def load_folder(folder, resolution: int, max_images: int = 0, aspect: str = "resize") -> SegDataset:
     """Load a user dataset: ``images/`` and ``masks/`` with files matched by stem.
 
     Images may be png/jpg/bmp/tif (grey, RGB or RGBA: converted to RGB). Masks are single
@@ -314,6 +323,7 @@ def load_folder(folder, resolution: int, max_images: int = 0) -> SegDataset:
         folder: a folder holding ``images/`` and ``masks/``.
         resolution: output side in pixels (images are resized to a square).
         max_images: keep the first ``max_images`` pairs by name (0 = all).
+        aspect: ``resize`` (stretch non-square images) or ``letterbox`` (pad first).
 
     Returns:
         The dataset, ``source="folder:<folder>"``, ordered by name.
@@ -346,7 +356,7 @@ def load_folder(folder, resolution: int, max_images: int = 0) -> SegDataset:
                 f"image {image_files[stem].name} size {image.shape[1]}x{image.shape[0]}"
             )
         pairs.append((image, mask))
-    return _assemble(pairs, stems, resolution, f"folder:{folder}", images_dir=folder / "images")
+    return _assemble(pairs, stems, resolution, f"folder:{folder}", images_dir=folder / "images", aspect=aspect)
 
 
 def _files_by_stem(folder: Path) -> dict[str, Path]:
@@ -400,13 +410,57 @@ def _read_mask(path: Path) -> np.ndarray:
     return (values > 0).astype(np.uint8)
 
 
-def _assemble(pairs, names, resolution: int, source: str, images_dir: Path) -> SegDataset:
-    """Resize ``(image, mask)`` pairs to ``resolution`` and stack them."""
+def _assemble(pairs, names, resolution: int, source: str, images_dir: Path, aspect: str = "resize") -> SegDataset:
+    """Resize ``(image, mask)`` pairs to ``resolution`` and stack them.
+
+    ``aspect="letterbox"`` zero-pads non-square pairs to a centred square first. Either
+    way, when any image is non-square one notice line is logged (per dataset load).
+    """
     if resolution < 1:
         raise DataError(f"{images_dir}: resolution must be positive, got {resolution}")
+    if aspect not in ASPECTS:
+        raise DataError(f"{images_dir}: aspect must be one of {', '.join(ASPECTS)}, got {aspect!r}")
+    _aspect_notice([mask.shape for _, mask in pairs], resolution, source, aspect)
+    if aspect == "letterbox":
+        pairs = [_letterbox(img, mask) for img, mask in pairs]
     images = np.stack([_resize_image(img, resolution) for img, _ in pairs])
     masks = np.stack([_resize_mask(mask, resolution) for _, mask in pairs])
     return SegDataset(images, masks, tuple(names), source)
+
+
+def _aspect_notice(shapes, resolution: int, source: str, aspect: str) -> None:
+    """Log one line when non-square images change aspect (resize) or get padded (letterbox)."""
+    odd = [(w, h) for h, w in shapes if h != w]
+    if not odd:
+        return
+    sizes = sorted(set(odd))
+    ratios = [w / h for w, h in odd]
+    if len(sizes) == 1 and len(odd) == len(shapes):
+        what, was = f"{sizes[0][0]}x{sizes[0][1]} images", f"{ratios[0]:.2f}"
+    else:
+        shown = ", ".join(f"{w}x{h}" for w, h in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
+        what = f"{len(odd)} of {len(shapes)} images non-square ({shown})"
+        was = f"{min(ratios):.2f}" if min(ratios) == max(ratios) else f"{min(ratios):.2f}..{max(ratios):.2f}"
+    if aspect == "letterbox":
+        log.info("%s: %s zero-padded to square and resized to %dx%d (aspect %s kept; data.aspect: letterbox)",
+                 source, what, resolution, resolution, was)
+    else:
+        log.warning("%s: %s resized to %dx%d (aspect %s -> 1.00; data.aspect: letterbox keeps it)",
+                    source, what, resolution, resolution, was)
+
+
+def _letterbox(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad an image and its mask to a centred square (padding is background 0)."""
+    h, w = mask.shape
+    if h == w:
+        return image, mask
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    square = np.zeros((side, side, 3), dtype=image.dtype)
+    square[top : top + h, left : left + w] = image
+    square_mask = np.zeros((side, side), dtype=mask.dtype)
+    square_mask[top : top + h, left : left + w] = mask
+    return square, square_mask
 
 
 def _resize_image(image: np.ndarray, resolution: int) -> np.ndarray:
@@ -448,24 +502,27 @@ def load_dataset(cfg: DataConfig, rng: np.random.Generator) -> SegDataset:
 
     ``source``: ``synthetic``; ``crackforest`` (``crackforest_dir``); ``folder``
     (``folder``); ``auto`` = CrackForest when its folder exists, else synthetic. Relative
-    paths are resolved from the project root. ``max_images`` caps the real datasets.
+    paths are resolved from the project root. ``max_images`` caps the real datasets;
+    ``aspect`` (``resize`` | ``letterbox``) says how non-square real images become square.
 
     Args:
         cfg: the profile's data section.
         rng: randomness of the synthetic generator (unused by real datasets).
 
     Raises:
-        DataError: unknown source, bad resolution, or a loader's error.
+        DataError: unknown source or aspect, bad resolution, or a loader's error.
     """
     if cfg.resolution < MIN_IMAGE_SIDE or cfg.resolution % 32:
         raise DataError(f"data.resolution must be a multiple of 32 and >= 32, got {cfg.resolution}")
+    if cfg.aspect not in ASPECTS:
+        raise DataError(f"data.aspect must be one of {', '.join(ASPECTS)}, got {cfg.aspect!r}")
     source = resolve_source(cfg)
     if source == "crackforest":
-        return load_crackforest(resolve(cfg.crackforest_dir), cfg.resolution, cfg.max_images)
+        return load_crackforest(resolve(cfg.crackforest_dir), cfg.resolution, cfg.max_images, cfg.aspect)
     if source == "folder":
         if not cfg.folder:
             raise DataError("data.source is 'folder' but data.folder is empty")
-        return load_folder(resolve(cfg.folder), cfg.resolution, cfg.max_images)
+        return load_folder(resolve(cfg.folder), cfg.resolution, cfg.max_images, cfg.aspect)
     syn = cfg.synthetic
     return synthetic_dataset(syn.n_images, cfg.resolution, rng, syn.defects_per_image, syn.defect_free_share)
 

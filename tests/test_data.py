@@ -348,3 +348,100 @@ def test_sources_and_overview_summary(tmp_path, synth):
     assert summary["n_images.synthetic"] == 40 and summary["n_train.synthetic"] == 20
     assert summary["defect_pct.synthetic"] == pytest.approx(100 * synth.masks.mean())
     assert summary["synthetic_gen_s"] == 0.5
+
+
+# --- non-square images: data.aspect ----------------------------------------------------
+
+
+def _wide_pair(root, stem="w", size=(64, 32)):
+    """A non-square pair whose mask is defect everywhere (so any padding shows as 0)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    image = np.random.default_rng(1).integers(1, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(image).save(root / "images" / f"{stem}.png")
+    Image.fromarray(np.full((size[1], size[0]), 255, dtype=np.uint8)).save(root / "masks" / f"{stem}.png")
+
+
+def test_letterbox_pads_with_background(tmp_path):
+    _wide_pair(tmp_path)  # 64x32: padded to 64x64 (16 rows top and bottom), then halved
+    ds = data.load_folder(tmp_path, 32, aspect="letterbox")
+    assert ds.images.shape == (1, 32, 32, 3) and ds.masks.shape == (1, 32, 32)
+    assert (ds.masks[0, :8] == 0).all() and (ds.masks[0, 24:] == 0).all()  # padding is background
+    assert (ds.masks[0, 8:24] == 1).all()
+    assert (ds.images[0, :7] == 0).all() and (ds.images[0, 25:] == 0).all()  # zero padding
+    assert ds.images[0, 9:23].min() > 0
+    stretched = data.load_folder(tmp_path, 32)  # resize: the mask fills the square
+    assert stretched.masks.all()
+
+
+def test_letterbox_portrait_pads_columns(tmp_path):
+    _wide_pair(tmp_path, size=(32, 64))
+    ds = data.load_folder(tmp_path, 32, aspect="letterbox")
+    assert (ds.masks[0, :, :8] == 0).all() and (ds.masks[0, :, 24:] == 0).all() and (ds.masks[0, :, 8:24] == 1).all()
+
+
+def test_resize_notice_once_per_load(tmp_path, caplog):
+    for stem in "abc":
+        _write_pair(tmp_path, stem)  # 48x40
+    with caplog.at_level("INFO", logger="linas_lib.data"):
+        data.load_folder(tmp_path, 32)
+    notices = [r.getMessage() for r in caplog.records if r.name == "linas_lib.data"]
+    assert notices == [f"folder:{tmp_path}: 48x40 images resized to 32x32 (aspect 1.20 -> 1.00; "
+                       "data.aspect: letterbox keeps it)"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="linas_lib.data"):
+        data.load_folder(tmp_path, 32, aspect="letterbox")
+    notices = [r.getMessage() for r in caplog.records if r.name == "linas_lib.data"]
+    assert len(notices) == 1 and "zero-padded to square" in notices[0] and "aspect 1.20 kept" in notices[0]
+
+
+def test_no_notice_for_square_images(tmp_path, caplog):
+    _write_pair(tmp_path, "sq", size=(64, 64))
+    with caplog.at_level("INFO", logger="linas_lib.data"):
+        ds = data.load_folder(tmp_path, 32, aspect="letterbox")
+    assert ds.images.shape == (1, 32, 32, 3)
+    assert not [r for r in caplog.records if r.name == "linas_lib.data"]
+    np.testing.assert_array_equal(ds.images, data.load_folder(tmp_path, 32).images)  # square: same either way
+
+
+def test_mixed_sizes_notice(tmp_path, caplog):
+    _write_pair(tmp_path, "a", size=(48, 40))
+    _write_pair(tmp_path, "b", size=(64, 64))
+    _write_pair(tmp_path, "c", size=(40, 60))
+    with caplog.at_level("INFO", logger="linas_lib.data"):
+        data.load_folder(tmp_path, 32)
+    (notice,) = [r.getMessage() for r in caplog.records if r.name == "linas_lib.data"]
+    assert "2 of 3 images non-square (40x60, 48x40)" in notice and "aspect 0.67..1.20 -> 1.00" in notice
+
+
+def test_unknown_aspect_names_the_key(tmp_path):
+    cfg = load_profile("smoke").data
+    with pytest.raises(DataError, match=r"data\.aspect must be one of resize, letterbox, got 'crop'"):
+        data.load_dataset(dataclasses.replace(cfg, aspect="crop"), np.random.default_rng(0))
+    _write_pair(tmp_path, "a")
+    with pytest.raises(DataError, match="aspect must be one of"):
+        data.load_folder(tmp_path, 32, aspect="stretch")
+
+
+def test_aspect_from_profile_yaml(tmp_path):
+    from linas_lib.config import PROFILE_DIR
+
+    smoke = (PROFILE_DIR / "smoke.yaml").read_text()
+    text = smoke.replace("  resolution: 128\n", "  resolution: 128\n  aspect: letterbox\n", 1)
+    (tmp_path / "lb.yaml").write_text(text)
+    assert load_profile(tmp_path / "lb.yaml").data.aspect == "letterbox"
+    assert load_profile("smoke").data.aspect == "resize"
+
+
+def test_crackforest_resize_notice_and_letterbox(shared_data, caplog):
+    with caplog.at_level("INFO", logger="linas_lib.data"):
+        resized = data.load_crackforest(shared_data / "crackforest", 64, max_images=3)
+    assert [r.getMessage() for r in caplog.records if r.name == "linas_lib.data"] == [
+        "crackforest: 480x320 images resized to 64x64 (aspect 1.50 -> 1.00; data.aspect: letterbox keeps it)"
+    ]
+    boxed = data.load_crackforest(shared_data / "crackforest", 64, max_images=3, aspect="letterbox")
+    assert boxed.images.shape == (3, 64, 64, 3) and boxed.names == resized.names
+    # 480x320 padded to 480x480: 80 rows on each side, i.e. ~10.7 of 64 rows (10 of them pure padding)
+    assert (boxed.masks[:, :10] == 0).all() and (boxed.masks[:, 54:] == 0).all()
+    assert (boxed.images[:, :10] == 0).all() and (boxed.images[:, 54:] == 0).all()
+    assert boxed.masks[:, 10:54].sum() > 0 and boxed.images[:, 12:52].min(axis=(1, 2, 3)).max() > 0
