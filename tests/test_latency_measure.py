@@ -123,3 +123,28 @@ def test_measure_interleaved_alternates_calls():
     stats = M.measure_interleaved(fns, M.MeasureSettings(warmup=1, repeats=3), timer)
     assert calls == ["a", "b"] * 5  # probe, warm-up, three timed rounds
     assert [s.mean_ms for s in stats] == [1.0, 2.0] and all(s.n_raw == 3 for s in stats)
+
+
+def test_cuda_target_refused_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda-fp32", "cuda-fp16-graph"):
+        spec = M.spec_for_target(name)  # parsing a name never needs a GPU
+        with pytest.raises(ValueError) as err:
+            M.check_target_runnable(name, spec)
+        assert str(err.value) == (f"target {name} needs a CUDA GPU, and torch sees none "
+                                  "(torch.cuda.is_available() is False)")
+    M.check_target_runnable("cpu-torch-1t", M.spec_for_target("cpu-torch-1t"))
+
+
+def test_ort_target_refused_without_onnxruntime(monkeypatch):
+    real = M.importlib.util.find_spec
+    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
+    with pytest.raises(ValueError, match="target cpu-ort-2t needs onnxruntime, which is not installed"):
+        M.check_target_runnable("cpu-ort-2t", M.spec_for_target("cpu-ort-2t"))
+
+
+def test_unknown_target_lists_valid_patterns():
+    with pytest.raises(ValueError) as err:
+        M.spec_for_target("cuda-int8")
+    assert str(err.value) == ("unknown target 'cuda-int8'; expected one of cpu-torch-<N>t, cpu-ort-<N>t "
+                              "(N >= 1 threads), cuda-fp32, cuda-fp16, cuda-fp32-graph, cuda-fp16-graph")

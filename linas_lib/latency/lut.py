@@ -55,8 +55,16 @@ targets export each entry to a small ONNX model (in memory) and run it in an ONN
 session with pinned intra-op threads, as the whole network runs there. Pre- and
 post-processing are host code timed by the wall clock.
 
-External files (``data/external-luts/seg-nas-128px``, another schema) are read by
+External files (``results/luts/external/seg-nas-128px``, another schema) are read by
 :func:`read_external` into this schema in memory (scope decoder-only, op_only only).
+
+Loading checks everything a predictor relies on and raises :class:`LUTError` naming the file
+and the entry: JSON syntax (with line and column), the search space (ops, widths, channels,
+layer count) and each layer's output geometry (``h_out``/``w_out``, Seg-NAS ``H_out``/``W_out``:
+layer ``l`` outputs ``resolution / 2**(4 - l)``, see :func:`expected_geometry`) -- a LUT of
+another space or resolution, such as the original 480x640 Seg-NAS files with 9 ops and widths
+25..125, is refused with a list of what differs -- and every entry's fields (``mean_ms`` and
+``std_ms`` for Seg-NAS entries, all ``STATS`` fields for ours), which must be finite numbers >= 0.
 Builds checkpoint to ``<out>.partial.json`` after every entry group and resume from it.
 """
 
@@ -64,6 +72,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +85,20 @@ from ..provenance import provenance
 from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_index, choice_key, parse_op_key
 from . import entries as E
 from .measure import (
-    MeasureSettings, RuntimeSpec, Stats, measure_interleaved, measure_robust, spec_for_target, torch_threads, wall_timer,
+    MeasureSettings, RuntimeSpec, Stats, check_target_runnable, measure_interleaved, measure_robust, spec_for_target,
+    torch_threads, wall_timer,
 )
 
 SCHEMA = "linas-lut"
 SCHEMA_VERSION = 2
 VARIANTS = ("op_only", "projected")
 STATS_FIELDS = tuple(Stats.__dataclass_fields__)
+COUNT_FIELDS = ("n", "n_raw", "retries")
+EXTERNAL_STATS_FIELDS = ("mean_ms", "std_ms")  # what a Seg-NAS entry holds
+SCOPES = ("end-to-end", "decoder-only")
+LAYER_NAMES = tuple(f"layer_{i}" for i in range(N_LAYERS))
+LAYER_DIMS = ("c_in", "c_out", "h_out", "w_out")
+EXTERNAL_DIMS = ("C_in", "C_out", "H_out", "W_out")
 
 
 class LUTError(ValueError):
@@ -112,18 +129,14 @@ def load_lut(path, resolution: int | None = None) -> dict:
         resolution: the run's input side; a LUT of another resolution is an error.
 
     Raises:
-        LUTError: unreadable JSON, wrong schema, other search space, missing entries,
-            other resolution -- the message names the file.
+        LUTError: unreadable, empty or invalid JSON, wrong schema, another search space or
+            resolution (listing what differs), missing or non-finite entries -- the message
+            names the file and the entry.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise LUTError(f"{path}: LUT file not found") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LUTError(f"{path}: not valid JSON: {err}") from err
-    if isinstance(data, dict) and data.get("schema") != SCHEMA and "hardware" in data:
-        data = _external_to_schema(data, path)
+    data = _read_json(path)
+    if "schema" not in data and ("hardware" in data or "input_size" in data):
+        data = _external_to_schema(data, path, resolution)
     check_lut_data(data, path)
     if resolution is not None and data["resolution"] != resolution:
         raise LUTError(
@@ -133,83 +146,250 @@ def load_lut(path, resolution: int | None = None) -> dict:
     return data
 
 
+def _read_json(path: Path) -> dict:
+    """The JSON object in ``path``, or a :class:`LUTError` naming the file and the problem."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError as err:
+        raise LUTError(f"{path}: LUT file not found") from err
+    except IsADirectoryError as err:
+        raise LUTError(f"{path}: is a directory, not a LUT file") from err
+    except UnicodeDecodeError as err:
+        raise LUTError(f"{path}: not valid JSON (not UTF-8 text: {err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise LUTError(f"{path}: cannot read the LUT file: {err.strerror or err}") from err
+    if not text.strip():
+        raise LUTError(f"{path}: empty file, not a LUT (expected a JSON object)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LUTError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
+    except RecursionError as err:
+        raise LUTError(f"{path}: not valid JSON (nested too deeply)") from err
+    if not isinstance(data, dict):
+        raise LUTError(f"{path}: a LUT must be a JSON object at the top level, got a JSON {_json_type(data)}")
+    return data
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number_problem(value, negative_ok: bool = False) -> str | None:
+    """Why ``value`` is not a usable latency (None when it is one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is not a number (a JSON {_json_type(value)})"
+    if not math.isfinite(value):
+        return "is not finite"
+    if value < 0 and not negative_ok:
+        return "is negative"
+    return None
+
+
+def expected_geometry(resolution: int) -> list[tuple[int, int]]:
+    """``(H_out, W_out)`` of each decoder layer at a square input side ``resolution``.
+
+    Layer ``l`` outputs ``resolution / 2**(4 - l)``: 8, 16, 32, 64, 128 at 128 px (as
+    :func:`linas_lib.ops.layer_input_shape` and the Seg-NAS files' ``H_out``/``W_out``).
+
+    Raises:
+        ValueError: a resolution that is not a positive multiple of 32.
+    """
+    if not _is_int(resolution) or resolution <= 0:
+        raise ValueError(f"resolution {resolution!r} must be a positive multiple of 32 (five x2 stages)")
+    return [(2 * layer_input_shape(layer, resolution)[1],) * 2 for layer in range(N_LAYERS)]
+
+
 def check_lut_data(data, path) -> None:
     """Validate a LUT dict against the schema (see module docstring).
 
     Raises:
-        LUTError: naming ``path`` and the first problem found.
+        LUTError: naming ``path`` and the first problem found; a LUT of another search
+            space or resolution names everything that differs.
     """
     if not isinstance(data, dict):
-        raise LUTError(f"{path}: a LUT must be a JSON object, got {type(data).__name__}")
+        raise LUTError(f"{path}: a LUT must be a JSON object, got a JSON {_json_type(data)}")
     if data.get("schema") != SCHEMA or data.get("schema_version") != SCHEMA_VERSION:
         raise LUTError(f"{path}: not a {SCHEMA} v{SCHEMA_VERSION} file (schema={data.get('schema')!r}, "
                        f"schema_version={data.get('schema_version')!r})")
     for key in ("target", "runtime", "scope", "resolution", "space", "layers"):
         if key not in data:
             raise LUTError(f"{path}: missing header field {key!r}")
-    if not isinstance(data["resolution"], int) or data["resolution"] <= 0:
+    if data["scope"] not in SCOPES:
+        raise LUTError(f"{path}: scope {data['scope']!r} is not one of {', '.join(SCOPES)}")
+    if not _is_int(data["resolution"]) or data["resolution"] <= 0:
         raise LUTError(f"{path}: resolution must be a positive integer, got {data['resolution']!r}")
-    _check_space(data["space"], path)
+    if not isinstance(data["layers"], dict):
+        raise LUTError(f"{path}: 'layers' must be an object layer_0..layer_{N_LAYERS - 1}, "
+                       f"got a JSON {_json_type(data['layers'])}")
+    _check_space(data, path)
+    fields = EXTERNAL_STATS_FIELDS if data["runtime"] == "external" else STATS_FIELDS
     variants = ("op_only",) if data["scope"] == "decoder-only" else VARIANTS
     for layer in range(N_LAYERS):
-        _check_layer(data["layers"], layer, variants, path)
+        _check_layer(data["layers"], layer, variants, fields, path)
     if data["scope"] != "decoder-only":
-        _check_fixed(data.get("fixed"), path)
-        _check_pairs(data.get("pairs"), path)
+        _check_fixed(data.get("fixed"), fields, path)
+        _check_pairs(data.get("pairs"), fields, path)
 
 
-def _check_space(space, path) -> None:
-    expected = space_block()
+def _check_space(data: dict, path) -> None:
+    """The space block, layer names, channels and output geometry against this project's."""
+    space = data["space"]
     if not isinstance(space, dict):
-        raise LUTError(f"{path}: 'space' must be an object")
-    for key in ("ops", "widths", "channels"):
-        if space.get(key) != expected[key]:
-            raise LUTError(f"{path}: LUT measured for another search space: {key} = {space.get(key)!r}, "
-                           f"this project has {expected[key]!r}")
+        raise LUTError(f"{path}: 'space' must be an object with ops, widths and channels")
+    layers = data["layers"]
+    for name, layer in layers.items():
+        if name in LAYER_NAMES and not isinstance(layer, dict):
+            raise LUTError(f"{path}: {name} must be an object, got a JSON {_json_type(layer)}")
+    present = [n for n in LAYER_NAMES if n in layers]
+    for name in present:
+        for field in LAYER_DIMS:
+            value = layers[name].get(field)
+            if field not in layers[name]:
+                raise LUTError(f"{path}: {name} is missing {field!r} (each layer stores {', '.join(LAYER_DIMS)})")
+            if not _is_int(value) or value <= 0:
+                raise LUTError(f"{path}: {name}.{field} = {value!r} is not a positive integer")
+    diffs = _space_differences(space.get("ops"), space.get("widths"), space.get("channels"))
+    if set(layers) - set(LAYER_NAMES):
+        diffs.append(f"layers: found {len(layers)} ({', '.join(layers)}), expected {N_LAYERS} "
+                     f"(layer_0..layer_{N_LAYERS - 1})")
+    found_channels = [[layers[n]["c_in"], layers[n]["c_out"]] for n in present]
+    expected_channels = [list(CHANNELS[int(n.split("_")[1])]) for n in present]
+    if found_channels != expected_channels and not any(d.startswith("channels") for d in diffs):
+        diffs.append(f"channels (c_in->c_out of {', '.join(present)}): found {_fmt_channels(found_channels)}, "
+                     f"expected {_fmt_channels(expected_channels)}")
+    resolution = data["resolution"]
+    if resolution % 32:
+        diffs.append(f"resolution: {resolution} is not a multiple of 32 (five x2 upsampling stages)")
+    else:
+        found = [(layers[n]["h_out"], layers[n]["w_out"]) for n in present]
+        expected = [expected_geometry(resolution)[int(n.split("_")[1])] for n in present]
+        if found != expected:
+            diffs.append(f"output geometry (h_out x w_out of {', '.join(present)}): found {_fmt_geometry(found)}, "
+                         f"expected {_fmt_geometry(expected)} for its resolution {resolution}")
+    if diffs:
+        raise LUTError(_other_space_message(path, "LUT", diffs))
 
 
-def _check_layer(layers, layer: int, variants, path) -> None:
+def _other_space_message(path, what: str, diffs: list[str]) -> str:
+    return (f"{path}: {what} belongs to another search space and/or resolution; what differs from this "
+            "project's:" + "".join(f"\n  - {d}" for d in diffs))
+
+
+def _space_differences(ops, widths, channels, n_layers: int | None = None) -> list[str]:
+    """What of ``ops``/``widths``/``channels`` (/ layer count) differs from this project's space."""
+    diffs = []
+    if n_layers is not None and n_layers != N_LAYERS:
+        diffs.append(f"layer count: found {n_layers}, expected {N_LAYERS}")
+    if widths != list(WIDTHS):
+        diffs.append(f"widths: found {widths!r}, expected {list(WIDTHS)}")
+    if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
+        diffs.append(f"ops: found {ops!r}, expected {list(OPS)}")
+    else:
+        extra, missing = [o for o in ops if o not in OPS], [o for o in OPS if o not in ops]
+        if extra or missing:
+            parts = [f"{what} {', '.join(names)}" for what, names in (("extra", extra), ("missing", missing)) if names]
+            diffs.append(f"ops: {' and '.join(parts)} (found {len(ops)} ops, expected {len(OPS)})")
+        elif ops != list(OPS):
+            diffs.append(f"ops: listed in another order {ops}, expected {list(OPS)}")
+    if channels != [list(c) for c in CHANNELS]:
+        diffs.append(f"channels (C_in->C_out per layer): found {_fmt_channels(channels)}, "
+                     f"expected {_fmt_channels(CHANNELS)}")
+    return diffs
+
+
+def _fmt_channels(channels) -> str:
+    try:
+        return ", ".join(f"{c_in}->{c_out}" for c_in, c_out in channels)
+    except (TypeError, ValueError):
+        return repr(channels)
+
+
+def _fmt_geometry(geometry) -> str:
+    return ", ".join(f"{h:g}x{w:g}" for h, w in geometry)
+
+
+def _check_layer(layers, layer: int, variants, fields, path) -> None:
     name = f"layer_{layer}"
-    if not isinstance(layers, dict) or name not in layers:
+    if name not in layers:
         raise LUTError(f"{path}: missing layer {name!r}")
+    keys = [choice_key(c) for c in range(N_CHOICES)]
     for variant in variants:
         table = layers[name].get(variant)
         if not isinstance(table, dict):
             raise LUTError(f"{path}: {name} has no {variant!r} entries")
-        for choice in range(N_CHOICES):
-            key = choice_key(choice)
+        for key in keys:
             if key not in table:
                 raise LUTError(f"{path}: {name}.{variant} is missing op {key!r}")
-            _check_stats(table[key], f"{name}.{variant}.{key}", path)
+            _check_stats(table[key], f"{name}.{variant}.{key}", fields, path)
+        extra = [k for k in table if k not in keys]
+        if extra:
+            raise LUTError(f"{path}: {name}.{variant} has entries outside this search space: {', '.join(extra)}")
 
 
-def _check_stats(stats, where: str, path) -> None:
-    if not isinstance(stats, dict) or not isinstance(stats.get("mean_ms"), (int, float)):
-        raise LUTError(f"{path}: {where} needs a numeric mean_ms")
-    if not np.isfinite(stats["mean_ms"]) or stats["mean_ms"] < 0:
-        raise LUTError(f"{path}: {where}.mean_ms = {stats['mean_ms']!r} is not a finite latency")
+def _check_stats(stats, where: str, fields, path) -> None:
+    """One entry: every field of ``fields`` present; latencies finite and >= 0; counts integers."""
+    if not isinstance(stats, dict):
+        raise LUTError(f"{path}: {where} must be an object of latency stats ({', '.join(fields)}), "
+                       f"got a JSON {_json_type(stats)}")
+    missing = [f for f in fields if f not in stats]
+    if missing:
+        raise LUTError(f"{path}: {where} is missing {', '.join(repr(f) for f in missing)} "
+                       f"(every entry needs {', '.join(fields)})")
+    for field in fields:
+        value = stats[field]
+        if field in COUNT_FIELDS:
+            if not _is_int(value) or value < 0:
+                raise LUTError(f"{path}: {where}.{field} = {value!r} is not a count (an integer >= 0)")
+            continue
+        problem = _number_problem(value)
+        if problem:
+            raise LUTError(f"{path}: {where}.{field} = {value!r} {problem}; latencies must be finite numbers >= 0 ms")
 
 
-def _check_fixed(fixed, path) -> None:
+def _check_fixed(fixed, fields, path) -> None:
     if not isinstance(fixed, dict):
         raise LUTError(f"{path}: an end-to-end LUT needs a 'fixed' object ({', '.join(E.FIXED_STAGES)})")
     for stage in E.FIXED_STAGES:
         if stage not in fixed:
             raise LUTError(f"{path}: fixed cost {stage!r} missing")
-        _check_stats(fixed[stage], f"fixed.{stage}", path)
+        _check_stats(fixed[stage], f"fixed.{stage}", fields, path)
 
 
-def _check_pairs(pairs, path) -> None:
+def _check_pairs(pairs, fields, path) -> None:
     if not isinstance(pairs, dict) or not isinstance(pairs.get("entries"), list):
         raise LUTError(f"{path}: an end-to-end LUT needs 'pairs' with a list of 'entries'")
     for i, entry in enumerate(pairs["entries"]):
-        try:
-            if not 0 <= entry["layer"] < N_LAYERS - 1:
-                raise ValueError(f"layer {entry['layer']} is not an adjacent-layer slot 0..{N_LAYERS - 2}")
-            parse_op_key(entry["a"]), parse_op_key(entry["b"])
-            float(entry["interaction_ms"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise LUTError(f"{path}: pairs.entries[{i}] malformed: {err}") from err
+        where = f"pairs.entries[{i}]"
+        if not isinstance(entry, dict):
+            raise LUTError(f"{path}: {where} must be an object, got a JSON {_json_type(entry)}")
+        for key in ("layer", "a", "b", "interaction_ms"):
+            if key not in entry:
+                raise LUTError(f"{path}: {where} is missing {key!r}")
+        if not _is_int(entry["layer"]) or not 0 <= entry["layer"] < N_LAYERS - 1:
+            raise LUTError(f"{path}: {where}.layer = {entry['layer']!r} is not an adjacent-layer slot "
+                           f"0..{N_LAYERS - 2}")
+        for key in ("a", "b"):
+            try:
+                parse_op_key(entry[key])
+            except (AttributeError, TypeError, ValueError) as err:
+                raise LUTError(f"{path}: {where}.{key}: {err}") from err
+        problem = _number_problem(entry["interaction_ms"], negative_ok=True)
+        if problem:
+            raise LUTError(f"{path}: {where}.interaction_ms = {entry['interaction_ms']!r} {problem}")
+        for key in ("pair", "single_a", "single_b"):
+            if key in entry:
+                _check_stats(entry[key], f"{where}.{key}", fields, path)
 
 
 # ----------------------------------------------------------------------------- external
@@ -224,31 +404,119 @@ def read_external(path, resolution: int | None = None) -> dict:
     return load_lut(path, resolution)
 
 
-def _external_to_schema(raw: dict, path) -> dict:
-    """Map the Seg-NAS schema (hardware, input_size, layers.layer_i.ops) onto ours."""
-    try:
-        layers = {}
-        for name, layer in raw["layers"].items():
-            ops = {key: _external_stats(value) for key, value in layer["ops"].items()}
-            layers[name] = {"c_in": layer["C_in"], "c_out": layer["C_out"], "h_out": layer["H_out"],
-                            "w_out": layer["W_out"], "op_only": ops}
-        channels = [[layers[f"layer_{i}"]["c_in"], layers[f"layer_{i}"]["c_out"]] for i in range(len(layers))]
-        keys = [parse_op_key(k) for k in layers["layer_0"]["op_only"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise LUTError(f"{path}: malformed external LUT (Seg-NAS schema): {err}") from err
-    space = {"ops": [op for op in OPS if any(k[0] == op for k in keys)],
-             "widths": sorted({w for _, w in keys}), "channels": channels}
+def _external_to_schema(raw: dict, path, resolution: int | None = None) -> dict:
+    """Map the Seg-NAS schema (hardware, input_size, layers.layer_i.{C_in, C_out, H_out, W_out,
+    ops}) onto ours, refusing a file of another search space or resolution with everything
+    that differs (``resolution``: the run's input side, if known)."""
+    bad = f"{path}: malformed external LUT (Seg-NAS schema)"
+    hardware = raw.get("hardware")
+    if not isinstance(hardware, str) or not hardware.strip():
+        raise LUTError(f"{bad}: 'hardware' must name the device, got {hardware!r}")
+    raw_layers = raw.get("layers")
+    if not isinstance(raw_layers, dict) or not raw_layers:
+        raise LUTError(f"{bad}: 'layers' must be a non-empty object layer_0..layer_{N_LAYERS - 1}")
+    names = [f"layer_{i}" for i in range(len(raw_layers))]
+    if set(raw_layers) != set(names):
+        raise LUTError(f"{bad}: layers must be named layer_0, layer_1, ...; got {', '.join(raw_layers)}")
+    height, width = _external_input(raw, bad)
+    keys = {}
+    for name in names:
+        layer = raw_layers[name]
+        if not isinstance(layer, dict):
+            raise LUTError(f"{bad}: layers.{name} must be an object, got a JSON {_json_type(layer)}")
+        for field in EXTERNAL_DIMS:
+            if field not in layer:
+                raise LUTError(f"{bad}: layers.{name} is missing {field!r}")
+            if not _is_int(layer[field]) or layer[field] <= 0:
+                raise LUTError(f"{bad}: layers.{name}.{field} = {layer[field]!r} is not a positive integer")
+        if not isinstance(layer.get("ops"), dict) or not layer["ops"]:
+            raise LUTError(f"{bad}: layers.{name} needs a non-empty 'ops' object of '<Op>_w<pct>' entries")
+        for key in layer["ops"]:
+            op, sep, pct = key.rpartition("_w")
+            if not sep or not op or not pct.isdigit():
+                raise LUTError(f"{bad}: layers.{name}.ops has a malformed key {key!r}; "
+                               "expected '<Op>_w<pct>' such as 'Conv3x3_w50'")
+            keys[key] = (op, int(pct))
+    ops = list(dict.fromkeys(op for op, _ in keys.values()))
+    found_ops = [op for op in OPS if op in ops] + [op for op in ops if op not in OPS]
+    channels = [[raw_layers[n]["C_in"], raw_layers[n]["C_out"]] for n in names]
+    diffs = _space_differences(found_ops, sorted({pct for _, pct in keys.values()}), channels, len(names))
+    geometry = [(raw_layers[n]["H_out"], raw_layers[n]["W_out"]) for n in names]
+    _check_external_geometry(diffs, geometry, (height, width), resolution)
+    if diffs:
+        raise LUTError(_other_space_message(path, f"external LUT of {hardware} (Seg-NAS schema)", diffs))
+    layers = {}
+    for name in names:
+        entries = raw_layers[name]["ops"]
+        for key, value in entries.items():
+            _check_stats(value, f"layers.{name}.ops.{key}", EXTERNAL_STATS_FIELDS, path)
+        missing = [choice_key(c) for c in range(N_CHOICES) if choice_key(c) not in entries]
+        if missing:
+            raise LUTError(f"{path}: layers.{name}.ops is missing {', '.join(missing)} "
+                           "(every op is needed at every width)")
+        layers[name] = {"c_in": raw_layers[name]["C_in"], "c_out": raw_layers[name]["C_out"],
+                        "h_out": raw_layers[name]["H_out"], "w_out": raw_layers[name]["W_out"],
+                        "op_only": {key: {"mean_ms": float(v["mean_ms"]), "std_ms": float(v["std_ms"])}
+                                    for key, v in entries.items()}}
     return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "target": str(raw["hardware"]),
-        "runtime": "external", "device": str(raw["hardware"]), "precision": "fp32", "threads": None,
-        "graph": False, "scope": "decoder-only", "resolution": raw.get("input_size"), "space": space,
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "target": hardware,
+        "runtime": "external", "device": hardware, "precision": "fp32", "threads": None,
+        "graph": False, "scope": "decoder-only", "resolution": height, "space": space_block(),
         "measure": {"warmup": raw.get("warmup"), "repeats": raw.get("repeat")},
         "layers": layers, "source": str(path),
     }
 
 
-def _external_stats(value: dict) -> dict:
-    return {"mean_ms": float(value["mean_ms"]), "std_ms": float(value.get("std_ms", 0.0))}
+def _external_input(raw: dict, bad: str) -> tuple[int, int]:
+    """``(H, W)`` of a Seg-NAS file's input: ``input_size`` 128 or "480x640", or input_h/input_w."""
+    size, h, w = raw.get("input_size"), raw.get("input_h"), raw.get("input_w")
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", size) if isinstance(size, str) else None
+    if _is_int(size):
+        hw = (size, size)
+    elif match:
+        hw = (int(match[1]), int(match[2]))
+    elif size is None and _is_int(h) and _is_int(w):
+        hw = (h, w)
+    elif size is None:
+        raise LUTError(f"{bad}: missing 'input_size' (the input side, e.g. 128, or 'HxW')")
+    else:
+        raise LUTError(f"{bad}: input_size = {size!r} is neither an input side (128) nor 'HxW'")
+    if ("input_h" in raw or "input_w" in raw) and (h, w) != hw:
+        raise LUTError(f"{bad}: input_size {size!r} disagrees with input_h x input_w = {h!r}x{w!r}")
+    if min(hw) <= 0:
+        raise LUTError(f"{bad}: input size {hw[0]}x{hw[1]} is not positive")
+    return hw
+
+
+def _check_external_geometry(diffs: list, geometry, size: tuple[int, int], resolution: int | None) -> None:
+    """Add resolution / output-geometry differences of a Seg-NAS file to ``diffs``.
+
+    Its layer ``l`` of ``n`` must output ``input / 2**(n - 1 - l)`` of its own input; a
+    non-square input or (with ``resolution``) another input than the run's is reported only
+    when something else differs too (else :func:`load_lut` says "measured at resolution ...").
+    """
+    def expect(h, w):
+        n = len(geometry)
+        return [(h / 2 ** (n - 1 - layer), w / 2 ** (n - 1 - layer)) for layer in range(n)]
+
+    height, width = size
+    own = [] if geometry == expect(height, width) else [
+        f"output geometry (H_out x W_out per layer): found {_fmt_geometry(geometry)}, expected "
+        f"{_fmt_geometry(expect(height, width))} for its own input {height}x{width}"]
+    if not (diffs or own or height != width):
+        return
+    if height != width:
+        run = f", the run uses {resolution}x{resolution}" if resolution is not None else ""
+        diffs.append(f"resolution: input {height}x{width} is not square (this project's inputs are square{run})")
+    elif resolution is not None and height != resolution:
+        diffs.append(f"resolution: input {height}x{width}, the run uses {resolution}x{resolution}")
+    diffs += own
+    if resolution is not None and (height, width) != (resolution, resolution):
+        diffs.append(f"output geometry (H_out x W_out per layer): found {_fmt_geometry(geometry)}, expected "
+                     f"{_fmt_geometry(expect(resolution, resolution))} at the run's {resolution} px")
+    elif resolution is None and height != width:
+        diffs.append(f"output geometry (H_out x W_out per layer): found {_fmt_geometry(geometry)} "
+                     "(not square)")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -325,7 +593,16 @@ def build_lut(target: str, resolution: int, settings: MeasureSettings, out, *, p
         The LUT dict (as written).
     """
     spec = spec_for_target(target)
+    check_target_runnable(target, spec)  # before torch.cuda / onnxruntime are touched
     out = Path(out)
+    if not _is_int(resolution) or resolution <= 0 or resolution % 32:
+        raise ValueError(f"target {target}: resolution {resolution!r} must be a positive multiple of 32 "
+                         "(five x2 upsampling stages)")
+    if out.is_dir():
+        raise ValueError(f"target {target}: LUT output path {out} is a directory; give the JSON file to write")
+    bad = [c for c in (choices or ()) if not 0 <= int(c) < N_CHOICES]
+    if bad:
+        raise ValueError(f"target {target}: choices {bad} out of range 0..{N_CHOICES - 1}")
     partial = out.with_name(out.stem + ".partial.json")
     header = _header(target, spec, resolution, settings, pairs_per_slot, pair_seed, choices)
     lut = _resume(partial, header)

@@ -16,6 +16,7 @@ ORT runners) only -- no pandas -- so it runs headless on any measuring machine.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -201,9 +202,24 @@ def spec_for_target(name: str) -> RuntimeSpec:
     if parts[0] == "cuda" and len(parts) in (2, 3) and parts[1] in ("fp32", "fp16"):
         if len(parts) == 2 or parts[2] == "graph":
             return RuntimeSpec("torch", "cuda", parts[1], 1, graph=len(parts) == 3)
-    raise ValueError(
-        f"unknown target {name!r}; expected cpu-torch-<N>t, cpu-ort-<N>t or cuda-fp32|fp16[-graph]"
-    )
+    raise ValueError(f"unknown target {name!r}; expected one of {TARGET_PATTERNS}")
+
+
+TARGET_PATTERNS = ("cpu-torch-<N>t, cpu-ort-<N>t (N >= 1 threads), cuda-fp32, cuda-fp16, "
+                   "cuda-fp32-graph, cuda-fp16-graph")
+
+
+def check_target_runnable(name: str, spec: RuntimeSpec) -> None:
+    """Refuse a target this machine cannot run, before any runtime is touched.
+
+    Raises:
+        ValueError: a ``cuda-*`` target without a CUDA device torch can see, or an ORT
+            target without onnxruntime installed -- one line naming the target.
+    """
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"target {name} needs a CUDA GPU, and torch sees none (torch.cuda.is_available() is False)")
+    if spec.runtime == "ort" and importlib.util.find_spec("onnxruntime") is None:
+        raise ValueError(f"target {name} needs onnxruntime, which is not installed (pip install onnxruntime)")
 
 
 def prepare_module(module: torch.nn.Module, spec: RuntimeSpec) -> torch.nn.Module:

@@ -38,9 +38,19 @@ def latency_model(profile, variant: str = "interaction", targets=None, here: boo
         progress: tqdm bars while measuring.
     """
     profile = _as_profile(profile)
+    if targets is not None:
+        known = [t.name for t in profile.latency.targets]
+        unknown = [n for n in targets if n not in known]
+        if unknown:
+            raise ValueError(f"profile {profile.name!r}: unknown target(s) {', '.join(map(repr, unknown))}; "
+                             f"the profile has {', '.join(known) or 'no targets'}")
     luts = {n: lut for n, lut in load_luts(profile, here, progress).items() if targets is None or n in targets}
     if not luts:
-        raise ValueError(f"profile {profile.name!r}: no target has a LUT")
+        wanted = [t for t in profile.latency.targets if targets is None or t.name in targets]
+        left_out = "; ".join(f"{t.name}: {target_lut_path(profile, t, here)} does not exist (optional: left out)"
+                             for t in wanted)
+        raise ValueError(f"profile {profile.name!r}: no target has a LUT"
+                         + (f" -- {left_out}" if left_out else " (latency.targets is empty)"))
     return model_from_luts(luts, profile_budgets(profile, luts), variant)
 
 
@@ -136,7 +146,13 @@ def load_target_lut(profile, target, here: bool = False, progress: bool = True) 
     path = target_lut_path(profile, target, here)
     resolution = profile.data.resolution
     if path.is_file():
-        return L.load_lut(path, resolution)
+        try:
+            return L.load_lut(path, resolution)
+        except L.LUTError as err:  # the message names the file; say which target reads it
+            raise L.LUTError(f"profile {profile.name!r}: target {target.name!r}: {err}") from err
+    if path.is_dir():
+        raise ValueError(f"profile {profile.name!r}: target {target.name!r}: LUT path {path} is a directory, "
+                         "not a LUT file")
     if path.exists():
         raise ValueError(f"profile {profile.name!r}: target {target.name!r}: LUT path {path} is not a file")
     if measures_here(target, here):
