@@ -10,11 +10,33 @@ import sys
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
-    from .runner import run_notebook
+    from .runner import NotebookFailed, run_notebook
 
-    executed = run_notebook(args.name, args.profile, args.seed, html=not args.no_html)
+    try:
+        executed = run_notebook(args.name, args.profile, args.seed, html=not args.no_html)
+    except NotebookFailed as err:
+        print(f"linas: error: {err}", file=sys.stderr)
+        return 1
     print(f"executed {executed}")
     return 0
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from .paper import run_paper
+    from .runner import NotebookFailed
+
+    try:
+        run_paper(args.profile, args.seed, force=args.force, only=args.only)
+    except NotebookFailed as err:
+        print(f"linas: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import run_compare
+
+    return run_compare(args.profile, show_all=args.all, ref=args.ref)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,10 +50,59 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--seed", type=int, default=0)
     nb.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML rendering")
     nb.set_defaults(func=_cmd_notebook)
+    _add_paper_commands(sub)
 
     # `linas lut build|check` is added by linas_lib.latency (see _add_lut_commands).
     _add_lut_commands(sub)
+    _add_data_commands(sub)
     return parser
+
+
+def _add_data_commands(sub) -> None:
+    """``linas data fetch crackforest DEST [--archive PATH] [--force]``."""
+    data = sub.add_parser("data", help="fetch and verify real datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser(
+        "fetch", help="download (or take a local archive of) a dataset, verify every file, install it in DEST"
+    )
+    fetch.add_argument("dataset", choices=["crackforest"], help="the dataset (crackforest)")
+    fetch.add_argument("dest", help="folder to create (then set data.crackforest_dir to it)")
+    fetch.add_argument("--archive", default=None, metavar="PATH_OR_FOLDER",
+                       help="a local .zip/.tar.gz of the upstream repository, or an extracted folder "
+                            "(offline machines); default: download the pinned commit")
+    fetch.add_argument("--force", action="store_true", help="replace DEST even if it already is a verified copy")
+    fetch.add_argument("--timeout", type=float, default=None, help="download socket timeout in seconds (default 60)")
+    fetch.set_defaults(func=_cmd_data_fetch)
+
+
+def _cmd_data_fetch(args: argparse.Namespace) -> int:
+    from .fetch import DOWNLOAD_TIMEOUT_S, FetchError, fetch_crackforest, fetch_report
+
+    timeout = DOWNLOAD_TIMEOUT_S if args.timeout is None else args.timeout
+    try:
+        result = fetch_crackforest(args.dest, args.archive, force=args.force, timeout=timeout,
+                                   say=lambda line: print(line, file=sys.stderr))
+    except OSError as err:  # e.g. DEST's parent not writable
+        raise FetchError(f"cannot fetch crackforest into {args.dest}: {err}") from err
+    print(fetch_report(result))
+    return 0
+
+
+def _add_paper_commands(sub) -> None:
+    """``linas paper`` (run the stale notebooks, by content stamps) and ``linas compare``."""
+    paper = sub.add_parser("paper", help="run, in order, every notebook whose inputs changed (content stamps "
+                           "in .cache/stamps/<profile>/)")
+    paper.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    paper.add_argument("--seed", type=int, default=0)
+    paper.add_argument("--force", action="store_true", help="rerun every notebook, stamps or not")
+    paper.add_argument("--only", default=None, metavar="NAME", help="consider only this notebook, e.g. 03_supernet")
+    paper.set_defaults(func=_cmd_paper)
+    compare = sub.add_parser("compare", help="compare the reproduced summary figures with the committed ones "
+                             "(exit 1 when a non-timing figure differs)")
+    compare.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    compare.add_argument("--all", action="store_true", help="print every row, not only the non-ok ones")
+    compare.add_argument("--ref", default="HEAD", help="git revision holding the committed results (default: HEAD)")
+    compare.set_defaults(func=_cmd_compare)
 
 
 def _add_lut_commands(sub) -> None:

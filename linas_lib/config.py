@@ -45,6 +45,7 @@ class DataConfig:
     resolution: int = 128  # square input side; must match every LUT's resolution
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions
     max_images: int = 0  # 0 = all; caps real datasets for cheap profiles
+    aspect: str = "resize"  # non-square real images: resize (stretch) | letterbox (zero-pad to square, then resize)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -106,12 +107,17 @@ class SupernetConfig:
     tau_max: float = 5.0
     tau_min: float = 0.1
     ws_val_images: int = 0  # val images used by weight-sharing evaluation (0 = all)
-    standalone_epochs: int = 4
-    standalone_lr: float = 1e-3
-    standalone_init: str = "scratch"  # scratch (generator init) | supernet (inherit the path's weights)
-    pad_steps: int = 4  # full-mixture search steps of each PAD-gap run (soft vs gumbel)
-    pad_batch_size: int = 2
-    measure_batches: int = 2  # batches timed for cache_speedup and traced for binarised_mem_ratio
+    # metadata {"key": False}: read by later experiments, not by supernet training, so left
+    # out of the trained supernet's cache key (linas_lib.keys.key_fields); others enter it
+    standalone_epochs: int = field(default=4, metadata={"key": False})
+    standalone_lr: float = field(default=1e-3, metadata={"key": False})
+    # scratch (generator init) | supernet (inherit the path's weights)
+    standalone_init: str = field(default="scratch", metadata={"key": False})
+    # full-mixture search steps of each PAD-gap run (soft vs gumbel)
+    pad_steps: int = field(default=4, metadata={"key": False})
+    pad_batch_size: int = field(default=2, metadata={"key": False})
+    # batches timed for cache_speedup and traced for binarised_mem_ratio
+    measure_batches: int = field(default=2, metadata={"key": False})
 
 
 @dataclass(frozen=True)
@@ -122,19 +128,56 @@ class SearchConfig:
     pop_size: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
     zero_cost_pool: int = 10000
-    finetune_topk: int = 3
-    finetune_epochs: int = 1
+    # metadata {"key": False}: does not change the search runs cached in run_folder
+    # (linas_lib.search.report), so left out of that key (linas_lib.keys.key_fields)
+    finetune_topk: int = field(default=3, metadata={"key": False})
+    finetune_epochs: int = field(default=1, metadata={"key": False})
     methods: tuple[str, ...] = ("random", "alpha", "epr", "zero_cost")  # compared at equal budgets
     near_images: int = 4  # train images in the NEAR zero-cost batch
     near_contexts: int = 4  # random prefixes giving each (layer, choice) its input (additive NEAR)
-    near_check_archs: int = 16  # architectures scored exactly too (additive-vs-exact Kendall tau)
+    # architectures scored exactly too (additive-vs-exact Kendall tau)
+    near_check_archs: int = field(default=16, metadata={"key": False})
     prefilter_factor: float = 4.0  # I3 candidates after the proxy x latency pre-filter, x eval_budget
     alpha_uniform_mix: float = 0.1  # uniform share mixed into the alpha-guided distribution
     pareto_strength: float = 3.0  # uniform-Pareto sampler: cheap-op preference of the last layer
     epr_init: str = "random"  # EPR initial population: random | uniform_pareto
-    hv_ref_miou_loss: float = 1.0  # HV reference point: 1 - mIoU ...
-    hv_ref_latency: float = 1.0  # ... and latency / budget (1.0 = the budget itself)
-    c3_images: int = 0  # images timed for each chosen network (C3); 0 = latency.throughput_images
+    hv_ref_miou_loss: float = field(default=1.0, metadata={"key": False})  # HV reference point: 1 - mIoU ...
+    # ... and latency / budget (1.0 = the budget itself)
+    hv_ref_latency: float = field(default=1.0, metadata={"key": False})
+    # images timed for each chosen network (C3); 0 = latency.throughput_images
+    c3_images: int = field(default=0, metadata={"key": False})
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The standalone benchmark table (``linas bench``): ground-truth accuracy of architectures.
+
+    Values are checked by :func:`linas_lib.analysis.bench.check_bench` (clear errors naming
+    the field). Fields with ``metadata={"key": False}`` choose *which* items exist or how
+    they are run; the others are the training settings and enter every item's key
+    (:func:`linas_lib.keys.key_fields`), so changing one re-runs the items.
+    """
+
+    n_archs: int = field(default=100, metadata={"key": False})  # latency strata, one architecture each
+    seeds: tuple[int, ...] = field(default=(0, 1), metadata={"key": False})  # training seeds per architecture
+    epochs: int = 15
+    lr: float = 5e-3
+    schedule: str = "cosine"  # constant | cosine (after the warm-up)
+    warmup_epochs: int = 1  # linear learning-rate warm-up (0 = none)
+    batch_size: int = 4
+    # target whose predicted latency stratifies the sample ("" = the first local target)
+    reference_target: str = field(default="", metadata={"key": False})
+    # named architectures added to the strata: largest (every layer Conv7x7_w100), smallest
+    # (fastest of the reference target), reference (every layer DWSep3x3_w100), or an
+    # architecture string
+    include: tuple[str, ...] = field(default=("largest", "smallest", "reference"), metadata={"key": False})
+    latency_sample: int = field(default=100000, metadata={"key": False})  # random architectures stratified
+    data_max_images: int = 0  # the table's own data.max_images (0 = all 118 labelled CrackForest images)
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # the table's own train/val/test fractions
+    pilot_archs: int = field(default=10, metadata={"key": False})  # --pilot: architectures ...
+    pilot_seeds: int = field(default=3, metadata={"key": False})  # ... x seeds
+    threads_per_worker: int = field(default=1, metadata={"key": False})  # torch threads of each Dask task
+    workers: int = field(default=2, metadata={"key": False})  # LocalCluster worker processes
 
 
 @dataclass(frozen=True)
@@ -147,6 +190,7 @@ class Profile:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     device: str = "cpu"  # cpu | cuda
     threads: int = 2
 

@@ -4,6 +4,8 @@
   data, where numpy arrays and torch tensors enter by dtype, shape and raw bytes and
   dataclasses by all their fields. Nothing uses Python's salted ``hash()``, so two
   processes (or two machines) compute the same key for the same content.
+  :func:`key_fields` picks the fields of a config dataclass that enter a key: all but those
+  declared with ``metadata={"key": False}``.
 * **Seed streams** (:func:`rng_for`, :func:`torch_generator`, :func:`seeded_module`): every
   random draw comes from a generator derived from ``(seed, stream)``; no global state.
 * **Atomic writes** (:func:`atomic_write_text`, :func:`atomic_write_bytes`,
@@ -76,6 +78,36 @@ def content_hash(obj, length: int = KEY_LENGTH) -> str:
         TypeError: a value with no canonical spelling (an object, a function).
     """
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def key_fields(cfg) -> dict:
+    """The fields of a config dataclass that enter a content key, by name.
+
+    Every field counts except those declared ``field(default=..., metadata={"key": False})``
+    (a setting that does not affect the cached artifact). So a field added later enters the
+    key by default, and leaving one out is a decision written next to the field itself.
+    Nested dataclass values (also inside lists, tuples and dicts) are reduced the same way.
+
+    Args:
+        cfg: a dataclass instance.
+
+    Raises:
+        TypeError: ``cfg`` is not a dataclass instance.
+    """
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise TypeError(f"key_fields: expected a dataclass instance, got {type(cfg).__name__}")
+    return {f.name: _key_value(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.metadata.get("key", True)}
+
+
+def _key_value(value):
+    """``value`` with every nested dataclass reduced to its :func:`key_fields`."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return key_fields(value)
+    if isinstance(value, (list, tuple)):
+        return [_key_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _key_value(v) for k, v in value.items()}
+    return value
 
 
 def bytes_digest(data: bytes, length: int = 64) -> str:

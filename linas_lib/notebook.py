@@ -95,7 +95,8 @@ class Run:
         return paths
 
     def write_summary(self, figures: dict[str, float]) -> Path:
-        """``summary.json``: flat ``name: number`` headline figures of this notebook.
+        """``summary.json``: flat ``name: number`` headline figures of this notebook; then
+        ``results/<profile>/macros.tex`` is regenerated (:func:`linas_lib.paper.write_macros`).
 
         Raises:
             ValueError: a value that is not a number (nested dicts must be flattened
@@ -105,7 +106,11 @@ class Run:
             if value is not None and not isinstance(value, numbers.Real):
                 raise ValueError(f"summary value {key!r} must be a number, got {value!r}")
         clean = {k: (None if v is None or not math.isfinite(float(v)) else float(v)) for k, v in figures.items()}
-        return prov.write_json(self.results / "summary.json", {"figures": clean}, self.provenance())
+        path = prov.write_json(self.results / "summary.json", {"figures": clean}, self.provenance())
+        from .paper import write_macros
+
+        write_macros(self.profile.name)
+        return path
 
 
 def flatten(nested: dict, prefix: str = "") -> dict[str, float]:

@@ -278,3 +278,241 @@ def test_budgeted_architecture_meets_budget_and_keeps_argmax_when_possible():
     _, meets = budgeted_architecture(probs, _FakeLatency(), 0)
     _FakeLatency.budgets_ms = np.array([30.0])
     assert not meets
+
+
+# ------------------------------------------------------------------ measurements never change what they measure
+
+
+def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: buf.clone() for name, buf in model.named_buffers()
+            if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
+
+
+def _assert_same_state(before: dict, model: torch.nn.Module) -> None:
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"changed: {changed[:5]}"
+
+
+def _tiny_split(n: int, seed: int) -> FeatureSplit:
+    taps = make_taps(n, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 100)
+    masks = (torch.rand(n, RES, RES, generator=gen) < 0.2).to(torch.uint8)
+    return FeatureSplit(tuple(t.half() for t in taps), masks, tuple(f"img{seed}_{i}" for i in range(n)))
+
+
+def _trained_tiny(seed: int = 6) -> Supernet:
+    """A tiny supernet after a few uniform weight steps (BN statistics away from their init)."""
+    model = tiny_supernet(seed)
+    opt = torch.optim.Adam(model.weight_parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    split = _tiny_split(4, seed)
+    for i, (taps, masks) in enumerate(split.batches(2)):
+        weight_step(model, opt, taps, masks, "uniform", 1.0, gen, f"setup step {i}")
+    return model.eval()
+
+
+@pytest.mark.parametrize("mode", ["binarised", "gumbel", "soft"])
+def test_arch_step_leaves_bn_statistics_but_normalises_with_the_batch(mode):
+    import copy
+
+    model = _trained_tiny()
+    reference = copy.deepcopy(model).train()
+    bn_before = _bn_buffers(model)
+    assert bn_before and any(v.float().abs().sum() > 0 for k, v in bn_before.items() if k.endswith("running_mean"))
+    weights_before = {k: v.clone() for k, v in model.state_dict().items() if k not in bn_before}
+    taps, masks = make_taps(2, seed=11), (torch.rand(2, RES, RES, generator=torch.Generator().manual_seed(3)) < 0.3)
+    opt = torch.optim.Adam(model.arch_parameters(), lr=0.1)
+    terms = arch_step(model, opt, taps, masks.long(), mode, 2.0, torch.Generator().manual_seed(9), None, 0.0, "t")
+    for name, value in _bn_buffers(model).items():
+        assert torch.equal(value, bn_before[name]), f"{name} moved during the alpha step"
+    for name, value in model.state_dict().items():
+        if name not in bn_before and not name.startswith("alpha"):
+            assert torch.equal(value, weights_before[name]), name
+    assert not torch.equal(model.alpha_op, weights_before["alpha_op"])  # the step did move the logits
+    # the loss the step saw is the train-mode (batch-statistics) loss, not an eval-mode one
+    with torch.no_grad():
+        expected = segmentation_terms(reference(taps, mode=mode, tau=2.0, generator=torch.Generator().manual_seed(9)),
+                                      masks.long())
+    assert terms["ce"] == pytest.approx(float(expected["ce"]), rel=1e-6)
+
+
+class _TapHead(torch.nn.Module):
+    """A minimal decoder: BN and a 1x1 head on the first tap."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn, self.head = torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, taps):
+        return self.head(self.bn(taps[0]))
+
+
+def test_evaluation_restores_each_module_mode_and_leaves_statistics():
+    from linas_lib.supernet.evaluate import evaluate_decoder, evaluate_logits
+
+    model = _trained_tiny().train()
+    model.layers[2].eval()  # a mixed-mode model gets each part back as it was
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {name: m.training for name, m in model.named_modules()}
+    split = _tiny_split(3, seed=21)
+    WeightSharingEvaluator(model, split, batch_size=2).evaluate(np.array([[0, 4, 8, 12, 20]]))
+    evaluate_logits(lambda taps: model.forward_arch(taps, [1, 2, 3, 4, 5]), split, 2, model=model)
+    assert {name: m.training for name, m in model.named_modules()} == flags
+    _assert_same_state(state, model)
+
+    decoder = _TapHead().train()
+    masks16 = FeatureSplit(split.taps, split.masks[:, ::2, ::2].contiguous(), split.names)  # the first tap's size
+    before = decoder.bn.running_mean.clone()
+    value = evaluate_decoder(decoder, masks16, batch_size=2)
+    assert 0 <= value <= 1 and decoder.training and decoder.bn.training
+    assert torch.equal(decoder.bn.running_mean, before)  # eval mode inside: statistics read, not moved
+
+
+def _tiny_trained_supernet(**cfg):
+    from linas_lib.config import SupernetConfig
+    from linas_lib.encoder.features import Features
+    from linas_lib.supernet.train import TrainedSupernet
+
+    features = Features({"train": _tiny_split(4, 1), "val": _tiny_split(3, 2), "test": _tiny_split(2, 3)},
+                        weights=None, cache_hits={})
+    settings = dict(batch_size=2, pad_batch_size=2, ws_val_images=0, pad_steps=1)
+    settings.update(cfg)
+    return TrainedSupernet(_trained_tiny(), [], features, SupernetConfig(**settings), None, "tiny")
+
+
+def test_measure_memory_ratio_leaves_the_trained_supernet_unchanged():
+    from linas_lib.supernet import report
+
+    ts = _tiny_trained_supernet()
+    state = {k: v.clone() for k, v in ts.model.state_dict().items()}
+    fresh = lambda: WeightSharingEvaluator(ts.model, ts.features["val"], 2)  # noqa: E731 (no memo across)
+    ws_before = fresh().evaluate(ts.argmax())
+    memory = report.measure_memory_ratio(ts)
+    assert memory["bytes_binarised"] > 0 and 0 < memory["binarised_mem_ratio"] < 1
+    _assert_same_state(state, ts.model)
+    assert not any(m.training for m in ts.model.modules())
+    assert np.array_equal(fresh().evaluate(ts.argmax()), ws_before)
+
+
+def test_pad_gap_runs_leave_the_trained_supernet_unchanged(monkeypatch):
+    from linas_lib.supernet import report
+
+    ts = _tiny_trained_supernet(pad_steps=2)
+    state = {k: v.clone() for k, v in ts.model.state_dict().items()}
+    trained = []
+    monkeypatch.setattr(report, "_gap_row", lambda model, *a: trained.append(model) or {})  # extraction needs full size
+    report.pad_gap(ts, seed=0)
+    assert len(trained) == 2 and all(m is not ts.model for m in trained)
+    assert not torch.equal(trained[0].alpha_op, ts.model.alpha_op)  # the runs did train (their copies)
+    _assert_same_state(state, ts.model)
+    assert not any(m.training for m in ts.model.modules())
+
+
+# ------------------------------------------------------------------ resumable, keyed supernet training
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _tiny_training(monkeypatch):
+    from linas_lib.supernet import train as T
+
+    monkeypatch.setattr(T, "Supernet", lambda: Supernet(channels=TINY, deep_channels=24))
+    return T, _tiny_split(4, 31), _tiny_split(2, 32)
+
+
+def _final(state) -> dict:
+    return {"model": {k: v.clone() for k, v in state.model.state_dict().items()},
+            "opt_w": state.opt_w.state_dict(), "opt_a": state.opt_a.state_dict(), "gen": state.gen.get_state(),
+            "rng": state.rng.bit_generator.state,
+            "history": [{k: v for k, v in row.items() if k != "seconds"} for row in state.history]}
+
+
+def _assert_equal_nested(a, b, where="state"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_equal_nested(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal_nested(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("warmup,epochs", [(1, 1), (0, 2)])
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch, warmup, epochs):
+    from linas_lib.config import SupernetConfig
+
+    T, train, val = _tiny_training(monkeypatch)
+    cfg = SupernetConfig(warmup_epochs=warmup, epochs=epochs, batch_size=2, lr_weights=1e-2, lr_alpha=0.05)
+    whole = _final(T.train_supernet(cfg, 3, train, val, None, tmp_path / "whole.pt", "k"))
+
+    real = T.run_epoch
+
+    def stop_at_second(state, epoch, *args):
+        if epoch == 1:
+            raise _Interrupted
+        return real(state, epoch, *args)
+
+    monkeypatch.setattr(T, "run_epoch", stop_at_second)
+    with pytest.raises(_Interrupted):
+        T.train_supernet(cfg, 3, train, val, None, tmp_path / "resumed.pt", "k")
+    saved = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert len(saved["history"]) == 1 and saved["opt_w"]["state"]  # the weight optimiser's moments are saved
+    monkeypatch.setattr(T, "run_epoch", real)
+    resumed = _final(T.train_supernet(cfg, 3, train, val, None, tmp_path / "resumed.pt", "k"))
+    _assert_equal_nested(whole, resumed)
+
+
+def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
+    from dataclasses import fields, replace
+    from types import SimpleNamespace
+
+    from linas_lib.config import SupernetConfig
+    from linas_lib.encoder.features import Features
+
+    T, train, val = _tiny_training(monkeypatch)
+    base = SupernetConfig(warmup_epochs=1, epochs=1, batch_size=2, search_mode="gumbel")
+    outside = [f for f in fields(SupernetConfig) if f.metadata.get("key", True) is False]
+    assert {f.name for f in outside} == {"standalone_epochs", "standalone_lr", "standalone_init", "pad_steps",
+                                         "pad_batch_size", "measure_batches"}
+    changed = replace(base, standalone_epochs=9, standalone_lr=0.5, standalone_init="supernet", pad_steps=7,
+                      pad_batch_size=5, measure_batches=3)
+    a = _final(T.train_supernet(base, 0, train, val, None))
+    b = _final(T.train_supernet(changed, 0, train, val, None))
+    _assert_equal_nested(a, b)
+
+    features = Features({"train": train, "val": val}, SimpleNamespace(weights_id="w"), {})
+    key = lambda cfg: T.supernet_key(SimpleNamespace(supernet=cfg), 0, features, None)  # noqa: E731
+    assert key(base) == key(changed)
+    others = {"warmup_epochs": 3, "epochs": 5, "search_mode": "soft", "batch_size": 3, "lr_weights": 0.2,
+              "lr_alpha": 0.2, "latency_lambda": 0.7, "tau_max": 4.0, "tau_min": 0.2, "ws_val_images": 1}
+    assert set(others) == {f.name for f in fields(SupernetConfig)} - {f.name for f in outside}
+    for name, value in others.items():
+        assert key(replace(base, **{name: value})) != key(base), name
+
+
+def test_dataset_digest_is_a_content_hash():
+    from linas_lib.supernet.train import dataset_digest_of
+
+    split = _tiny_split(3, 41)
+    masks = split.masks.clone()
+    ones = masks.nonzero()[0]
+    zeros = (masks == 0).nonzero()[0]
+    masks[tuple(ones)], masks[tuple(zeros)] = 0, 1  # one defect pixel moved: same pixel sum
+    assert int(masks.long().sum()) == int(split.masks.long().sum())
+    moved = FeatureSplit(split.taps, masks, split.names)
+    taps = list(split.taps)
+    taps[4] = taps[4].clone()
+    taps[4][0, 0, 0, 0] += 1
+    other_taps = FeatureSplit(tuple(taps), split.masks, split.names)
+    digests = {dataset_digest_of(s) for s in (split, moved, other_taps)}
+    assert len(digests) == 3
+    assert dataset_digest_of(_tiny_split(3, 41)) == dataset_digest_of(split)

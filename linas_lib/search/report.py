@@ -64,10 +64,15 @@ def near_proxy(supernet, cfg, seed: int) -> tuple[NearProxy, dict]:
 
 
 def run_folder(profile, supernet, latency) -> str:
-    """Cache key of this experiment's runs: supernet, latency model, search settings."""
-    from dataclasses import asdict
+    """Cache key of this experiment's runs: supernet, latency model, search settings.
 
-    return content_hash({"supernet": supernet.key, "search": asdict(profile.search),
+    The ``search`` settings enter by :func:`~linas_lib.keys.key_fields`: every field except
+    those declared ``metadata={"key": False}`` in :class:`~linas_lib.config.SearchConfig`
+    (settings of the analysis after the runs, which the cached runs do not depend on).
+    """
+    from ..keys import key_fields
+
+    return content_hash({"supernet": supernet.key, "search": key_fields(profile.search),
                         "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
                         "variant": getattr(latency, "variant", "")}, length=12)
 

@@ -1,8 +1,9 @@
 """Scoring decoders on cached features: split-level mIoU and the weight-sharing evaluator.
 
-Every function here leaves the model it scores as it found it: the train/eval mode is
-restored and BN running statistics are never updated (evaluation runs in eval mode under
-``torch.no_grad``), so a measurement never changes what it measures.
+Every function here leaves the model it scores as it found it: scoring runs in eval mode
+under ``torch.no_grad`` (BN running statistics are read, never updated) and each module's
+previous train/eval mode is restored afterwards (:func:`~.model.eval_mode`), so a
+measurement never changes what it measures.
 """
 
 from __future__ import annotations
@@ -13,20 +14,30 @@ import torch
 from ..encoder.features import FeatureSplit
 from ..metrics import MIoUMeter
 from ..space import as_choices
+from .model import Supernet, eval_mode
 
 
-def evaluate_logits(forward, split: FeatureSplit, batch_size: int) -> float:
-    """Split-level mIoU of ``forward(taps) -> logits`` over every image of ``split``."""
+def evaluate_logits(forward, split: FeatureSplit, batch_size: int, model: torch.nn.Module | None = None) -> float:
+    """Split-level mIoU of ``forward(taps) -> logits`` over every image of ``split``.
+
+    Args:
+        forward: a module, or a callable running ``model`` (a lambda over the supernet).
+        split: cached features.
+        batch_size: evaluation batch size.
+        model: the module ``forward`` runs, when ``forward`` is not that module itself. It
+            (and ``forward``, if a module) runs in eval mode and gets its previous
+            train/eval mode back afterwards.
+    """
     meter = MIoUMeter()
-    with torch.no_grad():
+    module = forward if isinstance(forward, torch.nn.Module) else None
+    with eval_mode(module, model), torch.no_grad():
         for taps, masks in split.batches(batch_size):
             meter.update(forward(taps), masks)
     return meter.value()
 
 
 def evaluate_decoder(decoder: torch.nn.Module, split: FeatureSplit, batch_size: int = 8) -> float:
-    """mIoU of a decoder on a split, BN in eval mode."""
-    decoder.eval()
+    """mIoU of a decoder on a split, BN in eval mode (the decoder's mode restored afterwards)."""
     return evaluate_logits(decoder, split, batch_size)
 
 
@@ -53,9 +64,8 @@ class WeightSharingEvaluator:
         """mIoU of one architecture ``(5,)``."""
         key = tuple(int(c) for c in as_choices(choices))
         if key not in self.memo:
-            self.model.eval()
             meter = MIoUMeter()
-            with torch.no_grad():
+            with eval_mode(self.model), torch.no_grad():
                 for taps, masks in self.batches:
                     meter.update(self.model.forward_arch(taps, key), masks)
             self.memo[key] = meter.value()

@@ -19,10 +19,14 @@ Sampling modes of :meth:`Supernet.forward`:
 * ``uniform``: one path per layer drawn uniformly (weight-sharing training, no alpha).
 
 :meth:`Supernet.forward_arch` runs one fixed architecture; :func:`extract_decoder` copies its
-weights into a standalone :class:`~linas_lib.ops.Decoder`.
+weights into a standalone :class:`~linas_lib.ops.Decoder`. :func:`bn_statistics_kept` and
+:func:`eval_mode` let a step or a measurement run without changing BN statistics or modes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -180,6 +184,46 @@ class Supernet(nn.Module):
             if skip is not None:
                 x = x + skip
         return self.head(x)
+
+
+@contextmanager
+def bn_statistics_kept(model: nn.Module) -> Iterator[None]:
+    """Run a block in which BN normalises as usual but its running statistics do not move.
+
+    Every BN buffer (``running_mean``, ``running_var``, ``num_batches_tracked``) is copied
+    on entry and written back on exit (also after an error); inside, a train-mode BN still
+    normalises with the batch's statistics. Used around architecture steps: they run on val
+    batches, and BN statistics that absorbed those images would make the weight-sharing
+    evaluator (which scores on the val split, BN in eval mode) read statistics of its own
+    test images. The block must hold the backward too: BN saves its buffers for it, and
+    autograd refuses buffers written in place before the backward ran.
+    """
+    saved = [(buf, buf.detach().clone()) for module in model.modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm) for buf in module.buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, copy in saved:
+                buf.copy_(copy)
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
+    """Run a block with ``modules`` in eval mode; every submodule's own train/eval flag is restored.
+
+    ``None`` entries are skipped. The flags are restored one by one (not by ``train(flag)`` on
+    the top module), so a model whose parts were in different modes gets each part back as it was.
+    """
+    flags = [(m, m.training) for module in modules if module is not None for m in module.modules()]
+    try:
+        for module in modules:
+            if module is not None:
+                module.eval()
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def _joint(logits_op: torch.Tensor, logits_width: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,12 @@ PAD gap, per-target searched architectures, standalone comparison with the large
   ms saved until the target's predicted latency is within budget).
 * :func:`standalone_comparison`: the searched and the largest (``Conv7x7_w100`` everywhere)
   networks trained standalone the same way, mIoU on the test split.
+
+Nothing here changes the trained supernet ``ts.model``: whatever trains or runs in train
+mode (cache timing, memory tracing, PAD-gap runs) works on a deep copy
+(:meth:`~.train.TrainedSupernet.copy_model`); evaluations run in eval mode under
+``torch.no_grad`` and restore the previous mode. So every later figure of notebook 03 reads
+the model that training produced.
 """
 
 from __future__ import annotations
@@ -81,16 +87,15 @@ def measure_cache_speedup(ts: TrainedSupernet, profile, seed: int, splits: dict)
 def measure_memory_ratio(ts: TrainedSupernet) -> dict:
     """Activation memory of a binarised step / a full-mixture step (see the module docstring).
 
-    One batch of ``supernet.pad_batch_size`` train images; the model itself is used (the
-    step's gradients are cleared, no optimiser step is taken).
+    One batch of ``supernet.pad_batch_size`` train images, on a deep copy of the supernet:
+    the train-mode passes would otherwise move the trained model's (cumulative) BN statistics.
     """
-    model, batch_size = ts.model, ts.cfg.pad_batch_size
+    model, batch_size = ts.copy_model(), ts.cfg.pad_batch_size
     taps, masks = ts.features["train"].batch(np.arange(min(batch_size, len(ts.features["train"]))))
     out = {"memory_method": "cuda.max_memory_allocated" if taps[0].is_cuda else "saved_tensors_hooks"}
     for mode in ("binarised", "soft"):
         out[f"bytes_{mode}"] = _step_bytes(model, taps, masks, mode)
     out["binarised_mem_ratio"] = out["bytes_binarised"] / out["bytes_soft"]
-    model.eval()
     return out
 
 
@@ -156,7 +161,8 @@ def _gap_row(model: Supernet, mode: str, tau: float, split: FeatureSplit, batch_
     with torch.no_grad():
         weights = model.mixture_weights(mode, tau, noise=False) if mode == "gumbel" else model.joint_probs()
         sharpness = float(weights.max(dim=1).values.mean())
-    mixture = evaluate_logits(lambda taps: model(taps, mode=mode, tau=tau, noise=False), split, batch_size)
+    mixture = evaluate_logits(lambda taps: model(taps, mode=mode, tau=tau, noise=False), split, batch_size,
+                              model=model)
     argmax = argmax_choices(model.alpha_op.detach(), model.alpha_width.detach())
     extracted = evaluate_decoder(extract_decoder(model, argmax), split, batch_size)
     return {"pad": mode == "gumbel", "mode": mode, "final_tau": tau, "mean_max_weight": sharpness,
@@ -199,10 +205,10 @@ def per_target_architectures(ts: TrainedSupernet, latency_model) -> list[dict]:
     joint = ts.argmax()
     joint_lat = latency_model.predict(joint)
     rows = []
+    _, fastest_ms = latency_model.fastest()
     for t, name in enumerate(latency_model.target_names):
         arch, meets = budgeted_architecture(probs, latency_model, t)
-        cheapest = latency_model.table[t].argmin(axis=1)  # per-layer cheapest choice
-        min_ms = float(latency_model.predict(cheapest)[t])
+        min_ms = float(fastest_ms[t])
         rows.append({
             "target": name, "budget_ms": float(latency_model.budgets_ms[t]), "min_ms": min_ms,
             "feasible": bool(min_ms <= latency_model.budgets_ms[t]),

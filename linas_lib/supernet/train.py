@@ -17,11 +17,19 @@ What :func:`train_supernet` does, epoch by epoch:
 
 BN statistics of the supernet's candidates are cumulative averages (momentum None), since
 each candidate is updated only in the steps that sample it; weight-sharing evaluation runs
-BN in eval mode on them. Weights: Adam (``lr_weights``); logits: Adam (``lr_alpha``, betas (0.5, 0.999), weight
+BN in eval mode on them. Only weight steps (train split) update them: an architecture step
+normalises with its val batch's statistics as before, but its BN running statistics are
+restored afterwards (:func:`~.model.bn_statistics_kept`), so the statistics the
+weight-sharing evaluator reads never absorbed the val images it scores. (BN in eval mode
+during alpha steps was the alternative; it was not chosen because it would change what the
+alpha gradient sees -- running statistics of candidates sampled a few times, or never, in
+place of the batch statistics their weights are trained with.)
+Weights: Adam (``lr_weights``); logits: Adam (``lr_alpha``, betas (0.5, 0.999), weight
 decay 1e-3, as in DARTS). A checkpoint is written after every epoch to
-``cache_dir("supernet")`` under a hash of everything the result depends on; a stopped run
-resumes from it (the weight optimiser's moments are not checkpointed, to keep the file at
-the model's size: a resumed run restarts them).
+``cache_dir("supernet")`` under a hash of everything the result depends on
+(:func:`supernet_key`); a stopped run resumes from it bit-identically: it holds the model,
+both optimisers' states (the weight optimiser's Adam moments too, so the file is about three
+times the model's size), the generators and the history.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -38,20 +46,21 @@ import torch
 
 from ..config import Profile, load_profile
 from ..encoder.features import Features, FeatureSplit, run_features
-from ..keys import atomic_torch_save, content_hash, load_checkpoint, seeded_module
+from ..keys import atomic_torch_save, content_hash, key_fields, load_checkpoint, seeded_module
 from ..losses import check_finite, latency_penalty, segmentation_terms
 from ..paths import cache_dir
 from ..space import OPS, WIDTHS, as_choices
 from .evaluate import WeightSharingEvaluator, evaluate_decoder, evaluate_logits
-from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from .model import Supernet, argmax_choices, bn_statistics_kept, extract_decoder, gumbel_temperature
 from .standalone import train_decoder
 
 log = logging.getLogger(__name__)
 SUPERNET_STREAM = 0x5E7
 SEARCH_MODES = ("binarised", "gumbel", "soft")
-# Settings of the supernet section a trained supernet depends on (its cache key).
-TRAINING_FIELDS = ("warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha",
-                   "latency_lambda", "tau_max", "tau_min", "ws_val_images")
+# Version of what a supernet checkpoint holds and how training runs; part of its cache key, so
+# checkpoints of an older scheme are retrained, not loaded. 2: alpha steps keep BN statistics,
+# the weight optimiser's state is saved, data enter the key by content.
+CHECKPOINT_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -123,15 +132,21 @@ def weight_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, 
 
 def arch_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, gen: torch.Generator,
               latency: LatencyTerms | None, lam: float, where: str) -> dict[str, float]:
-    """One step on the architecture logits (val batch): segmentation + lambda * latency penalty."""
+    """One step on the architecture logits (val batch): segmentation + lambda * latency penalty.
+
+    BN normalises with the batch's statistics (train mode) but its running statistics are left
+    as they were (see the module docstring); only the logits and ``optimizer`` change.
+    """
     model.train()
-    logits = model(taps, mode=mode, tau=tau, generator=gen)
-    terms = segmentation_terms(logits, masks)
-    if latency is not None and lam > 0:
-        terms["latency"] = lam * latency.penalty(model.joint_probs())
-    check_finite(terms, where)
-    loss = sum(terms.values())
-    grads = torch.autograd.grad(loss, model.arch_parameters(), allow_unused=True)
+    # restored only after the backward: autograd checks the buffers' versions
+    with bn_statistics_kept(model):
+        logits = model(taps, mode=mode, tau=tau, generator=gen)
+        terms = segmentation_terms(logits, masks)
+        if latency is not None and lam > 0:
+            terms["latency"] = lam * latency.penalty(model.joint_probs())
+        check_finite(terms, where)
+        loss = sum(terms.values())
+        grads = torch.autograd.grad(loss, model.arch_parameters(), allow_unused=True)
     for param, grad in zip(model.arch_parameters(), grads):
         param.grad = grad
     optimizer.step()
@@ -154,13 +169,15 @@ class SearchState:
     history: list[dict] = field(default_factory=list)
 
     def checkpoint(self, key: str, done: bool) -> dict:
-        """Serializable state (weight-optimiser moments left out, see the module docstring)."""
-        return {"key": key, "done": done, "model": self.model.state_dict(), "opt_a": self.opt_a.state_dict(),
-                "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state, "history": self.history}
+        """Serializable state: model, both optimisers, generators, history (a resume is bit-identical)."""
+        return {"key": key, "done": done, "model": self.model.state_dict(), "opt_w": self.opt_w.state_dict(),
+                "opt_a": self.opt_a.state_dict(), "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state,
+                "history": self.history}
 
     def restore(self, state: dict) -> None:
         """Load a :meth:`checkpoint`."""
         self.model.load_state_dict(state["model"])
+        self.opt_w.load_state_dict(state["opt_w"])
         self.opt_a.load_state_dict(state["opt_a"])
         self.gen.set_state(state["gen"])
         self.rng.bit_generator.state = state["rng"]
@@ -214,8 +231,7 @@ def _history_row(model: Supernet, epoch: int, mode: str, tau: float, w_losses, a
         p_w = model.alpha_width.softmax(-1).cpu().numpy()
         expected = latency.expected(model.joint_probs()).cpu().numpy() if latency is not None else np.zeros(0)
     argmax = argmax_choices(p_op, p_w)
-    model.eval()
-    ws = evaluate_logits(lambda taps: model.forward_arch(taps, argmax), ws_split, cfg.batch_size)
+    ws = evaluate_logits(lambda taps: model.forward_arch(taps, argmax), ws_split, cfg.batch_size, model=model)
     row = {
         "epoch": epoch + 1, "phase": "warmup" if mode == "uniform" else "search", "mode": mode, "tau": tau,
         "train_loss": float(np.mean(w_losses)), "seconds": seconds, "ws_miou_argmax": ws,
@@ -326,10 +342,16 @@ class TrainedSupernet:
 
 
 def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms | None) -> str:
-    """Hash of everything a trained supernet depends on."""
-    settings = {k: v for k, v in asdict(profile.supernet).items() if k in TRAINING_FIELDS}
+    """Hash of everything a trained supernet depends on.
+
+    The ``supernet`` settings enter by :func:`~linas_lib.keys.key_fields`: every field of
+    :class:`~linas_lib.config.SupernetConfig` except those declared ``metadata={"key": False}``
+    (the standalone, PAD-gap and measurement settings, which later experiments read but
+    training does not).
+    """
     return content_hash({
-        "supernet": settings, "weights": features.weights.weights_id, "seed": seed,
+        "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
+        "weights": features.weights.weights_id, "seed": seed,
         "train": features["train"].names, "val": features["val"].names,
         "data": [dataset_digest_of(features[s]) for s in ("train", "val")],
         "latency": latency.digest() if latency is not None else None,
@@ -337,8 +359,14 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
 
 
 def dataset_digest_of(split: FeatureSplit) -> str:
-    """Short hash of a cached split (masks and names; the taps follow from the features key)."""
-    return content_hash({"names": split.names, "masks": int(split.masks.long().sum()), "n": len(split)})
+    """Content hash of a cached split: its names and every byte (with dtype and shape) of its
+    masks and of the encoder taps the supernet trains on.
+
+    The taps enter too: names, masks and the encoder's weights id do not pin the images (a
+    change of pre-processing or of an image alone keeps them), and hashing them costs about a
+    second per GB.
+    """
+    return content_hash({"names": list(split.names), "masks": split.masks, "taps": list(split.taps)})
 
 
 _MEMO: dict[str, TrainedSupernet] = {}
@@ -363,7 +391,13 @@ def trained_supernet(profile, seed: int) -> TrainedSupernet:
         state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key)
         state.model.eval()
         _MEMO[key] = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
-    return _MEMO[key]
+    trained = _MEMO[key]
+    if trained.cfg != profile.supernet:
+        # same trained supernet, other settings outside the key (standalone, PAD gap, ...):
+        # a shallow copy (same model, same evaluator) carrying this profile's section
+        trained = copy.copy(trained)
+        trained.cfg = profile.supernet
+    return trained
 
 
 def run_device(profile) -> str:
