@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # PROFILE may be a name (smoke|cpu|full) or a path to a YAML file; results go under its stem.
 PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
-.PHONY: help install paper smoke compare luts test lab clean-executed
+.PHONY: help install paper smoke compare luts bench test lab clean-executed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -35,6 +35,9 @@ compare: $(INSTALLED) ## compare PROFILE's reproduced summary figures with the c
 
 luts: $(INSTALLED) ## re-measure this machine's LUTs of PROFILE into the committed LUT files
 	$(PY) -m linas_lib.cli lut measure --profile $(PROFILE)
+
+bench: $(INSTALLED) ## build or resume PROFILE's standalone benchmark table on Dask (results/<profile>/bench/)
+	$(PY) -m linas_lib.cli bench build --profile $(PROFILE)
 
 test: $(INSTALLED) ## run the test suite (includes a smoke run of every notebook)
 	$(PY) -m pytest -q -rs tests

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     # `linas lut build|check` is added by linas_lib.latency (see _add_lut_commands).
     _add_lut_commands(sub)
     _add_data_commands(sub)
+    _add_bench_commands(sub)
     return parser
 
 
@@ -171,6 +172,82 @@ def _cmd_lut_check(args: argparse.Namespace) -> int:
 
     lut = load_lut(args.file, args.resolution)
     print(f"{args.file}: ok {lut_summary(lut)}")
+    return 0
+
+
+def _add_bench_commands(sub) -> None:
+    """``linas bench build|status|speed``: the standalone benchmark table (linas_lib.analysis.bench)."""
+    bench = sub.add_parser("bench", help="the standalone benchmark table (ground truth for ranking studies)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    build = bench_sub.add_parser("build", help="train the pending (architecture, seed) items on Dask and assemble "
+                                 "results/<profile>/bench/table.csv (resumes per item)")
+    _bench_common(build)
+    build.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address (default: a LocalCluster on this machine)")
+    build.add_argument("--workers", type=int, default=None,
+                       help="LocalCluster worker processes (default bench.workers)")
+    build.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
+    build.set_defaults(func=_cmd_bench_build)
+    stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
+    _bench_common(stat)
+    stat.set_defaults(func=_cmd_bench_status)
+    speed = bench_sub.add_parser("speed", help="time decoder training steps (threads x batch size x variant), "
+                                 "into results/<profile>/bench/train_step.csv; run it on a quiet machine")
+    speed.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    speed.add_argument("--seed", type=int, default=0)
+    speed.add_argument("--batch-sizes", default="2,4,8", help="comma-separated (default 2,4,8)")
+    speed.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
+    speed.add_argument("--variants", default="baseline,foreach,fused,f32_taps",
+                       help="comma-separated, from baseline,foreach,fused,f32_taps,compile")
+    speed.add_argument("--min-run-time", type=float, default=2.0, help="seconds timed per row (default 2)")
+    speed.set_defaults(func=_cmd_bench_speed)
+
+
+def _bench_common(parser) -> None:
+    parser.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="selection and data-split seed (default 0)")
+    parser.add_argument("--pilot", action="store_true", help="the pilot: bench.pilot_archs x bench.pilot_seeds")
+
+
+def _cmd_bench_build(args: argparse.Namespace) -> int:
+    from .analysis.bench import build
+
+    summary = build(args.profile, args.seed, pilot=args.pilot, scheduler=args.scheduler, workers=args.workers,
+                    limit=args.limit)
+    print(f"bench: {summary['done']}/{summary['items']} items done ({summary['ran']} run now), "
+          f"{summary['pending']} pending")
+    for name, path in summary["files"].items():
+        print(f"  {name}: {path}")
+    for name, value in summary["agreement"].items():
+        print(f"  {name} = {value:.4g}")
+    return 0
+
+
+def _cmd_bench_status(args: argparse.Namespace) -> int:
+    from .analysis.bench import status
+
+    info = status(args.profile, args.seed, pilot=args.pilot)
+    print(f"bench ({'pilot' if args.pilot else 'table'}): {info['done']}/{info['items']} done, {info['pending']} "
+          f"pending ({info['stale']} with files of other settings); data {info['source']}, "
+          f"encoder {info['weights_id']}; {info['folder']}")
+    return 0
+
+
+def _cmd_bench_speed(args: argparse.Namespace) -> int:
+    from .analysis.bench import as_profile, bench_dir
+    from .analysis.bench_speed import profile_training_step, speed_table
+    from .provenance import provenance, write_csv
+
+    profile = as_profile(args.profile)
+    ints = lambda text: tuple(int(x) for x in text.split(","))  # noqa: E731
+    rows = speed_table(profile_training_step(profile, batch_sizes=ints(args.batch_sizes), threads=ints(args.threads),
+                                             variants=tuple(args.variants.split(",")), seed=args.seed,
+                                             min_run_time=args.min_run_time))
+    path = write_csv(bench_dir(profile) / "train_step.csv", rows, provenance(profile.name, profile.to_dict()))
+    for r in rows:
+        print(f"{r['arch_name']:>6} {r['variant']:>9} {r['threads']}t b{r['batch_size']}: "
+              f"{r['ms_per_step']:8.1f} ms/step (iqr {r['iqr']:.1f}, n {r['n']}, x{r['speedup']:.2f}) {r['error']}")
+    print(f"wrote {path}")
     return 0
 
 

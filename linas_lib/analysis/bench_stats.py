@@ -1,0 +1,109 @@
+"""How far the benchmark table can be trusted: seed-to-seed agreement of its accuracies.
+
+If two training seeds of the same architectures rank them differently, no predictor can be
+asked to rank them better than the seeds agree with each other: :func:`seed_agreement`
+gives that ceiling (Kendall tau between seeds, averaged over seed pairs, with a paired
+bootstrap CI over architectures) and the spread it comes from (seed SD against
+between-architecture SD). This is what the pilot reports to choose epochs and seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+
+METRICS = ("val_miou", "test_miou", "val_crack_iou", "test_crack_iou")
+
+
+def seed_matrix(table, metric: str) -> tuple[np.ndarray, list[str], list[int]]:
+    """``(n_archs, n_seeds)`` values of ``metric`` for the architectures that have every seed.
+
+    Args:
+        table: rows (dicts) or a DataFrame with ``arch``, ``seed`` and ``metric`` columns.
+        metric: the column.
+
+    Returns:
+        ``(matrix, archs, seeds)``; duplicate (arch, seed) rows are averaged.
+    """
+    import pandas as pd
+
+    df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+    missing = {"arch", "seed", metric} - set(df.columns)
+    if missing:
+        raise ValueError(f"seed agreement: table lacks column(s) {', '.join(sorted(missing))}")
+    wide = df.pivot_table(index="arch", columns="seed", values=metric, aggfunc="mean").dropna()
+    return wide.to_numpy(dtype=float), [str(a) for a in wide.index], [int(s) for s in wide.columns]
+
+
+def mean_pair_tau(*columns) -> float:
+    """Kendall tau-b between every pair of columns (one per seed), averaged over the pairs."""
+    from scipy.stats import kendalltau
+
+    taus = [kendalltau(a, b).statistic for a, b in itertools.combinations(columns, 2)]
+    return float(np.mean(taus))
+
+
+def seed_agreement(table, metrics=METRICS, n_resamples: int = 2000, confidence: float = 0.95,
+                   seed: int = 0) -> dict:
+    """Seed-to-seed Kendall tau of the table, its bootstrap CI, and seed vs architecture spread.
+
+    Per metric (only architectures with every seed count):
+
+    * ``tau.<metric>``: Kendall tau-b between two seeds' values over architectures, averaged
+      over every seed pair;
+    * ``tau_ci_low.<metric>``, ``tau_ci_high.<metric>``: percentile bootstrap CI of that mean,
+      resampling architectures (paired: an architecture keeps all its seeds);
+    * ``seed_sd.<metric>``: root mean over architectures of the variance across seeds;
+    * ``arch_sd.<metric>``: SD over architectures of their mean over seeds;
+    * ``sd_ratio.<metric>``: seed SD / architecture SD.
+
+    Args:
+        table: rows (dicts) or a DataFrame with ``arch``, ``seed`` and the metric columns.
+        metrics: which columns (those absent from the table are skipped).
+        n_resamples: bootstrap resamples.
+        confidence: CI level.
+        seed: bootstrap randomness.
+
+    Returns:
+        Flat ``{name: number}`` plus ``n_archs``, ``n_seeds`` (of the first metric).
+
+    Raises:
+        ValueError: fewer than 3 architectures with at least 2 common seeds.
+    """
+    rows = table if hasattr(table, "columns") else list(table)
+    present = [m for m in metrics if _has_column(rows, m)]
+    if not present:
+        raise ValueError(f"seed agreement: the table has none of the columns {', '.join(metrics)}")
+    out: dict[str, float] = {}
+    for metric in present:
+        matrix, _, seeds = seed_matrix(rows, metric)
+        if len(seeds) < 2 or len(matrix) < 3:
+            raise ValueError(f"seed agreement needs >= 3 architectures with >= 2 common seeds; {metric} has "
+                             f"{len(matrix)} architecture(s) x {len(seeds)} seed(s)")
+        out.setdefault("n_archs", len(matrix))
+        out.setdefault("n_seeds", len(seeds))
+        out.update(_metric_agreement(matrix, metric, n_resamples, confidence, seed))
+    return out
+
+
+def _has_column(rows, name: str) -> bool:
+    return name in rows.columns if hasattr(rows, "columns") else any(name in r for r in rows)
+
+
+def _metric_agreement(matrix: np.ndarray, metric: str, n_resamples: int, confidence: float, seed: int) -> dict:
+    """The five figures of one metric (see :func:`seed_agreement`)."""
+    from scipy.stats import bootstrap
+
+    columns = tuple(matrix.T)
+    with warnings.catch_warnings():  # constant resamples (perfect agreement) are not an error here
+        warnings.simplefilter("ignore")
+        ci = bootstrap(columns, mean_pair_tau, paired=True, vectorized=False, n_resamples=n_resamples,
+                       confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed)).confidence_interval
+    seed_sd = float(np.sqrt(np.mean(np.var(matrix, axis=1, ddof=1))))
+    arch_sd = float(np.std(matrix.mean(axis=1), ddof=1))
+    return {f"tau.{metric}": mean_pair_tau(*columns), f"tau_ci_low.{metric}": float(ci.low),
+            f"tau_ci_high.{metric}": float(ci.high), f"seed_sd.{metric}": seed_sd, f"arch_sd.{metric}": arch_sd,
+            f"sd_ratio.{metric}": seed_sd / arch_sd if arch_sd > 0 else float("nan")}

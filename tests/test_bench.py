@@ -1,0 +1,287 @@
+"""The standalone benchmark table: selection, item keys, resume, scores, seed agreement, Dask driver."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from linas_lib import provenance as provenance_module
+from linas_lib.analysis import bench as B
+from linas_lib.analysis.bench_speed import profile_training_step, speed_table
+from linas_lib.analysis.bench_stats import seed_agreement
+from linas_lib.cli import build_parser
+from linas_lib.config import load_profile
+from linas_lib.encoder.features import FeatureSplit
+from linas_lib.latency.predict import LatencyModel
+from linas_lib.losses import NonFiniteLossError
+from linas_lib.metrics import MIoUMeter, class_iou_from_counts
+from linas_lib.space import N_CHOICES, N_LAYERS, arch_string, choice_index
+from linas_lib.supernet.standalone import lr_factor, new_decoder, recalibrate_bn, train_decoder
+
+RES = 32
+TAP_SHAPES = ((64, 16), (128, 8), (256, 4), (512, 2), (1024, 2))
+TARGET = "raspberrypi5"  # an external target of the smoke profile
+SMALL = arch_string([choice_index("DWSep3x3", 50)] * N_LAYERS)
+SMALL2 = arch_string([choice_index("DWSep3x3", 50)] * (N_LAYERS - 1) + [choice_index("Conv3x3", 50)])
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    """No git subprocess per written file; native kernels (quicker than oneDNN on tiny tensors)."""
+    monkeypatch.setattr(provenance_module, "git_sha", lambda: "test")
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
+def fake_model(seed: int = 0) -> LatencyModel:
+    """A one-target latency model with random positive tables (no LUT file)."""
+    rng = np.random.default_rng(seed)
+    return LatencyModel((TARGET,), np.array([1.0]), ("decoder-only",), "interaction",
+                        rng.uniform(1, 10, (1, N_LAYERS, N_CHOICES)), np.array([2.0]),
+                        rng.uniform(0, 1, (1, N_LAYERS - 1, N_CHOICES, N_CHOICES)))
+
+
+def split_of(n: int, seed: int, nan: bool = False) -> FeatureSplit:
+    gen = torch.Generator().manual_seed(seed)
+    taps = tuple(torch.randn(n, c, s, s, generator=gen).half() for c, s in TAP_SHAPES)
+    if nan:
+        taps[4][0, 0, 0, 0] = float("nan")
+    masks = (torch.rand(n, RES, RES, generator=gen) < 0.2).to(torch.uint8)
+    return FeatureSplit(taps, masks, tuple(f"img{seed}_{i}" for i in range(n)))
+
+
+def fake_features(profile, data_seed: int):
+    """4 train / 2 val / 2 test images at 32 px with random taps."""
+    splits = {"train": split_of(4, 10 * data_seed + 1), "val": split_of(2, 10 * data_seed + 2),
+              "test": split_of(2, 10 * data_seed + 3)}
+    return splits, "test-weights"
+
+
+def nan_features(profile, data_seed: int):
+    splits, wid = fake_features(profile, data_seed)
+    return splits | {"train": split_of(4, 10 * data_seed + 1, nan=True)}, wid
+
+
+def tiny_profile(**bench):
+    base = load_profile("smoke")
+    fields = dict(n_archs=2, seeds=(0, 1), epochs=1, lr=5e-3, schedule="constant", warmup_epochs=0, batch_size=2,
+                  reference_target=TARGET, include=(SMALL,), latency_sample=50, pilot_archs=2, pilot_seeds=2,
+                  workers=1) | bench
+    return replace(base, bench=replace(base.bench, **fields))
+
+
+def data_of(seed: int = 0) -> B.BenchData:
+    splits, wid = fake_features(None, seed)
+    return B.BenchData.of(splits, wid)
+
+
+# ------------------------------------------------------------------ selection
+
+
+def test_selection_is_deterministic_covers_every_stratum_and_keeps_includes():
+    model = fake_model()
+    predict = lambda c: model.predict(c)[:, 0]  # noqa: E731
+    includes = {"a": np.zeros(N_LAYERS, dtype=np.int64), "b": np.zeros(N_LAYERS, dtype=np.int64)}
+    rows = B.stratified_selection(predict, 10, np.random.default_rng(3), includes, sample=2000)
+    again = B.stratified_selection(predict, 10, np.random.default_rng(3), includes, sample=2000)
+    other = B.stratified_selection(predict, 10, np.random.default_rng(4), includes, sample=2000)
+    assert rows == again and rows != other
+    assert [r["name"] for r in rows[:1]] == ["a"] and "b" not in [r["name"] for r in rows]  # duplicate dropped
+    strata = [r for r in rows if r["stratum"] >= 0]
+    assert [r["stratum"] for r in strata] == list(range(10))
+    for r in strata:
+        assert r["stratum_lo_ms"] <= r["predicted_ms"] <= r["stratum_hi_ms"]
+    for lo, hi in zip(strata, strata[1:]):
+        assert lo["stratum_hi_ms"] <= hi["stratum_lo_ms"]
+    sample = predict(np.random.default_rng(3).integers(0, N_CHOICES, (2000, N_LAYERS)))
+    assert strata[0]["stratum_lo_ms"] == pytest.approx(sample.min())
+    assert strata[-1]["stratum_hi_ms"] == pytest.approx(sample.max())
+
+
+def test_named_includes_are_largest_smallest_and_reference():
+    model = fake_model()
+    rows = B.select_architectures(tiny_profile(include=("largest", "smallest", "reference")), 0, model)
+    names = {r["name"]: r["arch"] for r in rows}
+    assert names["largest"] == arch_string([choice_index("Conv7x7", 100)] * N_LAYERS)
+    assert names["reference"] == arch_string([choice_index("DWSep3x3", 100)] * N_LAYERS)
+    assert names["smallest"] == arch_string(model.fastest()[0][0])
+    assert min(r["predicted_ms"] for r in rows) == pytest.approx(model.fastest()[1][0])
+
+
+def test_pilot_subset_spans_the_latency_range_and_pilot_seeds_extend_the_table_seeds():
+    rows = [{"arch": f"x{i}", "predicted_ms": float(i), "name": str(i), "stratum": i} for i in range(20)]
+    picked = B.pilot_subset(rows, 4)
+    assert [r["predicted_ms"] for r in picked][0] == 0.0 and picked[-1]["predicted_ms"] == 19.0 and len(picked) == 4
+    assert B.pilot_seed_list(tiny_profile(seeds=(0, 1), pilot_seeds=3).bench) == (0, 1, 2)
+    assert B.pilot_seed_list(tiny_profile(seeds=(5,), pilot_seeds=3).bench) == (5, 0, 1)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("epochs", 0, "bench.epochs must be >= 1"),
+    ("schedule", "linear", "bench.schedule must be one of constant, cosine"),
+    ("warmup_epochs", 1, "bench.warmup_epochs must be >= 0 and < epochs"),
+    ("seeds", (1, 1), "bench.seeds must be"),
+    ("reference_target", "nope", "bench.reference_target 'nope' is not a latency target"),
+    ("include", ("biggest",), "bench.include: 'biggest' is neither"),
+])
+def test_bad_bench_settings_are_clear_errors(field, value, match):
+    with pytest.raises(B.BenchError, match=match):
+        B.check_bench(tiny_profile(**{field: value}))
+
+
+# ------------------------------------------------------------------ keys and resume
+
+
+def test_item_key_follows_training_settings_and_data_not_scheduling():
+    bench, data = tiny_profile().bench, data_of()
+    key = B.item_key(SMALL, 0, bench, data)
+    for field, value in (("epochs", 2), ("lr", 1e-3), ("schedule", "cosine"), ("batch_size", 4),
+                         ("split", (0.7, 0.15, 0.15)), ("data_max_images", 50)):
+        assert B.item_key(SMALL, 0, replace(bench, **{field: value}), data) != key, field
+    for field, value in (("workers", 3), ("n_archs", 7), ("threads_per_worker", 2), ("seeds", (4, 5))):
+        assert B.item_key(SMALL, 0, replace(bench, **{field: value}), data) == key, field
+    assert B.item_key(SMALL, 1, bench, data) != key and B.item_key(SMALL2, 0, bench, data) != key
+    assert B.item_key(SMALL, 0, bench, replace(data, weights_id="other")) != key
+    assert B.item_key(SMALL, 0, bench, data_of(seed=1)) != key
+
+
+def test_finished_item_is_skipped_and_a_changed_setting_reruns_it(tmp_path, monkeypatch):
+    calls = []
+    real = B.train_item
+    monkeypatch.setattr(B, "train_item", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    kwargs = dict(folder=tmp_path, executor=concurrent.futures.ThreadPoolExecutor(1), features_fn=fake_features,
+                  model=fake_model(), progress=False)
+    profile = tiny_profile(n_archs=1, seeds=(0,))
+    first = B.build(profile, **kwargs)
+    assert first["ran"] == 2 and first["done"] == 2 and len(calls) == 2  # the stratum arch and SMALL
+    item = json.loads((tmp_path / "items" / f"{SMALL}__s0.json").read_text())
+    assert item["provenance"]["item_key"] == item["item_key"] and 0 <= item["test_crack_iou"] <= 1
+    again = B.build(profile, **kwargs)
+    assert again["ran"] == 0 and len(calls) == 2
+    changed = replace(profile, bench=replace(profile.bench, lr=1e-3))
+    assert B.status(changed, folder=tmp_path, features_fn=fake_features, model=fake_model())["stale"] == 2
+    assert B.build(changed, **kwargs | {"limit": 1})["ran"] == 1 and len(calls) == 3
+    rerun = json.loads((tmp_path / "items" / f"{SMALL}__s0.json").read_text())  # includes come first
+    assert rerun["item_key"] != item["item_key"] and rerun["settings"]["lr"] == 1e-3
+
+
+def test_nan_loss_names_architecture_and_seed(tmp_path):
+    profile = tiny_profile()
+    data = B.BenchData.of(*nan_features(profile, 0))
+    spec = B.plan_items([{"arch": SMALL, "name": "x", "stratum": 0, "predicted_ms": 1.0}], (3,), profile.bench,
+                        data, 0, tmp_path)[0]
+    with pytest.raises(NonFiniteLossError, match=rf"{SMALL} seed 3"):
+        B.run_item(spec, profile, nan_features)
+    assert not (tmp_path / "items").exists() or not list((tmp_path / "items").iterdir())
+
+
+def test_worker_with_other_data_refuses(tmp_path):
+    profile = tiny_profile()
+    spec = B.plan_items([{"arch": SMALL, "name": "x", "stratum": 0, "predicted_ms": 1.0}], (0,), profile.bench,
+                        data_of(seed=1), 0, tmp_path)[0]
+    with pytest.raises(B.BenchError, match="differ from the driver"):
+        B.run_item(spec, profile, fake_features)
+
+
+def test_dask_local_cluster_runs_two_items_and_assembles_the_table(tmp_path):
+    profile = tiny_profile(n_archs=1, seeds=(0,))
+    with B.dask_client(workers=1, processes=False) as client:
+        summary = B.build(profile, folder=tmp_path, executor=client, features_fn=fake_features, model=fake_model(),
+                          progress=False)
+    assert summary["ran"] == 2 and summary["pending"] == 0
+    table = (tmp_path / "table.csv").read_text().splitlines()
+    assert table[0].startswith("# provenance: ") and len(table) == 4
+    assert table[1].split(",")[:2] == ["arch", "name"]
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert split["train"] == list(fake_features(None, 0)[0]["train"].names) and "provenance" in split
+
+
+# ------------------------------------------------------------------ metrics and training
+
+
+def test_crack_iou_known_values():
+    counts = np.array([[5, 1, 2], [1, 1, 1]])
+    assert class_iou_from_counts(counts, 1) == pytest.approx(1 / 3)
+    assert class_iou_from_counts(counts, 0) == pytest.approx(5 / 8)
+    assert class_iou_from_counts(np.array([[4, 0, 0], [0, 0, 0]]), 1) == 1.0  # absent class
+    meter = MIoUMeter()
+    pred = torch.tensor([[[1, 1], [0, 0]]])
+    logits = torch.stack([1 - pred, pred], dim=1).float()
+    meter.update(logits, torch.tensor([[[1, 0], [1, 0]]]))
+    assert meter.crack_iou() == pytest.approx(1 / 3) and meter.value() == pytest.approx(1 / 3)
+
+
+def test_lr_schedule_factors():
+    assert [lr_factor(s, 10, 2, "cosine") for s in (0, 1, 2)] == [0.5, 1.0, 1.0]
+    assert lr_factor(9, 10, 2, "cosine") < 0.05
+    assert [lr_factor(s, 10, 0, "constant") for s in (0, 9)] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        lr_factor(0, 10, 0, "step")
+
+
+def test_default_training_is_the_plain_constant_rate_loop():
+    train = split_of(4, 1)
+    choices = [choice_index("DWSep3x3", 50)] * N_LAYERS
+    a = new_decoder(choices, torch.Generator().manual_seed(0))
+    train_decoder(a, train, 1, 5e-3, 2, np.random.default_rng(0))
+    b = new_decoder(choices, torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(b.parameters(), lr=5e-3)
+    b.train()
+    from linas_lib.losses import segmentation_loss
+
+    for taps, masks in train.batches(2, np.random.default_rng(0)):
+        loss = segmentation_loss(b(taps), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    recalibrate_bn(b, train, 2)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = new_decoder(choices, torch.Generator().manual_seed(0))
+    train_decoder(c, train, 1, 5e-3, 2, np.random.default_rng(0), schedule="cosine", warmup_epochs=0)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+# ------------------------------------------------------------------ seed agreement and speed
+
+
+def agreement_table(values: np.ndarray) -> list[dict]:
+    return [{"arch": f"a{i}", "seed": s, "test_miou": float(values[i, s])}
+            for i in range(values.shape[0]) for s in range(values.shape[1])]
+
+
+def test_seed_agreement_perfect_vs_shuffled():
+    quality = np.linspace(0.5, 0.7, 12)
+    perfect = np.stack([quality, quality + 0.001, quality + 0.002], axis=1)
+    out = seed_agreement(agreement_table(perfect), n_resamples=200)
+    assert out["tau.test_miou"] == pytest.approx(1.0) and out["tau_ci_low.test_miou"] == pytest.approx(1.0)
+    assert out["n_archs"] == 12 and out["n_seeds"] == 3
+    shuffled = perfect.copy()
+    shuffled[:, 1] = np.random.default_rng(0).permutation(shuffled[:, 1])
+    low = seed_agreement(agreement_table(shuffled), n_resamples=200)
+    assert low["tau.test_miou"] < 0.8 and low["tau_ci_low.test_miou"] < low["tau.test_miou"]
+    spread = seed_agreement(agreement_table(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])), n_resamples=50)
+    assert spread["seed_sd.test_miou"] == pytest.approx(np.sqrt(0.5)) and spread["arch_sd.test_miou"] == 2.0
+    with pytest.raises(ValueError, match=">= 3 architectures"):
+        seed_agreement(agreement_table(perfect[:2]))
+
+
+def test_profile_training_step_times_every_variant():
+    rows = profile_training_step(tiny_profile(), archs=[SMALL], batch_sizes=(2,), threads=(1,),
+                                 variants=("baseline", "foreach"), features=split_of(4, 1), min_run_time=0.01)
+    assert [(r["variant"], r["error"]) for r in rows] == [("baseline", ""), ("foreach", "")]
+    assert all(r["ms_per_step"] > 0 and r["n"] >= 1 and r["iqr"] >= 0 for r in rows)
+    assert speed_table(rows)[0]["speedup"] == 1.0
+    with pytest.raises(ValueError, match="unknown training-step variant"):
+        profile_training_step(tiny_profile(), archs=[SMALL], variants=("turbo",), features=split_of(4, 1))
+
+
+def test_cli_parses_bench_commands():
+    args = build_parser().parse_args(["bench", "build", "--profile", "smoke", "--pilot", "--scheduler", "tcp://h:8786",
+                                      "--workers", "3", "--limit", "5"])
+    assert (args.pilot, args.scheduler, args.workers, args.limit) == (True, "tcp://h:8786", 3, 5)
+    assert build_parser().parse_args(["bench", "status"]).profile == "cpu"
