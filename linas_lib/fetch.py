@@ -216,40 +216,37 @@ def extract_archive(archive, into) -> None:
 
 def _extract_zip(archive: Path, into: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
-        targets = []
-        for info in members:
+        entries = []
+        for info in zf.infolist():
             target = _member_target(into, info.filename, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise FetchError(f"{archive}: archive member {info.filename!r} is a link; refusing to extract")
-            targets.append(target)
-        for info, target in zip(members, targets):
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+            entries.append((target, info.is_dir(), lambda info=info: zf.open(info)))
+        _write_entries(entries)
 
 
 def _extract_tar(archive: Path, into: Path) -> None:
     with tarfile.open(archive, "r:*") as tf:
-        members = tf.getmembers()
-        targets = []
-        for member in members:
+        entries = []
+        for member in tf.getmembers():
             target = _member_target(into, member.name, archive)
             if not (member.isfile() or member.isdir()):
                 kind = "a link" if member.issym() or member.islnk() else "not a regular file or folder"
                 raise FetchError(f"{archive}: archive member {member.name!r} is {kind}; refusing to extract")
-            targets.append(target)
-        for member, target in zip(members, targets):
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+            entries.append((target, member.isdir(), lambda member=member: tf.extractfile(member)))
+        _write_entries(entries)
+
+
+def _write_entries(entries) -> None:
+    """Write checked archive entries ``(target, is_dir, open_source)``: nothing is written
+    until every entry of the archive has passed its checks."""
+    for target, is_dir, open_source in entries:
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open_source() as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
 
 
 def find_dataset_root(folder, label: str | None = None) -> Path:
