@@ -29,18 +29,28 @@ PACKAGES = (
 )
 
 
+OUTPUT_FOLDERS = ("results/", "figures/")  # rewritten by every run: they do not make the code dirty
+INPUT_FOLDERS = ("results/luts/",)  # committed data inside results/: it does
+
+
+def _changes_code(path: str) -> bool:
+    return path.startswith(INPUT_FOLDERS) or not path.startswith(OUTPUT_FOLDERS)
+
+
 def git_sha() -> str:
-    """Commit of the working tree (``+dirty`` if it has uncommitted changes), or ``unknown``."""
+    """Commit of the working tree (``+dirty`` if its code or data, anything but the outputs under
+    ``results/`` and ``figures/``, has uncommitted changes), or ``unknown``."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--no-renames"],
             cwd=project_root(), capture_output=True, text=True, check=True,
-        ).stdout.strip()
+        ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    dirty = any(_changes_code(line[3:].strip('"')) for line in changed)
     return f"{sha}+dirty" if dirty else sha
 
 

@@ -48,3 +48,29 @@ def test_run_rng_streams_are_reproducible():
     run = Run("x", load_profile("smoke"), 5)
     assert run.rng(1).integers(0, 1000, 5).tolist() == run.rng(1).integers(0, 1000, 5).tolist()
     assert run.rng(1).integers(0, 10**9) != run.rng(2).integers(0, 10**9)
+
+
+def test_rewritten_outputs_do_not_make_the_code_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from linas_lib import provenance as prov
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for name in ("linas_lib/x.py", "results/cpu/s.json", "results/luts/cpu/l.json", "figures/cpu/f.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    monkeypatch.setenv("LINAS_ROOT", str(tmp_path))
+    assert not prov.git_sha().endswith("+dirty")
+    (tmp_path / "results/cpu/s.json").write_text("1")
+    (tmp_path / "figures/cpu/f.png").write_text("1")
+    assert not prov.git_sha().endswith("+dirty")
+    (tmp_path / "results/luts/cpu/l.json").write_text("1")
+    assert prov.git_sha().endswith("+dirty")
+    git("checkout", "results/luts")
+    (tmp_path / "linas_lib/x.py").write_text("1")
+    assert prov.git_sha().endswith("+dirty")
