@@ -172,8 +172,6 @@ class BenchConfig:
     # architecture string
     include: tuple[str, ...] = field(default=("largest", "smallest", "reference"), metadata={"key": False})
     latency_sample: int = field(default=100000, metadata={"key": False})  # random architectures stratified
-    data_max_images: int = 0  # the table's own data.max_images (0 = all 118 labelled CrackForest images)
-    split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # the table's own train/val/test fractions
     pilot_archs: int = field(default=10, metadata={"key": False})  # --pilot: architectures ...
     pilot_seeds: int = field(default=3, metadata={"key": False})  # ... x seeds
     threads_per_worker: int = field(default=1, metadata={"key": False})  # torch threads of each Dask task

@@ -140,8 +140,7 @@ def test_bad_bench_settings_are_clear_errors(field, value, match):
 def test_item_key_follows_training_settings_and_data_not_scheduling():
     bench, data = tiny_profile().bench, data_of()
     key = B.item_key(SMALL, 0, bench, data)
-    for field, value in (("epochs", 2), ("lr", 1e-3), ("schedule", "cosine"), ("batch_size", 4),
-                         ("split", (0.7, 0.15, 0.15)), ("data_max_images", 50)):
+    for field, value in (("epochs", 2), ("lr", 1e-3), ("schedule", "cosine"), ("batch_size", 4)):
         assert B.item_key(SMALL, 0, replace(bench, **{field: value}), data) != key, field
     for field, value in (("workers", 3), ("n_archs", 7), ("threads_per_worker", 2), ("seeds", (4, 5))):
         assert B.item_key(SMALL, 0, replace(bench, **{field: value}), data) == key, field

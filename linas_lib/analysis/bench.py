@@ -9,8 +9,8 @@ section and the seed:
   the reference target's predicted latency (committed LUT model), cut into ``n_archs``
   equal-count strata, one architecture drawn per stratum; plus the named includes (largest,
   smallest = the reference target's exact fastest, reference decoder); duplicates removed.
-* **Data**: the table's own fixed split (``bench.data_max_images``, ``bench.split``) of the
-  profile's dataset, stored with the table (``split.json``: image names of train/val/test).
+* **Data**: the profile's own dataset and split (``data`` section: the same images, split and
+  encoder as the notebooks, so weight-sharing accuracy is read against it), stored with the table (``split.json``: image names of train/val/test).
 * **Items**: one item is one ``(architecture, seed)`` -- a fresh decoder (initialisation and
   batch order from :func:`linas_lib.keys.rng_for` streams of the seed) trained on the cached
   taps of the train split (:func:`linas_lib.supernet.standalone.train_decoder`), scored on
@@ -93,9 +93,6 @@ def check_bench(profile: Profile) -> BenchConfig:
         ("warmup_epochs", 0 <= b.warmup_epochs < b.epochs, f">= 0 and < epochs ({b.epochs})"),
         ("batch_size", b.batch_size >= 1, ">= 1"),
         ("latency_sample", b.latency_sample >= b.n_archs, f">= n_archs ({b.n_archs})"),
-        ("data_max_images", b.data_max_images >= 0, ">= 0 (0 = all images)"),
-        ("split", all(f > 0 for f in b.split) and abs(sum(b.split) - 1.0) < 1e-6,
-         "three positive fractions summing to 1"),
         ("pilot_archs", b.pilot_archs >= 2, ">= 2"),
         ("pilot_seeds", b.pilot_seeds >= 2, ">= 2"),
         ("threads_per_worker", b.threads_per_worker >= 1, ">= 1"),
@@ -140,9 +137,9 @@ def reference_target(profile: Profile) -> str:
 
 
 def bench_profile(profile: Profile) -> Profile:
-    """``profile`` with the table's own data settings (``bench.data_max_images``, ``bench.split``)."""
-    data = replace(profile.data, max_images=profile.bench.data_max_images, split=tuple(profile.bench.split))
-    return replace(profile, data=data)
+    """The profile the table is trained under: the profile itself, so the table shares the
+    notebooks' data, split and encoder (the weight-sharing oracle is read against it)."""
+    return profile
 
 
 def bench_dir(profile: Profile) -> Path:
@@ -670,8 +667,8 @@ def _agreement(rows: list[dict], seed_agreement) -> dict:
 def split_record(plan: Plan) -> dict:
     """The table's fixed split: image names per split, with the data identity."""
     b = plan.profile.bench
-    return {"data_seed": plan.data_seed, "source": plan.data.source, "data_max_images": b.data_max_images,
-            "fractions": list(b.split), "data_digest": plan.data.digest, "weights_id": plan.data.weights_id,
+    return {"data_seed": plan.data_seed, "source": plan.data.source, "data_max_images": plan.profile.data.max_images,
+            "fractions": list(plan.profile.data.split), "data_digest": plan.data.digest, "weights_id": plan.data.weights_id,
             **{s: list(plan.data.names[s]) for s in SPLIT_NAMES}}
 
 
