@@ -106,7 +106,19 @@ class SupernetConfig:
     latency_lambda: float = 0.1
     tau_max: float = 5.0
     tau_min: float = 0.1
-    ws_val_images: int = 0  # val images used by weight-sharing evaluation (0 = all)
+    ws_val_images: int = 0  # held-out val images used by weight-sharing evaluation (0 = all)
+    # One-shot phase (warmup_epochs), see linas_lib.supernet.oneshot:
+    sampling: str = "uniform"  # uniform (one path per step, SPOS) | sandwich (largest + smallest + random)
+    sandwich_random: int = 2  # uniform paths per sandwich step
+    calr: bool = False  # I2 CaLR: step scaled by clip((params / mean params) ** 0.5, 0.5, 2)
+    momentum_bins: int = 0  # I2: 0 = one Adam state; k > 0 = one Adam per complexity bin (k quantiles)
+    # train batches that re-estimate a path's BN statistics before each weight-sharing evaluation
+    # (0 = the statistics accumulated in training); in the key: the search's WS cache is keyed
+    # by the supernet key, and the training history reads WS mIoU the same way
+    bn_recalib_batches: int = 0
+    # share of the val split (first images, fixed order) that alpha steps use; weight-sharing
+    # evaluation reads the rest (1.0: alpha and WS both read the whole val split)
+    alpha_val_share: float = 1.0
     # metadata {"key": False}: read by later experiments, not by supernet training, so left
     # out of the trained supernet's cache key (linas_lib.keys.key_fields); others enter it
     standalone_epochs: int = field(default=4, metadata={"key": False})
@@ -118,6 +130,12 @@ class SupernetConfig:
     pad_batch_size: int = field(default=2, metadata={"key": False})
     # batches timed for cache_speedup and traced for binarised_mem_ratio
     measure_batches: int = field(default=2, metadata={"key": False})
+    # one-shot weight-step counts after which the supernet is saved beside its checkpoint
+    # (linas_lib.supernet.train.supernet_at_steps); saving changes no training step
+    eval_checkpoints: tuple[int, ...] = field(default=(), metadata={"key": False})
+    # seconds between checkpoint writes (0 = after every epoch; the last epoch is always saved);
+    # when a run stops changes only where a resume starts, never its result
+    checkpoint_every_s: float = field(default=0.0, metadata={"key": False})
 
 
 @dataclass(frozen=True)
@@ -179,6 +197,23 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class RankingConfig:
+    """The ranking study (notebook ``04_ranking``): cheap signals scored against the benchmark table.
+
+    Values are checked by :func:`linas_lib.analysis.ranking.check_ranking`. NEAR reuses the
+    ``search`` section's ``near_*`` settings (the proxy the zero-cost search uses).
+    """
+
+    # weight-sharing variants compared (names of linas_lib.supernet.train.VARIANTS)
+    variants: tuple[str, ...] = ("baseline", "sandwich", "sandwich_calr", "sandwich_momentum", "i2")
+    mf_topk: int = 20  # multi-fidelity: top architectures of the best WS variant, fine-tuned ...
+    mf_epochs: int = 2  # ... for this many epochs each
+    bootstrap_resamples: int = 2000  # paired bootstrap over architectures (95 % CIs)
+    steps: tuple[int, ...] = ()  # weight steps of the tau-vs-steps curve (empty: supernet.eval_checkpoints)
+    build_table: bool = False  # build or resume the benchmark table first (smoke: a tiny table on the fly)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A resolved run profile."""
 
@@ -189,6 +224,7 @@ class Profile:
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
     device: str = "cpu"  # cpu | cuda
     threads: int = 2
 

@@ -9,6 +9,7 @@ depend on:
 * the profile file and the seed,
 * the committed LUT data (every file under ``results/luts/``, plus any ``lut:`` file the
   profile names elsewhere),
+* the committed benchmark table (``results/<profile>/bench/*``, not its per-item files),
 * the outputs of every earlier notebook (the files under ``results/<profile>/<earlier>/``).
 
 A notebook is skipped only when its stamp ``.cache/stamps/<profile>/<notebook>.json``
@@ -87,6 +88,12 @@ def lut_digests(profile: Profile) -> dict[str, str]:
     return _digests(_files_under(project_root() / "results" / "luts") + named)
 
 
+def bench_digests(profile_name: str) -> dict[str, str]:
+    """Digests of the assembled benchmark table files (``results/<profile>/bench/*``)."""
+    folder = project_root() / "results" / profile_name / "bench"
+    return _digests(_files_under(folder, "*"), folder)
+
+
 def output_digests(profile_name: str, notebook: str) -> dict[str, str]:
     """Digests of the files under ``results/<profile>/<notebook>/``."""
     folder = project_root() / "results" / profile_name / notebook
@@ -101,6 +108,7 @@ def input_parts(notebook: str, earlier: list[str], profile: Profile, profile_fil
         "profile": file_digest(profile_file, 64),
         "library": library_digests(),
         "luts": lut_digests(profile),
+        "bench": bench_digests(profile.name),
         "upstream": {f"{n}/{k}": v for n in earlier for k, v in output_digests(profile.name, n).items()},
     }
 
@@ -147,8 +155,8 @@ def stale_reason(stamp: dict | None, parts: dict, outputs: dict[str, str]) -> st
     if old.get("seed") != parts["seed"]:
         return f"seed {old.get('seed')} -> {parts['seed']}"
     for part, label in (("library", "library changed"), ("luts", "LUT data changed"),
-                        ("upstream", "upstream outputs changed")):
-        changed = _changed(old.get(part, {}), parts[part])
+                        ("bench", "benchmark table changed"), ("upstream", "upstream outputs changed")):
+        changed = _changed(old.get(part, {}), parts.get(part, {}))
         if changed:
             return f"{label}: {changed}"
     if stamp.get("input_hash") != content_hash(parts, 64):

@@ -256,3 +256,106 @@ def lut_heatmaps(panels: dict, columns: list[str], annotate: bool = False):
     axes[-1, 0].set_xticks(range(len(columns)), columns, rotation=90, fontsize=6)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------ ranking (notebook 04_ranking)
+
+
+def _tau_of(rows: list[dict], signal: str, metric: str) -> float:
+    """Kendall tau of one (signal, metric) row of ``ranking.csv`` (NaN if absent)."""
+    return next((float(r["tau"]) for r in rows if r["signal"] == signal and r["metric"] == metric), float("nan"))
+
+
+def ranking_ws_vs_standalone(score_rows: list[dict], variants: list[str], ranking_rows: list[dict] = ()):
+    """Weight-sharing mIoU against standalone test mIoU (mean over seeds): one panel per variant.
+
+    Args:
+        score_rows: ``scores.csv`` rows with ``truth.test_miou`` and ``ws.<variant>``.
+        variants: the panels, in order.
+        ranking_rows: ``ranking.csv`` rows (each panel's title shows its Kendall tau).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(score_rows)
+    cols = min(len(variants), 5)
+    rows = -(-len(variants) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.7 * rows), squeeze=False, sharex=True)
+    for ax in axes.flat[len(variants):]:
+        ax.axis("off")
+    for ax, variant in zip(axes.flat, variants):
+        ax.scatter(frame["truth.test_miou"], frame[f"ws.{variant}"], s=10, alpha=0.7)
+        tau = _tau_of(list(ranking_rows), f"ws.{variant}", "test_miou")
+        ax.set_title(f"{variant} (tau {tau:.2f})", fontsize=8)
+        ax.set_xlabel("standalone test mIoU (mean over seeds)", fontsize=7)
+        ax.set_ylabel("WS mIoU", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def ranking_tau(rows: list[dict], metric: str = "test_miou"):
+    """Kendall tau with its 95 % bootstrap CI per signal; the seed ceiling as a shaded band.
+
+    Args:
+        rows: ``ranking.csv`` rows ``{signal, metric, tau, tau_lo, tau_hi, n}``.
+        metric: which ground truth (``test_miou`` or ``test_crack_iou``).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    chosen = [r for r in rows if r["metric"] == metric]
+    ceiling = next((r for r in chosen if r["signal"] == "seed_ceiling"), None)
+    others = [r for r in chosen if r is not ceiling]
+    fig, ax = plt.subplots(figsize=(5.2, 0.32 * len(others) + 1.6))
+    if ceiling is not None:
+        ax.axvspan(ceiling["tau_lo"], ceiling["tau_hi"], color="C2", alpha=0.2, lw=0, label="seed ceiling (95% CI)")
+        ax.axvline(ceiling["tau"], color="C2", lw=1)
+    y = np.arange(len(others))[::-1]
+    tau = np.array([r["tau"] for r in others], dtype=float)
+    err = np.abs(np.array([[r["tau_lo"] for r in others], [r["tau_hi"] for r in others]], dtype=float) - tau)
+    ax.errorbar(tau, y, xerr=err, fmt="o", ms=4, capsize=2, color="C0", label="tau (95% CI)")
+    ax.set_yticks(y, [f"{r['signal']} (n={int(r['n'])})" for r in others], fontsize=7)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f"Kendall tau against standalone {metric} (mean over seeds)")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
+    """Kendall tau of the weight-sharing ranking against supernet weight steps, with its CI band.
+
+    Args:
+        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, tau, tau_lo, tau_hi}``.
+        ceiling: the seed-ceiling row of ``ranking.csv`` (dashed line and band), if any.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(curve_rows, key=lambda r: r["steps"])
+    steps = [r["steps"] for r in ordered]
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    if ordered:
+        ax.plot(steps, [r["tau"] for r in ordered], "o-", color="C0", label="WS tau")
+        ax.fill_between(steps, [r["tau_lo"] for r in ordered], [r["tau_hi"] for r in ordered], color="C0",
+                        alpha=0.2, lw=0)
+    else:
+        ax.text(0.5, 0.5, "no checkpoints", ha="center", va="center", transform=ax.transAxes)
+    if ceiling is not None:
+        ax.axhspan(ceiling["tau_lo"], ceiling["tau_hi"], color="C2", alpha=0.15, lw=0)
+        ax.axhline(ceiling["tau"], color="C2", ls="--", lw=1, label="seed ceiling")
+    ax.set_xlabel("supernet weight steps")
+    ax.set_ylabel("Kendall tau (test mIoU)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -139,7 +139,8 @@ def test_key_fields_leave_out_key_false_and_take_in_new_fields():
 def test_config_key_fields():
     assert set(key_fields(SupernetConfig())) == {
         "warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha", "latency_lambda",
-        "tau_max", "tau_min", "ws_val_images"}
+        "tau_max", "tau_min", "ws_val_images", "sampling", "sandwich_random", "calr", "momentum_bins",
+        "bn_recalib_batches", "alpha_val_share"}
     left_out = {f.name for f in dataclasses.fields(SearchConfig)} - set(key_fields(SearchConfig()))
     assert left_out == {"finetune_topk", "finetune_epochs", "near_check_archs", "hv_ref_miou_loss",
                         "hv_ref_latency", "c3_images"}

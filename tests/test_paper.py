@@ -125,6 +125,15 @@ def test_lut_data_and_outputs_are_inputs(tree, fake, capsys):
     assert fake["ran"] == ["02_model"] and "run 02_model (stale: outputs missing)" in out
 
 
+def test_a_new_benchmark_table_makes_notebooks_stale(tree, fake, capsys):
+    _paper(tree, capsys)
+    fake["ran"].clear()
+    (tree / "results" / "tiny" / "bench").mkdir(parents=True, exist_ok=True)
+    (tree / "results" / "tiny" / "bench" / "table.csv").write_text("arch,seed\n")
+    _, out, _ = _paper(tree, capsys)
+    assert fake["ran"] == list(NOTEBOOKS) and "benchmark table changed: table.csv" in out
+
+
 def test_failure_keeps_earlier_stamps_and_resumes(tree, fake, capsys):
     fake["fail"].add("01_luts")
     rc, out, err = _paper(tree, capsys)
@@ -239,7 +248,7 @@ def test_failing_cell_is_one_line_exit_1(tree, monkeypatch, capsys):
 
 @pytest.mark.parametrize("notebook,key,name", [
     ("01_luts", "cpu-torch-1t.feasible_pct", "lutsCpuTorchOnetFeasiblePct"),
-    ("04_pareto", "evals_to_99pct_hv.zero_cost", "paretoEvalsToNineNinepctHvZeroCost"),
+    ("05_pareto", "evals_to_99pct_hv.zero_cost", "paretoEvalsToNineNinepctHvZeroCost"),
     ("00_data", "n_train.synthetic", "dataNTrainSynthetic"),
     ("02_latency_accuracy", "mape_pct.cpu-ort-2t.op_only", "latencyAccuracyMapePctCpuOrtTwotOpOnly"),
     ("03_supernet", "pad_gap_miou.on", "supernetPadGapMiouOn"),

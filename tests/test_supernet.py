@@ -482,9 +482,10 @@ def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
     base = SupernetConfig(warmup_epochs=1, epochs=1, batch_size=2, search_mode="gumbel")
     outside = [f for f in fields(SupernetConfig) if f.metadata.get("key", True) is False]
     assert {f.name for f in outside} == {"standalone_epochs", "standalone_lr", "standalone_init", "pad_steps",
-                                         "pad_batch_size", "measure_batches"}
+                                         "pad_batch_size", "measure_batches", "eval_checkpoints",
+                                         "checkpoint_every_s"}
     changed = replace(base, standalone_epochs=9, standalone_lr=0.5, standalone_init="supernet", pad_steps=7,
-                      pad_batch_size=5, measure_batches=3)
+                      pad_batch_size=5, measure_batches=3, eval_checkpoints=(1,), checkpoint_every_s=60.0)
     a = _final(T.train_supernet(base, 0, train, val, None))
     b = _final(T.train_supernet(changed, 0, train, val, None))
     _assert_equal_nested(a, b)
@@ -493,7 +494,9 @@ def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
     key = lambda cfg: T.supernet_key(SimpleNamespace(supernet=cfg), 0, features, None)  # noqa: E731
     assert key(base) == key(changed)
     others = {"warmup_epochs": 3, "epochs": 5, "search_mode": "soft", "batch_size": 3, "lr_weights": 0.2,
-              "lr_alpha": 0.2, "latency_lambda": 0.7, "tau_max": 4.0, "tau_min": 0.2, "ws_val_images": 1}
+              "lr_alpha": 0.2, "latency_lambda": 0.7, "tau_max": 4.0, "tau_min": 0.2, "ws_val_images": 1,
+              "sampling": "sandwich", "sandwich_random": 1, "calr": True, "momentum_bins": 2,
+              "bn_recalib_batches": 1, "alpha_val_share": 0.5}
     assert set(others) == {f.name for f in fields(SupernetConfig)} - {f.name for f in outside}
     for name, value in others.items():
         assert key(replace(base, **{name: value})) != key(base), name

@@ -14,7 +14,7 @@ Modules, each with one job:
 * :mod:`~linas_lib.search.methods` -- the compared methods at equal budgets;
 * :mod:`~linas_lib.search.fidelity` -- multi-fidelity re-ranking and Kendall tau;
 * :mod:`~linas_lib.search.experiment` -- fixed reference points, checkpointed runs, tables;
-* :mod:`~linas_lib.search.report` -- what notebook ``04_pareto`` calls.
+* :mod:`~linas_lib.search.report` -- what notebook ``05_pareto`` calls.
 
 Searchers see architectures only through a :class:`~linas_lib.space.SearchSpace`, an accuracy
 model (``evaluate``) and a latency model (``predict``), so tests run them on tiny spaces.

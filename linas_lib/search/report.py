@@ -1,4 +1,4 @@
-"""What notebook ``04_pareto`` computes, as a few calls: the search experiment end to end.
+"""What notebook ``05_pareto`` computes, as a few calls: the search experiment end to end.
 
 1. :func:`search_inputs` -- the run's trained supernet and the latency model it was searched
    with (every target of the profile, I4 interaction LUTs).

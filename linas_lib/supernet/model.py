@@ -21,6 +21,11 @@ Sampling modes of :meth:`Supernet.forward`:
 :meth:`Supernet.forward_arch` runs one fixed architecture; :func:`extract_decoder` copies its
 weights into a standalone :class:`~linas_lib.ops.Decoder`. :func:`bn_statistics_kept` and
 :func:`eval_mode` let a step or a measurement run without changing BN statistics or modes.
+
+Sub-network size, defined once here: :func:`candidate_param_counts` (parameters of every
+candidate, read from the modules, so it depends neither on a machine nor on a LUT),
+:func:`path_complexity`, :func:`largest_path` and :func:`smallest_path` (the two ends of the
+sandwich rule, :mod:`.oneshot`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch
 from torch import nn
 
 from ..ops import ENCODER_CHANNELS, Bottleneck, Decoder, DecoderLayer
-from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, as_choices
+from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, as_choices, choice_index
 
 MODES = ("soft", "gumbel", "binarised", "uniform")
 
@@ -170,6 +175,10 @@ class Supernet(nn.Module):
         gates = [1.0 + probs[i, c] - probs[i, c].detach() for i, c in enumerate(path)]
         return self._run(taps, lambda i, x: self.layers[i].forward_choice(x, path[i]) * gates[i])
 
+    def path_candidates(self, choices) -> list[nn.Module]:
+        """The candidate module of each layer that the architecture ``choices`` runs."""
+        return [layer.candidates[int(c)] for layer, c in zip(self.layers, as_choices(choices))]
+
     def forward_arch(self, taps, choices) -> torch.Tensor:
         """Logits of one fixed architecture (only its path runs, no alpha involved)."""
         choices = as_choices(choices)
@@ -224,6 +233,42 @@ def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+def candidate_param_counts(model: Supernet) -> np.ndarray:
+    """``(n_layers, 21)`` parameter count of every candidate (op, width) of every layer.
+
+    The architecture-independent size measure of sub-networks: the number of elements of the
+    candidate's parameters (op, BN affine, projection), so it is the same on every machine and
+    needs no LUT. Shared parts (bottleneck, head) are left out: every path carries them.
+    """
+    return np.array([[sum(p.numel() for p in cand.parameters()) for cand in layer.candidates]
+                     for layer in model.layers], dtype=np.float64)
+
+
+def path_complexity(counts: np.ndarray, path) -> float:
+    """Parameters of one path's candidates (:func:`candidate_param_counts` summed along ``path``)."""
+    path = np.asarray(path, dtype=np.int64)
+    return float(counts[np.arange(len(path)), path].sum())
+
+
+def mean_path_complexity(counts: np.ndarray) -> float:
+    """Mean :func:`path_complexity` over uniformly drawn paths (the per-layer means summed)."""
+    return float(np.asarray(counts).mean(axis=1).sum())
+
+
+def largest_path(n_layers: int = N_LAYERS) -> np.ndarray:
+    """The largest sub-network: every layer ``Conv7x7_w100`` (the sandwich rule's upper end)."""
+    return np.full(n_layers, choice_index("Conv7x7", 100), dtype=np.int64)
+
+
+def smallest_path(counts: np.ndarray) -> np.ndarray:
+    """The smallest sub-network: per layer the candidate with the fewest parameters.
+
+    ``counts`` comes from :func:`candidate_param_counts`; ties go to the lowest choice index.
+    With the search space's channel plan this is ``DWSep3x3_w50`` in every layer.
+    """
+    return np.asarray(counts).argmin(axis=1).astype(np.int64)
 
 
 def _joint(logits_op: torch.Tensor, logits_width: torch.Tensor) -> torch.Tensor:

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from ..encoder.features import FeatureSplit
-from ..space import N_LAYERS, arch_string, choice_index
+from ..space import N_LAYERS, arch_string
 from .evaluate import evaluate_decoder, evaluate_logits
-from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature, largest_path
 from .standalone import new_decoder, train_decoder
 from .train import TrainedSupernet, arch_step, weight_step
 
-LARGEST = np.array([choice_index("Conv7x7", 100)] * N_LAYERS, dtype=np.int64)
+LARGEST = largest_path()
 EXPERIMENT_STREAM = 0x03E
 
 
@@ -136,7 +136,7 @@ def _step_bytes(model: Supernet, taps, masks, mode: str) -> int:
 def pad_gap(ts: TrainedSupernet, seed: int) -> list[dict]:
     """Supernet-vs-extracted mIoU gap after a short full-mixture search without and with PAD."""
     cfg, rows = ts.cfg, []
-    train, val, ws = ts.features["train"], ts.features["val"], ts.evaluator.split
+    train, val, ws = ts.features["train"], ts.alpha_split, ts.evaluator.split
     for mode in ("soft", "gumbel"):
         model = ts.copy_model()
         gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, EXPERIMENT_STREAM]).integers(2**62)))

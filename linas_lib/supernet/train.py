@@ -2,12 +2,19 @@
 
 What :func:`train_supernet` does, epoch by epoch:
 
-1. ``supernet.warmup_epochs`` epochs of **uniform single-path** training of the shared
-   weights (SPOS-style): every step draws one (op, width) per layer uniformly and trains
-   only that path. This is what makes weight-sharing evaluation meaningful: every
-   candidate's weights see training and work inside many different paths.
+1. ``supernet.warmup_epochs`` epochs of the **one-shot phase**: weight steps on sampled
+   paths, no architecture logits (:mod:`.oneshot`): ``sampling: uniform`` draws one
+   (op, width) per layer uniformly and trains only that path (SPOS); ``sampling: sandwich``
+   trains the largest, the smallest and ``sandwich_random`` uniform paths per step. The I2
+   switches ``calr`` (step scaled by the path's complexity) and ``momentum_bins`` (one Adam
+   state per complexity bin) apply to this phase. This is what makes weight-sharing
+   evaluation meaningful: every candidate's weights see training and work inside many
+   different paths; :func:`~.oneshot.updates_per_choice` (recorded in every history row)
+   says how often the rarest candidate is expected to be updated, and ``choice_updates_min``
+   how often it was.
 2. ``supernet.epochs`` epochs of the **bilevel search** (DARTS): per train batch one
-   weight step (train split), then one architecture step on the next val batch with
+   weight step (train split, the single weight optimiser), then one architecture step on the
+   next batch of the alpha part of the val split with
    ``loss = segmentation + lambda * sum_t relu(E[lat_t] - budget_t) / budget_t``. The mode
    (``supernet.search_mode``) decides what runs: ``binarised`` (ProxylessNAS: weight steps
    on a path sampled from p(op, w), alpha steps through the straight-through gate of the
@@ -15,26 +22,39 @@ What :func:`train_supernet` does, epoch by epoch:
    annealed from ``tau_max`` to ``tau_min`` over all search steps) or ``soft`` (DARTS
    mixture).
 
+The val split is cut once (:func:`val_parts`): its first ``alpha_val_share`` of the images
+(fixed order) are the ones alpha steps use; weight-sharing (WS) evaluation reads the
+held-out rest (first ``ws_val_images`` of it), images neither the weights (train split) nor
+alpha saw. ``alpha_val_share: 1.0`` keeps the old behaviour (both read the whole val split).
+WS evaluation recalibrates a path's BN statistics on ``bn_recalib_batches`` train batches
+first (:func:`~.evaluate.path_bn_recalibrated`) and leaves the supernet bit-identical.
+
 BN statistics of the supernet's candidates are cumulative averages (momentum None), since
-each candidate is updated only in the steps that sample it; weight-sharing evaluation runs
-BN in eval mode on them. Only weight steps (train split) update them: an architecture step
-normalises with its val batch's statistics as before, but its BN running statistics are
-restored afterwards (:func:`~.model.bn_statistics_kept`), so the statistics the
-weight-sharing evaluator reads never absorbed the val images it scores. (BN in eval mode
-during alpha steps was the alternative; it was not chosen because it would change what the
-alpha gradient sees -- running statistics of candidates sampled a few times, or never, in
-place of the batch statistics their weights are trained with.)
-Weights: Adam (``lr_weights``); logits: Adam (``lr_alpha``, betas (0.5, 0.999), weight
-decay 1e-3, as in DARTS). A checkpoint is written after every epoch to
-``cache_dir("supernet")`` under a hash of everything the result depends on
+each candidate is updated only in the steps that sample it. Only weight steps (train split)
+update them: an architecture step normalises with its val batch's statistics as before, but
+its BN running statistics are restored afterwards (:func:`~.model.bn_statistics_kept`), so
+the statistics the WS evaluator reads never absorbed val images. (BN in eval mode during
+alpha steps was the alternative; it was not chosen because it would change what the alpha
+gradient sees -- running statistics of candidates sampled a few times, or never, in place of
+the batch statistics their weights are trained with.)
+Weights: Adam (``lr_weights``; one per momentum bin in the one-shot phase when
+``momentum_bins > 0``); logits: Adam (``lr_alpha``, betas (0.5, 0.999), weight decay 1e-3,
+as in DARTS). A checkpoint is written after every epoch (or every ``checkpoint_every_s``
+seconds) to ``cache_dir("supernet")`` under a hash of everything the result depends on
 (:func:`supernet_key`); a stopped run resumes from it bit-identically: it holds the model,
-both optimisers' states (the weight optimiser's Adam moments too, so the file is about three
-times the model's size), the generators and the history.
+every optimiser's state (Adam moments too, so the file is about three times the model's
+size, more with momentum bins), the generators, the update counts and the history.
+``eval_checkpoints`` saves the model after those one-shot weight-step counts beside it
+(:func:`supernet_at_steps`).
+
+Named variants of the one-shot phase for the ranking study are :data:`VARIANTS`;
+:func:`trained_supernet` takes one by name.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,8 +70,9 @@ from ..keys import atomic_torch_save, content_hash, key_fields, load_checkpoint,
 from ..losses import check_finite, latency_penalty, segmentation_terms
 from ..paths import cache_dir
 from ..space import OPS, WIDTHS, as_choices
-from .evaluate import WeightSharingEvaluator, evaluate_decoder, evaluate_logits
+from .evaluate import WeightSharingEvaluator, evaluate_decoder
 from .model import Supernet, argmax_choices, bn_statistics_kept, extract_decoder, gumbel_temperature
+from .oneshot import OneShotRule, one_shot_rule, one_shot_step, steps_per_epoch, touched, updates_per_choice
 from .standalone import train_decoder
 
 log = logging.getLogger(__name__)
@@ -59,8 +80,18 @@ SUPERNET_STREAM = 0x5E7
 SEARCH_MODES = ("binarised", "gumbel", "soft")
 # Version of what a supernet checkpoint holds and how training runs; part of its cache key, so
 # checkpoints of an older scheme are retrained, not loaded. 2: alpha steps keep BN statistics,
-# the weight optimiser's state is saved, data enter the key by content.
-CHECKPOINT_SCHEMA = 2
+# the weight optimiser's state is saved, data enter the key by content. 3: one-shot rules
+# (sampling, CaLR, momentum bins), val split cut for alpha / WS, update counts saved.
+CHECKPOINT_SCHEMA = 3
+# Variants of the one-shot phase compared by the ranking study: overrides of the profile's
+# supernet section (the other settings, sandwich_random included, stay the profile's).
+VARIANTS: dict[str, dict] = {
+    "baseline": {"sampling": "uniform", "calr": False, "momentum_bins": 0},
+    "sandwich": {"sampling": "sandwich", "calr": False, "momentum_bins": 0},
+    "sandwich_calr": {"sampling": "sandwich", "calr": True, "momentum_bins": 0},
+    "sandwich_momentum": {"sampling": "sandwich", "calr": False, "momentum_bins": 4},
+    "i2": {"sampling": "sandwich", "calr": True, "momentum_bins": 4},
+}
 
 
 @dataclass(frozen=True)
@@ -159,7 +190,18 @@ def arch_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, ge
 
 @dataclass
 class SearchState:
-    """Everything a resumable training run carries between epochs."""
+    """Everything a resumable training run carries between epochs.
+
+    Attributes:
+        model, opt_w, opt_a: the supernet, its weight optimiser (search phase, and the one-shot
+            phase without momentum bins) and its logit optimiser.
+        gen, rng: the run's generators (paths and noise; batch order).
+        history: one row per finished epoch.
+        rule: the one-shot phase's rule (derived from the settings, not saved).
+        opt_bins: one weight optimiser per momentum bin (empty: ``opt_w`` serves the one-shot phase).
+        weight_steps: one-shot weight steps taken.
+        choice_updates: ``(n_layers, n_choices)`` one-shot weight steps that updated each candidate.
+    """
 
     model: Supernet
     opt_w: torch.optim.Optimizer
@@ -167,21 +209,40 @@ class SearchState:
     gen: torch.Generator
     rng: np.random.Generator
     history: list[dict] = field(default_factory=list)
+    rule: OneShotRule | None = None
+    opt_bins: list[torch.optim.Optimizer] = field(default_factory=list)
+    weight_steps: int = 0
+    choice_updates: np.ndarray | None = None
+
+    def one_shot_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimisers of one-shot steps: one per momentum bin, or the weight optimiser."""
+        return self.opt_bins or [self.opt_w]
+
+    def count(self, paths: list[np.ndarray]) -> None:
+        """Record one one-shot weight step on ``paths``."""
+        mask = touched(paths, len(self.model.layers[0].candidates))
+        self.choice_updates = mask if self.choice_updates is None else self.choice_updates + mask
+        self.weight_steps += 1
 
     def checkpoint(self, key: str, done: bool) -> dict:
-        """Serializable state: model, both optimisers, generators, history (a resume is bit-identical)."""
+        """Serializable state: model, every optimiser, generators, counts, history (a resume is bit-identical)."""
         return {"key": key, "done": done, "model": self.model.state_dict(), "opt_w": self.opt_w.state_dict(),
-                "opt_a": self.opt_a.state_dict(), "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state,
-                "history": self.history}
+                "opt_a": self.opt_a.state_dict(), "opt_bins": [o.state_dict() for o in self.opt_bins],
+                "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state, "history": self.history,
+                "weight_steps": self.weight_steps, "choice_updates": self.choice_updates}
 
     def restore(self, state: dict) -> None:
         """Load a :meth:`checkpoint`."""
         self.model.load_state_dict(state["model"])
         self.opt_w.load_state_dict(state["opt_w"])
         self.opt_a.load_state_dict(state["opt_a"])
+        for opt, saved in zip(self.opt_bins, state["opt_bins"], strict=True):
+            opt.load_state_dict(saved)
         self.gen.set_state(state["gen"])
         self.rng.bit_generator.state = state["rng"]
         self.history = list(state["history"])
+        self.weight_steps = int(state["weight_steps"])
+        self.choice_updates = state["choice_updates"]
 
 
 def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
@@ -195,19 +256,40 @@ def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     model = seeded_module(Supernet, gen).to(device)
     opt_w = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights)
     opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=1e-3)
-    return SearchState(model, opt_w, opt_a, gen, rng)
+    opt_bins = [torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights) for _ in range(cfg.momentum_bins)]
+    return SearchState(model, opt_w, opt_a, gen, rng, rule=one_shot_rule(cfg, model), opt_bins=opt_bins)
 
 
 def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: FeatureSplit,
-              latency: LatencyTerms | None, ws_split: FeatureSplit) -> dict:
-    """One epoch (warm-up or search, by index); returns its history row."""
+              latency: LatencyTerms | None, ws: WeightSharingEvaluator, on_step=None) -> dict | None:
+    """One epoch (one-shot or search, by index); returns its history row.
+
+    Args:
+        state: the run (changed in place).
+        epoch: 0-based epoch index; the first ``cfg.warmup_epochs`` are the one-shot phase.
+        cfg: the profile's ``supernet`` section.
+        train: weight steps' split.
+        val: the alpha steps' part of the val split.
+        latency: the latency objective (None: no latency term).
+        ws: scores the argmax path for the history row (a fresh evaluator: no memo across epochs).
+        on_step: called with ``state`` after every one-shot weight step; True stops the epoch.
+
+    Returns:
+        The history row, or None when ``on_step`` stopped the epoch.
+    """
     if cfg.search_mode not in SEARCH_MODES:
         raise ValueError(f"supernet.search_mode must be one of {', '.join(SEARCH_MODES)}, got {cfg.search_mode!r}")
     start = time.perf_counter()
-    warmup = epoch < cfg.warmup_epochs
-    mode = "uniform" if warmup else cfg.search_mode
-    n_batches = -(-len(train) // cfg.batch_size)
+    # the val order is drawn in every epoch (one-shot ones too), so the batch streams do not
+    # depend on the phase
     val_batches = list(val.batches(cfg.batch_size, state.rng))
+    if epoch < cfg.warmup_epochs:
+        w_losses = _one_shot_epoch(state, epoch, cfg, train, on_step)
+        if w_losses is None:
+            return None
+        return _history_row(state, epoch, "warmup", cfg.sampling, 1.0, w_losses, [], latency, ws, cfg, len(train),
+                            time.perf_counter() - start)
+    mode, n_batches = cfg.search_mode, steps_per_epoch(len(train), cfg.batch_size)
     w_losses, a_terms, tau = [], [], 1.0
     for step, (taps, masks) in enumerate(train.batches(cfg.batch_size, state.rng)):
         if mode == "gumbel":
@@ -215,28 +297,44 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
             tau = gumbel_temperature(t, max(cfg.epochs * n_batches - 1, 1), cfg.tau_max, cfg.tau_min)
         where = f"supernet epoch {epoch} step {step} ({mode})"
         w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where))
-        if not warmup:
-            v_taps, v_masks = val_batches[step % len(val_batches)]
-            a_terms.append(arch_step(state.model, state.opt_a, v_taps, v_masks, mode, tau, state.gen, latency,
-                                     cfg.latency_lambda, where + " alpha"))
-    return _history_row(state.model, epoch, mode, tau, w_losses, a_terms, latency, ws_split, cfg,
+        v_taps, v_masks = val_batches[step % len(val_batches)]
+        a_terms.append(arch_step(state.model, state.opt_a, v_taps, v_masks, mode, tau, state.gen, latency,
+                                 cfg.latency_lambda, where + " alpha"))
+    return _history_row(state, epoch, "search", mode, tau, w_losses, a_terms, latency, ws, cfg, len(train),
                         time.perf_counter() - start)
 
 
-def _history_row(model: Supernet, epoch: int, mode: str, tau: float, w_losses, a_terms, latency, ws_split, cfg,
-                 seconds: float) -> dict:
-    """Per-epoch record: losses, probabilities, expected latency, WS mIoU of the argmax path."""
+def _one_shot_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, on_step) -> list[float] | None:
+    """The weight steps of one one-shot epoch; None when ``on_step`` stopped it."""
+    losses = []
+    for step, (taps, masks) in enumerate(train.batches(cfg.batch_size, state.rng)):
+        where = f"supernet epoch {epoch} step {step} ({cfg.sampling})"
+        loss, paths = one_shot_step(state.model, state.one_shot_optimizers(), state.rule, taps, masks, state.gen,
+                                    where)
+        state.count(paths)
+        losses.append(loss)
+        if on_step is not None and on_step(state):
+            return None
+    return losses
+
+
+def _history_row(state: SearchState, epoch: int, phase: str, mode: str, tau: float, w_losses, a_terms, latency,
+                 ws: WeightSharingEvaluator, cfg, n_train: int, seconds: float) -> dict:
+    """Per-epoch record: losses, probabilities, expected latency, WS mIoU of the argmax path, update counts."""
+    model = state.model
     with torch.no_grad():
         p_op = model.alpha_op.softmax(-1).cpu().numpy()
         p_w = model.alpha_width.softmax(-1).cpu().numpy()
         expected = latency.expected(model.joint_probs()).cpu().numpy() if latency is not None else np.zeros(0)
     argmax = argmax_choices(p_op, p_w)
-    ws = evaluate_logits(lambda taps: model.forward_arch(taps, argmax), ws_split, cfg.batch_size, model=model)
     row = {
-        "epoch": epoch + 1, "phase": "warmup" if mode == "uniform" else "search", "mode": mode, "tau": tau,
-        "train_loss": float(np.mean(w_losses)), "seconds": seconds, "ws_miou_argmax": ws,
+        "epoch": epoch + 1, "phase": phase, "mode": mode, "tau": tau,
+        "train_loss": float(np.mean(w_losses)), "seconds": seconds, "ws_miou_argmax": ws.evaluate_one(argmax),
         "p_op": p_op.tolist(), "p_width": p_w.tolist(), "argmax": argmax.tolist(),
         "expected_ms": dict(zip(latency.names, expected.tolist())) if latency is not None else {},
+        "weight_steps": state.weight_steps,
+        "choice_updates_min": int(state.choice_updates.min()) if state.choice_updates is not None else 0,
+        "updates_per_choice": updates_per_choice(cfg, n_train)["min"],
     }
     for name in ("ce", "dice", "boundary", "latency"):
         values = [t[name] for t in a_terms if name in t]
@@ -244,36 +342,108 @@ def _history_row(model: Supernet, epoch: int, mode: str, tau: float, w_losses, a
     return row
 
 
+def val_parts(val: FeatureSplit, share: float) -> tuple[FeatureSplit, FeatureSplit]:
+    """``(alpha part, held-out part)`` of the val split: its first ``share`` of the images, in
+    order, and the rest. ``share`` 1.0 gives ``(val, val)`` (the old behaviour).
+
+    The alpha part has ``round(share * n)`` images, at least 1 and at most ``n - 1``.
+
+    Raises:
+        ValueError: ``share`` outside ``(0, 1]``, or a split too small to cut.
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"supernet.alpha_val_share must lie in (0, 1], got {share}")
+    if share == 1.0:
+        return val, val
+    n = len(val)
+    if n < 2:
+        raise ValueError(f"supernet.alpha_val_share {share} needs >= 2 val images, the split has {n}")
+    cut = min(max(int(share * n + 0.5), 1), n - 1)
+    return _images(val, 0, cut), _images(val, cut, n)
+
+
+def _images(split: FeatureSplit, lo: int, hi: int) -> FeatureSplit:
+    """Images ``lo:hi`` of a split."""
+    return FeatureSplit(tuple(t[lo:hi] for t in split.taps), split.masks[lo:hi], tuple(split.names[lo:hi]))
+
+
+def ws_evaluator(model: Supernet, cfg, train: FeatureSplit, val: FeatureSplit) -> WeightSharingEvaluator:
+    """The weight-sharing evaluator of a run: the held-out val images (first ``ws_val_images``),
+    BN recalibrated on ``bn_recalib_batches`` train batches."""
+    held_out = val_parts(val, cfg.alpha_val_share)[1].subset(cfg.ws_val_images)
+    return WeightSharingEvaluator(model, held_out, cfg.batch_size, recalib=train,
+                                  recalib_batches=cfg.bn_recalib_batches)
+
+
+def snapshot_key(key: str, steps: int) -> str:
+    """Content key of the supernet of run ``key`` after ``steps`` one-shot weight steps."""
+    return content_hash({"supernet": key, "weight_steps": int(steps)})
+
+
+def snapshot_path(folder: Path, key: str, steps: int) -> Path:
+    """File of a :func:`snapshot_key` snapshot, beside the run's checkpoint."""
+    return Path(folder) / f"supernet_{key}_steps{int(steps)}.pt"
+
+
+def _snapshot_hook(steps, folder: Path | None, key: str, stop_after: int | None):
+    """``on_step`` of :func:`run_epoch`: saves the wanted snapshots, stops after ``stop_after`` steps."""
+    wanted = {int(s) for s in steps} | ({int(stop_after)} if stop_after is not None else set())
+
+    def hook(state: SearchState) -> bool:
+        n = state.weight_steps
+        if folder is not None and n in wanted and not snapshot_path(folder, key, n).is_file():
+            atomic_torch_save({"key": snapshot_key(key, n), "weight_steps": n, "model": state.model.state_dict(),
+                               "history": list(state.history), "choice_updates": state.choice_updates},
+                              snapshot_path(folder, key, n))
+        return stop_after is not None and n >= stop_after
+
+    return hook
+
+
 def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, latency: LatencyTerms | None,
-                   checkpoint: Path | None = None, key: str = "") -> SearchState:
-    """Warm-up then search (see the module docstring), resuming from ``checkpoint`` if it matches ``key``.
+                   checkpoint: Path | None = None, key: str = "", snapshot_dir: Path | None = None,
+                   stop_after_steps: int | None = None) -> SearchState:
+    """One-shot phase then search (see the module docstring), resuming from ``checkpoint`` if it matches ``key``.
 
     Args:
         cfg: the profile's ``supernet`` section.
         seed: run seed (initialisation, shuffling, sampled paths, Gumbel noise).
-        train, val: cached feature splits (weights on train, logits on val).
+        train, val: cached feature splits (weights on train; logits on the alpha part of val,
+            WS evaluation on the held-out part, :func:`val_parts`).
+            The model runs on the device of the feature splits.
         latency: the latency objective (None: no latency term).
         checkpoint: file written after every epoch (None: no checkpoints).
-            The model runs on the device of the feature splits.
         key: identifies the run; a checkpoint with another key is ignored.
+        snapshot_dir: folder of the ``eval_checkpoints`` snapshots (default: the checkpoint's
+            folder; None without a checkpoint: none saved).
+        stop_after_steps: stop once this many one-shot weight steps are done (its snapshot
+            saved); the run's checkpoint is then not written.
 
     Returns:
-        The final :class:`SearchState` (its ``history`` has one row per epoch).
+        The final :class:`SearchState` (its ``history`` has one row per finished epoch).
     """
     state = new_search_state(cfg, seed, str(train.masks.device))
-    saved = load_checkpoint(checkpoint, key, "supernet checkpoint")
-    if saved is not None:
-        state.restore(saved)
-    ws_split = val.subset(cfg.ws_val_images)
-    for epoch in range(len(state.history), cfg.warmup_epochs + cfg.epochs):
-        state.history.append(run_epoch(state, epoch, cfg, train, val, latency, ws_split))
-        log.info("supernet epoch %d: %s", epoch + 1, {k: state.history[-1][k] for k in ("train_loss", "ws_miou_argmax")})
-        if checkpoint is not None:
-            atomic_torch_save(state.checkpoint(key, epoch + 1 == cfg.warmup_epochs + cfg.epochs), checkpoint)
+    if stop_after_steps is None:
+        saved = load_checkpoint(checkpoint, key, "supernet checkpoint")
+        if saved is not None:
+            state.restore(saved)
+    else:
+        checkpoint = None  # a partial run never overwrites the run's checkpoint
+    alpha_val = val_parts(val, cfg.alpha_val_share)[0]
+    folder = snapshot_dir if snapshot_dir is not None else (checkpoint.parent if checkpoint is not None else None)
+    hook = _snapshot_hook(cfg.eval_checkpoints, folder, key, stop_after_steps)
+    total, last_save = cfg.warmup_epochs + cfg.epochs, time.monotonic()
+    for epoch in range(len(state.history), total):
+        row = run_epoch(state, epoch, cfg, train, alpha_val, latency, ws_evaluator(state.model, cfg, train, val), hook)
+        if row is None:
+            return state
+        state.history.append(row)
+        log.info("supernet epoch %d: %s", epoch + 1, {k: row[k] for k in ("train_loss", "ws_miou_argmax")})
+        done = epoch + 1 == total
+        if checkpoint is not None and (done or time.monotonic() - last_save >= cfg.checkpoint_every_s):
+            atomic_torch_save(state.checkpoint(key, done), checkpoint)
+            last_save = time.monotonic()
     return state
-
-
-# ------------------------------------------------------------------ weight-sharing evaluation
 
 
 # ------------------------------------------------------------------ the cached, trained supernet
@@ -287,9 +457,12 @@ class TrainedSupernet:
         model: the :class:`~linas_lib.supernet.model.Supernet` (eval mode).
         history: one dict per epoch (see :func:`run_epoch`).
         features: the cached features it was trained on.
-        cfg: the ``supernet`` profile section.
+        cfg: the ``supernet`` profile section (with the variant's overrides, if any).
         latency: the latency objective used by the search.
-        key: cache key (hash of data, encoder weights, LUTs, settings and seed).
+        key: cache key (hash of data, encoder weights, LUTs, settings and seed; for a
+            :func:`supernet_at_steps` snapshot, the snapshot's key).
+        variant: the :data:`VARIANTS` name it was trained with (None: the profile's own settings).
+        weight_steps: one-shot weight steps behind it (None: the whole run).
     """
 
     model: Supernet
@@ -298,6 +471,8 @@ class TrainedSupernet:
     cfg: object
     latency: LatencyTerms | None
     key: str
+    variant: str | None = None
+    weight_steps: int | None = None
 
     @property
     def alpha_op(self) -> np.ndarray:
@@ -318,11 +493,21 @@ class TrainedSupernet:
         """The extracted architecture (argmax op and width per layer)."""
         return argmax_choices(self.alpha_op, self.alpha_width)
 
+    @property
+    def alpha_split(self) -> FeatureSplit:
+        """The part of the val split that architecture steps use (:func:`val_parts`)."""
+        return val_parts(self.features["val"], self.cfg.alpha_val_share)[0]
+
     @cached_property
     def evaluator(self) -> WeightSharingEvaluator:
-        """Weight-sharing evaluator on the val split (first ``ws_val_images`` images)."""
-        return WeightSharingEvaluator(self.model, self.features["val"].subset(self.cfg.ws_val_images),
-                                      self.cfg.batch_size)
+        """Weight-sharing evaluator on the held-out val images (first ``ws_val_images``), BN
+        recalibrated per architecture on ``bn_recalib_batches`` train batches."""
+        return ws_evaluator(self.model, self.cfg, self.features["train"], self.features["val"])
+
+    def ws_scores(self, choices) -> dict[str, np.ndarray]:
+        """WS ``{"miou": (n,), "crack_iou": (n,)}`` of architectures ``(n, 5)`` (or one ``(5,)``),
+        entry ``i`` for architecture ``i`` (memoised by :attr:`evaluator`)."""
+        return self.evaluator.scores(choices)
 
     def feature_batch(self, n: int) -> tuple[torch.Tensor, ...]:
         """Float32 taps of the first ``n`` train images (for zero-cost proxies)."""
@@ -347,7 +532,9 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     The ``supernet`` settings enter by :func:`~linas_lib.keys.key_fields`: every field of
     :class:`~linas_lib.config.SupernetConfig` except those declared ``metadata={"key": False}``
     (the standalone, PAD-gap and measurement settings, which later experiments read but
-    training does not).
+    training does not; the snapshot steps and the checkpoint interval, which change what is
+    saved, not what is trained). BN recalibration enters: it changes WS scores, which the
+    search caches under this key.
     """
     return content_hash({
         "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
@@ -372,32 +559,103 @@ def dataset_digest_of(split: FeatureSplit) -> str:
 _MEMO: dict[str, TrainedSupernet] = {}
 
 
-def trained_supernet(profile, seed: int) -> TrainedSupernet:
+def variant_config(cfg, variant: str | None):
+    """The ``supernet`` section with a :data:`VARIANTS` entry's overrides (None: ``cfg`` itself).
+
+    Raises:
+        ValueError: an unknown variant name.
+    """
+    if variant is None:
+        return cfg
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown supernet variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    return dataclasses.replace(cfg, **VARIANTS[variant])
+
+
+def variant_profile(profile, variant: str | None):
+    """The profile (loaded if given by name) with its supernet section set to ``variant``'s settings."""
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)
+    return dataclasses.replace(profile, supernet=variant_config(profile.supernet, variant))
+
+
+def _run_inputs(profile, seed: int) -> tuple[str, Features, LatencyTerms]:
+    """``(supernet key, features, latency terms)`` of a run, on the run's device."""
+    device = run_device(profile)
+    features = run_features(profile, seed)
+    latency = latency_terms(search_latency_model(profile))
+    key = supernet_key(profile, seed, features, latency)
+    return key, features.to(device), latency.to(device)
+
+
+def trained_supernet(profile, seed: int, variant: str | None = None) -> TrainedSupernet:
     """The run's trained supernet: from memory, from the disk cache, or trained now (resumable).
 
     Args:
         profile: the run's profile (or its name / YAML path).
         seed: run seed.
+        variant: a :data:`VARIANTS` name (the profile's supernet section with that variant's
+            overrides) or None (the profile's own settings). Runs are cached by content key,
+            so a variant whose settings equal the profile's is the same trained supernet.
     """
-    if not isinstance(profile, Profile):
-        profile = load_profile(profile)
-    device = run_device(profile)
-    features = run_features(profile, seed)
-    latency = latency_terms(search_latency_model(profile))
-    key = supernet_key(profile, seed, features, latency)
-    features, latency = features.to(device), latency.to(device)
+    profile = variant_profile(profile, variant)
+    key, features, latency = _run_inputs(profile, seed)
     if key not in _MEMO:
         path = cache_dir("supernet") / f"supernet_{key}.pt"
         state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key)
         state.model.eval()
         _MEMO[key] = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
-    trained = _MEMO[key]
-    if trained.cfg != profile.supernet:
-        # same trained supernet, other settings outside the key (standalone, PAD gap, ...):
-        # a shallow copy (same model, same evaluator) carrying this profile's section
-        trained = copy.copy(trained)
-        trained.cfg = profile.supernet
+    return _with_settings(_MEMO[key], profile.supernet, variant)
+
+
+def _with_settings(trained: TrainedSupernet, cfg, variant: str | None) -> TrainedSupernet:
+    """``trained`` carrying ``cfg`` and ``variant``: a shallow copy (same model, same evaluator)
+    when they differ only outside the key (standalone, PAD gap, ...)."""
+    if trained.cfg == cfg and trained.variant == variant:
+        return trained
+    trained = copy.copy(trained)
+    trained.cfg, trained.variant = cfg, variant
     return trained
+
+
+def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None) -> TrainedSupernet:
+    """The supernet of a run after ``steps`` one-shot weight steps (tau against training steps).
+
+    Read from the snapshot the run saved (``eval_checkpoints``); when absent, the run is
+    replayed from its start up to ``steps`` (same seed, same steps: the same weights) and the
+    snapshot saved, without touching the run's own checkpoint. Its logits are still the
+    initial (uniform) ones -- the one-shot phase does not train them -- and its
+    :attr:`~TrainedSupernet.evaluator` reads the held-out images as the trained supernet's does.
+
+    Args:
+        profile: the run's profile (or its name / YAML path).
+        seed: run seed.
+        steps: one-shot weight steps, ``1 .. warmup_epochs * steps per epoch``.
+        variant: as in :func:`trained_supernet`.
+
+    Raises:
+        ValueError: ``steps`` outside the one-shot phase.
+    """
+    profile = variant_profile(profile, variant)
+    cfg = profile.supernet
+    key, features, latency = _run_inputs(profile, seed)
+    total = updates_per_choice(cfg, len(features["train"]))["weight_steps"]
+    if not 1 <= int(steps) <= total:
+        raise ValueError(f"steps must lie in 1..{total} (the one-shot phase of this profile), got {steps}")
+    skey = snapshot_key(key, steps)
+    if skey not in _MEMO:
+        folder = cache_dir("supernet")
+        saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
+        if saved is None:
+            train_supernet(cfg, seed, features["train"], features["val"], latency, None, key, folder, int(steps))
+            saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
+        with torch.random.fork_rng(devices=[]):  # initialisation overwritten: leave the global generator alone
+            model = Supernet().to(str(features["train"].masks.device))
+        model.load_state_dict(saved["model"])
+        model.eval()
+        _MEMO[skey] = TrainedSupernet(model, list(saved["history"]), features, cfg, latency, skey,
+                                      weight_steps=int(steps))
+    return _with_settings(_MEMO[skey], cfg, variant)
 
 
 def run_device(profile) -> str:

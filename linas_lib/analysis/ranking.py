@@ -1,0 +1,693 @@
+"""The ranking study (notebook ``04_ranking``): which cheap signal ranks architectures like
+standalone training does?
+
+**Ground truth** is the benchmark table (``results/<profile>/bench/table.csv``, see
+:mod:`linas_lib.analysis.bench`): per architecture the mean over its seeds of the test
+mIoU, and of the test crack-class IoU as a second metric. Only architectures with at least
+:data:`MIN_SEEDS` seeds count, and at least :data:`MIN_ARCHS` of them are needed
+(:func:`ground_truth` refuses less with a :class:`RankingError`).
+
+**Signals** are per-architecture scores: the weight-sharing (WS) accuracy of every supernet
+variant, NEAR (I3), predicted latency of the bench's reference target, FLOPs, parameter
+count, and a multi-fidelity score (a short fine-tune of the top-k by the best WS variant).
+Each is compared with the ground truth by (:func:`compare`):
+
+* Kendall tau-b (:func:`kendall`) and Spearman rho (:func:`spearman`) of the raw scores:
+  the sign is reported as it comes out (a negative tau of latency says that slower networks
+  were *worse*);
+* precision@10 % (:func:`precision_at`): share of the true top 10 % among the predicted top
+  10 % (at least one architecture). Picking a "top" needs a direction, so every signal
+  declares one (:data:`DIRECTIONS`: +1 = a larger score predicts a better network;
+  latency, FLOPs and parameters are +1, the "bigger is better" hypothesis);
+* each with a 95 % percentile bootstrap CI over architectures (:func:`bootstrap_ci`,
+  ``scipy.stats.bootstrap``, paired: an architecture keeps its score and its truth).
+
+**The seed ceiling** (:func:`ceiling_rows`): the same three statistics between two training
+seeds of the table, averaged over seed pairs (tau and its CI from
+:func:`~linas_lib.analysis.bench_stats.seed_agreement`). A predictor is scored against the
+mean over seeds, which is less noisy than one seed, so the ceiling is conservative.
+
+The statistics are pure functions on arrays and rows; the signal functions further down
+(``*_columns``, :func:`mf_column`, :func:`steps_curve`) run the supernets.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MIN_SEEDS = 2  # seeds an architecture needs to enter the ground truth
+MIN_ARCHS = 3  # architectures the study needs
+TOP_FRACTION = 0.1  # precision@10 %
+CONFIDENCE = 0.95
+# ground-truth column of the table -> key of TrainedSupernet.ws_scores measuring the same thing
+METRICS = {"test_miou": "miou", "test_crack_iou": "crack_iou"}
+HEADLINE = "test_miou"  # the metric of the summary's tau.*, rho.*, p10.*
+# +1: a larger score predicts a better architecture (used by precision@10 % only)
+DIRECTIONS = {"ws": 1, "near": 1, "near_exact": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
+SEED_CEILING = "seed_ceiling"
+BOOT_STREAM, MF_STREAM = 0xB007, 0x3F1D
+
+
+class RankingError(ValueError):
+    """The table or a setting cannot support the study; the message says what is missing."""
+
+
+# ------------------------------------------------------------------ statistics (pure)
+
+
+def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
+    """Two equally long float vectors, or a :class:`ValueError`."""
+    a, b = np.asarray(pred, dtype=float).reshape(-1), np.asarray(truth, dtype=float).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"scores and truth differ in length: {a.size} vs {b.size}")
+    return a, b
+
+
+def kendall(pred, truth) -> float:
+    """Kendall tau-b (``scipy.stats.kendalltau``); NaN for fewer than 2 items or a constant vector."""
+    from scipy.stats import kendalltau
+
+    a, b = _pair(pred, truth)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(kendalltau(a, b).statistic)
+
+
+def spearman(pred, truth) -> float:
+    """Spearman rho (``scipy.stats.spearmanr``); NaN for fewer than 2 items or a constant vector."""
+    from scipy.stats import spearmanr
+
+    a, b = _pair(pred, truth)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(spearmanr(a, b).statistic)
+
+
+def top_count(n: int, fraction: float = TOP_FRACTION) -> int:
+    """Architectures in the top ``fraction`` of ``n``: ``fraction * n`` rounded half up, at least 1."""
+    if n < 1:
+        raise ValueError(f"top_count needs n >= 1, got {n}")
+    return max(1, min(n, int(math.floor(fraction * n + 0.5))))
+
+
+def precision_at(pred, truth, fraction: float = TOP_FRACTION, direction: int = 1) -> float:
+    """Share of the true top ``k`` among the predicted top ``k`` (``k`` = :func:`top_count`).
+
+    The true top holds every architecture at least as good as the ``k``-th best (ties at the
+    boundary all count as top). The predicted top is the ``k`` best of ``direction * pred``;
+    a tie across its boundary is split evenly (the expected precision of a random tie-break),
+    so the order of the rows never matters.
+
+    Args:
+        pred: scores.
+        truth: ground truth, larger = better.
+        fraction: the top share (0.1 = precision@10 %).
+        direction: +1 when a larger score predicts a better network, -1 when a smaller one does.
+
+    Returns:
+        A value in [0, 1]; NaN for an empty input.
+    """
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction!r}")
+    a, b = _pair(pred, truth)
+    if a.size == 0:
+        return math.nan
+    k = top_count(a.size, fraction)
+    true_top = b >= np.sort(b)[::-1][k - 1]
+    score = direction * a
+    edge = np.sort(score)[::-1][k - 1]
+    above, tied = score > edge, score == edge
+    hits = true_top[above].sum() + (k - above.sum()) * true_top[tied].mean()
+    return float(hits / k)
+
+
+def bootstrap_ci(statistic: Callable, pred, truth, n_resamples: int = 2000, confidence: float = CONFIDENCE,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic(pred, truth)``, resampling items in pairs.
+
+    ``scipy.stats.bootstrap`` (paired) draws the resamples; the percentiles are taken over
+    the resamples where the statistic is defined (a resample can be constant, e.g. Kendall
+    tau of one architecture drawn every time). With fewer than half of them defined the CI
+    is NaN.
+
+    Returns:
+        ``(low, high)``.
+    """
+    a, b = _pair(pred, truth)
+    if a.size < 2:
+        return math.nan, math.nan
+    return _paired_ci(statistic, (a, b), n_resamples, confidence, seed)
+
+
+def _paired_ci(statistic: Callable, columns: tuple, n_resamples: int, confidence: float,
+               seed: int) -> tuple[float, float]:
+    """Percentile CI of ``statistic(*columns)`` over paired resamples of the rows (see :func:`bootstrap_ci`)."""
+    from scipy.stats import bootstrap
+
+    with warnings.catch_warnings():  # degenerate resamples are expected and handled below
+        warnings.simplefilter("ignore")
+        res = bootstrap(columns, statistic, paired=True, vectorized=False, n_resamples=n_resamples,
+                        confidence_level=confidence, method="percentile",
+                        rng=np.random.default_rng([seed, BOOT_STREAM]))
+    dist = np.asarray(res.bootstrap_distribution, dtype=float)
+    finite = dist[np.isfinite(dist)]
+    if finite.size < 0.5 * dist.size:
+        return math.nan, math.nan
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _p10(direction: int) -> Callable:
+    return lambda pred, truth: precision_at(pred, truth, TOP_FRACTION, direction)
+
+
+def compare(pred, truth, direction: int = 1, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Tau, rho and precision@10 % of ``pred`` against ``truth``, each with its bootstrap CI.
+
+    Items where either value is NaN are left out (``n`` counts the rest).
+
+    Returns:
+        ``{n, direction, tau, tau_lo, tau_hi, rho, rho_lo, rho_hi, p10, p10_lo, p10_hi}``.
+    """
+    a, b = _pair(pred, truth)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    row = {"n": int(a.size), "direction": int(direction)}
+    for name, stat in (("tau", kendall), ("rho", spearman), ("p10", _p10(direction))):
+        low, high = bootstrap_ci(stat, a, b, n_resamples, CONFIDENCE, seed)
+        row.update({name: stat(a, b), f"{name}_lo": low, f"{name}_hi": high})
+    return row
+
+
+# ------------------------------------------------------------------ ground truth (pure)
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Mean-over-seeds accuracy of the table's architectures (those with >= ``MIN_SEEDS`` seeds).
+
+    Attributes:
+        archs: architecture strings, in table order.
+        values: ``{metric column: (n,) mean over seeds}`` for every column of :data:`METRICS`.
+        n_seeds: seeds per architecture.
+    """
+
+    archs: tuple[str, ...]
+    values: dict
+    n_seeds: np.ndarray
+
+    @property
+    def choices(self) -> np.ndarray:
+        """``(n, 5)`` integer choices of the architectures."""
+        from ..space import parse_arch
+
+        return np.array([parse_arch(a) for a in self.archs], dtype=np.int64)
+
+
+def _frame(rows):
+    import pandas as pd
+
+    return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+
+
+def seeds_per_arch(rows) -> dict[str, int]:
+    """``{arch: distinct seeds}`` of table rows (empty for an empty table)."""
+    df = _frame(rows)
+    if df.empty or not {"arch", "seed"} <= set(df.columns):
+        return {}
+    return {str(a): int(n) for a, n in df.groupby("arch", sort=False)["seed"].nunique().items()}
+
+
+def ground_truth(rows, min_seeds: int = MIN_SEEDS, min_archs: int = MIN_ARCHS) -> GroundTruth:
+    """The ground truth of table rows ``{arch, seed, test_miou, test_crack_iou, ...}``.
+
+    Raises:
+        RankingError: a column is missing, or fewer than ``min_archs`` architectures have
+            ``min_seeds`` seeds (a table with one seed per architecture is refused: neither a
+            mean over seeds nor the seed ceiling exists).
+    """
+    df = _frame(rows)
+    missing = sorted({"arch", "seed", *METRICS} - set(df.columns))
+    if missing:
+        raise RankingError(f"benchmark table lacks column(s) {', '.join(missing)}")
+    counts = seeds_per_arch(df)
+    usable = [a for a, n in counts.items() if n >= min_seeds]
+    if len(usable) < min_archs:
+        most = max(counts.values(), default=0)
+        raise RankingError(f"benchmark table has {len(usable)} architecture(s) with >= {min_seeds} seeds "
+                           f"({len(counts)} architecture(s), at most {most} seed(s) each); the ranking study "
+                           f"needs >= {min_archs}: build more with `linas bench build`")
+    means = df[df.arch.isin(usable)].groupby("arch", sort=False)[list(METRICS)].mean()
+    return GroundTruth(tuple(means.index.astype(str)), {m: means[m].to_numpy(float) for m in METRICS},
+                       np.array([counts[a] for a in means.index]))
+
+
+def table_facts(rows) -> dict:
+    """``bench.n_archs`` (with >= MIN_SEEDS seeds), ``bench.n_seeds`` (fewest of those), ``bench.n_rows``
+    and ``bench.train_s_total`` (training seconds of every row); only what the table holds."""
+    df = _frame(rows)
+    counts = seeds_per_arch(df)
+    usable = [n for n in counts.values() if n >= MIN_SEEDS]
+    facts = {"bench.n_archs": len(usable), "bench.n_rows": int(len(df))}
+    if usable:
+        facts["bench.n_seeds"] = min(usable)
+    if "train_seconds" in df.columns and len(df):
+        facts["bench.train_s_total"] = float(df.train_seconds.astype(float).sum())
+    return facts
+
+
+# ------------------------------------------------------------------ seed ceiling (pure)
+
+
+def _pair_mean(stat: Callable) -> Callable:
+    """``stat`` between every pair of columns (seeds), averaged over the pairs."""
+    return lambda *cols: float(np.mean([stat(a, b) for a, b in itertools.combinations(cols, 2)]))
+
+
+def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """The seed ceiling of one metric as a ranking row (``signal = seed_ceiling``).
+
+    Tau and its CI come from :func:`~linas_lib.analysis.bench_stats.seed_agreement`; rho and
+    precision@10 % are computed the same way (one seed predicting another, averaged over
+    seed pairs, bootstrap over architectures).
+
+    Raises:
+        RankingError: fewer than 3 architectures with 2 common seeds.
+    """
+    from .bench_stats import seed_agreement, seed_matrix
+
+    try:
+        agree = seed_agreement(rows, metrics=(metric,), n_resamples=n_resamples, seed=seed)
+    except ValueError as err:
+        raise RankingError(f"seed ceiling: {err}") from err
+    matrix, _, _ = seed_matrix(rows, metric)
+    row = {"signal": SEED_CEILING, "metric": metric, "n": int(agree["n_archs"]), "direction": 1,
+           "tau": agree[f"tau.{metric}"], "tau_lo": agree[f"tau_ci_low.{metric}"],
+           "tau_hi": agree[f"tau_ci_high.{metric}"]}
+    for name, stat in (("rho", spearman), ("p10", _p10(1))):
+        low, high = _paired_ci(_pair_mean(stat), tuple(matrix.T), n_resamples, CONFIDENCE, seed)
+        row.update({name: _pair_mean(stat)(*matrix.T), f"{name}_lo": low, f"{name}_hi": high})
+    return row
+
+
+def ceiling_rows(rows, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """:func:`ceiling_row` of every metric of :data:`METRICS`."""
+    return [ceiling_row(rows, m, n_resamples, seed) for m in METRICS]
+
+
+# ------------------------------------------------------------------ signals and ranking rows (pure)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One signal of the study and where ``scores.csv`` holds it.
+
+    Attributes:
+        name: the row name (``ws.<variant>``, ``near``, ``latency``, ...).
+        columns: ``{metric: scores column}``; a metric not listed uses ``columns["*"]``.
+        direction: +1 when larger predicts better (see :data:`DIRECTIONS`).
+        subset: only architectures where this column is finite (empty: all).
+    """
+
+    name: str
+    columns: dict
+    direction: int = 1
+    subset: str = ""
+
+    def column(self, metric: str) -> str:
+        """The scores column compared with ``metric``."""
+        return self.columns.get(metric, self.columns.get("*"))
+
+
+def signals(variants: Sequence[str], best: str | None = None, mf: bool = True) -> list[Signal]:
+    """The study's signals in table order (``mf_ws``: the best WS variant on the fine-tuned subset)."""
+    out = [Signal(f"ws.{v}", {"test_miou": f"ws.{v}", "test_crack_iou": f"ws_crack.{v}"}, DIRECTIONS["ws"])
+           for v in variants]
+    out += [Signal(n, {"*": n}, DIRECTIONS[n]) for n in ("near", "near_exact", "latency", "flops", "params")]
+    if mf:
+        out.append(Signal("mf", {"*": "mf"}, DIRECTIONS["mf"]))
+        if best is not None:
+            out.append(Signal("mf_ws", {"test_miou": f"ws.{best}", "test_crack_iou": f"ws_crack.{best}"},
+                              DIRECTIONS["mf_ws"], subset="mf"))
+    return out
+
+
+def score_rows(truth: GroundTruth, columns: Mapping[str, Sequence[float]]) -> list[dict]:
+    """Rows of ``scores.csv``: architecture, seeds, ground truth, then every signal column.
+
+    Raises:
+        ValueError: a column whose length differs from the number of architectures.
+    """
+    n = len(truth.archs)
+    bad = [name for name, values in columns.items() if len(values) != n]
+    if bad:
+        raise ValueError(f"score column(s) {', '.join(bad)} do not have {n} values")
+    rows = []
+    for i, arch in enumerate(truth.archs):
+        row = {"arch": arch, "n_seeds": int(truth.n_seeds[i])}
+        row.update({f"truth.{m}": float(v[i]) for m, v in truth.values.items()})
+        row.update({name: float(values[i]) for name, values in columns.items()})
+        rows.append(row)
+    return rows
+
+
+def ranking_rows(scores: Sequence[dict], signal_list: Sequence[Signal], n_resamples: int = 2000,
+                 seed: int = 0) -> list[dict]:
+    """One row per (signal, metric) present in ``scores``: :func:`compare` against ``truth.<metric>``."""
+    df = _frame(scores)
+    rows = []
+    for sig, metric in itertools.product(signal_list, METRICS):
+        col = sig.column(metric)
+        if col not in df.columns:
+            continue
+        sub = df[np.isfinite(df[sig.subset].astype(float))] if sig.subset else df
+        stats = compare(sub[col].astype(float), sub[f"truth.{metric}"].astype(float), sig.direction, n_resamples,
+                        seed)
+        rows.append({"signal": sig.name, "metric": metric, **stats})
+    return rows
+
+
+def best_variant(scores: Sequence[dict], variants: Sequence[str], metric: str = HEADLINE) -> str:
+    """The variant whose WS score has the highest Kendall tau with ``truth.<metric>`` (first on ties).
+
+    Raises:
+        RankingError: no variants.
+    """
+    if not variants:
+        raise RankingError("ranking.variants is empty")
+    df = _frame(scores)
+    taus = [kendall(df[f"ws.{v}"].astype(float), df[f"truth.{metric}"].astype(float)) for v in variants]
+    ranked = [t if math.isfinite(t) else -math.inf for t in taus]
+    return variants[int(np.argmax(ranked))]
+
+
+def top_k(values, k: int, direction: int = 1) -> np.ndarray:
+    """Indices of the ``k`` best of ``direction * values`` (stable: earlier rows first on ties)."""
+    order = np.argsort(-direction * np.asarray(values, dtype=float), kind="stable")
+    return order[: max(0, min(k, len(order)))]
+
+
+def summary(facts: dict, rows: Sequence[dict] = ()) -> dict[str, float]:
+    """Flat ``summary.json`` figures: the table facts, then per ranking row of the headline metric
+    ``tau.<signal>``, ``tau_lo.<signal>``, ``tau_hi.<signal>``, ``rho.<signal>``, ``p10.<signal>``
+    and, for the crack IoU, ``tau_crack.<signal>``."""
+    out = dict(facts)
+    for row in rows:
+        name = row["signal"]
+        if row["metric"] == HEADLINE:
+            out.update({f"{k}.{name}": float(row[k]) for k in ("tau", "tau_lo", "tau_hi", "rho", "p10")})
+        elif row["metric"] == "test_crack_iou":
+            out[f"tau_crack.{name}"] = float(row["tau"])
+    return out
+
+
+def profile_variant(cfg, variants: Mapping[str, dict]) -> str | None:
+    """The name of the variant whose settings the ``supernet`` section ``cfg`` has (None: none does)."""
+    for name, settings in variants.items():
+        if all(getattr(cfg, key, object()) == value for key, value in settings.items()):
+            return name
+    return None
+
+
+# ------------------------------------------------------------------ settings and the table
+
+
+def check_ranking(profile):
+    """The profile's ``ranking`` section, validated.
+
+    Raises:
+        RankingError: a value out of range or an unknown variant, naming ``ranking.<field>``.
+    """
+    from ..supernet.train import VARIANTS
+
+    r, where = profile.ranking, f"profile {profile.name!r}: ranking."
+    checks = [
+        ("variants", len(r.variants) >= 1 and len(set(r.variants)) == len(r.variants), "a non-empty list of names"),
+        ("mf_topk", r.mf_topk >= 2, ">= 2"),
+        ("mf_epochs", r.mf_epochs >= 1, ">= 1"),
+        ("bootstrap_resamples", r.bootstrap_resamples >= 100, ">= 100"),
+        ("steps", all(s >= 1 for s in r.steps), "positive weight-step counts"),
+    ]
+    for name, ok, want in checks:
+        if not ok:
+            raise RankingError(f"{where}{name} must be {want}, got {getattr(r, name)!r}")
+    unknown = [v for v in r.variants if v not in VARIANTS]
+    if unknown:
+        raise RankingError(f"{where}variants: unknown {', '.join(map(repr, unknown))} (known: {', '.join(VARIANTS)})")
+    return r
+
+
+@dataclass
+class BenchTable:
+    """The benchmark table as the notebook sees it.
+
+    Attributes:
+        rows: table rows (empty when absent).
+        truth: the ground truth, or None when the table cannot support the study.
+        message: one line saying what was found (and why it is not usable).
+        path: where the table is read from.
+        facts: :func:`table_facts`.
+    """
+
+    rows: list = field(default_factory=list)
+    truth: GroundTruth | None = None
+    message: str = ""
+    path: str = ""
+    facts: dict = field(default_factory=dict)
+
+
+def table_path(profile) -> Path:
+    """``results/<profile>/bench/table.csv``."""
+    from .bench import bench_dir
+
+    return bench_dir(profile) / "table.csv"
+
+
+def build_table(profile, seed: int) -> dict:
+    """Build or resume the profile's benchmark table in this process (one thread, no Dask cluster)."""
+    from .bench import build
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return build(profile, seed, executor=pool, progress=False)
+
+
+def load_table(profile, seed: int) -> BenchTable:
+    """The profile's table and its ground truth (built first when ``ranking.build_table``).
+
+    A table that is absent, was built on other data or encoder weights than this run's, or
+    has too few architectures with two seeds gives ``truth = None`` and a message saying so.
+    """
+    import pandas as pd
+
+    path = table_path(profile)
+    if profile.ranking.build_table:
+        build_table(profile, seed)
+    if not path.is_file():
+        return BenchTable(message=f"no benchmark table at {path}: build it with `linas bench build --profile "
+                                  f"{profile.name}` (make bench); nothing is ranked", path=str(path),
+                          facts={"bench.n_archs": 0})
+    rows = pd.read_csv(path, comment="#").to_dict("records")
+    table = BenchTable(rows=rows, path=str(path), facts=table_facts(rows))
+    stale = data_mismatch(profile, seed, path)
+    if stale:
+        table.message = stale
+        return table
+    try:
+        table.truth = ground_truth(rows)
+    except RankingError as err:
+        table.message = f"{path}: {err}"
+        return table
+    table.message = (f"{path}: {len(table.truth.archs)} architectures with >= {MIN_SEEDS} seeds "
+                     f"({len(rows)} rows)")
+    return table
+
+
+def data_mismatch(profile, seed: int, path: Path) -> str:
+    """Why the table at ``path`` was built on other data or encoder weights than this run ("" if not)."""
+    from ..data import load_splits
+    from ..encoder.features import encoder_identity
+    from ..provenance import read_csv_provenance
+    from .bench import data_digest
+
+    recorded = read_csv_provenance(path)
+    if "data_digest" not in recorded:
+        return ""
+    splits = load_splits(profile, seed)
+    here = {"data_digest": data_digest(splits), "weights_id": encoder_identity(profile, seed, splits).weights_id}
+    differ = [k for k, v in here.items() if recorded.get(k) not in (None, v)]
+    if not differ:
+        return ""
+    return (f"{path} was built on other {' and '.join(differ)} than this run (table {recorded.get(differ[0])}, "
+            f"run {here[differ[0]]}): rebuild it with `linas bench build --profile {profile.name}`; nothing is ranked")
+
+
+# ------------------------------------------------------------------ signals (run the supernets)
+
+
+def ws_columns(profile, seed: int, choices: np.ndarray, variants: Sequence[str]) -> dict[str, np.ndarray]:
+    """``ws.<variant>`` (WS mIoU) and ``ws_crack.<variant>`` (WS crack IoU) of every architecture."""
+    from ..supernet.train import trained_supernet
+
+    out = {}
+    for variant in variants:
+        scores = ws_scores(trained_supernet(profile, seed, variant), choices)
+        out[f"ws.{variant}"], out[f"ws_crack.{variant}"] = scores["miou"], scores["crack_iou"]
+    return out
+
+
+def ws_scores(supernet, choices: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"miou": (n,), "crack_iou": (n,)}`` of ``supernet.ws_scores`` over architectures ``(n, 5)``."""
+    scores = supernet.ws_scores(np.asarray(choices, dtype=np.int64))
+    return {k: np.asarray(scores[k], dtype=float).reshape(-1) for k in ("miou", "crack_iou")}
+
+
+def near_columns(supernet, search_cfg, seed: int, choices: np.ndarray) -> tuple[dict, dict]:
+    """NEAR of every architecture: ``near`` = the additive table the zero-cost search uses
+    (:func:`linas_lib.search.report.near_proxy`), ``near_exact`` = full-path NEAR
+    (:func:`linas_lib.search.zero_cost.exact_scores`) on the same batch.
+
+    Returns:
+        ``(columns, facts)`` (facts of :func:`~linas_lib.search.report.near_proxy`).
+    """
+    from ..search.report import near_proxy
+    from ..search.zero_cost import exact_scores
+
+    proxy, facts = near_proxy(supernet, search_cfg, seed)
+    exact = exact_scores(supernet.model, supernet.feature_batch(search_cfg.near_images), choices)
+    return {"near": proxy(choices), "near_exact": np.asarray(exact, dtype=float)}, facts
+
+
+def decoder_costs(choices: np.ndarray, tap_shapes: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """FLOPs and parameters of each architecture's standalone decoder.
+
+    FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one forward on taps of the given
+    shapes (one image: leading dimension 1). Convolutions and matrix products are counted
+    (2 per multiply-add), element-wise ops (BN, ReLU, adds) are not. The decoder and taps live
+    on the ``meta`` device: shapes only, no arithmetic, same counts.
+
+    Args:
+        choices: ``(n, 5)``.
+        tap_shapes: shapes of the five encoder taps of one image.
+
+    Returns:
+        ``(flops (n,), params (n,))``.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..ops import Decoder
+
+    flops, params = [], []
+    for arch in np.asarray(choices, dtype=np.int64):
+        with torch.device("meta"):
+            decoder, taps = Decoder(arch).eval(), [torch.zeros(tuple(s)) for s in tap_shapes]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            decoder(taps)
+        flops.append(counter.get_total_flops())
+        params.append(sum(p.numel() for p in decoder.parameters()))
+    return np.array(flops, dtype=float), np.array(params, dtype=float)
+
+
+def latency_column(profile, choices: np.ndarray) -> np.ndarray:
+    """Predicted latency (ms) of the bench's reference target (its committed LUT, I4 interaction model)."""
+    from .bench import reference_model
+
+    return np.asarray(reference_model(profile).predict(choices)[:, 0], dtype=float)
+
+
+def cost_columns(profile, taps, choices: np.ndarray) -> dict[str, np.ndarray]:
+    """``latency`` (ms), ``flops`` and ``params`` of every architecture (``taps``: one image's taps)."""
+    flops, params = decoder_costs(choices, [(1, *t.shape[1:]) for t in taps])
+    return {"latency": latency_column(profile, choices), "flops": flops, "params": params}
+
+
+def mf_column(supernet, ws_miou, choices: np.ndarray, k: int, epochs: int, seed: int) -> np.ndarray:
+    """Multi-fidelity: the top ``k`` by ``ws_miou`` fine-tuned ``epochs`` from the supernet's weights
+    (``TrainedSupernet.finetune_and_evaluate``); NaN for the other architectures."""
+    out = np.full(len(choices), np.nan)
+    rng = np.random.default_rng([seed, MF_STREAM])
+    for i in top_k(ws_miou, k):
+        out[i] = _as_miou(supernet.finetune_and_evaluate(choices[i], epochs, rng))
+    return out
+
+
+def _as_miou(value) -> float:
+    """A fine-tune score: a number, or a dict with ``miou``."""
+    return float(value["miou"] if isinstance(value, Mapping) else value)
+
+
+def curve_steps(profile) -> tuple[int, ...]:
+    """Weight steps of the tau-vs-steps curve: ``ranking.steps``, else ``supernet.eval_checkpoints``."""
+    return tuple(profile.ranking.steps or getattr(profile.supernet, "eval_checkpoints", ()))
+
+
+def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000) -> list[dict]:
+    """Tau (rho, p10) of the profile's own supernet after each of :func:`curve_steps` one-shot weight steps.
+
+    Each snapshot comes from :func:`linas_lib.supernet.train.supernet_at_steps` (saved during
+    training, replayed otherwise) and is scored on the headline metric; one row per snapshot:
+    ``{steps, metric, ...}`` of :func:`compare`. Empty without steps.
+    """
+    from ..supernet.train import supernet_at_steps
+
+    values = truth.values[HEADLINE]
+    rows = []
+    for step in sorted(set(curve_steps(profile))):
+        ws = ws_scores(supernet_at_steps(profile, seed, int(step)), truth.choices)[METRICS[HEADLINE]]
+        rows.append({"steps": int(step), "metric": HEADLINE,
+                     **compare(ws, values, DIRECTIONS["ws"], n_resamples, seed)})
+    return rows
+
+
+# ------------------------------------------------------------------ the profile's variant and the record
+
+
+def variant_verdict(profile, best: str) -> tuple[str | None, str]:
+    """``(the profile's variant, one line)``: does the study support the supernet 03 and 05 search with?"""
+    from ..supernet.train import VARIANTS
+
+    own = profile_variant(profile.supernet, VARIANTS)
+    if own is None:
+        return None, f"the profile's supernet settings match no named variant; the best-ranking variant is {best!r}"
+    if own == best:
+        return own, f"the profile's variant {own!r} ranks best: 03 and 05 search with the supernet this study supports"
+    settings = ", ".join(f"supernet.{k}: {v}" for k, v in VARIANTS[best].items())
+    return own, (f"the profile's variant {own!r} does not rank best ({best!r} does): set {settings} "
+                 "for 03 and 05 to search with the supernet this study supports")
+
+
+def variant_figures(profile, best: str) -> dict[str, float]:
+    """``ws.profile_variant_is_best`` (1 or 0) when the profile's settings are a named variant."""
+    own, _ = variant_verdict(profile, best)
+    return {} if own is None else {"ws.profile_variant_is_best": float(own == best)}
+
+
+def study_record(table: BenchTable, profile, best: str, near_facts: dict, n_mf: int) -> dict:
+    """What ``study.json`` records: the table, the settings and choices behind ``ranking.csv``."""
+    own, verdict = variant_verdict(profile, best)
+    cfg = profile.ranking
+    return {"table": table.path, "table_message": table.message, "facts": table.facts,
+            "variants": list(cfg.variants), "best_variant": best, "profile_variant": own, "verdict": verdict,
+            "near": {**near_facts, "near": "additive (layer, choice) table of search.report.near_proxy: the "
+                                          "zero-cost search's proxy", "near_exact": "full-path NEAR "
+                                          "(search.zero_cost.exact_scores) on the same batch"},
+            "mf": {"variant": best, "k": n_mf, "epochs": cfg.mf_epochs},
+            "latency": {"target": _reference_target(profile), "model": "committed LUT, interaction (I4)"},
+            "flops": "torch.utils.flop_counter on one image (convolutions and matmuls, 2 per multiply-add)",
+            "steps": list(curve_steps(profile)), "directions": DIRECTIONS, "top_fraction": TOP_FRACTION,
+            "confidence": CONFIDENCE, "bootstrap_resamples": cfg.bootstrap_resamples}
+
+
+def _reference_target(profile) -> str:
+    from .bench import reference_target
+
+    return reference_target(profile)

@@ -1,0 +1,375 @@
+"""The ranking study (notebook 04_ranking): statistics, ground truth, seed ceiling, signals, the table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from linas_lib import provenance as provenance_module
+from linas_lib.analysis import ranking as R
+from linas_lib.analysis.bench_stats import seed_agreement
+from linas_lib.config import load_profile
+from linas_lib.space import N_LAYERS, arch_string, choice_index
+
+RESAMPLES = 200
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    """No git subprocess per written file."""
+    monkeypatch.setattr(provenance_module, "git_sha", lambda: "test")
+
+
+def uniform_arch(op: str, width: int) -> str:
+    return arch_string([choice_index(op, width)] * N_LAYERS)
+
+
+ARCHS = [uniform_arch(op, w) for op in ("Conv3x3", "DWSep3x3", "DWSep5x5", "Conv5x5") for w in (50, 75, 100)]
+
+
+def table_rows(n_archs: int = 12, seeds=(0, 1), noise: float = 0.005, seed: int = 0) -> list[dict]:
+    """Bench rows: architecture ``i`` has test mIoU about ``0.5 + 0.02 i`` plus seed noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, arch in enumerate(ARCHS[:n_archs]):
+        for s in seeds:
+            rows.append({"arch": arch, "seed": s, "test_miou": 0.5 + 0.02 * i + rng.normal(0, noise),
+                         "test_crack_iou": 0.1 + 0.03 * i + rng.normal(0, noise), "train_seconds": 2.0})
+    return rows
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_kendall_and_spearman_known_values():
+    assert R.kendall([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert R.kendall([4, 3, 2, 1], [10, 20, 30, 40]) == pytest.approx(-1.0)
+    assert R.kendall([1, 3, 2, 4], [1, 2, 3, 4]) == pytest.approx(4 / 6)  # 5 concordant, 1 discordant pair
+    assert R.spearman([1, 3, 2, 4], [1, 2, 3, 4]) == pytest.approx(1 - 6 * 2 / (4 * 15))
+    assert math.isnan(R.kendall([1, 1, 1], [1, 2, 3])) and math.isnan(R.spearman([1, 2, 3], [5, 5, 5]))
+    assert math.isnan(R.kendall([1], [1]))
+    with pytest.raises(ValueError, match="length"):
+        R.kendall([1, 2], [1, 2, 3])
+
+
+def test_top_count_rounds_half_up_and_keeps_one():
+    assert [R.top_count(n) for n in (1, 7, 14, 15, 100, 103, 105)] == [1, 1, 1, 2, 10, 10, 11]
+    with pytest.raises(ValueError):
+        R.top_count(0)
+
+
+def test_precision_at_known_values_and_edge_cases():
+    truth = np.arange(20.0)  # true top 10 % = items 18, 19
+    assert R.precision_at(truth, truth) == 1.0
+    assert R.precision_at(-truth, truth) == 0.0
+    half = truth.copy()
+    half[18] = -1  # predicted top 2 = 19 and 17
+    assert R.precision_at(half, truth) == 0.5
+    assert R.precision_at([1, 2, 3], [3, 2, 1]) == 0.0  # n=3: top 1 of each
+    assert R.precision_at([5.0], [1.0]) == 1.0
+    assert math.isnan(R.precision_at([], []))
+
+
+def test_precision_at_ties_split_evenly_and_true_ties_count_as_top():
+    truth = np.arange(10.0)
+    assert R.precision_at(np.zeros(10), truth) == pytest.approx(0.1)  # a constant score: chance level
+    assert R.precision_at([0, 1, 1, 0], [0, 0, 5, 0]) == pytest.approx(0.5)  # tie between items 1 and 2
+    assert R.precision_at([0, 9, 0, 0], [5, 5, 0, 0]) == 1.0  # items 0 and 1 are both the true best
+    pred, truth = np.array([0, 2, 2, 2, 1, 0, 0, 0, 0, 0]), np.arange(10.0)[::-1]
+    order = np.random.default_rng(0).permutation(10)
+    assert R.precision_at(pred, truth) == R.precision_at(pred[order], truth[order]) == pytest.approx(0.0)
+    assert R.precision_at(pred, np.r_[0, 9, 0, 0, 0, 0, 0, 0, 0, 0]) == pytest.approx(1 / 3)  # 1 of 3 tied at top
+
+
+def test_direction_picks_the_other_end_but_leaves_tau_as_is():
+    truth = np.arange(20.0)
+    latency = -truth  # a signal where smaller predicts better
+    assert R.precision_at(latency, truth, direction=-1) == 1.0
+    assert R.precision_at(latency, truth, direction=1) == 0.0
+    row = R.compare(latency, truth, direction=-1, n_resamples=RESAMPLES)
+    assert row["tau"] == pytest.approx(-1.0) and row["p10"] == 1.0 and row["direction"] == -1
+    with pytest.raises(ValueError, match="direction"):
+        R.precision_at(truth, truth, direction=0)
+
+
+def test_bootstrap_ci_contains_the_estimate_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=40)
+    pred = truth + rng.normal(scale=0.8, size=40)
+    for stat in (R.kendall, R.spearman, lambda a, b: R.precision_at(a, b, 0.25)):
+        low, high = R.bootstrap_ci(stat, pred, truth, RESAMPLES, seed=3)
+        assert low <= stat(pred, truth) <= high and low < high
+        assert (low, high) == R.bootstrap_ci(stat, pred, truth, RESAMPLES, seed=3)
+
+
+def test_bootstrap_ci_of_an_undefined_statistic_is_nan():
+    assert all(math.isnan(v) for v in R.bootstrap_ci(R.kendall, [1, 1, 1, 1], [1, 2, 3, 4], RESAMPLES))
+    assert all(math.isnan(v) for v in R.bootstrap_ci(R.kendall, [1], [1], RESAMPLES))
+
+
+def test_compare_leaves_out_missing_scores():
+    pred = [1, 2, np.nan, 4, 5, 6]
+    truth = [1, 2, 3, 4, 5, 6]
+    row = R.compare(pred, truth, n_resamples=RESAMPLES)
+    assert row["n"] == 5 and row["tau"] == pytest.approx(1.0) and row["rho"] == pytest.approx(1.0)
+    assert set(row) == {"n", "direction", *(f"{s}{e}" for s in ("tau", "rho", "p10") for e in ("", "_lo", "_hi"))}
+
+
+# ------------------------------------------------------------------ ground truth and seed ceiling
+
+
+def test_ground_truth_is_the_mean_over_seeds_of_archs_with_two_seeds():
+    rows = table_rows(4) + [{"arch": ARCHS[5], "seed": 0, "test_miou": 0.9, "test_crack_iou": 0.9}]
+    truth = R.ground_truth(rows)
+    assert truth.archs == tuple(ARCHS[:4]) and truth.n_seeds.tolist() == [2, 2, 2, 2]
+    expected = np.mean([r["test_miou"] for r in rows if r["arch"] == ARCHS[2]])
+    assert truth.values["test_miou"][2] == pytest.approx(expected)
+    assert truth.choices.shape == (4, N_LAYERS)
+
+
+def test_a_table_with_one_seed_is_refused_clearly():
+    with pytest.raises(R.RankingError, match=r"0 architecture\(s\) with >= 2 seeds.*at most 1 seed"):
+        R.ground_truth(table_rows(6, seeds=(0,)))
+    with pytest.raises(R.RankingError, match="2 architecture"):
+        R.ground_truth(table_rows(2))
+    with pytest.raises(R.RankingError, match="test_crack_iou"):
+        R.ground_truth([{k: v for k, v in r.items() if k != "test_crack_iou"} for r in table_rows(4)])
+    with pytest.raises(R.RankingError, match="seed ceiling"):
+        R.ceiling_row(table_rows(6, seeds=(0,)), "test_miou", RESAMPLES)
+
+
+def test_table_facts_count_only_what_the_table_holds():
+    rows = table_rows(3) + [{"arch": ARCHS[7], "seed": 0, "test_miou": 0.5, "test_crack_iou": 0.1,
+                             "train_seconds": 4.0}]
+    assert R.table_facts(rows) == {"bench.n_archs": 3, "bench.n_rows": 7, "bench.n_seeds": 2,
+                                   "bench.train_s_total": 16.0}
+    assert R.table_facts([]) == {"bench.n_archs": 0, "bench.n_rows": 0}
+
+
+def test_seed_ceiling_row_uses_seed_agreement_for_tau():
+    rows = table_rows(12, seeds=(0, 1, 2), noise=0.01)
+    row = R.ceiling_row(rows, "test_miou", RESAMPLES, seed=0)
+    agree = seed_agreement(rows, metrics=("test_miou",), n_resamples=RESAMPLES, seed=0)
+    assert row["signal"] == "seed_ceiling" and row["n"] == 12
+    assert (row["tau"], row["tau_lo"], row["tau_hi"]) == (agree["tau.test_miou"], agree["tau_ci_low.test_miou"],
+                                                          agree["tau_ci_high.test_miou"])
+    assert row["rho_lo"] <= row["rho"] <= row["rho_hi"] and 0 <= row["p10"] <= 1
+    assert [r["metric"] for r in R.ceiling_rows(rows, RESAMPLES)] == list(R.METRICS)
+
+
+# ------------------------------------------------------------------ signals, rows, summary
+
+
+def scores_for(n: int = 12) -> tuple[R.GroundTruth, list[dict]]:
+    truth = R.ground_truth(table_rows(n))
+    good = truth.values["test_miou"]
+    columns = {"ws.a": good, "ws_crack.a": truth.values["test_crack_iou"], "ws.b": good[::-1].copy(),
+               "ws_crack.b": good[::-1].copy(), "near": np.arange(n, dtype=float), "near_exact": np.ones(n),
+               "latency": -good, "flops": good, "params": good, "mf": np.r_[good[:3], np.full(n - 3, np.nan)]}
+    return truth, R.score_rows(truth, columns)
+
+
+def test_ranking_rows_score_every_signal_against_both_metrics():
+    _, scores = scores_for()
+    rows = R.ranking_rows(scores, R.signals(["a", "b"], best="a"), RESAMPLES)
+    by = {(r["signal"], r["metric"]): r for r in rows}
+    assert by[("ws.a", "test_miou")]["tau"] == pytest.approx(1.0)
+    assert by[("ws.b", "test_miou")]["tau"] == pytest.approx(-1.0)
+    assert by[("latency", "test_miou")]["tau"] == pytest.approx(-1.0) and by[("latency", "test_miou")]["p10"] == 0
+    assert math.isnan(by[("near_exact", "test_miou")]["tau"])
+    assert by[("mf", "test_miou")]["n"] == 3 and by[("mf_ws", "test_miou")]["n"] == 3
+    assert by[("ws.a", "test_crack_iou")]["tau"] == pytest.approx(1.0)
+    assert len(rows) == 2 * len(R.signals(["a", "b"], best="a"))
+
+
+def test_score_rows_refuse_a_column_of_another_length():
+    truth, _ = scores_for(4)
+    with pytest.raises(ValueError, match="ws.a"):
+        R.score_rows(truth, {"ws.a": [1.0, 2.0]})
+
+
+def test_best_variant_and_top_k():
+    _, scores = scores_for()
+    assert R.best_variant(scores, ["b", "a"]) == "a"
+    assert R.top_k([0.1, 0.5, 0.5, 0.2], 2).tolist() == [1, 2]
+    assert R.top_k([0.1, 0.5, 0.3], 2, direction=-1).tolist() == [0, 2]
+    assert R.top_k([0.1, 0.5], 5).tolist() == [1, 0]
+    with pytest.raises(R.RankingError):
+        R.best_variant(scores, [])
+
+
+def test_summary_keys_and_the_no_table_summary():
+    _, scores = scores_for()
+    rows = R.ceiling_rows(table_rows(12), RESAMPLES) + R.ranking_rows(scores, R.signals(["a"], "a"), RESAMPLES)
+    facts = R.table_facts(table_rows(12))
+    out = R.summary(facts, rows)
+    for name in ("seed_ceiling", "ws.a", "near", "latency", "flops", "params", "mf"):
+        assert {f"tau.{name}", f"rho.{name}", f"p10.{name}", f"tau_crack.{name}"} <= set(out)
+    assert out["bench.n_archs"] == 12 and out["bench.train_s_total"] == 48.0
+    assert R.summary({"bench.n_archs": 0}) == {"bench.n_archs": 0}
+
+
+def test_profile_variant_matches_the_settings():
+    variants = {"baseline": {"sampling": "uniform", "calr": False}, "i2": {"sampling": "sandwich", "calr": True}}
+    cfg = type("Cfg", (), {"sampling": "sandwich", "calr": True})()
+    assert R.profile_variant(cfg, variants) == "i2"
+    assert R.profile_variant(type("Cfg", (), {"sampling": "other"})(), variants) is None
+
+
+# ------------------------------------------------------------------ signals that run networks (fakes)
+
+
+def test_decoder_costs_on_meta_match_a_real_forward():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from linas_lib.ops import Decoder
+
+    shapes = [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2), (1, 1024, 2, 2)]
+    small, edge = uniform_arch("DWSep3x3", 50), uniform_arch("EdgeConv", 100)
+    truth = R.ground_truth([{"arch": a, "seed": s, "test_miou": 0.5, "test_crack_iou": 0.1}
+                            for a in (small, edge, ARCHS[0]) for s in (0, 1)])
+    flops, params = R.decoder_costs(truth.choices, shapes)
+    decoder = Decoder(truth.choices[1]).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        decoder([torch.zeros(s) for s in shapes])
+    assert flops[1] == counter.get_total_flops() and params[1] == sum(p.numel() for p in decoder.parameters())
+    assert flops[0] < flops[1] and params[0] < params[1]
+
+
+class FakeSupernet:
+    """``ws_scores`` = a fixed function of the choices; ``finetune_and_evaluate`` records its calls."""
+
+    def __init__(self, offset: float = 0.0):
+        self.offset, self.tuned = offset, []
+
+    def ws_scores(self, choices):
+        value = np.atleast_2d(choices).sum(axis=1) / 100 + self.offset
+        return {"miou": value, "crack_iou": value / 2}
+
+    def finetune_and_evaluate(self, choices, epochs, rng):
+        self.tuned.append(tuple(int(c) for c in choices))
+        return float(np.sum(choices)) / 100 + epochs
+
+
+def test_ws_scores_and_mf_column_with_a_fake_supernet():
+    truth = R.ground_truth(table_rows(6))
+    net = FakeSupernet()
+    ws = R.ws_scores(net, truth.choices)
+    assert ws["crack_iou"] == pytest.approx(ws["miou"] / 2)
+    mf = R.mf_column(net, ws["miou"], truth.choices, 2, 3, seed=0)
+    top = R.top_k(ws["miou"], 2)
+    assert np.isfinite(mf).sum() == 2 and np.isfinite(mf[top]).all()
+    assert net.tuned == [tuple(truth.choices[i]) for i in top] and mf[top[0]] == pytest.approx(ws["miou"][top[0]] + 3)
+    assert R._as_miou({"miou": 0.4, "crack_iou": 0.1}) == 0.4
+
+
+def test_ws_columns_ask_every_variant(monkeypatch):
+    from linas_lib.supernet import train
+
+    asked = []
+    monkeypatch.setattr(train, "trained_supernet",
+                        lambda profile, seed, variant=None: asked.append(variant) or FakeSupernet(len(asked)))
+    truth = R.ground_truth(table_rows(4))
+    columns = R.ws_columns(None, 0, truth.choices, ["a", "b"])
+    assert asked == ["a", "b"] and set(columns) == {"ws.a", "ws_crack.a", "ws.b", "ws_crack.b"}
+    assert columns["ws.b"] - columns["ws.a"] == pytest.approx(np.ones(4))
+
+
+def test_steps_curve_over_the_checkpoints(monkeypatch):
+    from linas_lib.supernet import train
+
+    profile = load_profile("smoke")
+    profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10)))
+    asked = []
+    monkeypatch.setattr(train, "supernet_at_steps",
+                        lambda p, s, steps, variant=None: asked.append((steps, variant)) or FakeSupernet(steps))
+    truth = R.ground_truth(table_rows(6))
+    curve = R.steps_curve(profile, 0, truth, RESAMPLES)
+    assert asked == [(10, None), (20, None)]  # the profile's own variant, in step order
+    assert [r["steps"] for r in curve] == [10, 20] and all(r["n"] == 6 and r["metric"] == "test_miou" for r in curve)
+    no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
+    assert R.curve_steps(no_steps) == tuple(profile.supernet.eval_checkpoints)
+
+
+# ------------------------------------------------------------------ settings and the table file
+
+
+def test_ranking_sections_load_and_are_checked():
+    for name in ("smoke", "cpu", "full"):
+        assert R.check_ranking(load_profile(name)).variants
+    assert load_profile("cpu").ranking.mf_topk >= 20
+    profile = load_profile("smoke")
+    with pytest.raises(R.RankingError, match="ranking.mf_topk"):
+        R.check_ranking(replace(profile, ranking=replace(profile.ranking, mf_topk=1)))
+    with pytest.raises(R.RankingError, match="ranking.variants: unknown 'nope'"):
+        R.check_ranking(replace(profile, ranking=replace(profile.ranking, variants=("nope",))))
+
+
+def table_profile(monkeypatch, tmp_path, rows=None, prov=None):
+    """The smoke profile reading its table from ``tmp_path`` (written from ``rows`` if given)."""
+    profile = load_profile("smoke")
+    profile = replace(profile, ranking=replace(profile.ranking, build_table=False))
+    path = tmp_path / "table.csv"
+    monkeypatch.setattr(R, "table_path", lambda p: path)
+    if rows is not None:
+        provenance_module.write_csv(path, rows, prov or {"profile": "smoke"})
+    return profile
+
+
+def test_load_table_without_a_table_ranks_nothing(monkeypatch, tmp_path):
+    table = R.load_table(table_profile(monkeypatch, tmp_path), 0)
+    assert table.truth is None and table.facts == {"bench.n_archs": 0}
+    assert "no benchmark table" in table.message and "linas bench build" in table.message
+
+
+def test_load_table_with_a_partial_table_says_what_is_missing(monkeypatch, tmp_path):
+    table = R.load_table(table_profile(monkeypatch, tmp_path, table_rows(2) + table_rows(5, seeds=(0,))), 0)
+    assert table.truth is None and "2 architecture(s) with >= 2 seeds" in table.message
+    assert table.facts["bench.n_archs"] == 2 and table.facts["bench.n_rows"] == 9
+
+
+def test_load_table_with_a_full_table(monkeypatch, tmp_path):
+    table = R.load_table(table_profile(monkeypatch, tmp_path, table_rows(8)), 0)
+    assert table.truth is not None and len(table.truth.archs) == 8 and "8 architectures" in table.message
+
+
+def test_load_table_refuses_a_table_of_other_data(monkeypatch, tmp_path):
+    from linas_lib import data
+    from linas_lib.analysis import bench
+    from linas_lib.encoder import features
+
+    monkeypatch.setattr(data, "load_splits", lambda profile, seed: {})
+    monkeypatch.setattr(bench, "data_digest", lambda splits: "here")
+    monkeypatch.setattr(features, "encoder_identity",
+                        lambda profile, seed, splits: type("W", (), {"weights_id": "w"})())
+    profile = table_profile(monkeypatch, tmp_path, table_rows(8), {"data_digest": "there", "weights_id": "w"})
+    table = R.load_table(profile, 0)
+    assert table.truth is None and "other data_digest" in table.message and table.facts["bench.n_archs"] == 8
+    provenance_module.write_csv(tmp_path / "table.csv", table_rows(8), {"data_digest": "here", "weights_id": "w"})
+    assert R.load_table(profile, 0).truth is not None
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_figures_draw_from_rows_with_gaps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from linas_lib import plots
+
+    _, scores = scores_for()
+    rows = R.ceiling_rows(table_rows(12), RESAMPLES) + R.ranking_rows(scores, R.signals(["a", "b"], "a"), RESAMPLES)
+    curve = [{"steps": 10, "tau": 0.2, "tau_lo": 0.0, "tau_hi": 0.4}, {"steps": 5, "tau": 0.1, "tau_lo": float("nan"),
+                                                                        "tau_hi": float("nan")}]
+    ceiling = next(r for r in rows if r["signal"] == "seed_ceiling")
+    for fig in (plots.ranking_ws_vs_standalone(scores, ["a", "b"], rows), plots.ranking_tau(rows),
+                plots.ranking_tau_vs_steps(curve, ceiling), plots.ranking_tau_vs_steps([])):
+        assert fig.axes
+        plt.close(fig)

@@ -1,0 +1,396 @@
+"""A supernet trained to rank (issue 11, item 2): one-shot rules, I2, BN recalibration, held-out WS, variants."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from linas_lib.config import Profile, SupernetConfig
+from linas_lib.encoder.features import Features, FeatureSplit
+from linas_lib.space import choice_index
+from linas_lib.supernet import oneshot as O
+from linas_lib.supernet import train as T
+from linas_lib.supernet.evaluate import WeightSharingEvaluator
+from linas_lib.supernet.model import (Supernet, candidate_param_counts, largest_path, mean_path_complexity,
+                                      path_complexity, smallest_path)
+from test_supernet import RES, TINY, _assert_equal_nested, _final, _tiny_split, _trained_tiny, tiny_supernet
+
+
+@pytest.fixture(autouse=True)
+def _native_kernels():
+    """oneDNN's per-shape kernel set-up dominates on these tiny tensors; the native kernels are quicker.
+
+    One thread: tiny tensors gain nothing from two, and on a busy 2-core machine the threads'
+    synchronisation made these tests 10-40x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_training(monkeypatch, tmp_path):
+    """Training builds the tiny supernet, caches go to ``tmp_path``, the memo starts empty."""
+    monkeypatch.setattr(T, "Supernet", lambda: Supernet(channels=TINY, deep_channels=24))
+    monkeypatch.setattr(T, "cache_dir", lambda *parts: tmp_path)
+    monkeypatch.setattr(T, "_MEMO", {})
+    return T
+
+
+def _rule(model, **cfg) -> O.OneShotRule:
+    return O.one_shot_rule(SupernetConfig(**cfg), model)
+
+
+class _FixedRule(O.OneShotRule):
+    """A rule whose uniform draw is a fixed path."""
+
+    def draw(self, model, gen):
+        return [np.asarray(self.fixed_path)]
+
+
+def _fixed(rule: O.OneShotRule, path) -> _FixedRule:
+    fixed = _FixedRule(rule.sampling, rule.n_random, rule.calr, rule.counts, rule.bin_edges)
+    object.__setattr__(fixed, "fixed_path", np.asarray(path, dtype=np.int64))
+    return fixed
+
+
+def _params(modules) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in modules for p in m.parameters()]
+
+
+def _batch(seed: int = 0):
+    split = _tiny_split(2, seed)
+    return split.batch(np.arange(2))
+
+
+# ------------------------------------------------------------------ sizes, sampling, bins
+
+
+def test_largest_and_smallest_paths_of_the_search_space():
+    with torch.device("meta"):  # shapes only: the full supernet's parameter counts without its memory
+        counts = candidate_param_counts(Supernet())
+    assert largest_path().tolist() == [choice_index("Conv7x7", 100)] * 5
+    assert smallest_path(counts).tolist() == [choice_index("DWSep3x3", 50)] * 5
+    assert path_complexity(counts, largest_path()) == counts.max(axis=1).sum()
+    assert mean_path_complexity(counts) == pytest.approx(counts.mean(axis=1).sum())
+
+
+def test_complexity_bins_are_quantiles_of_every_path():
+    counts = np.array([[1.0, 2.0], [10.0, 20.0]])  # paths: 11, 12, 21, 22
+    assert sorted(O.complexity_distribution(counts)) == [11, 12, 21, 22]
+    np.testing.assert_allclose(O.complexity_bin_edges(counts, 2), [16.5])
+    assert O.complexity_bin_edges(counts, 0).size == 0 and O.complexity_bin_edges(counts, 1).size == 0
+    rule = O.OneShotRule("uniform", 0, False, counts, O.complexity_bin_edges(counts, 2))
+    assert [rule.bin_of(p) for p in ([0, 0], [1, 0], [0, 1], [1, 1])] == [0, 0, 1, 1]
+
+
+def test_sandwich_step_updates_the_largest_and_smallest_paths_every_step():
+    model = tiny_supernet(1)
+    rule = _rule(model, sampling="sandwich", sandwich_random=1)
+    big, small = largest_path(), smallest_path(rule.counts)
+    assert (big != small).all()
+    opt = torch.optim.Adam(model.weight_parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(3):
+        before_big, before_small = _params(model.path_candidates(big)), _params(model.path_candidates(small))
+        untouched = [(layer, c) for layer in range(5) for c in range(21)]
+        before_all = {lc: _params([model.layers[lc[0]].candidates[lc[1]]]) for lc in untouched}
+        loss, paths = O.one_shot_step(model, [opt], rule, *_batch(step), gen, f"step {step}")
+        assert np.isfinite(loss) and len(paths) == 3
+        assert (paths[0] == big).all() and (paths[1] == small).all()
+        for before, path in ((before_big, big), (before_small, small)):
+            after = _params(model.path_candidates(path))
+            assert all(not torch.equal(a, b) for a, b in zip(before, after)), f"step {step}: path {path} not updated"
+        ran = {(layer, int(p[layer])) for p in paths for layer in range(5)}
+        for lc, before in before_all.items():  # candidates no path ran keep their weights
+            if lc not in ran:
+                assert all(torch.equal(a, b) for a, b in zip(before, _params([model.layers[lc[0]].candidates[lc[1]]])))
+
+
+def _path_with_scale_inside(rule: O.OneShotRule) -> np.ndarray:
+    """A path whose CaLR factor is neither clipped nor 1."""
+    mean = mean_path_complexity(rule.counts)
+    for code in range(21**2):
+        path = np.array([code // 21, code % 21, 3, 4, 5])
+        ratio = (path_complexity(rule.counts, path) / mean) ** 0.5
+        if 0.6 < ratio < 0.9 or 1.1 < ratio < 1.8:
+            return path
+    raise AssertionError("no unclipped path in the tiny plan")
+
+
+def _delta_of_step(rule, path, optimizer_cls, lr) -> list[torch.Tensor]:
+    """Change of ``path``'s candidates in one step (float64: differences of parameters stay exact enough)."""
+    model = tiny_supernet(2).double()
+    before = _params(model.path_candidates(path))
+    opt = optimizer_cls(model.weight_parameters(), lr=lr)
+    taps, masks = _batch()
+    O.one_shot_step(model, [opt], rule, tuple(t.double() for t in taps), masks, torch.Generator().manual_seed(0), "calr")
+    assert all(group["lr"] == lr for group in opt.param_groups)  # the scaled rate was for this step only
+    return [a - b for a, b in zip(_params(model.path_candidates(path)), before)]
+
+
+@pytest.mark.parametrize("which", ["inside", "largest"])
+def test_calr_scales_the_uniform_step_by_the_paths_complexity(which):
+    model = tiny_supernet(2)
+    base = _rule(model, sampling="uniform")
+    path = _path_with_scale_inside(base) if which == "inside" else largest_path()
+    ratio = path_complexity(base.counts, path) / mean_path_complexity(base.counts)
+    expected = min(max(ratio**0.5, 0.5), 2.0)
+    assert expected != 1.0 and (expected == 2.0) == (which == "largest")
+    off = _delta_of_step(_fixed(base, path), path, torch.optim.Adam, 1e-3)
+    on = _delta_of_step(_fixed(replace(base, calr=True), path), path, torch.optim.Adam, 1e-3)
+    assert _fixed(replace(base, calr=True), path).scale(path) == pytest.approx(expected)
+    moved = [(a, b) for a, b in zip(on, off) if b.abs().max() > 1e-7]
+    assert moved
+    for a, b in moved:
+        torch.testing.assert_close(a, expected * b, rtol=1e-6, atol=1e-12)
+
+
+def test_calr_scales_each_sandwich_paths_loss():
+    model = tiny_supernet(2)
+    base = _rule(model, sampling="sandwich", sandwich_random=0)
+    big, small = largest_path(), smallest_path(base.counts)
+    scaled = replace(base, calr=True)
+    off = [_delta_of_step(base, p, torch.optim.SGD, 0.1) for p in (big, small)]
+    on = [_delta_of_step(scaled, p, torch.optim.SGD, 0.1) for p in (big, small)]
+    for path, d_on, d_off in zip((big, small), on, off):  # each path's own candidates: SGD step x its factor
+        factor = scaled.scale(path)
+        assert factor != 1.0
+        for a, b in zip(d_on, d_off):
+            torch.testing.assert_close(a, factor * b, rtol=1e-6, atol=1e-12)
+
+
+def test_momentum_bins_route_each_step_to_its_bins_optimizer():
+    model = tiny_supernet(3)
+    rule = _rule(model, sampling="uniform", momentum_bins=3)
+    assert len(rule.bin_edges) == 2
+    opts = [torch.optim.Adam(model.weight_parameters(), lr=1e-3) for _ in range(3)]
+    gen, bins = torch.Generator().manual_seed(4), []
+    for step in range(12):
+        _, paths = O.one_shot_step(model, opts, rule, *_batch(step), gen, f"step {step}")
+        bins.append(rule.bin_of(paths[0]))
+    assert len(set(bins)) >= 2, "the draws should reach several bins"
+    shared = model.head.weight  # every path updates the head: its step count per optimiser = steps in that bin
+    steps = [int(opt.state[shared]["step"]) if shared in opt.state else 0 for opt in opts]
+    assert steps == [bins.count(b) for b in range(3)]
+    first = [b for b in range(3) if steps[b]]
+    assert not torch.equal(opts[first[0]].state[shared]["exp_avg"], opts[first[1]].state[shared]["exp_avg"])
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_momentum_bins_resume_bit_identically(tmp_path, tiny_training):
+    train, val = _tiny_split(4, 31), _tiny_split(4, 32)
+    cfg = SupernetConfig(warmup_epochs=2, epochs=1, batch_size=2, lr_weights=1e-2, lr_alpha=0.05, sampling="sandwich",
+                         sandwich_random=1, calr=True, momentum_bins=2, alpha_val_share=0.5, bn_recalib_batches=1)
+
+    def final(state):
+        out = _final(state)
+        out.update(opt_bins=[o.state_dict() for o in state.opt_bins], weight_steps=state.weight_steps,
+                   choice_updates=torch.as_tensor(state.choice_updates))
+        return out
+
+    whole = final(T.train_supernet(cfg, 3, train, val, None, tmp_path / "whole.pt", "k"))
+    assert whole["weight_steps"] == 4 and sum(bool(s["state"]) for s in whole["opt_bins"]) == 2
+    real = T.run_epoch
+
+    def stop_at_second(state, epoch, *args):
+        if epoch == 1:
+            raise _Interrupted
+        return real(state, epoch, *args)
+
+    T.run_epoch = stop_at_second
+    try:
+        with pytest.raises(_Interrupted):
+            T.train_supernet(cfg, 3, train, val, None, tmp_path / "resumed.pt", "k")
+    finally:
+        T.run_epoch = real
+    saved = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert len(saved["history"]) == 1 and len(saved["opt_bins"]) == 2 and saved["weight_steps"] == 2
+    resumed = final(T.train_supernet(cfg, 3, train, val, None, tmp_path / "resumed.pt", "k"))
+    _assert_equal_nested(whole, resumed)
+
+
+# ------------------------------------------------------------------ weight-sharing evaluation
+
+
+def test_bn_recalibration_fixes_off_statistics_and_leaves_the_supernet_bit_identical():
+    model = _trained_tiny()
+    train, held_out = _tiny_split(4, 51), _tiny_split(3, 52)
+    path = np.array([0, 4, 8, 12, 20])
+    recal = lambda m: WeightSharingEvaluator(m, held_out, 2, recalib=train, recalib_batches=2)  # noqa: E731
+    plain = lambda m: WeightSharingEvaluator(m, held_out, 2)  # noqa: E731
+    clean_recal = recal(model).scores(path)
+
+    off = copy.deepcopy(model)
+    for cand in off.path_candidates(path):  # statistics far from what the weights produce
+        cand.bn.running_mean.add_(5.0)
+        cand.bn.running_var.mul_(50.0)
+    state = {k: v.clone() for k, v in off.state_dict().items()}
+    flags = {name: m.training for name, m in off.named_modules()}
+    momenta = [m.momentum for m in off.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    off_plain, off_recal = plain(off).scores(path), recal(off).scores(path)
+    assert off_plain["miou"] != pytest.approx(off_recal["miou"])  # recalibration changed the score ...
+    for name in ("miou", "crack_iou"):  # ... to that of fresh statistics, whatever they were
+        assert off_recal[name] == pytest.approx(clean_recal[name])
+    assert {k for k in off_recal} == {"miou", "crack_iou"}
+    after = off.state_dict()
+    assert all(torch.equal(state[k], after[k]) for k in state)  # the supernet itself is bit-identical
+    assert {name: m.training for name, m in off.named_modules()} == flags
+    assert [m.momentum for m in off.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta
+
+
+def test_evaluator_memoises_and_needs_its_recalibration_split():
+    model = _trained_tiny()
+    ev = WeightSharingEvaluator(model, _tiny_split(2, 53), 2, recalib=_tiny_split(4, 54), recalib_batches=1)
+    first = ev.scores(np.array([[1, 2, 3, 4, 5], [0, 0, 0, 0, 0]]))
+    assert first["miou"].shape == (2,) and len(ev.memo) == 2
+    assert ev.evaluate(np.array([1, 2, 3, 4, 5]))[0] == first["miou"][0]
+    with pytest.raises(ValueError, match="recalib"):
+        WeightSharingEvaluator(model, _tiny_split(2, 53), 2, recalib_batches=1)
+
+
+def _marked_val(n: int, n_alpha: int) -> FeatureSplit:
+    """A val split whose alpha images have empty masks and whose held-out images are all defect."""
+    split = _tiny_split(n, 61)
+    masks = torch.zeros_like(split.masks)
+    masks[n_alpha:] = 1
+    return FeatureSplit(split.taps, masks, split.names)
+
+
+def test_alpha_val_share_splits_val_into_disjoint_parts():
+    val = _tiny_split(5, 62)
+    alpha, held = T.val_parts(val, 0.5)
+    assert alpha.names == val.names[:3] and held.names == val.names[3:]  # round(2.5) -> 3, fixed order
+    assert torch.equal(held.masks, val.masks[3:]) and torch.equal(held.taps[4], val.taps[4][3:])
+    assert not set(alpha.names) & set(held.names)
+    assert T.val_parts(val, 1.0) == (val, val)
+    assert len(T.val_parts(val, 0.01)[0]) == 1 and len(T.val_parts(val, 0.99)[1]) == 1
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="alpha_val_share"):
+            T.val_parts(val, bad)
+
+
+def test_alpha_steps_read_only_their_part_and_ws_only_the_held_out_part(monkeypatch, tiny_training):
+    val = _marked_val(4, 2)
+    seen = []
+    real = T.arch_step
+    monkeypatch.setattr(T, "arch_step", lambda model, opt, taps, masks, *a: seen.append(int(masks.sum())) or
+                        real(model, opt, taps, masks, *a))
+    cfg = SupernetConfig(warmup_epochs=0, epochs=1, batch_size=2, alpha_val_share=0.5, bn_recalib_batches=1)
+    state = T.train_supernet(cfg, 0, _tiny_split(4, 63), val, None)
+    assert seen and all(s == 0 for s in seen)  # alpha steps never saw a held-out image
+    ts = T.TrainedSupernet(state.model, state.history, Features({"train": _tiny_split(4, 63), "val": val}, None, {}),
+                           cfg, None, "k")
+    assert ts.evaluator.split.names == val.names[2:] and bool((ts.evaluator.split.masks == 1).all())
+    assert ts.alpha_split.names == val.names[:2]
+    scores = ts.ws_scores(np.array([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]))
+    assert set(scores) == {"miou", "crack_iou"} and scores["crack_iou"].shape == (2,)
+    assert T.TrainedSupernet(state.model, [], ts.features, replace(cfg, alpha_val_share=1.0), None,
+                             "k").evaluator.split.names == val.names
+
+
+# ------------------------------------------------------------------ variants, keys, snapshots
+
+
+def _key(cfg) -> str:
+    features = Features({"train": _tiny_split(2, 71), "val": _tiny_split(2, 72)}, SimpleNamespace(weights_id="w"), {})
+    return T.supernet_key(SimpleNamespace(supernet=cfg), 0, features, None)
+
+
+def test_variants_give_their_own_keys_and_equal_settings_share_one():
+    base = SupernetConfig(sampling="uniform")
+    keys = {name: _key(T.variant_config(base, name)) for name in T.VARIANTS}
+    assert len(set(keys.values())) == len(T.VARIANTS)
+    assert keys["baseline"] == _key(base) == _key(T.variant_config(base, None))
+    as_sandwich = replace(base, sampling="sandwich")
+    assert _key(T.variant_config(as_sandwich, "sandwich")) == _key(as_sandwich) == keys["sandwich"]
+    assert T.variant_config(base, "i2") == replace(base, sampling="sandwich", calr=True, momentum_bins=4)
+    assert _key(replace(base, eval_checkpoints=(3,), checkpoint_every_s=9.0)) == _key(base)
+    with pytest.raises(ValueError, match="unknown supernet variant 'nope'"):
+        T.variant_config(base, "nope")
+
+
+def _fake_run_inputs(features):
+    def run_inputs(profile, seed):
+        return T.supernet_key(profile, seed, features, None), features, None
+
+    return run_inputs
+
+
+def test_trained_supernet_shares_a_run_between_equal_variants_and_saves_snapshots(monkeypatch, tmp_path,
+                                                                                 tiny_training):
+    features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(2, 82)}, SimpleNamespace(weights_id="w"), {})
+    monkeypatch.setattr(T, "_run_inputs", _fake_run_inputs(features))
+    cfg = SupernetConfig(warmup_epochs=2, epochs=0, batch_size=2, sandwich_random=0, eval_checkpoints=(2,))
+    profile = Profile(name="tiny", supernet=cfg)
+    calls = []
+    real = T.train_supernet
+    monkeypatch.setattr(T, "train_supernet", lambda *a, **k: calls.append(a[7:]) or real(*a, **k))
+
+    own = T.trained_supernet(profile, 0)
+    assert own.history[-1]["weight_steps"] == 4 and own.history[-1]["updates_per_choice"] == pytest.approx(4 / 21)
+    baseline = T.trained_supernet(profile, 0, "baseline")
+    assert baseline.model is own.model and baseline.variant == "baseline" and len(calls) == 1
+    sandwich = T.trained_supernet(profile, 0, "sandwich")
+    assert sandwich.key != own.key and len(calls) == 2 and sandwich.cfg.sampling == "sandwich"
+    assert sandwich.history[-1]["choice_updates_min"] >= 0 and sandwich.history[0]["mode"] == "sandwich"
+
+    saved = list(tmp_path.glob(f"supernet_{own.key}_steps2.pt"))
+    assert len(saved) == 1
+    at2 = T.supernet_at_steps(profile, 0, 2)  # saved during training: loaded, not trained
+    assert len(calls) == 2 and at2.weight_steps == 2 and at2.key != own.key
+    replay = real(cfg, 0, features["train"], features["val"], None, None, own.key, tmp_path / "replay", 2)
+    _assert_equal_nested(at2.model.state_dict(), replay.model.state_dict())
+    assert not any(torch.equal(v, own.model.state_dict()[k]) for k, v in at2.model.state_dict().items()
+                   if k.startswith("bottleneck"))
+    checkpoint = tmp_path / f"supernet_{own.key}.pt"
+    mtime = checkpoint.stat().st_mtime_ns
+    at3 = T.supernet_at_steps(profile, 0, 3)  # no snapshot: replayed to step 3, the run's checkpoint untouched
+    assert len(calls) == 3 and calls[-1] == (tmp_path, 3) and checkpoint.stat().st_mtime_ns == mtime
+    assert (tmp_path / f"supernet_{own.key}_steps3.pt").is_file()
+    assert [h["train_loss"] for h in at3.history] == [own.history[0]["train_loss"]]
+    with pytest.raises(ValueError, match=r"steps must lie in 1\.\.4"):
+        T.supernet_at_steps(profile, 0, 5)
+
+
+# ------------------------------------------------------------------ training length
+
+
+def test_updates_per_choice_known_values():
+    cfg = SupernetConfig(warmup_epochs=3, batch_size=4)  # 10 images: 3 steps per epoch, 9 steps
+    uniform = O.updates_per_choice(cfg, 10)
+    assert uniform["weight_steps"] == 9 and uniform["paths_per_step"] == 1
+    assert uniform["min"] == pytest.approx(9 / 21) and uniform["per_layer"] == pytest.approx([9 / 21] * 5)
+    sandwich = O.updates_per_choice(replace(cfg, sampling="sandwich", sandwich_random=2), 10)
+    assert sandwich["paths_per_step"] == 4 and sandwich["min"] == pytest.approx(9 * (1 - (20 / 21) ** 2))
+    assert O.updates_per_choice(replace(cfg, sampling="sandwich", sandwich_random=0), 10)["min"] == 0
+    assert O.updates_per_choice(replace(cfg, warmup_epochs=0), 10)["weight_steps"] == 0
+    assert O.epochs_for_updates(replace(cfg, sampling="uniform"), 12, 1.0) == 7  # 3 steps/epoch: 21 steps
+    with pytest.raises(ValueError, match="sampling"):
+        O.updates_per_choice(replace(cfg, sampling="spos"), 10)
+
+
+def test_counted_updates_follow_the_sandwich_rule(tiny_training):
+    cfg = SupernetConfig(warmup_epochs=2, epochs=0, batch_size=2, sampling="sandwich", sandwich_random=0)
+    state = T.train_supernet(cfg, 0, _tiny_split(4, 91), _tiny_split(2, 92), None)
+    counts = state.choice_updates
+    big, small = largest_path(), smallest_path(state.rule.counts)
+    assert state.weight_steps == 4 and (counts[np.arange(5), big] == 4).all() and (counts[np.arange(5), small] == 4).all()
+    assert counts.sum() == 4 * 2 * 5 and state.history[-1]["choice_updates_min"] == 0
+    assert state.history[-1]["updates_per_choice"] == 0 and state.history[0]["phase"] == "warmup"
+    with pytest.raises(ValueError, match="supernet.sampling"):
+        O.one_shot_rule(replace(cfg, sampling="spos"), tiny_supernet())
+    assert RES == 32
