@@ -9,7 +9,7 @@ depend on:
 * the profile file and the seed,
 * the committed LUT data (every file under ``results/luts/``, plus any ``lut:`` file the
   profile names elsewhere),
-* the committed benchmark table (``results/<profile>/bench/*``, not its per-item files),
+* the committed benchmark table (``results/<profile>/bench/table.csv`` and ``split.json``),
 * the outputs of every earlier notebook (the files under ``results/<profile>/<earlier>/``).
 
 A notebook is skipped only when its stamp ``.cache/stamps/<profile>/<notebook>.json``
@@ -88,10 +88,13 @@ def lut_digests(profile: Profile) -> dict[str, str]:
     return _digests(_files_under(project_root() / "results" / "luts") + named)
 
 
+BENCH_INPUTS = ("table.csv", "split.json")  # what notebooks read of the benchmark table (not the pilot)
+
+
 def bench_digests(profile_name: str) -> dict[str, str]:
-    """Digests of the assembled benchmark table files (``results/<profile>/bench/*``)."""
+    """Digests of the assembled benchmark table (``results/<profile>/bench/table.csv``, ``split.json``)."""
     folder = project_root() / "results" / profile_name / "bench"
-    return _digests(_files_under(folder, "*"), folder)
+    return _digests([folder / n for n in BENCH_INPUTS if (folder / n).is_file()], folder)
 
 
 def output_digests(profile_name: str, notebook: str) -> dict[str, str]:

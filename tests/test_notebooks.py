@@ -84,8 +84,17 @@ def test_smoke_summary_has_every_promised_figure(name):
     assert missing_or_not_finite(figures, promised_figures()[name]) == []
 
 
+def without_table(name: str, figures: dict) -> bool:
+    """The README's one conditional promise: ``04_ranking`` without a usable benchmark table
+    (fewer than 3 architectures of 2 seeds) reports only the table's counts."""
+    return name == "04_ranking" and (figures.get("bench.n_archs") or 0) < 3
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_cpu_summary_has_every_promised_figure(name):
     path = project_root() / "results" / "cpu" / name / "summary.json"
     figures = json.loads(path.read_text())["figures"]
-    assert missing_or_not_finite(figures, promised_figures()[name]) == []
+    promised = ["bench.n_archs"] if without_table(name, figures) else promised_figures()[name]
+    assert missing_or_not_finite(figures, promised) == []
+    if without_table(name, figures):
+        assert set(figures) <= {"bench.n_archs", "bench.n_rows", "bench.n_seeds", "bench.train_s_total"}

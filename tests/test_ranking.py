@@ -373,3 +373,4 @@ def test_figures_draw_from_rows_with_gaps():
                 plots.ranking_tau_vs_steps(curve, ceiling), plots.ranking_tau_vs_steps([])):
         assert fig.axes
         plt.close(fig)
+

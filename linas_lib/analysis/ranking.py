@@ -466,7 +466,8 @@ class BenchTable:
 
 
 def table_path(profile) -> Path:
-    """``results/<profile>/bench/table.csv``."""
+    """``results/<profile>/bench/table.csv`` (the pilot's ``pilot_table.csv`` only chooses the
+    table's epochs and seeds; it is not a ground truth)."""
     from .bench import bench_dir
 
     return bench_dir(profile) / "table.csv"
