@@ -284,3 +284,19 @@ def test_cli_parses_bench_commands():
                                       "--workers", "3", "--limit", "5"])
     assert (args.pilot, args.scheduler, args.workers, args.limit) == (True, "tcp://h:8786", 3, 5)
     assert build_parser().parse_args(["bench", "status"]).profile == "cpu"
+
+
+def test_spread_order_is_a_permutation_whose_prefixes_cover_the_range():
+    order = B.spread_order(100)
+    assert sorted(order) == list(range(100))
+    assert order[:4] == [0, 64, 32, 96]
+    assert max(order[:8]) - min(order[:8]) >= 80
+    assert B.spread_order(1) == [0]
+
+
+def test_run_order_keeps_an_architectures_seeds_adjacent():
+    items = [B.ItemSpec(f"a{i}", s, "k", "p", 0, "d", "w", "n", i, 1.0) for i in range(5) for s in (0, 1)]
+    ordered = B.run_order(items)
+    assert sorted((s.arch, s.seed) for s in ordered) == sorted((s.arch, s.seed) for s in items)
+    assert [s.arch for s in ordered[:4]] == ["a0", "a0", "a4", "a4"]
+    assert [s.seed for s in ordered[:2]] == [0, 1]

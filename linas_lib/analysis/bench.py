@@ -347,6 +347,23 @@ def pending_items(items: list[ItemSpec]) -> list[ItemSpec]:
     return [s for s in items if read_item(s) is None]
 
 
+def spread_order(n: int) -> list[int]:
+    """``range(n)`` in van der Corput (bit-reversed) order: every prefix spreads over the range.
+
+    A build stopped part-way (``--limit``, a session's end) then leaves a table that covers the
+    whole latency range at a coarser step, not only its fast end.
+    """
+    bits = max(1, (n - 1).bit_length())
+    return sorted(range(n), key=lambda i: (int(format(i, f"0{bits}b")[::-1], 2), i))
+
+
+def run_order(items: list[ItemSpec]) -> list[ItemSpec]:
+    """Items with architectures in :func:`spread_order` (an architecture's seeds kept adjacent)."""
+    archs = list(dict.fromkeys(s.arch for s in items))
+    rank = {archs[i]: r for r, i in enumerate(spread_order(len(archs)))}
+    return sorted(items, key=lambda s: rank[s.arch])
+
+
 # ------------------------------------------------------------------ one item
 
 
@@ -608,7 +625,7 @@ def build(profile_ref, seed: int = 0, pilot: bool = False, scheduler: str | None
     profile = as_profile(profile_ref)
     ref = _profile_ref(profile_ref)
     plan = make_plan(profile, seed, pilot, folder, features_fn, model, build_features=features_fn is None)
-    todo = pending_items(plan.items)
+    todo = run_order(pending_items(plan.items))
     if limit is not None:
         if limit < 0:
             raise BenchError(f"--limit must be >= 0, got {limit}")
