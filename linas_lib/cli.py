@@ -6,7 +6,10 @@ Imports are lazy so ``linas lut ...`` works where only torch is installed (GPU b
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from .latency.quiet import NoisyMachineError  # stdlib only: safe to import eagerly
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # `linas lut build|check` is added by linas_lib.latency (see _add_lut_commands).
     _add_lut_commands(sub)
+    _add_machine_commands(sub)
     _add_data_commands(sub)
     _add_bench_commands(sub)
     return parser
@@ -122,6 +126,8 @@ def _add_lut_commands(sub) -> None:
     build.add_argument("--min-repeats", type=int, default=3, help="floor of the capped repeats")
     build.add_argument("--pairs-per-slot", type=int, default=6, help="I4 pairs timed per slot (441 = all)")
     build.add_argument("--choices", default="", help="comma-separated choice indices 0..20 (tests only)")
+    build.add_argument("--quiet-policy", choices=("warn", "refuse", "off"), default="warn",
+                       help="when other work keeps the machine busy: warn (default), refuse, or only record")
     build.set_defaults(func=_cmd_lut_build)
     measure = lut_sub.add_parser("measure", help="re-measure every local target of a profile on this machine, "
                                  "into the LUT file the profile names (the committed data)")
@@ -134,8 +140,31 @@ def _add_lut_commands(sub) -> None:
     check.set_defaults(func=_cmd_lut_check)
 
 
+def _add_machine_commands(sub) -> None:
+    """``linas machine check``: is this machine quiet enough to time latency?"""
+    machine = sub.add_parser("machine", help="this machine's load, as the latency measurements judge it")
+    machine_sub = machine.add_subparsers(dest="machine_command", required=True)
+    check = machine_sub.add_parser("check", help="load, steal and busy processes now; exit 3 when not quiet")
+    check.add_argument("--threads", type=int, default=1, help="timing threads the measurement would use")
+    check.add_argument("--seconds", type=float, default=1.0, help="length of the sample (default 1)")
+    check.add_argument("--max-other-cores", type=float, default=0.25, help="cores other work may keep busy")
+    check.set_defaults(func=_cmd_machine_check)
+
+
+def _cmd_machine_check(args: argparse.Namespace) -> int:
+    from .latency.quiet import QuietSettings, problems, snapshot
+
+    settings = QuietSettings(policy="warn", max_other_cores=args.max_other_cores, sample_s=args.seconds)
+    reading = snapshot(settings.sample_s)
+    found = problems(reading, args.threads, settings)
+    print(json.dumps(reading, indent=1))
+    print(f"quiet enough for {args.threads} thread(s)" if not found else "not quiet: " + "; ".join(found))
+    return 3 if found else 0
+
+
 def _cmd_lut_build(args: argparse.Namespace) -> int:
     from .latency.lut import build_lut, lut_summary
+    from .latency.quiet import QuietSettings
     from .latency.settings import MeasureSettings
 
     settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_cv=args.max_cv,
@@ -143,7 +172,7 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
                                min_repeats=args.min_repeats)
     choices = [int(c) for c in args.choices.split(",")] if args.choices else None
     lut = build_lut(args.target, args.resolution, settings, args.out, pairs_per_slot=args.pairs_per_slot,
-                    choices=choices)
+                    choices=choices, quiet=QuietSettings(policy=args.quiet_policy))
     print(f"wrote {args.out}: {lut_summary(lut)}")
     return 0
 
@@ -162,7 +191,7 @@ def _cmd_lut_measure(args: argparse.Namespace) -> int:
     for target in local:
         out = target_lut_path(profile, target)
         lut = build_lut(target.name, profile.data.resolution, lat.measure, out, pairs_per_slot=lat.pairs_per_slot,
-                        choices=list(lat.lut_choices) or None)
+                        choices=list(lat.lut_choices) or None, quiet=lat.quiet)
         print(f"wrote {out}: {lut_summary(lut)}")
     return 0
 
@@ -259,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"linas: error: {err}", file=sys.stderr)
         return 2
+    except NoisyMachineError as err:
+        print(f"linas: error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .latency.quiet import QuietSettings
 from .latency.settings import MeasureSettings
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -84,6 +85,8 @@ class LatencyConfig:
 
     targets: tuple[TargetConfig, ...] = ()
     measure: MeasureSettings = field(default_factory=MeasureSettings)
+    # is the machine quiet enough to time? A guard, not a setting of the numbers: left out of content keys
+    quiet: QuietSettings = field(default_factory=QuietSettings, metadata={"key": False})
     n_validation_archs: int = 100  # random architectures measured end-to-end per target
     throughput_images: int = 100  # C3: images timed as a whole
     throughput_budget_s: float = 16.0

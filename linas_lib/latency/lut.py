@@ -84,6 +84,7 @@ from ..keys import atomic_write_text
 from ..provenance import provenance
 from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_index, choice_key, parse_op_key
 from . import entries as E
+from .quiet import QuietSettings, watch
 from .measure import (
     MeasureSettings, RuntimeSpec, Stats, check_target_runnable, measure_interleaved, measure_robust, spec_for_target,
     torch_threads, wall_timer,
@@ -573,7 +574,7 @@ def sampled_pairs(per_slot: int, seed: int) -> list[tuple[int, int, int]]:
 
 
 def build_lut(target: str, resolution: int, settings: MeasureSettings, out, *, pairs_per_slot: int = 6,
-              pair_seed: int = 0, choices=None, progress: bool = True) -> dict:
+              pair_seed: int = 0, choices=None, progress: bool = True, quiet: QuietSettings | None = None) -> dict:
     """Measure a LUT for a local/gpu target on this machine and write it to ``out``.
 
     Args:
@@ -588,9 +589,16 @@ def build_lut(target: str, resolution: int, settings: MeasureSettings, out, *, p
             measured one) so the file stays complete -- such a LUT is marked
             ``"restricted": true`` and is not a measurement of those entries.
         progress: show a tqdm bar when tqdm is installed.
+        quiet: when the machine counts as quiet and what to do if not (default: warn);
+            each group's timings are judged before they are kept, and the load record
+            goes into the file as ``machine_load``.
 
     Returns:
         The LUT dict (as written).
+
+    Raises:
+        NoisyMachineError: the machine is busy and ``quiet.policy`` is ``refuse`` (what was
+            measured quietly before stays in the partial file; a rerun resumes).
     """
     spec = spec_for_target(target)
     check_target_runnable(target, spec)  # before torch.cuda / onnxruntime are touched
@@ -609,14 +617,18 @@ def build_lut(target: str, resolution: int, settings: MeasureSettings, out, *, p
     gen = torch.Generator().manual_seed(0)
     measured = sorted(set(range(N_CHOICES) if choices is None else (int(c) for c in choices)))
     groups = _groups(resolution, measured, pairs_per_slot, pair_seed)
-    for group, jobs in _progress(groups, progress, target):
-        if group in lut["done"]:
-            continue
-        for where, (module_fn) in jobs:
-            _store(lut, where, _time_job(module_fn, spec, settings, gen))
-        lut["done"].append(group)
-        atomic_write_text(partial, json.dumps(lut, indent=1))
-    final = _finish(lut, measured)
+    with watch(f"LUT {target}", spec.threads, quiet) as load:
+        for group, jobs in _progress(groups, progress, target):
+            if group in lut["done"]:
+                continue
+            since = load.mark()
+            timed = [(where, _time_job(module_fn, spec, settings, gen)) for where, module_fn in jobs]
+            load.check(since, f"group {group}")  # before anything is kept
+            for where, stats in timed:
+                _store(lut, where, stats)
+            lut["done"].append(group)
+            atomic_write_text(partial, json.dumps(lut, indent=1))
+    final = {**_finish(lut, measured), "machine_load": load.record}
     atomic_write_text(out, json.dumps(final, indent=1) + "\n")
     partial.unlink(missing_ok=True)
     check_lut_data(final, out)

@@ -16,8 +16,10 @@ from ..paths import cache_dir
 from ..keys import atomic_write_text
 from ..space import N_ARCHS, N_CHOICES, all_archs, arch_string, choice_key, decode
 from . import e2e
+from .measure import spec_for_target
 from . import lut as L
 from . import predict as P
+from . import quiet
 from . import targets as T
 
 VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projection & fixed costs",
@@ -114,28 +116,51 @@ def validation_archs(rng: np.random.Generator, n: int) -> np.ndarray:
     return decode(rng.choice(N_ARCHS, size=n, replace=False))
 
 
-def measure_validation(profile, archs: np.ndarray, image: np.ndarray, progress: bool = True) -> dict[str, np.ndarray]:
+def measure_validation(profile, archs: np.ndarray, image: np.ndarray,
+                       progress: bool = True) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Median end-to-end latency (ms) of every arch on every local target, checkpointed.
 
     Archs are the outer loop (all targets measured per arch) so slow drifts of the machine
-    spread evenly over targets.
+    spread evenly over targets. Each architecture's timings are judged by the quiet-machine
+    guard (:mod:`linas_lib.latency.quiet`, ``latency.quiet``) before they are kept.
+
+    Returns:
+        ``({target: ms (n,)}, load records)``: one record per run that measured anything
+        (a resumed pass adds one), kept with the checkpoint.
     """
     targets = [t.name for t in local_targets(profile)]
     lat = profile.latency
     key = e2e.dumps_key(targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup, lat.e2e_repeats)
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
-    encoder = e2e.shared_encoder()
-    for arch in _progress(archs, progress, "end-to-end"):
-        name = arch_string(arch)
-        if name in done:
-            continue
-        done[name] = {}
-        for target in targets:
-            fn, spec = e2e.pipeline(target, arch, profile.data.resolution, e2e.onnx_folder(), encoder)
-            done[name][target] = e2e.measure_pipeline(fn, image, spec, lat.e2e_warmup, lat.e2e_repeats)
+    loads = done.setdefault(LOAD_KEY, [])
+    todo = [a for a in archs if arch_string(a) not in done]
+    if todo:
+        encoder = e2e.shared_encoder()
+        with quiet.watch("end-to-end validation", max_threads(profile), lat.quiet) as load:
+            for arch in _progress(todo, progress, "end-to-end"):
+                since = load.mark()
+                ms = {t: _median_ms(profile, t, arch, image, encoder) for t in targets}
+                load.check(since, arch_string(arch))
+                done[arch_string(arch)] = ms
+                atomic_write_text(path, json.dumps(done))
+        loads.append(load.record)
         atomic_write_text(path, json.dumps(done))
-    return {t: np.array([done[arch_string(a)][t] for a in archs]) for t in targets}
+    return {t: np.array([done[arch_string(a)][t] for a in archs]) for t in targets}, loads
+
+
+LOAD_KEY = "_machine_load"  # the validation checkpoint's load records (no architecture string starts with "_")
+
+
+def _median_ms(profile, target: str, arch, image: np.ndarray, encoder) -> float:
+    lat = profile.latency
+    fn, spec = e2e.pipeline(target, arch, profile.data.resolution, e2e.onnx_folder(), encoder)
+    return e2e.measure_pipeline(fn, image, spec, lat.e2e_warmup, lat.e2e_repeats)
+
+
+def max_threads(profile) -> int:
+    """The most threads any local target of the profile times with."""
+    return max((spec_for_target(t.name).threads for t in local_targets(profile)), default=1)
 
 
 def accuracy_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
@@ -187,10 +212,21 @@ def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, e
     """
     fn, spec = e2e.pipeline(target, choices, profile.data.resolution, e2e.onnx_folder(),
                             encoder if encoder is not None else e2e.shared_encoder())
-    res = e2e.throughput(fn, images, n_images, spec)
+    with quiet.watch(f"C3 {target}", spec.threads, profile.latency.quiet) as load:
+        since = load.mark()
+        res = e2e.throughput(fn, images, n_images, spec)
+        load.check(since, f"{n_images} images")
     budget_s = profile.latency.throughput_budget_s * n_images / 100
     return {"target": target, "arch": arch_string(choices), **res, "budget_s": budget_s,
-            "pass": bool(res["total_s"] <= budget_s)}
+            "pass": bool(res["total_s"] <= budget_s), **load_columns(load.record)}
+
+
+def load_columns(record: dict) -> dict:
+    """A load record as flat table columns: other work's cores during the run, and whether it was quiet."""
+    during = record.get("during", {})
+    verdicts = [record[k]["quiet"] for k in ("before", "during", "after") if "quiet" in record.get(k, {})]
+    return {"other_cores": during.get("other_cores", float("nan")),
+            "quiet": "" if not verdicts else bool(all(verdicts) and not record.get("noisy"))}
 
 
 def _progress(items, enabled: bool, desc: str):

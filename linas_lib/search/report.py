@@ -210,13 +210,15 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
         if kinds.get(row["target"]) != "local":
             note = f"{kinds.get(row['target'])} target: not timed here"
             out.append({**row, "c3_images": 0, "measured_s": float("nan"), "ms_per_image": float("nan"),
-                        "c3_budget_s": budget_s, "c3_pass": "", "note": note})
+                        "c3_budget_s": budget_s, "c3_pass": "", "c3_other_cores": float("nan"), "c3_quiet": "",
+                        "note": note})
             continue
         if encoder is None:
             encoder, images = e2e.shared_encoder(), eval_images(profile, seed)
         res = c3_check(profile, row["target"], parse_arch(row["arch"]), images, n_images, encoder)
         out.append({**row, "c3_images": n_images, "measured_s": res["total_s"], "ms_per_image": res["ms_per_image"],
-                    "c3_budget_s": res["budget_s"], "c3_pass": res["pass"], "note": "measured"})
+                    "c3_budget_s": res["budget_s"], "c3_pass": res["pass"], "c3_other_cores": res["other_cores"],
+                    "c3_quiet": res["quiet"], "note": "measured"})
     return out
 
 
