@@ -16,7 +16,8 @@ exact      ``n_*``, ``*.n_*``, front_size, censored,    must be equal
 memory     ``mem_ratio`` (byte counting, deterministic)  abs 1e-6 + rel 1e-4 of committed
 lut-data   every figure of ``01_luts`` when the         abs 1e-6 + rel 1e-4
            profile's LUTs are all committed files
-hv         ``hv.*``, ``igd.*``, ``*_hv*``, evals_to     abs 1e-6 + rel 1e-4
+hv         ``hv.*``, ``hv_*``, ``igd.*``, ``*_hv*``,    abs 1e-6 + rel 1e-4
+           evals_to (CIs: seeded bootstrap)
 tau        ``*tau*`` (Kendall tau)                      abs 1e-6 + rel 1e-4
 accuracy   ``*miou*``                                   abs 1e-6 + rel 1e-4
 other      everything else                              abs 1e-6 + rel 1e-4
@@ -87,7 +88,7 @@ RULES: tuple[Rule, ...] = (
                   "params.*", "targets.*")),
     # non-timing, within a tolerance (same seed, same numbers)
     Rule("*mem_ratio*", "memory"),
-    *(Rule(p, "hv") for p in ("hv.*", "igd.*", "*_hv*", "evals_to_*")),
+    *(Rule(p, "hv") for p in ("hv.*", "hv_*", "igd.*", "*_hv*", "evals_to_*")),
     Rule("*tau*", "tau"),
     Rule("*miou*", "accuracy"),
     Rule("*", "other"),

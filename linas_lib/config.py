@@ -162,7 +162,10 @@ class SearchConfig:
     alpha_uniform_mix: float = 0.1  # uniform share mixed into the alpha-guided distribution
     pareto_strength: float = 3.0  # uniform-Pareto sampler: cheap-op preference of the last layer
     epr_init: str = "random"  # EPR initial population: random | uniform_pareto
-    hv_ref_miou_loss: float = field(default=1.0, metadata={"key": False})  # HV reference point: 1 - mIoU ...
+    # HV reference point: 1 - mIoU of predicting all background on the scored images ("background")
+    # or hv_ref_miou_loss ("fixed") ...
+    hv_ref_accuracy: str = field(default="background", metadata={"key": False})
+    hv_ref_miou_loss: float = field(default=1.0, metadata={"key": False})
     # ... and latency / budget (1.0 = the budget itself)
     hv_ref_latency: float = field(default=1.0, metadata={"key": False})
     # images timed for each chosen network (C3); 0 = latency.throughput_images

@@ -64,7 +64,10 @@ class Run:
         """Rows of ``results/.../<name>.csv`` as written by :meth:`write_csv` (plots read these)."""
         import pandas as pd
 
-        return pd.read_csv(self.results / f"{name}.csv", comment="#").to_dict("records")
+        try:
+            return pd.read_csv(self.results / f"{name}.csv", comment="#").to_dict("records")
+        except pd.errors.EmptyDataError:  # written from no rows: a header-less file
+            return []
 
     def read_json(self, name: str) -> dict:
         """``results/.../<name>.json`` as written by :meth:`write_json`, without its provenance."""

@@ -38,7 +38,8 @@ COMMITTED = {
     ("front_size.epr", "exact"), ("censored.alpha", "exact"), ("censored_random_final_hv.epr", "exact"),
     ("searched.share_targets_within_budget", "exact"), ("params.largest", "exact"),
     ("binarised_mem_ratio", "memory"), ("hv.zero_cost", "hv"), ("igd.random", "hv"), ("reference_hv", "hv"),
-    ("evals_to_99pct_hv.epr", "hv"), ("multifidelity.kendall_tau", "tau"), ("near.tau_proxy_ws_miou", "tau"),
+    ("evals_to_target.epr", "hv"), ("hv_ci95_low.alpha", "hv"), ("hv_diff_random_ci95_high.epr", "hv"),
+    ("target_hv", "hv"), ("censored_share.zero_cost", "exact"), ("n_seeds", "exact"), ("multifidelity.kendall_tau", "tau"), ("near.tau_proxy_ws_miou", "tau"),
     ("miou.searched", "accuracy"), ("pad_gap_miou.on", "accuracy"), ("defect_pct.synthetic", "other"),
     ("cpu-torch-1t.feasible_pct", "other"),
 ])

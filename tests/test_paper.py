@@ -248,7 +248,8 @@ def test_failing_cell_is_one_line_exit_1(tree, monkeypatch, capsys):
 
 @pytest.mark.parametrize("notebook,key,name", [
     ("01_luts", "cpu-torch-1t.feasible_pct", "lutsCpuTorchOnetFeasiblePct"),
-    ("05_pareto", "evals_to_99pct_hv.zero_cost", "paretoEvalsToNineNinepctHvZeroCost"),
+    ("05_pareto", "evals_to_target.zero_cost", "paretoEvalsToTargetZeroCost"),
+    ("05_pareto", "hv_ci95_low.epr", "paretoHvCiNineFiveLowEpr"),
     ("00_data", "n_train.synthetic", "dataNTrainSynthetic"),
     ("02_latency_accuracy", "mape_pct.cpu-ort-2t.op_only", "latencyAccuracyMapePctCpuOrtTwotOpOnly"),
     ("03_supernet", "pad_gap_miou.on", "supernetPadGapMiouOn"),

@@ -339,10 +339,39 @@ def test_experiment_hv_reference_and_curves(tmp_path):
     assert len(curve) == 10 and np.all(np.diff(curve) >= -1e-12)  # HV never drops as points are added
     ref_hv = E.reference_hv(exp, runs)
     assert all(c[-1] <= ref_hv + 1e-12 for c in curves.values())
-    reach = E.evals_to_level(runs, curves, 2.0, budget=10)  # unreachable: censored at the budget
-    assert reach["random"] == {"evals": 10.0, "censored": 1}
-    table = E.method_table(E.run_rows(exp, runs), reach)
-    assert [r["method"] for r in table] == ["random", "epr"] and table[0]["evals_fraction_of_random"] == 1.0
+    reach = E.reach_table(runs, curves, 2.0, budget=10)  # unreachable: every run censored at the budget
+    assert reach["random"]["censored_share"] == 1.0 and np.isnan(reach["random"]["km_median"])
+    level = E.target_level(curves)
+    assert level == pytest.approx(np.median([curves["random_seed0"][-1], curves["random_seed1"][-1]]))
+    reach = E.reach_table(runs, curves, level, budget=10)
+    table = E.method_table(E.run_rows(exp, runs), reach, n_resamples=200)
+    assert [r["method"] for r in table] == ["random", "epr"] and table[0]["evals_to_target_fraction_of_random"] == 1.0
+    assert table[0]["hv_diff_random_mean"] == 0.0 and table[0]["n_seeds"] == 2
+    assert table[1]["hv_ci95_low"] <= table[1]["hv_mean"] <= table[1]["hv_ci95_high"]
+    band = E.curve_ci(rows, n_resamples=200)
+    assert len(band) == 20 and all(r["hv_ci95_low"] <= r["hv_mean"] <= r["hv_ci95_high"] for r in band)
+
+
+def test_time_to_target_is_kaplan_meier_with_censoring():
+    # 4 runs reach the target after 3, 5, 5, 8 evaluations, 2 never do within 10: KM S(t) drops
+    # to 5/6, 3/6, 2/6 at 3, 5, 8 -> median 5; the censored runs are not counted as reaching it at 10
+    out = E.time_to_target([3, 5, None, 5, 8, None], budget=10)
+    assert out["km_median"] == 5.0 and out["censored_share"] == pytest.approx(1 / 3)
+    assert (out["n_runs"], out["n_reached"]) == (6, 4)
+    late = E.time_to_target([9, None, None], budget=10)  # S never reaches 1/2: the median is censored
+    assert np.isnan(late["km_median"]) and late["censored_share"] == pytest.approx(2 / 3)
+    assert np.isnan(E.time_to_target([None, None], budget=10)["km_median"])
+
+
+def test_mean_ci():
+    low, high = E.mean_ci([0.1, 0.2, 0.3, 0.4], n_resamples=500)
+    assert 0.1 <= low < 0.25 < high <= 0.4
+    assert E.mean_ci([0.5, 0.5]) == (0.5, 0.5)
+    assert all(np.isnan(E.mean_ci([0.5])))
+    runs = [E.MethodRun("random", 0, np.zeros((1, 5), dtype=int), np.array([0.1]), np.ones((1, 1)))]
+    assert np.isnan(E.reach_table(runs, {"random_seed0": np.array([0.0])}, 0.0, 1)["random"]["km_median"])
+    with pytest.raises(ValueError, match="no random runs"):
+        E.target_level({"epr_seed0": np.array([0.1])})
 
 
 def test_evals_to_reach():
@@ -387,9 +416,11 @@ def test_pareto_summary_and_chosen():
     assert [r["ws_miou"] for r in chosen] == [0.5, 0.9]  # 'a': the 0.9 net is over budget
     tight = pareto.chosen_architectures(E.ParetoExperiment(["a", "b"], [1.0, 1.0]), runs)
     assert not tight[0]["within_budget"] and tight[0]["predicted_ms"] == 5.0  # none fits: the fastest
-    result = pareto.analyse(exp, runs, budget=3)
+    result = pareto.analyse(exp, runs, budget=3, n_resamples=100)
     flat = pareto.summary(result, {"seconds": 1.0, "tau_additive_exact": 0.5}, 0.1, 0.2)
-    assert flat["censored.random"] == 0 and flat["evals_to_99pct_hv.random"] == 1.0
+    assert flat["censored_share.random"] == 0 and flat["evals_to_target.random"] == 1.0
+    assert flat["censored_share.epr"] == 1.0 and np.isnan(flat["evals_to_target.epr"])  # never reaches random's HV
+    assert flat["target_hv"] == result["methods"][0]["hv_mean"] and flat["n_seeds"] == 1
     assert flat["hv.epr"] < flat["hv.random"] <= result["reference_hv"]
 
 

@@ -519,3 +519,19 @@ def test_dataset_digest_is_a_content_hash():
     digests = {dataset_digest_of(s) for s in (split, moved, other_taps)}
     assert len(digests) == 3
     assert dataset_digest_of(_tiny_split(3, 41)) == dataset_digest_of(split)
+
+
+def test_background_scores_are_the_free_accuracy(supernet):
+    from linas_lib.config import SearchConfig
+    from linas_lib.search.report import hv_reference_miou_loss
+
+    masks = torch.zeros(3, RES, RES, dtype=torch.uint8)
+    masks[:, :, : RES // 4] = 1  # a quarter of every image is defect
+    split = FeatureSplit(tuple(t.half() for t in make_taps(3, seed=6)), masks, ("a", "b", "c"))
+    ev = WeightSharingEvaluator(supernet, split, batch_size=2)
+    free = ev.background_scores()
+    assert free == {"miou": pytest.approx(0.75 / 2), "crack_iou": 0.0}  # background IoU 3/4, defect IoU 0
+    assert hv_reference_miou_loss(SearchConfig(), ev) == pytest.approx(1 - 0.375)
+    assert hv_reference_miou_loss(SearchConfig(hv_ref_accuracy="fixed", hv_ref_miou_loss=0.9), ev) == 0.9
+    with pytest.raises(ValueError, match="search.hv_ref_accuracy 'none' is not one of background, fixed"):
+        hv_reference_miou_loss(SearchConfig(hv_ref_accuracy="none"), ev)

@@ -12,6 +12,13 @@ HV 0 (explicitly: :meth:`ParetoExperiment.target_hv`). The reference point is re
 IGD's reference front for target ``t`` is the non-dominated union of every method's and
 every seed's evaluated points that meet the budget (:meth:`ParetoExperiment.igd_fronts`).
 
+Methods are compared over paired seeds (:func:`method_table`): the mean final HV with a 95 %
+bootstrap CI, and the paired difference to random search with its CI. Efficiency is the
+number of evaluations to a target a single run can reach, random search's median final HV
+(:func:`target_level`); runs that never reach it are right-censored at the budget and
+summarised by the Kaplan-Meier median with the censored share (:func:`time_to_target`),
+never averaged as if they had reached it.
+
 Method runs are checkpointed: :func:`run_all` writes one JSON per (method, seed) into a
 cache folder and reloads it on a rerun.
 """
@@ -19,6 +26,7 @@ cache folder and reloads it on a rerun.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +37,8 @@ from ..keys import atomic_write_text
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
 from .methods import METHODS, SearchSetup, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
+
+CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 
 
 @dataclass
@@ -234,39 +244,134 @@ def curve_rows(experiment: ParetoExperiment, runs: list[MethodRun]) -> tuple[lis
     return rows, curves
 
 
-def evals_to_level(runs: list[MethodRun], curves: dict, level: float, budget: int) -> dict:
-    """Per method: mean evaluations to reach ``level`` over seeds, and whether any was censored.
+def target_level(curves: dict, method: str = "random") -> float:
+    """The efficiency target: the median final HV of ``method``'s runs.
 
-    A seed that never reaches the level counts with the full ``budget`` (a censored lower
-    bound) and sets the method's ``censored`` flag.
+    Reachable by a single run by construction (half of that method's runs end at or above
+    it), unlike a share of the union of all runs, which no single run need reach.
     """
-    out: dict[str, dict] = {}
+    finals = [c[-1] for key, c in curves.items() if key.startswith(f"{method}_seed")]
+    if not finals:
+        raise ValueError(f"no {method} runs: the efficiency target is the median final HV of {method} search")
+    return float(np.median(finals))
+
+
+def time_to_target(hits: list[int | None], budget: int) -> dict:
+    """Kaplan-Meier summary of evaluations to a target; a run that never reaches it is censored.
+
+    A run that has not reached the target after ``budget`` evaluations is right-censored
+    there (``scipy.stats.CensoredData``), never counted as if it had reached it. The median
+    comes from the Kaplan-Meier survival function (``scipy.stats.ecdf``): the first number
+    of evaluations at which at most half of the runs are still short of the target. It is
+    NaN (censored) when more than half never reach it.
+
+    Returns:
+        ``{"km_median", "censored_share", "n_runs", "n_reached"}``.
+    """
+    from scipy.stats import CensoredData, ecdf
+
+    reached = [int(h) for h in hits if h is not None]
+    out = {"censored_share": 1 - len(reached) / len(hits) if hits else math.nan, "n_runs": len(hits),
+           "n_reached": len(reached), "km_median": math.nan}
+    if reached:
+        sf = ecdf(CensoredData(uncensored=reached, right=[budget] * (len(hits) - len(reached)))).sf
+        below = np.flatnonzero(sf.probabilities <= 0.5)
+        if below.size:
+            out["km_median"] = float(sf.quantiles[below[0]])
+    return out
+
+
+def reach_table(runs: list[MethodRun], curves: dict, level: float, budget: int) -> dict[str, dict]:
+    """Per method: :func:`time_to_target` of its runs' first evaluations reaching ``level``.
+
+    A level of 0 (random search never got a point inside the reference box) is reached by
+    every run at its first evaluation: no efficiency measure, so every entry is NaN.
+    """
+    if level <= 0:
+        return {r.method: {"censored_share": math.nan, "n_runs": 0, "n_reached": 0, "km_median": math.nan}
+                for r in runs}
+    hits: dict[str, list] = {}
     for run in runs:
-        hit = evals_to_reach(curves[run_key(run.method, run.seed)], level)
-        entry = out.setdefault(run.method, {"evals": [], "censored": 0})
-        entry["evals"].append(hit if hit is not None else budget)
-        entry["censored"] = max(entry["censored"], int(hit is None))
-    return {m: {"evals": float(np.mean(e["evals"])), "censored": e["censored"]} for m, e in out.items()}
+        hits.setdefault(run.method, []).append(evals_to_reach(curves[run_key(run.method, run.seed)], level))
+    return {m: time_to_target(h, budget) for m, h in hits.items()}
 
 
-def method_table(per_run: list[dict], reach: dict, random_method: str = "random") -> list[dict]:
-    """One row per method: mean and std over seeds of HV (mean over targets), IGD, front size."""
+def mean_ci(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over seeds (``scipy.stats.bootstrap``); NaN below 2 values."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return math.nan, math.nan
+    if np.ptp(values) == 0:  # every resample has the same mean
+        return float(values[0]), float(values[0])
+    res = bootstrap((values,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                    method="percentile", rng=np.random.default_rng([seed, CI_STREAM]))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def curve_ci(curve_rows: list[dict], n_resamples: int = 2000, confidence: float = 0.95) -> list[dict]:
+    """Anytime HV per method: mean over seeds after each evaluation, with a 95 % bootstrap CI.
+
+    Returns:
+        Rows ``{method, n_evals, n_seeds, hv_mean, hv_ci95_low, hv_ci95_high}``.
+    """
+    from scipy.stats import bootstrap
+
+    import pandas as pd
+
+    frame = pd.DataFrame(curve_rows)
+    rows = []
+    for method, group in frame.groupby("method", sort=False):
+        table = group.pivot(index="seed", columns="n_evals", values="hv").to_numpy(dtype=float)  # (seeds, evals)
+        mean = table.mean(axis=0)
+        low, high = mean.copy(), mean.copy()
+        if table.shape[0] >= 2:
+            with np.errstate(invalid="ignore"):
+                res = bootstrap((table,), np.mean, axis=0, vectorized=True, n_resamples=n_resamples,
+                                confidence_level=confidence, method="percentile",
+                                rng=np.random.default_rng([len(rows), CI_STREAM]))
+            low, high = np.fmin(res.confidence_interval.low, mean), np.fmax(res.confidence_interval.high, mean)
+        rows += [{"method": method, "n_evals": n + 1, "n_seeds": table.shape[0], "hv_mean": float(m),
+                  "hv_ci95_low": float(lo), "hv_ci95_high": float(hi)}
+                 for n, (m, lo, hi) in enumerate(zip(mean, low, high))]
+    return rows
+
+
+def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
+    """Per method and seed, the headline HV (mean over the targets of the per-run rows)."""
+    sums: dict[str, dict[int, list]] = {}
+    for row in per_run:
+        sums.setdefault(row["method"], {}).setdefault(int(row["seed"]), []).append(row["hv"])
+    return {m: {s: float(np.mean(v)) for s, v in by_seed.items()} for m, by_seed in sums.items()}
+
+
+def method_table(per_run: list[dict], reach: dict, random_method: str = "random", n_resamples: int = 2000) -> list[dict]:
+    """One row per method: HV over seeds with its 95 % CI and the paired difference to random's,
+    IGD and front size, and evaluations to the target (Kaplan-Meier median, censored share)."""
     import pandas as pd
 
     frame = pd.DataFrame(per_run)
-    by_seed = frame.groupby(["method", "seed"], sort=False).agg(hv=("hv", "mean"), igd=("igd", "mean"),
-                                                                 front_size=("front_size", "mean"))
+    by_seed = frame.groupby(["method", "seed"], sort=False).agg(igd=("igd", "mean"), front_size=("front_size", "mean"))
+    hv = seed_hv(per_run)
+    base_hv = hv.get(random_method, {})
+    base_evals = reach.get(random_method, {}).get("km_median", math.nan)
     rows = []
-    base = reach.get(random_method, {}).get("evals")
     for method, group in by_seed.groupby(level=0, sort=False):
+        seeds = sorted(hv[method])
+        values = [hv[method][s] for s in seeds]
+        paired = [hv[method][s] - base_hv[s] for s in seeds if s in base_hv]
         r = reach[method]
         rows.append({
-            "method": method,
-            "hv_mean": float(group.hv.mean()), "hv_std": float(group.hv.std(ddof=0)),
+            "method": method, "n_seeds": len(seeds),
+            "hv_mean": float(np.mean(values)), "hv_std": float(np.std(values)),
+            **dict(zip(("hv_ci95_low", "hv_ci95_high"), mean_ci(values, n_resamples))),
+            "hv_diff_random_mean": float(np.mean(paired)) if paired else math.nan,
+            **dict(zip(("hv_diff_random_ci95_low", "hv_diff_random_ci95_high"), mean_ci(paired, n_resamples))),
             "igd_mean": float(group.igd.mean()), "igd_std": float(group.igd.std(ddof=0)),
             "front_size_mean": float(group.front_size.mean()),
-            "evals_to_99pct_hv": r["evals"], "censored": r["censored"],
-            "evals_fraction_of_random": r["evals"] / base if base else float("nan"),
+            "evals_to_target_km_median": r["km_median"], "censored_share": r["censored_share"],
+            "evals_to_target_fraction_of_random": r["km_median"] / base_evals if base_evals > 0 else math.nan,
         })
     return rows
 

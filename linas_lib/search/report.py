@@ -7,8 +7,10 @@
 3. :func:`build_setup` + :func:`run_methods` -- every method x seed at the same weight-sharing
    budget, checkpointed per run in ``cache_dir("search", ...)``; weight-sharing accuracies are
    shared across runs in a disk cache (deterministic), each run still counts its own.
-4. :func:`analyse` -- HV/IGD/front size per method, HV-vs-evaluations curves, evaluations to
-   99 % of the reference HV relative to random search.
+4. :func:`analyse` -- HV with bootstrap CIs and the paired difference to random, IGD, front
+   size per method, anytime HV curves with CIs, evaluations to random's median final HV
+   (Kaplan-Meier, censored runs kept censored). The HV reference is the all-background
+   accuracy and the budget (:func:`hv_reference_miou_loss`).
 5. :func:`multi_fidelity`, :func:`chosen_architectures`, :func:`measure_chosen` -- the
    top-k re-ranking, the chosen network per target and its measured 100-image time (C3).
 """
@@ -109,46 +111,64 @@ def experiment_for(profile, setup: SearchSetup) -> E.ParetoExperiment:
     """
     cfg = profile.search
     lat = setup.latency
-    return E.ParetoExperiment(lat.target_names, lat.budgets_ms, cfg.hv_ref_miou_loss, cfg.hv_ref_latency,
-                              hv_targets=setup.joint_targets)
+    return E.ParetoExperiment(lat.target_names, lat.budgets_ms, hv_reference_miou_loss(cfg, setup.accuracy.model),
+                              cfg.hv_ref_latency, hv_targets=setup.joint_targets)
 
 
-def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int) -> dict:
+HV_REFERENCES = ("background", "fixed")
+
+
+def hv_reference_miou_loss(cfg, evaluator) -> float:
+    """The HV reference's ``1 - mIoU``: what predicting all background scores (``search.hv_ref_accuracy:
+    background``, so no network gets HV for accuracy it has for free), or ``search.hv_ref_miou_loss`` (``fixed``).
+    """
+    if cfg.hv_ref_accuracy not in HV_REFERENCES:
+        raise ValueError(f"search.hv_ref_accuracy {cfg.hv_ref_accuracy!r} is not one of {', '.join(HV_REFERENCES)}")
+    if cfg.hv_ref_accuracy == "fixed":
+        return cfg.hv_ref_miou_loss
+    return 1.0 - evaluator.background_scores()["miou"]
+
+
+def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_resamples: int = 2000) -> dict:
     """Tables and headline numbers of the comparison.
 
     Returns:
-        ``{per_run, curves, methods, reference_hv, reach, match_random}``: per (method, seed,
-        target) rows, HV-vs-evaluations rows, one row per method, the union HV (the 100 %
-        mark), evaluations to 99 % of it per method, and evaluations to reach random search's
-        mean final HV per method (an uncensored-by-design efficiency measure).
+        ``{per_run, curves, curve_ci, methods, reference_hv, target_hv, reach}``: per (method,
+        seed, target) rows, HV-vs-evaluations rows and their mean with a 95 % CI per method,
+        one row per method
+        (:func:`~linas_lib.search.experiment.method_table`), the union HV, the efficiency
+        target (random search's median final HV) and per method the Kaplan-Meier summary
+        of evaluations to it.
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
     curve_rows, curves = E.curve_rows(exp, runs)
-    ref_hv = E.reference_hv(exp, runs)
-    reach = E.evals_to_level(runs, curves, 0.99 * ref_hv, budget)
-    random_final = [c[-1] for key, c in curves.items() if key.startswith("random_seed")]
-    match = E.evals_to_level(runs, curves, float(np.mean(random_final)), budget) if random_final else {}
-    return {"per_run": per_run, "curves": curve_rows, "methods": E.method_table(per_run, reach),
-            "reference_hv": ref_hv, "reach": reach, "match_random": match}
+    level = E.target_level(curves)
+    reach = E.reach_table(runs, curves, level, budget)
+    return {"per_run": per_run, "curves": curve_rows, "curve_ci": E.curve_ci(curve_rows, n_resamples),
+            "methods": E.method_table(per_run, reach, n_resamples=n_resamples),
+            "reference_hv": E.reference_hv(exp, runs), "target_hv": level, "reach": reach}
 
 
 def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: float) -> dict:
     """Flat headline figures for ``summary.json``."""
-    out = {"reference_hv": result["reference_hv"], "near.seconds": near_facts["seconds"],
+    out = {"reference_hv": result["reference_hv"], "target_hv": result["target_hv"],
+           "near.seconds": near_facts["seconds"],
            "near.tau_additive_exact": near_facts["tau_additive_exact"], "near.tau_proxy_ws_miou": proxy_tau,
            "multifidelity.kendall_tau": fidelity_tau}
     for row in result["methods"]:
         m = row["method"]
+        out["n_seeds"] = row["n_seeds"]
         out[f"hv.{m}"] = row["hv_mean"]
+        out[f"hv_ci95_low.{m}"], out[f"hv_ci95_high.{m}"] = row["hv_ci95_low"], row["hv_ci95_high"]
+        out[f"hv_diff_random.{m}"] = row["hv_diff_random_mean"]
+        out[f"hv_diff_random_ci95_low.{m}"] = row["hv_diff_random_ci95_low"]
+        out[f"hv_diff_random_ci95_high.{m}"] = row["hv_diff_random_ci95_high"]
         out[f"igd.{m}"] = row["igd_mean"]
         out[f"front_size.{m}"] = row["front_size_mean"]
-        out[f"evals_to_99pct_hv.{m}"] = row["evals_fraction_of_random"]
-        out[f"evals_to_99pct_hv_abs.{m}"] = row["evals_to_99pct_hv"]
-        out[f"censored.{m}"] = row["censored"]
-    for m, r in result.get("match_random", {}).items():
-        out[f"evals_to_random_final_hv.{m}"] = r["evals"]
-        out[f"censored_random_final_hv.{m}"] = r["censored"]
+        out[f"evals_to_target.{m}"] = row["evals_to_target_fraction_of_random"]
+        out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
+        out[f"censored_share.{m}"] = row["censored_share"]
     return out
 
 
