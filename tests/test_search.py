@@ -429,3 +429,29 @@ def test_unknown_method_is_rejected_before_any_work():
     with pytest.raises(ValueError, match="unknown search method 'nsga3'"):
         E.run_all(setup, ["random", "nsga3"], [0])
     assert acc.seen == []
+
+
+def test_controls_run_and_stay_feasible():
+    setup, acc = make_setup(TINY, budget=8)
+    budgets = np.asarray(setup.latency.budgets_ms)
+    for method in ("random_feasible", "zero_cost_random_proxy", "epr_feasible"):
+        archive, facts = methods.run_method(setup, method, np.random.default_rng(3))
+        assert archive.n_evals == 8, method
+    feasible = methods.feasible_sampler(setup)(np.random.default_rng(0), 20)
+    assert feasible.shape == (20, TINY.n_layers)
+    assert (np.asarray(setup.latency.predict(feasible)) <= budgets).any(axis=1).all()
+    first, _ = methods.run_method(setup, "random_feasible", np.random.default_rng(5))
+    again, _ = methods.run_method(setup, "random_feasible", np.random.default_rng(5))
+    assert np.array_equal(first.choices(), again.choices())
+
+
+def test_effect_rows_pair_a_cause_with_its_control():
+    per_run = [{"method": m, "seed": s, "target": "a", "hv": hv}
+               for m, values in (("zero_cost", [0.5, 0.6, 0.7]), ("zero_cost_random_proxy", [0.4, 0.45, 0.5]),
+                                 ("random", [0.1, 0.2, 0.3]))
+               for s, hv in enumerate(values)]
+    (near,) = E.effect_rows(per_run, n_resamples=200)  # random_feasible and epr did not run
+    assert (near["effect"], near["method"], near["control"], near["n_seeds"]) == ("near", "zero_cost",
+                                                                                  "zero_cost_random_proxy", 3)
+    assert near["hv_diff_mean"] == pytest.approx(0.15)
+    assert near["hv_diff_ci95_low"] <= 0.15 <= near["hv_diff_ci95_high"]

@@ -13,6 +13,14 @@ the method's budget) and is a function ``(setup, archive, rng) -> None``:
   proxy x latency (non-dominated ranks per target), a farthest-point diverse subset in the
   multi-target latency space, then weight-sharing evaluation in that order
   (:func:`zero_cost_guided`).
+
+Controls, so that every gain is attributed to its cause (issue 12):
+
+* ``random_feasible`` -- uniform among the LUT-feasible architectures (within the budget of
+  at least one target): what the latency pre-filter alone buys;
+* ``zero_cost_random_proxy`` -- ``zero_cost`` with NEAR replaced by random scores: the
+  pre-filter and the diversity ordering without the proxy;
+* ``epr_feasible`` -- NSGA-II with its initial population drawn from the feasible set.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from .samplers import (
     uniform_pareto_sampler,
 )
 
-METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost")
+METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
+           "epr_feasible")
 
 
 @dataclass
@@ -191,12 +200,60 @@ def run_zero_cost(setup: SearchSetup, archive: EvaluationArchive, rng: np.random
     return facts
 
 
+def feasible_sampler(setup: SearchSetup, chunk: int = 4096, max_draws: int = 1 << 22):
+    """Sampler ``(rng, n)`` of uniform architectures within the budget of at least one target.
+
+    Rejection sampling in chunks with the latency model alone.
+
+    Raises:
+        ValueError: no feasible architecture within ``max_draws`` draws.
+    """
+    budgets = np.asarray(setup.latency.budgets_ms, dtype=float)
+
+    def sample(gen: np.random.Generator, n: int) -> np.ndarray:
+        found, drawn = [], 0
+        while sum(len(f) for f in found) < n:
+            if drawn >= max_draws:
+                raise ValueError(f"no {n} LUT-feasible architectures among {drawn} uniform draws")
+            archs = setup.space.sample(gen, chunk)
+            drawn += chunk
+            feasible = (np.asarray(setup.latency.predict(archs), dtype=float) <= budgets).any(axis=1)
+            found.append(archs[feasible])
+        return np.concatenate(found)[:n]
+
+    return sample
+
+
+def run_random_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> None:
+    """Control: uniform random among the LUT-feasible architectures (the pre-filter alone)."""
+    fill_from_sampler(archive, feasible_sampler(setup), rng)
+
+
+def run_zero_cost_random_proxy(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """Control: ``zero_cost`` with the proxy replaced by random scores (pre-filter and diversity only)."""
+    scores_rng = np.random.default_rng(rng.integers(2**63))
+    random_proxy = lambda pool: scores_rng.random(len(pool))  # noqa: E731
+    facts = zero_cost_guided(archive, rng, random_proxy, setup.zero_cost_pool, setup.prefilter_factor)
+    facts["topped_up"] = archive.remaining
+    run_random(setup, archive, rng)
+    return facts
+
+
+def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> None:
+    """Control: NSGA-II whose initial population is drawn from the LUT-feasible architectures."""
+    run_epr(archive, rng, setup.pop_size, target=None, sampler=feasible_sampler(setup),
+            joint_targets=setup.joint_targets)
+
+
 RUNNERS = {
     "random": run_random,
     "alpha": run_alpha,
     "uniform_pareto": run_uniform_pareto,
     "epr": run_epr_method,
     "zero_cost": run_zero_cost,
+    "random_feasible": run_random_feasible,
+    "zero_cost_random_proxy": run_zero_cost_random_proxy,
+    "epr_feasible": run_epr_feasible,
 }
 
 

@@ -133,21 +133,23 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
     """Tables and headline numbers of the comparison.
 
     Returns:
-        ``{per_run, curves, curve_ci, methods, reference_hv, target_hv, reach}``: per (method,
+        ``{per_run, curves, curve_ci, methods, reference_hv, target_hv, reach, effects}``: per (method,
         seed, target) rows, HV-vs-evaluations rows and their mean with a 95 % CI per method,
         one row per method
         (:func:`~linas_lib.search.experiment.method_table`), the union HV, the efficiency
         target (random search's median final HV) and per method the Kaplan-Meier summary
-        of evaluations to it.
+        of evaluations to it; the effect of each cause against its control
+        (:func:`~linas_lib.search.experiment.effect_rows`).
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
+    effects = E.effect_rows(per_run, n_resamples)
     curve_rows, curves = E.curve_rows(exp, runs)
     level = E.target_level(curves)
     reach = E.reach_table(runs, curves, level, budget)
     return {"per_run": per_run, "curves": curve_rows, "curve_ci": E.curve_ci(curve_rows, n_resamples),
             "methods": E.method_table(per_run, reach, n_resamples=n_resamples),
-            "reference_hv": E.reference_hv(exp, runs), "target_hv": level, "reach": reach}
+            "reference_hv": E.reference_hv(exp, runs), "target_hv": level, "reach": reach, "effects": effects}
 
 
 def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: float) -> dict:
@@ -169,13 +171,17 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"evals_to_target.{m}"] = row["evals_to_target_fraction_of_random"]
         out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
         out[f"censored_share.{m}"] = row["censored_share"]
+    for row in result.get("effects", []):
+        out[f"effect.{row['effect']}"] = row["hv_diff_mean"]
+        out[f"effect_ci95_low.{row['effect']}"] = row["hv_diff_ci95_low"]
+        out[f"effect_ci95_high.{row['effect']}"] = row["hv_diff_ci95_high"]
     return out
 
 
 def proxy_tau(runs: list[E.MethodRun]) -> float:
     """Kendall tau between the NEAR proxy and WS mIoU over the zero-cost runs' evaluations."""
     proxy, miou = [], []
-    for run in runs:
+    for run in (r for r in runs if r.method == "zero_cost"):  # not the random-proxy control's scores
         scores = run.facts.get("proxy", [])
         proxy += scores
         miou += run.miou[: len(scores)].tolist()
