@@ -267,12 +267,16 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
     from .analysis.bench_speed import profile_training_step, speed_table
     from .provenance import provenance, write_csv
 
+    from .latency.quiet import watch
+
     profile = as_profile(args.profile)
     ints = lambda text: tuple(int(x) for x in text.split(","))  # noqa: E731
-    rows = speed_table(profile_training_step(profile, batch_sizes=ints(args.batch_sizes), threads=ints(args.threads),
-                                             variants=tuple(args.variants.split(",")), seed=args.seed,
-                                             min_run_time=args.min_run_time))
-    path = write_csv(bench_dir(profile) / "train_step.csv", rows, provenance(profile.name, profile.to_dict()))
+    with watch("training-step speed", max(ints(args.threads)), profile.latency.quiet) as load:
+        rows = speed_table(profile_training_step(profile, batch_sizes=ints(args.batch_sizes),
+                                                 threads=ints(args.threads), variants=tuple(args.variants.split(",")),
+                                                 seed=args.seed, min_run_time=args.min_run_time))
+    path = write_csv(bench_dir(profile) / "train_step.csv", rows,
+                     provenance(profile.name, profile.to_dict(), machine_load=load.record))
     for r in rows:
         print(f"{r['arch_name']:>6} {r['variant']:>9} {r['threads']}t b{r['batch_size']}: "
               f"{r['ms_per_step']:8.1f} ms/step (iqr {r['iqr']:.1f}, n {r['n']}, x{r['speedup']:.2f}) {r['error']}")
