@@ -167,7 +167,7 @@ def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):
     Args:
         ci_rows: rows ``{method, n_evals, n_seeds, hv_mean, hv_ci95_low, hv_ci95_high}``
             (:func:`linas_lib.search.experiment.curve_ci`).
-        target_hv: the efficiency target, random search's median final HV (dashed).
+        target_hv: the efficiency target, the calibration random runs' median final HV (dashed).
 
     Returns:
         The matplotlib figure.
@@ -180,7 +180,7 @@ def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):
     for method, group in frame.groupby("method", sort=False):
         line, = ax.plot(group.n_evals, group.hv_mean, label=METHOD_LABELS.get(method, method), lw=1.4)
         ax.fill_between(group.n_evals, group.hv_ci95_low, group.hv_ci95_high, color=line.get_color(), alpha=0.18, lw=0)
-    ax.axhline(target_hv, color="k", ls="--", lw=0.8, label="target: random's median final HV")
+    ax.axhline(target_hv, color="k", ls="--", lw=0.8, label="target: calibration random runs' median final HV")
     ax.set_xlabel("weight-sharing evaluations")
     ax.set_ylabel("HV (mean over targets)")
     n_seeds = int(frame.n_seeds.max())

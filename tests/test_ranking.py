@@ -37,7 +37,8 @@ def table_rows(n_archs: int = 12, seeds=(0, 1), noise: float = 0.005, seed: int 
     rows = []
     for i, arch in enumerate(ARCHS[:n_archs]):
         for s in seeds:
-            rows.append({"arch": arch, "seed": s, "test_miou": 0.5 + 0.02 * i + rng.normal(0, noise),
+            rows.append({"arch": arch, "seed": s, "val_miou": 0.5 + 0.02 * i + rng.normal(0, noise),
+                         "test_miou": 0.5 + 0.02 * i + rng.normal(0, noise),
                          "test_crack_iou": 0.1 + 0.03 * i + rng.normal(0, noise), "train_seconds": 2.0})
     return rows
 
@@ -200,6 +201,9 @@ def test_best_variant_and_top_k():
     assert R.top_k([0.1, 0.5], 5).tolist() == [1, 0]
     with pytest.raises(R.RankingError):
         R.best_variant(scores, [])
+    # validation decides, not the test metric the winner is then scored on
+    flipped = [{**r, "truth.val_miou": -r["truth.val_miou"]} for r in scores]
+    assert R.best_variant(flipped, ["b", "a"]) == "b" and R.best_variant(flipped, ["b", "a"], "test_miou") == "a"
 
 
 def test_summary_keys_and_the_no_table_summary():

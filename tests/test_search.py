@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import lzma
 
@@ -455,3 +456,30 @@ def test_effect_rows_pair_a_cause_with_its_control():
                                                                                   "zero_cost_random_proxy", 3)
     assert near["hv_diff_mean"] == pytest.approx(0.15)
     assert near["hv_diff_ci95_low"] <= 0.15 <= near["hv_diff_ci95_high"]
+
+
+def test_km_median_survives_rounding_at_one_half():
+    # 5 of 10 runs reach the target: S(t) ends at 0.5 (0.5000000000000001 in floating point)
+    out = E.time_to_target([4, 8, 8, 12, 12, None, None, None, None, None], budget=60)
+    assert out["km_median"] == 12.0 and out["censored_share"] == 0.5
+
+
+def test_calibration_seeds_must_not_be_compared_seeds():
+    from linas_lib.config import load_profile
+    from linas_lib.search import report as pareto
+
+    profile = load_profile("smoke")
+    bad = dataclasses.replace(profile, search=dataclasses.replace(profile.search, target_seeds=(1, 100)))
+    with pytest.raises(ValueError, match=r"search.target_seeds \[1\] are also search.seeds"):
+        pareto.calibration_runs(bad, None, None)
+
+
+def test_feasible_share_and_proxy_tau_on_random_samples():
+    from linas_lib.search import report as pareto
+
+    exp = E.ParetoExperiment(["a", "b"], [10.0, 1.0])
+    lat = np.array([[5.0, 2.0], [12.0, 0.5], [12.0, 3.0], [11.0, 4.0]])
+    runs = [E.MethodRun("random", 0, np.arange(20).reshape(4, 5), np.array([0.5, 0.6, 0.7, 0.8]), lat),
+            E.MethodRun("zero_cost", 0, np.zeros((1, 5), dtype=int), np.array([0.9]), lat[:1])]
+    assert E.feasible_share(exp, runs) == {"random": 0.5, "zero_cost": 1.0}
+    assert pareto.proxy_tau(runs, lambda ch: ch[:, 0].astype(float)) == pytest.approx(1.0)  # random's 4 only

@@ -50,6 +50,7 @@ CONFIDENCE = 0.95
 # ground-truth column of the table -> key of TrainedSupernet.ws_scores measuring the same thing
 METRICS = {"test_miou": "miou", "test_crack_iou": "crack_iou"}
 HEADLINE = "test_miou"  # the metric of the summary's tau.*, rho.*, p10.*
+SELECTION = "val_miou"  # what picks the best WS variant: never the test metric it is then scored on
 # +1: a larger score predicts a better architecture (used by precision@10 % only)
 DIRECTIONS = {"ws": 1, "near": 1, "near_exact": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
 SEED_CEILING = "seed_ceiling"
@@ -246,8 +247,9 @@ def ground_truth(rows, min_seeds: int = MIN_SEEDS, min_archs: int = MIN_ARCHS) -
         raise RankingError(f"benchmark table has {len(usable)} architecture(s) with >= {min_seeds} seeds "
                            f"({len(counts)} architecture(s), at most {most} seed(s) each); the ranking study "
                            f"needs >= {min_archs}: build more with `linas bench build`")
-    means = df[df.arch.isin(usable)].groupby("arch", sort=False)[list(METRICS)].mean()
-    return GroundTruth(tuple(means.index.astype(str)), {m: means[m].to_numpy(float) for m in METRICS},
+    columns = list(METRICS) + ([SELECTION] if SELECTION in df.columns else [])
+    means = df[df.arch.isin(usable)].groupby("arch", sort=False)[columns].mean()
+    return GroundTruth(tuple(means.index.astype(str)), {m: means[m].to_numpy(float) for m in columns},
                        np.array([counts[a] for a in means.index]))
 
 
@@ -376,8 +378,10 @@ def ranking_rows(scores: Sequence[dict], signal_list: Sequence[Signal], n_resamp
     return rows
 
 
-def best_variant(scores: Sequence[dict], variants: Sequence[str], metric: str = HEADLINE) -> str:
+def best_variant(scores: Sequence[dict], variants: Sequence[str], metric: str = SELECTION) -> str:
     """The variant whose WS score has the highest Kendall tau with ``truth.<metric>`` (first on ties).
+
+    Selected on the table's validation mIoU, so the winner's test tau is not chosen on itself.
 
     Raises:
         RankingError: no variants.

@@ -39,6 +39,9 @@ from .methods import METHODS, SearchSetup, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
 
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
+RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached runs of another schema are not reused
+# a control draws from the stream of the method it controls (paired seeds)
+PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr"}
 
 
 @dataclass
@@ -170,8 +173,10 @@ def run_key(method: str, seed: int) -> str:
 def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, progress=None) -> list[MethodRun]:
     """Run every method with every seed, resuming from per-run checkpoints in ``folder``.
 
-    Each (method, seed) gets its own generator ``default_rng([seed, METHODS.index(method)])``,
-    so a run's numbers do not depend on which other methods run with it.
+    Each (method, seed) gets the generator ``default_rng([seed, METHODS.index(stream)])``,
+    so a run's numbers do not depend on which other methods run with it; a control shares
+    the stream of the method it controls (:data:`PAIRED_STREAM`: the same seed draws the
+    same zero-cost pool with and without NEAR).
 
     Args:
         setup: the shared search setup.
@@ -191,7 +196,8 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
                 runs.append(MethodRun.from_json(json.loads(path.read_text())))
                 continue
             start = time.perf_counter()
-            archive, facts = run_method(setup, method, np.random.default_rng([int(seed), METHODS.index(method)]))
+            stream = METHODS.index(PAIRED_STREAM.get(method, method))
+            archive, facts = run_method(setup, method, np.random.default_rng([int(seed), stream]))
             run = MethodRun(method, int(seed), archive.choices(), archive.miou(), archive.latency_ms(),
                             time.perf_counter() - start, facts)
             if path is not None:
@@ -262,8 +268,9 @@ def time_to_target(hits: list[int | None], budget: int) -> dict:
     A run that has not reached the target after ``budget`` evaluations is right-censored
     there (``scipy.stats.CensoredData``), never counted as if it had reached it. The median
     comes from the Kaplan-Meier survival function (``scipy.stats.ecdf``): the first number
-    of evaluations at which at most half of the runs are still short of the target. It is
-    NaN (censored) when more than half never reach it.
+    of evaluations at which at most half of the runs are still short of the target (where
+    S(t) sits at exactly 1/2 over an interval, the interval's start). It is NaN (censored)
+    when more than half never reach it.
 
     Returns:
         ``{"km_median", "censored_share", "n_runs", "n_reached"}``.
@@ -275,7 +282,7 @@ def time_to_target(hits: list[int | None], budget: int) -> dict:
            "n_reached": len(reached), "km_median": math.nan}
     if reached:
         sf = ecdf(CensoredData(uncensored=reached, right=[budget] * (len(hits) - len(reached)))).sf
-        below = np.flatnonzero(sf.probabilities <= 0.5)
+        below = np.flatnonzero(sf.probabilities <= 0.5 + 1e-9)  # S(t) = 0.5 exactly, up to rounding
         if below.size:
             out["km_median"] = float(sf.quantiles[below[0]])
     return out
@@ -372,8 +379,9 @@ def method_table(per_run: list[dict], reach: dict, random_method: str = "random"
     IGD and front size, and evaluations to the target (Kaplan-Meier median, censored share)."""
     import pandas as pd
 
-    frame = pd.DataFrame(per_run)
-    by_seed = frame.groupby(["method", "seed"], sort=False).agg(igd=("igd", "mean"), front_size=("front_size", "mean"))
+    frame = pd.DataFrame(per_run).assign(covered=lambda f: (f.front_size > 0).astype(float))
+    by_seed = frame.groupby(["method", "seed"], sort=False).agg(igd=("igd", "mean"), front_size=("front_size", "mean"),
+                                                                 covered=("covered", "sum"))
     hv = seed_hv(per_run)
     base_hv = hv.get(random_method, {})
     base_evals = reach.get(random_method, {}).get("km_median", math.nan)
@@ -389,12 +397,27 @@ def method_table(per_run: list[dict], reach: dict, random_method: str = "random"
             **dict(zip(("hv_ci95_low", "hv_ci95_high"), mean_ci(values, n_resamples))),
             "hv_diff_random_mean": float(np.mean(paired)) if paired else math.nan,
             **dict(zip(("hv_diff_random_ci95_low", "hv_diff_random_ci95_high"), mean_ci(paired, n_resamples))),
+            # IGD averages only the targets with a front: read it with targets_with_front
             "igd_mean": float(group.igd.mean()), "igd_std": float(group.igd.std(ddof=0)),
+            "targets_with_front_mean": float(group.covered.mean()),
             "front_size_mean": float(group.front_size.mean()),
             "evals_to_target_km_median": r["km_median"], "censored_share": r["censored_share"],
             "evals_to_target_fraction_of_random": r["km_median"] / base_evals if base_evals > 0 else math.nan,
         })
     return rows
+
+
+def feasible_share(experiment: ParetoExperiment, runs: list[MethodRun]) -> dict[str, float]:
+    """Per method, the mean over seeds of the share of its evaluations within at least one budget.
+
+    The pre-filtered methods spend every evaluation on such architectures by construction;
+    this is what random spends on them, the size of the pre-filter's head start.
+    """
+    shares: dict[str, list] = {}
+    for run in runs:
+        within = (np.asarray(run.latency_ms) <= experiment.budgets_ms).any(axis=1)
+        shares.setdefault(run.method, []).append(float(within.mean()) if len(within) else math.nan)
+    return {m: float(np.mean(v)) for m, v in shares.items()}
 
 
 def check_runs(runs: list[MethodRun]) -> None:

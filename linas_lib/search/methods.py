@@ -231,7 +231,7 @@ def run_random_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.
 
 def run_zero_cost_random_proxy(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
     """Control: ``zero_cost`` with the proxy replaced by random scores (pre-filter and diversity only)."""
-    scores_rng = np.random.default_rng(rng.integers(2**63))
+    scores_rng = rng.spawn(1)[0]  # leaves rng's draws as zero_cost's: the same seed, the same pool
     random_proxy = lambda pool: scores_rng.random(len(pool))  # noqa: E731
     facts = zero_cost_guided(archive, rng, random_proxy, setup.zero_cost_pool, setup.prefilter_factor)
     facts["topped_up"] = archive.remaining

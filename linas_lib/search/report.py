@@ -74,7 +74,7 @@ def run_folder(profile, supernet, latency) -> str:
     """
     from ..keys import key_fields
 
-    return content_hash({"supernet": supernet.key, "search": key_fields(profile.search),
+    return content_hash({"schema": E.RUNS_SCHEMA, "supernet": supernet.key, "search": key_fields(profile.search),
                         "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
                         "variant": getattr(latency, "variant", "")}, length=12)
 
@@ -103,6 +103,16 @@ def run_methods(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
     return E.run_all(setup, profile.search.methods, profile.search.seeds, folder, progress=print)
 
 
+def calibration_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
+    """Random search with ``search.target_seeds``: the runs that set the efficiency target (none: [])."""
+    overlap = set(profile.search.target_seeds) & set(profile.search.seeds)
+    if overlap:
+        raise ValueError(f"search.target_seeds {sorted(overlap)} are also search.seeds: the target must come "
+                         "from runs that are not compared")
+    folder = cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, setup.latency)}")
+    return E.run_all(setup, ["random"], profile.search.target_seeds, folder, progress=print)
+
+
 def experiment_for(profile, setup: SearchSetup) -> E.ParetoExperiment:
     """The experiment's fixed reference points (profile ``search`` section) and HV targets.
 
@@ -129,7 +139,8 @@ def hv_reference_miou_loss(cfg, evaluator) -> float:
     return 1.0 - evaluator.background_scores()["miou"]
 
 
-def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_resamples: int = 2000) -> dict:
+def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_resamples: int = 2000,
+            calibration: list[E.MethodRun] | None = None) -> dict:
     """Tables and headline numbers of the comparison.
 
     Returns:
@@ -139,16 +150,21 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
         (:func:`~linas_lib.search.experiment.method_table`), the union HV, the efficiency
         target (random search's median final HV) and per method the Kaplan-Meier summary
         of evaluations to it; the effect of each cause against its control
-        (:func:`~linas_lib.search.experiment.effect_rows`).
+        (:func:`~linas_lib.search.experiment.effect_rows`). ``target_from`` says which runs set
+        the target: the ``calibration`` runs of random search when given (else random's own
+        runs, which favours every other method).
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
     effects = E.effect_rows(per_run, n_resamples)
     curve_rows, curves = E.curve_rows(exp, runs)
-    level = E.target_level(curves)
+    level = E.target_level(E.curve_rows(exp, calibration)[1] if calibration else curves)
     reach = E.reach_table(runs, curves, level, budget)
+    methods = E.method_table(per_run, reach, n_resamples=n_resamples)
+    shares = E.feasible_share(exp, runs)
+    methods = [{**row, "feasible_share": shares[row["method"]]} for row in methods]
     return {"per_run": per_run, "curves": curve_rows, "curve_ci": E.curve_ci(curve_rows, n_resamples),
-            "methods": E.method_table(per_run, reach, n_resamples=n_resamples),
+            "methods": methods, "target_from": "calibration" if calibration else "random",
             "reference_hv": E.reference_hv(exp, runs), "target_hv": level, "reach": reach, "effects": effects}
 
 
@@ -171,6 +187,8 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"evals_to_target.{m}"] = row["evals_to_target_fraction_of_random"]
         out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
         out[f"censored_share.{m}"] = row["censored_share"]
+        out[f"feasible_share.{m}"] = row["feasible_share"]
+        out[f"targets_with_front.{m}"] = row["targets_with_front_mean"]
     for row in result.get("effects", []):
         out[f"effect.{row['effect']}"] = row["hv_diff_mean"]
         out[f"effect_ci95_low.{row['effect']}"] = row["hv_diff_ci95_low"]
@@ -178,14 +196,14 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
     return out
 
 
-def proxy_tau(runs: list[E.MethodRun]) -> float:
-    """Kendall tau between the NEAR proxy and WS mIoU over the zero-cost runs' evaluations."""
-    proxy, miou = [], []
-    for run in (r for r in runs if r.method == "zero_cost"):  # not the random-proxy control's scores
-        scores = run.facts.get("proxy", [])
-        proxy += scores
-        miou += run.miou[: len(scores)].tolist()
-    return kendall_tau(proxy, miou) if len(proxy) >= 2 else float("nan")
+def proxy_tau(runs: list[E.MethodRun], proxy) -> float:
+    """Kendall tau between the NEAR proxy and WS mIoU over the random runs' distinct architectures.
+
+    Random samples, not the zero-cost runs' evaluations: those were picked by the proxy
+    itself, which would narrow its range and bias the tau.
+    """
+    choices, miou, _ = E.union([r for r in runs if r.method == "random"])
+    return kendall_tau(np.asarray(proxy(choices), dtype=float), miou) if len(choices) >= 2 else float("nan")
 
 
 def multi_fidelity(supernet, runs: list[E.MethodRun], exp: E.ParetoExperiment, cfg, seed: int):
