@@ -147,7 +147,9 @@ class SearchConfig:
 
     eval_budget: int = 100  # weight-sharing evaluations per method
     pop_size: int = 16
-    seeds: tuple[int, ...] = (0, 1, 2)
+    # runs are cached one file per (method, seed): which seeds and methods run does not key the folder,
+    # so adding seeds later reuses every finished run
+    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"key": False})
     # seeds of separate random-search runs whose median final HV is the efficiency target (a
     # level the compared runs did not set); empty: random's own runs (biased in every other
     # method's favour: random's median lands on its own slowest successful run)
@@ -157,7 +159,8 @@ class SearchConfig:
     # (linas_lib.search.report), so left out of that key (linas_lib.keys.key_fields)
     finetune_topk: int = field(default=3, metadata={"key": False})
     finetune_epochs: int = field(default=1, metadata={"key": False})
-    methods: tuple[str, ...] = ("random", "alpha", "epr", "zero_cost")  # compared at equal budgets
+    methods: tuple[str, ...] = field(default=("random", "alpha", "epr", "zero_cost"),
+                                     metadata={"key": False})  # compared at equal budgets
     near_images: int = 4  # train images in the NEAR zero-cost batch
     near_contexts: int = 4  # random prefixes giving each (layer, choice) its input (additive NEAR)
     # architectures scored exactly too (additive-vs-exact Kendall tau)
