@@ -303,7 +303,10 @@ def _build(cls, raw, path: Path, where: str):
     ]
     if missing:
         raise ConfigError(f"{path}: missing key {where + '.' if where else ''}{missing[0]}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as err:  # a section's own check (e.g. QuietSettings): say which file and section
+        raise ConfigError(f"{path}: {where or 'profile'}: {err}") from err
 
 
 def _convert(hint, value, path: Path, where: str):

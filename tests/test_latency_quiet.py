@@ -109,3 +109,12 @@ def test_machine_check_command(monkeypatch, capsys):
     monkeypatch.setattr(Q, "snapshot", lambda sample_s: dict(QUIET))
     assert main(["machine", "check"]) == 0
     assert capsys.readouterr().out.endswith("quiet enough for 1 thread(s)\n")
+
+
+def test_a_bad_quiet_section_names_the_file(tmp_path):
+    from linas_lib.config import ConfigError, load_profile
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("latency:\n  quiet: {policy: loud}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: latency.quiet: quiet policy 'loud' is not one of warn, refuse, off"):
+        load_profile(bad)
