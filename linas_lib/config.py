@@ -227,6 +227,30 @@ class RankingConfig:
 
 
 @dataclass(frozen=True)
+class CrossHwConfig:
+    """The cross-hardware few-shot latency predictor (notebook ``06_cross_hw``, SPEC section 5).
+
+    Values are checked by :func:`linas_lib.analysis.cross_hw.check_cross_hw`.
+    """
+
+    k_values: tuple[int, ...] = (0, 5, 10, 20)  # measured architectures of the held-out device
+    split_seeds: int = 10  # random choices of the k points per (device, k)
+    min_query: int = 20  # a device is held out only if it has k_max + min_query architectures
+    held_out: tuple[str, ...] = ()  # devices to hold out (empty: every device with enough architectures)
+    external_archs: int = 500  # architectures per LUT-only device (latency = its LUT sum)
+    d_model: int = 32  # token / hardware embedding width
+    heads: int = 4
+    layers: int = 2  # transformer layers of the architecture encoder
+    steps: int = 1000  # meta-training steps (every training device in each step)
+    lr: float = 2e-3
+    query_batch: int = 64  # architectures per device and step
+    hw_dim: int = 8  # hardware embedding size
+    adapt_steps: int = 300  # Adam steps fitting a held-out device's embedding and scale to its k points
+    prior: float = 0.01  # weight of the Gaussian prior on that embedding
+    ridge: float = 1.0  # L2 penalty of the linear op/width-count baseline
+
+
+@dataclass(frozen=True)
 class Profile:
     """A resolved run profile."""
 
@@ -238,6 +262,7 @@ class Profile:
     search: SearchConfig = field(default_factory=SearchConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    cross_hw: CrossHwConfig = field(default_factory=CrossHwConfig)
     device: str = "cpu"  # cpu | cuda
     threads: int = 2
 

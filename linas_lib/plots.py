@@ -361,3 +361,35 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def cross_hw_vs_k(mean_rows: list[dict]):
+    """Cross-hardware prediction against measured points k: Spearman (left) and MAPE (right)
+    per method, mean over held-out devices with its 95 % bootstrap CI over devices.
+
+    Args:
+        mean_rows: rows of :func:`linas_lib.analysis.cross_hw.mean_rows`.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(mean_rows).sort_values("k")
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    for ax, metric, label in ((axes[0], "spearman", "Spearman rho"), (axes[1], "mape_pct", "MAPE (%)")):
+        for method, group in frame.groupby("method", sort=False):
+            group = group[np.isfinite(group[f"{metric}_mean"])]
+            if group.empty:
+                continue
+            err = np.abs(group[[f"{metric}_ci95_low", f"{metric}_ci95_high"]].to_numpy().T - group[f"{metric}_mean"].to_numpy())
+            ax.errorbar(group.k, group[f"{metric}_mean"], yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2,
+                        lw=1.2, label=f"{method} ({int(group.n_devices.max())} devices)")
+        ax.set_xlabel("measured architectures of the held-out device (k)")
+        ax.set_ylabel(label)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Leave-one-device-out latency prediction (mean over devices, 95% bootstrap CI)", fontsize=9)
+    fig.tight_layout()
+    return fig

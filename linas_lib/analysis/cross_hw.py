@@ -1,0 +1,367 @@
+"""What notebook ``06_cross_hw`` computes: the few-shot cross-hardware latency predictor
+(:mod:`linas_lib.latency.cross_hw`) scored leave-one-device-out against simple baselines.
+
+**Devices and their tables** (:func:`device_tables`):
+
+* every *local* target: the architectures measured end to end by ``02_latency_accuracy``
+  (``validation_measurements.csv`` of the same profile; real measurements, encoder and
+  pre/post-processing included);
+* every *external* device (decoder-only LUTs of real devices): ``cross_hw.external_archs``
+  random architectures whose latency is the device's LUT sum. Those tables are additive by
+  construction, so for them the "own LUT" baseline would score perfectly by definition and is
+  not reported.
+
+**Protocol** (:func:`evaluate`): for each device with at least ``max(k) + min_query``
+architectures, meta-train the predictor on every *other* device, then for each k and each of
+``split_seeds`` random choices of k measured points, predict the rest of its table (the
+query). Baselines at the same k (:data:`BASELINES`):
+
+* ``own_lut`` -- the device's own LUT sum (projection-inclusive + fixed costs; local targets,
+  measured on the same machine as the ground truth), no fit;
+* ``nearest_lut`` -- the LUT of the other device whose predictions rank the k points best
+  (Spearman), scaled by a line fitted in log space on the k points (k >= 2);
+* ``linear_counts`` -- ridge regression of log latency on per-layer op one-hot and width
+  (40 features) fitted on the k points (k >= 2);
+* ``flops`` -- decoder FLOPs, scaled by a line fitted in log space on the k points (its
+  ranking needs no point).
+
+Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %. MAPE is not
+defined where a method has no scale (the predictor at k = 0, ``flops`` below two points;
+``nearest_lut`` and ``linear_counts`` need two points to exist at all): such cells are left empty, never filled in.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..latency import cross_hw as X
+from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_key, decode, parse_arch
+
+BASELINES = ("own_lut", "nearest_lut", "linear_counts", "flops")
+METHODS = ("predictor", *BASELINES)
+METRICS = ("spearman", "kendall", "mape_pct", "within10_pct")
+SAMPLE_STREAM = 61  # rng stream of the external devices' architecture sample
+SPLIT_STREAM = 62  # ... of the k-point choices
+TRAIN_STREAM = 63  # ... of meta-training
+
+
+def check_cross_hw(profile):
+    """The profile's ``cross_hw`` section, validated.
+
+    Raises:
+        CrossHwError: a value out of range, naming ``cross_hw.<field>``.
+    """
+    c, where = profile.cross_hw, f"profile {profile.name!r}: cross_hw."
+    checks = [
+        ("k_values", len(c.k_values) >= 1 and min(c.k_values) >= 0 and len(set(c.k_values)) == len(c.k_values),
+         "distinct counts >= 0"),
+        ("split_seeds", c.split_seeds >= 1, ">= 1"),
+        ("min_query", c.min_query >= 5, ">= 5"),
+        ("external_archs", c.external_archs >= max(c.k_values, default=0) + c.min_query, ">= max(k_values) + min_query"),
+        ("d_model", c.d_model >= 4 and c.d_model % c.heads == 0, "a multiple of heads, >= 4"),
+        ("heads", c.heads >= 1, ">= 1"),
+        ("layers", c.layers >= 1, ">= 1"),
+        ("steps", c.steps >= 1, ">= 1"),
+        ("lr", c.lr > 0, "> 0"),
+        ("query_batch", c.query_batch >= 2, ">= 2"),
+        ("hw_dim", c.hw_dim >= 1, ">= 1"),
+        ("adapt_steps", c.adapt_steps >= 1, ">= 1"),
+        ("prior", c.prior >= 0, ">= 0"),
+        ("ridge", c.ridge > 0, "> 0"),
+    ]
+    for name, ok, want in checks:
+        if not ok:
+            raise X.CrossHwError(f"{where}{name} must be {want}, got {getattr(c, name)!r}")
+    return c
+
+
+def settings_of(profile) -> X.PredictorSettings:
+    """The predictor's settings from the profile's ``cross_hw`` section."""
+    c = check_cross_hw(profile)
+    return X.PredictorSettings(d_model=c.d_model, heads=c.heads, layers=c.layers, steps=c.steps, lr=c.lr,
+                               query_batch=c.query_batch, hw_dim=c.hw_dim, adapt_steps=c.adapt_steps, prior=c.prior)
+
+
+def linas_token_space() -> X.TokenSpace:
+    """The LINAS space as tokens: five positions, each with the 21 ``<Op>_w<pct>`` keys."""
+    return X.TokenSpace(tuple(tuple(choice_key(c) for c in range(N_CHOICES)) for _ in range(N_LAYERS)))
+
+
+# ------------------------------------------------------------------ device tables
+
+
+def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.ndarray]]:
+    """Local targets' end-to-end measurements (02's ``validation_measurements.csv``).
+
+    Returns:
+        ``(tables, own_lut_ms)``: one table per target, and per target its own LUT's
+        projection-inclusive prediction of the same architectures.
+
+    Raises:
+        CrossHwError: the file is missing, or lacks a column, naming the file.
+    """
+    import pandas as pd
+
+    if not csv_path.is_file():
+        raise X.CrossHwError(f"{csv_path}: not found; run notebook 02_latency_accuracy of this profile first")
+    frame = pd.read_csv(csv_path, comment="#")
+    missing = {"arch", "target", "measured_ms", "pred_projected_ms"} - set(frame.columns)
+    if missing:
+        raise X.CrossHwError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
+    tables, own = [], {}
+    for target, rows in frame.groupby("target", sort=False):
+        tokens = np.stack([parse_arch(a) for a in rows["arch"]])
+        tables.append(X.DeviceTable(str(target), tokens, rows["measured_ms"].to_numpy(float),
+                                    "measured end to end (02_latency_accuracy)"))
+        own[str(target)] = rows["pred_projected_ms"].to_numpy(float)
+    return tables, own
+
+
+def lut_tables(models: dict, n_archs: int, rng: np.random.Generator) -> list[X.DeviceTable]:
+    """Decoder-only LUT devices: ``n_archs`` random architectures (the same for every device)
+    priced by each device's LUT sum (``models``: name -> :class:`LatencyModel` of one target)."""
+    archs = decode(rng.choice(N_CHOICES**N_LAYERS, size=n_archs, replace=False))
+    return [X.DeviceTable(name, archs, model.predict(archs)[:, 0], "LUT sum (decoder only)")
+            for name, model in models.items()]
+
+
+def device_tables(profile, results_root: Path, progress: bool = True):
+    """Every device of the profile with data, its LUT models, and the local targets' own-LUT predictions.
+
+    Returns:
+        ``(tables, lut_models, own_lut_ms)``; ``lut_models`` maps every device with a LUT to a
+        one-target :class:`~linas_lib.latency.predict.LatencyModel` (external: op-only sum;
+        local: this machine's projection-inclusive LUT saved by 02).
+    """
+    from ..latency import lut as L
+    from ..latency import predict as P
+    from ..latency import targets as T
+
+    folder = results_root / "02_latency_accuracy"
+    measured, own = measured_tables(folder / "validation_measurements.csv")
+    models = {}
+    for target in profile.latency.targets:
+        if target.kind == "local":
+            path = folder / L.lut_filename(target.name, profile.data.resolution)
+            if path.is_file():
+                models[target.name] = P.model_from_luts({target.name: L.load_lut(path)}, {target.name: 1.0}, "projected")
+        elif T.target_lut_path(profile, target).is_file():
+            lut = T.load_target_lut(profile, target, progress=progress)
+            models[target.name] = P.model_from_luts({target.name: lut}, {target.name: 1.0}, "op_only")
+    external = {n: m for n, m in models.items() if n not in own}
+    rng = np.random.default_rng([profile.cross_hw.external_archs, SAMPLE_STREAM])
+    return measured + lut_tables(external, profile.cross_hw.external_archs, rng), models, own
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def count_features(choices: np.ndarray) -> np.ndarray:
+    """Per layer: op one-hot (7) and width fraction (1) -> ``(n, 40)``."""
+    choices = np.asarray(choices, dtype=np.int64)
+    ops = np.eye(len(OPS))[choices // len(WIDTHS)]
+    widths = np.array(WIDTHS, dtype=float)[choices % len(WIDTHS)][..., None] / 100
+    return np.concatenate([ops, widths], -1).reshape(len(choices), -1)
+
+
+def ridge_fit(features: np.ndarray, y: np.ndarray, penalty: float):
+    """Ridge regression (intercept unpenalised) as a callable on new features."""
+    mean_x, mean_y = features.mean(0), y.mean()
+    xc = features - mean_x
+    coef = np.linalg.solve(xc.T @ xc + penalty * np.eye(xc.shape[1]), xc.T @ (y - mean_y))
+    return lambda f: mean_y + (np.asarray(f) - mean_x) @ coef
+
+
+def flops_model(resolution: int):
+    """Decoder FLOPs as a function of architectures ``(n, 5)``, from a per-(layer, choice) table.
+
+    Layers are independent in FLOPs (each outputs its full ``C_out``), so the count of every
+    architecture is the all-``Conv3x3_w50`` decoder's plus one difference per layer: 101
+    counts on the ``meta`` device instead of one per architecture.
+    """
+    from ..encoder.model import TAP_CHANNELS, TAP_STRIDES
+    from .ranking import decoder_costs
+
+    shapes = [(1, c, resolution // s, resolution // s) for c, s in zip(TAP_CHANNELS, TAP_STRIDES)]
+    base = np.zeros(N_LAYERS, dtype=np.int64)
+    variants = [base] + [np.where(np.arange(N_LAYERS) == layer, choice, base)
+                         for layer in range(N_LAYERS) for choice in range(1, N_CHOICES)]
+    flops, _ = decoder_costs(np.stack(variants), shapes)
+    delta = np.zeros((N_LAYERS, N_CHOICES))
+    delta[:, 1:] = (flops[1:] - flops[0]).reshape(N_LAYERS, N_CHOICES - 1)
+    return lambda choices: flops[0] + delta[np.arange(N_LAYERS), np.asarray(choices, dtype=np.int64)].sum(-1)
+
+
+def baseline_context(profile, models: dict, own: dict) -> dict:
+    """What :func:`baseline_predictions` needs: LUT models, own-LUT predictions, FLOPs, ridge penalty."""
+    return {"models": models, "own": own, "flops": flops_model(profile.data.resolution),
+            "ridge": check_cross_hw(profile).ridge}
+
+
+def device_rows(tables: list[X.DeviceTable], held: list[str]) -> list[dict]:
+    """One row per device: source, architectures, latency range, held out or training only."""
+    return [{"device": t.name, "source": t.source, "n_archs": len(t.tokens),
+             "min_ms": float(np.min(t.latency_ms)), "median_ms": float(np.median(t.latency_ms)),
+             "max_ms": float(np.max(t.latency_ms)), "held_out": t.name in held} for t in tables]
+
+
+def _scaled(reference_support: np.ndarray, support_ms: np.ndarray, reference_query: np.ndarray) -> np.ndarray | None:
+    """``reference_query`` mapped by a line in log space fitted on the support (None below 2 points)."""
+    if len(support_ms) < 2:
+        return None
+    line = X.fit_line(np.log(reference_support), np.log(support_ms))
+    return np.exp(line(np.log(reference_query)))
+
+
+def baseline_predictions(name: str, held: X.DeviceTable, support: np.ndarray, query: np.ndarray, context: dict):
+    """``(score, latency_ms or None)`` of one baseline on the query, or ``None`` where it does not apply.
+
+    ``context``: ``own`` (local targets' own-LUT predictions), ``models`` (LUT models of every
+    device), ``flops`` (a function of choices), ``ridge`` (penalty).
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    tokens, ms = held.tokens, np.asarray(held.latency_ms, dtype=float)
+    if name == "own_lut":
+        own = context["own"].get(held.name)
+        return None if own is None else (own[query], own[query])
+    if name == "flops":
+        f = context["flops"](tokens)
+        return f[query], _scaled(f[support], ms[support], f[query])
+    if len(support) < 2:
+        return None
+    if name == "linear_counts":
+        feats = count_features(tokens)
+        pred = np.exp(ridge_fit(feats[support], np.log(ms[support]), context["ridge"])(feats[query]))
+        return pred, pred
+    from scipy.stats import spearmanr  # nearest_lut
+
+    candidates = {n: m.predict(tokens)[:, 0] for n, m in context["models"].items() if n != held.name}
+    best = max(candidates, key=lambda n: np.nan_to_num(spearmanr(candidates[n][support], ms[support])[0], nan=-2))
+    pred = _scaled(candidates[best][support], ms[support], candidates[best][query])
+    return pred, pred
+
+
+# ------------------------------------------------------------------ metrics and protocol
+
+
+def scores(pred_score, pred_ms, truth_ms) -> dict[str, float]:
+    """Spearman and Kendall of the score, MAPE and share within +-10 % of the latency (NaN without one)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    truth = np.asarray(truth_ms, dtype=float)
+    out = {"spearman": float(spearmanr(pred_score, truth)[0]), "kendall": float(kendalltau(pred_score, truth)[0])}
+    if pred_ms is None:
+        return {**out, "mape_pct": math.nan, "within10_pct": math.nan}
+    err = np.abs(np.asarray(pred_ms, dtype=float) / truth - 1)
+    return {**out, "mape_pct": 100 * float(err.mean()), "within10_pct": 100 * float((err <= 0.10).mean())}
+
+
+def held_out_devices(tables: list[X.DeviceTable], config) -> list[str]:
+    """Devices to hold out: those named by ``cross_hw.held_out`` (all when empty) that have
+    ``max(k_values) + min_query`` architectures.
+
+    Raises:
+        CrossHwError: ``held_out`` names a device without a table.
+    """
+    names = [t.name for t in tables]
+    unknown = [n for n in config.held_out if n not in names]
+    if unknown:
+        raise X.CrossHwError(f"cross_hw.held_out: no table for {', '.join(map(repr, unknown))} "
+                             f"(devices with data: {', '.join(names)})")
+    need = max(config.k_values) + config.min_query
+    return [t.name for t in tables if len(t.tokens) >= need and (not config.held_out or t.name in config.held_out)]
+
+
+def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, progress: bool = True) -> list[dict]:
+    """Leave-one-device-out rows ``{device, k, split, method, spearman, kendall, mape_pct,
+    within10_pct, n_query, train_s}`` (see the module docstring)."""
+    import time
+
+    import torch
+
+    c, settings, space = check_cross_hw(profile), settings_of(profile), linas_token_space()
+    held_names = held_out_devices(tables, c)
+    if not held_names:
+        raise X.CrossHwError(f"profile {profile.name!r}: no device has max(k_values) + min_query = "
+                             f"{max(c.k_values) + c.min_query} architectures to hold out")
+    rows = []
+    for index, name in enumerate(held_names):
+        held = next(t for t in tables if t.name == name)
+        train = [t for t in tables if t.name != name]
+        start = time.perf_counter()
+        model = X.train_predictor(space, train, settings, torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index),
+                                  progress=progress)
+        train_s = time.perf_counter() - start
+        for k in c.k_values:
+            for split in range(c.split_seeds):
+                rng = np.random.default_rng([seed, SPLIT_STREAM, index, k, split])
+                order = rng.permutation(len(held.tokens))
+                support, query = order[:k], order[k:]
+                truth = np.asarray(held.latency_ms, dtype=float)[query]
+                common = {"device": name, "k": k, "split": split, "n_query": len(query)}
+                score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
+                                             held.tokens[query], settings)
+                rows.append({**common, "method": "predictor", **scores(score, ms, truth), "train_s": train_s})
+                for base in BASELINES:
+                    out = baseline_predictions(base, held, support, query, context)
+                    if out is not None:
+                        rows.append({**common, "method": base, **scores(out[0], out[1], truth), "train_s": 0.0})
+    return rows
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """Mean (and SD over splits) of every metric per (method, k, device)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    out = []
+    for (method, k, device), group in frame.groupby(["method", "k", "device"], sort=False):
+        row = {"method": method, "k": int(k), "device": device, "n_splits": len(group)}
+        for metric in METRICS:
+            values = group[metric].to_numpy(float)
+            row[f"{metric}_mean"] = float(np.mean(values)) if np.isfinite(values).all() else math.nan
+            row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 and np.isfinite(values).all() else math.nan
+        out.append(row)
+    return out
+
+
+def mean_rows(table: list[dict], seed: int = 0) -> list[dict]:
+    """Per (method, k): each metric's mean over devices with a 95 % bootstrap CI over devices."""
+    import pandas as pd
+
+    from ..search.experiment import mean_ci
+
+    frame = pd.DataFrame(table)
+    out = []
+    for (method, k), group in frame.groupby(["method", "k"], sort=False):
+        row = {"method": method, "k": int(k), "n_devices": len(group)}
+        for metric in METRICS:
+            values = group[f"{metric}_mean"].to_numpy(float)
+            ok = np.isfinite(values).all()
+            low, high = mean_ci(values, seed=seed) if ok else (math.nan, math.nan)
+            row.update({f"{metric}_mean": float(values.mean()) if ok else math.nan,
+                        f"{metric}_ci95_low": low, f"{metric}_ci95_high": high})
+        out.append(row)
+    return out
+
+
+def summary_figures(table: list[dict], means: list[dict]) -> dict[str, float]:
+    """``spearman.k<k>.<device>``, ``spearman.k<k>.mean``, ``mape.k<k>.<device>`` (where
+    defined) of the predictor and ``baseline.<name>.spearman.k<k>.mean``; finite values only."""
+    out = {}
+    for row in table:
+        if row["method"] == "predictor":
+            out[f"spearman.k{row['k']}.{row['device']}"] = row["spearman_mean"]
+            out[f"mape.k{row['k']}.{row['device']}"] = row["mape_pct_mean"]
+    for row in means:
+        prefix = "" if row["method"] == "predictor" else f"baseline.{row['method']}."
+        out[f"{prefix}spearman.k{row['k']}.mean"] = row["spearman_mean"]
+        if row["method"] == "predictor":
+            out[f"kendall.k{row['k']}.mean"] = row["kendall_mean"]
+            out[f"mape.k{row['k']}.mean"] = row["mape_pct_mean"]
+            out[f"within10.k{row['k']}.mean"] = row["within10_pct_mean"]
+    return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}

@@ -1,0 +1,300 @@
+"""Cross-hardware few-shot latency predictor (SPEC section 5; HELP / LINAS style).
+
+A device is known only through a table of (architecture, latency) measurements. The
+predictor crosses an *architecture encoder* (one embedding per position and token plus a
+small transformer) with a *hardware embedding* (a short vector per device, expanded into a
+few hardware tokens): the architecture's tokens attend to the hardware tokens
+(cross-attention). The output has the form latency is known to have: a fixed cost plus one
+non-negative cost per position, in units of the device's median latency, so one model
+serves devices 1000x apart.
+
+Meta-training learns the encoders and one embedding per training device together, from
+every device's table (squared log error, per device in units of its own spread). Adapting to
+an unseen device from its k measured architectures fits only its embedding and a scale to
+them (a few hundred Adam steps with a Gaussian prior centred on the training devices'
+embeddings), so 5 points are enough to place a device among the known ones; with k = 0 the
+mean embedding gives a ranking and no scale.
+
+Nothing here knows the LINAS space: architectures are fixed-length sequences of categorical
+tokens with a declared vocabulary per position (:class:`TokenSpace`), so another search space
+plugs in unchanged. Only torch and numpy are imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class CrossHwError(ValueError):
+    """A device table or token sequence that the predictor cannot use."""
+
+
+@dataclass(frozen=True)
+class TokenSpace:
+    """Fixed-length sequences of categorical tokens, one declared vocabulary per position."""
+
+    vocab: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self):
+        if not self.vocab or any(len(v) == 0 for v in self.vocab):
+            raise CrossHwError("a token space needs at least one position and a non-empty vocabulary at each")
+        for pos, words in enumerate(self.vocab):
+            if len(set(words)) != len(words):
+                raise CrossHwError(f"position {pos}: the vocabulary repeats a token")
+
+    @property
+    def length(self) -> int:
+        """Tokens per architecture."""
+        return len(self.vocab)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Vocabulary size per position."""
+        return tuple(len(v) for v in self.vocab)
+
+    def check(self, tokens, where: str) -> np.ndarray:
+        """Integer tokens ``(n, length)`` validated against the vocabularies.
+
+        Raises:
+            CrossHwError: wrong shape or an index outside a position's vocabulary, naming ``where``.
+        """
+        arr = np.asarray(tokens)
+        if arr.ndim != 2 or arr.shape[1] != self.length or not np.issubdtype(arr.dtype, np.integer):
+            raise CrossHwError(f"{where}: expected integer tokens of shape (n, {self.length}), got {arr.dtype} {arr.shape}")
+        for pos, size in enumerate(self.sizes):
+            bad = (arr[:, pos] < 0) | (arr[:, pos] >= size)
+            if bad.any():
+                raise CrossHwError(f"{where}: position {pos} has token {int(arr[bad, pos][0])} outside its "
+                                   f"vocabulary of {size}")
+        return arr.astype(np.int64)
+
+    def encode(self, rows, where: str = "architectures") -> np.ndarray:
+        """Token strings ``[[tok, ...], ...]`` -> integer tokens ``(n, length)``.
+
+        Raises:
+            CrossHwError: a row of the wrong length or a token not in its position's vocabulary.
+        """
+        index = [{w: i for i, w in enumerate(v)} for v in self.vocab]
+        out = []
+        for r, row in enumerate(rows):
+            if len(row) != self.length:
+                raise CrossHwError(f"{where}: row {r} has {len(row)} tokens; expected {self.length}")
+            try:
+                out.append([index[p][tok] for p, tok in enumerate(row)])
+            except KeyError as err:
+                raise CrossHwError(f"{where}: row {r}: token {err.args[0]!r} is not in its position's vocabulary") from None
+        return np.array(out, dtype=np.int64).reshape(-1, self.length)
+
+
+@dataclass(frozen=True)
+class DeviceTable:
+    """One device's measurements: ``tokens (n, L)`` and ``latency_ms (n,)``.
+
+    Attributes:
+        name: device name.
+        tokens: integer architecture tokens of a :class:`TokenSpace`.
+        latency_ms: measured (or LUT-summed) latency of each architecture.
+        source: what the latencies are (e.g. "measured end to end", "LUT sum").
+    """
+
+    name: str
+    tokens: np.ndarray
+    latency_ms: np.ndarray
+    source: str = ""
+
+    def __post_init__(self):
+        lat = np.asarray(self.latency_ms, dtype=float)
+        if lat.ndim != 1 or len(lat) != len(self.tokens):
+            raise CrossHwError(f"device {self.name!r}: {len(self.tokens)} architectures but latency of shape {lat.shape}")
+        if len(lat) == 0:
+            raise CrossHwError(f"device {self.name!r}: the table is empty")
+        bad = ~np.isfinite(lat) | (lat <= 0)
+        if bad.any():
+            raise CrossHwError(f"device {self.name!r}: latency must be finite and > 0; row {int(np.argmax(bad))} "
+                               f"is {float(lat[bad][0])}")
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Size, meta-training and adaptation of the predictor (the profile's ``cross_hw`` section)."""
+
+    d_model: int = 32
+    heads: int = 4
+    layers: int = 2
+    steps: int = 1500
+    lr: float = 2e-3
+    query_batch: int = 64
+    hw_dim: int = 8  # hardware embedding size
+    hw_tokens: int = 4  # hardware tokens the architecture attends to
+    adapt_steps: int = 300  # Adam steps fitting a new device's embedding and scale
+    adapt_lr: float = 0.05
+    prior: float = 0.01  # weight of the Gaussian prior on a new device's embedding
+
+
+def relative_log(latency_ms) -> np.ndarray:
+    """Log latency relative to the median of the given values (zeros for an empty set)."""
+    logs = np.log(np.asarray(latency_ms, dtype=float))
+    return logs - np.median(logs) if len(logs) else logs
+
+
+class FewShotLatencyPredictor(nn.Module):
+    """Architecture encoder x hardware embedding (cross-attention) -> latency in units of the
+    device's median: a fixed cost plus one non-negative cost per position.
+
+    Attributes:
+        devices: ``(n_devices, hw_dim)`` embeddings of the training devices, in table order.
+    """
+
+    def __init__(self, space: TokenSpace, n_devices: int, settings: PredictorSettings):
+        super().__init__()
+        d = settings.d_model
+        self.space = space
+        self.n_hw_tokens = settings.hw_tokens
+        self.register_buffer("offsets", torch.tensor(np.concatenate([[0], np.cumsum(space.sizes)[:-1]]),
+                                                     dtype=torch.long), persistent=False)
+        self.token = nn.Embedding(int(sum(space.sizes)), d)
+        self.position = nn.Parameter(torch.zeros(space.length, d))
+        block = nn.TransformerEncoderLayer(d, settings.heads, dim_feedforward=2 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(block, settings.layers, enable_nested_tensor=False)
+        self.devices = nn.Parameter(0.1 * torch.randn(n_devices, settings.hw_dim))
+        self.hardware = nn.Linear(settings.hw_dim, settings.hw_tokens * d)
+        self.cross = nn.MultiheadAttention(d, settings.heads, batch_first=True)
+        self.cost = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, 1))
+        self.fixed = nn.Sequential(nn.Linear(settings.hw_dim, d), nn.ReLU(), nn.Linear(d, 1))
+        with torch.no_grad():  # start near the target's scale: L + 1 terms of 1 / (L + 1) each
+            for head in (self.cost, self.fixed):
+                head[-1].bias.fill_(-float(np.log(space.length + 1)))
+
+    def encode_archs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(..., L)`` tokens -> ``(..., L, d)`` contextual token states."""
+        shape = tokens.shape
+        x = self.token(tokens.reshape(-1, shape[-1]) + self.offsets) + self.position
+        return self.encoder(x).reshape(*shape, -1)
+
+    def log_forward(self, query: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
+        """Log latency of ``query (D, q, L)`` on ``D`` devices with embeddings ``hardware (D, hw_dim)``,
+        in each device's median units -> ``(D, q)``: log of a fixed cost plus one cost per
+        position, each the exp of a head's output (a log-sum-exp, so no term's gradient dies)."""
+        n_dev, n_query, length = query.shape
+        states = self.encode_archs(query).reshape(n_dev, n_query * length, -1)
+        hw_tokens = self.hardware(hardware).reshape(n_dev, self.n_hw_tokens, -1)
+        attended, _ = self.cross(states, hw_tokens, hw_tokens, need_weights=False)
+        per_position = self.cost(torch.cat([states, attended], -1)).reshape(n_dev, n_query, length)
+        fixed = self.fixed(hardware)[:, None, :].expand(n_dev, n_query, 1)
+        return torch.logsumexp(torch.cat([fixed, per_position], -1), -1)
+
+    def forward(self, query: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
+        """Latency in device-median units (``exp`` of :meth:`log_forward`)."""
+        return torch.exp(self.log_forward(query, hardware))
+
+
+def train_predictor(space: TokenSpace, tables: list[DeviceTable], settings: PredictorSettings,
+                    gen: torch.Generator, progress: bool = False) -> FewShotLatencyPredictor:
+    """Meta-train on ``tables``: the encoders and one embedding per device, every device in every step.
+
+    The target is the latency relative to the median of the device's table; the loss is the
+    squared log error divided by the variance of the device's log latency, so a device whose
+    architectures differ by 6 % is fitted as carefully as one whose differ 3x.
+
+    Raises:
+        CrossHwError: fewer than two devices, or a device with fewer than two architectures.
+    """
+    if len(tables) < 2:
+        raise CrossHwError(f"meta-training needs at least 2 devices, got {len(tables)}")
+    small = [t.name for t in tables if len(t.tokens) < 2]
+    if small:
+        raise CrossHwError(f"device(s) {', '.join(small)}: fewer than 2 architectures")
+    model = _build(space, len(tables), settings, gen)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps)
+    tokens = [torch.as_tensor(space.check(t.tokens, t.name)) for t in tables]
+    logs = [torch.as_tensor(relative_log(t.latency_ms), dtype=torch.float32) for t in tables]
+    weight = torch.stack([1 / lg.var().clamp_min(1e-6) for lg in logs])[:, None]
+    weight = weight / weight.mean()
+    steps = range(settings.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="meta-training", leave=False)
+    model.train()
+    for _ in steps:
+        picks = [torch.randint(len(tok), (settings.query_batch,), generator=gen) for tok in tokens]
+        query = torch.stack([tok[i] for tok, i in zip(tokens, picks)])
+        target = torch.stack([lg[i] for lg, i in zip(logs, picks)])
+        loss = (weight * (model.log_forward(query, model.devices) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def _build(space: TokenSpace, n_devices: int, settings: PredictorSettings, gen: torch.Generator):
+    """The model with torch's default initialisation drawn from ``gen`` (the global stream is
+    forked, seeded from ``gen`` and restored, so no global state leaks in or out)."""
+    seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return FewShotLatencyPredictor(space, n_devices, settings)
+
+
+def adapt(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
+          settings: PredictorSettings) -> tuple[torch.Tensor, float | None]:
+    """A new device's embedding and log scale from its ``k`` measurements.
+
+    k = 0: the training devices' mean embedding and no scale. k < 3: the mean embedding and
+    a fitted scale. Otherwise embedding and scale are fitted together (Adam, a fixed number of
+    full-batch steps from the mean embedding) under a Gaussian prior centred on the training
+    embeddings' mean with their spread; deterministic.
+    """
+    with torch.no_grad():
+        mean, spread = model.devices.mean(0), model.devices.std(0).clamp_min(1e-3)
+    if len(support_ms) == 0:
+        return mean, None
+    tokens = torch.as_tensor(model.space.check(np.asarray(support_tokens).reshape(-1, model.space.length), "support"))
+    logs = torch.as_tensor(np.log(np.asarray(support_ms, dtype=float)), dtype=torch.float32)
+    with torch.no_grad():
+        start = torch.median(logs - model.log_forward(tokens[None], mean[None])[0])
+    if len(support_ms) < 3:
+        return mean, float(start)
+    hw, scale = mean.clone().requires_grad_(True), start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([hw, scale], lr=settings.adapt_lr)
+    for _ in range(settings.adapt_steps):
+        pred = model.log_forward(tokens[None], hw[None])[0] + scale
+        loss = ((pred - logs) ** 2).mean() / logs.var().clamp_min(1e-6) + settings.prior * (((hw - mean) / spread) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return hw.detach(), float(scale.detach())
+
+
+def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
+                   query_tokens: np.ndarray, settings: PredictorSettings) -> tuple[np.ndarray, np.ndarray | None]:
+    """Adapt to one device from its ``k`` measurements (:func:`adapt`) and predict ``query_tokens``.
+
+    Returns:
+        ``(score (q,), latency_ms (q,) or None)``: the prediction in device-median units (a
+        ranking for any k) and, for k >= 1, the latency in ms.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    hw, log_scale = adapt(model, support_tokens, support_ms, settings)
+    query = torch.as_tensor(model.space.check(query_tokens, "query"))
+    with torch.no_grad():
+        score = model(query[None], hw[None])[0].numpy().astype(float)
+    return score, None if log_scale is None else score * float(np.exp(log_scale))
+
+
+def fit_line(x: np.ndarray, y: np.ndarray):
+    """Least-squares ``y = a + b x`` as a callable; a non-positive slope falls back to
+    matching mean and spread (for baselines whose score grows with latency by construction)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    slope = np.polyfit(x, y, 1)[0] if x.std() > 0 else 0.0
+    if slope <= 0:
+        slope = y.std() / x.std() if x.std() > 0 else 0.0
+    intercept = y.mean() - slope * x.mean()
+    return lambda v: intercept + slope * np.asarray(v, dtype=float)

@@ -1,0 +1,200 @@
+"""The cross-hardware few-shot latency predictor and its leave-one-device-out protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from linas_lib.analysis import cross_hw as C
+from linas_lib.config import load_profile
+from linas_lib.latency import cross_hw as X
+from linas_lib.space import N_CHOICES, arch_string, decode
+
+TOY = X.TokenSpace((("a", "b", "c", "d"), ("p", "q", "r", "s", "t", "u"), ("x", "y", "z")))
+
+
+def toy_tables(n_devices: int = 6, n_archs: int = 200, seed: int = 0) -> list[X.DeviceTable]:
+    """A second, synthetic space: additive per-token costs mixed from two latent hardware
+    factors, a fixed cost, and 2 % noise; devices differ by up to 100x in scale."""
+    rng = np.random.default_rng(seed)
+    factors = [rng.uniform(0.1, 1.0, size=(2, n)) for n in TOY.sizes]
+    tokens = np.stack([rng.integers(0, n, n_archs) for n in TOY.sizes], 1)
+    tables = []
+    for d in range(n_devices):
+        mix = rng.dirichlet([1.0, 1.0])
+        cost = sum((mix @ f)[tokens[:, p]] for p, f in enumerate(factors))
+        scale = 10 ** rng.uniform(0, 2)
+        lat = scale * (0.5 + cost) * np.exp(rng.normal(0, 0.02, n_archs))
+        tables.append(X.DeviceTable(f"dev{d}", tokens, lat, "synthetic"))
+    return tables
+
+
+SETTINGS = X.PredictorSettings(d_model=16, heads=2, layers=1, steps=150, lr=5e-3, query_batch=32, adapt_steps=100)
+
+
+def test_token_space_encodes_and_names_bad_tokens():
+    assert TOY.encode([["b", "u", "x"]]).tolist() == [[1, 5, 0]]
+    with pytest.raises(X.CrossHwError, match="row 0: token 'w' is not in its position's vocabulary"):
+        TOY.encode([["a", "p", "w"]])
+    with pytest.raises(X.CrossHwError, match="row 1 has 2 tokens; expected 3"):
+        TOY.encode([["a", "p", "x"], ["a", "p"]])
+    with pytest.raises(X.CrossHwError, match="position 1 has token 6 outside its vocabulary of 6"):
+        TOY.check(np.array([[0, 6, 0]]), "query")
+    with pytest.raises(X.CrossHwError, match="repeats a token"):
+        X.TokenSpace((("a", "a"),))
+
+
+def test_device_table_rejects_bad_latency_naming_the_device():
+    tokens = np.zeros((2, 3), dtype=np.int64)
+    with pytest.raises(X.CrossHwError, match="device 'dev': latency must be finite and > 0; row 1 is nan"):
+        X.DeviceTable("dev", tokens, np.array([1.0, np.nan]))
+    with pytest.raises(X.CrossHwError, match="device 'dev': 2 architectures but latency of shape"):
+        X.DeviceTable("dev", tokens, np.array([1.0]))
+    with pytest.raises(X.CrossHwError, match="the table is empty"):
+        X.DeviceTable("dev", tokens[:0], np.array([]))
+
+
+def test_meta_training_needs_two_devices_with_enough_rows():
+    tables = toy_tables(3, 30)
+    with pytest.raises(X.CrossHwError, match="at least 2 devices"):
+        X.train_predictor(TOY, tables[:1], SETTINGS, torch.Generator().manual_seed(0))
+    small = X.DeviceTable("tiny", tables[0].tokens[:1], tables[0].latency_ms[:1])
+    with pytest.raises(X.CrossHwError, match="tiny: fewer than 2 architectures"):
+        X.train_predictor(TOY, [tables[1], small], SETTINGS, torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    tables = toy_tables()
+    state = torch.get_rng_state()
+    model = X.train_predictor(TOY, tables[:-1], SETTINGS, torch.Generator().manual_seed(0))
+    assert torch.equal(state, torch.get_rng_state()), "meta-training touched torch's global random state"
+    return model, tables[-1]
+
+
+def test_predictor_ranks_a_held_out_device_of_another_space(toy_model):
+    model, held = toy_model
+    score, ms = X.predict_device(model, held.tokens[:10], held.latency_ms[:10], held.tokens[10:], SETTINGS)
+    assert score.shape == ms.shape == (len(held.tokens) - 10,)
+    assert spearmanr(score, held.latency_ms[10:])[0] > 0.8
+    assert np.mean(np.abs(ms / held.latency_ms[10:] - 1)) < 0.25
+
+
+def test_predictor_without_measurements_ranks_but_has_no_scale(toy_model):
+    model, held = toy_model
+    score, ms = X.predict_device(model, held.tokens[:0], held.latency_ms[:0], held.tokens, SETTINGS)
+    assert ms is None and score.shape == (len(held.tokens),) and np.all(score > 0)
+
+
+def test_meta_training_is_deterministic_per_generator():
+    tables = toy_tables(3, 40)
+    quick = dataclasses.replace(SETTINGS, steps=5)
+    runs = [X.train_predictor(TOY, tables[:2], quick, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    preds = [X.predict_device(m, tables[2].tokens[:5], tables[2].latency_ms[:5], tables[2].tokens, quick)[0] for m in runs]
+    assert np.array_equal(preds[0], preds[1]) and not np.array_equal(preds[0], preds[2])
+
+
+def test_fit_line_recovers_a_line_and_never_decreases():
+    x = np.array([1.0, 2.0, 3.0])
+    assert np.allclose(X.fit_line(x, 2 + 3 * x)(np.array([4.0])), [14.0])
+    assert X.fit_line(x, np.array([3.0, 2.0, 1.0]))(np.array([4.0]))[0] > 2.0
+
+
+# ------------------------------------------------------------------ protocol and baselines
+
+
+def test_count_features_and_ridge():
+    choices = decode(np.arange(0, 4_000_000, 400_000))
+    feats = C.count_features(choices)
+    assert feats.shape == (len(choices), 40)
+    assert np.allclose(feats.reshape(-1, 5, 8)[..., :7].sum(-1), 1)
+    w = np.random.default_rng(0).normal(size=40)
+    y = feats @ w + 1.0
+    assert np.allclose(C.ridge_fit(feats, y, 1e-9)(feats), y, atol=1e-5)
+
+
+def test_flops_table_is_additive_over_layers():
+    from linas_lib.analysis.ranking import decoder_costs
+    from linas_lib.encoder.model import TAP_CHANNELS, TAP_STRIDES
+
+    archs = np.array([[3, 20, 7, 11, 0], [20, 20, 20, 20, 20], [5, 1, 14, 2, 17]])
+    shapes = [(1, c, 64 // s, 64 // s) for c, s in zip(TAP_CHANNELS, TAP_STRIDES)]
+    assert np.allclose(C.flops_model(64)(archs), decoder_costs(archs, shapes)[0])
+
+
+def test_scores_known_values():
+    truth = np.array([1.0, 2.0, 3.0, 4.0])
+    perfect = C.scores(truth, truth, truth)
+    assert perfect == {"spearman": 1.0, "kendall": 1.0, "mape_pct": 0.0, "within10_pct": 100.0}
+    off = C.scores(truth, truth * 1.2, truth)
+    assert math.isclose(off["mape_pct"], 20.0) and off["within10_pct"] == 0.0
+    assert math.isnan(C.scores(truth, None, truth)["mape_pct"])
+
+
+def test_measured_tables_names_a_missing_file(tmp_path):
+    with pytest.raises(X.CrossHwError, match="validation_measurements.csv: not found; run notebook 02"):
+        C.measured_tables(tmp_path / "validation_measurements.csv")
+    bad = tmp_path / "v.csv"
+    bad.write_text("arch,target\nx,y\n")
+    with pytest.raises(X.CrossHwError, match="v.csv: missing column\\(s\\) measured_ms, pred_projected_ms"):
+        C.measured_tables(bad)
+
+
+def test_measured_tables_groups_by_target(tmp_path):
+    archs = [arch_string(a) for a in decode(np.array([0, 5, 77]))]
+    path = tmp_path / "v.csv"
+    rows = [f"{a},{t},{10 + i},{11 + i}" for t in ("t1", "t2") for i, a in enumerate(archs)]
+    path.write_text("# provenance\narch,target,measured_ms,pred_projected_ms\n" + "\n".join(rows) + "\n")
+    tables, own = C.measured_tables(path)
+    assert [t.name for t in tables] == ["t1", "t2"]
+    assert tables[0].tokens.shape == (3, 5) and tables[0].latency_ms.tolist() == [10, 11, 12]
+    assert own["t2"].tolist() == [11, 12, 13]
+
+
+def test_baselines_apply_only_where_defined():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, N_CHOICES, size=(30, 5))
+    held = X.DeviceTable("ext", tokens, rng.uniform(1, 2, 30))
+    context = {"own": {}, "models": {}, "flops": lambda c: np.asarray(c).sum(-1) + 1.0, "ridge": 1.0}
+    support, query = np.arange(1), np.arange(1, 30)
+    assert C.baseline_predictions("own_lut", held, support, query, context) is None
+    assert C.baseline_predictions("linear_counts", held, support, query, context) is None
+    score, ms = C.baseline_predictions("flops", held, support, query, context)
+    assert score.shape == (29,) and ms is None
+    score, ms = C.baseline_predictions("flops", held, np.arange(5), np.arange(5, 30), context)
+    assert ms.shape == (25,) and np.all(ms > 0)
+    with pytest.raises(ValueError, match="unknown baseline 'nope'"):
+        C.baseline_predictions("nope", held, support, query, context)
+
+
+def test_profiles_cross_hw_sections_are_valid_and_checked():
+    for name in ("smoke", "cpu", "full"):
+        assert C.check_cross_hw(load_profile(name)).k_values
+    profile = load_profile("smoke")
+    bad = dataclasses.replace(profile, cross_hw=dataclasses.replace(profile.cross_hw, d_model=15))
+    with pytest.raises(X.CrossHwError, match="cross_hw.d_model must be a multiple of heads"):
+        C.check_cross_hw(bad)
+
+
+def test_summary_keeps_finite_figures_only():
+    table = [{"method": "predictor", "k": 0, "device": "d", "spearman_mean": 0.9, "mape_pct_mean": math.nan}]
+    means = [{"method": "predictor", "k": 0, "spearman_mean": 0.9, "kendall_mean": 0.8, "mape_pct_mean": math.nan,
+              "within10_pct_mean": math.nan},
+             {"method": "flops", "k": 0, "spearman_mean": 0.5}]
+    out = C.summary_figures(table, means)
+    assert out == {"spearman.k0.d": 0.9, "spearman.k0.mean": 0.9, "kendall.k0.mean": 0.8,
+                   "baseline.flops.spearman.k0.mean": 0.5}
+
+
+def test_held_out_devices_respects_size_and_names():
+    tables = toy_tables(3, 30) + [X.DeviceTable("small", toy_tables(1, 5)[0].tokens, np.ones(5))]
+    config = dataclasses.replace(load_profile("smoke").cross_hw, k_values=(0, 5), min_query=10, held_out=())
+    assert C.held_out_devices(tables, config) == ["dev0", "dev1", "dev2"]
+    assert C.held_out_devices(tables, dataclasses.replace(config, held_out=("dev1",))) == ["dev1"]
+    with pytest.raises(X.CrossHwError, match="cross_hw.held_out: no table for 'gpu9'"):
+        C.held_out_devices(tables, dataclasses.replace(config, held_out=("gpu9",)))
