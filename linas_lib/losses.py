@@ -60,20 +60,39 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return sum(segmentation_terms(logits, masks).values())
 
 
-def latency_penalty(expected_ms: torch.Tensor, budgets_ms: torch.Tensor) -> torch.Tensor:
-    """``sum_t relu(E[lat_t] - budget_t) / budget_t``: zero when every target is in budget.
+PENALTY_FORMS = ("ratio", "log", "range")
 
-    Normalising by the budget makes the term dimensionless, so ms scales of different
-    devices are comparable and one lambda serves all targets.
+
+def latency_penalty(expected_ms: torch.Tensor, budgets_ms: torch.Tensor, form: str = "ratio",
+                    spans_ms: torch.Tensor | None = None) -> torch.Tensor:
+    """Overshoot of the budgets summed over targets: zero when every target is in budget.
+
+    ``ratio`` (LINAS): ``sum_t relu(E[lat_t] - budget_t) / budget_t``. Dimensionless, but its
+    gradient is a target's LUT over its budget, so a target whose architectures span 30x its
+    budget (an edge CPU, decoder only) outweighs one spanning half of it (a CPU end to end).
+    ``log``: ``sum_t relu(log(E[lat_t] / budget_t))``: the LUT over the expected latency, so
+    the same imbalance near the budget. ``range`` (scale-free): ``sum_t relu(E[lat_t] -
+    budget_t) / span_t`` with ``span_t`` the target's latency range over the space, so
+    moving any target from its fastest to its slowest architecture costs the same.
 
     Raises:
-        ValueError: a non-positive budget or mismatched shapes.
+        ValueError: a non-positive budget or span, mismatched shapes, an unknown form, or
+            ``range`` without spans.
     """
     if expected_ms.shape != budgets_ms.shape:
         raise ValueError(f"{expected_ms.shape[0]} expected latencies but {budgets_ms.shape[0]} budgets")
     if (budgets_ms <= 0).any():
         raise ValueError(f"latency budgets must be positive, got {budgets_ms.tolist()}")
-    return (F.relu(expected_ms - budgets_ms) / budgets_ms).sum()
+    if form == "ratio":
+        return (F.relu(expected_ms - budgets_ms) / budgets_ms).sum()
+    if form == "log":
+        return F.relu(torch.log(expected_ms) - torch.log(budgets_ms)).sum()
+    if form == "range":
+        if spans_ms is None or spans_ms.shape != budgets_ms.shape or (spans_ms <= 0).any():
+            raise ValueError(f"the range penalty needs a positive latency span per target, got "
+                             f"{None if spans_ms is None else spans_ms.tolist()}")
+        return (F.relu(expected_ms - budgets_ms) / spans_ms).sum()
+    raise ValueError(f"unknown latency penalty {form!r}; expected one of {', '.join(PENALTY_FORMS)}")
 
 
 def check_finite(terms: dict[str, torch.Tensor], where: str) -> None:

@@ -138,7 +138,7 @@ def test_key_fields_leave_out_key_false_and_take_in_new_fields():
 
 def test_config_key_fields():
     assert set(key_fields(SupernetConfig())) == {
-        "warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha", "latency_lambda",
+        "warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha", "latency_lambda", "latency_penalty",
         "tau_max", "tau_min", "ws_val_images", "sampling", "sandwich_random", "calr", "momentum_bins",
         "bn_recalib_batches", "alpha_val_share"}
     left_out = {f.name for f in dataclasses.fields(SearchConfig)} - set(key_fields(SearchConfig()))
@@ -168,7 +168,7 @@ SMOKE_RUN = textwrap.dedent("""
 
     profile = load_profile("smoke")
     features = run_features(profile, 0)
-    latency = T.latency_terms(T.search_latency_model(profile))
+    latency = T.latency_terms(T.search_latency_model(profile), profile.supernet.latency_penalty)
     key = T.supernet_key(profile, 0, features, latency)
     out = {"key": key}
     if sys.argv[1] == "load":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -535,3 +536,35 @@ def test_background_scores_are_the_free_accuracy(supernet):
     assert hv_reference_miou_loss(SearchConfig(hv_ref_accuracy="fixed", hv_ref_miou_loss=0.9), ev) == 0.9
     with pytest.raises(ValueError, match="search.hv_ref_accuracy 'none' is not one of background, fixed"):
         hv_reference_miou_loss(SearchConfig(hv_ref_accuracy="none"), ev)
+
+
+def test_latency_penalty_forms():
+    budgets = torch.tensor([10.0, 100.0])
+    expected = torch.tensor([12.0, 50.0])
+    assert latency_penalty(expected, budgets, "log") == pytest.approx(math.log(1.2))
+    assert latency_penalty(expected, budgets, "range", torch.tensor([4.0, 1.0])) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="the range penalty needs a positive latency span per target"):
+        latency_penalty(expected, budgets, "range")
+    with pytest.raises(ValueError, match="unknown latency penalty 'cubic'"):
+        latency_penalty(expected, budgets, "cubic")
+
+
+def test_range_penalty_pulls_every_target_alike():
+    """Two targets over budget by the same share of their span: ``ratio`` pulls the wide one
+    30x harder (LUT range / budget), ``range`` pulls both alike."""
+    from linas_lib.supernet.train import LatencyTerms
+
+    base = torch.linspace(0, 1, 21).expand(5, 21)
+    table = torch.stack([base * 2.0, base * 60.0])  # spans 10 and 300 ms
+    fixed = torch.tensor([100.0, 0.0])  # end to end vs decoder only
+    probs = torch.full((5, 21), 1 / 21, requires_grad=True)
+    norms = {}
+    for form in ("ratio", "range"):
+        terms = LatencyTerms(table, fixed, torch.tensor([100.0 + 4.0, 120.0]), ("e2e", "edge"), None, form)
+        expected = terms.expected(probs)
+        grads = [torch.autograd.grad(latency_penalty(expected[i:i + 1], terms.budgets[i:i + 1], form,
+                                                     terms.spans()[i:i + 1]), probs, retain_graph=True)[0].norm()
+                 for i in range(2)]
+        norms[form] = float(grads[1] / grads[0])
+    assert norms["ratio"] == pytest.approx(30 * 104 / 120, rel=1e-4)
+    assert norms["range"] == pytest.approx(1.0, rel=1e-4)

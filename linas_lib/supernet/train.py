@@ -67,7 +67,7 @@ import torch
 from ..config import Profile, load_profile
 from ..encoder.features import Features, FeatureSplit, run_features
 from ..keys import atomic_torch_save, content_hash, key_fields, load_checkpoint, seeded_module
-from ..losses import check_finite, latency_penalty, segmentation_terms
+from ..losses import PENALTY_FORMS, check_finite, latency_penalty, segmentation_terms
 from ..paths import cache_dir
 from ..space import OPS, WIDTHS, as_choices
 from .evaluate import WeightSharingEvaluator, evaluate_decoder
@@ -103,6 +103,7 @@ class LatencyTerms:
     budgets: torch.Tensor  # (n_targets,) ms
     names: tuple[str, ...]
     pair: torch.Tensor | None = None  # (n_targets, 4, 21, 21) ms (I4) or None
+    form: str = "ratio"  # the penalty's form (supernet.latency_penalty, linas_lib.losses.PENALTY_FORMS)
 
     def expected(self, probs: torch.Tensor) -> torch.Tensor:
         """``(n_targets,)`` expected latency (ms) under ``(5, 21)`` choice probabilities."""
@@ -111,13 +112,19 @@ class LatencyTerms:
         return expected_latency(probs, self.table, self.fixed, self.pair)
 
     def penalty(self, probs: torch.Tensor) -> torch.Tensor:
-        """Budget-normalised overshoot (see :func:`linas_lib.losses.latency_penalty`)."""
-        return latency_penalty(self.expected(probs), self.budgets)
+        """Overshoot of the budgets (see :func:`linas_lib.losses.latency_penalty`)."""
+        return latency_penalty(self.expected(probs), self.budgets, self.form, self.spans())
+
+    def spans(self) -> torch.Tensor:
+        """``(n_targets,)`` latency range of the additive part over the space (ms): per layer the
+        dearest minus the cheapest choice, summed (pair terms, a few ms, left out)."""
+        return (self.table.amax(-1) - self.table.amin(-1)).sum(-1)
 
     def to(self, device) -> LatencyTerms:
         """The tables on ``device``."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return LatencyTerms(move(self.table), move(self.fixed), move(self.budgets), self.names, move(self.pair))
+        return LatencyTerms(move(self.table), move(self.fixed), move(self.budgets), self.names, move(self.pair),
+                            self.form)
 
     def digest(self) -> str:
         """Hash of the tables and budgets (part of the supernet cache key)."""
@@ -125,13 +132,15 @@ class LatencyTerms:
                              "budgets": self.budgets, "pair": self.pair})
 
 
-def latency_terms(model) -> LatencyTerms:
-    """:class:`LatencyTerms` of a :class:`linas_lib.latency.predict.LatencyModel`."""
+def latency_terms(model, form: str = "ratio") -> LatencyTerms:
+    """:class:`LatencyTerms` of a :class:`linas_lib.latency.predict.LatencyModel` with the penalty ``form``."""
     from ..latency.predict import lut_tensor
 
     table, fixed, pair = lut_tensor(model)
     budgets = torch.as_tensor(np.asarray(model.budgets_ms), dtype=torch.float32)
-    return LatencyTerms(table, fixed, budgets, tuple(model.target_names), pair)
+    if form not in PENALTY_FORMS:
+        raise ValueError(f"supernet.latency_penalty must be one of {', '.join(PENALTY_FORMS)}, got {form!r}")
+    return LatencyTerms(table, fixed, budgets, tuple(model.target_names), pair, form)
 
 
 def search_latency_model(profile):
@@ -583,7 +592,7 @@ def _run_inputs(profile, seed: int) -> tuple[str, Features, LatencyTerms]:
     """``(supernet key, features, latency terms)`` of a run, on the run's device."""
     device = run_device(profile)
     features = run_features(profile, seed)
-    latency = latency_terms(search_latency_model(profile))
+    latency = latency_terms(search_latency_model(profile), profile.supernet.latency_penalty)
     key = supernet_key(profile, seed, features, latency)
     return key, features.to(device), latency.to(device)
 
