@@ -364,8 +364,8 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
 
 
 def cross_hw_vs_k(mean_rows: list[dict]):
-    """Cross-hardware prediction against measured points k: Spearman (left) and MAPE (right)
-    per method, mean over held-out devices with its 95 % bootstrap CI over devices.
+    """Cross-hardware prediction against measured points k, per method: Spearman over all
+    held-out devices and per group, and MAPE; mean over devices with its 95 % bootstrap CI.
 
     Args:
         mean_rows: rows of :func:`linas_lib.analysis.cross_hw.mean_rows`.
@@ -377,19 +377,23 @@ def cross_hw_vs_k(mean_rows: list[dict]):
     import pandas as pd
 
     frame = pd.DataFrame(mean_rows).sort_values("k")
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
-    for ax, metric, label in ((axes[0], "spearman", "Spearman rho"), (axes[1], "mape_pct", "MAPE (%)")):
-        for method, group in frame.groupby("method", sort=False):
-            group = group[np.isfinite(group[f"{metric}_mean"])]
-            if group.empty:
+    groups = ["all"] + sorted(g for g in frame.group.unique() if g != "all")
+    panels = [(g, "spearman", f"Spearman rho ({g} devices)") for g in groups] + [("all", "mape_pct", "MAPE % (all devices)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2))
+    for ax, (group, metric, label) in zip(np.atleast_1d(axes), panels):
+        part = frame[frame.group == group]
+        for method, rows in part.groupby("method", sort=False):
+            rows = rows[np.isfinite(rows[f"{metric}_mean"])]
+            if rows.empty:
                 continue
-            err = np.abs(group[[f"{metric}_ci95_low", f"{metric}_ci95_high"]].to_numpy().T - group[f"{metric}_mean"].to_numpy())
-            ax.errorbar(group.k, group[f"{metric}_mean"], yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2,
-                        lw=1.2, label=f"{method} ({int(group.n_devices.max())} devices)")
-        ax.set_xlabel("measured architectures of the held-out device (k)")
-        ax.set_ylabel(label)
-    axes[1].set_yscale("log")
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Leave-one-device-out latency prediction (mean over devices, 95% bootstrap CI)", fontsize=9)
+            err = np.abs(rows[[f"{metric}_ci95_low", f"{metric}_ci95_high"]].to_numpy().T - rows[f"{metric}_mean"].to_numpy())
+            ax.errorbar(rows.k, rows[f"{metric}_mean"], yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1.2,
+                        label=f"{method} (n={int(rows[f'{metric}_n_devices'].max())})")
+        ax.set_xlabel("measured architectures k")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=6, loc="best")
+    if panels[-1][1] == "mape_pct":
+        np.atleast_1d(axes)[-1].set_yscale("log")
+    fig.suptitle("Leave-one-device-out latency prediction (mean over held-out devices, 95% bootstrap CI)", fontsize=9)
     fig.tight_layout()
     return fig

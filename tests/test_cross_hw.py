@@ -183,12 +183,39 @@ def test_profiles_cross_hw_sections_are_valid_and_checked():
 
 def test_summary_keeps_finite_figures_only():
     table = [{"method": "predictor", "k": 0, "device": "d", "spearman_mean": 0.9, "mape_pct_mean": math.nan}]
-    means = [{"method": "predictor", "k": 0, "spearman_mean": 0.9, "kendall_mean": 0.8, "mape_pct_mean": math.nan,
-              "within10_pct_mean": math.nan},
-             {"method": "flops", "k": 0, "spearman_mean": 0.5}]
-    out = C.summary_figures(table, means)
+    means = [{"method": "predictor", "k": 0, "group": "all", "spearman_mean": 0.9, "kendall_mean": 0.8,
+              "mape_pct_mean": math.nan, "within10_pct_mean": math.nan},
+             {"method": "flops", "k": 0, "group": "lut", "spearman_mean": 0.5}]
+    paired = [{"baseline": "flops", "metric": "spearman", "k": 0, "group": "all", "diff_mean": 0.4,
+               "diff_ci95_low": 0.1, "diff_ci95_high": math.nan}]
+    out = C.summary_figures(table, means, paired)
     assert out == {"spearman.k0.d": 0.9, "spearman.k0.mean": 0.9, "kendall.k0.mean": 0.8,
-                   "baseline.flops.spearman.k0.mean": 0.5}
+                   "baseline.flops.spearman.k0.lut": 0.5, "diff.flops.spearman.k0.mean": 0.4,
+                   "diff.flops.spearman.k0.mean_ci95_low": 0.1}
+
+
+def test_paired_differences_use_shared_devices_only():
+    rows = [{"method": m, "k": 5, "device": d, "group": g, "spearman_mean": v}
+            for m, d, g, v in [("predictor", "a", "measured", 0.9), ("own_lut", "a", "measured", 0.7),
+                               ("predictor", "b", "measured", 0.8), ("own_lut", "b", "measured", 0.9),
+                               ("predictor", "c", "lut", 0.99)]]
+    paired = {(r["baseline"], r["group"]): r for r in C.paired_rows(rows)}
+    assert set(paired) == {("own_lut", "all"), ("own_lut", "measured")}
+    assert paired["own_lut", "all"]["n_devices"] == 2
+    assert paired["own_lut", "all"]["diff_mean"] == pytest.approx(0.05)
+    assert paired["own_lut", "all"]["n_predictor_ahead"] == 1
+
+
+def test_query_architectures_never_enter_training():
+    tables = toy_tables(3, 40)
+    archs = decode(np.arange(40) * 1000)
+    local = [X.DeviceTable(f"t{i}", archs, t.latency_ms, "measured", "measured") for i, t in enumerate(tables)]
+    pool, query = C.partition(40, 10, seed=0, index=0)
+    assert len(set(pool) | set(query)) == 40 and not set(pool) & set(query)
+    train = C.training_tables(local, local[0], query)
+    assert [t.name for t in train] == ["t1", "t2"]
+    assert all(len(t.tokens) == 10 for t in train)
+    assert {tuple(a) for a in train[0].tokens} == {tuple(a) for a in archs[pool]}
 
 
 def test_held_out_devices_respects_size_and_names():

@@ -12,20 +12,26 @@
   not reported.
 
 **Protocol** (:func:`evaluate`): for each device with at least ``max(k) + min_query``
-architectures, meta-train the predictor on every *other* device, then for each k and each of
-``split_seeds`` random choices of k measured points, predict the rest of its table (the
-query). Baselines at the same k (:data:`BASELINES`):
+architectures, split its rows once into a pool of ``max(k)`` and a query set; meta-train the
+predictor on every *other* device without the query architectures (:func:`training_tables`:
+the local targets share their architectures); then for each k and each of ``split_seeds``
+random choices of k points from the pool, predict the query set. External devices each get
+their own architecture sample. Baselines at the same k (:data:`BASELINES`):
 
 * ``own_lut`` -- the device's own LUT sum (projection-inclusive + fixed costs; local targets,
   measured on the same machine as the ground truth), no fit;
 * ``nearest_lut`` -- the LUT of the other device whose predictions rank the k points best
   (Spearman), scaled by a line fitted in log space on the k points (k >= 2);
-* ``linear_counts`` -- ridge regression of log latency on per-layer op one-hot and width
-  (40 features) fitted on the k points (k >= 2);
+* ``linear_counts`` -- ridge regression of latency (relative to the k points' median: it is
+  additive in ms) on per-layer op one-hot and width (40 features) fitted on the k points
+  (k >= 2); it uses no other device, with a fixed penalty (``cross_hw.ridge``);
 * ``flops`` -- decoder FLOPs, scaled by a line fitted in log space on the k points (its
   ranking needs no point).
 
-Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %. MAPE is not
+Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; means over
+devices are reported over all held-out devices and per group (``measured``: the local
+targets, noisy and sharing one CPU; ``lut``: exact LUT sums), and the comparison with each
+baseline as paired per-device differences (:func:`paired_rows`) on the devices both have. MAPE is not
 defined where a method has no scale (the predictor at k = 0, ``flops`` below two points;
 ``nearest_lut`` and ``linear_counts`` need two points to exist at all): such cells are left empty, never filled in.
 """
@@ -115,17 +121,21 @@ def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.n
     for target, rows in frame.groupby("target", sort=False):
         tokens = np.stack([parse_arch(a) for a in rows["arch"]])
         tables.append(X.DeviceTable(str(target), tokens, rows["measured_ms"].to_numpy(float),
-                                    "measured end to end (02_latency_accuracy)"))
+                                    "measured end to end (02_latency_accuracy)", "measured"))
         own[str(target)] = rows["pred_projected_ms"].to_numpy(float)
     return tables, own
 
 
-def lut_tables(models: dict, n_archs: int, rng: np.random.Generator) -> list[X.DeviceTable]:
-    """Decoder-only LUT devices: ``n_archs`` random architectures (the same for every device)
-    priced by each device's LUT sum (``models``: name -> :class:`LatencyModel` of one target)."""
-    archs = decode(rng.choice(N_CHOICES**N_LAYERS, size=n_archs, replace=False))
-    return [X.DeviceTable(name, archs, model.predict(archs)[:, 0], "LUT sum (decoder only)")
-            for name, model in models.items()]
+def lut_tables(models: dict, n_archs: int, seed: int) -> list[X.DeviceTable]:
+    """Decoder-only LUT devices: per device its own ``n_archs`` random architectures (so no
+    architecture is shared between devices) priced by its LUT sum (``models``: name ->
+    one-target :class:`LatencyModel`)."""
+    tables = []
+    for index, (name, model) in enumerate(models.items()):
+        rng = np.random.default_rng([seed, SAMPLE_STREAM, index])
+        archs = decode(rng.choice(N_CHOICES**N_LAYERS, size=n_archs, replace=False))
+        tables.append(X.DeviceTable(name, archs, model.predict(archs)[:, 0], "LUT sum (decoder only)", "lut"))
+    return tables
 
 
 def device_tables(profile, results_root: Path, progress: bool = True):
@@ -152,8 +162,7 @@ def device_tables(profile, results_root: Path, progress: bool = True):
             lut = T.load_target_lut(profile, target, progress=progress)
             models[target.name] = P.model_from_luts({target.name: lut}, {target.name: 1.0}, "op_only")
     external = {n: m for n, m in models.items() if n not in own}
-    rng = np.random.default_rng([profile.cross_hw.external_archs, SAMPLE_STREAM])
-    return measured + lut_tables(external, profile.cross_hw.external_archs, rng), models, own
+    return measured + lut_tables(external, profile.cross_hw.external_archs, 0), models, own
 
 
 # ------------------------------------------------------------------ baselines
@@ -233,9 +242,9 @@ def baseline_predictions(name: str, held: X.DeviceTable, support: np.ndarray, qu
         return f[query], _scaled(f[support], ms[support], f[query])
     if len(support) < 2:
         return None
-    if name == "linear_counts":
-        feats = count_features(tokens)
-        pred = np.exp(ridge_fit(feats[support], np.log(ms[support]), context["ridge"])(feats[query]))
+    if name == "linear_counts":  # additive in ms, fitted relative to the support's median
+        feats, unit = count_features(tokens), np.median(ms[support])
+        pred = unit * np.maximum(ridge_fit(feats[support], ms[support] / unit, context["ridge"])(feats[query]), 1e-3)
         return pred, pred
     from scipy.stats import spearmanr  # nearest_lut
 
@@ -276,9 +285,39 @@ def held_out_devices(tables: list[X.DeviceTable], config) -> list[str]:
     return [t.name for t in tables if len(t.tokens) >= need and (not config.held_out or t.name in config.held_out)]
 
 
+def partition(n_rows: int, pool_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """A device's fixed ``(pool, query)`` row split: the k measured points of every split are
+    drawn from the pool, predictions are scored on the query."""
+    order = np.random.default_rng([seed, SPLIT_STREAM, index]).permutation(n_rows)
+    return order[:pool_size], order[pool_size:]
+
+
+def training_tables(tables: list[X.DeviceTable], held: X.DeviceTable, query: np.ndarray) -> list[X.DeviceTable]:
+    """Every other device, without the held-out device's query architectures (the local targets
+    share their 100 measured architectures and, measured back to back, part of their noise);
+    devices left with fewer than 2 rows drop out."""
+    from ..space import encode
+
+    hidden = set(encode(held.tokens[query]).tolist())
+    out = []
+    for table in tables:
+        if table.name == held.name:
+            continue
+        keep = ~np.isin(encode(table.tokens), list(hidden))
+        if keep.sum() >= 2:
+            out.append(X.DeviceTable(table.name, table.tokens[keep], np.asarray(table.latency_ms)[keep],
+                                     table.source, table.group))
+    return out
+
+
 def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, progress: bool = True) -> list[dict]:
-    """Leave-one-device-out rows ``{device, k, split, method, spearman, kendall, mape_pct,
-    within10_pct, n_query, train_s}`` (see the module docstring)."""
+    """Leave-one-device-out rows ``{device, group, k, split, method, spearman, kendall, mape_pct,
+    within10_pct, n_query, n_train_devices, train_s}`` (see the module docstring).
+
+    Each held-out device's rows are split once into a pool of ``max(k_values)`` and a query
+    set; its k points are drawn from the pool, every method is scored on the same query set,
+    and no query architecture enters meta-training.
+    """
     import time
 
     import torch
@@ -291,18 +330,18 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
     rows = []
     for index, name in enumerate(held_names):
         held = next(t for t in tables if t.name == name)
-        train = [t for t in tables if t.name != name]
+        pool, query = partition(len(held.tokens), max(c.k_values), seed, index)
+        train = training_tables(tables, held, query)
         start = time.perf_counter()
         model = X.train_predictor(space, train, settings, torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index),
                                   progress=progress)
         train_s = time.perf_counter() - start
+        truth = np.asarray(held.latency_ms, dtype=float)[query]
         for k in c.k_values:
             for split in range(c.split_seeds):
-                rng = np.random.default_rng([seed, SPLIT_STREAM, index, k, split])
-                order = rng.permutation(len(held.tokens))
-                support, query = order[:k], order[k:]
-                truth = np.asarray(held.latency_ms, dtype=float)[query]
-                common = {"device": name, "k": k, "split": split, "n_query": len(query)}
+                support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
+                common = {"device": name, "group": held.group, "k": k, "split": split, "n_query": len(query),
+                          "n_train_devices": len(train)}
                 score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
                                              held.tokens[query], settings)
                 rows.append({**common, "method": "predictor", **scores(score, ms, truth), "train_s": train_s})
@@ -320,7 +359,7 @@ def table_rows(rows: list[dict]) -> list[dict]:
     frame = pd.DataFrame(rows)
     out = []
     for (method, k, device), group in frame.groupby(["method", "k", "device"], sort=False):
-        row = {"method": method, "k": int(k), "device": device, "n_splits": len(group)}
+        row = {"method": method, "k": int(k), "device": device, "group": group["group"].iloc[0], "n_splits": len(group)}
         for metric in METRICS:
             values = group[metric].to_numpy(float)
             row[f"{metric}_mean"] = float(np.mean(values)) if np.isfinite(values).all() else math.nan
@@ -330,38 +369,73 @@ def table_rows(rows: list[dict]) -> list[dict]:
 
 
 def mean_rows(table: list[dict], seed: int = 0) -> list[dict]:
-    """Per (method, k): each metric's mean over devices with a 95 % bootstrap CI over devices."""
+    """Per (method, k, group): each metric's mean over devices (``all`` and each group) with a
+    95 % bootstrap CI over devices; ``n_devices`` counts the devices with a finite value."""
     import pandas as pd
 
     from ..search.experiment import mean_ci
 
     frame = pd.DataFrame(table)
+    frame = pd.concat([frame.assign(group="all"), frame])
     out = []
-    for (method, k), group in frame.groupby(["method", "k"], sort=False):
-        row = {"method": method, "k": int(k), "n_devices": len(group)}
+    for (method, k, group), part in frame.groupby(["method", "k", "group"], sort=False):
+        row = {"method": method, "k": int(k), "group": group}
         for metric in METRICS:
-            values = group[f"{metric}_mean"].to_numpy(float)
-            ok = np.isfinite(values).all()
-            low, high = mean_ci(values, seed=seed) if ok else (math.nan, math.nan)
-            row.update({f"{metric}_mean": float(values.mean()) if ok else math.nan,
-                        f"{metric}_ci95_low": low, f"{metric}_ci95_high": high})
+            values = part[f"{metric}_mean"].to_numpy(float)
+            values = values[np.isfinite(values)]
+            low, high = mean_ci(values, seed=seed) if len(values) else (math.nan, math.nan)
+            row.update({f"{metric}_mean": float(values.mean()) if len(values) else math.nan,
+                        f"{metric}_ci95_low": low, f"{metric}_ci95_high": high, f"{metric}_n_devices": len(values)})
         out.append(row)
     return out
 
 
-def summary_figures(table: list[dict], means: list[dict]) -> dict[str, float]:
-    """``spearman.k<k>.<device>``, ``spearman.k<k>.mean``, ``mape.k<k>.<device>`` (where
-    defined) of the predictor and ``baseline.<name>.spearman.k<k>.mean``; finite values only."""
+def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> list[dict]:
+    """Predictor minus each baseline, per (baseline, k, group), on the devices both have:
+    mean of the per-device differences with a 95 % bootstrap CI over those devices."""
+    import pandas as pd
+
+    from ..search.experiment import mean_ci
+
+    frame = pd.DataFrame(table)
+    wide = frame.pivot_table(index=["k", "device", "group"], columns="method", values=f"{metric}_mean").reset_index()
+    out = []
+    for base in BASELINES:
+        if base not in wide:
+            continue
+        for k, part in wide.groupby("k"):
+            for group in ["all", *sorted(part["group"].unique())]:
+                sub = part if group == "all" else part[part["group"] == group]
+                diff = (sub["predictor"] - sub[base]).to_numpy(float)
+                diff = diff[np.isfinite(diff)]
+                if not len(diff):
+                    continue
+                low, high = mean_ci(diff, seed=seed)
+                out.append({"baseline": base, "k": int(k), "group": group, "metric": metric, "n_devices": len(diff),
+                            "diff_mean": float(diff.mean()), "diff_ci95_low": low, "diff_ci95_high": high,
+                            "n_predictor_ahead": int((diff > 0).sum())})
+    return out
+
+
+def summary_figures(table: list[dict], means: list[dict], paired: list[dict]) -> dict[str, float]:
+    """The predictor's ``spearman.k<k>.<device>``, ``mape.k<k>.<device>`` (where defined),
+    ``spearman.k<k>.<group>`` (``mean`` over all devices, ``measured``, ``lut``),
+    ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>``; and the paired
+    differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; finite values only."""
     out = {}
     for row in table:
         if row["method"] == "predictor":
             out[f"spearman.k{row['k']}.{row['device']}"] = row["spearman_mean"]
             out[f"mape.k{row['k']}.{row['device']}"] = row["mape_pct_mean"]
     for row in means:
+        group = "mean" if row["group"] == "all" else row["group"]
         prefix = "" if row["method"] == "predictor" else f"baseline.{row['method']}."
-        out[f"{prefix}spearman.k{row['k']}.mean"] = row["spearman_mean"]
-        if row["method"] == "predictor":
+        out[f"{prefix}spearman.k{row['k']}.{group}"] = row["spearman_mean"]
+        if row["method"] == "predictor" and group == "mean":
             out[f"kendall.k{row['k']}.mean"] = row["kendall_mean"]
             out[f"mape.k{row['k']}.mean"] = row["mape_pct_mean"]
             out[f"within10.k{row['k']}.mean"] = row["within10_pct_mean"]
+    for row in paired:
+        name = f"diff.{row['baseline']}.{row['metric']}.k{row['k']}.{'mean' if row['group'] == 'all' else row['group']}"
+        out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = row["diff_mean"], row["diff_ci95_low"], row["diff_ci95_high"]
     return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}

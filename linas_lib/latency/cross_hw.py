@@ -99,12 +99,14 @@ class DeviceTable:
         tokens: integer architecture tokens of a :class:`TokenSpace`.
         latency_ms: measured (or LUT-summed) latency of each architecture.
         source: what the latencies are (e.g. "measured end to end", "LUT sum").
+        group: a label that results are also reported by (e.g. "measured", "lut").
     """
 
     name: str
     tokens: np.ndarray
     latency_ms: np.ndarray
     source: str = ""
+    group: str = ""
 
     def __post_init__(self):
         lat = np.asarray(self.latency_ms, dtype=float)
