@@ -108,8 +108,9 @@ class SupernetConfig:
     lr_alpha: float = 3e-3
     latency_lambda: float = 0.1
     # ratio (LINAS: sum relu(E - B) / B) | log (sum relu(log(E / B))) | range (scale-free:
-    # sum relu(E - B) / the target's latency span), see losses.latency_penalty
-    latency_penalty: str = "ratio"
+    # sum relu(E - B) / the target's latency span), see losses.latency_penalty; in the key
+    # unless ratio, the computation before the switch existed (cached supernets keep their keys)
+    latency_penalty: str = field(default="ratio", metadata={"key": "unless_default"})
     tau_max: float = 5.0
     tau_min: float = 0.1
     ws_val_images: int = 0  # held-out val images used by weight-sharing evaluation (0 = all)

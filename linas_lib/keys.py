@@ -85,7 +85,10 @@ def key_fields(cfg) -> dict:
 
     Every field counts except those declared ``field(default=..., metadata={"key": False})``
     (a setting that does not affect the cached artifact). So a field added later enters the
-    key by default, and leaving one out is a decision written next to the field itself.
+    key by default, and leaving one out is a decision written next to the field itself. A
+    field declared ``metadata={"key": "unless_default"}`` counts only when it differs from its
+    default: for a switch added later whose default reproduces the earlier computation
+    exactly, so artifacts cached before it existed keep their keys.
     Nested dataclass values (also inside lists, tuples and dicts) are reduced the same way.
 
     Args:
@@ -96,7 +99,15 @@ def key_fields(cfg) -> dict:
     """
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise TypeError(f"key_fields: expected a dataclass instance, got {type(cfg).__name__}")
-    return {f.name: _key_value(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.metadata.get("key", True)}
+    return {f.name: _key_value(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if _counts(f, cfg)}
+
+
+def _counts(f: dataclasses.Field, cfg) -> bool:
+    """Whether field ``f`` of ``cfg`` enters the key (see :func:`key_fields`)."""
+    rule = f.metadata.get("key", True)
+    if rule == "unless_default":
+        return getattr(cfg, f.name) != f.default
+    return bool(rule)
 
 
 def _key_value(value):

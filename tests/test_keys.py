@@ -136,9 +136,15 @@ def test_key_fields_leave_out_key_false_and_take_in_new_fields():
         key_fields(_Outer)
 
 
+def test_unless_default_fields_enter_the_key_only_when_changed():
+    cfg = SupernetConfig()
+    assert "latency_penalty" not in key_fields(cfg)
+    assert key_fields(dataclasses.replace(cfg, latency_penalty="range"))["latency_penalty"] == "range"
+
+
 def test_config_key_fields():
     assert set(key_fields(SupernetConfig())) == {
-        "warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha", "latency_lambda", "latency_penalty",
+        "warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha", "latency_lambda",
         "tau_max", "tau_min", "ws_val_images", "sampling", "sandwich_random", "calr", "momentum_bins",
         "bn_recalib_batches", "alpha_val_share"}
     left_out = {f.name for f in dataclasses.fields(SearchConfig)} - set(key_fields(SearchConfig()))
