@@ -92,8 +92,21 @@ class LatencyConfig:
     throughput_budget_s: float = 16.0
     pairs_per_slot: int = 6  # I4: adjacent-layer pairs timed per slot (441 = all; see latency.lut)
     lut_choices: tuple[int, ...] = ()  # smoke only: measure these choices 0..20, fill the rest (empty = all)
-    e2e_warmup: int = 1  # untimed runs of each validation network before timing
-    e2e_repeats: int = 5  # timed runs per validation network (median reported)
+    e2e_warmup: int = 1  # untimed runs of each validation network before timing (per pass)
+    e2e_repeats: int = 5  # timed runs per validation network and pass
+    # independent passes over the validation networks, each in its own shuffled order: the
+    # ground truth pools every pass's runs; two or more give the test-retest floor
+    e2e_passes: int = 1
+    # K anchor architectures (K <= 20, stratified over predicted latency, chosen once) on which
+    # 02 fits each local target's affine calibration (recorded in its LUT file); 0 = none
+    anchor_archs: int = 0
+
+    def __post_init__(self):
+        if self.e2e_passes < 1 or self.e2e_repeats < 1 or self.e2e_warmup < 0:
+            raise ValueError(f"e2e_passes and e2e_repeats must be >= 1 and e2e_warmup >= 0, got "
+                             f"{self.e2e_passes}, {self.e2e_repeats}, {self.e2e_warmup}")
+        if not 0 <= self.anchor_archs <= 20 or self.anchor_archs == 1:
+            raise ValueError(f"anchor_archs = {self.anchor_archs}: 0 (no calibration) or 2..20 anchors")
 
 
 @dataclass(frozen=True)

@@ -633,11 +633,20 @@ def preprocess(images: np.ndarray) -> torch.Tensor:
     Raises:
         DataError: not a uint8 array of shape ``(N, H, W, 3)``.
     """
+    x = torch.from_numpy(check_images(images, "preprocess")).permute(0, 3, 1, 2).float()
+    return ((x - _MEAN) * _INV_STD).contiguous()
+
+
+def check_images(images, where: str = "the pipeline") -> np.ndarray:
+    """``images`` as a contiguous uint8 ``(N, H, W, 3)`` array.
+
+    Raises:
+        DataError: not a uint8 array of that shape (named with ``where``).
+    """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
         got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-        raise DataError(f"preprocess expects uint8 images (N, H, W, 3), got {got}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    return ((x - _MEAN) * _INV_STD).contiguous()
+        raise DataError(f"{where} expects uint8 images (N, H, W, 3), got {got}")
+    return np.ascontiguousarray(images)
 
 
 def postprocess(logits: torch.Tensor) -> np.ndarray:

@@ -25,8 +25,13 @@ def _stats(ms: float) -> dict:
             "n_raw": 5, "cv": 0.01 / ms, "retries": 0}
 
 
-def fake_lut(resolution: int = 128, target: str = "cpu-torch-1t") -> dict:
-    """A complete schema-v2 LUT with known values: entry (l, c) = 1 + l + c/100 ms."""
+CALIBRATION = {"base": "interaction", "fit": "affine", "slope": 2.0, "intercept": 3.0,
+               "anchors": ["a", "b"], "anchor_ms": [203.0, 403.0], "anchor_base_ms": [100.0, 200.0]}
+
+
+def fake_lut(resolution: int = 128, target: str = "cpu-torch-1t", calibrated: bool = False) -> dict:
+    """A complete schema-v2 LUT with known values: entry (l, c) = 1 + l + c/100 ms; with
+    ``calibrated``, the block ``ms = 2 * interaction + 3``."""
     layers = {}
     for layer in range(N_LAYERS):
         entries = {choice_key(c): _stats(1.0 + layer + c / 100) for c in range(N_CHOICES)}
@@ -46,6 +51,7 @@ def fake_lut(resolution: int = 128, target: str = "cpu-torch-1t") -> dict:
             {"layer": 0, "a": choice_key(2), "b": choice_key(3), "pair": _stats(3.0), "interaction_ms": 0.2},
             {"layer": 2, "a": choice_key(5), "b": choice_key(5), "pair": _stats(3.0), "interaction_ms": -1.0},
         ]},
+        **({"calibration": dict(CALIBRATION)} if calibrated else {}),
     }
 
 
@@ -395,3 +401,39 @@ def test_cli_build_tiny_cuda_lut(tmp_path, target):
     lut = L.load_lut(out, resolution=64)
     assert lut["device"] == "cuda" and lut["graph"] == target.endswith("graph")
     assert lut["layers"]["layer_2"]["projected"]["DWSep3x3_w50"]["mean_ms"] > 0
+
+
+def test_calibrate_fits_the_anchors_and_round_trips(tmp_path):
+    lut = L.calibrate(fake_lut(), ["x", "y", "z"], [100.0, 150.0, 200.0], [230.0, 305.0, 380.0], "projected")
+    cal = lut["calibration"]
+    assert (cal["fit"], cal["base"]) == ("affine", "projected")
+    assert cal["slope"] == pytest.approx(1.5) and cal["intercept"] == pytest.approx(80.0)
+    assert L.load_lut(_write(tmp_path, lut), resolution=128)["calibration"] == cal
+    assert "calibration" not in fake_lut()  # a copy: the input LUT is left alone
+
+
+def test_calibrate_falls_back_to_an_offset_when_the_slope_is_not_positive():
+    cal = L.calibrate(fake_lut(), ["x", "y"], [100.0, 200.0], [260.0, 240.0], "projected")["calibration"]
+    assert cal["slope"] == 1.0 and cal["intercept"] == pytest.approx(100.0) and cal["fit"].startswith("offset")
+
+
+def test_calibrate_refuses_decoder_only_and_too_few_anchors():
+    ext = {**fake_lut(), "scope": "decoder-only"}
+    with pytest.raises(L.LUTError, match="decoder-only"):
+        L.calibrate(ext, ["x", "y"], [1.0, 2.0], [1.0, 2.0], "op_only")
+    with pytest.raises(L.LUTError, match=">= 2 anchors"):
+        L.calibrate(fake_lut(), ["x"], [1.0], [1.0], "projected")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"slope": 0.0}, "slope is 0"), ({"slope": float("nan")}, "slope = nan is not finite"),
+    ({"base": "calibrated"}, "base = 'calibrated'"), ({"anchor_ms": [1.0]}, "same length"),
+])
+def test_bad_calibration_block_is_refused_naming_the_file(tmp_path, change, message):
+    data = fake_lut(calibrated=True)
+    data["calibration"].update(change)
+    path = tmp_path / "lut.json"
+    path.write_text(json.dumps(data).replace("NaN", "NaN"))
+    with pytest.raises(L.LUTError, match=message) as err:
+        L.load_lut(path, resolution=128)
+    assert str(path) in str(err.value)

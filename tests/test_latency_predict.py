@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from linas_lib.data import DataError
+from linas_lib.latency import lut as L
 from linas_lib.latency import predict as P
 from linas_lib.space import N_CHOICES, N_LAYERS, OPS, WIDTHS
 from test_latency_lut import fake_lut
@@ -15,14 +17,15 @@ BUDGETS = {"a": 168.0, "b": 200.0}
 
 
 def _model(variant: str) -> P.LatencyModel:
-    return P.model_from_luts({"a": fake_lut(target="a"), "b": fake_lut(target="b")}, BUDGETS, variant)
+    luts = {n: fake_lut(target=n, calibrated=True) for n in ("a", "b")}
+    return P.model_from_luts(luts, BUDGETS, variant)
 
 
 def _loop_predict(model: P.LatencyModel, arch) -> np.ndarray:
     out = []
     for t in range(len(model.target_names)):
         total = model.fixed[t] + sum(model.table[t, layer, arch[layer]] for layer in range(N_LAYERS))
-        if model.variant == "interaction":
+        if model.variant in ("interaction", "calibrated"):  # the fake calibration corrects interaction
             total += sum(model.pair[t, s, arch[s], arch[s + 1]] for s in range(N_LAYERS - 1))
         out.append(total)
     return np.array(out)
@@ -41,10 +44,16 @@ def test_vectorised_equals_loop(variant):
 
 def test_variant_terms():
     arch = np.array([0, 1, 20, 20, 20])
-    op_only, projected, inter = (_model(v).predict(arch)[0] for v in P.PREDICT_VARIANTS)
+    op_only, projected, inter, calibrated = (_model(v).predict(arch)[0] for v in P.PREDICT_VARIANTS)
     assert op_only == pytest.approx(20.0 + sum(1.0 + layer + arch[layer] / 100 for layer in range(5)))
     assert projected == pytest.approx(150.0 + sum(1.5 + layer + arch[layer] / 100 for layer in range(5)))
     assert inter == pytest.approx(projected + 0.4 - 1.0)  # measured pair (0,1) in slot 0; slot-2 mean
+    assert calibrated == pytest.approx(2.0 * inter + 3.0)
+
+
+def test_calibrated_variant_needs_a_calibration_block():
+    with pytest.raises(L.LUTError, match="no calibration block"):
+        P.model_from_luts({"a": fake_lut(target="a")}, {"a": 1.0}, "calibrated")
 
 
 def test_predict_rejects_bad_choices():
@@ -128,8 +137,27 @@ def test_ort_export_runs_for_one_arch(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [e2e.encoder_onnx_path(64, tmp_path).name]
     torch_fn, _ = e2e.pipeline("cpu-torch-1t", arch, 64, tmp_path, encoder=TinyEncoder())
     assert torch_fn(image).shape == (1, 64, 64)
-    assert e2e.measure_pipeline(fn, image, spec, warmup=0, repeats=2) > 0
-    assert e2e.throughput(torch_fn, np.repeat(image, 2, axis=0), 3, spec)["n_images"] == 3
+    samples = e2e.time_pipeline(fn, image, spec, warmup=0, repeats=2)
+    assert len(samples) == 2 and min(samples) > 0
+    res = e2e.throughput(torch_fn, np.repeat(image, 2, axis=0), 3, spec)
+    assert res["n_images"] == 3 and res["image_min_ms"] <= res["image_median_ms"] <= res["image_max_ms"]
+    with pytest.raises(DataError, match="uint8 images"):
+        fn(image.astype(np.float32))
+
+
+def test_ort_graph_does_pre_and_post_processing_as_the_host_code():
+    import onnxruntime as ort
+
+    from linas_lib.data import postprocess, preprocess
+    from linas_lib.latency import e2e
+
+    pre, post = e2e._host_graphs(32)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8)
+    logits = rng.normal(size=(1, 2, 32, 32)).astype(np.float32)
+    run = lambda graph, feeds: ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]  # noqa: E731
+    np.testing.assert_allclose(run(pre, {"image": image}), preprocess(image).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(run(post, {"logits": logits}), postprocess(torch.from_numpy(logits)))
 
 
 def test_fastest_is_the_exhaustive_minimum_with_pair_terms():

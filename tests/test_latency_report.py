@@ -27,7 +27,7 @@ def test_accuracy_metrics_known_values():
 
 
 def test_summary_has_every_target_and_variant():
-    luts = {"t1": fake_lut(target="t1"), "t2": fake_lut(target="t2")}
+    luts = {"t1": fake_lut(target="t1", calibrated=True), "t2": fake_lut(target="t2", calibrated=True)}
     models = {v: P.model_from_luts(luts, {"t1": 1.0, "t2": 1.0}, v) for v in P.PREDICT_VARIANTS}
     archs = np.random.default_rng(0).integers(0, N_CHOICES, size=(6, N_LAYERS))
     measured = {"t1": models["projected"].predict(archs)[:, 0], "t2": np.full(6, 1000.0)}
@@ -89,3 +89,42 @@ def test_quantile_budgets_bind_and_fixed_budgets_kept():
     assert 0.3 <= np.mean(pred <= budgets["a"]) < 0.33  # ties of the fake LUT: at least the quantile
     models = R.models_for(profile, luts)
     assert all(m.budgets_ms[0] == budgets["a"] for m in models.values())
+
+
+def test_models_for_offers_calibrated_only_when_every_lut_has_a_block():
+    profile = load_profile("smoke")
+    luts = {t.name: fake_lut(target=t.name) for t in R.local_targets(profile)}
+    assert "calibrated" not in R.models_for(profile, luts)
+    luts = {n: fake_lut(target=n, calibrated=True) for n in luts}
+    assert "calibrated" in R.models_for(profile, luts)
+
+
+def test_floor_and_ground_truth_from_passes():
+    # 2 archs x 2 passes x 3 runs; pass 2 is 10 % slower than pass 1 for both
+    samples = {"t": np.array([[[100.0, 100.0, 100.0], [110.0, 110.0, 110.0]],
+                              [[200.0, 200.0, 200.0], [220.0, 220.0, 220.0]]])}
+    np.testing.assert_allclose(R.pass_values(samples)["t"], [[100, 110], [200, 220]])
+    np.testing.assert_allclose(R.ground_truth(samples)["t"], [105.0, 210.0])
+    (row,) = R.floor_rows(samples)
+    assert row["variant"] == "test_retest" and row["mape_pct"] == pytest.approx(10.0) and row["n"] == 2
+    assert R.floor_rows({"t": samples["t"][:, :1]}) == []  # one pass: no floor
+
+
+def test_anchors_spread_over_the_range_and_avoid_validation_archs():
+    model = P.model_from_luts({"t": fake_lut(target="t")}, {"t": 1.0}, "projected")
+    anchors = R.anchor_archs(model, np.random.default_rng(0), 5, sample=500)
+    again = R.anchor_archs(model, np.random.default_rng(0), 5, sample=500)
+    np.testing.assert_array_equal(anchors, again)
+    pred = model.predict(anchors)[:, 0]
+    assert np.all(np.diff(pred) >= 0) and pred[-1] > pred[0]
+    archs = R.validation_archs(np.random.default_rng(1), 30, exclude=anchors)
+    assert len(archs) == 30 and not {tuple(a) for a in archs} & {tuple(a) for a in anchors}
+
+
+def test_budget_rows_count_predicted_feasible_that_measure_over():
+    model = P.model_from_luts({"t": fake_lut(target="t")}, {"t": 168.0}, "projected")
+    archs = np.array([[0] * 5, [1] * 5, [20] * 5])
+    pred = model.predict(archs)[:, 0]  # 167.5, 167.55 and 168.5 ms: the first two within 168 ms
+    assert (pred <= 168.0).tolist() == [True, True, False]
+    (row,) = R.budget_rows({"projected": model}, archs, {"t": np.array([150.0, 170.0, 100.0])})
+    assert (row["n_predicted_within"], row["n_measured_over"], row["measured_over_pct"]) == (2, 1, 50.0)

@@ -2,12 +2,14 @@
 
 * torch eager: ``postprocess(net(preprocess(image)))`` with threads pinned;
 * ONNX Runtime: the encoder is exported once (legacy exporter) and each architecture's
-  decoder is exported and merged into it with :func:`onnx.compose.merge_models`, so ORT
-  runs *one* fused graph per network (pre/post stay the same host code as for torch).
+  decoder is exported and merged with it, *and with the pre- and post-processing*, by
+  :func:`onnx.compose.merge_models`: ORT runs one graph from uint8 image to uint8 mask in
+  its own pinned thread pool (no second, torch pool around ``session.run``).
 
-:func:`measure_pipeline` gives the robust (median of repeats) batch-1 latency used to
-validate the predictors; :func:`throughput` times ``n`` images through the whole
-pipeline as one run (C3: 100 images within 16 s).
+:func:`time_pipeline` gives the raw batch-1 samples (ms) the end-to-end ground truth is
+summarised from (the same :func:`~linas_lib.latency.measure.summarise` statistic as the LUT
+entries); :func:`throughput` times ``n`` images through the whole pipeline as one run (C3:
+100 images within 16 s) and keeps each image's time, so the check reports the same statistic.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..keys import content_hash
 from ..ops import Decoder
 from ..space import as_choices
 from .entries import N_CLASSES, export_onnx, onnx_bytes
-from .measure import MeasureSettings, RuntimeSpec, measure, ort_session, spec_for_target, torch_threads
+from .measure import RuntimeSpec, ort_session, spec_for_target, summarise, torch_threads, wall_timer
 
 
 class ExtractedNet(nn.Module):
@@ -93,11 +95,12 @@ class _TapsOut(nn.Module):
 
 
 def network_onnx(choices, resolution: int, folder: Path) -> bytes:
-    """One architecture's full network (encoder + decoder) as a single serialized ONNX graph.
+    """One architecture's whole pipeline (pre-processing, encoder, decoder, argmax) as one
+    serialized ONNX graph: input ``image`` uint8 ``(1, H, W, 3)``, output ``mask`` uint8 ``(1, H, W)``.
 
-    The decoder is exported in memory and merged into the cached encoder graph with
-    :func:`onnx.compose.merge_models` (nothing per architecture is written to disk: a
-    network weighs up to ~130 MB).
+    The decoder is exported in memory and merged with the cached encoder, pre- and
+    post-processing graphs by :func:`onnx.compose.merge_models` (nothing per architecture
+    is written to disk: a network weighs up to ~130 MB).
     """
     return _network_bytes(tuple(int(c) for c in as_choices(choices)), int(resolution), str(folder))
 
@@ -111,8 +114,48 @@ def _network_bytes(choices: tuple, resolution: int, folder: str) -> bytes:
     enc = _encoder_graph(resolution, folder)
     decoder = _DecoderFromTaps(Decoder(as_choices(choices), N_CLASSES))
     dec = _rename(onnx.load_from_string(onnx_bytes(decoder, _tap_examples(resolution))), TAP_NAMES, "input")
-    merged = compose.merge_models(enc, dec, io_map=[(n, n) for n in TAP_NAMES], prefix1="enc_", prefix2="dec_")
-    return merged.SerializeToString()
+    net = compose.merge_models(enc, dec, io_map=[(n, n) for n in TAP_NAMES], prefix1="enc_", prefix2="dec_")
+    pre, post = _host_graphs(resolution)
+    net = compose.merge_models(pre, net, io_map=[("image_f", net.graph.input[0].name)], prefix2="net_")
+    net = compose.merge_models(net, post, io_map=[(net.graph.output[0].name, "logits")])
+    return net.SerializeToString()
+
+
+class _Preprocess(nn.Module):
+    """:func:`linas_lib.data.preprocess` as a module (exported into the ORT graph)."""
+
+    def __init__(self):
+        super().__init__()
+        from ..data import IMAGENET_MEAN, IMAGENET_STD
+
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("inv_std", 1.0 / (torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0))
+
+    def forward(self, image):
+        return (image.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
+
+
+class _Postprocess(nn.Module):
+    """:func:`linas_lib.data.postprocess` as a module: argmax over classes, uint8."""
+
+    def forward(self, logits):
+        return logits.argmax(dim=1).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=2)
+def _host_graphs(resolution: int):
+    """``(pre, post)`` ONNX graphs: ``image`` uint8 -> ``image_f``; ``logits`` -> ``mask`` uint8."""
+    import onnx
+    from onnx import compose
+
+    image = torch.zeros(1, resolution, resolution, 3, dtype=torch.uint8)
+    logits = torch.zeros(1, N_CLASSES, resolution, resolution)
+    graphs = []
+    for prefix, module, x, names in (("pre_", _Preprocess(), image, ("image", "image_f")),
+                                     ("post_", _Postprocess(), logits, ("logits", "mask"))):
+        graph = compose.add_prefix(onnx.load_from_string(onnx_bytes(module, (x,))), prefix)  # unique node names
+        graphs.append(_rename(_rename(graph, names[:1], "input"), names[1:], "output"))
+    return tuple(graphs)
 
 
 @functools.lru_cache(maxsize=2)
@@ -160,15 +203,13 @@ def torch_pipeline(choices, resolution: int, threads: int, encoder: nn.Module | 
 
 
 def ort_pipeline(choices, resolution: int, threads: int, folder: Path):
-    """``fn(image) -> mask`` running pre -> ORT session of the whole network -> post."""
-    from ..data import postprocess, preprocess
+    """``fn(image) -> mask``: one ORT session runs pre-processing, network and argmax."""
+    from ..data import check_images
 
     session = ort_session(network_onnx(choices, resolution, folder), threads)
-    name = session.get_inputs()[0].name
 
     def fn(image: np.ndarray):
-        logits = session.run(None, {name: preprocess(image).numpy()})[0]
-        return postprocess(torch.from_numpy(logits))
+        return session.run(None, {"image": check_images(image)})[0]
 
     return fn
 
@@ -183,27 +224,35 @@ def pipeline(target: str, choices, resolution: int, folder: Path, encoder=None) 
     return ort_pipeline(choices, resolution, spec.threads, folder), spec
 
 
-def measure_pipeline(fn: Callable, image: np.ndarray, spec: RuntimeSpec, warmup: int, repeats: int) -> float:
-    """Median batch-1 latency (ms) of ``fn(image)`` over ``repeats`` timed runs."""
-    settings = MeasureSettings(warmup=warmup, repeats=repeats, max_cv=1.0, max_retries=0)
+def time_pipeline(fn: Callable, image: np.ndarray, spec: RuntimeSpec, warmup: int, repeats: int) -> list[float]:
+    """Raw batch-1 latencies (ms) of ``repeats`` timed runs of ``fn(image)`` after ``warmup`` untimed ones."""
     with torch_threads(spec.threads):
-        return measure(lambda: fn(image), settings).median_ms
+        for _ in range(warmup):
+            fn(image)
+        return [wall_timer(lambda: fn(image)) for _ in range(repeats)]
 
 
 def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec) -> dict:
     """Time ``n`` images (cycling through ``images`` (N, H, W, 3) uint8) through ``fn``, as a whole.
 
-    One untimed warm-up image first; returns ``{n_images, total_s, ms_per_image}``.
+    One untimed warm-up image first. Each image is timed too, so the run's per-image
+    statistic (:func:`~linas_lib.latency.measure.summarise`, as for LUT entries and the
+    end-to-end ground truth) is reported beside the total the constraint reads.
+
+    Returns:
+        ``{n_images, total_s, ms_per_image, image_median_ms, image_std_ms, image_min_ms, image_max_ms}``.
     """
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"throughput needs uint8 images (N, H, W, 3), got shape {images.shape}")
     with torch_threads(spec.threads):
         fn(images[:1])
         start = time.perf_counter()
-        for i in range(n):
-            fn(images[i % len(images)][None])
+        per_image = [wall_timer(lambda: fn(images[i % len(images)][None])) for i in range(n)]
         total = time.perf_counter() - start
-    return {"n_images": int(n), "total_s": total, "ms_per_image": total * 1e3 / n}
+    stats = summarise(per_image)
+    return {"n_images": int(n), "total_s": total, "ms_per_image": total * 1e3 / n,
+            "image_median_ms": stats.median_ms, "image_std_ms": stats.std_ms,
+            "image_min_ms": float(min(per_image)), "image_max_ms": float(max(per_image))}
 
 
 def onnx_folder() -> Path:

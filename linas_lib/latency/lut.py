@@ -241,6 +241,66 @@ def check_lut_data(data, path) -> None:
     if data["scope"] != "decoder-only":
         _check_fixed(data.get("fixed"), fields, path)
         _check_pairs(data.get("pairs"), fields, path)
+        if "calibration" in data:
+            _check_calibration(data["calibration"], path)
+
+
+CALIBRATION_BASES = ("op_only", "projected", "interaction")
+
+
+def _check_calibration(cal, path) -> None:
+    """The optional ``calibration`` block: ``ms = slope * base + intercept`` (see :func:`calibrate`)."""
+    bad = f"{path}: calibration"
+    if not isinstance(cal, dict):
+        raise LUTError(f"{bad} must be an object, got a JSON {_json_type(cal)}")
+    if cal.get("base") not in CALIBRATION_BASES:
+        raise LUTError(f"{bad}.base = {cal.get('base')!r} is not one of {', '.join(CALIBRATION_BASES)}")
+    for key in ("slope", "intercept"):
+        problem = _number_problem(cal.get(key), negative_ok=key == "intercept")
+        if problem:
+            raise LUTError(f"{bad}.{key} = {cal.get(key)!r} {problem}")
+    if cal["slope"] == 0:
+        raise LUTError(f"{bad}.slope is 0: the calibrated predictor would not rank architectures")
+    anchors, measured = cal.get("anchors"), cal.get("anchor_ms")
+    if not isinstance(anchors, list) or not isinstance(measured, list) or len(anchors) != len(measured) or len(anchors) < 2:
+        raise LUTError(f"{bad} needs 'anchors' (architecture strings) and 'anchor_ms' of the same length >= 2")
+
+
+def calibrate(lut: dict, anchors: list[str], base_ms, measured_ms, base: str) -> dict:
+    """A copy of ``lut`` with an affine in-context calibration fitted on anchor architectures.
+
+    ``ms = slope * base_prediction + intercept`` by least squares over the anchors (nn-Meter
+    style: the LUT sum misses what the whole pipeline adds, mostly a constant). The block
+    records the anchors with their measured and base-predicted latencies, so the fit can be
+    checked and redone.
+
+    Args:
+        lut: an end-to-end LUT dict.
+        anchors: the anchors' architecture strings (:func:`linas_lib.space.arch_string`).
+        base_ms: the ``base`` variant's prediction for each anchor.
+        measured_ms: each anchor's measured end-to-end latency (the ground-truth statistic).
+        base: the predictor variant the calibration corrects.
+
+    An affine fit whose slope is not positive (anchors too close for the noise) falls back
+    to an offset only (slope 1), recorded in the block's ``fit``.
+
+    Raises:
+        LUTError: a decoder-only LUT, or fewer than 2 anchors with distinct predictions.
+    """
+    where = f"LUT of {lut.get('target')!r}"
+    if lut["scope"] == "decoder-only":
+        raise LUTError(f"{where}: a decoder-only LUT has no end-to-end measurements to calibrate on")
+    x, y = np.asarray(base_ms, dtype=float), np.asarray(measured_ms, dtype=float)
+    if len(anchors) < 2 or x.shape != (len(anchors),) or y.shape != x.shape or np.ptp(x) == 0:
+        raise LUTError(f"{where}: calibration needs >= 2 anchors with distinct predictions, one measurement each")
+    slope, intercept = np.polyfit(x, y, 1)
+    fit = "affine"
+    if not slope > 0:  # measurements do not follow the LUT across the anchors: correct the offset only
+        slope, intercept, fit = 1.0, float(np.mean(y - x)), "offset (the affine fit's slope was <= 0)"
+    block = {"base": base, "fit": fit, "slope": float(slope), "intercept": float(intercept), "anchors": list(anchors),
+             "anchor_ms": y.tolist(), "anchor_base_ms": x.tolist()}
+    _check_calibration(block, where)
+    return {**lut, "calibration": block}
 
 
 def _check_space(data: dict, path) -> None:

@@ -6,7 +6,11 @@ Variants (one :class:`LatencyModel` interface, ``predict(choices (n, 5)) -> (n, 
   LINAS LUT plus a measured encoder constant; decoder-only targets: the op sum alone);
 * ``projected``   (b+c) fixed costs (pre, encoder, bottleneck, head, post) + sum of
   projection-inclusive entries (op, ReLU, BN, 1x1 projection, skip-add);
-* ``interaction`` (d, I4) ``projected`` + sum over adjacent slots of the pair interaction.
+* ``interaction`` (d, I4) ``projected`` + sum over adjacent slots of the pair interaction;
+* ``calibrated``  the variant a LUT's ``calibration`` block names, scaled and shifted by its
+  affine fit on measured anchor architectures (:func:`linas_lib.latency.lut.calibrate`):
+  table and pairs times the slope, fixed cost times the slope plus the intercept, so the
+  vectorised and the differentiable predictors both give the calibrated latency.
 
 Decoder-only (external) targets have op-only entries only, so every variant predicts their
 op sum (documented, not hidden). For the supernet, :func:`lut_tensor` gives the tables as
@@ -25,7 +29,7 @@ import torch
 from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS
 from . import lut as L
 
-PREDICT_VARIANTS = ("op_only", "projected", "interaction")
+PREDICT_VARIANTS = ("op_only", "projected", "interaction", "calibrated")
 CHUNK = 1 << 19
 
 
@@ -40,7 +44,7 @@ class LatencyModel:
         variant: one of :data:`PREDICT_VARIANTS`.
         table: ``(n_targets, 5, 21)`` per-layer latency of each choice.
         fixed: ``(n_targets,)`` architecture-independent cost.
-        pair: ``(n_targets, 4, 21, 21)`` adjacent-layer interaction (zeros unless ``interaction``).
+        pair: ``(n_targets, 4, 21, 21)`` adjacent-layer interaction (zeros unless ``interaction`` or calibrated on it).
     """
 
     target_names: tuple[str, ...]
@@ -76,7 +80,7 @@ class LatencyModel:
 
     def _gather_tables(self) -> list[np.ndarray]:
         """The four ``(441, n_targets)`` tables of :meth:`_predict_chunk` (fixed cost in the first)."""
-        t, pair = self.table, self.pair if self.variant == "interaction" else np.zeros_like(self.pair)
+        t, pair = self.table, self.pair
         first = t[:, 0, :, None] + t[:, 1, None, :] + pair[:, 0] + self.fixed[:, None, None]
         third = t[:, 2, :, None] + t[:, 3, None, :] + pair[:, 2]
         fourth = t[:, 4, None, :] + pair[:, 3]
@@ -91,7 +95,7 @@ class LatencyModel:
         Returns:
             ``(choices (n_targets, 5), ms (n_targets,))``.
         """
-        pair = self.pair if self.variant == "interaction" else np.zeros_like(self.pair)
+        pair = self.pair
         archs, best_ms = [], []
         for t in range(len(self.target_names)):
             value, back = self.table[t, 0].astype(float), []
@@ -135,7 +139,14 @@ def model_from_luts(luts: dict[str, dict], budgets_ms: dict[str, float], variant
 def _target_terms(lut: dict, variant: str):
     """``(table, fixed, pair)`` of one target for one variant."""
     zeros = np.zeros((N_LAYERS - 1, N_CHOICES, N_CHOICES))
-    if lut["scope"] == "decoder-only" or variant == "op_only":
+    if variant == "calibrated" and lut["scope"] != "decoder-only":
+        cal = lut.get("calibration")
+        if cal is None:
+            raise L.LUTError(f"{lut.get('source', lut['target'])}: no calibration block (the calibrated variant "
+                             "needs one: notebook 02 fits it on measured anchor architectures)")
+        table, fixed, pair = _target_terms(lut, cal["base"])
+        return cal["slope"] * table, cal["slope"] * fixed + cal["intercept"], cal["slope"] * pair
+    if lut["scope"] == "decoder-only" or variant in ("op_only", "calibrated"):
         fixed = 0.0 if lut["scope"] == "decoder-only" else L.fixed_total(lut, ("encoder",))
         return L.entry_table(lut, "op_only"), fixed, zeros
     pair = L.pair_table(lut) if variant == "interaction" else zeros

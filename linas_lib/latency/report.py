@@ -16,14 +16,17 @@ from ..paths import cache_dir
 from ..keys import atomic_write_text
 from ..space import N_ARCHS, N_CHOICES, all_archs, arch_string, choice_key, decode
 from . import e2e
-from .measure import spec_for_target
+from .measure import spec_for_target, summarise
 from . import lut as L
 from . import predict as P
 from . import quiet
 from . import targets as T
 
 VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projection & fixed costs",
-                  "interaction": "+ pair interaction (I4)"}
+                  "interaction": "+ pair interaction (I4)",
+                  "calibrated": "+ affine calibration on K anchors (held-out archs)",
+                  "test_retest": "measurement floor: pass 2 against pass 1"}
+STATISTIC = "median_ms"  # LUT entries, end-to-end ground truth, budgets and C3's per-image column
 
 
 def local_targets(profile) -> list:
@@ -111,51 +114,136 @@ def heatmap_panels(luts: dict[str, dict]) -> tuple[dict[str, np.ndarray], list[s
 # ---------------------------------------------------------------- validation (02)
 
 
-def validation_archs(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` distinct uniformly random architectures ``(n, 5)``."""
-    return decode(rng.choice(N_ARCHS, size=n, replace=False))
+def validation_archs(rng: np.random.Generator, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """``n`` distinct uniformly random architectures ``(n, 5)``, none of them in ``exclude``."""
+    taken = set() if exclude is None else {arch_string(a) for a in exclude}
+    drawn = decode(rng.choice(N_ARCHS, size=n + len(taken), replace=False))
+    return np.array([a for a in drawn if arch_string(a) not in taken][:n]).reshape(-1, drawn.shape[1])
 
 
-def measure_validation(profile, archs: np.ndarray, image: np.ndarray,
+def anchor_archs(model: P.LatencyModel, rng: np.random.Generator, k: int, sample: int = 10_000) -> np.ndarray:
+    """``k`` calibration anchors spread over the predicted latency range, chosen once.
+
+    From ``sample`` random architectures, ranked by their predicted latency relative to each
+    target's median (averaged over the model's targets), the ones at ranks ``(i + 1/2) / k``.
+    """
+    if k == 0:
+        return np.zeros((0, 5), dtype=np.int64)
+    candidates = decode(rng.choice(N_ARCHS, size=sample, replace=False))
+    pred = model.predict(candidates)
+    score = (pred / np.median(pred, axis=0)).mean(axis=1)
+    ranks = ((np.arange(k) + 0.5) / k * sample).astype(int)
+    return candidates[np.argsort(score, kind="stable")[ranks]]
+
+
+def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.random.Generator,
                        progress: bool = True) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """Median end-to-end latency (ms) of every arch on every local target, checkpointed.
+    """Raw end-to-end latencies (ms) of every arch on every local target, checkpointed.
 
-    Archs are the outer loop (all targets measured per arch) so slow drifts of the machine
-    spread evenly over targets. Each architecture's timings are judged by the quiet-machine
-    guard (:mod:`linas_lib.latency.quiet`, ``latency.quiet``) before they are kept.
+    ``latency.e2e_passes`` independent passes, each over the architectures in its own
+    shuffled order (from ``rng``), time every local target of an architecture back to back
+    (``e2e_warmup`` untimed, ``e2e_repeats`` timed runs), so slow drifts of the machine
+    spread over targets and architectures instead of following the list. Each
+    architecture's timings are judged by the quiet-machine guard (:mod:`~.quiet`) before they
+    are kept; every (pass, architecture) is checkpointed, so an interrupted run resumes.
 
     Returns:
-        ``({target: ms (n,)}, load records)``: one record per run that measured anything
-        (a resumed pass adds one), kept with the checkpoint.
+        ``({target: ms (n_archs, passes, repeats)}, load records)``: one record per run that
+        measured anything (a resumed pass adds one).
     """
     targets = [t.name for t in local_targets(profile)]
     lat = profile.latency
-    key = e2e.dumps_key(targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup, lat.e2e_repeats)
+    orders = [rng.permutation(len(archs)) for _ in range(lat.e2e_passes)]
+    key = e2e.dumps_key("samples-v2", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
+                        lat.e2e_repeats, [o.tolist() for o in orders])
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
     loads = done.setdefault(LOAD_KEY, [])
-    todo = [a for a in archs if arch_string(a) not in done]
+    todo = [(p, archs[i]) for p, order in enumerate(orders) for i in order if _item(p, archs[i]) not in done]
     if todo:
         encoder = e2e.shared_encoder()
         with quiet.watch("end-to-end validation", max_threads(profile), lat.quiet) as load:
-            for arch in _progress(todo, progress, "end-to-end"):
+            for p, arch in _progress(todo, progress, "end-to-end"):
                 since = load.mark()
-                ms = {t: _median_ms(profile, t, arch, image, encoder) for t in targets}
-                load.check(since, arch_string(arch))
-                done[arch_string(arch)] = ms
+                done[_item(p, arch)] = {t: _samples(profile, t, arch, image, encoder) for t in targets}
+                load.check(since, f"pass {p} {arch_string(arch)}")
                 atomic_write_text(path, json.dumps(done))
         loads.append(load.record)
         atomic_write_text(path, json.dumps(done))
-    return {t: np.array([done[arch_string(a)][t] for a in archs]) for t in targets}, loads
+    return {t: np.array([[done[_item(p, a)][t] for p in range(lat.e2e_passes)] for a in archs])
+            for t in targets}, loads
 
 
-LOAD_KEY = "_machine_load"  # the validation checkpoint's load records (no architecture string starts with "_")
+def _item(pass_: int, arch) -> str:
+    return f"{pass_}|{arch_string(arch)}"
 
 
-def _median_ms(profile, target: str, arch, image: np.ndarray, encoder) -> float:
+LOAD_KEY = "_machine_load"  # the validation checkpoint's load records (no item key starts with "_")
+
+
+def _samples(profile, target: str, arch, image: np.ndarray, encoder) -> list[float]:
     lat = profile.latency
     fn, spec = e2e.pipeline(target, arch, profile.data.resolution, e2e.onnx_folder(), encoder)
-    return e2e.measure_pipeline(fn, image, spec, lat.e2e_warmup, lat.e2e_repeats)
+    return e2e.time_pipeline(fn, image, spec, lat.e2e_warmup, lat.e2e_repeats)
+
+
+def ground_truth(samples: dict[str, np.ndarray], statistic: str = STATISTIC) -> dict[str, np.ndarray]:
+    """Per target, each architecture's latency: :data:`STATISTIC` of all its passes' runs pooled."""
+    return {t: np.array([getattr(summarise(s.ravel()), statistic) for s in arr]) for t, arr in samples.items()}
+
+
+def pass_values(samples: dict[str, np.ndarray], statistic: str = STATISTIC) -> dict[str, np.ndarray]:
+    """Per target ``(n_archs, passes)``: the statistic of each pass on its own."""
+    return {t: np.array([[getattr(summarise(p), statistic) for p in s] for s in arr]) for t, arr in samples.items()}
+
+
+def floor_rows(samples: dict[str, np.ndarray]) -> list[dict]:
+    """The measurement floor per target: pass 2's values scored as a predictor of pass 1's.
+
+    Each pass alone holds ``e2e_repeats`` runs; the pooled ground truth holds all passes, so
+    its own noise is smaller than this floor (about 1/sqrt(passes) of it for random noise).
+    """
+    rows = []
+    for target, values in pass_values(samples).items():
+        if values.shape[1] < 2:
+            continue
+        rows.append({"target": target, "variant": "test_retest", "label": VARIANT_LABELS["test_retest"],
+                     **accuracy_metrics(values[:, 1], values[:, 0])})
+    return rows
+
+
+def calibrate_luts(luts: dict[str, dict], base: P.LatencyModel, anchors: np.ndarray,
+                   truth: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The LUTs with each measured target's affine calibration on the anchors (:func:`~.lut.calibrate`).
+
+    Args:
+        luts: LUT dicts by target.
+        base: the variant the calibration corrects, over (at least) the measured targets.
+        anchors: ``(k, 5)`` anchor architectures.
+        truth: per measured target, the anchors' measured latency ``(k,)``.
+    """
+    if len(anchors) == 0:
+        return dict(luts)
+    pred = base.predict(anchors)
+    names = [arch_string(a) for a in anchors]
+    return {n: L.calibrate(lut, names, pred[:, base.target_names.index(n)], truth[n], base.variant)
+            if n in truth else lut for n, lut in luts.items()}
+
+
+def budget_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, truth: dict[str, np.ndarray]) -> list[dict]:
+    """Do budgets hold? Per (target, variant): architectures predicted within the budget and
+    the share of them that measure over it."""
+    rows = []
+    for variant, model in models.items():
+        within = model.feasible(archs)
+        for target, meas in truth.items():
+            j = model.target_names.index(target)
+            ok = within[:, j]
+            over = meas[ok] > model.budgets_ms[j]
+            rows.append({"target": target, "variant": variant, "budget_ms": float(model.budgets_ms[j]),
+                         "n_predicted_within": int(ok.sum()), "n_measured_over": int(over.sum()),
+                         "measured_over_pct": 100 * float(over.mean()) if ok.any() else float("nan")})
+    return rows
 
 
 def max_threads(profile) -> int:
@@ -196,11 +284,21 @@ def summary_figures(rows: list[dict]) -> dict:
     return out
 
 
-def throughput_rows(profile, choices, images: np.ndarray) -> list[dict]:
-    """C3: ``throughput_images`` images through each local target's pipeline as a whole."""
+def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, float] | None = None) -> list[dict]:
+    """C3: ``throughput_images`` images through each local target's pipeline as a whole.
+
+    Args:
+        e2e_ms: optional per-target ground truth of the same architecture (single image, many
+            runs): added as ``e2e_ms`` with the gap of C3's per-image mean to it in percent.
+    """
     encoder = e2e.shared_encoder()
-    return [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder)
+    rows = [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder)
             for t in local_targets(profile)]
+    for row in rows:
+        if e2e_ms is not None and row["target"] in e2e_ms:
+            row["e2e_ms"] = float(e2e_ms[row["target"]])
+            row["c3_vs_e2e_pct"] = 100 * (row["ms_per_image"] / row["e2e_ms"] - 1)
+    return rows
 
 
 def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, encoder=None) -> dict:
@@ -218,7 +316,8 @@ def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, e
         load.check(since, f"{n_images} images")
     budget_s = profile.latency.throughput_budget_s * n_images / 100
     return {"target": target, "arch": arch_string(choices), **res, "budget_s": budget_s,
-            "pass": bool(res["total_s"] <= budget_s), **load_columns(load.record)}
+            "margin_s": budget_s - res["total_s"], "pass": bool(res["total_s"] <= budget_s),
+            **load_columns(load.record)}
 
 
 def load_columns(record: dict) -> dict:
@@ -240,10 +339,13 @@ def _progress(items, enabled: bool, desc: str):
 
 
 def models_for(profile, luts: dict[str, dict], targets=None) -> dict[str, P.LatencyModel]:
-    """One :class:`LatencyModel` per variant over the given LUTs (optionally some targets)."""
+    """One :class:`LatencyModel` per variant over the given LUTs (optionally some targets);
+    ``calibrated`` only where every end-to-end LUT has a calibration block."""
     chosen = {n: lut for n, lut in luts.items() if targets is None or n in targets}
     budgets = T.profile_budgets(profile, chosen)
-    return {v: P.model_from_luts(chosen, budgets, v) for v in P.PREDICT_VARIANTS}
+    calibrated = all("calibration" in lut for lut in chosen.values() if lut["scope"] != "decoder-only")
+    return {v: P.model_from_luts(chosen, budgets, v) for v in P.PREDICT_VARIANTS
+            if v != "calibrated" or calibrated}
 
 
 def save_local_luts(luts: dict[str, dict], folder) -> list:
@@ -281,24 +383,60 @@ def eval_images(profile, seed: int) -> np.ndarray:
     return images
 
 
-def measurement_rows(archs: np.ndarray, measured: dict, predicted: dict) -> list[dict]:
-    """Per (arch, target): measured ms and every variant's prediction (the scatter's data)."""
+def measurement_rows(archs: np.ndarray, measured: dict, predicted: dict, passes: dict | None = None,
+                     roles=None) -> list[dict]:
+    """Per (arch, target): measured ms, each pass's own value, role (anchor / held_out) and
+    every variant's prediction (the scatter's data)."""
     rows = []
     for i, arch in enumerate(archs):
         for target, meas in measured.items():
-            row = {"arch": arch_string(arch), "target": target, "measured_ms": float(meas[i])}
+            row = {"arch": arch_string(arch), "target": target, "role": roles[i] if roles is not None else "held_out",
+                   "measured_ms": float(meas[i])}
+            if passes is not None:
+                row.update({f"measured_pass{p}_ms": float(v) for p, v in enumerate(passes[target][i])})
             row.update({f"pred_{v}_ms": float(p[i]) for (t, v), p in predicted.items() if t == target})
             rows.append(row)
     return rows
 
 
-def median_arch(archs: np.ndarray, model: P.LatencyModel) -> np.ndarray:
-    """The arch whose mean predicted latency (over targets) is the median of ``archs``."""
+def median_index(archs: np.ndarray, model: P.LatencyModel) -> int:
+    """Index of the arch whose mean predicted latency (over targets) is the median of ``archs``."""
     score = model.predict(archs).mean(axis=1)
-    return archs[np.argsort(score)[len(score) // 2]]
+    return int(np.argsort(score)[len(score) // 2])
+
+
+def validation_tables(models: dict[str, P.LatencyModel], anchors: np.ndarray, archs: np.ndarray,
+                      samples: dict[str, np.ndarray]) -> dict[str, list[dict]]:
+    """02's tables from the measured runs of ``anchors`` followed by ``archs``.
+
+    Returns:
+        ``{accuracy, budgets, measurements}``: every variant and the test-retest floor scored
+        on the held-out ``archs`` only (the anchors fitted the calibration); whether budgets
+        hold on them; one row per (arch, target) with role, pooled and per-pass values and
+        every variant's prediction.
+    """
+    k = len(anchors)
+    truth, passes = ground_truth(samples), pass_values(samples)
+    held_out = {t: v[k:] for t, v in truth.items()}
+    rows, _ = accuracy_rows(models, archs, held_out)
+    rows += floor_rows({t: s[k:] for t, s in samples.items()})
+    every = np.concatenate([anchors, archs])
+    _, predicted = accuracy_rows(models, every, truth)
+    roles = ["anchor"] * k + ["held_out"] * len(archs)
+    return {"accuracy": rows, "budgets": budget_rows(models, archs, held_out),
+            "measurements": measurement_rows(every, truth, predicted, passes, roles)}
 
 
 def throughput_figures(rows: list[dict]) -> dict:
-    """``{throughput_ms_per_image: {target: x}, throughput_pass: {target: 0/1}}``."""
+    """``{throughput_ms_per_image: {target: x}, throughput_margin_s: ..., throughput_pass: {target: 0/1}}``."""
     return {"throughput_ms_per_image": {r["target"]: r["ms_per_image"] for r in rows},
+            "throughput_margin_s": {r["target"]: r["margin_s"] for r in rows},
             "throughput_pass": {r["target"]: float(r["pass"]) for r in rows}}
+
+
+def budget_figures(rows: list[dict]) -> dict:
+    """``{measured_over_budget_pct: {target: {variant: x}}}`` from :func:`budget_rows`."""
+    out = {}
+    for r in rows:
+        out.setdefault(r["target"], {})[r["variant"]] = r["measured_over_pct"]
+    return {"measured_over_budget_pct": out}
