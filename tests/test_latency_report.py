@@ -128,3 +128,11 @@ def test_budget_rows_count_predicted_feasible_that_measure_over():
     assert (pred <= 168.0).tolist() == [True, True, False]
     (row,) = R.budget_rows({"projected": model}, archs, {"t": np.array([150.0, 170.0, 100.0])})
     assert (row["n_predicted_within"], row["n_measured_over"], row["measured_over_pct"]) == (2, 1, 50.0)
+
+
+def test_pair_holdout_scores_the_slot_mean_leave_one_out():
+    (row,) = R.pair_holdout_rows({"t": fake_lut(target="t")})  # only slot 0 has two measured pairs
+    assert (row["slot"], row["n_pairs"]) == (0, 2)
+    assert row["loo_rmse_slot_mean_ms"] == pytest.approx(0.2)  # 0.4 predicted by 0.2 and vice versa
+    assert row["rmse_zero_ms"] == pytest.approx(np.sqrt((0.4 ** 2 + 0.2 ** 2) / 2))
+    assert np.isnan(row["noise_se_ms"])  # no interleaved singles recorded in the fake

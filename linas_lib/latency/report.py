@@ -14,7 +14,7 @@ import numpy as np
 
 from ..paths import cache_dir
 from ..keys import atomic_write_text
-from ..space import N_ARCHS, N_CHOICES, all_archs, arch_string, choice_key, decode
+from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key, decode
 from . import e2e
 from .measure import spec_for_target, summarise
 from . import lut as L
@@ -228,6 +228,35 @@ def calibrate_luts(luts: dict[str, dict], base: P.LatencyModel, anchors: np.ndar
     names = [arch_string(a) for a in anchors]
     return {n: L.calibrate(lut, names, pred[:, base.target_names.index(n)], truth[n], base.variant)
             if n in truth else lut for n, lut in luts.items()}
+
+
+def pair_holdout_rows(luts: dict[str, dict]) -> list[dict]:
+    """I4 checked on held-out pairs: per (local target, slot), how well the slot mean of the
+    *other* measured pairs predicts each measured pair's interaction (leave-one-out), against
+    predicting zero, beside the interactions' spread and their own measurement noise.
+
+    If the leave-one-out error is about the spread and the spread about the noise, the
+    measured pairs carry a per-slot constant and nothing op-specific that more sampled pairs
+    could learn.
+    """
+    rows = []
+    for name, lut in luts.items():
+        if lut["scope"] == "decoder-only":
+            continue
+        for slot in range(N_LAYERS - 1):
+            mine = [e for e in lut["pairs"]["entries"] if e["layer"] == slot]
+            if len(mine) < 2:
+                continue
+            x = np.array([e["interaction_ms"] for e in mine])
+            loo = (x.sum() - x) / (len(x) - 1)
+            noise = [np.sqrt(sum(e[k]["std_ms"] ** 2 / e[k]["n"] for k in ("pair", "single_a", "single_b")))
+                     for e in mine if all(k in e for k in ("single_a", "single_b"))]
+            rows.append({"target": name, "slot": slot, "n_pairs": len(x), "mean_interaction_ms": float(x.mean()),
+                         "sd_interaction_ms": float(x.std(ddof=1)),
+                         "noise_se_ms": float(np.sqrt(np.mean(np.square(noise)))) if noise else float("nan"),
+                         "loo_rmse_slot_mean_ms": float(np.sqrt(np.mean((x - loo) ** 2))),
+                         "rmse_zero_ms": float(np.sqrt(np.mean(x ** 2)))})
+    return rows
 
 
 def budget_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, truth: dict[str, np.ndarray]) -> list[dict]:
