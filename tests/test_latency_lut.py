@@ -427,7 +427,8 @@ def test_calibrate_refuses_decoder_only_and_too_few_anchors():
 
 @pytest.mark.parametrize("change, message", [
     ({"slope": 0.0}, "slope is 0"), ({"slope": float("nan")}, "slope = nan is not finite"),
-    ({"base": "calibrated"}, "base = 'calibrated'"), ({"anchor_ms": [1.0]}, "same length"),
+    ({"base": "calibrated"}, "base = .calibrated."), ({"anchor_ms": [1.0]}, "same length"),
+    ({"anchor_base_ms": [1.0, -2.0]}, "anchor_base_ms has a value that is negative"),
 ])
 def test_bad_calibration_block_is_refused_naming_the_file(tmp_path, change, message):
     data = fake_lut(calibrated=True)

@@ -137,8 +137,8 @@ def test_ort_export_runs_for_one_arch(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [e2e.encoder_onnx_path(64, tmp_path).name]
     torch_fn, _ = e2e.pipeline("cpu-torch-1t", arch, 64, tmp_path, encoder=TinyEncoder())
     assert torch_fn(image).shape == (1, 64, 64)
-    samples = e2e.time_pipeline(fn, image, spec, warmup=0, repeats=2)
-    assert len(samples) == 2 and min(samples) > 0
+    samples = e2e.time_interleaved({"ort": (fn, spec), "torch": (torch_fn, spec)}, image, warmup=1, repeats=2)
+    assert sorted(samples) == ["ort", "torch"] and all(len(v) == 2 and min(v) > 0 for v in samples.values())
     res = e2e.throughput(torch_fn, np.repeat(image, 2, axis=0), 3, spec)
     assert res["n_images"] == 3 and res["image_min_ms"] <= res["image_median_ms"] <= res["image_max_ms"]
     with pytest.raises(DataError, match="uint8 images"):

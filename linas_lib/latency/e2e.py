@@ -6,7 +6,7 @@
   :func:`onnx.compose.merge_models`: ORT runs one graph from uint8 image to uint8 mask in
   its own pinned thread pool (no second, torch pool around ``session.run``).
 
-:func:`time_pipeline` gives the raw batch-1 samples (ms) the end-to-end ground truth is
+:func:`time_interleaved` gives the raw batch-1 samples (ms) the end-to-end ground truth is
 summarised from (the same :func:`~linas_lib.latency.measure.summarise` statistic as the LUT
 entries); :func:`throughput` times ``n`` images through the whole pipeline as one run (C3:
 100 images within 16 s) and keeps each image's time, so the check reports the same statistic.
@@ -224,12 +224,25 @@ def pipeline(target: str, choices, resolution: int, folder: Path, encoder=None) 
     return ort_pipeline(choices, resolution, spec.threads, folder), spec
 
 
-def time_pipeline(fn: Callable, image: np.ndarray, spec: RuntimeSpec, warmup: int, repeats: int) -> list[float]:
-    """Raw batch-1 latencies (ms) of ``repeats`` timed runs of ``fn(image)`` after ``warmup`` untimed ones."""
-    with torch_threads(spec.threads):
-        for _ in range(warmup):
-            fn(image)
-        return [wall_timer(lambda: fn(image)) for _ in range(repeats)]
+def time_interleaved(pipelines: dict[str, tuple[Callable, RuntimeSpec]], image: np.ndarray, warmup: int,
+                     repeats: int) -> dict[str, list[float]]:
+    """Raw batch-1 latencies (ms) of several pipelines of one network, timed in rounds.
+
+    Each round runs every pipeline once (``warmup`` untimed rounds first, then ``repeats``
+    timed ones), each under its own thread count, so a drift of the machine during the
+    network's measurement spreads over all its targets alike.
+
+    Args:
+        pipelines: ``{target: (fn(image), spec)}`` from :func:`pipeline`.
+    """
+    samples = {name: [] for name in pipelines}
+    for round_ in range(warmup + repeats):
+        for name, (fn, spec) in pipelines.items():
+            with torch_threads(spec.threads):
+                ms = wall_timer(lambda: fn(image))
+            if round_ >= warmup:
+                samples[name].append(ms)
+    return samples
 
 
 def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec) -> dict:

@@ -261,15 +261,21 @@ def _check_calibration(cal, path) -> None:
             raise LUTError(f"{bad}.{key} = {cal.get(key)!r} {problem}")
     if cal["slope"] == 0:
         raise LUTError(f"{bad}.slope is 0: the calibrated predictor would not rank architectures")
-    anchors, measured = cal.get("anchors"), cal.get("anchor_ms")
-    if not isinstance(anchors, list) or not isinstance(measured, list) or len(anchors) != len(measured) or len(anchors) < 2:
-        raise LUTError(f"{bad} needs 'anchors' (architecture strings) and 'anchor_ms' of the same length >= 2")
+    anchors, measured, base_ms = cal.get("anchors"), cal.get("anchor_ms"), cal.get("anchor_base_ms")
+    lists = (anchors, measured, base_ms)
+    if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) != 1 or len(anchors) < 2:
+        raise LUTError(f"{bad} needs 'anchors' (architecture strings), 'anchor_ms' and 'anchor_base_ms' "
+                       "of the same length >= 2")
+    for key, values in (("anchor_ms", measured), ("anchor_base_ms", base_ms)):
+        problem = next((p for p in map(_number_problem, values) if p), None)
+        if problem:
+            raise LUTError(f"{bad}.{key} has a value that {problem}")
 
 
 def calibrate(lut: dict, anchors: list[str], base_ms, measured_ms, base: str) -> dict:
     """A copy of ``lut`` with an affine in-context calibration fitted on anchor architectures.
 
-    ``ms = slope * base_prediction + intercept`` by least squares over the anchors (nn-Meter
+    ``ms = slope * base_prediction + intercept`` by relative least squares over the anchors (nn-Meter
     style: the LUT sum misses what the whole pipeline adds, mostly a constant). The block
     records the anchors with their measured and base-predicted latencies, so the fit can be
     checked and redone.
@@ -293,7 +299,7 @@ def calibrate(lut: dict, anchors: list[str], base_ms, measured_ms, base: str) ->
     x, y = np.asarray(base_ms, dtype=float), np.asarray(measured_ms, dtype=float)
     if len(anchors) < 2 or x.shape != (len(anchors),) or y.shape != x.shape or np.ptp(x) == 0:
         raise LUTError(f"{where}: calibration needs >= 2 anchors with distinct predictions, one measurement each")
-    slope, intercept = np.polyfit(x, y, 1)
+    slope, intercept = np.polyfit(x, y, 1, w=1.0 / y)  # least squares in relative error, as MAPE reads it
     fit = "affine"
     if not slope > 0:  # measurements do not follow the LUT across the anchors: correct the offset only
         slope, intercept, fit = 1.0, float(np.mean(y - x)), "offset (the affine fit's slope was <= 0)"

@@ -80,11 +80,15 @@ class LatencyModel:
 
     def _gather_tables(self) -> list[np.ndarray]:
         """The four ``(441, n_targets)`` tables of :meth:`_predict_chunk` (fixed cost in the first)."""
-        t, pair = self.table, self.pair
+        t, pair = self.table, self._pair()
         first = t[:, 0, :, None] + t[:, 1, None, :] + pair[:, 0] + self.fixed[:, None, None]
         third = t[:, 2, :, None] + t[:, 3, None, :] + pair[:, 2]
         fourth = t[:, 4, None, :] + pair[:, 3]
         return [np.ascontiguousarray(x.reshape(len(self.target_names), -1).T) for x in (first, pair[:, 1], third, fourth)]
+
+    def _pair(self) -> np.ndarray:
+        """The pair terms the variant uses (none for ``op_only`` and ``projected``)."""
+        return np.zeros_like(self.pair) if self.variant in ("op_only", "projected") else self.pair
 
     def fastest(self) -> tuple[np.ndarray, np.ndarray]:
         """The exact fastest architecture of every target and its latency.
@@ -95,7 +99,7 @@ class LatencyModel:
         Returns:
             ``(choices (n_targets, 5), ms (n_targets,))``.
         """
-        pair = self.pair
+        pair = self._pair()
         archs, best_ms = [], []
         for t in range(len(self.target_names)):
             value, back = self.table[t, 0].astype(float), []

@@ -141,9 +141,10 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
     """Raw end-to-end latencies (ms) of every arch on every local target, checkpointed.
 
     ``latency.e2e_passes`` independent passes, each over the architectures in its own
-    shuffled order (from ``rng``), time every local target of an architecture back to back
-    (``e2e_warmup`` untimed, ``e2e_repeats`` timed runs), so slow drifts of the machine
-    spread over targets and architectures instead of following the list. Each
+    shuffled order (from ``rng``), time every local target of an architecture in rounds
+    (:func:`~.e2e.time_interleaved`: ``e2e_warmup`` untimed, ``e2e_repeats`` timed rounds),
+    so slow drifts of the machine spread over targets and architectures instead of
+    following the list. Each
     architecture's timings are judged by the quiet-machine guard (:mod:`~.quiet`) before they
     are kept; every (pass, architecture) is checkpointed, so an interrupted run resumes.
 
@@ -154,7 +155,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
     targets = [t.name for t in local_targets(profile)]
     lat = profile.latency
     orders = [rng.permutation(len(archs)) for _ in range(lat.e2e_passes)]
-    key = e2e.dumps_key("samples-v2", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
+    key = e2e.dumps_key("samples-v3", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
                         lat.e2e_repeats, [o.tolist() for o in orders])
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
@@ -165,7 +166,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
         with quiet.watch("end-to-end validation", max_threads(profile), lat.quiet) as load:
             for p, arch in _progress(todo, progress, "end-to-end"):
                 since = load.mark()
-                done[_item(p, arch)] = {t: _samples(profile, t, arch, image, encoder) for t in targets}
+                done[_item(p, arch)] = _samples(profile, targets, arch, image, encoder)
                 load.check(since, f"pass {p} {arch_string(arch)}")
                 atomic_write_text(path, json.dumps(done))
         loads.append(load.record)
@@ -181,10 +182,10 @@ def _item(pass_: int, arch) -> str:
 LOAD_KEY = "_machine_load"  # the validation checkpoint's load records (no item key starts with "_")
 
 
-def _samples(profile, target: str, arch, image: np.ndarray, encoder) -> list[float]:
+def _samples(profile, targets: list[str], arch, image: np.ndarray, encoder) -> dict[str, list[float]]:
     lat = profile.latency
-    fn, spec = e2e.pipeline(target, arch, profile.data.resolution, e2e.onnx_folder(), encoder)
-    return e2e.time_pipeline(fn, image, spec, lat.e2e_warmup, lat.e2e_repeats)
+    pipelines = {t: e2e.pipeline(t, arch, profile.data.resolution, e2e.onnx_folder(), encoder) for t in targets}
+    return e2e.time_interleaved(pipelines, image, lat.e2e_warmup, lat.e2e_repeats)
 
 
 def ground_truth(samples: dict[str, np.ndarray], statistic: str = STATISTIC) -> dict[str, np.ndarray]:
