@@ -217,6 +217,15 @@ def _add_bench_commands(sub) -> None:
                        help="LocalCluster worker processes (default bench.workers)")
     build.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
     build.set_defaults(func=_cmd_bench_build)
+    fin = bench_sub.add_parser("final", help="train each target's chosen architecture (results/<profile>/05_pareto/"
+                               "chosen.csv) for search.final_seeds with the table's recipe, on Dask (resumes per item)")
+    fin.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    fin.add_argument("--seed", type=int, default=0, help="data-split seed (default 0)")
+    fin.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="Dask scheduler address (default: a LocalCluster on this machine)")
+    fin.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default bench.workers)")
+    fin.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
+    fin.set_defaults(func=_cmd_bench_final)
     stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
     _bench_common(stat)
     stat.set_defaults(func=_cmd_bench_status)
@@ -249,6 +258,16 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
         print(f"  {name}: {path}")
     for name, value in summary["agreement"].items():
         print(f"  {name} = {value:.4g}")
+    return 0
+
+
+def _cmd_bench_final(args: argparse.Namespace) -> int:
+    from .analysis.bench import as_profile
+    from .analysis.final import build_final, read_chosen
+
+    chosen = read_chosen(as_profile(args.profile))
+    info = build_final(args.profile, chosen, args.seed, scheduler=args.scheduler, workers=args.workers, limit=args.limit)
+    print(f"final networks: {info['done']}/{info['items']} items done ({info['ran']} run now), {info['pending']} pending")
     return 0
 
 

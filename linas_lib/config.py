@@ -145,9 +145,13 @@ class SupernetConfig:
     standalone_lr: float = field(default=1e-3, metadata={"key": False})
     # scratch (generator init) | supernet (inherit the path's weights)
     standalone_init: str = field(default="scratch", metadata={"key": False})
-    # full-mixture search steps of each PAD-gap run (soft vs gumbel)
+    # PAD study (linas_lib.supernet.pad): full-mixture Gumbel steps per run, annealed vs
+    # constant temperature, paired per seed; entropy recorded every pad_eval_every steps (0: steps/4)
     pad_steps: int = field(default=4, metadata={"key": False})
     pad_batch_size: int = field(default=2, metadata={"key": False})
+    pad_seeds: tuple[int, ...] = field(default=(0,), metadata={"key": False})
+    pad_constant_tau: float = field(default=1.0, metadata={"key": False})
+    pad_eval_every: int = field(default=0, metadata={"key": False})
     # batches timed for cache_speedup and traced for binarised_mem_ratio
     measure_batches: int = field(default=2, metadata={"key": False})
     # one-shot weight-step counts after which the supernet is saved beside its checkpoint
@@ -194,6 +198,14 @@ class SearchConfig:
     hv_ref_latency: float = field(default=1.0, metadata={"key": False})
     # images timed for each chosen network (C3); 0 = latency.throughput_images
     c3_images: int = field(default=0, metadata={"key": False})
+    # the oracle's front: one long EPR run of oracle_evals evaluations (seed oracle_seed) whose
+    # points join every run's in the 100 % reference HV; 0 = the union of the compared runs only
+    oracle_evals: int = field(default=0, metadata={"key": False})
+    oracle_seed: int = field(default=1000, metadata={"key": False})
+    # final networks (linas_lib.analysis.final): each target's chosen architecture trained with the
+    # benchmark table's recipe for these seeds; final_build: in notebook 05 (else `linas bench final`)
+    final_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"key": False})
+    final_build: bool = field(default=False, metadata={"key": False})
 
 
 @dataclass(frozen=True)

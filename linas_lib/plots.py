@@ -76,6 +76,28 @@ def latency_scatter(rows: list[dict], variants: list[str]):
 # ------------------------------------------------------------------ supernet (notebook 03)
 
 
+def pad_study(curves: list[dict]):
+    """PAD study: the temperature schedule and the alpha entropy over steps, per arm (thin:
+    one line per seed; thick: the mean over seeds)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(curves)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for i, (arm, part) in enumerate(frame.groupby("arm", sort=False)):
+        colour = f"C{i}"
+        for _, seed in part.groupby("seed"):
+            axes[1].plot(seed.step, seed.alpha_entropy, color=colour, lw=0.6, alpha=0.4)
+        mean = part.groupby("step", as_index=False)[["tau", "alpha_entropy"]].mean()
+        axes[0].plot(mean.step, mean.tau, "o-", color=colour, label=arm)
+        axes[1].plot(mean.step, mean.alpha_entropy, "o-", color=colour, lw=2, label=arm)
+    axes[0].set(xlabel="PAD step", ylabel="Gumbel temperature", yscale="log", title="temperature schedule")
+    axes[1].set(xlabel="PAD step", ylabel="alpha entropy (nats, mean over layers)", title="alpha entropy")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def supernet_training_curves(history: list[dict]):
     """Supernet training: train loss, val loss terms of the alpha steps, WS mIoU of the argmax path.
 

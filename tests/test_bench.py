@@ -300,3 +300,33 @@ def test_run_order_keeps_an_architectures_seeds_adjacent():
     assert sorted((s.arch, s.seed) for s in ordered) == sorted((s.arch, s.seed) for s in items)
     assert [s.arch for s in ordered[:4]] == ["a0", "a0", "a4", "a4"]
     assert [s.seed for s in ordered[:2]] == [0, 1]
+
+
+def test_final_rows_compare_the_chosen_network_with_the_best_table_arch_within_budget():
+    from linas_lib.analysis import final
+    from linas_lib.space import arch_string
+
+    a, b, c = (arch_string([i] * 5) for i in (0, 10, 20))
+    table = [{"arch": a, "seed": s, "test_miou": 0.60 + s / 100, "test_crack_iou": 0.2} for s in (0, 1)]
+    table += [{"arch": b, "seed": s, "test_miou": 0.70, "test_crack_iou": 0.3} for s in (0, 1)]
+    table += [{"arch": c, "seed": s, "test_miou": 0.80, "test_crack_iou": 0.4} for s in (0, 1)]
+    table_ms = np.tile(np.arange(N_CHOICES, dtype=float), (1, N_LAYERS, 1))  # latency = sum of choice indices
+    model = LatencyModel((TARGET,), np.array([75.0]), ("decoder-only",), "projected", table_ms, np.zeros(1),
+                         np.zeros((1, N_LAYERS - 1, N_CHOICES, N_CHOICES)))  # a 0, b 50, c 100 ms; budget 75
+    chosen = [{"target": model.target_names[0], "arch": a, "within_budget": True}]
+    items = [{"arch": a, "seed": s, "test_miou": 0.62, "test_crack_iou": 0.25} for s in (0, 1, 2)]
+    (row,) = final.final_rows(chosen, items, table, model)
+    assert row["best_bench_arch"] == b and row["bench_archs_within"] == 2
+    assert (row["slowest_within_arch"], row["fastest_within_arch"]) == (b, a)
+    assert row["chosen_n_seeds"] == 3 and row["miou_gap_to_bench_pts"] == pytest.approx(8.0)
+    assert final.final_figures([row]) == {f"final.miou_gap_to_bench_pts.{model.target_names[0]}": row["miou_gap_to_bench_pts"]}
+    (pending,) = final.final_rows(chosen, [], table, model)  # not trained yet: reported, no gap
+    assert pending["chosen_n_seeds"] == 0 and "miou_gap_to_bench_pts" not in pending
+
+
+def test_final_selection_names_each_distinct_arch_after_its_targets():
+    from linas_lib.analysis import final
+
+    rows = final.final_selection([{"target": "t1", "arch": "x"}, {"target": "t2", "arch": "x"},
+                                  {"target": "t3", "arch": "y"}])
+    assert [(r["arch"], r["name"]) for r in rows] == [("x", "final:t1,t2"), ("y", "final:t3")]

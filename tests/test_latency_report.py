@@ -136,3 +136,11 @@ def test_pair_holdout_scores_the_slot_mean_leave_one_out():
     assert row["loo_rmse_slot_mean_ms"] == pytest.approx(0.2)  # 0.4 predicted by 0.2 and vice versa
     assert row["rmse_zero_ms"] == pytest.approx(np.sqrt((0.4 ** 2 + 0.2 ** 2) / 2))
     assert np.isnan(row["noise_se_ms"])  # no interleaved singles recorded in the fake
+
+
+def test_goal_columns_follow_the_thread_count():
+    good = {"mape_pct": 1.5, "within5_pct": 99.5}
+    assert R.goal_columns("cpu-torch-1t", good)["meets_goal"]
+    assert not R.goal_columns("cpu-ort-1t", {"mape_pct": 1.5, "within5_pct": 95.0})["meets_goal"]
+    assert R.goal_columns("cpu-ort-2t", {"mape_pct": 4.9, "within5_pct": 10.0})["meets_goal"]
+    assert R.goal_columns("t1", good) == {}

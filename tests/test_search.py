@@ -423,6 +423,14 @@ def test_pareto_summary_and_chosen():
     assert flat["censored_share.epr"] == 1.0 and np.isnan(flat["evals_to_target.epr"])  # never reaches random's HV
     assert flat["target_hv"] == result["methods"][0]["hv_mean"] and flat["n_seeds"] == 1
     assert flat["hv.epr"] < flat["hv.random"] <= result["reference_hv"]
+    assert result["reference_from"] == "runs" and np.isnan(flat["oracle_hv"])
+    assert flat["hv_frac_reference.random"] == pytest.approx(flat["hv.random"] / result["reference_hv"])
+    # an oracle run with a better point raises the 100 % reference, never lowers it
+    oracle = [E.MethodRun("epr", 1000, np.array([[3] * 5]), np.array([0.95]), np.array([[1.0, 0.1]]))]
+    with_oracle = pareto.analyse(exp, runs, budget=3, n_resamples=100, oracle=oracle)
+    assert with_oracle["reference_from"] == "runs + oracle"
+    assert with_oracle["reference_hv"] > result["reference_hv"] and with_oracle["oracle_hv"] > 0
+    assert with_oracle["methods"][0]["hv_frac_reference"] < result["methods"][0]["hv_frac_reference"]
 
 
 def test_unknown_method_is_rejected_before_any_work():

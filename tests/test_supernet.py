@@ -397,18 +397,38 @@ def test_measure_memory_ratio_leaves_the_trained_supernet_unchanged():
     assert np.array_equal(fresh().evaluate(ts.argmax()), ws_before)
 
 
-def test_pad_gap_runs_leave_the_trained_supernet_unchanged(monkeypatch):
-    from linas_lib.supernet import report
+def test_pad_study_pairs_the_arms_and_leaves_the_trained_supernet_unchanged(monkeypatch):
+    from linas_lib.supernet import pad
 
-    ts = _tiny_trained_supernet(pad_steps=2)
+    ts = _tiny_trained_supernet(pad_steps=4)
     state = {k: v.clone() for k, v in ts.model.state_dict().items()}
     trained = []
-    monkeypatch.setattr(report, "_gap_row", lambda model, *a: trained.append(model) or {})  # extraction needs full size
-    report.pad_gap(ts, seed=0)
-    assert len(trained) == 2 and all(m is not ts.model for m in trained)
+    monkeypatch.setattr(pad, "_final_row", lambda ts_, model, arm, seed: trained.append(model) or {"arm": arm, "seed": seed})
+    curves, finals = pad.pad_study(ts, seeds=[0, 1])
+    assert [(r["arm"], r["seed"]) for r in finals] == [("annealed", 0), ("constant", 0), ("annealed", 1), ("constant", 1)]
+    assert len(trained) == 4 and all(m is not ts.model for m in trained)
     assert not torch.equal(trained[0].alpha_op, ts.model.alpha_op)  # the runs did train (their copies)
     _assert_same_state(state, ts.model)
     assert not any(m.training for m in ts.model.modules())
+    annealed = [r for r in curves if r["arm"] == "annealed" and r["seed"] == 0]
+    constant = [r for r in curves if r["arm"] == "constant" and r["seed"] == 0]
+    assert annealed[0]["tau"] == pytest.approx(ts.cfg.tau_max) and annealed[-1]["tau"] == pytest.approx(ts.cfg.tau_min)
+    assert {r["tau"] for r in constant} == {ts.cfg.pad_constant_tau}
+    assert [r["step"] for r in annealed] == [r["step"] for r in constant] == [0, 1, 2, 3, 4]
+    assert all(0 <= r["alpha_entropy"] <= np.log(21) + 1e-6 for r in curves)
+
+
+def test_pad_figures_pair_the_arms_by_seed():
+    from linas_lib.supernet import pad
+
+    finals = [{"arm": arm, "seed": s, "gap_miou": g, "gap_miou_tau_min": g / 2, "extracted_miou": 0.6,
+               "alpha_entropy": 1.0} for arm, s, g in [("annealed", 0, 0.01), ("constant", 0, -0.05),
+                                                        ("annealed", 1, 0.02), ("constant", 1, 0.06)]]
+    out = pad.pad_figures(finals)
+    assert out["pad.abs_gap_miou_diff"] == pytest.approx(((0.01 - 0.05) + (0.02 - 0.06)) / 2)
+    assert out["pad.gap_miou.constant"] == pytest.approx(0.005) and out["pad.n_seeds"] == 2.0
+    with pytest.raises(ValueError, match="unknown PAD arm"):
+        pad.arm_temperature("warm", 0, 1, None)
 
 
 # ------------------------------------------------------------------ resumable, keyed supernet training
@@ -483,10 +503,10 @@ def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
     base = SupernetConfig(warmup_epochs=1, epochs=1, batch_size=2, search_mode="gumbel")
     outside = [f for f in fields(SupernetConfig) if f.metadata.get("key", True) is False]
     assert {f.name for f in outside} == {"standalone_epochs", "standalone_lr", "standalone_init", "pad_steps",
-                                         "pad_batch_size", "measure_batches", "eval_checkpoints",
-                                         "checkpoint_every_s"}
+                                         "pad_batch_size", "pad_seeds", "pad_constant_tau", "pad_eval_every",
+                                         "measure_batches", "eval_checkpoints", "checkpoint_every_s"}
     changed = replace(base, standalone_epochs=9, standalone_lr=0.5, standalone_init="supernet", pad_steps=7,
-                      pad_batch_size=5, measure_batches=3, eval_checkpoints=(1,), checkpoint_every_s=60.0)
+                      pad_batch_size=5, pad_seeds=(3,), pad_constant_tau=2.0, pad_eval_every=2, measure_batches=3, eval_checkpoints=(1,), checkpoint_every_s=60.0)
     a = _final(T.train_supernet(base, 0, train, val, None))
     b = _final(T.train_supernet(changed, 0, train, val, None))
     _assert_equal_nested(a, b)
@@ -568,3 +588,14 @@ def test_range_penalty_pulls_every_target_alike():
         norms[form] = float(grads[1] / grads[0])
     assert norms["ratio"] == pytest.approx(30 * 104 / 120, rel=1e-4)
     assert norms["range"] == pytest.approx(1.0, rel=1e-4)
+
+
+def test_argmax_breaks_exact_ties_at_random_not_by_index():
+    from linas_lib.space import WIDTHS
+
+    alpha_op, alpha_width = np.zeros((5, 7)), np.zeros((5, len(WIDTHS)))  # untrained: every choice ties
+    draws = np.array([argmax_choices(alpha_op, alpha_width, np.random.default_rng(s)) for s in range(40)])
+    assert len(np.unique(draws % len(WIDTHS))) == len(WIDTHS)  # every width, not always index 0
+    np.testing.assert_array_equal(argmax_choices(alpha_op, alpha_width), argmax_choices(alpha_op, alpha_width))
+    alpha_width[:, 2] = 1.0  # a strict maximum is taken whatever the generator
+    assert (argmax_choices(alpha_op, alpha_width, np.random.default_rng(1)) % len(WIDTHS) == 2).all()

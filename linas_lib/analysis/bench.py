@@ -623,8 +623,18 @@ def build(profile_ref, seed: int = 0, pilot: bool = False, scheduler: str | None
         BenchError: invalid settings, or items failed (after the files were written).
     """
     profile = as_profile(profile_ref)
-    ref = _profile_ref(profile_ref)
     plan = make_plan(profile, seed, pilot, folder, features_fn, model, build_features=features_fn is None)
+    ran, failures = run_pending(plan, _profile_ref(profile_ref), scheduler, workers, limit, executor, features_fn,
+                                progress)
+    summary = assemble(plan)
+    summary.update(ran=ran, failed=len(failures))
+    raise_failures(failures, "table written without them")
+    return summary
+
+
+def run_pending(plan: Plan, ref, scheduler: str | None = None, workers: int | None = None, limit: int | None = None,
+                executor=None, features_fn: FeaturesFn | None = None, progress: bool = True) -> tuple[int, list[dict]]:
+    """Run a plan's pending items (at most ``limit``) on Dask or ``executor``; ``(ran, failures)``."""
     todo = run_order(pending_items(plan.items))
     if limit is not None:
         if limit < 0:
@@ -635,12 +645,14 @@ def build(profile_ref, seed: int = 0, pilot: bool = False, scheduler: str | None
         n_workers = workers or plan.profile.bench.workers
         with (nullcontext(executor) if executor is not None else dask_client(scheduler, n_workers)) as ex:
             _, failures = gather_items(ex, submit_items(ex, todo, ref, features_fn), progress)
-    summary = assemble(plan)
-    summary.update(ran=len(todo), failed=len(failures))
+    return len(todo), failures
+
+
+def raise_failures(failures: list[dict], what: str) -> None:
+    """Raise :class:`BenchError` listing up to five failed items (nothing when none failed)."""
     if failures:
         listed = "; ".join(f"{f['arch']} seed {f['seed']}: {f['error']}" for f in failures[:5])
-        raise BenchError(f"{len(failures)} bench item(s) failed (table written without them): {listed}")
-    return summary
+        raise BenchError(f"{len(failures)} bench item(s) failed ({what}): {listed}")
 
 
 def _profile_ref(profile_ref):

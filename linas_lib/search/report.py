@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 
 import numpy as np
@@ -113,6 +115,18 @@ def calibration_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]
     return E.run_all(setup, ["random"], profile.search.target_seeds, folder, progress=print)
 
 
+def oracle_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
+    """The oracle's long EPR run (``search.oracle_evals`` evaluations; none: [])."""
+    cfg = profile.search
+    if cfg.oracle_evals <= 0:
+        return []
+    if cfg.oracle_seed in set(cfg.seeds) | set(cfg.target_seeds):
+        raise ValueError(f"search.oracle_seed {cfg.oracle_seed} is also a search or target seed")
+    folder = cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, setup.latency)}", f"oracle_{cfg.oracle_evals}")
+    long_setup = dataclasses.replace(setup, eval_budget=cfg.oracle_evals)
+    return E.run_all(long_setup, ["epr"], [cfg.oracle_seed], folder, progress=print)
+
+
 def experiment_for(profile, setup: SearchSetup) -> E.ParetoExperiment:
     """The experiment's fixed reference points (profile ``search`` section) and HV targets.
 
@@ -140,7 +154,7 @@ def hv_reference_miou_loss(cfg, evaluator) -> float:
 
 
 def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_resamples: int = 2000,
-            calibration: list[E.MethodRun] | None = None) -> dict:
+            calibration: list[E.MethodRun] | None = None, oracle: list[E.MethodRun] | None = None) -> dict:
     """Tables and headline numbers of the comparison.
 
     Returns:
@@ -152,7 +166,9 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
         of evaluations to it; the effect of each cause against its control
         (:func:`~linas_lib.search.experiment.effect_rows`). ``target_from`` says which runs set
         the target: the ``calibration`` runs of random search when given (else random's own
-        runs, which favours every other method).
+        runs, which favours every other method). ``reference_hv`` is the HV of every run's
+        points together with the ``oracle`` run's (its front alone: ``oracle_hv``), and each
+        method row gets ``hv_frac_reference`` = its mean HV / ``reference_hv``.
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
@@ -162,15 +178,19 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
     reach = E.reach_table(runs, curves, level, budget)
     methods = E.method_table(per_run, reach, n_resamples=n_resamples)
     shares = E.feasible_share(exp, runs)
-    methods = [{**row, "feasible_share": shares[row["method"]]} for row in methods]
+    reference = E.reference_hv(exp, runs + list(oracle or []))
+    methods = [{**row, "feasible_share": shares[row["method"]], "hv_frac_reference": row["hv_mean"] / reference}
+               for row in methods]
     return {"per_run": per_run, "curves": curve_rows, "curve_ci": E.curve_ci(curve_rows, n_resamples),
             "methods": methods, "target_from": "calibration" if calibration else "random",
-            "reference_hv": E.reference_hv(exp, runs), "target_hv": level, "reach": reach, "effects": effects}
+            "reference_hv": reference, "reference_from": "runs + oracle" if oracle else "runs",
+            "oracle_hv": E.reference_hv(exp, oracle) if oracle else float("nan"),
+            "target_hv": level, "reach": reach, "effects": effects}
 
 
 def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: float) -> dict:
     """Flat headline figures for ``summary.json``."""
-    out = {"reference_hv": result["reference_hv"], "target_hv": result["target_hv"],
+    out = {"reference_hv": result["reference_hv"], "oracle_hv": result["oracle_hv"], "target_hv": result["target_hv"],
            "near.seconds": near_facts["seconds"],
            "near.tau_additive_exact": near_facts["tau_additive_exact"], "near.tau_proxy_ws_miou": proxy_tau,
            "multifidelity.kendall_tau": fidelity_tau}
@@ -187,6 +207,7 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"evals_to_target.{m}"] = row["evals_to_target_fraction_of_random"]
         out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
         out[f"censored_share.{m}"] = row["censored_share"]
+        out[f"hv_frac_reference.{m}"] = row["hv_frac_reference"]
         out[f"feasible_share.{m}"] = row["feasible_share"]
         out[f"targets_with_front.{m}"] = row["targets_with_front_mean"]
     for row in result.get("effects", []):

@@ -277,12 +277,24 @@ def _joint(logits_op: torch.Tensor, logits_width: torch.Tensor) -> torch.Tensor:
     return (p_op.unsqueeze(-1) * p_w.unsqueeze(-2)).reshape(p_op.shape[0], -1)
 
 
-def argmax_choices(alpha_op, alpha_width) -> np.ndarray:
-    """Extraction: the most probable op and width of each layer, as a choice vector."""
+def argmax_choices(alpha_op, alpha_width, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Extraction: the most probable op and width of each layer, as a choice vector.
+
+    Exact ties (an untrained layer's equal logits) are broken uniformly at random by ``rng``
+    (default: a generator seeded 0, so extraction stays deterministic), not by index: index 0
+    is the cheapest width, which a tie must not favour.
+    """
     as_np = lambda a: a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)  # noqa: E731
-    ops = as_np(alpha_op).argmax(axis=1)
-    widths = as_np(alpha_width).argmax(axis=1)
+    rng = np.random.default_rng(0) if rng is None else rng
+    ops = _argmax_random_ties(as_np(alpha_op), rng)
+    widths = _argmax_random_ties(as_np(alpha_width), rng)
     return (ops * len(WIDTHS) + widths).astype(np.int64)
+
+
+def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row-wise argmax of ``(rows, k)`` with exact ties broken by ``rng``."""
+    best = values == values.max(axis=1, keepdims=True)
+    return np.array([rng.choice(np.flatnonzero(row)) for row in best], dtype=np.int64)
 
 
 def extract_decoder(supernet: Supernet, choices) -> Decoder:

@@ -1,5 +1,5 @@
 """Experiments of notebook 03 on a trained supernet: cache speed-up, binarised memory,
-PAD gap, per-target searched architectures, standalone comparison with the largest subnet.
+per-target searched architectures, standalone comparison with the largest subnet.
 
 * :func:`measure_cache_speedup`: the same ``measure_batches`` uniform single-path training
   steps timed twice, once recomputing the frozen encoder from the images (pre-processing +
@@ -8,10 +8,7 @@ PAD gap, per-target searched architectures, standalone comparison with the large
   one full-mixture (``soft``) step on the same batch. On CPU: bytes of the tensors autograd
   saves for backward (``torch.autograd.graph.saved_tensors_hooks``), deduplicated by storage,
   parameters excluded. On CUDA: ``torch.cuda.max_memory_allocated`` growth over the step.
-* :func:`pad_gap`: from copies of the trained supernet, ``pad_steps`` bilevel steps of the
-  full mixture without PAD (``soft``, temperature 1) and with PAD (``gumbel``, tau annealed
-  from ``tau_max`` to ``tau_min``); then on the WS split the supernet's mixture mIoU
-  (noise-free, at the final temperature) minus the mIoU of its extracted argmax path.
+* the PAD study (annealed vs constant Gumbel temperature) is :mod:`linas_lib.supernet.pad`.
 * :func:`per_target_architectures`: one joint search serves every target (C2): its argmax
   architecture, and per target the most probable architecture within that target's budget
   (greedy from the argmax: swap the layer choice that gives up the least log-probability per
@@ -20,7 +17,7 @@ PAD gap, per-target searched architectures, standalone comparison with the large
   networks trained standalone the same way, mIoU on the test split.
 
 Nothing here changes the trained supernet ``ts.model``: whatever trains or runs in train
-mode (cache timing, memory tracing, PAD-gap runs) works on a deep copy
+mode (cache timing, memory tracing, the PAD study) works on a deep copy
 (:meth:`~.train.TrainedSupernet.copy_model`); evaluations run in eval mode under
 ``torch.no_grad`` and restore the previous mode. So every later figure of notebook 03 reads
 the model that training produced.
@@ -33,12 +30,11 @@ import time
 import numpy as np
 import torch
 
-from ..encoder.features import FeatureSplit
 from ..space import N_LAYERS, arch_string
-from .evaluate import evaluate_decoder, evaluate_logits
-from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature, largest_path
+from .evaluate import evaluate_decoder
+from .model import Supernet, extract_decoder, largest_path
 from .standalone import new_decoder, train_decoder
-from .train import TrainedSupernet, arch_step, weight_step
+from .train import TrainedSupernet, weight_step
 
 LARGEST = largest_path()
 EXPERIMENT_STREAM = 0x03E
@@ -133,43 +129,6 @@ def _step_bytes(model: Supernet, taps, masks, mode: str) -> int:
     return int(sum(seen.values()))
 
 
-def pad_gap(ts: TrainedSupernet, seed: int) -> list[dict]:
-    """Supernet-vs-extracted mIoU gap after a short full-mixture search without and with PAD."""
-    cfg, rows = ts.cfg, []
-    train, val, ws = ts.features["train"], ts.alpha_split, ts.evaluator.split
-    for mode in ("soft", "gumbel"):
-        model = ts.copy_model()
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, EXPERIMENT_STREAM]).integers(2**62)))
-        opt_w = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights)
-        opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=1e-3)
-        rng = np.random.default_rng([seed, EXPERIMENT_STREAM, 1])
-        for step in range(cfg.pad_steps):
-            tau = gumbel_temperature(step, cfg.pad_steps, cfg.tau_max, cfg.tau_min) if mode == "gumbel" else 1.0
-            t_taps, t_masks = train.batch(rng.choice(len(train), min(cfg.pad_batch_size, len(train)), replace=False))
-            v_taps, v_masks = val.batch(rng.choice(len(val), min(cfg.pad_batch_size, len(val)), replace=False))
-            where = f"PAD-gap run ({mode}) step {step}"
-            weight_step(model, opt_w, t_taps, t_masks, mode, tau, gen, where)
-            arch_step(model, opt_a, v_taps, v_masks, mode, tau, gen, ts.latency, cfg.latency_lambda, where)
-        final_tau = cfg.tau_min if mode == "gumbel" else 1.0  # the end of the PAD anneal
-        rows.append(_gap_row(model, mode, final_tau, ws, cfg.pad_batch_size))
-    return rows
-
-
-def _gap_row(model: Supernet, mode: str, tau: float, split: FeatureSplit, batch_size: int) -> dict:
-    """Mixture mIoU (noise-free, final temperature) vs extracted argmax path mIoU."""
-    model.eval()
-    with torch.no_grad():
-        weights = model.mixture_weights(mode, tau, noise=False) if mode == "gumbel" else model.joint_probs()
-        sharpness = float(weights.max(dim=1).values.mean())
-    mixture = evaluate_logits(lambda taps: model(taps, mode=mode, tau=tau, noise=False), split, batch_size,
-                              model=model)
-    argmax = argmax_choices(model.alpha_op.detach(), model.alpha_width.detach())
-    extracted = evaluate_decoder(extract_decoder(model, argmax), split, batch_size)
-    return {"pad": mode == "gumbel", "mode": mode, "final_tau": tau, "mean_max_weight": sharpness,
-            "supernet_miou": mixture, "extracted_miou": extracted, "gap_miou": mixture - extracted,
-            "architecture": arch_string(argmax)}
-
-
 def budgeted_architecture(probs: np.ndarray, latency_model, target: int) -> tuple[np.ndarray, bool]:
     """Most probable architecture within one target's budget, greedily from the argmax.
 
@@ -259,17 +218,15 @@ def history_rows(ts: TrainedSupernet) -> list[dict]:
     return rows
 
 
-def summary_figures(speed: dict, memory: dict, pad: list[dict], targets: list[dict], standalone: list[dict],
+def summary_figures(speed: dict, memory: dict, targets: list[dict], standalone: list[dict],
                     ts: TrainedSupernet) -> dict[str, float]:
-    """The flat ``summary.json`` figures of notebook 03 (see the notebook for definitions)."""
-    by_mode = {row["mode"]: row for row in pad}
+    """The flat ``summary.json`` figures of notebook 03 (see the notebook for definitions;
+    the PAD study's are :func:`linas_lib.supernet.pad.pad_figures`)."""
     by_net = {row["network"]: row for row in standalone}
     feasible = [row for row in targets if row["feasible"]]
     out = {
         "cache_speedup": speed["cache_speedup"],
         "binarised_mem_ratio": memory["binarised_mem_ratio"],
-        "pad_gap_miou.on": abs(by_mode["gumbel"]["gap_miou"]),
-        "pad_gap_miou.off": abs(by_mode["soft"]["gap_miou"]),
         "miou.searched": by_net["searched"]["test_miou"],
         "miou.largest": by_net["largest"]["test_miou"],
         "miou.searched_minus_largest_points": 100 * (by_net["searched"]["test_miou"] - by_net["largest"]["test_miou"]),

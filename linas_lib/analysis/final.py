@@ -1,0 +1,169 @@
+"""Final networks: each target's chosen architecture trained standalone and compared with the
+benchmark table's best architecture within the same budget (notebook 05, ``linas bench final``).
+
+The chosen architectures (05's ``chosen.csv``) become benchmark items -- the table's training
+recipe, split, keys and items folder (:mod:`linas_lib.analysis.bench`) -- so an architecture
+already in the table is not trained again and every number compares like with like.
+``linas bench final`` trains the pending items on Dask (resumes per item); notebook 05 reads the
+items that exist and reports the others as pending. Per target: the chosen network's test
+mIoU and defect-class IoU (mean, std and n over ``search.final_seeds``), the best table
+architecture predicted within the target's budget, the slowest and the fastest table
+architectures within it, and ``miou_gap_to_bench_pts`` = 100 x (best table mIoU - chosen
+mIoU): mIoU points below the best benchmark architecture within the budget (negative = better).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..space import parse_arch
+from . import bench as B
+
+
+def final_selection(chosen: list[dict]) -> list[dict]:
+    """One bench selection row per distinct chosen architecture (named after its targets)."""
+    targets: dict[str, list[str]] = {}
+    for row in chosen:
+        targets.setdefault(row["arch"], []).append(row["target"])
+    return [{"arch": arch, "name": "final:" + ",".join(names), "stratum": -1, "predicted_ms": math.nan}
+            for arch, names in targets.items()]
+
+
+def final_plan(profile, chosen: list[dict], seed: int = 0, folder: Path | None = None, features_fn=None,
+               build_features: bool = False) -> B.Plan:
+    """The items of the chosen architectures x ``search.final_seeds`` in the table's folder."""
+    bench = B.check_bench(profile)
+    data = B._plan_data(profile, seed, features_fn, build_features)
+    selection = final_selection(chosen)
+    folder = Path(folder) if folder is not None else B.bench_dir(profile)
+    items = B.plan_items(selection, profile.search.final_seeds, bench, data, seed, folder)
+    return B.Plan(profile, selection, items, data, seed, folder, pilot=False)
+
+
+def build_final(profile_ref, chosen: list[dict], seed: int = 0, scheduler: str | None = None,
+                workers: int | None = None, limit: int | None = None, folder: Path | None = None, executor=None,
+                features_fn=None, progress: bool = True) -> dict:
+    """Train the pending final-network items; ``{"items", "done", "ran", "pending"}``.
+
+    Raises:
+        BenchError: items failed (the others are kept).
+    """
+    profile = B.as_profile(profile_ref)
+    plan = final_plan(profile, chosen, seed, folder, features_fn, build_features=features_fn is None)
+    ran, failures = B.run_pending(plan, B._profile_ref(profile_ref), scheduler, workers, limit, executor,
+                                  features_fn, progress)
+    B.raise_failures(failures, "final networks")
+    done = sum(B.read_item(s) is not None for s in plan.items)
+    return {"items": len(plan.items), "done": done, "ran": ran, "pending": len(plan.items) - done}
+
+
+def finished_rows(plan: B.Plan) -> list[dict]:
+    """Table rows of the plan's finished items."""
+    return [B.table_row(r) for r in (B.read_item(s) for s in plan.items) if r is not None]
+
+
+def arch_means(rows: list[dict]) -> dict[str, dict]:
+    """Per architecture: mean, std and n over seeds of test mIoU and test crack IoU."""
+    out: dict[str, dict] = {}
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        entry = {"n_seeds": len(mine)}
+        for metric in ("test_miou", "test_crack_iou"):
+            values = np.array([r[metric] for r in mine], dtype=float)
+            entry[f"{metric}_mean"] = float(values.mean())
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        out[arch] = entry
+    return out
+
+
+def final_rows(chosen: list[dict], final_items: list[dict], table: list[dict], latency) -> list[dict]:
+    """Per target: the chosen network against the table's architectures within its budget.
+
+    Args:
+        chosen: 05's chosen rows ``{target, arch, budget_ms, within_budget, ...}``.
+        final_items: finished item rows of the chosen architectures (:func:`finished_rows`).
+        table: the benchmark table's rows.
+        latency: the search's latency model (the table's architectures are predicted with it).
+    """
+    mine, bench = arch_means(final_items), arch_means(table)
+    archs = list(bench)
+    pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, 0))
+    rows = []
+    for c in chosen:
+        j = latency.target_names.index(c["target"])
+        within = [a for i, a in enumerate(archs) if pred[i, j] <= latency.budgets_ms[j]]
+        row = {"target": c["target"], "arch": c["arch"], "budget_ms": float(latency.budgets_ms[j]),
+               "chosen_within_budget": c.get("within_budget"), **_prefixed("chosen", mine.get(c["arch"])),
+               "bench_archs_within": len(within)}
+        if within:
+            best = max(within, key=lambda a: bench[a]["test_miou_mean"])
+            by_ms = sorted(within, key=lambda a: pred[archs.index(a), j])
+            row.update({"best_bench_arch": best, **_prefixed("best_bench", bench[best]),
+                        "slowest_within_arch": by_ms[-1], **_prefixed("slowest_within", bench[by_ms[-1]]),
+                        "fastest_within_arch": by_ms[0], **_prefixed("fastest_within", bench[by_ms[0]])})
+            if c["arch"] in mine:
+                row["miou_gap_to_bench_pts"] = 100 * (bench[best]["test_miou_mean"] - mine[c["arch"]]["test_miou_mean"])
+        rows.append(row)
+    return rows
+
+
+def _prefixed(prefix: str, entry: dict | None) -> dict:
+    """``entry``'s fields as ``<prefix>_<field>`` (pending: ``n_seeds`` 0, the rest left out)."""
+    if entry is None:
+        return {f"{prefix}_n_seeds": 0}
+    return {f"{prefix}_{k}": v for k, v in entry.items()}
+
+
+def final_figures(rows: list[dict]) -> dict[str, float]:
+    """``final.miou_gap_to_bench_pts.<target>`` where the chosen network and a table
+    architecture within its budget both have results."""
+    return {f"final.miou_gap_to_bench_pts.{r['target']}": r["miou_gap_to_bench_pts"]
+            for r in rows if "miou_gap_to_bench_pts" in r}
+
+
+def final_networks(profile, chosen: list[dict], seed: int, latency) -> tuple[list[dict], dict]:
+    """05's final-network table and what it rests on.
+
+    With ``search.final_build`` the pending items are trained first, in this process (one
+    thread, no Dask cluster); otherwise ``linas bench final`` trains them and this reads
+    what exists.
+
+    Returns:
+        ``(rows, status)``: :func:`final_rows`; ``{items, done, pending, table}``.
+    """
+    import concurrent.futures
+
+    from .ranking import load_table
+
+    if profile.search.final_build:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            build_final(profile, chosen, seed, executor=pool, progress=False)
+    plan = final_plan(profile, chosen, seed)
+    items = finished_rows(plan)
+    table = load_table(profile, seed)
+    rows = final_rows(chosen, items, table.rows, latency)
+    return rows, {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
+                  "table": table.message or table.path, "seeds": list(profile.search.final_seeds)}
+
+
+def read_chosen(profile) -> list[dict]:
+    """05's ``chosen.csv`` of the profile (one row per target).
+
+    Raises:
+        BenchError: the file is absent (run notebook 05 first) or lacks ``target``/``arch``.
+    """
+    import pandas as pd
+
+    from ..paths import results_dir
+
+    path = results_dir(profile.name, "05_pareto") / "chosen.csv"
+    if not path.is_file():
+        raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
+    frame = pd.read_csv(path, comment="#")
+    missing = {"target", "arch"} - set(frame.columns)
+    if missing:
+        raise B.BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return frame.to_dict("records")
