@@ -110,6 +110,19 @@ def test_floor_and_ground_truth_from_passes():
     assert R.floor_rows({"t": samples["t"][:, :1]}) == []  # one pass: no floor
 
 
+def test_drift_follows_the_measurement_order():
+    # the machine was 10 % slower during pass 2 (the second half of the sequence)
+    samples = {"t": np.array([[[100.0, 100.0, 100.0], [110.0, 110.0, 110.0]],
+                              [[200.0, 200.0, 200.0], [220.0, 220.0, 220.0]]])}
+    orders = R.measurement_orders(np.random.default_rng(0), 2, 2)
+    assert sorted(orders[0].tolist()) == [0, 1] and len(orders) == 2
+    rows = R.drift_rows(samples, orders, blocks=2)
+    assert [r["block"] for r in rows] == [0, 1] and [r["n"] for r in rows] == [2, 2]
+    np.testing.assert_allclose([r["median_ratio"] for r in rows], [100 / 105, 110 / 105])
+    assert R.drift_figures(rows)["drift_range_pct"]["t"] == pytest.approx(100 * 10 / 105)
+    assert R.drift_figures([]) == {}
+
+
 def test_anchors_spread_over_the_range_and_avoid_validation_archs():
     model = P.model_from_luts({"t": fake_lut(target="t")}, {"t": 1.0}, "projected")
     anchors = R.anchor_archs(model, np.random.default_rng(0), 5, sample=500)

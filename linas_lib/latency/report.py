@@ -154,7 +154,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
     """
     targets = [t.name for t in local_targets(profile)]
     lat = profile.latency
-    orders = [rng.permutation(len(archs)) for _ in range(lat.e2e_passes)]
+    orders = measurement_orders(rng, len(archs), lat.e2e_passes)
     key = e2e.dumps_key("samples-v3", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
                         lat.e2e_repeats, [o.tolist() for o in orders])
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
@@ -173,6 +173,43 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
         atomic_write_text(path, json.dumps(done))
     return {t: np.array([[done[_item(p, a)][t] for p in range(lat.e2e_passes)] for a in archs])
             for t in targets}, loads
+
+
+def measurement_orders(rng: np.random.Generator, n_archs: int, passes: int) -> list[np.ndarray]:
+    """The order :func:`measure_validation` times the architectures in, one permutation per
+    pass (a generator in the same state gives the same orders)."""
+    return [rng.permutation(n_archs) for _ in range(passes)]
+
+
+def drift_rows(samples: dict[str, np.ndarray], orders: list[np.ndarray], blocks: int = 10) -> list[dict]:
+    """How the machine's speed moved while 02 measured: the planned measurement sequence
+    (pass by pass, each in its order) cut into ``blocks`` consecutive blocks; per block and
+    target the median of ``pass value / the architecture's pooled ground truth``.
+
+    Dividing by each architecture's own pooled value takes the architecture out, so a
+    ratio away from 1 is the machine running slower or faster than on average at that
+    time, which a steal or load reading need not show. ``drift_range_pct`` (in
+    :func:`drift_figures`) is the spread of the block medians.
+    """
+    passes, truth = pass_values(samples), ground_truth(samples)
+    sequence = [(p, int(i)) for p, order in enumerate(orders) for i in order]
+    rows = []
+    for target, values in passes.items():
+        ratios = np.array([values[i, p] / truth[target][i] for p, i in sequence])
+        for b, chunk in enumerate(np.array_split(np.arange(len(sequence)), blocks)):
+            if len(chunk):
+                rows.append({"target": target, "block": b, "first_item": int(chunk[0]), "last_item": int(chunk[-1]),
+                             "n": len(chunk), "median_ratio": float(np.median(ratios[chunk]))})
+    return rows
+
+
+def drift_figures(rows: list[dict]) -> dict:
+    """``{drift_range_pct: {target: 100 x (max - min) of the block medians}}`` for ``flatten``."""
+    out: dict[str, float] = {}
+    for target in dict.fromkeys(r["target"] for r in rows):
+        medians = [r["median_ratio"] for r in rows if r["target"] == target]
+        out[target] = 100 * (max(medians) - min(medians))
+    return {"drift_range_pct": out} if out else {}
 
 
 def _item(pass_: int, arch) -> str:
