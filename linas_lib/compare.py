@@ -10,7 +10,8 @@ class      keys (patterns in :data:`RULES`)             tolerance
 =========  ==========================================  ===================================
 timing     ``_ms``, ``ms_per_image``, ``_s`` suffix,    none: machine-dependent, reported
            seconds, speedup, throughput, ``c3_``,       (status ``varies``), never failing
-           mape/within5/within10/bias pct, median_cv
+           mape/within5/within10/bias pct, median_cv,
+           over_budget, noise_est, drift
 exact      ``n_*``, ``*.n_*``, front_size, censored,    must be equal
            within_budget, ``_pass``, params, targets
 memory     ``mem_ratio`` (byte counting, deterministic)  abs 1e-6 + rel 1e-4 of committed
@@ -82,7 +83,8 @@ def _exact(pattern: str) -> Rule:
 RULES: tuple[Rule, ...] = (
     # timing: measured on this machine -- reported, never failing
     *map(_timing, ("*throughput*", "*c3_*", "*speedup*", "*_ms*", "*ms_per_image*", "*_s", "*_s.*",
-                   "*seconds*", "*mape_pct*", "*within5_pct*", "*within10_pct*", "*bias_pct*", "*median_cv*")),
+                   "*seconds*", "*mape_pct*", "*within5_pct*", "*within10_pct*", "*bias_pct*", "*median_cv*",
+                   "*over_budget*", "*noise_est*", "*drift*")),
     # exact: counts and flags
     *map(_exact, ("n_*", "*.n_*", "*front_size*", "*censored*", "*within_budget*", "*_pass*",
                   "params.*", "targets.*")),

@@ -41,7 +41,9 @@ COMMITTED = {
     ("evals_to_target.epr", "hv"), ("hv_ci95_low.alpha", "hv"), ("hv_diff_random_ci95_high.epr", "hv"),
     ("target_hv", "hv"), ("censored_share.zero_cost", "exact"), ("n_seeds", "exact"), ("multifidelity.kendall_tau", "tau"), ("near.tau_proxy_ws_miou", "tau"),
     ("miou.searched", "accuracy"), ("pad_gap_miou.on", "accuracy"), ("defect_pct.synthetic", "other"),
-    ("cpu-torch-1t.feasible_pct", "other"),
+    ("cpu-torch-1t.feasible_pct", "other"), ("measured_over_budget_pct.cpu-ort-1t.interaction", "timing"),
+    ("pooled_noise_est_pct.cpu-ort-1t", "timing"), ("drift_range_pct.cpu-torch-1t", "timing"),
+    ("hv_frac_reference.zero_cost", "hv"), ("oracle_hv", "hv"), ("pad.abs_gap_miou_diff", "accuracy"),
 ])
 def test_classes_of_sample_keys(key, cls):
     assert compare.classify(key).cls == cls
