@@ -12,6 +12,16 @@ def project_root() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` as recorded in results: relative to the project root when inside it, so that
+    committed files do not carry one machine's checkout location; absolute otherwise."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
 def results_dir(profile: str, notebook: str) -> Path:
     """``results/<profile>/<notebook>/``, created."""
     path = project_root() / "results" / profile / notebook

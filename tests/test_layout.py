@@ -81,3 +81,10 @@ def test_measuring_core_and_cli_import_without_papermill_or_pymoo():
             "assert linas_lib.cli.build_parser().parse_args(['lut', 'check', 'x.json']).file == 'x.json'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project_root())
     assert done.returncode == 0, done.stderr
+
+
+def test_display_path_is_relative_inside_the_project_and_absolute_outside(tmp_path):
+    from linas_lib.paths import display_path
+
+    assert display_path(project_root() / "results" / "cpu" / "bench" / "table.csv") == "results/cpu/bench/table.csv"
+    assert display_path(tmp_path / "x.csv") == str(tmp_path / "x.csv")

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import display_path
+
 MIN_SEEDS = 2  # seeds an architecture needs to enter the ground truth
 MIN_ARCHS = 3  # architectures the study needs
 TOP_FRACTION = 0.1  # precision@10 %
@@ -500,14 +502,15 @@ def load_table(profile, seed: int) -> BenchTable:
     import pandas as pd
 
     path = table_path(profile)
+    shown = display_path(path)
     if profile.ranking.build_table:
         build_table(profile, seed)
     if not path.is_file():
-        return BenchTable(message=f"no benchmark table at {path}: build it with `linas bench build --profile "
-                                  f"{profile.name}` (make bench); nothing is ranked", path=str(path),
+        return BenchTable(message=f"no benchmark table at {shown}: build it with `linas bench build --profile "
+                                  f"{profile.name}` (make bench); nothing is ranked", path=shown,
                           facts={"bench.n_archs": 0})
     rows = pd.read_csv(path, comment="#").to_dict("records")
-    table = BenchTable(rows=rows, path=str(path), facts=table_facts(rows))
+    table = BenchTable(rows=rows, path=shown, facts=table_facts(rows))
     stale = data_mismatch(profile, seed, path)
     if stale:
         table.message = stale
@@ -515,9 +518,9 @@ def load_table(profile, seed: int) -> BenchTable:
     try:
         table.truth = ground_truth(rows)
     except RankingError as err:
-        table.message = f"{path}: {err}"
+        table.message = f"{shown}: {err}"
         return table
-    table.message = (f"{path}: {len(table.truth.archs)} architectures with >= {MIN_SEEDS} seeds "
+    table.message = (f"{shown}: {len(table.truth.archs)} architectures with >= {MIN_SEEDS} seeds "
                      f"({len(rows)} rows)")
     return table
 
@@ -537,7 +540,7 @@ def data_mismatch(profile, seed: int, path: Path) -> str:
     differ = [k for k, v in here.items() if recorded.get(k) not in (None, v)]
     if not differ:
         return ""
-    return (f"{path} was built on other {' and '.join(differ)} than this run (table {recorded.get(differ[0])}, "
+    return (f"{display_path(path)} was built on other {' and '.join(differ)} than this run (table {recorded.get(differ[0])}, "
             f"run {here[differ[0]]}): rebuild it with `linas bench build --profile {profile.name}`; nothing is ranked")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..keys import file_digest
+from ..paths import display_path
 from .model import DenseNetEncoder
 
 WEIGHTS_ENV = "LINAS_DENSENET121_WEIGHTS"
@@ -45,8 +46,8 @@ class EncoderWeights:
     pretrain_epochs: int = 0
 
     def to_dict(self) -> dict:
-        """Plain data for provenance."""
-        return asdict(self)
+        """Plain data for provenance (the path relative to the project root when inside it)."""
+        return {**asdict(self), "path": display_path(self.path) if self.path else self.path}
 
 
 def find_imagenet_weights(configured: str = "") -> tuple[Path, str] | None:
