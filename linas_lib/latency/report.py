@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from ..paths import cache_dir
+from ..paths import cache_dir, display_path
 from ..keys import atomic_write_text
 from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key, decode
 from . import e2e
@@ -37,18 +37,8 @@ def local_targets(profile) -> list:
 def target_rows(profile, here: bool = False) -> list[dict]:
     """One row per target: kind, scope, LUT path and status (``not measured`` GPU LUTs included)."""
     return [{"target": t.name, "kind": t.kind, "scope": t.scope, "budget_ms": t.budget_ms,
-             "lut": _display_path(T.target_lut_path(profile, t, here)),
+             "lut": display_path(T.target_lut_path(profile, t, here)),
              "status": T.target_status(profile, t, here)} for t in profile.latency.targets]
-
-
-def _display_path(path) -> str:
-    """A LUT path relative to the project root where it lies inside it."""
-    from ..paths import project_root
-
-    try:
-        return str(path.relative_to(project_root()))
-    except ValueError:
-        return str(path)
 
 
 def feasible_share(model: P.LatencyModel, chunk: int = 1 << 20) -> dict[str, dict]:
