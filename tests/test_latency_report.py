@@ -123,6 +123,23 @@ def test_drift_follows_the_measurement_order():
     assert R.drift_figures([]) == {}
 
 
+def test_drift_correction_removes_a_speed_change_shared_by_co_timed_targets():
+    # 3 targets x 3 archs x 2 passes x 4 runs; the machine runs at a different speed for each
+    # (arch, pass), which scales every target timed then alike: the corrected floor is 0
+    rng = np.random.default_rng(0)
+    speed = rng.uniform(0.8, 1.25, size=(3, 2))
+    base = {"a": [100.0, 150.0, 90.0], "b": [50.0, 70.0, 65.0], "c": [30.0, 20.0, 45.0]}
+    samples = {t: np.array(v)[:, None, None] * speed[:, :, None] * np.ones((3, 2, 4)) for t, v in base.items()}
+    assert R.floor_rows(samples)[0]["mape_pct"] > 1.0
+    corrected = R.drift_corrected(samples)
+    assert set(corrected) == set(samples) and all(c.shape == (3, 2, 4) for c in corrected.values())
+    assert all(r["mape_pct"] == pytest.approx(0.0, abs=1e-9) for r in R.floor_rows(corrected))
+    # a target's own deviation is not divided away: only the others' speed reading is used
+    samples["a"][0, 1] *= 1.5
+    assert R.floor_rows(R.drift_corrected(samples))[0]["mape_pct"] > 10.0
+    assert R.drift_corrected({"a": samples["a"]}) == {}  # nothing timed alongside: no correction
+
+
 def test_anchors_spread_over_the_range_and_avoid_validation_archs():
     model = P.model_from_luts({"t": fake_lut(target="t")}, {"t": 1.0}, "projected")
     anchors = R.anchor_archs(model, np.random.default_rng(0), 5, sample=500)

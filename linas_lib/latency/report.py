@@ -225,6 +225,29 @@ def pass_values(samples: dict[str, np.ndarray], statistic: str = STATISTIC) -> d
     return {t: np.array([[getattr(summarise(p), statistic) for p in s] for s in arr]) for t, arr in samples.items()}
 
 
+def speed_factors(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per target ``(n_archs, passes)``: how fast the machine ran while one pass timed one
+    architecture, read from the *other* targets timed in the same rounds.
+
+    Each other target's pass value over its pooled value (the architecture divided out)
+    measures the machine's speed at that moment; their geometric mean is the factor. The
+    target itself is left out, so its own measurement noise is not divided away with the
+    drift. Empty with fewer than two targets (nothing else was timed alongside).
+    """
+    if len(samples) < 2:
+        return {}
+    passes, truth = pass_values(samples), ground_truth(samples)
+    logs = {t: np.log(v / truth[t][:, None]) for t, v in passes.items()}
+    return {t: np.exp(np.mean([v for u, v in logs.items() if u != t], axis=0)) for t in samples}
+
+
+def drift_corrected(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The raw runs with the machine's shared speed changes divided out (:func:`speed_factors`):
+    what the measurement would read if the machine had kept its average speed. Assumes a
+    drift slows every co-timed target by the same factor; empty with fewer than two targets."""
+    return {t: samples[t] / f[:, :, None] for t, f in speed_factors(samples).items()}
+
+
 def floor_rows(samples: dict[str, np.ndarray]) -> list[dict]:
     """The measurement floor per target: pass 2's values scored as a predictor of pass 1's.
 
@@ -509,6 +532,36 @@ def validation_tables(models: dict[str, P.LatencyModel], anchors: np.ndarray, ar
     roles = ["anchor"] * k + ["held_out"] * len(archs)
     return {"accuracy": rows, "budgets": budget_rows(models, archs, held_out),
             "measurements": measurement_rows(every, truth, predicted, passes, roles)}
+
+
+def score_predictors(profile, luts: dict[str, dict], anchors: np.ndarray, archs: np.ndarray,
+                     samples: dict[str, np.ndarray]) -> tuple[dict[str, dict], dict[str, P.LatencyModel], dict]:
+    """Calibrate this machine's LUTs on the anchors and score every variant on the held-out architectures.
+
+    Args:
+        luts: this machine's LUT dicts by target (without calibration).
+        samples: raw runs of ``anchors`` then ``archs`` per local target (:func:`measure_validation`
+            or :func:`drift_corrected`).
+
+    Returns:
+        ``(calibrated LUTs, models by variant, tables)``: :func:`calibrate_luts` applied to the
+        interaction variant, :func:`models_for`, :func:`validation_tables`.
+    """
+    local = list(samples)
+    truth = ground_truth(samples)
+    base = models_for(profile, luts, targets=local)["interaction"]  # the variant budgets and search use
+    calibrated = calibrate_luts(luts, base, anchors, {t: v[:len(anchors)] for t, v in truth.items()})
+    models = models_for(profile, calibrated, targets=local)
+    return calibrated, models, validation_tables(models, anchors, archs, samples)
+
+
+def drift_corrected_accuracy(profile, luts: dict[str, dict], anchors: np.ndarray, archs: np.ndarray,
+                             samples: dict[str, np.ndarray]) -> list[dict]:
+    """:func:`score_predictors`'s accuracy table (calibration refitted) against the
+    :func:`drift_corrected` runs: how far each predictor and the floor sit from a measurement
+    without the machine's shared speed changes. Empty with fewer than two local targets."""
+    corrected = drift_corrected(samples)
+    return score_predictors(profile, luts, anchors, archs, corrected)[2]["accuracy"] if corrected else []
 
 
 def throughput_figures(rows: list[dict]) -> dict:
