@@ -418,6 +418,18 @@ def test_pad_study_pairs_the_arms_and_leaves_the_trained_supernet_unchanged(monk
     assert all(0 <= r["alpha_entropy"] <= np.log(21) + 1e-6 for r in curves)
 
 
+def test_pad_annealed_arm_trains_its_last_step_at_tau_min():
+    from types import SimpleNamespace
+
+    from linas_lib.supernet import pad
+
+    cfg = SimpleNamespace(tau_max=5.0, tau_min=0.1, pad_constant_tau=1.0)
+    trained = [pad.arm_temperature("annealed", step, 4, cfg) for step in range(4)]
+    assert trained[0] == pytest.approx(5.0) and trained[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(trained, trained[1:]))
+    assert pad.arm_temperature("constant", 3, 4, cfg) == 1.0
+
+
 def test_pad_figures_pair_the_arms_by_seed():
     from linas_lib.supernet import pad
 

@@ -8,11 +8,12 @@ train, alpha on val) in two arms:
 * ``annealed`` (PAD): tau from ``tau_max`` down to ``tau_min`` (:func:`~.model.gumbel_temperature`);
 * ``constant``: tau held at ``pad_constant_tau`` for every step.
 
-Every ``pad_eval_every`` steps (and after the last): the temperature and the mean per-layer
-entropy of the joint alpha distribution (nats; ``log 21`` = uniform). After the last step, on
-the WS split: the mixture's mIoU (noise-free) at the arm's own final temperature and at
-``tau_min`` (a temperature common to both arms, so the comparison is not only the
-temperature the mixture is read at), the extracted argmax path's mIoU, and both gaps.
+Before the first step, every ``pad_eval_every`` steps and after the last: the temperature
+and the mean per-layer entropy of the joint alpha distribution (nats; ``log 21`` = uniform).
+After the last step, on the WS split: the mixture's mIoU (noise-free) at the arm's own final
+temperature (``tau_min`` for the annealed arm, so its two gaps coincide) and at ``tau_min``
+(a temperature common to both arms, so the comparison is not only the temperature the
+mixture is read at), the extracted argmax path's mIoU, and both gaps.
 The earlier single-step gap (tau 1 soft vs annealed Gumbel, one batch of one image)
 compared evaluation temperatures, not annealing.
 """
@@ -24,16 +25,18 @@ import torch
 
 from .model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
 from .evaluate import evaluate_decoder, evaluate_logits
-from .train import TrainedSupernet, arch_step, weight_step
+from ..keys import rng_for, torch_generator
+from .train import TrainedSupernet, arch_step, search_optimizers, weight_step
 
 PAD_ARMS = ("annealed", "constant")
 PAD_STREAM = 0x0AD
 
 
 def arm_temperature(arm: str, step: int, steps: int, cfg) -> float:
-    """The Gumbel temperature of ``arm`` at ``step`` of ``steps``."""
+    """The Gumbel temperature of ``arm`` at ``step`` of ``steps`` (steps ``0 .. steps - 1`` are
+    trained; the annealed arm's last trained step is at ``tau_min``, as in supernet training)."""
     if arm == "annealed":
-        return gumbel_temperature(step, steps, cfg.tau_max, cfg.tau_min)
+        return gumbel_temperature(step, max(steps - 1, 1), cfg.tau_max, cfg.tau_min)
     if arm == "constant":
         return float(cfg.pad_constant_tau)
     raise ValueError(f"unknown PAD arm {arm!r}; expected one of {PAD_ARMS}")
@@ -66,10 +69,9 @@ def _run_arm(ts: TrainedSupernet, arm: str, seed: int) -> tuple[Supernet, list[d
     cfg, steps = ts.cfg, ts.cfg.pad_steps
     train, val = ts.features["train"], ts.alpha_split
     model = ts.copy_model()
-    gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, PAD_STREAM]).integers(2**62)))
+    gen = torch_generator(rng_for(seed, PAD_STREAM))
     rng = np.random.default_rng([seed, PAD_STREAM, 1])  # the same batches in both arms
-    opt_w = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights)
-    opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=1e-3)
+    opt_w, opt_a = search_optimizers(model, cfg)
     every = cfg.pad_eval_every or max(steps // 4, 1)
     curve = [_curve_row(model, arm, seed, 0, arm_temperature(arm, 0, max(steps, 1), cfg))]
     for step in range(steps):
@@ -108,7 +110,7 @@ def _mixture_miou(model: Supernet, tau: float, split, batch_size: int) -> float:
                            model=model)
 
 
-def pad_figures(finals: list[dict], seed: int = 0) -> dict:
+def pad_figures(finals: list[dict]) -> dict:
     """``pad.<metric>.<arm>`` means over seeds and the paired annealed - constant differences
     of the absolute gaps with 95 % bootstrap CIs over seeds (NaN below 2 seeds)."""
     from ..search.experiment import mean_ci
@@ -120,7 +122,7 @@ def pad_figures(finals: list[dict], seed: int = 0) -> dict:
             out[f"pad.{metric}.{arm}"] = float(np.mean([r[metric] for r in rows])) if rows else float("nan")
     for metric in ("gap_miou", "gap_miou_tau_min"):
         diff = np.array([abs(a[metric]) - abs(c[metric]) for a, c in zip(by_arm["annealed"], by_arm["constant"])])
-        low, high = mean_ci(diff, seed=seed) if len(diff) else (float("nan"), float("nan"))
+        low, high = mean_ci(diff)  # NaN below 2 seeds
         out[f"pad.abs_{metric}_diff"] = float(diff.mean()) if len(diff) else float("nan")
         out[f"pad.abs_{metric}_diff_ci95_low"], out[f"pad.abs_{metric}_diff_ci95_high"] = low, high
     out["pad.n_seeds"] = float(len(by_arm["annealed"]))

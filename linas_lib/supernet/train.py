@@ -254,6 +254,13 @@ class SearchState:
         self.choice_updates = state["choice_updates"]
 
 
+def search_optimizers(model: Supernet, cfg) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The weights' and alpha's optimisers of a search run (the PAD study uses the same)."""
+    opt_w = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights)
+    opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=1e-3)
+    return opt_w, opt_a
+
+
 def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     """Model (initialised from the run's generator, on ``device``), optimisers and generators of a run.
 
@@ -263,8 +270,7 @@ def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     rng = np.random.default_rng([seed, SUPERNET_STREAM])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     model = seeded_module(Supernet, gen).to(device)
-    opt_w = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights)
-    opt_a = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=1e-3)
+    opt_w, opt_a = search_optimizers(model, cfg)
     opt_bins = [torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights) for _ in range(cfg.momentum_bins)]
     return SearchState(model, opt_w, opt_a, gen, rng, rule=one_shot_rule(cfg, model), opt_bins=opt_bins)
 
