@@ -205,26 +205,20 @@ def _cmd_lut_check(args: argparse.Namespace) -> int:
 
 
 def _add_bench_commands(sub) -> None:
-    """``linas bench build|status|speed``: the standalone benchmark table (linas_lib.analysis.bench)."""
+    """``linas bench build|final|status|speed``: the standalone benchmark table (linas_lib.analysis.bench)
+    and 05's final networks trained with its recipe (linas_lib.analysis.final)."""
     bench = sub.add_parser("bench", help="the standalone benchmark table (ground truth for ranking studies)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     build = bench_sub.add_parser("build", help="train the pending (architecture, seed) items on Dask and assemble "
                                  "results/<profile>/bench/table.csv (resumes per item)")
     _bench_common(build)
-    build.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="Dask scheduler address (default: a LocalCluster on this machine)")
-    build.add_argument("--workers", type=int, default=None,
-                       help="LocalCluster worker processes (default bench.workers)")
-    build.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
+    _dask_args(build)
     build.set_defaults(func=_cmd_bench_build)
     fin = bench_sub.add_parser("final", help="train each target's chosen architecture (results/<profile>/05_pareto/"
                                "chosen.csv) for search.final_seeds with the table's recipe, on Dask (resumes per item)")
     fin.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     fin.add_argument("--seed", type=int, default=0, help="data-split seed (default 0)")
-    fin.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="Dask scheduler address (default: a LocalCluster on this machine)")
-    fin.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default bench.workers)")
-    fin.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
+    _dask_args(fin)
     fin.set_defaults(func=_cmd_bench_final)
     stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
     _bench_common(stat)
@@ -239,6 +233,13 @@ def _add_bench_commands(sub) -> None:
                        help="comma-separated, from baseline,foreach,fused,f32_taps,compile")
     speed.add_argument("--min-run-time", type=float, default=2.0, help="seconds timed per row (default 2)")
     speed.set_defaults(func=_cmd_bench_speed)
+
+
+def _dask_args(parser) -> None:
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask scheduler address (default: a LocalCluster on this machine)")
+    parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default bench.workers)")
+    parser.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
 
 
 def _bench_common(parser) -> None:

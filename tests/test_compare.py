@@ -43,7 +43,7 @@ COMMITTED = {
     ("miou.searched", "accuracy"), ("pad_gap_miou.on", "accuracy"), ("defect_pct.synthetic", "other"),
     ("cpu-torch-1t.feasible_pct", "other"), ("measured_over_budget_pct.cpu-ort-1t.interaction", "timing"),
     ("pooled_noise_est_pct.cpu-ort-1t", "timing"), ("drift_range_pct.cpu-torch-1t", "timing"),
-    ("hv_frac_reference.zero_cost", "hv"), ("oracle_hv", "hv"), ("pad.abs_gap_miou_diff", "accuracy"),
+    ("hv_frac_reference.zero_cost", "hv"), ("oracle_hv", "hv"), ("pad.abs_gap_miou_diff", "accuracy"), ("pad.gap_miou_tau_min.annealed", "accuracy"),
 ])
 def test_classes_of_sample_keys(key, cls):
     assert compare.classify(key).cls == cls

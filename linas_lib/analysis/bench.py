@@ -504,13 +504,25 @@ def make_plan(profile: Profile, seed: int = 0, pilot: bool = False, folder: Path
         build_features: make sure the tap cache exists (the driver, before fanning out).
     """
     bench = check_bench(profile)
-    data = _plan_data(profile, seed, features_fn, build_features)
     selection = select_architectures(profile, seed, model)
     chosen = pilot_subset(selection, bench.pilot_archs) if pilot else selection
     seeds = pilot_seed_list(bench) if pilot else bench.seeds
+    return plan_for(profile, chosen, seeds, seed, folder, features_fn, build_features, pilot)
+
+
+def plan_for(profile: Profile, selection: list[dict], seeds, seed: int = 0, folder: Path | None = None,
+             features_fn: FeaturesFn | None = None, build_features: bool = False, pilot: bool = False) -> Plan:
+    """The items of ``selection`` x ``seeds`` with the table's recipe, data and folder
+    (:func:`make_plan`'s selection, or another one: 05's final networks)."""
+    bench = check_bench(profile)
+    data = _plan_data(profile, seed, features_fn, build_features)
     folder = Path(folder) if folder is not None else bench_dir(profile)
-    items = plan_items(chosen, seeds, bench, data, seed, folder)
-    return Plan(profile, chosen, items, data, seed, folder, pilot)
+    return Plan(profile, selection, plan_items(selection, seeds, bench, data, seed, folder), data, seed, folder, pilot)
+
+
+def finished_records(plan: Plan) -> list[dict]:
+    """The item records of the plan that exist (and match their keys)."""
+    return [r for r in (read_item(s) for s in plan.items) if r is not None]
 
 
 def _plan_data(profile: Profile, seed: int, features_fn: FeaturesFn | None, build_features: bool) -> BenchData:
@@ -670,7 +682,7 @@ def assemble(plan: Plan) -> dict:
     """Write the table of every finished item, the split, the selection and the seed agreement."""
     from .bench_stats import seed_agreement
 
-    rows = [table_row(r) for r in (read_item(s) for s in plan.items) if r is not None]
+    rows = [table_row(r) for r in finished_records(plan)]
     prefix = "pilot_" if plan.pilot else ""
     prov = provenance(plan.profile.name, plan.profile.to_dict(), data_seed=plan.data_seed, pilot=plan.pilot,
                       weights_id=plan.data.weights_id, data_digest=plan.data.digest)
@@ -705,7 +717,7 @@ def status(profile_ref, seed: int = 0, pilot: bool = False, folder: Path | None 
            features_fn: FeaturesFn | None = None, model=None) -> dict:
     """``{"items", "done", "pending", "stale"}`` without training anything (stale: a file of other settings)."""
     plan = make_plan(as_profile(profile_ref), seed, pilot, folder, features_fn, model)
-    done = sum(read_item(s) is not None for s in plan.items)
+    done = len(finished_records(plan))
     stale = sum(Path(s.path).is_file() and read_item(s) is None for s in plan.items)
     return {"items": len(plan.items), "done": done, "pending": len(plan.items) - done, "stale": stale,
             "folder": str(plan.folder), "weights_id": plan.data.weights_id, "source": plan.data.source}

@@ -35,12 +35,8 @@ def final_selection(chosen: list[dict]) -> list[dict]:
 def final_plan(profile, chosen: list[dict], seed: int = 0, folder: Path | None = None, features_fn=None,
                build_features: bool = False) -> B.Plan:
     """The items of the chosen architectures x ``search.final_seeds`` in the table's folder."""
-    bench = B.check_bench(profile)
-    data = B._plan_data(profile, seed, features_fn, build_features)
-    selection = final_selection(chosen)
-    folder = Path(folder) if folder is not None else B.bench_dir(profile)
-    items = B.plan_items(selection, profile.search.final_seeds, bench, data, seed, folder)
-    return B.Plan(profile, selection, items, data, seed, folder, pilot=False)
+    return B.plan_for(profile, final_selection(chosen), profile.search.final_seeds, seed, folder, features_fn,
+                      build_features)
 
 
 def build_final(profile_ref, chosen: list[dict], seed: int = 0, scheduler: str | None = None,
@@ -56,13 +52,13 @@ def build_final(profile_ref, chosen: list[dict], seed: int = 0, scheduler: str |
     ran, failures = B.run_pending(plan, B._profile_ref(profile_ref), scheduler, workers, limit, executor,
                                   features_fn, progress)
     B.raise_failures(failures, "final networks")
-    done = sum(B.read_item(s) is not None for s in plan.items)
+    done = len(B.finished_records(plan))
     return {"items": len(plan.items), "done": done, "ran": ran, "pending": len(plan.items) - done}
 
 
 def finished_rows(plan: B.Plan) -> list[dict]:
     """Table rows of the plan's finished items."""
-    return [B.table_row(r) for r in (B.read_item(s) for s in plan.items) if r is not None]
+    return [B.table_row(r) for r in B.finished_records(plan)]
 
 
 def arch_means(rows: list[dict]) -> dict[str, dict]:
@@ -132,7 +128,7 @@ def final_networks(profile, chosen: list[dict], seed: int, latency) -> tuple[lis
     what exists.
 
     Returns:
-        ``(rows, status)``: :func:`final_rows`; ``{items, done, pending, table}``.
+        ``(rows, status)``: :func:`final_rows`; ``{items, done, pending, table, seeds}``.
     """
     import concurrent.futures
 
@@ -157,9 +153,9 @@ def read_chosen(profile) -> list[dict]:
     """
     import pandas as pd
 
-    from ..paths import results_dir
+    from ..paths import project_root
 
-    path = results_dir(profile.name, "05_pareto") / "chosen.csv"
+    path = project_root() / "results" / profile.name / "05_pareto" / "chosen.csv"  # not created if absent
     if not path.is_file():
         raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
     frame = pd.read_csv(path, comment="#")

@@ -189,8 +189,8 @@ def _rename(model, names, which: str):
     return model
 
 
-def torch_pipeline(choices, resolution: int, threads: int, encoder: nn.Module | None = None):
-    """``(fn(image) -> mask, net)`` running pre -> net -> post in torch eager."""
+def torch_pipeline(choices, encoder: nn.Module | None = None):
+    """``fn(image) -> mask`` running pre -> net -> post in torch eager (the caller sets the threads)."""
     from ..data import postprocess, preprocess
 
     net = ExtractedNet(encoder if encoder is not None else shared_encoder(), choices).eval()
@@ -220,7 +220,7 @@ def pipeline(target: str, choices, resolution: int, folder: Path, encoder=None) 
     if spec.device != "cpu":
         raise ValueError(f"target {target!r}: end-to-end pipelines are measured on CPU targets only here")
     if spec.runtime == "torch":
-        return torch_pipeline(choices, resolution, spec.threads, encoder), spec
+        return torch_pipeline(choices, encoder), spec
     return ort_pipeline(choices, resolution, spec.threads, folder), spec
 
 

@@ -126,12 +126,12 @@ def anchor_archs(model: P.LatencyModel, rng: np.random.Generator, k: int, sample
     return candidates[np.argsort(score, kind="stable")[ranks]]
 
 
-def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.random.Generator,
+def measure_validation(profile, archs: np.ndarray, image: np.ndarray, orders: list[np.ndarray],
                        progress: bool = True) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Raw end-to-end latencies (ms) of every arch on every local target, checkpointed.
 
-    ``latency.e2e_passes`` independent passes, each over the architectures in its own
-    shuffled order (from ``rng``), time every local target of an architecture in rounds
+    Independent passes, one per order of ``orders`` (:func:`measurement_orders`: one
+    shuffled order per pass), time every local target of an architecture in rounds
     (:func:`~.e2e.time_interleaved`: ``e2e_warmup`` untimed, ``e2e_repeats`` timed rounds),
     so slow drifts of the machine spread over targets and architectures instead of
     following the list. Each
@@ -144,7 +144,6 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
     """
     targets = [t.name for t in local_targets(profile)]
     lat = profile.latency
-    orders = measurement_orders(rng, len(archs), lat.e2e_passes)
     key = e2e.dumps_key("samples-v3", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
                         lat.e2e_repeats, [o.tolist() for o in orders])
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
@@ -161,7 +160,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, rng: np.ra
                 atomic_write_text(path, json.dumps(done))
         loads.append(load.record)
         atomic_write_text(path, json.dumps(done))
-    return {t: np.array([[done[_item(p, a)][t] for p in range(lat.e2e_passes)] for a in archs])
+    return {t: np.array([[done[_item(p, a)][t] for p in range(len(orders))] for a in archs])
             for t in targets}, loads
 
 
@@ -319,12 +318,12 @@ def budget_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, truth: dic
     10 % under the budget, where a search's choices lie."""
     rows = []
     for variant, model in models.items():
-        within = model.feasible(archs)
+        pred = model.predict(archs)
         for target, meas in truth.items():
             j = model.target_names.index(target)
             budget = model.budgets_ms[j]
-            ok = within[:, j]
-            near = ok & (model.predict(archs)[:, j] >= 0.9 * budget)
+            ok = pred[:, j] <= budget
+            near = ok & (pred[:, j] >= 0.9 * budget)
             rows.append({"target": target, "variant": variant, "budget_ms": float(budget),
                          **_over(meas, ok, budget, ""), **_over(meas, near, budget, "near_")})
     return rows

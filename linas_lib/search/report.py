@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import time
 
 import numpy as np
@@ -81,6 +80,11 @@ def run_folder(profile, supernet, latency) -> str:
                         "variant": getattr(latency, "variant", "")}, length=12)
 
 
+def runs_dir(profile, supernet, latency, *sub: str):
+    """The search's cache folder of this supernet and latency model (:func:`run_folder`), created."""
+    return cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, latency)}", *sub)
+
+
 def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
     """The shared :class:`SearchSetup` of the profile (WS accuracies cached on disk).
 
@@ -88,8 +92,7 @@ def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
     (:func:`~linas_lib.search.methods.screen_attainable`, latency model only).
     """
     cfg = profile.search
-    key = run_folder(profile, supernet, latency)
-    accuracy = AccuracyCache(supernet.evaluator, cache_dir("search", f"{profile.name}_{key}") / "ws_miou.json")
+    accuracy = AccuracyCache(supernet.evaluator, runs_dir(profile, supernet, latency) / "ws_miou.json")
     return SearchSetup(
         space=LINAS_SPACE, accuracy=accuracy, latency=latency, eval_budget=cfg.eval_budget, pop_size=cfg.pop_size,
         alpha_probs=supernet.joint_probs(), proxy=proxy, zero_cost_pool=cfg.zero_cost_pool,
@@ -101,7 +104,7 @@ def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
 
 def run_methods(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
     """Every method x seed of the profile, resuming from checkpoints."""
-    folder = cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, setup.latency)}")
+    folder = runs_dir(profile, supernet, setup.latency)
     return E.run_all(setup, profile.search.methods, profile.search.seeds, folder, progress=print)
 
 
@@ -111,7 +114,7 @@ def calibration_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]
     if overlap:
         raise ValueError(f"search.target_seeds {sorted(overlap)} are also search.seeds: the target must come "
                          "from runs that are not compared")
-    folder = cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, setup.latency)}")
+    folder = runs_dir(profile, supernet, setup.latency)
     return E.run_all(setup, ["random"], profile.search.target_seeds, folder, progress=print)
 
 
@@ -122,7 +125,7 @@ def oracle_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
         return []
     if cfg.oracle_seed in set(cfg.seeds) | set(cfg.target_seeds):
         raise ValueError(f"search.oracle_seed {cfg.oracle_seed} is also a search or target seed")
-    folder = cache_dir("search", f"{profile.name}_{run_folder(profile, supernet, setup.latency)}", f"oracle_{cfg.oracle_evals}")
+    folder = runs_dir(profile, supernet, setup.latency, f"oracle_{cfg.oracle_evals}")
     long_setup = dataclasses.replace(setup, eval_budget=cfg.oracle_evals)
     return E.run_all(long_setup, ["epr"], [cfg.oracle_seed], folder, progress=print)
 
