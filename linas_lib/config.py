@@ -90,6 +90,11 @@ class LatencyConfig:
     n_validation_archs: int = 100  # random architectures measured end-to-end per target
     throughput_images: int = 100  # C3: images timed as a whole
     throughput_budget_s: float = 16.0
+    # C3 heartbeat: the images run in blocks of this many, with c3_heartbeat_beats images of a
+    # fixed reference network (02's middle anchor) timed around each block, so the check can say
+    # how fast the machine ran during it (0 = no heartbeat). Timing only: not in content keys.
+    c3_heartbeat_every: int = field(default=0, metadata={"key": False})
+    c3_heartbeat_beats: int = field(default=3, metadata={"key": False})
     pairs_per_slot: int = 6  # I4: adjacent-layer pairs timed per slot (441 = all; see latency.lut)
     lut_choices: tuple[int, ...] = ()  # smoke only: measure these choices 0..20, fill the rest (empty = all)
     e2e_warmup: int = 1  # untimed runs of each validation network before timing (per pass)
@@ -105,6 +110,9 @@ class LatencyConfig:
         if self.e2e_passes < 1 or self.e2e_repeats < 1 or self.e2e_warmup < 0:
             raise ValueError(f"e2e_passes and e2e_repeats must be >= 1 and e2e_warmup >= 0, got "
                              f"{self.e2e_passes}, {self.e2e_repeats}, {self.e2e_warmup}")
+        if self.c3_heartbeat_every < 0 or self.c3_heartbeat_beats < 1:
+            raise ValueError(f"c3_heartbeat_every = {self.c3_heartbeat_every} must be >= 0 (0: off) and "
+                             f"c3_heartbeat_beats = {self.c3_heartbeat_beats} >= 1")
         if not 0 <= self.anchor_archs <= 20 or self.anchor_archs == 1:
             raise ValueError(f"anchor_archs = {self.anchor_archs}: 0 (no calibration) or 2..20 anchors")
 

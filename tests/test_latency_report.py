@@ -174,3 +174,78 @@ def test_goal_columns_follow_the_thread_count():
     assert not R.goal_columns("cpu-ort-1t", {"mape_pct": 1.5, "within5_pct": 95.0})["meets_goal"]
     assert R.goal_columns("cpu-ort-2t", {"mape_pct": 4.9, "within5_pct": 10.0})["meets_goal"]
     assert R.goal_columns("t1", good) == {}
+
+
+class _Clock:
+    """A fake timer: each call returns the next value of ``ms`` (and still runs the function)."""
+
+    def __init__(self, ms):
+        self.ms, self.calls = list(ms), 0
+
+    def __call__(self, fn):
+        fn()
+        self.calls += 1
+        return self.ms[self.calls - 1]
+
+
+def test_throughput_heartbeat_runs_around_every_block():
+    from linas_lib.latency import e2e
+    from linas_lib.latency.measure import RuntimeSpec
+
+    seen = {"net": 0, "beat": 0}
+    net = lambda image: seen.__setitem__("net", seen["net"] + 1)  # noqa: E731
+    beat = lambda image: seen.__setitem__("beat", seen["beat"] + 1)  # noqa: E731
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    # 5 images in blocks of 2 (2, 2, 1): 4 gaps of 2 beats; the clock's order is the calls' order
+    clock = _Clock([100, 100, 10, 12, 100, 100, 11, 13, 100, 100, 20, 100, 100])
+    res = e2e.throughput(net, images, 5, RuntimeSpec("torch", threads=1), beat, every=2, beats=2, timer=clock)
+    assert seen == {"net": 1 + 5, "beat": 1 + 4 * 2}  # one untimed warm-up each
+    assert res["heartbeat_n"] == 8 and res["heartbeat_ms"] == pytest.approx(100.0)
+    assert res["image_min_ms"] == 10 and res["image_max_ms"] == 20 and clock.calls == 13
+    assert np.isfinite(res["block_cv_pct"]) and np.isfinite(res["block_ratio_cv_pct"])
+    with pytest.raises(ValueError, match="every >= 1"):
+        e2e.throughput(net, images, 5, RuntimeSpec("torch", threads=1), beat, every=0)
+
+
+def test_heartbeat_columns_follow_a_shared_slowdown():
+    from linas_lib.latency import e2e
+
+    # the second block ran twice as slowly, and so did the heartbeat around it
+    cols = e2e.heartbeat_columns([1.0, 2.0, 1.0], [10, 10, 10], [[100.0], [100.0], [200.0], [100.0]])
+    assert cols["block_cv_pct"] > 40
+    assert cols["block_ratio_cv_pct"] < cols["block_cv_pct"]
+    assert cols["heartbeat_ms"] == pytest.approx(100.0) and cols["heartbeat_n"] == 4
+
+
+def test_heartbeat_reference_is_the_middle_anchor_of_each_target():
+    rows = [{"arch": f"a{i}", "target": t, "role": "anchor", "measured_ms": 10.0 * i + (t == "y")}
+            for t in ("x", "y") for i in range(4)]
+    rows.append({"arch": "h", "target": "x", "role": "held_out", "measured_ms": 1.0})
+    assert R.heartbeat_reference(rows, "x") == {"arch": "a2", "ref_ms": 20.0}
+    assert R.heartbeat_reference(rows, "y") == {"arch": "a2", "ref_ms": 21.0}
+    assert R.heartbeat_reference(rows, "z") is None
+
+
+def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
+    import dataclasses
+
+    from linas_lib import paths
+
+    smoke = load_profile("smoke")
+    off = dataclasses.replace(smoke, latency=dataclasses.replace(smoke.latency, c3_heartbeat_every=0))
+    assert R.heartbeat_references(off, rows=[{"arch": "a", "target": "cpu-torch-1t", "role": "anchor",
+                                              "measured_ms": 1.0}]) == {}
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    assert R.heartbeat_references(smoke) == {}  # 02 not run: C3 runs without a heartbeat
+    folder = tmp_path / "results" / "smoke" / "02_latency_accuracy"
+    folder.mkdir(parents=True)
+    (folder / "validation_measurements.csv").write_text("# provenance: {}\narch,target\nA,cpu-torch-1t\n")
+    with pytest.raises(ValueError, match="validation_measurements.csv: columns"):
+        R.heartbeat_references(smoke)
+
+
+def test_c3_heartbeat_settings_are_checked():
+    from linas_lib.config import LatencyConfig
+
+    with pytest.raises(ValueError, match="c3_heartbeat_every"):
+        LatencyConfig(c3_heartbeat_every=-1)

@@ -9,18 +9,21 @@ architecture, so an interrupted notebook resumes.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 
 from ..paths import cache_dir, display_path
 from ..keys import atomic_write_text
-from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key, decode
+from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key, decode, parse_arch
 from . import e2e
 from .measure import spec_for_target, summarise
 from . import lut as L
 from . import predict as P
 from . import quiet
 from . import targets as T
+
+log = logging.getLogger(__name__)
 
 VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projection & fixed costs",
                   "interaction": "+ pair interaction (I4)",
@@ -389,15 +392,19 @@ def summary_figures(rows: list[dict]) -> dict:
     return out
 
 
-def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, float] | None = None) -> list[dict]:
+def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, float] | None = None,
+                    heartbeats: dict[str, dict] | None = None) -> list[dict]:
     """C3: ``throughput_images`` images through each local target's pipeline as a whole.
 
     Args:
         e2e_ms: optional per-target ground truth of the same architecture (single image, many
             runs): added as ``e2e_ms`` with the gaps of C3's per-image mean and median to it (%).
+        heartbeats: optional ``{target: {arch, ref_ms}}`` (:func:`heartbeat_reference`): each
+            target's run carries that heartbeat (:func:`c3_check`).
     """
     encoder = e2e.shared_encoder()
-    rows = [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder)
+    rows = [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder,
+                     (heartbeats or {}).get(t.name))
             for t in local_targets(profile)]
     for row in rows:
         if e2e_ms is not None and row["target"] in e2e_ms:
@@ -407,23 +414,98 @@ def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, floa
     return rows
 
 
-def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, encoder=None) -> dict:
+def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, encoder=None,
+             heartbeat: dict | None = None) -> dict:
     """C3 for one local target: ``n_images`` images through the network's whole pipeline.
 
+    C3 passes or fails on the measured total, as the constraint says. A single run of it moves
+    with the machine's speed of the moment (26-50 % between runs on the 2-core cpu machine), so
+    with a ``heartbeat`` (``{arch, ref_ms}``) and ``latency.c3_heartbeat_every > 0`` the same
+    target's pipeline of that reference network is timed between blocks of images
+    (:func:`~.e2e.throughput`): ``speed_factor`` = its median now / ``ref_ms`` (its end-to-end
+    ground truth from 02), and the ``*_drift_corrected`` columns divide the factor out: what C3
+    would read at the speed 02's ground truth was measured at.
+
     Returns:
-        ``{target, arch, n_images, total_s, ms_per_image, budget_s, pass}``; the budget is
-        ``latency.throughput_budget_s`` per 100 images, scaled to ``n_images``.
+        ``{target, arch, n_images, total_s, ms_per_image, budget_s, margin_s, pass, ...}``; the
+        budget is ``latency.throughput_budget_s`` per 100 images, scaled to ``n_images``.
     """
+    lat = profile.latency
     fn, spec = e2e.pipeline(target, choices, profile.data.resolution, e2e.onnx_folder(),
                             encoder if encoder is not None else e2e.shared_encoder())
-    with quiet.watch(f"C3 {target}", spec.threads, profile.latency.quiet) as load:
+    beat = None
+    if heartbeat is not None and lat.c3_heartbeat_every > 0:
+        beat, _ = e2e.pipeline(target, parse_arch(heartbeat["arch"]), profile.data.resolution, e2e.onnx_folder(),
+                               encoder if encoder is not None else e2e.shared_encoder())
+    with quiet.watch(f"C3 {target}", spec.threads, lat.quiet) as load:
         since = load.mark()
-        res = e2e.throughput(fn, images, n_images, spec)
+        res = e2e.throughput(fn, images, n_images, spec, beat, lat.c3_heartbeat_every, lat.c3_heartbeat_beats)
         load.check(since, f"{n_images} images")
-    budget_s = profile.latency.throughput_budget_s * n_images / 100
-    return {"target": target, "arch": arch_string(choices), **res, "budget_s": budget_s,
-            "margin_s": budget_s - res["total_s"], "pass": bool(res["total_s"] <= budget_s),
-            **load_columns(load.record)}
+    budget_s = lat.throughput_budget_s * n_images / 100
+    row = {"target": target, "arch": arch_string(choices), **res, "budget_s": budget_s,
+           "margin_s": budget_s - res["total_s"], "pass": bool(res["total_s"] <= budget_s)}
+    if beat is not None:
+        factor = res["heartbeat_ms"] / heartbeat["ref_ms"]
+        corrected_s = res["total_s"] / factor
+        row.update({"heartbeat_arch": heartbeat["arch"], "heartbeat_ref_ms": float(heartbeat["ref_ms"]),
+                    "speed_factor": factor, "ms_per_image_drift_corrected": corrected_s * 1e3 / n_images,
+                    "margin_s_drift_corrected": budget_s - corrected_s,
+                    "pass_drift_corrected": bool(corrected_s <= budget_s)})
+    return {**row, **load_columns(load.record)}
+
+
+def heartbeat_reference(rows: list[dict], target: str) -> dict | None:
+    """C3's heartbeat for one target: the middle of 02's anchors (ranked by predicted latency,
+    the same on every machine) and its pooled end-to-end ground truth.
+
+    Args:
+        rows: 02's ``validation_measurements`` rows (:func:`measurement_rows`).
+
+    Returns:
+        ``{arch, ref_ms}``, or None when 02 measured no anchor for ``target``.
+    """
+    anchors = [r for r in rows if r["target"] == target and r["role"] == "anchor"]
+    if not anchors:
+        return None
+    middle = anchors[len(anchors) // 2]
+    return {"arch": middle["arch"], "ref_ms": float(middle["measured_ms"])}
+
+
+def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, dict]:
+    """:func:`heartbeat_reference` of every local target, from ``rows`` or else from this
+    profile's ``results/<profile>/02_latency_accuracy/validation_measurements.csv``.
+
+    Returns:
+        ``{target: {arch, ref_ms}}``; empty when the heartbeat is off or 02 has not been run.
+    """
+    if profile.latency.c3_heartbeat_every == 0:
+        return {}
+    if rows is None:
+        rows = read_validation_rows(profile)
+    refs = {t.name: heartbeat_reference(rows, t.name) for t in local_targets(profile)}
+    return {t: ref for t, ref in refs.items() if ref is not None}
+
+
+def read_validation_rows(profile) -> list[dict]:
+    """02's committed ``validation_measurements.csv`` rows (``[]`` when 02 has not been run)."""
+    import csv
+
+    from ..paths import project_root
+
+    path = project_root() / "results" / profile.name / "02_latency_accuracy" / "validation_measurements.csv"
+    if not path.is_file():
+        log.warning("%s does not exist: C3 runs without a heartbeat (run notebook 02_latency_accuracy first)",
+                    display_path(path))
+        return []
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    rows = list(csv.DictReader(lines))
+    if not rows:
+        raise ValueError(f"{display_path(path)}: no rows (rerun notebook 02_latency_accuracy)")
+    missing = {"arch", "target", "role", "measured_ms"} - set(rows[0])
+    if missing:
+        raise ValueError(f"{display_path(path)}: columns {sorted(missing)} missing (a validation_measurements "
+                         f"table of notebook 02 has arch, target, role, measured_ms)")
+    return rows
 
 
 def load_columns(record: dict) -> dict:
@@ -565,9 +647,16 @@ def drift_corrected_accuracy(profile, luts: dict[str, dict], anchors: np.ndarray
 
 def throughput_figures(rows: list[dict]) -> dict:
     """``{throughput_ms_per_image: {target: x}, throughput_margin_s: ..., throughput_pass: {target: 0/1}}``."""
-    return {"throughput_ms_per_image": {r["target"]: r["ms_per_image"] for r in rows},
-            "throughput_margin_s": {r["target"]: r["margin_s"] for r in rows},
-            "throughput_pass": {r["target"]: float(r["pass"]) for r in rows}}
+    out = {"throughput_ms_per_image": {r["target"]: r["ms_per_image"] for r in rows},
+           "throughput_margin_s": {r["target"]: r["margin_s"] for r in rows},
+           "throughput_pass": {r["target"]: float(r["pass"]) for r in rows}}
+    beats = [r for r in rows if "speed_factor" in r]
+    if beats:
+        out["throughput_drift_corrected"] = {
+            "ms_per_image": {r["target"]: r["ms_per_image_drift_corrected"] for r in beats},
+            "speed_factor": {r["target"]: r["speed_factor"] for r in beats},
+            "pass": {r["target"]: float(r["pass_drift_corrected"]) for r in beats}}
+    return out
 
 
 def budget_figures(rows: list[dict]) -> dict:

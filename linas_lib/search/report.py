@@ -268,7 +268,7 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
     Other targets (external, GPU) get ``measured_s`` NaN and a note: they cannot be timed here.
     """
     from ..latency import e2e
-    from ..latency.report import c3_check, eval_images
+    from ..latency.report import c3_check, eval_images, heartbeat_references
     from ..space import parse_arch
 
     kinds = {t.name: t.kind for t in profile.latency.targets}
@@ -282,12 +282,22 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
                         "note": note})
             continue
         if encoder is None:
-            encoder, images = e2e.shared_encoder(), eval_images(profile, seed)
-        res = c3_check(profile, row["target"], parse_arch(row["arch"]), images, n_images, encoder)
+            encoder, images, beats = e2e.shared_encoder(), eval_images(profile, seed), heartbeat_references(profile)
+        res = c3_check(profile, row["target"], parse_arch(row["arch"]), images, n_images, encoder,
+                       beats.get(row["target"]))
         out.append({**row, "c3_images": n_images, "measured_s": res["total_s"], "ms_per_image": res["ms_per_image"],
-                    "c3_budget_s": res["budget_s"], "c3_pass": res["pass"], "c3_other_cores": res["other_cores"],
-                    "c3_quiet": res["quiet"], "note": "measured"})
+                    "c3_budget_s": res["budget_s"], "c3_pass": res["pass"], **_heartbeat_columns(res),
+                    "c3_other_cores": res["other_cores"], "c3_quiet": res["quiet"], "note": "measured"})
     return out
+
+
+HEARTBEAT_COLUMNS = ("heartbeat_arch", "heartbeat_ref_ms", "heartbeat_ms", "speed_factor",
+                     "ms_per_image_drift_corrected", "pass_drift_corrected", "block_cv_pct", "block_ratio_cv_pct")
+
+
+def _heartbeat_columns(res: dict) -> dict:
+    """C3's heartbeat columns (:func:`~linas_lib.latency.report.c3_check`) as ``c3_*``; empty without one."""
+    return {f"c3_{k}": res[k] for k in HEARTBEAT_COLUMNS if k in res}
 
 
 def front_points(exp: E.ParetoExperiment, runs: list[E.MethodRun], seed: int) -> list[dict]:
@@ -324,4 +334,7 @@ def c3_figures(rows: list[dict]) -> dict:
         if row["note"] == "measured":
             out[f"c3_ms_per_image.{row['target']}"] = row["ms_per_image"]
             out[f"c3_pass.{row['target']}"] = float(row["c3_pass"])
+            if "c3_speed_factor" in row:
+                out[f"c3_speed_factor.{row['target']}"] = row["c3_speed_factor"]
+                out[f"c3_ms_per_image_drift_corrected.{row['target']}"] = row["c3_ms_per_image_drift_corrected"]
     return out
