@@ -91,7 +91,7 @@ class LatencyConfig:
     throughput_images: int = 100  # C3: images timed as a whole
     throughput_budget_s: float = 16.0
     # C3 heartbeat: the images run in blocks of this many, with c3_heartbeat_beats images of a
-    # fixed reference network (02's middle anchor) timed around each block, so the check can say
+    # reference network (02's anchors in turn) timed around each block, so the check can say
     # how fast the machine ran during it (0 = no heartbeat). Timing only: not in content keys.
     c3_heartbeat_every: int = field(default=0, metadata={"key": False})
     c3_heartbeat_beats: int = field(default=3, metadata={"key": False})

@@ -192,42 +192,48 @@ def test_throughput_heartbeat_runs_around_every_block():
     from linas_lib.latency import e2e
     from linas_lib.latency.measure import RuntimeSpec
 
-    seen = {"net": 0, "beat": 0}
-    net = lambda image: seen.__setitem__("net", seen["net"] + 1)  # noqa: E731
-    beat = lambda image: seen.__setitem__("beat", seen["beat"] + 1)  # noqa: E731
+    seen = {"net": 0, "a": 0, "b": 0}
+    count = lambda key: lambda image: seen.__setitem__(key, seen[key] + 1)  # noqa: E731
     images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
-    # 5 images in blocks of 2 (2, 2, 1): 4 gaps of 2 beats; the clock's order is the calls' order
-    clock = _Clock([100, 100, 10, 12, 100, 100, 11, 13, 100, 100, 20, 100, 100])
-    res = e2e.throughput(net, images, 5, RuntimeSpec("torch", threads=1), beat, every=2, beats=2, timer=clock)
-    assert seen == {"net": 1 + 5, "beat": 1 + 4 * 2}  # one untimed warm-up each
-    assert res["heartbeat_n"] == 8 and res["heartbeat_ms"] == pytest.approx(100.0)
-    assert res["image_min_ms"] == 10 and res["image_max_ms"] == 20 and clock.calls == 13
-    assert np.isfinite(res["block_cv_pct"]) and np.isfinite(res["block_ratio_cv_pct"])
+    # 5 images in blocks of 2 (2, 2, 1): 4 gaps of 2 beats, networks a, b, a, b; the clock's
+    # order is the calls' order (the second image of each block after the first is 10 ms)
+    clock = _Clock([100, 100, 10, 10, 200, 200, 20, 10, 100, 100, 20, 200, 200])
+    res = e2e.throughput(count("net"), images, 5, RuntimeSpec("torch", threads=1), [count("a"), count("b")],
+                         every=2, beats=2, timer=clock)
+    assert seen == {"net": 1 + 5, "a": 1 + 2 * 2, "b": 1 + 2 * 2}  # one untimed warm-up each
+    assert clock.calls == 13 and [k for k, _ in res["heartbeat_gaps"]] == [0, 1, 0, 1]
+    assert res["heartbeat_gaps"][1] == (1, [200, 200])
+    assert res["image_min_ms"] == 10 and res["image_max_ms"] == 20
+    assert res["first_in_block_vs_rest_pct"] == pytest.approx(100.0)  # 20 ms after a switch, 10 ms otherwise
+    assert len(res["block_ms"]) == 3
     with pytest.raises(ValueError, match="every >= 1"):
-        e2e.throughput(net, images, 5, RuntimeSpec("torch", threads=1), beat, every=0)
+        e2e.throughput(count("net"), images, 5, RuntimeSpec("torch", threads=1), [count("a")], every=0)
 
 
-def test_heartbeat_columns_follow_a_shared_slowdown():
-    from linas_lib.latency import e2e
+def test_speed_factor_divides_each_beat_by_its_own_reference():
+    # network 0 (ref 100 ms) beats at 120, network 1 (ref 200 ms) at 240: the machine runs 1.2x slow
+    cols = R.heartbeat_columns([(0, [120.0, 120.0]), (1, [240.0, 240.0]), (0, [120.0])], [100.0, 200.0],
+                               total_s=18.0, budget_s=16.0, n_images=100)
+    assert cols["speed_factor"] == pytest.approx(1.2)
+    assert cols["ms_per_image_drift_corrected"] == pytest.approx(150.0)
+    assert cols["margin_s_drift_corrected"] == pytest.approx(1.0) and cols["pass_drift_corrected"] is True
+    assert cols["heartbeat_networks"] == 2 and cols["heartbeat_n"] == 5
 
-    # the second block ran twice as slowly, and so did the heartbeat around it
-    cols = e2e.heartbeat_columns([1.0, 2.0, 1.0], [10, 10, 10], [[100.0], [100.0], [200.0], [100.0]])
-    assert cols["block_cv_pct"] > 40
-    assert cols["block_ratio_cv_pct"] < cols["block_cv_pct"]
-    assert cols["heartbeat_ms"] == pytest.approx(100.0) and cols["heartbeat_n"] == 4
 
-
-def test_heartbeat_reference_is_the_middle_anchor_of_each_target():
-    rows = [{"arch": f"a{i}", "target": t, "role": "anchor", "measured_ms": 10.0 * i + (t == "y")}
-            for t in ("x", "y") for i in range(4)]
-    rows.append({"arch": "h", "target": "x", "role": "held_out", "measured_ms": 1.0})
-    assert R.heartbeat_reference(rows, "x") == {"arch": "a2", "ref_ms": 20.0}
-    assert R.heartbeat_reference(rows, "y") == {"arch": "a2", "ref_ms": 21.0}
-    assert R.heartbeat_reference(rows, "z") is None
+def test_heartbeat_references_are_the_anchors_of_each_target():
+    smoke = load_profile("smoke")
+    rows = [{"arch": f"a{i}", "target": t, "role": "anchor", "measured_ms": 10.0 * i + (t == "cpu-ort-1t")}
+            for t in ("cpu-torch-1t", "cpu-ort-1t") for i in range(3)]
+    rows.append({"arch": "h", "target": "cpu-torch-1t", "role": "held_out", "measured_ms": 1.0})
+    refs = R.heartbeat_references(smoke, rows)
+    assert sorted(refs) == ["cpu-ort-1t", "cpu-torch-1t"]  # targets without anchors get none
+    assert refs["cpu-torch-1t"] == [{"arch": f"a{i}", "ref_ms": 10.0 * i} for i in range(3)]
+    assert refs["cpu-ort-1t"][2] == {"arch": "a2", "ref_ms": 21.0}
 
 
 def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
     import dataclasses
+    import json
 
     from linas_lib import paths
 
@@ -239,9 +245,13 @@ def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
     assert R.heartbeat_references(smoke) == {}  # 02 not run: C3 runs without a heartbeat
     folder = tmp_path / "results" / "smoke" / "02_latency_accuracy"
     folder.mkdir(parents=True)
-    (folder / "validation_measurements.csv").write_text("# provenance: {}\narch,target\nA,cpu-torch-1t\n")
+    header = "# provenance: " + json.dumps({"config": {"data": {"resolution": smoke.data.resolution}}}) + "\n"
+    (folder / "validation_measurements.csv").write_text(header + "arch,target\nA,cpu-torch-1t\n")
     with pytest.raises(ValueError, match="validation_measurements.csv: columns"):
         R.heartbeat_references(smoke)
+    other = "# provenance: " + json.dumps({"config": {"data": {"resolution": 999}}}) + "\n"
+    (folder / "validation_measurements.csv").write_text(other + "arch,target\nA,cpu-torch-1t\n")
+    assert R.heartbeat_references(smoke) == {}  # measured at another resolution: not a reference
 
 
 def test_c3_heartbeat_settings_are_checked():

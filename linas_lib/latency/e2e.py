@@ -8,8 +8,9 @@
 
 :func:`time_interleaved` gives the raw batch-1 samples (ms) the end-to-end ground truth is
 summarised from (the same :func:`~linas_lib.latency.measure.summarise` statistic as the LUT
-entries); :func:`throughput` times ``n`` images through the whole pipeline as one run (C3:
-100 images within 16 s) and keeps each image's time, so the check reports the same statistic.
+entries); :func:`throughput` times ``n`` images through the whole pipeline (C3: 100 images within 16 s;
+as one run, or in blocks between the heartbeat's reference networks) and keeps each image's
+time, so the check reports the same statistic.
 """
 
 from __future__ import annotations
@@ -245,65 +246,66 @@ def time_interleaved(pipelines: dict[str, tuple[Callable, RuntimeSpec]], image: 
     return samples
 
 
-def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec, heartbeat: Callable | None = None,
-               every: int = 10, beats: int = 3, timer: Callable = wall_timer) -> dict:
+def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
+               heartbeats: list[Callable] | None = None, every: int = 10, beats: int = 3,
+               timer: Callable = wall_timer) -> dict:
     """Time ``n`` images (cycling through ``images`` (N, H, W, 3) uint8) through ``fn``, as a whole.
 
     One untimed warm-up image first. Each image is timed too, so the run's per-image
     statistic (:func:`~linas_lib.latency.measure.summarise`, as for LUT entries and the
     end-to-end ground truth) is reported beside the total the constraint reads.
 
-    With a ``heartbeat`` (the same target's pipeline of a fixed reference network), the images
-    run in blocks of ``every``, and ``beats`` heartbeat images are timed before the first block
-    and after each block. ``total_s`` is then the sum of the blocks' wall times (the heartbeat
-    is not part of the network's time); the heartbeat's median says how fast the machine ran
-    during this very run, which a reference value measured at another time turns into a
-    speed factor (:func:`~linas_lib.latency.report.c3_check`).
+    With ``heartbeats`` (the same target's pipelines of fixed reference networks, each warmed
+    up once), ``beats`` images of one of them are timed before the first block of ``every``
+    images and after each block, cycling through the list; ``total_s`` is then the sum of the
+    blocks' wall times (the heartbeat is not the network's time). Every block after the first
+    starts after another network ran: ``first_in_block_vs_rest_pct`` says what that costs.
 
     Returns:
         ``{n_images, total_s, ms_per_image, image_median_ms, image_std_ms, image_min_ms,
-        image_max_ms}``; with a heartbeat also ``heartbeat_ms`` (median), ``heartbeat_n``,
-        ``block_cv_pct`` (CV of the blocks' ms per image) and ``block_ratio_cv_pct`` (CV of
-        each block's ms per image over its neighbouring heartbeats: lower than
-        ``block_cv_pct`` when the heartbeat follows the machine's speed).
+        image_max_ms}``; with heartbeats also ``heartbeat_gaps``: one ``(index, [ms, ...])``
+        per gap (raw, for :func:`~linas_lib.latency.report.c3_check`), ``block_ms`` (each
+        block's wall ms per image) and ``first_in_block_vs_rest_pct``.
     """
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"throughput needs uint8 images (N, H, W, 3), got shape {images.shape}")
-    if heartbeat is not None and (every < 1 or beats < 1):
-        raise ValueError(f"a C3 heartbeat needs every >= 1 and beats >= 1, got every={every}, beats={beats}")
+    if heartbeats is not None and (not heartbeats or every < 1 or beats < 1):
+        raise ValueError(f"a C3 heartbeat needs at least one network, every >= 1 and beats >= 1, got "
+                         f"{len(heartbeats)} network(s), every={every}, beats={beats}")
     image = lambda i: images[i % len(images)][None]  # noqa: E731
-    sizes = [n] if heartbeat is None else [min(every, n - s) for s in range(0, n, every)]
+    sizes = [n] if heartbeats is None else [min(every, n - s) for s in range(0, n, every)]
     per_image, walls, gaps = [], [], []
+
+    def beat():
+        k = len(gaps) % len(heartbeats)
+        gaps.append((k, [timer(lambda: heartbeats[k](images[:1])) for _ in range(beats)]))
+
     with torch_threads(spec.threads):
+        for warm in heartbeats or ():
+            warm(images[:1])
+        if heartbeats:
+            beat()
         fn(images[:1])
-        if heartbeat is not None:
-            heartbeat(images[:1])
-            gaps.append([timer(lambda: heartbeat(images[:1])) for _ in range(beats)])
         for size in sizes:
             first = len(per_image)
             start = time.perf_counter()
             per_image += [timer(lambda i=i: fn(image(i))) for i in range(first, first + size)]
             walls.append(time.perf_counter() - start)
-            if heartbeat is not None:
-                gaps.append([timer(lambda: heartbeat(images[:1])) for _ in range(beats)])
+            if heartbeats:
+                beat()
     total = float(sum(walls))
     stats = summarise(per_image)
     out = {"n_images": int(n), "total_s": total, "ms_per_image": total * 1e3 / n,
            "image_median_ms": stats.median_ms, "image_std_ms": stats.std_ms,
            "image_min_ms": float(min(per_image)), "image_max_ms": float(max(per_image))}
-    if heartbeat is not None:
-        out.update(heartbeat_columns(walls, sizes, gaps))
+    if heartbeats:
+        starts = np.cumsum([0] + sizes[:-1])
+        after_switch = [per_image[i] for i in starts[1:]]
+        rest = [t for i, t in enumerate(per_image) if i not in set(starts[1:])]
+        out.update({"heartbeat_gaps": gaps, "block_ms": [w * 1e3 / m for w, m in zip(walls, sizes)],
+                    "first_in_block_vs_rest_pct": 100 * (float(np.median(after_switch)) / float(np.median(rest)) - 1)
+                    if after_switch and rest else float("nan")})
     return out
-
-
-def heartbeat_columns(walls: list[float], sizes: list[int], gaps: list[list[float]]) -> dict:
-    """The heartbeat's median and the within-run check of :func:`throughput` (see there)."""
-    block_ms = np.array(walls) * 1e3 / np.array(sizes)
-    gap_ms = np.array([np.median(g) for g in gaps])
-    ratio = block_ms / ((gap_ms[:-1] + gap_ms[1:]) / 2)  # each block against the beats around it
-    cv = lambda x: float(100 * np.std(x, ddof=1) / np.mean(x)) if len(x) > 1 else float("nan")  # noqa: E731
-    return {"heartbeat_ms": float(np.median(np.concatenate(gaps))), "heartbeat_n": int(sum(map(len, gaps))),
-            "block_cv_pct": cv(block_ms), "block_ratio_cv_pct": cv(ratio)}
 
 
 def onnx_folder() -> Path:

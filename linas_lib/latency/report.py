@@ -393,14 +393,15 @@ def summary_figures(rows: list[dict]) -> dict:
 
 
 def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, float] | None = None,
-                    heartbeats: dict[str, dict] | None = None) -> list[dict]:
+                    heartbeats: dict[str, list[dict]] | None = None) -> list[dict]:
     """C3: ``throughput_images`` images through each local target's pipeline as a whole.
 
     Args:
         e2e_ms: optional per-target ground truth of the same architecture (single image, many
-            runs): added as ``e2e_ms`` with the gaps of C3's per-image mean and median to it (%).
-        heartbeats: optional ``{target: {arch, ref_ms}}`` (:func:`heartbeat_reference`): each
-            target's run carries that heartbeat (:func:`c3_check`).
+            runs): added as ``e2e_ms`` with the gaps of C3's per-image mean and median (and,
+            with a heartbeat, of its drift-corrected mean) to it (%).
+        heartbeats: optional ``{target: [{arch, ref_ms}, ...]}`` (:func:`heartbeat_references`):
+            each target's run carries those reference networks (:func:`c3_check`).
     """
     encoder = e2e.shared_encoder()
     rows = [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder,
@@ -411,101 +412,107 @@ def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, floa
             row["e2e_ms"] = float(e2e_ms[row["target"]])
             row["c3_vs_e2e_pct"] = 100 * (row["ms_per_image"] / row["e2e_ms"] - 1)
             row["c3_median_vs_e2e_pct"] = 100 * (row["image_median_ms"] / row["e2e_ms"] - 1)  # same statistic
+            if "speed_factor" in row:
+                row["c3_drift_corrected_vs_e2e_pct"] = 100 * (row["ms_per_image_drift_corrected"] / row["e2e_ms"] - 1)
     return rows
 
 
 def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, encoder=None,
-             heartbeat: dict | None = None) -> dict:
+             heartbeat: list[dict] | None = None) -> dict:
     """C3 for one local target: ``n_images`` images through the network's whole pipeline.
 
-    C3 passes or fails on the measured total, as the constraint says. A single run of it moves
-    with the machine's speed of the moment (26-50 % between runs on the 2-core cpu machine), so
-    with a ``heartbeat`` (``{arch, ref_ms}``) and ``latency.c3_heartbeat_every > 0`` the same
-    target's pipeline of that reference network is timed between blocks of images
-    (:func:`~.e2e.throughput`): ``speed_factor`` = its median now / ``ref_ms`` (its end-to-end
-    ground truth from 02), and the ``*_drift_corrected`` columns divide the factor out: what C3
-    would read at the speed 02's ground truth was measured at.
+    C3 passes or fails on the measured total, as the constraint says. One run of it moves with
+    the machine's speed of the moment (26-50 % between runs on the 2-core cpu machine), so
+    with a ``heartbeat`` (reference networks ``[{arch, ref_ms}, ...]``) and
+    ``latency.c3_heartbeat_every > 0``, the same target's pipelines of those networks are timed
+    between blocks of images (:func:`~.e2e.throughput`). ``speed_factor`` is the statistic
+    (:func:`~.measure.summarise`) of every beat's time over its network's ``ref_ms`` (02's
+    pooled end-to-end ground truth), and the ``*_drift_corrected`` columns divide it out:
+    C3 at the speed those references were measured at -- an estimate beside the measurement.
 
     Returns:
         ``{target, arch, n_images, total_s, ms_per_image, budget_s, margin_s, pass, ...}``; the
         budget is ``latency.throughput_budget_s`` per 100 images, scaled to ``n_images``.
     """
     lat = profile.latency
-    fn, spec = e2e.pipeline(target, choices, profile.data.resolution, e2e.onnx_folder(),
-                            encoder if encoder is not None else e2e.shared_encoder())
-    beat = None
-    if heartbeat is not None and lat.c3_heartbeat_every > 0:
-        beat, _ = e2e.pipeline(target, parse_arch(heartbeat["arch"]), profile.data.resolution, e2e.onnx_folder(),
-                               encoder if encoder is not None else e2e.shared_encoder())
+    encoder = encoder if encoder is not None else e2e.shared_encoder()
+    build = lambda arch: e2e.pipeline(target, arch, profile.data.resolution, e2e.onnx_folder(), encoder)  # noqa: E731
+    fn, spec = build(choices)
+    refs = heartbeat if heartbeat and lat.c3_heartbeat_every > 0 else []
+    beats = [build(parse_arch(ref["arch"]))[0] for ref in refs] or None
     with quiet.watch(f"C3 {target}", spec.threads, lat.quiet) as load:
         since = load.mark()
-        res = e2e.throughput(fn, images, n_images, spec, beat, lat.c3_heartbeat_every, lat.c3_heartbeat_beats)
+        res = e2e.throughput(fn, images, n_images, spec, beats, lat.c3_heartbeat_every, lat.c3_heartbeat_beats)
         load.check(since, f"{n_images} images")
     budget_s = lat.throughput_budget_s * n_images / 100
+    gaps, _ = res.pop("heartbeat_gaps", None), res.pop("block_ms", None)
     row = {"target": target, "arch": arch_string(choices), **res, "budget_s": budget_s,
            "margin_s": budget_s - res["total_s"], "pass": bool(res["total_s"] <= budget_s)}
-    if beat is not None:
-        factor = res["heartbeat_ms"] / heartbeat["ref_ms"]
-        corrected_s = res["total_s"] / factor
-        row.update({"heartbeat_arch": heartbeat["arch"], "heartbeat_ref_ms": float(heartbeat["ref_ms"]),
-                    "speed_factor": factor, "ms_per_image_drift_corrected": corrected_s * 1e3 / n_images,
-                    "margin_s_drift_corrected": budget_s - corrected_s,
-                    "pass_drift_corrected": bool(corrected_s <= budget_s)})
+    if gaps:
+        row.update(heartbeat_columns(gaps, [float(ref["ref_ms"]) for ref in refs], res["total_s"], budget_s, n_images))
     return {**row, **load_columns(load.record)}
 
 
-def heartbeat_reference(rows: list[dict], target: str) -> dict | None:
-    """C3's heartbeat for one target: the middle of 02's anchors (ranked by predicted latency,
-    the same on every machine) and its pooled end-to-end ground truth.
+def heartbeat_columns(gaps: list[tuple[int, list[float]]], ref_ms: list[float], total_s: float, budget_s: float,
+                      n_images: int) -> dict:
+    """C3's speed factor from its heartbeat beats (``(network index, [ms, ...])`` per gap) and
+    the drift-corrected total, margin and pass (see :func:`c3_check`)."""
+    ratios = [ms / ref_ms[k] for k, beat in gaps for ms in beat]
+    factor = summarise(ratios).median_ms  # the project's statistic, here of dimensionless ratios
+    corrected_s = total_s / factor
+    return {"heartbeat_networks": len({k for k, _ in gaps}), "heartbeat_n": len(ratios), "speed_factor": factor,
+            "ms_per_image_drift_corrected": corrected_s * 1e3 / n_images,
+            "margin_s_drift_corrected": budget_s - corrected_s, "pass_drift_corrected": bool(corrected_s <= budget_s)}
+
+
+def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, list[dict]]:
+    """C3's heartbeat networks per local target: 02's anchors (spread over the predicted
+    latency range, the same on every machine) with their pooled end-to-end ground truth.
 
     Args:
-        rows: 02's ``validation_measurements`` rows (:func:`measurement_rows`).
+        rows: 02's ``validation_measurements`` rows (:func:`measurement_rows`); default: this
+            profile's committed ``validation_measurements.csv`` (:func:`read_validation_rows`).
 
     Returns:
-        ``{arch, ref_ms}``, or None when 02 measured no anchor for ``target``.
-    """
-    anchors = [r for r in rows if r["target"] == target and r["role"] == "anchor"]
-    if not anchors:
-        return None
-    middle = anchors[len(anchors) // 2]
-    return {"arch": middle["arch"], "ref_ms": float(middle["measured_ms"])}
-
-
-def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, dict]:
-    """:func:`heartbeat_reference` of every local target, from ``rows`` or else from this
-    profile's ``results/<profile>/02_latency_accuracy/validation_measurements.csv``.
-
-    Returns:
-        ``{target: {arch, ref_ms}}``; empty when the heartbeat is off or 02 has not been run.
+        ``{target: [{arch, ref_ms}, ...]}``; empty when the heartbeat is off or 02 has no anchors.
     """
     if profile.latency.c3_heartbeat_every == 0:
         return {}
     if rows is None:
         rows = read_validation_rows(profile)
-    refs = {t.name: heartbeat_reference(rows, t.name) for t in local_targets(profile)}
-    return {t: ref for t, ref in refs.items() if ref is not None}
+    refs = {t.name: [{"arch": r["arch"], "ref_ms": float(r["measured_ms"])} for r in rows
+                     if r["target"] == t.name and r["role"] == "anchor"] for t in local_targets(profile)}
+    return {t: ref for t, ref in refs.items() if ref}
 
 
 def read_validation_rows(profile) -> list[dict]:
-    """02's committed ``validation_measurements.csv`` rows (``[]`` when 02 has not been run)."""
-    import csv
+    """02's committed ``validation_measurements.csv`` rows; ``[]`` (with a warning) when 02 has
+    not been run at this profile's resolution.
+
+    Raises:
+        ValueError: the file lacks a column the heartbeat reads.
+    """
+    import pandas as pd
 
     from ..paths import project_root
+    from ..provenance import read_csv_provenance
 
     path = project_root() / "results" / profile.name / "02_latency_accuracy" / "validation_measurements.csv"
     if not path.is_file():
         log.warning("%s does not exist: C3 runs without a heartbeat (run notebook 02_latency_accuracy first)",
                     display_path(path))
         return []
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
-    rows = list(csv.DictReader(lines))
-    if not rows:
-        raise ValueError(f"{display_path(path)}: no rows (rerun notebook 02_latency_accuracy)")
-    missing = {"arch", "target", "role", "measured_ms"} - set(rows[0])
+    resolution = read_csv_provenance(path).get("config", {}).get("data", {}).get("resolution")
+    if resolution != profile.data.resolution:
+        log.warning("%s was measured at %s px, not %s: C3 runs without a heartbeat", display_path(path), resolution,
+                    profile.data.resolution)
+        return []
+    frame = pd.read_csv(path, comment="#")
+    missing = {"arch", "target", "role", "measured_ms"} - set(frame.columns)
     if missing:
         raise ValueError(f"{display_path(path)}: columns {sorted(missing)} missing (a validation_measurements "
-                         f"table of notebook 02 has arch, target, role, measured_ms)")
-    return rows
+                         f"table of notebook 02 has arch, target, role, measured_ms); rerun notebook 02")
+    return frame.to_dict("records")
 
 
 def load_columns(record: dict) -> dict:
@@ -655,7 +662,9 @@ def throughput_figures(rows: list[dict]) -> dict:
         out["throughput_drift_corrected"] = {
             "ms_per_image": {r["target"]: r["ms_per_image_drift_corrected"] for r in beats},
             "speed_factor": {r["target"]: r["speed_factor"] for r in beats},
-            "pass": {r["target"]: float(r["pass_drift_corrected"]) for r in beats}}
+            "pass": {r["target"]: float(r["pass_drift_corrected"]) for r in beats},
+            "vs_e2e_pct": {r["target"]: r["c3_drift_corrected_vs_e2e_pct"] for r in beats
+                           if "c3_drift_corrected_vs_e2e_pct" in r}}
     return out
 
 

@@ -291,8 +291,8 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
     return out
 
 
-HEARTBEAT_COLUMNS = ("heartbeat_arch", "heartbeat_ref_ms", "heartbeat_ms", "speed_factor",
-                     "ms_per_image_drift_corrected", "pass_drift_corrected", "block_cv_pct", "block_ratio_cv_pct")
+HEARTBEAT_COLUMNS = ("heartbeat_networks", "heartbeat_n", "speed_factor", "ms_per_image_drift_corrected",
+                     "margin_s_drift_corrected", "pass_drift_corrected", "first_in_block_vs_rest_pct")
 
 
 def _heartbeat_columns(res: dict) -> dict:
@@ -337,4 +337,5 @@ def c3_figures(rows: list[dict]) -> dict:
             if "c3_speed_factor" in row:
                 out[f"c3_speed_factor.{row['target']}"] = row["c3_speed_factor"]
                 out[f"c3_ms_per_image_drift_corrected.{row['target']}"] = row["c3_ms_per_image_drift_corrected"]
+                out[f"c3_pass_drift_corrected.{row['target']}"] = float(row["c3_pass_drift_corrected"])
     return out
