@@ -205,7 +205,6 @@ def test_throughput_heartbeat_runs_around_every_block():
     assert res["heartbeat_gaps"][1] == (1, [200, 200])
     assert res["image_min_ms"] == 10 and res["image_max_ms"] == 20
     assert res["first_in_block_vs_rest_pct"] == pytest.approx(100.0)  # 20 ms after a switch, 10 ms otherwise
-    assert len(res["block_ms"]) == 3
     with pytest.raises(ValueError, match="every >= 1"):
         e2e.throughput(count("net"), images, 5, RuntimeSpec("torch", threads=1), [count("a")], every=0)
 

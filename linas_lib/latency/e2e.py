@@ -264,8 +264,8 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
     Returns:
         ``{n_images, total_s, ms_per_image, image_median_ms, image_std_ms, image_min_ms,
         image_max_ms}``; with heartbeats also ``heartbeat_gaps``: one ``(index, [ms, ...])``
-        per gap (raw, for :func:`~linas_lib.latency.report.c3_check`), ``block_ms`` (each
-        block's wall ms per image) and ``first_in_block_vs_rest_pct``.
+        per gap (raw, for :func:`~linas_lib.latency.report.c3_check`) and
+        ``first_in_block_vs_rest_pct``.
     """
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"throughput needs uint8 images (N, H, W, 3), got shape {images.shape}")
@@ -299,10 +299,10 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
            "image_median_ms": stats.median_ms, "image_std_ms": stats.std_ms,
            "image_min_ms": float(min(per_image)), "image_max_ms": float(max(per_image))}
     if heartbeats:
-        starts = np.cumsum([0] + sizes[:-1])
-        after_switch = [per_image[i] for i in starts[1:]]
-        rest = [t for i, t in enumerate(per_image) if i not in set(starts[1:])]
-        out.update({"heartbeat_gaps": gaps, "block_ms": [w * 1e3 / m for w, m in zip(walls, sizes)],
+        switched = set(np.cumsum(sizes[:-1]).tolist())  # first image of every block after the first
+        after_switch = [t for i, t in enumerate(per_image) if i in switched]
+        rest = [t for i, t in enumerate(per_image) if i not in switched]
+        out.update({"heartbeat_gaps": gaps,
                     "first_in_block_vs_rest_pct": 100 * (float(np.median(after_switch)) / float(np.median(rest)) - 1)
                     if after_switch and rest else float("nan")})
     return out
