@@ -289,12 +289,20 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     profile = load_profile("smoke")
     profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10)))
     asked = []
-    monkeypatch.setattr(train, "supernet_at_steps",
-                        lambda p, s, steps, variant=None: asked.append((steps, variant)) or FakeSupernet(steps))
+    monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None: asked.append(
+        (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps))
     truth = R.ground_truth(table_rows(6))
     curve = R.steps_curve(profile, 0, truth, RESAMPLES)
-    assert asked == [(10, None), (20, None)]  # the profile's own variant, in step order
+    own = profile.supernet.warmup_epochs
+    # the profile's own variant, the last step first (one replay saves every snapshot); rows in step order
+    assert asked == [(20, None, (10, 20), own), (10, None, (10, 20), own)]
     assert [r["steps"] for r in curve] == [10, 20] and all(r["n"] == 6 and r["metric"] == "test_miou" for r in curve)
+    assert R.curve_summary(curve) == {"tau_steps.10": curve[0]["tau"], "tau_steps.20": curve[1]["tau"]}
+    longer = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_epochs=own + 3))
+    R.steps_curve(longer, 0, truth, RESAMPLES)
+    assert asked[-1] == (10, None, (10, 20), own + 3)
+    shorter = replace(longer, ranking=replace(longer.ranking, steps_oneshot_epochs=own - 1))
+    assert R.curve_profile(shorter).supernet.warmup_epochs == own  # never shorter than the profile's own
     no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
     assert R.curve_steps(no_steps) == tuple(profile.supernet.eval_checkpoints)
 
@@ -309,6 +317,8 @@ def test_ranking_sections_load_and_are_checked():
     profile = load_profile("smoke")
     with pytest.raises(R.RankingError, match="ranking.mf_topk"):
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, mf_topk=1)))
+    with pytest.raises(R.RankingError, match="ranking.steps_oneshot_epochs"):
+        R.check_ranking(replace(profile, ranking=replace(profile.ranking, steps_oneshot_epochs=-1)))
     with pytest.raises(R.RankingError, match="ranking.variants: unknown 'nope'"):
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, variants=("nope",))))
 

@@ -366,6 +366,27 @@ def test_trained_supernet_shares_a_run_between_equal_variants_and_saves_snapshot
         T.supernet_at_steps(profile, 0, 5)
 
 
+def test_a_longer_one_shot_phase_begins_with_the_profile_own_steps(monkeypatch, tmp_path, tiny_training):
+    """The tau-vs-steps curve may follow a longer one-shot phase (ranking.steps_oneshot_epochs):
+    its snapshot after the profile's own steps is the profile's own supernet at that step."""
+    from linas_lib.analysis.ranking import curve_profile
+    from linas_lib.config import RankingConfig
+
+    features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(2, 82)}, SimpleNamespace(weights_id="w"), {})
+    monkeypatch.setattr(T, "_run_inputs", _fake_run_inputs(features))
+    cfg = SupernetConfig(warmup_epochs=2, epochs=0, batch_size=2, sandwich_random=0, eval_checkpoints=(4,))
+    profile = Profile(name="tiny", supernet=cfg, ranking=RankingConfig(steps=(4, 8), steps_oneshot_epochs=4))
+    longer = curve_profile(profile)
+    assert longer.supernet.warmup_epochs == 4 and longer.supernet.eval_checkpoints == (4, 8)
+    at8 = T.supernet_at_steps(longer, 0, 8)  # one replay saves the snapshot at 4 on its way
+    long_key = T.supernet_key(longer, 0, features, None)
+    assert at8.weight_steps == 8 and (tmp_path / f"supernet_{long_key}_steps4.pt").is_file()
+    own4, long4 = T.supernet_at_steps(profile, 0, 4), T.supernet_at_steps(longer, 0, 4)
+    assert own4.key != long4.key  # a run of its own ...
+    _assert_equal_nested(own4.model.state_dict(), long4.model.state_dict())  # ... that begins with the profile's
+    assert not all(torch.equal(v, at8.model.state_dict()[k]) for k, v in long4.model.state_dict().items())
+
+
 # ------------------------------------------------------------------ training length
 
 

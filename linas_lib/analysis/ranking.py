@@ -44,7 +44,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -448,6 +448,7 @@ def check_ranking(profile):
         ("mf_epochs", r.mf_epochs >= 1, ">= 1"),
         ("bootstrap_resamples", r.bootstrap_resamples >= 100, ">= 100"),
         ("steps", all(s >= 1 for s in r.steps), "positive weight-step counts"),
+        ("steps_oneshot_epochs", r.steps_oneshot_epochs >= 0, ">= 0 (0: the profile's supernet.warmup_epochs)"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -644,22 +645,44 @@ def curve_steps(profile) -> tuple[int, ...]:
     return tuple(profile.ranking.steps or getattr(profile.supernet, "eval_checkpoints", ()))
 
 
+def curve_profile(profile):
+    """The profile whose supernet the tau-vs-steps curve follows.
+
+    Its ``eval_checkpoints`` are the curve's steps, so one replay to the last step saves every
+    snapshot. ``ranking.steps_oneshot_epochs`` beyond the profile's ``supernet.warmup_epochs``
+    lengthens the one-shot phase: a run of its own (another supernet key), whose first steps
+    are the profile's own (the one-shot learning rate is constant and the data order is drawn
+    per epoch alike in both), so the curve extends the profile's training rather than
+    replacing it.
+    """
+    cfg = profile.supernet
+    epochs = max(cfg.warmup_epochs, int(profile.ranking.steps_oneshot_epochs))
+    steps = tuple(sorted(set(curve_steps(profile))))
+    return replace(profile, supernet=replace(cfg, warmup_epochs=epochs, eval_checkpoints=steps))
+
+
 def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000) -> list[dict]:
-    """Tau (rho, p10) of the profile's own supernet after each of :func:`curve_steps` one-shot weight steps.
+    """Tau (rho, p10) of the :func:`curve_profile`'s supernet after each of :func:`curve_steps` one-shot weight steps.
 
     Each snapshot comes from :func:`linas_lib.supernet.train.supernet_at_steps` (saved during
-    training, replayed otherwise) and is scored on the headline metric; one row per snapshot:
-    ``{steps, metric, ...}`` of :func:`compare`. Empty without steps.
+    training, replayed otherwise: the last step first, so one replay saves them all) and is
+    scored on the headline metric; one row per snapshot, in step order: ``{steps, metric, ...}``
+    of :func:`compare`. Empty without steps.
     """
     from ..supernet.train import supernet_at_steps
 
-    values = truth.values[HEADLINE]
+    values, curve = truth.values[HEADLINE], curve_profile(profile)
     rows = []
-    for step in sorted(set(curve_steps(profile))):
-        ws = ws_scores(supernet_at_steps(profile, seed, int(step)), truth.choices)[METRICS[HEADLINE]]
+    for step in sorted(set(curve_steps(profile)), reverse=True):
+        ws = ws_scores(supernet_at_steps(curve, seed, int(step)), truth.choices)[METRICS[HEADLINE]]
         rows.append({"steps": int(step), "metric": HEADLINE,
                      **compare(ws, values, DIRECTIONS["ws"], n_resamples, seed)})
-    return rows
+    return rows[::-1]
+
+
+def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
+    """``tau_steps.<steps>`` of each :func:`steps_curve` row (flat ``summary.json`` figures)."""
+    return {f"tau_steps.{int(r['steps'])}": float(r["tau"]) for r in rows}
 
 
 # ------------------------------------------------------------------ the profile's variant and the record
@@ -697,7 +720,8 @@ def study_record(table: BenchTable, profile, best: str, near_facts: dict, n_mf: 
             "mf": {"variant": best, "k": n_mf, "epochs": cfg.mf_epochs},
             "latency": {"target": _reference_target(profile), "model": "committed LUT, interaction (I4)"},
             "flops": "torch.utils.flop_counter on one image (convolutions and matmuls, 2 per multiply-add)",
-            "steps": list(curve_steps(profile)), "directions": DIRECTIONS, "top_fraction": TOP_FRACTION,
+            "steps": list(curve_steps(profile)),
+            "steps_oneshot_epochs": curve_profile(profile).supernet.warmup_epochs, "directions": DIRECTIONS, "top_fraction": TOP_FRACTION,
             "confidence": CONFIDENCE, "bootstrap_resamples": cfg.bootstrap_resamples}
 
 
