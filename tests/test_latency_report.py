@@ -221,13 +221,16 @@ def test_speed_factor_divides_each_beat_by_its_own_reference():
 
 def test_heartbeat_references_are_the_anchors_of_each_target():
     smoke = load_profile("smoke")
-    rows = [{"arch": f"a{i}", "target": t, "role": "anchor", "measured_ms": 10.0 * i + (t == "cpu-ort-1t")}
+    rows = [{"arch": f"a{i}", "target": t, "role": "anchor", "measured_ms": 10.0 * (i + 1) + (t == "cpu-ort-1t")}
             for t in ("cpu-torch-1t", "cpu-ort-1t") for i in range(3)]
     rows.append({"arch": "h", "target": "cpu-torch-1t", "role": "held_out", "measured_ms": 1.0})
     refs = R.heartbeat_references(smoke, rows)
     assert sorted(refs) == ["cpu-ort-1t", "cpu-torch-1t"]  # targets without anchors get none
-    assert refs["cpu-torch-1t"] == [{"arch": f"a{i}", "ref_ms": 10.0 * i} for i in range(3)]
-    assert refs["cpu-ort-1t"][2] == {"arch": "a2", "ref_ms": 21.0}
+    assert refs["cpu-torch-1t"] == [{"arch": f"a{i}", "ref_ms": 10.0 * (i + 1)} for i in range(3)]
+    assert refs["cpu-ort-1t"][2] == {"arch": "a2", "ref_ms": 31.0}
+    for bad in (0.0, float("nan")):  # a speed factor divides by the reference
+        with pytest.raises(ValueError, match=r"positive and finite .*cpu-torch-1t a0"):
+            R.heartbeat_references(smoke, [{**rows[0], "measured_ms": bad}, *rows[1:]])
 
 
 def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
@@ -251,6 +254,9 @@ def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
     other = "# provenance: " + json.dumps({"config": {"data": {"resolution": 999}}}) + "\n"
     (folder / "validation_measurements.csv").write_text(other + "arch,target\nA,cpu-torch-1t\n")
     assert R.heartbeat_references(smoke) == {}  # measured at another resolution: not a reference
+    (folder / "validation_measurements.csv").write_text(header)
+    with pytest.raises(ValueError, match="validation_measurements.csv: no table after its provenance line"):
+        R.heartbeat_references(smoke)
 
 
 def test_c3_heartbeat_settings_are_checked():

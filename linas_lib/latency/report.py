@@ -9,6 +9,7 @@ architecture, so an interrupted notebook resumes.
 from __future__ import annotations
 
 import json
+import math
 import logging
 
 import numpy as np
@@ -482,6 +483,11 @@ def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, l
         rows = read_validation_rows(profile)
     refs = {t.name: [{"arch": r["arch"], "ref_ms": float(r["measured_ms"])} for r in rows
                      if r["target"] == t.name and r["role"] == "anchor"] for t in local_targets(profile)}
+    bad = [f"{t} {r['arch']}: {r['ref_ms']}" for t, ref in refs.items() for r in ref
+           if not (math.isfinite(r["ref_ms"]) and r["ref_ms"] > 0)]
+    if bad:
+        raise ValueError(f"02's anchor ground truth must be positive and finite (a speed factor divides by it); "
+                         f"got {'; '.join(bad[:3])}: rerun notebook 02")
     return {t: ref for t, ref in refs.items() if ref}
 
 
@@ -490,7 +496,7 @@ def read_validation_rows(profile) -> list[dict]:
     not been run at this profile's resolution.
 
     Raises:
-        ValueError: the file lacks a column the heartbeat reads.
+        ValueError: the file has no table, or lacks a column the heartbeat reads.
     """
     import pandas as pd
 
@@ -507,7 +513,10 @@ def read_validation_rows(profile) -> list[dict]:
         log.warning("%s was measured at %s px, not %s: C3 runs without a heartbeat", display_path(path), resolution,
                     profile.data.resolution)
         return []
-    frame = pd.read_csv(path, comment="#")
+    try:
+        frame = pd.read_csv(path, comment="#")
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{display_path(path)}: no table after its provenance line; rerun notebook 02") from None
     missing = {"arch", "target", "role", "measured_ms"} - set(frame.columns)
     if missing:
         raise ValueError(f"{display_path(path)}: columns {sorted(missing)} missing (a validation_measurements "
