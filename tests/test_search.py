@@ -491,3 +491,27 @@ def test_feasible_share_and_proxy_tau_on_random_samples():
             E.MethodRun("zero_cost", 0, np.zeros((1, 5), dtype=int), np.array([0.9]), lat[:1])]
     assert E.feasible_share(exp, runs) == {"random": 0.5, "zero_cost": 1.0}
     assert pareto.proxy_tau(runs, lambda ch: ch[:, 0].astype(float)) == pytest.approx(1.0)  # random's 4 only
+
+
+def test_clairvoyant_curve_picks_greedily_with_known_values():
+    """One target, budget 10, reference (1, 1): A and B tie alone (HV 0.4 each), together 0.55;
+    C adds its corner 0.01; D (dominated) and E (over budget) are never candidates."""
+    from linas_lib.search import report as pareto
+
+    exp = E.ParetoExperiment(["a"], [10.0])
+    miou = np.array([0.8, 0.5, 0.9, 0.4, 0.95])  # A B C D E
+    lat = np.array([[5.0], [2.0], [9.0], [8.0], [20.0]])
+    runs = [E.MethodRun("random", 0, np.arange(5)[:, None].repeat(5, axis=1), miou[:3], lat[:3]),
+            E.MethodRun("epr", 1000, np.arange(3, 5)[:, None].repeat(5, axis=1), miou[3:], lat[3:])]
+    for seed in range(8):  # the tie at k = 1 is broken at random; the curve is the same
+        rows = E.clairvoyant_curve(exp, runs, 10, np.random.default_rng(seed))
+        assert [r["k"] for r in rows] == [1, 2, 3]
+        assert [r["hv"] for r in rows] == pytest.approx([0.4, 0.55, 0.56])
+    assert E.first_reaching(rows, 0.5) == 2 and E.first_reaching(rows, 0.6) is None
+    assert len(E.clairvoyant_curve(exp, runs, 1, np.random.default_rng(0))) == 1
+    result = {"clairvoyant": [{**r, "hv_frac_reference": r["hv"] / 0.56} for r in rows], "target_hv": 0.5,
+              "reference_hv": 0.56}
+    summary = pareto.clairvoyant_summary(result)
+    assert summary["clairvoyant.evals_to_target"] == 2 and summary["clairvoyant.evals_to_99pct_reference"] == 3
+    assert summary["clairvoyant.hv_frac_reference.k1"] == pytest.approx(0.4 / 0.56)
+    assert summary["clairvoyant.hv_frac_reference.k3"] == pytest.approx(1.0) and len(summary) == 4

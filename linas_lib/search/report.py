@@ -32,6 +32,7 @@ from .methods import SearchSetup, screen_attainable
 from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 
 NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
+CLAIRVOYANT_STREAM = 0xC1A  # ties of the clairvoyant greedy bound
 
 
 def search_inputs(profile, seed: int):
@@ -171,7 +172,9 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
         the target: the ``calibration`` runs of random search when given (else random's own
         runs, which favours every other method). ``reference_hv`` is the HV of every run's
         points together with the ``oracle`` run's (its front alone: ``oracle_hv``), and each
-        method row gets ``hv_frac_reference`` = its mean HV / ``reference_hv``.
+        method row gets ``hv_frac_reference`` = its mean HV / ``reference_hv``. ``clairvoyant``:
+        :func:`~linas_lib.search.experiment.clairvoyant_curve` over the same points, up to the
+        method budget: what knowing every accuracy would buy (the bound of the efficiency goals).
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
@@ -184,11 +187,13 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
     reference = E.reference_hv(exp, runs + list(oracle or []))
     methods = [{**row, "feasible_share": shares[row["method"]], "hv_frac_reference": row["hv_mean"] / reference}
                for row in methods]
+    clairvoyant = E.clairvoyant_curve(exp, runs + list(oracle or []), budget, np.random.default_rng(CLAIRVOYANT_STREAM))
     return {"per_run": per_run, "curves": curve_rows, "curve_ci": E.curve_ci(curve_rows, n_resamples),
             "methods": methods, "target_from": "calibration" if calibration else "random",
             "reference_hv": reference, "reference_from": "runs + oracle" if oracle else "runs",
             "oracle_hv": E.reference_hv(exp, oracle) if oracle else float("nan"),
-            "target_hv": level, "reach": reach, "effects": effects}
+            "target_hv": level, "reach": reach, "effects": effects,
+            "clairvoyant": [{**r, "hv_frac_reference": r["hv"] / reference} for r in clairvoyant]}
 
 
 def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: float) -> dict:
@@ -213,10 +218,22 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"hv_frac_reference.{m}"] = row["hv_frac_reference"]
         out[f"feasible_share.{m}"] = row["feasible_share"]
         out[f"targets_with_front.{m}"] = row["targets_with_front_mean"]
+    out.update(clairvoyant_summary(result))
     for row in result.get("effects", []):
         out[f"effect.{row['effect']}"] = row["hv_diff_mean"]
         out[f"effect_ci95_low.{row['effect']}"] = row["hv_diff_ci95_low"]
         out[f"effect_ci95_high.{row['effect']}"] = row["hv_diff_ci95_high"]
+    return out
+
+
+def clairvoyant_summary(result: dict) -> dict:
+    """``clairvoyant.evals_to_target`` and ``clairvoyant.evals_to_99pct_reference`` (None: not within
+    the budget), and ``clairvoyant.hv_frac_reference.k<k>`` at 1, 3, 6 and 10 picks."""
+    rows = result.get("clairvoyant", [])
+    out = {"clairvoyant.evals_to_target": E.first_reaching(rows, result["target_hv"]),
+           "clairvoyant.evals_to_99pct_reference": E.first_reaching(rows, 0.99 * result["reference_hv"])}
+    out.update({f"clairvoyant.hv_frac_reference.k{r['k']}": r["hv_frac_reference"] for r in rows
+                if r["k"] in (1, 3, 6, 10)})
     return out
 
 
