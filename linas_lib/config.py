@@ -261,7 +261,7 @@ class RankingConfig:
     bootstrap_resamples: int = 2000  # paired bootstrap over architectures (95 % CIs)
     steps: tuple[int, ...] = ()  # weight steps of the tau-vs-steps curve (empty: supernet.eval_checkpoints)
     # one-shot epochs of the supernet the curve follows (0: the profile's supernet.warmup_epochs);
-    # more than the profile's shows where tau goes with a longer one-shot phase
+    # more than the profile's shows where tau goes with a longer one-shot phase (fewer: the profile's own)
     steps_oneshot_epochs: int = 0
     build_table: bool = False  # build or resume the benchmark table first (smoke: a tiny table on the fly)
 

@@ -504,14 +504,27 @@ def test_clairvoyant_curve_picks_greedily_with_known_values():
     runs = [E.MethodRun("random", 0, np.arange(5)[:, None].repeat(5, axis=1), miou[:3], lat[:3]),
             E.MethodRun("epr", 1000, np.arange(3, 5)[:, None].repeat(5, axis=1), miou[3:], lat[3:])]
     for seed in range(8):  # the tie at k = 1 is broken at random; the curve is the same
-        rows = E.clairvoyant_curve(exp, runs, 10, np.random.default_rng(seed))
-        assert [r["k"] for r in rows] == [1, 2, 3]
-        assert [r["hv"] for r in rows] == pytest.approx([0.4, 0.55, 0.56])
+        rows = E.clairvoyant_curve(exp, runs, 5, np.random.default_rng(seed))
+        assert [r["k"] for r in rows] == [1, 2, 3, 4, 5]  # flat once the pool's HV is reached
+        assert [r["hv"] for r in rows] == pytest.approx([0.4, 0.55, 0.56, 0.56, 0.56])
     assert E.first_reaching(rows, 0.5) == 2 and E.first_reaching(rows, 0.6) is None
     assert len(E.clairvoyant_curve(exp, runs, 1, np.random.default_rng(0))) == 1
+    over = [E.MethodRun("random", 0, np.zeros((1, 5), dtype=int), np.array([0.9]), np.array([[11.0]]))]
+    assert E.clairvoyant_curve(exp, over, 5, np.random.default_rng(0)) == []  # nothing within the budget
     result = {"clairvoyant": [{**r, "hv_frac_reference": r["hv"] / 0.56} for r in rows], "target_hv": 0.5,
               "reference_hv": 0.56}
     summary = pareto.clairvoyant_summary(result)
     assert summary["clairvoyant.evals_to_target"] == 2 and summary["clairvoyant.evals_to_99pct_reference"] == 3
     assert summary["clairvoyant.hv_frac_reference.k1"] == pytest.approx(0.4 / 0.56)
     assert summary["clairvoyant.hv_frac_reference.k3"] == pytest.approx(1.0) and len(summary) == 4
+
+
+def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():
+    """Two targets (budgets 10): A is best on the first (over budget on the second), B the
+    reverse; p is on neither front but alone scores 0.34 on both, more than A or B alone (0.225)."""
+    exp = E.ParetoExperiment(["a", "b"], [10.0, 10.0])
+    miou = np.array([0.9, 0.9, 0.85])
+    lat = np.array([[5.0, 11.0], [11.0, 5.0], [6.0, 6.0]])
+    runs = [E.MethodRun("random", 0, np.arange(3)[:, None].repeat(5, axis=1), miou, lat)]
+    rows = E.clairvoyant_curve(exp, runs, 4, np.random.default_rng(0))
+    assert [r["hv"] for r in rows] == pytest.approx([0.34, 0.395, 0.45, 0.45])

@@ -721,7 +721,7 @@ def study_record(table: BenchTable, profile, best: str, near_facts: dict, n_mf: 
             "latency": {"target": _reference_target(profile), "model": "committed LUT, interaction (I4)"},
             "flops": "torch.utils.flop_counter on one image (convolutions and matmuls, 2 per multiply-add)",
             "steps": list(curve_steps(profile)),
-            "steps_oneshot_epochs": curve_profile(profile).supernet.warmup_epochs, "directions": DIRECTIONS, "top_fraction": TOP_FRACTION,
+            "curve_oneshot_epochs": curve_profile(profile).supernet.warmup_epochs, "directions": DIRECTIONS, "top_fraction": TOP_FRACTION,
             "confidence": CONFIDENCE, "bootstrap_resamples": cfg.bootstrap_resamples}
 
 

@@ -252,34 +252,43 @@ def curve_rows(experiment: ParetoExperiment, runs: list[MethodRun]) -> tuple[lis
 
 def clairvoyant_curve(experiment: ParetoExperiment, runs: list[MethodRun], k_max: int,
                       rng: np.random.Generator) -> list[dict]:
-    """Headline HV of ``k = 1 .. k_max`` architectures picked greedily *knowing* every accuracy.
+    """The greedy clairvoyant curve: headline HV of ``k = 1 .. k_max`` architectures picked
+    greedily *knowing* every accuracy.
 
-    The bound on what prior knowledge can buy: from the distinct architectures of ``runs``
-    (every method's and the oracle's evaluations), those on some target's feasible front are
-    added one at a time, each the pick that raises the headline HV most (ties at random). HV
-    is monotone submodular, so greedy reaches at least ``1 - 1/e`` of the best ``k``-subset:
-    the first ``k`` at which the curve reaches a level is an upper bound on the evaluations a
-    method that knew the accuracies would need. Rows ``{k, hv}``; fewer than ``k_max`` when
-    the candidates run out.
+    What prior knowledge could buy. The candidates are the distinct architectures of ``runs``
+    (every method's and the oracle's evaluations) within some headline target's budget that
+    no other one dominates on (1 - mIoU, every headline target's latency / budget capped at
+    the reference): replacing a dominated point by its dominator never lowers any target's HV.
+    Each pick raises the headline HV most (ties at random). A greedy ``k``-subset is a real
+    one, so the first ``k`` at which the curve reaches a level is an upper bound on the
+    evaluations a picker that knew every accuracy of this pool would need (it is not a floor
+    for a real method, which may also find architectures outside the pool). Once no pick adds
+    anything (the pool's HV is reached) the curve stays flat to ``k_max``. Rows ``{k, hv}``;
+    none without a candidate.
     """
     _, miou, lat = union(runs)
-    candidates = sorted({int(i) for t in experiment.hv_targets for i in _front_members(experiment, miou, lat, t)})
+    candidates = _joint_candidates(experiment, miou, lat).tolist()
     picked: list[int] = []
-    rows = []
-    for k in range(1, min(k_max, len(candidates)) + 1):
-        rest = [i for i in candidates if i not in picked]
-        gains = np.array([experiment.hv(miou[picked + [i]], lat[picked + [i]]) for i in rest])
-        best = rest[int(rng.choice(np.flatnonzero(gains == gains.max())))]
-        picked.append(best)
-        rows.append({"k": k, "hv": float(gains.max())})
-    return rows
+    rows: list[dict] = []
+    while candidates and len(rows) < k_max:
+        gains = np.array([experiment.hv(miou[picked + [i]], lat[picked + [i]]) for i in candidates])
+        if rows and gains.max() <= rows[-1]["hv"]:
+            break
+        picked.append(candidates.pop(int(rng.choice(np.flatnonzero(gains == gains.max())))))
+        rows.append({"k": len(rows) + 1, "hv": float(gains.max())})
+    return rows + [{"k": k, "hv": rows[-1]["hv"]} for k in range(len(rows) + 1, k_max + 1)] if rows else rows
 
 
-def _front_members(experiment: ParetoExperiment, miou, latency_ms, target: int) -> np.ndarray:
-    """Indices of the points on one target's feasible front."""
-    F = experiment.objectives(miou, latency_ms, target)
-    inside = np.flatnonzero(inside_reference(F, experiment.ref))
-    return inside[nondominated(F[inside])] if len(inside) else inside
+def _joint_candidates(experiment: ParetoExperiment, miou, latency_ms) -> np.ndarray:
+    """Indices of the points within some headline target's budget that are non-dominated on
+    (1 - mIoU, each headline target's latency / budget capped at the reference)."""
+    targets = experiment.hv_targets
+    norm = np.asarray(latency_ms, dtype=float)[:, targets] / experiment.budgets_ms[targets]
+    useful = np.flatnonzero((norm < experiment.ref[1]).any(axis=1) & (1 - np.asarray(miou) < experiment.ref[0]))
+    if not len(useful):
+        return useful
+    F = np.column_stack([1 - np.asarray(miou)[useful], np.minimum(norm[useful], experiment.ref[1])])
+    return useful[nondominated(F)]
 
 
 def first_reaching(rows: list[dict], level: float) -> int | None:

@@ -174,7 +174,8 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
         points together with the ``oracle`` run's (its front alone: ``oracle_hv``), and each
         method row gets ``hv_frac_reference`` = its mean HV / ``reference_hv``. ``clairvoyant``:
         :func:`~linas_lib.search.experiment.clairvoyant_curve` over the same points, up to the
-        method budget: what knowing every accuracy would buy (the bound of the efficiency goals).
+        method budget: what knowing every accuracy would buy (an upper bound on the evaluations the
+        efficiency goals need with perfect prior knowledge).
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
@@ -227,8 +228,9 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
 
 
 def clairvoyant_summary(result: dict) -> dict:
-    """``clairvoyant.evals_to_target`` and ``clairvoyant.evals_to_99pct_reference`` (None: not within
-    the budget), and ``clairvoyant.hv_frac_reference.k<k>`` at 1, 3, 6 and 10 picks."""
+    """``clairvoyant.evals_to_target`` and ``clairvoyant.evals_to_99pct_reference`` (None: not reached
+    within the budget), and ``clairvoyant.hv_frac_reference.k<k>`` at 1, 3, 6 and 10 picks (those
+    within the budget)."""
     rows = result.get("clairvoyant", [])
     out = {"clairvoyant.evals_to_target": E.first_reaching(rows, result["target_hv"]),
            "clairvoyant.evals_to_99pct_reference": E.first_reaching(rows, 0.99 * result["reference_hv"])}
