@@ -282,12 +282,11 @@ def clairvoyant_curve(experiment: ParetoExperiment, runs: list[MethodRun], k_max
 def _joint_candidates(experiment: ParetoExperiment, miou, latency_ms) -> np.ndarray:
     """Indices of the points within some headline target's budget that are non-dominated on
     (1 - mIoU, each headline target's latency / budget capped at the reference)."""
-    targets = experiment.hv_targets
-    norm = np.asarray(latency_ms, dtype=float)[:, targets] / experiment.budgets_ms[targets]
-    useful = np.flatnonzero((norm < experiment.ref[1]).any(axis=1) & (1 - np.asarray(miou) < experiment.ref[0]))
+    F = joint_front(experiment, miou, latency_ms)
+    useful = np.flatnonzero((F[:, 1:] < experiment.ref[1]).any(axis=1) & (F[:, 0] < experiment.ref[0]))
     if not len(useful):
         return useful
-    F = np.column_stack([1 - np.asarray(miou)[useful], np.minimum(norm[useful], experiment.ref[1])])
+    F = np.column_stack([F[useful, 0], np.minimum(F[useful, 1:], experiment.ref[1])])
     return useful[nondominated(F)]
 
 
