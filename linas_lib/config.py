@@ -140,6 +140,10 @@ class SupernetConfig:
     sandwich_random: int = 2  # uniform paths per sandwich step
     calr: bool = False  # I2 CaLR: step scaled by clip((params / mean params) ** 0.5, 0.5, 2)
     momentum_bins: int = 0  # I2: 0 = one Adam state; k > 0 = one Adam per complexity bin (k quantiles)
+    # decay of an exponential moving average of the weights over the one-shot phase (0: off); the
+    # average only observes the one-shot steps, and replaces the weights when the phase ends
+    # (snapshots hold it too); in the key unless 0, the computation before the switch existed
+    oneshot_ema: float = field(default=0.0, metadata={"key": "unless_default"})
     # train batches that re-estimate a path's BN statistics before each weight-sharing evaluation
     # (0 = the statistics accumulated in training); in the key: the search's WS cache is keyed
     # by the supernet key, and the training history reads WS mIoU the same way
@@ -263,6 +267,10 @@ class RankingConfig:
     # one-shot epochs of the supernet the curve follows (0: the profile's supernet.warmup_epochs);
     # more than the profile's shows where tau goes with a longer one-shot phase (fewer: the profile's own)
     steps_oneshot_epochs: int = 0
+    # > 0: the curve's supernet also keeps an exponential moving average of its one-shot weights
+    # with this decay (supernet.oneshot_ema), and the curve gains that arm beside the raw weights
+    # of the same run (0: the profile's supernet.oneshot_ema)
+    steps_oneshot_ema: float = 0.0
     build_table: bool = False  # build or resume the benchmark table first (smoke: a tiny table on the fly)
 
 

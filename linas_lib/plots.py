@@ -359,7 +359,9 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     """Kendall tau of the weight-sharing ranking against supernet weight steps, with its CI band.
 
     Args:
-        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, tau, tau_lo, tau_hi}``.
+        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, weights, tau, tau_lo, tau_hi}`` (one line
+            per ``weights``: ``raw`` one-shot weights, ``ema`` their moving average; rows without
+            ``weights`` are raw).
         ceiling: the seed-ceiling row of ``ranking.csv`` (dashed line and band), if any.
 
     Returns:
@@ -367,14 +369,17 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     """
     import matplotlib.pyplot as plt
 
-    ordered = sorted(curve_rows, key=lambda r: r["steps"])
-    steps = [r["steps"] for r in ordered]
+    labels = {"raw": "WS tau", "ema": "WS tau, weights averaged (EMA)"}
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    if ordered:
-        ax.plot(steps, [r["tau"] for r in ordered], "o-", color="C0", label="WS tau")
-        ax.fill_between(steps, [r["tau_lo"] for r in ordered], [r["tau_hi"] for r in ordered], color="C0",
+    for color, (arm, label) in zip(("C0", "C1"), labels.items()):
+        ordered = sorted((r for r in curve_rows if r.get("weights", "raw") == arm), key=lambda r: r["steps"])
+        if not ordered:
+            continue
+        steps = [r["steps"] for r in ordered]
+        ax.plot(steps, [r["tau"] for r in ordered], "o-", color=color, label=label)
+        ax.fill_between(steps, [r["tau_lo"] for r in ordered], [r["tau_hi"] for r in ordered], color=color,
                         alpha=0.2, lw=0)
-    else:
+    if not curve_rows:
         ax.text(0.5, 0.5, "no checkpoints", ha="center", va="center", transform=ax.transAxes)
     if ceiling is not None:
         ax.axhspan(ceiling["tau_lo"], ceiling["tau_hi"], color="C2", alpha=0.15, lw=0)

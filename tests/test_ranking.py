@@ -289,18 +289,25 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     profile = load_profile("smoke")
     profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10)))
     asked = []
-    monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None: asked.append(
-        (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps))
+    monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: asked.append(
+        (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps + (not raw)))
     truth = R.ground_truth(table_rows(6))
     curve = R.steps_curve(profile, 0, truth, RESAMPLES)
     own = profile.supernet.warmup_epochs
     # the profile's own variant, the last step first (one replay saves every snapshot); rows in step order
     assert asked == [(20, None, (10, 20), own), (10, None, (10, 20), own)]
     assert [r["steps"] for r in curve] == [10, 20] and all(r["n"] == 6 and r["metric"] == "test_miou" for r in curve)
+    assert all(r["weights"] == "raw" for r in curve)  # no moving average: the raw arm only
     assert R.curve_summary(curve) == {"tau_steps.10": curve[0]["tau"], "tau_steps.20": curve[1]["tau"]}
     longer = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_epochs=own + 3))
     R.steps_curve(longer, 0, truth, RESAMPLES)
     assert asked[-1] == (10, None, (10, 20), own + 3)
+    averaged = replace(profile, ranking=replace(profile.ranking, steps_oneshot_ema=0.9))
+    assert R.curve_profile(averaged).supernet.oneshot_ema == 0.9 and R.curve_profile(profile).supernet.oneshot_ema == 0
+    both = R.steps_curve(averaged, 0, truth, RESAMPLES)
+    assert [(r["steps"], r["weights"]) for r in both] == [(10, "raw"), (10, "ema"), (20, "raw"), (20, "ema")]
+    assert R.curve_summary(both) == {"tau_steps.10": both[0]["tau"], "tau_steps_ema.10": both[1]["tau"],
+                                     "tau_steps.20": both[2]["tau"], "tau_steps_ema.20": both[3]["tau"]}
     shorter = replace(longer, ranking=replace(longer.ranking, steps_oneshot_epochs=own - 1))
     assert R.curve_profile(shorter).supernet.warmup_epochs == own  # never shorter than the profile's own
     no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
@@ -319,6 +326,8 @@ def test_ranking_sections_load_and_are_checked():
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, mf_topk=1)))
     with pytest.raises(R.RankingError, match="ranking.steps_oneshot_epochs"):
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, steps_oneshot_epochs=-1)))
+    with pytest.raises(R.RankingError, match=r"ranking.steps_oneshot_ema must be in \[0, 1\)"):
+        R.check_ranking(replace(profile, ranking=replace(profile.ranking, steps_oneshot_ema=1.0)))
     with pytest.raises(R.RankingError, match="ranking.variants: unknown 'nope'"):
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, variants=("nope",))))
 
@@ -381,7 +390,8 @@ def test_figures_draw_from_rows_with_gaps():
     _, scores = scores_for()
     rows = R.ceiling_rows(table_rows(12), RESAMPLES) + R.ranking_rows(scores, R.signals(["a", "b"], "a"), RESAMPLES)
     curve = [{"steps": 10, "tau": 0.2, "tau_lo": 0.0, "tau_hi": 0.4}, {"steps": 5, "tau": 0.1, "tau_lo": float("nan"),
-                                                                        "tau_hi": float("nan")}]
+                                                                        "tau_hi": float("nan")},
+             {"steps": 10, "weights": "ema", "tau": 0.3, "tau_lo": 0.1, "tau_hi": 0.5}]
     ceiling = next(r for r in rows if r["signal"] == "seed_ceiling")
     for fig in (plots.ranking_ws_vs_standalone(scores, ["a", "b"], rows), plots.ranking_tau(rows),
                 plots.ranking_tau_vs_steps(curve, ceiling), plots.ranking_tau_vs_steps([])):

@@ -387,6 +387,62 @@ def test_a_longer_one_shot_phase_begins_with_the_profile_own_steps(monkeypatch, 
     assert not all(torch.equal(v, at8.model.state_dict()[k]) for k, v in long4.model.state_dict().items())
 
 
+def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_phase_ends(monkeypatch, tmp_path,
+                                                                                        tiny_training):
+    """supernet.oneshot_ema: the raw steps are those of the run without it; a snapshot holds the
+    average (known value after two steps) and the raw weights; the phase's end installs the average."""
+    features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(2, 82)}, SimpleNamespace(weights_id="w"), {})
+    monkeypatch.setattr(T, "_run_inputs", _fake_run_inputs(features))
+    plain = SupernetConfig(warmup_epochs=2, epochs=0, batch_size=2, sandwich_random=0, eval_checkpoints=(1, 2))
+    decay = 0.75
+    averaged = replace(plain, oneshot_ema=decay)
+    assert _key(averaged) != _key(plain) == _key(replace(plain, oneshot_ema=0.0))  # old keys kept
+    p_plain, p_avg = Profile(name="plain", supernet=plain), Profile(name="avg", supernet=averaged)
+    run = T.trained_supernet(p_avg, 0)
+    raw = {s: T.supernet_at_steps(p_avg, 0, s, raw=True).model.state_dict() for s in (1, 2)}
+    own = {s: T.supernet_at_steps(p_plain, 0, s).model.state_dict() for s in (1, 2)}
+    _assert_equal_nested(raw, own)  # the average never changed a step
+    assert T.supernet_at_steps(p_plain, 0, 2, raw=True).model is T.supernet_at_steps(p_plain, 0, 2).model
+    at2 = T.supernet_at_steps(p_avg, 0, 2)
+    names = dict(at2.model.named_parameters())
+    assert at2.key != T.supernet_at_steps(p_avg, 0, 2, raw=True).key
+    moved = 0
+    for name, value in at2.model.state_dict().items():
+        if name in names:  # parameters: decay * (step 1) + (1 - decay) * (step 2)
+            torch.testing.assert_close(value, decay * raw[1][name] + (1 - decay) * raw[2][name])
+            moved += not torch.equal(value, raw[2][name])
+        else:  # buffers (BN statistics) are the raw run's
+            assert torch.equal(value, raw[2][name]), name
+    assert moved > 0
+    at4 = T.supernet_at_steps(p_avg, 0, 4)  # the last one-shot step
+    _assert_equal_nested(run.model.state_dict(), at4.model.state_dict())  # the phase ended on the average
+    assert not torch.equal(run.model.bottleneck.weight, T.supernet_at_steps(p_avg, 0, 4, raw=True).model.bottleneck.weight)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"supernet.oneshot_ema must lie in \[0, 1\)"):
+            T.one_shot_average(tiny_supernet(), bad)
+
+
+def test_a_run_with_a_one_shot_average_resumes_bit_identically(monkeypatch, tmp_path, tiny_training):
+    cfg = SupernetConfig(warmup_epochs=2, epochs=1, batch_size=2, sandwich_random=0, oneshot_ema=0.5)
+    train, val = _tiny_split(4, 91), _tiny_split(2, 92)
+    whole = T.train_supernet(cfg, 1, train, val, None, tmp_path / "whole.pt", "k")
+    real = T.run_epoch
+
+    def stop_at_second(state, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(state, epoch, *args)
+
+    monkeypatch.setattr(T, "run_epoch", stop_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_supernet(cfg, 1, train, val, None, tmp_path / "part.pt", "k")
+    assert int(torch.load(tmp_path / "part.pt", weights_only=False)["ema"]["n_averaged"]) == 2
+    monkeypatch.setattr(T, "run_epoch", real)
+    resumed = T.train_supernet(cfg, 1, train, val, None, tmp_path / "part.pt", "k")
+    _assert_equal_nested(_final(whole), _final(resumed))
+    _assert_equal_nested(whole.ema.state_dict(), resumed.ema.state_dict())
+
+
 # ------------------------------------------------------------------ training length
 
 

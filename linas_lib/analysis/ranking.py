@@ -449,6 +449,7 @@ def check_ranking(profile):
         ("bootstrap_resamples", r.bootstrap_resamples >= 100, ">= 100"),
         ("steps", all(s >= 1 for s in r.steps), "positive weight-step counts"),
         ("steps_oneshot_epochs", r.steps_oneshot_epochs >= 0, ">= 0 (0: the profile's supernet.warmup_epochs)"),
+        ("steps_oneshot_ema", 0.0 <= r.steps_oneshot_ema < 1.0, "in [0, 1) (0: the profile's supernet.oneshot_ema)"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -653,12 +654,14 @@ def curve_profile(profile):
     lengthens the one-shot phase: a run of its own (another supernet key), whose first steps
     are the profile's own (the one-shot learning rate is constant and the data order is drawn
     per epoch alike in both), so the curve extends the profile's training rather than
-    replacing it.
+    replacing it. ``ranking.steps_oneshot_ema`` gives it a moving average of the one-shot
+    weights (``supernet.oneshot_ema``), which only observes those steps.
     """
-    cfg = profile.supernet
-    epochs = max(cfg.warmup_epochs, int(profile.ranking.steps_oneshot_epochs))
+    cfg, r = profile.supernet, profile.ranking
+    epochs = max(cfg.warmup_epochs, int(r.steps_oneshot_epochs))
     steps = tuple(sorted(set(curve_steps(profile))))
-    return replace(profile, supernet=replace(cfg, warmup_epochs=epochs, eval_checkpoints=steps))
+    ema = float(r.steps_oneshot_ema) or cfg.oneshot_ema
+    return replace(profile, supernet=replace(cfg, warmup_epochs=epochs, eval_checkpoints=steps, oneshot_ema=ema))
 
 
 def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000) -> list[dict]:
@@ -666,23 +669,28 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
 
     Each snapshot comes from :func:`linas_lib.supernet.train.supernet_at_steps` (saved during
     training, replayed otherwise: the last step first, so one replay saves them all) and is
-    scored on the headline metric; one row per snapshot, in step order: ``{steps, metric, ...}``
-    of :func:`compare`. Empty without steps.
+    scored on the headline metric. One row per snapshot and weights (``raw``: the one-shot
+    weights; ``ema``: their moving average, only when the curve's supernet keeps one), in step
+    order: ``{steps, weights, metric, ...}`` of :func:`compare`. Empty without steps.
     """
     from ..supernet.train import supernet_at_steps
 
     values, curve = truth.values[HEADLINE], curve_profile(profile)
+    arms = ("raw", "ema") if curve.supernet.oneshot_ema > 0 else ("raw",)
     rows = []
     for step in sorted(set(curve_steps(profile)), reverse=True):
-        ws = ws_scores(supernet_at_steps(curve, seed, int(step)), truth.choices)[METRICS[HEADLINE]]
-        rows.append({"steps": int(step), "metric": HEADLINE,
-                     **compare(ws, values, DIRECTIONS["ws"], n_resamples, seed)})
-    return rows[::-1]
+        for arm in arms:
+            ws = ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)
+            rows.append({"steps": int(step), "weights": arm, "metric": HEADLINE,
+                         **compare(ws[METRICS[HEADLINE]], values, DIRECTIONS["ws"], n_resamples, seed)})
+    return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"])))
 
 
 def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
-    """``tau_steps.<steps>`` of each :func:`steps_curve` row (flat ``summary.json`` figures)."""
-    return {f"tau_steps.{int(r['steps'])}": float(r["tau"]) for r in rows}
+    """``tau_steps.<steps>`` (raw weights) and ``tau_steps_ema.<steps>`` (their moving average)
+    of the :func:`steps_curve` rows (flat ``summary.json`` figures)."""
+    suffix = {"raw": "", "ema": "_ema"}
+    return {f"tau_steps{suffix[r.get('weights', 'raw')]}.{int(r['steps'])}": float(r["tau"]) for r in rows}
 
 
 # ------------------------------------------------------------------ the profile's variant and the record

@@ -47,6 +47,12 @@ size, more with momentum bins), the generators, the update counts and the histor
 ``eval_checkpoints`` saves the model after those one-shot weight-step counts beside it
 (:func:`supernet_at_steps`).
 
+``oneshot_ema > 0`` keeps an exponential moving average of the parameters over the one-shot
+steps (``torch.optim.swa_utils.AveragedModel``; BN statistics are not averaged: WS evaluation
+re-estimates them). The average only observes: the one-shot steps are those of the run
+without it. When the phase ends the parameters are replaced by their average, and a snapshot
+holds the average as its model and the raw weights beside it (``raw_model``).
+
 Named variants of the one-shot phase for the ranking study are :data:`VARIANTS`;
 :func:`trained_supernet` takes one by name.
 """
@@ -63,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Profile, load_profile
 from ..encoder.features import Features, FeatureSplit, run_features
@@ -210,6 +217,7 @@ class SearchState:
         opt_bins: one weight optimiser per momentum bin (empty: ``opt_w`` serves the one-shot phase).
         weight_steps: one-shot weight steps taken.
         choice_updates: ``(n_layers, n_choices)`` one-shot weight steps that updated each candidate.
+        ema: the moving average of the one-shot parameters (None: ``oneshot_ema`` is 0).
     """
 
     model: Supernet
@@ -222,6 +230,7 @@ class SearchState:
     opt_bins: list[torch.optim.Optimizer] = field(default_factory=list)
     weight_steps: int = 0
     choice_updates: np.ndarray | None = None
+    ema: AveragedModel | None = None
 
     def one_shot_optimizers(self) -> list[torch.optim.Optimizer]:
         """The optimisers of one-shot steps: one per momentum bin, or the weight optimiser."""
@@ -232,13 +241,28 @@ class SearchState:
         mask = touched(paths, len(self.model.layers[0].candidates))
         self.choice_updates = mask if self.choice_updates is None else self.choice_updates + mask
         self.weight_steps += 1
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def averaged_state(self) -> dict:
+        """The model's state with the parameters replaced by their one-shot average (no average: the model's)."""
+        state = self.model.state_dict()
+        if self.ema is not None:
+            state.update({name: p.detach().clone() for name, p in self.ema.module.named_parameters()})
+        return state
+
+    def end_one_shot(self) -> None:
+        """The one-shot phase is over: the parameters become their average (no average: nothing changes)."""
+        if self.ema is not None:
+            self.model.load_state_dict(self.averaged_state())
 
     def checkpoint(self, key: str, done: bool) -> dict:
         """Serializable state: model, every optimiser, generators, counts, history (a resume is bit-identical)."""
         return {"key": key, "done": done, "model": self.model.state_dict(), "opt_w": self.opt_w.state_dict(),
                 "opt_a": self.opt_a.state_dict(), "opt_bins": [o.state_dict() for o in self.opt_bins],
                 "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state, "history": self.history,
-                "weight_steps": self.weight_steps, "choice_updates": self.choice_updates}
+                "weight_steps": self.weight_steps, "choice_updates": self.choice_updates,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def restore(self, state: dict) -> None:
         """Load a :meth:`checkpoint`."""
@@ -252,6 +276,8 @@ class SearchState:
         self.history = list(state["history"])
         self.weight_steps = int(state["weight_steps"])
         self.choice_updates = state["choice_updates"]
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
 
 def search_optimizers(model: Supernet, cfg) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -272,7 +298,21 @@ def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     model = seeded_module(Supernet, gen).to(device)
     opt_w, opt_a = search_optimizers(model, cfg)
     opt_bins = [torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights) for _ in range(cfg.momentum_bins)]
-    return SearchState(model, opt_w, opt_a, gen, rng, rule=one_shot_rule(cfg, model), opt_bins=opt_bins)
+    return SearchState(model, opt_w, opt_a, gen, rng, rule=one_shot_rule(cfg, model), opt_bins=opt_bins,
+                       ema=one_shot_average(model, cfg.oneshot_ema))
+
+
+def one_shot_average(model: Supernet, decay: float) -> AveragedModel | None:
+    """The moving average of ``model``'s parameters with ``decay`` per one-shot step (0: None).
+
+    Raises:
+        ValueError: ``decay`` outside ``[0, 1)``.
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"supernet.oneshot_ema must lie in [0, 1) (0: no average), got {decay}")
+    if decay == 0.0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: FeatureSplit,
@@ -302,6 +342,8 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
         w_losses = _one_shot_epoch(state, epoch, cfg, train, on_step)
         if w_losses is None:
             return None
+        if epoch == cfg.warmup_epochs - 1:
+            state.end_one_shot()
         return _history_row(state, epoch, "warmup", cfg.sampling, 1.0, w_losses, [], latency, ws, cfg, len(train),
                             time.perf_counter() - start)
     mode, n_batches = cfg.search_mode, steps_per_epoch(len(train), cfg.batch_size)
@@ -407,8 +449,9 @@ def _snapshot_hook(steps, folder: Path | None, key: str, stop_after: int | None)
     def hook(state: SearchState) -> bool:
         n = state.weight_steps
         if folder is not None and n in wanted and not snapshot_path(folder, key, n).is_file():
-            atomic_torch_save({"key": snapshot_key(key, n), "weight_steps": n, "model": state.model.state_dict(),
-                               "history": list(state.history), "choice_updates": state.choice_updates},
+            raw = {"raw_model": state.model.state_dict()} if state.ema is not None else {}
+            atomic_torch_save({"key": snapshot_key(key, n), "weight_steps": n, "model": state.averaged_state(),
+                               "history": list(state.history), "choice_updates": state.choice_updates, **raw},
                               snapshot_path(folder, key, n))
         return stop_after is not None and n >= stop_after
 
@@ -571,7 +614,7 @@ def dataset_digest_of(split: FeatureSplit) -> str:
     return content_hash({"names": list(split.names), "masks": split.masks, "taps": list(split.taps)})
 
 
-_MEMO: dict[str, TrainedSupernet] = {}
+_MEMO: dict[str, TrainedSupernet] = {}  # by key: a run's, a snapshot's, a snapshot's raw weights
 
 
 def variant_config(cfg, variant: str | None):
@@ -633,7 +676,7 @@ def _with_settings(trained: TrainedSupernet, cfg, variant: str | None) -> Traine
     return trained
 
 
-def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None) -> TrainedSupernet:
+def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None, raw: bool = False) -> TrainedSupernet:
     """The supernet of a run after ``steps`` one-shot weight steps (tau against training steps).
 
     Read from the snapshot the run saved (``eval_checkpoints``); when absent, the run is
@@ -647,6 +690,8 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
         seed: run seed.
         steps: one-shot weight steps, ``1 .. warmup_epochs * steps per epoch``.
         variant: as in :func:`trained_supernet`.
+        raw: the one-shot weights themselves, not their moving average (``supernet.oneshot_ema``;
+            without one the two are the same).
 
     Raises:
         ValueError: ``steps`` outside the one-shot phase.
@@ -658,7 +703,9 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
     if not 1 <= int(steps) <= total:
         raise ValueError(f"steps must lie in 1..{total} (the one-shot phase of this profile), got {steps}")
     skey = snapshot_key(key, steps)
-    if skey not in _MEMO:
+    raw = bool(raw and cfg.oneshot_ema > 0)
+    wkey = content_hash({"snapshot": skey, "weights": "raw"}) if raw else skey
+    if wkey not in _MEMO:
         folder = cache_dir("supernet")
         saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
         if saved is None:
@@ -666,11 +713,11 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
             saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
         with torch.random.fork_rng(devices=[]):  # initialisation overwritten: leave the global generator alone
             model = Supernet().to(str(features["train"].masks.device))
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved["raw_model" if raw else "model"])
         model.eval()
-        _MEMO[skey] = TrainedSupernet(model, list(saved["history"]), features, cfg, latency, skey,
+        _MEMO[wkey] = TrainedSupernet(model, list(saved["history"]), features, cfg, latency, wkey,
                                       weight_steps=int(steps))
-    return _with_settings(_MEMO[skey], cfg, variant)
+    return _with_settings(_MEMO[wkey], cfg, variant)
 
 
 def run_device(profile) -> str:
