@@ -393,7 +393,8 @@ def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_ph
     average (known value after two steps) and the raw weights; the phase's end installs the average."""
     features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(2, 82)}, SimpleNamespace(weights_id="w"), {})
     monkeypatch.setattr(T, "_run_inputs", _fake_run_inputs(features))
-    plain = SupernetConfig(warmup_epochs=2, epochs=0, batch_size=2, sandwich_random=0, eval_checkpoints=(1, 2))
+    plain = SupernetConfig(warmup_epochs=2, epochs=0, batch_size=2, sandwich_random=0, eval_checkpoints=(1, 2),
+                           bn_recalib_batches=1)
     decay = 0.75
     averaged = replace(plain, oneshot_ema=decay)
     assert _key(averaged) != _key(plain) == _key(replace(plain, oneshot_ema=0.0))  # old keys kept
@@ -417,13 +418,16 @@ def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_ph
     at4 = T.supernet_at_steps(p_avg, 0, 4)  # the last one-shot step
     _assert_equal_nested(run.model.state_dict(), at4.model.state_dict())  # the phase ended on the average
     assert not torch.equal(run.model.bottleneck.weight, T.supernet_at_steps(p_avg, 0, 4, raw=True).model.bottleneck.weight)
+    with pytest.raises(ValueError, match="oneshot_ema needs supernet.bn_recalib_batches > 0"):
+        T.new_search_state(replace(averaged, bn_recalib_batches=0), 0)
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match=r"supernet.oneshot_ema must lie in \[0, 1\)"):
             T.one_shot_average(tiny_supernet(), bad)
 
 
 def test_a_run_with_a_one_shot_average_resumes_bit_identically(monkeypatch, tmp_path, tiny_training):
-    cfg = SupernetConfig(warmup_epochs=2, epochs=1, batch_size=2, sandwich_random=0, oneshot_ema=0.5)
+    cfg = SupernetConfig(warmup_epochs=2, epochs=1, batch_size=2, sandwich_random=0, oneshot_ema=0.5,
+                         bn_recalib_batches=1)
     train, val = _tiny_split(4, 91), _tiny_split(2, 92)
     whole = T.train_supernet(cfg, 1, train, val, None, tmp_path / "whole.pt", "k")
     real = T.run_epoch

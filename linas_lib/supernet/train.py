@@ -48,10 +48,13 @@ size, more with momentum bins), the generators, the update counts and the histor
 (:func:`supernet_at_steps`).
 
 ``oneshot_ema > 0`` keeps an exponential moving average of the parameters over the one-shot
-steps (``torch.optim.swa_utils.AveragedModel``; BN statistics are not averaged: WS evaluation
-re-estimates them). The average only observes: the one-shot steps are those of the run
-without it. When the phase ends the parameters are replaced by their average, and a snapshot
-holds the average as its model and the raw weights beside it (``raw_model``).
+steps (``torch.optim.swa_utils.AveragedModel``; it starts at the first step's weights, without
+bias correction, so choose a decay whose horizon ``1 / (1 - decay)`` steps is well inside the
+phase). BN statistics are not averaged, so it requires ``bn_recalib_batches > 0`` (WS
+evaluation re-estimates them per path). The average only observes: the one-shot steps are
+those of the run without it. When the phase ends the parameters are replaced by their
+average (the last one-shot history row already scores it), and a snapshot holds the average
+as its model and the raw weights beside it (``raw_model``).
 
 Named variants of the one-shot phase for the ranking study are :data:`VARIANTS`;
 :func:`trained_supernet` takes one by name.
@@ -257,7 +260,8 @@ class SearchState:
             self.model.load_state_dict(self.averaged_state())
 
     def checkpoint(self, key: str, done: bool) -> dict:
-        """Serializable state: model, every optimiser, generators, counts, history (a resume is bit-identical)."""
+        """Serializable state: model, every optimiser, generators, counts, history, the one-shot
+        average (a resume is bit-identical)."""
         return {"key": key, "done": done, "model": self.model.state_dict(), "opt_w": self.opt_w.state_dict(),
                 "opt_a": self.opt_a.state_dict(), "opt_bins": [o.state_dict() for o in self.opt_bins],
                 "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state, "history": self.history,
@@ -298,8 +302,11 @@ def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     model = seeded_module(Supernet, gen).to(device)
     opt_w, opt_a = search_optimizers(model, cfg)
     opt_bins = [torch.optim.Adam(model.weight_parameters(), lr=cfg.lr_weights) for _ in range(cfg.momentum_bins)]
+    if cfg.oneshot_ema > 0 and cfg.bn_recalib_batches == 0:
+        raise ValueError("supernet.oneshot_ema needs supernet.bn_recalib_batches > 0: the average's BN "
+                         "statistics are re-estimated per path, not averaged")
     return SearchState(model, opt_w, opt_a, gen, rng, rule=one_shot_rule(cfg, model), opt_bins=opt_bins,
-                       ema=one_shot_average(model, cfg.oneshot_ema))
+                       ema=one_shot_average(model, cfg.oneshot_ema if cfg.warmup_epochs > 0 else 0.0))
 
 
 def one_shot_average(model: Supernet, decay: float) -> AveragedModel | None:
@@ -518,7 +525,8 @@ class TrainedSupernet:
         cfg: the ``supernet`` profile section (with the variant's overrides, if any).
         latency: the latency objective used by the search.
         key: cache key (hash of data, encoder weights, LUTs, settings and seed; for a
-            :func:`supernet_at_steps` snapshot, the snapshot's key).
+            :func:`supernet_at_steps` snapshot, the snapshot's key; for its raw weights, one
+            derived from it).
         variant: the :data:`VARIANTS` name it was trained with (None: the profile's own settings).
         weight_steps: one-shot weight steps behind it (None: the whole run).
     """
