@@ -460,7 +460,7 @@ def _tiny_training(monkeypatch):
 def _final(state) -> dict:
     return {"model": {k: v.clone() for k, v in state.model.state_dict().items()},
             "opt_w": state.opt_w.state_dict(), "opt_a": state.opt_a.state_dict(), "gen": state.gen.get_state(),
-            "rng": state.rng.bit_generator.state,
+            "rng": state.rng.bit_generator.state, "ema": state.ema.state_dict() if state.ema is not None else None,
             "history": [{k: v for k, v in row.items() if k != "seconds"} for row in state.history]}
 
 
@@ -479,12 +479,13 @@ def _assert_equal_nested(a, b, where="state"):
         assert a == b, where
 
 
-@pytest.mark.parametrize("warmup,epochs", [(1, 1), (0, 2)])
-def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch, warmup, epochs):
+@pytest.mark.parametrize("warmup,epochs,ema", [(1, 1, 0.0), (0, 2, 0.0), (2, 1, 0.5)])
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch, warmup, epochs, ema):
     from linas_lib.config import SupernetConfig
 
     T, train, val = _tiny_training(monkeypatch)
-    cfg = SupernetConfig(warmup_epochs=warmup, epochs=epochs, batch_size=2, lr_weights=1e-2, lr_alpha=0.05)
+    cfg = SupernetConfig(warmup_epochs=warmup, epochs=epochs, batch_size=2, lr_weights=1e-2, lr_alpha=0.05,
+                         oneshot_ema=ema, bn_recalib_batches=int(ema > 0))
     whole = _final(T.train_supernet(cfg, 3, train, val, None, tmp_path / "whole.pt", "k"))
 
     real = T.run_epoch
@@ -499,6 +500,8 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch, war
         T.train_supernet(cfg, 3, train, val, None, tmp_path / "resumed.pt", "k")
     saved = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert len(saved["history"]) == 1 and saved["opt_w"]["state"]  # the weight optimiser's moments are saved
+    assert (saved["ema"] is None) == (ema == 0)  # the one-shot average is saved (mid-phase: 2 steps in)
+    assert ema == 0 or int(saved["ema"]["n_averaged"]) == 2
     monkeypatch.setattr(T, "run_epoch", real)
     resumed = _final(T.train_supernet(cfg, 3, train, val, None, tmp_path / "resumed.pt", "k"))
     _assert_equal_nested(whole, resumed)

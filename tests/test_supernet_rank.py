@@ -425,28 +425,6 @@ def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_ph
             T.one_shot_average(tiny_supernet(), bad)
 
 
-def test_a_run_with_a_one_shot_average_resumes_bit_identically(monkeypatch, tmp_path, tiny_training):
-    cfg = SupernetConfig(warmup_epochs=2, epochs=1, batch_size=2, sandwich_random=0, oneshot_ema=0.5,
-                         bn_recalib_batches=1)
-    train, val = _tiny_split(4, 91), _tiny_split(2, 92)
-    whole = T.train_supernet(cfg, 1, train, val, None, tmp_path / "whole.pt", "k")
-    real = T.run_epoch
-
-    def stop_at_second(state, epoch, *args):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(state, epoch, *args)
-
-    monkeypatch.setattr(T, "run_epoch", stop_at_second)
-    with pytest.raises(KeyboardInterrupt):
-        T.train_supernet(cfg, 1, train, val, None, tmp_path / "part.pt", "k")
-    assert int(torch.load(tmp_path / "part.pt", weights_only=False)["ema"]["n_averaged"]) == 2
-    monkeypatch.setattr(T, "run_epoch", real)
-    resumed = T.train_supernet(cfg, 1, train, val, None, tmp_path / "part.pt", "k")
-    _assert_equal_nested(_final(whole), _final(resumed))
-    _assert_equal_nested(whole.ema.state_dict(), resumed.ema.state_dict())
-
-
 # ------------------------------------------------------------------ training length
 
 
