@@ -287,7 +287,7 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     from linas_lib.supernet import train
 
     profile = load_profile("smoke")
-    profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10)))
+    profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_ema=0.0))
     asked = []
     monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: asked.append(
         (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps + (not raw)))
