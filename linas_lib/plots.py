@@ -182,7 +182,8 @@ def supernet_expected_latency(history: list[dict], budgets_ms: dict[str, float])
 METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": "uniform-Pareto",
                  "epr": "EPR (NSGA-II)", "zero_cost": "zero-cost guided (I3)",
                  "random_feasible": "control: random, LUT-feasible", "zero_cost_random_proxy":
-                 "control: pre-filter, random proxy", "epr_feasible": "control: EPR, feasible init"}
+                 "control: pre-filter, random proxy", "epr_feasible": "control: EPR, feasible init",
+                 "surrogate": "model-based (Thompson, linear)"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):

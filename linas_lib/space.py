@@ -185,6 +185,14 @@ class SearchSpace:
             raise ValueError(f"architecture codes must lie in 0..{self.size - 1}")
         return (arr[..., None] // self._place) % self.n_choices
 
+    def one_hot(self, choices) -> np.ndarray:
+        """``(n, n_layers * n_choices)`` indicators of each layer's choice (a predictor's encoding)."""
+        arr = np.atleast_2d(np.asarray(choices, dtype=np.int64))
+        self.encode(arr)  # validates shape and range
+        out = np.zeros((len(arr), self.n_layers * self.n_choices))
+        out[np.arange(len(arr))[:, None], np.arange(self.n_layers) * self.n_choices + arr] = 1.0
+        return out
+
     def key(self, choices: np.ndarray) -> str:
         """Canonical string (for the full space) or a generic one (for test spaces)."""
         if self.n_layers == N_LAYERS and self.n_choices == N_CHOICES:

@@ -528,3 +528,60 @@ def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():
     runs = [E.MethodRun("random", 0, np.arange(3)[:, None].repeat(5, axis=1), miou, lat)]
     rows = E.clairvoyant_curve(exp, runs, 4, np.random.default_rng(0))
     assert [r["hv"] for r in rows] == pytest.approx([0.34, 0.395, 0.45, 0.45])
+
+
+# ---------------------------------------------------------------- model-based search (surrogate)
+
+
+def test_hv_improvement_2d_equals_the_hv_difference_of_pymoo():
+    rng = np.random.default_rng(0)
+    ref = np.array([1.0, 1.0])
+
+    def hv(points):
+        inside = points[indicators.inside_reference(points, ref)]
+        return indicators.hypervolume(inside, ref) if len(inside) else 0.0
+
+    for k in (0, 1, 5):
+        front, cands = rng.random((k, 2)) * 1.2, rng.random((30, 2)) * 1.2
+        gains = indicators.hv_improvement_2d(front, cands, ref)
+        exact = [hv(np.vstack([front, c[None]])) - hv(front) for c in cands]
+        np.testing.assert_allclose(gains, exact, atol=1e-12)
+    assert indicators.hv_improvement_2d([[0.2, 0.2]], [[0.3, 0.3], [2.0, 0.1]], ref).tolist() == [0.0, 0.0]
+
+
+def test_linear_posterior_recovers_an_additive_function_and_rejects_bad_input():
+    from linas_lib.search.surrogate import fit_linear_posterior
+
+    space = SearchSpace(n_layers=4, n_choices=5)
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(4, 5))
+    archs = space.sample(rng, 200)
+    y = table[np.arange(4), archs].sum(axis=1) + 3.0
+    post = fit_linear_posterior(space.one_hot(archs), y)
+    test = space.sample(rng, 50)
+    np.testing.assert_allclose(post.predict(space.one_hot(test)), table[np.arange(4), test].sum(axis=1) + 3.0,
+                               atol=0.05)
+    draws = np.array([post.predict(space.one_hot(test), post.sample(rng)) for _ in range(20)])
+    assert draws.std(axis=0).max() < 0.1  # 200 exact observations leave little posterior spread
+    few = fit_linear_posterior(space.one_hot(archs[:3]), y[:3])
+    assert np.array([few.predict(space.one_hot(test), few.sample(rng)) for _ in range(20)]).std(axis=0).min() > 0.1
+    with pytest.raises(ValueError, match="n >= 1"):
+        fit_linear_posterior(np.zeros((0, 20)), [])
+    with pytest.raises(ValueError, match="finite"):
+        fit_linear_posterior(space.one_hot(archs[:2]), [0.5, np.nan])
+
+
+def test_surrogate_starts_as_its_control_and_beats_it_on_an_additive_problem():
+    space = SearchSpace(n_layers=4, n_choices=6)
+    gaps = []
+    for seed in range(6):
+        setup, _ = make_setup(space, budget=20, seed=seed)
+        setup = dataclasses.replace(setup, zero_cost_pool=400)
+        exp = E.ParetoExperiment(setup.latency.target_names, setup.latency.budgets_ms)
+        rng = np.random.default_rng([seed, 0])
+        model, facts = methods.run_method(setup, "surrogate", rng)
+        control, _ = methods.run_method(setup, "random_feasible", np.random.default_rng([seed, 0]))
+        assert np.array_equal(model.choices()[:2], control.choices()[:2])  # paired: the same first draws
+        assert facts["init"] == 2 and facts["pool"] > 20
+        gaps.append(exp.hv(model.miou(), model.latency_ms()) - exp.hv(control.miou(), control.latency_ms()))
+    assert np.mean(gaps) > 0 and sum(g > 0 for g in gaps) >= 4

@@ -63,3 +63,12 @@ def test_crossover_takes_each_layer_from_a_parent():
     a, b = np.zeros(5, np.int64), np.full(5, 20, np.int64)
     child = sp.crossover(a, b, np.random.default_rng(3))
     assert all(c in (0, 20) for c in child)
+
+
+def test_one_hot_marks_one_choice_per_layer():
+    tiny = space.SearchSpace(n_layers=3, n_choices=4)
+    hot = tiny.one_hot([[0, 3, 1], [2, 2, 2]])
+    assert hot.shape == (2, 12) and hot.sum(axis=1).tolist() == [3.0, 3.0]
+    assert np.flatnonzero(hot[0]).tolist() == [0, 7, 9]
+    with pytest.raises(ValueError, match="0..3"):
+        tiny.one_hot([[0, 4, 1]])

@@ -404,7 +404,11 @@ def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_ph
     own = {s: T.supernet_at_steps(p_plain, 0, s).model.state_dict() for s in (1, 2)}
     _assert_equal_nested(raw, own)  # the average never changed a step
     assert T.supernet_at_steps(p_plain, 0, 2, raw=True).model is T.supernet_at_steps(p_plain, 0, 2).model
+    loads = []
+    real_load = T.load_checkpoint
+    monkeypatch.setattr(T, "load_checkpoint", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     at2 = T.supernet_at_steps(p_avg, 0, 2)
+    assert loads == []  # the raw arm's load above memoised the average too
     names = dict(at2.model.named_parameters())
     assert at2.key != T.supernet_at_steps(p_avg, 0, 2, raw=True).key
     moved = 0

@@ -690,7 +690,7 @@ def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
     """``tau_steps.<steps>`` (raw weights) and ``tau_steps_ema.<steps>`` (their moving average)
     of the :func:`steps_curve` rows (flat ``summary.json`` figures)."""
     suffix = {"raw": "", "ema": "_ema"}
-    return {f"tau_steps{suffix[r.get('weights', 'raw')]}.{int(r['steps'])}": float(r["tau"]) for r in rows}
+    return {f"tau_steps{suffix[r['weights']]}.{int(r['steps'])}": float(r["tau"]) for r in rows}
 
 
 # ------------------------------------------------------------------ the profile's variant and the record

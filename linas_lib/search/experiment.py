@@ -41,7 +41,8 @@ from .objectives import check_accuracy, joint_objectives, target_objectives
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached runs of another schema are not reused
 # a control draws from the stream of the method it controls (paired seeds)
-PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr"}
+PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr",
+                 "surrogate": "random"}  # the surrogate's first evaluations are random_feasible's
 
 
 @dataclass
@@ -400,7 +401,7 @@ def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
 
 # (cause, method with it, control without it): each effect is a paired HV difference over seeds
 EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "zero_cost_random_proxy"),
-           ("feasible_init", "epr_feasible", "epr"))
+           ("feasible_init", "epr_feasible", "epr"), ("surrogate", "surrogate", "random_feasible"))
 
 
 def effect_rows(per_run: list[dict], n_resamples: int = 2000) -> list[dict]:

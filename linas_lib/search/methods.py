@@ -21,6 +21,13 @@ Controls, so that every gain is attributed to its cause (issue 12):
 * ``zero_cost_random_proxy`` -- ``zero_cost`` with NEAR replaced by random scores: the
   pre-filter and the diversity ordering without the proxy;
 * ``epr_feasible`` -- NSGA-II with its initial population drawn from the feasible set.
+
+Model-based (last in :data:`METHODS`: a method's index seeds its generator):
+
+* ``surrogate`` -- Thompson sampling on a Bayesian linear surrogate of WS mIoU over a
+  LUT-feasible pool, each step evaluating the architecture whose drawn accuracy adds the most
+  headline hypervolume (:func:`~linas_lib.search.surrogate.thompson_search`). It draws from
+  ``random_feasible``'s stream, so its first evaluations are that control's first ones.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 from ..space import SearchSpace
 from .archive import AccuracyCache, EvaluationArchive, LatencyModel, unique_rows
 from .epr import run_epr
+from .surrogate import thompson_search
 from .indicators import pareto_ranks
 from .samplers import (
     alpha_guided_sampler,
@@ -44,7 +52,7 @@ from .samplers import (
 )
 
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
-           "epr_feasible")
+           "epr_feasible", "surrogate")
 
 
 @dataclass
@@ -65,8 +73,11 @@ class SearchSetup:
         alpha_uniform_mix: uniform share mixed into the alpha distribution.
         pareto_strength: ``beta`` of the deepest layer of the uniform-Pareto sampler.
         epr_init: initial population sampler of EPR (``random`` or ``uniform_pareto``).
-        joint_targets: targets in EPR's joint objectives (default: all; see
-            :func:`screen_attainable`).
+        joint_targets: targets in EPR's joint objectives and the surrogate's HV gain (default:
+            all; see :func:`screen_attainable`).
+        hv_ref: the HV reference ``(1 - mIoU, latency / budget)`` the experiment scores with
+            (the surrogate's acquisition maximises the same hypervolume).
+        surrogate_init: random feasible evaluations before the surrogate's first fit.
     """
 
     space: SearchSpace
@@ -82,6 +93,8 @@ class SearchSetup:
     pareto_strength: float = 3.0
     epr_init: str = "random"
     joint_targets: np.ndarray | None = None
+    hv_ref: tuple[float, float] = (1.0, 1.0)
+    surrogate_init: int = 2
 
     def new_archive(self) -> EvaluationArchive:
         """An empty archive with this setup's budget."""
@@ -245,6 +258,13 @@ def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.ran
             joint_targets=setup.joint_targets)
 
 
+def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures."""
+    pool = unique_rows(setup.space, feasible_sampler(setup)(rng, setup.zero_cost_pool))
+    targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
+    return thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init)
+
+
 RUNNERS = {
     "random": run_random,
     "alpha": run_alpha,
@@ -254,6 +274,7 @@ RUNNERS = {
     "random_feasible": run_random_feasible,
     "zero_cost_random_proxy": run_zero_cost_random_proxy,
     "epr_feasible": run_epr_feasible,
+    "surrogate": run_surrogate,
 }
 
 

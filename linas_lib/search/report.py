@@ -90,7 +90,9 @@ def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
     """The shared :class:`SearchSetup` of the profile (WS accuracies cached on disk).
 
     EPR's joint objectives use the targets some architecture can meet
-    (:func:`~linas_lib.search.methods.screen_attainable`, latency model only).
+    (:func:`~linas_lib.search.methods.screen_attainable`, latency model only). The HV
+    reference (:func:`hv_reference_miou_loss`) is fixed here, once: the experiment scores with
+    it and the surrogate's acquisition maximises the same hypervolume.
     """
     cfg = profile.search
     accuracy = AccuracyCache(supernet.evaluator, runs_dir(profile, supernet, latency) / "ws_miou.json")
@@ -100,6 +102,7 @@ def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
         prefilter_factor=cfg.prefilter_factor, alpha_uniform_mix=cfg.alpha_uniform_mix,
         pareto_strength=cfg.pareto_strength, epr_init=cfg.epr_init,
         joint_targets=screen_attainable(LINAS_SPACE, latency, np.random.default_rng([seed, ATTAIN_STREAM])),
+        hv_ref=(hv_reference_miou_loss(cfg, supernet.evaluator), cfg.hv_ref_latency),
     )
 
 
@@ -131,16 +134,14 @@ def oracle_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
     return E.run_all(long_setup, ["epr"], [cfg.oracle_seed], folder, progress=print)
 
 
-def experiment_for(profile, setup: SearchSetup) -> E.ParetoExperiment:
-    """The experiment's fixed reference points (profile ``search`` section) and HV targets.
+def experiment_for(setup: SearchSetup) -> E.ParetoExperiment:
+    """The experiment of ``setup``: its HV reference (fixed by :func:`build_setup`) and HV targets.
 
     The headline HV averages the attainable targets (``setup.joint_targets``): a target no
     architecture can meet would add 0 for every method.
     """
-    cfg = profile.search
     lat = setup.latency
-    return E.ParetoExperiment(lat.target_names, lat.budgets_ms, hv_reference_miou_loss(cfg, setup.accuracy.model),
-                              cfg.hv_ref_latency, hv_targets=setup.joint_targets)
+    return E.ParetoExperiment(lat.target_names, lat.budgets_ms, *setup.hv_ref, hv_targets=setup.joint_targets)
 
 
 HV_REFERENCES = ("background", "fixed")

@@ -711,21 +711,24 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
     if not 1 <= int(steps) <= total:
         raise ValueError(f"steps must lie in 1..{total} (the one-shot phase of this profile), got {steps}")
     skey = snapshot_key(key, steps)
+    # the snapshot's weights by arm (True: raw); one load memoises both
+    wkeys = {False: skey, True: content_hash({"snapshot": skey, "weights": "raw"})}
+    arms = (False, True) if cfg.oneshot_ema > 0 else (False,)
     raw = bool(raw and cfg.oneshot_ema > 0)
-    wkey = content_hash({"snapshot": skey, "weights": "raw"}) if raw else skey
-    if wkey not in _MEMO:
+    if wkeys[raw] not in _MEMO:
         folder = cache_dir("supernet")
         saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
         if saved is None:
             train_supernet(cfg, seed, features["train"], features["val"], latency, None, key, folder, int(steps))
             saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
-        with torch.random.fork_rng(devices=[]):  # initialisation overwritten: leave the global generator alone
-            model = Supernet().to(str(features["train"].masks.device))
-        model.load_state_dict(saved["raw_model" if raw else "model"])
-        model.eval()
-        _MEMO[wkey] = TrainedSupernet(model, list(saved["history"]), features, cfg, latency, wkey,
-                                      weight_steps=int(steps))
-    return _with_settings(_MEMO[wkey], cfg, variant)
+        for arm in arms:
+            with torch.random.fork_rng(devices=[]):  # initialisation overwritten: leave the global generator alone
+                model = Supernet().to(str(features["train"].masks.device))
+            model.load_state_dict(saved["raw_model" if arm else "model"])
+            model.eval()
+            _MEMO[wkeys[arm]] = TrainedSupernet(model, list(saved["history"]), features, cfg, latency, wkeys[arm],
+                                                weight_steps=int(steps))
+    return _with_settings(_MEMO[wkeys[raw]], cfg, variant)
 
 
 def run_device(profile) -> str:
