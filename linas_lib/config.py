@@ -206,7 +206,9 @@ class SearchConfig:
     # or hv_ref_miou_loss ("fixed") ...
     hv_ref_accuracy: str = field(default="background", metadata={"key": False})
     hv_ref_miou_loss: float = field(default=1.0, metadata={"key": False})
-    # ... and latency / budget (1.0 = the budget itself)
+    # ... and latency / budget (1.0 = the budget itself). Out of the folder's key: they change the
+    # scoring; the one method that reads them (surrogate) records them with its runs
+    # (linas_lib.search.methods.method_settings)
     hv_ref_latency: float = field(default=1.0, metadata={"key": False})
     # images timed for each chosen network (C3); 0 = latency.throughput_images
     c3_images: int = field(default=0, metadata={"key": False})

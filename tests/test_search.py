@@ -541,12 +541,18 @@ def test_hv_improvement_2d_equals_the_hv_difference_of_pymoo():
         inside = points[indicators.inside_reference(points, ref)]
         return indicators.hypervolume(inside, ref) if len(inside) else 0.0
 
-    for k in (0, 1, 5):
-        front, cands = rng.random((k, 2)) * 1.2, rng.random((30, 2)) * 1.2
-        gains = indicators.hv_improvement_2d(front, cands, ref)
-        exact = [hv(np.vstack([front, c[None]])) - hv(front) for c in cands]
-        np.testing.assert_allclose(gains, exact, atol=1e-12)
+    for k in (0, 1, 5, 8):
+        for draw in (lambda n: rng.random((n, 2)) * 1.2, lambda n: rng.integers(0, 6, (n, 2)) / 4):
+            # grid values (steps of 1/4 up to 1.25) bring ties, duplicates and points on the box's edge
+            front, cands = draw(k), draw(30)
+            gains = indicators.hv_improvement_2d(front, cands, ref)
+            exact = [hv(np.vstack([front, c[None]])) - hv(front) for c in cands]
+            np.testing.assert_allclose(gains, exact, atol=1e-12)
     assert indicators.hv_improvement_2d([[0.2, 0.2]], [[0.3, 0.3], [2.0, 0.1]], ref).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="front has 3 objectives"):
+        indicators.hv_improvement_2d(np.zeros((2, 3)), [[0.5, 0.5]], ref)
+    with pytest.raises(ValueError, match="candidates is empty"):
+        indicators.hv_improvement_2d([[0.5, 0.5]], np.zeros((0, 2)), ref)
 
 
 def test_linear_posterior_recovers_an_additive_function_and_rejects_bad_input():
@@ -565,10 +571,49 @@ def test_linear_posterior_recovers_an_additive_function_and_rejects_bad_input():
     assert draws.std(axis=0).max() < 0.1  # 200 exact observations leave little posterior spread
     few = fit_linear_posterior(space.one_hot(archs[:3]), y[:3])
     assert np.array([few.predict(space.one_hot(test), few.sample(rng)) for _ in range(20)]).std(axis=0).min() > 0.1
+    close = fit_linear_posterior(space.one_hot(archs[:2]), [0.5, 0.5 + 1e-9], min_scale=0.01)
+    assert close.scale == 0.01  # two nearly equal values: the floor keeps the draws apart
+    assert fit_linear_posterior(space.one_hot(archs[:1]), [0.7]).scale == 1.0
     with pytest.raises(ValueError, match="n >= 1"):
         fit_linear_posterior(np.zeros((0, 20)), [])
     with pytest.raises(ValueError, match="finite"):
         fit_linear_posterior(space.one_hot(archs[:2]), [0.5, np.nan])
+
+
+def test_log_evidence_is_the_marginal_likelihood_of_the_linear_model():
+    from scipy.stats import multivariate_normal
+
+    from linas_lib.search.surrogate import log_evidence
+
+    rng = np.random.default_rng(2)
+    X, t = rng.normal(size=(7, 4)), rng.normal(size=7)
+    for alpha, beta in ((4.0, 0.1), (1.0, 10.0)):
+        cov = np.eye(7) / beta + X @ X.T / alpha
+        assert log_evidence(X, t, alpha, beta) == pytest.approx(multivariate_normal.logpdf(t, np.zeros(7), cov))
+
+
+def test_surrogate_spends_its_budget_when_the_pool_runs_out():
+    setup, _ = make_setup(TINY, budget=12)
+    archive, facts = methods.run_method(dataclasses.replace(setup, zero_cost_pool=5), "surrogate",
+                                        np.random.default_rng(0))
+    assert archive.n_evals == 12 and facts["pool"] <= 5 and facts["topped_up"] >= 7
+
+
+def test_a_cached_surrogate_run_is_redone_when_its_hv_reference_changes(tmp_path, monkeypatch):
+    setup, _ = make_setup(TINY, budget=6)
+    ran = []
+    real_run_method = E.run_method
+    monkeypatch.setattr(E, "run_method", lambda s, method, rng: ran.append(method) or real_run_method(s, method, rng))
+    first = E.run_all(setup, ["surrogate", "random"], [0], folder=tmp_path)
+    moved_ref = dataclasses.replace(setup, hv_ref=(0.9, 1.0))
+    E.run_all(moved_ref, ["random"], [0], folder=tmp_path)  # random does not read the reference: reused
+    again = E.run_all(setup, ["surrogate"], [0], folder=tmp_path)
+    assert ran == ["surrogate", "random"] and again[0].miou.tolist() == first[0].miou.tolist()
+    stored = json.loads((tmp_path / "surrogate_seed0.json").read_text())["settings"]
+    assert stored == {"hv_ref": [1.0, 1.0], "surrogate_init": 2}
+    E.run_all(moved_ref, ["surrogate"], [0], folder=tmp_path)
+    assert ran == ["surrogate", "random", "surrogate"]
+    assert json.loads((tmp_path / "surrogate_seed0.json").read_text())["settings"]["hv_ref"] == [0.9, 1.0]
 
 
 def test_surrogate_starts_as_its_control_and_beats_it_on_an_additive_problem():

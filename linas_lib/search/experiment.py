@@ -35,12 +35,13 @@ import numpy as np
 
 from ..keys import atomic_write_text
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
-from .methods import METHODS, SearchSetup, run_method
+from .methods import METHODS, SearchSetup, method_settings, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
 
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached runs of another schema are not reused
-# a control draws from the stream of the method it controls (paired seeds)
+# paired seeds: a control draws from the stream of the method it controls; the surrogate from
+# random's, as its control random_feasible does
 PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr",
                  "surrogate": "random"}  # the surrogate's first evaluations are random_feasible's
 
@@ -175,9 +176,10 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
     """Run every method with every seed, resuming from per-run checkpoints in ``folder``.
 
     Each (method, seed) gets the generator ``default_rng([seed, METHODS.index(stream)])``,
-    so a run's numbers do not depend on which other methods run with it; a control shares
-    the stream of the method it controls (:data:`PAIRED_STREAM`: the same seed draws the
-    same zero-cost pool with and without NEAR).
+    so a run's numbers do not depend on which other methods run with it; a method paired with
+    another shares its stream (:data:`PAIRED_STREAM`: the same seed draws the same zero-cost
+    pool with and without NEAR). A cached run is reused only when the
+    :func:`~linas_lib.search.methods.method_settings` it was made with are the setup's.
 
     Args:
         setup: the shared search setup.
@@ -193,8 +195,10 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
     for seed in seeds:
         for method in methods:
             path = folder / f"{run_key(method, seed)}.json" if folder is not None else None
-            if path is not None and path.is_file():
-                runs.append(MethodRun.from_json(json.loads(path.read_text())))
+            settings = method_settings(setup, method)
+            cached = json.loads(path.read_text()) if path is not None and path.is_file() else None
+            if cached is not None and cached.get("settings", {}) == settings:
+                runs.append(MethodRun.from_json(cached))
                 continue
             start = time.perf_counter()
             stream = METHODS.index(PAIRED_STREAM.get(method, method))
@@ -202,7 +206,7 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
             run = MethodRun(method, int(seed), archive.choices(), archive.miou(), archive.latency_ms(),
                             time.perf_counter() - start, facts)
             if path is not None:
-                atomic_write_text(path, json.dumps(run.to_json()))
+                atomic_write_text(path, json.dumps({**run.to_json(), "settings": settings}))
                 setup.accuracy.save()
             if progress is not None:
                 progress(f"{method} seed {seed}: {run.n_evals} evaluations in {run.seconds:.1f} s")

@@ -145,10 +145,14 @@ def hv_improvement_2d(front, candidates, ref) -> np.ndarray:
 
     Returns:
         ``(n,)`` hypervolume improvements, ``>= 0``.
+
+    Raises:
+        ValueError: no candidate, a non-finite value, or points without exactly two objectives.
     """
     ref = as_reference_point(ref, n_obj=2)
     points = as_objectives(candidates, "candidates", n_obj=2)
-    F = np.asarray(front, dtype=float).reshape(-1, 2)
+    F = np.asarray(front, dtype=float)
+    F = F.reshape(0, 2) if F.size == 0 else as_objectives(F, "front", n_obj=2)
     F = F[inside_reference(F, ref)]
     if len(F):
         F = F[nondominated(F)]

@@ -22,7 +22,8 @@ Controls, so that every gain is attributed to its cause (issue 12):
   pre-filter and the diversity ordering without the proxy;
 * ``epr_feasible`` -- NSGA-II with its initial population drawn from the feasible set.
 
-Model-based (last in :data:`METHODS`: a method's index seeds its generator):
+Model-based (last in :data:`METHODS`, whose order names the generator streams of
+:func:`~linas_lib.search.experiment.run_all`):
 
 * ``surrogate`` -- Thompson sampling on a Bayesian linear surrogate of WS mIoU over a
   LUT-feasible pool, each step evaluating the architecture whose drawn accuracy adds the most
@@ -259,10 +260,25 @@ def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.ran
 
 
 def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
-    """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures."""
-    pool = unique_rows(setup.space, feasible_sampler(setup)(rng, setup.zero_cost_pool))
+    """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures; tops
+    up with feasible samples if the pool ran out before the budget."""
+    sampler = feasible_sampler(setup)
+    pool = unique_rows(setup.space, sampler(rng, setup.zero_cost_pool))
     targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
-    return thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init)
+    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init)
+    facts["topped_up"] = archive.remaining
+    fill_from_sampler(archive, sampler, rng)
+    return facts
+
+
+def method_settings(setup: SearchSetup, method: str) -> dict:
+    """What a method's runs depend on beyond the search folder's key
+    (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
+    when they change. The surrogate's acquisition reads the HV reference, set from settings
+    kept out of that key (``search.hv_ref_*`` change the scoring, not the other methods' runs)."""
+    if method == "surrogate":
+        return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init)}
+    return {}
 
 
 RUNNERS = {

@@ -3,7 +3,8 @@
 The surrogate is a Bayesian linear regression on the one-hot choice of every layer
 (:meth:`~linas_lib.space.SearchSpace.one_hot`, ``L x C`` indicators): on the cpu supernet, an
 additive model of the layers explains most of the WS mIoU variance. Targets are standardised
-by the evaluated architectures' mean and standard deviation; the weight prior gives every
+by the evaluated architectures' mean and standard deviation (floored at one mIoU point,
+:data:`MIN_SCALE`); the weight prior gives every
 architecture a standardised prior variance of 1 (precision = the indicators set per row, one
 per layer), and the noise precision is chosen by evidence maximisation over a fixed grid
 (Bishop, *Pattern Recognition and Machine Learning*, section 3.5). Why not the prior's precision
@@ -29,6 +30,7 @@ from .indicators import hv_improvement_2d
 from .samplers import normalised_latency
 
 NOISE_PRECISIONS = np.logspace(-1, 3, 9)  # beta: residual N(0, 1 / beta) of the standardised mIoU
+MIN_SCALE = 0.01  # mIoU: the standardisation's floor (1 point), so two close first values do not freeze the draws
 
 
 @dataclass(frozen=True)
@@ -37,25 +39,26 @@ class LinearPosterior:
 
     Attributes:
         mean: ``(M,)`` posterior mean of the weights.
-        basis: ``(M, M)`` eigenvectors of the features' Gram matrix.
-        spread: ``(M,)`` posterior standard deviation along each eigenvector.
+        chol: ``(M, M)`` lower Cholesky factor of the posterior precision
+            ``alpha I + beta X^T X`` (unique, so a draw does not depend on the LAPACK build).
         offset: mean of the targets (the standardisation).
-        scale: standard deviation of the targets (1 when they are all equal).
-        alpha: the chosen prior precision.
-        beta: the chosen noise precision.
+        scale: standard deviation of the targets (at least the fit's ``min_scale``).
+        alpha: the prior precision.
+        beta: the noise precision of the highest evidence.
     """
 
     mean: np.ndarray
-    basis: np.ndarray
-    spread: np.ndarray
+    chol: np.ndarray
     offset: float
     scale: float
     alpha: float
     beta: float
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """One weight vector drawn from the posterior, ``(M,)``."""
-        return self.mean + self.basis @ (self.spread * rng.standard_normal(len(self.spread)))
+        """One weight vector drawn from the posterior, ``(M,)``: ``mean + L^-T z``."""
+        from scipy.linalg import solve_triangular
+
+        return self.mean + solve_triangular(self.chol.T, rng.standard_normal(len(self.mean)), lower=False)
 
     def predict(self, features, weights=None) -> np.ndarray:
         """Targets of ``features`` ``(n, M)`` under ``weights`` (default: the posterior mean)."""
@@ -63,13 +66,38 @@ class LinearPosterior:
         return self.offset + self.scale * (np.asarray(features, dtype=float) @ w)
 
 
-def fit_linear_posterior(features, targets) -> LinearPosterior:
+def _posterior(X: np.ndarray, t: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(mean, lower Cholesky factor of the precision, log evidence)`` of standardised targets
+    ``t`` (Bishop eq. 3.86, the ``2 pi`` term included)."""
+    from scipy.linalg import cho_solve
+
+    n, m = X.shape
+    chol = np.linalg.cholesky(alpha * np.eye(m) + beta * X.T @ X)
+    mean = beta * cho_solve((chol, True), X.T @ t)
+    misfit = beta / 2 * np.sum((t - X @ mean) ** 2) + alpha / 2 * mean @ mean
+    log_det = 2 * np.sum(np.log(np.diag(chol)))
+    evidence = (m * np.log(alpha) + n * np.log(beta) - log_det - n * np.log(2 * np.pi)) / 2 - misfit
+    return mean, chol, float(evidence)
+
+
+def log_evidence(features, standardised, alpha: float, beta: float) -> float:
+    """Log marginal likelihood of ``standardised`` targets under the prior ``N(0, I / alpha)``
+    and noise precision ``beta`` (what :func:`fit_linear_posterior` maximises over ``beta``)."""
+    return _posterior(np.asarray(features, dtype=float), np.asarray(standardised, dtype=float), alpha, beta)[2]
+
+
+def fit_linear_posterior(features, targets, min_scale: float = 0.0) -> LinearPosterior:
     """Bayesian linear regression of standardised targets (the standardisation's mean is the
     offset, no intercept weight); the prior and noise precisions as in the module docstring.
 
     Args:
         features: ``(n, M)`` design matrix (every row with the same number of nonzero indicators).
         targets: ``(n,)`` observed values.
+        min_scale: floor of the standardisation's scale, in target units: a few nearly equal
+            targets would otherwise shrink every draw to nothing (and equal ones need a scale).
+
+    Returns:
+        The posterior, with the noise precision of the highest evidence on :data:`NOISE_PRECISIONS`.
 
     Raises:
         ValueError: no observation, mismatched shapes or non-finite values.
@@ -80,29 +108,29 @@ def fit_linear_posterior(features, targets) -> LinearPosterior:
         raise ValueError(f"need (n, M) features and n >= 1 targets; got {X.shape} and {y.shape}")
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise ValueError("features and targets must be finite")
-    offset, scale = float(y.mean()), float(y.std())
-    scale = scale if scale > 0 else 1.0
+    offset = float(y.mean())
+    scale = max(float(y.std()), float(min_scale)) or 1.0
     t = (y - offset) / scale
     alpha = float(np.mean(np.sum(X**2, axis=1))) or 1.0  # prior variance of each row's prediction: 1
-    eig, basis = np.linalg.eigh(X.T @ X)
-    eig = np.clip(eig, 0.0, None)
-    proj = basis.T @ (X.T @ t)
-    n, m = X.shape
-    best = None
-    for beta in NOISE_PRECISIONS:
-        mean = basis @ (beta * proj / (alpha + beta * eig))
-        misfit = beta / 2 * np.sum((t - X @ mean) ** 2) + alpha / 2 * mean @ mean
-        evidence = (m * np.log(alpha) + n * np.log(beta) - np.sum(np.log(alpha + beta * eig))) / 2 - misfit
-        if best is None or evidence > best[0]:
-            best = (evidence, beta, mean)
-    _, beta, mean = best
-    return LinearPosterior(mean, basis, 1.0 / np.sqrt(alpha + beta * eig), offset, scale, alpha, float(beta))
+    fits = [(_posterior(X, t, alpha, float(beta)), float(beta)) for beta in NOISE_PRECISIONS]
+    (mean, chol, _), beta = max(fits, key=lambda fit: fit[0][2])
+    return LinearPosterior(mean, chol, offset, scale, alpha, beta)
 
 
 def hv_gain(miou, latency_ms, archive: EvaluationArchive, targets, ref) -> np.ndarray:
-    """Headline hypervolume each candidate ``(miou (n,), latency_ms (n, T))`` would add to
-    ``archive``'s points, summed over ``targets`` (objectives of
-    :mod:`~linas_lib.search.objectives`: ``1 - mIoU``, latency / budget)."""
+    """Headline hypervolume each candidate would add to ``archive``'s points.
+
+    Args:
+        miou: ``(n,)`` the candidates' (predicted) mIoU.
+        latency_ms: ``(n, T)`` their latency on every target.
+        archive: the evaluated points.
+        targets: indices of the targets whose gains are summed.
+        ref: the HV reference in the objectives of :mod:`~linas_lib.search.objectives`
+            (``1 - mIoU``, latency / budget).
+
+    Returns:
+        ``(n,)`` summed gains, ``>= 0``.
+    """
     budgets = archive.latency.budgets_ms
     cand = normalised_latency(latency_ms, budgets)
     found = normalised_latency(archive.latency_ms(), budgets)
@@ -125,21 +153,22 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         pool: candidate architectures, without repeats.
         targets: indices of the headline targets whose HV gains are summed.
         ref: the HV reference ``(1 - mIoU, latency / budget)``.
-        n_init: evaluations before the first fit (at least 1).
+        n_init: evaluations before the first fit (at least 1 while budget is left).
 
     Returns:
-        Facts: pool size, initial evaluations, and the precisions of the last fit.
+        Facts: pool size, initial evaluations, and the noise precision of the last fit.
     """
     space = archive.space
     latency = np.asarray(archive.latency.predict(pool), dtype=float)
     features = space.one_hot(pool)
-    n_init = max(1, min(int(n_init), archive.remaining, len(pool)))
-    archive.evaluate(pool[:n_init])
+    n_init = min(max(1, int(n_init)), archive.remaining, len(pool))
+    if n_init:
+        archive.evaluate(pool[:n_init])
     open_rows = np.ones(len(pool), dtype=bool)
     open_rows[:n_init] = False
     post = None
     while archive.remaining > 0 and open_rows.any():
-        post = fit_linear_posterior(space.one_hot(archive.choices()), archive.miou())
+        post = fit_linear_posterior(space.one_hot(archive.choices()), archive.miou(), MIN_SCALE)
         gain = hv_gain(post.predict(features, post.sample(rng)), latency, archive, targets, ref)
         gain[~open_rows] = -np.inf
         pick = int(rng.choice(np.flatnonzero(gain == gain.max())))
@@ -147,5 +176,5 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         open_rows[pick] = False
     facts = {"pool": len(pool), "init": n_init}
     if post is not None:
-        facts.update(prior_precision=post.alpha, noise_precision=post.beta)
+        facts["noise_precision"] = post.beta
     return facts
