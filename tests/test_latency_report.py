@@ -193,14 +193,17 @@ def test_throughput_heartbeat_runs_around_every_block():
     from linas_lib.latency.measure import RuntimeSpec
 
     seen = {"net": 0, "a": 0, "b": 0}
-    count = lambda key: lambda image: seen.__setitem__(key, seen[key] + 1)  # noqa: E731
+    order = []
+    count = lambda key: lambda image: order.append(key) or seen.__setitem__(key, seen[key] + 1)  # noqa: E731
     images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
     # 5 images in blocks of 2 (2, 2, 1): 4 gaps of 2 beats, networks a, b, a, b; the clock's
     # order is the calls' order (the second image of each block after the first is 10 ms)
     clock = _Clock([100, 100, 10, 10, 200, 200, 20, 10, 100, 100, 20, 200, 200])
     res = e2e.throughput(count("net"), images, 5, RuntimeSpec("torch", threads=1), [count("a"), count("b")],
                          every=2, beats=2, timer=clock)
-    assert seen == {"net": 1 + 5, "a": 1 + 2 * 2, "b": 1 + 2 * 2}  # one untimed warm-up each
+    assert seen == {"net": 3 + 5, "a": 1 + 2 * 2, "b": 1 + 2 * 2}  # untimed warm-ups: a, b once, net per block
+    block = ["net"] * 3  # each block: one untimed warm-up, then its timed images
+    assert order == ["a", "b", "a", "a", *block, "b", "b", *block, "a", "a", "net", "net", "b", "b"]
     assert clock.calls == 13 and [k for k, _ in res["heartbeat_gaps"]] == [0, 1, 0, 1]
     assert res["heartbeat_gaps"][1] == (1, [200, 200])
     assert res["image_min_ms"] == 10 and res["image_max_ms"] == 20

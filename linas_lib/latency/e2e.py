@@ -258,8 +258,11 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
     With ``heartbeats`` (the same target's pipelines of fixed reference networks, each warmed
     up once), ``beats`` images of one of them are timed before the first block of ``every``
     images and after each block, cycling through the list; ``total_s`` is then the sum of the
-    blocks' wall times (the heartbeat is not the network's time). Every block after the first
-    starts after another network ran: ``first_in_block_vs_rest_pct`` says what that costs.
+    blocks' wall times (the heartbeat is not the network's time). Every block starts with one
+    untimed warm-up image, as the first does: C3 reads a steady-state run of one network, and
+    the switch to a heartbeat network and back is the measurement's cost, not the
+    pipeline's (on cpu-ort-2t the first image after a switch took about 60 % longer).
+    ``first_in_block_vs_rest_pct`` reports what a switch still costs after that warm-up.
 
     Returns:
         ``{n_images, total_s, ms_per_image, image_median_ms, image_std_ms, image_min_ms,
@@ -285,8 +288,8 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
             warm(images[:1])
         if heartbeats:
             beat()
-        fn(images[:1])
         for size in sizes:
+            fn(images[:1])  # untimed warm-up of every block
             first = len(per_image)
             start = time.perf_counter()
             per_image += [timer(lambda i=i: fn(image(i))) for i in range(first, first + size)]
