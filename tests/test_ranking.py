@@ -306,8 +306,14 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     assert R.curve_profile(averaged).supernet.oneshot_ema == 0.9 and R.curve_profile(profile).supernet.oneshot_ema == 0
     both = R.steps_curve(averaged, 0, truth, RESAMPLES)
     assert [(r["steps"], r["weights"]) for r in both] == [(10, "raw"), (10, "ema"), (20, "raw"), (20, "ema")]
-    assert R.curve_summary(both) == {"tau_steps.10": both[0]["tau"], "tau_steps_ema.10": both[1]["tau"],
-                                     "tau_steps.20": both[2]["tau"], "tau_steps_ema.20": both[3]["tau"]}
+    summary = R.curve_summary(both)
+    assert {k: summary[k] for k in ("tau_steps.10", "tau_steps_ema.10", "tau_steps.20", "tau_steps_ema.20")} == {
+        "tau_steps.10": both[0]["tau"], "tau_steps_ema.10": both[1]["tau"],
+        "tau_steps.20": both[2]["tau"], "tau_steps_ema.20": both[3]["tau"]}
+    for step, raw, ema in ((10, both[0], both[1]), (20, both[2], both[3])):  # the paired gap of the same step
+        assert summary[f"tau_steps_ema_minus_raw.{step}"] == pytest.approx(ema["tau"] - raw["tau"])
+        assert np.isnan(raw["tau_minus_raw"]) and ema["tau_minus_raw_lo"] <= ema["tau_minus_raw"] <= ema["tau_minus_raw_hi"]
+    assert len(summary) == 4 + 2 * 3
     shorter = replace(longer, ranking=replace(longer.ranking, steps_oneshot_epochs=own - 1))
     assert R.curve_profile(shorter).supernet.warmup_epochs == own  # never shorter than the profile's own
     no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
@@ -398,3 +404,18 @@ def test_figures_draw_from_rows_with_gaps():
         assert fig.axes
         plt.close(fig)
 
+
+
+def test_tau_gap_is_paired_and_variant_gaps_name_each_other_variant():
+    truth = np.arange(12.0)
+    gap, low, high = R.tau_gap(truth, truth[::-1], truth, RESAMPLES)
+    assert (gap, low, high) == pytest.approx((2.0, 2.0, 2.0))  # +1 - (-1) in every resample: pairing keeps the order
+    noisy = truth + np.random.default_rng(0).normal(0, 3, 12)
+    gap, low, high = R.tau_gap(noisy, truth, truth, RESAMPLES)
+    assert gap < 0 and low <= gap <= high <= 0
+    assert all(np.isnan(R.tau_gap([1.0], [2.0], [3.0])))
+    scores = [{"arch": str(i), "truth.test_miou": t, "ws.a": t, "ws.b": n, "ws.c": -t}
+              for i, (t, n) in enumerate(zip(truth, noisy))]
+    gaps = R.variant_gaps(scores, ["a", "b", "c"], "a", RESAMPLES)
+    assert set(gaps) == {f"tau_gap_to_best.ws.{v}{end}" for v in ("b", "c") for end in ("", "_lo", "_hi")}
+    assert gaps["tau_gap_to_best.ws.c"] == pytest.approx(2.0) and gaps["tau_gap_to_best.ws.b"] > 0

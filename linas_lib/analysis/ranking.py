@@ -175,6 +175,24 @@ def _paired_ci(statistic: Callable, columns: tuple, n_resamples: int, confidence
     return float(low), float(high)
 
 
+def tau_gap(pred_a, pred_b, truth, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Kendall tau of ``pred_a`` minus that of ``pred_b``, both against ``truth`` on the same
+    items, with a paired bootstrap CI (both taus from each resample of the items).
+
+    Items where any value is NaN are left out.
+
+    Returns:
+        ``(gap, low, high)``; NaN with fewer than 2 items.
+    """
+    cols = [np.asarray(c, dtype=float).reshape(-1) for c in (pred_a, pred_b, truth)]
+    keep = np.isfinite(cols[0]) & np.isfinite(cols[1]) & np.isfinite(cols[2])
+    a, b, t = (c[keep] for c in cols)
+    if a.size < 2:
+        return math.nan, math.nan, math.nan
+    gap = lambda x, y, z: kendall(x, z) - kendall(y, z)  # noqa: E731
+    return (gap(a, b, t), *_paired_ci(gap, (a, b, t), n_resamples, CONFIDENCE, seed))
+
+
 def _p10(direction: int) -> Callable:
     return lambda pred, truth: precision_at(pred, truth, TOP_FRACTION, direction)
 
@@ -679,18 +697,28 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
     arms = ("raw", "ema") if curve.supernet.oneshot_ema > 0 else ("raw",)
     rows = []
     for step in sorted(set(curve_steps(profile)), reverse=True):
+        ws = {arm: ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)[METRICS[HEADLINE]]
+              for arm in arms}
         for arm in arms:
-            ws = ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)
             rows.append({"steps": int(step), "weights": arm, "metric": HEADLINE,
-                         **compare(ws[METRICS[HEADLINE]], values, DIRECTIONS["ws"], n_resamples, seed)})
+                         **compare(ws[arm], values, DIRECTIONS["ws"], n_resamples, seed),
+                         **dict(zip(("tau_minus_raw", "tau_minus_raw_lo", "tau_minus_raw_hi"),
+                                    tau_gap(ws[arm], ws["raw"], values, n_resamples, seed) if arm != "raw"
+                                    else (math.nan,) * 3))})
     return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"])))
 
 
 def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
-    """``tau_steps.<steps>`` (raw weights) and ``tau_steps_ema.<steps>`` (their moving average)
-    of the :func:`steps_curve` rows (flat ``summary.json`` figures)."""
+    """``tau_steps.<steps>`` (raw weights), ``tau_steps_ema.<steps>`` (their moving average) and
+    ``tau_steps_ema_minus_raw.<steps>`` with ``_lo`` / ``_hi`` (the paired gap) of the
+    :func:`steps_curve` rows (flat ``summary.json`` figures)."""
     suffix = {"raw": "", "ema": "_ema"}
-    return {f"tau_steps{suffix[r['weights']]}.{int(r['steps'])}": float(r["tau"]) for r in rows}
+    out = {f"tau_steps{suffix[r['weights']]}.{int(r['steps'])}": float(r["tau"]) for r in rows}
+    for r in rows:
+        if r["weights"] == "ema":
+            out.update({f"tau_steps_ema_minus_raw.{int(r['steps'])}{end}": float(r[f"tau_minus_raw{end}"])
+                        for end in ("", "_lo", "_hi")})
+    return out
 
 
 # ------------------------------------------------------------------ the profile's variant and the record
@@ -714,6 +742,23 @@ def variant_figures(profile, best: str) -> dict[str, float]:
     """``ws.profile_variant_is_best`` (1 or 0) when the profile's settings are a named variant."""
     own, _ = variant_verdict(profile, best)
     return {} if own is None else {"ws.profile_variant_is_best": float(own == best)}
+
+
+def variant_gaps(scores: Sequence[dict], variants: Sequence[str], best: str, n_resamples: int = 2000,
+                 seed: int = 0) -> dict[str, float]:
+    """``tau_gap_to_best.ws.<variant>`` with ``_lo`` / ``_hi``: the best variant's Kendall tau
+    minus each other variant's on the headline metric (:func:`tau_gap`): whether the choice
+    could have come out the other way at this table's size."""
+    df = _frame(scores)
+    truth = df[f"truth.{HEADLINE}"].astype(float)
+    out = {}
+    for variant in variants:
+        if variant != best:
+            gap, low, high = tau_gap(df[f"ws.{best}"].astype(float), df[f"ws.{variant}"].astype(float), truth,
+                                     n_resamples, seed)
+            out.update({f"tau_gap_to_best.ws.{variant}": gap, f"tau_gap_to_best.ws.{variant}_lo": low,
+                        f"tau_gap_to_best.ws.{variant}_hi": high})
+    return out
 
 
 def study_record(table: BenchTable, profile, best: str, near_facts: dict, n_mf: int) -> dict:
