@@ -201,9 +201,9 @@ def test_throughput_heartbeat_runs_around_every_block():
     clock = _Clock([100, 100, 10, 10, 200, 200, 20, 10, 100, 100, 20, 200, 200])
     res = e2e.throughput(count("net"), images, 5, RuntimeSpec("torch", threads=1), [count("a"), count("b")],
                          every=2, beats=2, timer=clock)
-    assert seen == {"net": 3 + 5, "a": 1 + 2 * 2, "b": 1 + 2 * 2}  # untimed warm-ups: a, b once, net per block
-    block = ["net"] * 3  # each block: one untimed warm-up, then its timed images
-    assert order == ["a", "b", "a", "a", *block, "b", "b", *block, "a", "a", "net", "net", "b", "b"]
+    assert seen == {"net": 3 + 5, "a": 1 + 2 * 3, "b": 1 + 2 * 3}  # untimed: a, b once and per gap, net per block
+    block, a, b = ["net"] * 3, ["a"] * 3, ["b"] * 3  # one untimed image, then the timed ones
+    assert order == ["a", "b", *a, *block, *b, *block, *a, "net", "net", *b]
     assert clock.calls == 13 and [k for k, _ in res["heartbeat_gaps"]] == [0, 1, 0, 1]
     assert res["heartbeat_gaps"][1] == (1, [200, 200])
     assert res["image_min_ms"] == 10 and res["image_max_ms"] == 20

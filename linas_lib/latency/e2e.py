@@ -256,13 +256,14 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
     end-to-end ground truth) is reported beside the total the constraint reads.
 
     With ``heartbeats`` (the same target's pipelines of fixed reference networks, each warmed
-    up once), ``beats`` images of one of them are timed before the first block of ``every``
-    images and after each block, cycling through the list; ``total_s`` is then the sum of the
+    up once), ``beats`` images of one of them are timed, after one untimed image of it, before
+    the first block of ``every`` images and after each block, cycling through the list; ``total_s`` is then the sum of the
     blocks' wall times (the heartbeat is not the network's time). Every block starts with one
     untimed warm-up image, as the first does: C3 reads a steady-state run of one network, and
     the switch to a heartbeat network and back is the measurement's cost, not the
     pipeline's (on cpu-ort-2t the first image after a switch took about 60 % longer).
-    ``first_in_block_vs_rest_pct`` reports what a switch still costs after that warm-up.
+    ``first_in_block_vs_rest_pct`` reports what a switch still costs after that warm-up (the
+    first image of every block against the others).
 
     Returns:
         ``{n_images, total_s, ms_per_image, image_median_ms, image_std_ms, image_min_ms,
@@ -281,6 +282,7 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
 
     def beat():
         k = len(gaps) % len(heartbeats)
+        heartbeats[k](images[:1])  # untimed: a beat starts warm too, or every speed factor reads a switch
         gaps.append((k, [timer(lambda: heartbeats[k](images[:1])) for _ in range(beats)]))
 
     with torch_threads(spec.threads):
@@ -302,7 +304,7 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
            "image_median_ms": stats.median_ms, "image_std_ms": stats.std_ms,
            "image_min_ms": float(min(per_image)), "image_max_ms": float(max(per_image))}
     if heartbeats:
-        switched = set(np.cumsum(sizes[:-1]).tolist())  # first image of every block after the first
+        switched = {0, *np.cumsum(sizes[:-1]).tolist()}  # first image of every block: each follows a beat
         after_switch = [t for i, t in enumerate(per_image) if i in switched]
         rest = [t for i, t in enumerate(per_image) if i not in switched]
         out.update({"heartbeat_gaps": gaps,
