@@ -414,6 +414,8 @@ def test_tau_gap_is_paired_and_variant_gaps_name_each_other_variant():
     gap, low, high = R.tau_gap(noisy, truth, truth, RESAMPLES)
     assert gap < 0 and low <= gap <= high <= 0
     assert all(np.isnan(R.tau_gap([1.0], [2.0], [3.0])))
+    with pytest.raises(ValueError, match=r"lengths \[12, 11, 12\]"):
+        R.tau_gap(truth, truth[:-1], truth)
     scores = [{"arch": str(i), "truth.test_miou": t, "ws.a": t, "ws.b": n, "ws.c": -t}
               for i, (t, n) in enumerate(zip(truth, noisy))]
     gaps = R.variant_gaps(scores, ["a", "b", "c"], "a", RESAMPLES)

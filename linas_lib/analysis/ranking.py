@@ -183,8 +183,13 @@ def tau_gap(pred_a, pred_b, truth, n_resamples: int = 2000, seed: int = 0) -> tu
 
     Returns:
         ``(gap, low, high)``; NaN with fewer than 2 items.
+
+    Raises:
+        ValueError: the three columns differ in length.
     """
     cols = [np.asarray(c, dtype=float).reshape(-1) for c in (pred_a, pred_b, truth)]
+    if len({c.size for c in cols}) > 1:
+        raise ValueError(f"tau_gap needs one value per item in each column; got lengths {[c.size for c in cols]}")
     keep = np.isfinite(cols[0]) & np.isfinite(cols[1]) & np.isfinite(cols[2])
     a, b, t = (c[keep] for c in cols)
     if a.size < 2:
