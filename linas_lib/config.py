@@ -144,6 +144,10 @@ class SupernetConfig:
     # average only observes the one-shot steps, and replaces the weights when the phase ends
     # (snapshots hold it too); in the key unless 0, the computation before the switch existed
     oneshot_ema: float = field(default=0.0, metadata={"key": "unless_default"})
+    # training replica: k > 0 draws the initialisation, batch order, paths and noise from
+    # another stream of the same run seed, on the same data and encoder (the run seed also picks
+    # those), so replicas measure the spread of supernet training alone; in the key unless 0
+    replica: int = field(default=0, metadata={"key": "unless_default"})
     # train batches that re-estimate a path's BN statistics before each weight-sharing evaluation
     # (0 = the statistics accumulated in training); in the key: the search's WS cache is keyed
     # by the supernet key, and the training history reads WS mIoU the same way
@@ -273,6 +277,9 @@ class RankingConfig:
     # with this decay (supernet.oneshot_ema), and the curve gains that arm beside the raw weights
     # of the same run (0: the profile's supernet.oneshot_ema)
     steps_oneshot_ema: float = 0.0
+    # training replicas the curve follows (supernet.replica 0 .. k-1): each point is their mean,
+    # with its min and max, so the curve shows the spread of supernet training beside the bootstrap
+    steps_replicas: int = 1
     build_table: bool = False  # build or resume the benchmark table first (smoke: a tiny table on the fly)
 
 

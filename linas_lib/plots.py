@@ -360,9 +360,10 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     """Kendall tau of the weight-sharing ranking against supernet weight steps, with its CI band.
 
     Args:
-        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, weights, tau, tau_lo, tau_hi}`` (one line
-            per ``weights``: ``raw`` one-shot weights, ``ema`` their moving average; rows without
-            ``weights`` are raw).
+        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, weights, replica, tau, tau_lo, tau_hi}``
+            (one line per ``weights``: ``raw`` one-shot weights, ``ema`` their moving average;
+            rows without ``weights`` are raw): the replica means with their CI band and a thin
+            line per training replica where there are several.
         ceiling: the seed-ceiling row of ``ranking.csv`` (dashed line and band), if any.
 
     Returns:
@@ -370,13 +371,23 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     """
     import matplotlib.pyplot as plt
 
+    from .analysis.ranking import curve_rows_for_summary
+
     labels = {"raw": "WS tau", "ema": "WS tau, weights averaged (EMA)"}
+    headline = curve_rows_for_summary(curve_rows)
+    replicas = sorted({str(r.get("replica", 0)) for r in curve_rows} - {"mean"})
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for color, (arm, label) in zip(("C0", "C1"), labels.items()):
-        ordered = sorted((r for r in curve_rows if r.get("weights", "raw") == arm), key=lambda r: r["steps"])
+        ordered = sorted((r for r in headline if r.get("weights", "raw") == arm), key=lambda r: r["steps"])
         if not ordered:
             continue
         steps = [r["steps"] for r in ordered]
+        if len(replicas) > 1:
+            label += f", mean of {len(replicas)} training replicas"
+            for replica in replicas:
+                own = sorted((r for r in curve_rows if r.get("weights", "raw") == arm and str(r.get("replica", 0)) == replica),
+                             key=lambda r: r["steps"])
+                ax.plot([r["steps"] for r in own], [r["tau"] for r in own], "-", color=color, lw=0.7, alpha=0.6)
         ax.plot(steps, [r["tau"] for r in ordered], "o-", color=color, label=label)
         ax.fill_between(steps, [r["tau_lo"] for r in ordered], [r["tau_hi"] for r in ordered], color=color,
                         alpha=0.2, lw=0)

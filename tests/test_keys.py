@@ -140,6 +140,7 @@ def test_unless_default_fields_enter_the_key_only_when_changed():
     cfg = SupernetConfig()
     assert "latency_penalty" not in key_fields(cfg)
     assert key_fields(dataclasses.replace(cfg, latency_penalty="range"))["latency_penalty"] == "range"
+    assert "replica" not in key_fields(cfg) and key_fields(dataclasses.replace(cfg, replica=1))["replica"] == 1
 
 
 def test_config_key_fields():

@@ -287,7 +287,7 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     from linas_lib.supernet import train
 
     profile = load_profile("smoke")
-    profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_ema=0.0))
+    profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_ema=0.0, steps_replicas=1))
     asked = []
     monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: asked.append(
         (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps + (not raw)))
@@ -318,6 +318,55 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     assert R.curve_profile(shorter).supernet.warmup_epochs == own  # never shorter than the profile's own
     no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
     assert R.curve_steps(no_steps) == tuple(profile.supernet.eval_checkpoints)
+
+
+class ReplicaSupernet(FakeSupernet):
+    """WS scores = the choices' sum plus noise drawn from (replica, raw): replicas rank differently."""
+
+    def __init__(self, replica: int, raw: bool):
+        super().__init__()
+        self.noise = np.random.default_rng([replica, raw])
+
+    def ws_scores(self, choices):
+        value = np.atleast_2d(choices).sum(axis=1) / 100
+        value = value + self.noise.normal(0, 0.05, value.size)
+        return {"miou": value, "crack_iou": value / 2}
+
+
+def test_steps_curve_over_training_replicas(monkeypatch):
+    from linas_lib.supernet import train
+
+    profile = load_profile("smoke")
+    profile = replace(profile, ranking=replace(profile.ranking, steps=(10,), steps_oneshot_ema=0.9, steps_replicas=2))
+    asked = []
+    monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: asked.append(
+        (p.supernet.replica, raw)) or ReplicaSupernet(p.supernet.replica, raw))
+    truth = R.ground_truth(table_rows(12))
+    curve = R.steps_curve(profile, 0, truth, RESAMPLES)
+    assert sorted(asked) == [(0, False), (0, True), (1, False), (1, True)]
+    assert [(r["weights"], r["replica"]) for r in curve] == [
+        ("raw", 0), ("raw", 1), ("raw", "mean"), ("ema", 0), ("ema", 1), ("ema", "mean")]
+    rows = {(r["weights"], r["replica"]): r for r in curve}
+    for arm in ("raw", "ema"):
+        one, two, mean = rows[arm, 0], rows[arm, 1], rows[arm, "mean"]
+        assert mean["tau"] == pytest.approx((one["tau"] + two["tau"]) / 2) and mean["replicas"] == 2
+        assert mean["tau_min"] == min(one["tau"], two["tau"]) and mean["tau_max"] == max(one["tau"], two["tau"])
+        assert mean["tau_lo"] <= mean["tau"] <= mean["tau_hi"]
+    gaps = [rows["ema", r]["tau"] - rows["raw", r]["tau"] for r in (0, 1)]
+    assert rows["ema", "mean"]["tau_minus_raw"] == pytest.approx(np.mean(gaps))
+    summary = R.curve_summary(curve)  # the replica means
+    assert summary["tau_steps.10"] == rows["raw", "mean"]["tau"] and summary["tau_steps.replicas"] == 2
+    assert summary["tau_steps_ema.10_max"] == rows["ema", "mean"]["tau_max"]
+    assert summary["tau_steps_ema_minus_raw.10"] == pytest.approx(np.mean(gaps))
+    # one replica through the replica functions: the single-run values, bootstrap included
+    a, b = ReplicaSupernet(0, False).ws_scores(truth.choices)["miou"], ReplicaSupernet(1, False).ws_scores(truth.choices)["miou"]
+    values = truth.values[R.HEADLINE]
+    assert R.replica_tau_gap([a], [b], values, RESAMPLES) == R.tau_gap(a, b, values, RESAMPLES)
+    single, pooled = R.compare(a, values, 1, RESAMPLES), R.replica_compare([a], values, 1, RESAMPLES)
+    assert all(pooled[k] == pytest.approx(single[k]) for k in single)
+    with pytest.raises(ValueError, match="as many replicas"):
+        R.replica_tau_gap([a, b], [a], values)
+    assert replace(R.curve_profile(profile, 1).supernet, replica=0) == R.curve_profile(profile).supernet
 
 
 # ------------------------------------------------------------------ settings and the table file

@@ -532,7 +532,8 @@ def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
     others = {"warmup_epochs": 3, "epochs": 5, "search_mode": "soft", "batch_size": 3, "lr_weights": 0.2,
               "lr_alpha": 0.2, "latency_lambda": 0.7, "tau_max": 4.0, "tau_min": 0.2, "ws_val_images": 1,
               "sampling": "sandwich", "sandwich_random": 1, "calr": True, "momentum_bins": 2,
-              "bn_recalib_batches": 1, "alpha_val_share": 0.5, "latency_penalty": "range", "oneshot_ema": 0.5}
+              "bn_recalib_batches": 1, "alpha_val_share": 0.5, "latency_penalty": "range", "oneshot_ema": 0.5,
+              "replica": 1}
     assert set(others) == {f.name for f in fields(SupernetConfig)} - {f.name for f in outside}
     for name, value in others.items():
         assert key(replace(base, **{name: value})) != key(base), name

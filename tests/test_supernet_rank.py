@@ -429,6 +429,18 @@ def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_ph
             T.one_shot_average(tiny_supernet(), bad)
 
 
+def test_a_training_replica_draws_another_stream_of_the_seed():
+    cfg = SupernetConfig()
+    states = {r: T.new_search_state(replace(cfg, replica=r), 0) for r in (0, 1, 2)}
+    again = T.new_search_state(replace(cfg, replica=1), 0)
+    weights = {r: s.model.bottleneck.weight for r, s in states.items()}
+    assert torch.equal(weights[1], again.model.bottleneck.weight)  # a replica is reproducible
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    assert states[0].rng.integers(1 << 30) != states[1].rng.integers(1 << 30)  # batch order too
+    with pytest.raises(ValueError, match="supernet.replica must be >= 0"):
+        T.new_search_state(replace(cfg, replica=-1), 0)
+
+
 # ------------------------------------------------------------------ training length
 
 

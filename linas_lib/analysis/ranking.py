@@ -187,15 +187,7 @@ def tau_gap(pred_a, pred_b, truth, n_resamples: int = 2000, seed: int = 0) -> tu
     Raises:
         ValueError: the three columns differ in length.
     """
-    cols = [np.asarray(c, dtype=float).reshape(-1) for c in (pred_a, pred_b, truth)]
-    if len({c.size for c in cols}) > 1:
-        raise ValueError(f"tau_gap needs one value per item in each column; got lengths {[c.size for c in cols]}")
-    keep = np.isfinite(cols[0]) & np.isfinite(cols[1]) & np.isfinite(cols[2])
-    a, b, t = (c[keep] for c in cols)
-    if a.size < 2:
-        return math.nan, math.nan, math.nan
-    gap = lambda x, y, z: kendall(x, z) - kendall(y, z)  # noqa: E731
-    return (gap(a, b, t), *_paired_ci(gap, (a, b, t), n_resamples, CONFIDENCE, seed))
+    return replica_tau_gap([pred_a], [pred_b], truth, n_resamples, seed)
 
 
 def _p10(direction: int) -> Callable:
@@ -473,6 +465,7 @@ def check_ranking(profile):
         ("steps", all(s >= 1 for s in r.steps), "positive weight-step counts"),
         ("steps_oneshot_epochs", r.steps_oneshot_epochs >= 0, ">= 0 (0: the profile's supernet.warmup_epochs)"),
         ("steps_oneshot_ema", 0.0 <= r.steps_oneshot_ema < 1.0, "in [0, 1) (0: the profile's supernet.oneshot_ema)"),
+        ("steps_replicas", r.steps_replicas >= 1, ">= 1"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -669,8 +662,8 @@ def curve_steps(profile) -> tuple[int, ...]:
     return tuple(profile.ranking.steps or getattr(profile.supernet, "eval_checkpoints", ()))
 
 
-def curve_profile(profile):
-    """The profile whose supernet the tau-vs-steps curve follows.
+def curve_profile(profile, replica: int = 0):
+    """The profile whose supernet the tau-vs-steps curve follows (training replica ``replica``).
 
     Its ``eval_checkpoints`` are the curve's steps, so one replay to the last step saves every
     snapshot. ``ranking.steps_oneshot_epochs`` beyond the profile's ``supernet.warmup_epochs``
@@ -678,13 +671,72 @@ def curve_profile(profile):
     are the profile's own (the one-shot learning rate is constant and the data order is drawn
     per epoch alike in both), so the curve extends the profile's training rather than
     replacing it. ``ranking.steps_oneshot_ema`` gives it a moving average of the one-shot
-    weights (``supernet.oneshot_ema``), which only observes those steps.
+    weights (``supernet.oneshot_ema``), which only observes those steps. ``replica`` > 0 is
+    the same training from another stream of the run seed (``supernet.replica``).
     """
     cfg, r = profile.supernet, profile.ranking
     epochs = max(cfg.warmup_epochs, int(r.steps_oneshot_epochs))
     steps = tuple(sorted(set(curve_steps(profile))))
     ema = float(r.steps_oneshot_ema) or cfg.oneshot_ema
-    return replace(profile, supernet=replace(cfg, warmup_epochs=epochs, eval_checkpoints=steps, oneshot_ema=ema))
+    return replace(profile, supernet=replace(cfg, warmup_epochs=epochs, eval_checkpoints=steps, oneshot_ema=ema,
+                                             replica=int(replica)))
+
+
+def replica_compare(preds: Sequence, truth, direction: int = 1, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Tau, rho and precision@10 % averaged over replicas' predictions of the same items.
+
+    Each statistic is the mean over ``preds`` of its value against ``truth``, with its min and
+    max over them, and a paired bootstrap CI over the items (every replica's statistic from the
+    same resample), so the CI covers item sampling and the min-max the spread between replicas.
+    Items where any value is NaN are left out.
+
+    Returns:
+        ``{n, direction, replicas, tau, tau_lo, tau_hi, tau_min, tau_max, rho, ..., p10, ...}``.
+    """
+    cols, truth = _aligned(preds, truth)
+    row = {"n": int(truth.size), "direction": int(direction), "replicas": len(cols)}
+    for name, stat in (("tau", kendall), ("rho", spearman), ("p10", _p10(direction))):
+        values = [stat(c, truth) for c in cols]
+        mean = lambda *c: float(np.mean([stat(x, c[-1]) for x in c[:-1]]))  # noqa: E731
+        low, high = (_paired_ci(mean, (*cols, truth), n_resamples, CONFIDENCE, seed) if truth.size >= 2
+                     else (math.nan, math.nan))
+        row.update({name: float(np.mean(values)), f"{name}_lo": low, f"{name}_hi": high,
+                    f"{name}_min": float(np.min(values)), f"{name}_max": float(np.max(values))})
+    return row
+
+
+def replica_tau_gap(preds_a: Sequence, preds_b: Sequence, truth, n_resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """:func:`tau_gap` averaged over replicas: the mean over ``r`` of tau(``preds_a[r]``) minus
+    tau(``preds_b[r]``), with a paired bootstrap CI over the items (every tau from the same resample).
+
+    Raises:
+        ValueError: the two lists differ in length, or the columns in size.
+    """
+    if len(preds_a) != len(preds_b) or not preds_a:
+        raise ValueError(f"replica_tau_gap needs as many replicas in each arm (>= 1); got {len(preds_a)} and {len(preds_b)}")
+    cols, truth = _aligned([*preds_a, *preds_b], truth)
+    k = len(preds_a)
+
+    def gap(*c):
+        return float(np.mean([kendall(c[r], c[-1]) - kendall(c[k + r], c[-1]) for r in range(k)]))
+
+    if truth.size < 2:
+        return math.nan, math.nan, math.nan
+    return (gap(*cols, truth), *_paired_ci(gap, (*cols, truth), n_resamples, CONFIDENCE, seed))
+
+
+def _aligned(preds: Sequence, truth) -> tuple[list[np.ndarray], np.ndarray]:
+    """Prediction columns and truth as float arrays, without the items where any is NaN.
+
+    Raises:
+        ValueError: the columns differ in length.
+    """
+    cols = [np.asarray(c, dtype=float).reshape(-1) for c in (*preds, truth)]
+    if len({c.size for c in cols}) > 1:
+        raise ValueError(f"one value per item is needed in each column; got lengths {[c.size for c in cols]}")
+    keep = np.logical_and.reduce([np.isfinite(c) for c in cols])
+    return [c[keep] for c in cols[:-1]], cols[-1][keep]
 
 
 def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000) -> list[dict]:
@@ -692,37 +744,73 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
 
     Each snapshot comes from :func:`linas_lib.supernet.train.supernet_at_steps` (saved during
     training, replayed otherwise: the last step first, so one replay saves them all) and is
-    scored on the headline metric. One row per snapshot and weights (``raw``: the one-shot
-    weights; ``ema``: their moving average, only when the curve's supernet keeps one), in step
-    order: ``{steps, weights, metric, ...}`` of :func:`compare`. Empty without steps.
+    scored on the headline metric. One row per training replica (``ranking.steps_replicas``),
+    snapshot and weights (``raw``: the one-shot weights; ``ema``: their moving average, only
+    when the curve's supernet keeps one), in step order: ``{steps, weights, replica, metric,
+    ...}`` of :func:`compare`, the ``ema`` rows with ``tau_minus_raw`` (the paired gap to the
+    raw weights of the same snapshot). With more than one replica, each (steps, weights) also
+    gets a ``replica = "mean"`` row of :func:`replica_compare` (and :func:`replica_tau_gap`).
+    Empty without steps.
     """
-    from ..supernet.train import supernet_at_steps
-
-    values, curve = truth.values[HEADLINE], curve_profile(profile)
-    arms = ("raw", "ema") if curve.supernet.oneshot_ema > 0 else ("raw",)
+    values = truth.values[HEADLINE]
+    replicas = range(max(1, int(profile.ranking.steps_replicas)))
+    arms = ("raw", "ema") if curve_profile(profile).supernet.oneshot_ema > 0 else ("raw",)
     rows = []
     for step in sorted(set(curve_steps(profile)), reverse=True):
-        ws = {arm: ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)[METRICS[HEADLINE]]
-              for arm in arms}
+        ws = {(r, arm): _snapshot_scores(curve_profile(profile, r), seed, step, arm, truth) for r in replicas for arm in arms}
         for arm in arms:
-            rows.append({"steps": int(step), "weights": arm, "metric": HEADLINE,
-                         **compare(ws[arm], values, DIRECTIONS["ws"], n_resamples, seed),
-                         **dict(zip(("tau_minus_raw", "tau_minus_raw_lo", "tau_minus_raw_hi"),
-                                    tau_gap(ws[arm], ws["raw"], values, n_resamples, seed) if arm != "raw"
-                                    else (math.nan,) * 3))})
-    return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"])))
+            for r in replicas:
+                gap = (tau_gap(ws[r, arm], ws[r, "raw"], values, n_resamples, seed) if arm != "raw"
+                       else (math.nan,) * 3)
+                rows.append({"steps": int(step), "weights": arm, "replica": r, "metric": HEADLINE,
+                             **compare(ws[r, arm], values, DIRECTIONS["ws"], n_resamples, seed), **_gap_fields(gap)})
+            if len(replicas) > 1:
+                gap = (replica_tau_gap([ws[r, arm] for r in replicas], [ws[r, "raw"] for r in replicas], values,
+                                       n_resamples, seed) if arm != "raw" else (math.nan,) * 3)
+                rows.append({"steps": int(step), "weights": arm, "replica": "mean", "metric": HEADLINE,
+                             **replica_compare([ws[r, arm] for r in replicas], values, DIRECTIONS["ws"], n_resamples,
+                                               seed), **_gap_fields(gap)})
+    order = {r: i for i, r in enumerate([*replicas, "mean"])}
+    return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"]), order[r["replica"]]))
+
+
+def _snapshot_scores(curve, seed: int, step: int, arm: str, truth: GroundTruth) -> np.ndarray:
+    """WS headline scores of the table's architectures on one snapshot's ``arm`` weights."""
+    from ..supernet.train import supernet_at_steps
+
+    return ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)[METRICS[HEADLINE]]
+
+
+def _gap_fields(gap: tuple[float, float, float]) -> dict:
+    return dict(zip(("tau_minus_raw", "tau_minus_raw_lo", "tau_minus_raw_hi"), gap))
+
+
+def curve_rows_for_summary(rows: Sequence[dict]) -> list[dict]:
+    """The rows the curve's headline figures read: the replica means where there are several
+    replicas, else the one replica's rows."""
+    means = [r for r in rows if str(r.get("replica", 0)) == "mean"]
+    return means or [r for r in rows if str(r.get("replica", 0)) != "mean"]
 
 
 def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
     """``tau_steps.<steps>`` (raw weights), ``tau_steps_ema.<steps>`` (their moving average) and
     ``tau_steps_ema_minus_raw.<steps>`` with ``_lo`` / ``_hi`` (the paired gap) of the
-    :func:`steps_curve` rows (flat ``summary.json`` figures)."""
+    :func:`steps_curve` rows (flat ``summary.json`` figures): the mean over training replicas
+    when there are several, then with ``tau_steps.<steps>_min`` / ``_max`` (and the same for
+    ``tau_steps_ema``) over them, and ``tau_steps.replicas``."""
     suffix = {"raw": "", "ema": "_ema"}
-    out = {f"tau_steps{suffix[r['weights']]}.{int(r['steps'])}": float(r["tau"]) for r in rows}
+    rows = curve_rows_for_summary(rows)
+    out = {}
     for r in rows:
+        name = f"tau_steps{suffix[r['weights']]}.{int(r['steps'])}"
+        out[name] = float(r["tau"])
+        if "tau_min" in r:
+            out.update({f"{name}_min": float(r["tau_min"]), f"{name}_max": float(r["tau_max"])})
         if r["weights"] == "ema":
             out.update({f"tau_steps_ema_minus_raw.{int(r['steps'])}{end}": float(r[f"tau_minus_raw{end}"])
                         for end in ("", "_lo", "_hi")})
+    if rows and "replicas" in rows[0]:
+        out["tau_steps.replicas"] = float(rows[0]["replicas"])
     return out
 
 

@@ -295,9 +295,12 @@ def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     """Model (initialised from the run's generator, on ``device``), optimisers and generators of a run.
 
     The generators stay on the CPU (paths and Gumbel noise are tiny), so a seed gives the
-    same sampled paths on every device.
+    same sampled paths on every device. ``cfg.replica`` > 0 draws them from another stream of
+    the seed (a training replica on the same data).
     """
-    rng = np.random.default_rng([seed, SUPERNET_STREAM])
+    if cfg.replica < 0:
+        raise ValueError(f"supernet.replica must be >= 0 (0: the run seed's own stream), got {cfg.replica}")
+    rng = np.random.default_rng([seed, SUPERNET_STREAM, cfg.replica] if cfg.replica else [seed, SUPERNET_STREAM])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     model = seeded_module(Supernet, gen).to(device)
     opt_w, opt_a = search_optimizers(model, cfg)
@@ -472,7 +475,8 @@ def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, laten
 
     Args:
         cfg: the profile's ``supernet`` section.
-        seed: run seed (initialisation, shuffling, sampled paths, Gumbel noise).
+        seed: run seed (initialisation, shuffling, sampled paths, Gumbel noise; with
+            ``cfg.replica``, which stream of it).
         train, val: cached feature splits (weights on train; logits on the alpha part of val,
             WS evaluation on the held-out part, :func:`val_parts`).
             The model runs on the device of the feature splits.
