@@ -298,7 +298,8 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     assert asked == [(20, None, (10, 20), own), (10, None, (10, 20), own)]
     assert [r["steps"] for r in curve] == [10, 20] and all(r["n"] == 6 and r["metric"] == "test_miou" for r in curve)
     assert all(r["weights"] == "raw" for r in curve)  # no moving average: the raw arm only
-    assert R.curve_summary(curve) == {"tau_steps.10": curve[0]["tau"], "tau_steps.20": curve[1]["tau"]}
+    assert R.curve_summary(curve) == {"tau_steps.10": curve[0]["tau"], "tau_steps.20": curve[1]["tau"],
+                                      "tau_steps.replicas": 1.0}
     longer = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_epochs=own + 3))
     R.steps_curve(longer, 0, truth, RESAMPLES)
     assert asked[-1] == (10, None, (10, 20), own + 3)
@@ -313,7 +314,7 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     for step, raw, ema in ((10, both[0], both[1]), (20, both[2], both[3])):  # the paired gap of the same step
         assert summary[f"tau_steps_ema_minus_raw.{step}"] == pytest.approx(ema["tau"] - raw["tau"])
         assert np.isnan(raw["tau_minus_raw"]) and ema["tau_minus_raw_lo"] <= ema["tau_minus_raw"] <= ema["tau_minus_raw_hi"]
-    assert len(summary) == 4 + 2 * 3
+    assert len(summary) == 4 + 2 * 3 + 1
     shorter = replace(longer, ranking=replace(longer.ranking, steps_oneshot_epochs=own - 1))
     assert R.curve_profile(shorter).supernet.warmup_epochs == own  # never shorter than the profile's own
     no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
@@ -361,12 +362,35 @@ def test_steps_curve_over_training_replicas(monkeypatch):
     # one replica through the replica functions: the single-run values, bootstrap included
     a, b = ReplicaSupernet(0, False).ws_scores(truth.choices)["miou"], ReplicaSupernet(1, False).ws_scores(truth.choices)["miou"]
     values = truth.values[R.HEADLINE]
-    assert R.replica_tau_gap([a], [b], values, RESAMPLES) == R.tau_gap(a, b, values, RESAMPLES)
+    by_hand = lambda x, y, z: R.kendall(x, z) - R.kendall(y, z)  # noqa: E731
+    assert R.replica_tau_gap([a], [b], values, RESAMPLES) == pytest.approx(
+        (by_hand(a, b, values), *R._paired_ci(by_hand, (a, b, values), RESAMPLES, R.CONFIDENCE, 0)))
     single, pooled = R.compare(a, values, 1, RESAMPLES), R.replica_compare([a], values, 1, RESAMPLES)
     assert all(pooled[k] == pytest.approx(single[k]) for k in single)
     with pytest.raises(ValueError, match="as many replicas"):
         R.replica_tau_gap([a, b], [a], values)
     assert replace(R.curve_profile(profile, 1).supernet, replica=0) == R.curve_profile(profile).supernet
+    # an architecture that one replica cannot score leaves every row of its step
+    holes = lambda p, s, steps, variant=None, raw=False: HoleySupernet(p.supernet.replica, raw)  # noqa: E731
+    monkeypatch.setattr(train, "supernet_at_steps", holes)
+    holed = R.steps_curve(profile, 0, truth, RESAMPLES)
+    assert {r["n"] for r in holed} == {11}
+    mean = next(r for r in holed if r["weights"] == "raw" and r["replica"] == "mean")
+    assert mean["tau"] == pytest.approx(np.mean([r["tau"] for r in holed if r["weights"] == "raw" and r["replica"] != "mean"]))
+
+
+class HoleySupernet(ReplicaSupernet):
+    """A :class:`ReplicaSupernet` whose replica 1 cannot score the first architecture."""
+
+    def __init__(self, replica: int, raw: bool):
+        super().__init__(replica, raw)
+        self.replica = replica
+
+    def ws_scores(self, choices):
+        scores = super().ws_scores(choices)
+        if self.replica == 1:
+            scores["miou"][0] = np.nan
+        return scores
 
 
 # ------------------------------------------------------------------ settings and the table file

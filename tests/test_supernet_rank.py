@@ -435,6 +435,9 @@ def test_a_training_replica_draws_another_stream_of_the_seed():
     again = T.new_search_state(replace(cfg, replica=1), 0)
     weights = {r: s.model.bottleneck.weight for r, s in states.items()}
     assert torch.equal(weights[1], again.model.bottleneck.weight)  # a replica is reproducible
+    own = np.random.default_rng([0, T.SUPERNET_STREAM])  # replica 0 is the stream runs had before replicas
+    reference = T.seeded_module(Supernet, torch.Generator().manual_seed(int(own.integers(2**62))))
+    assert torch.equal(weights[0], reference.bottleneck.weight)
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
     assert states[0].rng.integers(1 << 30) != states[1].rng.integers(1 << 30)  # batch order too
     with pytest.raises(ValueError, match="supernet.replica must be >= 0"):

@@ -713,7 +713,7 @@ def replica_tau_gap(preds_a: Sequence, preds_b: Sequence, truth, n_resamples: in
     Raises:
         ValueError: the two lists differ in length, or the columns in size.
     """
-    if len(preds_a) != len(preds_b) or not preds_a:
+    if len(preds_a) != len(preds_b) or len(preds_a) == 0:
         raise ValueError(f"replica_tau_gap needs as many replicas in each arm (>= 1); got {len(preds_a)} and {len(preds_b)}")
     cols, truth = _aligned([*preds_a, *preds_b], truth)
     k = len(preds_a)
@@ -750,7 +750,8 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
     ...}`` of :func:`compare`, the ``ema`` rows with ``tau_minus_raw`` (the paired gap to the
     raw weights of the same snapshot). With more than one replica, each (steps, weights) also
     gets a ``replica = "mean"`` row of :func:`replica_compare` (and :func:`replica_tau_gap`).
-    Empty without steps.
+    Every row of a step reads the same architectures: those whose score is finite in every
+    replica and arm. Empty without steps.
     """
     values = truth.values[HEADLINE]
     replicas = range(max(1, int(profile.ranking.steps_replicas)))
@@ -758,17 +759,19 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
     rows = []
     for step in sorted(set(curve_steps(profile)), reverse=True):
         ws = {(r, arm): _snapshot_scores(curve_profile(profile, r), seed, step, arm, truth) for r in replicas for arm in arms}
+        keep = np.logical_and.reduce([np.isfinite(values), *(np.isfinite(v) for v in ws.values())])
+        ws, truth_kept = {k: v[keep] for k, v in ws.items()}, values[keep]  # one item set for every row of the step
         for arm in arms:
             for r in replicas:
-                gap = (tau_gap(ws[r, arm], ws[r, "raw"], values, n_resamples, seed) if arm != "raw"
+                gap = (tau_gap(ws[r, arm], ws[r, "raw"], truth_kept, n_resamples, seed) if arm != "raw"
                        else (math.nan,) * 3)
                 rows.append({"steps": int(step), "weights": arm, "replica": r, "metric": HEADLINE,
-                             **compare(ws[r, arm], values, DIRECTIONS["ws"], n_resamples, seed), **_gap_fields(gap)})
+                             **compare(ws[r, arm], truth_kept, DIRECTIONS["ws"], n_resamples, seed), **_gap_fields(gap)})
             if len(replicas) > 1:
-                gap = (replica_tau_gap([ws[r, arm] for r in replicas], [ws[r, "raw"] for r in replicas], values,
+                gap = (replica_tau_gap([ws[r, arm] for r in replicas], [ws[r, "raw"] for r in replicas], truth_kept,
                                        n_resamples, seed) if arm != "raw" else (math.nan,) * 3)
                 rows.append({"steps": int(step), "weights": arm, "replica": "mean", "metric": HEADLINE,
-                             **replica_compare([ws[r, arm] for r in replicas], values, DIRECTIONS["ws"], n_resamples,
+                             **replica_compare([ws[r, arm] for r in replicas], truth_kept, DIRECTIONS["ws"], n_resamples,
                                                seed), **_gap_fields(gap)})
     order = {r: i for i, r in enumerate([*replicas, "mean"])}
     return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"]), order[r["replica"]]))
@@ -797,7 +800,7 @@ def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
     ``tau_steps_ema_minus_raw.<steps>`` with ``_lo`` / ``_hi`` (the paired gap) of the
     :func:`steps_curve` rows (flat ``summary.json`` figures): the mean over training replicas
     when there are several, then with ``tau_steps.<steps>_min`` / ``_max`` (and the same for
-    ``tau_steps_ema``) over them, and ``tau_steps.replicas``."""
+    ``tau_steps_ema``) over them; ``tau_steps.replicas`` says how many (1 for one run)."""
     suffix = {"raw": "", "ema": "_ema"}
     rows = curve_rows_for_summary(rows)
     out = {}
@@ -809,8 +812,8 @@ def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
         if r["weights"] == "ema":
             out.update({f"tau_steps_ema_minus_raw.{int(r['steps'])}{end}": float(r[f"tau_minus_raw{end}"])
                         for end in ("", "_lo", "_hi")})
-    if rows and "replicas" in rows[0]:
-        out["tau_steps.replicas"] = float(rows[0]["replicas"])
+    if rows:
+        out["tau_steps.replicas"] = float(rows[0].get("replicas", 1))
     return out
 
 
