@@ -162,6 +162,27 @@ def test_seed_ceiling_row_uses_seed_agreement_for_tau():
     assert [r["metric"] for r in R.ceiling_rows(rows, RESAMPLES)] == list(R.METRICS)
 
 
+def test_seed_ceiling_of_the_fine_tuned_top_k():
+    rows = table_rows(12, noise=0.015)  # archs 0.02 apart: seed noise reorders neighbours
+    truth = R.ground_truth(rows)
+    good = truth.values["test_miou"]
+    top = np.argsort(-good)[:4]  # the 4 best, in a band of 0.06
+    mf = np.full(12, np.nan)
+    mf[top] = good[top]
+    scores = R.score_rows(truth, {"mf": mf})
+    assert sorted(R.mf_archs(scores)) == sorted(truth.archs[i] for i in top)
+    both = R.ceilings(rows, scores, RESAMPLES)
+    whole = [r for r in both if r["signal"] == R.SEED_CEILING]
+    sub = [r for r in both if r["signal"] == R.SEED_CEILING_MF]
+    assert whole == R.ceiling_rows(rows, RESAMPLES) and [r["n"] for r in sub] == [4, 4]
+    picked = [r for r in rows if r["arch"] in set(R.mf_archs(scores))]
+    assert sub[0]["tau"] == R.ceiling_row(picked, "test_miou", RESAMPLES)["tau"]
+    assert sub[0]["tau"] < whole[0]["tau"]  # the narrow band is reordered more by the same noise
+    too_few = R.score_rows(truth, {"mf": np.r_[good[:2], np.full(10, np.nan)]})
+    assert R.ceilings(rows, too_few, RESAMPLES) == whole  # under 3 fine-tuned architectures: no subset row
+    assert R.ceilings(rows, R.score_rows(truth, {}), RESAMPLES) == whole  # no mf column
+
+
 # ------------------------------------------------------------------ signals, rows, summary
 
 

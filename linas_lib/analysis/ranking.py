@@ -62,6 +62,7 @@ SELECTION = "val_miou"  # what picks the best WS variant: never the test metric 
 # +1: a larger score predicts a better architecture (used by precision@10 % only)
 DIRECTIONS = {"ws": 1, "near": 1, "near_exact": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
 SEED_CEILING = "seed_ceiling"
+SEED_CEILING_MF = "seed_ceiling_mf"  # the seed ceiling on the multi-fidelity signal's top k
 BOOT_STREAM, MF_STREAM = 0xB007, 0x3F1D
 
 
@@ -298,8 +299,8 @@ def _pair_mean(stat: Callable) -> Callable:
     return lambda *cols: float(np.mean([stat(a, b) for a, b in itertools.combinations(cols, 2)]))
 
 
-def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """The seed ceiling of one metric as a ranking row (``signal = seed_ceiling``).
+def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0, name: str = SEED_CEILING) -> dict:
+    """The seed ceiling of one metric as a ranking row (``signal = name``).
 
     Tau and its CI come from :func:`~linas_lib.analysis.bench_stats.seed_agreement`; rho and
     precision@10 % are computed the same way (one seed predicting another, averaged over
@@ -315,7 +316,7 @@ def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0) -> di
     except ValueError as err:
         raise RankingError(f"seed ceiling: {err}") from err
     matrix, _, _ = seed_matrix(rows, metric)
-    row = {"signal": SEED_CEILING, "metric": metric, "n": int(agree["n_archs"]), "direction": 1,
+    row = {"signal": name, "metric": metric, "n": int(agree["n_archs"]), "direction": 1,
            "tau": agree[f"tau.{metric}"], "tau_lo": agree[f"tau_ci_low.{metric}"],
            "tau_hi": agree[f"tau_ci_high.{metric}"]}
     for name, stat in (("rho", spearman), ("p10", _p10(1))):
@@ -324,9 +325,40 @@ def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0) -> di
     return row
 
 
-def ceiling_rows(rows, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """:func:`ceiling_row` of every metric of :data:`METRICS`."""
-    return [ceiling_row(rows, m, n_resamples, seed) for m in METRICS]
+def ceiling_rows(rows, n_resamples: int = 2000, seed: int = 0, archs: Sequence[str] | None = None,
+                 name: str = SEED_CEILING) -> list[dict]:
+    """:func:`ceiling_row` of every metric of :data:`METRICS`.
+
+    Args:
+        rows: the table's rows.
+        archs: only these architectures (the ceiling of a subset: :data:`SEED_CEILING_MF` is
+            that of the fine-tuned top k, whose accuracies lie closer together than the
+            table's, so seed noise reorders more of them); None: all.
+        name: the rows' ``signal``.
+    """
+    if archs is not None:
+        wanted = {str(a) for a in archs}
+        rows = [r for r in _frame(rows).to_dict("records") if str(r["arch"]) in wanted]
+    return [ceiling_row(rows, m, n_resamples, seed, name) for m in METRICS]
+
+
+def ceilings(table_rows, scores: Sequence[dict], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """The seed ceiling of the whole table and, when the multi-fidelity signal scored at least
+    :data:`MIN_ARCHS` architectures, of its top k (:data:`SEED_CEILING_MF`): the scale its tau
+    and ``mf_ws``'s are read against."""
+    rows = ceiling_rows(table_rows, n_resamples, seed)
+    top = mf_archs(scores)
+    if len(top) >= MIN_ARCHS:
+        rows += ceiling_rows(table_rows, n_resamples, seed, top, SEED_CEILING_MF)
+    return rows
+
+
+def mf_archs(scores: Sequence[dict]) -> list[str]:
+    """Architectures of ``scores.csv`` rows that the multi-fidelity signal scored (finite ``mf``)."""
+    df = _frame(scores)
+    if "mf" not in df.columns:
+        return []
+    return [str(a) for a in df.loc[np.isfinite(df["mf"].astype(float)), "arch"]]
 
 
 # ------------------------------------------------------------------ signals and ranking rows (pure)
