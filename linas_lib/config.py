@@ -220,6 +220,11 @@ class SearchConfig:
     # points join every run's in the 100 % reference HV; 0 = the union of the compared runs only
     oracle_evals: int = field(default=0, metadata={"key": False})
     oracle_seed: int = field(default=1000, metadata={"key": False})
+    # long-budget study: these methods run again with long_evals evaluations on the compared seeds,
+    # read against the experiment's fixed reference (never joining it): what budget reaches 90 /
+    # 95 / 99 % of it; 0 or no methods = none
+    long_methods: tuple[str, ...] = field(default=(), metadata={"key": False})
+    long_evals: int = field(default=0, metadata={"key": False})
     # final networks (linas_lib.analysis.final): each target's chosen architecture trained with the
     # benchmark table's recipe for these seeds; final_build: in notebook 05 (else `linas bench final`)
     final_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"key": False})

@@ -215,6 +215,44 @@ def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):
     return fig
 
 
+def long_budget_hv(curve_rows: list[dict], levels, budget: int, clairvoyant_rows: list[dict] = ()):
+    """Anytime HV of the long-budget runs as a share of the experiment's reference, per method.
+
+    Args:
+        curve_rows: ``long_budget.csv`` rows ``{method, n_evals, n_seeds, frac_mean, frac_ci95_low,
+            frac_ci95_high}`` (:func:`linas_lib.search.experiment.long_budget`).
+        levels: the timed shares of the reference (dotted lines).
+        budget: the compared runs' evaluations (vertical line).
+        clairvoyant_rows: ``clairvoyant.csv`` rows ``{k, hv_frac_reference}``: what knowing every
+            accuracy would buy (dashed), if any.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    frame = pd.DataFrame(curve_rows)
+    for method, group in frame.groupby("method", sort=False) if len(frame) else ():
+        n_seeds = int(group.n_seeds.max())
+        line, = ax.plot(group.n_evals, group.frac_mean, lw=1.4,
+                        label=f"{METHOD_LABELS.get(method, method)} (mean, 95% CI over {n_seeds} seeds)")
+        ax.fill_between(group.n_evals, group.frac_ci95_low, group.frac_ci95_high, color=line.get_color(), alpha=0.18,
+                        lw=0)
+    if len(clairvoyant_rows):
+        clair = pd.DataFrame(clairvoyant_rows)
+        ax.plot(clair.k, clair.hv_frac_reference, "k--", lw=0.9, label="clairvoyant (every accuracy known)")
+    for level in levels:
+        ax.axhline(level, color="0.5", ls=":", lw=0.8)
+    ax.axvline(budget, color="0.3", lw=0.8, label=f"method budget ({budget})")
+    ax.set_xlabel("weight-sharing evaluations")
+    ax.set_ylabel("HV / reference HV")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def pareto_fronts(front_rows: list[dict], budgets_ms: dict[str, float]):
     """Within-budget Pareto fronts (mIoU vs latency) per target, one panel each, per method.
 

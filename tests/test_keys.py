@@ -151,7 +151,8 @@ def test_config_key_fields():
     left_out = {f.name for f in dataclasses.fields(SearchConfig)} - set(key_fields(SearchConfig()))
     assert left_out == {"finetune_topk", "finetune_epochs", "near_check_archs", "hv_ref_accuracy",
                         "hv_ref_miou_loss", "hv_ref_latency", "c3_images", "target_seeds", "seeds", "methods",
-                        "oracle_evals", "oracle_seed", "final_seeds", "final_build"}
+                        "oracle_evals", "oracle_seed", "long_methods", "long_evals", "final_seeds",
+                        "final_build"}
 
 
 def test_run_folder_follows_the_search_key_fields():

@@ -519,6 +519,52 @@ def test_clairvoyant_curve_picks_greedily_with_known_values():
     assert summary["clairvoyant.hv_frac_reference.k3"] == pytest.approx(1.0) and len(summary) == 4
 
 
+def test_long_budget_reads_long_runs_against_the_fixed_reference():
+    """One target, budget 10, reference HV 0.56 (A + B + C of the clairvoyant test). Seed 0
+    finds B, A (0.55), C: 90 and 95 % at 2 evaluations, 99 % at 3; seed 1 finds D, B, A: 90 and 95 %
+    at 3, 99 % never (censored at 4)."""
+    from linas_lib.search import report as pareto
+
+    exp = E.ParetoExperiment(["a"], [10.0])
+    point = {"A": (0.8, 5.0), "B": (0.5, 2.0), "C": (0.9, 9.0), "D": (0.4, 8.0)}
+    code = {name: i for i, name in enumerate(point)}
+
+    def run(method, seed, names):
+        return E.MethodRun(method, seed, np.array([[code[n]] * 5 for n in names]),
+                           np.array([point[n][0] for n in names]), np.array([[point[n][1]] for n in names]))
+
+    long = [run("surrogate", 0, "BACD"), run("surrogate", 1, "DBAD")]
+    compared = [run("surrogate", 0, "BA"), run("surrogate", 1, "DA")]
+    result = E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100)
+    assert result["evals"] == 4 and result["levels"] == [0.9, 0.95, 0.99]
+    reach = result["reach"]["surrogate"]
+    assert [reach[p]["km_median"] for p in (90, 95)] == [2.0, 2.0]  # runs at 2 and 3: S(2) = 1/2
+    assert reach[99]["censored_share"] == 0.5 and reach[99]["km_median"] == 3.0  # S(3) = 1/2
+    assert result["final"]["surrogate"]["mean"] == pytest.approx((1.0 + 0.55 / 0.56) / 2)
+    assert result["prefix_share"] == {"surrogate": 0.5}  # seed 1's compared run took A second, not B
+    ends = [r for r in result["curve"] if r["n_evals"] == 4]
+    assert len(ends) == 1 and ends[0]["frac_mean"] == pytest.approx(result["final"]["surrogate"]["mean"])
+    flat = pareto.long_summary(result)
+    assert flat["long.evals"] == 4 and flat["long.evals_to_90pct.surrogate"] == 2.0
+    assert flat["long.censored_share_99pct.surrogate"] == 0.5 and flat["long.prefix_share.surrogate"] == 0.5
+    never = E.long_budget(exp, [run("surrogate", 0, "DD")], [], 0.56, budget=1, n_resamples=100)
+    assert pareto.long_summary(never)["long.evals_to_90pct.surrogate"] is None  # censored, not a number
+    assert np.isnan(never["prefix_share"]["surrogate"])  # no compared run to extend
+    assert E.long_budget(exp, [], compared, 0.56, 2) == {} and pareto.long_summary({}) == {}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from linas_lib import plots
+
+    for rows, clair in ((result["curve"], [{"k": 1, "hv_frac_reference": 0.7}, {"k": 2, "hv_frac_reference": 1.0}]),
+                        ([], [])):
+        fig = plots.long_budget_hv(rows, result["levels"], 2, clair)
+        assert fig.axes[0].get_ylabel() == "HV / reference HV"
+        plt.close(fig)
+
+
 def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():
     """Two targets (budgets 10): A is best on the first (over budget on the second), B the
     reverse; p is on neither front but alone scores 0.34 on both, more than A or B alone (0.225)."""

@@ -395,6 +395,55 @@ def curve_ci(curve_rows: list[dict], n_resamples: int = 2000, confidence: float 
     return rows
 
 
+LONG_LEVELS = (0.90, 0.95, 0.99)  # shares of the reference HV the long-budget study times
+
+
+def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: list[MethodRun], reference: float,
+                budget: int, levels=LONG_LEVELS, n_resamples: int = 2000) -> dict:
+    """Long runs read against the experiment's fixed ``reference`` HV (they do not join it).
+
+    Args:
+        experiment: the experiment (its HV).
+        long_runs: runs with more evaluations than the method budget.
+        runs: the compared runs (for the prefix check).
+        reference: the 100 % mark, fixed before the long runs.
+        budget: the compared runs' evaluations.
+        levels: shares of ``reference`` timed per run (censored at the long runs' length).
+        n_resamples: bootstrap resamples of the CIs over seeds.
+
+    Returns:
+        ``{evals, levels, curve, reach, final, prefix_share}`` (empty without long runs): ``curve`` rows
+        ``{method, n_evals, n_seeds, frac_mean, frac_ci95_low, frac_ci95_high}`` (the anytime HV
+        as a share of ``reference``); ``reach[method][pct]`` the :func:`time_to_target` of the
+        runs' first evaluations at ``pct`` % of ``reference`` (one per level); ``final[method]`` ``{mean, ci95}`` of
+        the share at the end; ``prefix_share[method]`` the share of seeds whose first ``budget``
+        evaluations are those of the compared run of the same method and seed (1: the long runs
+        extend the compared ones).
+    """
+    if not long_runs:
+        return {}
+    rows, curves = curve_rows(experiment, long_runs)
+    scaled = [{**r, "hv": r["hv"] / reference} for r in rows]
+    curve = [{"method": r["method"], "n_evals": r["n_evals"], "n_seeds": r["n_seeds"], "frac_mean": r["hv_mean"],
+              "frac_ci95_low": r["hv_ci95_low"], "frac_ci95_high": r["hv_ci95_high"]}
+             for r in curve_ci(scaled, n_resamples)]
+    evals = max(run.n_evals for run in long_runs)
+    compared = {(r.method, r.seed): r for r in runs}
+    reach, final, prefix = {}, {}, {}
+    for method in dict.fromkeys(r.method for r in long_runs):
+        own = [r for r in long_runs if r.method == method]
+        reach[method] = {round(100 * level): time_to_target(
+            [evals_to_reach(curves[run_key(r.method, r.seed)], level * reference) for r in own], evals)
+            for level in levels}
+        ends = [curves[run_key(r.method, r.seed)][-1] / reference for r in own]
+        final[method] = {"mean": float(np.mean(ends)), "ci95": mean_ci(ends, n_resamples)}
+        same = [np.array_equal(r.choices[:budget], compared[method, r.seed].choices[:budget])
+                for r in own if (method, r.seed) in compared]
+        prefix[method] = float(np.mean(same)) if same else math.nan
+    return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
+            "prefix_share": prefix}
+
+
 def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
     """Per method and seed, the headline HV (mean over the targets of the per-run rows)."""
     sums: dict[str, dict[int, list]] = {}

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -132,6 +133,50 @@ def oracle_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
     folder = runs_dir(profile, supernet, setup.latency, f"oracle_{cfg.oracle_evals}")
     long_setup = dataclasses.replace(setup, eval_budget=cfg.oracle_evals)
     return E.run_all(long_setup, ["epr"], [cfg.oracle_seed], folder, progress=print)
+
+
+def long_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
+    """``search.long_methods`` run again with ``search.long_evals`` evaluations on the compared
+    seeds (none: []); checkpointed per run like the compared ones, in a folder of their own.
+
+    Raises:
+        ValueError: ``long_evals`` not above the method budget.
+    """
+    cfg = profile.search
+    if cfg.long_evals <= 0 or not cfg.long_methods:
+        return []
+    if cfg.long_evals <= cfg.eval_budget:
+        raise ValueError(f"search.long_evals ({cfg.long_evals}) must exceed search.eval_budget ({cfg.eval_budget})")
+    folder = runs_dir(profile, supernet, setup.latency, f"long_{cfg.long_evals}")
+    long_setup = dataclasses.replace(setup, eval_budget=cfg.long_evals)
+    return E.run_all(long_setup, cfg.long_methods, cfg.seeds, folder, progress=print)
+
+
+def long_budget(profile, setup: SearchSetup, supernet, exp: E.ParetoExperiment, runs: list[E.MethodRun],
+                result: dict) -> dict:
+    """The long-budget study (:func:`long_runs` read by :func:`~linas_lib.search.experiment.long_budget`
+    against ``result``'s reference HV); empty when the profile asks for none."""
+    return E.long_budget(exp, long_runs(profile, setup, supernet), runs, result["reference_hv"],
+                         profile.search.eval_budget)
+
+
+def long_summary(result: dict) -> dict:
+    """Flat figures of :func:`~linas_lib.search.experiment.long_budget`: ``long.evals``, per
+    method ``long.hv_frac_reference.<method>`` (with ``_ci95_low`` / ``_ci95_high``) at the end
+    of the long runs, ``long.prefix_share.<method>``, and per level ``long.evals_to_<pct>pct.<method>``
+    (Kaplan-Meier median; None: censored) with ``long.censored_share_<pct>pct.<method>``."""
+    if not result:
+        return {}
+    out = {"long.evals": result["evals"]}
+    for m, row in result["final"].items():
+        out[f"long.hv_frac_reference.{m}"] = row["mean"]
+        out[f"long.hv_frac_reference_ci95_low.{m}"], out[f"long.hv_frac_reference_ci95_high.{m}"] = row["ci95"]
+        out[f"long.prefix_share.{m}"] = result["prefix_share"][m]
+        for pct, reach in result["reach"][m].items():
+            median = reach["km_median"]
+            out[f"long.evals_to_{pct}pct.{m}"] = None if math.isnan(median) else median
+            out[f"long.censored_share_{pct}pct.{m}"] = reach["censored_share"]
+    return out
 
 
 def experiment_for(setup: SearchSetup) -> E.ParetoExperiment:
