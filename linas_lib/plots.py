@@ -245,6 +245,8 @@ def long_budget_hv(curve_rows: list[dict], levels, budget: int, clairvoyant_rows
         ax.plot(clair.k, clair.hv_frac_reference, "k--", lw=0.9, label="clairvoyant (every accuracy known)")
     for level in levels:
         ax.axhline(level, color="0.5", ls=":", lw=0.8)
+        ax.annotate(f"{100 * level:g} %", (0, level), xycoords=("axes fraction", "data"), fontsize=6, color="0.4",
+                    va="bottom", xytext=(2, 0), textcoords="offset points")
     ax.axvline(budget, color="0.3", lw=0.8, label=f"method budget ({budget})")
     ax.set_xlabel("weight-sharing evaluations")
     ax.set_ylabel("HV / reference HV")
