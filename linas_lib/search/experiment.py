@@ -418,7 +418,10 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         runs' first evaluations at ``pct`` % of ``reference`` (one per level); ``final[method]`` ``{mean, ci95}`` of
         the share at the end; ``prefix_share[method]`` the share of seeds whose first ``budget``
         evaluations are those of the compared run of the same method and seed (1: the long runs
-        extend the compared ones).
+        extend the compared ones, as the surrogate's do: its choices depend on the budget only
+        through when it stops; a method whose schedule scales with the budget, such as
+        ``zero_cost``'s pre-filter or EPR's generations, starts differently). Runs are censored
+        at ``evals``, the longest run's length.
     """
     if not long_runs:
         return {}

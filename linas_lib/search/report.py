@@ -140,13 +140,16 @@ def long_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
     seeds (none: []); checkpointed per run like the compared ones, in a folder of their own.
 
     Raises:
-        ValueError: ``long_evals`` not above the method budget.
+        ValueError: ``long_evals`` not above the method budget, or a long method that is not compared.
     """
     cfg = profile.search
     if cfg.long_evals <= 0 or not cfg.long_methods:
         return []
     if cfg.long_evals <= cfg.eval_budget:
         raise ValueError(f"search.long_evals ({cfg.long_evals}) must exceed search.eval_budget ({cfg.eval_budget})")
+    missing = [m for m in cfg.long_methods if m not in cfg.methods]
+    if missing:
+        raise ValueError(f"search.long_methods {missing} are not in search.methods: a long run extends a compared one")
     folder = runs_dir(profile, supernet, setup.latency, f"long_{cfg.long_evals}")
     long_setup = dataclasses.replace(setup, eval_budget=cfg.long_evals)
     return E.run_all(long_setup, cfg.long_methods, cfg.seeds, folder, progress=print)
