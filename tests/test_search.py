@@ -565,6 +565,24 @@ def test_long_budget_reads_long_runs_against_the_fixed_reference():
         plt.close(fig)
 
 
+def test_long_runs_check_their_settings_before_any_work():
+    from linas_lib.config import load_profile
+    from linas_lib.search import report as pareto
+
+    profile = load_profile("smoke")
+    search = profile.search
+
+    def with_search(**changes):
+        return dataclasses.replace(profile, search=dataclasses.replace(search, **changes))
+
+    assert pareto.long_runs(with_search(long_evals=0), None, None) == []
+    assert pareto.long_runs(with_search(long_methods=()), None, None) == []
+    with pytest.raises(ValueError, match=r"search.long_evals \(12\) must exceed search.eval_budget \(12\)"):
+        pareto.long_runs(with_search(long_evals=12, eval_budget=12), None, None)
+    with pytest.raises(ValueError, match=r"search.long_methods \['surrogate'\] are not in search.methods"):
+        pareto.long_runs(with_search(methods=("random",)), None, None)
+
+
 def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():
     """Two targets (budgets 10): A is best on the first (over budget on the second), B the
     reverse; p is on neither front but alone scores 0.34 on both, more than A or B alone (0.225)."""
