@@ -196,21 +196,16 @@ def _p10(direction: int) -> Callable:
 
 
 def compare(pred, truth, direction: int = 1, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """Tau, rho and precision@10 % of ``pred`` against ``truth``, each with its bootstrap CI.
+    """Tau, rho and precision@10 % of ``pred`` against ``truth``, each with its bootstrap CI
+    (:func:`replica_compare` of one prediction).
 
     Items where either value is NaN are left out (``n`` counts the rest).
 
     Returns:
         ``{n, direction, tau, tau_lo, tau_hi, rho, rho_lo, rho_hi, p10, p10_lo, p10_hi}``.
     """
-    a, b = _pair(pred, truth)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    row = {"n": int(a.size), "direction": int(direction)}
-    for name, stat in (("tau", kendall), ("rho", spearman), ("p10", _p10(direction))):
-        low, high = bootstrap_ci(stat, a, b, n_resamples, CONFIDENCE, seed)
-        row.update({name: stat(a, b), f"{name}_lo": low, f"{name}_hi": high})
-    return row
+    row = replica_compare([pred], truth, direction, n_resamples, seed)
+    return {k: v for k, v in row.items() if k != "replicas" and not k.endswith(("_min", "_max"))}
 
 
 # ------------------------------------------------------------------ ground truth (pure)
