@@ -299,7 +299,7 @@ class CrossHwConfig:
     split_seeds: int = 10  # random choices of the k points per (device, k)
     min_query: int = 20  # a device is held out only if it has k_max + min_query architectures
     held_out: tuple[str, ...] = ()  # devices to hold out (empty: every device with enough architectures)
-    external_archs: int = 500  # architectures per LUT-only device (latency = its LUT sum)
+    external_archs: int = 2000  # architectures per LUT table (latency = its LUT sum)
     d_model: int = 32  # token / hardware embedding width
     heads: int = 4
     layers: int = 2  # transformer layers of the architecture encoder
@@ -307,8 +307,6 @@ class CrossHwConfig:
     lr: float = 2e-3
     query_batch: int = 64  # architectures per device and step
     hw_dim: int = 8  # hardware embedding size
-    adapt_steps: int = 300  # Adam steps fitting a held-out device's embedding and scale to its k points
-    prior: float = 0.01  # weight of the Gaussian prior on that embedding
     ridge: float = 1.0  # L2 penalty of the linear op/width-count baseline
 
 

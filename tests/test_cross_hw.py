@@ -34,7 +34,7 @@ def toy_tables(n_devices: int = 6, n_archs: int = 200, seed: int = 0) -> list[X.
     return tables
 
 
-SETTINGS = X.PredictorSettings(d_model=16, heads=2, layers=1, steps=150, lr=5e-3, query_batch=32, adapt_steps=100)
+SETTINGS = X.PredictorSettings(d_model=16, heads=2, layers=1, steps=150, lr=5e-3, query_batch=32)
 
 
 def test_token_space_encodes_and_names_bad_tokens():
@@ -79,7 +79,7 @@ def toy_model():
 
 def test_predictor_ranks_a_held_out_device_of_another_space(toy_model):
     model, held = toy_model
-    score, ms = X.predict_device(model, held.tokens[:10], held.latency_ms[:10], held.tokens[10:], SETTINGS)
+    score, ms = X.predict_device(model, held.tokens[:10], held.latency_ms[:10], held.tokens[10:])
     assert score.shape == ms.shape == (len(held.tokens) - 10,)
     assert spearmanr(score, held.latency_ms[10:])[0] > 0.8
     assert np.mean(np.abs(ms / held.latency_ms[10:] - 1)) < 0.25
@@ -87,15 +87,28 @@ def test_predictor_ranks_a_held_out_device_of_another_space(toy_model):
 
 def test_predictor_without_measurements_ranks_but_has_no_scale(toy_model):
     model, held = toy_model
-    score, ms = X.predict_device(model, held.tokens[:0], held.latency_ms[:0], held.tokens, SETTINGS)
+    score, ms = X.predict_device(model, held.tokens[:0], held.latency_ms[:0], held.tokens)
     assert ms is None and score.shape == (len(held.tokens),) and np.all(score > 0)
+
+
+def test_posterior_finds_a_known_device_and_its_scale(toy_model):
+    model, _ = toy_model
+    known = toy_tables()[2]  # a training device, measured 3x slower (say, another clock)
+    weights, log_scales = X.device_posterior(model, known.tokens[:20], 3 * known.latency_ms[:20])
+    assert weights.shape == log_scales.shape == (5,) and float(weights.sum()) == pytest.approx(1.0)
+    assert int(weights.argmax()) == 2 and float(weights[2]) > 0.5
+    assert float(log_scales[2]) == pytest.approx(np.log(3 * np.median(known.latency_ms)), abs=0.1)
+    one, _ = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1])
+    assert torch.allclose(one, torch.full((5,), 0.2)), "one point fits every scaled device exactly"
+    with pytest.raises(X.CrossHwError, match="at least one measured architecture"):
+        X.device_posterior(model, known.tokens[:0], known.latency_ms[:0])
 
 
 def test_meta_training_is_deterministic_per_generator():
     tables = toy_tables(3, 40)
     quick = dataclasses.replace(SETTINGS, steps=5)
     runs = [X.train_predictor(TOY, tables[:2], quick, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
-    preds = [X.predict_device(m, tables[2].tokens[:5], tables[2].latency_ms[:5], tables[2].tokens, quick)[0] for m in runs]
+    preds = [X.predict_device(m, tables[2].tokens[:5], tables[2].latency_ms[:5], tables[2].tokens)[0] for m in runs]
     assert np.array_equal(preds[0], preds[1]) and not np.array_equal(preds[0], preds[2])
 
 
@@ -154,6 +167,18 @@ def test_measured_tables_groups_by_target(tmp_path):
     assert [t.name for t in tables] == ["t1", "t2"]
     assert tables[0].tokens.shape == (3, 5) and tables[0].latency_ms.tolist() == [10, 11, 12]
     assert own["t2"].tolist() == [11, 12, 13]
+    assert math.isnan(tables[0].retest_spearman), "one pass: no floor"
+
+
+def test_measured_tables_read_the_floor_of_two_passes(tmp_path):
+    archs = [arch_string(a) for a in decode(np.array([0, 5, 77, 901]))]
+    path = tmp_path / "v.csv"
+    passes = [(1, 1), (2, 3), (3, 2), (4, 4)]  # the passes swap the middle two
+    rows = [f"{a},t1,{(p0 + p1) / 2},{p0},{p1},{p0}" for a, (p0, p1) in zip(archs, passes)]
+    path.write_text("arch,target,measured_ms,measured_pass0_ms,measured_pass1_ms,pred_projected_ms\n" + "\n".join(rows) + "\n")
+    (table,), _ = C.measured_tables(path)
+    assert table.retest_spearman == pytest.approx(0.8)
+    assert C.device_rows([table], ["t1"])[0]["retest_spearman"] == pytest.approx(0.8)
 
 
 def test_baselines_apply_only_where_defined():
@@ -188,8 +213,9 @@ def test_summary_keeps_finite_figures_only():
              {"method": "flops", "k": 0, "group": "lut", "spearman_mean": 0.5}]
     paired = [{"baseline": "flops", "metric": "spearman", "k": 0, "group": "all", "diff_mean": 0.4,
                "diff_ci95_low": 0.1, "diff_ci95_high": math.nan}]
-    out = C.summary_figures(table, means, paired)
-    assert out == {"spearman.k0.d": 0.9, "spearman.k0.mean": 0.9, "kendall.k0.mean": 0.8,
+    devices = [{"device": "d", "retest_spearman": 0.4}, {"device": "lut", "retest_spearman": math.nan}]
+    out = C.summary_figures(table, means, paired, devices)
+    assert out == {"retest.spearman.d": 0.4, "spearman.k0.d": 0.9, "spearman.k0.mean": 0.9, "kendall.k0.mean": 0.8,
                    "baseline.flops.spearman.k0.lut": 0.5, "diff.flops.spearman.k0.mean": 0.4,
                    "diff.flops.spearman.k0.mean_ci95_low": 0.1}
 
@@ -225,3 +251,17 @@ def test_held_out_devices_respects_size_and_names():
     assert C.held_out_devices(tables, dataclasses.replace(config, held_out=("dev1",))) == ["dev1"]
     with pytest.raises(X.CrossHwError, match="cross_hw.held_out: no table for 'gpu9'"):
         C.held_out_devices(tables, dataclasses.replace(config, held_out=("gpu9",)))
+
+
+def test_a_held_out_device_leaves_training_with_all_its_tables():
+    tables = toy_tables(3, 40)
+    archs = decode(np.arange(40) * 1000)
+    local = [X.DeviceTable(f"t{i}", archs, t.latency_ms, "measured", "measured") for i, t in enumerate(tables)]
+    luts = [X.DeviceTable(f"t{i} LUT", archs, t.latency_ms * 0.9, "LUT sum", "local-lut", device=f"t{i}", evaluate=False)
+            for i, t in enumerate(tables)]
+    pool, query = C.partition(40, 10, seed=0, index=0)
+    train = C.training_tables(local + luts, local[0], query)
+    assert [t.name for t in train] == ["t1", "t2", "t1 LUT", "t2 LUT"]
+    assert train[2].device_id == "t1" and not train[2].evaluate and train[2].group == "local-lut"
+    config = dataclasses.replace(load_profile("smoke").cross_hw, k_values=(0, 5), min_query=10, held_out=())
+    assert C.held_out_devices(local + luts, config) == ["t0", "t1", "t2"]

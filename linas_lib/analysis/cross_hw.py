@@ -9,7 +9,10 @@
 * every *external* device (decoder-only LUTs of real devices): ``cross_hw.external_archs``
   random architectures whose latency is the device's LUT sum. Those tables are additive by
   construction, so for them the "own LUT" baseline would score perfectly by definition and is
-  not reported.
+  not reported;
+* every local target's own LUT, priced the same way (``<target> LUT``): a training-only view
+  of a local device. It is the knowledge the ``nearest_lut`` baseline uses, so the predictor
+  gets it too, and it leaves meta-training with its device (:func:`training_tables`).
 
 **Protocol** (:func:`evaluate`): for each device with at least ``max(k) + min_query``
 architectures, split its rows once into a pool of ``max(k)`` and a query set; meta-train the
@@ -38,6 +41,7 @@ defined where a method has no scale (the predictor at k = 0, ``flops`` below two
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -74,8 +78,6 @@ def check_cross_hw(profile):
         ("lr", c.lr > 0, "> 0"),
         ("query_batch", c.query_batch >= 2, ">= 2"),
         ("hw_dim", c.hw_dim >= 1, ">= 1"),
-        ("adapt_steps", c.adapt_steps >= 1, ">= 1"),
-        ("prior", c.prior >= 0, ">= 0"),
         ("ridge", c.ridge > 0, "> 0"),
     ]
     for name, ok, want in checks:
@@ -88,7 +90,7 @@ def settings_of(profile) -> X.PredictorSettings:
     """The predictor's settings from the profile's ``cross_hw`` section."""
     c = check_cross_hw(profile)
     return X.PredictorSettings(d_model=c.d_model, heads=c.heads, layers=c.layers, steps=c.steps, lr=c.lr,
-                               query_batch=c.query_batch, hw_dim=c.hw_dim, adapt_steps=c.adapt_steps, prior=c.prior)
+                               query_batch=c.query_batch, hw_dim=c.hw_dim)
 
 
 def linas_token_space() -> X.TokenSpace:
@@ -117,24 +119,38 @@ def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.n
     missing = {"arch", "target", "measured_ms", "pred_projected_ms"} - set(frame.columns)
     if missing:
         raise X.CrossHwError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
+    from scipy.stats import spearmanr
+
+    passes = sorted(c for c in frame.columns if c.startswith("measured_pass") and c.endswith("_ms"))
     tables, own = [], {}
     for target, rows in frame.groupby("target", sort=False):
         tokens = np.stack([parse_arch(a) for a in rows["arch"]])
+        retest = float(spearmanr(rows[passes[0]], rows[passes[1]])[0]) if len(passes) >= 2 else math.nan
         tables.append(X.DeviceTable(str(target), tokens, rows["measured_ms"].to_numpy(float),
-                                    "measured end to end (02_latency_accuracy)", "measured"))
+                                    "measured end to end (02_latency_accuracy)", "measured", retest_spearman=retest))
         own[str(target)] = rows["pred_projected_ms"].to_numpy(float)
     return tables, own
 
 
-def lut_tables(models: dict, n_archs: int, seed: int) -> list[X.DeviceTable]:
-    """Decoder-only LUT devices: per device its own ``n_archs`` random architectures (so no
-    architecture is shared between devices) priced by its LUT sum (``models``: name ->
-    one-target :class:`LatencyModel`)."""
+def lut_tables(models: dict, n_archs: int, seed: int, local: bool = False) -> list[X.DeviceTable]:
+    """LUT devices: per device its own ``n_archs`` random architectures (so no architecture is
+    shared between devices) priced by its LUT sum (``models``: name -> one-target
+    :class:`LatencyModel`).
+
+    ``local``: the models are this machine's targets, which are scored through their end-to-end
+    measurements; their LUT tables (named ``<target> LUT``) only join meta-training, the same
+    knowledge the ``nearest_lut`` baseline draws on, and leave it with the target.
+    """
     tables = []
     for index, (name, model) in enumerate(models.items()):
         rng = np.random.default_rng([seed, SAMPLE_STREAM, index])
         archs = decode(rng.choice(N_CHOICES**N_LAYERS, size=n_archs, replace=False))
-        tables.append(X.DeviceTable(name, archs, model.predict(archs)[:, 0], "LUT sum (decoder only)", "lut"))
+        lat = model.predict(archs)[:, 0]
+        if local:
+            tables.append(X.DeviceTable(f"{name} LUT", archs, lat, "LUT sum (this machine, projection-inclusive)",
+                                        "local-lut", device=name, evaluate=False))
+        else:
+            tables.append(X.DeviceTable(name, archs, lat, "LUT sum (decoder only)", "lut"))
     return tables
 
 
@@ -162,7 +178,9 @@ def device_tables(profile, results_root: Path, progress: bool = True):
             lut = T.load_target_lut(profile, target, progress=progress)
             models[target.name] = P.model_from_luts({target.name: lut}, {target.name: 1.0}, "op_only")
     external = {n: m for n, m in models.items() if n not in own}
-    return measured + lut_tables(external, profile.cross_hw.external_archs, 0), models, own
+    local = {n: m for n, m in models.items() if n in own}
+    n_archs = profile.cross_hw.external_archs
+    return measured + lut_tables(external, n_archs, 0) + lut_tables(local, n_archs, 1, local=True), models, own
 
 
 # ------------------------------------------------------------------ baselines
@@ -211,10 +229,12 @@ def baseline_context(profile, models: dict, own: dict) -> dict:
 
 
 def device_rows(tables: list[X.DeviceTable], held: list[str]) -> list[dict]:
-    """One row per device: source, architectures, latency range, held out or training only."""
-    return [{"device": t.name, "source": t.source, "n_archs": len(t.tokens),
+    """One row per table: its device, source, architectures, latency range, held out or
+    training only, and the test-retest Spearman of two measurement passes (measured tables)."""
+    return [{"table": t.name, "device": t.device_id, "source": t.source, "n_archs": len(t.tokens),
              "min_ms": float(np.min(t.latency_ms)), "median_ms": float(np.median(t.latency_ms)),
-             "max_ms": float(np.max(t.latency_ms)), "held_out": t.name in held} for t in tables]
+             "max_ms": float(np.max(t.latency_ms)), "held_out": t.name in held,
+             "retest_spearman": t.retest_spearman} for t in tables]
 
 
 def _scaled(reference_support: np.ndarray, support_ms: np.ndarray, reference_query: np.ndarray) -> np.ndarray | None:
@@ -282,7 +302,8 @@ def held_out_devices(tables: list[X.DeviceTable], config) -> list[str]:
         raise X.CrossHwError(f"cross_hw.held_out: no table for {', '.join(map(repr, unknown))} "
                              f"(devices with data: {', '.join(names)})")
     need = max(config.k_values) + config.min_query
-    return [t.name for t in tables if len(t.tokens) >= need and (not config.held_out or t.name in config.held_out)]
+    return [t.name for t in tables
+            if t.evaluate and len(t.tokens) >= need and (not config.held_out or t.name in config.held_out)]
 
 
 def partition(n_rows: int, pool_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -293,20 +314,20 @@ def partition(n_rows: int, pool_size: int, seed: int, index: int) -> tuple[np.nd
 
 
 def training_tables(tables: list[X.DeviceTable], held: X.DeviceTable, query: np.ndarray) -> list[X.DeviceTable]:
-    """Every other device, without the held-out device's query architectures (the local targets
-    share their 100 measured architectures and, measured back to back, part of their noise);
-    devices left with fewer than 2 rows drop out."""
+    """Every other device's tables (none of the held-out device's, its LUT included), without
+    the held-out device's query architectures (the local targets share their 100 measured
+    architectures and, measured back to back, part of their noise); tables left with fewer
+    than 2 rows drop out."""
     from ..space import encode
 
     hidden = set(encode(held.tokens[query]).tolist())
     out = []
     for table in tables:
-        if table.name == held.name:
+        if table.device_id == held.device_id:
             continue
         keep = ~np.isin(encode(table.tokens), list(hidden))
         if keep.sum() >= 2:
-            out.append(X.DeviceTable(table.name, table.tokens[keep], np.asarray(table.latency_ms)[keep],
-                                     table.source, table.group))
+            out.append(dataclasses.replace(table, tokens=table.tokens[keep], latency_ms=np.asarray(table.latency_ms)[keep]))
     return out
 
 
@@ -343,7 +364,7 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
                 common = {"device": name, "group": held.group, "k": k, "split": split, "n_query": len(query),
                           "n_train_devices": len(train)}
                 score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                             held.tokens[query], settings)
+                                             held.tokens[query])
                 rows.append({**common, "method": "predictor", **scores(score, ms, truth), "train_s": train_s})
                 for base in BASELINES:
                     out = baseline_predictions(base, held, support, query, context)
@@ -417,12 +438,14 @@ def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> l
     return out
 
 
-def summary_figures(table: list[dict], means: list[dict], paired: list[dict]) -> dict[str, float]:
+def summary_figures(table: list[dict], means: list[dict], paired: list[dict], devices: list[dict] = ()) -> dict[str, float]:
     """The predictor's ``spearman.k<k>.<device>``, ``mape.k<k>.<device>`` (where defined),
     ``spearman.k<k>.<group>`` (``mean`` over all devices, ``measured``, ``lut``),
-    ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>``; and the paired
-    differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; finite values only."""
-    out = {}
+    ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>``; the paired
+    differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; and the
+    measurement floor of each measured table (:func:`device_rows`), ``retest.spearman.<device>``;
+    finite values only."""
+    out = {f"retest.spearman.{row['device']}": row["retest_spearman"] for row in devices}
     for row in table:
         if row["method"] == "predictor":
             out[f"spearman.k{row['k']}.{row['device']}"] = row["spearman_mean"]
