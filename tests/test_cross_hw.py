@@ -99,9 +99,29 @@ def test_posterior_finds_a_known_device_and_its_scale(toy_model):
     assert int(weights.argmax()) == 2 and float(weights[2]) > 0.5
     assert float(log_scales[2]) == pytest.approx(np.log(3 * np.median(known.latency_ms)), abs=0.1)
     one, _ = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1])
-    assert torch.allclose(one, torch.full((5,), 0.2)), "one point fits every scaled device exactly"
+    assert torch.allclose(one, torch.full((5,), 0.2, dtype=one.dtype)), "one point: the prior"
     with pytest.raises(X.CrossHwError, match="at least one measured architecture"):
         X.device_posterior(model, known.tokens[:0], known.latency_ms[:0])
+
+
+def test_posterior_prior_is_uniform_over_devices_not_tables():
+    tables = toy_tables(3, 30)
+    tables[2] = dataclasses.replace(tables[2], name="dev1 LUT", device="dev1", evaluate=False)
+    model = X.train_predictor(TOY, tables, dataclasses.replace(SETTINGS, steps=5), torch.Generator().manual_seed(0))
+    assert model.device_ids == ("dev0", "dev1", "dev1")
+    weights, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1])
+    assert np.allclose(weights.numpy(), [0.5, 0.25, 0.25])
+
+
+def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
+    model, held = toy_model
+    support, query = held.tokens[:10], held.tokens[10:30]
+    score, ms = X.predict_device(model, support, held.latency_ms[:10], query)
+    weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10])
+    with torch.no_grad():
+        each = torch.stack([model(torch.as_tensor(query)[None], e[None])[0] for e in model.devices]).double()
+    by_hand = (weights[:, None] * each * torch.exp(log_scales)[:, None]).sum(0).numpy()
+    assert np.array_equal(score, ms) and np.allclose(ms, by_hand, rtol=1e-5)
 
 
 def test_meta_training_is_deterministic_per_generator():
@@ -213,7 +233,9 @@ def test_summary_keeps_finite_figures_only():
              {"method": "flops", "k": 0, "group": "lut", "spearman_mean": 0.5}]
     paired = [{"baseline": "flops", "metric": "spearman", "k": 0, "group": "all", "diff_mean": 0.4,
                "diff_ci95_low": 0.1, "diff_ci95_high": math.nan}]
-    devices = [{"device": "d", "retest_spearman": 0.4}, {"device": "lut", "retest_spearman": math.nan}]
+    devices = [{"table": "d", "device": "d", "retest_spearman": 0.4},
+               {"table": "d LUT", "device": "d", "retest_spearman": math.nan},  # d's LUT, after its measurements
+               {"table": "lut", "device": "lut", "retest_spearman": math.nan}]
     out = C.summary_figures(table, means, paired, devices)
     assert out == {"retest.spearman.d": 0.4, "spearman.k0.d": 0.9, "spearman.k0.mean": 0.9, "kendall.k0.mean": 0.8,
                    "baseline.flops.spearman.k0.lut": 0.5, "diff.flops.spearman.k0.mean": 0.4,
@@ -249,7 +271,7 @@ def test_held_out_devices_respects_size_and_names():
     config = dataclasses.replace(load_profile("smoke").cross_hw, k_values=(0, 5), min_query=10, held_out=())
     assert C.held_out_devices(tables, config) == ["dev0", "dev1", "dev2"]
     assert C.held_out_devices(tables, dataclasses.replace(config, held_out=("dev1",))) == ["dev1"]
-    with pytest.raises(X.CrossHwError, match="cross_hw.held_out: no table for 'gpu9'"):
+    with pytest.raises(X.CrossHwError, match="cross_hw.held_out: no device to hold out named 'gpu9'"):
         C.held_out_devices(tables, dataclasses.replace(config, held_out=("gpu9",)))
 
 
@@ -265,3 +287,6 @@ def test_a_held_out_device_leaves_training_with_all_its_tables():
     assert train[2].device_id == "t1" and not train[2].evaluate and train[2].group == "local-lut"
     config = dataclasses.replace(load_profile("smoke").cross_hw, k_values=(0, 5), min_query=10, held_out=())
     assert C.held_out_devices(local + luts, config) == ["t0", "t1", "t2"]
+    with pytest.raises(X.CrossHwError, match="no device to hold out named 't1 LUT'.*training-only tables"):
+        C.held_out_devices(local + luts, dataclasses.replace(config, held_out=("t1 LUT",)))
+    assert all(t.device_id != "t0" for t in train), "the held-out device's LUT stays out of meta-training"

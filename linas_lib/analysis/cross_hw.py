@@ -133,8 +133,8 @@ def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.n
 
 
 def lut_tables(models: dict, n_archs: int, seed: int, local: bool = False) -> list[X.DeviceTable]:
-    """LUT devices: per device its own ``n_archs`` random architectures (so no architecture is
-    shared between devices) priced by its LUT sum (``models``: name -> one-target
+    """LUT devices: per device its own ``n_archs`` random architectures (independent samples of
+    the 4 million, so two tables share about one architecture) priced by its LUT sum (``models``: name -> one-target
     :class:`LatencyModel`).
 
     ``local``: the models are this machine's targets, which are scored through their end-to-end
@@ -296,11 +296,11 @@ def held_out_devices(tables: list[X.DeviceTable], config) -> list[str]:
     Raises:
         CrossHwError: ``held_out`` names a device without a table.
     """
-    names = [t.name for t in tables]
+    names = [t.name for t in tables if t.evaluate]
     unknown = [n for n in config.held_out if n not in names]
     if unknown:
-        raise X.CrossHwError(f"cross_hw.held_out: no table for {', '.join(map(repr, unknown))} "
-                             f"(devices with data: {', '.join(names)})")
+        raise X.CrossHwError(f"cross_hw.held_out: no device to hold out named {', '.join(map(repr, unknown))} "
+                             f"(devices with data: {', '.join(names)}; training-only tables cannot be held out)")
     need = max(config.k_values) + config.min_query
     return [t.name for t in tables
             if t.evaluate and len(t.tokens) >= need and (not config.held_out or t.name in config.held_out)]
@@ -317,7 +317,13 @@ def training_tables(tables: list[X.DeviceTable], held: X.DeviceTable, query: np.
     """Every other device's tables (none of the held-out device's, its LUT included), without
     the held-out device's query architectures (the local targets share their 100 measured
     architectures and, measured back to back, part of their noise); tables left with fewer
-    than 2 rows drop out."""
+    than 2 rows drop out.
+
+    The pool architectures stay: when a local target is held out, the other targets' measured
+    tables keep the 20 pool rows its k points come from, so those tables' hypotheses are
+    scored on architectures they were trained on (their posterior weight is favoured; the
+    query scores are not touched). Removing them would remove those tables altogether.
+    """
     from ..space import encode
 
     hidden = set(encode(held.tokens[query]).tolist())
@@ -333,7 +339,7 @@ def training_tables(tables: list[X.DeviceTable], held: X.DeviceTable, query: np.
 
 def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, progress: bool = True) -> list[dict]:
     """Leave-one-device-out rows ``{device, group, k, split, method, spearman, kendall, mape_pct,
-    within10_pct, n_query, n_train_devices, train_s}`` (see the module docstring).
+    within10_pct, n_query, n_train_devices, n_train_tables, train_s}`` (see the module docstring).
 
     Each held-out device's rows are split once into a pool of ``max(k_values)`` and a query
     set; its k points are drawn from the pool, every method is scored on the same query set,
@@ -362,7 +368,7 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
             for split in range(c.split_seeds):
                 support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
                 common = {"device": name, "group": held.group, "k": k, "split": split, "n_query": len(query),
-                          "n_train_devices": len(train)}
+                          "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
                 score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
                                              held.tokens[query])
                 rows.append({**common, "method": "predictor", **scores(score, ms, truth), "train_s": train_s})
@@ -445,7 +451,8 @@ def summary_figures(table: list[dict], means: list[dict], paired: list[dict], de
     differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; and the
     measurement floor of each measured table (:func:`device_rows`), ``retest.spearman.<device>``;
     finite values only."""
-    out = {f"retest.spearman.{row['device']}": row["retest_spearman"] for row in devices}
+    out = {f"retest.spearman.{row['table']}": row["retest_spearman"] for row in devices
+           if math.isfinite(row["retest_spearman"])}
     for row in table:
         if row["method"] == "predictor":
             out[f"spearman.k{row['k']}.{row['device']}"] = row["spearman_mean"]
