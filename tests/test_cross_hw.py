@@ -254,16 +254,16 @@ def test_paired_differences_use_shared_devices_only():
     assert paired["own_lut", "all"]["n_predictor_ahead"] == 1
 
 
-def test_query_architectures_never_enter_training():
+def test_no_architecture_of_the_held_out_device_enters_training():
     tables = toy_tables(3, 40)
     archs = decode(np.arange(40) * 1000)
-    local = [X.DeviceTable(f"t{i}", archs, t.latency_ms, "measured", "measured") for i, t in enumerate(tables)]
-    pool, query = C.partition(40, 10, seed=0, index=0)
-    assert len(set(pool) | set(query)) == 40 and not set(pool) & set(query)
-    train = C.training_tables(local, local[0], query)
-    assert [t.name for t in train] == ["t1", "t2"]
-    assert all(len(t.tokens) == 10 for t in train)
-    assert {tuple(a) for a in train[0].tokens} == {tuple(a) for a in archs[pool]}
+    local = [X.DeviceTable(f"t{i}", archs[:30], t.latency_ms[:30], "measured", "measured") for i, t in enumerate(tables)]
+    other = X.DeviceTable("ext", archs[20:], tables[0].latency_ms[20:], "LUT sum", "lut")  # shares 10 with the locals
+    pool, query = C.partition(30, 10, seed=0, index=0)
+    assert len(set(pool) | set(query)) == 30 and not set(pool) & set(query)
+    train = C.training_tables(local + [other], local[0])
+    assert [t.name for t in train] == ["ext"], "the other local tables share every architecture: they drop out"
+    assert {tuple(a) for a in train[0].tokens} == {tuple(a) for a in archs[30:]}
 
 
 def test_held_out_devices_respects_size_and_names():
@@ -281,10 +281,10 @@ def test_a_held_out_device_leaves_training_with_all_its_tables():
     local = [X.DeviceTable(f"t{i}", archs, t.latency_ms, "measured", "measured") for i, t in enumerate(tables)]
     luts = [X.DeviceTable(f"t{i} LUT", archs, t.latency_ms * 0.9, "LUT sum", "local-lut", device=f"t{i}", evaluate=False)
             for i, t in enumerate(tables)]
-    pool, query = C.partition(40, 10, seed=0, index=0)
-    train = C.training_tables(local + luts, local[0], query)
-    assert [t.name for t in train] == ["t1", "t2", "t1 LUT", "t2 LUT"]
-    assert train[2].device_id == "t1" and not train[2].evaluate and train[2].group == "local-lut"
+    luts = [dataclasses.replace(t, tokens=decode(np.arange(40) * 1000 + 7)) for t in luts]  # their own samples
+    train = C.training_tables(local + luts, local[0])
+    assert [t.name for t in train] == ["t1 LUT", "t2 LUT"]
+    assert train[0].device_id == "t1" and not train[0].evaluate and train[0].group == "local-lut"
     config = dataclasses.replace(load_profile("smoke").cross_hw, k_values=(0, 5), min_query=10, held_out=())
     assert C.held_out_devices(local + luts, config) == ["t0", "t1", "t2"]
     with pytest.raises(X.CrossHwError, match="no device to hold out named 't1 LUT'.*training-only tables"):
