@@ -89,6 +89,9 @@ def test_predictor_without_measurements_ranks_but_has_no_scale(toy_model):
     model, held = toy_model
     score, ms = X.predict_device(model, held.tokens[:0], held.latency_ms[:0], held.tokens)
     assert ms is None and score.shape == (len(held.tokens),) and np.all(score > 0)
+    with torch.no_grad():
+        each = torch.stack([model(torch.as_tensor(held.tokens)[None], e[None])[0] for e in model.devices])
+    assert np.allclose(score, each.mean(0).numpy(), rtol=1e-5), "k = 0: the prior's average, median units"
 
 
 def test_posterior_finds_a_known_device_and_its_scale(toy_model):
@@ -100,8 +103,8 @@ def test_posterior_finds_a_known_device_and_its_scale(toy_model):
     assert float(log_scales[2]) == pytest.approx(np.log(3 * np.median(known.latency_ms)), abs=0.1)
     one, _ = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1])
     assert torch.allclose(one, torch.full((5,), 0.2, dtype=one.dtype)), "one point: the prior"
-    with pytest.raises(X.CrossHwError, match="at least one measured architecture"):
-        X.device_posterior(model, known.tokens[:0], known.latency_ms[:0])
+    with pytest.raises(X.CrossHwError, match="support: position 0 has token 9"):
+        X.device_posterior(model, np.full((1, 3), 9), known.latency_ms[:1])
 
 
 def test_posterior_prior_is_uniform_over_devices_not_tables():
@@ -111,6 +114,8 @@ def test_posterior_prior_is_uniform_over_devices_not_tables():
     assert model.device_ids == ("dev0", "dev1", "dev1")
     weights, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1])
     assert np.allclose(weights.numpy(), [0.5, 0.25, 0.25])
+    prior, scales = X.device_posterior(model, tables[0].tokens[:0], tables[0].latency_ms[:0])
+    assert np.allclose(prior.numpy(), [0.5, 0.25, 0.25]) and not scales.any()
 
 
 def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
