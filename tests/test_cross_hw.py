@@ -20,7 +20,9 @@ TOY = X.TokenSpace((("a", "b", "c", "d"), ("p", "q", "r", "s", "t", "u"), ("x", 
 
 def toy_tables(n_devices: int = 6, n_archs: int = 200, seed: int = 0) -> list[X.DeviceTable]:
     """A second, synthetic space: additive per-token costs mixed from two latent hardware
-    factors, a fixed cost, and 2 % noise; devices differ by up to 100x in scale."""
+    factors, a fixed cost, and 2 % noise; devices differ by up to 100x in scale. The space
+    has 72 architectures, so devices share them: a held-out toy device is new, its
+    architectures are not."""
     rng = np.random.default_rng(seed)
     factors = [rng.uniform(0.1, 1.0, size=(2, n)) for n in TOY.sizes]
     tokens = np.stack([rng.integers(0, n, n_archs) for n in TOY.sizes], 1)
@@ -107,6 +109,29 @@ def test_posterior_finds_a_known_device_and_its_scale(toy_model):
         X.device_posterior(model, np.full((1, 3), 9), known.latency_ms[:1])
 
 
+def test_posterior_weights_are_the_marginal_likelihood_by_hand(toy_model):
+    model, held = toy_model
+    tokens, ms = held.tokens[:5], held.latency_ms[:5]
+    weights, log_scales = X.device_posterior(model, tokens, ms)
+    with torch.no_grad():
+        preds = np.stack([model.log_forward(torch.as_tensor(tokens)[None], e[None])[0].double().numpy()
+                          for e in model.devices])
+    resid = np.log(ms)[None] - preds
+    scale = resid.mean(1)
+    rss = np.maximum(((resid - scale[:, None]) ** 2).sum(1), 5 * X.NOISE_FLOOR**2)
+    by_hand = rss ** -2.0  # RSS^(-(k - 1) / 2), k = 5, one table per device
+    assert np.allclose(log_scales.numpy(), scale) and np.allclose(weights.numpy(), by_hand / by_hand.sum())
+
+
+def test_posterior_names_bad_support():
+    model = X.train_predictor(TOY, toy_tables(2, 20), dataclasses.replace(SETTINGS, steps=2), torch.Generator().manual_seed(0))
+    tokens = toy_tables(1, 5)[0].tokens
+    with pytest.raises(X.CrossHwError, match="support: 5 architectures but 4 latencies"):
+        X.device_posterior(model, tokens, np.ones(4))
+    with pytest.raises(X.CrossHwError, match="support: latency must be finite and > 0, got 0.0"):
+        X.device_posterior(model, tokens, np.array([1.0, 2.0, 0.0, 1.0, 1.0]))
+
+
 def test_posterior_prior_is_uniform_over_devices_not_tables():
     tables = toy_tables(3, 30)
     tables[2] = dataclasses.replace(tables[2], name="dev1 LUT", device="dev1", evaluate=False)
@@ -116,6 +141,10 @@ def test_posterior_prior_is_uniform_over_devices_not_tables():
     assert np.allclose(weights.numpy(), [0.5, 0.25, 0.25])
     prior, scales = X.device_posterior(model, tables[0].tokens[:0], tables[0].latency_ms[:0])
     assert np.allclose(prior.numpy(), [0.5, 0.25, 0.25]) and not scales.any()
+    score, _ = X.predict_device(model, tables[0].tokens[:0], tables[0].latency_ms[:0], tables[0].tokens)
+    with torch.no_grad():
+        each = torch.stack([model(torch.as_tensor(tables[0].tokens)[None], e[None])[0] for e in model.devices])
+    assert np.allclose(score, (torch.tensor([0.5, 0.25, 0.25])[:, None] * each).sum(0).numpy(), rtol=1e-5)
 
 
 def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
@@ -192,10 +221,10 @@ def test_measured_tables_groups_by_target(tmp_path):
     assert [t.name for t in tables] == ["t1", "t2"]
     assert tables[0].tokens.shape == (3, 5) and tables[0].latency_ms.tolist() == [10, 11, 12]
     assert own["t2"].tolist() == [11, 12, 13]
-    assert math.isnan(tables[0].retest_spearman), "one pass: no floor"
+    assert math.isnan(tables[0].retest_spearman), "one pass: no repeatability"
 
 
-def test_measured_tables_read_the_floor_of_two_passes(tmp_path):
+def test_measured_tables_read_the_repeatability_of_two_passes(tmp_path):
     archs = [arch_string(a) for a in decode(np.array([0, 5, 77, 901]))]
     path = tmp_path / "v.csv"
     passes = [(1, 1), (2, 3), (3, 2), (4, 4)]  # the passes swap the middle two

@@ -450,7 +450,7 @@ def summary_figures(table: list[dict], means: list[dict], paired: list[dict], de
     ``spearman.k<k>.<group>`` (``mean`` over all devices, ``measured``, ``lut``),
     ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>``; the paired
     differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; and the
-    measurement floor of each measured table (:func:`device_rows`), ``retest.spearman.<device>``;
+    repeatability of each measured table (:func:`device_rows`), ``retest.spearman.<device>``;
     finite values only."""
     out = {f"retest.spearman.{row['table']}": row["retest_spearman"] for row in devices
            if math.isfinite(row["retest_spearman"])}

@@ -271,7 +271,7 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
     k points, shifted by the mean log ratio to them (the least-squares scale). With a flat prior
     on that log scale and on the log noise level integrated out, a Gaussian log error gives the
     marginal likelihood ``RSS ** (-(k - 1) / 2)`` (k = 1 weighs every hypothesis alike; RSS
-    floored at :data:`NOISE_FLOOR`). The prior is uniform over devices, not tables: a device
+    floored at ``k * NOISE_FLOOR ** 2``, a typical residual of 1 % per point). The prior is uniform over devices, not tables: a device
     with two tables (a local target's measurements and its LUT) splits its share.
 
     Why not fit the embedding itself: a free embedding plus a scale (Adam from the mean
@@ -285,13 +285,20 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
         ``(weights (D,), log_scales (D,))``, weights summing to 1.
 
     Raises:
-        CrossHwError: tokens outside the space.
+        CrossHwError: tokens outside the space, a latency count that differs from the
+            architecture count, or a latency that is not finite and > 0.
     """
+    support_tokens = np.asarray(support_tokens).reshape(-1, model.space.length)
+    support_ms = np.asarray(support_ms, dtype=float).reshape(-1)
+    if len(support_ms) != len(support_tokens):
+        raise CrossHwError(f"support: {len(support_tokens)} architectures but {len(support_ms)} latencies")
+    if not np.all(np.isfinite(support_ms) & (support_ms > 0)):
+        raise CrossHwError(f"support: latency must be finite and > 0, got {support_ms[~(np.isfinite(support_ms) & (support_ms > 0))][0]}")
     shares = torch.tensor([model.device_ids.count(d) for d in model.device_ids], dtype=torch.float64)
     if len(support_ms) == 0:  # the prior: every device alike, no scale
         return torch.softmax(-torch.log(shares), 0), torch.zeros(len(shares), dtype=torch.float64)
-    tokens = torch.as_tensor(model.space.check(np.asarray(support_tokens).reshape(-1, model.space.length), "support"))
-    logs = torch.as_tensor(np.log(np.asarray(support_ms, dtype=float)), dtype=torch.float64)
+    tokens = torch.as_tensor(model.space.check(support_tokens, "support"))
+    logs = torch.as_tensor(np.log(support_ms), dtype=torch.float64)
     k, n_tables = len(logs), len(model.devices)
     with torch.no_grad():
         preds = model.log_forward(tokens[None].expand(n_tables, -1, -1), model.devices).double()
@@ -320,7 +327,7 @@ def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, s
     with torch.no_grad():
         logs = model.log_forward(query[None].expand(n_tables, -1, -1), model.devices).double() + log_scales[:, None]
         score = torch.exp(torch.logsumexp(logs + torch.log(weights)[:, None], 0)).numpy().astype(float)
-    return score, (score if len(support_ms) else None)
+    return score, (score.copy() if len(support_ms) else None)
 
 
 def fit_line(x: np.ndarray, y: np.ndarray):
