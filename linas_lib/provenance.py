@@ -66,17 +66,43 @@ def package_versions() -> dict[str, str]:
 
 
 def machine() -> dict:
-    """CPU, core count and GPU (if torch sees one)."""
-    info = {"platform": platform.platform(), "processor": _cpu_name(), "cores": os.cpu_count()}
+    """CPU, core count and GPU (if torch sees one).
+
+    ``cpu_id`` (vendor, family, model) and ``cpu_capability`` (the vector ISA torch's kernels
+    use) are there because trained numbers follow the kernels: the same seed and profile
+    reproduce bit for bit on one machine, but a VM on another CPU generation (whose model name
+    may be masked, e.g. "AMD EPYC") rounds differently and training diverges from there.
+    """
+    info = {"platform": platform.platform(), "processor": _cpu_name(), "cpu_id": _cpu_id(), "cores": os.cpu_count()}
     try:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
         pass
     return info
+
+
+def _cpu_id(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """``<vendor> family <f> model <m> stepping <s>`` of the first CPU in ``cpuinfo`` ("unknown" without one)."""
+    fields = {}
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "cpu family", "model", "stepping") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break
+    except OSError:
+        pass
+    if "vendor_id" not in fields:
+        return "unknown"
+    return (f"{fields['vendor_id']} family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
+            f"stepping {fields.get('stepping', '?')}")
 
 
 def _cpu_name() -> str:

@@ -17,6 +17,15 @@ def test_json_has_provenance_and_no_temp_left(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_cpu_id_names_the_first_cpu_and_says_unknown_without_one(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                    "model name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\nvendor_id\t: Other\n")
+    assert provenance._cpu_id(info) == "AuthenticAMD family 26 model 2 stepping 1"
+    assert provenance._cpu_id(tmp_path / "absent") == "unknown"
+    assert {"cpu_id", "cpu_capability"} <= set(provenance.machine())
+
+
 def test_csv_roundtrip_with_header(tmp_path):
     rows = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
     path = provenance.write_csv(tmp_path / "t.csv", rows, {"git_sha": "abc"})
