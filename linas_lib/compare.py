@@ -30,6 +30,10 @@ null vs a number), ``varies`` (a timing figure that differs: reported only), ``m
 (committed, not reproduced), ``new`` (reproduced, not committed). The command exits 1 when
 a non-timing figure differs or is missing, and writes every row to
 ``results/<profile>/compare.csv``.
+
+Trained figures reproduce bit for bit on the same CPU only (kernels round by vector ISA), so
+a note names the committed and the reproducing CPU (provenance ``cpu_id``,
+``cpu_capability``) whenever they differ or the committed summary does not record its CPU.
 """
 
 from __future__ import annotations
@@ -148,15 +152,40 @@ def committed_paths(profile_name: str, ref: str = "HEAD") -> list[str]:
     return [p for p in listed.splitlines() if pattern.fullmatch(p)]
 
 
-def committed_figures(path: str, ref: str = "HEAD") -> dict:
-    """The ``figures`` of a summary as committed at ``ref``."""
-    return json.loads(_git("show", f"{ref}:./{path}")).get("figures", {})
+def committed_summary(path: str, ref: str = "HEAD") -> dict:
+    """A summary (``figures`` and ``provenance``) as committed at ``ref``."""
+    return json.loads(_git("show", f"{ref}:./{path}"))
 
 
-def working_figures(path: str) -> dict | None:
-    """The ``figures`` of a summary in the working tree, or None when the file is absent."""
+def working_summary(path: str) -> dict | None:
+    """A summary in the working tree, or None when the file is absent."""
     file = project_root() / path
-    return json.loads(file.read_text()).get("figures", {}) if file.is_file() else None
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+MACHINE_FIELDS = ("cpu_id", "cpu_capability")  # what trained numbers follow (provenance.machine)
+
+
+def machine_of(summary: dict | None) -> tuple[str, ...]:
+    """The summary's CPU as :data:`MACHINE_FIELDS` (``unrecorded`` where absent)."""
+    machine = ((summary or {}).get("provenance") or {}).get("machine") or {}
+    return tuple(str(machine.get(f) or "unrecorded") for f in MACHINE_FIELDS)
+
+
+def machine_notes(pairs: dict[str, tuple[tuple, tuple]]) -> list[str]:
+    """One note per (committed CPU, reproduced CPU) pair that is not the same recorded CPU.
+
+    Args:
+        pairs: ``{path: (committed machine_of, reproduced machine_of)}``.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for path, (old, new) in pairs.items():
+        if old != new or "unrecorded" in old:
+            groups.setdefault((old, new), []).append(Path(path).parent.name)
+    return [f"{', '.join(names)}: committed on {' / '.join(old)}, reproduced on {' / '.join(new)}; "
+            f"trained figures (03-06) reproduce bit for bit only on the same CPU, so a `differs` "
+            f"there may come from the machine (README, `make compare`)"
+            for (old, new), names in groups.items()]
 
 
 def untracked_summaries(profile_name: str, committed: list[str]) -> list[str]:
@@ -228,13 +257,16 @@ def compare_profile(profile_name: str, ref: str = "HEAD", committed_luts: bool =
         extra = f"; {', '.join(untracked)} exist but are untracked" if untracked else ""
         raise CompareError(f"no committed results/{profile_name}/*/summary.json at {ref}{extra}: nothing to compare")
     notes = [f"{p} is untracked (not at {ref}): not compared" for p in untracked]
-    rows = []
+    rows, machines = [], {}
     for path in paths:
-        reproduced = working_figures(path)
+        committed, reproduced = committed_summary(path, ref), working_summary(path)
         if reproduced is None:
             notes.append(f"{path} is committed but absent from the working tree: every figure missing")
-        rows += compare_summaries(Path(path).parent.name, committed_figures(path, ref), reproduced, committed_luts)
-    return rows, notes
+        else:
+            machines[path] = (machine_of(committed), machine_of(reproduced))
+        rows += compare_summaries(Path(path).parent.name, committed.get("figures", {}),
+                                  None if reproduced is None else reproduced.get("figures", {}), committed_luts)
+    return rows, notes + machine_notes(machines)
 
 
 # ------------------------------------------------------------------ reporting

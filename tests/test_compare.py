@@ -134,6 +134,21 @@ def test_absent_reproduction_is_missing(repo, capsys):
     assert "absent from the working tree" in capsys.readouterr().out
 
 
+def test_a_reproduction_on_another_or_an_unrecorded_cpu_is_noted(repo, capsys):
+    _reproduce(repo)
+    assert cli.main(["compare", "--profile", "p"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 00_data: committed on unrecorded / unrecorded, reproduced on unrecorded / unrecorded" in out
+    same = {"cpu_id": "AuthenticAMD family 26 model 2 stepping 1", "cpu_capability": "AVX512"}
+    assert compare.machine_notes({"r/p/03_x/summary.json": (compare.machine_of({"provenance": {"machine": same}}),) * 2}) == []
+    other = compare.machine_of({"provenance": {"machine": {**same, "cpu_capability": "AVX2"}}})
+    notes = compare.machine_notes({"r/p/03_x/summary.json": (compare.machine_of({"provenance": {"machine": same}}), other),
+                                   "r/p/04_y/summary.json": (compare.machine_of({"provenance": {"machine": same}}), other)})
+    assert notes == ["03_x, 04_y: committed on AuthenticAMD family 26 model 2 stepping 1 / AVX512, reproduced on "
+                     "AuthenticAMD family 26 model 2 stepping 1 / AVX2; trained figures (03-06) reproduce bit for "
+                     "bit only on the same CPU, so a `differs` there may come from the machine (README, `make compare`)"]
+
+
 def test_untracked_summaries_are_named(repo, capsys):
     _reproduce(repo)
     extra = repo / "results" / "p" / "05_new" / "summary.json"
