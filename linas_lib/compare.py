@@ -31,9 +31,10 @@ null vs a number), ``varies`` (a timing figure that differs: reported only), ``m
 a non-timing figure differs or is missing, and writes every row to
 ``results/<profile>/compare.csv``.
 
-Trained figures reproduce bit for bit on the same CPU only (kernels round by vector ISA), so
-a note names the committed and the reproducing CPU (provenance ``cpu_id``,
-``cpu_capability``) whenever they differ or the committed summary does not record its CPU.
+Trained figures have reproduced bit for bit on one machine but not on another VM (whose CPU
+was not recorded), so for every rewritten summary a note names the committed and the
+reproducing CPU (provenance ``cpu_id``, ``cpu_capability``) when they differ or either is not
+known.
 """
 
 from __future__ import annotations
@@ -172,19 +173,23 @@ def machine_of(summary: dict | None) -> tuple[str, ...]:
     return tuple(str(machine.get(f) or "unrecorded") for f in MACHINE_FIELDS)
 
 
+_NOT_KNOWN = {"unrecorded", "unknown"}
+
+
 def machine_notes(pairs: dict[str, tuple[tuple, tuple]]) -> list[str]:
-    """One note per (committed CPU, reproduced CPU) pair that is not the same recorded CPU.
+    """One note per (committed CPU, reproduced CPU) pair that is not one known CPU.
 
     Args:
-        pairs: ``{path: (committed machine_of, reproduced machine_of)}``.
+        pairs: ``{path: (committed machine_of, reproduced machine_of)}`` of the summaries the
+            reproduction rewrote.
     """
     groups: dict[tuple, list[str]] = {}
     for path, (old, new) in pairs.items():
-        if old != new or "unrecorded" in old:
+        if old != new or _NOT_KNOWN & set(old):
             groups.setdefault((old, new), []).append(Path(path).parent.name)
     return [f"{', '.join(names)}: committed on {' / '.join(old)}, reproduced on {' / '.join(new)}; "
-            f"trained figures (03-06) reproduce bit for bit only on the same CPU, so a `differs` "
-            f"there may come from the machine (README, `make compare`)"
+            f"trained figures have reproduced bit for bit on one machine, not on another VM, so a "
+            f"`differs` there may come from the machine (README, `make compare`)"
             for (old, new), names in groups.items()]
 
 
@@ -246,7 +251,7 @@ def failing(row: dict) -> bool:
 
 
 def compare_profile(profile_name: str, ref: str = "HEAD", committed_luts: bool = False) -> tuple[list[dict], list[str]]:
-    """Every row of a profile, and notes (untracked summaries, missing reproductions).
+    """Every row of a profile, and notes (untracked summaries, missing reproductions, another CPU).
 
     Raises:
         CompareError: no git, or no committed summary for the profile.
@@ -262,7 +267,7 @@ def compare_profile(profile_name: str, ref: str = "HEAD", committed_luts: bool =
         committed, reproduced = committed_summary(path, ref), working_summary(path)
         if reproduced is None:
             notes.append(f"{path} is committed but absent from the working tree: every figure missing")
-        else:
+        elif reproduced.get("provenance") != committed.get("provenance"):  # rewritten, not the committed file
             machines[path] = (machine_of(committed), machine_of(reproduced))
         rows += compare_summaries(Path(path).parent.name, committed.get("figures", {}),
                                   None if reproduced is None else reproduced.get("figures", {}), committed_luts)

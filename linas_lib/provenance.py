@@ -68,41 +68,47 @@ def package_versions() -> dict[str, str]:
 def machine() -> dict:
     """CPU, core count and GPU (if torch sees one).
 
-    ``cpu_id`` (vendor, family, model) and ``cpu_capability`` (the vector ISA torch's kernels
-    use) are there because trained numbers follow the kernels: the same seed and profile
-    reproduce bit for bit on one machine, but a VM on another CPU generation (whose model name
-    may be masked, e.g. "AMD EPYC") rounds differently and training diverges from there.
+    ``cpu_id`` (vendor, family, model, stepping; ARM: implementer, part, variant, revision) and
+    ``cpu_capability`` (the vector ISA of torch's own kernels; oneDNN and MKL dispatch on their
+    own) are recorded because the cloud VM's model name may be masked ("AMD EPYC"), and trained
+    numbers have been seen to reproduce bit for bit on one VM but not on another whose CPU was
+    not recorded.
     """
     info = {"platform": platform.platform(), "processor": _cpu_name(), "cpu_id": _cpu_id(), "cores": os.cpu_count()}
     try:
         import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
-        pass
+        return info
+    info["torch_threads"] = torch.get_num_threads()
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    info["cpu_capability"] = capability() if capability else "unknown"
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
+_CPU_FIELDS = {  # /proc/cpuinfo keys of the first CPU, by architecture: (label, key) pairs
+    "x86": (("", "vendor_id"), ("family", "cpu family"), ("model", "model"), ("stepping", "stepping")),
+    "arm": (("arm implementer", "CPU implementer"), ("part", "CPU part"), ("variant", "CPU variant"),
+            ("revision", "CPU revision")),
+}
+
+
 def _cpu_id(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """``<vendor> family <f> model <m> stepping <s>`` of the first CPU in ``cpuinfo`` ("unknown" without one)."""
-    fields = {}
+    """The first CPU of ``cpuinfo`` as ``<vendor> family <f> model <m> stepping <s>`` (x86) or
+    ``arm implementer <i> part <p> variant <v> revision <r>``; "unknown" without either."""
     try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("vendor_id", "cpu family", "model", "stepping") and key not in fields:
-                fields[key] = value.strip()
-            if not line.strip() and fields:
-                break
+        block = Path(cpuinfo).read_text().split("\n\n")[0]
     except OSError:
-        pass
-    if "vendor_id" not in fields:
         return "unknown"
-    return (f"{fields['vendor_id']} family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
-            f"stepping {fields.get('stepping', '?')}")
+    fields = {}
+    for line in block.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    for pairs in _CPU_FIELDS.values():
+        if pairs[0][1] in fields:
+            return " ".join(f"{label} {fields.get(key, '?')}".strip() for label, key in pairs)
+    return "unknown"
 
 
 def _cpu_name() -> str:

@@ -131,22 +131,48 @@ def test_within_tolerance_and_new_keys_pass(repo, capsys):
 def test_absent_reproduction_is_missing(repo, capsys):
     (repo / "results" / "p" / "00_data" / "summary.json").unlink()
     assert cli.main(["compare", "--profile", "p"]) == 1
-    assert "absent from the working tree" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "absent from the working tree" in out and "committed on" not in out
 
 
-def test_a_reproduction_on_another_or_an_unrecorded_cpu_is_noted(repo, capsys):
+SAME_CPU = {"cpu_id": "AuthenticAMD family 26 model 2 stepping 1", "cpu_capability": "AVX512"}
+
+
+def _stamp_cpu(path, machine: dict) -> None:
+    data = json.loads(path.read_text())
+    data["provenance"] = {"t": 3, "machine": machine}
+    path.write_text(json.dumps(data))
+
+
+def test_a_rewritten_summary_names_an_unrecorded_or_another_cpu(repo, capsys):
+    summary = repo / "results" / "p" / "00_data" / "summary.json"
+    assert cli.main(["compare", "--profile", "p"]) == 0  # the committed file itself: not rerun, no note
+    assert "committed on" not in capsys.readouterr().out
     _reproduce(repo)
     assert cli.main(["compare", "--profile", "p"]) == 0
-    out = capsys.readouterr().out
-    assert "note: 00_data: committed on unrecorded / unrecorded, reproduced on unrecorded / unrecorded" in out
-    same = {"cpu_id": "AuthenticAMD family 26 model 2 stepping 1", "cpu_capability": "AVX512"}
-    assert compare.machine_notes({"r/p/03_x/summary.json": (compare.machine_of({"provenance": {"machine": same}}),) * 2}) == []
-    other = compare.machine_of({"provenance": {"machine": {**same, "cpu_capability": "AVX2"}}})
-    notes = compare.machine_notes({"r/p/03_x/summary.json": (compare.machine_of({"provenance": {"machine": same}}), other),
-                                   "r/p/04_y/summary.json": (compare.machine_of({"provenance": {"machine": same}}), other)})
-    assert notes == ["03_x, 04_y: committed on AuthenticAMD family 26 model 2 stepping 1 / AVX512, reproduced on "
-                     "AuthenticAMD family 26 model 2 stepping 1 / AVX2; trained figures (03-06) reproduce bit for "
-                     "bit only on the same CPU, so a `differs` there may come from the machine (README, `make compare`)"]
+    assert "note: 00_data: committed on unrecorded / unrecorded, reproduced on unrecorded / unrecorded" in capsys.readouterr().out
+    _stamp_cpu(summary, SAME_CPU)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cpu"], cwd=repo, check=True)
+    _stamp_cpu(summary, {**SAME_CPU})
+    data = json.loads(summary.read_text())
+    data["provenance"]["t"] = 4  # rewritten on the same CPU: no note
+    summary.write_text(json.dumps(data))
+    assert cli.main(["compare", "--profile", "p"]) == 0
+    assert "committed on" not in capsys.readouterr().out
+    _stamp_cpu(summary, {**SAME_CPU, "cpu_capability": "AVX2"})
+    assert cli.main(["compare", "--profile", "p"]) == 0
+    assert ("note: 00_data: committed on AuthenticAMD family 26 model 2 stepping 1 / AVX512, reproduced on "
+            "AuthenticAMD family 26 model 2 stepping 1 / AVX2;") in capsys.readouterr().out
+
+
+def test_machine_notes_group_summaries_and_distrust_unknown_cpus():
+    same = compare.machine_of({"provenance": {"machine": SAME_CPU}})
+    other = compare.machine_of({"provenance": {"machine": {**SAME_CPU, "cpu_capability": "AVX2"}}})
+    unknown = compare.machine_of({"provenance": {"machine": {"cpu_id": "unknown", "cpu_capability": "DEFAULT"}}})
+    assert compare.machine_notes({"r/p/03_x/summary.json": (same, same)}) == []
+    notes = compare.machine_notes({"r/p/03_x/summary.json": (same, other), "r/p/04_y/summary.json": (same, other),
+                                   "r/p/05_z/summary.json": (unknown, unknown)})
+    assert [n.split(":")[0] for n in notes] == ["03_x, 04_y", "05_z"]
 
 
 def test_untracked_summaries_are_named(repo, capsys):
