@@ -74,7 +74,8 @@ def machine() -> dict:
     numbers have been seen to reproduce bit for bit on one VM but not on another whose CPU was
     not recorded.
     """
-    info = {"platform": platform.platform(), "processor": _cpu_name(), "cpu_id": _cpu_id(), "cores": os.cpu_count()}
+    cpu = _cpuinfo()
+    info = {"platform": platform.platform(), "processor": _cpu_name(cpu), "cpu_id": _cpu_id(cpu), "cores": os.cpu_count()}
     try:
         import torch
     except ImportError:
@@ -87,38 +88,38 @@ def machine() -> dict:
     return info
 
 
-_CPU_FIELDS = {  # /proc/cpuinfo keys of the first CPU, by architecture: (label, key) pairs
-    "x86": (("", "vendor_id"), ("family", "cpu family"), ("model", "model"), ("stepping", "stepping")),
-    "arm": (("arm implementer", "CPU implementer"), ("part", "CPU part"), ("variant", "CPU variant"),
-            ("revision", "CPU revision")),
-}
+_CPU_FIELDS = (  # (label, /proc/cpuinfo key) of the first CPU: x86, then ARM
+    (("", "vendor_id"), ("family", "cpu family"), ("model", "model"), ("stepping", "stepping")),
+    (("arm implementer", "CPU implementer"), ("part", "CPU part"), ("variant", "CPU variant"),
+     ("revision", "CPU revision")),
+)
 
 
-def _cpu_id(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The first CPU of ``cpuinfo`` as ``<vendor> family <f> model <m> stepping <s>`` (x86) or
-    ``arm implementer <i> part <p> variant <v> revision <r>``; "unknown" without either."""
+def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The fields of the first CPU block of ``path`` (empty where it cannot be read)."""
     try:
-        block = Path(cpuinfo).read_text().split("\n\n")[0]
+        block = Path(path).read_text().split("\n\n")[0]
     except OSError:
-        return "unknown"
+        return {}
     fields = {}
     for line in block.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    for pairs in _CPU_FIELDS.values():
+    return fields
+
+
+def _cpu_id(fields: dict[str, str]) -> str:
+    """The CPU of :func:`_cpuinfo` fields as ``<vendor> family <f> model <m> stepping <s>`` (x86)
+    or ``arm implementer <i> part <p> variant <v> revision <r>``; "unknown" without either."""
+    for pairs in _CPU_FIELDS:
         if pairs[0][1] in fields:
             return " ".join(f"{label} {fields.get(key, '?')}".strip() for label, key in pairs)
     return "unknown"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _cpu_name(fields: dict[str, str]) -> str:
+    """The model name of :func:`_cpuinfo` fields, else the platform's processor string."""
+    return fields.get("model name") or platform.processor() or "unknown"
 
 
 def provenance(profile: str = "", config: dict | None = None, **extra) -> dict:

@@ -22,13 +22,13 @@ def test_cpu_id_names_the_first_cpu_and_says_unknown_without_one(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
                     "model name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\nvendor_id\t: Other\n")
-    assert provenance._cpu_id(info) == "AuthenticAMD family 26 model 2 stepping 1"
+    assert provenance._cpu_id(provenance._cpuinfo(info)) == "AuthenticAMD family 26 model 2 stepping 1"
     info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
                     "CPU variant\t: 0x1\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\nprocessor\t: 1\n")
-    assert provenance._cpu_id(info) == "arm implementer 0x41 part 0xd0c variant 0x1 revision 1"
+    assert provenance._cpu_id(provenance._cpuinfo(info)) == "arm implementer 0x41 part 0xd0c variant 0x1 revision 1"
     info.write_text("processor\t: 0\nisa\t: rv64imafdc\n")
-    assert provenance._cpu_id(info) == "unknown"
-    assert provenance._cpu_id(tmp_path / "absent") == "unknown"
+    assert provenance._cpu_id(provenance._cpuinfo(info)) == "unknown"
+    assert provenance._cpu_id(provenance._cpuinfo(tmp_path / "absent")) == "unknown"
 
 
 def test_machine_without_torch_still_names_the_cpu(monkeypatch):
