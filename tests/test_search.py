@@ -422,6 +422,7 @@ def test_pareto_summary_and_chosen():
     assert flat["censored_share.random"] == 0 and flat["evals_to_target.random"] == 1.0
     assert flat["censored_share.epr"] == 1.0 and np.isnan(flat["evals_to_target.epr"])  # never reaches random's HV
     assert flat["target_hv"] == result["methods"][0]["hv_mean"] and flat["n_seeds"] == 1
+    assert np.isnan(flat["evals_to_target_ci95_low.random"]) and np.isnan(flat["evals_to_target_ci95_high.epr"])  # 1 seed
     assert flat["hv.epr"] < flat["hv.random"] <= result["reference_hv"]
     assert result["reference_from"] == "runs" and np.isnan(flat["oracle_hv"])
     assert flat["hv_frac_reference.random"] == pytest.approx(flat["hv.random"] / result["reference_hv"])
@@ -694,3 +695,24 @@ def test_surrogate_starts_as_its_control_and_beats_it_on_an_additive_problem():
         assert facts["init"] == 2 and facts["pool"] > 20
         gaps.append(exp.hv(model.miou(), model.latency_ms()) - exp.hv(control.miou(), control.latency_ms()))
     assert np.mean(gaps) > 0 and sum(g > 0 for g in gaps) >= 4
+
+
+def test_evals_ratio_ci_pairs_seeds_and_keeps_censoring_conservative():
+    seeds = range(10)
+    same = {s: 5 + s for s in seeds}
+    assert E.evals_ratio_ci(same, same, budget=60, n_resamples=200) == (1.0, 1.0)  # every resample: x / x
+    fast = {s: 2 + s % 3 for s in seeds}
+    low, high = E.evals_ratio_ci(fast, {s: 30 + s for s in seeds}, budget=60, n_resamples=500)
+    point = E.time_to_target(list(fast.values()), 60)["km_median"] / E.time_to_target(list(range(30, 40)), 60)["km_median"]
+    assert 0 < low <= point <= high < 0.2
+    # the base reaches the target in 6 of 10 runs: resamples where it does not use the budget, so
+    # the ratio can only be overstated, and the bound stays finite
+    base = {s: (40 if s < 6 else None) for s in seeds}
+    low, high = E.evals_ratio_ci(fast, base, budget=60, n_resamples=500)
+    assert 2 / 60 <= low <= high <= 4 / 40
+    slow = {s: (50 if s < 6 else None) for s in seeds}  # undefined in many resamples: an open upper bound
+    low, high = E.evals_ratio_ci(slow, {s: 30 for s in seeds}, budget=60, n_resamples=500)
+    assert low == pytest.approx(50 / 30) and np.isnan(high)
+    never = {s: (1 if s < 4 else None) for s in seeds}  # more than half censored: no point estimate
+    assert all(np.isnan(E.evals_ratio_ci(never, same, budget=60, n_resamples=200)))
+    assert all(np.isnan(E.evals_ratio_ci({0: 1}, {0: 2}, budget=60)))  # one paired seed: no CI

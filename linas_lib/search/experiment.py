@@ -338,6 +338,14 @@ def time_to_target(hits: list[int | None], budget: int) -> dict:
     return out
 
 
+def run_hits(runs: list[MethodRun], curves: dict, level: float) -> dict[str, dict[int, int | None]]:
+    """Per method and seed: the first number of evaluations reaching ``level`` (None: never)."""
+    hits: dict[str, dict] = {}
+    for run in runs:
+        hits.setdefault(run.method, {})[run.seed] = evals_to_reach(curves[run_key(run.method, run.seed)], level)
+    return hits
+
+
 def reach_table(runs: list[MethodRun], curves: dict, level: float, budget: int) -> dict[str, dict]:
     """Per method: :func:`time_to_target` of its runs' first evaluations reaching ``level``.
 
@@ -347,10 +355,62 @@ def reach_table(runs: list[MethodRun], curves: dict, level: float, budget: int) 
     if level <= 0:
         return {r.method: {"censored_share": math.nan, "n_runs": 0, "n_reached": 0, "km_median": math.nan}
                 for r in runs}
-    hits: dict[str, list] = {}
-    for run in runs:
-        hits.setdefault(run.method, []).append(evals_to_reach(curves[run_key(run.method, run.seed)], level))
-    return {m: time_to_target(h, budget) for m, h in hits.items()}
+    return {m: time_to_target(list(h.values()), budget) for m, h in run_hits(runs, curves, level).items()}
+
+
+def reach_ratio_cis(runs: list[MethodRun], curves: dict, level: float, budget: int, base: str = "random",
+                    n_resamples: int = 2000) -> dict[str, tuple[float, float]]:
+    """Per method: :func:`evals_ratio_ci` of its evaluations to ``level`` over ``base``'s (NaN
+    for a level of 0, as in :func:`reach_table`, and without ``base`` runs)."""
+    hits = run_hits(runs, curves, level)
+    if level <= 0 or base not in hits:
+        return {m: (math.nan, math.nan) for m in hits}
+    return {m: evals_ratio_ci(h, hits[base], budget, n_resamples) for m, h in hits.items()}
+
+
+def evals_ratio_ci(hits: dict[int, int | None], base_hits: dict[int, int | None], budget: int,
+                   n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap CI of a method's Kaplan-Meier median evaluations-to-target over the base's.
+
+    Seeds are resampled together (``scipy.stats.bootstrap``, ``paired=True``, percentile), the
+    :func:`time_to_target` median recomputed for both arms on every resample. Where more than
+    half of a resample's runs are censored its median is undefined: the method's then counts
+    as infinite and the base's as the budget (its true median lies beyond it), so both
+    substitutions make the ratio larger, never smaller than it is.
+
+    Returns:
+        ``(low, high)``; a bound that falls on resamples with an undefined method median is
+        NaN (censored), and so is the whole CI below 2 paired seeds or when the point
+        estimate is undefined.
+    """
+    from scipy.stats import bootstrap
+
+    seeds = sorted(set(hits) & set(base_hits))
+    paired = [_as_evals([h[s] for s in seeds]) for h in (hits, base_hits)]
+    if len(seeds) < 2 or not all(math.isfinite(_km_median(p, budget)) for p in paired):
+        return math.nan, math.nan
+    with np.errstate(invalid="ignore"):  # the standard error of a distribution holding inf
+        res = bootstrap(paired, lambda m, b: _ratio_of_medians(m, b, budget), paired=True, vectorized=False,
+                        n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                        rng=np.random.default_rng([seed, CI_STREAM]))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (low if math.isfinite(low) else math.nan), (high if math.isfinite(high) else math.nan)
+
+
+def _as_evals(hits) -> np.ndarray:
+    """Evaluations to the target as floats, a run that never reached it as inf."""
+    return np.array([math.inf if h is None else float(h) for h in hits])
+
+
+def _km_median(evals: np.ndarray, budget: int) -> float:
+    """:func:`time_to_target`'s median of :func:`_as_evals` values (NaN: undefined)."""
+    return time_to_target([int(e) if math.isfinite(e) else None for e in evals], budget)["km_median"]
+
+
+def _ratio_of_medians(evals: np.ndarray, base_evals: np.ndarray, budget: int) -> float:
+    """Median of ``evals`` over that of ``base_evals``, an undefined one as inf / the budget."""
+    method, base = _km_median(evals, budget), _km_median(base_evals, budget)
+    return (math.inf if math.isnan(method) else method) / (budget if math.isnan(base) else base)
 
 
 def mean_ci(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -476,9 +536,11 @@ def effect_rows(per_run: list[dict], n_resamples: int = 2000) -> list[dict]:
     return rows
 
 
-def method_table(per_run: list[dict], reach: dict, random_method: str = "random", n_resamples: int = 2000) -> list[dict]:
+def method_table(per_run: list[dict], reach: dict, random_method: str = "random", n_resamples: int = 2000,
+                 evals_ci: dict[str, tuple[float, float]] | None = None) -> list[dict]:
     """One row per method: HV over seeds with its 95 % CI and the paired difference to random's,
-    IGD and front size, and evaluations to the target (Kaplan-Meier median, censored share)."""
+    IGD and front size, and evaluations to the target (Kaplan-Meier median, censored share, and
+    as a fraction of random's with ``evals_ci[method]``, the :func:`evals_ratio_ci`)."""
     import pandas as pd
 
     frame = pd.DataFrame(per_run).assign(covered=lambda f: (f.front_size > 0).astype(float))
@@ -505,6 +567,8 @@ def method_table(per_run: list[dict], reach: dict, random_method: str = "random"
             "front_size_mean": float(group.front_size.mean()),
             "evals_to_target_km_median": r["km_median"], "censored_share": r["censored_share"],
             "evals_to_target_fraction_of_random": r["km_median"] / base_evals if base_evals > 0 else math.nan,
+            **dict(zip(("evals_to_target_fraction_ci95_low", "evals_to_target_fraction_ci95_high"),
+                       (evals_ci or {}).get(method, (math.nan, math.nan)))),
         })
     return rows
 

@@ -232,7 +232,8 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
     curve_rows, curves = E.curve_rows(exp, runs)
     level = E.target_level(E.curve_rows(exp, calibration)[1] if calibration else curves)
     reach = E.reach_table(runs, curves, level, budget)
-    methods = E.method_table(per_run, reach, n_resamples=n_resamples)
+    methods = E.method_table(per_run, reach, n_resamples=n_resamples,
+                             evals_ci=E.reach_ratio_cis(runs, curves, level, budget, n_resamples=n_resamples))
     shares = E.feasible_share(exp, runs)
     reference = E.reference_hv(exp, runs + list(oracle or []))
     methods = [{**row, "feasible_share": shares[row["method"]], "hv_frac_reference": row["hv_mean"] / reference}
@@ -264,6 +265,8 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"front_size.{m}"] = row["front_size_mean"]
         out[f"evals_to_target.{m}"] = row["evals_to_target_fraction_of_random"]
         out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
+        out[f"evals_to_target_ci95_low.{m}"] = row["evals_to_target_fraction_ci95_low"]
+        out[f"evals_to_target_ci95_high.{m}"] = row["evals_to_target_fraction_ci95_high"]
         out[f"censored_share.{m}"] = row["censored_share"]
         out[f"hv_frac_reference.{m}"] = row["hv_frac_reference"]
         out[f"feasible_share.{m}"] = row["feasible_share"]
