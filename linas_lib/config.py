@@ -168,6 +168,10 @@ class SupernetConfig:
     pad_seeds: tuple[int, ...] = field(default=(0,), metadata={"key": False})
     pad_constant_tau: float = field(default=1.0, metadata={"key": False})
     pad_eval_every: int = field(default=0, metadata={"key": False})
+    # target search study (linas_lib.supernet.target_search): alpha steps per run on the trained
+    # supernet's frozen weights, joint (ratio, range penalty) vs per target; 0 = skipped
+    target_search_steps: int = field(default=0, metadata={"key": False})
+    target_search_seeds: tuple[int, ...] = field(default=(0,), metadata={"key": False})
     # batches timed for cache_speedup and traced for binarised_mem_ratio
     measure_batches: int = field(default=2, metadata={"key": False})
     # one-shot weight-step counts after which the supernet is saved beside its checkpoint

@@ -98,6 +98,39 @@ def pad_study(curves: list[dict]):
     return fig
 
 
+def target_search(rows: list[dict], shares: list[dict]):
+    """Target search study: per target and arm, the searched architecture's predicted latency
+    over the budget and its WS mIoU (means over seeds; hollow: over budget in some seed), and
+    each target's share of the joint arms' penalty gradient."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).assign(ratio=lambda f: f.predicted_ms / f.budget_ms)
+    targets = list(dict.fromkeys(frame.target))
+    x = np.arange(len(targets))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for i, (arm, part) in enumerate(frame.groupby("arm", sort=False)):
+        mean = part.groupby("target").agg(ratio=("ratio", "mean"), miou=("ws_miou", "mean"),
+                                          meets=("meets_budget", "all")).reindex(targets)
+        offset = x + (i - 1) * 0.2
+        for ax, column in ((axes[0], "ratio"), (axes[1], "miou")):
+            ax.scatter(offset[mean.meets], mean[column][mean.meets], color=f"C{i}", label=arm)
+            ax.scatter(offset[~mean.meets], mean[column][~mean.meets], facecolors="none", edgecolors=f"C{i}")
+    share = pd.DataFrame(shares).groupby(["arm", "target"], sort=False).grad_share.mean()
+    for i, arm in enumerate(share.index.get_level_values(0).unique()):
+        axes[2].bar(x + (i - 0.5) * 0.4, share[arm].reindex(targets), width=0.4, color=f"C{i}", label=arm)
+    axes[0].axhline(1.0, color="k", lw=0.8, ls="--")
+    axes[0].set(ylabel="predicted latency / budget", yscale="log", title="searched architecture vs budget")
+    axes[1].set(ylabel="WS mIoU (held-out val)", title="searched architecture's accuracy")
+    axes[2].set(ylabel="share of the penalty gradient", title="who steers the joint alpha")
+    for ax in axes:
+        ax.set_xticks(x, targets, rotation=60, ha="right", fontsize=7)
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def supernet_training_curves(history: list[dict]):
     """Supernet training: train loss, val loss terms of the alpha steps, WS mIoU of the argmax path.
 

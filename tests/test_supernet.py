@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numpy as np
 import pytest
@@ -615,3 +616,83 @@ def test_argmax_breaks_exact_ties_at_random_not_by_index():
     np.testing.assert_array_equal(argmax_choices(alpha_op, alpha_width), argmax_choices(alpha_op, alpha_width))
     alpha_width[:, 2] = 1.0  # a strict maximum is taken whatever the generator
     assert (argmax_choices(alpha_op, alpha_width, np.random.default_rng(1)) % len(WIDTHS) == 2).all()
+
+
+def _two_target_latency(form: str = "ratio") -> LatencyTerms:
+    """An edge target timed decoder-only (architectures 150-450 ms, 30x the CPU's span, budget
+    200) and a CPU target timed end to end (the same shape plus a fixed 100 ms, budget 104)."""
+    shape = torch.linspace(1.0, 3.0, 21).repeat(5, 1)  # cheapest 5, dearest 15 ms per architecture
+    table = torch.stack([30 * shape, shape])
+    return LatencyTerms(table, torch.tensor([0.0, 100.0]), torch.tensor([200.0, 104.0]), ("edge", "cpu"), form=form)
+
+
+def test_target_search_shares_show_which_target_steers_the_joint_alpha():
+    from linas_lib.supernet import target_search as T
+
+    model = tiny_supernet()  # uniform logits: expected 300 and 110 ms, both over budget
+    ratio = T.gradient_shares(model, _two_target_latency("ratio"))
+    assert ratio[0] > 0.9  # budget-normalised: 30x the span over 2x the budget
+    assert T.gradient_shares(model, _two_target_latency("range")) == pytest.approx([0.5, 0.5])  # scale-free
+    loose = dataclasses.replace(_two_target_latency("range"), budgets=torch.tensor([1e4, 1e4]))
+    assert T.gradient_shares(model, loose) is None  # every target within budget: no latency gradient
+    sub = T.subset(_two_target_latency(), [1], "range")
+    assert sub.names == ("cpu",) and sub.form == "range" and sub.table.shape == (1, 5, 21) and float(sub.budgets[0]) == 104.0
+
+
+def test_target_search_runs_every_arm_on_frozen_copies(monkeypatch):
+    from linas_lib.supernet import target_search as T
+
+    ts = _tiny_trained_supernet(latency_lambda=1.0)
+    ts = dataclasses.replace(ts, latency=_two_target_latency())
+    state = {k: v.clone() for k, v in ts.model.state_dict().items()}
+    batches, step = {}, T.arch_step
+    def recording_step(model, opt, taps, masks, *args):  # noqa: E306
+        batches.setdefault(args[-1].split(" step ")[0], []).append(masks.sum().item())
+        return step(model, opt, taps, masks, *args)
+    monkeypatch.setattr(T, "arch_step", recording_step)
+    rows, shares = T.target_search(ts, seeds=[0, 1], steps=3)
+    assert [(r["arm"], r["target"]) for r in rows[:6]] == [("joint_ratio", "edge"), ("joint_ratio", "cpu"),
+                                                          ("joint_range", "edge"), ("joint_range", "cpu"),
+                                                          ("per_target", "edge"), ("per_target", "cpu")]
+    assert len(rows) == 12 and {r["seed"] for r in rows} == {0, 1}
+    for seed in (0, 1):
+        for arm in ("joint_ratio", "joint_range"):
+            archs = {r["architecture"] for r in rows if r["arm"] == arm and r["seed"] == seed}
+            assert len(archs) == 1  # one distribution serves every target
+        runs = [v for k, v in batches.items() if k.endswith(f"seed {seed})")]
+        assert len(runs) == 4 and all(r == runs[0] for r in runs)  # every arm of a seed: the same batches
+    assert batches["target search (edge, cpu, ratio, seed 0)"] != batches["target search (edge, cpu, ratio, seed 1)"]
+    assert all(r["meets_budget"] == (r["predicted_ms"] <= r["budget_ms"]) and 0 <= r["ws_miou"] <= 1 for r in rows)
+    assert {(s["arm"], s["target"]) for s in shares} == {(a, t) for a in ("joint_ratio", "joint_range") for t in ("edge", "cpu")}
+    assert all(s["active_steps"] == 3 for s in shares)  # the fixture's targets start over budget
+    _assert_same_state(state, ts.model)
+    searched, _, _ = T._search(ts, ts.latency, 0, 3)
+    assert not torch.equal(searched.alpha_op, ts.model.alpha_op)  # the logits moved ...
+    after = searched.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(state[k], v) for k, v in after.items()
+                                                if not k.startswith("alpha_"))  # ... nothing else (weights, BN)
+    out = T.target_search_figures(rows, shares)
+    assert out["target_search.distinct_archs.joint_ratio"] == 1.0 and out["target_search.n_seeds"] == 2.0
+    assert out["target_search.grad_share_max.joint_ratio"] > 0.9
+    assert {"target_search.ws_miou_diff.per_target_vs_joint_range", "target_search.meets_budget_diff.per_target_vs_joint_range",
+            "target_search.ws_miou_diff_both_within.per_target_vs_joint_range"} <= set(out)
+    with pytest.raises(ValueError, match="needs >= 1 step"):
+        T.target_search(ts, seeds=[0], steps=0)
+    with pytest.raises(ValueError, match="latency targets"):
+        T.target_search(dataclasses.replace(ts, latency=None), seeds=[0], steps=1)
+
+
+def test_target_search_figures_pair_per_target_with_joint_range():
+    from linas_lib.supernet import target_search as T
+
+    def row(arm, seed, target, miou, meets):
+        return {"arm": arm, "seed": seed, "target": target, "architecture": f"{arm}{target}", "ws_miou": miou,
+                "crack_iou": 0.1, "meets_budget": meets}
+    rows = [row("joint_range", s, t, 0.5, True) for s in (0, 1) for t in ("a", "b")]
+    rows += [row("per_target", 0, "a", 0.7, True), row("per_target", 0, "b", 0.9, False),
+             row("per_target", 1, "a", 0.6, True), row("per_target", 1, "b", 0.5, True)]
+    out = T.target_search_figures(rows, [{"arm": "joint_range", "seed": 0, "target": "a", "grad_share": 1.0}])
+    assert out["target_search.ws_miou_diff.per_target_vs_joint_range"] == pytest.approx(((0.2 + 0.4) / 2 + 0.05) / 2)
+    assert out["target_search.meets_budget_diff.per_target_vs_joint_range"] == pytest.approx((-0.5 + 0) / 2)
+    assert out["target_search.ws_miou_diff_both_within.per_target_vs_joint_range"] == pytest.approx((0.2 + 0.05) / 2)
+    assert out["target_search.n_pairs_both_within"] == 3.0 and out["target_search.distinct_archs.per_target"] == 2.0
