@@ -700,19 +700,19 @@ def test_surrogate_starts_as_its_control_and_beats_it_on_an_additive_problem():
 def test_evals_ratio_ci_pairs_seeds_and_keeps_censoring_conservative():
     seeds = range(10)
     same = {s: 5 + s for s in seeds}
-    assert E.evals_ratio_ci(same, same, budget=60, n_resamples=200) == (1.0, 1.0)  # every resample: x / x
+    assert E.evals_ratio_ci(same, same, budget=60, n_resamples=200) == {"low": 1.0, "high": 1.0, "undefined_share": 0.0}
     fast = {s: 2 + s % 3 for s in seeds}
-    low, high = E.evals_ratio_ci(fast, {s: 30 + s for s in seeds}, budget=60, n_resamples=500)
+    ci = E.evals_ratio_ci(fast, {s: 30 + s for s in seeds}, budget=60, n_resamples=500)
     point = E.time_to_target(list(fast.values()), 60)["km_median"] / E.time_to_target(list(range(30, 40)), 60)["km_median"]
-    assert 0 < low <= point <= high < 0.2
+    assert 0 < ci["low"] <= point <= ci["high"] < 0.2 and ci["undefined_share"] == 0.0
     # the base reaches the target in 6 of 10 runs: resamples where it does not use the budget, so
-    # the ratio can only be overstated, and the bound stays finite
+    # the ratio can only be overstated, the bound stays finite, and the share of such resamples is told
     base = {s: (40 if s < 6 else None) for s in seeds}
-    low, high = E.evals_ratio_ci(fast, base, budget=60, n_resamples=500)
-    assert 2 / 60 <= low <= high <= 4 / 40
+    ci = E.evals_ratio_ci(fast, base, budget=60, n_resamples=500)
+    assert 2 / 60 <= ci["low"] <= ci["high"] <= 4 / 40 and 0.1 < ci["undefined_share"] < 0.6
     slow = {s: (50 if s < 6 else None) for s in seeds}  # undefined in many resamples: an open upper bound
-    low, high = E.evals_ratio_ci(slow, {s: 30 for s in seeds}, budget=60, n_resamples=500)
-    assert low == pytest.approx(50 / 30) and np.isnan(high)
+    ci = E.evals_ratio_ci(slow, {s: 30 for s in seeds}, budget=60, n_resamples=500)
+    assert ci["low"] == pytest.approx(50 / 30) and np.isnan(ci["high"])
     never = {s: (1 if s < 4 else None) for s in seeds}  # more than half censored: no point estimate
-    assert all(np.isnan(E.evals_ratio_ci(never, same, budget=60, n_resamples=200)))
-    assert all(np.isnan(E.evals_ratio_ci({0: 1}, {0: 2}, budget=60)))  # one paired seed: no CI
+    assert all(np.isnan(list(E.evals_ratio_ci(never, same, budget=60, n_resamples=200).values())))
+    assert all(np.isnan(list(E.evals_ratio_ci({0: 1}, {0: 2}, budget=60).values())))  # one paired seed: no CI

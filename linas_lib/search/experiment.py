@@ -359,42 +359,57 @@ def reach_table(runs: list[MethodRun], curves: dict, level: float, budget: int) 
 
 
 def reach_ratio_cis(runs: list[MethodRun], curves: dict, level: float, budget: int, base: str = "random",
-                    n_resamples: int = 2000) -> dict[str, tuple[float, float]]:
+                    n_resamples: int = 2000) -> dict[str, dict]:
     """Per method: :func:`evals_ratio_ci` of its evaluations to ``level`` over ``base``'s (NaN
     for a level of 0, as in :func:`reach_table`, and without ``base`` runs)."""
     hits = run_hits(runs, curves, level)
     if level <= 0 or base not in hits:
-        return {m: (math.nan, math.nan) for m in hits}
+        return {m: dict(UNDEFINED_CI) for m in hits}
     return {m: evals_ratio_ci(h, hits[base], budget, n_resamples) for m, h in hits.items()}
 
 
+UNDEFINED_CI = {"low": math.nan, "high": math.nan, "undefined_share": math.nan}
+
+
 def evals_ratio_ci(hits: dict[int, int | None], base_hits: dict[int, int | None], budget: int,
-                   n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+                   n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
     """Paired bootstrap CI of a method's Kaplan-Meier median evaluations-to-target over the base's.
 
     Seeds are resampled together (``scipy.stats.bootstrap``, ``paired=True``, percentile), the
     :func:`time_to_target` median recomputed for both arms on every resample. Where more than
     half of a resample's runs are censored its median is undefined: the method's then counts
     as infinite and the base's as the budget (its true median lies beyond it), so both
-    substitutions make the ratio larger, never smaller than it is.
+    substitutions make the ratio larger, never smaller than it is. With the target at the
+    base's median final HV, the base's median is undefined in a sizeable share of resamples,
+    and those resamples pull the lower bound towards (method's median / budget): read the
+    upper bound, and ``undefined_share`` beside it.
 
     Returns:
-        ``(low, high)``; a bound that falls on resamples with an undefined method median is
-        NaN (censored), and so is the whole CI below 2 paired seeds or when the point
-        estimate is undefined.
+        ``{"low", "high", "undefined_share"}``: the bounds (a bound that falls on resamples
+        with an undefined method median is NaN, censored) and the share of resamples in
+        which either median is undefined. All NaN below 2 paired seeds or when either point
+        median is undefined; a method compared with itself is ``(1, 1, 0)``.
     """
     from scipy.stats import bootstrap
 
     seeds = sorted(set(hits) & set(base_hits))
-    paired = [_as_evals([h[s] for s in seeds]) for h in (hits, base_hits)]
-    if len(seeds) < 2 or not all(math.isfinite(_km_median(p, budget)) for p in paired):
-        return math.nan, math.nan
+    method, base = (_as_evals([h[s] for s in seeds]) for h in (hits, base_hits))
+    if len(seeds) < 2 or not all(math.isfinite(_km_median(e, budget)) for e in (method, base)):
+        return dict(UNDEFINED_CI)
+    if np.array_equal(method, base):  # every resample: x / x
+        return {"low": 1.0, "high": 1.0, "undefined_share": 0.0}
+
+    def statistic(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+        m_median, b_median = _km_median(m, budget), _km_median(b, budget)
+        ratio = (math.inf if math.isnan(m_median) else m_median) / (budget if math.isnan(b_median) else b_median)
+        return np.array([ratio, float(math.isnan(m_median) or math.isnan(b_median))])
+
     with np.errstate(invalid="ignore"):  # the standard error of a distribution holding inf
-        res = bootstrap(paired, lambda m, b: _ratio_of_medians(m, b, budget), paired=True, vectorized=False,
-                        n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-                        rng=np.random.default_rng([seed, CI_STREAM]))
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return (low if math.isfinite(low) else math.nan), (high if math.isfinite(high) else math.nan)
+        res = bootstrap((method, base), statistic, paired=True, vectorized=False, n_resamples=n_resamples,
+                        confidence_level=confidence, method="percentile", rng=np.random.default_rng([seed, CI_STREAM]))
+    low, high = float(res.confidence_interval.low[0]), float(res.confidence_interval.high[0])
+    return {"low": low if math.isfinite(low) else math.nan, "high": high if math.isfinite(high) else math.nan,
+            "undefined_share": float(res.bootstrap_distribution[1].mean())}
 
 
 def _as_evals(hits) -> np.ndarray:
@@ -405,12 +420,6 @@ def _as_evals(hits) -> np.ndarray:
 def _km_median(evals: np.ndarray, budget: int) -> float:
     """:func:`time_to_target`'s median of :func:`_as_evals` values (NaN: undefined)."""
     return time_to_target([int(e) if math.isfinite(e) else None for e in evals], budget)["km_median"]
-
-
-def _ratio_of_medians(evals: np.ndarray, base_evals: np.ndarray, budget: int) -> float:
-    """Median of ``evals`` over that of ``base_evals``, an undefined one as inf / the budget."""
-    method, base = _km_median(evals, budget), _km_median(base_evals, budget)
-    return (math.inf if math.isnan(method) else method) / (budget if math.isnan(base) else base)
 
 
 def mean_ci(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -537,7 +546,7 @@ def effect_rows(per_run: list[dict], n_resamples: int = 2000) -> list[dict]:
 
 
 def method_table(per_run: list[dict], reach: dict, random_method: str = "random", n_resamples: int = 2000,
-                 evals_ci: dict[str, tuple[float, float]] | None = None) -> list[dict]:
+                 evals_ci: dict[str, dict] | None = None) -> list[dict]:
     """One row per method: HV over seeds with its 95 % CI and the paired difference to random's,
     IGD and front size, and evaluations to the target (Kaplan-Meier median, censored share, and
     as a fraction of random's with ``evals_ci[method]``, the :func:`evals_ratio_ci`)."""
@@ -554,7 +563,7 @@ def method_table(per_run: list[dict], reach: dict, random_method: str = "random"
         seeds = sorted(hv[method])
         values = [hv[method][s] for s in seeds]
         paired = [hv[method][s] - base_hv[s] for s in seeds if s in base_hv]
-        r = reach[method]
+        r, ci = reach[method], (evals_ci or {}).get(method, UNDEFINED_CI)
         rows.append({
             "method": method, "n_seeds": len(seeds),
             "hv_mean": float(np.mean(values)), "hv_std": float(np.std(values)),
@@ -567,8 +576,8 @@ def method_table(per_run: list[dict], reach: dict, random_method: str = "random"
             "front_size_mean": float(group.front_size.mean()),
             "evals_to_target_km_median": r["km_median"], "censored_share": r["censored_share"],
             "evals_to_target_fraction_of_random": r["km_median"] / base_evals if base_evals > 0 else math.nan,
-            **dict(zip(("evals_to_target_fraction_ci95_low", "evals_to_target_fraction_ci95_high"),
-                       (evals_ci or {}).get(method, (math.nan, math.nan)))),
+            "evals_to_target_fraction_ci95_low": ci["low"], "evals_to_target_fraction_ci95_high": ci["high"],
+            "evals_to_target_ci_undefined_share": ci["undefined_share"],
         })
     return rows
 

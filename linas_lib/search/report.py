@@ -267,6 +267,7 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
         out[f"evals_to_target_ci95_low.{m}"] = row["evals_to_target_fraction_ci95_low"]
         out[f"evals_to_target_ci95_high.{m}"] = row["evals_to_target_fraction_ci95_high"]
+        out[f"evals_to_target_ci_undefined_share.{m}"] = row["evals_to_target_ci_undefined_share"]
         out[f"censored_share.{m}"] = row["censored_share"]
         out[f"hv_frac_reference.{m}"] = row["hv_frac_reference"]
         out[f"feasible_share.{m}"] = row["feasible_share"]
