@@ -380,7 +380,7 @@ def evals_ratio_ci(hits: dict[int, int | None], base_hits: dict[int, int | None]
     half of a resample's runs are censored its median is undefined: the method's then counts
     as infinite and the base's as the budget (its true median lies beyond it), so both
     substitutions make the ratio larger, never smaller than it is. With the target at the
-    base's median final HV, the base's median is undefined in a sizeable share of resamples,
+    median final HV of random's calibration runs, the base's median is undefined in a sizeable share of resamples,
     and those resamples pull the lower bound towards (method's median / budget): read the
     upper bound, and ``undefined_share`` beside it.
 
@@ -388,7 +388,8 @@ def evals_ratio_ci(hits: dict[int, int | None], base_hits: dict[int, int | None]
         ``{"low", "high", "undefined_share"}``: the bounds (a bound that falls on resamples
         with an undefined method median is NaN, censored) and the share of resamples in
         which either median is undefined. All NaN below 2 paired seeds or when either point
-        median is undefined; a method compared with itself is ``(1, 1, 0)``.
+        median is undefined; a method whose hits equal the base's on every paired seed (the
+        base itself) is ``(1, 1, 0)``.
     """
     from scipy.stats import bootstrap
 

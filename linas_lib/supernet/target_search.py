@@ -152,8 +152,9 @@ def _row(ts: TrainedSupernet, arm: str, seed: int, t: int, arch: np.ndarray) -> 
 def target_search_figures(rows: list[dict], shares: list[dict]) -> dict:
     """``target_search.<metric>.<arm>`` over (seed, target); ``per_target`` minus ``joint_range``
     paired by (seed, target) -- WS mIoU, budget hit rate, and WS mIoU over the pairs where both
-    are within budget -- as means over seeds with 95 % bootstrap CIs (NaN below 2 seeds); the
-    joint arms' largest target share of the penalty gradient (mean over seeds)."""
+    are within budget -- as means over seeds with 95 % bootstrap CIs (NaN below 2 seeds); per
+    joint arm the largest over targets of a target's gradient share averaged over seeds (NaN if
+    no target was ever over budget)."""
     import pandas as pd
 
     from ..search.experiment import mean_ci
