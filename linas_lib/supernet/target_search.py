@@ -45,7 +45,6 @@ from .train import LatencyTerms, TrainedSupernet, arch_step, search_optimizers
 
 log = logging.getLogger(__name__)
 
-ARMS = ("joint_ratio", "joint_range", "per_target")
 TARGET_SEARCH_STREAM = 0x7A5
 
 
@@ -70,7 +69,8 @@ def target_search(ts: TrainedSupernet, seeds, steps: int) -> tuple[list[dict], l
         ValueError: ``steps`` below 1, no seeds, or a supernet trained without latency targets.
     """
     if steps < 1 or not len(seeds):
-        raise ValueError(f"the target search needs >= 1 step and >= 1 seed, got {steps} steps, seeds {list(seeds)}")
+        raise ValueError(f"the target search needs >= 1 step and >= 1 seed (profile supernet.target_search_steps, "
+                         f"supernet.target_search_seeds; steps 0 skips the study), got {steps} steps, seeds {list(seeds)}")
     if ts.latency is None:
         raise ValueError("the target search needs the supernet's latency targets; this one was trained without")
     if ts.cfg.alpha_val_share >= 1.0:
