@@ -158,13 +158,15 @@ def test_config_key_fields():
 def test_run_folder_follows_the_search_key_fields():
     from linas_lib.search.report import run_folder
 
-    supernet = SimpleNamespace(key="abc")
+    supernet = SimpleNamespace(key="abc", weights_digest="w1")
     latency = SimpleNamespace(target_names=("a", "b"), budgets_ms=np.array([1.0, 2.0]), variant="interaction")
-    folder = lambda search: run_folder(SimpleNamespace(search=search), supernet, latency)  # noqa: E731
+    folder = lambda search, net=supernet: run_folder(SimpleNamespace(search=search), net, latency)  # noqa: E731
     base = SearchConfig()
     assert folder(dataclasses.replace(base, hv_ref_latency=2.0, c3_images=5, finetune_topk=1)) == folder(base)
     assert folder(dataclasses.replace(base, eval_budget=7)) != folder(base)
     assert folder(dataclasses.replace(base, near_contexts=2)) != folder(base)
+    # the same supernet key trained again (another CPU) with other weights: other runs
+    assert folder(base, SimpleNamespace(key="abc", weights_digest="w2")) != folder(base)
 
 
 # ------------------------------------------------------------------ the supernet key across processes

@@ -384,6 +384,17 @@ def _tiny_trained_supernet(**cfg):
     return TrainedSupernet(_trained_tiny(), [], features, SupernetConfig(**settings), None, "tiny")
 
 
+def test_weights_digest_follows_the_weights_not_the_key_and_survives_ws_evaluation():
+    ts = _tiny_trained_supernet(bn_recalib_batches=1)
+    before = ts.weights_digest
+    ts.ws_scores(ts.argmax())  # a WS evaluation, BN recalibrated: leaves the model bit-identical
+    assert _tiny_trained_supernet().weights_digest == before  # the same weights: the same digest
+    other = _tiny_trained_supernet()
+    with torch.no_grad():
+        other.model.alpha_op[0, 0] += 1e-3  # same key ("tiny"), other weights
+    assert other.key == ts.key and other.weights_digest != before
+
+
 def test_measure_memory_ratio_leaves_the_trained_supernet_unchanged():
     from linas_lib.supernet import report
 

@@ -69,7 +69,12 @@ def near_proxy(supernet, cfg, seed: int) -> tuple[NearProxy, dict]:
 
 
 def run_folder(profile, supernet, latency) -> str:
-    """Cache key of this experiment's runs: supernet, latency model, search settings.
+    """Cache key of this experiment's runs: supernet (its key and its weights), latency model,
+    search settings.
+
+    The weights enter by :attr:`~linas_lib.supernet.train.TrainedSupernet.weights_digest`: a
+    supernet of the same key trained again on another machine has other weights, and runs
+    (and WS accuracies) cached on the first must not be read as the second's.
 
     The ``search`` settings enter by :func:`~linas_lib.keys.key_fields`: every field except
     those declared ``metadata={"key": False}`` in :class:`~linas_lib.config.SearchConfig`
@@ -77,7 +82,7 @@ def run_folder(profile, supernet, latency) -> str:
     """
     from ..keys import key_fields
 
-    return content_hash({"schema": E.RUNS_SCHEMA, "supernet": supernet.key, "search": key_fields(profile.search),
+    return content_hash({"schema": E.RUNS_SCHEMA, "supernet": supernet.key, "weights": supernet.weights_digest, "search": key_fields(profile.search),
                         "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
                         "variant": getattr(latency, "variant", "")}, length=12)
 

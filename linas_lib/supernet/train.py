@@ -569,6 +569,17 @@ class TrainedSupernet:
         return val_parts(self.features["val"], self.cfg.alpha_val_share)[0]
 
     @cached_property
+    def weights_digest(self) -> str:
+        """Content hash of the model's parameters and buffers (logits and BN statistics included).
+
+        :attr:`key` hashes what training depends on, not what it produced: the same key trained
+        on another CPU ends with other weights (floating-point reductions differ), so a cache of
+        results read off the weights (the search's WS accuracies) is keyed by this digest too.
+        WS evaluation leaves the model bit-identical, so computing it late changes nothing.
+        """
+        return content_hash(self.model.state_dict())
+
+    @cached_property
     def evaluator(self) -> WeightSharingEvaluator:
         """Weight-sharing evaluator on the held-out val images (first ``ws_val_images``), BN
         recalibrated per architecture on ``bn_recalib_batches`` train batches."""
