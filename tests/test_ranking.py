@@ -292,6 +292,23 @@ def test_ws_scores_and_mf_column_with_a_fake_supernet():
     assert R._as_miou({"miou": 0.4, "crack_iou": 0.1}) == 0.4
 
 
+def test_oracle_rows_score_the_searched_weights_beside_the_seed_ceiling():
+    rows = table_rows(12)
+    table = R.BenchTable(rows=rows, truth=R.ground_truth(rows))
+    out = R.oracle_rows(FakeSupernet(), table, RESAMPLES)
+    assert [(r["signal"], r["metric"]) for r in out] == [("seed_ceiling", "test_miou"), ("seed_ceiling", "test_crack_iou"),
+                                                         ("ws", "test_miou"), ("ws", "test_crack_iou")]
+    ws = R.ws_scores(FakeSupernet(), table.truth.choices)
+    for row, metric, key in ((out[2], "test_miou", "miou"), (out[3], "test_crack_iou", "crack_iou")):
+        expected = R.compare(ws[key], table.truth.values[metric], 1, RESAMPLES, 0)
+        assert row["tau"] == pytest.approx(expected["tau"]) and row["tau_lo"] == pytest.approx(expected["tau_lo"])
+    assert out[0]["tau"] == pytest.approx(R.ceiling_row(rows, "test_miou", RESAMPLES)["tau"])
+    summary = R.oracle_summary(out)
+    assert summary["oracle_rank.tau.ws"] == out[2]["tau"] and summary["oracle_rank.tau_crack.ws"] == out[3]["tau"]
+    assert {"oracle_rank.tau_lo.ws", "oracle_rank.tau_hi.ws", "oracle_rank.tau.seed_ceiling"} <= set(summary)
+    assert R.oracle_rows(FakeSupernet(), R.BenchTable()) == [] and R.oracle_summary([]) == {}
+
+
 def test_ws_columns_ask_every_variant(monkeypatch):
     from linas_lib.supernet import train
 

@@ -609,6 +609,34 @@ def ws_scores(supernet, choices: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(scores[k], dtype=float).reshape(-1) for k in ("miou", "crack_iou")}
 
 
+def oracle_rows(supernet, table: BenchTable, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Rank agreement of one trained supernet -- the oracle a search reads -- with the table.
+
+    04 scores the profile's supernet as trained in its own run; a search on another CPU reads
+    another training of the same key (floating-point reductions differ), so 05 scores the very
+    weights it searched with. Rows ``signal = "ws"`` (its WS mIoU and crack IoU, per metric of
+    :data:`METRICS`, by :func:`compare`) after the table's :data:`SEED_CEILING` rows.
+
+    Returns:
+        The rows, or ``[]`` when the table cannot support the study (``table.truth`` is None).
+    """
+    truth = table.truth
+    if truth is None:
+        return []
+    ws = ws_scores(supernet, truth.choices)
+    rows = ceiling_rows(table.rows, n_resamples, seed)
+    for metric, key in METRICS.items():
+        rows.append({"signal": "ws", "metric": metric,
+                     **compare(ws[key], truth.values[metric], DIRECTIONS["ws"], n_resamples, seed)})
+    return rows
+
+
+def oracle_summary(rows: Sequence[dict]) -> dict[str, float]:
+    """:func:`summary` of :func:`oracle_rows` under ``oracle_rank.``: ``oracle_rank.tau.ws``,
+    ``oracle_rank.tau.seed_ceiling``, ... (empty without rows)."""
+    return {f"oracle_rank.{k}": v for k, v in summary({}, rows).items()}
+
+
 def near_columns(supernet, search_cfg, seed: int, choices: np.ndarray) -> tuple[dict, dict]:
     """NEAR of every architecture: ``near`` = the additive table the zero-cost search uses
     (:func:`linas_lib.search.report.near_proxy`), ``near_exact`` = full-path NEAR
