@@ -307,6 +307,10 @@ def test_oracle_rows_score_the_searched_weights_beside_the_seed_ceiling():
     assert summary["oracle_rank.tau.ws"] == out[2]["tau"] and summary["oracle_rank.tau_crack.ws"] == out[3]["tau"]
     assert {"oracle_rank.tau_lo.ws", "oracle_rank.tau_hi.ws", "oracle_rank.tau.seed_ceiling"} <= set(summary)
     assert R.oracle_rows(FakeSupernet(), R.BenchTable()) == [] and R.oracle_summary([]) == {}
+    # a partial table: too few architectures share both seeds for a ceiling; the oracle is still scored
+    partial = table_rows(12, seeds=(0,)) + table_rows(2, seeds=(1,)) + table_rows(12, seeds=(2,))[2:]
+    out = R.oracle_rows(FakeSupernet(), R.BenchTable(rows=partial, truth=R.ground_truth(partial)), RESAMPLES)
+    assert [r["signal"] for r in out] == ["ws", "ws"] and out[0]["n"] == 12
 
 
 def test_ws_columns_ask_every_variant(monkeypatch):

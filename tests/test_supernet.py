@@ -388,6 +388,8 @@ def test_weights_digest_follows_the_weights_not_the_key_and_survives_ws_evaluati
     ts = _tiny_trained_supernet(bn_recalib_batches=1)
     before = ts.weights_digest
     ts.ws_scores(ts.argmax())  # a WS evaluation, BN recalibrated: leaves the model bit-identical
+    del ts.__dict__["weights_digest"]  # computed again, after the evaluation
+    assert ts.weights_digest == before
     assert _tiny_trained_supernet().weights_digest == before  # the same weights: the same digest
     other = _tiny_trained_supernet()
     with torch.no_grad():

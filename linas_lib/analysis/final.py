@@ -120,12 +120,13 @@ def final_figures(rows: list[dict]) -> dict[str, float]:
             for r in rows if "miou_gap_to_bench_pts" in r}
 
 
-def final_networks(profile, chosen: list[dict], seed: int, latency) -> tuple[list[dict], dict]:
+def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) -> tuple[list[dict], dict]:
     """05's final-network table and what it rests on.
 
     With ``search.final_build`` the pending items are trained first, in this process (one
     thread, no Dask cluster); otherwise ``linas bench final`` trains them and this reads
-    what exists.
+    what exists. ``table``: the benchmark table already loaded
+    (:func:`~linas_lib.analysis.ranking.load_table`; None: loaded here).
 
     Returns:
         ``(rows, status)``: :func:`final_rows`; ``{items, done, pending, table, seeds}``.
@@ -139,7 +140,7 @@ def final_networks(profile, chosen: list[dict], seed: int, latency) -> tuple[lis
             build_final(profile, chosen, seed, executor=pool, progress=False)
     plan = final_plan(profile, chosen, seed)
     items = finished_rows(plan)
-    table = load_table(profile, seed)
+    table = table if table is not None else load_table(profile, seed)
     rows = final_rows(chosen, items, table.rows, latency)
     return rows, {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
                   "table": table.message or table.path, "seeds": list(profile.search.final_seeds)}

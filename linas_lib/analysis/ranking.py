@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,7 @@ import numpy as np
 
 from ..paths import display_path
 
+log = logging.getLogger(__name__)
 MIN_SEEDS = 2  # seeds an architecture needs to enter the ground truth
 MIN_ARCHS = 3  # architectures the study needs
 TOP_FRACTION = 0.1  # precision@10 %
@@ -618,13 +620,18 @@ def oracle_rows(supernet, table: BenchTable, n_resamples: int = 2000, seed: int 
     :data:`METRICS`, by :func:`compare`) after the table's :data:`SEED_CEILING` rows.
 
     Returns:
-        The rows, or ``[]`` when the table cannot support the study (``table.truth`` is None).
+        The rows, or ``[]`` when the table cannot support the study (``table.truth`` is None);
+        without the ceiling rows when too few architectures share two seeds (a partial table).
     """
     truth = table.truth
     if truth is None:
         return []
     ws = ws_scores(supernet, truth.choices)
-    rows = ceiling_rows(table.rows, n_resamples, seed)
+    try:
+        rows = ceiling_rows(table.rows, n_resamples, seed)
+    except RankingError as err:
+        log.warning("%s: no seed ceiling beside the oracle's rank agreement (%s)", table.path, err)
+        rows = []
     for metric, key in METRICS.items():
         rows.append({"signal": "ws", "metric": metric,
                      **compare(ws[key], truth.values[metric], DIRECTIONS["ws"], n_resamples, seed)})

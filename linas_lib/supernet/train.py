@@ -615,7 +615,8 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     (the standalone, PAD-gap and measurement settings, which later experiments read but
     training does not; the snapshot steps and the checkpoint interval, which change what is
     saved, not what is trained). BN recalibration enters: it changes WS scores, which the
-    search caches under this key.
+    search caches under this key and the trained weights' digest
+    (:attr:`TrainedSupernet.weights_digest`, :func:`~linas_lib.search.report.run_folder`).
     """
     return content_hash({
         "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
