@@ -33,6 +33,16 @@ def test_every_notebook_has_one_parameters_cell():
         assert "profile" in tagged[0].source and "seed" in tagged[0].source
 
 
+def test_every_notebook_cell_has_a_unique_id():
+    """nbformat 4.5 cell ids: a missing one is a warning today and an error in later nbformat."""
+    import json
+
+    for name in NOTEBOOKS:
+        cells = json.loads((project_root() / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        ids = [c.get("id") for c in cells]
+        assert None not in ids and len(set(ids)) == len(ids), name
+
+
 def promised_figures() -> dict[str, list[str]]:
     """``{notebook: [key pattern, ...]}`` from the README's notebook table (third column)."""
     import re
