@@ -82,8 +82,8 @@ def run_folder(profile, supernet, latency) -> str:
     """
     from ..keys import key_fields
 
-    return content_hash({"schema": E.RUNS_SCHEMA, "supernet": supernet.key, "weights": supernet.weights_digest, "search": key_fields(profile.search),
-                        "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
+    return content_hash({"schema": E.RUNS_SCHEMA, "supernet": supernet.key, "weights": supernet.weights_digest,
+                        "search": key_fields(profile.search), "targets": list(latency.target_names), "budgets": np.asarray(latency.budgets_ms).tolist(),
                         "variant": getattr(latency, "variant", "")}, length=12)
 
 
