@@ -314,14 +314,42 @@ def test_final_rows_compare_the_chosen_network_with_the_best_table_arch_within_b
     model = LatencyModel((TARGET,), np.array([75.0]), ("decoder-only",), "projected", table_ms, np.zeros(1),
                          np.zeros((1, N_LAYERS - 1, N_CHOICES, N_CHOICES)))  # a 0, b 50, c 100 ms; budget 75
     chosen = [{"target": model.target_names[0], "arch": a, "within_budget": True}]
-    items = [{"arch": a, "seed": s, "test_miou": 0.62, "test_crack_iou": 0.25} for s in (0, 1, 2)]
+    items = [{"arch": a, "seed": s, "test_miou": 0.61 + s / 100, "test_crack_iou": 0.25} for s in (0, 1, 2)]
     (row,) = final.final_rows(chosen, items, table, model)
     assert row["best_bench_arch"] == b and row["bench_archs_within"] == 2
     assert (row["slowest_within_arch"], row["fastest_within_arch"]) == (b, a)
     assert row["chosen_n_seeds"] == 3 and row["miou_gap_to_bench_pts"] == pytest.approx(8.0)
-    assert final.final_figures([row]) == {f"final.miou_gap_to_bench_pts.{model.target_names[0]}": row["miou_gap_to_bench_pts"]}
+    assert row["miou_gap_ci95_low_pts"] < 8.0 < row["miou_gap_ci95_high_pts"]  # a's seeds differ: the pooled SD > 0
+    assert row["miou_gap_xfit_pts"] == pytest.approx(8.0)  # b is best on either seed
+    figures = final.final_figures([row])
+    assert figures[f"final.miou_gap_to_bench_pts.{model.target_names[0]}"] == row["miou_gap_to_bench_pts"]
+    assert set(figures) == {f"final.{name}.{model.target_names[0]}" for name in final.FINAL_FIGURES}
     (pending,) = final.final_rows(chosen, [], table, model)  # not trained yet: reported, no gap
     assert pending["chosen_n_seeds"] == 0 and "miou_gap_to_bench_pts" not in pending
+
+
+def test_final_gap_uncertainty_pools_the_seed_sd_and_cross_fits_the_best():
+    from scipy.stats import t
+
+    from linas_lib.analysis import final
+
+    rows = [{"arch": "x", "seed": s, "test_miou": v} for s, v in ((0, 0.5), (1, 0.7))]
+    rows += [{"arch": "y", "seed": s, "test_miou": v} for s, v in ((0, 0.1), (1, 0.2), (2, 0.3))]
+    rows += [{"arch": "x", "seed": 0, "test_miou": 0.5}, {"arch": "z", "seed": 0, "test_miou": 0.9}]  # a repeat, a single seed
+    sd, df = final.pooled_seed_sd(rows)
+    assert df == 3 and sd == pytest.approx(np.sqrt(0.04 / 3))
+    assert final.pooled_seed_sd(rows[-1:]) == (pytest.approx(np.nan, nan_ok=True), 0)
+    ci = final.gap_uncertainty(2.0, (0.1, 10), n_chosen=3, n_best=2)
+    se = 10 * np.sqrt(1 / 3 + 1 / 2)
+    assert ci["miou_gap_se_pts"] == pytest.approx(se)
+    assert ci["miou_gap_ci95_low_pts"] == pytest.approx(2.0 - t.ppf(0.975, 10) * se)
+    assert ci["miou_gap_ci95_high_pts"] == pytest.approx(2.0 + t.ppf(0.975, 10) * se)
+    assert final.gap_uncertainty(2.0, (np.nan, 0), 3, 2) == {}
+    # the best on the other seed, read at this one: b (0.6) at seed 0 -> 0.5; a (0.9) at seed 1 -> 0.1
+    two = [{"arch": "a", "seed": 0, "test_miou": 0.9}, {"arch": "a", "seed": 1, "test_miou": 0.1},
+           {"arch": "b", "seed": 0, "test_miou": 0.5}, {"arch": "b", "seed": 1, "test_miou": 0.6}]
+    assert final.cross_fitted_best(two) == pytest.approx(0.3)  # the naive best mean is b's 0.55
+    assert final.cross_fitted_best(two[::2]) is None and final.cross_fitted_best([]) is None
 
 
 def test_final_selection_names_each_distinct_arch_after_its_targets():

@@ -10,6 +10,13 @@ mIoU and defect-class IoU (mean, std and n over ``search.final_seeds``), the bes
 architecture predicted within the target's budget, the slowest and the fastest table
 architectures within it, and ``miou_gap_to_bench_pts`` = 100 x (best table mIoU - chosen
 mIoU): mIoU points below the best benchmark architecture within the budget (negative = better).
+
+How sure a gap is (:func:`gap_uncertainty`): its standard error from the seed SD pooled over
+every trained architecture (the table's and the chosen ones': about 100 degrees of freedom,
+where one architecture's 2 or 3 seeds give 1 or 2) and a 95 % t interval. The best of some 50
+noisy table means is biased upwards (the winner's curse), which makes the gap look worse than
+it is; ``miou_gap_xfit_pts`` removes that bias by cross-fitting: for each seed, the table
+architecture that is best on the *other* seeds is read at this seed.
 """
 
 from __future__ import annotations
@@ -85,12 +92,14 @@ def final_rows(chosen: list[dict], final_items: list[dict], table: list[dict], l
         latency: the search's latency model (the table's architectures are predicted with it).
     """
     mine, bench = arch_means(final_items), arch_means(table)
+    spread = pooled_seed_sd(list(table) + list(final_items))
     archs = list(bench)
     pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, 0))
     rows = []
     for c in chosen:
         j = latency.target_names.index(c["target"])
         within = [a for i, a in enumerate(archs) if pred[i, j] <= latency.budgets_ms[j]]
+        in_budget = set(within)
         row = {"target": c["target"], "arch": c["arch"], "budget_ms": float(latency.budgets_ms[j]),
                "chosen_within_budget": c.get("within_budget"), **_prefixed("chosen", mine.get(c["arch"])),
                "bench_archs_within": len(within)}
@@ -101,9 +110,77 @@ def final_rows(chosen: list[dict], final_items: list[dict], table: list[dict], l
                         "slowest_within_arch": by_ms[-1], **_prefixed("slowest_within", bench[by_ms[-1]]),
                         "fastest_within_arch": by_ms[0], **_prefixed("fastest_within", bench[by_ms[0]])})
             if c["arch"] in mine:
-                row["miou_gap_to_bench_pts"] = 100 * (bench[best]["test_miou_mean"] - mine[c["arch"]]["test_miou_mean"])
+                chosen_miou = mine[c["arch"]]
+                row["miou_gap_to_bench_pts"] = 100 * (bench[best]["test_miou_mean"] - chosen_miou["test_miou_mean"])
+                row.update(gap_uncertainty(row["miou_gap_to_bench_pts"], spread, chosen_miou["n_seeds"],
+                                           bench[best]["n_seeds"]))
+                xfit = cross_fitted_best([r for r in table if r["arch"] in in_budget])
+                if xfit is not None:
+                    row["miou_gap_xfit_pts"] = 100 * (xfit - chosen_miou["test_miou_mean"])
         rows.append(row)
     return rows
+
+
+def pooled_seed_sd(rows: list[dict], metric: str = "test_miou") -> tuple[float, int]:
+    """Seed SD of ``metric`` pooled over architectures, and its degrees of freedom.
+
+    ``sum((n_a - 1) s_a^2) / sum(n_a - 1)`` over architectures with >= 2 seeds; an
+    (architecture, seed) pair listed twice (an item shared by the table and the final
+    networks) counts once. ``(nan, 0)`` when no architecture has two seeds.
+    """
+    values: dict[str, dict[int, float]] = {}
+    for r in rows:
+        values.setdefault(r["arch"], {})[int(r["seed"])] = float(r[metric])
+    groups = [np.array(list(v.values())) for v in values.values() if len(v) >= 2]
+    df = sum(len(g) - 1 for g in groups)
+    if df == 0:
+        return math.nan, 0
+    return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / df), df
+
+
+def gap_uncertainty(gap_pts: float, spread: tuple[float, int], n_chosen: int, n_best: int,
+                    confidence: float = 0.95) -> dict:
+    """Standard error and t interval of a gap between two seed means, in mIoU points.
+
+    Args:
+        gap_pts: the gap, in points.
+        spread: :func:`pooled_seed_sd` ``(sd, df)`` (sd as a fraction).
+        n_chosen, n_best: seeds behind each of the two means.
+
+    Returns:
+        ``{miou_gap_se_pts, miou_gap_ci95_low_pts, miou_gap_ci95_high_pts}``; empty when the
+        spread is unknown (no architecture with two seeds).
+    """
+    from scipy.stats import t
+
+    sd, df = spread
+    if df == 0 or n_chosen < 1 or n_best < 1:
+        return {}
+    se = 100 * sd * math.sqrt(1 / n_chosen + 1 / n_best)
+    half = float(t.ppf(0.5 + confidence / 2, df)) * se
+    return {"miou_gap_se_pts": se, "miou_gap_ci95_low_pts": gap_pts - half, "miou_gap_ci95_high_pts": gap_pts + half}
+
+
+def cross_fitted_best(rows: list[dict], metric: str = "test_miou") -> float | None:
+    """The best architecture's mean ``metric`` without the winner's curse.
+
+    For each seed, the architecture with the best mean over the *other* seeds is read at this
+    seed; the result is the mean over seeds. Only architectures with every seed count; None
+    with fewer than two seeds or no architecture.
+    """
+    from .bench_stats import seed_matrix
+
+    if not rows:
+        return None
+    matrix, _, _ = seed_matrix(rows, metric)
+    n_seeds = matrix.shape[1]
+    if n_seeds < 2 or len(matrix) == 0:
+        return None
+    picks = []
+    for s in range(n_seeds):
+        others = np.delete(matrix, s, axis=1).mean(1)
+        picks.append(matrix[int(np.argmax(others)), s])
+    return float(np.mean(picks))
 
 
 def _prefixed(prefix: str, entry: dict | None) -> dict:
@@ -113,11 +190,13 @@ def _prefixed(prefix: str, entry: dict | None) -> dict:
     return {f"{prefix}_{k}": v for k, v in entry.items()}
 
 
+FINAL_FIGURES = ("miou_gap_to_bench_pts", "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts", "miou_gap_xfit_pts")
+
+
 def final_figures(rows: list[dict]) -> dict[str, float]:
-    """``final.miou_gap_to_bench_pts.<target>`` where the chosen network and a table
-    architecture within its budget both have results."""
-    return {f"final.miou_gap_to_bench_pts.{r['target']}": r["miou_gap_to_bench_pts"]
-            for r in rows if "miou_gap_to_bench_pts" in r}
+    """``final.<figure>.<target>`` for each of :data:`FINAL_FIGURES` the row has (the chosen
+    network and a table architecture within its budget both have results)."""
+    return {f"final.{name}.{r['target']}": r[name] for r in rows for name in FINAL_FIGURES if name in r}
 
 
 def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) -> tuple[list[dict], dict]:
