@@ -216,7 +216,9 @@ METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": 
                  "epr": "EPR (NSGA-II)", "zero_cost": "zero-cost guided (I3)",
                  "random_feasible": "control: random, LUT-feasible", "zero_cost_random_proxy":
                  "control: pre-filter, random proxy", "epr_feasible": "control: EPR, feasible init",
-                 "surrogate": "model-based (Thompson, linear)"}
+                 "surrogate": "model-based (Thompson, linear)",
+                 "surrogate_local": "model-based + local moves",
+                 "surrogate_grow": "control: model-based, pool grown at random"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):

@@ -314,12 +314,14 @@ def test_final_rows_compare_the_chosen_network_with_the_best_table_arch_within_b
     model = LatencyModel((TARGET,), np.array([75.0]), ("decoder-only",), "projected", table_ms, np.zeros(1),
                          np.zeros((1, N_LAYERS - 1, N_CHOICES, N_CHOICES)))  # a 0, b 50, c 100 ms; budget 75
     chosen = [{"target": model.target_names[0], "arch": a, "within_budget": True}]
-    items = [{"arch": a, "seed": s, "test_miou": 0.61 + s / 100, "test_crack_iou": 0.25} for s in (0, 1, 2)]
+    items = [{"arch": a, "seed": s, "test_miou": v, "test_crack_iou": 0.25} for s, v in ((0, 0.60), (1, 0.61), (2, 0.65))]
     (row,) = final.final_rows(chosen, items, table, model)
     assert row["best_bench_arch"] == b and row["bench_archs_within"] == 2
     assert (row["slowest_within_arch"], row["fastest_within_arch"]) == (b, a)
     assert row["chosen_n_seeds"] == 3 and row["miou_gap_to_bench_pts"] == pytest.approx(8.0)
-    assert row["miou_gap_ci95_low_pts"] < 8.0 < row["miou_gap_ci95_high_pts"]  # a's seeds differ: the pooled SD > 0
+    # pooled over a (3 seeds, the table's two shared), b and c: sd^2 = 0.0014 / 4; chosen n 3, best n 2
+    assert row["miou_gap_se_pts"] == pytest.approx(100 * np.sqrt(0.0014 / 4) * np.sqrt(1 / 3 + 1 / 2))
+    assert row["miou_gap_ci95_low_pts"] < 8.0 < row["miou_gap_ci95_high_pts"]
     assert row["miou_gap_xfit_pts"] == pytest.approx(8.0)  # b is best on either seed
     figures = final.final_figures([row])
     assert figures[f"final.miou_gap_to_bench_pts.{model.target_names[0]}"] == row["miou_gap_to_bench_pts"]
@@ -345,11 +347,19 @@ def test_final_gap_uncertainty_pools_the_seed_sd_and_cross_fits_the_best():
     assert ci["miou_gap_ci95_low_pts"] == pytest.approx(2.0 - t.ppf(0.975, 10) * se)
     assert ci["miou_gap_ci95_high_pts"] == pytest.approx(2.0 + t.ppf(0.975, 10) * se)
     assert final.gap_uncertainty(2.0, (np.nan, 0), 3, 2) == {}
+    # the chosen architecture is the best table one: its 2 table seeds are 2 of its 3 items
+    shared = final.gap_uncertainty(0.0, (0.1, 10), n_chosen=3, n_best=2, n_shared=2)
+    assert shared["miou_gap_se_pts"] == pytest.approx(10 * np.sqrt(1 / 3 + 1 / 2 - 2 * 2 / 6))
+    assert final.shared_seeds(rows, rows[:1], "x") == 1 and final.shared_seeds(rows, rows, "q") == 0
     # the best on the other seed, read at this one: b (0.6) at seed 0 -> 0.5; a (0.9) at seed 1 -> 0.1
     two = [{"arch": "a", "seed": 0, "test_miou": 0.9}, {"arch": "a", "seed": 1, "test_miou": 0.1},
            {"arch": "b", "seed": 0, "test_miou": 0.5}, {"arch": "b", "seed": 1, "test_miou": 0.6}]
     assert final.cross_fitted_best(two) == pytest.approx(0.3)  # the naive best mean is b's 0.55
     assert final.cross_fitted_best(two[::2]) is None and final.cross_fitted_best([]) is None
+    # a partial table: c lacks seed 1 and still counts at seed 0 once it has another seed
+    partial = two + [{"arch": "c", "seed": 0, "test_miou": 0.95}, {"arch": "c", "seed": 2, "test_miou": 0.99}]
+    # seed 0: best on other seeds is c (0.99) -> 0.95; seed 1: a/b on seeds 0/2: a 0.9 -> 0.1; seed 2: c (0.95) -> 0.99
+    assert final.cross_fitted_best(partial) == pytest.approx((0.95 + 0.1 + 0.99) / 3)
 
 
 def test_final_selection_names_each_distinct_arch_after_its_targets():

@@ -580,7 +580,7 @@ def test_long_runs_check_their_settings_before_any_work():
     assert pareto.long_runs(with_search(long_methods=()), None, None) == []
     with pytest.raises(ValueError, match=r"search.long_evals \(12\) must exceed search.eval_budget \(12\)"):
         pareto.long_runs(with_search(long_evals=12, eval_budget=12), None, None)
-    with pytest.raises(ValueError, match=r"search.long_methods \['surrogate'\] are not in search.methods"):
+    with pytest.raises(ValueError, match=r"search.long_methods \['surrogate', 'surrogate_local', 'surrogate_grow'\] are not in search.methods"):
         pareto.long_runs(with_search(methods=("random",)), None, None)
 
 
@@ -695,6 +695,54 @@ def test_surrogate_starts_as_its_control_and_beats_it_on_an_additive_problem():
         assert facts["init"] == 2 and facts["pool"] > 20
         gaps.append(exp.hv(model.miou(), model.latency_ms()) - exp.hv(control.miou(), control.latency_ms()))
     assert np.mean(gaps) > 0 and sum(g > 0 for g in gaps) >= 4
+
+
+def test_front_neighbours_are_the_single_layer_changes_of_the_front():
+    from linas_lib.search.surrogate import front_neighbours
+
+    space = SearchSpace(n_layers=3, n_choices=4)
+    setup, acc = make_setup(space, budget=10)
+    archive = setup.new_archive()
+    archive.evaluate(space.sample(np.random.default_rng(0), 10))
+    moves = front_neighbours(archive, [0, 1], (1.0, 1.0))
+    # brute force: members non-dominated (and inside the box) on some target
+    norm = archive.latency_ms() / np.asarray(setup.latency.budgets_ms)
+    points = [np.column_stack([1 - archive.miou(), norm[:, t]]) for t in (0, 1)]
+    members = {i for P in points for i, p in enumerate(P) if (p < 1).all()
+               and not any((q <= p).all() and (q < p).any() for q in P)}
+    assert 0 < len(members) < archive.n_evals  # not every evaluated architecture
+    expected = {tuple(np.where(np.arange(3) == layer, c, archive.choices()[i]))
+                for i in members for layer in range(3) for c in range(4) if c != archive.choices()[i][layer]}
+    assert set(map(tuple, moves.tolist())) == expected and len(moves) == 9 * len(members)
+    assert front_neighbours(setup.new_archive(), [0], (1.0, 1.0)).shape == (0, 3)
+
+
+def test_surrogate_local_starts_as_the_surrogate_and_finds_more_beyond_a_small_pool():
+    space = SearchSpace(n_layers=5, n_choices=8)
+    gaps = []
+    for seed in range(6):
+        setup, _ = make_setup(space, budget=25, seed=seed)
+        setup = dataclasses.replace(setup, zero_cost_pool=40)
+        exp = E.ParetoExperiment(setup.latency.target_names, setup.latency.budgets_ms)
+        local, facts = methods.run_method(setup, "surrogate_local", np.random.default_rng([seed, 0]))
+        plain, _ = methods.run_method(setup, "surrogate", np.random.default_rng([seed, 0]))
+        assert np.array_equal(local.choices()[:2], plain.choices()[:2])  # paired: the same pool and first draws
+        assert facts["grown"] > 0 and local.n_evals == 25
+        grown, grown_facts = methods.run_method(setup, "surrogate_grow", np.random.default_rng([seed, 0]))
+        assert np.array_equal(grown.choices()[:2], plain.choices()[:2]) and grown_facts["grown"] > 0
+        gaps.append(exp.hv(local.miou(), local.latency_ms()) - exp.hv(plain.miou(), plain.latency_ms()))
+    assert np.mean(gaps) > 0 and sum(g > 0 for g in gaps) >= 4
+
+
+def test_thompson_search_rejects_an_unknown_growth_mode():
+    from linas_lib.search.surrogate import thompson_search
+
+    setup, _ = make_setup(TINY, budget=4)
+    pool = TINY.sample(np.random.default_rng(0), 8)
+    with pytest.raises(ValueError, match="grow must be one of"):
+        thompson_search(setup.new_archive(), np.random.default_rng(0), pool, [0], (1.0, 1.0), 2, grow="wide")
+    with pytest.raises(ValueError, match="random needs a sampler"):
+        thompson_search(setup.new_archive(), np.random.default_rng(0), pool, [0], (1.0, 1.0), 2, grow="random")
 
 
 def test_evals_ratio_ci_pairs_seeds_and_keeps_censoring_conservative():

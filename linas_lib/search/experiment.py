@@ -40,10 +40,10 @@ from .objectives import check_accuracy, joint_objectives, target_objectives
 
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached runs of another schema are not reused
-# paired seeds: a control draws from the stream of the method it controls; the surrogate from
-# random's, as its control random_feasible does
+# paired seeds: a control draws from the stream of the method it controls; the surrogates from
+# random's, as their control random_feasible does
 PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr",
-                 "surrogate": "random"}  # the surrogate's first evaluations are random_feasible's
+                 "surrogate": "random", "surrogate_local": "random", "surrogate_grow": "random"}  # first evaluations: random_feasible's
 
 
 @dataclass
@@ -490,8 +490,10 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         evaluations are those of the compared run of the same method and seed (1: the long runs
         extend the compared ones, as the surrogate's do: its choices depend on the budget only
         through when it stops; a method whose schedule scales with the budget, such as
-        ``zero_cost``'s pre-filter or EPR's generations, starts differently). Runs are censored
-        at ``evals``, the longest run's length.
+        ``zero_cost``'s pre-filter or EPR's generations, starts differently). ``effects``: per
+        cause of :data:`EFFECTS` whose method and control both have long runs, the paired
+        difference of their final shares over seeds with its 95 % CI. Runs are censored at
+        ``evals``, the longest run's length.
     """
     if not long_runs:
         return {}
@@ -502,9 +504,10 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
              for r in curve_ci(scaled, n_resamples)]
     evals = max(run.n_evals for run in long_runs)
     compared = {(r.method, r.seed): r for r in runs}
-    reach, final, prefix = {}, {}, {}
+    reach, final, prefix, end_share = {}, {}, {}, {}
     for method in dict.fromkeys(r.method for r in long_runs):
         own = [r for r in long_runs if r.method == method]
+        end_share[method] = {r.seed: curves[run_key(r.method, r.seed)][-1] / reference for r in own}
         reach[method] = {round(100 * level): time_to_target(
             [evals_to_reach(curves[run_key(r.method, r.seed)], level * reference) for r in own], evals)
             for level in levels}
@@ -514,7 +517,23 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
                 for r in own if (method, r.seed) in compared]
         prefix[method] = float(np.mean(same)) if same else math.nan
     return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
-            "prefix_share": prefix}
+            "prefix_share": prefix, "effects": paired_effects(end_share, n_resamples)}
+
+
+def paired_effects(values: dict[str, dict[int, float]], n_resamples: int = 2000) -> list[dict]:
+    """Per cause of :data:`EFFECTS` whose method and control both have values (``method -> seed
+    -> value``): the paired difference over their common seeds, mean and 95 % bootstrap CI."""
+    rows = []
+    for effect, method, control in EFFECTS:
+        if method not in values or control not in values:
+            continue
+        seeds = sorted(set(values[method]) & set(values[control]))
+        diff = [values[method][s] - values[control][s] for s in seeds]
+        low, high = mean_ci(diff, n_resamples)
+        rows.append({"effect": effect, "method": method, "control": control, "n_seeds": len(seeds),
+                     "diff_mean": float(np.mean(diff)) if diff else math.nan, "diff_ci95_low": low,
+                     "diff_ci95_high": high})
+    return rows
 
 
 def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
@@ -527,22 +546,17 @@ def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
 
 # (cause, method with it, control without it): each effect is a paired HV difference over seeds
 EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "zero_cost_random_proxy"),
-           ("feasible_init", "epr_feasible", "epr"), ("surrogate", "surrogate", "random_feasible"))
+           ("feasible_init", "epr_feasible", "epr"), ("surrogate", "surrogate", "random_feasible"),
+           ("local_moves", "surrogate_local", "surrogate_grow"), ("pool_growth", "surrogate_grow", "surrogate"))
 
 
 def effect_rows(per_run: list[dict], n_resamples: int = 2000) -> list[dict]:
     """Per cause whose method and control both ran: the paired HV difference with its 95 % CI."""
-    hv = seed_hv(per_run)
     rows = []
-    for effect, method, control in EFFECTS:
-        if method not in hv or control not in hv:
-            continue
-        seeds = sorted(set(hv[method]) & set(hv[control]))
-        diff = [hv[method][s] - hv[control][s] for s in seeds]
-        low, high = mean_ci(diff, n_resamples)
-        rows.append({"effect": effect, "method": method, "control": control, "n_seeds": len(seeds),
-                     "hv_diff_mean": float(np.mean(diff)) if diff else math.nan,
-                     "hv_diff_ci95_low": low, "hv_diff_ci95_high": high})
+    for row in paired_effects(seed_hv(per_run), n_resamples):
+        rows.append({**{k: row[k] for k in ("effect", "method", "control", "n_seeds")},
+                     "hv_diff_mean": row["diff_mean"], "hv_diff_ci95_low": row["diff_ci95_low"],
+                     "hv_diff_ci95_high": row["diff_ci95_high"]})
     return rows
 
 

@@ -29,6 +29,11 @@ Model-based (last in :data:`METHODS`, whose order names the generator streams of
   LUT-feasible pool, each step evaluating the architecture whose drawn accuracy adds the most
   headline hypervolume (:func:`~linas_lib.search.surrogate.thompson_search`). It draws from
   ``random_feasible``'s stream, so its first evaluations are that control's first ones.
+* ``surrogate_local`` -- ``surrogate`` whose pool also grows by local moves: the LUT-feasible
+  single-layer changes of the found front join it before each step;
+* ``surrogate_grow`` -- its control: the pool grows by as many uniform LUT-feasible
+  architectures instead (more candidates without the locality). Both draw from ``surrogate``'s
+  stream: the same pool and first evaluations.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from .samplers import (
 )
 
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
-           "epr_feasible", "surrogate")
+           "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow")
 
 
 @dataclass
@@ -259,16 +264,28 @@ def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.ran
             joint_targets=setup.joint_targets)
 
 
-def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
-    """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures; tops
+def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator,
+                  grow: str = "none") -> dict:
+    """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures (a pool
+    that grows as ``grow`` says, see :func:`~linas_lib.search.surrogate.thompson_search`); tops
     up with feasible samples if the pool ran out before the budget."""
     sampler = feasible_sampler(setup)
     pool = unique_rows(setup.space, sampler(rng, setup.zero_cost_pool))
     targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
-    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init)
+    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler)
     facts["topped_up"] = archive.remaining
     fill_from_sampler(archive, sampler, rng)
     return facts
+
+
+def run_surrogate_local(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """``surrogate`` with local moves around the found front."""
+    return run_surrogate(setup, archive, rng, grow="local")
+
+
+def run_surrogate_grow(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """Control of ``surrogate_local``: the pool grows by as many uniform feasible architectures."""
+    return run_surrogate(setup, archive, rng, grow="random")
 
 
 def method_settings(setup: SearchSetup, method: str) -> dict:
@@ -276,7 +293,7 @@ def method_settings(setup: SearchSetup, method: str) -> dict:
     (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
     when they change. The surrogate's acquisition reads the HV reference, set from settings
     kept out of that key (``search.hv_ref_*`` change the scoring, not the other methods' runs)."""
-    if method == "surrogate":
+    if method in ("surrogate", "surrogate_local", "surrogate_grow"):
         return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init)}
     return {}
 
@@ -291,6 +308,8 @@ RUNNERS = {
     "zero_cost_random_proxy": run_zero_cost_random_proxy,
     "epr_feasible": run_epr_feasible,
     "surrogate": run_surrogate,
+    "surrogate_local": run_surrogate_local,
+    "surrogate_grow": run_surrogate_grow,
 }
 
 

@@ -172,7 +172,9 @@ def long_summary(result: dict) -> dict:
     """Flat figures of :func:`~linas_lib.search.experiment.long_budget`: ``long.evals``, per
     method ``long.hv_frac_reference.<method>`` (with ``_ci95_low`` / ``_ci95_high``) at the end
     of the long runs, ``long.prefix_share.<method>``, and per level ``long.evals_to_<pct>pct.<method>``
-    (Kaplan-Meier median; None: censored) with ``long.censored_share_<pct>pct.<method>``."""
+    (Kaplan-Meier median; None: censored) with ``long.censored_share_<pct>pct.<method>``; per
+    cause with both arms in the long runs, ``long.effect.<cause>`` (paired difference of the final
+    shares of the reference) with ``long.effect_ci95_low`` / ``_high``."""
     if not result:
         return {}
     out = {"long.evals": result["evals"]}
@@ -184,6 +186,10 @@ def long_summary(result: dict) -> dict:
             median = reach["km_median"]
             out[f"long.evals_to_{pct}pct.{m}"] = None if math.isnan(median) else median
             out[f"long.censored_share_{pct}pct.{m}"] = reach["censored_share"]
+    for row in result.get("effects", []):
+        out[f"long.effect.{row['effect']}"] = row["diff_mean"]
+        out[f"long.effect_ci95_low.{row['effect']}"] = row["diff_ci95_low"]
+        out[f"long.effect_ci95_high.{row['effect']}"] = row["diff_ci95_high"]
     return out
 
 

@@ -17,6 +17,15 @@ is the exploration), predicts every pool architecture's mIoU and evaluates the o
 predicted point adds the most hypervolume, summed over the headline targets (latency from
 the LUT, the experiment's HV reference, exact 2-D improvement
 :func:`~linas_lib.search.indicators.hv_improvement_2d`). Ties are broken at random.
+
+With ``grow="local"`` the candidates also grow around what was found (local moves, as BANANAS
+optimises its acquisition by mutating the best architectures): before each step, every
+single-layer change of the evaluated architectures that are non-dominated on some headline
+target (:func:`front_neighbours`) joins the pool if it is LUT-feasible. A random pool of
+10,000 holds about 1 in 400 of the space, so the best architectures near a found one are
+usually not in it. Its control, ``grow="random"``, grows the pool by as many uniformly drawn
+LUT-feasible architectures as the local moves would have added at that step: more candidates
+without the locality.
 """
 
 from __future__ import annotations
@@ -25,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .archive import EvaluationArchive
-from .indicators import hv_improvement_2d
+from .archive import EvaluationArchive, unique_rows
+from .indicators import hv_improvement_2d, inside_reference, nondominated
 from .samplers import normalised_latency
 
 NOISE_PRECISIONS = np.logspace(-1, 3, 9)  # beta: residual N(0, 1 / beta) of the standardised mIoU
@@ -141,7 +150,77 @@ def hv_gain(miou, latency_ms, archive: EvaluationArchive, targets, ref) -> np.nd
     return gain
 
 
-def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, targets, ref, n_init: int) -> dict:
+def front_neighbours(archive: EvaluationArchive, targets, ref) -> np.ndarray:
+    """Every single-layer change of the evaluated architectures that are non-dominated on at
+    least one of ``targets`` (inside the HV reference box), ``(n, L)``, with repeats.
+
+    Args:
+        archive: the evaluated points.
+        targets: indices of the headline targets.
+        ref: the HV reference ``(1 - mIoU, latency / budget)``.
+    """
+    space = archive.space
+    if archive.n_evals == 0:
+        return np.zeros((0, space.n_layers), dtype=np.int64)
+    loss = 1.0 - archive.miou()
+    norm = normalised_latency(archive.latency_ms(), archive.latency.budgets_ms)
+    members: set[int] = set()
+    for t in targets:
+        points = np.column_stack([loss, norm[:, t]])
+        inside = np.flatnonzero(inside_reference(points, ref))
+        if len(inside):
+            members.update(inside[nondominated(points[inside])].tolist())
+    base = archive.choices()[sorted(members)]
+    n, layers, choices = len(base), space.n_layers, space.n_choices
+    moves = np.repeat(base, layers * (choices - 1), axis=0).reshape(n, layers, choices - 1, layers)
+    for layer in range(layers):
+        moves[:, layer, :, layer] = (base[:, layer, None] + np.arange(1, choices)) % choices
+    return moves.reshape(-1, layers)
+
+
+class _Candidates:
+    """The pool a Thompson step chooses from: architectures, their LUT latency and one-hot
+    features, and which are still open (not evaluated)."""
+
+    def __init__(self, archive: EvaluationArchive, pool: np.ndarray):
+        self.archive = archive
+        self.archs = np.asarray(pool, dtype=np.int64)
+        self.latency = np.asarray(archive.latency.predict(self.archs), dtype=float)
+        self.features = archive.space.one_hot(self.archs)
+        self.open = np.ones(len(self.archs), dtype=bool)
+        self.known = set(archive.space.encode(self.archs).tolist()) | set(archive.codes())
+
+    def feasible_new(self, choices: np.ndarray, remember: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``choices`` not in ``remember`` (which then holds them) that are within
+        some target's budget, and their latency."""
+        space, latency = self.archive.space, self.archive.latency
+        fresh = unique_rows(space, choices, exclude=remember) if len(choices) else choices
+        if not len(fresh):
+            return fresh, np.zeros((0, len(latency.budgets_ms)))
+        remember.update(space.encode(fresh).tolist())
+        ms = np.asarray(latency.predict(fresh), dtype=float)
+        keep = (ms <= np.asarray(latency.budgets_ms, dtype=float)).any(axis=1)
+        return fresh[keep], ms[keep]
+
+    def grow(self, choices: np.ndarray) -> int:
+        """Add the LUT-feasible (within some target's budget) rows of ``choices`` not seen yet;
+        returns how many joined."""
+        fresh, ms = self.feasible_new(choices, self.known)
+        if not len(fresh):
+            return 0
+        space = self.archive.space
+        self.archs = np.concatenate([self.archs, fresh])
+        self.latency = np.concatenate([self.latency, ms])
+        self.features = np.concatenate([self.features, space.one_hot(fresh)])
+        self.open = np.concatenate([self.open, np.ones(len(fresh), dtype=bool)])
+        return len(fresh)
+
+
+GROW_MODES = ("none", "local", "random")
+
+
+def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, targets, ref, n_init: int,
+                    grow: str = "none", sampler=None) -> dict:
     """Model-based search (module docstring) over the architectures ``pool`` ``(n, L)``.
 
     The first ``n_init`` evaluations are the pool's first rows; every further one is a
@@ -154,27 +233,44 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         targets: indices of the headline targets whose HV gains are summed.
         ref: the HV reference ``(1 - mIoU, latency / budget)``.
         n_init: evaluations before the first fit (at least 1 while budget is left).
+        grow: ``"none"``; ``"local"``: grow the pool before each step by the LUT-feasible
+            single-layer changes of the found front (:func:`front_neighbours`); ``"random"``: by
+            as many LUT-feasible architectures from ``sampler`` (the control of ``"local"``).
+        sampler: ``(rng, n) -> (n, L)`` LUT-feasible architectures (``grow="random"`` only).
 
     Returns:
-        Facts: pool size, initial evaluations, and the noise precision of the last fit.
+        Facts: pool size, initial evaluations, the noise precision of the last fit and, when
+        growing, how many architectures joined the pool (``grown``).
+
+    Raises:
+        ValueError: an unknown ``grow`` mode, or ``"random"`` without a sampler.
     """
+    if grow not in GROW_MODES or (grow == "random" and sampler is None):
+        raise ValueError(f"grow must be one of {GROW_MODES} (random needs a sampler); got {grow!r}")
     space = archive.space
-    latency = np.asarray(archive.latency.predict(pool), dtype=float)
-    features = space.one_hot(pool)
+    cands = _Candidates(archive, pool)
     n_init = min(max(1, int(n_init)), archive.remaining, len(pool))
     if n_init:
-        archive.evaluate(pool[:n_init])
-    open_rows = np.ones(len(pool), dtype=bool)
-    open_rows[:n_init] = False
-    post = None
-    while archive.remaining > 0 and open_rows.any():
+        archive.evaluate(cands.archs[:n_init])
+    cands.open[:n_init] = False
+    post, added, counted = None, 0, set(cands.known)
+    while archive.remaining > 0:
+        if grow == "local":
+            added += cands.grow(front_neighbours(archive, targets, ref))
+        elif grow == "random":  # as many as the local moves would add now, drawn uniformly instead
+            n_local = len(cands.feasible_new(front_neighbours(archive, targets, ref), counted)[0])
+            added += cands.grow(sampler(rng, n_local)) if n_local else 0
+        if not cands.open.any():
+            break
         post = fit_linear_posterior(space.one_hot(archive.choices()), archive.miou(), MIN_SCALE)
-        gain = hv_gain(post.predict(features, post.sample(rng)), latency, archive, targets, ref)
-        gain[~open_rows] = -np.inf
+        gain = hv_gain(post.predict(cands.features, post.sample(rng)), cands.latency, archive, targets, ref)
+        gain[~cands.open] = -np.inf
         pick = int(rng.choice(np.flatnonzero(gain == gain.max())))
-        archive.evaluate(pool[[pick]])
-        open_rows[pick] = False
+        archive.evaluate(cands.archs[[pick]])
+        cands.open[pick] = False
     facts = {"pool": len(pool), "init": n_init}
+    if grow != "none":
+        facts["grown"] = added
     if post is not None:
         facts["noise_precision"] = post.beta
     return facts
