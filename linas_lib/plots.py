@@ -218,7 +218,8 @@ METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": 
                  "control: pre-filter, random proxy", "epr_feasible": "control: EPR, feasible init",
                  "surrogate": "model-based (Thompson, linear)",
                  "surrogate_local": "model-based + local moves",
-                 "surrogate_grow": "control: model-based, pool grown at random"}
+                 "surrogate_grow": "control: model-based, pool grown at random",
+                 "surrogate_pairs": "model-based + local moves + layer pairs"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):

@@ -580,7 +580,7 @@ def test_long_runs_check_their_settings_before_any_work():
     assert pareto.long_runs(with_search(long_methods=()), None, None) == []
     with pytest.raises(ValueError, match=r"search.long_evals \(12\) must exceed search.eval_budget \(12\)"):
         pareto.long_runs(with_search(long_evals=12, eval_budget=12), None, None)
-    with pytest.raises(ValueError, match=r"search.long_methods \['surrogate', 'surrogate_local', 'surrogate_grow'\] are not in search.methods"):
+    with pytest.raises(ValueError, match=r"search.long_methods \['surrogate', 'surrogate_local', 'surrogate_grow', 'surrogate_pairs'\] are not in search.methods"):
         pareto.long_runs(with_search(methods=("random",)), None, None)
 
 
@@ -643,6 +643,55 @@ def test_linear_posterior_recovers_an_additive_function_and_rejects_bad_input():
         fit_linear_posterior(np.zeros((0, 20)), [])
     with pytest.raises(ValueError, match="finite"):
         fit_linear_posterior(space.one_hot(archs[:2]), [0.5, np.nan])
+
+
+def test_pair_kernels_count_the_shared_layers_and_adjacent_pairs():
+    from linas_lib.search.surrogate import pair_kernels
+
+    a = np.array([[0, 1, 2, 3], [0, 1, 0, 3]])
+    singles, pairs = pair_kernels(a, a)
+    assert singles.tolist() == [[4, 3], [3, 4]] and pairs.tolist() == [[3, 1], [1, 3]]
+
+
+def test_pair_posterior_learns_an_interaction_the_additive_model_cannot():
+    from scipy.stats import multivariate_normal
+
+    from linas_lib.search.surrogate import PAIR_SHARES, fit_linear_posterior, fit_pair_posterior, pair_kernels
+
+    space = SearchSpace(n_layers=3, n_choices=3)
+    every = space.decode(np.arange(space.size))
+    y = 0.6 + 0.05 * every[:, 0] + 0.1 * ((every[:, 1] == 2) & (every[:, 2] == 2))  # a pure pair effect
+    train = np.flatnonzero(space.encode(every) != space.encode(np.array([[1, 2, 2]]))[0])
+    held = np.array([[1, 2, 2]])
+    pairs = fit_pair_posterior(every[train], y[train], space.n_choices)
+    additive = fit_linear_posterior(space.one_hot(every[train]), y[train])
+    rng = np.random.default_rng(0)
+    draws = [pairs.predict(held, pairs.sample(rng))[0] for _ in range(20)]
+    assert abs(np.mean(draws) - 0.75) < 0.01 < abs(additive.predict(space.one_hot(held))[0] - 0.75)
+    assert pairs.pair_share == max(PAIR_SHARES) and pairs.pair_share in PAIR_SHARES
+    # the evidence it maximised is the Gaussian marginal likelihood of the standardised targets
+    singles, shared = pair_kernels(every[train], every[train])
+    cov = singles / 3 + shared * pairs.pair_share / 2 + np.eye(len(train)) / pairs.beta
+    chol_evidence = (-0.5 * np.sum(np.linalg.solve(pairs.chol, pairs.standardised) ** 2)
+                     - np.sum(np.log(np.diag(pairs.chol))) - len(train) / 2 * np.log(2 * np.pi))
+    assert chol_evidence == pytest.approx(multivariate_normal.logpdf(pairs.standardised, np.zeros(len(train)), cov))
+    with pytest.raises(ValueError, match="L >= 2"):
+        fit_pair_posterior(np.zeros((3, 1), dtype=int), [0.1, 0.2, 0.3], 3)
+    with pytest.raises(ValueError, match="finite"):
+        fit_pair_posterior(every[:2], [0.5, np.inf], 3)
+
+
+def test_surrogate_pairs_starts_as_surrogate_local_and_rejects_an_unknown_model():
+    from linas_lib.search.surrogate import thompson_search
+
+    setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=15)
+    pairs, facts = methods.run_method(setup, "surrogate_pairs", np.random.default_rng([3, 0]))
+    local, _ = methods.run_method(setup, "surrogate_local", np.random.default_rng([3, 0]))
+    assert np.array_equal(pairs.choices()[:2], local.choices()[:2]) and pairs.n_evals == 15
+    assert facts["pair_share"] > 0 and facts["grown"] > 0
+    with pytest.raises(ValueError, match="model must be one of"):
+        thompson_search(setup.new_archive(), np.random.default_rng(0), TINY.sample(np.random.default_rng(0), 8),
+                        [0], (1.0, 1.0), 2, model="cubic")
 
 
 def test_log_evidence_is_the_marginal_likelihood_of_the_linear_model():

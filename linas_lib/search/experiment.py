@@ -43,7 +43,8 @@ RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached run
 # paired seeds: a control draws from the stream of the method it controls; the surrogates from
 # random's, as their control random_feasible does
 PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr",
-                 "surrogate": "random", "surrogate_local": "random", "surrogate_grow": "random"}  # first evaluations: random_feasible's
+                 "surrogate": "random", "surrogate_local": "random", "surrogate_grow": "random",
+                 "surrogate_pairs": "random"}  # first evaluations: random_feasible's
 
 
 @dataclass
@@ -547,7 +548,8 @@ def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
 # (cause, method with it, control without it): each effect is a paired HV difference over seeds
 EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "zero_cost_random_proxy"),
            ("feasible_init", "epr_feasible", "epr"), ("surrogate", "surrogate", "random_feasible"),
-           ("local_moves", "surrogate_local", "surrogate_grow"), ("pool_growth", "surrogate_grow", "surrogate"))
+           ("local_moves", "surrogate_local", "surrogate_grow"), ("pool_growth", "surrogate_grow", "surrogate"),
+           ("interactions", "surrogate_pairs", "surrogate_local"))
 
 
 def effect_rows(per_run: list[dict], n_resamples: int = 2000) -> list[dict]:

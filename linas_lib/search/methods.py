@@ -34,6 +34,9 @@ Model-based (last in :data:`METHODS`, whose order names the generator streams of
 * ``surrogate_grow`` -- its control: the pool grows by as many uniform LUT-feasible
   architectures instead (more candidates without the locality). Both draw from ``surrogate``'s
   stream: the same pool and first evaluations.
+* ``surrogate_pairs`` -- ``surrogate_local`` whose model also has adjacent-layer interactions
+  (:class:`~linas_lib.search.surrogate.PairPosterior`); its control is ``surrogate_local``,
+  whose stream it shares.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from .samplers import (
 )
 
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
-           "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow")
+           "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs")
 
 
 @dataclass
@@ -265,14 +268,15 @@ def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.ran
 
 
 def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator,
-                  grow: str = "none") -> dict:
+                  grow: str = "none", model: str = "additive") -> dict:
     """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures (a pool
     that grows as ``grow`` says, see :func:`~linas_lib.search.surrogate.thompson_search`); tops
-    up with feasible samples if the pool ran out before the budget."""
+    up with feasible samples if the pool ran out before the budget; ``model`` names the
+    surrogate (additive, or with adjacent-layer pairs)."""
     sampler = feasible_sampler(setup)
     pool = unique_rows(setup.space, sampler(rng, setup.zero_cost_pool))
     targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
-    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler)
+    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler, model)
     facts["topped_up"] = archive.remaining
     fill_from_sampler(archive, sampler, rng)
     return facts
@@ -288,12 +292,17 @@ def run_surrogate_grow(setup: SearchSetup, archive: EvaluationArchive, rng: np.r
     return run_surrogate(setup, archive, rng, grow="random")
 
 
+def run_surrogate_pairs(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """``surrogate_local`` with adjacent-layer interactions in the model."""
+    return run_surrogate(setup, archive, rng, grow="local", model="pairs")
+
+
 def method_settings(setup: SearchSetup, method: str) -> dict:
     """What a method's runs depend on beyond the search folder's key
     (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
     when they change. The surrogate's acquisition reads the HV reference, set from settings
     kept out of that key (``search.hv_ref_*`` change the scoring, not the other methods' runs)."""
-    if method in ("surrogate", "surrogate_local", "surrogate_grow"):
+    if method in ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs"):
         return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init)}
     return {}
 
@@ -310,6 +319,7 @@ RUNNERS = {
     "surrogate": run_surrogate,
     "surrogate_local": run_surrogate_local,
     "surrogate_grow": run_surrogate_grow,
+    "surrogate_pairs": run_surrogate_pairs,
 }
 
 
