@@ -229,6 +229,9 @@ class SearchConfig:
     # 95 / 99 % of it; 0 or no methods = none
     long_methods: tuple[str, ...] = field(default=(), metadata={"key": False})
     long_evals: int = field(default=0, metadata={"key": False})
+    # seeds whose runs were looked at while a method was designed: every paired effect (and the
+    # long study's final shares) is also reported on the other seeds alone, as "<name>_held_out"
+    design_seeds: tuple[int, ...] = field(default=(), metadata={"key": False})
     # final networks (linas_lib.analysis.final): each target's chosen architecture trained with the
     # benchmark table's recipe for these seeds; final_build: in notebook 05 (else `linas bench final`)
     final_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"key": False})

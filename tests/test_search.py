@@ -465,6 +465,11 @@ def test_effect_rows_pair_a_cause_with_its_control():
                                                                                   "zero_cost_random_proxy", 3)
     assert near["hv_diff_mean"] == pytest.approx(0.15)
     assert near["hv_diff_ci95_low"] <= 0.15 <= near["hv_diff_ci95_high"]
+    # seed 0 looked at while designing: the effect again on seeds 1 and 2 alone
+    near, held = E.effect_rows(per_run, n_resamples=200, design_seeds=[0])
+    assert near["hv_diff_mean"] == pytest.approx(0.15) and near["n_seeds"] == 3
+    assert (held["effect"], held["n_seeds"]) == ("near_held_out", 2)
+    assert held["hv_diff_mean"] == pytest.approx((0.15 + 0.2) / 2)
 
 
 def test_km_median_survives_rounding_at_one_half():
@@ -548,6 +553,10 @@ def test_long_budget_reads_long_runs_against_the_fixed_reference():
     flat = pareto.long_summary(result)
     assert flat["long.evals"] == 4 and flat["long.evals_to_90pct.surrogate"] == 2.0
     assert flat["long.censored_share_99pct.surrogate"] == 0.5 and flat["long.prefix_share.surrogate"] == 0.5
+    # seed 0 looked at while designing: the final share again on seed 1 alone (no CI from one seed)
+    held = E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100, design_seeds=[0])["final"]
+    assert held["surrogate_held_out"]["mean"] == pytest.approx(0.55 / 0.56) and np.isnan(held["surrogate_held_out"]["ci95"][0])
+    assert held["surrogate"] == result["final"]["surrogate"]
     never = E.long_budget(exp, [run("surrogate", 0, "DD")], [], 0.56, budget=1, n_resamples=100)
     assert pareto.long_summary(never)["long.evals_to_90pct.surrogate"] is None  # censored, not a number
     assert np.isnan(never["prefix_share"]["surrogate"])  # no compared run to extend
@@ -656,7 +665,8 @@ def test_pair_kernels_count_the_shared_layers_and_adjacent_pairs():
 def test_pair_posterior_learns_an_interaction_the_additive_model_cannot():
     from scipy.stats import multivariate_normal
 
-    from linas_lib.search.surrogate import PAIR_SHARES, fit_linear_posterior, fit_pair_posterior, pair_kernels
+    from linas_lib.search.surrogate import (NOISE_PRECISIONS, PAIR_SHARES, fit_linear_posterior, fit_pair_posterior,
+                                            pair_kernels)
 
     space = SearchSpace(n_layers=3, n_choices=3)
     every = space.decode(np.arange(space.size))
@@ -668,27 +678,50 @@ def test_pair_posterior_learns_an_interaction_the_additive_model_cannot():
     rng = np.random.default_rng(0)
     draws = [pairs.predict(held, pairs.sample(rng))[0] for _ in range(20)]
     assert abs(np.mean(draws) - 0.75) < 0.01 < abs(additive.predict(space.one_hot(held))[0] - 0.75)
-    assert pairs.pair_share == max(PAIR_SHARES) and pairs.pair_share in PAIR_SHARES
-    # the evidence it maximised is the Gaussian marginal likelihood of the standardised targets
+    # the fit is the maximum of the Gaussian marginal likelihood over the grid
     singles, shared = pair_kernels(every[train], every[train])
-    cov = singles / 3 + shared * pairs.pair_share / 2 + np.eye(len(train)) / pairs.beta
-    chol_evidence = (-0.5 * np.sum(np.linalg.solve(pairs.chol, pairs.standardised) ** 2)
-                     - np.sum(np.log(np.diag(pairs.chol))) - len(train) / 2 * np.log(2 * np.pi))
-    assert chol_evidence == pytest.approx(multivariate_normal.logpdf(pairs.standardised, np.zeros(len(train)), cov))
+
+    def evidence(share, beta):
+        cov = singles / 3 + shared * share / 2 + np.eye(len(train)) / beta
+        return multivariate_normal.logpdf(pairs.standardised, np.zeros(len(train)), cov)
+
+    grid = [(share, beta) for share in PAIR_SHARES for beta in NOISE_PRECISIONS]
+    assert max(grid, key=lambda g: evidence(*g)) == (pairs.pair_share, pairs.beta)
     with pytest.raises(ValueError, match="L >= 2"):
         fit_pair_posterior(np.zeros((3, 1), dtype=int), [0.1, 0.2, 0.3], 3)
     with pytest.raises(ValueError, match="finite"):
         fit_pair_posterior(every[:2], [0.5, np.inf], 3)
 
 
+def test_pair_draws_leave_unseen_pairs_at_zero_and_are_centred_on_the_posterior_mean():
+    from linas_lib.search.surrogate import fit_pair_posterior, pair_kernels
+
+    rng = np.random.default_rng(4)
+    train = np.array([[0, 1, 2], [1, 1, 0], [2, 0, 1], [0, 0, 0], [1, 2, 2]])
+    post = fit_pair_posterior(train, rng.normal(0.6, 0.05, len(train)), 3)
+    seen = {(layer, a[layer], a[layer + 1]) for a in train for layer in range(2)}
+    draws = [post.sample(rng) for _ in range(4000)]
+    for _, pair in draws[:5]:
+        unseen = [(layer, i, j) for layer in range(2) for i in range(3) for j in range(3) if (layer, i, j) not in seen]
+        assert all(pair[u] == 0.0 for u in unseen)
+    # the exact posterior mean of the function at new points: k(x, X) (K + I / beta)^-1 t
+    new = np.array([[0, 1, 0], [2, 2, 2]])
+    s_new, p_new = pair_kernels(new, train)
+    cross = s_new * post.single_var + p_new * post.pair_var
+    mean = post.offset + post.scale * cross @ np.linalg.solve(post.chol @ post.chol.T, post.standardised)
+    drawn = np.mean([post.predict(new, w) for w in draws], axis=0)
+    np.testing.assert_allclose(drawn, mean, atol=4 * post.scale / np.sqrt(len(draws)))
+
+
 def test_surrogate_pairs_starts_as_surrogate_local_and_rejects_an_unknown_model():
-    from linas_lib.search.surrogate import thompson_search
+    from linas_lib.search.surrogate import PAIR_SHARES, thompson_search
 
     setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=15)
     pairs, facts = methods.run_method(setup, "surrogate_pairs", np.random.default_rng([3, 0]))
     local, _ = methods.run_method(setup, "surrogate_local", np.random.default_rng([3, 0]))
     assert np.array_equal(pairs.choices()[:2], local.choices()[:2]) and pairs.n_evals == 15
-    assert facts["pair_share"] > 0 and facts["grown"] > 0
+    assert E.PAIRED_STREAM["surrogate_pairs"] == E.PAIRED_STREAM["surrogate_local"]  # paired seeds
+    assert facts["pair_share"] in PAIR_SHARES and facts["grown"] > 0
     with pytest.raises(ValueError, match="model must be one of"):
         thompson_search(setup.new_archive(), np.random.default_rng(0), TINY.sample(np.random.default_rng(0), 8),
                         [0], (1.0, 1.0), 2, model="cubic")

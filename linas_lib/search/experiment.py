@@ -470,7 +470,7 @@ LONG_LEVELS = (0.90, 0.95, 0.99)  # shares of the reference HV the long-budget s
 
 
 def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: list[MethodRun], reference: float,
-                budget: int, levels=LONG_LEVELS, n_resamples: int = 2000) -> dict:
+                budget: int, levels=LONG_LEVELS, n_resamples: int = 2000, design_seeds=()) -> dict:
     """Long runs read against the experiment's fixed ``reference`` HV (they do not join it).
 
     Args:
@@ -481,6 +481,8 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         budget: the compared runs' evaluations.
         levels: shares of ``reference`` timed per run (censored at the long runs' length).
         n_resamples: bootstrap resamples of the CIs over seeds.
+        design_seeds: seeds looked at while a method was designed; the final shares and effects
+            are also given on the other seeds, named ``<method>_held_out`` / ``<cause>_held_out``.
 
     Returns:
         ``{evals, levels, curve, reach, final, prefix_share}`` (empty without long runs): ``curve`` rows
@@ -517,8 +519,20 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         same = [np.array_equal(r.choices[:budget], compared[method, r.seed].choices[:budget])
                 for r in own if (method, r.seed) in compared]
         prefix[method] = float(np.mean(same)) if same else math.nan
+    effects = paired_effects(end_share, n_resamples)
+    if design_seeds:
+        held = held_out(end_share, design_seeds)
+        final.update({f"{m}_held_out": {"mean": float(np.mean(list(v.values()))), "ci95": mean_ci(list(v.values()), n_resamples)}
+                      for m, v in held.items() if v})
+        effects += [{**row, "effect": f"{row['effect']}_held_out"} for row in paired_effects(held, n_resamples)]
     return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
-            "prefix_share": prefix, "effects": paired_effects(end_share, n_resamples)}
+            "prefix_share": prefix, "effects": effects}
+
+
+def held_out(values: dict[str, dict[int, float]], design_seeds) -> dict[str, dict[int, float]]:
+    """``values`` (``method -> seed -> value``) without the seeds of ``design_seeds``."""
+    design = {int(s) for s in design_seeds}
+    return {m: {s: v for s, v in by_seed.items() if int(s) not in design} for m, by_seed in values.items()}
 
 
 def paired_effects(values: dict[str, dict[int, float]], n_resamples: int = 2000) -> list[dict]:
@@ -552,10 +566,16 @@ EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "ze
            ("interactions", "surrogate_pairs", "surrogate_local"))
 
 
-def effect_rows(per_run: list[dict], n_resamples: int = 2000) -> list[dict]:
-    """Per cause whose method and control both ran: the paired HV difference with its 95 % CI."""
+def effect_rows(per_run: list[dict], n_resamples: int = 2000, design_seeds=()) -> list[dict]:
+    """Per cause whose method and control both ran: the paired HV difference with its 95 % CI;
+    with ``design_seeds``, each again on the other seeds (``<cause>_held_out``)."""
+    values = seed_hv(per_run)
+    effects = paired_effects(values, n_resamples)
+    if design_seeds:
+        effects += [{**row, "effect": f"{row['effect']}_held_out"}
+                    for row in paired_effects(held_out(values, design_seeds), n_resamples)]
     rows = []
-    for row in paired_effects(seed_hv(per_run), n_resamples):
+    for row in effects:
         rows.append({**{k: row[k] for k in ("effect", "method", "control", "n_seeds")},
                      "hv_diff_mean": row["diff_mean"], "hv_diff_ci95_low": row["diff_ci95_low"],
                      "hv_diff_ci95_high": row["diff_ci95_high"]})

@@ -165,7 +165,7 @@ def long_budget(profile, setup: SearchSetup, supernet, exp: E.ParetoExperiment, 
     """The long-budget study (:func:`long_runs` read by :func:`~linas_lib.search.experiment.long_budget`
     against ``result``'s reference HV); empty when the profile asks for none."""
     return E.long_budget(exp, long_runs(profile, setup, supernet), runs, result["reference_hv"],
-                         profile.search.eval_budget)
+                         profile.search.eval_budget, design_seeds=profile.search.design_seeds)
 
 
 def long_summary(result: dict) -> dict:
@@ -218,7 +218,8 @@ def hv_reference_miou_loss(cfg, evaluator) -> float:
 
 
 def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_resamples: int = 2000,
-            calibration: list[E.MethodRun] | None = None, oracle: list[E.MethodRun] | None = None) -> dict:
+            calibration: list[E.MethodRun] | None = None, oracle: list[E.MethodRun] | None = None,
+            design_seeds=()) -> dict:
     """Tables and headline numbers of the comparison.
 
     Returns:
@@ -235,11 +236,12 @@ def analyse(exp: E.ParetoExperiment, runs: list[E.MethodRun], budget: int, n_res
         method row gets ``hv_frac_reference`` = its mean HV / ``reference_hv``. ``clairvoyant``:
         :func:`~linas_lib.search.experiment.clairvoyant_curve` over the same points, up to the
         method budget: what knowing every accuracy would buy (an upper bound on the evaluations the
-        efficiency goals need with perfect prior knowledge).
+        efficiency goals need with perfect prior knowledge). With ``design_seeds`` (the seeds
+        looked at while a method was designed) each effect is also given on the other seeds.
     """
     E.check_runs(runs)
     per_run = E.run_rows(exp, runs)
-    effects = E.effect_rows(per_run, n_resamples)
+    effects = E.effect_rows(per_run, n_resamples, design_seeds)
     curve_rows, curves = E.curve_rows(exp, runs)
     level = E.target_level(E.curve_rows(exp, calibration)[1] if calibration else curves)
     reach = E.reach_table(runs, curves, level, budget)

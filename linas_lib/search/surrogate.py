@@ -143,15 +143,16 @@ class PairPosterior:
     With ``(L - 1) C^2`` pair weights the weight-space precision is large (1764 weights on the
     LINAS space) while the runs hold a few hundred points, so the posterior is kept as the
     ``n x n`` kernel of the evaluated architectures: ``k(a, b)`` counts the layers and adjacent
-    pairs two architectures share, each count scaled by its prior variance. Draws are pathwise
-    (Matheron's rule): a prior weight draw corrected by the data.
+    pairs two architectures share, each count scaled by its prior variance.
 
-    Only the additive part's prior is drawn; the pair weights' prior draw is held at its mean
-    (zero), so pairs enter through the data correction alone and a pair never evaluated adds
-    nothing. Why: with 1764 pair weights and a pool of some 20,000 candidates, a full draw gives
-    every candidate about a point of independent noise, and the acquisition then chases the
-    luckiest draw (on the cpu supernet's long runs, seeds 0-2: 0.93-0.97 of the reference HV at
-    300 evaluations against 0.98-0.995 for the additive model).
+    Draws are pathwise (Matheron's rule: a prior weight draw corrected by the data), with the
+    pair weights' prior draw held at zero. They are centred on the exact posterior mean but
+    carry only the additive part's and the noise's spread, so they are a deliberately narrower
+    Thompson heuristic, not posterior samples; a pair never evaluated adds exactly zero to
+    every draw. Why: with 1764 pair weights and a pool of some 20,000 candidates, drawing the
+    pairs too gives every candidate about a point of (correlated) noise, and the acquisition
+    then chases the luckiest draw (a diagnostic on the cpu supernet's long runs, seeds 0-2:
+    0.93-0.97 of the reference HV at 300 evaluations against 0.98-0.995 for the additive model).
 
     Attributes:
         train: ``(n, L)`` the evaluated architectures.
@@ -218,6 +219,8 @@ def fit_pair_posterior(choices, targets, n_choices: int, min_scale: float = 0.0)
     Raises:
         ValueError: no observation, mismatched shapes, fewer than two layers or non-finite targets.
     """
+    from scipy.linalg import solve_triangular
+
     A = np.asarray(choices, dtype=np.int64)
     y = np.asarray(targets, dtype=float).reshape(-1)
     if A.ndim != 2 or A.shape[1] < 2 or len(A) != len(y) or len(y) == 0:
@@ -234,7 +237,7 @@ def fit_pair_posterior(choices, targets, n_choices: int, min_scale: float = 0.0)
         gram = singles / L + pairs * share / (L - 1)
         for beta in NOISE_PRECISIONS:
             chol = np.linalg.cholesky(gram + np.eye(n) / beta)
-            alpha = np.linalg.solve(chol, t)
+            alpha = solve_triangular(chol, t, lower=True)
             evidence = -0.5 * alpha @ alpha - np.sum(np.log(np.diag(chol))) - n / 2 * np.log(2 * np.pi)
             if best is None or evidence > best[0]:
                 best = (evidence, chol, float(beta), float(share))
