@@ -554,9 +554,10 @@ def test_long_budget_reads_long_runs_against_the_fixed_reference():
     assert flat["long.evals"] == 4 and flat["long.evals_to_90pct.surrogate"] == 2.0
     assert flat["long.censored_share_99pct.surrogate"] == 0.5 and flat["long.prefix_share.surrogate"] == 0.5
     # seed 0 looked at while designing: the final share again on seed 1 alone (no CI from one seed)
-    held = E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100, design_seeds=[0])["final"]
-    assert held["surrogate_held_out"]["mean"] == pytest.approx(0.55 / 0.56) and np.isnan(held["surrogate_held_out"]["ci95"][0])
-    assert held["surrogate"] == result["final"]["surrogate"]
+    held = E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100, design_seeds=[0])
+    assert held["final_held_out"]["surrogate"]["mean"] == pytest.approx(0.55 / 0.56)
+    assert np.isnan(held["final_held_out"]["surrogate"]["ci95"][0]) and held["final"] == result["final"]
+    assert pareto.long_summary(held)["long.hv_frac_reference.surrogate_held_out"] == pytest.approx(0.55 / 0.56)
     never = E.long_budget(exp, [run("surrogate", 0, "DD")], [], 0.56, budget=1, n_resamples=100)
     assert pareto.long_summary(never)["long.evals_to_90pct.surrogate"] is None  # censored, not a number
     assert np.isnan(never["prefix_share"]["surrogate"])  # no compared run to extend

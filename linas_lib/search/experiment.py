@@ -481,8 +481,8 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         budget: the compared runs' evaluations.
         levels: shares of ``reference`` timed per run (censored at the long runs' length).
         n_resamples: bootstrap resamples of the CIs over seeds.
-        design_seeds: seeds looked at while a method was designed; the final shares and effects
-            are also given on the other seeds, named ``<method>_held_out`` / ``<cause>_held_out``.
+        design_seeds: seeds looked at while a method was designed; the final shares
+            (``final_held_out[method]``) and effects (``<cause>_held_out``) are also given on the other seeds.
 
     Returns:
         ``{evals, levels, curve, reach, final, prefix_share}`` (empty without long runs): ``curve`` rows
@@ -519,14 +519,14 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         same = [np.array_equal(r.choices[:budget], compared[method, r.seed].choices[:budget])
                 for r in own if (method, r.seed) in compared]
         prefix[method] = float(np.mean(same)) if same else math.nan
-    effects = paired_effects(end_share, n_resamples)
+    effects, final_held = paired_effects(end_share, n_resamples), {}
     if design_seeds:
         held = held_out(end_share, design_seeds)
-        final.update({f"{m}_held_out": {"mean": float(np.mean(list(v.values()))), "ci95": mean_ci(list(v.values()), n_resamples)}
-                      for m, v in held.items() if v})
+        final_held = {m: {"mean": float(np.mean(list(v.values()))), "ci95": mean_ci(list(v.values()), n_resamples)}
+                      for m, v in held.items() if v}
         effects += [{**row, "effect": f"{row['effect']}_held_out"} for row in paired_effects(held, n_resamples)]
     return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
-            "prefix_share": prefix, "effects": effects}
+            "final_held_out": final_held, "prefix_share": prefix, "effects": effects}
 
 
 def held_out(values: dict[str, dict[int, float]], design_seeds) -> dict[str, dict[int, float]]:

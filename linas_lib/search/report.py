@@ -174,7 +174,8 @@ def long_summary(result: dict) -> dict:
     of the long runs, ``long.prefix_share.<method>``, and per level ``long.evals_to_<pct>pct.<method>``
     (Kaplan-Meier median; None: censored) with ``long.censored_share_<pct>pct.<method>``; per
     cause with both arms in the long runs, ``long.effect.<cause>`` (paired difference of the final
-    shares of the reference) with ``long.effect_ci95_low`` / ``_high``."""
+    shares of the reference) with ``long.effect_ci95_low`` / ``_high``; with design seeds, the same
+    on the other seeds as ``long.hv_frac_reference.<method>_held_out`` and ``long.effect.<cause>_held_out``."""
     if not result:
         return {}
     out = {"long.evals": result["evals"]}
@@ -186,6 +187,9 @@ def long_summary(result: dict) -> dict:
             median = reach["km_median"]
             out[f"long.evals_to_{pct}pct.{m}"] = None if math.isnan(median) else median
             out[f"long.censored_share_{pct}pct.{m}"] = reach["censored_share"]
+    for m, row in result.get("final_held_out", {}).items():
+        out[f"long.hv_frac_reference.{m}_held_out"] = row["mean"]
+        out[f"long.hv_frac_reference_ci95_low.{m}_held_out"], out[f"long.hv_frac_reference_ci95_high.{m}_held_out"] = row["ci95"]
     for row in result.get("effects", []):
         out[f"long.effect.{row['effect']}"] = row["diff_mean"]
         out[f"long.effect_ci95_low.{row['effect']}"] = row["diff_ci95_low"]
