@@ -558,6 +558,11 @@ def test_long_budget_reads_long_runs_against_the_fixed_reference():
     assert held["final_held_out"]["surrogate"]["mean"] == pytest.approx(0.55 / 0.56)
     assert np.isnan(held["final_held_out"]["surrogate"]["ci95"][0]) and held["final"] == result["final"]
     assert pareto.long_summary(held)["long.hv_frac_reference.surrogate_held_out"] == pytest.approx(0.55 / 0.56)
+    assert "long.best_known_hv" not in pareto.long_summary(held)
+    # against a better known front (HV 0.7): the final HVs 0.56 and 0.55 as its shares
+    best = pareto.long_summary(E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100, best_known=0.7))
+    assert best["long.best_known_hv"] == 0.7
+    assert best["long.hv_frac_best_known.surrogate"] == pytest.approx((0.56 + 0.55) / 2 / 0.7)
     never = E.long_budget(exp, [run("surrogate", 0, "DD")], [], 0.56, budget=1, n_resamples=100)
     assert pareto.long_summary(never)["long.evals_to_90pct.surrogate"] is None  # censored, not a number
     assert np.isnan(never["prefix_share"]["surrogate"])  # no compared run to extend

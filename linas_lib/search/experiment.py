@@ -470,7 +470,8 @@ LONG_LEVELS = (0.90, 0.95, 0.99)  # shares of the reference HV the long-budget s
 
 
 def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: list[MethodRun], reference: float,
-                budget: int, levels=LONG_LEVELS, n_resamples: int = 2000, design_seeds=()) -> dict:
+                budget: int, levels=LONG_LEVELS, n_resamples: int = 2000, design_seeds=(),
+                best_known: float | None = None) -> dict:
     """Long runs read against the experiment's fixed ``reference`` HV (they do not join it).
 
     Args:
@@ -483,6 +484,9 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         n_resamples: bootstrap resamples of the CIs over seeds.
         design_seeds: seeds looked at while a method was designed; the final shares
             (``final_held_out[method]``) and effects (``<cause>_held_out``) are also given on the other seeds.
+        best_known: HV of the best known front (the reference's points with the long runs'):
+            the reference is a union of short runs, which long runs can pass, so each method's mean
+            final share of this one is given too (``final_best_known[method]``).
 
     Returns:
         ``{evals, levels, curve, reach, final, prefix_share}`` (empty without long runs): ``curve`` rows
@@ -525,8 +529,11 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         final_held = {m: {"mean": float(np.mean(list(v.values()))), "ci95": mean_ci(list(v.values()), n_resamples)}
                       for m, v in held.items() if v}
         effects += [{**row, "effect": f"{row['effect']}_held_out"} for row in paired_effects(held, n_resamples)]
+    final_best = {m: float(np.mean([share * reference / best_known for share in by_seed.values()]))
+                  for m, by_seed in end_share.items()} if best_known else {}
     return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
-            "final_held_out": final_held, "prefix_share": prefix, "effects": effects}
+            "final_held_out": final_held, "best_known_hv": best_known, "final_best_known": final_best,
+            "prefix_share": prefix, "effects": effects}
 
 
 def held_out(values: dict[str, dict[int, float]], design_seeds) -> dict[str, dict[int, float]]:

@@ -163,9 +163,12 @@ def long_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
 def long_budget(profile, setup: SearchSetup, supernet, exp: E.ParetoExperiment, runs: list[E.MethodRun],
                 result: dict) -> dict:
     """The long-budget study (:func:`long_runs` read by :func:`~linas_lib.search.experiment.long_budget`
-    against ``result``'s reference HV); empty when the profile asks for none."""
-    return E.long_budget(exp, long_runs(profile, setup, supernet), runs, result["reference_hv"],
-                         profile.search.eval_budget, design_seeds=profile.search.design_seeds)
+    against ``result``'s reference HV, and against the best known front: the reference's points
+    with every long run's); empty when the profile asks for none."""
+    long = long_runs(profile, setup, supernet)
+    best_known = E.reference_hv(exp, runs + oracle_runs(profile, setup, supernet) + long) if long else None
+    return E.long_budget(exp, long, runs, result["reference_hv"], profile.search.eval_budget,
+                         design_seeds=profile.search.design_seeds, best_known=best_known)
 
 
 def long_summary(result: dict) -> dict:
@@ -175,10 +178,15 @@ def long_summary(result: dict) -> dict:
     (Kaplan-Meier median; None: censored) with ``long.censored_share_<pct>pct.<method>``; per
     cause with both arms in the long runs, ``long.effect.<cause>`` (paired difference of the final
     shares of the reference) with ``long.effect_ci95_low`` / ``_high``; with design seeds, the same
-    on the other seeds as ``long.hv_frac_reference.<method>_held_out`` and ``long.effect.<cause>_held_out``."""
+    on the other seeds as ``long.hv_frac_reference.<method>_held_out`` and ``long.effect.<cause>_held_out``;
+    ``long.best_known_hv`` and ``long.hv_frac_best_known.<method>``: the final share of the best
+    known front (the reference's points with the long runs')."""
     if not result:
         return {}
     out = {"long.evals": result["evals"]}
+    if result.get("best_known_hv") is not None:
+        out["long.best_known_hv"] = result["best_known_hv"]
+        out.update({f"long.hv_frac_best_known.{m}": v for m, v in result["final_best_known"].items()})
     for m, row in result["final"].items():
         out[f"long.hv_frac_reference.{m}"] = row["mean"]
         out[f"long.hv_frac_reference_ci95_low.{m}"], out[f"long.hv_frac_reference_ci95_high.{m}"] = row["ci95"]
