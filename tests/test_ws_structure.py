@@ -1,0 +1,51 @@
+"""The WS-structure study: one-hot designs, ridge fits, and what a fit ranks."""
+
+import numpy as np
+import pytest
+
+from linas_lib.analysis import ws_structure as W
+from linas_lib.space import SearchSpace
+
+SPACE = SearchSpace(n_layers=3, n_choices=4)
+
+
+def test_features_are_the_one_hot_layers_adjacent_pairs_and_an_intercept():
+    X = W.features(SPACE, np.array([[1, 2, 3]]), "pairs").toarray()[0]
+    assert X.shape == (3 * 4 + 2 * 16 + 1,) and X.sum() == 3 + 2 + 1
+    assert X[[1, 4 + 2, 8 + 3, 12 + 1 * 4 + 2, 12 + 16 + 2 * 4 + 3, 44]].tolist() == [1.0] * 6
+    assert W.features(SPACE, np.array([[1, 2, 3]]), "additive").shape == (1, 13)
+    with pytest.raises(ValueError, match="model must be one of"):
+        W.features(SPACE, np.array([[1, 2, 3]]), "cubic")
+
+
+def test_ridge_fit_is_least_squares_with_a_penalty():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    np.testing.assert_allclose(W.ridge_fit(X, y, 0.0), np.linalg.lstsq(X, y, rcond=None)[0])
+    np.testing.assert_allclose(W.ridge_fit(X, y, 2.0), np.linalg.solve(X.T @ X + 2 * np.eye(3), X.T @ y))
+
+
+def test_the_pairs_fit_explains_a_pair_effect_that_standalone_accuracy_does_not_share():
+    space = SearchSpace(n_layers=3, n_choices=6)
+    every = space.decode(np.arange(space.size))
+    additive = 0.5 + 0.02 * every[:, 0] + 0.01 * every[:, 2]
+    ws = additive + 0.05 * (every[:, 0] == every[:, 1])  # the supernet's own pair effect
+    # the table (every fifth): architectures whose standalone accuracy is the additive part alone
+    rows = W.structure_rows(space, every, ws, every[::5], additive[::5], ws[::5], np.random.default_rng(0), 200)
+    rows = {r["model"]: r for r in rows}
+    assert rows["pairs"]["held_out_resid_sd_pts"] < 0.5 * rows["additive"]["held_out_resid_sd_pts"]
+    assert rows["pairs"]["held_out_r2"] > rows["additive"]["held_out_r2"]
+    assert rows["additive"]["tau_gap_ci95_low"] > 0  # the additive fit ranks the table better than WS
+    assert rows["pairs"]["tau_gap_ci95_low"] < 0 < rows["pairs"]["tau_gap_ci95_high"]  # the pairs fit is WS again
+    assert rows["pairs"]["n_weights"] == 3 * 6 + 2 * 36 + 1 and rows["additive"]["n_weights"] == 19
+    flat = W.structure_summary(list(rows.values()))
+    assert flat["ws_structure.tau.ws"] == rows["ws"]["tau"] and "ws_structure.tau_gap_vs_ws.ws" not in flat
+
+
+def test_structure_rows_reject_too_few_evaluations_and_mismatched_ws():
+    every = SPACE.decode(np.arange(SPACE.size))
+    table, standalone = every[:4], [0.1, 0.2, 0.3, 0.4]
+    with pytest.raises(ValueError, match="at least 10 WS evaluations"):
+        W.structure_rows(SPACE, every[:5], np.zeros(5), table, standalone, np.zeros(4), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="raw_ws has 3 values for 4 table architectures"):
+        W.structure_rows(SPACE, every, np.zeros(len(every)), table, standalone, np.zeros(3), np.random.default_rng(0))
