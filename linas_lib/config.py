@@ -232,6 +232,10 @@ class SearchConfig:
     # seeds whose runs were looked at while a method was designed: every paired effect (and the
     # long study's final shares) is also reported on the other seeds alone, as "<name>_held_out"
     design_seeds: tuple[int, ...] = field(default=(), metadata={"key": False})
+    # model-guided sweep (05, linas_lib.analysis.ws_structure.sweep): the adjacent-pairs fit to every
+    # searched architecture predicts the whole space; its predicted front per target is evaluated and
+    # joins the best known front the long runs are read against
+    ws_sweep: bool = field(default=False, metadata={"key": False})
     # final networks (linas_lib.analysis.final): each target's chosen architecture trained with the
     # benchmark table's recipe for these seeds; final_build: in notebook 05 (else `linas bench final`)
     final_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"key": False})

@@ -152,7 +152,7 @@ def test_config_key_fields():
     assert left_out == {"finetune_topk", "finetune_epochs", "near_check_archs", "hv_ref_accuracy",
                         "hv_ref_miou_loss", "hv_ref_latency", "c3_images", "target_seeds", "seeds", "methods",
                         "oracle_evals", "oracle_seed", "long_methods", "long_evals", "final_seeds",
-                        "final_build"}
+                        "final_build", "design_seeds", "ws_sweep"}
 
 
 def test_run_folder_follows_the_search_key_fields():

@@ -49,3 +49,51 @@ def test_structure_rows_reject_too_few_evaluations_and_mismatched_ws():
         W.structure_rows(SPACE, every[:5], np.zeros(5), table, standalone, np.zeros(4), np.random.default_rng(0))
     with pytest.raises(ValueError, match="raw_ws has 3 values for 4 table architectures"):
         W.structure_rows(SPACE, every, np.zeros(len(every)), table, standalone, np.zeros(3), np.random.default_rng(0))
+
+
+class _Latency:
+    """One target: a random per-(layer, choice) cost table, budget 1.5."""
+
+    def __init__(self, space, rng):
+        self.table = rng.uniform(0.1, 1.0, (space.n_layers, space.n_choices))
+        self.budgets_ms = [1.5]
+
+    def predict(self, choices):
+        choices = np.asarray(choices)
+        return self.table[np.arange(choices.shape[1]), choices].sum(axis=1)[:, None]
+
+
+class _WS:
+    def __init__(self):
+        self.calls = 0
+
+    def evaluate(self, choices):
+        self.calls += len(choices)
+        c = np.asarray(choices)
+        return 0.5 + 0.02 * c[:, 0] - 0.01 * c[:, 2] + 0.03 * (c[:, 0] == c[:, 1])
+
+
+def test_sweep_evaluates_the_predicted_fronts_and_can_only_raise_the_best_known_front():
+    from linas_lib.search.archive import AccuracyCache
+    from linas_lib.search.experiment import MethodRun, ParetoExperiment
+
+    rng = np.random.default_rng(3)
+    space = SearchSpace(n_layers=3, n_choices=5)
+    latency, ws = _Latency(space, rng), _WS()
+    seen = space.sample(rng, 40)
+    seen = seen[np.unique(space.encode(seen), return_index=True)[1]]
+    searched = [MethodRun("m", 0, seen, ws.evaluate(seen), latency.predict(seen))]
+    exp = ParetoExperiment(["a"], latency.budgets_ms)
+    facts, run = W.sweep(space, exp, searched, AccuracyCache(ws), latency)
+    # brute force: within the budget, a higher prediction than every cheaper architecture
+    every = space.decode(np.arange(space.size))
+    pred = W.features(space, every, "pairs") @ W.ridge_fit(W.features(space, seen, "pairs"), searched[0].miou)
+    lat = latency.predict(every)[:, 0]
+    front = [i for i in range(len(every)) if lat[i] <= 1.5 and all(pred[i] > pred[j] for j in range(len(every))
+                                                                 if lat[j] < lat[i])]
+    assert space.encode(run.choices).tolist() == front
+    assert facts["n_archs"] == len(front) and 0 <= facts["n_new"] <= len(front)
+    assert facts["with_sweep_hv"] >= max(facts["best_known_hv"], facts["sweep_hv"])
+    np.testing.assert_allclose(run.miou, ws.evaluate(run.choices))
+    flat = W.sweep_summary(facts, {"final": {"m": {"mean": 0.5}}}, reference_hv=facts["with_sweep_hv"])
+    assert flat["ws_sweep.hv_frac.m"] == pytest.approx(0.5) and W.sweep_summary({}, {}, 1.0) == {}

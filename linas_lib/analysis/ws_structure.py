@@ -13,6 +13,11 @@ and asks two questions of each fit:
 
 A fit that explains WS better but ranks the table no better has learnt the supernet's own
 idiosyncrasies, which a search that exploits them finds but standalone training does not reward.
+
+:func:`sweep` turns the pairs fit into a ceiling check: it predicts every architecture of the
+space, and the predicted front of each target (best predicted mIoU at each LUT latency within
+the budget) is evaluated. If the searches' best known front is near the oracle's true one, the
+sweep adds little HV to it.
 """
 
 from __future__ import annotations
@@ -132,3 +137,76 @@ def study(runs, supernet, table, n_resamples: int, seed: int) -> list[dict]:
     return structure_rows(LINAS_SPACE, choices, miou, truth.choices, truth.values["test_miou"], raw,
                           np.random.default_rng([seed, STRUCTURE_STREAM]), n_resamples, seed)
 
+
+
+SWEEP_CHUNK = 500_000  # architectures predicted at once (features and latency of a chunk: about 0.5 GB)
+SWEEP_SAVE_EVERY = 50  # WS evaluations between saves of the accuracy cache
+
+
+def predicted_fronts(space: SearchSpace, weights: np.ndarray, latency, targets) -> np.ndarray:
+    """Codes of the architectures on some target's predicted front, sorted: for each of
+    ``targets``, those within the budget whose predicted mIoU (the pairs fit ``weights``)
+    beats every one at a lower or equal LUT latency (ties: the cheaper, then the better)."""
+    budgets = np.asarray(latency.budgets_ms, dtype=float)
+    pred, lat = [], []
+    for start in range(0, space.size, SWEEP_CHUNK):
+        archs = space.decode(np.arange(start, min(start + SWEEP_CHUNK, space.size)))
+        pred.append(features(space, archs, "pairs") @ weights)
+        lat.append(np.asarray(latency.predict(archs), dtype=float)[:, targets])
+    pred, lat = np.concatenate(pred), np.concatenate(lat)
+    picks = set()
+    for j, t in enumerate(targets):
+        ok = np.flatnonzero(lat[:, j] <= budgets[t])
+        order = ok[np.lexsort((-pred[ok], lat[ok, j]))]
+        best_before = np.maximum.accumulate(pred[order])
+        picks.update(order[np.r_[True, pred[order][1:] > best_before[:-1]]].tolist())
+    return np.array(sorted(picks), dtype=np.int64)
+
+
+def sweep(space: SearchSpace, experiment, searched, accuracy, latency) -> tuple[dict, object]:
+    """The model-guided sweep (module docstring) against the searched runs' best known front.
+
+    Args:
+        space: the search space.
+        experiment: the :class:`~linas_lib.search.experiment.ParetoExperiment` (its HV and targets).
+        searched: every search run whose points make the best known front (compared, oracle, long).
+        accuracy: the WS accuracy cache (``lookup(space, choices)``, ``save()``: saved after
+            every :data:`SWEEP_SAVE_EVERY` evaluations, so an interrupted sweep resumes).
+        latency: the latency model (``predict``, ``budgets_ms``).
+
+    Returns:
+        ``(facts, run)``: facts ``{n_archs, n_new, sweep_hv, best_known_hv, with_sweep_hv,
+        pred_error_mean_pts, pred_error_sd_pts}`` (error: predicted - WS mIoU of the swept
+        architectures) and the sweep as a :class:`~linas_lib.search.experiment.MethodRun`.
+    """
+    from ..search.experiment import MethodRun, reference_hv, union
+
+    choices, miou, _ = union(searched)
+    weights = ridge_fit(features(space, choices, "pairs"), miou)
+    codes = predicted_fronts(space, weights, latency, list(experiment.hv_targets))
+    archs = space.decode(codes)
+    ws = []
+    for start in range(0, len(archs), SWEEP_SAVE_EVERY):
+        ws.append(np.asarray(accuracy.lookup(space, archs[start:start + SWEEP_SAVE_EVERY]), dtype=float))
+        accuracy.save()
+    ws = np.concatenate(ws) if ws else np.zeros(0)
+    run = MethodRun("ws_sweep", 0, archs, ws, np.asarray(latency.predict(archs), dtype=float))
+    error = features(space, archs, "pairs") @ weights - ws
+    known = set(space.encode(choices).tolist())
+    facts = {"n_archs": len(codes), "n_new": int(sum(int(c) not in known for c in codes)),
+             "sweep_hv": experiment.hv(run.miou, run.latency_ms), "best_known_hv": reference_hv(experiment, searched),
+             "with_sweep_hv": reference_hv(experiment, list(searched) + [run]),
+             "pred_error_mean_pts": 100 * float(error.mean()), "pred_error_sd_pts": 100 * float(error.std())}
+    return facts, run
+
+
+def sweep_summary(facts: dict, long_result: dict, reference_hv: float) -> dict[str, float]:
+    """``ws_sweep.<fact>`` and, per long-budget method, ``ws_sweep.hv_frac.<method>``: its mean
+    final HV (``long_result``'s final share of ``reference_hv``) as a share of the best known
+    front with the sweep. Empty without a sweep."""
+    if not facts:
+        return {}
+    out = {f"ws_sweep.{k}": float(v) for k, v in facts.items()}
+    for m, row in (long_result or {}).get("final", {}).items():
+        out[f"ws_sweep.hv_frac.{m}"] = row["mean"] * reference_hv / facts["with_sweep_hv"]
+    return out
