@@ -89,11 +89,29 @@ def test_sweep_evaluates_the_predicted_fronts_and_can_only_raise_the_best_known_
     every = space.decode(np.arange(space.size))
     pred = W.features(space, every, "pairs") @ W.ridge_fit(W.features(space, seen, "pairs"), searched[0].miou)
     lat = latency.predict(every)[:, 0]
+    assert len(np.unique(lat)) == len(lat)  # no latency ties (their rule: test_predicted_fronts_break_ties)
     front = [i for i in range(len(every)) if lat[i] <= 1.5 and all(pred[i] > pred[j] for j in range(len(every))
                                                                  if lat[j] < lat[i])]
     assert space.encode(run.choices).tolist() == front
     assert facts["n_archs"] == len(front) and 0 <= facts["n_new"] <= len(front)
     assert facts["with_sweep_hv"] >= max(facts["best_known_hv"], facts["sweep_hv"])
     np.testing.assert_allclose(run.miou, ws.evaluate(run.choices))
-    flat = W.sweep_summary(facts, {"final": {"m": {"mean": 0.5}}}, reference_hv=facts["with_sweep_hv"])
-    assert flat["ws_sweep.hv_frac.m"] == pytest.approx(0.5) and W.sweep_summary({}, {}, 1.0) == {}
+    flat = W.sweep_summary({**facts, "with_sweep_hv": 0.8}, {"final": {"m": {"mean": 0.5}}}, reference_hv=0.4)
+    assert flat["ws_sweep.hv_frac.m"] == pytest.approx(0.25) and W.sweep_summary({}, {}, 1.0) == {}
+
+
+def test_predicted_fronts_break_ties_and_skip_a_target_nothing_meets():
+    space = SearchSpace(n_layers=2, n_choices=3)
+    weights = np.zeros(2 * 3 + 9 + 1)
+    weights[[0, 1, 2]] = [0.1, 0.3, 0.3]  # layer 0's choices; layer 1 adds nothing
+
+    class Flat:  # latency = layer 0's choice index, so architectures tie in threes
+        budgets_ms = [2.0, 2.0]
+
+        def predict(self, choices):
+            return np.column_stack([choices[:, 0], choices[:, 0] + 10.0])
+
+    codes = W.predicted_fronts(space, weights, Flat(), [0, 1], limits_ms=[2.0, 2.0])
+    # target 0: (0, *) at latency 0 (prediction 0.1, the lowest code: (0, 0)), then (1, *) at 1
+    # (0.3, beats 0.1: (1, 0)); (2, *) at 2 only ties 0.3. Target 1: nothing within 2 ms.
+    assert codes.tolist() == space.encode(np.array([[0, 0], [1, 0]])).tolist()

@@ -143,11 +143,11 @@ SWEEP_CHUNK = 500_000  # architectures predicted at once (features and latency o
 SWEEP_SAVE_EVERY = 50  # WS evaluations between saves of the accuracy cache
 
 
-def predicted_fronts(space: SearchSpace, weights: np.ndarray, latency, targets) -> np.ndarray:
+def predicted_fronts(space: SearchSpace, weights: np.ndarray, latency, targets, limits_ms) -> np.ndarray:
     """Codes of the architectures on some target's predicted front, sorted: for each of
-    ``targets``, those within the budget whose predicted mIoU (the pairs fit ``weights``)
-    beats every one at a lower or equal LUT latency (ties: the cheaper, then the better)."""
-    budgets = np.asarray(latency.budgets_ms, dtype=float)
+    ``targets``, those within its ``limits_ms`` (the HV box) whose predicted mIoU (the pairs fit
+    ``weights``) beats every one at a lower LUT latency and every other one at the same (at equal
+    latency and prediction, the lowest code)."""
     pred, lat = [], []
     for start in range(0, space.size, SWEEP_CHUNK):
         archs = space.decode(np.arange(start, min(start + SWEEP_CHUNK, space.size)))
@@ -156,7 +156,9 @@ def predicted_fronts(space: SearchSpace, weights: np.ndarray, latency, targets) 
     pred, lat = np.concatenate(pred), np.concatenate(lat)
     picks = set()
     for j, t in enumerate(targets):
-        ok = np.flatnonzero(lat[:, j] <= budgets[t])
+        ok = np.flatnonzero(lat[:, j] <= limits_ms[j])
+        if not len(ok):
+            continue
         order = ok[np.lexsort((-pred[ok], lat[ok, j]))]
         best_before = np.maximum.accumulate(pred[order])
         picks.update(order[np.r_[True, pred[order][1:] > best_before[:-1]]].tolist())
@@ -183,7 +185,9 @@ def sweep(space: SearchSpace, experiment, searched, accuracy, latency) -> tuple[
 
     choices, miou, _ = union(searched)
     weights = ridge_fit(features(space, choices, "pairs"), miou)
-    codes = predicted_fronts(space, weights, latency, list(experiment.hv_targets))
+    targets = list(experiment.hv_targets)
+    limits = np.asarray(latency.budgets_ms, dtype=float)[targets] * experiment.ref[1]  # the HV box's latency edge
+    codes = predicted_fronts(space, weights, latency, targets, limits)
     archs = space.decode(codes)
     ws = []
     for start in range(0, len(archs), SWEEP_SAVE_EVERY):
