@@ -470,6 +470,8 @@ def test_effect_rows_pair_a_cause_with_its_control():
     assert near["hv_diff_mean"] == pytest.approx(0.15) and near["n_seeds"] == 3
     assert (held["effect"], held["n_seeds"]) == ("near_held_out", 2)
     assert held["hv_diff_mean"] == pytest.approx((0.15 + 0.2) / 2)
+    with pytest.raises(ValueError, match=r"search.design_seeds \[7\] were not run \(seeds run: \[0, 1, 2\]\)"):
+        E.effect_rows(per_run, n_resamples=200, design_seeds=[0, 7])
 
 
 def test_km_median_survives_rounding_at_one_half():

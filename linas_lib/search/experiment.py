@@ -523,12 +523,10 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         same = [np.array_equal(r.choices[:budget], compared[method, r.seed].choices[:budget])
                 for r in own if (method, r.seed) in compared]
         prefix[method] = float(np.mean(same)) if same else math.nan
-    effects, final_held = paired_effects(end_share, n_resamples), {}
+    effects, final_held = effects_with_held_out(end_share, design_seeds, n_resamples), {}
     if design_seeds:
-        held = held_out(end_share, design_seeds)
         final_held = {m: {"mean": float(np.mean(list(v.values()))), "ci95": mean_ci(list(v.values()), n_resamples)}
-                      for m, v in held.items() if v}
-        effects += [{**row, "effect": f"{row['effect']}_held_out"} for row in paired_effects(held, n_resamples)]
+                      for m, v in held_out(end_share, design_seeds).items() if v}
     final_best = {m: float(np.mean([share * reference / best_known for share in by_seed.values()]))
                   for m, by_seed in end_share.items()} if best_known else {}
     return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
@@ -537,9 +535,26 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
 
 
 def held_out(values: dict[str, dict[int, float]], design_seeds) -> dict[str, dict[int, float]]:
-    """``values`` (``method -> seed -> value``) without the seeds of ``design_seeds``."""
+    """``values`` (``method -> seed -> value``) without the seeds of ``design_seeds``.
+
+    Raises:
+        ValueError: a design seed that no method ran (a typo would otherwise hold nothing out).
+    """
     design = {int(s) for s in design_seeds}
+    ran = {int(s) for by_seed in values.values() for s in by_seed}
+    if not design <= ran:
+        raise ValueError(f"search.design_seeds {sorted(design - ran)} were not run (seeds run: {sorted(ran)})")
     return {m: {s: v for s, v in by_seed.items() if int(s) not in design} for m, by_seed in values.items()}
+
+
+def effects_with_held_out(values: dict[str, dict[int, float]], design_seeds, n_resamples: int) -> list[dict]:
+    """:func:`paired_effects` of ``values``, and with ``design_seeds`` the same on the other
+    seeds (:func:`held_out`), named ``<cause>_held_out``."""
+    effects = paired_effects(values, n_resamples)
+    if design_seeds:
+        effects += [{**row, "effect": f"{row['effect']}_held_out"}
+                    for row in paired_effects(held_out(values, design_seeds), n_resamples)]
+    return effects
 
 
 def paired_effects(values: dict[str, dict[int, float]], n_resamples: int = 2000) -> list[dict]:
@@ -576,13 +591,8 @@ EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "ze
 def effect_rows(per_run: list[dict], n_resamples: int = 2000, design_seeds=()) -> list[dict]:
     """Per cause whose method and control both ran: the paired HV difference with its 95 % CI;
     with ``design_seeds``, each again on the other seeds (``<cause>_held_out``)."""
-    values = seed_hv(per_run)
-    effects = paired_effects(values, n_resamples)
-    if design_seeds:
-        effects += [{**row, "effect": f"{row['effect']}_held_out"}
-                    for row in paired_effects(held_out(values, design_seeds), n_resamples)]
     rows = []
-    for row in effects:
+    for row in effects_with_held_out(seed_hv(per_run), design_seeds, n_resamples):
         rows.append({**{k: row[k] for k in ("effect", "method", "control", "n_seeds")},
                      "hv_diff_mean": row["diff_mean"], "hv_diff_ci95_low": row["diff_ci95_low"],
                      "hv_diff_ci95_high": row["diff_ci95_high"]})

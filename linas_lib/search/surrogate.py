@@ -163,6 +163,7 @@ class PairPosterior:
         single_var: prior variance of each layer weight (1 / L: an architecture's additive part has variance 1).
         pair_var: prior variance of each pair weight (``pair_share / (L - 1)``).
         beta: the noise precision; pair_share: the interactions' prior share, both of the highest evidence.
+        n_choices: choices per layer (the size of the weight tables a draw returns).
     """
 
     train: np.ndarray
