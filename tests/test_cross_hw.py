@@ -89,7 +89,7 @@ def test_predictor_ranks_a_held_out_device_of_another_space(toy_model):
 
 def test_predictor_without_measurements_ranks_but_has_no_scale(toy_model):
     model, held = toy_model
-    score, ms = X.predict_device(model, held.tokens[:0], held.latency_ms[:0], held.tokens)
+    score, ms = X.predict_device(model, held.tokens[:0], held.latency_ms[:0], held.tokens, "network")
     assert ms is None and score.shape == (len(held.tokens),) and np.all(score > 0)
     with torch.no_grad():
         each = torch.stack([model(torch.as_tensor(held.tokens)[None], e[None])[0] for e in model.devices])
@@ -99,11 +99,11 @@ def test_predictor_without_measurements_ranks_but_has_no_scale(toy_model):
 def test_posterior_finds_a_known_device_and_its_scale(toy_model):
     model, _ = toy_model
     known = toy_tables()[2]  # a training device, measured 3x slower (say, another clock)
-    weights, log_scales = X.device_posterior(model, known.tokens[:20], 3 * known.latency_ms[:20])
+    weights, log_scales = X.device_posterior(model, known.tokens[:20], 3 * known.latency_ms[:20], "network")
     assert weights.shape == log_scales.shape == (5,) and float(weights.sum()) == pytest.approx(1.0)
     assert int(weights.argmax()) == 2 and float(weights[2]) > 0.5
     assert float(log_scales[2]) == pytest.approx(np.log(3 * np.median(known.latency_ms)), abs=0.1)
-    one, _ = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1])
+    one, _ = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1], "network")
     assert torch.allclose(one, torch.full((5,), 0.2, dtype=one.dtype)), "one point: the prior"
     with pytest.raises(X.CrossHwError, match="support: position 0 has token 9"):
         X.device_posterior(model, np.full((1, 3), 9), known.latency_ms[:1])
@@ -112,7 +112,7 @@ def test_posterior_finds_a_known_device_and_its_scale(toy_model):
 def test_posterior_weights_are_the_marginal_likelihood_by_hand(toy_model):
     model, held = toy_model
     tokens, ms = held.tokens[:5], held.latency_ms[:5]
-    weights, log_scales = X.device_posterior(model, tokens, ms)
+    weights, log_scales = X.device_posterior(model, tokens, ms, "network")
     with torch.no_grad():
         preds = np.stack([model.log_forward(torch.as_tensor(tokens)[None], e[None])[0].double().numpy()
                           for e in model.devices])
@@ -121,6 +121,50 @@ def test_posterior_weights_are_the_marginal_likelihood_by_hand(toy_model):
     rss = np.maximum(((resid - scale[:, None]) ** 2).sum(1), 5 * X.NOISE_FLOOR**2)
     by_hand = rss ** -2.0  # RSS^(-(k - 1) / 2), k = 5, one table per device
     assert np.allclose(log_scales.numpy(), scale) and np.allclose(weights.numpy(), by_hand / by_hand.sum())
+
+
+def additive_table(n_archs: int, noise: float, seed: int = 0) -> X.DeviceTable:
+    """A toy device whose latency is a constant plus one cost per (position, token), times noise."""
+    rng = np.random.default_rng(seed)
+    costs = [rng.uniform(0.1, 2.0, n) for n in TOY.sizes]
+    tokens = np.stack([rng.integers(0, n, n_archs) for n in TOY.sizes], 1)
+    lat = (0.5 + sum(c[tokens[:, p]] for p, c in enumerate(costs))) * np.exp(rng.normal(0, noise, n_archs))
+    return X.DeviceTable("additive", tokens, lat, "synthetic")
+
+
+def test_additive_fit_is_exact_on_an_additive_table_and_shrinks_a_noisy_small_one():
+    exact = additive_table(200, 0.0)
+    coef = X.fit_additive(TOY, exact)
+    assert coef.shape == (sum(TOY.sizes) + 1,)
+    fitted = X.one_hot(TOY, exact.tokens) @ coef * np.median(exact.latency_ms)
+    assert np.allclose(fitted, exact.latency_ms, rtol=1e-3), "a LUT-summed table is recovered"
+    noisy = additive_table(16, 0.3, seed=1)  # about as many rows as costs: shrink, do not interpolate
+    spread = lambda c: np.std(X.one_hot(TOY, noisy.tokens) @ c)
+    free = np.linalg.lstsq(X.one_hot(TOY, noisy.tokens), noisy.latency_ms / np.median(noisy.latency_ms), rcond=None)[0]
+    assert spread(X.fit_additive(TOY, noisy)) < spread(free)
+
+
+def test_one_hot_marks_one_token_per_position_and_a_constant():
+    feats = X.one_hot(TOY, np.array([[1, 5, 0], [3, 0, 2]]))
+    assert feats.shape == (2, 14) and feats.sum(1).tolist() == [4.0, 4.0]
+    assert np.flatnonzero(feats[0]).tolist() == [1, 4 + 5, 10 + 0, 13]
+
+
+def test_additive_hypotheses_find_an_additive_device_the_network_only_approximates():
+    tables = [additive_table(200, 0.0, seed=s) for s in range(3)]
+    tables = [dataclasses.replace(t, name=f"dev{i}") for i, t in enumerate(tables)]
+    model = X.train_predictor(TOY, tables, dataclasses.replace(SETTINGS, steps=5), torch.Generator().manual_seed(0))
+    logs, ids = X.hypothesis_logs(model, tables[1].tokens[:7])
+    assert logs.shape == (6, 7) and ids == ("dev0", "dev1", "dev2") * 2
+    by_hand = np.log(X.one_hot(TOY, tables[1].tokens[:7]) @ model.additive[1].numpy())
+    assert np.allclose(logs[4].numpy(), by_hand)
+    weights, log_scales = X.device_posterior(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10])
+    assert int(weights.argmax()) == 4 and float(weights[4]) > 0.9, "dev1's additive fit explains it (5 steps of network)"
+    assert float(log_scales[4]) == pytest.approx(np.log(2 * np.median(tables[1].latency_ms)), abs=1e-3)
+    _, ms = X.predict_device(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10], tables[1].tokens[10:], "additive")
+    assert np.allclose(ms, 2 * tables[1].latency_ms[10:], rtol=0.01)
+    with pytest.raises(X.CrossHwError, match="hypotheses must be one of"):
+        X.hypothesis_logs(model, tables[1].tokens[:2], "lut")
 
 
 def test_posterior_names_bad_support():
@@ -137,11 +181,13 @@ def test_posterior_prior_is_uniform_over_devices_not_tables():
     tables[2] = dataclasses.replace(tables[2], name="dev1 LUT", device="dev1", evaluate=False)
     model = X.train_predictor(TOY, tables, dataclasses.replace(SETTINGS, steps=5), torch.Generator().manual_seed(0))
     assert model.device_ids == ("dev0", "dev1", "dev1")
-    weights, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1])
+    weights, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1], "network")
     assert np.allclose(weights.numpy(), [0.5, 0.25, 0.25])
-    prior, scales = X.device_posterior(model, tables[0].tokens[:0], tables[0].latency_ms[:0])
+    both, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1])
+    assert np.allclose(both.numpy(), [0.25, 0.125, 0.125] * 2), "a device's share is split over all its hypotheses"
+    prior, scales = X.device_posterior(model, tables[0].tokens[:0], tables[0].latency_ms[:0], "network")
     assert np.allclose(prior.numpy(), [0.5, 0.25, 0.25]) and not scales.any()
-    score, _ = X.predict_device(model, tables[0].tokens[:0], tables[0].latency_ms[:0], tables[0].tokens)
+    score, _ = X.predict_device(model, tables[0].tokens[:0], tables[0].latency_ms[:0], tables[0].tokens, "network")
     with torch.no_grad():
         each = torch.stack([model(torch.as_tensor(tables[0].tokens)[None], e[None])[0] for e in model.devices])
     assert np.allclose(score, (torch.tensor([0.5, 0.25, 0.25])[:, None] * each).sum(0).numpy(), rtol=1e-5)
@@ -150,8 +196,8 @@ def test_posterior_prior_is_uniform_over_devices_not_tables():
 def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
     model, held = toy_model
     support, query = held.tokens[:10], held.tokens[10:30]
-    score, ms = X.predict_device(model, support, held.latency_ms[:10], query)
-    weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10])
+    score, ms = X.predict_device(model, support, held.latency_ms[:10], query, "network")
+    weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10], "network")
     with torch.no_grad():
         each = torch.stack([model(torch.as_tensor(query)[None], e[None])[0] for e in model.devices]).double()
     by_hand = (weights[:, None] * each * torch.exp(log_scales)[:, None]).sum(0).numpy()
@@ -235,6 +281,20 @@ def test_measured_tables_read_the_repeatability_of_two_passes(tmp_path):
     assert C.device_rows([table], ["t1"])[0]["retest_spearman"] == pytest.approx(0.8)
 
 
+def test_other_devices_reach_is_perfect_for_a_recombination_and_not_for_a_stranger():
+    rng = np.random.default_rng(0)
+    costs = [rng.uniform(0.1, 1.0, size=(5, N_CHOICES)) for _ in range(3)]
+    def table(name, cost, n=300, seed=1):
+        archs = decode(np.random.default_rng(seed).choice(N_CHOICES**5, n, replace=False))
+        return X.DeviceTable(name, archs, 1.0 + cost[np.arange(5), archs].sum(1), "LUT sum", "lut")
+    mixed = 2.0 * costs[0] + np.array([0.5, 0.0, 3.0, 1.0, 0.2])[:, None] * costs[1]  # per position
+    tables = [table("a", costs[0], seed=2), table("b", costs[1], seed=3), table("mix", mixed), table("stranger", costs[2], seed=4)]
+    reach = C.other_devices_reach(tables[:3], ["mix"])
+    assert reach["mix"] == pytest.approx(1.0)
+    assert C.other_devices_reach([tables[0], tables[1], tables[3]], ["stranger"])["stranger"] < 0.5
+    assert math.isnan(C.other_devices_reach(tables[2:3], ["mix"])["mix"]), "no other device: nothing to say"
+
+
 def test_baselines_apply_only_where_defined():
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, N_CHOICES, size=(30, 5))
@@ -267,22 +327,25 @@ def test_summary_keeps_finite_figures_only():
              {"method": "flops", "k": 0, "group": "lut", "spearman_mean": 0.5}]
     paired = [{"baseline": "flops", "metric": "spearman", "k": 0, "group": "all", "diff_mean": 0.4,
                "diff_ci95_low": 0.1, "diff_ci95_high": math.nan}]
-    devices = [{"table": "d", "device": "d", "retest_spearman": 0.4},
-               {"table": "d LUT", "device": "d", "retest_spearman": math.nan},  # d's LUT, after its measurements
-               {"table": "lut", "device": "lut", "retest_spearman": math.nan}]
+    means.append({"method": "network_only", "k": 0, "group": "all", "spearman_mean": 0.7, "mape_pct_mean": math.nan})
+    devices = [{"table": "d", "device": "d", "retest_spearman": 0.4, "reach_spearman": 0.6},
+               {"table": "d LUT", "device": "d", "retest_spearman": math.nan, "reach_spearman": math.nan},  # d's LUT
+               {"table": "lut", "device": "lut", "retest_spearman": math.nan, "reach_spearman": 0.8}]
     out = C.summary_figures(table, means, paired, devices)
     assert out == {"retest.spearman.d": 0.4, "spearman.k0.d": 0.9, "spearman.k0.mean": 0.9, "kendall.k0.mean": 0.8,
                    "baseline.flops.spearman.k0.lut": 0.5, "diff.flops.spearman.k0.mean": 0.4,
-                   "diff.flops.spearman.k0.mean_ci95_low": 0.1}
+                   "diff.flops.spearman.k0.mean_ci95_low": 0.1, "ablation.network_only.spearman.k0.mean": 0.7,
+                   "reach.spearman.d": 0.6, "reach.spearman.lut": 0.8, "reach.spearman.mean": pytest.approx(0.7)}
 
 
 def test_paired_differences_use_shared_devices_only():
     rows = [{"method": m, "k": 5, "device": d, "group": g, "spearman_mean": v}
             for m, d, g, v in [("predictor", "a", "measured", 0.9), ("own_lut", "a", "measured", 0.7),
                                ("predictor", "b", "measured", 0.8), ("own_lut", "b", "measured", 0.9),
-                               ("predictor", "c", "lut", 0.99)]]
+                               ("predictor", "c", "lut", 0.99), ("network_only", "c", "lut", 0.98)]]
     paired = {(r["baseline"], r["group"]): r for r in C.paired_rows(rows)}
-    assert set(paired) == {("own_lut", "all"), ("own_lut", "measured")}
+    assert set(paired) == {("own_lut", "all"), ("own_lut", "measured"), ("network_only", "all"), ("network_only", "lut")}
+    assert paired["network_only", "lut"]["diff_mean"] == pytest.approx(0.01), "ablations are paired like baselines"
     assert paired["own_lut", "all"]["n_devices"] == 2
     assert paired["own_lut", "all"]["diff_mean"] == pytest.approx(0.05)
     assert paired["own_lut", "all"]["n_predictor_ahead"] == 1

@@ -32,6 +32,11 @@ their own architecture sample. Baselines at the same k (:data:`BASELINES`):
 * ``flops`` -- decoder FLOPs, scaled by a line fitted in log space on the k points (its
   ranking needs no point).
 
+The predictor averages two kinds of hypothesis per training table (the network's embedding
+and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`); its ablations at the
+same k and splits keep one kind each: ``network_only`` (the design before the additive fits
+joined) and ``additive_only``.
+
 Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; means over
 devices are reported over all held-out devices and per group (``measured``: the local
 targets, noisy and sharing one CPU; ``lut``: exact LUT sums), and the comparison with each
@@ -52,7 +57,9 @@ from ..latency import cross_hw as X
 from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_key, decode, parse_arch
 
 BASELINES = ("own_lut", "nearest_lut", "linear_counts", "flops")
-METHODS = ("predictor", *BASELINES)
+ABLATIONS = {"network_only": "network", "additive_only": "additive"}  # method -> the predictor's hypotheses
+METHODS = ("predictor", *ABLATIONS, *BASELINES)
+COMPARATORS = (*ABLATIONS, *BASELINES)  # what the predictor is compared with, paired by device
 METRICS = ("spearman", "kendall", "mape_pct", "within10_pct")
 SAMPLE_STREAM = 61  # rng stream of the external devices' architecture sample
 SPLIT_STREAM = 62  # ... of the k-point choices
@@ -184,6 +191,38 @@ def device_tables(profile, results_root: Path, progress: bool = True):
     return measured + lut_tables(external, n_archs, 0) + lut_tables(local, n_archs, 1, local=True), models, own
 
 
+def other_devices_reach(tables: list[X.DeviceTable], held: list[str]) -> dict[str, float]:
+    """Per held-out device: how well the other devices' knowledge can rank it at best.
+
+    The other devices' tables (:func:`training_tables`) each give an additive fit
+    (:func:`linas_lib.latency.cross_hw.fit_additive`); their per-position costs, recombined with
+    non-negative weights (one per table and position, and a constant) fitted by least squares
+    on the held-out device's *whole* table, predict that table. The Spearman correlation of
+    that in-sample fit is an optimistic bound on what any mixture of the known devices'
+    per-position costs explains: what it misses is the device's own structure, which k points
+    would have to teach (one cost per position and token).
+    """
+    from scipy.optimize import nnls
+    from scipy.stats import spearmanr
+
+    space = linas_token_space()
+    out = {}
+    for name in held:
+        table = next(t for t in tables if t.name == name)
+        others = training_tables(tables, table)
+        if not others:
+            out[name] = math.nan
+            continue
+        features = [np.ones(len(table.tokens))]
+        for other in others:
+            costs, offsets = X.fit_additive(space, other), np.concatenate([[0], np.cumsum(space.sizes)[:-1]])
+            features += [costs[offsets[p] + table.tokens[:, p]] for p in range(space.length)]
+        features = np.stack(features, 1)
+        weights, _ = nnls(features, np.asarray(table.latency_ms, dtype=float))
+        out[name] = float(spearmanr(features @ weights, table.latency_ms)[0])
+    return out
+
+
 # ------------------------------------------------------------------ baselines
 
 
@@ -231,11 +270,13 @@ def baseline_context(profile, models: dict, own: dict) -> dict:
 
 def device_rows(tables: list[X.DeviceTable], held: list[str]) -> list[dict]:
     """One row per table: its device, source, architectures, latency range, held out or
-    training only, and the test-retest Spearman of two measurement passes (measured tables)."""
+    training only, the test-retest Spearman of two measurement passes (measured tables) and,
+    for held-out devices, :func:`other_devices_reach` (``reach_spearman``; NaN otherwise)."""
+    reach = other_devices_reach(tables, held)
     return [{"table": t.name, "device": t.device_id, "source": t.source, "n_archs": len(t.tokens),
              "min_ms": float(np.min(t.latency_ms)), "median_ms": float(np.median(t.latency_ms)),
              "max_ms": float(np.max(t.latency_ms)), "held_out": t.name in held,
-             "retest_spearman": t.retest_spearman} for t in tables]
+             "retest_spearman": t.retest_spearman, "reach_spearman": reach.get(t.name, math.nan)} for t in tables]
 
 
 def _scaled(reference_support: np.ndarray, support_ms: np.ndarray, reference_query: np.ndarray) -> np.ndarray | None:
@@ -370,9 +411,10 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
                 support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
                 common = {"device": name, "group": held.group, "k": k, "split": split, "n_query": len(query),
                           "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
-                score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                             held.tokens[query])
-                rows.append({**common, "method": "predictor", **scores(score, ms, truth), "train_s": train_s})
+                for method, hypotheses in {"predictor": "both", **ABLATIONS}.items():
+                    score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
+                                                 held.tokens[query], hypotheses)
+                    rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
                 for base in BASELINES:
                     out = baseline_predictions(base, held, support, query, context)
                     if out is not None:
@@ -419,8 +461,9 @@ def mean_rows(table: list[dict], seed: int = 0) -> list[dict]:
 
 
 def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> list[dict]:
-    """Predictor minus each baseline, per (baseline, k, group), on the devices both have:
-    mean of the per-device differences with a 95 % bootstrap CI over those devices."""
+    """Predictor minus each ablation and baseline (:data:`COMPARATORS`), per (comparator, k,
+    group), on the devices both have: mean of the per-device differences with a 95 % bootstrap
+    CI over those devices (column ``baseline``: the comparator)."""
     import pandas as pd
 
     from ..search.experiment import mean_ci
@@ -428,7 +471,7 @@ def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> l
     frame = pd.DataFrame(table)
     wide = frame.pivot_table(index=["k", "device", "group"], columns="method", values=f"{metric}_mean").reset_index()
     out = []
-    for base in BASELINES:
+    for base in COMPARATORS:
         if base not in wide:
             continue
         for k, part in wide.groupby("k"):
@@ -448,20 +491,29 @@ def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> l
 def summary_figures(table: list[dict], means: list[dict], paired: list[dict], devices: list[dict] = ()) -> dict[str, float]:
     """The predictor's ``spearman.k<k>.<device>``, ``mape.k<k>.<device>`` (where defined),
     ``spearman.k<k>.<group>`` (``mean`` over all devices, ``measured``, ``lut``),
-    ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>``; the paired
+    ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>`` and
+    ``ablation.<name>.spearman.k<k>.<group>`` (same for ``mape``); the paired
     differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; and the
     repeatability of each measured table (:func:`device_rows`), ``retest.spearman.<device>``;
+    what the other devices can explain at best, ``reach.spearman.<device>`` and its ``mean``;
     finite values only."""
     out = {f"retest.spearman.{row['table']}": row["retest_spearman"] for row in devices
            if math.isfinite(row["retest_spearman"])}
+    reach = {row["table"]: row.get("reach_spearman", math.nan) for row in devices}
+    out.update({f"reach.spearman.{name}": value for name, value in reach.items() if math.isfinite(value)})
+    if any(math.isfinite(v) for v in reach.values()):
+        out["reach.spearman.mean"] = float(np.nanmean([v for v in reach.values() if math.isfinite(v)]))
     for row in table:
         if row["method"] == "predictor":
             out[f"spearman.k{row['k']}.{row['device']}"] = row["spearman_mean"]
             out[f"mape.k{row['k']}.{row['device']}"] = row["mape_pct_mean"]
     for row in means:
         group = "mean" if row["group"] == "all" else row["group"]
-        prefix = "" if row["method"] == "predictor" else f"baseline.{row['method']}."
+        kind = "ablation" if row["method"] in ABLATIONS else "baseline"
+        prefix = "" if row["method"] == "predictor" else f"{kind}.{row['method']}."
         out[f"{prefix}spearman.k{row['k']}.{group}"] = row["spearman_mean"]
+        if row["method"] in ABLATIONS:
+            out[f"{prefix}mape.k{row['k']}.{group}"] = row["mape_pct_mean"]
         if row["method"] == "predictor" and group == "mean":
             out[f"kendall.k{row['k']}.mean"] = row["kendall_mean"]
             out[f"mape.k{row['k']}.mean"] = row["mape_pct_mean"]

@@ -9,10 +9,14 @@ non-negative cost per position, in units of the device's median latency, so one 
 serves devices 1000x apart.
 
 Meta-training learns the encoders and one embedding per training device together, from
-every device's table (squared log error, per device in units of its own spread). Adapting to
-an unseen device from its k measured architectures weighs the known devices' embeddings by
-how well each, scaled, explains them, and averages their predictions (:func:`device_posterior`);
-with k = 0 the prior average gives a ranking and no scale.
+every device's table (squared log error, per device in units of its own spread). Beside the
+network, each training table also gets an *additive* fit (one cost per position and token,
+least squares with a penalty chosen by leave-one-out error, :func:`fit_additive`): exact for a
+LUT-summed table, which the network only approximates, and a smoothing of a measured one.
+Adapting to an unseen device from its k measured architectures weighs every hypothesis (each
+table's network embedding and each table's additive fit) by how well it, scaled, explains
+them, and averages their predictions (:func:`device_posterior`); with k = 0 the prior average
+gives a ranking and no scale.
 
 Nothing here knows the LINAS space: architectures are fixed-length sequences of categorical
 tokens with a declared vocabulary per position (:class:`TokenSpace`), so another search space
@@ -182,6 +186,8 @@ class FewShotLatencyPredictor(nn.Module):
         self.cross = nn.MultiheadAttention(d, settings.heads, batch_first=True)
         self.cost = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, 1))
         self.fixed = nn.Sequential(nn.Linear(settings.hw_dim, d), nn.ReLU(), nn.Linear(d, 1))
+        # per table: :func:`fit_additive`'s costs (filled in by :func:`train_predictor`)
+        self.register_buffer("additive", torch.zeros(n_devices, int(sum(space.sizes)) + 1, dtype=torch.float64))
         with torch.no_grad():  # start near the target's scale: L + 1 terms of 1 / (L + 1) each
             for head in (self.cost, self.fixed):
                 head[-1].bias.fill_(-float(np.log(space.length + 1)))
@@ -247,7 +253,89 @@ def train_predictor(space: TokenSpace, tables: list[DeviceTable], settings: Pred
         loss.backward()
         opt.step()
         sched.step()
+    with torch.no_grad():
+        model.additive.copy_(torch.as_tensor(np.stack([fit_additive(space, t) for t in tables])))
     return model.eval()
+
+
+ADDITIVE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge on the costs, in table-median units
+
+
+def one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
+    """``(n, sum(sizes) + 1)``: one column per (position, token), and a constant last."""
+    tokens = space.check(tokens, "architectures")
+    offsets = np.concatenate([[0], np.cumsum(space.sizes)[:-1]])
+    out = np.zeros((len(tokens), int(sum(space.sizes)) + 1))
+    out[np.arange(len(tokens))[:, None], offsets + tokens] = 1.0
+    out[:, -1] = 1.0
+    return out
+
+
+def fit_additive(space: TokenSpace, table: DeviceTable) -> np.ndarray:
+    """One table's latency, relative to its median, as a constant plus one cost per (position,
+    token): ridge regression (constant unpenalised) with the penalty of
+    :data:`ADDITIVE_PENALTIES` whose leave-one-out squared error is smallest (closed form).
+
+    A LUT-summed table is additive in ms, so the smallest penalty recovers it; a measured table
+    of about as many rows as costs gets a larger one instead of fitting its noise.
+
+    Returns:
+        Costs ``(sum(sizes) + 1,)`` in units of the table's median latency, constant last.
+    """
+    features = one_hot(space, table.tokens)
+    y = np.asarray(table.latency_ms, dtype=float) / np.median(table.latency_ms)
+    penalty = np.eye(features.shape[1])
+    penalty[-1, -1] = 0.0
+    best = None
+    for lam in ADDITIVE_PENALTIES:
+        inverse_t = np.linalg.solve(features.T @ features + lam * penalty, features.T)  # (p, n)
+        coef = inverse_t @ y
+        leverage = np.einsum("ij,ji->i", features, inverse_t)
+        loo = float(np.mean(((y - features @ coef) / np.maximum(1 - leverage, 1e-9)) ** 2))
+        if best is None or loo < best[0]:
+            best = (loo, coef)
+    return best[1]
+
+
+HYPOTHESES = ("both", "network", "additive")
+ADDITIVE_FLOOR = 1e-3  # an additive fit's prediction is floored here (table-median units) before the log
+
+
+def hypothesis_logs(model: FewShotLatencyPredictor, tokens: np.ndarray, hypotheses: str = "both"):
+    """Every hypothesis's log latency of ``tokens`` in its table's median units, and its device.
+
+    Args:
+        hypotheses: ``network`` (one per table: its meta-trained embedding), ``additive`` (one
+            per table: :func:`fit_additive`) or ``both`` (network ones first).
+
+    Returns:
+        ``(logs (H, q) float64, device_ids (H,))``.
+
+    Raises:
+        CrossHwError: an unknown ``hypotheses`` or tokens outside the space.
+    """
+    ids = hypothesis_devices(model, hypotheses)
+    tokens = model.space.check(tokens, "architectures")
+    parts = []
+    if hypotheses in ("both", "network"):
+        query = torch.as_tensor(tokens)[None].expand(len(model.devices), -1, -1)
+        with torch.no_grad():
+            parts.append(model.log_forward(query, model.devices).double())
+    if hypotheses in ("both", "additive"):
+        relative = torch.as_tensor(one_hot(model.space, tokens)) @ model.additive.T
+        parts.append(torch.log(relative.clamp_min(ADDITIVE_FLOOR)).T)
+    return torch.cat(parts), ids
+
+
+def hypothesis_devices(model: FewShotLatencyPredictor, hypotheses: str = "both") -> tuple[str, ...]:
+    """The device of each hypothesis of :func:`hypothesis_logs`, in its order.
+
+    Raises:
+        CrossHwError: an unknown ``hypotheses``.
+    """
+    if hypotheses not in HYPOTHESES:
+        raise CrossHwError(f"hypotheses must be one of {HYPOTHESES}, got {hypotheses!r}")
+    return model.device_ids * (2 if hypotheses == "both" else 1)
 
 
 def _build(space: TokenSpace, device_ids: tuple[str, ...], settings: PredictorSettings, gen: torch.Generator):
@@ -262,31 +350,33 @@ def _build(space: TokenSpace, device_ids: tuple[str, ...], settings: PredictorSe
 NOISE_FLOOR = 0.01  # no hypothesis fits the k points better than 1 % in log latency (LUT entries vary more)
 
 
-def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
-                     support_ms: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights over the training tables' embeddings, and each one's log scale, given a new
-    device's ``k`` measurements (k = 0: the prior, scales 0).
+def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
+                     hypotheses: str = "both") -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights over the hypotheses of :func:`hypothesis_logs`, and each one's log scale, given a
+    new device's ``k`` measurements (k = 0: the prior, scales 0).
 
-    Each training table's embedding is a hypothesis for the new device: its prediction of the
-    k points, shifted by the mean log ratio to them (the least-squares scale). With a flat prior
-    on that log scale and on the log noise level integrated out, a Gaussian log error gives the
-    marginal likelihood ``RSS ** (-(k - 1) / 2)`` (k = 1 weighs every hypothesis alike; RSS
-    floored at ``k * NOISE_FLOOR ** 2``, a typical residual of 1 % per point). The prior is uniform over devices, not tables: a device
-    with two tables (a local target's measurements and its LUT) splits its share.
+    Each hypothesis (a training table's network embedding or its additive fit) predicts the k
+    points; shifted by the mean log ratio to them (the least-squares scale), its residual sum of
+    squares decides its weight. With a flat prior on that log scale and on the log noise level
+    integrated out, a Gaussian log error gives the marginal likelihood ``RSS ** (-(k - 1) / 2)``
+    (k = 1 weighs every hypothesis alike; RSS floored at ``k * NOISE_FLOOR ** 2``, a typical
+    residual of 1 % per point). The prior is uniform over devices, not hypotheses: a device
+    with two tables (a local target's measurements and its LUT), or two kinds of hypothesis,
+    splits its share among them.
 
     Why not fit the embedding itself: a free embedding plus a scale (Adam from the mean
     embedding under a Gaussian prior, the earlier design) overfits a few points. On a
     development run over the cpu profile's 10 devices (another query split and training seed
     than 06's; the same LUT architecture samples) it ranked the held-out devices' query
-    architectures with mean Spearman 0.61 / 0.70 / 0.73 at k = 5 / 10 / 20, this average
-    0.68 / 0.74 / 0.74.
+    architectures with mean Spearman 0.61 / 0.70 / 0.73 at k = 5 / 10 / 20, the network
+    hypotheses' average 0.68 / 0.74 / 0.74.
 
     Returns:
-        ``(weights (D,), log_scales (D,))``, weights summing to 1.
+        ``(weights (H,), log_scales (H,))``, weights summing to 1.
 
     Raises:
         CrossHwError: tokens outside the space, a latency count that differs from the
-            architecture count, or a latency that is not finite and > 0.
+            architecture count, a latency that is not finite and > 0, or unknown ``hypotheses``.
     """
     support_tokens = np.asarray(support_tokens).reshape(-1, model.space.length)
     support_ms = np.asarray(support_ms, dtype=float).reshape(-1)
@@ -294,39 +384,39 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
         raise CrossHwError(f"support: {len(support_tokens)} architectures but {len(support_ms)} latencies")
     if not np.all(np.isfinite(support_ms) & (support_ms > 0)):
         raise CrossHwError(f"support: latency must be finite and > 0, got {support_ms[~(np.isfinite(support_ms) & (support_ms > 0))][0]}")
-    shares = torch.tensor([model.device_ids.count(d) for d in model.device_ids], dtype=torch.float64)
+    support_tokens = model.space.check(support_tokens, "support")
+    ids = hypothesis_devices(model, hypotheses)
+    shares = torch.tensor([ids.count(d) for d in ids], dtype=torch.float64)
     if len(support_ms) == 0:  # the prior: every device alike, no scale
         return torch.softmax(-torch.log(shares), 0), torch.zeros(len(shares), dtype=torch.float64)
-    tokens = torch.as_tensor(model.space.check(support_tokens, "support"))
+    preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
     logs = torch.as_tensor(np.log(support_ms), dtype=torch.float64)
-    k, n_tables = len(logs), len(model.devices)
-    with torch.no_grad():
-        preds = model.log_forward(tokens[None].expand(n_tables, -1, -1), model.devices).double()
-        log_scales = (logs[None] - preds).mean(1)
-        rss = ((preds + log_scales[:, None] - logs[None]) ** 2).sum(1).clamp_min(k * NOISE_FLOOR**2)
-        weights = torch.softmax(-0.5 * (k - 1) * torch.log(rss) - torch.log(shares), 0)
+    k = len(logs)
+    log_scales = (logs[None] - preds).mean(1)
+    rss = ((preds + log_scales[:, None] - logs[None]) ** 2).sum(1).clamp_min(k * NOISE_FLOOR**2)
+    weights = torch.softmax(-0.5 * (k - 1) * torch.log(rss) - torch.log(shares), 0)
     return weights, log_scales
 
 
 def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
-                   query_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+                   query_tokens: np.ndarray, hypotheses: str = "both") -> tuple[np.ndarray, np.ndarray | None]:
     """Predict ``query_tokens`` on a new device from its ``k`` measurements.
 
-    The mixture of every training table's scaled prediction under :func:`device_posterior`'s
+    The mixture of every hypothesis's scaled prediction under :func:`device_posterior`'s
     weights (a Bayesian model average of the latency in ms). k = 0: the prior's average of the
-    tables' predictions in their median units, a ranking without a scale (on a development run
-    it ranked with mean Spearman 0.51 against 0.48 for the mean embedding, the earlier design).
+    hypotheses' predictions in their median units, a ranking without a scale (on a development
+    run the network hypotheses ranked with mean Spearman 0.51 against 0.48 for the mean
+    embedding, the earlier design). ``hypotheses`` restricts the average (the ablations of
+    notebook 06).
 
     Returns:
         ``(score (q,), latency_ms (q,) or None)``: a score that ranks the query (device-median
         units at k = 0, ms otherwise) and, for k >= 1, the latency in ms.
     """
-    query = torch.as_tensor(model.space.check(query_tokens, "query"))
-    weights, log_scales = device_posterior(model, support_tokens, support_ms)
-    n_tables = len(model.devices)
-    with torch.no_grad():
-        logs = model.log_forward(query[None].expand(n_tables, -1, -1), model.devices).double() + log_scales[:, None]
-        score = torch.exp(torch.logsumexp(logs + torch.log(weights)[:, None], 0)).numpy().astype(float)
+    query = model.space.check(query_tokens, "query")
+    weights, log_scales = device_posterior(model, support_tokens, support_ms, hypotheses)
+    logs = hypothesis_logs(model, query, hypotheses)[0] + log_scales[:, None]
+    score = torch.exp(torch.logsumexp(logs + torch.log(weights)[:, None], 0)).numpy().astype(float)
     return score, (score.copy() if len(support_ms) else None)
 
 
