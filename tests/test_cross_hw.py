@@ -138,10 +138,25 @@ def test_additive_fit_is_exact_on_an_additive_table_and_shrinks_a_noisy_small_on
     assert coef.shape == (sum(TOY.sizes) + 1,)
     fitted = X.one_hot(TOY, exact.tokens) @ coef * np.median(exact.latency_ms)
     assert np.allclose(fitted, exact.latency_ms, rtol=1e-3), "a LUT-summed table is recovered"
+    errors = X.additive_loo_errors(TOY, exact)
+    assert min(errors, key=lambda lam: errors[lam][0]) == min(X.ADDITIVE_PENALTIES)
     noisy = additive_table(16, 0.3, seed=1)  # about as many rows as costs: shrink, do not interpolate
-    spread = lambda c: np.std(X.one_hot(TOY, noisy.tokens) @ c)
-    free = np.linalg.lstsq(X.one_hot(TOY, noisy.tokens), noisy.latency_ms / np.median(noisy.latency_ms), rcond=None)[0]
-    assert spread(X.fit_additive(TOY, noisy)) < spread(free)
+    errors = X.additive_loo_errors(TOY, noisy)
+    chosen = min(errors, key=lambda lam: errors[lam][0])
+    assert chosen > min(X.ADDITIVE_PENALTIES) and np.array_equal(X.fit_additive(TOY, noisy), errors[chosen][1])
+
+
+def test_additive_leave_one_out_error_is_the_refit_error():
+    table = additive_table(12, 0.2, seed=3)
+    features = X.one_hot(TOY, table.tokens)
+    y = table.latency_ms / np.exp(np.median(np.log(table.latency_ms)))
+    lam, penalty = 0.1, np.diag([1.0] * (features.shape[1] - 1) + [0.0])
+    refit = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        coef = np.linalg.solve(features[keep].T @ features[keep] + lam * penalty, features[keep].T @ y[keep])
+        refit.append((y[i] - features[i] @ coef) ** 2)
+    assert X.additive_loo_errors(TOY, table)[lam][0] == pytest.approx(np.mean(refit), rel=1e-9)
 
 
 def test_one_hot_marks_one_token_per_position_and_a_constant():
@@ -202,6 +217,31 @@ def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
         each = torch.stack([model(torch.as_tensor(query)[None], e[None])[0] for e in model.devices]).double()
     by_hand = (weights[:, None] * each * torch.exp(log_scales)[:, None]).sum(0).numpy()
     assert np.array_equal(score, ms) and np.allclose(ms, by_hand, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hypotheses", X.HYPOTHESES)
+def test_every_hypothesis_set_predicts_its_weighted_mixture(toy_model, hypotheses):
+    model, held = toy_model
+    support, query = held.tokens[:10], held.tokens[10:30]
+    _, ms = X.predict_device(model, support, held.latency_ms[:10], query, hypotheses)
+    logs, ids = X.hypothesis_logs(model, query, hypotheses)
+    weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10], hypotheses)
+    if hypotheses != "additive":
+        with torch.no_grad():
+            by_net = torch.stack([model.log_forward(torch.as_tensor(query)[None], e[None])[0] for e in model.devices])
+        assert torch.allclose(logs[: len(model.devices)].float(), by_net, atol=1e-5)
+    by_hand = (weights[:, None] * torch.exp(logs + log_scales[:, None])).sum(0).numpy()
+    assert len(ids) == len(weights) == (10 if hypotheses == "both" else 5)
+    assert np.allclose(ms, by_hand, rtol=1e-9)
+
+
+def test_an_additive_prediction_below_zero_is_floored():
+    tables = [dataclasses.replace(additive_table(100, 0.0, seed=s), name=f"dev{s}") for s in range(2)]
+    model = X.train_predictor(TOY, tables, dataclasses.replace(SETTINGS, steps=2), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.additive[0] = -1.0  # every cost negative
+    logs, _ = X.hypothesis_logs(model, tables[0].tokens[:3], "additive")
+    assert np.allclose(logs[0].numpy(), np.log(X.ADDITIVE_FLOOR)) and np.all(np.isfinite(logs.numpy()))
 
 
 def test_meta_training_is_deterministic_per_generator():

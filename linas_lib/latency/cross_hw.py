@@ -166,6 +166,8 @@ class FewShotLatencyPredictor(nn.Module):
     Attributes:
         devices: ``(n_tables, hw_dim)`` embeddings of the training tables, in table order.
         device_ids: the device each table belongs to (a device may have several tables).
+        additive: ``(n_tables, sum(sizes) + 1)`` each table's :func:`fit_additive` costs (set by
+            :func:`train_predictor`).
     """
 
     def __init__(self, space: TokenSpace, device_ids: tuple[str, ...], settings: PredictorSettings):
@@ -217,7 +219,8 @@ class FewShotLatencyPredictor(nn.Module):
 
 def train_predictor(space: TokenSpace, tables: list[DeviceTable], settings: PredictorSettings,
                     gen: torch.Generator, progress: bool = False) -> FewShotLatencyPredictor:
-    """Meta-train on ``tables``: the encoders and one embedding per device, every device in every step.
+    """Meta-train on ``tables``: the encoders and one embedding per device, every device in every
+    step; then fill in each table's additive hypothesis (:func:`fit_additive`, buffer ``additive``).
 
     The target is the latency relative to the median of the device's table; the loss is the
     squared log error divided by the variance of the device's log latency, so a device whose
@@ -271,10 +274,28 @@ def one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
     return out
 
 
+def additive_loo_errors(space: TokenSpace, table: DeviceTable) -> dict[float, tuple[float, np.ndarray]]:
+    """Per penalty of :data:`ADDITIVE_PENALTIES`: the leave-one-out mean squared error (closed
+    form, ``e_i / (1 - h_ii)``) and the costs of :func:`fit_additive`'s ridge regression."""
+    features = one_hot(space, table.tokens)
+    logs = np.log(np.asarray(table.latency_ms, dtype=float))
+    y = np.exp(logs - np.median(logs))  # the same median unit as the network's targets (relative_log)
+    penalty = np.eye(features.shape[1])
+    penalty[-1, -1] = 0.0
+    out = {}
+    for lam in ADDITIVE_PENALTIES:
+        inverse_t = np.linalg.solve(features.T @ features + lam * penalty, features.T)  # (p, n)
+        coef = inverse_t @ y
+        leverage = np.einsum("ij,ji->i", features, inverse_t)
+        out[lam] = (float(np.mean(((y - features @ coef) / np.maximum(1 - leverage, 1e-9)) ** 2)), coef)
+    return out
+
+
 def fit_additive(space: TokenSpace, table: DeviceTable) -> np.ndarray:
     """One table's latency, relative to its median, as a constant plus one cost per (position,
     token): ridge regression (constant unpenalised) with the penalty of
-    :data:`ADDITIVE_PENALTIES` whose leave-one-out squared error is smallest (closed form).
+    :data:`ADDITIVE_PENALTIES` whose leave-one-out squared error is smallest
+    (:func:`additive_loo_errors`).
 
     A LUT-summed table is additive in ms, so the smallest penalty recovers it; a measured table
     of about as many rows as costs gets a larger one instead of fitting its noise.
@@ -282,19 +303,7 @@ def fit_additive(space: TokenSpace, table: DeviceTable) -> np.ndarray:
     Returns:
         Costs ``(sum(sizes) + 1,)`` in units of the table's median latency, constant last.
     """
-    features = one_hot(space, table.tokens)
-    y = np.asarray(table.latency_ms, dtype=float) / np.median(table.latency_ms)
-    penalty = np.eye(features.shape[1])
-    penalty[-1, -1] = 0.0
-    best = None
-    for lam in ADDITIVE_PENALTIES:
-        inverse_t = np.linalg.solve(features.T @ features + lam * penalty, features.T)  # (p, n)
-        coef = inverse_t @ y
-        leverage = np.einsum("ij,ji->i", features, inverse_t)
-        loo = float(np.mean(((y - features @ coef) / np.maximum(1 - leverage, 1e-9)) ** 2))
-        if best is None or loo < best[0]:
-            best = (loo, coef)
-    return best[1]
+    return min(additive_loo_errors(space, table).values(), key=lambda pair: pair[0])[1]
 
 
 HYPOTHESES = ("both", "network", "additive")
