@@ -218,8 +218,8 @@ def other_devices_reach(tables: list[X.DeviceTable], held: list[str]) -> dict[st
             continue
         features = [np.ones(len(table.tokens))]
         for other in others:
-            costs, offsets = X.fit_additive(space, other), np.concatenate([[0], np.cumsum(space.sizes)[:-1]])
-            features += [costs[offsets[p] + table.tokens[:, p]] for p in range(space.length)]
+            per_token = X.fit_additive(space, other)[space.offsets + table.tokens]  # (n, positions)
+            features += list(per_token.T)
         features = np.stack(features, 1)
         weights, _ = nnls(features, np.asarray(table.latency_ms, dtype=float))
         out[name] = float(spearmanr(features @ weights, table.latency_ms)[0])

@@ -59,6 +59,11 @@ class TokenSpace:
         """Vocabulary size per position."""
         return tuple(len(v) for v in self.vocab)
 
+    @property
+    def offsets(self) -> np.ndarray:
+        """Index of each position's first token in one flat vocabulary of ``sum(sizes)`` tokens."""
+        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
     def check(self, tokens, where: str) -> np.ndarray:
         """Integer tokens ``(n, length)`` validated against the vocabularies.
 
@@ -177,7 +182,7 @@ class FewShotLatencyPredictor(nn.Module):
         self.device_ids = tuple(device_ids)
         n_devices = len(self.device_ids)
         self.n_hw_tokens = settings.hw_tokens
-        self.register_buffer("offsets", torch.tensor(np.concatenate([[0], np.cumsum(space.sizes)[:-1]]),
+        self.register_buffer("offsets", torch.tensor(space.offsets,
                                                      dtype=torch.long), persistent=False)
         self.token = nn.Embedding(int(sum(space.sizes)), d)
         self.position = nn.Parameter(torch.zeros(space.length, d))
@@ -267,9 +272,8 @@ ADDITIVE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge on the costs, 
 def one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
     """``(n, sum(sizes) + 1)``: one column per (position, token), and a constant last."""
     tokens = space.check(tokens, "architectures")
-    offsets = np.concatenate([[0], np.cumsum(space.sizes)[:-1]])
     out = np.zeros((len(tokens), int(sum(space.sizes)) + 1))
-    out[np.arange(len(tokens))[:, None], offsets + tokens] = 1.0
+    out[np.arange(len(tokens))[:, None], space.offsets + tokens] = 1.0
     out[:, -1] = 1.0
     return out
 
