@@ -176,7 +176,8 @@ def test_additive_hypotheses_find_an_additive_device_the_network_only_approximat
     weights, log_scales = X.device_posterior(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10])
     assert int(weights.argmax()) == 4 and float(weights[4]) > 0.9, "dev1's additive fit explains it (5 steps of network)"
     assert float(log_scales[4]) == pytest.approx(np.log(2 * np.median(tables[1].latency_ms)), abs=1e-3)
-    _, ms = X.predict_device(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10], tables[1].tokens[10:], "additive")
+    _, ms = X.predict_device(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10], tables[1].tokens[10:], "additive",
+                             residual=False)
     assert np.allclose(ms, 2 * tables[1].latency_ms[10:], rtol=0.01)
     with pytest.raises(X.CrossHwError, match="hypotheses must be one of"):
         X.hypothesis_logs(model, tables[1].tokens[:2], "lut")
@@ -211,7 +212,7 @@ def test_posterior_prior_is_uniform_over_devices_not_tables():
 def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
     model, held = toy_model
     support, query = held.tokens[:10], held.tokens[10:30]
-    score, ms = X.predict_device(model, support, held.latency_ms[:10], query, "network")
+    score, ms = X.predict_device(model, support, held.latency_ms[:10], query, "network", residual=False)
     weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10], "network")
     with torch.no_grad():
         each = torch.stack([model(torch.as_tensor(query)[None], e[None])[0] for e in model.devices]).double()
@@ -223,7 +224,7 @@ def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
 def test_every_hypothesis_set_predicts_its_weighted_mixture(toy_model, hypotheses):
     model, held = toy_model
     support, query = held.tokens[:10], held.tokens[10:30]
-    _, ms = X.predict_device(model, support, held.latency_ms[:10], query, hypotheses)
+    _, ms = X.predict_device(model, support, held.latency_ms[:10], query, hypotheses, residual=False)
     logs, ids = X.hypothesis_logs(model, query, hypotheses)
     weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10], hypotheses)
     if hypotheses != "additive":
@@ -233,6 +234,60 @@ def test_every_hypothesis_set_predicts_its_weighted_mixture(toy_model, hypothese
     by_hand = (weights[:, None] * torch.exp(logs + log_scales[:, None])).sum(0).numpy()
     assert len(ids) == len(weights) == (10 if hypotheses == "both" else 5)
     assert np.allclose(ms, by_hand, rtol=1e-9)
+
+
+def test_token_families_default_to_the_tokens_and_are_checked():
+    columns, n_columns = TOY.family_columns
+    assert columns.tolist() == list(range(13)) and n_columns == 13
+    grouped = X.TokenSpace(TOY.vocab, (("A", "A", "B", "B"), ("p",) * 6, ("x", "y", "y")))
+    columns, n_columns = grouped.family_columns
+    assert columns.tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 3, 4, 4] and n_columns == 5
+    feats = X.family_one_hot(grouped, np.array([[1, 5, 2], [2, 0, 0]]))
+    assert feats.tolist() == [[1, 0, 1, 0, 1], [0, 1, 1, 1, 0]]
+    with pytest.raises(X.CrossHwError, match=r"families: expected one label per token at each position \(sizes \(4, 6, 3\)\)"):
+        X.TokenSpace(TOY.vocab, (("A", "A", "B", "B"), ("p",) * 6))
+
+
+SLOW = X.TokenSpace(TOY.vocab, (("a", "b", "c", "d"), ("p", "q", "r", "s", "t", "u"), ("fast", "slow", "slow")))
+
+
+def slow_family_device(seed: int = 0) -> tuple[X.FewShotLatencyPredictor, X.DeviceTable]:
+    """Known devices: additive toy tables. The new one is the first of them plus a cost no
+    known device has: tokens ``y`` and ``z`` at the last position (one family) cost 3 more."""
+    tables = [dataclasses.replace(additive_table(200, 0.0, seed=s), name=f"dev{s}") for s in range(3)]
+    model = X.train_predictor(SLOW, tables, dataclasses.replace(SETTINGS, steps=2), torch.Generator().manual_seed(seed))
+    base = additive_table(120, 0.0, seed=0)
+    lat = base.latency_ms + 3.0 * (base.tokens[:, 2] > 0)
+    return model, X.DeviceTable("new", base.tokens, lat, "synthetic")
+
+
+def test_residual_learns_a_cost_no_known_device_has():
+    model, new = slow_family_device()
+    support, query = slice(0, 15), slice(15, None)
+    fit = X.fit_residual(model, new.tokens[support], new.latency_ms[support], "additive")
+    assert fit.penalty in X.RESIDUAL_PENALTIES and fit.loo_mse[fit.penalty] < fit.loo_mse[None]
+    scores = {}
+    for residual in (False, True):
+        _, ms = X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query], "additive", residual)
+        scores[residual] = (spearmanr(ms, new.latency_ms[query])[0], np.mean(np.abs(ms / new.latency_ms[query] - 1)))
+    assert scores[True][0] > scores[False][0] + 0.1 and scores[True][1] < scores[False][1] / 2
+
+
+def test_residual_leave_one_out_error_of_the_average_is_the_refit_error():
+    model, new = slow_family_device()
+    tokens, ms = new.tokens[:8], new.latency_ms[:8]
+    refit = [np.log(X.predict_device(model, np.delete(tokens, i, 0), np.delete(ms, i), tokens[i:i + 1], "both",
+                                     residual=False)[1][0] / ms[i]) ** 2 for i in range(8)]
+    assert X.fit_residual(model, tokens, ms).loo_mse[None] == pytest.approx(np.mean(refit), rel=1e-9)
+
+
+def test_no_residual_below_its_minimum_points():
+    model, new = slow_family_device()
+    for k in range(X.MIN_RESIDUAL_K):
+        fit = X.fit_residual(model, new.tokens[:k], new.latency_ms[:k])
+        assert fit.penalty is None and np.array_equal(fit.log_correction(SLOW, new.tokens[:4]), np.zeros(4))
+    with pytest.raises(X.CrossHwError, match="support: 3 architectures but 2 latencies"):
+        X.fit_residual(model, new.tokens[:3], new.latency_ms[:2])
 
 
 def test_an_additive_prediction_below_zero_is_floored():
@@ -427,3 +482,11 @@ def test_a_held_out_device_leaves_training_with_all_its_tables():
     with pytest.raises(X.CrossHwError, match="no device to hold out named 't1 LUT'.*training-only tables"):
         C.held_out_devices(local + luts, dataclasses.replace(config, held_out=("t1 LUT",)))
     assert all(t.device_id != "t0" for t in train), "the held-out device's LUT stays out of meta-training"
+
+
+def test_linas_token_families_are_the_operations():
+    space = C.linas_token_space()
+    columns, n_columns = space.family_columns
+    assert n_columns == 5 * 7 and len(columns) == 5 * N_CHOICES
+    first = {key: int(col) for key, col in zip(space.vocab[0], columns[:N_CHOICES])}
+    assert first["Conv3x3_w50"] == first["Conv3x3_w100"] != first["Conv5x5_w50"]

@@ -33,9 +33,11 @@ their own architecture sample. Baselines at the same k (:data:`BASELINES`):
   ranking needs no point).
 
 The predictor averages two kinds of hypothesis per training table (the network's embedding
-and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`); its ablations at the
-same k and splits keep one kind each: ``network_only`` (the design before the additive fits
-joined) and ``additive_only``.
+and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`) and corrects the
+average per (position, operation) where leave-one-out on the k points supports it
+(:func:`linas_lib.latency.cross_hw.fit_residual`); its ablations at the same k and splits:
+``no_residual`` (the average alone, the design before the correction), ``network_only`` (the
+design before the additive fits joined) and ``additive_only`` (each with the correction).
 
 Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; means over
 devices are reported over all held-out devices and per group (``measured``: the local
@@ -54,10 +56,12 @@ from pathlib import Path
 import numpy as np
 
 from ..latency import cross_hw as X
-from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_key, decode, parse_arch
+from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_key, choice_parts, decode, parse_arch
 
 BASELINES = ("own_lut", "nearest_lut", "linear_counts", "flops")
-ABLATIONS = {"network_only": "network", "additive_only": "additive"}  # method -> the predictor's hypotheses
+# method -> (the predictor's hypotheses, with the device's own residual correction)
+PREDICTOR = ("both", True)
+ABLATIONS = {"no_residual": ("both", False), "network_only": ("network", True), "additive_only": ("additive", True)}
 METHODS = ("predictor", *ABLATIONS, *BASELINES)
 COMPARATORS = (*ABLATIONS, *BASELINES)  # what the predictor is compared with, paired by device
 METRICS = ("spearman", "kendall", "mape_pct", "within10_pct")
@@ -102,8 +106,11 @@ def settings_of(profile) -> X.PredictorSettings:
 
 
 def linas_token_space() -> X.TokenSpace:
-    """The LINAS space as tokens: five positions, each with the 21 ``<Op>_w<pct>`` keys."""
-    return X.TokenSpace(tuple(tuple(choice_key(c) for c in range(N_CHOICES)) for _ in range(N_LAYERS)))
+    """The LINAS space as tokens: five positions, each with the 21 ``<Op>_w<pct>`` keys; a
+    token's family is its operation (the few-shot residual corrects an op at all widths)."""
+    keys = tuple(choice_key(c) for c in range(N_CHOICES))
+    families = tuple(choice_parts(c)[0] for c in range(N_CHOICES))
+    return X.TokenSpace((keys,) * N_LAYERS, (families,) * N_LAYERS)
 
 
 # ------------------------------------------------------------------ device tables
@@ -414,9 +421,9 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
                 support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
                 common = {"device": name, "group": held.group, "k": k, "split": split, "n_query": len(query),
                           "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
-                for method, hypotheses in {"predictor": "both", **ABLATIONS}.items():
+                for method, (hypotheses, residual) in {"predictor": PREDICTOR, **ABLATIONS}.items():
                     score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                                 held.tokens[query], hypotheses)
+                                                 held.tokens[query], hypotheses, residual)
                     rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
                 for base in BASELINES:
                     out = baseline_predictions(base, held, support, query, context)

@@ -16,7 +16,10 @@ LUT-summed table, which the network only approximates, and a smoothing of a meas
 Adapting to an unseen device from its k measured architectures weighs every hypothesis (each
 table's network embedding and each table's additive fit) by how well it, scaled, explains
 them, and averages their predictions (:func:`device_posterior`); with k = 0 the prior average
-gives a ranking and no scale.
+gives a ranking and no scale. What the average cannot explain, a cost the device has and no
+known device shares, is corrected from the k points themselves where leave-one-out on them
+says the correction predicts better: one log correction per position and token family
+(:func:`fit_residual`).
 
 Nothing here knows the LINAS space: architectures are fixed-length sequences of categorical
 tokens with a declared vocabulary per position (:class:`TokenSpace`), so another search space
@@ -25,6 +28,7 @@ plugs in unchanged. Only torch and numpy are imported.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +42,18 @@ class CrossHwError(ValueError):
 
 @dataclass(frozen=True)
 class TokenSpace:
-    """Fixed-length sequences of categorical tokens, one declared vocabulary per position."""
+    """Fixed-length sequences of categorical tokens, one declared vocabulary per position.
+
+    Attributes:
+        vocab: per position, its tokens.
+        families: optional, per position, each token's family (tokens that share a kind of
+            computation, e.g. one operation at several widths): the few-shot residual
+            (:func:`fit_residual`) gives one correction per position and family. Empty: every
+            token is its own family.
+    """
 
     vocab: tuple[tuple[str, ...], ...]
+    families: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self):
         if not self.vocab or any(len(v) == 0 for v in self.vocab):
@@ -48,6 +61,9 @@ class TokenSpace:
         for pos, words in enumerate(self.vocab):
             if len(set(words)) != len(words):
                 raise CrossHwError(f"position {pos}: the vocabulary repeats a token")
+        if self.families and tuple(len(f) for f in self.families) != self.sizes:
+            raise CrossHwError(f"families: expected one label per token at each position (sizes {self.sizes}), "
+                               f"got sizes {tuple(len(f) for f in self.families)}")
 
     @property
     def length(self) -> int:
@@ -63,6 +79,18 @@ class TokenSpace:
     def offsets(self) -> np.ndarray:
         """Index of each position's first token in one flat vocabulary of ``sum(sizes)`` tokens."""
         return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def family_columns(self) -> tuple[np.ndarray, int]:
+        """Each (position, token)'s column in a one-hot of (position, family), in the flat
+        order of :attr:`offsets`, and the number of columns."""
+        labels = self.families or self.vocab
+        columns, start = [], 0
+        for words in labels:
+            index = {w: i for i, w in enumerate(dict.fromkeys(words))}
+            columns.extend(start + index[w] for w in words)
+            start += len(index)
+        return np.array(columns, dtype=np.int64), start
 
     def check(self, tokens, where: str) -> np.ndarray:
         """Integer tokens ``(n, length)`` validated against the vocabularies.
@@ -363,6 +391,32 @@ def _build(space: TokenSpace, device_ids: tuple[str, ...], settings: PredictorSe
 NOISE_FLOOR = 0.01  # no hypothesis fits the k points better than 1 % in log latency (LUT entries vary more)
 
 
+def _check_support(model: FewShotLatencyPredictor, support_tokens, support_ms) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(tokens (k, L), latency (k,))`` of a new device's k measurements."""
+    support_tokens = np.asarray(support_tokens).reshape(-1, model.space.length)
+    support_ms = np.asarray(support_ms, dtype=float).reshape(-1)
+    if len(support_ms) != len(support_tokens):
+        raise CrossHwError(f"support: {len(support_tokens)} architectures but {len(support_ms)} latencies")
+    bad = ~(np.isfinite(support_ms) & (support_ms > 0))
+    if bad.any():
+        raise CrossHwError(f"support: latency must be finite and > 0, got {support_ms[bad][0]}")
+    return model.space.check(support_tokens, "support"), support_ms
+
+
+def _posterior(preds: torch.Tensor, logs: torch.Tensor, shares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`device_posterior`'s weights and log scales from the hypotheses' log predictions
+    ``preds (H, k)`` of the measured ``logs (k,)`` (k >= 1) and each one's prior ``shares``."""
+    k = len(logs)
+    log_scales = (logs[None] - preds).mean(1)
+    rss = ((preds + log_scales[:, None] - logs[None]) ** 2).sum(1).clamp_min(k * NOISE_FLOOR**2)
+    return torch.softmax(-0.5 * (k - 1) * torch.log(rss) - torch.log(shares), 0), log_scales
+
+
+def _mixture(preds: torch.Tensor, weights: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+    """Log of the weighted average of the hypotheses' scaled latencies: ``preds (H, q)`` -> ``(q,)``."""
+    return torch.logsumexp(preds + log_scales[:, None] + torch.log(weights)[:, None], 0)
+
+
 def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
                      hypotheses: str = "both") -> tuple[torch.Tensor, torch.Tensor]:
     """Weights over the hypotheses of :func:`hypothesis_logs`, and each one's log scale, given a
@@ -391,36 +445,117 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
         CrossHwError: tokens outside the space, a latency count that differs from the
             architecture count, a latency that is not finite and > 0, or unknown ``hypotheses``.
     """
-    support_tokens = np.asarray(support_tokens).reshape(-1, model.space.length)
-    support_ms = np.asarray(support_ms, dtype=float).reshape(-1)
-    if len(support_ms) != len(support_tokens):
-        raise CrossHwError(f"support: {len(support_tokens)} architectures but {len(support_ms)} latencies")
-    if not np.all(np.isfinite(support_ms) & (support_ms > 0)):
-        raise CrossHwError(f"support: latency must be finite and > 0, got {support_ms[~(np.isfinite(support_ms) & (support_ms > 0))][0]}")
-    support_tokens = model.space.check(support_tokens, "support")
+    support_tokens, support_ms = _check_support(model, support_tokens, support_ms)
     ids = hypothesis_devices(model, hypotheses)
     shares = torch.tensor([ids.count(d) for d in ids], dtype=torch.float64)
     if len(support_ms) == 0:  # the prior: every device alike, no scale
         return torch.softmax(-torch.log(shares), 0), torch.zeros(len(shares), dtype=torch.float64)
     preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
+    return _posterior(preds, torch.as_tensor(np.log(support_ms), dtype=torch.float64), shares)
+
+
+RESIDUAL_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0)  # ridge on the residual's log corrections
+MIN_RESIDUAL_K = 3  # fewer points cannot be left out one at a time and still fit a correction
+
+
+def family_one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
+    """``(n, columns)``: one column per (position, family) of :attr:`TokenSpace.family_columns`."""
+    tokens = space.check(tokens, "architectures")
+    columns, n_columns = space.family_columns
+    out = np.zeros((len(tokens), n_columns))
+    out[np.arange(len(tokens))[:, None], columns[space.offsets + tokens]] = 1.0
+    return out
+
+
+def _ridge(features: np.ndarray, target: np.ndarray, penalty: float) -> tuple[float, np.ndarray]:
+    """Ridge regression with an unpenalised intercept: ``(intercept, coefficients)``."""
+    centre = features.mean(0)
+    x = features - centre
+    coef = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (target - target.mean()))
+    return float(target.mean() - centre @ coef), coef
+
+
+@dataclass(frozen=True)
+class Residual:
+    """The held-out device's own correction on top of the hypotheses' average: log latency
+    plus ``intercept + family_one_hot @ coef`` (:func:`fit_residual`).
+
+    Attributes:
+        penalty: the chosen ridge penalty; ``None`` when the average alone predicted the left-out
+            points better (then there is no correction).
+        loo_mse: leave-one-out mean squared log error per candidate (``None``: the average alone).
+    """
+
+    penalty: float | None
+    intercept: float
+    coef: np.ndarray
+    loo_mse: dict
+
+    def log_correction(self, space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
+        """The correction of each architecture's log latency (zeros without one)."""
+        if self.penalty is None:
+            return np.zeros(len(tokens))
+        return self.intercept + family_one_hot(space, tokens) @ self.coef
+
+
+def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
+                 hypotheses: str = "both") -> Residual:
+    """What the k points teach beyond the known devices: one log correction per (position,
+    family) of the space, fitted to what :func:`device_posterior`'s average leaves unexplained.
+
+    The average can only recombine what other devices do; a device with a cost of its own (an
+    operation that is slow only there) needs a correction, and k points cannot fit one per
+    token. Families (:attr:`TokenSpace.families`) share one. Whether to correct, and how
+    strongly, is decided by leave-one-out on the k points: for each point left out, the
+    posterior and the correction are refitted on the others and predict it; the candidate
+    (the average alone, or ridge with a penalty of :data:`RESIDUAL_PENALTIES`) with the least
+    mean squared log error wins and is refitted on all k. Below :data:`MIN_RESIDUAL_K` points
+    there is no correction.
+
+    Raises:
+        CrossHwError: as :func:`device_posterior`.
+    """
+    support_tokens, support_ms = _check_support(model, support_tokens, support_ms)
+    none = Residual(None, 0.0, np.zeros(0), {})
+    k = len(support_ms)
+    if k < MIN_RESIDUAL_K:
+        return none
+    ids = hypothesis_devices(model, hypotheses)
+    shares = torch.tensor([ids.count(d) for d in ids], dtype=torch.float64)
+    preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
     logs = torch.as_tensor(np.log(support_ms), dtype=torch.float64)
-    k = len(logs)
-    log_scales = (logs[None] - preds).mean(1)
-    rss = ((preds + log_scales[:, None] - logs[None]) ** 2).sum(1).clamp_min(k * NOISE_FLOOR**2)
-    weights = torch.softmax(-0.5 * (k - 1) * torch.log(rss) - torch.log(shares), 0)
-    return weights, log_scales
+    features = family_one_hot(model.space, support_tokens)
+    errors = {None: [], **{lam: [] for lam in RESIDUAL_PENALTIES}}
+    for left in range(k):
+        keep = np.arange(k) != left
+        weights, log_scales = _posterior(preds[:, torch.as_tensor(keep)], logs[torch.as_tensor(keep)], shares)
+        base = _mixture(preds, weights, log_scales).numpy()
+        unexplained = logs.numpy() - base
+        errors[None].append(unexplained[left] ** 2)
+        for lam in RESIDUAL_PENALTIES:
+            intercept, coef = _ridge(features[keep], unexplained[keep], lam)
+            errors[lam].append((unexplained[left] - intercept - features[left] @ coef) ** 2)
+    loo = {lam: float(np.mean(e)) for lam, e in errors.items()}
+    best = min(loo, key=lambda lam: (loo[lam], lam is not None))
+    if best is None:
+        return dataclasses.replace(none, loo_mse=loo)
+    weights, log_scales = _posterior(preds, logs, shares)
+    intercept, coef = _ridge(features, logs.numpy() - _mixture(preds, weights, log_scales).numpy(), best)
+    return Residual(best, intercept, coef, loo)
 
 
 def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
-                   query_tokens: np.ndarray, hypotheses: str = "both") -> tuple[np.ndarray, np.ndarray | None]:
+                   query_tokens: np.ndarray, hypotheses: str = "both",
+                   residual: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict ``query_tokens`` on a new device from its ``k`` measurements.
 
     The mixture of every hypothesis's scaled prediction under :func:`device_posterior`'s
-    weights (a Bayesian model average of the latency in ms). k = 0: the prior's average of the
-    hypotheses' predictions in their median units, a ranking without a scale (on a development
-    run the network hypotheses ranked with mean Spearman 0.51 against 0.48 for the mean
-    embedding, the earlier design). ``hypotheses`` restricts the average (the ablations of
-    notebook 06).
+    weights (a Bayesian model average of the latency in ms), times the device's own
+    correction where the k points support one (:func:`fit_residual`; ``residual=False``
+    leaves it out). k = 0: the prior's average of the hypotheses' predictions in their median
+    units, a ranking without a scale (on a development run the network hypotheses ranked with
+    mean Spearman 0.51 against 0.48 for the mean embedding, the earlier design).
+    ``hypotheses`` restricts the average (the ablations of notebook 06).
 
     Returns:
         ``(score (q,), latency_ms (q,) or None)``: a score that ranks the query (device-median
@@ -428,9 +563,11 @@ def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, s
     """
     query = model.space.check(query_tokens, "query")
     weights, log_scales = device_posterior(model, support_tokens, support_ms, hypotheses)
-    logs = hypothesis_logs(model, query, hypotheses)[0] + log_scales[:, None]
-    score = torch.exp(torch.logsumexp(logs + torch.log(weights)[:, None], 0)).numpy().astype(float)
-    return score, (score.copy() if len(support_ms) else None)
+    log_score = _mixture(hypothesis_logs(model, query, hypotheses)[0], weights, log_scales).numpy()
+    if residual:
+        log_score = log_score + fit_residual(model, support_tokens, support_ms, hypotheses).log_correction(model.space, query)
+    score = np.exp(log_score).astype(float)
+    return score, (score.copy() if len(np.asarray(support_ms).reshape(-1)) else None)
 
 
 def fit_line(x: np.ndarray, y: np.ndarray):
