@@ -79,9 +79,10 @@ def toy_model():
     return model, tables[-1]
 
 
-def test_predictor_ranks_a_held_out_device_of_another_space(toy_model):
+@pytest.mark.parametrize("residual", [False, True])
+def test_predictor_ranks_a_held_out_device_of_another_space(toy_model, residual):
     model, held = toy_model
-    score, ms = X.predict_device(model, held.tokens[:10], held.latency_ms[:10], held.tokens[10:])
+    score, ms = X.predict_device(model, held.tokens[:10], held.latency_ms[:10], held.tokens[10:], residual=residual)
     assert score.shape == ms.shape == (len(held.tokens) - 10,)
     assert spearmanr(score, held.latency_ms[10:])[0] > 0.8
     assert np.mean(np.abs(ms / held.latency_ms[10:] - 1)) < 0.25
@@ -279,6 +280,31 @@ def test_residual_leave_one_out_error_of_the_average_is_the_refit_error():
     refit = [np.log(X.predict_device(model, np.delete(tokens, i, 0), np.delete(ms, i), tokens[i:i + 1], "both",
                                      residual=False)[1][0] / ms[i]) ** 2 for i in range(8)]
     assert X.fit_residual(model, tokens, ms).loo_mse[None] == pytest.approx(np.mean(refit), rel=1e-9)
+
+
+def test_residual_leave_one_out_error_of_a_ridge_is_the_refit_error_and_the_prediction_applies_it():
+    model, new = slow_family_device()
+    tokens, ms, lam = new.tokens[:9], new.latency_ms[:9], 3.0
+    features = X.family_one_hot(SLOW, tokens)
+    refit = []
+    for i in range(9):
+        rest = np.delete(np.arange(9), i)
+        average = np.log(X.predict_device(model, tokens[rest], ms[rest], tokens, residual=False)[1])
+        intercept, coef = X._ridge(features[rest], np.log(ms[rest]) - average[rest], lam)
+        refit.append((np.log(ms[i]) - average[i] - intercept - features[i] @ coef) ** 2)
+    fit = X.fit_residual(model, tokens, ms)
+    assert fit.loo_mse[lam] == pytest.approx(np.mean(refit), rel=1e-9)
+    assert fit.penalty is not None
+    query = new.tokens[9:40]
+    average = X.predict_device(model, tokens, ms, query, residual=False)[1]
+    corrected = X.predict_device(model, tokens, ms, query)[1]
+    by_hand = average * np.exp(fit.intercept + X.family_one_hot(SLOW, query) @ fit.coef)
+    assert np.allclose(corrected, by_hand, rtol=1e-9)
+
+
+def test_an_infinite_penalty_is_a_rescale_alone():
+    intercept, coef = X._ridge(np.eye(3), np.array([1.0, 2.0, 6.0]), float("inf"))
+    assert intercept == 3.0 and np.array_equal(coef, np.zeros(3))
 
 
 def test_no_residual_below_its_minimum_points():

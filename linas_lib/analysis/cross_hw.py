@@ -33,9 +33,10 @@ their own architecture sample. Baselines at the same k (:data:`BASELINES`):
   ranking needs no point).
 
 The predictor averages two kinds of hypothesis per training table (the network's embedding
-and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`) and corrects the
-average per (position, operation) where leave-one-out on the k points supports it
-(:func:`linas_lib.latency.cross_hw.fit_residual`); its ablations at the same k and splits:
+and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`) and, from k = 3,
+corrects the average by a rescale and one log cost per (position, operation) where
+leave-one-out on the k points supports it (:func:`linas_lib.latency.cross_hw.fit_residual`);
+its ablations at the same k and splits:
 ``no_residual`` (the average alone, the design before the correction), ``network_only`` (the
 design before the additive fits joined) and ``additive_only`` (each with the correction).
 
