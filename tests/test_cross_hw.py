@@ -516,3 +516,27 @@ def test_linas_token_families_are_the_operations():
     assert n_columns == 5 * 7 and len(columns) == 5 * N_CHOICES
     first = {key: int(col) for key, col in zip(space.vocab[0], columns[:N_CHOICES])}
     assert first["Conv3x3_w50"] == first["Conv3x3_w100"] != first["Conv5x5_w50"]
+
+
+def test_repeats_rerun_the_protocol_with_the_next_seeds(monkeypatch):
+    monkeypatch.setattr(C, "BASELINES", ("flops",))
+    rng = np.random.default_rng(0)
+    samples = [decode(rng.choice(N_CHOICES**5, 40, replace=False)) for _ in range(3)]  # disjoint in practice
+    tables = [X.DeviceTable(f"dev{d}", a, 1 + X.one_hot(C.linas_token_space(), a) @ rng.uniform(0, 1, 106), "s", "lut")
+              for d, a in enumerate(samples)]
+    base = load_profile("smoke")
+    cfg = dataclasses.replace(base.cross_hw, k_values=(0, 5), split_seeds=2, min_query=10, held_out=("dev0",), steps=3)
+    context = {"own": {}, "models": {}, "flops": lambda c: np.asarray(c).sum(-1) + 1.0, "ridge": 1.0}
+
+    def run(repeats, seed):
+        profile = dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=repeats))
+        return [{k: v for k, v in r.items() if k != "train_s"} for r in C.evaluate(profile, tables, context, seed, progress=False)]
+
+    both = run(2, 7)
+    assert {r["repeat"] for r in both} == {0, 1}
+    for repeat in (0, 1):
+        alone = [{**r, "repeat": repeat} for r in run(1, 7 + repeat)]
+        assert [r for r in both if r["repeat"] == repeat] == alone
+    assert {r["n_splits"] for r in C.table_rows(both)} == {4}
+    with pytest.raises(X.CrossHwError, match="cross_hw.repeats must be >= 1"):
+        C.check_cross_hw(dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=0)))

@@ -15,11 +15,13 @@
   gets it too, and it leaves meta-training with its device (:func:`training_tables`).
 
 **Protocol** (:func:`evaluate`): for each device with at least ``max(k) + min_query``
-architectures, split its rows once into a pool of ``max(k)`` and a query set; meta-train the
+architectures, split its rows into a pool of ``max(k)`` and a query set; meta-train the
 predictor on every *other* device without any of the held-out device's architectures
 (:func:`training_tables`: the local targets share theirs, so a held-out local target leaves the
 others' LUT tables only); then for each k and each of ``split_seeds``
-random choices of k points from the pool, predict the query set. External devices each get
+random choices of k points from the pool, predict the query set. The whole protocol is
+repeated ``repeats`` times with new partitions, meta-training and choices (seeds ``seed``,
+``seed + 1``, ...). External devices each get
 their own architecture sample. Baselines at the same k (:data:`BASELINES`):
 
 * ``own_lut`` -- the device's own LUT sum (projection-inclusive + fixed costs; local targets,
@@ -82,6 +84,7 @@ def check_cross_hw(profile):
         ("k_values", len(c.k_values) >= 1 and min(c.k_values) >= 0 and len(set(c.k_values)) == len(c.k_values),
          "distinct counts >= 0"),
         ("split_seeds", c.split_seeds >= 1, ">= 1"),
+        ("repeats", c.repeats >= 1, ">= 1"),
         ("min_query", c.min_query >= 5, ">= 5"),
         ("external_archs", c.external_archs >= max(c.k_values, default=0) + c.min_query, ">= max(k_values) + min_query"),
         ("d_model", c.d_model >= 4 and c.d_model % c.heads == 0, "a multiple of heads, >= 4"),
@@ -391,50 +394,63 @@ def training_tables(tables: list[X.DeviceTable], held: X.DeviceTable) -> list[X.
 
 
 def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, progress: bool = True) -> list[dict]:
-    """Leave-one-device-out rows ``{device, group, k, split, method, spearman, kendall, mape_pct,
-    within10_pct, n_query, n_train_devices, n_train_tables, train_s}`` (see the module docstring).
+    """Leave-one-device-out rows ``{device, group, k, repeat, split, method, spearman, kendall,
+    mape_pct, within10_pct, n_query, n_train_devices, n_train_tables, train_s}`` (see the module
+    docstring).
 
-    Each held-out device's rows are split once into a pool of ``max(k_values)`` and a query
-    set; its k points are drawn from the pool, every method is scored on the same query set,
-    and no architecture of the held-out device enters meta-training.
+    Each held-out device is evaluated ``cross_hw.repeats`` times with seeds ``seed``,
+    ``seed + 1``, ...: each repeat splits its rows anew into a pool of ``max(k_values)`` and a
+    query set, meta-trains anew, and draws its k points from the pool; every method is scored
+    on the same query set, and no architecture of the held-out device enters meta-training.
     """
-    import time
-
-    import torch
-
-    c, settings, space = check_cross_hw(profile), settings_of(profile), linas_token_space()
+    c = check_cross_hw(profile)
     held_names = held_out_devices(tables, c)
     if not held_names:
         raise X.CrossHwError(f"profile {profile.name!r}: no device has max(k_values) + min_query = "
                              f"{max(c.k_values) + c.min_query} architectures to hold out")
     rows = []
-    for index, name in enumerate(held_names):
-        held = next(t for t in tables if t.name == name)
-        pool, query = partition(len(held.tokens), max(c.k_values), seed, index)
-        train = training_tables(tables, held)
-        start = time.perf_counter()
-        model = X.train_predictor(space, train, settings, torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index),
-                                  progress=progress)
-        train_s = time.perf_counter() - start
-        truth = np.asarray(held.latency_ms, dtype=float)[query]
-        for k in c.k_values:
-            for split in range(c.split_seeds):
-                support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
-                common = {"device": name, "group": held.group, "k": k, "split": split, "n_query": len(query),
-                          "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
-                for method, (hypotheses, residual) in {"predictor": PREDICTOR, **ABLATIONS}.items():
-                    score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                                 held.tokens[query], hypotheses, residual)
-                    rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
-                for base in BASELINES:
-                    out = baseline_predictions(base, held, support, query, context)
-                    if out is not None:
-                        rows.append({**common, "method": base, **scores(out[0], out[1], truth), "train_s": 0.0})
+    for repeat in range(c.repeats):
+        for index, name in enumerate(held_names):
+            held = next(t for t in tables if t.name == name)
+            rows += [{**row, "repeat": repeat} for row in
+                     _evaluate_device(profile, tables, held, index, context, seed + repeat, progress)]
+    return rows
+
+
+def _evaluate_device(profile, tables: list[X.DeviceTable], held: X.DeviceTable, index: int, context: dict, seed: int,
+                     progress: bool) -> list[dict]:
+    """:func:`evaluate`'s rows of one held-out device (its ``index``) for one seed."""
+    import time
+
+    import torch
+
+    c, settings, space = profile.cross_hw, settings_of(profile), linas_token_space()
+    pool, query = partition(len(held.tokens), max(c.k_values), seed, index)
+    train = training_tables(tables, held)
+    start = time.perf_counter()
+    model = X.train_predictor(space, train, settings, torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index),
+                              progress=progress)
+    train_s = time.perf_counter() - start
+    truth = np.asarray(held.latency_ms, dtype=float)[query]
+    rows = []
+    for k in c.k_values:
+        for split in range(c.split_seeds):
+            support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
+            common = {"device": held.name, "group": held.group, "k": k, "split": split, "n_query": len(query),
+                      "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
+            for method, (hypotheses, residual) in {"predictor": PREDICTOR, **ABLATIONS}.items():
+                score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
+                                             held.tokens[query], hypotheses, residual)
+                rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
+            for base in BASELINES:
+                out = baseline_predictions(base, held, support, query, context)
+                if out is not None:
+                    rows.append({**common, "method": base, **scores(out[0], out[1], truth), "train_s": 0.0})
     return rows
 
 
 def table_rows(rows: list[dict]) -> list[dict]:
-    """Mean (and SD over splits) of every metric per (method, k, device)."""
+    """Mean (and SD over repeats and splits, ``n_splits`` of them) of every metric per (method, k, device)."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
