@@ -265,13 +265,20 @@ def slow_family_device(seed: int = 0) -> tuple[X.FewShotLatencyPredictor, X.Devi
 def test_residual_learns_a_cost_no_known_device_has():
     model, new = slow_family_device()
     support, query = slice(0, 15), slice(15, None)
+    ridge = X.fit_residual(model, new.tokens[support], new.latency_ms[support], "additive", relevance=False)
+    assert ridge.penalty in X.RESIDUAL_PENALTIES and ridge.loo_mse[ridge.penalty] < ridge.loo_mse[None]
+    # the cost sits at the last position alone: a variance per position predicts the left-out points best
     fit = X.fit_residual(model, new.tokens[support], new.latency_ms[support], "additive")
-    assert fit.penalty in X.RESIDUAL_PENALTIES and fit.loo_mse[fit.penalty] < fit.loo_mse[None]
+    assert fit.penalty == X.RELEVANCE and fit.loo_mse[X.RELEVANCE] < min(ridge.loo_mse.values())
     scores = {}
-    for residual in (False, True):
-        _, ms = X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query], "additive", residual)
-        scores[residual] = (spearmanr(ms, new.latency_ms[query])[0], np.mean(np.abs(ms / new.latency_ms[query] - 1)))
-    assert scores[True][0] > scores[False][0] + 0.1 and scores[True][1] < scores[False][1] / 2
+    for residual, relevance in ((False, False), (True, False), (True, True)):
+        _, ms = X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query], "additive",
+                                 residual, relevance)
+        scores[residual, relevance] = (spearmanr(ms, new.latency_ms[query])[0],
+                                       np.mean(np.abs(ms / new.latency_ms[query] - 1)))
+    for corrected in ((True, False), (True, True)):
+        assert scores[corrected][0] > scores[False, False][0] + 0.1
+        assert scores[corrected][1] < scores[False, False][1] / 2
 
 
 def test_residual_leave_one_out_error_of_the_average_is_the_refit_error():
@@ -540,3 +547,59 @@ def test_repeats_rerun_the_protocol_with_the_next_seeds(monkeypatch):
     assert {r["n_splits"] for r in C.table_rows(both)} == {4}
     with pytest.raises(X.CrossHwError, match="cross_hw.repeats must be >= 1"):
         C.check_cross_hw(dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=0)))
+
+
+def test_evidence_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    x = X.family_one_hot(SLOW, np.stack([rng.integers(0, n, 12) for n in SLOW.sizes], 1))
+    x, y = x - x.mean(0), rng.normal(size=12)
+    theta = np.array([-1.0, -3.0, 0.5, -2.0])
+    value, grad = X._evidence(theta, x, y, SLOW.column_positions)
+    step = 1e-6
+    numeric = [(X._evidence(theta + step * e, x, y, SLOW.column_positions)[0] - value) / step for e in np.eye(4)]
+    assert np.allclose(grad, numeric, rtol=1e-4, atol=1e-5)
+
+
+def test_column_positions_follow_the_family_columns():
+    assert SLOW.column_positions.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2]
+    grouped = X.TokenSpace(TOY.vocab, (("A", "A", "B", "B"), ("p",) * 6, ("x", "y", "y")))
+    assert grouped.column_positions.tolist() == [0, 0, 1, 2, 2]
+
+
+def test_relevance_ridge_fits_the_position_that_holds_the_cost():
+    rng = np.random.default_rng(1)
+    tokens = np.stack([rng.integers(0, n, 14) for n in SLOW.sizes], 1)
+    features = X.family_one_hot(SLOW, tokens)
+    target = 1.0 * (tokens[:, 2] > 0) + rng.normal(0, 0.01, 14)  # the family "slow" at the last position only
+    _, coef = X._relevance_ridge(features, target, SLOW.column_positions)
+    _, shared = X._ridge(features, target, 1.0)
+    last = SLOW.column_positions == 2
+    assert np.abs(coef[~last]).max() < 0.05 < np.abs(shared[~last]).max()
+    assert coef[last][1] - coef[last][0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_residual_relevance_candidate_is_refitted_per_left_out_point_and_needs_its_points():
+    model, new = slow_family_device()
+    k = X.min_relevance_k(SLOW)
+    tokens, ms = new.tokens[:k], new.latency_ms[:k]
+    features, positions = X.family_one_hot(SLOW, tokens), SLOW.column_positions
+    refit = []
+    for i in range(k):
+        rest = np.delete(np.arange(k), i)
+        average = np.log(X.predict_device(model, tokens[rest], ms[rest], tokens, residual=False)[1])
+        intercept, coef = X._relevance_ridge(features[rest], np.log(ms[rest]) - average[rest], positions)
+        refit.append((np.log(ms[i]) - average[i] - intercept - features[i] @ coef) ** 2)
+    assert X.fit_residual(model, tokens, ms).loo_mse[X.RELEVANCE] == pytest.approx(np.mean(refit), rel=1e-6)
+    assert X.RELEVANCE not in X.fit_residual(model, tokens, ms, relevance=False).loo_mse
+    assert X.RELEVANCE not in X.fit_residual(model, tokens[:k - 1], ms[:k - 1]).loo_mse
+
+
+def test_precomputed_query_logs_give_the_same_prediction_and_are_checked():
+    model, new = slow_family_device()
+    support, query = slice(0, 12), slice(12, 60)
+    logs = X.hypothesis_logs(model, new.tokens[query], "both")[0]
+    direct = X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query])
+    given = X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query], query_logs=logs)
+    assert np.array_equal(direct[0], given[0]) and np.array_equal(direct[1], given[1])
+    with pytest.raises(X.CrossHwError, match=r"query_logs: expected shape \(6, 48\)"):
+        X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query], query_logs=logs[:, :5])

@@ -37,10 +37,12 @@ their own architecture sample. Baselines at the same k (:data:`BASELINES`):
 The predictor averages two kinds of hypothesis per training table (the network's embedding
 and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`) and, from k = 3,
 corrects the average by a rescale and one log cost per (position, operation) where
-leave-one-out on the k points supports it (:func:`linas_lib.latency.cross_hw.fit_residual`);
-its ablations at the same k and splits:
-``no_residual`` (the average alone, the design before the correction), ``network_only`` (the
-design before the additive fits joined) and ``additive_only`` (each with the correction).
+leave-one-out on the k points supports it (:func:`linas_lib.latency.cross_hw.fit_residual`:
+ridge with one shared penalty, or, from 7 points, one prior variance per position fitted to
+the points); its ablations at the same k and splits:
+``no_residual`` (the average alone, the design before the correction), ``no_relevance`` (the
+shared penalty only, the design before the per-position variances), ``network_only`` (the
+design before the additive fits joined) and ``additive_only`` (each with the full correction).
 
 Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; means over
 devices are reported over all held-out devices and per group (``measured``: the local
@@ -62,9 +64,11 @@ from ..latency import cross_hw as X
 from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_key, choice_parts, decode, parse_arch
 
 BASELINES = ("own_lut", "nearest_lut", "linear_counts", "flops")
-# method -> (the predictor's hypotheses, with the device's own residual correction)
-PREDICTOR = ("both", True)
-ABLATIONS = {"no_residual": ("both", False), "network_only": ("network", True), "additive_only": ("additive", True)}
+# method -> (the predictor's hypotheses, with the device's own residual correction, with its
+# per-position candidate)
+PREDICTOR = ("both", True, True)
+ABLATIONS = {"no_residual": ("both", False, False), "no_relevance": ("both", True, False),
+             "network_only": ("network", True, True), "additive_only": ("additive", True, True)}
 METHODS = ("predictor", *ABLATIONS, *BASELINES)
 COMPARATORS = (*ABLATIONS, *BASELINES)  # what the predictor is compared with, paired by device
 METRICS = ("spearman", "kendall", "mape_pct", "within10_pct")
@@ -432,15 +436,16 @@ def _evaluate_device(profile, tables: list[X.DeviceTable], held: X.DeviceTable, 
                               progress=progress)
     train_s = time.perf_counter() - start
     truth = np.asarray(held.latency_ms, dtype=float)[query]
+    query_logs = {h: X.hypothesis_logs(model, held.tokens[query], h)[0] for h in X.HYPOTHESES}
     rows = []
     for k in c.k_values:
         for split in range(c.split_seeds):
             support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
             common = {"device": held.name, "group": held.group, "k": k, "split": split, "n_query": len(query),
                       "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
-            for method, (hypotheses, residual) in {"predictor": PREDICTOR, **ABLATIONS}.items():
+            for method, (hypotheses, residual, relevance) in {"predictor": PREDICTOR, **ABLATIONS}.items():
                 score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                             held.tokens[query], hypotheses, residual)
+                                             held.tokens[query], hypotheses, residual, relevance, query_logs[hypotheses])
                 rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
             for base in BASELINES:
                 out = baseline_predictions(base, held, support, query, context)

@@ -19,11 +19,13 @@ them, and averages their predictions (:func:`device_posterior`); with k = 0 the 
 gives a ranking and no scale. What the average cannot explain, a cost the device has and no
 known device shares, is corrected from the k points themselves where leave-one-out on them
 says the correction predicts better: one log correction per position and token family
-(:func:`fit_residual`).
+(:func:`fit_residual`), shrunk alike everywhere (ridge) or, where the device's cost sits at
+a few positions, with one prior variance per position fitted to the k points.
 
 Nothing here knows the LINAS space: architectures are fixed-length sequences of categorical
 tokens with a declared vocabulary per position (:class:`TokenSpace`), so another search space
-plugs in unchanged. Only torch and numpy are imported.
+plugs in unchanged. Only torch and numpy are imported (scipy's optimiser, for the per-position
+variances, when a correction is fitted).
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ class TokenSpace:
     def offsets(self) -> np.ndarray:
         """Index of each position's first token in one flat vocabulary of ``sum(sizes)`` tokens."""
         return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def column_positions(self) -> np.ndarray:
+        """The position of each column of :attr:`family_columns`."""
+        columns, n_columns = self.family_columns
+        out = np.zeros(n_columns, dtype=np.int64)
+        out[columns] = np.repeat(np.arange(self.length), self.sizes)
+        return out
 
     @property
     def family_columns(self) -> tuple[np.ndarray, int]:
@@ -457,6 +467,9 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
 # ridge penalties of the residual's per-family log corrections; inf: a rescale alone (the intercept)
 RESIDUAL_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, float("inf"))
 MIN_RESIDUAL_K = 3  # with fewer points, leave-one-out would judge a correction on one or two points
+RELEVANCE = "relevance"  # the candidate with one prior variance per position (:func:`_relevance_ridge`)
+VARIANCE_BOUNDS = (-12.0, 4.0)  # log prior variances searched (log latency units squared)
+NOISE_FLOOR = 1e-4  # least residual variance: a 1 % spread, so the k points are never fitted exactly
 
 
 def family_one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
@@ -479,15 +492,59 @@ def _ridge(features: np.ndarray, target: np.ndarray, penalty: float) -> tuple[fl
     return float(target.mean() - centre @ coef), coef
 
 
+def _evidence(theta: np.ndarray, x: np.ndarray, y: np.ndarray, positions: np.ndarray) -> tuple[float, np.ndarray]:
+    """Negative log marginal likelihood (up to a constant) of centred ``y`` under
+    ``y = x w + e``, ``w_j ~ N(0, exp(theta[position of j]))``, ``e ~ N(0, exp(theta[-1]) +
+    NOISE_FLOOR)``, and its gradient in ``theta``."""
+    variances = np.exp(theta[:-1])
+    noise = np.exp(theta[-1])
+    cov = (noise + NOISE_FLOOR) * np.eye(len(y)) + (x * variances[positions]) @ x.T
+    chol = np.linalg.cholesky(cov)
+    inv = np.linalg.inv(cov)
+    alpha = inv @ y
+    value = 0.5 * alpha @ y + np.log(np.diag(chol)).sum()
+    # d/dv_j = 0.5 (x_j' inv x_j - (x_j' alpha)^2); summed per position, times v (log scale)
+    per_column = 0.5 * (np.einsum("ij,ik,kj->j", x, inv, x) - (x.T @ alpha) ** 2)
+    grad = np.append(variances * np.bincount(positions, per_column, minlength=len(variances)),
+                     0.5 * noise * (np.trace(inv) - alpha @ alpha))
+    return float(value), grad
+
+
+def _relevance_ridge(features: np.ndarray, target: np.ndarray, positions: np.ndarray) -> tuple[float, np.ndarray]:
+    """Ridge regression whose penalty differs per position: one prior variance per position
+    and one residual variance, chosen by maximising the marginal likelihood of the points
+    (empirical Bayes; automatic relevance determination by position). A device whose own cost
+    sits at one position (rtx4090's LUT: most of its spread is in the last layer) gets that
+    position fitted while the others are shrunk towards nothing, which one shared penalty
+    cannot do. Returns ``(intercept, coefficients)`` (the posterior mean), as :func:`_ridge`.
+    """
+    from scipy.optimize import minimize
+
+    centre = features.mean(0)
+    x, y = features - centre, target - target.mean()
+    n_positions = int(positions.max()) + 1
+    best = None
+    for start in (-2.0, -4.0):  # two starts: the evidence has flat regions where a position drops out
+        fit = minimize(_evidence, np.full(n_positions + 1, start), args=(x, y, positions), jac=True,
+                       method="L-BFGS-B", bounds=[VARIANCE_BOUNDS] * (n_positions + 1))
+        if best is None or fit.fun < best.fun:
+            best = fit
+    variances = np.exp(best.x[:-1])[positions]
+    cov = (np.exp(best.x[-1]) + NOISE_FLOOR) * np.eye(len(y)) + (x * variances) @ x.T
+    coef = variances * (x.T @ np.linalg.solve(cov, y))
+    return float(target.mean() - centre @ coef), coef
+
+
 @dataclass(frozen=True, eq=False)
 class Residual:
     """The held-out device's own correction on top of the hypotheses' average: log latency
     plus ``intercept + family_one_hot @ coef`` (:func:`fit_residual`).
 
     Attributes:
-        penalty: the chosen ridge penalty (``inf``: the intercept alone, a rescale that leaves
-            the ranking as it is); ``None`` when the average alone predicted the left-out points
-            better (then there is no correction).
+        penalty: the chosen candidate: a ridge penalty (``inf``: the intercept alone, a rescale
+            that leaves the ranking as it is), :data:`RELEVANCE` (one prior variance per
+            position, :func:`_relevance_ridge`), or ``None`` when the average alone predicted
+            the left-out points better (then there is no correction).
         intercept: the log rescale. It is not penalised: the log of an average of the
             hypotheses' scaled latencies is at least their average log, so the average alone
             tends to sit above the points when the hypotheses disagree.
@@ -495,7 +552,7 @@ class Residual:
         loo_mse: leave-one-out mean squared log error per candidate (``None``: the average alone).
     """
 
-    penalty: float | None
+    penalty: float | str | None
     intercept: float
     coef: np.ndarray
     loo_mse: dict
@@ -508,8 +565,22 @@ class Residual:
         return self.intercept + family_one_hot(space, tokens) @ self.coef
 
 
+def min_relevance_k(space: TokenSpace) -> int:
+    """Fewest points for the :data:`RELEVANCE` candidate: more than its variances (one per
+    position and the residual's), so that leave-one-out still fits more points than it has
+    variances."""
+    return space.length + 2
+
+
+def _fit_candidate(candidate, features: np.ndarray, target: np.ndarray, positions: np.ndarray):
+    """``(intercept, coef)`` of a correction candidate of :func:`fit_residual`."""
+    if candidate == RELEVANCE:
+        return _relevance_ridge(features, target, positions)
+    return _ridge(features, target, candidate)
+
+
 def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
-                 hypotheses: str = "both") -> Residual:
+                 hypotheses: str = "both", relevance: bool = True) -> Residual:
     """What the k points teach beyond the known devices: one log correction per (position,
     family) of the space, fitted to what :func:`device_posterior`'s average leaves unexplained.
 
@@ -518,12 +589,14 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     token. Families (:attr:`TokenSpace.families`) share one. Whether to correct, and how
     strongly, is decided by leave-one-out on the k points: for each point left out, the
     posterior and the correction are refitted on the others and predict it; the candidate
-    (the average alone, or ridge with a penalty of :data:`RESIDUAL_PENALTIES`, the last a
-    rescale alone) with the least mean squared log error wins and is refitted on all k; ties
-    go to the average alone, then to the larger penalty. Below :data:`MIN_RESIDUAL_K` points
-    there is no correction. The winner of several noisy estimates is chosen on the same k
-    points it is judged on, so its leave-one-out error is optimistic; 06's ``no_residual``
-    ablation measures the gain on held-out architectures instead.
+    (the average alone, ridge with a penalty of :data:`RESIDUAL_PENALTIES`, the last a
+    rescale alone, and with ``relevance`` from :func:`min_relevance_k` points, ridge with one
+    penalty per position, :data:`RELEVANCE`) with the least mean squared log error wins and
+    is refitted on all k; ties go to the average alone, then to a shared penalty, the larger
+    first. Below :data:`MIN_RESIDUAL_K` points there is no correction. The winner of several
+    noisy estimates is chosen on the same k points it is judged on, so its leave-one-out error
+    is optimistic; 06's ``no_residual`` and ``no_relevance`` ablations measure the gain on
+    held-out architectures instead.
 
     Raises:
         CrossHwError: as :func:`device_posterior`.
@@ -538,37 +611,46 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
     logs = torch.as_tensor(np.log(support_ms), dtype=torch.float64)
     features = family_one_hot(model.space, support_tokens)
-    errors = {None: [], **{lam: [] for lam in RESIDUAL_PENALTIES}}
+    positions = model.space.column_positions
+    candidates = (*RESIDUAL_PENALTIES, *((RELEVANCE,) if relevance and k >= min_relevance_k(model.space) else ()))
+    errors = {None: [], **{c: [] for c in candidates}}
     for left in range(k):
         keep = np.arange(k) != left
         weights, log_scales = _posterior(preds[:, torch.as_tensor(keep)], logs[torch.as_tensor(keep)], shares)
         base = _mixture(preds, weights, log_scales).numpy()
         unexplained = logs.numpy() - base
         errors[None].append(unexplained[left] ** 2)
-        for lam in RESIDUAL_PENALTIES:
-            intercept, coef = _ridge(features[keep], unexplained[keep], lam)
-            errors[lam].append((unexplained[left] - intercept - features[left] @ coef) ** 2)
-    loo = {lam: float(np.mean(e)) for lam, e in errors.items()}
-    best = min(loo, key=lambda lam: (loo[lam], lam is not None, -(lam or 0.0)))
+        for c in candidates:
+            intercept, coef = _fit_candidate(c, features[keep], unexplained[keep], positions)
+            errors[c].append((unexplained[left] - intercept - features[left] @ coef) ** 2)
+    loo = {c: float(np.mean(e)) for c, e in errors.items()}
+    best = min(loo, key=lambda c: (loo[c], c is not None, c == RELEVANCE, -(c if isinstance(c, float) else 0.0)))
     if best is None:
         return dataclasses.replace(none, loo_mse=loo)
     weights, log_scales = _posterior(preds, logs, shares)
-    intercept, coef = _ridge(features, logs.numpy() - _mixture(preds, weights, log_scales).numpy(), best)
+    unexplained = logs.numpy() - _mixture(preds, weights, log_scales).numpy()
+    intercept, coef = _fit_candidate(best, features, unexplained, positions)
     return Residual(best, intercept, coef, loo)
 
 
 def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
-                   query_tokens: np.ndarray, hypotheses: str = "both",
-                   residual: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                   query_tokens: np.ndarray, hypotheses: str = "both", residual: bool = True,
+                   relevance: bool = True, query_logs: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict ``query_tokens`` on a new device from its ``k`` measurements.
 
     The mixture of every hypothesis's scaled prediction under :func:`device_posterior`'s
     weights (a Bayesian model average of the latency in ms), times the device's own
     correction where the k points support one (:func:`fit_residual`; ``residual=False``
-    leaves it out). k = 0: the prior's average of the hypotheses' predictions in their median
-    units, a ranking without a scale (on a development run the network hypotheses ranked with
-    mean Spearman 0.51 against 0.48 for the mean embedding, the earlier design).
-    ``hypotheses`` restricts the average (the ablations of notebook 06).
+    leaves it out, ``relevance=False`` leaves out its per-position candidate). k = 0: the
+    prior's average of the hypotheses' predictions in their median units, a ranking without a
+    scale (on a development run the network hypotheses ranked with mean Spearman 0.51 against
+    0.48 for the mean embedding, the earlier design). ``hypotheses`` restricts the average
+    (the ablations of notebook 06). ``query_logs``: the query's :func:`hypothesis_logs` for
+    these ``hypotheses`` when already computed (06 scores many choices of k points on one
+    query; they do not depend on the k points).
+
+    Raises:
+        CrossHwError: as :func:`device_posterior`, or ``query_logs`` of the wrong shape.
 
     Returns:
         ``(score (q,), latency_ms (q,) or None)``: a score that ranks the query (device-median
@@ -576,9 +658,15 @@ def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, s
     """
     query = model.space.check(query_tokens, "query")
     weights, log_scales = device_posterior(model, support_tokens, support_ms, hypotheses)
-    log_score = _mixture(hypothesis_logs(model, query, hypotheses)[0], weights, log_scales).numpy()
+    if query_logs is None:
+        query_logs = hypothesis_logs(model, query, hypotheses)[0]
+    elif tuple(query_logs.shape) != (len(weights), len(query)):
+        raise CrossHwError(f"query_logs: expected shape ({len(weights)}, {len(query)}) (hypotheses, query), "
+                           f"got {tuple(query_logs.shape)}")
+    log_score = _mixture(query_logs, weights, log_scales).numpy()
     if residual:
-        log_score = log_score + fit_residual(model, support_tokens, support_ms, hypotheses).log_correction(model.space, query)
+        fit = fit_residual(model, support_tokens, support_ms, hypotheses, relevance)
+        log_score = log_score + fit.log_correction(model.space, query)
     score = np.exp(log_score).astype(float)
     return score, (score.copy() if len(np.asarray(support_ms).reshape(-1)) else None)
 
