@@ -469,7 +469,7 @@ RESIDUAL_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, float("inf"))
 MIN_RESIDUAL_K = 3  # with fewer points, leave-one-out would judge a correction on one or two points
 RELEVANCE = "relevance"  # the candidate with one prior variance per position (:func:`_relevance_ridge`)
 VARIANCE_BOUNDS = (-12.0, 4.0)  # log prior variances searched (log latency units squared)
-NOISE_FLOOR = 1e-4  # least residual variance: a 1 % spread, so the k points are never fitted exactly
+RELEVANCE_NOISE_FLOOR = NOISE_FLOOR ** 2  # least residual variance of the per-position fit (a 1 % spread)
 
 
 def family_one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
@@ -494,19 +494,23 @@ def _ridge(features: np.ndarray, target: np.ndarray, penalty: float) -> tuple[fl
 
 def _evidence(theta: np.ndarray, x: np.ndarray, y: np.ndarray, positions: np.ndarray) -> tuple[float, np.ndarray]:
     """Negative log marginal likelihood (up to a constant) of centred ``y`` under
-    ``y = x w + e``, ``w_j ~ N(0, exp(theta[position of j]))``, ``e ~ N(0, exp(theta[-1]) +
-    NOISE_FLOOR)``, and its gradient in ``theta``."""
+    ``y = x w + e`` (``x`` centred too), ``w_j ~ N(0, exp(theta[position of j]))``,
+    ``e ~ N(0, exp(theta[-1]) + RELEVANCE_NOISE_FLOOR)``, and its gradient in ``theta``.
+
+    Restricted likelihood: centring took one dimension (the mean), along which ``y`` is zero
+    and the covariance is the noise alone; counting it would favour too little noise."""
     variances = np.exp(theta[:-1])
     noise = np.exp(theta[-1])
-    cov = (noise + NOISE_FLOOR) * np.eye(len(y)) + (x * variances[positions]) @ x.T
+    residual_var = noise + RELEVANCE_NOISE_FLOOR
+    cov = residual_var * np.eye(len(y)) + (x * variances[positions]) @ x.T
     chol = np.linalg.cholesky(cov)
     inv = np.linalg.inv(cov)
     alpha = inv @ y
-    value = 0.5 * alpha @ y + np.log(np.diag(chol)).sum()
+    value = 0.5 * alpha @ y + np.log(np.diag(chol)).sum() - 0.5 * np.log(residual_var)
     # d/dv_j = 0.5 (x_j' inv x_j - (x_j' alpha)^2); summed per position, times v (log scale)
     per_column = 0.5 * (np.einsum("ij,ik,kj->j", x, inv, x) - (x.T @ alpha) ** 2)
     grad = np.append(variances * np.bincount(positions, per_column, minlength=len(variances)),
-                     0.5 * noise * (np.trace(inv) - alpha @ alpha))
+                     0.5 * noise * (np.trace(inv) - alpha @ alpha - 1 / residual_var))
     return float(value), grad
 
 
@@ -530,7 +534,7 @@ def _relevance_ridge(features: np.ndarray, target: np.ndarray, positions: np.nda
         if best is None or fit.fun < best.fun:
             best = fit
     variances = np.exp(best.x[:-1])[positions]
-    cov = (np.exp(best.x[-1]) + NOISE_FLOOR) * np.eye(len(y)) + (x * variances) @ x.T
+    cov = (np.exp(best.x[-1]) + RELEVANCE_NOISE_FLOOR) * np.eye(len(y)) + (x * variances) @ x.T
     coef = variances * (x.T @ np.linalg.solve(cov, y))
     return float(target.mean() - centre @ coef), coef
 
@@ -566,8 +570,8 @@ class Residual:
 
 
 def min_relevance_k(space: TokenSpace) -> int:
-    """Fewest points for the :data:`RELEVANCE` candidate: more than its variances (one per
-    position and the residual's), so that leave-one-out still fits more points than it has
+    """Fewest points for the :data:`RELEVANCE` candidate: one more than its variances (one per
+    position and the residual's), so that each leave-one-out fit has as many points as
     variances."""
     return space.length + 2
 
