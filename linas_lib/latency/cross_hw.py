@@ -651,7 +651,8 @@ def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, s
     0.48 for the mean embedding, the earlier design). ``hypotheses`` restricts the average
     (the ablations of notebook 06). ``query_logs``: the query's :func:`hypothesis_logs` for
     these ``hypotheses`` when already computed (06 scores many choices of k points on one
-    query; they do not depend on the k points).
+    query; they do not depend on the k points). Only their shape is checked: ``network`` and
+    ``additive`` logs have the same shape, so the caller keeps them apart.
 
     Raises:
         CrossHwError: as :func:`device_posterior`, or ``query_logs`` of the wrong shape.
