@@ -492,6 +492,11 @@ def _ridge(features: np.ndarray, target: np.ndarray, penalty: float) -> tuple[fl
     return float(target.mean() - centre @ coef), coef
 
 
+def _marginal_cov(x: np.ndarray, column_variances: np.ndarray, residual_var: float) -> np.ndarray:
+    """Covariance of the points under ridge with a prior variance per column and the residual's."""
+    return residual_var * np.eye(len(x)) + (x * column_variances) @ x.T
+
+
 def _evidence(theta: np.ndarray, x: np.ndarray, y: np.ndarray, positions: np.ndarray) -> tuple[float, np.ndarray]:
     """Negative log marginal likelihood (up to a constant) of centred ``y`` under
     ``y = x w + e`` (``x`` centred too), ``w_j ~ N(0, exp(theta[position of j]))``,
@@ -502,7 +507,7 @@ def _evidence(theta: np.ndarray, x: np.ndarray, y: np.ndarray, positions: np.nda
     variances = np.exp(theta[:-1])
     noise = np.exp(theta[-1])
     residual_var = noise + RELEVANCE_NOISE_FLOOR
-    cov = residual_var * np.eye(len(y)) + (x * variances[positions]) @ x.T
+    cov = _marginal_cov(x, variances[positions], residual_var)
     chol = np.linalg.cholesky(cov)
     inv = np.linalg.inv(cov)
     alpha = inv @ y
@@ -534,7 +539,7 @@ def _relevance_ridge(features: np.ndarray, target: np.ndarray, positions: np.nda
         if best is None or fit.fun < best.fun:
             best = fit
     variances = np.exp(best.x[:-1])[positions]
-    cov = (np.exp(best.x[-1]) + RELEVANCE_NOISE_FLOOR) * np.eye(len(y)) + (x * variances) @ x.T
+    cov = _marginal_cov(x, variances, np.exp(best.x[-1]) + RELEVANCE_NOISE_FLOOR)
     coef = variances * (x.T @ np.linalg.solve(cov, y))
     return float(target.mean() - centre @ coef), coef
 
