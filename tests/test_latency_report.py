@@ -91,6 +91,21 @@ def test_quantile_budgets_bind_and_fixed_budgets_kept():
     assert all(m.budgets_ms[0] == budgets["a"] for m in models.values())
 
 
+def test_quantile_budget_is_read_off_the_calibrated_prediction_where_a_lut_has_one():
+    from linas_lib.config import LatencyConfig, Profile, TargetConfig
+    from linas_lib.space import all_archs
+
+    profile = Profile(name="t", latency=LatencyConfig(targets=(
+        TargetConfig("a", 1.0, budget_quantile=0.3), TargetConfig("b", 1.0, budget_quantile=0.3))))
+    plain = T.profile_budgets(profile, {"a": fake_lut(target="a"), "b": fake_lut(target="b")})
+    luts = {"a": fake_lut(target="a", calibrated=True), "b": fake_lut(target="b")}
+    budgets = T.profile_budgets(profile, luts)
+    assert budgets["b"] == plain["b"]
+    assert budgets["a"] == pytest.approx(2 * plain["a"] + 3)  # the fake block: ms = 2 * interaction + 3
+    pred = P.model_from_luts({"a": luts["a"]}, budgets, "calibrated").predict(all_archs()[::7])[:, 0]
+    assert 0.3 <= np.mean(pred <= budgets["a"]) < 0.33  # the same feasible set, in the calibrated frame
+
+
 def test_models_for_offers_calibrated_only_when_every_lut_has_a_block():
     profile = load_profile("smoke")
     luts = {t.name: fake_lut(target=t.name) for t in R.local_targets(profile)}

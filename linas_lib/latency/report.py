@@ -646,7 +646,7 @@ def score_predictors(profile, luts: dict[str, dict], anchors: np.ndarray, archs:
     """
     local = list(samples)
     truth = ground_truth(samples)
-    base = models_for(profile, luts, targets=local)["interaction"]  # the variant budgets and search use
+    base = models_for(profile, luts, targets=local)["interaction"]  # the variant search uses and calibration scales
     calibrated = calibrate_luts(luts, base, anchors, {t: v[:len(anchors)] for t, v in truth.items()})
     models = models_for(profile, calibrated, targets=local)
     return calibrated, models, validation_tables(models, anchors, archs, samples)
