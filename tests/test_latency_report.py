@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from linas_lib.config import load_profile
+from linas_lib.latency import lut as L
 from linas_lib.latency import predict as P
 from linas_lib.latency import report as R
 from linas_lib.latency import targets as T
@@ -91,19 +92,40 @@ def test_quantile_budgets_bind_and_fixed_budgets_kept():
     assert all(m.budgets_ms[0] == budgets["a"] for m in models.values())
 
 
-def test_quantile_budget_is_read_off_the_calibrated_prediction_where_a_lut_has_one():
+def test_quantile_budget_is_read_off_the_calibrated_prediction_when_every_lut_has_a_block():
     from linas_lib.config import LatencyConfig, Profile, TargetConfig
     from linas_lib.space import all_archs
 
     profile = Profile(name="t", latency=LatencyConfig(targets=(
-        TargetConfig("a", 1.0, budget_quantile=0.3), TargetConfig("b", 1.0, budget_quantile=0.3))))
+        TargetConfig("a", 1.0, budget_quantile=0.3), TargetConfig("b", 7.0))))
     plain = T.profile_budgets(profile, {"a": fake_lut(target="a"), "b": fake_lut(target="b")})
-    luts = {"a": fake_lut(target="a", calibrated=True), "b": fake_lut(target="b")}
+    luts = {"a": fake_lut(target="a", calibrated=True), "b": fake_lut(target="b", calibrated=True)}
     budgets = T.profile_budgets(profile, luts)
-    assert budgets["b"] == plain["b"]
+    assert budgets["b"] == 7.0
     assert budgets["a"] == pytest.approx(2 * plain["a"] + 3)  # the fake block: ms = 2 * interaction + 3
-    pred = P.model_from_luts({"a": luts["a"]}, budgets, "calibrated").predict(all_archs()[::7])[:, 0]
+    pred = P.model_from_luts(luts, budgets, "calibrated").predict(all_archs()[::7])[:, 0]
     assert 0.3 <= np.mean(pred <= budgets["a"]) < 0.33  # the same feasible set, in the calibrated frame
+    mixed = {"a": fake_lut(target="a", calibrated=True), "b": fake_lut(target="b")}
+    assert T.profile_budgets(profile, mixed)["a"] == plain["a"]  # models_for's rule: every LUT or none
+    assert "calibrated" not in R.models_for(profile, mixed)
+
+
+def test_latency_model_refuses_another_variant_against_calibrated_budgets(monkeypatch):
+    from linas_lib.config import LatencyConfig, Profile, TargetConfig
+
+    profile = Profile(name="t", latency=LatencyConfig(targets=(TargetConfig("a", 1.0, budget_quantile=0.5),)))
+    monkeypatch.setattr(T, "load_luts", lambda *args, **kwargs: {"a": fake_lut(target="a", calibrated=True)})
+    assert T.latency_model(profile, "calibrated").budgets_ms[0] > 0
+    with pytest.raises(ValueError, match="calibration blocks.*'interaction'.*ask for variant 'calibrated'"):
+        T.latency_model(profile, "interaction")
+
+
+def test_calibration_spread_is_the_leave_one_out_error():
+    block = {"anchor_base_ms": [100.0, 150.0, 200.0, 250.0], "anchor_ms": [213.0, 313.0, 413.0, 513.0]}
+    assert L.calibration_spread(block) == pytest.approx(0.0, abs=1e-9)  # exactly affine: no error left out
+    block["anchor_ms"][1] = 330.0
+    assert L.calibration_spread(block) > 0.01
+    assert np.isnan(L.calibration_spread({"anchor_base_ms": [1.0, 2.0], "anchor_ms": [3.0, 5.0]}))
 
 
 def test_models_for_offers_calibrated_only_when_every_lut_has_a_block():
@@ -173,6 +195,18 @@ def test_budget_rows_count_predicted_feasible_that_measure_over():
     assert (pred <= 168.0).tolist() == [True, True, False]
     (row,) = R.budget_rows({"projected": model}, archs, {"t": np.array([150.0, 170.0, 100.0])})
     assert (row["n_predicted_within"], row["n_measured_over"], row["measured_over_pct"]) == (2, 1, 50.0)
+
+
+def test_guarded_budget_rows_count_only_predictions_within_by_the_margin():
+    model = P.model_from_luts({"t": fake_lut(target="t")}, {"t": 168.0}, "projected")
+    archs = np.array([[0] * 5, [1] * 5, [20] * 5])  # 167.5, 167.55 and 168.5 ms
+    truth = {"t": np.array([150.0, 170.0, 100.0])}
+    plain, guarded = R.budget_rows({"calibrated": model}, archs, truth, {"t": 0.0029})
+    assert (plain["variant"], plain["guard_pct"], plain["n_predicted_within"]) == ("calibrated", 0.0, 2)
+    assert guarded["variant"] == "calibrated_guarded" and guarded["guard_pct"] == pytest.approx(0.29)
+    # 167.5 * 1.0029 <= 168 < 167.55 * 1.0029: only the first, which measures within
+    assert (guarded["n_predicted_within"], guarded["n_measured_over"], guarded["measured_over_pct"]) == (1, 0, 0.0)
+    assert len(R.budget_rows({"projected": model}, archs, truth, {"t": 0.0029})) == 1  # calibrated rows only
 
 
 def test_pair_holdout_scores_the_slot_mean_leave_one_out():

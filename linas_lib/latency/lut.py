@@ -299,14 +299,38 @@ def calibrate(lut: dict, anchors: list[str], base_ms, measured_ms, base: str) ->
     x, y = np.asarray(base_ms, dtype=float), np.asarray(measured_ms, dtype=float)
     if len(anchors) < 2 or x.shape != (len(anchors),) or y.shape != x.shape or np.ptp(x) == 0:
         raise LUTError(f"{where}: calibration needs >= 2 anchors with distinct predictions, one measurement each")
-    slope, intercept = np.polyfit(x, y, 1, w=1.0 / y)  # least squares in relative error, as MAPE reads it
-    fit = "affine"
-    if not slope > 0:  # measurements do not follow the LUT across the anchors: correct the offset only
-        slope, intercept, fit = 1.0, float(np.mean(y - x)), "offset (the affine fit's slope was <= 0)"
+    slope, intercept, fit = _affine_fit(x, y)
     block = {"base": base, "fit": fit, "slope": float(slope), "intercept": float(intercept), "anchors": list(anchors),
              "anchor_ms": y.tolist(), "anchor_base_ms": x.tolist()}
     _check_calibration(block, where)
     return {**lut, "calibration": block}
+
+
+def _affine_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, str]:
+    """:func:`calibrate`'s fit of ``y ~ slope * x + intercept``: ``(slope, intercept, fit)``."""
+    slope, intercept = np.polyfit(x, y, 1, w=1.0 / y)  # least squares in relative error, as MAPE reads it
+    if not slope > 0:  # measurements do not follow the LUT across the anchors: correct the offset only
+        return 1.0, float(np.mean(y - x)), "offset (the affine fit's slope was <= 0)"
+    return float(slope), float(intercept), "affine"
+
+
+def calibration_spread(block: dict) -> float:
+    """The relative error a calibration makes on an architecture it was not fitted on: the SD
+    of each anchor's error when :func:`calibrate`'s fit is redone without it (leave-one-out).
+
+    Returns:
+        The SD as a fraction (0.03: 3 %); NaN with fewer than 3 anchors (leave-one-out needs
+        two left to fit) or when a left-out fit has anchors with one prediction only.
+    """
+    x, y = np.asarray(block["anchor_base_ms"], dtype=float), np.asarray(block["anchor_ms"], dtype=float)
+    errors = []
+    for left in range(len(x)):
+        keep = np.arange(len(x)) != left
+        if len(x) < 3 or np.ptp(x[keep]) == 0:
+            return float("nan")
+        slope, intercept, _ = _affine_fit(x[keep], y[keep])
+        errors.append((slope * x[left] + intercept) / y[left] - 1)
+    return float(np.std(errors, ddof=1))
 
 
 def _check_space(data: dict, path) -> None:

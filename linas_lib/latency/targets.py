@@ -32,7 +32,13 @@ def latency_model(profile, variant: str = "interaction", targets=None, here: boo
 
     Args:
         profile: a :class:`linas_lib.config.Profile` or a profile name/path.
-        variant: ``op_only``, ``projected`` or ``interaction``.
+        variant: ``op_only``, ``projected``, ``interaction`` or ``calibrated`` (LUTs with
+            calibration blocks only: their quantile budgets are in measured ms, so another
+            variant's predictions would be read against a budget of another scale).
+
+    Raises:
+        ValueError: unknown targets, none with a LUT, or calibrated LUTs with quantile budgets
+            and another ``variant``.
         targets: restrict to these target names (default: all).
         here: local targets measured on this machine instead of their committed LUTs.
         progress: tqdm bars while measuring.
@@ -51,6 +57,11 @@ def latency_model(profile, variant: str = "interaction", targets=None, here: boo
                              for t in wanted)
         raise ValueError(f"profile {profile.name!r}: no target has a LUT"
                          + (f" -- {left_out}" if left_out else " (latency.targets is empty)"))
+    quantile = [t.name for t in profile.latency.targets if t.name in luts and t.budget_quantile > 0]
+    if quantile and variant != "calibrated" and budget_variant(luts) == "calibrated":
+        raise ValueError(f"profile {profile.name!r}: the LUTs carry calibration blocks, so the quantile budgets of "
+                         f"{', '.join(quantile)} are in measured ms (the calibrated prediction); variant {variant!r} "
+                         "would be read against them: ask for variant 'calibrated'")
     return model_from_luts(luts, profile_budgets(profile, luts), variant)
 
 
@@ -78,7 +89,7 @@ def profile_budgets(profile, luts: dict[str, dict]) -> dict[str, float]:
     same for every variant, so variants compare fairly).
 
     The quantile is read off the best prediction of what the pipeline measures
-    (:func:`budget_variant`): the ``calibrated`` one where the LUT carries a calibration block
+    (:func:`budget_variant`): the ``calibrated`` one where the LUTs carry calibration blocks
     (notebook 02's own LUTs), else ``interaction``. A budget read off an uncalibrated sum sits
     below the measured latencies by the fixed costs the sum misses (on 02's Intel run the
     cpu-torch-2t budget lay below every measured architecture, so no calibrated prediction fell
@@ -93,19 +104,21 @@ def profile_budgets(profile, luts: dict[str, dict]) -> dict[str, float]:
                 if not target.budget_quantile < 1:
                     raise ValueError(f"target {target.name!r}: budget_quantile must lie in (0, 1)")
                 by_quantile[target.name] = target.budget_quantile
-    sample = all_archs()[::7] if by_quantile else None
-    for variant in sorted({budget_variant(luts[n]) for n in by_quantile}):
-        names = [n for n in by_quantile if budget_variant(luts[n]) == variant]
-        model = model_from_luts({n: luts[n] for n in names}, {n: 0.0 for n in names}, variant)
-        pred = model.predict(sample)
+    if by_quantile:
+        names = list(by_quantile)
+        model = model_from_luts({n: luts[n] for n in names}, {n: 0.0 for n in names}, budget_variant(luts))
+        pred = model.predict(all_archs()[::7])
         for i, name in enumerate(names):
             budgets[name] = float(np.quantile(pred[:, i], by_quantile[name]))
     return budgets
 
 
-def budget_variant(lut: dict) -> str:
-    """The predictor variant a quantile budget is read off for this LUT (:func:`profile_budgets`)."""
-    return "calibrated" if "calibration" in lut and lut["scope"] != "decoder-only" else "interaction"
+def budget_variant(luts: dict[str, dict]) -> str:
+    """The variant quantile budgets are read off (:func:`profile_budgets`): ``calibrated`` when
+    every end-to-end LUT carries a calibration block, else ``interaction``. The same rule
+    decides whether :func:`linas_lib.latency.report.models_for` offers the calibrated variant."""
+    end_to_end = [lut for lut in luts.values() if lut["scope"] != "decoder-only"]
+    return "calibrated" if all("calibration" in lut for lut in end_to_end) and end_to_end else "interaction"
 
 
 def _as_profile(profile):
