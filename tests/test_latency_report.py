@@ -120,6 +120,21 @@ def test_latency_model_refuses_another_variant_against_calibrated_budgets(monkey
         T.latency_model(profile, "interaction")
 
 
+def test_calibration_corrects_the_base_that_errs_least_on_a_left_out_anchor():
+    lut = fake_lut(target="t")
+    bases = {v: P.model_from_luts({"t": lut}, {"t": 1.0}, v) for v in L.CALIBRATION_BASES}
+    anchors = np.array([[0, 1, 0, 0, 0], [3] * 5, [6] * 5, [9] * 5])  # the first has a measured pair (+0.4 ms)
+    for truth_base in ("op_only", "interaction"):
+        truth = {"t": 2 * bases[truth_base].predict(anchors)[:, 0] + 5}
+        (cal,) = R.calibrate_luts({"t": lut}, bases, anchors, truth).values()
+        assert cal["calibration"]["base"] == truth_base
+        assert (cal["calibration"]["slope"], cal["calibration"]["intercept"]) == pytest.approx((2.0, 5.0))
+    # two anchors leave nothing to leave out: the last variant given
+    truth = {"t": 2 * bases["op_only"].predict(anchors[1:3])[:, 0] + 5}
+    (cal,) = R.calibrate_luts({"t": lut}, bases, anchors[1:3], truth).values()
+    assert cal["calibration"]["base"] == "interaction"
+
+
 def test_calibration_spread_is_the_leave_one_out_error():
     block = {"anchor_base_ms": [100.0, 150.0, 200.0, 250.0], "anchor_ms": [213.0, 313.0, 413.0, 513.0]}
     assert L.calibration_spread(block) == pytest.approx(0.0, abs=1e-9)  # exactly affine: no error left out

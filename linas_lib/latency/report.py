@@ -269,22 +269,35 @@ def floor_rows(samples: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
-def calibrate_luts(luts: dict[str, dict], base: P.LatencyModel, anchors: np.ndarray,
+def calibrate_luts(luts: dict[str, dict], bases: dict[str, P.LatencyModel], anchors: np.ndarray,
                    truth: dict[str, np.ndarray]) -> dict[str, dict]:
     """The LUTs with each measured target's affine calibration on the anchors (:func:`~.lut.calibrate`).
 
+    Each target's calibration corrects the variant of ``bases`` whose fit errs least on an
+    anchor left out (:func:`~.lut.calibration_spread`; ties, and fewer than 3 anchors, go to
+    the last variant given). Chosen on the anchors alone: on 02's Intel runs the measured pair
+    interactions (I4) made cpu-ort-2t's leave-one-out error 2-3x the projected sum's.
+
     Args:
         luts: LUT dicts by target.
-        base: the variant the calibration corrects, over (at least) the measured targets.
+        bases: the variants a calibration may correct, by name, over (at least) the measured targets.
         anchors: ``(k, 5)`` anchor architectures.
         truth: per measured target, the anchors' measured latency ``(k,)``.
     """
     if len(anchors) == 0:
         return dict(luts)
-    pred = base.predict(anchors)
     names = [arch_string(a) for a in anchors]
-    return {n: L.calibrate(lut, names, pred[:, base.target_names.index(n)], truth[n], base.variant)
-            if n in truth else lut for n, lut in luts.items()}
+    preds = {v: model.predict(anchors) for v, model in bases.items()}
+
+    def fits(name: str, lut: dict) -> list[dict]:
+        return [L.calibrate(lut, names, preds[v][:, bases[v].target_names.index(name)], truth[name], v)
+                for v in reversed(list(bases))]
+
+    def spread(lut: dict) -> float:
+        value = L.calibration_spread(lut["calibration"])
+        return value if math.isfinite(value) else math.inf
+
+    return {n: min(fits(n, lut), key=spread) if n in truth else lut for n, lut in luts.items()}
 
 
 def pair_holdout_rows(luts: dict[str, dict]) -> list[dict]:
@@ -669,13 +682,15 @@ def score_predictors(profile, luts: dict[str, dict], anchors: np.ndarray, archs:
             or :func:`drift_corrected`).
 
     Returns:
-        ``(calibrated LUTs, models by variant, tables)``: :func:`calibrate_luts` applied to the
-        interaction variant, :func:`models_for`, :func:`validation_tables`.
+        ``(calibrated LUTs, models by variant, tables)``: :func:`calibrate_luts` over the
+        variants a calibration may correct (:data:`~.lut.CALIBRATION_BASES`), :func:`models_for`,
+        :func:`validation_tables`.
     """
     local = list(samples)
     truth = ground_truth(samples)
-    base = models_for(profile, luts, targets=local)["interaction"]  # the variant search uses and calibration scales
-    calibrated = calibrate_luts(luts, base, anchors, {t: v[:len(anchors)] for t, v in truth.items()})
+    uncalibrated = models_for(profile, luts, targets=local)
+    bases = {v: uncalibrated[v] for v in L.CALIBRATION_BASES}
+    calibrated = calibrate_luts(luts, bases, anchors, {t: v[:len(anchors)] for t, v in truth.items()})
     models = models_for(profile, calibrated, targets=local)
     return calibrated, models, validation_tables(models, anchors, archs, samples, budget_guards(calibrated))
 
