@@ -124,9 +124,10 @@ def test_calibration_corrects_the_base_that_errs_least_on_a_left_out_anchor():
     lut = fake_lut(target="t")
     bases = {v: P.model_from_luts({"t": lut}, {"t": 1.0}, v) for v in L.CALIBRATION_BASES}
     anchors = np.array([[0, 1, 0, 0, 0], [3] * 5, [6] * 5, [9] * 5])  # the first has a measured pair (+0.4 ms)
-    for truth_base in ("op_only", "interaction"):
+    two = {v: bases[v] for v in ("op_only", "interaction")}  # projected = op_only + a constant here: a tie
+    for truth_base in two:
         truth = {"t": 2 * bases[truth_base].predict(anchors)[:, 0] + 5}
-        (cal,) = R.calibrate_luts({"t": lut}, bases, anchors, truth).values()
+        (cal,) = R.calibrate_luts({"t": lut}, two, anchors, truth).values()
         assert cal["calibration"]["base"] == truth_base
         assert (cal["calibration"]["slope"], cal["calibration"]["intercept"]) == pytest.approx((2.0, 5.0))
     # two anchors leave nothing to leave out: the last variant given
@@ -138,8 +139,10 @@ def test_calibration_corrects_the_base_that_errs_least_on_a_left_out_anchor():
 def test_calibration_spread_is_the_leave_one_out_error():
     block = {"anchor_base_ms": [100.0, 150.0, 200.0, 250.0], "anchor_ms": [213.0, 313.0, 413.0, 513.0]}
     assert L.calibration_spread(block) == pytest.approx(0.0, abs=1e-9)  # exactly affine: no error left out
-    block["anchor_ms"][1] = 330.0
-    assert L.calibration_spread(block) > 0.01
+    # three anchors: each left-out fit is the line through the other two (10, 20, 32 ms at 1, 2, 3)
+    errors = [8 / 10 - 1, 21 / 20 - 1, 30 / 32 - 1]
+    three = {"anchor_base_ms": [1.0, 2.0, 3.0], "anchor_ms": [10.0, 20.0, 32.0]}
+    assert L.calibration_spread(three) == pytest.approx(np.sqrt(np.mean(np.square(errors))))
     assert np.isnan(L.calibration_spread({"anchor_base_ms": [1.0, 2.0], "anchor_ms": [3.0, 5.0]}))
 
 
@@ -219,7 +222,7 @@ def test_guarded_budget_rows_count_only_predictions_within_by_the_margin():
     plain, guarded = R.budget_rows({"calibrated": model}, archs, truth, {"t": 0.0029})
     assert (plain["variant"], plain["guard_pct"], plain["n_predicted_within"]) == ("calibrated", 0.0, 2)
     assert guarded["variant"] == "calibrated_guarded" and guarded["guard_pct"] == pytest.approx(0.29)
-    # 167.5 * 1.0029 <= 168 < 167.55 * 1.0029: only the first, which measures within
+    # 167.5 / (1 - 0.0029) <= 168 < 167.55 / (1 - 0.0029): only the first, which measures within
     assert (guarded["n_predicted_within"], guarded["n_measured_over"], guarded["measured_over_pct"]) == (1, 0, 0.0)
     assert len(R.budget_rows({"projected": model}, archs, truth, {"t": 0.0029})) == 1  # calibrated rows only
 

@@ -315,12 +315,13 @@ def _affine_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, str]:
 
 
 def calibration_spread(block: dict) -> float:
-    """The relative error a calibration makes on an architecture it was not fitted on: the SD
-    of each anchor's error when :func:`calibrate`'s fit is redone without it (leave-one-out).
+    """The relative error a calibration makes on an architecture it was not fitted on: the root
+    mean square of each anchor's error ``predicted / measured - 1`` when :func:`calibrate`'s fit
+    is redone without it (leave-one-out; a bias counts, not only the scatter).
 
     Returns:
-        The SD as a fraction (0.03: 3 %); NaN with fewer than 3 anchors (leave-one-out needs
-        two left to fit) or when a left-out fit has anchors with one prediction only.
+        The RMS error as a fraction (0.03: 3 %); NaN with fewer than 3 anchors (leave-one-out
+        needs two left to fit) or when a left-out fit has anchors with one prediction only.
     """
     x, y = np.asarray(block["anchor_base_ms"], dtype=float), np.asarray(block["anchor_ms"], dtype=float)
     errors = []
@@ -330,7 +331,7 @@ def calibration_spread(block: dict) -> float:
             return float("nan")
         slope, intercept, _ = _affine_fit(x[keep], y[keep])
         errors.append((slope * x[left] + intercept) / y[left] - 1)
-    return float(np.std(errors, ddof=1))
+    return float(np.sqrt(np.mean(np.square(errors))))
 
 
 def _check_space(data: dict, path) -> None:

@@ -165,7 +165,7 @@ def lut_tensor(model: LatencyModel, dtype=torch.float32, device="cpu"):
 
     Returns:
         ``(table (n_targets, 5, 21), fixed (n_targets,), pair (n_targets, 4, 21, 21))``;
-        ``pair`` is all zeros unless the variant is ``interaction``.
+        ``pair`` is all zeros unless the variant is ``interaction`` or calibrated on it.
     """
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
     return as_t(model.table), as_t(model.fixed), as_t(model.pair)

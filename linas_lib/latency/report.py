@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projection & fixed costs",
                   "interaction": "+ pair interaction (I4)",
-                  "calibrated": "+ affine calibration on K anchors (held-out archs)",
+                  "calibrated": "affine calibration of the best sum on K anchors (held-out archs)",
                   "test_retest": "measurement floor: pass 2 against pass 1"}
 STATISTIC = "median_ms"  # LUT entries, end-to-end ground truth, budgets and C3's per-image column
 
@@ -334,9 +334,11 @@ GUARD_Z = 1.645  # the guarded budget check's margin in calibration spreads (one
 
 def budget_guards(luts: dict[str, dict]) -> dict[str, float]:
     """Per LUT with a calibration block: the guarded budget check's margin, a fraction
-    (``GUARD_Z`` times :func:`~.lut.calibration_spread`; NaN with fewer than 3 anchors)."""
-    return {name: GUARD_Z * L.calibration_spread(lut["calibration"]) for name, lut in luts.items()
-            if "calibration" in lut}
+    (``GUARD_Z`` times :func:`~.lut.calibration_spread`; NaN with fewer than 3 anchors or a
+    margin of 100 % or more, which no prediction could hold)."""
+    margins = {name: GUARD_Z * L.calibration_spread(lut["calibration"]) for name, lut in luts.items()
+               if "calibration" in lut}
+    return {name: m if m < 1 else math.nan for name, m in margins.items()}
 
 
 def budget_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, truth: dict[str, np.ndarray],
@@ -347,7 +349,8 @@ def budget_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, truth: dic
 
     With ``guards`` (per target, a fraction: :func:`budget_guards`), the calibrated variant
     again as ``calibrated_guarded``: an architecture counts as within only when its prediction
-    plus the margin is, so that one the calibration errs on by a usual amount still meets the
+    divided by ``1 - guard`` is (the error is relative to the measurement, ``predicted /
+    measured - 1``), so that one the calibration under-predicts by the margin still meets the
     budget (``guard_pct``: the margin; 0 for the other rows).
     """
     rows = []
@@ -359,7 +362,7 @@ def budget_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, truth: dic
             rows.append(_budget_row(target, variant, pred[:, j], meas, budget, 0.0))
             guard = (guards or {}).get(target, math.nan)
             if variant == "calibrated" and math.isfinite(guard):
-                rows.append(_budget_row(target, "calibrated_guarded", pred[:, j] * (1 + guard), meas, budget, guard))
+                rows.append(_budget_row(target, "calibrated_guarded", pred[:, j] / (1 - guard), meas, budget, guard))
     return rows
 
 
@@ -697,7 +700,7 @@ def score_predictors(profile, luts: dict[str, dict], anchors: np.ndarray, archs:
 
 def drift_corrected_accuracy(profile, luts: dict[str, dict], anchors: np.ndarray, archs: np.ndarray,
                              samples: dict[str, np.ndarray]) -> list[dict]:
-    """:func:`score_predictors`'s accuracy table (calibration refitted) against the
+    """:func:`score_predictors`'s accuracy table (calibration refitted, its base chosen again) against the
     :func:`drift_corrected` runs: how far each predictor and the floor sit from a measurement
     without the machine's shared speed changes. Empty with fewer than two local targets."""
     corrected = drift_corrected(samples)

@@ -35,13 +35,13 @@ def latency_model(profile, variant: str = "interaction", targets=None, here: boo
         variant: ``op_only``, ``projected``, ``interaction`` or ``calibrated`` (LUTs with
             calibration blocks only: their quantile budgets are in measured ms, so another
             variant's predictions would be read against a budget of another scale).
+        targets: restrict to these target names (default: all).
+        here: local targets measured on this machine instead of their committed LUTs.
+        progress: tqdm bars while measuring.
 
     Raises:
         ValueError: unknown targets, none with a LUT, or calibrated LUTs with quantile budgets
             and another ``variant``.
-        targets: restrict to these target names (default: all).
-        here: local targets measured on this machine instead of their committed LUTs.
-        progress: tqdm bars while measuring.
     """
     profile = _as_profile(profile)
     if targets is not None:
