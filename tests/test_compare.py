@@ -42,7 +42,7 @@ COMMITTED = {
     ("target_hv", "hv"), ("censored_share.zero_cost", "exact"), ("n_seeds", "exact"), ("multifidelity.kendall_tau", "tau"), ("near.tau_proxy_ws_miou", "tau"),
     ("miou.searched", "accuracy"), ("pad_gap_miou.on", "accuracy"), ("defect_pct.synthetic", "other"),
     ("cpu-torch-1t.feasible_pct", "other"), ("measured_over_budget_pct.cpu-ort-1t.interaction", "timing"),
-    ("pooled_noise_est_pct.cpu-ort-1t", "timing"), ("drift_range_pct.cpu-torch-1t", "timing"),
+    ("pooled_noise_est_pct.cpu-ort-1t", "timing"), ("split_half_mape_pct.cpu-ort-1t", "timing"), ("mape_pct_max.cpu-ort-1t.test_retest", "timing"), ("drift_range_pct.cpu-torch-1t", "timing"),
     ("hv_frac_reference.zero_cost", "hv"), ("oracle_hv", "hv"), ("pad.abs_gap_miou_diff", "accuracy"), ("pad.gap_miou_tau_min.annealed", "accuracy"),
 ])
 def test_classes_of_sample_keys(key, cls):

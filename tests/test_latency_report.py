@@ -40,6 +40,10 @@ def test_summary_has_every_target_and_variant():
             assert f"mape_pct.{target}.{variant}" in flat and f"within5_pct.{target}.{variant}" in flat
     assert flat["mape_pct.t1.projected"] == pytest.approx(0.0)
     assert flat["within5_pct.t1.projected"] == 100.0 and flat["within5_pct.t2.projected"] == 0.0
+    samples = {"t1": np.array([[[100.0] * 2, [110.0] * 2, [110.0] * 2]])}
+    flat = flatten(R.summary_figures(R.floor_rows(samples)))
+    assert flat["mape_pct_min.t1.test_retest"] == pytest.approx(0.0) and flat["mape_pct_max.t1.test_retest"] == pytest.approx(10.0)
+    assert {"split_half_mape_pct.t1", "pooled_noise_est_pct.t1", "mape_pct.t1.test_retest"} <= set(flat)
 
 
 def test_validation_archs_deterministic_distinct_in_range():
@@ -162,7 +166,38 @@ def test_floor_and_ground_truth_from_passes():
     np.testing.assert_allclose(R.ground_truth(samples)["t"], [105.0, 210.0])
     (row,) = R.floor_rows(samples)
     assert row["variant"] == "test_retest" and row["mape_pct"] == pytest.approx(10.0) and row["n"] == 2
+    assert row["n_pairs"] == 1 and row["split_half_mape_pct"] == pytest.approx(10.0)
+    assert row["pooled_noise_est_pct"] == pytest.approx(5.0)  # two passes: half their difference
     assert R.floor_rows({"t": samples["t"][:, :1]}) == []  # one pass: no floor
+
+
+def test_floor_averages_every_pair_of_passes_and_shows_their_range():
+    # 1 arch x 4 passes: the machine ran 10 % slower after pass 1 (a step, as on 02 at 8f12913)
+    samples = {"t": np.array([[[100.0] * 3, [110.0] * 3, [110.0] * 3, [110.0] * 3]])}
+    (row,) = R.floor_rows(samples)
+    # pairs (1,2), (1,3), (1,4) are 10 % apart, (2,3), (2,4), (3,4) agree
+    assert row["n_pairs"] == 6 and row["mape_pct"] == pytest.approx(5.0)
+    assert (row["mape_pct_min"], row["mape_pct_max"]) == (pytest.approx(0.0), pytest.approx(10.0))
+    # every split in halves puts pass 1 with a 110 pass: 110 predicts the median of 100s and 110s, 105
+    assert row["split_half_mape_pct"] == pytest.approx(100 * 5 / 105)
+    assert row["pooled_noise_est_pct"] == pytest.approx(row["split_half_mape_pct"] / 2)
+
+
+def test_split_half_averages_every_split_of_the_passes():
+    # a step after pass 2: only the split {1, 2} | {3, 4} sees it (10 %), {1, 3} | {2, 4} and {1, 4} | {2, 3} not
+    runs = np.array([[[100.0] * 3, [100.0] * 3, [110.0] * 3, [110.0] * 3]])
+    assert R.split_half_mape(runs) == pytest.approx(10 / 3)
+    # 3 passes: {1, 2} | {3} and {1, 3} | {2} compare 110 with 105, {2, 3} | {1} 110 with 100
+    runs = np.array([[[100.0] * 3, [110.0] * 3, [110.0] * 3]])
+    assert R.split_half_mape(runs) == pytest.approx((2 * 100 * 5 / 105 + 10) / 3)
+    (row,) = R.floor_rows({"t": runs})
+    assert row["pooled_noise_est_pct"] == pytest.approx(row["split_half_mape_pct"] * R.pooled_share(2, 1))
+
+
+def test_pooled_share_scales_a_difference_of_pooled_halves_to_the_whole():
+    assert R.pooled_share(1, 1) == pytest.approx(0.5) and R.pooled_share(2, 2) == pytest.approx(0.5)
+    # 3 passes split 2 / 1: var(A - B) = 1/2 + 1, var(all) = 1/3
+    assert R.pooled_share(2, 1) == pytest.approx(np.sqrt((1 / 3) / 1.5))
 
 
 def test_drift_follows_the_measurement_order():

@@ -8,6 +8,7 @@ architecture, so an interrupted notebook resumes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import logging
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projection & fixed costs",
                   "interaction": "+ pair interaction (I4)",
                   "calibrated": "affine calibration of the best sum on K anchors (held-out archs)",
-                  "test_retest": "measurement floor: pass 2 against pass 1"}
+                  "test_retest": "measurement floor: each pass against each earlier one"}
 STATISTIC = "median_ms"  # LUT entries, end-to-end ground truth, budgets and C3's per-image column
 
 
@@ -252,21 +253,57 @@ def drift_corrected(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def floor_rows(samples: dict[str, np.ndarray]) -> list[dict]:
-    """The measurement floor per target: pass 2's values scored as a predictor of pass 1's.
+    """The measurement floor per target: each later pass scored as a predictor of each earlier one.
 
-    The difference of two passes holds the noise of both, and the pooled ground truth
-    predictors are scored against averages over all passes, so for independent noise a
-    perfect predictor's error would be about ``floor / sqrt(2 * passes)`` (column
-    ``pooled_noise_est_pct``; an estimate, not a measurement).
+    The metrics are the mean over every pair of passes (``n_pairs``), the MAPE's spread over
+    the pairs beside it (``mape_pct_min``, ``mape_pct_max``): a machine whose speed changed
+    between two passes shows as a wide range. The split half (:func:`split_half_mape`)
+    measures the noise of pooled values; scaled to all passes pooled, it estimates the ground
+    truth's own error (``pooled_noise_est_pct``; assuming passes with independent noise of one
+    size). That is what a perfect predictor would score, or less for a calibrated one: its
+    anchors absorb a speed change that every architecture shared.
     """
     rows = []
     for target, values in pass_values(samples).items():
-        if values.shape[1] < 2:
+        n_passes = values.shape[1]
+        if n_passes < 2:
             continue
-        metrics = accuracy_metrics(values[:, 1], values[:, 0])
+        pairs = [accuracy_metrics(values[:, j], values[:, i]) for i, j in itertools.combinations(range(n_passes), 2)]
+        metrics = {key: float(np.mean([m[key] for m in pairs])) for key in pairs[0]}
+        metrics["n"] = pairs[0]["n"]
+        mapes = [m["mape_pct"] for m in pairs]
+        split = split_half_mape(samples[target])
         rows.append({"target": target, "variant": "test_retest", "label": VARIANT_LABELS["test_retest"], **metrics,
-                     "pooled_noise_est_pct": metrics["mape_pct"] / np.sqrt(2 * values.shape[1])})
+                     "n_pairs": len(pairs), "mape_pct_min": min(mapes), "mape_pct_max": max(mapes),
+                     "split_half_mape_pct": split,
+                     "pooled_noise_est_pct": split * pooled_share((n_passes + 1) // 2, n_passes // 2)})
     return rows
+
+
+def split_half_mape(runs: np.ndarray, statistic: str = STATISTIC) -> float:
+    """Half the passes pooled against the other half pooled: the MAPE, averaged over every way
+    to split the passes so (``runs``: archs x passes x repeats; the half without the first
+    pass predicts the half with it, a later pass predicting an earlier one as in the pairs).
+
+    Every split, not one: with a step in the machine's speed, one split can put the step
+    between the halves or inside both.
+    """
+    n_passes = runs.shape[1]
+    mapes = []
+    for half in itertools.combinations(range(n_passes), (n_passes + 1) // 2):
+        if 0 not in half and 2 * len(half) == n_passes:
+            continue  # the mirror image of a split already scored
+        rest = [p for p in range(n_passes) if p not in half]
+        first, second = (half, rest) if 0 in half else (rest, half)
+        earlier, later = (ground_truth({"t": runs[:, list(h)]}, statistic)["t"] for h in (first, second))
+        mapes.append(accuracy_metrics(later, earlier)["mape_pct"])
+    return float(np.mean(mapes))
+
+
+def pooled_share(a: int, b: int) -> float:
+    """The noise of ``a + b`` passes pooled over that of ``a`` pooled minus ``b`` pooled,
+    for passes with independent noise of one size: ``1 / sqrt((a + b)(1/a + 1/b))``."""
+    return 1.0 / math.sqrt((a + b) * (1.0 / a + 1.0 / b))
 
 
 def calibrate_luts(luts: dict[str, dict], bases: dict[str, P.LatencyModel], anchors: np.ndarray,
@@ -428,9 +465,12 @@ def summary_figures(rows: list[dict]) -> dict:
         out[metric] = {}
         for r in rows:
             out[metric].setdefault(r["target"], {})[r["variant"]] = r[metric]
-    floor = {r["target"]: r["pooled_noise_est_pct"] for r in rows if "pooled_noise_est_pct" in r}
-    if floor:
-        out["pooled_noise_est_pct"] = floor
+    floor = [r for r in rows if "pooled_noise_est_pct" in r]
+    for r in floor:
+        for key in ("mape_pct_min", "mape_pct_max"):
+            out.setdefault(key, {})[r["target"]] = {r["variant"]: r[key]}
+        for key in ("split_half_mape_pct", "pooled_noise_est_pct"):
+            out.setdefault(key, {})[r["target"]] = r[key]
     return out
 
 
