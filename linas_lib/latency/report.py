@@ -221,7 +221,12 @@ def _samples(profile, targets: list[str], arch, image: np.ndarray, encoder) -> d
 
 def ground_truth(samples: dict[str, np.ndarray], statistic: str = STATISTIC) -> dict[str, np.ndarray]:
     """Per target, each architecture's latency: :data:`STATISTIC` of all its passes' runs pooled."""
-    return {t: np.array([getattr(summarise(s.ravel()), statistic) for s in arr]) for t, arr in samples.items()}
+    return {t: pooled(arr, statistic) for t, arr in samples.items()}
+
+
+def pooled(runs: np.ndarray, statistic: str = STATISTIC) -> np.ndarray:
+    """Each architecture's ``statistic`` of every run in ``runs`` (archs x passes x repeats) pooled."""
+    return np.array([getattr(summarise(s.ravel()), statistic) for s in runs])
 
 
 def pass_values(samples: dict[str, np.ndarray], statistic: str = STATISTIC) -> dict[str, np.ndarray]:
@@ -295,7 +300,7 @@ def split_half_mape(runs: np.ndarray, statistic: str = STATISTIC) -> float:
             continue  # the mirror image of a split already scored
         rest = [p for p in range(n_passes) if p not in half]
         first, second = (half, rest) if 0 in half else (rest, half)
-        earlier, later = (ground_truth({"t": runs[:, list(h)]}, statistic)["t"] for h in (first, second))
+        earlier, later = (pooled(runs[:, list(h)], statistic) for h in (first, second))
         mapes.append(accuracy_metrics(later, earlier)["mape_pct"])
     return float(np.mean(mapes))
 
