@@ -123,6 +123,8 @@ def _add_lut_commands(sub) -> None:
     build.add_argument("--max-cv", type=float, default=0.1)
     build.add_argument("--max-retries", type=int, default=2)
     build.add_argument("--max-time-ms", type=float, default=0.0, help="cap repeats of big entries (0 = off)")
+    build.add_argument("--evict-mib", type=int, default=0,
+                       help="read this many MiB before each timed call, so entries meet the caches as in the pipeline (0 = off)")
     build.add_argument("--min-repeats", type=int, default=3, help="floor of the capped repeats")
     build.add_argument("--pairs-per-slot", type=int, default=6, help="I4 pairs timed per slot (441 = all)")
     build.add_argument("--choices", default="", help="comma-separated choice indices 0..20 (tests only)")
@@ -169,7 +171,7 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
 
     settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_cv=args.max_cv,
                                max_retries=args.max_retries, max_time_ms=args.max_time_ms,
-                               min_repeats=args.min_repeats)
+                               min_repeats=args.min_repeats, evict_mib=args.evict_mib)
     choices = [int(c) for c in args.choices.split(",")] if args.choices else None
     lut = build_lut(args.target, args.resolution, settings, args.out, pairs_per_slot=args.pairs_per_slot,
                     choices=choices, quiet=QuietSettings(policy=args.quiet_policy))

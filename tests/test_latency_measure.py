@@ -125,6 +125,30 @@ def test_measure_interleaved_alternates_calls():
     assert [s.mean_ms for s in stats] == [1.0, 2.0] and all(s.n_raw == 3 for s in stats)
 
 
+def test_eviction_read_precedes_every_timed_call_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(M, "cache_evictor", lambda mib: (lambda: calls.append(f"evict{mib}")))
+    fns = [lambda: calls.append("a"), lambda: calls.append("b")]
+    M.measure_interleaved(fns, M.MeasureSettings(warmup=1, repeats=2, evict_mib=8), FakeTimer([1.0] * 6))
+    # probes and warm-ups run as they are; each timed call comes right after a read
+    assert calls == ["a", "b", "a", "b"] + ["evict8", "a", "evict8", "b"] * 2
+    calls.clear()
+    M.measure(lambda: calls.append("f"), M.MeasureSettings(warmup=1, repeats=2, evict_mib=8), FakeTimer([1.0] * 3))
+    assert calls == ["f", "f", "evict8", "f", "evict8", "f"]
+
+
+def test_cache_evictor_reads_the_buffer_it_was_asked_for():
+    assert M.cache_evictor(0)() is None  # off: nothing is read
+    assert M.cache_evictor(1)() == 2**20 // 8  # the sum of 1 MiB of float64 ones
+    assert M._eviction_buffer(1).nbytes == 2**20
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_evict_mib_must_be_a_whole_number_of_mib(bad):
+    with pytest.raises(ValueError, match="evict_mib must be a whole number of MiB >= 0"):
+        M.MeasureSettings(evict_mib=bad)
+
+
 def test_cuda_target_refused_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for name in ("cuda-fp32", "cuda-fp16-graph"):
@@ -148,3 +172,10 @@ def test_unknown_target_lists_valid_patterns():
         M.spec_for_target("cuda-int8")
     assert str(err.value) == ("unknown target 'cuda-int8'; expected one of cpu-torch-<N>t, cpu-ort-<N>t "
                               "(N >= 1 threads), cuda-fp32, cuda-fp16, cuda-fp32-graph, cuda-fp16-graph")
+
+
+def test_evict_mib_enters_the_lut_key_only_when_set():
+    from linas_lib.keys import key_fields
+
+    assert "evict_mib" not in key_fields(M.MeasureSettings())  # LUTs cached before the setting keep their keys
+    assert key_fields(M.MeasureSettings(evict_mib=64))["evict_mib"] == 64

@@ -369,3 +369,37 @@ def test_c3_heartbeat_settings_are_checked():
 
     with pytest.raises(ValueError, match="c3_heartbeat_every"):
         LatencyConfig(c3_heartbeat_every=-1)
+
+
+def test_warm_control_arm_builds_the_luts_with_evict_mib_zero(monkeypatch):
+    import dataclasses
+
+    smoke = load_profile("smoke")
+    assert smoke.latency.measure.evict_mib > 0 and R.lut_timing(smoke) == f"evicted_{smoke.latency.measure.evict_mib}mib"
+    seen = {}
+
+    def fake_load(profile, here=False, progress=True):
+        seen["evict_mib"], seen["here"] = profile.latency.measure.evict_mib, here
+        return {"lut": "warm"}
+
+    def fake_score(profile, luts, anchors, archs, samples):
+        return {"cpu-torch-1t": luts}, {}, {"accuracy": [{"target": "cpu-torch-1t", "luts": luts}]}
+
+    monkeypatch.setattr(R.T, "load_luts", fake_load)
+    monkeypatch.setattr(R, "score_predictors", fake_score)
+    calibrated, rows = R.warm_lut_scores(smoke, None, None, None)
+    assert seen == {"evict_mib": 0, "here": True}  # this machine's LUTs, timed warm
+    assert rows == [{"target": "cpu-torch-1t", "luts": {"lut": "warm"}}]
+    warm = dataclasses.replace(smoke, latency=dataclasses.replace(
+        smoke.latency, measure=dataclasses.replace(smoke.latency.measure, evict_mib=0)))
+    assert R.warm_lut_scores(warm, None, None, None) == ({}, []) and R.lut_timing(warm) == "warm"
+
+
+def test_calibration_rows_list_each_timing_and_measured_target():
+    block = {"base": "projected", "fit": "affine", "slope": 1.1, "intercept": -2.0, "anchors": ["a"]}
+    rows = R.calibration_rows({"evicted_64mib": {"cpu-ort-1t": {"calibration": block}, "rtx4090": {}},
+                               "warm": {"cpu-ort-1t": {"calibration": {**block, "slope": 1.3}}}})
+    assert rows == [{"lut_timing": "evicted_64mib", "target": "cpu-ort-1t", "base": "projected", "fit": "affine",
+                     "slope": 1.1, "intercept": -2.0},
+                    {"lut_timing": "warm", "target": "cpu-ort-1t", "base": "projected", "fit": "affine",
+                     "slope": 1.3, "intercept": -2.0}]  # a target without calibration (external LUT) is left out

@@ -12,7 +12,7 @@ Schema ``linas-lut`` version 2 (one JSON object per target and resolution)::
       "space": {"ops": [...], "widths": [...], "channels": [[1024, 512], ...],
                 "fingerprint": "<sha256[:16] of ops, widths, channels>"},
       "measure": {"warmup": 10, "repeats": 30, "max_cv": 0.1, "max_retries": 2,
-                  "max_time_ms": 250.0, "min_repeats": 5},
+                  "max_time_ms": 250.0, "min_repeats": 5, "evict_mib": 0},
       "restricted": false,                  # true: a test build of a few choices only
       "layers": {"layer_0": {"c_in": 1024, "c_out": 512, "h_out": 8, "w_out": 8,
                              "op_only":   {"Conv3x3_w50": STATS, ...},    # (a)
@@ -49,7 +49,9 @@ chaining layers (cache reuse, allocator, call overhead), not op-specific interac
 How entries are timed (:mod:`linas_lib.latency.measure`): batch 1, one probing call, then
 ``warmup`` and ``repeats`` runs -- with ``max_time_ms > 0`` big entries get proportionally
 fewer repeats (at least ``min_repeats``), small noisy ones the full count -- IQR filter,
-re-measured while ``cv > max_cv`` (at most ``max_retries`` times). Torch targets run the
+re-measured while ``cv > max_cv`` (at most ``max_retries`` times); with ``evict_mib > 0``
+each timed call first reads that many MiB, so the entry meets the caches as the rest of the
+pipeline leaves them (:func:`~.measure.cache_evictor`). Torch targets run the
 entry module eagerly (CUDA: events; ``-graph`` targets replay a captured CUDA graph); ORT
 targets export each entry to a small ONNX model (in memory) and run it in an ONNX Runtime
 session with pinned intra-op threads, as the whole network runs there. Pre- and
@@ -733,7 +735,7 @@ def _header(target, spec: RuntimeSpec, resolution, settings, pairs_per_slot, pai
         "scope": "end-to-end", "resolution": int(resolution), "space": space_block(),
         "measure": {"warmup": settings.warmup, "repeats": settings.repeats, "max_cv": settings.max_cv,
                     "max_retries": settings.max_retries, "max_time_ms": settings.max_time_ms,
-                    "min_repeats": settings.min_repeats},
+                    "min_repeats": settings.min_repeats, "evict_mib": settings.evict_mib},
         "restricted": choices is not None,
         "pairs_config": {"method": "sampled", "per_slot": int(pairs_per_slot), "seed": int(pair_seed)},
     }

@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -750,6 +751,38 @@ def drift_corrected_accuracy(profile, luts: dict[str, dict], anchors: np.ndarray
     without the machine's shared speed changes. Empty with fewer than two local targets."""
     corrected = drift_corrected(samples)
     return score_predictors(profile, luts, anchors, archs, corrected)[2]["accuracy"] if corrected else []
+
+
+def lut_timing(profile) -> str:
+    """How the profile times LUT entries: ``warm`` (back to back) or ``evicted_<N>mib``."""
+    mib = profile.latency.measure.evict_mib
+    return f"evicted_{mib}mib" if mib else "warm"
+
+
+def warm_lut_scores(profile, anchors: np.ndarray, archs: np.ndarray,
+                    samples: dict[str, np.ndarray]) -> tuple[dict[str, dict], list[dict]]:
+    """The control arm of ``latency.measure.evict_mib``: this machine's LUTs with every entry
+    timed warm (back to back, ``evict_mib`` 0), calibrated and scored as
+    :func:`score_predictors` does on the same end-to-end runs.
+
+    Returns:
+        ``(calibrated LUTs, accuracy rows)``; ``({}, [])`` when the profile times entries warm already.
+    """
+    measure = profile.latency.measure
+    if measure.evict_mib == 0:
+        return {}, []
+    warm = replace(profile, latency=replace(profile.latency, measure=replace(measure, evict_mib=0)))
+    calibrated, _, tables = score_predictors(warm, T.load_luts(warm, here=True), anchors, archs, samples)
+    return calibrated, tables["accuracy"]
+
+
+def calibration_rows(calibrated: dict[str, dict[str, dict]]) -> list[dict]:
+    """Per LUT timing (``{timing: calibrated LUTs}``) and measured target, the calibration's base
+    and fit: a slope near 1 says the LUT sum grows as the pipeline does, a far one that the
+    calibration rescales what the entries miss in context."""
+    return [{"lut_timing": timing, "target": target,
+             **{key: lut["calibration"][key] for key in ("base", "fit", "slope", "intercept")}}
+            for timing, luts in calibrated.items() for target, lut in luts.items() if "calibration" in lut]
 
 
 def throughput_figures(rows: list[dict]) -> dict:

@@ -6,7 +6,7 @@ Plain dataclass, no torch or yaml, so :mod:`linas_lib.config` can type the profi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,17 @@ class MeasureSettings:
     max_retries: int = 2
     max_time_ms: float = 0.0  # > 0: cap repeats so one entry's timed runs take about this long
     min_repeats: int = 3  # floor of the capped repeats
+    # > 0: read this many MiB before each timed call (see measure.cache_evictor); 0 keeps the
+    # keys of LUTs cached before the setting existed
+    evict_mib: int = field(default=0, metadata={"key": "unless_default"})
 
     def __post_init__(self):
         if self.repeats < 1 or self.warmup < 0 or self.max_retries < 0 or self.max_cv <= 0:
             raise ValueError(f"invalid measurement settings {self}")
         if self.max_time_ms < 0 or not 1 <= self.min_repeats:
             raise ValueError(f"invalid measurement settings {self}")
+        if isinstance(self.evict_mib, bool) or not isinstance(self.evict_mib, int) or self.evict_mib < 0:
+            raise ValueError(f"invalid measurement settings {self}: evict_mib must be a whole number of MiB >= 0")
 
     def plan(self, first_ms: float) -> tuple[int, int]:
         """``(warmup, repeats)`` for an entry whose first (untimed) call took ``first_ms``.
