@@ -110,6 +110,17 @@ def _add_paper_commands(sub) -> None:
     compare.set_defaults(func=_cmd_compare)
 
 
+def _non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (``--evict-mib``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def _add_lut_commands(sub) -> None:
     """``linas lut build`` (measure a LUT on this machine) and ``linas lut check FILE``."""
     lut = sub.add_parser("lut", help="measure or check latency lookup tables")
@@ -123,7 +134,7 @@ def _add_lut_commands(sub) -> None:
     build.add_argument("--max-cv", type=float, default=0.1)
     build.add_argument("--max-retries", type=int, default=2)
     build.add_argument("--max-time-ms", type=float, default=0.0, help="cap repeats of big entries (0 = off)")
-    build.add_argument("--evict-mib", type=int, default=0,
+    build.add_argument("--evict-mib", type=_non_negative_int, default=0,
                        help="read this many MiB before each timed call, so entries meet the caches as in the pipeline (0 = off)")
     build.add_argument("--min-repeats", type=int, default=3, help="floor of the capped repeats")
     build.add_argument("--pairs-per-slot", type=int, default=6, help="I4 pairs timed per slot (441 = all)")

@@ -128,13 +128,21 @@ def test_measure_interleaved_alternates_calls():
 def test_eviction_read_precedes_every_timed_call_only(monkeypatch):
     calls = []
     monkeypatch.setattr(M, "cache_evictor", lambda mib: (lambda: calls.append(f"evict{mib}")))
+
+    def timer(fn):  # marks the timed span, so a read inside it would show
+        calls.append("start")
+        fn()
+        calls.append("stop")
+        return 1.0
+
     fns = [lambda: calls.append("a"), lambda: calls.append("b")]
-    M.measure_interleaved(fns, M.MeasureSettings(warmup=1, repeats=2, evict_mib=8), FakeTimer([1.0] * 6))
-    # probes and warm-ups run as they are; each timed call comes right after a read
-    assert calls == ["a", "b", "a", "b"] + ["evict8", "a", "evict8", "b"] * 2
+    M.measure_interleaved(fns, M.MeasureSettings(warmup=1, repeats=2, evict_mib=8), timer)
+    probes = ["start", "a", "stop", "start", "b", "stop"]
+    # probes and warm-ups run as they are; each timed call comes right after a read, outside its span
+    assert calls == probes + ["a", "b"] + ["evict8", "start", "a", "stop", "evict8", "start", "b", "stop"] * 2
     calls.clear()
-    M.measure(lambda: calls.append("f"), M.MeasureSettings(warmup=1, repeats=2, evict_mib=8), FakeTimer([1.0] * 3))
-    assert calls == ["f", "f", "evict8", "f", "evict8", "f"]
+    M.measure(lambda: calls.append("f"), M.MeasureSettings(warmup=1, repeats=2, evict_mib=8), timer)
+    assert calls == ["start", "f", "stop", "f"] + ["evict8", "start", "f", "stop"] * 2
 
 
 def test_cache_evictor_reads_the_buffer_it_was_asked_for():

@@ -383,23 +383,49 @@ def test_warm_control_arm_builds_the_luts_with_evict_mib_zero(monkeypatch):
         return {"lut": "warm"}
 
     def fake_score(profile, luts, anchors, archs, samples):
-        return {"cpu-torch-1t": luts}, {}, {"accuracy": [{"target": "cpu-torch-1t", "luts": luts}]}
+        return {"cpu-torch-1t": luts}, {}, {"accuracy": ["acc"], "measurements": ["meas"], "budgets": ["b"]}
 
     monkeypatch.setattr(R.T, "load_luts", fake_load)
     monkeypatch.setattr(R, "score_predictors", fake_score)
-    calibrated, rows = R.warm_lut_scores(smoke, None, None, None)
+    calibrated, tables = R.warm_lut_scores(smoke, None, None, None)
     assert seen == {"evict_mib": 0, "here": True}  # this machine's LUTs, timed warm
-    assert rows == [{"target": "cpu-torch-1t", "luts": {"lut": "warm"}}]
+    assert calibrated == {"cpu-torch-1t": {"lut": "warm"}} and tables == {"accuracy": ["acc"], "measurements": ["meas"]}
     warm = dataclasses.replace(smoke, latency=dataclasses.replace(
         smoke.latency, measure=dataclasses.replace(smoke.latency.measure, evict_mib=0)))
-    assert R.warm_lut_scores(warm, None, None, None) == ({}, []) and R.lut_timing(warm) == "warm"
+    assert R.warm_lut_scores(warm, None, None, None) == ({}, {"accuracy": [], "measurements": []})
+    assert R.lut_timing(warm) == "warm"
 
 
 def test_calibration_rows_list_each_timing_and_measured_target():
+    import dataclasses
+
+    smoke = load_profile("smoke")
     block = {"base": "projected", "fit": "affine", "slope": 1.1, "intercept": -2.0, "anchors": ["a"]}
-    rows = R.calibration_rows({"evicted_64mib": {"cpu-ort-1t": {"calibration": block}, "rtx4090": {}},
-                               "warm": {"cpu-ort-1t": {"calibration": {**block, "slope": 1.3}}}})
-    assert rows == [{"lut_timing": "evicted_64mib", "target": "cpu-ort-1t", "base": "projected", "fit": "affine",
-                     "slope": 1.1, "intercept": -2.0},
+    built = {"timestamp": "2026-12-03T12:00:00+00:00", "git_sha": "abc"}
+    evicted = {"cpu-ort-1t": {"calibration": block, "provenance": built}, "rtx4090": {}}
+    warm = {"cpu-ort-1t": {"calibration": {**block, "slope": 1.3}}}
+    rows = R.calibration_rows(smoke, evicted, warm)
+    assert rows == [{"lut_timing": "evicted_4mib", "target": "cpu-ort-1t", "base": "projected", "fit": "affine",
+                     "slope": 1.1, "intercept": -2.0, "built": built["timestamp"], "git_sha": "abc"},
                     {"lut_timing": "warm", "target": "cpu-ort-1t", "base": "projected", "fit": "affine",
-                     "slope": 1.3, "intercept": -2.0}]  # a target without calibration (external LUT) is left out
+                     "slope": 1.3, "intercept": -2.0, "built": None, "git_sha": None}]  # no external LUT rows
+    off = dataclasses.replace(smoke, latency=dataclasses.replace(
+        smoke.latency, measure=dataclasses.replace(smoke.latency.measure, evict_mib=0)))
+    # a profile timing warm already: its own LUTs are the warm ones, not replaced by an empty arm
+    assert [r["lut_timing"] for r in R.calibration_rows(off, evicted, {})] == ["warm"]
+
+
+def test_lut_timing_effect_pairs_the_held_out_architectures():
+    def rows(preds):
+        return [{"target": "t", "arch": a, "role": role, "measured_ms": 100.0, "pred_calibrated_ms": p}
+                for (a, role), p in preds.items()]
+
+    evicted = rows({("a", "held_out"): 101.0, ("b", "held_out"): 98.0, ("c", "held_out"): 100.0, ("x", "anchor"): 150.0})
+    warm = rows({("a", "held_out"): 104.0, ("b", "held_out"): 97.0, ("c", "held_out"): 102.0, ("x", "anchor"): 100.0})
+    (row,) = R.lut_timing_effect(evicted, warm, n_resamples=200)
+    assert row["n"] == 3  # anchors fitted the calibration: left out
+    assert row["mape_pct_evicted"] == pytest.approx(1.0) and row["mape_pct_warm"] == pytest.approx(3.0)
+    assert row["mape_pct_warm_minus_evicted"] == pytest.approx(2.0)  # (3 - 1 + 1 - 2 + 2 - 0) / 3
+    assert -1.0 <= row["ci95_low"] <= 2.0 <= row["ci95_high"] <= 3.0  # resampled means of {2, -1, 2} lie in [-1, 2]
+    assert R.lut_timing_effect(evicted, []) == []
+    assert R.warm_lut_figures([], [row]) == {**R.summary_figures([]), "mape_pct_warm_minus_evicted": {"t": pytest.approx(2.0)}}

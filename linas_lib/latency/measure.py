@@ -114,10 +114,15 @@ def cache_evictor(mib: int) -> Callable[[], None]:
     """A callable that reads ``mib`` MiB of memory (a no-op for 0), run before a timed call.
 
     Timed back to back, an entry finds its weights and inputs where its own previous call
-    left them: in the caches. In the pipeline the rest of the network (tens to a hundred MB of
-    weights) runs between two calls of one layer, so on a CPU whose last-level cache is
-    large enough to hold an entry, the isolated timing is faster than the entry in context.
-    Reading a buffer about the size of that traffic puts the entry back in context.
+    left them: in the caches. In the pipeline the rest of the network (tens to a hundred MB
+    of weights and activations) runs between two calls of one layer, so the isolated timing
+    can be faster than the entry in context. Reading a buffer about the size of that traffic
+    is meant to put the entry back in context; 02's warm control arm tests whether it does.
+    The read runs on the calling thread and touches CPU caches only: it means nothing for a
+    CUDA target (and leaves another core's private cache as it was).
+
+    Args:
+        mib: MiB to read before each timed call; 0 for none.
     """
     if mib <= 0:
         return lambda: None

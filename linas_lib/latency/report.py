@@ -753,6 +753,13 @@ def drift_corrected_accuracy(profile, luts: dict[str, dict], anchors: np.ndarray
     return score_predictors(profile, luts, anchors, archs, corrected)[2]["accuracy"] if corrected else []
 
 
+def warm_lut_figures(accuracy: list[dict], effect: list[dict]) -> dict:
+    """The control arm's summary: :func:`summary_figures` of its accuracy rows and, per target,
+    ``mape_pct_warm_minus_evicted`` (:func:`lut_timing_effect`)."""
+    return {**summary_figures(accuracy),
+            "mape_pct_warm_minus_evicted": {r["target"]: r["mape_pct_warm_minus_evicted"] for r in effect}}
+
+
 def lut_timing(profile) -> str:
     """How the profile times LUT entries: ``warm`` (back to back) or ``evicted_<N>mib``."""
     mib = profile.latency.measure.evict_mib
@@ -760,29 +767,77 @@ def lut_timing(profile) -> str:
 
 
 def warm_lut_scores(profile, anchors: np.ndarray, archs: np.ndarray,
-                    samples: dict[str, np.ndarray]) -> tuple[dict[str, dict], list[dict]]:
+                    samples: dict[str, np.ndarray]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     """The control arm of ``latency.measure.evict_mib``: this machine's LUTs with every entry
     timed warm (back to back, ``evict_mib`` 0), calibrated and scored as
-    :func:`score_predictors` does on the same end-to-end runs.
+    :func:`score_predictors` does on the same end-to-end runs. LUTs are cached by their
+    settings, so an arm is built when its file is missing; :func:`calibration_rows` says when.
+
+    Args:
+        profile: the run's profile (its ``evict_mib`` > 0 for a control arm to exist).
+        anchors, archs, samples: as :func:`score_predictors` takes them.
 
     Returns:
-        ``(calibrated LUTs, accuracy rows)``; ``({}, [])`` when the profile times entries warm already.
+        ``(calibrated LUTs, {"accuracy": rows, "measurements": rows})``; no LUTs and empty
+        tables when the profile times entries warm already.
     """
     measure = profile.latency.measure
     if measure.evict_mib == 0:
-        return {}, []
+        return {}, {"accuracy": [], "measurements": []}
     warm = replace(profile, latency=replace(profile.latency, measure=replace(measure, evict_mib=0)))
     calibrated, _, tables = score_predictors(warm, T.load_luts(warm, here=True), anchors, archs, samples)
-    return calibrated, tables["accuracy"]
+    return calibrated, {"accuracy": tables["accuracy"], "measurements": tables["measurements"]}
 
 
-def calibration_rows(calibrated: dict[str, dict[str, dict]]) -> list[dict]:
-    """Per LUT timing (``{timing: calibrated LUTs}``) and measured target, the calibration's base
-    and fit: a slope near 1 says the LUT sum grows as the pipeline does, a far one that the
-    calibration rescales what the entries miss in context."""
+def calibration_rows(profile, calibrated: dict[str, dict], warm: dict[str, dict]) -> list[dict]:
+    """Per LUT timing (the profile's, then the warm control arm's) and measured target: the
+    calibration's base and fit, and when and at which commit the LUT was built. A slope near 1
+    says the LUT sum grows as the pipeline does; a far one, that the calibration rescales
+    what the entries miss in context.
+
+    Args:
+        profile: the run's profile (names its LUT timing, :func:`lut_timing`).
+        calibrated: :func:`score_predictors`' calibrated LUTs.
+        warm: :func:`warm_lut_scores`' calibrated LUTs (empty: no control arm).
+    """
+    arms = {lut_timing(profile): calibrated, **({"warm": warm} if warm else {})}
     return [{"lut_timing": timing, "target": target,
-             **{key: lut["calibration"][key] for key in ("base", "fit", "slope", "intercept")}}
-            for timing, luts in calibrated.items() for target, lut in luts.items() if "calibration" in lut]
+             **{key: lut["calibration"][key] for key in ("base", "fit", "slope", "intercept")},
+             "built": lut.get("provenance", {}).get("timestamp"), "git_sha": lut.get("provenance", {}).get("git_sha")}
+            for timing, luts in arms.items() for target, lut in luts.items() if "calibration" in lut]
+
+
+def lut_timing_effect(measurements: list[dict], warm_measurements: list[dict], n_resamples: int = 2000,
+                      seed: int = 0) -> list[dict]:
+    """Per measured target, the calibrated MAPE with warm LUT entries minus that with the
+    profile's (evicted) ones on the same held-out architectures, with a paired percentile
+    bootstrap 95 % CI over the architectures. The CI covers which architectures were drawn,
+    not how a second LUT build would come out (each arm is one build).
+
+    Args:
+        measurements, warm_measurements: the ``measurements`` tables of :func:`score_predictors`
+            and :func:`warm_lut_scores`.
+
+    Returns:
+        Rows ``target, n, mape_pct_evicted, mape_pct_warm, mape_pct_warm_minus_evicted,
+        ci95_low, ci95_high``; empty without a control arm.
+    """
+    from ..analysis.ranking import bootstrap_ci  # scipy, only where the comparison is made
+
+    def errors(rows):
+        return {(r["target"], r["arch"]): 100 * abs(r["pred_calibrated_ms"] / r["measured_ms"] - 1)
+                for r in rows if r["role"] == "held_out"}
+
+    evicted, warm = errors(measurements), errors(warm_measurements)
+    out = []
+    for target in dict.fromkeys(t for t, _ in warm):
+        keys = [k for k in warm if k[0] == target and k in evicted]
+        e, w = np.array([evicted[k] for k in keys]), np.array([warm[k] for k in keys])
+        low, high = bootstrap_ci(lambda a, b: float(np.mean(b - a)), e, w, n_resamples, seed=seed)
+        out.append({"target": target, "n": len(keys), "mape_pct_evicted": float(e.mean()),
+                    "mape_pct_warm": float(w.mean()), "mape_pct_warm_minus_evicted": float(np.mean(w - e)),
+                    "ci95_low": low, "ci95_high": high})
+    return out
 
 
 def throughput_figures(rows: list[dict]) -> dict:

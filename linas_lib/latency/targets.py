@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Profile, load_profile
-from ..keys import content_hash
+from ..keys import content_hash, key_fields
 from ..paths import cache_dir, resolve
 from ..space import all_archs
 from . import lut as L
@@ -155,9 +155,15 @@ def target_lut_path(profile, target, here: bool = False) -> Path:
 
 
 def lut_cache_key(profile, target) -> str:
-    """Hash of what a local LUT depends on: target, resolution, measure settings, space."""
+    """Hash of what a local LUT depends on: target, resolution, measure settings, space.
+
+    The measure settings enter by :func:`~linas_lib.keys.key_fields` in the form a whole
+    dataclass hashes to, so a setting added later at its default keeps the keys of LUTs
+    cached before it existed.
+    """
     lat = profile.latency
-    return content_hash({"target": target.name, "resolution": profile.data.resolution, "measure": lat.measure,
+    measure = {"__dataclass__": type(lat.measure).__name__, **key_fields(lat.measure)}
+    return content_hash({"target": target.name, "resolution": profile.data.resolution, "measure": measure,
                          "pairs_per_slot": lat.pairs_per_slot, "lut_choices": lat.lut_choices,
                          "space": L.space_block()["fingerprint"], "schema": L.SCHEMA_VERSION}, 12)
 
