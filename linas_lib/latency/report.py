@@ -822,7 +822,7 @@ def lut_timing_effect(measurements: list[dict], warm_measurements: list[dict], n
         Rows ``target, n, mape_pct_evicted, mape_pct_warm, mape_pct_warm_minus_evicted,
         ci95_low, ci95_high``; empty without a control arm.
     """
-    from ..analysis.ranking import bootstrap_ci  # scipy, only where the comparison is made
+    from scipy.stats import bootstrap  # only where the comparison is made
 
     def errors(rows):
         return {(r["target"], r["arch"]): 100 * abs(r["pred_calibrated_ms"] / r["measured_ms"] - 1)
@@ -833,7 +833,11 @@ def lut_timing_effect(measurements: list[dict], warm_measurements: list[dict], n
     for target in dict.fromkeys(t for t, _ in warm):
         keys = [k for k in warm if k[0] == target and k in evicted]
         e, w = np.array([evicted[k] for k in keys]), np.array([warm[k] for k in keys])
-        low, high = bootstrap_ci(lambda a, b: float(np.mean(b - a)), e, w, n_resamples, seed=seed)
+        low = high = math.nan
+        if len(keys) > 1:  # paired: resampling architectures resamples their differences
+            ci = bootstrap((w - e,), np.mean, n_resamples=n_resamples, method="percentile",
+                           rng=np.random.default_rng(seed)).confidence_interval
+            low, high = float(ci.low), float(ci.high)
         out.append({"target": target, "n": len(keys), "mape_pct_evicted": float(e.mean()),
                     "mape_pct_warm": float(w.mean()), "mape_pct_warm_minus_evicted": float(np.mean(w - e)),
                     "ci95_low": low, "ci95_high": high})
