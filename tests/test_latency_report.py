@@ -374,8 +374,6 @@ def test_c3_heartbeat_settings_are_checked():
 
 
 def test_warm_control_arm_builds_the_luts_with_evict_mib_zero(monkeypatch):
-    import dataclasses
-
     smoke = load_profile("smoke")
     assert smoke.latency.measure.evict_mib > 0 and R.lut_timing(smoke) == f"evicted_{smoke.latency.measure.evict_mib}mib"
     seen = {}
@@ -392,15 +390,12 @@ def test_warm_control_arm_builds_the_luts_with_evict_mib_zero(monkeypatch):
     calibrated, tables = R.warm_lut_scores(smoke, None, None, None)
     assert seen == {"evict_mib": 0, "here": True}  # this machine's LUTs, timed warm
     assert calibrated == {"cpu-torch-1t": {"lut": "warm"}} and tables == {"accuracy": ["acc"], "measurements": ["meas"]}
-    warm = dataclasses.replace(smoke, latency=dataclasses.replace(
-        smoke.latency, measure=dataclasses.replace(smoke.latency.measure, evict_mib=0)))
+    warm = R.warm_profile(smoke)
     assert R.warm_lut_scores(warm, None, None, None) == ({}, {"accuracy": [], "measurements": []})
     assert R.lut_timing(warm) == "warm"
 
 
 def test_calibration_rows_list_each_timing_and_measured_target():
-    import dataclasses
-
     smoke = load_profile("smoke")
     block = {"base": "projected", "fit": "affine", "slope": 1.1, "intercept": -2.0, "anchors": ["a"]}
     built = {"timestamp": "2026-12-03T12:00:00+00:00", "git_sha": "abc"}
@@ -411,8 +406,7 @@ def test_calibration_rows_list_each_timing_and_measured_target():
                      "slope": 1.1, "intercept": -2.0, "built": built["timestamp"], "git_sha": "abc"},
                     {"lut_timing": "warm", "target": "cpu-ort-1t", "base": "projected", "fit": "affine",
                      "slope": 1.3, "intercept": -2.0, "built": None, "git_sha": None}]  # no external LUT rows
-    off = dataclasses.replace(smoke, latency=dataclasses.replace(
-        smoke.latency, measure=dataclasses.replace(smoke.latency.measure, evict_mib=0)))
+    off = R.warm_profile(smoke)
     # a profile timing warm already: its own LUTs are the warm ones, not replaced by an empty arm
     assert [r["lut_timing"] for r in R.calibration_rows(off, evicted, {})] == ["warm"]
 

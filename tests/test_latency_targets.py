@@ -111,13 +111,11 @@ def test_bad_lut_content_names_target_and_file(tmp_path):
 
 
 def test_lut_cache_key_is_unchanged_by_a_later_setting_at_its_default():
-    import dataclasses
-
+    from linas_lib.latency.report import warm_profile
     from linas_lib.latency.targets import lut_cache_key
 
     smoke = load_profile("smoke")
     target = next(t for t in smoke.latency.targets if t.name == "cpu-torch-1t")
-    warm = dataclasses.replace(smoke, latency=dataclasses.replace(
-        smoke.latency, measure=dataclasses.replace(smoke.latency.measure, evict_mib=0)))
+    warm = warm_profile(smoke)
     assert lut_cache_key(warm, target) == "f104c742bcf3"  # the key of smoke's LUT before evict_mib existed
     assert lut_cache_key(smoke, target) != lut_cache_key(warm, target)  # evict_mib 4: another LUT

@@ -766,6 +766,12 @@ def lut_timing(profile) -> str:
     return f"evicted_{mib}mib" if mib else "warm"
 
 
+def warm_profile(profile):
+    """``profile`` with LUT entries timed warm (``latency.measure.evict_mib`` 0), all else kept."""
+    latency = profile.latency
+    return replace(profile, latency=replace(latency, measure=replace(latency.measure, evict_mib=0)))
+
+
 def warm_lut_scores(profile, anchors: np.ndarray, archs: np.ndarray,
                     samples: dict[str, np.ndarray]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     """The control arm of ``latency.measure.evict_mib``: this machine's LUTs with every entry
@@ -781,10 +787,9 @@ def warm_lut_scores(profile, anchors: np.ndarray, archs: np.ndarray,
         ``(calibrated LUTs, {"accuracy": rows, "measurements": rows})``; no LUTs and empty
         tables when the profile times entries warm already.
     """
-    measure = profile.latency.measure
-    if measure.evict_mib == 0:
+    if profile.latency.measure.evict_mib == 0:
         return {}, {"accuracy": [], "measurements": []}
-    warm = replace(profile, latency=replace(profile.latency, measure=replace(measure, evict_mib=0)))
+    warm = warm_profile(profile)
     calibrated, _, tables = score_predictors(warm, T.load_luts(warm, here=True), anchors, archs, samples)
     return calibrated, {"accuracy": tables["accuracy"], "measurements": tables["measurements"]}
 
