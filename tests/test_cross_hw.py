@@ -100,12 +100,15 @@ def test_predictor_without_measurements_ranks_but_has_no_scale(toy_model):
 def test_posterior_finds_a_known_device_and_its_scale(toy_model):
     model, _ = toy_model
     known = toy_tables()[2]  # a training device, measured 3x slower (say, another clock)
-    weights, log_scales = X.device_posterior(model, known.tokens[:20], 3 * known.latency_ms[:20], "network")
+    post = X.device_posterior(model, known.tokens[:20], 3 * known.latency_ms[:20], "network", fixed_cost=False)
+    weights, log_scales = post.weights, post.log_scales
     assert weights.shape == log_scales.shape == (5,) and float(weights.sum()) == pytest.approx(1.0)
     assert int(weights.argmax()) == 2 and float(weights[2]) > 0.5
     assert float(log_scales[2]) == pytest.approx(np.log(3 * np.median(known.latency_ms)), abs=0.1)
-    one, _ = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1], "network")
+    one = X.device_posterior(model, known.tokens[:1], known.latency_ms[:1], "network").weights
     assert torch.allclose(one, torch.full((5,), 0.2, dtype=one.dtype)), "one point: the prior"
+    two = X.device_posterior(model, known.tokens[:2], known.latency_ms[:2], "network")
+    assert len(two.weights) == 5 and not two.fixed_ms.any(), "fixed costs from 3 points only"
     with pytest.raises(X.CrossHwError, match="support: position 0 has token 9"):
         X.device_posterior(model, np.full((1, 3), 9), known.latency_ms[:1])
 
@@ -113,7 +116,8 @@ def test_posterior_finds_a_known_device_and_its_scale(toy_model):
 def test_posterior_weights_are_the_marginal_likelihood_by_hand(toy_model):
     model, held = toy_model
     tokens, ms = held.tokens[:5], held.latency_ms[:5]
-    weights, log_scales = X.device_posterior(model, tokens, ms, "network")
+    post = X.device_posterior(model, tokens, ms, "network", fixed_cost=False)
+    weights, log_scales = post.weights, post.log_scales
     with torch.no_grad():
         preds = np.stack([model.log_forward(torch.as_tensor(tokens)[None], e[None])[0].double().numpy()
                           for e in model.devices])
@@ -174,7 +178,8 @@ def test_additive_hypotheses_find_an_additive_device_the_network_only_approximat
     assert logs.shape == (6, 7) and ids == ("dev0", "dev1", "dev2") * 2
     by_hand = np.log(X.one_hot(TOY, tables[1].tokens[:7]) @ model.additive[1].numpy())
     assert np.allclose(logs[4].numpy(), by_hand)
-    weights, log_scales = X.device_posterior(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10])
+    post = X.device_posterior(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10], fixed_cost=False)
+    weights, log_scales = post.weights, post.log_scales
     assert int(weights.argmax()) == 4 and float(weights[4]) > 0.9, "dev1's additive fit explains it (5 steps of network)"
     assert float(log_scales[4]) == pytest.approx(np.log(2 * np.median(tables[1].latency_ms)), abs=1e-3)
     _, ms = X.predict_device(model, tables[1].tokens[:10], 2 * tables[1].latency_ms[:10], tables[1].tokens[10:], "additive",
@@ -198,26 +203,58 @@ def test_posterior_prior_is_uniform_over_devices_not_tables():
     tables[2] = dataclasses.replace(tables[2], name="dev1 LUT", device="dev1", evaluate=False)
     model = X.train_predictor(TOY, tables, dataclasses.replace(SETTINGS, steps=5), torch.Generator().manual_seed(0))
     assert model.device_ids == ("dev0", "dev1", "dev1")
-    weights, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1], "network")
+    weights = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1], "network").weights
     assert np.allclose(weights.numpy(), [0.5, 0.25, 0.25])
-    both, _ = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1])
+    both = X.device_posterior(model, tables[0].tokens[:1], tables[0].latency_ms[:1]).weights
     assert np.allclose(both.numpy(), [0.25, 0.125, 0.125] * 2), "a device's share is split over all its hypotheses"
-    prior, scales = X.device_posterior(model, tables[0].tokens[:0], tables[0].latency_ms[:0], "network")
-    assert np.allclose(prior.numpy(), [0.5, 0.25, 0.25]) and not scales.any()
+    prior = X.device_posterior(model, tables[0].tokens[:0], tables[0].latency_ms[:0], "network")
+    assert np.allclose(prior.weights.numpy(), [0.5, 0.25, 0.25]) and not prior.log_scales.any()
     score, _ = X.predict_device(model, tables[0].tokens[:0], tables[0].latency_ms[:0], tables[0].tokens, "network")
     with torch.no_grad():
         each = torch.stack([model(torch.as_tensor(tables[0].tokens)[None], e[None])[0] for e in model.devices])
     assert np.allclose(score, (torch.tensor([0.5, 0.25, 0.25])[:, None] * each).sum(0).numpy(), rtol=1e-5)
 
 
+def test_fixed_cost_variant_finds_a_device_that_adds_a_constant():
+    tables = [additive_table(200, 0.0, seed=s) for s in range(3)]
+    tables = [dataclasses.replace(t, name=f"dev{i}") for i, t in enumerate(tables)]
+    model = X.train_predictor(TOY, tables, dataclasses.replace(SETTINGS, steps=5), torch.Generator().manual_seed(0))
+    known, fixed = tables[1], 2.0 * float(np.median(tables[1].latency_ms))  # dev1 run twice as slow plus an overhead
+    support, query = known.tokens[:10], known.tokens[10:]
+    post = X.device_posterior(model, support, 2 * known.latency_ms[:10] + fixed, "additive")
+    best = int(post.weights.argmax())
+    assert len(post.weights) == 6 and best == 4 and float(post.weights[best]) > 0.9, "dev1's additive fit, with a fixed cost"
+    assert float(post.fixed_ms[best]) == pytest.approx(fixed, rel=1e-2)
+    assert float(torch.exp(post.log_scales[best])) / float(np.median(known.latency_ms)) == pytest.approx(2.0, rel=1e-2)
+    truth = 2 * known.latency_ms[10:] + fixed
+    _, ms = X.predict_device(model, support, 2 * known.latency_ms[:10] + fixed, query, "additive", residual=False)
+    _, scaled = X.predict_device(model, support, 2 * known.latency_ms[:10] + fixed, query, "additive", residual=False,
+                                 fixed_cost=False)
+    assert np.allclose(ms, truth, rtol=5e-3)
+    assert np.abs(scaled / truth - 1).max() > 0.01, "a rescale alone cannot add the constant"
+
+
+def test_fixed_cost_fit_is_relative_least_squares_and_refuses_a_negative_latency():
+    preds = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]], dtype=torch.float64))
+    logs = torch.log(torch.tensor([5.0, 7.5, 9.0, 12.0], dtype=torch.float64))
+    log_b, a, rss = X._fixed_cost_fits(preds, logs)
+    slope, intercept = np.polyfit([1.0, 2.0, 3.0, 4.0], [5.0, 7.5, 9.0, 12.0], 1, w=1 / np.array([5.0, 7.5, 9.0, 12.0]))
+    assert float(torch.exp(log_b[0])) == pytest.approx(slope) and float(a[0]) == pytest.approx(intercept)
+    fitted = intercept + slope * np.arange(1.0, 5.0)
+    assert float(rss[0]) == pytest.approx(np.sum((np.log(fitted) - logs.numpy()) ** 2))
+    assert math.isinf(float(rss[1])) and float(a[1]) == 0.0, "falling with the hypothesis: not a latency"
+
+
 def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
     model, held = toy_model
     support, query = held.tokens[:10], held.tokens[10:30]
     score, ms = X.predict_device(model, support, held.latency_ms[:10], query, "network", residual=False)
-    weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10], "network")
+    post = X.device_posterior(model, support, held.latency_ms[:10], "network")
+    assert len(post.weights) == 10 and torch.equal(post.rows, torch.arange(10) % 5), "each rescaled, then with a fixed cost"
     with torch.no_grad():
         each = torch.stack([model(torch.as_tensor(query)[None], e[None])[0] for e in model.devices]).double()
-    by_hand = (weights[:, None] * each * torch.exp(log_scales)[:, None]).sum(0).numpy()
+    by_hand = (post.weights[:, None] * (each[post.rows] * torch.exp(post.log_scales)[:, None]
+                                        + post.fixed_ms[:, None])).sum(0).numpy()
     assert np.array_equal(score, ms) and np.allclose(ms, by_hand, rtol=1e-5)
 
 
@@ -225,9 +262,10 @@ def test_prediction_is_the_posterior_mixture_in_ms(toy_model):
 def test_every_hypothesis_set_predicts_its_weighted_mixture(toy_model, hypotheses):
     model, held = toy_model
     support, query = held.tokens[:10], held.tokens[10:30]
-    _, ms = X.predict_device(model, support, held.latency_ms[:10], query, hypotheses, residual=False)
+    _, ms = X.predict_device(model, support, held.latency_ms[:10], query, hypotheses, residual=False, fixed_cost=False)
     logs, ids = X.hypothesis_logs(model, query, hypotheses)
-    weights, log_scales = X.device_posterior(model, support, held.latency_ms[:10], hypotheses)
+    post = X.device_posterior(model, support, held.latency_ms[:10], hypotheses, fixed_cost=False)
+    weights, log_scales = post.weights, post.log_scales
     if hypotheses != "additive":
         with torch.no_grad():
             by_net = torch.stack([model.log_forward(torch.as_tensor(query)[None], e[None])[0] for e in model.devices])

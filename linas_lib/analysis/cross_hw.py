@@ -35,14 +35,18 @@ their own architecture sample. Baselines at the same k (:data:`BASELINES`):
   ranking needs no point).
 
 The predictor averages two kinds of hypothesis per training table (the network's embedding
-and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`) and, from k = 3,
+and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`), each rescaled to the
+k points and, from k = 3, also with a fixed cost of the device's own
+(:func:`linas_lib.latency.cross_hw.device_posterior`), and, from k = 3,
 corrects the average by a rescale and one log cost per (position, operation) where
 leave-one-out on the k points supports it (:func:`linas_lib.latency.cross_hw.fit_residual`:
 ridge with one shared penalty, or, from 7 points, one prior variance per position fitted to
 the points); its ablations at the same k and splits:
 ``no_residual`` (the average alone, the design before the correction), ``no_relevance`` (the
-shared penalty only, the design before the per-position variances), ``network_only`` (the
-design before the additive fits joined) and ``additive_only`` (each with the full correction).
+shared penalty only, the design before the per-position variances), ``no_fixed_cost`` (every
+hypothesis rescaled only, the design before each also entered with a fixed cost of the new
+device's own), ``network_only`` (the design before the additive fits joined) and
+``additive_only`` (each with the full correction).
 
 Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; means over
 devices are reported over all held-out devices and per group (``measured``: the local
@@ -65,10 +69,11 @@ from ..space import N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_key, choice_parts, 
 
 BASELINES = ("own_lut", "nearest_lut", "linear_counts", "flops")
 # method -> (the predictor's hypotheses, with the device's own residual correction, with its
-# per-position candidate)
-PREDICTOR = ("both", True, True)
-ABLATIONS = {"no_residual": ("both", False, False), "no_relevance": ("both", True, False),
-             "network_only": ("network", True, True), "additive_only": ("additive", True, True)}
+# per-position candidate, with the hypotheses' fixed-cost variants)
+PREDICTOR = ("both", True, True, True)
+ABLATIONS = {"no_residual": ("both", False, False, True), "no_relevance": ("both", True, False, True),
+             "no_fixed_cost": ("both", True, True, False),
+             "network_only": ("network", True, True, True), "additive_only": ("additive", True, True, True)}
 METHODS = ("predictor", *ABLATIONS, *BASELINES)
 COMPARATORS = (*ABLATIONS, *BASELINES)  # what the predictor is compared with, paired by device
 METRICS = ("spearman", "kendall", "mape_pct", "within10_pct")
@@ -443,9 +448,10 @@ def _evaluate_device(profile, tables: list[X.DeviceTable], held: X.DeviceTable, 
             support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
             common = {"device": held.name, "group": held.group, "k": k, "split": split, "n_query": len(query),
                       "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
-            for method, (hypotheses, residual, relevance) in {"predictor": PREDICTOR, **ABLATIONS}.items():
+            for method, (hypotheses, residual, relevance, fixed_cost) in {"predictor": PREDICTOR, **ABLATIONS}.items():
                 score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                             held.tokens[query], hypotheses, residual, relevance, query_logs[hypotheses])
+                                             held.tokens[query], hypotheses, residual, relevance, query_logs[hypotheses],
+                                             fixed_cost)
                 rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
             for base in BASELINES:
                 out = baseline_predictions(base, held, support, query, context)

@@ -14,8 +14,9 @@ network, each training table also gets an *additive* fit (one cost per position 
 least squares with a penalty chosen by leave-one-out error, :func:`fit_additive`): exact for a
 LUT-summed table, which the network only approximates, and a smoothing of a measured one.
 Adapting to an unseen device from its k measured architectures weighs every hypothesis (each
-table's network embedding and each table's additive fit) by how well it, scaled, explains
-them, and averages their predictions (:func:`device_posterior`); with k = 0 the prior average
+table's network embedding and each table's additive fit) by how well it, scaled (and, from
+three points, also scaled plus a fixed cost of the new device's own), explains them, and
+averages their predictions (:func:`device_posterior`); with k = 0 the prior average
 gives a ranking and no scale. What the average cannot explain, a cost the device has and no
 known device shares, is corrected from the k points themselves where leave-one-out on them
 says the correction predicts better: one log correction per position and token family
@@ -31,6 +32,7 @@ variances, when a correction is fitted).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -413,24 +415,76 @@ def _check_support(model: FewShotLatencyPredictor, support_tokens, support_ms) -
     return model.space.check(support_tokens, "support"), support_ms
 
 
-def _posterior(preds: torch.Tensor, logs: torch.Tensor, shares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`device_posterior`'s weights and log scales from the hypotheses' log predictions
-    ``preds (H, k)`` of the measured ``logs (k,)`` (k >= 1) and each one's prior ``shares``."""
-    k = len(logs)
+MIN_FIXED_COST_K = 3  # a scale and a fixed cost fit any two points exactly: a third judges them
+
+
+@dataclass(frozen=True, eq=False)
+class Posterior:
+    """:func:`device_posterior`'s average over hypothesis variants: each variant ``j`` maps a
+    hypothesis's prediction (row ``rows[j]`` of :func:`hypothesis_logs`) to milliseconds as
+    ``exp(log + log_scales[j]) + fixed_ms[j]`` and carries the weight ``weights[j]``.
+
+    Attributes:
+        weights: ``(J,)``, summing to 1.
+        log_scales: ``(J,)`` the least-squares scale of each variant.
+        fixed_ms: ``(J,)`` a fixed cost in ms of the new device's own (0 for a rescale alone).
+        rows: ``(J,)`` the hypothesis each variant rescales.
+    """
+
+    weights: torch.Tensor
+    log_scales: torch.Tensor
+    fixed_ms: torch.Tensor
+    rows: torch.Tensor
+
+    def log_mixture(self, preds: torch.Tensor) -> torch.Tensor:
+        """Log of the weighted average of the variants' latencies in ms: ``preds (H, q)`` -> ``(q,)``."""
+        ms = torch.exp(preds[self.rows] + self.log_scales[:, None]) + self.fixed_ms[:, None]
+        return torch.log((self.weights[:, None] * ms.clamp_min(FIXED_COST_FLOOR_MS)).sum(0))
+
+
+FIXED_COST_FLOOR_MS = 1e-6  # a variant with a negative fixed cost can fall below zero far outside its points
+
+
+def _fixed_cost_fits(preds: torch.Tensor, logs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each hypothesis as ``ms = b exp(log) + a``, least squares in relative error over the k
+    points: ``(log b, a, rss)``, RSS of the log error; ``rss`` is infinite where the fit is not
+    a latency (``b <= 0``, or a point predicted at <= 0 ms)."""
+    y = torch.exp(logs)
+    u, v = torch.exp(preds) / y, 1.0 / y  # ((a v + b u) - 1) is the relative error
+    suu, suv, svv = (u * u).sum(1), (u * v).sum(1), (v * v).sum()
+    su, sv = u.sum(1), v.sum()
+    det = suu * svv - suv**2
+    b = (svv * su - suv * sv) / det
+    a = (suu * sv - suv * su) / det
+    fitted = a[:, None] + b[:, None] * torch.exp(preds)
+    ok = (b > 0) & (fitted > 0).all(1) & torch.isfinite(det) & (det > 0)
+    rss = torch.where(ok, ((torch.log(fitted.clamp_min(FIXED_COST_FLOOR_MS)) - logs[None]) ** 2).sum(1),
+                      torch.full_like(b, math.inf))
+    return torch.log(b.clamp_min(FIXED_COST_FLOOR_MS)), torch.where(ok, a, torch.zeros_like(a)), rss
+
+
+def _posterior(preds: torch.Tensor, logs: torch.Tensor, shares: torch.Tensor, fixed_cost: bool = True) -> Posterior:
+    """:func:`device_posterior`'s average from the hypotheses' log predictions ``preds (H, k)``
+    of the measured ``logs (k,)`` (k >= 1) and each one's prior ``shares``."""
+    k, rows = len(logs), torch.arange(len(preds))
     log_scales = (logs[None] - preds).mean(1)
     rss = ((preds + log_scales[:, None] - logs[None]) ** 2).sum(1).clamp_min(k * NOISE_FLOOR**2)
-    return torch.softmax(-0.5 * (k - 1) * torch.log(rss) - torch.log(shares), 0), log_scales
-
-
-def _mixture(preds: torch.Tensor, weights: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
-    """Log of the weighted average of the hypotheses' scaled latencies: ``preds (H, q)`` -> ``(q,)``."""
-    return torch.logsumexp(preds + log_scales[:, None] + torch.log(weights)[:, None], 0)
+    score = -0.5 * (k - 1) * torch.log(rss) - torch.log(shares)
+    fixed = torch.zeros_like(log_scales)
+    if fixed_cost and k >= MIN_FIXED_COST_K:
+        log_b, a, rss_fixed = _fixed_cost_fits(preds, logs)
+        # one parameter more: its Occam factor is BIC's 1/sqrt(k)
+        score_fixed = -0.5 * (k - 2) * torch.log(rss_fixed.clamp_min(k * NOISE_FLOOR**2)) - 0.5 * math.log(k) \
+            - torch.log(shares)
+        rows, log_scales = torch.cat([rows, rows]), torch.cat([log_scales, log_b])
+        fixed, score = torch.cat([fixed, a]), torch.cat([score, score_fixed])
+    return Posterior(torch.softmax(score, 0), log_scales, fixed, rows)
 
 
 def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
-                     hypotheses: str = "both") -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights over the hypotheses of :func:`hypothesis_logs`, and each one's log scale, given a
-    new device's ``k`` measurements (k = 0: the prior, scales 0).
+                     hypotheses: str = "both", fixed_cost: bool = True) -> Posterior:
+    """Weights over the hypotheses of :func:`hypothesis_logs`, each rescaled to a new device's
+    ``k`` measurements (k = 0: the prior, scales 0).
 
     Each hypothesis (a training table's network embedding or its additive fit) predicts the k
     points; shifted by the mean log ratio to them (the least-squares scale), its residual sum of
@@ -441,6 +495,14 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
     with two tables (a local target's measurements and its LUT), or two kinds of hypothesis,
     splits its share among them.
 
+    With ``fixed_cost`` (from :data:`MIN_FIXED_COST_K` points) each hypothesis also enters a
+    second time as ``scale * latency + fixed cost``, the fixed cost the new device's own (a
+    per-inference overhead, a stage the known device's table lacks): fitted by least squares
+    in relative error, weighted by ``RSS ** (-(k - 2) / 2)`` times BIC's Occam factor
+    ``k ** (-1/2)`` for its extra parameter, and left out where the fit is not a latency. A
+    rescale alone cannot map a table onto a device whose latency is another's plus a constant,
+    so the average then leans on whichever table happens to share the constant.
+
     Why not fit the embedding itself: a free embedding plus a scale (Adam from the mean
     embedding under a Gaussian prior, the earlier design) overfits a few points. On a
     development run over the cpu profile's 10 devices (another query split and training seed
@@ -449,7 +511,7 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
     hypotheses' average 0.68 / 0.74 / 0.74.
 
     Returns:
-        ``(weights (H,), log_scales (H,))``, weights summing to 1.
+        the :class:`Posterior` (H variants, or 2H with fixed costs).
 
     Raises:
         CrossHwError: tokens outside the space, a latency count that differs from the
@@ -459,9 +521,10 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
     ids = hypothesis_devices(model, hypotheses)
     shares = torch.tensor([ids.count(d) for d in ids], dtype=torch.float64)
     if len(support_ms) == 0:  # the prior: every device alike, no scale
-        return torch.softmax(-torch.log(shares), 0), torch.zeros(len(shares), dtype=torch.float64)
+        zeros = torch.zeros(len(shares), dtype=torch.float64)
+        return Posterior(torch.softmax(-torch.log(shares), 0), zeros, zeros, torch.arange(len(shares)))
     preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
-    return _posterior(preds, torch.as_tensor(np.log(support_ms), dtype=torch.float64), shares)
+    return _posterior(preds, torch.as_tensor(np.log(support_ms), dtype=torch.float64), shares, fixed_cost)
 
 
 # ridge penalties of the residual's per-family log corrections; inf: a rescale alone (the intercept)
@@ -589,7 +652,7 @@ def _fit_candidate(candidate, features: np.ndarray, target: np.ndarray, position
 
 
 def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
-                 hypotheses: str = "both", relevance: bool = True) -> Residual:
+                 hypotheses: str = "both", relevance: bool = True, fixed_cost: bool = True) -> Residual:
     """What the k points teach beyond the known devices: one log correction per (position,
     family) of the space, fitted to what :func:`device_posterior`'s average leaves unexplained.
 
@@ -625,8 +688,8 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     errors = {None: [], **{c: [] for c in candidates}}
     for left in range(k):
         keep = np.arange(k) != left
-        weights, log_scales = _posterior(preds[:, torch.as_tensor(keep)], logs[torch.as_tensor(keep)], shares)
-        base = _mixture(preds, weights, log_scales).numpy()
+        post = _posterior(preds[:, torch.as_tensor(keep)], logs[torch.as_tensor(keep)], shares, fixed_cost)
+        base = post.log_mixture(preds).numpy()
         unexplained = logs.numpy() - base
         errors[None].append(unexplained[left] ** 2)
         for c in candidates:
@@ -636,21 +699,22 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     best = min(loo, key=lambda c: (loo[c], c is not None, c == RELEVANCE, -(c if isinstance(c, float) else 0.0)))
     if best is None:
         return dataclasses.replace(none, loo_mse=loo)
-    weights, log_scales = _posterior(preds, logs, shares)
-    unexplained = logs.numpy() - _mixture(preds, weights, log_scales).numpy()
+    unexplained = logs.numpy() - _posterior(preds, logs, shares, fixed_cost).log_mixture(preds).numpy()
     intercept, coef = _fit_candidate(best, features, unexplained, positions)
     return Residual(best, intercept, coef, loo)
 
 
 def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
                    query_tokens: np.ndarray, hypotheses: str = "both", residual: bool = True,
-                   relevance: bool = True, query_logs: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                   relevance: bool = True, query_logs: torch.Tensor | None = None,
+                   fixed_cost: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict ``query_tokens`` on a new device from its ``k`` measurements.
 
     The mixture of every hypothesis's scaled prediction under :func:`device_posterior`'s
     weights (a Bayesian model average of the latency in ms), times the device's own
     correction where the k points support one (:func:`fit_residual`; ``residual=False``
-    leaves it out, ``relevance=False`` leaves out its per-position candidate). k = 0: the
+    leaves it out, ``relevance=False`` leaves out its per-position candidate,
+    ``fixed_cost=False`` the hypotheses' fixed-cost variants). k = 0: the
     prior's average of the hypotheses' predictions in their median units, a ranking without a
     scale (on a development run the network hypotheses ranked with mean Spearman 0.51 against
     0.48 for the mean embedding, the earlier design). ``hypotheses`` restricts the average
@@ -667,15 +731,16 @@ def predict_device(model: FewShotLatencyPredictor, support_tokens: np.ndarray, s
         units at k = 0, ms otherwise) and, for k >= 1, the latency in ms.
     """
     query = model.space.check(query_tokens, "query")
-    weights, log_scales = device_posterior(model, support_tokens, support_ms, hypotheses)
+    post = device_posterior(model, support_tokens, support_ms, hypotheses, fixed_cost)
+    n_hypotheses = len(hypothesis_devices(model, hypotheses))
     if query_logs is None:
         query_logs = hypothesis_logs(model, query, hypotheses)[0]
-    elif tuple(query_logs.shape) != (len(weights), len(query)):
-        raise CrossHwError(f"query_logs: expected shape ({len(weights)}, {len(query)}) (hypotheses, query), "
+    elif tuple(query_logs.shape) != (n_hypotheses, len(query)):
+        raise CrossHwError(f"query_logs: expected shape ({n_hypotheses}, {len(query)}) (hypotheses, query), "
                            f"got {tuple(query_logs.shape)}")
-    log_score = _mixture(query_logs, weights, log_scales).numpy()
+    log_score = post.log_mixture(query_logs).numpy()
     if residual:
-        fit = fit_residual(model, support_tokens, support_ms, hypotheses, relevance)
+        fit = fit_residual(model, support_tokens, support_ms, hypotheses, relevance, fixed_cost)
         log_score = log_score + fit.log_correction(model.space, query)
     score = np.exp(log_score).astype(float)
     return score, (score.copy() if len(np.asarray(support_ms).reshape(-1)) else None)
