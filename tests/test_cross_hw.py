@@ -234,15 +234,48 @@ def test_fixed_cost_variant_finds_a_device_that_adds_a_constant():
     assert np.abs(scaled / truth - 1).max() > 0.01, "a rescale alone cannot add the constant"
 
 
-def test_fixed_cost_fit_is_relative_least_squares_and_refuses_a_negative_latency():
-    preds = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]], dtype=torch.float64))
-    logs = torch.log(torch.tensor([5.0, 7.5, 9.0, 12.0], dtype=torch.float64))
-    log_b, a, rss = X._fixed_cost_fits(preds, logs)
-    slope, intercept = np.polyfit([1.0, 2.0, 3.0, 4.0], [5.0, 7.5, 9.0, 12.0], 1, w=1 / np.array([5.0, 7.5, 9.0, 12.0]))
+def test_fixed_cost_fit_is_relative_least_squares_and_stays_a_latency():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    y = np.array([5.0, 7.5, 9.0, 12.0])
+    preds = torch.log(torch.tensor(np.array([x, x[::-1], [2.0] * 4, x]), dtype=torch.float64))
+    floors = torch.tensor([0.5, 0.5, 0.5, 0.01], dtype=torch.float64)
+    log_b, a, rss = X._fixed_cost_fits(preds, torch.log(torch.tensor(y, dtype=torch.float64)), floors)
+    slope, intercept = np.polyfit(x, y, 1, w=1 / y)
     assert float(torch.exp(log_b[0])) == pytest.approx(slope) and float(a[0]) == pytest.approx(intercept)
-    fitted = intercept + slope * np.arange(1.0, 5.0)
-    assert float(rss[0]) == pytest.approx(np.sum((np.log(fitted) - logs.numpy()) ** 2))
-    assert math.isinf(float(rss[1])) and float(a[1]) == 0.0, "falling with the hypothesis: not a latency"
+    assert float(rss[0]) == pytest.approx(np.sum((np.log(intercept + slope * x) - np.log(y)) ** 2))
+    assert math.isinf(float(rss[1])), "falling with the hypothesis: not a latency"
+    assert math.isinf(float(rss[2])), "one prediction for every point: no scale to tell from a fixed cost"
+    assert torch.isfinite(log_b).all() and torch.isfinite(a).all()
+    shifted = np.log(y - 4.5)  # a fixed cost of -4.5: fine above a floor of 0.5 with slope ~2, not above 0.01
+    log_b, a, rss = X._fixed_cost_fits(torch.log(torch.tensor(np.array([x, x]), dtype=torch.float64)),
+                                       torch.tensor(shifted, dtype=torch.float64),
+                                       torch.tensor([3.0, 0.01], dtype=torch.float64))
+    assert float(a[0]) < 0 and math.isfinite(float(rss[0])) and math.isinf(float(rss[1]))
+
+
+def test_fixed_cost_variants_are_weighted_by_hand(toy_model):
+    model, held = toy_model
+    tokens, ms = held.tokens[:6], held.latency_ms[:6]
+    post = X.device_posterior(model, tokens, ms, "network")
+    with torch.no_grad():
+        preds = np.stack([model.log_forward(torch.as_tensor(tokens)[None], e[None])[0].double().numpy()
+                          for e in model.devices])
+        floors = np.exp(model.fixed(model.devices)[:, 0].double().numpy())
+    assert np.allclose(X.hypothesis_floors(model, "network").numpy(), floors)
+    score = []
+    for row in preds:  # the rescale, as before
+        resid = np.log(ms) - row
+        score.append(-2.5 * np.log(max(((resid - resid.mean()) ** 2).sum(), 6 * 0.01**2)))
+    for row, floor in zip(preds, floors):
+        slope, intercept = np.polyfit(np.exp(row), ms, 1, w=1 / ms)
+        ok = slope > 0 and intercept + slope * floor > 0
+        rss = ((np.log(intercept + slope * np.exp(row)) - np.log(ms)) ** 2).sum() if ok else np.inf
+        score.append(-2.0 * np.log(max(rss, 6 * 0.01**2)) - 0.5 * np.log(6))
+    by_hand = np.exp(np.array(score) - max(score))
+    assert len(post.weights) == 10 and np.allclose(post.weights.numpy(), by_hand / by_hand.sum())
+    assert float(post.weights[5:].sum()) > 0.01, "the fixed-cost variants take part"
+    assert len(X.device_posterior(model, tokens[:2], ms[:2], "network").weights) == 5, "below 3 points: rescales alone"
+    assert len(X.device_posterior(model, tokens[:3], ms[:3], "network").weights) == 10
 
 
 def test_prediction_is_the_posterior_mixture_in_ms(toy_model):

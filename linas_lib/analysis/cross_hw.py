@@ -36,9 +36,9 @@ their own architecture sample. Baselines at the same k (:data:`BASELINES`):
 
 The predictor averages two kinds of hypothesis per training table (the network's embedding
 and an additive fit, :func:`linas_lib.latency.cross_hw.hypothesis_logs`), each rescaled to the
-k points and, from k = 3, also with a fixed cost of the device's own
-(:func:`linas_lib.latency.cross_hw.device_posterior`), and, from k = 3,
-corrects the average by a rescale and one log cost per (position, operation) where
+k points and, from k = 3, also rescaled plus a fixed cost of the device's own
+(:func:`linas_lib.latency.cross_hw.device_posterior`); from k = 3 it also corrects the
+average by a rescale and one log cost per (position, operation) where
 leave-one-out on the k points supports it (:func:`linas_lib.latency.cross_hw.fit_residual`:
 ridge with one shared penalty, or, from 7 points, one prior variance per position fitted to
 the points); its ablations at the same k and splits:

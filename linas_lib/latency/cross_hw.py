@@ -380,6 +380,27 @@ def hypothesis_logs(model: FewShotLatencyPredictor, tokens: np.ndarray, hypothes
     return torch.cat(parts), ids
 
 
+def hypothesis_floors(model: FewShotLatencyPredictor, hypotheses: str = "both") -> torch.Tensor:
+    """``(H,)`` each hypothesis of :func:`hypothesis_logs`'s least prediction anywhere in the
+    space, in its table's median units: exact for an additive fit (its constant plus each
+    position's cheapest token, floored as its predictions are), a lower bound for the network
+    (its fixed cost: the per-position costs are positive).
+
+    Raises:
+        CrossHwError: an unknown ``hypotheses``.
+    """
+    hypothesis_devices(model, hypotheses)
+    parts = []
+    if hypotheses in ("both", "network"):
+        with torch.no_grad():
+            parts.append(torch.exp(model.fixed(model.devices)[:, 0]).double())
+    if hypotheses in ("both", "additive"):
+        costs = model.additive
+        cheapest = [costs[:, o:o + n].min(1).values for o, n in zip(model.space.offsets.tolist(), model.space.sizes)]
+        parts.append((costs[:, -1] + torch.stack(cheapest).sum(0)).clamp_min(ADDITIVE_FLOOR))
+    return torch.cat(parts)
+
+
 def hypothesis_devices(model: FewShotLatencyPredictor, hypotheses: str = "both") -> tuple[str, ...]:
     """The device of each hypothesis of :func:`hypothesis_logs`, in its order.
 
@@ -426,8 +447,9 @@ class Posterior:
 
     Attributes:
         weights: ``(J,)``, summing to 1.
-        log_scales: ``(J,)`` the least-squares scale of each variant.
-        fixed_ms: ``(J,)`` a fixed cost in ms of the new device's own (0 for a rescale alone).
+        log_scales: ``(J,)`` each variant's log scale (a variant left out, with weight 0, has 0).
+        fixed_ms: ``(J,)`` the fixed cost in ms it adds (0 for a rescale alone); it may be
+            negative, never below the hypothesis's least latency times its scale.
         rows: ``(J,)`` the hypothesis each variant rescales.
     """
 
@@ -439,40 +461,47 @@ class Posterior:
     def log_mixture(self, preds: torch.Tensor) -> torch.Tensor:
         """Log of the weighted average of the variants' latencies in ms: ``preds (H, q)`` -> ``(q,)``."""
         ms = torch.exp(preds[self.rows] + self.log_scales[:, None]) + self.fixed_ms[:, None]
-        return torch.log((self.weights[:, None] * ms.clamp_min(FIXED_COST_FLOOR_MS)).sum(0))
+        return torch.logsumexp(torch.log(ms) + torch.log(self.weights)[:, None], 0)
 
 
-FIXED_COST_FLOOR_MS = 1e-6  # a variant with a negative fixed cost can fall below zero far outside its points
-
-
-def _fixed_cost_fits(preds: torch.Tensor, logs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _fixed_cost_fits(preds: torch.Tensor, logs: torch.Tensor, floors: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each hypothesis as ``ms = b exp(log) + a``, least squares in relative error over the k
-    points: ``(log b, a, rss)``, RSS of the log error; ``rss`` is infinite where the fit is not
-    a latency (``b <= 0``, or a point predicted at <= 0 ms)."""
+    points: ``(log b, a, rss)``, ``rss`` the sum of squared log errors at that fit.
+
+    ``a`` may be negative (the known device's own fixed cost partly removed), but the mapped
+    hypothesis must stay a latency everywhere in the space: ``a + b * floor > 0`` with the
+    hypothesis's least prediction ``floors`` (:func:`hypothesis_floors`). A fit that breaks it,
+    has ``b <= 0``, or comes from predictions too close to one constant to tell a scale from a
+    fixed cost (the normal equations within 1e-10 of singular) is left out: ``rss`` infinite,
+    ``log b`` and ``a`` zero."""
     y = torch.exp(logs)
-    u, v = torch.exp(preds) / y, 1.0 / y  # ((a v + b u) - 1) is the relative error
+    u, v = torch.exp(preds) / y, 1.0 / y  # (a v + b u - 1) is the relative error
     suu, suv, svv = (u * u).sum(1), (u * v).sum(1), (v * v).sum()
     su, sv = u.sum(1), v.sum()
     det = suu * svv - suv**2
+    ok = det > 1e-10 * suu * svv
+    det = torch.where(ok, det, torch.ones_like(det))
     b = (svv * su - suv * sv) / det
     a = (suu * sv - suv * su) / det
-    fitted = a[:, None] + b[:, None] * torch.exp(preds)
-    ok = (b > 0) & (fitted > 0).all(1) & torch.isfinite(det) & (det > 0)
-    rss = torch.where(ok, ((torch.log(fitted.clamp_min(FIXED_COST_FLOOR_MS)) - logs[None]) ** 2).sum(1),
-                      torch.full_like(b, math.inf))
-    return torch.log(b.clamp_min(FIXED_COST_FLOOR_MS)), torch.where(ok, a, torch.zeros_like(a)), rss
+    ok &= (b > 0) & (a + b * floors > 0)
+    b, a = torch.where(ok, b, torch.ones_like(b)), torch.where(ok, a, torch.zeros_like(a))
+    rss = ((torch.log(a[:, None] + b[:, None] * torch.exp(preds)) - logs[None]) ** 2).sum(1)
+    return torch.log(b), a, torch.where(ok, rss, torch.full_like(rss, math.inf))
 
 
-def _posterior(preds: torch.Tensor, logs: torch.Tensor, shares: torch.Tensor, fixed_cost: bool = True) -> Posterior:
+def _posterior(preds: torch.Tensor, logs: torch.Tensor, shares: torch.Tensor,
+               floors: torch.Tensor | None = None) -> Posterior:
     """:func:`device_posterior`'s average from the hypotheses' log predictions ``preds (H, k)``
-    of the measured ``logs (k,)`` (k >= 1) and each one's prior ``shares``."""
+    of the measured ``logs (k,)`` (k >= 1) and each one's prior ``shares``; with the
+    hypotheses' ``floors`` (:func:`hypothesis_floors`), their fixed-cost variants too."""
     k, rows = len(logs), torch.arange(len(preds))
     log_scales = (logs[None] - preds).mean(1)
     rss = ((preds + log_scales[:, None] - logs[None]) ** 2).sum(1).clamp_min(k * NOISE_FLOOR**2)
     score = -0.5 * (k - 1) * torch.log(rss) - torch.log(shares)
     fixed = torch.zeros_like(log_scales)
-    if fixed_cost and k >= MIN_FIXED_COST_K:
-        log_b, a, rss_fixed = _fixed_cost_fits(preds, logs)
+    if floors is not None and k >= MIN_FIXED_COST_K:
+        log_b, a, rss_fixed = _fixed_cost_fits(preds, logs, floors)
         # one parameter more: its Occam factor is BIC's 1/sqrt(k)
         score_fixed = -0.5 * (k - 2) * torch.log(rss_fixed.clamp_min(k * NOISE_FLOOR**2)) - 0.5 * math.log(k) \
             - torch.log(shares)
@@ -483,8 +512,9 @@ def _posterior(preds: torch.Tensor, logs: torch.Tensor, shares: torch.Tensor, fi
 
 def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray, support_ms: np.ndarray,
                      hypotheses: str = "both", fixed_cost: bool = True) -> Posterior:
-    """Weights over the hypotheses of :func:`hypothesis_logs`, each rescaled to a new device's
-    ``k`` measurements (k = 0: the prior, scales 0).
+    """A weighted average of the hypotheses of :func:`hypothesis_logs`, each rescaled (and,
+    with ``fixed_cost``, also rescaled plus a fixed cost) to a new device's ``k`` measurements
+    (k = 0: the prior, scales 0).
 
     Each hypothesis (a training table's network embedding or its additive fit) predicts the k
     points; shifted by the mean log ratio to them (the least-squares scale), its residual sum of
@@ -498,8 +528,10 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
     With ``fixed_cost`` (from :data:`MIN_FIXED_COST_K` points) each hypothesis also enters a
     second time as ``scale * latency + fixed cost``, the fixed cost the new device's own (a
     per-inference overhead, a stage the known device's table lacks): fitted by least squares
-    in relative error, weighted by ``RSS ** (-(k - 2) / 2)`` times BIC's Occam factor
-    ``k ** (-1/2)`` for its extra parameter, and left out where the fit is not a latency. A
+    in relative error, weighted by ``RSS ** (-(k - 2) / 2)`` (RSS of the log error at that
+    fit, so the marginal likelihood only approximately) times BIC's Occam factor
+    ``k ** (-1/2)`` for its extra parameter, and left out where it would not be a latency
+    everywhere in the space (:func:`_fixed_cost_fits`). A
     rescale alone cannot map a table onto a device whose latency is another's plus a constant,
     so the average then leans on whichever table happens to share the constant.
 
@@ -524,7 +556,8 @@ def device_posterior(model: FewShotLatencyPredictor, support_tokens: np.ndarray,
         zeros = torch.zeros(len(shares), dtype=torch.float64)
         return Posterior(torch.softmax(-torch.log(shares), 0), zeros, zeros, torch.arange(len(shares)))
     preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
-    return _posterior(preds, torch.as_tensor(np.log(support_ms), dtype=torch.float64), shares, fixed_cost)
+    floors = hypothesis_floors(model, hypotheses) if fixed_cost else None
+    return _posterior(preds, torch.as_tensor(np.log(support_ms), dtype=torch.float64), shares, floors)
 
 
 # ridge penalties of the residual's per-family log corrections; inf: a rescale alone (the intercept)
@@ -668,7 +701,9 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     first. Below :data:`MIN_RESIDUAL_K` points there is no correction. The winner of several
     noisy estimates is chosen on the same k points it is judged on, so its leave-one-out error
     is optimistic; 06's ``no_residual`` and ``no_relevance`` ablations measure the gain on
-    held-out architectures instead.
+    held-out architectures instead. ``fixed_cost``: the average has the hypotheses'
+    fixed-cost variants (:func:`device_posterior`); at k = 3 its leave-one-out refits have two
+    points, hence none.
 
     Raises:
         CrossHwError: as :func:`device_posterior`.
@@ -681,6 +716,7 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     ids = hypothesis_devices(model, hypotheses)
     shares = torch.tensor([ids.count(d) for d in ids], dtype=torch.float64)
     preds = hypothesis_logs(model, support_tokens, hypotheses)[0]
+    floors = hypothesis_floors(model, hypotheses) if fixed_cost else None
     logs = torch.as_tensor(np.log(support_ms), dtype=torch.float64)
     features = family_one_hot(model.space, support_tokens)
     positions = model.space.column_positions
@@ -688,7 +724,7 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     errors = {None: [], **{c: [] for c in candidates}}
     for left in range(k):
         keep = np.arange(k) != left
-        post = _posterior(preds[:, torch.as_tensor(keep)], logs[torch.as_tensor(keep)], shares, fixed_cost)
+        post = _posterior(preds[:, torch.as_tensor(keep)], logs[torch.as_tensor(keep)], shares, floors)
         base = post.log_mixture(preds).numpy()
         unexplained = logs.numpy() - base
         errors[None].append(unexplained[left] ** 2)
@@ -699,7 +735,7 @@ def fit_residual(model: FewShotLatencyPredictor, support_tokens: np.ndarray, sup
     best = min(loo, key=lambda c: (loo[c], c is not None, c == RELEVANCE, -(c if isinstance(c, float) else 0.0)))
     if best is None:
         return dataclasses.replace(none, loo_mse=loo)
-    unexplained = logs.numpy() - _posterior(preds, logs, shares, fixed_cost).log_mixture(preds).numpy()
+    unexplained = logs.numpy() - _posterior(preds, logs, shares, floors).log_mixture(preds).numpy()
     intercept, coef = _fit_candidate(best, features, unexplained, positions)
     return Residual(best, intercept, coef, loo)
 
