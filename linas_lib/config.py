@@ -309,6 +309,7 @@ class CrossHwConfig:
     k_values: tuple[int, ...] = (0, 5, 10, 20)  # measured architectures of the held-out device
     split_seeds: int = 10  # random choices of the k points per (device, k)
     repeats: int = 1  # the protocol per held-out device (partition, meta-training, choices), seeds seed, seed + 1, ...
+    design_repeats: int = 0  # the first repeats, looked at while the predictor was designed: comparisons also on the rest
     min_query: int = 20  # a device is held out only if it has k_max + min_query architectures
     held_out: tuple[str, ...] = ()  # devices to hold out (empty: every device with enough architectures)
     external_archs: int = 2000  # architectures per LUT table (latency = its LUT sum)

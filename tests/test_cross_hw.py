@@ -616,8 +616,16 @@ def test_repeats_rerun_the_protocol_with_the_next_seeds(monkeypatch):
         alone = [{**r, "repeat": repeat} for r in run(1, 7 + repeat)]
         assert [r for r in both if r["repeat"] == repeat] == alone
     assert {r["n_splits"] for r in C.table_rows(both)} == {4}
+    held_out = C.held_out_paired_rows(both, design_repeats=1)
+    assert held_out == C.paired_rows(C.table_rows([r for r in both if r["repeat"] == 1])), "repeat 1 alone"
+    assert held_out != C.paired_rows(C.table_rows(both)) and C.held_out_paired_rows(both, 0) == []
+    figures = C.summary_figures(C.table_rows(both), [], C.paired_rows(C.table_rows(both)), (), held_out)
+    assert figures["diff_held_out.flops.spearman.k5.mean"] == pytest.approx(
+        next(r["diff_mean"] for r in held_out if (r["baseline"], r["k"], r["group"]) == ("flops", 5, "all")))
     with pytest.raises(X.CrossHwError, match="cross_hw.repeats must be >= 1"):
         C.check_cross_hw(dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=0)))
+    with pytest.raises(X.CrossHwError, match="cross_hw.design_repeats must be >= 0 and < repeats, got 2"):
+        C.check_cross_hw(dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=2, design_repeats=2)))
 
 
 def test_evidence_gradient_matches_finite_differences():

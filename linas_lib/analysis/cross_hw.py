@@ -94,6 +94,7 @@ def check_cross_hw(profile):
          "distinct counts >= 0"),
         ("split_seeds", c.split_seeds >= 1, ">= 1"),
         ("repeats", c.repeats >= 1, ">= 1"),
+        ("design_repeats", 0 <= c.design_repeats < c.repeats, ">= 0 and < repeats"),
         ("min_query", c.min_query >= 5, ">= 5"),
         ("external_archs", c.external_archs >= max(c.k_values, default=0) + c.min_query, ">= max(k_values) + min_query"),
         ("d_model", c.d_model >= 4 and c.d_model % c.heads == 0, "a multiple of heads, >= 4"),
@@ -526,12 +527,25 @@ def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> l
     return out
 
 
-def summary_figures(table: list[dict], means: list[dict], paired: list[dict], devices: list[dict] = ()) -> dict[str, float]:
+def held_out_paired_rows(rows: list[dict], design_repeats: int, seed: int = 0) -> list[dict]:
+    """:func:`paired_rows` over the repeats after the first ``design_repeats`` of
+    :func:`evaluate`'s ``rows``: the comparisons on partitions, meta-trainings and k-point
+    choices that nobody looked at while the predictor was designed (empty with
+    ``design_repeats`` 0: every repeat is then as good as another)."""
+    if design_repeats <= 0:
+        return []
+    rest = [row for row in rows if row["repeat"] >= design_repeats]
+    return paired_rows(table_rows(rest), seed=seed) if rest else []
+
+
+def summary_figures(table: list[dict], means: list[dict], paired: list[dict], devices: list[dict] = (),
+                    paired_held_out: list[dict] = ()) -> dict[str, float]:
     """The predictor's ``spearman.k<k>.<device>``, ``mape.k<k>.<device>`` (where defined),
     ``spearman.k<k>.<group>`` (``mean`` over all devices, ``measured``, ``lut``),
     ``kendall/mape/within10.k<k>.mean``; ``baseline.<name>.spearman.k<k>.<group>`` and
     ``ablation.<name>.spearman.k<k>.<group>`` (same for ``mape``); the paired
-    differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high``; and the
+    differences ``diff.<name>.spearman.k<k>.<group>`` with ``_ci95_low``/``_ci95_high`` (and
+    ``diff_held_out.*`` the same from :func:`held_out_paired_rows`); and the
     repeatability of each measured table (:func:`device_rows`), ``retest.spearman.<device>``;
     what the other devices can explain at best, ``reach.spearman.<device>`` and its ``mean``;
     finite values only."""
@@ -556,7 +570,9 @@ def summary_figures(table: list[dict], means: list[dict], paired: list[dict], de
             out[f"kendall.k{row['k']}.mean"] = row["kendall_mean"]
             out[f"mape.k{row['k']}.mean"] = row["mape_pct_mean"]
             out[f"within10.k{row['k']}.mean"] = row["within10_pct_mean"]
-    for row in paired:
-        name = f"diff.{row['baseline']}.{row['metric']}.k{row['k']}.{'mean' if row['group'] == 'all' else row['group']}"
-        out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = row["diff_mean"], row["diff_ci95_low"], row["diff_ci95_high"]
+    for prefix, rows in (("diff", paired), ("diff_held_out", paired_held_out)):
+        for row in rows:
+            name = f"{prefix}.{row['baseline']}.{row['metric']}.k{row['k']}.{'mean' if row['group'] == 'all' else row['group']}"
+            out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = (row["diff_mean"], row["diff_ci95_low"],
+                                                                           row["diff_ci95_high"])
     return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}
