@@ -335,6 +335,8 @@ def test_heartbeat_references_are_the_anchors_of_each_target():
     assert sorted(refs) == ["cpu-ort-1t", "cpu-torch-1t"]  # targets without anchors get none
     assert refs["cpu-torch-1t"] == [{"arch": f"a{i}", "ref_ms": 10.0 * (i + 1)} for i in range(3)]
     assert refs["cpu-ort-1t"][2] == {"arch": "a2", "ref_ms": 31.0}
+    many = [{"arch": f"a{i}", "target": "cpu-torch-1t", "role": "anchor", "measured_ms": 1.0} for i in range(20)]
+    assert [r["arch"] for r in R.heartbeat_references(smoke, many)["cpu-torch-1t"]] == [f"a{i}" for i in range(0, 20, 2)]
     for bad in (0.0, float("nan")):  # a speed factor divides by the reference
         with pytest.raises(ValueError, match=r"positive and finite .*cpu-torch-1t a0"):
             R.heartbeat_references(smoke, [{**rows[0], "measured_ms": bad}, *rows[1:]])
@@ -393,6 +395,43 @@ def test_warm_control_arm_builds_the_luts_with_evict_mib_zero(monkeypatch):
     warm = R.warm_profile(smoke)
     assert R.warm_lut_scores(warm, None, None, None) == ({}, {"accuracy": [], "measurements": []})
     assert R.lut_timing(warm) == "warm"
+
+
+def test_anchor_designs_recalibrate_every_half_design_as_calibrate_luts_does():
+    rng = np.random.default_rng(0)
+    base = np.linspace(100.0, 200.0, 8)
+    measured = 1.1 * base + 5 + rng.normal(0, 1.0, 8)
+    measured[7] -= 12.0  # a large anchor well below the line: it sets the slope of the designs that keep it
+    held = np.linspace(105.0, 195.0, 30)
+
+    def row(i, role, b, m):  # op_only is the sum the truth follows; the others are bent away from it
+        return {"arch": f"{role}{i}", "target": "t", "role": role, "measured_ms": m,
+                **{f"pred_{v}_ms": b * (1.0 if v == "op_only" else 1 + 0.05 * np.sin(i + len(v))) for v in L.CALIBRATION_BASES}}
+
+    rows = [row(i, "anchor", b, m) for i, (b, m) in enumerate(zip(base, measured))]
+    rows += [row(i, "held_out", b, 1.1 * b + 5) for i, b in enumerate(held)]
+    (out,) = R.anchor_design_rows(rows, np.random.default_rng(0))
+    assert out["n_anchors"] == 8 and out["n_designs"] == 16  # one of each pair (0, 1), (2, 3), (4, 5), (6, 7)
+    slope, intercept, _ = L._affine_fit(base, measured)
+    truth = 1.1 * held + 5
+    assert out["base"] == "op_only", "the sum that errs least on a left-out anchor"
+    assert out["mape_pct"] == pytest.approx(np.mean(np.abs((slope * held + intercept) / truth - 1)) * 100)
+    even = L._affine_fit(base[::2], measured[::2])
+    assert out["half_even_mape_pct"] == pytest.approx(np.mean(np.abs((even[0] * held + even[1]) / truth - 1)) * 100)
+    assert 0.0 <= out["half_share_below_all"] <= 1.0
+    assert out["half_mape_pct_p2_5"] <= out["half_mape_pct_median"] <= out["half_mape_pct_p97_5"]
+    assert R.anchor_design_rows(rows[:3] + rows[8:], np.random.default_rng(0)) == [], "fewer than 4 anchors"
+    figures = R.anchor_design_figures([out])
+    assert figures["mape_pct"] == {"t": out["mape_pct"]} and "base" not in figures and R.anchor_design_figures([]) == {}
+
+
+def test_paired_mape_effect_names_its_arms():
+    rows = [{"target": "t", "arch": a, "role": "held_out", "measured_ms": 100.0, "pred_calibrated_ms": p}
+            for a, p in (("a", 101.0), ("b", 102.0))]
+    worse = [{**r, "pred_calibrated_ms": r["pred_calibrated_ms"] + 2.0} for r in rows]
+    (row,) = R.paired_mape_effect(rows, worse, ("all_anchors", "half_anchors"), n_resamples=100)
+    assert row["mape_pct_all_anchors"] == pytest.approx(1.5) and row["mape_pct_half_anchors"] == pytest.approx(3.5)
+    assert row["mape_pct_half_anchors_minus_all_anchors"] == pytest.approx(2.0)
 
 
 def test_calibration_rows_list_each_timing_and_measured_target():

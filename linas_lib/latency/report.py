@@ -553,9 +553,13 @@ def heartbeat_columns(gaps: list[tuple[int, list[float]]], ref_ms: list[float], 
             "margin_s_drift_corrected": budget_s - corrected_s, "pass_drift_corrected": bool(corrected_s <= budget_s)}
 
 
+MAX_HEARTBEAT_NETWORKS = 10  # C3 beats about 11 times per run: more networks would each beat once or never
+
+
 def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, list[dict]]:
     """C3's heartbeat networks per local target: 02's anchors (spread over the predicted
-    latency range, the same on every machine) with their pooled end-to-end ground truth.
+    latency range, the same on every machine; every second one when there are more than
+    :data:`MAX_HEARTBEAT_NETWORKS`, and so on) with their pooled end-to-end ground truth.
 
     Args:
         rows: 02's ``validation_measurements`` rows (:func:`measurement_rows`); default: this
@@ -570,6 +574,7 @@ def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, l
         rows = read_validation_rows(profile)
     refs = {t.name: [{"arch": r["arch"], "ref_ms": float(r["measured_ms"])} for r in rows
                      if r["target"] == t.name and r["role"] == "anchor"] for t in local_targets(profile)}
+    refs = {t: ref[::math.ceil(len(ref) / MAX_HEARTBEAT_NETWORKS) or 1] for t, ref in refs.items()}
     bad = [f"{t} {r['arch']}: {r['ref_ms']}" for t, ref in refs.items() for r in ref
            if not (math.isfinite(r["ref_ms"]) and r["ref_ms"] > 0)]
     if bad:
@@ -812,20 +817,20 @@ def calibration_rows(profile, calibrated: dict[str, dict], warm: dict[str, dict]
             for timing, luts in arms.items() for target, lut in luts.items() if "calibration" in lut]
 
 
-def lut_timing_effect(measurements: list[dict], warm_measurements: list[dict], n_resamples: int = 2000,
-                      seed: int = 0) -> list[dict]:
-    """Per measured target, the calibrated MAPE with warm LUT entries minus that with the
-    profile's (evicted) ones on the same held-out architectures, with a paired percentile
-    bootstrap 95 % CI over the architectures. The CI covers which architectures were drawn,
-    not how a second LUT build would come out (each arm is one build).
+def paired_mape_effect(measurements: list[dict], control_measurements: list[dict], arms: tuple[str, str],
+                       n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Per measured target, the calibrated MAPE of a control arm minus the headline's on the
+    same held-out architectures, with a paired percentile bootstrap 95 % CI over the
+    architectures (it covers which architectures were drawn, not a second measurement).
 
     Args:
-        measurements, warm_measurements: the ``measurements`` tables of :func:`score_predictors`
-            and :func:`warm_lut_scores`.
+        measurements, control_measurements: ``measurements`` tables of :func:`score_predictors`
+            (the headline) and of the control arm, scored on the same runs.
+        arms: the two arms' names ``(headline, control)``, used in the column names.
 
     Returns:
-        Rows ``target, n, mape_pct_evicted, mape_pct_warm, mape_pct_warm_minus_evicted,
-        ci95_low, ci95_high``; empty without a control arm.
+        Rows ``target, n, mape_pct_<headline>, mape_pct_<control>,
+        mape_pct_<control>_minus_<headline>, ci95_low, ci95_high``; empty without a control arm.
     """
     from scipy.stats import bootstrap  # only where the comparison is made
 
@@ -833,20 +838,97 @@ def lut_timing_effect(measurements: list[dict], warm_measurements: list[dict], n
         return {(r["target"], r["arch"]): 100 * abs(r["pred_calibrated_ms"] / r["measured_ms"] - 1)
                 for r in rows if r["role"] == "held_out"}
 
-    evicted, warm = errors(measurements), errors(warm_measurements)
+    (head, control), (a, b) = (errors(measurements), errors(control_measurements)), arms
     out = []
-    for target in dict.fromkeys(t for t, _ in warm):
-        keys = [k for k in warm if k[0] == target and k in evicted]
-        e, w = np.array([evicted[k] for k in keys]), np.array([warm[k] for k in keys])
+    for target in dict.fromkeys(t for t, _ in control):
+        keys = [k for k in control if k[0] == target and k in head]
+        h, c = np.array([head[k] for k in keys]), np.array([control[k] for k in keys])
         low = high = math.nan
         if len(keys) > 1:  # paired: resampling architectures resamples their differences
-            ci = bootstrap((w - e,), np.mean, n_resamples=n_resamples, method="percentile",
+            ci = bootstrap((c - h,), np.mean, n_resamples=n_resamples, method="percentile",
                            rng=np.random.default_rng(seed)).confidence_interval
             low, high = float(ci.low), float(ci.high)
-        out.append({"target": target, "n": len(keys), "mape_pct_evicted": float(e.mean()),
-                    "mape_pct_warm": float(w.mean()), "mape_pct_warm_minus_evicted": float(np.mean(w - e)),
-                    "ci95_low": low, "ci95_high": high})
+        out.append({"target": target, "n": len(keys), f"mape_pct_{a}": float(h.mean()), f"mape_pct_{b}": float(c.mean()),
+                    f"mape_pct_{b}_minus_{a}": float(np.mean(c - h)), "ci95_low": low, "ci95_high": high})
     return out
+
+
+def lut_timing_effect(measurements: list[dict], warm_measurements: list[dict], n_resamples: int = 2000,
+                      seed: int = 0) -> list[dict]:
+    """:func:`paired_mape_effect` of the warm LUT entries (:func:`warm_lut_scores`) against the
+    profile's evicted ones: columns ``mape_pct_evicted``, ``mape_pct_warm``,
+    ``mape_pct_warm_minus_evicted``. Each arm is one LUT build, which the CI does not cover."""
+    return paired_mape_effect(measurements, warm_measurements, ("evicted", "warm"), n_resamples, seed)
+
+
+MAX_ANCHOR_DESIGNS = 4096  # beyond this many half designs, a seeded sample of them
+
+
+def anchor_design_rows(measurements: list[dict], rng: np.random.Generator) -> list[dict]:
+    """The anchor count's control: every design of K/2 anchors that keeps one anchor of each
+    adjacent pair of the K (ranks 2i or 2i + 1: one per 2/K band of the predicted latency
+    range, 2 ** (K/2) designs, a sample of :data:`MAX_ANCHOR_DESIGNS` beyond that), each
+    calibrated as :func:`calibrate_luts` does (per target, the base sum whose fit errs least on
+    an anchor left out, ties to the later base) and scored on the held-out architectures of the
+    same runs, beside the calibration on all K.
+
+    It covers which anchors a half-size design happens to draw, within this run; not the
+    anchors' own measurement noise, another run, or another LUT build.
+
+    Args:
+        measurements: :func:`validation_tables`' ``measurements`` rows (anchors in their order).
+        rng: draws the sample of designs when there are more than :data:`MAX_ANCHOR_DESIGNS`.
+
+    Returns:
+        Per measured target: ``n_anchors``, ``n_designs``, the all-anchor calibration's
+        ``base``, ``slope``, ``mape_pct`` and ``within5_pct``; over the half designs the median,
+        2.5 and 97.5 percentiles of MAPE, within-5 % share and slope, the two interleaved
+        designs (``even``: ranks 0, 2, ..., ``odd``: 1, 3, ...) and the share of designs whose MAPE
+        is below the all-anchor one. Empty below 4 anchors.
+    """
+    out = []
+    for target in dict.fromkeys(r["target"] for r in measurements):
+        rows = [r for r in measurements if r["target"] == target]
+        anchors, held = [r for r in rows if r["role"] == "anchor"], [r for r in rows if r["role"] == "held_out"]
+        k = len(anchors) - len(anchors) % 2
+        if k < 4 or not held:
+            continue
+        x = {b: np.array([r[f"pred_{b}_ms"] for r in anchors]) for b in L.CALIBRATION_BASES}
+        xh = {b: np.array([r[f"pred_{b}_ms"] for r in held]) for b in L.CALIBRATION_BASES}
+        y, yh = np.array([r["measured_ms"] for r in anchors]), np.array([r["measured_ms"] for r in held])
+
+        def score(index):
+            def spread(base):
+                value = L.calibration_spread({"anchor_base_ms": x[base][index], "anchor_ms": y[index]})
+                return value if math.isfinite(value) else math.inf
+            base = min(reversed(L.CALIBRATION_BASES), key=spread)
+            slope, intercept, _ = L._affine_fit(x[base][index], y[index])
+            error = np.abs((slope * xh[base] + intercept) / yh - 1) * 100
+            return base, slope, float(error.mean()), float((error <= 5).mean() * 100)
+
+        pairs = k // 2
+        if 2**pairs <= MAX_ANCHOR_DESIGNS:
+            picks = np.array(list(itertools.product((0, 1), repeat=pairs)))
+        else:
+            picks = rng.integers(0, 2, size=(MAX_ANCHOR_DESIGNS, pairs))
+        designs = [score(2 * np.arange(pairs) + pick) for pick in picks]
+        base, slope, mape, within5 = score(np.arange(len(anchors)))
+        mapes, shares, slopes = (np.array([d[i] for d in designs]) for i in (2, 3, 1))
+        out.append({"target": target, "n_anchors": len(anchors), "n_designs": len(designs), "base": base,
+                    "slope": slope, "mape_pct": mape, "within5_pct": within5,
+                    **{f"half_{name}_{q}": float(np.percentile(v, p)) for name, v in
+                       (("mape_pct", mapes), ("within5_pct", shares), ("slope", slopes))
+                       for q, p in (("median", 50), ("p2_5", 2.5), ("p97_5", 97.5))},
+                    "half_even_mape_pct": score(2 * np.arange(pairs))[2],
+                    "half_odd_mape_pct": score(2 * np.arange(pairs) + 1)[2],
+                    "half_share_below_all": float((mapes < mape).mean())})
+    return out
+
+
+def anchor_design_figures(rows: list[dict]) -> dict:
+    """:func:`anchor_design_rows` per target, for ``flatten``: ``{<column>: {target: x}}``."""
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("target", "base")]
+    return {key: {r["target"]: r[key] for r in rows} for key in keys}
 
 
 def throughput_figures(rows: list[dict]) -> dict:
