@@ -336,7 +336,9 @@ def test_heartbeat_references_are_the_anchors_of_each_target():
     assert refs["cpu-torch-1t"] == [{"arch": f"a{i}", "ref_ms": 10.0 * (i + 1)} for i in range(3)]
     assert refs["cpu-ort-1t"][2] == {"arch": "a2", "ref_ms": 31.0}
     many = [{"arch": f"a{i}", "target": "cpu-torch-1t", "role": "anchor", "measured_ms": 1.0} for i in range(20)]
-    assert [r["arch"] for r in R.heartbeat_references(smoke, many)["cpu-torch-1t"]] == [f"a{i}" for i in range(0, 20, 2)]
+    kept = {n: [r["arch"] for r in R.heartbeat_references(smoke, many[:n])["cpu-torch-1t"]] for n in (10, 11, 20, 21)}
+    assert kept[10] == [f"a{i}" for i in range(10)] and len(kept[11]) == len(kept[21]) == 10
+    assert kept[20][0] == "a0" and kept[20][-1] == "a19" and len(set(kept[20])) == 10, "evenly spaced, ends kept"
     for bad in (0.0, float("nan")):  # a speed factor divides by the reference
         with pytest.raises(ValueError, match=r"positive and finite .*cpu-torch-1t a0"):
             R.heartbeat_references(smoke, [{**rows[0], "measured_ms": bad}, *rows[1:]])
@@ -421,6 +423,10 @@ def test_anchor_designs_recalibrate_every_half_design_as_calibrate_luts_does():
     assert 0.0 <= out["half_share_below_all"] <= 1.0
     assert out["half_mape_pct_p2_5"] <= out["half_mape_pct_median"] <= out["half_mape_pct_p97_5"]
     assert R.anchor_design_rows(rows[:3] + rows[8:], np.random.default_rng(0)) == [], "fewer than 4 anchors"
+    (odd,) = R.anchor_design_rows(rows[:7] + rows[8:], np.random.default_rng(0))  # 7 anchors: 3 pairs + the last
+    last = L._affine_fit(base[[0, 2, 4, 6]], measured[[0, 2, 4, 6]])
+    assert odd["n_designs"] == 8 and odd["half_even_mape_pct"] == pytest.approx(
+        np.mean(np.abs((last[0] * held + last[1]) / truth - 1)) * 100), "the unpaired anchor is in every design"
     figures = R.anchor_design_figures([out])
     assert figures["mape_pct"] == {"t": out["mape_pct"]} and "base" not in figures and R.anchor_design_figures([]) == {}
 

@@ -558,8 +558,9 @@ MAX_HEARTBEAT_NETWORKS = 10  # C3 beats about 11 times per run: more networks wo
 
 def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, list[dict]]:
     """C3's heartbeat networks per local target: 02's anchors (spread over the predicted
-    latency range, the same on every machine; every second one when there are more than
-    :data:`MAX_HEARTBEAT_NETWORKS`, and so on) with their pooled end-to-end ground truth.
+    latency range, the same on every machine; beyond :data:`MAX_HEARTBEAT_NETWORKS` of them,
+    that many evenly spaced from the fastest to the slowest) with their pooled end-to-end
+    ground truth.
 
     Args:
         rows: 02's ``validation_measurements`` rows (:func:`measurement_rows`); default: this
@@ -574,7 +575,8 @@ def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, l
         rows = read_validation_rows(profile)
     refs = {t.name: [{"arch": r["arch"], "ref_ms": float(r["measured_ms"])} for r in rows
                      if r["target"] == t.name and r["role"] == "anchor"] for t in local_targets(profile)}
-    refs = {t: ref[::math.ceil(len(ref) / MAX_HEARTBEAT_NETWORKS) or 1] for t, ref in refs.items()}
+    refs = {t: [ref[i] for i in np.linspace(0, len(ref) - 1, min(len(ref), MAX_HEARTBEAT_NETWORKS)).round().astype(int)]
+            for t, ref in refs.items()}
     bad = [f"{t} {r['arch']}: {r['ref_ms']}" for t, ref in refs.items() for r in ref
            if not (math.isfinite(r["ref_ms"]) and r["ref_ms"] > 0)]
     if bad:
@@ -865,9 +867,10 @@ MAX_ANCHOR_DESIGNS = 4096  # beyond this many half designs, a seeded sample of t
 
 
 def anchor_design_rows(measurements: list[dict], rng: np.random.Generator) -> list[dict]:
-    """The anchor count's control: every design of K/2 anchors that keeps one anchor of each
-    adjacent pair of the K (ranks 2i or 2i + 1: one per 2/K band of the predicted latency
-    range, 2 ** (K/2) designs, a sample of :data:`MAX_ANCHOR_DESIGNS` beyond that), each
+    """The anchor count's control: every design of half the K anchors that keeps one anchor of
+    each adjacent pair (ranks 2i or 2i + 1 in :func:`anchor_archs`' order, the committed LUTs'
+    predicted latency averaged over targets: one per 2/K band of it; with K odd the last anchor
+    is in every design; 2 ** (K // 2) designs, a sample of :data:`MAX_ANCHOR_DESIGNS` beyond that), each
     calibrated as :func:`calibrate_luts` does (per target, the base sum whose fit errs least on
     an anchor left out, ties to the later base) and scored on the held-out architectures of the
     same runs, beside the calibration on all K.
@@ -893,6 +896,7 @@ def anchor_design_rows(measurements: list[dict], rng: np.random.Generator) -> li
         k = len(anchors) - len(anchors) % 2
         if k < 4 or not held:
             continue
+        unpaired = np.arange(k, len(anchors))  # the last anchor when K is odd: in every design
         x = {b: np.array([r[f"pred_{b}_ms"] for r in anchors]) for b in L.CALIBRATION_BASES}
         xh = {b: np.array([r[f"pred_{b}_ms"] for r in held]) for b in L.CALIBRATION_BASES}
         y, yh = np.array([r["measured_ms"] for r in anchors]), np.array([r["measured_ms"] for r in held])
@@ -911,7 +915,7 @@ def anchor_design_rows(measurements: list[dict], rng: np.random.Generator) -> li
             picks = np.array(list(itertools.product((0, 1), repeat=pairs)))
         else:
             picks = rng.integers(0, 2, size=(MAX_ANCHOR_DESIGNS, pairs))
-        designs = [score(2 * np.arange(pairs) + pick) for pick in picks]
+        designs = [score(np.r_[2 * np.arange(pairs) + pick, unpaired]) for pick in picks]
         base, slope, mape, within5 = score(np.arange(len(anchors)))
         mapes, shares, slopes = (np.array([d[i] for d in designs]) for i in (2, 3, 1))
         out.append({"target": target, "n_anchors": len(anchors), "n_designs": len(designs), "base": base,
@@ -919,8 +923,8 @@ def anchor_design_rows(measurements: list[dict], rng: np.random.Generator) -> li
                     **{f"half_{name}_{q}": float(np.percentile(v, p)) for name, v in
                        (("mape_pct", mapes), ("within5_pct", shares), ("slope", slopes))
                        for q, p in (("median", 50), ("p2_5", 2.5), ("p97_5", 97.5))},
-                    "half_even_mape_pct": score(2 * np.arange(pairs))[2],
-                    "half_odd_mape_pct": score(2 * np.arange(pairs) + 1)[2],
+                    "half_even_mape_pct": score(np.r_[2 * np.arange(pairs), unpaired])[2],
+                    "half_odd_mape_pct": score(np.r_[2 * np.arange(pairs) + 1, unpaired])[2],
                     "half_share_below_all": float((mapes < mape).mean())})
     return out
 
