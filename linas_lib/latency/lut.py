@@ -316,6 +316,17 @@ def _affine_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, str]:
     return float(slope), float(intercept), "affine"
 
 
+def best_calibration_base(base_ms: dict[str, np.ndarray], measured_ms) -> str:
+    """The base (a key of ``base_ms``: each base variant's prediction of the anchors) whose
+    :func:`calibrate` fit errs least on an anchor left out (:func:`calibration_spread`); ties,
+    and spreads that cannot be computed, go to the base given last."""
+    def spread(base: str) -> float:
+        value = calibration_spread({"anchor_base_ms": base_ms[base], "anchor_ms": measured_ms})
+        return value if math.isfinite(value) else math.inf
+
+    return min(reversed(list(base_ms)), key=spread)
+
+
 def calibration_spread(block: dict) -> float:
     """The relative error a calibration makes on an architecture it was not fitted on: the root
     mean square of each anchor's error ``predicted / measured - 1`` when :func:`calibrate`'s fit

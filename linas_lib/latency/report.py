@@ -332,15 +332,12 @@ def calibrate_luts(luts: dict[str, dict], bases: dict[str, P.LatencyModel], anch
     names = [arch_string(a) for a in anchors]
     preds = {v: model.predict(anchors) for v, model in bases.items()}
 
-    def fits(name: str, lut: dict) -> list[dict]:
-        return [L.calibrate(lut, names, preds[v][:, bases[v].target_names.index(name)], truth[name], v)
-                for v in reversed(list(bases))]
+    def calibrated(name: str, lut: dict) -> dict:
+        base_ms = {v: preds[v][:, bases[v].target_names.index(name)] for v in bases}
+        base = L.best_calibration_base(base_ms, truth[name])
+        return L.calibrate(lut, names, base_ms[base], truth[name], base)
 
-    def spread(lut: dict) -> float:
-        value = L.calibration_spread(lut["calibration"])
-        return value if math.isfinite(value) else math.inf
-
-    return {n: min(fits(n, lut), key=spread) if n in truth else lut for n, lut in luts.items()}
+    return {n: calibrated(n, lut) if n in truth else lut for n, lut in luts.items()}
 
 
 def pair_holdout_rows(luts: dict[str, dict]) -> list[dict]:
@@ -902,10 +899,7 @@ def anchor_design_rows(measurements: list[dict], rng: np.random.Generator) -> li
         y, yh = np.array([r["measured_ms"] for r in anchors]), np.array([r["measured_ms"] for r in held])
 
         def score(index):
-            def spread(base):
-                value = L.calibration_spread({"anchor_base_ms": x[base][index], "anchor_ms": y[index]})
-                return value if math.isfinite(value) else math.inf
-            base = min(reversed(L.CALIBRATION_BASES), key=spread)
+            base = L.best_calibration_base({b: v[index] for b, v in x.items()}, y[index])
             slope, intercept, _ = L._affine_fit(x[base][index], y[index])
             error = np.abs((slope * xh[base] + intercept) / yh - 1) * 100
             return base, slope, float(error.mean()), float((error <= 5).mean() * 100)
