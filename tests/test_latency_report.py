@@ -348,7 +348,7 @@ def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
     import dataclasses
     import json
 
-    from linas_lib import paths
+    from linas_lib import paths, provenance
 
     smoke = load_profile("smoke")
     off = dataclasses.replace(smoke, latency=dataclasses.replace(smoke.latency, c3_heartbeat_every=0))
@@ -358,14 +358,24 @@ def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
     assert R.heartbeat_references(smoke) == {}  # 02 not run: C3 runs without a heartbeat
     folder = tmp_path / "results" / "smoke" / "02_latency_accuracy"
     folder.mkdir(parents=True)
-    header = "# provenance: " + json.dumps({"config": {"data": {"resolution": smoke.data.resolution}}}) + "\n"
-    (folder / "validation_measurements.csv").write_text(header + "arch,target\nA,cpu-torch-1t\n")
+    here = {"cpu_id": "GenuineIntel family 6 model 167 stepping 1"}
+    monkeypatch.setattr(provenance, "machine", lambda: here)
+
+    def header(resolution=smoke.data.resolution, machine=here):
+        return "# provenance: " + json.dumps({"config": {"data": {"resolution": resolution}}, "machine": machine}) + "\n"
+
+    (folder / "validation_measurements.csv").write_text(header() + "arch,target\nA,cpu-torch-1t\n")
     with pytest.raises(ValueError, match="validation_measurements.csv: columns"):
         R.heartbeat_references(smoke)
-    other = "# provenance: " + json.dumps({"config": {"data": {"resolution": 999}}}) + "\n"
-    (folder / "validation_measurements.csv").write_text(other + "arch,target\nA,cpu-torch-1t\n")
+    (folder / "validation_measurements.csv").write_text(header(resolution=999) + "arch,target\nA,cpu-torch-1t\n")
     assert R.heartbeat_references(smoke) == {}  # measured at another resolution: not a reference
-    (folder / "validation_measurements.csv").write_text(header)
+    rows = "arch,target,role,measured_ms\nA,cpu-torch-1t,anchor,5.0\n"
+    (folder / "validation_measurements.csv").write_text(header() + rows)
+    assert R.heartbeat_references(smoke) == {"cpu-torch-1t": [{"arch": "A", "ref_ms": 5.0}]}
+    for other in ({"cpu_id": "AuthenticAMD family 26 model 2 stepping 1"}, {}):
+        (folder / "validation_measurements.csv").write_text(header(machine=other) + rows)
+        assert R.heartbeat_references(smoke) == {}  # another (or an unrecorded) CPU: its speed is not drift
+    (folder / "validation_measurements.csv").write_text(header())
     with pytest.raises(ValueError, match="validation_measurements.csv: no table after its provenance line"):
         R.heartbeat_references(smoke)
 

@@ -584,7 +584,8 @@ def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, l
 
 def read_validation_rows(profile) -> list[dict]:
     """02's committed ``validation_measurements.csv`` rows; ``[]`` (with a warning) when 02 has
-    not been run at this profile's resolution.
+    not been run at this profile's resolution or on this machine's CPU (provenance ``cpu_id``):
+    a heartbeat's speed factor against another CPU's runs would be that CPU's speed, not drift.
 
     Raises:
         ValueError: the file has no table, or lacks a column the heartbeat reads.
@@ -592,17 +593,23 @@ def read_validation_rows(profile) -> list[dict]:
     import pandas as pd
 
     from ..paths import project_root
-    from ..provenance import read_csv_provenance
+    from ..provenance import machine, read_csv_provenance
 
     path = project_root() / "results" / profile.name / "02_latency_accuracy" / "validation_measurements.csv"
     if not path.is_file():
         log.warning("%s does not exist: C3 runs without a heartbeat (run notebook 02_latency_accuracy first)",
                     display_path(path))
         return []
-    resolution = read_csv_provenance(path).get("config", {}).get("data", {}).get("resolution")
+    provenance = read_csv_provenance(path)
+    resolution = provenance.get("config", {}).get("data", {}).get("resolution")
     if resolution != profile.data.resolution:
         log.warning("%s was measured at %s px, not %s: C3 runs without a heartbeat", display_path(path), resolution,
                     profile.data.resolution)
+        return []
+    measured_on, here = _cpu_of(provenance), machine().get("cpu_id", "unknown")
+    if measured_on != here or here == "unknown":
+        log.warning("%s was measured on %s, this machine is %s: C3 runs without a heartbeat (a speed factor "
+                    "across machines is their difference, not drift)", display_path(path), measured_on, here)
         return []
     try:
         frame = pd.read_csv(path, comment="#")
@@ -613,6 +620,11 @@ def read_validation_rows(profile) -> list[dict]:
         raise ValueError(f"{display_path(path)}: columns {sorted(missing)} missing (a validation_measurements "
                          f"table of notebook 02 has arch, target, role, measured_ms); rerun notebook 02")
     return frame.to_dict("records")
+
+
+def _cpu_of(provenance: dict) -> str:
+    """The ``cpu_id`` a provenance block records, "unrecorded" without one."""
+    return str((provenance.get("machine") or {}).get("cpu_id") or "unrecorded")
 
 
 def load_columns(record: dict) -> dict:
