@@ -268,7 +268,7 @@ def throughput(fn: Callable, images: np.ndarray, n: int, spec: RuntimeSpec,
     Returns:
         ``{n_images, total_s, ms_per_image, image_median_ms, image_std_ms, image_min_ms,
         image_max_ms}``; with heartbeats also ``heartbeat_gaps``: one ``(index, [ms, ...])``
-        per gap (raw, for :func:`~linas_lib.latency.report.c3_check`) and
+        per gap (raw, for :func:`~linas_lib.latency.c3.c3_check`) and
         ``first_in_block_vs_rest_pct``.
     """
     if images.ndim != 4 or len(images) == 0:

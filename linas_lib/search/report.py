@@ -365,7 +365,8 @@ def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> list[
     Other targets (external, GPU) get ``measured_s`` NaN and a note: they cannot be timed here.
     """
     from ..latency import e2e
-    from ..latency.report import c3_check, eval_images, heartbeat_references
+    from ..latency.c3 import c3_check, heartbeat_references
+    from ..latency.report import eval_images
     from ..space import parse_arch
 
     kinds = {t.name: t.kind for t in profile.latency.targets}
@@ -393,7 +394,7 @@ HEARTBEAT_COLUMNS = ("heartbeat_networks", "heartbeat_n", "speed_factor", "ms_pe
 
 
 def _heartbeat_columns(res: dict) -> dict:
-    """C3's heartbeat columns (:func:`~linas_lib.latency.report.c3_check`) as ``c3_*``; empty without one."""
+    """C3's heartbeat columns (:func:`~linas_lib.latency.c3.c3_check`) as ``c3_*``; empty without one."""
     return {f"c3_{k}": res[k] for k in HEARTBEAT_COLUMNS if k in res}
 
 
