@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .latency.quiet import NoisyMachineError  # stdlib only: safe to import eagerly
@@ -76,7 +77,7 @@ def _add_data_commands(sub) -> None:
                        help="a local .zip/.tar.gz of the upstream repository, or an extracted folder "
                             "(offline machines); default: download the pinned commit")
     fetch.add_argument("--force", action="store_true", help="replace DEST even if it already is a verified copy")
-    fetch.add_argument("--timeout", type=float, default=None, help="download socket timeout in seconds (default 60)")
+    fetch.add_argument("--timeout", type=_non_negative_float, default=None, help="download socket timeout in seconds (default 60)")
     fetch.set_defaults(func=_cmd_data_fetch)
 
 
@@ -110,15 +111,30 @@ def _add_paper_commands(sub) -> None:
     compare.set_defaults(func=_cmd_compare)
 
 
-def _non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0 (``--evict-mib``)."""
+def _at_least(convert, low, what: str):
+    """An argparse type: ``convert(text)``, finite and >= ``low``, else an error saying ``what`` was expected."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
+
+
+_non_negative_int = _at_least(int, 0, "a whole number >= 0")
+_positive_int = _at_least(int, 1, "a whole number >= 1")
+_non_negative_float = _at_least(float, 0, "a finite number >= 0")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated whole numbers >= 0 (``--choices``, ``--threads 1,2``)."""
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+        return tuple(_non_negative_int(part) for part in text.split(",")) if text else ()
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= 0, got {text!r}") from None
 
 
 def _add_lut_commands(sub) -> None:
@@ -129,16 +145,16 @@ def _add_lut_commands(sub) -> None:
     build.add_argument("--target", required=True, help="cpu-torch-<N>t, cpu-ort-<N>t, cuda-fp32|fp16[-graph]")
     build.add_argument("--resolution", type=int, default=128, help="input side (default 128)")
     build.add_argument("--out", required=True, help="JSON file to write (resumes from <out>.partial.json)")
-    build.add_argument("--warmup", type=int, default=10)
-    build.add_argument("--repeats", type=int, default=30)
-    build.add_argument("--max-cv", type=float, default=0.1)
-    build.add_argument("--max-retries", type=int, default=2)
-    build.add_argument("--max-time-ms", type=float, default=0.0, help="cap repeats of big entries (0 = off)")
+    build.add_argument("--warmup", type=_non_negative_int, default=10)
+    build.add_argument("--repeats", type=_positive_int, default=30)
+    build.add_argument("--max-cv", type=_non_negative_float, default=0.1)
+    build.add_argument("--max-retries", type=_non_negative_int, default=2)
+    build.add_argument("--max-time-ms", type=_non_negative_float, default=0.0, help="cap repeats of big entries (0 = off)")
     build.add_argument("--evict-mib", type=_non_negative_int, default=0,
                        help="read this many MiB before each timed call, so entries meet the caches as in the pipeline (0 = off)")
-    build.add_argument("--min-repeats", type=int, default=3, help="floor of the capped repeats")
-    build.add_argument("--pairs-per-slot", type=int, default=6, help="I4 pairs timed per slot (441 = all)")
-    build.add_argument("--choices", default="", help="comma-separated choice indices 0..20 (tests only)")
+    build.add_argument("--min-repeats", type=_positive_int, default=3, help="floor of the capped repeats")
+    build.add_argument("--pairs-per-slot", type=_non_negative_int, default=6, help="I4 pairs timed per slot (441 = all)")
+    build.add_argument("--choices", type=_int_list, default=(), help="comma-separated choice indices 0..20 (tests only)")
     build.add_argument("--quiet-policy", choices=("warn", "refuse", "off"), default="warn",
                        help="when other work keeps the machine busy: warn (default), refuse, or only record")
     build.set_defaults(func=_cmd_lut_build)
@@ -158,9 +174,9 @@ def _add_machine_commands(sub) -> None:
     machine = sub.add_parser("machine", help="this machine's load, as the latency measurements judge it")
     machine_sub = machine.add_subparsers(dest="machine_command", required=True)
     check = machine_sub.add_parser("check", help="load, steal and busy processes now; exit 3 when not quiet")
-    check.add_argument("--threads", type=int, default=1, help="timing threads the measurement would use")
-    check.add_argument("--seconds", type=float, default=1.0, help="length of the sample (default 1)")
-    check.add_argument("--max-other-cores", type=float, default=0.25, help="cores other work may keep busy")
+    check.add_argument("--threads", type=_positive_int, default=1, help="timing threads the measurement would use")
+    check.add_argument("--seconds", type=_non_negative_float, default=1.0, help="length of the sample (default 1)")
+    check.add_argument("--max-other-cores", type=_non_negative_float, default=0.25, help="cores other work may keep busy")
     check.set_defaults(func=_cmd_machine_check)
 
 
@@ -183,7 +199,7 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
     settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_cv=args.max_cv,
                                max_retries=args.max_retries, max_time_ms=args.max_time_ms,
                                min_repeats=args.min_repeats, evict_mib=args.evict_mib)
-    choices = [int(c) for c in args.choices.split(",")] if args.choices else None
+    choices = list(args.choices) or None
     lut = build_lut(args.target, args.resolution, settings, args.out, pairs_per_slot=args.pairs_per_slot,
                     choices=choices, quiet=QuietSettings(policy=args.quiet_policy))
     print(f"wrote {args.out}: {lut_summary(lut)}")
@@ -240,19 +256,19 @@ def _add_bench_commands(sub) -> None:
                                  "into results/<profile>/bench/train_step.csv; run it on a quiet machine")
     speed.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     speed.add_argument("--seed", type=int, default=0)
-    speed.add_argument("--batch-sizes", default="2,4,8", help="comma-separated (default 2,4,8)")
-    speed.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
+    speed.add_argument("--batch-sizes", type=_int_list, default=(2, 4, 8), help="comma-separated (default 2,4,8)")
+    speed.add_argument("--threads", type=_int_list, default=(1, 2), help="comma-separated torch thread counts (default 1,2)")
     speed.add_argument("--variants", default="baseline,foreach,fused,f32_taps",
                        help="comma-separated, from baseline,foreach,fused,f32_taps,compile")
-    speed.add_argument("--min-run-time", type=float, default=2.0, help="seconds timed per row (default 2)")
+    speed.add_argument("--min-run-time", type=_non_negative_float, default=2.0, help="seconds timed per row (default 2)")
     speed.set_defaults(func=_cmd_bench_speed)
 
 
 def _dask_args(parser) -> None:
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="Dask scheduler address (default: a LocalCluster on this machine)")
-    parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default bench.workers)")
-    parser.add_argument("--limit", type=int, default=None, metavar="K", help="run at most K pending items")
+    parser.add_argument("--workers", type=_positive_int, default=None, help="LocalCluster worker processes (default bench.workers)")
+    parser.add_argument("--limit", type=_non_negative_int, default=None, metavar="K", help="run at most K pending items")
 
 
 def _bench_common(parser) -> None:
@@ -303,10 +319,11 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
     from .latency.quiet import watch
 
     profile = as_profile(args.profile)
-    ints = lambda text: tuple(int(x) for x in text.split(","))  # noqa: E731
-    with watch("training-step speed", max(ints(args.threads)), profile.latency.quiet) as load:
-        rows = speed_table(profile_training_step(profile, batch_sizes=ints(args.batch_sizes),
-                                                 threads=ints(args.threads), variants=tuple(args.variants.split(",")),
+    if not args.threads or not args.batch_sizes or 0 in args.threads + args.batch_sizes:
+        raise ValueError(f"--threads and --batch-sizes need numbers >= 1, got {args.threads} and {args.batch_sizes}")
+    with watch("training-step speed", max(args.threads), profile.latency.quiet) as load:
+        rows = speed_table(profile_training_step(profile, batch_sizes=args.batch_sizes,
+                                                 threads=args.threads, variants=tuple(args.variants.split(",")),
                                                  seed=args.seed, min_run_time=args.min_run_time))
     path = write_csv(bench_dir(profile) / "train_step.csv", rows,
                      provenance(profile.name, profile.to_dict(), machine_load=load.record))

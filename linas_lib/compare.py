@@ -155,13 +155,32 @@ def committed_paths(profile_name: str, ref: str = "HEAD") -> list[str]:
 
 def committed_summary(path: str, ref: str = "HEAD") -> dict:
     """A summary (``figures`` and ``provenance``) as committed at ``ref``."""
-    return json.loads(_git("show", f"{ref}:./{path}"))
+    return parse_summary(_git("show", f"{ref}:./{path}"), f"{path} at {ref}")
 
 
 def working_summary(path: str) -> dict | None:
     """A summary in the working tree, or None when the file is absent."""
     file = project_root() / path
-    return json.loads(file.read_text()) if file.is_file() else None
+    return parse_summary(file.read_text(), path) if file.is_file() else None
+
+
+def parse_summary(text: str, where: str) -> dict:
+    """A ``summary.json``'s text as a dict whose ``figures`` map names to numbers or null.
+
+    Raises:
+        CompareError: naming ``where`` and what is wrong.
+    """
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CompareError(f"{where}: not valid JSON ({err})") from None
+    figures = summary.get("figures", {}) if isinstance(summary, dict) else None
+    if not isinstance(figures, dict):
+        raise CompareError(f"{where}: a summary is an object with 'figures' mapping names to numbers")
+    bad = [k for k, v in figures.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if bad:
+        raise CompareError(f"{where}: figure {bad[0]!r} is {figures[bad[0]]!r}, not a number or null")
+    return summary
 
 
 MACHINE_FIELDS = ("cpu_id", "cpu_capability")  # what trained numbers follow (provenance.machine)

@@ -9,6 +9,7 @@ Profiles live in ``linas_lib/profiles/``; each section below is one mapping in t
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from .latency.quiet import QuietSettings
-from .latency.settings import MeasureSettings
+from .latency.settings import SCOPES, TARGET_KINDS, MeasureSettings
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "cpu"
@@ -27,6 +28,41 @@ class ConfigError(ValueError):
     """A profile file is malformed; the message names the file and the key."""
 
 
+# the values a profile's named choices may take (the modules that act on them import these)
+SOURCES = ("auto", "synthetic", "crackforest", "folder")  # data.source
+ASPECTS = ("resize", "letterbox")  # data.aspect: how non-square images become square
+SEARCH_MODES = ("binarised", "gumbel", "soft")
+SAMPLINGS = ("uniform", "sandwich")
+PENALTY_FORMS = ("ratio", "log", "range")
+HV_REFERENCES = ("background", "fixed")  # search.hv_ref_accuracy
+
+
+def require(section, *, positive=(), non_negative=(), unit=(), choices=None) -> None:
+    """Range and choice checks of a section's fields (its ``__post_init__`` calls this).
+
+    Args:
+        section: the dataclass instance.
+        positive, non_negative: names of fields that must be > 0 / >= 0.
+        unit: names of fields that must lie in [0, 1].
+        choices: ``{field: allowed values}``.
+
+    Raises:
+        ValueError: the first field out of range, named (the loader adds the file and section).
+    """
+    for name in positive:
+        if not getattr(section, name) > 0:
+            raise ValueError(f"{name} = {getattr(section, name)!r} must be > 0")
+    for name in non_negative:
+        if not getattr(section, name) >= 0:
+            raise ValueError(f"{name} = {getattr(section, name)!r} must be >= 0")
+    for name in unit:
+        if not 0 <= getattr(section, name) <= 1:
+            raise ValueError(f"{name} = {getattr(section, name)!r} must lie in [0, 1]")
+    for name, allowed in (choices or {}).items():
+        if getattr(section, name) not in allowed:
+            raise ValueError(f"{name} = {getattr(section, name)!r} must be one of {', '.join(map(str, allowed))}")
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """The embedded synthetic defect dataset."""
@@ -34,6 +70,13 @@ class SyntheticConfig:
     n_images: int = 64
     defects_per_image: tuple[int, int] = (1, 3)  # inclusive range
     defect_free_share: float = 0.1
+
+    def __post_init__(self):
+        require(self, positive=("n_images",), unit=("defect_free_share",))
+        low, high = self.defects_per_image
+        if not 0 <= low <= high:
+            raise ValueError(f"defects_per_image = {list(self.defects_per_image)} must be [low, high] with 0 <= low <= high")
+
 
 
 @dataclass(frozen=True)
@@ -49,6 +92,15 @@ class DataConfig:
     aspect: str = "resize"  # non-square real images: resize (stretch) | letterbox (zero-pad to square, then resize)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
+    def __post_init__(self):
+        require(self, non_negative=("max_images",),
+                choices={"source": SOURCES, "aspect": ASPECTS})
+        if self.resolution <= 0 or self.resolution % 32:
+            raise ValueError(f"resolution = {self.resolution} must be a positive multiple of 32 (the encoder halves it 5 times)")
+        if min(self.split) < 0 or self.split[0] <= 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"split = {list(self.split)} must be three train/val/test fractions >= 0 (train > 0) summing to 1")
+
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -58,6 +110,10 @@ class EncoderConfig:
     pretrain_epochs: int = 2
     pretrain_lr: float = 1e-3
     batch_size: int = 8
+
+    def __post_init__(self):
+        require(self, positive=("pretrain_lr", "batch_size"), non_negative=("pretrain_epochs",))
+
 
 
 @dataclass(frozen=True)
@@ -77,6 +133,12 @@ class TargetConfig:
     # True: the LUT file may be absent (a GPU not measured yet); the target is then left out,
     # with a warning. False: a missing file is an error (a typo never drops a target silently).
     optional: bool = False
+
+    def __post_init__(self):
+        require(self, positive=("budget_ms",), choices={"kind": TARGET_KINDS, "scope": SCOPES})
+        if not 0 <= self.budget_quantile < 1:
+            raise ValueError(f"budget_quantile = {self.budget_quantile} must lie in [0, 1) (0: budget_ms itself)")
+
 
 
 @dataclass(frozen=True)
@@ -115,6 +177,8 @@ class LatencyConfig:
                              f"c3_heartbeat_beats = {self.c3_heartbeat_beats} >= 1")
         if not 0 <= self.anchor_archs <= 20 or self.anchor_archs == 1:
             raise ValueError(f"anchor_archs = {self.anchor_archs}: 0 (no calibration) or 2..20 anchors")
+        require(self, positive=("throughput_images", "throughput_budget_s"),
+                non_negative=("n_validation_archs", "pairs_per_slot"))
 
 
 @dataclass(frozen=True)
@@ -181,6 +245,22 @@ class SupernetConfig:
     # when a run stops changes only where a resume starts, never its result
     checkpoint_every_s: float = field(default=0.0, metadata={"key": False})
 
+    def __post_init__(self):
+        require(self, positive=("batch_size", "lr_weights", "tau_min", "pad_batch_size", "pad_constant_tau",
+                                "standalone_lr", "alpha_val_share"),
+                non_negative=("warmup_epochs", "epochs", "lr_alpha", "latency_lambda", "ws_val_images",
+                              "sandwich_random", "momentum_bins", "replica", "bn_recalib_batches",
+                              "standalone_epochs", "pad_steps", "pad_eval_every", "target_search_steps",
+                              "measure_batches", "checkpoint_every_s"),
+                unit=("alpha_val_share",),
+                choices={"search_mode": SEARCH_MODES, "sampling": SAMPLINGS, "latency_penalty": PENALTY_FORMS,
+                         "standalone_init": ("scratch", "supernet")})
+        if self.tau_max < self.tau_min:
+            raise ValueError(f"tau_max = {self.tau_max} must be >= tau_min = {self.tau_min}")
+        if not 0 <= self.oneshot_ema < 1:
+            raise ValueError(f"oneshot_ema = {self.oneshot_ema} must lie in [0, 1) (0: off)")
+
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -240,6 +320,15 @@ class SearchConfig:
     # benchmark table's recipe for these seeds; final_build: in notebook 05 (else `linas bench final`)
     final_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"key": False})
     final_build: bool = field(default=False, metadata={"key": False})
+
+    def __post_init__(self):
+        require(self, positive=("eval_budget", "pop_size", "zero_cost_pool", "near_images", "near_contexts",
+                                "prefilter_factor", "hv_ref_miou_loss", "hv_ref_latency"),
+                non_negative=("finetune_topk", "finetune_epochs", "near_check_archs", "pareto_strength", "c3_images",
+                              "oracle_evals", "long_evals"),
+                unit=("alpha_uniform_mix",),
+                choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})
+
 
 
 @dataclass(frozen=True)
@@ -339,6 +428,9 @@ class Profile:
     device: str = "cpu"  # cpu | cuda
     threads: int = 2
 
+    def __post_init__(self):
+        require(self, positive=("threads",), choices={"device": ("cpu", "cuda")})
+
     def to_dict(self) -> dict:
         """The resolved profile as plain JSON-able data (for provenance)."""
         return dataclasses.asdict(self)
@@ -369,7 +461,7 @@ def load_profile(profile: str | Path = DEFAULT_PROFILE) -> Profile:
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
         raise ConfigError(f"profile {str(profile)!r} not found at {path} (known profiles: {known})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
@@ -378,6 +470,20 @@ def load_profile(profile: str | Path = DEFAULT_PROFILE) -> Profile:
         raise ConfigError(f"{path}: key 'name' is not allowed; a profile is named after its file")
     raw["name"] = path.stem
     return _build(Profile, raw, path, "")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _build(cls, raw, path: Path, where: str):
@@ -427,6 +533,8 @@ def _convert(hint, value, path: Path, where: str):
         return _convert(next(a for a in typing.get_args(hint) if a is not type(None)), value, path, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {where} must be a finite number, got {value!r}")
     if hint in (int, float, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: {where} must be {hint.__name__}, got {value!r}")

@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .config import PENALTY_FORMS
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names where and the loss terms."""
@@ -58,9 +60,6 @@ def segmentation_terms(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, t
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """CE + Dice + boundary-weighted CE (see :func:`segmentation_terms`)."""
     return sum(segmentation_terms(logits, masks).values())
-
-
-PENALTY_FORMS = ("ratio", "log", "range")
 
 
 def latency_penalty(expected_ms: torch.Tensor, budgets_ms: torch.Tensor, form: str = "ratio",

@@ -169,6 +169,66 @@ def write_csv(path: str | Path, rows: list[dict], prov: dict | None = None) -> P
     return atomic_write_text(path, buffer.getvalue())
 
 
+def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=(), unique=(),
+                   error=ValueError) -> list[dict]:
+    """The rows of a CSV written by :func:`write_csv`, checked before anything computes on them.
+
+    Args:
+        path: the file.
+        columns: columns it must have.
+        numeric: columns whose every value must be a finite number (read as float).
+        positive: columns whose every value must be a finite number > 0 (read as float).
+        archs: columns whose every value must be an architecture string (:func:`~linas_lib.space.parse_arch`).
+        unique: columns whose values together must not repeat (e.g. ``("arch", "seed")``).
+        error: the exception class raised.
+
+    Raises:
+        error: naming the file and what is wrong (no table, a missing column, the first bad row).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .paths import display_path
+    from .space import parse_arch
+
+    source, path = path, display_path(Path(path))  # read the file, name it as the project shows paths
+    try:
+        frame = pd.read_csv(source, comment="#")
+    except pd.errors.EmptyDataError:
+        raise error(f"{path}: no table after its provenance line") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise error(f"{path}: not a CSV table ({err})") from None
+    missing = sorted(set(columns) - set(frame.columns))
+    if missing:
+        raise error(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise error(f"{path}: the table has no rows")
+    for column in (*numeric, *positive):
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        bad = ~np.isfinite(values.to_numpy()) | ((values.to_numpy() <= 0) if column in positive else False)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            rule = "a finite number > 0" if column in positive else "a finite number"
+            raise error(f"{path}: row {row + 1}: {column} = {_plain(frame[column].iloc[row])!r} is not {rule}")
+        frame[column] = values
+    for column in archs:
+        for row, text in enumerate(frame[column]):
+            try:
+                parse_arch(str(text))
+            except ValueError as err:
+                raise error(f"{path}: row {row + 1}: {column}: {err}") from None
+    if unique and frame.duplicated(list(unique)).any():
+        row = int(np.flatnonzero(frame.duplicated(list(unique)).to_numpy())[0])
+        shown = ", ".join(f"{c} = {_plain(frame[c].iloc[row])!r}" for c in unique)
+        raise error(f"{path}: row {row + 1} repeats {shown}")
+    return frame.to_dict("records")
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (so a message shows ``nan``, not ``np.float64(nan)``)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def read_csv_provenance(path: str | Path) -> dict:
     """The provenance block of a CSV written by :func:`write_csv`."""
     first = Path(path).read_text().split("\n", 1)[0]

@@ -214,3 +214,16 @@ def test_lut_notebook_figures_are_deterministic_only_when_every_lut_is_committed
     assert C.classify("mape_pct.cpu-torch-1t.op_only", "02_latency_accuracy", committed_luts=True).cls == "timing"
     assert C.reads_committed_luts("cpu") is True
     assert C.reads_committed_luts("smoke") is False
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"figures": {"n_train.x": 1', "not valid JSON"),
+    ('{"figures": {"n_train.synthetic": "three"}}', "figure 'n_train.synthetic' is 'three', not a number or null"),
+    ("[1, 2]", "a summary is an object with 'figures'"),
+    ('{"figures": [1, 2]}', "a summary is an object with 'figures'"),
+])
+def test_a_bad_reproduced_summary_is_named(repo, capsys, text, message):
+    (repo / "results" / "p" / "00_data" / "summary.json").write_text(text)
+    assert cli.main(["compare", "--profile", "p"]) == 2
+    err = capsys.readouterr().err
+    assert "results/p/00_data/summary.json: " in err and message in err

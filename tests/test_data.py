@@ -125,10 +125,10 @@ def test_load_splits_smoke_profile_is_deterministic_from_seed():
 
 def test_load_dataset_config_errors(tmp_path):
     cfg = load_profile("smoke").data
-    with pytest.raises(DataError, match="data.source"):
-        data.load_dataset(dataclasses.replace(cfg, source="imagenet"), np.random.default_rng(0))
-    with pytest.raises(DataError, match="data.resolution"):
-        data.load_dataset(dataclasses.replace(cfg, resolution=100), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="source = 'imagenet' must be one of auto, synthetic"):
+        dataclasses.replace(cfg, source="imagenet")  # a data section cannot hold an unknown source
+    with pytest.raises(ValueError, match="resolution = 100 must be a positive multiple of 32"):
+        dataclasses.replace(cfg, resolution=100)
     with pytest.raises(DataError, match="data.folder"):
         data.load_dataset(dataclasses.replace(cfg, source="folder"), np.random.default_rng(0))
     missing = tmp_path / "nowhere"
@@ -296,6 +296,17 @@ def test_folder_colour_mask_rejected(tmp_path):
         data.load_folder(tmp_path, 32)
 
 
+def test_folder_palette_mask_is_read_by_colour_not_index(tmp_path):
+    _write_pair(tmp_path, "a")
+    index = np.zeros((40, 48), dtype=np.uint8)  # index 0 is white, index 1 black: mostly defect
+    index[:4] = 1
+    mask = Image.fromarray(index, mode="P")
+    mask.putpalette([255, 255, 255, 0, 0, 0] + [0, 0, 0] * 254)
+    mask.save(tmp_path / "masks" / "a.png")
+    ds = data.load_folder(tmp_path, 48)
+    assert ds.masks.mean() == pytest.approx(36 / 40, abs=0.03)  # the white rows, not the index-1 rows
+
+
 def test_folder_corrupt_file(tmp_path):
     _write_pair(tmp_path, "a")
     (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG garbage")
@@ -416,8 +427,8 @@ def test_mixed_sizes_notice(tmp_path, caplog):
 
 def test_unknown_aspect_names_the_key(tmp_path):
     cfg = load_profile("smoke").data
-    with pytest.raises(DataError, match=r"data\.aspect must be one of resize, letterbox, got 'crop'"):
-        data.load_dataset(dataclasses.replace(cfg, aspect="crop"), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"aspect = 'crop' must be one of resize, letterbox"):
+        dataclasses.replace(cfg, aspect="crop")
     _write_pair(tmp_path, "a")
     with pytest.raises(DataError, match="aspect must be one of"):
         data.load_folder(tmp_path, 32, aspect="stretch")

@@ -95,7 +95,7 @@ def test_heartbeat_off_or_without_02_gives_no_reference(tmp_path, monkeypatch):
         return "# provenance: " + json.dumps({"config": {"data": {"resolution": resolution}}, "machine": machine}) + "\n"
 
     (folder / "validation_measurements.csv").write_text(header() + "arch,target\nA,cpu-torch-1t\n")
-    with pytest.raises(ValueError, match="validation_measurements.csv: columns"):
+    with pytest.raises(ValueError, match=r"validation_measurements.csv: missing column\(s\) measured_ms, role"):
         C3.heartbeat_references(smoke)
     (folder / "validation_measurements.csv").write_text(header(resolution=999) + "arch,target\nA,cpu-torch-1t\n")
     assert C3.heartbeat_references(smoke) == {}  # measured at another resolution: not a reference

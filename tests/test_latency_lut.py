@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,18 @@ def test_check_missing_layer_and_fixed(tmp_path):
     data = fake_lut()
     del data["fixed"]["encoder"]
     with pytest.raises(L.LUTError, match="fixed cost 'encoder' missing"):
+        L.load_lut(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("runtime", "banana", "runtime 'banana' is not one of torch, ort, external"),
+    ("target", None, "target must name the device the LUT was measured for, got None"),
+    ("scope", "bogus", "scope 'bogus' is not one of end-to-end, decoder-only"),
+])
+def test_check_header_values(tmp_path, field, value, message):
+    data = fake_lut()
+    data[field] = value
+    with pytest.raises(L.LUTError, match="lut.json: " + re.escape(message)):
         L.load_lut(_write(tmp_path, data))
 
 
@@ -438,3 +451,20 @@ def test_bad_calibration_block_is_refused_naming_the_file(tmp_path, change, mess
     with pytest.raises(L.LUTError, match=message) as err:
         L.load_lut(path, resolution=128)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["lut", "build", "--target", "cpu-torch-1t", "--out", "x.json", "--choices", "a,b"],
+     "argument --choices: expected comma-separated whole numbers >= 0, got 'a,b'"),
+    (["lut", "build", "--target", "cpu-torch-1t", "--out", "x.json", "--pairs-per-slot", "-1"],
+     "argument --pairs-per-slot: expected a whole number >= 0, got '-1'"),
+    (["lut", "build", "--target", "cpu-torch-1t", "--out", "x.json", "--max-cv", "nan"],
+     "argument --max-cv: expected a finite number >= 0, got 'nan'"),
+    (["machine", "check", "--seconds", "nan"], "argument --seconds: expected a finite number >= 0, got 'nan'"),
+    (["bench", "build", "--workers", "0"], "argument --workers: expected a whole number >= 1, got '0'"),
+    (["bench", "speed", "--threads", "x"], "argument --threads: expected comma-separated whole numbers >= 0"),
+])
+def test_bad_numeric_arguments_are_refused_by_name(args, message, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(args)
+    assert code.value.code == 2 and message in capsys.readouterr().err

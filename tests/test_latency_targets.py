@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
-from linas_lib.config import load_profile
+from linas_lib.config import ConfigError, load_profile
 from linas_lib.latency import lut as L
 from linas_lib.latency import targets as T
 from linas_lib.paths import project_root
 
 ORIN = project_root() / "results" / "luts" / "external" / "seg-nas-128px" / "lut_orin.json"
+RTX4090 = ORIN.with_name("lut_rtx4090.json")
+CPU_TORCH_1T = project_root() / "results" / "luts" / "cpu" / "cpu-torch-1t_128px.json"
 
 
 def _profile(tmp_path, *targets: str, name: str = "p"):
@@ -63,10 +66,28 @@ def test_lut_path_that_is_a_directory(tmp_path):
 
 
 def test_unknown_kind_lists_kinds(tmp_path):
-    profile = _profile(tmp_path, f"{{name: orin, kind: remote, budget_ms: 30.0, lut: {ORIN}}}")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
+        _profile(tmp_path, f"{{name: orin, kind: remote, budget_ms: 30.0, lut: {ORIN}}}")
+    assert str(err.value) == (f"{tmp_path / 'p.yaml'}: latency.targets[0]: kind = 'remote' must be one of "
+                              "local, gpu, external")
+
+
+@pytest.mark.parametrize("target, differs", [
+    ("{name: orin, kind: external, scope: decoder-only, budget_ms: 30.0, lut: %s}" % RTX4090,
+     "it was measured for 'RTX4090'"),
+    ("{name: orin, kind: external, scope: end-to-end, budget_ms: 30.0, lut: %s}" % ORIN,
+     "it covers scope 'decoder-only', the target 'end-to-end'"),
+    ("{name: cpu-torch-1t, kind: local, scope: decoder-only, budget_ms: 30.0, lut: %s}" % ORIN,
+     "it is an external device table, the target is kind 'local'; it was measured for 'Orin'"),
+    ("{name: orin, kind: external, scope: end-to-end, budget_ms: 30.0, lut: %s}" % CPU_TORCH_1T,
+     "it was measured with runtime 'torch', the target is kind 'external'; it was measured for 'cpu-torch-1t'"),
+    ("{name: cpu-torch-2t, kind: local, scope: end-to-end, budget_ms: 30.0, lut: %s}" % CPU_TORCH_1T,
+     "it was measured for 'cpu-torch-1t'"),
+])
+def test_another_targets_lut_is_refused_naming_the_file_and_the_difference(tmp_path, target, differs):
+    profile = _profile(tmp_path, target)
+    with pytest.raises(L.LUTError, match=r": not the LUT of target '[\w-]+': .*" + re.escape(differs)):
         T.load_luts(profile)
-    assert str(err.value) == "profile 'p': target 'orin' has unknown kind 'remote' (one of local, gpu, external)"
 
 
 def test_optional_missing_target_left_out_with_warning(tmp_path, caplog):

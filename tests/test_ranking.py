@@ -472,9 +472,9 @@ def test_load_table_without_a_table_ranks_nothing(monkeypatch, tmp_path):
 
 
 def test_load_table_with_a_partial_table_says_what_is_missing(monkeypatch, tmp_path):
-    table = R.load_table(table_profile(monkeypatch, tmp_path, table_rows(2) + table_rows(5, seeds=(0,))), 0)
+    table = R.load_table(table_profile(monkeypatch, tmp_path, table_rows(2) + table_rows(5, seeds=(0,))[2:]), 0)
     assert table.truth is None and "2 architecture(s) with >= 2 seeds" in table.message
-    assert table.facts["bench.n_archs"] == 2 and table.facts["bench.n_rows"] == 9
+    assert table.facts["bench.n_archs"] == 2 and table.facts["bench.n_rows"] == 7
 
 
 def test_load_table_with_a_full_table(monkeypatch, tmp_path):
@@ -537,3 +537,25 @@ def test_tau_gap_is_paired_and_variant_gaps_name_each_other_variant():
     gaps = R.variant_gaps(scores, ["a", "b", "c"], "a", RESAMPLES)
     assert set(gaps) == {f"tau_gap_to_best.ws.{v}{end}" for v in ("b", "c") for end in ("", "_lo", "_hi")}
     assert gaps["tau_gap_to_best.ws.c"] == pytest.approx(2.0) and gaps["tau_gap_to_best.ws.b"] > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda rows: rows[3].update(test_miou=float("nan")), r"row 4: test_miou = nan is not a finite number"),
+    (lambda rows: rows[3].update(test_crack_iou="high"), r"row 4: test_crack_iou = 'high' is not a finite number"),
+    (lambda rows: rows[5].update(test_miou=1.7), r"row 6: test_miou = 1.7 lies outside \[0, 1\]"),
+    (lambda rows: rows.append(dict(rows[0])), r"row 17 repeats arch = '.+', seed = 0"),
+    (lambda rows: rows[2].update(arch="Conv3x3_w60-Foo_w50"), r"row 3: arch: architecture 'Conv3x3_w60-Foo_w50'"),
+])
+def test_load_table_refuses_a_corrupt_table_naming_file_and_row(monkeypatch, tmp_path, change, message):
+    rows = table_rows(8)
+    change(rows)
+    profile = table_profile(monkeypatch, tmp_path, rows)
+    with pytest.raises(R.RankingError, match=r"table\.csv: " + message):
+        R.load_table(profile, 0)
+
+
+def test_load_table_refuses_an_empty_file(monkeypatch, tmp_path):
+    profile = table_profile(monkeypatch, tmp_path)
+    (tmp_path / "table.csv").write_text("")
+    with pytest.raises(R.RankingError, match=r"table\.csv: no table after its provenance line"):
+        R.load_table(profile, 0)

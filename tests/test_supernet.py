@@ -586,8 +586,8 @@ def test_background_scores_are_the_free_accuracy(supernet):
     assert free == {"miou": pytest.approx(0.75 / 2), "crack_iou": 0.0}  # background IoU 3/4, defect IoU 0
     assert hv_reference_miou_loss(SearchConfig(), ev) == pytest.approx(1 - 0.375)
     assert hv_reference_miou_loss(SearchConfig(hv_ref_accuracy="fixed", hv_ref_miou_loss=0.9), ev) == 0.9
-    with pytest.raises(ValueError, match="search.hv_ref_accuracy 'none' is not one of background, fixed"):
-        hv_reference_miou_loss(SearchConfig(hv_ref_accuracy="none"), ev)
+    with pytest.raises(ValueError, match="hv_ref_accuracy = 'none' must be one of background, fixed"):
+        SearchConfig(hv_ref_accuracy="none")
 
 
 def test_latency_penalty_forms():

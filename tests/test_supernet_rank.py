@@ -440,8 +440,8 @@ def test_a_training_replica_draws_another_stream_of_the_seed():
     assert torch.equal(weights[0], reference.bottleneck.weight)
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
     assert states[0].rng.integers(1 << 30) != states[1].rng.integers(1 << 30)  # batch order too
-    with pytest.raises(ValueError, match="supernet.replica must be >= 0"):
-        T.new_search_state(replace(cfg, replica=-1), 0)
+    with pytest.raises(ValueError, match="replica = -1 must be >= 0"):
+        replace(cfg, replica=-1)
 
 
 # ------------------------------------------------------------------ training length
@@ -469,6 +469,6 @@ def test_counted_updates_follow_the_sandwich_rule(tiny_training):
     assert state.weight_steps == 4 and (counts[np.arange(5), big] == 4).all() and (counts[np.arange(5), small] == 4).all()
     assert counts.sum() == 4 * 2 * 5 and state.history[-1]["choice_updates_min"] == 0
     assert state.history[-1]["updates_per_choice"] == 0 and state.history[0]["phase"] == "warmup"
-    with pytest.raises(ValueError, match="supernet.sampling"):
-        O.one_shot_rule(replace(cfg, sampling="spos"), tiny_supernet())
+    with pytest.raises(ValueError, match="sampling = 'spos' must be one of uniform, sandwich"):
+        replace(cfg, sampling="spos")
     assert RES == 32

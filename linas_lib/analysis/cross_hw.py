@@ -141,16 +141,17 @@ def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.n
         CrossHwError: the file is missing, or lacks a column, naming the file.
     """
     import pandas as pd
+    from scipy.stats import spearmanr
+
+    from ..provenance import read_csv_table
 
     if not csv_path.is_file():
         raise X.CrossHwError(f"{csv_path}: not found; run notebook 02_latency_accuracy of this profile first")
-    frame = pd.read_csv(csv_path, comment="#")
-    missing = {"arch", "target", "measured_ms", "pred_projected_ms"} - set(frame.columns)
-    if missing:
-        raise X.CrossHwError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
-    from scipy.stats import spearmanr
-
-    passes = sorted(c for c in frame.columns if c.startswith("measured_pass") and c.endswith("_ms"))
+    header = read_csv_table(csv_path, columns=("arch", "target", "measured_ms", "pred_projected_ms"),
+                            error=X.CrossHwError)[0]
+    passes = sorted(c for c in header if c.startswith("measured_pass") and c.endswith("_ms"))
+    frame = pd.DataFrame(read_csv_table(csv_path, positive=("measured_ms", "pred_projected_ms", *passes),
+                                        archs=("arch",), unique=("arch", "target"), error=X.CrossHwError))
     tables, own = [], {}
     for target, rows in frame.groupby("target", sort=False):
         tokens = np.stack([parse_arch(a) for a in rows["arch"]])

@@ -245,17 +245,13 @@ def read_chosen(profile) -> list[dict]:
     """05's ``chosen.csv`` of the profile (one row per target).
 
     Raises:
-        BenchError: the file is absent (run notebook 05 first) or lacks ``target``/``arch``.
+        BenchError: the file is absent (run notebook 05 first), lacks ``target``/``arch``, or has an
+            unparsable architecture or a target twice (naming the file and row).
     """
-    import pandas as pd
-
     from ..paths import project_root
+    from ..provenance import read_csv_table
 
     path = project_root() / "results" / profile.name / "05_pareto" / "chosen.csv"  # not created if absent
     if not path.is_file():
         raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
-    frame = pd.read_csv(path, comment="#")
-    missing = {"target", "arch"} - set(frame.columns)
-    if missing:
-        raise B.BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return frame.to_dict("records")
+    return read_csv_table(path, columns=("target", "arch"), archs=("arch",), unique=("target",), error=B.BenchError)

@@ -545,9 +545,10 @@ def load_table(profile, seed: int) -> BenchTable:
 
     A table that is absent, was built on other data or encoder weights than this run's, or
     has too few architectures with two seeds gives ``truth = None`` and a message saying so.
-    """
-    import pandas as pd
 
+    Raises:
+        RankingError: the table is corrupt (:func:`read_table_rows`).
+    """
     path = table_path(profile)
     shown = display_path(path)
     if profile.ranking.build_table:
@@ -556,7 +557,7 @@ def load_table(profile, seed: int) -> BenchTable:
         return BenchTable(message=f"no benchmark table at {shown}: build it with `linas bench build --profile "
                                   f"{profile.name}` (make bench); nothing is ranked", path=shown,
                           facts={"bench.n_archs": 0})
-    rows = pd.read_csv(path, comment="#").to_dict("records")
+    rows = read_table_rows(path)
     table = BenchTable(rows=rows, path=shown, facts=table_facts(rows))
     stale = data_mismatch(profile, seed, path)
     if stale:
@@ -570,6 +571,28 @@ def load_table(profile, seed: int) -> BenchTable:
     table.message = (f"{shown}: {len(table.truth.archs)} architectures with >= {MIN_SEEDS} seeds "
                      f"({len(rows)} rows)")
     return table
+
+
+def read_table_rows(path: Path) -> list[dict]:
+    """A benchmark table's rows, checked: the columns the ranking reads, finite metrics in
+    [0, 1], parsable architectures, one row per (architecture, seed).
+
+    Raises:
+        RankingError: naming the file and the first bad row (a corrupt table is an error, not
+            a table too small to rank).
+    """
+    from ..provenance import read_csv_table
+
+    metrics = (*METRICS, SELECTION)
+    rows = read_csv_table(path, columns=("arch", "seed", *METRICS), archs=("arch",), unique=("arch", "seed"),
+                          error=RankingError)
+    present = [m for m in metrics if m in rows[0]]
+    rows = read_csv_table(path, numeric=present, error=RankingError)
+    for number, row in enumerate(rows, start=1):
+        outside = [m for m in present if not 0 <= row[m] <= 1]
+        if outside:
+            raise RankingError(f"{display_path(path)}: row {number}: {outside[0]} = {row[outside[0]]} lies outside [0, 1]")
+    return rows
 
 
 def data_mismatch(profile, seed: int, path: Path) -> str:

@@ -48,7 +48,6 @@ def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, floa
     return rows
 
 
-
 def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, encoder=None,
              heartbeat: list[dict] | None = None) -> dict:
     """C3 for one local target: ``n_images`` images through the network's whole pipeline.
@@ -85,7 +84,6 @@ def c3_check(profile, target: str, choices, images: np.ndarray, n_images: int, e
     return {**row, **load_columns(load.record)}
 
 
-
 def heartbeat_columns(gaps: list[tuple[int, list[float]]], ref_ms: list[float], total_s: float, budget_s: float,
                       n_images: int) -> dict:
     """C3's speed factor from its heartbeat beats (``(network index, [ms, ...])`` per gap) and
@@ -98,9 +96,7 @@ def heartbeat_columns(gaps: list[tuple[int, list[float]]], ref_ms: list[float], 
             "margin_s_drift_corrected": budget_s - corrected_s, "pass_drift_corrected": bool(corrected_s <= budget_s)}
 
 
-
 MAX_HEARTBEAT_NETWORKS = 10  # C3 beats about 11 times per run: more networks would each beat once or never
-
 
 
 def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, list[dict]]:
@@ -132,19 +128,16 @@ def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, l
     return {t: ref for t, ref in refs.items() if ref}
 
 
-
 def read_validation_rows(profile) -> list[dict]:
     """02's committed ``validation_measurements.csv`` rows; ``[]`` (with a warning) when 02 has
     not been run at this profile's resolution or on this machine's CPU (provenance ``cpu_id``):
     a heartbeat's speed factor against another CPU's runs would be that CPU's speed, not drift.
 
     Raises:
-        ValueError: the file has no table, or lacks a column the heartbeat reads.
+        ValueError: the file has no table, or lacks a column the heartbeat reads (naming the file).
     """
-    import pandas as pd
-
     from ..paths import project_root
-    from ..provenance import machine, read_csv_provenance
+    from ..provenance import machine, read_csv_provenance, read_csv_table
 
     path = project_root() / "results" / profile.name / "02_latency_accuracy" / "validation_measurements.csv"
     if not path.is_file():
@@ -162,22 +155,12 @@ def read_validation_rows(profile) -> list[dict]:
         log.warning("%s was measured on %s, this machine is %s: C3 runs without a heartbeat (a speed factor "
                     "across machines is their difference, not drift)", display_path(path), measured_on, here)
         return []
-    try:
-        frame = pd.read_csv(path, comment="#")
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{display_path(path)}: no table after its provenance line; rerun notebook 02") from None
-    missing = {"arch", "target", "role", "measured_ms"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{display_path(path)}: columns {sorted(missing)} missing (a validation_measurements "
-                         f"table of notebook 02 has arch, target, role, measured_ms); rerun notebook 02")
-    return frame.to_dict("records")
-
+    return read_csv_table(path, columns=("arch", "target", "role", "measured_ms"))
 
 
 def _cpu_of(provenance: dict) -> str:
     """The ``cpu_id`` a provenance block records, "unrecorded" without one."""
     return str((provenance.get("machine") or {}).get("cpu_id") or "unrecorded")
-
 
 
 def load_columns(record: dict) -> dict:
@@ -186,7 +169,6 @@ def load_columns(record: dict) -> dict:
     verdicts = [record[k]["quiet"] for k in ("before", "during", "after") if "quiet" in record.get(k, {})]
     return {"other_cores": during.get("other_cores", float("nan")),
             "quiet": "" if not verdicts else bool(all(verdicts) and not record.get("noisy"))}
-
 
 
 def throughput_figures(rows: list[dict]) -> dict:

@@ -91,14 +91,15 @@ from .measure import (
     MeasureSettings, RuntimeSpec, Stats, check_target_runnable, measure_interleaved, measure_robust, spec_for_target,
     torch_threads, wall_timer,
 )
+from .settings import SCOPES
 
 SCHEMA = "linas-lut"
+RUNTIMES = ("torch", "ort", "external")  # measured with torch or onnxruntime here, or an external device's table
 SCHEMA_VERSION = 2
 VARIANTS = ("op_only", "projected")
 STATS_FIELDS = tuple(Stats.__dataclass_fields__)
 COUNT_FIELDS = ("n", "n_raw", "retries")
 EXTERNAL_STATS_FIELDS = ("mean_ms", "std_ms")  # what a Seg-NAS entry holds
-SCOPES = ("end-to-end", "decoder-only")
 LAYER_NAMES = tuple(f"layer_{i}" for i in range(N_LAYERS))
 LAYER_DIMS = ("c_in", "c_out", "h_out", "w_out")
 EXTERNAL_DIMS = ("C_in", "C_out", "H_out", "W_out")
@@ -230,6 +231,10 @@ def check_lut_data(data, path) -> None:
             raise LUTError(f"{path}: missing header field {key!r}")
     if data["scope"] not in SCOPES:
         raise LUTError(f"{path}: scope {data['scope']!r} is not one of {', '.join(SCOPES)}")
+    if data["runtime"] not in RUNTIMES:
+        raise LUTError(f"{path}: runtime {data['runtime']!r} is not one of {', '.join(RUNTIMES)}")
+    if not isinstance(data["target"], str) or not data["target"]:
+        raise LUTError(f"{path}: target must name the device the LUT was measured for, got {data['target']!r}")
     if not _is_int(data["resolution"]) or data["resolution"] <= 0:
         raise LUTError(f"{path}: resolution must be a positive integer, got {data['resolution']!r}")
     if not isinstance(data["layers"], dict):

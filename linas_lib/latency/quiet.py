@@ -59,8 +59,12 @@ class QuietSettings:
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise ValueError(f"quiet policy {self.policy!r} is not one of {', '.join(POLICIES)}")
-        if self.max_other_cores < 0 or not 0 <= self.max_steal <= 1 or self.sample_s <= 0:
-            raise ValueError(f"invalid quiet settings {self}")
+        rules = (("max_other_cores", 0 <= self.max_other_cores < float("inf"), "a finite number >= 0"),
+                 ("max_steal", 0 <= self.max_steal <= 1, "in [0, 1]"),
+                 ("sample_s", 0 < self.sample_s < float("inf"), "a finite number > 0"))
+        bad = [f"{name} = {getattr(self, name)!r} must be {rule}" for name, ok, rule in rules if not ok]
+        if bad:  # each rule written so that NaN fails it
+            raise ValueError(f"invalid quiet settings: {'; '.join(bad)}")
 
 
 @dataclass(frozen=True)

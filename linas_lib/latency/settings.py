@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+TARGET_KINDS = ("local", "gpu", "external")  # measured here | on a lent GPU | an external device's table
+SCOPES = ("end-to-end", "decoder-only")  # what a target's latency (and its LUT) covers
+
 
 @dataclass(frozen=True)
 class MeasureSettings:
@@ -24,12 +27,17 @@ class MeasureSettings:
     evict_mib: int = field(default=0, metadata={"key": "unless_default"})
 
     def __post_init__(self):
-        if self.repeats < 1 or self.warmup < 0 or self.max_retries < 0 or self.max_cv <= 0:
-            raise ValueError(f"invalid measurement settings {self}")
-        if self.max_time_ms < 0 or not 1 <= self.min_repeats:
-            raise ValueError(f"invalid measurement settings {self}")
-        if isinstance(self.evict_mib, bool) or not isinstance(self.evict_mib, int) or self.evict_mib < 0:
-            raise ValueError(f"invalid measurement settings {self}: evict_mib must be a whole number of MiB >= 0")
+        # each rule written so that NaN fails it
+        rules = (("warmup", self.warmup >= 0, ">= 0"), ("repeats", self.repeats >= 1, ">= 1"),
+                 ("max_cv", self.max_cv > 0 and self.max_cv != float("inf"), "a finite number > 0"),
+                 ("max_retries", self.max_retries >= 0, ">= 0"),
+                 ("max_time_ms", 0 <= self.max_time_ms < float("inf"), "a finite number >= 0 (0: no cap)"),
+                 ("min_repeats", self.min_repeats >= 1, ">= 1"),
+                 ("evict_mib", not isinstance(self.evict_mib, bool) and isinstance(self.evict_mib, int)
+                  and self.evict_mib >= 0, "a whole number of MiB >= 0"))
+        bad = [f"{name} = {getattr(self, name)!r} must be {rule}" for name, ok, rule in rules if not ok]
+        if bad:
+            raise ValueError(f"invalid measurement settings: {'; '.join(bad)}")
 
     def plan(self, first_ms: float) -> tuple[int, int]:
         """``(warmup, repeats)`` for an entry whose first (untimed) call took ``first_ms``.

@@ -17,13 +17,12 @@ import numpy as np
 
 from ..config import Profile, load_profile
 from ..keys import content_hash, key_fields
-from ..paths import cache_dir, resolve
+from ..paths import cache_dir, display_path, resolve
 from ..space import all_archs
 from . import lut as L
 from .predict import LatencyModel, model_from_luts
 
 log = logging.getLogger(__name__)
-TARGET_KINDS = ("local", "gpu", "external")
 
 
 def latency_model(profile, variant: str = "interaction", targets=None, here: bool = False,
@@ -143,9 +142,6 @@ def measures_here(target, here: bool = False) -> bool:
 
 def target_lut_path(profile, target, here: bool = False) -> Path:
     """Where a target's LUT is: the profile's ``lut:`` path, or this machine's cache."""
-    if target.kind not in TARGET_KINDS:
-        raise ValueError(f"profile {profile.name!r}: target {target.name!r} has unknown kind {target.kind!r} "
-                         f"(one of {', '.join(TARGET_KINDS)})")
     if measures_here(target, here):
         key = lut_cache_key(profile, target)
         return cache_dir("luts") / f"{target.name}_{profile.data.resolution}px_{key}.json"
@@ -168,6 +164,33 @@ def lut_cache_key(profile, target) -> str:
                          "space": L.space_block()["fingerprint"], "schema": L.SCHEMA_VERSION}, 12)
 
 
+def _device_name(name: str) -> str:
+    """A device name compared without case or punctuation (``RaspberryPi5`` = ``raspberrypi5``)."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def check_lut_matches(target, lut: dict, path) -> None:
+    """A loaded LUT belongs to ``target``: its scope, its kind (an external device's table or
+    one measured by this project) and its device name.
+
+    Raises:
+        LUTError: naming the file, the target and what differs.
+    """
+    external = lut["runtime"] == "external"
+    problems = []
+    if lut["scope"] != target.scope:
+        problems.append(f"it covers scope {lut['scope']!r}, the target {target.scope!r}")
+    if external != (target.kind == "external"):
+        problems.append(f"{'it is an external device table' if external else 'it was measured with runtime ' + repr(lut['runtime'])}, "
+                        f"the target is kind {target.kind!r}")
+    same = (_device_name(lut["target"]) == _device_name(target.name) if external
+            else lut["target"] == target.name)
+    if not same:
+        problems.append(f"it was measured for {lut['target']!r}")
+    if problems:
+        raise L.LUTError(f"{display_path(path)}: not the LUT of target {target.name!r}: {'; '.join(problems)}")
+
+
 def load_target_lut(profile, target, here: bool = False, progress: bool = True) -> dict | None:
     """One target's LUT: loaded (resolution checked), measured here if it is a local target
     without a committed file, None for an optional target whose file is absent.
@@ -181,9 +204,11 @@ def load_target_lut(profile, target, here: bool = False, progress: bool = True) 
     resolution = profile.data.resolution
     if path.is_file():
         try:
-            return L.load_lut(path, resolution)
+            lut = L.load_lut(path, resolution)
         except L.LUTError as err:  # the message names the file; say which target reads it
             raise L.LUTError(f"profile {profile.name!r}: target {target.name!r}: {err}") from err
+        check_lut_matches(target, lut, path)
+        return lut
     if path.is_dir():
         raise ValueError(f"profile {profile.name!r}: target {target.name!r}: LUT path {path} is a directory, "
                          "not a LUT file")

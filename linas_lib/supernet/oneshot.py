@@ -43,12 +43,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..config import SAMPLINGS
 from ..losses import check_finite, segmentation_terms
 from ..space import N_CHOICES, N_LAYERS
 from .model import (Supernet, candidate_param_counts, largest_path, mean_path_complexity, path_complexity,
                     smallest_path)
 
-SAMPLINGS = ("uniform", "sandwich")
 CALR_POWER = 0.5  # CaLR factor (c / c_mean) ** CALR_POWER ...
 CALR_CLIP = (0.5, 2.0)  # ... clipped to this range
 
@@ -113,16 +113,8 @@ class OneShotRule:
 
 
 def one_shot_rule(cfg, model: Supernet) -> OneShotRule:
-    """The :class:`OneShotRule` of a profile's ``supernet`` section for ``model``.
-
-    Raises:
-        ValueError: an unknown sampling rule, or a negative ``sandwich_random``/``momentum_bins``.
-    """
-    if cfg.sampling not in SAMPLINGS:
-        raise ValueError(f"supernet.sampling must be one of {', '.join(SAMPLINGS)}, got {cfg.sampling!r}")
-    if cfg.sandwich_random < 0 or cfg.momentum_bins < 0:
-        raise ValueError(f"supernet.sandwich_random and supernet.momentum_bins must be >= 0, got "
-                         f"{cfg.sandwich_random} and {cfg.momentum_bins}")
+    """The :class:`OneShotRule` of a profile's ``supernet`` section for ``model`` (the section's
+    sampling rule and counts were checked when it was built)."""
     counts = candidate_param_counts(model)
     return OneShotRule(cfg.sampling, int(cfg.sandwich_random), bool(cfg.calr), counts,
                        complexity_bin_edges(counts, cfg.momentum_bins))

@@ -87,7 +87,6 @@ from .standalone import train_decoder
 
 log = logging.getLogger(__name__)
 SUPERNET_STREAM = 0x5E7
-SEARCH_MODES = ("binarised", "gumbel", "soft")
 # Version of what a supernet checkpoint holds and how training runs; part of its cache key, so
 # checkpoints of an older scheme are retrained, not loaded. 2: alpha steps keep BN statistics,
 # the weight optimiser's state is saved, data enter the key by content. 3: one-shot rules
@@ -298,8 +297,6 @@ def new_search_state(cfg, seed: int, device: str = "cpu") -> SearchState:
     same sampled paths on every device. ``cfg.replica`` > 0 draws them from another stream of
     the seed (a training replica on the same data).
     """
-    if cfg.replica < 0:
-        raise ValueError(f"supernet.replica must be >= 0 (0: the run seed's own stream), got {cfg.replica}")
     rng = np.random.default_rng([seed, SUPERNET_STREAM, cfg.replica] if cfg.replica else [seed, SUPERNET_STREAM])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     model = seeded_module(Supernet, gen).to(device)
@@ -342,8 +339,6 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
     Returns:
         The history row, or None when ``on_step`` stopped the epoch.
     """
-    if cfg.search_mode not in SEARCH_MODES:
-        raise ValueError(f"supernet.search_mode must be one of {', '.join(SEARCH_MODES)}, got {cfg.search_mode!r}")
     start = time.perf_counter()
     # the val order is drawn in every epoch (one-shot ones too), so the batch streams do not
     # depend on the phase
