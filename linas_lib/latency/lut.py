@@ -490,6 +490,8 @@ def _check_pairs(pairs, fields, path) -> None:
             raise LUTError(f"{path}: {where}.layer = {entry['layer']!r} is not an adjacent-layer slot "
                            f"0..{N_LAYERS - 2}")
         for key in ("a", "b"):
+            if not isinstance(entry[key], str):
+                raise LUTError(f"{path}: {where}.{key} = {entry[key]!r} must be an entry name such as 'Conv3x3_w50'")
             try:
                 parse_op_key(entry[key])
             except (AttributeError, TypeError, ValueError) as err:
@@ -621,7 +623,7 @@ def _check_external_geometry(diffs: list, geometry, size: tuple[int, int], resol
     elif resolution is not None and height != resolution:
         diffs.append(f"resolution: input {height}x{width}, the run uses {resolution}x{resolution}")
     diffs += own
-    if resolution is not None and (height, width) != (resolution, resolution):
+    if resolution is not None and geometry != expect(resolution, resolution):
         diffs.append(f"output geometry (H_out x W_out per layer): found {_fmt_geometry(geometry)}, expected "
                      f"{_fmt_geometry(expect(resolution, resolution))} at the run's {resolution} px")
     elif resolution is None and height != width:
