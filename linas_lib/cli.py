@@ -77,7 +77,7 @@ def _add_data_commands(sub) -> None:
                        help="a local .zip/.tar.gz of the upstream repository, or an extracted folder "
                             "(offline machines); default: download the pinned commit")
     fetch.add_argument("--force", action="store_true", help="replace DEST even if it already is a verified copy")
-    fetch.add_argument("--timeout", type=_non_negative_float, default=None, help="download socket timeout in seconds (default 60)")
+    fetch.add_argument("--timeout", type=_positive_float, default=None, help="download socket timeout in seconds (default 60)")
     fetch.set_defaults(func=_cmd_data_fetch)
 
 
@@ -127,6 +127,7 @@ def _at_least(convert, low, what: str):
 _non_negative_int = _at_least(int, 0, "a whole number >= 0")
 _positive_int = _at_least(int, 1, "a whole number >= 1")
 _non_negative_float = _at_least(float, 0, "a finite number >= 0")
+_positive_float = _at_least(float, math.ulp(0.0), "a finite number > 0")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -147,7 +148,7 @@ def _add_lut_commands(sub) -> None:
     build.add_argument("--out", required=True, help="JSON file to write (resumes from <out>.partial.json)")
     build.add_argument("--warmup", type=_non_negative_int, default=10)
     build.add_argument("--repeats", type=_positive_int, default=30)
-    build.add_argument("--max-cv", type=_non_negative_float, default=0.1)
+    build.add_argument("--max-cv", type=_positive_float, default=0.1)
     build.add_argument("--max-retries", type=_non_negative_int, default=2)
     build.add_argument("--max-time-ms", type=_non_negative_float, default=0.0, help="cap repeats of big entries (0 = off)")
     build.add_argument("--evict-mib", type=_non_negative_int, default=0,
@@ -175,7 +176,7 @@ def _add_machine_commands(sub) -> None:
     machine_sub = machine.add_subparsers(dest="machine_command", required=True)
     check = machine_sub.add_parser("check", help="load, steal and busy processes now; exit 3 when not quiet")
     check.add_argument("--threads", type=_positive_int, default=1, help="timing threads the measurement would use")
-    check.add_argument("--seconds", type=_non_negative_float, default=1.0, help="length of the sample (default 1)")
+    check.add_argument("--seconds", type=_positive_float, default=1.0, help="length of the sample (default 1)")
     check.add_argument("--max-other-cores", type=_non_negative_float, default=0.25, help="cores other work may keep busy")
     check.set_defaults(func=_cmd_machine_check)
 

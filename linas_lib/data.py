@@ -389,11 +389,18 @@ def _read_image(path: Path) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def _grey_palette(img) -> bool:
+    """Whether every palette colour a palette-mode image uses is a grey (so it reads as those greys)."""
+    palette = np.asarray(img.getpalette() or [], dtype=int).reshape(-1, 3)
+    used = np.unique(np.asarray(img))
+    return bool(len(palette) > used.max() and (palette[used] == palette[used][:, :1]).all())
+
+
 def _read_mask(path: Path) -> np.ndarray:
     """Binary mask uint8 ``(H, W)`` in {0, 1} from a {0,1} or {0,255} single-channel file."""
     img = _open(path)
-    if img.mode in ("1", "P"):  # a palette mask reads by colour, not by palette index
-        img = img.convert("L" if img.mode == "1" else "RGB")
+    if img.mode == "1" or (img.mode == "P" and _grey_palette(img)):
+        img = img.convert("L")  # a grey palette reads by its grey levels; a coloured one by its label indices
     values = np.asarray(img)
     if values.ndim == 3:
         if values.shape[2] == 4:

@@ -305,6 +305,9 @@ def test_folder_palette_mask_is_read_by_colour_not_index(tmp_path):
     mask.save(tmp_path / "masks" / "a.png")
     ds = data.load_folder(tmp_path, 48)
     assert ds.masks.mean() == pytest.approx(36 / 40, abs=0.03)  # the white rows, not the index-1 rows
+    mask.putpalette([0, 0, 0, 128, 0, 0] + [0, 0, 0] * 254)  # labelling tools' colours: read by label index
+    mask.save(tmp_path / "masks" / "a.png")
+    assert data.load_folder(tmp_path, 48).masks.mean() == pytest.approx(4 / 40, abs=0.03)
 
 
 def test_folder_corrupt_file(tmp_path):

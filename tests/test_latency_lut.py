@@ -459,8 +459,8 @@ def test_bad_calibration_block_is_refused_naming_the_file(tmp_path, change, mess
     (["lut", "build", "--target", "cpu-torch-1t", "--out", "x.json", "--pairs-per-slot", "-1"],
      "argument --pairs-per-slot: expected a whole number >= 0, got '-1'"),
     (["lut", "build", "--target", "cpu-torch-1t", "--out", "x.json", "--max-cv", "nan"],
-     "argument --max-cv: expected a finite number >= 0, got 'nan'"),
-    (["machine", "check", "--seconds", "nan"], "argument --seconds: expected a finite number >= 0, got 'nan'"),
+     "argument --max-cv: expected a finite number > 0, got 'nan'"),
+    (["machine", "check", "--seconds", "nan"], "argument --seconds: expected a finite number > 0, got 'nan'"),
     (["bench", "build", "--workers", "0"], "argument --workers: expected a whole number >= 1, got '0'"),
     (["bench", "speed", "--threads", "x"], "argument --threads: expected comma-separated whole numbers >= 0"),
 ])

@@ -79,8 +79,8 @@ def test_unknown_kind_lists_kinds(tmp_path):
      "it covers scope 'decoder-only', the target 'end-to-end'"),
     ("{name: cpu-torch-1t, kind: local, scope: decoder-only, budget_ms: 30.0, lut: %s}" % ORIN,
      "it is an external device table, the target is kind 'local'; it was measured for 'Orin'"),
-    ("{name: orin, kind: external, scope: end-to-end, budget_ms: 30.0, lut: %s}" % CPU_TORCH_1T,
-     "it was measured with runtime 'torch', the target is kind 'external'; it was measured for 'cpu-torch-1t'"),
+    ("{name: cuda-fp16, kind: gpu, scope: decoder-only, budget_ms: 30.0, lut: %s}" % ORIN,
+     "it is an external device table, the target is kind 'gpu'; it was measured for 'Orin'"),
     ("{name: cpu-torch-2t, kind: local, scope: end-to-end, budget_ms: 30.0, lut: %s}" % CPU_TORCH_1T,
      "it was measured for 'cpu-torch-1t'"),
 ])
@@ -88,6 +88,13 @@ def test_another_targets_lut_is_refused_naming_the_file_and_the_difference(tmp_p
     profile = _profile(tmp_path, target)
     with pytest.raises(L.LUTError, match=r": not the LUT of target '[\w-]+': .*" + re.escape(differs)):
         T.load_luts(profile)
+
+
+@pytest.mark.parametrize("kind", ["gpu", "external"])
+def test_a_lut_measured_on_ones_own_board_serves_a_target_of_any_name(tmp_path, kind):
+    profile = _profile(tmp_path, f"{{name: myboard, kind: {kind}, scope: end-to-end, budget_ms: 300.0, "
+                                 f"lut: {CPU_TORCH_1T}}}")
+    assert T.load_luts(profile)["myboard"]["target"] == "cpu-torch-1t"  # the runtime configuration it was built with
 
 
 def test_optional_missing_target_left_out_with_warning(tmp_path, caplog):

@@ -138,7 +138,8 @@ def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.n
         projection-inclusive prediction of the same architectures.
 
     Raises:
-        CrossHwError: the file is missing, or lacks a column, naming the file.
+        CrossHwError: naming the file: it is missing, lacks a column, has a latency that is not a
+            positive number, an architecture that does not parse or an (arch, target) twice.
     """
     import pandas as pd
     from scipy.stats import spearmanr

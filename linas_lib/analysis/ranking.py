@@ -547,7 +547,7 @@ def load_table(profile, seed: int) -> BenchTable:
     has too few architectures with two seeds gives ``truth = None`` and a message saying so.
 
     Raises:
-        RankingError: the table is corrupt (:func:`read_table_rows`).
+        RankingError: the table is corrupt (:func:`read_table_rows`) and was built on this run's data.
     """
     path = table_path(profile)
     shown = display_path(path)
@@ -557,9 +557,19 @@ def load_table(profile, seed: int) -> BenchTable:
         return BenchTable(message=f"no benchmark table at {shown}: build it with `linas bench build --profile "
                                   f"{profile.name}` (make bench); nothing is ranked", path=shown,
                           facts={"bench.n_archs": 0})
-    rows = read_table_rows(path)
+    try:
+        stale, no_provenance = data_mismatch(profile, seed, path), None
+    except ValueError as err:  # an empty file has no header either: the table's own error comes first
+        stale, no_provenance = "", err
+    try:
+        rows = read_table_rows(path)
+    except RankingError as err:
+        if not stale:
+            raise
+        return BenchTable(message=f"{stale}; it is also unreadable here: {err}", path=shown, facts={"bench.n_archs": 0})
+    if no_provenance:
+        raise no_provenance
     table = BenchTable(rows=rows, path=shown, facts=table_facts(rows))
-    stale = data_mismatch(profile, seed, path)
     if stale:
         table.message = stale
         return table

@@ -155,7 +155,10 @@ def read_validation_rows(profile) -> list[dict]:
         log.warning("%s was measured on %s, this machine is %s: C3 runs without a heartbeat (a speed factor "
                     "across machines is their difference, not drift)", display_path(path), measured_on, here)
         return []
-    return read_csv_table(path, columns=("arch", "target", "role", "measured_ms"))
+    try:
+        return read_csv_table(path, columns=("arch", "target", "role", "measured_ms"))
+    except ValueError as err:
+        raise ValueError(f"{err}; rerun notebook 02") from None
 
 
 def _cpu_of(provenance: dict) -> str:

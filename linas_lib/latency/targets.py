@@ -170,8 +170,15 @@ def _device_name(name: str) -> str:
 
 
 def check_lut_matches(target, lut: dict, path) -> None:
-    """A loaded LUT belongs to ``target``: its scope, its kind (an external device's table or
-    one measured by this project) and its device name.
+    """A loaded LUT can be ``target``'s: the same scope, and
+
+    - a local target's LUT is this project's measurement of that very target (its ``target``
+      field is the target's name: ``cpu-torch-1t`` ...);
+    - a gpu target's LUT is a measurement, not an external device's table;
+    - an external device's table (Seg-NAS schema) names the target's device (case and
+      punctuation aside); a LUT measured with ``linas lut build`` on one's own board may serve
+      a ``gpu`` or ``external`` target of any name (its ``target`` field is the runtime
+      configuration it was built with, not a device).
 
     Raises:
         LUTError: naming the file, the target and what differs.
@@ -180,12 +187,10 @@ def check_lut_matches(target, lut: dict, path) -> None:
     problems = []
     if lut["scope"] != target.scope:
         problems.append(f"it covers scope {lut['scope']!r}, the target {target.scope!r}")
-    if external != (target.kind == "external"):
-        problems.append(f"{'it is an external device table' if external else 'it was measured with runtime ' + repr(lut['runtime'])}, "
-                        f"the target is kind {target.kind!r}")
-    same = (_device_name(lut["target"]) == _device_name(target.name) if external
-            else lut["target"] == target.name)
-    if not same:
+    if external and target.kind in ("local", "gpu"):
+        problems.append(f"it is an external device table, the target is kind {target.kind!r}")
+    named = _device_name(lut["target"]) == _device_name(target.name) if external else lut["target"] == target.name
+    if (target.kind == "local" or external) and not named:
         problems.append(f"it was measured for {lut['target']!r}")
     if problems:
         raise L.LUTError(f"{display_path(path)}: not the LUT of target {target.name!r}: {'; '.join(problems)}")
