@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from .config import profile_path
+from .config import PROFILE_DIR, profile_path
 from .paths import project_root
 
 DEFAULT_ABS, DEFAULT_REL = 1e-6, 1e-4
@@ -342,10 +342,13 @@ def run_compare(profile: str = "cpu", show_all: bool = False, ref: str = "HEAD",
         1 when a non-timing figure differs beyond tolerance or is missing, else 0.
 
     Raises:
-        CompareError: no git, or nothing committed for the profile.
+        CompareError: no git, a profile path that does not exist, or nothing committed for the profile.
     """
-    name = profile_path(profile).stem
-    committed_luts = profile_path(profile).is_file() and reads_committed_luts(profile)
+    path = profile_path(profile)
+    if path.parent != PROFILE_DIR and not path.is_file():  # a YAML path, not a name: it must exist
+        raise CompareError(f"profile file {profile} not found")
+    name = path.stem
+    committed_luts = path.is_file() and reads_committed_luts(profile)
     rows, notes = compare_profile(name, ref, committed_luts)
     for note in notes:
         echo(f"note: {note}")

@@ -227,3 +227,8 @@ def test_a_bad_reproduced_summary_is_named(repo, capsys, text, message):
     assert cli.main(["compare", "--profile", "p"]) == 2
     err = capsys.readouterr().err
     assert "results/p/00_data/summary.json: " in err and message in err
+
+
+def test_a_profile_path_that_does_not_exist_is_named(repo, tmp_path, capsys):
+    assert cli.main(["compare", "--profile", str(tmp_path / "nope.yaml")]) == 2
+    assert f"profile file {tmp_path / 'nope.yaml'} not found" in capsys.readouterr().err
