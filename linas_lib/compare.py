@@ -345,7 +345,7 @@ def run_compare(profile: str = "cpu", show_all: bool = False, ref: str = "HEAD",
         CompareError: no git, a profile path that does not exist, or nothing committed for the profile.
     """
     path = profile_path(profile)
-    if path.parent != PROFILE_DIR and not path.is_file():  # a YAML path, not a name: it must exist
+    if path != PROFILE_DIR / f"{profile}.yaml" and not path.is_file():  # a YAML path, not a name: it must exist
         raise CompareError(f"profile file {profile} not found")
     name = path.stem
     committed_luts = path.is_file() and reads_committed_luts(profile)

@@ -62,6 +62,13 @@ def test_out_of_range_values_name_the_file_and_key(tmp_path, yaml_text, message)
         load_profile(path)
 
 
+def test_a_yaml_merge_key_still_merges(tmp_path):
+    path = tmp_path / "merged.yaml"
+    path.write_text("supernet: {<<: {epochs: 1, batch_size: 2}, batch_size: 3}\n")
+    cfg = load_profile(path).supernet
+    assert (cfg.epochs, cfg.batch_size) == (1, 3)
+
+
 def test_a_key_given_twice_is_an_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("search:\n  eval_budget: 10\n  eval_budget: 20\n")

@@ -83,6 +83,8 @@ def test_unknown_kind_lists_kinds(tmp_path):
      "it is an external device table, the target is kind 'gpu'; it was measured for 'Orin'"),
     ("{name: cpu-torch-2t, kind: local, scope: end-to-end, budget_ms: 30.0, lut: %s}" % CPU_TORCH_1T,
      "it was measured for 'cpu-torch-1t'"),
+    ("{name: cuda-fp16, kind: gpu, scope: end-to-end, budget_ms: 30.0, lut: %s}" % CPU_TORCH_1T,
+     "it was measured for 'cpu-torch-1t'"),
 ])
 def test_another_targets_lut_is_refused_naming_the_file_and_the_difference(tmp_path, target, differs):
     profile = _profile(tmp_path, target)

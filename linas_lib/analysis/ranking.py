@@ -548,6 +548,8 @@ def load_table(profile, seed: int) -> BenchTable:
 
     Raises:
         RankingError: the table is corrupt (:func:`read_table_rows`) and was built on this run's data.
+        ValueError: the table has rows but no provenance line, or this run's data cannot be loaded
+            to compare with the one it was built on (:func:`data_mismatch`).
     """
     path = table_path(profile)
     shown = display_path(path)

@@ -5,6 +5,6 @@ entry times), :mod:`.lut` (schema, builder, checker, external reader), :mod:`.pr
 (vectorised and differentiable predictors), :mod:`.targets` (a profile's targets turned into
 LUTs and budgets, :func:`~.targets.latency_model`), :mod:`.settings` (how an entry is timed), :mod:`.e2e`
 (whole-network latency and throughput), :mod:`.quiet` (is the machine quiet enough to time?),
-:mod:`.report` (what the notebooks compute).
+:mod:`.report` (what the notebooks compute), :mod:`.c3` (the C3 throughput check and its heartbeat).
 Submodules are imported on demand so ``linas lut`` works where only torch is installed.
 """

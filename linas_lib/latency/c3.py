@@ -106,11 +106,12 @@ def heartbeat_references(profile, rows: list[dict] | None = None) -> dict[str, l
     ground truth.
 
     Args:
-        rows: 02's ``validation_measurements`` rows (:func:`measurement_rows`); default: this
+        rows: 02's ``validation_measurements`` rows (:func:`~.report.measurement_rows`); default: this
             profile's committed ``validation_measurements.csv`` (:func:`read_validation_rows`).
 
     Returns:
-        ``{target: [{arch, ref_ms}, ...]}``; empty when the heartbeat is off or 02 has no anchors.
+        ``{target: [{arch, ref_ms}, ...]}``; empty when the heartbeat is off, 02 has no anchors, or
+        the committed 02 is absent or was measured at another resolution or on another CPU.
     """
     if profile.latency.c3_heartbeat_every == 0:
         return {}
@@ -144,7 +145,10 @@ def read_validation_rows(profile) -> list[dict]:
         log.warning("%s does not exist: C3 runs without a heartbeat (run notebook 02_latency_accuracy first)",
                     display_path(path))
         return []
-    provenance = read_csv_provenance(path)
+    try:
+        provenance = read_csv_provenance(path)
+    except ValueError as err:
+        raise ValueError(f"{display_path(path)}: its provenance line cannot be read ({err}); rerun notebook 02") from None
     resolution = provenance.get("config", {}).get("data", {}).get("resolution")
     if resolution != profile.data.resolution:
         log.warning("%s was measured at %s px, not %s: C3 runs without a heartbeat", display_path(path), resolution,

@@ -169,12 +169,24 @@ def _device_name(name: str) -> str:
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
 
+def _builtin(name: str) -> bool:
+    """Whether ``name`` is a built-in local/gpu target (``cpu-torch-1t``, ``cuda-fp16`` ...)."""
+    from .measure import spec_for_target
+
+    try:
+        spec_for_target(str(name))
+    except ValueError:
+        return False
+    return True
+
+
 def check_lut_matches(target, lut: dict, path) -> None:
     """A loaded LUT can be ``target``'s: the same scope, and
 
     - a local target's LUT is this project's measurement of that very target (its ``target``
       field is the target's name: ``cpu-torch-1t`` ...);
-    - a gpu target's LUT is a measurement, not an external device's table;
+    - a gpu target's LUT is a measurement, not an external device's table, and when both are
+      built-in target names (``cuda-fp16`` ...), the same one;
     - an external device's table (Seg-NAS schema) names the target's device (case and
       punctuation aside); a LUT measured with ``linas lut build`` on one's own board may serve
       a ``gpu`` or ``external`` target of any name (its ``target`` field is the runtime
@@ -190,7 +202,8 @@ def check_lut_matches(target, lut: dict, path) -> None:
     if external and target.kind in ("local", "gpu"):
         problems.append(f"it is an external device table, the target is kind {target.kind!r}")
     named = _device_name(lut["target"]) == _device_name(target.name) if external else lut["target"] == target.name
-    if (target.kind == "local" or external) and not named:
+    both_builtin = _builtin(target.name) and _builtin(lut["target"])
+    if (target.kind == "local" or external or (target.kind == "gpu" and both_builtin)) and not named:
         problems.append(f"it was measured for {lut['target']!r}")
     if problems:
         raise L.LUTError(f"{display_path(path)}: not the LUT of target {target.name!r}: {'; '.join(problems)}")
@@ -203,6 +216,7 @@ def load_target_lut(profile, target, here: bool = False, progress: bool = True) 
     Raises:
         ValueError: a LUT path that is missing (and not optional) or not a file, naming the
             target and the path.
+        LUTError: the file is not a valid LUT, or not this target's (:func:`check_lut_matches`).
     """
     profile = _as_profile(profile)
     path = target_lut_path(profile, target, here)

@@ -215,8 +215,6 @@ def experiment_for(setup: SearchSetup) -> E.ParetoExperiment:
     return E.ParetoExperiment(lat.target_names, lat.budgets_ms, *setup.hv_ref, hv_targets=setup.joint_targets)
 
 
-
-
 def hv_reference_miou_loss(cfg, evaluator) -> float:
     """The HV reference's ``1 - mIoU``: what predicting all background scores (``search.hv_ref_accuracy:
     background``, so no network gets HV for accuracy it has for free), or ``search.hv_ref_miou_loss`` (``fixed``).
