@@ -48,6 +48,7 @@ from pathlib import Path
 
 from .config import PROFILE_DIR, profile_path
 from .paths import project_root
+from .provenance import recorded_machine
 
 DEFAULT_ABS, DEFAULT_REL = 1e-6, 1e-4
 COLUMNS = ("notebook", "key", "committed", "reproduced", "abs_diff", "rel_diff", "class", "tolerance", "status")
@@ -183,13 +184,9 @@ def parse_summary(text: str, where: str) -> dict:
     return summary
 
 
-MACHINE_FIELDS = ("cpu_id", "cpu_capability")  # what trained numbers follow (provenance.machine)
-
-
 def machine_of(summary: dict | None) -> tuple[str, ...]:
-    """The summary's CPU as :data:`MACHINE_FIELDS` (``unrecorded`` where absent)."""
-    machine = ((summary or {}).get("provenance") or {}).get("machine") or {}
-    return tuple(str(machine.get(f) or "unrecorded") for f in MACHINE_FIELDS)
+    """The summary's CPU (:func:`~linas_lib.provenance.recorded_machine` of its provenance)."""
+    return recorded_machine((summary or {}).get("provenance"))
 
 
 _NOT_KNOWN = {"unrecorded", "unknown"}

@@ -176,8 +176,9 @@ def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=
     Args:
         path: the file.
         columns: columns it must have.
-        numeric: columns whose every value must be a finite number (read as float).
-        positive: columns whose every value must be a finite number > 0 (read as float).
+        numeric: columns (fnmatch patterns, checked where present: list required ones in
+            ``columns``) whose every value must be a finite number (read as float).
+        positive: the same, for values that must be > 0.
         archs: columns whose every value must be an architecture string (:func:`~linas_lib.space.parse_arch`).
         unique: columns whose values together must not repeat (e.g. ``("arch", "seed")``).
         error: the exception class raised.
@@ -203,12 +204,12 @@ def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=
         raise error(f"{path}: missing column(s) {', '.join(missing)}")
     if frame.empty:
         raise error(f"{path}: the table has no rows")
-    for column in (*numeric, *positive):
+    for column, must_be_positive in _matching(frame.columns, numeric, positive):
         values = pd.to_numeric(frame[column], errors="coerce").astype(float)
-        bad = ~np.isfinite(values.to_numpy()) | ((values.to_numpy() <= 0) if column in positive else False)
+        bad = ~np.isfinite(values.to_numpy()) | ((values.to_numpy() <= 0) if must_be_positive else False)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            rule = "a finite number > 0" if column in positive else "a finite number"
+            rule = "a finite number > 0" if must_be_positive else "a finite number"
             raise error(f"{path}: row {row + 1}: {column} = {_plain(frame[column].iloc[row])!r} is not {rule}")
         frame[column] = values
     for column in archs:
@@ -222,6 +223,23 @@ def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=
         shown = ", ".join(f"{c} = {_plain(frame[c].iloc[row])!r}" for c in unique)
         raise error(f"{path}: row {row + 1} repeats {shown}")
     return frame.to_dict("records")
+
+
+MACHINE_FIELDS = ("cpu_id", "cpu_capability")  # what trained and timed numbers follow (:func:`machine`)
+
+
+def recorded_machine(block: dict | None) -> tuple[str, ...]:
+    """The CPU a provenance block records, as :data:`MACHINE_FIELDS` (``unrecorded`` where absent)."""
+    recorded = (block or {}).get("machine") or {}
+    return tuple(str(recorded.get(f) or "unrecorded") for f in MACHINE_FIELDS)
+
+
+def _matching(columns, numeric, positive) -> list[tuple[str, bool]]:
+    """``(column, must be positive)`` for every column one of the fnmatch patterns names."""
+    from fnmatch import fnmatchcase
+
+    return [(c, any(fnmatchcase(c, p) for p in positive)) for c in columns
+            if any(fnmatchcase(c, p) for p in (*numeric, *positive))]
 
 
 def _plain(value):

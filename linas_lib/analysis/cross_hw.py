@@ -148,11 +148,10 @@ def measured_tables(csv_path: Path) -> tuple[list[X.DeviceTable], dict[str, np.n
 
     if not csv_path.is_file():
         raise X.CrossHwError(f"{csv_path}: not found; run notebook 02_latency_accuracy of this profile first")
-    header = read_csv_table(csv_path, columns=("arch", "target", "measured_ms", "pred_projected_ms"),
-                            error=X.CrossHwError)[0]
-    passes = sorted(c for c in header if c.startswith("measured_pass") and c.endswith("_ms"))
-    frame = pd.DataFrame(read_csv_table(csv_path, positive=("measured_ms", "pred_projected_ms", *passes),
+    frame = pd.DataFrame(read_csv_table(csv_path, columns=("arch", "target", "measured_ms", "pred_projected_ms"),
+                                        positive=("measured_ms", "pred_projected_ms", "measured_pass*_ms"),
                                         archs=("arch",), unique=("arch", "target"), error=X.CrossHwError))
+    passes = sorted(c for c in frame.columns if c.startswith("measured_pass") and c.endswith("_ms"))
     tables, own = [], {}
     for target, rows in frame.groupby("target", sort=False):
         tokens = np.stack([parse_arch(a) for a in rows["arch"]])

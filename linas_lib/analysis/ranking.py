@@ -595,11 +595,9 @@ def read_table_rows(path: Path) -> list[dict]:
     """
     from ..provenance import read_csv_table
 
-    metrics = (*METRICS, SELECTION)
-    rows = read_csv_table(path, columns=("arch", "seed", *METRICS), archs=("arch",), unique=("arch", "seed"),
-                          error=RankingError)
-    present = [m for m in metrics if m in rows[0]]
-    rows = read_csv_table(path, numeric=present, error=RankingError)
+    rows = read_csv_table(path, columns=("arch", "seed", *METRICS), numeric=(*METRICS, SELECTION), archs=("arch",),
+                          unique=("arch", "seed"), error=RankingError)
+    present = [m for m in (*METRICS, SELECTION) if m in rows[0]]
     for number, row in enumerate(rows, start=1):
         outside = [m for m in present if not 0 <= row[m] <= 1]
         if outside:

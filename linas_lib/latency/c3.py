@@ -138,7 +138,7 @@ def read_validation_rows(profile) -> list[dict]:
         ValueError: the file has no table, or lacks a column the heartbeat reads (naming the file).
     """
     from ..paths import project_root
-    from ..provenance import machine, read_csv_provenance, read_csv_table
+    from ..provenance import machine, read_csv_provenance, read_csv_table, recorded_machine
 
     path = project_root() / "results" / profile.name / "02_latency_accuracy" / "validation_measurements.csv"
     if not path.is_file():
@@ -154,7 +154,7 @@ def read_validation_rows(profile) -> list[dict]:
         log.warning("%s was measured at %s px, not %s: C3 runs without a heartbeat", display_path(path), resolution,
                     profile.data.resolution)
         return []
-    measured_on, here = _cpu_of(provenance), machine().get("cpu_id", "unknown")
+    measured_on, here = recorded_machine(provenance)[0], machine().get("cpu_id", "unknown")
     if measured_on != here or here == "unknown":
         log.warning("%s was measured on %s, this machine is %s: C3 runs without a heartbeat (a speed factor "
                     "across machines is their difference, not drift)", display_path(path), measured_on, here)
@@ -163,11 +163,6 @@ def read_validation_rows(profile) -> list[dict]:
         return read_csv_table(path, columns=("arch", "target", "role", "measured_ms"))
     except ValueError as err:
         raise ValueError(f"{err}; rerun notebook 02") from None
-
-
-def _cpu_of(provenance: dict) -> str:
-    """The ``cpu_id`` a provenance block records, "unrecorded" without one."""
-    return str((provenance.get("machine") or {}).get("cpu_id") or "unrecorded")
 
 
 def load_columns(record: dict) -> dict:
