@@ -186,6 +186,34 @@ def test_momentum_bins_route_each_step_to_its_bins_optimizer():
     assert not torch.equal(opts[first[0]].state[shared]["exp_avg"], opts[first[1]].state[shared]["exp_avg"])
 
 
+def test_momentum_bins_move_a_shared_parameter_by_the_mean_of_the_bins_steps():
+    model = tiny_supernet(3)
+    rule = _rule(model, sampling="sandwich", sandwich_random=0, momentum_bins=2)
+    big, small = largest_path(), smallest_path(rule.counts)
+    assert rule.bin_of(big) != rule.bin_of(small)
+    lr = 1e-2
+    opts = [torch.optim.Adam(model.weight_parameters(), lr=lr) for _ in range(2)]
+    head, own = model.head.weight, next(model.layers[0].candidates[int(big[0])].parameters())
+    head0, own0 = head.detach().clone(), own.detach().clone()
+    O.one_shot_step(model, opts, rule, *_batch(), torch.Generator().manual_seed(0), "bins")
+    # a first Adam step moves each element by about lr: the head, which both bins step, moves by
+    # their mean (at most lr), not by their sum (up to 2 lr); the largest path's own candidate by its bin's step
+    assert float((head.detach() - head0).abs().max()) <= lr * 1.001
+    assert float((own.detach() - own0).abs().max()) == pytest.approx(lr, rel=1e-2)
+    assert all(int(opt.state[head]["step"]) == 1 for opt in opts)  # each bin's moments saw its own gradient
+
+
+def test_momentum_bins_serve_the_search_phase_steps(tmp_path, tiny_training):
+    train, val = _tiny_split(4, 31), _tiny_split(4, 32)
+    cfg = SupernetConfig(warmup_epochs=1, epochs=1, batch_size=2, lr_weights=1e-2, lr_alpha=0.05, sampling="sandwich",
+                         sandwich_random=1, momentum_bins=2, alpha_val_share=0.5, bn_recalib_batches=1)
+    state = T.train_supernet(cfg, 3, train, val, None, tmp_path / "bins.pt", "k")
+    assert not state.opt_w.state  # its moments would start from zero in the search phase
+    head = state.model.head.weight
+    steps = sum(int(o.state[head]["step"]) for o in state.opt_bins if head in o.state)
+    assert steps > state.weight_steps  # the one-shot steps (1 or 2 bins each) and the search phase's 2
+
+
 class _Interrupted(Exception):
     pass
 

@@ -163,11 +163,18 @@ def search_latency_model(profile):
 
 
 def weight_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, gen: torch.Generator,
-                where: str) -> float:
-    """One step on the shared weights; returns the segmentation loss."""
+                where: str, optimizer_of=None) -> float:
+    """One step on the shared weights; returns the segmentation loss.
+
+    ``optimizer_of(path)``, when given, picks the optimiser of a sampled path (``uniform`` and
+    ``binarised`` modes: the momentum bin of I2); ``optimizer`` serves every other step.
+    """
     model.train()
     if mode in ("uniform", "binarised"):
-        logits = model.forward_arch(taps, model.sample_path(mode, gen))
+        path = model.sample_path(mode, gen)
+        logits = model.forward_arch(taps, path)
+        if optimizer_of is not None:
+            optimizer = optimizer_of(path)
     else:
         logits = model(taps, mode=mode, tau=tau, generator=gen)
     terms = segmentation_terms(logits, masks)
@@ -211,12 +218,13 @@ class SearchState:
     """Everything a resumable training run carries between epochs.
 
     Attributes:
-        model, opt_w, opt_a: the supernet, its weight optimiser (search phase, and the one-shot
-            phase without momentum bins) and its logit optimiser.
+        model, opt_w, opt_a: the supernet, its weight optimiser (both phases without momentum
+            bins; with them, only the search phase's continuous modes) and its logit optimiser.
         gen, rng: the run's generators (paths and noise; batch order).
         history: one row per finished epoch.
         rule: the one-shot phase's rule (derived from the settings, not saved).
-        opt_bins: one weight optimiser per momentum bin (empty: ``opt_w`` serves the one-shot phase).
+        opt_bins: one weight optimiser per momentum bin, serving the one-shot phase and the search
+            phase's sampled-path steps (empty: ``opt_w`` serves both).
         weight_steps: one-shot weight steps taken.
         choice_updates: ``(n_layers, n_choices)`` one-shot weight steps that updated each candidate.
         ema: the moving average of the one-shot parameters (None: ``oneshot_ema`` is 0).
@@ -233,6 +241,13 @@ class SearchState:
     weight_steps: int = 0
     choice_updates: np.ndarray | None = None
     ema: AveragedModel | None = None
+
+    def bin_optimizer_of(self):
+        """``path -> its momentum bin's optimiser`` for the search phase's sampled-path steps
+        (None without bins: the weight optimiser serves)."""
+        if not self.opt_bins:
+            return None
+        return lambda path: self.opt_bins[self.rule.bin_of(path)]
 
     def one_shot_optimizers(self) -> list[torch.optim.Optimizer]:
         """The optimisers of one-shot steps: one per momentum bin, or the weight optimiser."""
@@ -358,7 +373,8 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
             t = (epoch - cfg.warmup_epochs) * n_batches + step
             tau = gumbel_temperature(t, max(cfg.epochs * n_batches - 1, 1), cfg.tau_max, cfg.tau_min)
         where = f"supernet epoch {epoch} step {step} ({mode})"
-        w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where))
+        w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where,
+                                    state.bin_optimizer_of()))
         v_taps, v_masks = val_batches[step % len(val_batches)]
         a_terms.append(arch_step(state.model, state.opt_a, v_taps, v_masks, mode, tau, state.gen, latency,
                                  cfg.latency_lambda, where + " alpha"))
