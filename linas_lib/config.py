@@ -374,6 +374,7 @@ class RankingConfig:
     mf_topk: int = 20  # multi-fidelity: top architectures of the best WS variant, fine-tuned ...
     mf_epochs: int = 2  # ... for this many epochs each
     bootstrap_resamples: int = 2000  # paired bootstrap over architectures (95 % CIs)
+    near_inits: int = 4  # untrained supernets averaged by the NEAR-at-initialisation row (near_init)
     steps: tuple[int, ...] = ()  # weight steps of the tau-vs-steps curve (empty: supernet.eval_checkpoints)
     # one-shot epochs of the supernet the curve follows (0: the profile's supernet.warmup_epochs);
     # more than the profile's shows where tau goes with a longer one-shot phase (fewer: the profile's own)

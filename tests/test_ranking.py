@@ -191,6 +191,7 @@ def scores_for(n: int = 12) -> tuple[R.GroundTruth, list[dict]]:
     good = truth.values["test_miou"]
     columns = {"ws.a": good, "ws_crack.a": truth.values["test_crack_iou"], "ws.b": good[::-1].copy(),
                "ws_crack.b": good[::-1].copy(), "near": np.arange(n, dtype=float), "near_exact": np.ones(n),
+               "near_init": good,
                "latency": -good, "flops": good, "params": good, "mf": np.r_[good[:3], np.full(n - 3, np.nan)]}
     return truth, R.score_rows(truth, columns)
 
@@ -203,6 +204,7 @@ def test_ranking_rows_score_every_signal_against_both_metrics():
     assert by[("ws.b", "test_miou")]["tau"] == pytest.approx(-1.0)
     assert by[("latency", "test_miou")]["tau"] == pytest.approx(-1.0) and by[("latency", "test_miou")]["p10"] == 0
     assert math.isnan(by[("near_exact", "test_miou")]["tau"])
+    assert by[("near_init", "test_miou")]["tau"] == pytest.approx(1.0)
     assert by[("mf", "test_miou")]["n"] == 3 and by[("mf_ws", "test_miou")]["n"] == 3
     assert by[("ws.a", "test_crack_iou")]["tau"] == pytest.approx(1.0)
     assert len(rows) == 2 * len(R.signals(["a", "b"], best="a"))
@@ -448,6 +450,8 @@ def test_ranking_sections_load_and_are_checked():
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, mf_topk=1)))
     with pytest.raises(R.RankingError, match="ranking.steps_oneshot_epochs"):
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, steps_oneshot_epochs=-1)))
+    with pytest.raises(R.RankingError, match="ranking.near_inits"):
+        R.check_ranking(replace(profile, ranking=replace(profile.ranking, near_inits=0)))
     with pytest.raises(R.RankingError, match=r"ranking.steps_oneshot_ema must be in \[0, 1\)"):
         R.check_ranking(replace(profile, ranking=replace(profile.ranking, steps_oneshot_ema=1.0)))
     with pytest.raises(R.RankingError, match="ranking.variants: unknown 'nope'"):

@@ -294,6 +294,19 @@ def test_near_table_additive_and_exact():
     assert np.all(exact > 0) and np.all(exact <= 2 * (8 + 8 + 8 + 4 + 4))  # erank <= channels
 
 
+def test_near_at_init_averages_fresh_supernets_of_the_rng():
+    taps, archs = tiny_taps(), np.array([[0, 5, 9, 20, 3], [7, 7, 7, 7, 7]])
+    one = zero_cost.init_scores(TinySupernet, taps, archs, np.random.default_rng(3), 1)
+    rng = np.random.default_rng(3)
+    fresh = seeded_module(TinySupernet, torch.Generator().manual_seed(int(rng.integers(2**62))))
+    assert np.allclose(one, zero_cost.exact_scores(fresh, taps, archs))  # the rng draws the initialisation
+    two = zero_cost.init_scores(TinySupernet, taps, archs, np.random.default_rng(3), 2)
+    assert two.shape == (2,) and np.isfinite(two).all() and not np.allclose(one, two)
+    assert np.allclose(two, zero_cost.init_scores(TinySupernet, taps, archs, np.random.default_rng(3), 2))
+    with pytest.raises(ValueError, match="n_inits"):
+        zero_cost.init_scores(TinySupernet, taps, archs, np.random.default_rng(3), 0)
+
+
 # ---------------------------------------------------------------- methods, experiment, fidelity
 
 

@@ -62,10 +62,10 @@ METRICS = {"test_miou": "miou", "test_crack_iou": "crack_iou"}
 HEADLINE = "test_miou"  # the metric of the summary's tau.*, rho.*, p10.*
 SELECTION = "val_miou"  # what picks the best WS variant: never the test metric it is then scored on
 # +1: a larger score predicts a better architecture (used by precision@10 % only)
-DIRECTIONS = {"ws": 1, "near": 1, "near_exact": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
+DIRECTIONS = {"ws": 1, "near": 1, "near_exact": 1, "near_init": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
 SEED_CEILING = "seed_ceiling"
 SEED_CEILING_MF = "seed_ceiling_mf"  # the seed ceiling on the multi-fidelity signal's top k
-BOOT_STREAM, MF_STREAM = 0xB007, 0x3F1D
+BOOT_STREAM, MF_STREAM, NEAR_INIT_STREAM = 0xB007, 0x3F1D, 0x1417
 
 
 class RankingError(ValueError):
@@ -386,7 +386,7 @@ def signals(variants: Sequence[str], best: str | None = None, mf: bool = True) -
     """The study's signals in table order (``mf_ws``: the best WS variant on the fine-tuned subset)."""
     out = [Signal(f"ws.{v}", {"test_miou": f"ws.{v}", "test_crack_iou": f"ws_crack.{v}"}, DIRECTIONS["ws"])
            for v in variants]
-    out += [Signal(n, {"*": n}, DIRECTIONS[n]) for n in ("near", "near_exact", "latency", "flops", "params")]
+    out += [Signal(n, {"*": n}, DIRECTIONS[n]) for n in ("near", "near_exact", "near_init", "latency", "flops", "params")]
     if mf:
         out.append(Signal("mf", {"*": "mf"}, DIRECTIONS["mf"]))
         if best is not None:
@@ -495,6 +495,7 @@ def check_ranking(profile):
         ("steps_oneshot_epochs", r.steps_oneshot_epochs >= 0, ">= 0 (0: the profile's supernet.warmup_epochs)"),
         ("steps_oneshot_ema", 0.0 <= r.steps_oneshot_ema < 1.0, "in [0, 1) (0: the profile's supernet.oneshot_ema)"),
         ("steps_replicas", r.steps_replicas >= 1, ">= 1"),
+        ("near_inits", r.near_inits >= 1, ">= 1"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -677,20 +678,25 @@ def oracle_summary(rows: Sequence[dict]) -> dict[str, float]:
     return {f"oracle_rank.{k}": v for k, v in summary({}, rows).items()}
 
 
-def near_columns(supernet, search_cfg, seed: int, choices: np.ndarray) -> tuple[dict, dict]:
+def near_columns(supernet, search_cfg, seed: int, choices: np.ndarray, n_inits: int) -> tuple[dict, dict]:
     """NEAR of every architecture: ``near`` = the additive table the zero-cost search uses
     (:func:`linas_lib.search.report.near_proxy`), ``near_exact`` = full-path NEAR
-    (:func:`linas_lib.search.zero_cost.exact_scores`) on the same batch.
+    (:func:`linas_lib.search.zero_cost.exact_scores`) on the same batch, ``near_init`` = full-path
+    NEAR of untrained supernets, the mean over ``n_inits`` initialisations (the NEAR paper's
+    setting; :func:`~linas_lib.search.zero_cost.init_scores`).
 
     Returns:
         ``(columns, facts)`` (facts of :func:`~linas_lib.search.report.near_proxy`).
     """
     from ..search.report import near_proxy
-    from ..search.zero_cost import exact_scores
+    from ..search.zero_cost import exact_scores, init_scores
+    from ..supernet.model import Supernet
 
     proxy, facts = near_proxy(supernet, search_cfg, seed)
-    exact = exact_scores(supernet.model, supernet.feature_batch(search_cfg.near_images), choices)
-    return {"near": proxy(choices), "near_exact": np.asarray(exact, dtype=float)}, facts
+    taps = supernet.feature_batch(search_cfg.near_images)
+    exact = exact_scores(supernet.model, taps, choices)
+    at_init = init_scores(Supernet, taps, choices, np.random.default_rng([seed, NEAR_INIT_STREAM]), n_inits)
+    return {"near": proxy(choices), "near_exact": np.asarray(exact, dtype=float), "near_init": at_init}, facts
 
 
 def decoder_costs(choices: np.ndarray, tap_shapes: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -960,7 +966,9 @@ def study_record(table: BenchTable, profile, best: str, near_facts: dict, n_mf: 
             "variants": list(cfg.variants), "best_variant": best, "profile_variant": own, "verdict": verdict,
             "near": {**near_facts, "near": "additive (layer, choice) table of search.report.near_proxy: the "
                                           "zero-cost search's proxy", "near_exact": "full-path NEAR "
-                                          "(search.zero_cost.exact_scores) on the same batch"},
+                                          "(search.zero_cost.exact_scores) on the same batch",
+                     "near_init": f"full-path NEAR of untrained supernets, mean of {cfg.near_inits} "
+                                  "initialisations (search.zero_cost.init_scores)"},
             "mf": {"variant": best, "k": n_mf, "epochs": cfg.mf_epochs},
             "latency": {"target": _reference_target(profile), "model": "committed LUT, interaction (I4)"},
             "flops": "torch.utils.flop_counter on one image (convolutions and matmuls, 2 per multiply-add)",

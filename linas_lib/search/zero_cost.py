@@ -19,6 +19,11 @@ score is its mean over those contexts. An architecture's proxy is then the table
 deeper layers, whose real input depends on the earlier choices; :func:`exact_scores` runs
 full paths so the notebook can report how well the additive table ranks like the exact
 proxy (Kendall tau on a sample).
+
+Which weights. The search scores paths of the *trained* supernet (the weights it then
+evaluates). The NEAR paper scores networks at initialisation; :func:`init_scores` does that
+(fresh supernets, mean over a few initialisations), so the ranking study can tell whether
+NEAR is weak because it reads trained shared weights.
 """
 
 from __future__ import annotations
@@ -163,6 +168,25 @@ def exact_scores(supernet, taps, choices) -> np.ndarray:
             x = out + skips[layer] if skips[layer] is not None else out
         scores.append(total)
     return np.asarray(scores)
+
+
+@torch.no_grad()
+def init_scores(factory, taps, choices, rng: np.random.Generator, n_inits: int) -> np.ndarray:
+    """Exact NEAR at initialisation: :func:`exact_scores` on freshly built supernets, averaged.
+
+    Args:
+        factory: builds an untrained supernet (e.g. :class:`~linas_lib.supernet.model.Supernet`).
+        taps: encoder taps of one data batch.
+        choices: architectures ``(n, L)``.
+        rng: draws each initialisation (through a ``torch.Generator``).
+        n_inits: initialisations averaged.
+    """
+    from ..keys import seeded_module, torch_generator
+
+    if n_inits < 1:
+        raise ValueError(f"n_inits must be >= 1; got {n_inits}")
+    runs = [exact_scores(seeded_module(factory, torch_generator(rng)), taps, choices) for _ in range(n_inits)]
+    return np.mean(runs, axis=0)
 
 
 class NearProxy:
