@@ -541,6 +541,12 @@ def test_tau_gap_is_paired_and_variant_gaps_name_each_other_variant():
     gaps = R.variant_gaps(scores, ["a", "b", "c"], "a", RESAMPLES)
     assert set(gaps) == {f"tau_gap_to_best.ws.{v}{end}" for v in ("b", "c") for end in ("", "_lo", "_hi")}
     assert gaps["tau_gap_to_best.ws.c"] == pytest.approx(2.0) and gaps["tau_gap_to_best.ws.b"] > 0
+    # contrasts against the profile's variant whichever ranks best: each other variant minus it
+    against_b = R.variant_gaps(scores, ["a", "b", "c"], "a", RESAMPLES, reference="b")
+    assert {k for k in against_b if k.startswith("tau_vs_profile")} == {
+        f"tau_vs_profile.ws.{v}{end}" for v in ("a", "c") for end in ("", "_lo", "_hi")}
+    assert against_b["tau_vs_profile.ws.a"] == pytest.approx(gaps["tau_gap_to_best.ws.b"])
+    assert against_b["tau_vs_profile.ws.c"] < 0
 
 
 @pytest.mark.parametrize("change, message", [
