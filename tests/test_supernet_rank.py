@@ -205,13 +205,12 @@ def test_momentum_bins_move_a_shared_parameter_by_the_mean_of_the_bins_steps():
 
 def test_momentum_bins_serve_the_search_phase_steps(tmp_path, tiny_training):
     train, val = _tiny_split(4, 31), _tiny_split(4, 32)
-    cfg = SupernetConfig(warmup_epochs=1, epochs=1, batch_size=2, lr_weights=1e-2, lr_alpha=0.05, sampling="sandwich",
+    cfg = SupernetConfig(warmup_epochs=0, epochs=1, batch_size=2, lr_weights=1e-2, lr_alpha=0.05, sampling="sandwich",
                          sandwich_random=1, momentum_bins=2, alpha_val_share=0.5, bn_recalib_batches=1)
     state = T.train_supernet(cfg, 3, train, val, None, tmp_path / "bins.pt", "k")
-    assert not state.opt_w.state  # its moments would start from zero in the search phase
+    assert not state.opt_w.state  # it would start the search phase from zero moments
     head = state.model.head.weight
-    steps = sum(int(o.state[head]["step"]) for o in state.opt_bins if head in o.state)
-    assert steps > state.weight_steps  # the one-shot steps (1 or 2 bins each) and the search phase's 2
+    assert sum(int(o.state[head]["step"]) for o in state.opt_bins if head in o.state) == 2  # 4 images, batch 2
 
 
 class _Interrupted(Exception):

@@ -695,7 +695,12 @@ def near_columns(supernet, search_cfg, seed: int, choices: np.ndarray, n_inits: 
     proxy, facts = near_proxy(supernet, search_cfg, seed)
     taps = supernet.feature_batch(search_cfg.near_images)
     exact = exact_scores(supernet.model, taps, choices)
-    at_init = init_scores(Supernet, taps, choices, np.random.default_rng([seed, NEAR_INIT_STREAM]), n_inits)
+    device = next(supernet.model.parameters()).device
+
+    def untrained() -> Supernet:  # drawn on the CPU (the same weights on every device), scored on the run's
+        return Supernet().to(device)
+
+    at_init = init_scores(untrained, taps, choices, np.random.default_rng([seed, NEAR_INIT_STREAM]), n_inits)
     return {"near": proxy(choices), "near_exact": np.asarray(exact, dtype=float), "near_init": at_init}, facts
 
 
@@ -982,7 +987,8 @@ def study_record(table: BenchTable, profile, best: str, near_facts: dict, n_mf: 
                                           "zero-cost search's proxy", "near_exact": "full-path NEAR "
                                           "(search.zero_cost.exact_scores) on the same batch",
                      "near_init": f"full-path NEAR of untrained supernets, mean of {cfg.near_inits} "
-                                  "initialisations (search.zero_cost.init_scores)"},
+                                  "initialisations (search.zero_cost.init_scores), in eval mode: BN at "
+                                  "its initial statistics (identity), as in near_exact"},
             "mf": {"variant": best, "k": n_mf, "epochs": cfg.mf_epochs},
             "latency": {"target": _reference_target(profile), "model": "committed LUT, interaction (I4)"},
             "flops": "torch.utils.flop_counter on one image (convolutions and matmuls, 2 per multiply-add)",

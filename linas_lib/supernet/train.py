@@ -628,9 +628,13 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     saved, not what is trained). BN recalibration enters: it changes WS scores, which the
     search caches under this key and the trained weights' digest
     (:attr:`TrainedSupernet.weights_digest`, :func:`~linas_lib.search.report.run_folder`).
+    With momentum bins the key names their step rule (the mean of the bins' proposals since
+    9eb0c58), so a supernet cached by the older rule is trained again; keys without bins are
+    unchanged.
     """
+    bins = {"bin_steps": "mean"} if profile.supernet.momentum_bins else {}
     return content_hash({
-        "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
+        **bins, "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
         "weights": features.weights.weights_id, "seed": seed,
         "train": features["train"].names, "val": features["val"].names,
         "data": [dataset_digest_of(features[s]) for s in ("train", "val")],
