@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,9 @@ class Run:
     notebook: str
     profile: Profile
     seed: int
+    # the commit when the run began, which every output records: a commit made while a long
+    # run goes on is not the code it runs (its modules were loaded before)
+    sha: str = field(default_factory=lambda: prov.git_sha())
 
     @property
     def results(self) -> Path:
@@ -43,10 +46,12 @@ class Run:
         return figures_dir(self.profile.name)
 
     def provenance(self, **extra) -> dict:
-        """Provenance block for a file written by this run."""
-        return prov.provenance(
-            self.profile.name, self.profile.to_dict(), notebook=self.notebook, seed=self.seed, **extra
-        )
+        """Provenance block for a file written by this run: ``git_sha`` the commit it began at,
+        and ``git_sha_at_write`` where the working tree has moved on since."""
+        now = prov.git_sha()
+        moved = {"git_sha_at_write": now} if now != self.sha else {}
+        return prov.provenance(self.profile.name, self.profile.to_dict(), sha=self.sha, notebook=self.notebook,
+                               seed=self.seed, **moved, **extra)
 
     def rng(self, *stream: int) -> np.random.Generator:
         """A generator for one named random stream of this run (same seed, same numbers)."""
@@ -83,8 +88,7 @@ class Run:
 
         path = self.write_csv(name, rows)
         latex = pd.DataFrame(rows).to_latex(index=False, float_format=float_format.__mod__)
-        sha = prov.git_sha()
-        atomic_write_text(self.results / f"{name}.tex", f"% {self.notebook} @ {sha}\n{latex}")
+        atomic_write_text(self.results / f"{name}.tex", f"% {self.notebook} @ {self.sha}\n{latex}")
         return path
 
     def save_figure(self, fig, name: str) -> list[Path]:

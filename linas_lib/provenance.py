@@ -122,10 +122,11 @@ def _cpu_name(fields: dict[str, str]) -> str:
     return fields.get("model name") or platform.processor() or "unknown"
 
 
-def provenance(profile: str = "", config: dict | None = None, **extra) -> dict:
-    """The provenance block written into every results file."""
+def provenance(profile: str = "", config: dict | None = None, sha: str | None = None, **extra) -> dict:
+    """The provenance block written into every results file (``sha``: the commit to record,
+    by default :func:`git_sha` now)."""
     block = {
-        "git_sha": git_sha(),
+        "git_sha": sha or git_sha(),
         "profile": profile,
         "config": config or {},
         "packages": package_versions(),

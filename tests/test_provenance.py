@@ -94,3 +94,14 @@ def test_rewritten_outputs_do_not_make_the_code_dirty(tmp_path, monkeypatch):
     git("checkout", "results/luts")
     (tmp_path / "linas_lib/x.py").write_text("1")
     assert prov.git_sha().endswith("+dirty")
+
+
+def test_a_run_records_the_commit_it_began_at_and_a_later_one_beside_it(monkeypatch, tmp_path):
+    shas = iter(["aaa", "aaa", "bbb"])
+    monkeypatch.setattr(provenance, "git_sha", lambda: next(shas))
+    run = Run(notebook="00_data", profile=load_profile("smoke"), seed=0)
+    assert run.sha == "aaa"
+    same = run.provenance()
+    assert same["git_sha"] == "aaa" and "git_sha_at_write" not in same
+    moved = run.provenance()  # a commit made while the run goes on
+    assert moved["git_sha"] == "aaa" and moved["git_sha_at_write"] == "bbb"
