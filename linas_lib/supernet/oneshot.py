@@ -175,7 +175,7 @@ def one_shot_step(model: Supernet, optimizers: list[torch.optim.Optimizer], rule
 def _step_groups(params: list[torch.Tensor], steps: list[tuple[torch.optim.Optimizer, list]]) -> None:
     """Each ``(optimiser, gradients)`` proposes a step from the same weights; every parameter
     moves by the mean of the proposals of the optimisers that had a gradient for it."""
-    if len(steps) == 1:
+    if len(steps) == 1:  # stepped directly: ``p0 + (p - p0) / 1`` is not bit-identical to ``p``
         optimizer, group_grads = steps[0]
         for p, g in zip(params, group_grads):
             p.grad = g

@@ -367,14 +367,13 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
         return _history_row(state, epoch, "warmup", cfg.sampling, 1.0, w_losses, [], latency, ws, cfg, len(train),
                             time.perf_counter() - start)
     mode, n_batches = cfg.search_mode, steps_per_epoch(len(train), cfg.batch_size)
-    w_losses, a_terms, tau = [], [], 1.0
+    w_losses, a_terms, tau, optimizer_of = [], [], 1.0, state.bin_optimizer_of()
     for step, (taps, masks) in enumerate(train.batches(cfg.batch_size, state.rng)):
         if mode == "gumbel":
             t = (epoch - cfg.warmup_epochs) * n_batches + step
             tau = gumbel_temperature(t, max(cfg.epochs * n_batches - 1, 1), cfg.tau_max, cfg.tau_min)
         where = f"supernet epoch {epoch} step {step} ({mode})"
-        w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where,
-                                    state.bin_optimizer_of()))
+        w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where, optimizer_of))
         v_taps, v_masks = val_batches[step % len(val_batches)]
         a_terms.append(arch_step(state.model, state.opt_a, v_taps, v_masks, mode, tau, state.gen, latency,
                                  cfg.latency_lambda, where + " alpha"))
