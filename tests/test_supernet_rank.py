@@ -155,18 +155,40 @@ def test_calr_scales_the_uniform_step_by_the_paths_complexity(which):
         torch.testing.assert_close(a, expected * b, rtol=1e-6, atol=1e-12)
 
 
-def test_calr_scales_each_sandwich_paths_loss():
+def _moves_of_step(rule, optimizers: int = 1) -> dict[str, torch.Tensor]:
+    """Every weight's change in one Adam step of ``rule`` on the tiny supernet (float64), by name."""
+    model = tiny_supernet(2).double()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opts = [torch.optim.Adam(model.weight_parameters(), lr=1e-3) for _ in range(optimizers)]
+    taps, masks = _batch()
+    O.one_shot_step(model, opts, rule, tuple(t.double() for t in taps), masks, torch.Generator().manual_seed(0), "calr")
+    return {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("bins", [0, 2])
+def test_calr_scales_each_parameters_sandwich_step_by_the_factors_of_the_paths_that_ran_it(bins):
     model = tiny_supernet(2)
-    base = _rule(model, sampling="sandwich", sandwich_random=0)
-    big, small = largest_path(), smallest_path(base.counts)
+    base = _rule(model, sampling="sandwich", sandwich_random=0, momentum_bins=bins)
     scaled = replace(base, calr=True)
-    off = [_delta_of_step(base, p, torch.optim.SGD, 0.1) for p in (big, small)]
-    on = [_delta_of_step(scaled, p, torch.optim.SGD, 0.1) for p in (big, small)]
-    for path, d_on, d_off in zip((big, small), on, off):  # each path's own candidates: SGD step x its factor
-        factor = scaled.scale(path)
-        assert factor != 1.0
-        for a, b in zip(d_on, d_off):
-            torch.testing.assert_close(a, factor * b, rtol=1e-6, atol=1e-12)
+    big, small = largest_path(), smallest_path(base.counts)
+    f_big, f_small = scaled.scale(big), scaled.scale(small)
+    assert f_big != f_small and (big != small).all()
+    off, on = _moves_of_step(base, max(bins, 1)), _moves_of_step(scaled, max(bins, 1))
+    # an Adam step is not proportional to the loss: under the former loss scaling `on` was about
+    # `off` for a candidate one path ran; a per-path learning rate scales that candidate's move
+    # the head both paths ran: the mean factor in one group; with bins, each bin's own proposal is scaled
+    factors = {"head.": (f_big + f_small) / 2} if not bins else {}
+    for layer in range(5):
+        factors[f"layers.{layer}.candidates.{int(big[layer])}."] = f_big
+        factors[f"layers.{layer}.candidates.{int(small[layer])}."] = f_small
+    checked = set()
+    for name, move in off.items():
+        prefix = next((k for k in factors if name.startswith(k)), None)
+        if prefix is None or move.abs().max() < 1e-9:
+            continue
+        torch.testing.assert_close(on[name], factors[prefix] * move, rtol=1e-6, atol=1e-12)
+        checked.add(prefix)
+    assert checked == set(factors)
 
 
 def test_momentum_bins_route_each_step_to_its_bins_optimizer():

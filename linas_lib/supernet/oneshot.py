@@ -13,14 +13,14 @@ no architecture logits involved. Its profile switches (:class:`~linas_lib.config
   (:func:`~.model.mean_path_complexity`): larger sub-networks, which converge more slowly,
   take larger steps; the clip bounds the factor for the extremes (the largest path of the
   space is 4.7 mean paths, the smallest 0.07). With ``uniform`` the optimiser's learning rate
-  is multiplied by the factor for the step (exact for Adam and SGD). With ``sandwich`` each
-  path's *loss* is multiplied by its factor before the accumulated backward: for SGD-like
-  optimisers that is the same as a per-path learning rate; for Adam it is not -- Adam
-  divides by the running gradient magnitude, so the factors reweight the paths within the
-  accumulated gradient of parameters several paths share (bottleneck, head, candidates
-  drawn twice) while a parameter only one path touched sees its gradient rescaled, which
-  Adam's normalisation largely cancels. Loss scaling was kept because one optimiser step
-  per weight step is what the sandwich rule prescribes.
+  is multiplied by the factor for the step. With ``sandwich`` the step stays one optimiser
+  step on the paths' summed gradient, and each parameter's move is multiplied by the mean
+  factor of the step's paths that touched it: a candidate only the largest path ran moves 2x,
+  one only the smallest path ran 0.5x, the parameters every path shares (bottleneck, head) by
+  the mean of all the paths' factors. That is a per-path learning rate for any optimiser;
+  scaling each path's *loss* instead (the earlier rule; :func:`~.train.supernet_key` tells the
+  two apart) is one for SGD only: Adam divides by the running gradient magnitude and cancels
+  most of it. With momentum bins each bin's proposal is scaled so before the mean.
 * ``momentum_bins`` (I2 separate momentum): 0 -- one Adam state for all paths; ``k > 0`` --
   ``k`` Adam optimisers, one per complexity bin. Bins are the ``k``-quantiles of path
   complexity over the whole space (exact enumeration of every path, computed once per run,
@@ -155,28 +155,53 @@ def one_shot_step(model: Supernet, optimizers: list[torch.optim.Optimizer], rule
     groups: dict[int, list[np.ndarray]] = {}
     for path in paths:
         groups.setdefault(route(path), []).append(path)
-    params, losses, grads = model.weight_parameters(), [], []
+    params, losses, steps = model.weight_parameters(), [], []
     for p in params:
         p.grad = None
-    for index, group in groups.items():
-        for path in group:
-            loss = _path_loss(model, taps, masks, path, f"{where} path {path.tolist()}")
-            losses.append(float(loss.detach()))
-            scale = rule.scale(path)
-            (loss * scale if scale != 1.0 else loss).backward()
-        grads.append((index, [p.grad for p in params]))  # every group's gradient at the same weights
-        for p in params:
-            p.grad = None
-    _step_groups(params, [(optimizers[index], group_grads) for index, group_grads in grads])
+    for index, group in groups.items():  # every group's gradient at the same weights
+        grads, factors = _group_gradients(model, params, rule, group, taps, masks, where, losses)
+        steps.append((optimizers[index], grads, factors))
+    _step_groups(params, steps)
     return float(np.mean(losses)), paths
 
 
+def _group_gradients(model: Supernet, params: list[torch.Tensor], rule: OneShotRule, group: list[np.ndarray],
+                     taps, masks, where: str, losses: list[float]) -> tuple[list, list | None]:
+    """The summed gradient of a group's paths (one backward per path) and, under CaLR, each
+    parameter's mean CaLR factor over the group's paths that touched it (``None`` where none
+    did; the factors are ``None`` without CaLR). Appends each path's loss to ``losses``."""
+    if not rule.calr:  # gradients accumulate in place, as they always have (bit-identical runs)
+        for path in group:
+            loss = _path_loss(model, taps, masks, path, f"{where} path {path.tolist()}")
+            losses.append(float(loss.detach()))
+            loss.backward()
+        grads = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        return grads, None
+    grads: list = [None] * len(params)
+    factor_sums, counts = np.zeros(len(params)), np.zeros(len(params), dtype=np.int64)
+    for path in group:
+        loss = _path_loss(model, taps, masks, path, f"{where} path {path.tolist()}")
+        losses.append(float(loss.detach()))
+        loss.backward()
+        scale = rule.scale(path)
+        for i, p in enumerate(params):
+            if p.grad is not None:
+                grads[i] = p.grad if grads[i] is None else grads[i] + p.grad
+                factor_sums[i] += scale
+                counts[i] += 1
+                p.grad = None
+    return grads, [float(s / n) if n else None for s, n in zip(factor_sums, counts)]
+
+
 @torch.no_grad()
-def _step_groups(params: list[torch.Tensor], steps: list[tuple[torch.optim.Optimizer, list]]) -> None:
-    """Each ``(optimiser, gradients)`` proposes a step from the same weights; every parameter
-    moves by the mean of the proposals of the optimisers that had a gradient for it."""
-    if len(steps) == 1:  # stepped directly: ``p0 + (p - p0) / 1`` is not bit-identical to ``p``
-        optimizer, group_grads = steps[0]
+def _step_groups(params: list[torch.Tensor], steps: list[tuple[torch.optim.Optimizer, list, list | None]]) -> None:
+    """Each ``(optimiser, gradients, factors)`` proposes a step from the same weights, each
+    parameter's move times its factor (CaLR; ``factors`` ``None``: 1); every parameter moves by
+    the mean of the proposals of the optimisers that had a gradient for it."""
+    if len(steps) == 1 and steps[0][2] is None:  # stepped directly: ``p0 + (p - p0) / 1`` is not bit-identical to ``p``
+        optimizer, group_grads, _ = steps[0]
         for p, g in zip(params, group_grads):
             p.grad = g
         optimizer.step()
@@ -185,14 +210,14 @@ def _step_groups(params: list[torch.Tensor], steps: list[tuple[torch.optim.Optim
     start = [p.detach().clone() for p in params]
     moved = [torch.zeros_like(p) for p in params]
     proposals = [0] * len(params)
-    for optimizer, group_grads in steps:
+    for optimizer, group_grads, factors in steps:
         for p, g in zip(params, group_grads):
             p.grad = g
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         for i, (p, p0, g) in enumerate(zip(params, start, group_grads)):
             if g is not None:
-                moved[i] += p - p0
+                moved[i] += (p - p0) if factors is None else (p - p0) * factors[i]
                 proposals[i] += 1
                 p.copy_(p0)
     for p, p0, m, n in zip(params, start, moved, proposals):
