@@ -177,7 +177,7 @@ def test_calr_scales_each_parameters_sandwich_step_by_the_factors_of_the_paths_t
     # an Adam step is not proportional to the loss: under the former loss scaling `on` was about
     # `off` for a candidate one path ran; a per-path learning rate scales that candidate's move
     # the head both paths ran: the mean factor in one group; with bins, each bin's own proposal is scaled
-    factors = {"head.": (f_big + f_small) / 2} if not bins else {}
+    factors = {"head.": (f_big + f_small) / 2, "bottleneck.": (f_big + f_small) / 2} if not bins else {}
     for layer in range(5):
         factors[f"layers.{layer}.candidates.{int(big[layer])}."] = f_big
         factors[f"layers.{layer}.candidates.{int(small[layer])}."] = f_small

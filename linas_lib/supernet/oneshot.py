@@ -15,12 +15,14 @@ no architecture logits involved. Its profile switches (:class:`~linas_lib.config
   space is 4.7 mean paths, the smallest 0.07). With ``uniform`` the optimiser's learning rate
   is multiplied by the factor for the step. With ``sandwich`` the step stays one optimiser
   step on the paths' summed gradient, and each parameter's move is multiplied by the mean
-  factor of the step's paths that touched it: a candidate only the largest path ran moves 2x,
-  one only the smallest path ran 0.5x, the parameters every path shares (bottleneck, head) by
-  the mean of all the paths' factors. That is a per-path learning rate for any optimiser;
-  scaling each path's *loss* instead (the earlier rule; :func:`~.train.supernet_key` tells the
-  two apart) is one for SGD only: Adam divides by the running gradient magnitude and cancels
-  most of it. With momentum bins each bin's proposal is scaled so before the mean.
+  factor of the step's paths that ran it: a candidate only the largest path ran moves 2x its
+  move without CaLR, one only the smallest path ran 0.5x. For a parameter one path ran that is
+  a per-path learning rate, whatever the optimiser; the parameters several paths ran share one
+  rate, their mean factor -- for the bottleneck and head, which every path runs and whose
+  sandwich always holds the largest (2) and smallest (0.5) paths, close to a constant. Scaling
+  each path's *loss* instead (the earlier rule; :func:`~.train.supernet_key` tells the two
+  apart) is a per-path rate for SGD only: Adam divides by the running gradient magnitude and
+  cancels most of it. With momentum bins each bin's proposal is scaled so before the mean.
 * ``momentum_bins`` (I2 separate momentum): 0 -- one Adam state for all paths; ``k > 0`` --
   ``k`` Adam optimisers, one per complexity bin. Bins are the ``k``-quantiles of path
   complexity over the whole space (exact enumeration of every path, computed once per run,

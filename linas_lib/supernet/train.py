@@ -628,12 +628,12 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     search caches under this key and the trained weights' digest
     (:attr:`TrainedSupernet.weights_digest`, :func:`~linas_lib.search.report.run_folder`).
     With momentum bins the key names their step rule (the mean of the bins' proposals since
-    9eb0c58), and with CaLR its step rule (each parameter's move scaled, not each path's
-    loss), so a supernet cached by an older rule is trained again; keys without either are
+    9eb0c58), and with CaLR under the sandwich rule its step rule (each parameter's move
+    scaled, not each path's loss; a uniform step's learning rate was always scaled), so a supernet cached by an older rule is trained again; keys without either are
     unchanged.
     """
     bins = {"bin_steps": "mean"} if profile.supernet.momentum_bins else {}
-    calr = {"calr_step": "per_parameter"} if profile.supernet.calr else {}
+    calr = {"calr_step": "per_parameter"} if profile.supernet.calr and profile.supernet.sampling != "uniform" else {}
     return content_hash({
         **bins, **calr, "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
         "weights": features.weights.weights_id, "seed": seed,
