@@ -521,3 +521,13 @@ def test_counted_updates_follow_the_sandwich_rule(tiny_training):
     with pytest.raises(ValueError, match="sampling = 'spos' must be one of uniform, sandwich"):
         replace(cfg, sampling="spos")
     assert RES == 32
+
+
+def test_the_supernet_memo_keeps_only_the_most_recently_used(monkeypatch):
+    monkeypatch.setattr(T, "_MEMO", {})
+    for i in range(T.MEMO_LIMIT):
+        T._remember(f"k{i}", f"supernet {i}")
+    assert T._recall("k0") == "supernet 0"  # now the most recent: k1 is the oldest
+    T._remember("new", "supernet new")
+    assert len(T._MEMO) == T.MEMO_LIMIT and T._recall("k1") is None
+    assert T._recall("k0") == "supernet 0" and T._recall("new") == "supernet new"

@@ -655,6 +655,25 @@ def dataset_digest_of(split: FeatureSplit) -> str:
 
 
 _MEMO: dict[str, TrainedSupernet] = {}  # by key: a run's, a snapshot's, a snapshot's raw weights
+# Trained supernets kept in memory, the most recently used; older ones are read again from the
+# disk cache when asked for. Unbounded, 04's five variants and its curve's 28 snapshots (about
+# 0.7 GB each) filled 24 GB and the kernel was killed.
+MEMO_LIMIT = 4
+
+
+def _remember(key: str, trained: TrainedSupernet) -> None:
+    """Keep ``trained`` in :data:`_MEMO`, dropping the least recently used beyond :data:`MEMO_LIMIT`."""
+    _MEMO[key] = trained
+    while len(_MEMO) > MEMO_LIMIT:
+        del _MEMO[next(iter(_MEMO))]
+
+
+def _recall(key: str) -> TrainedSupernet | None:
+    """The memoised supernet of ``key`` (now the most recently used), or None."""
+    trained = _MEMO.pop(key, None)
+    if trained is not None:
+        _MEMO[key] = trained
+    return trained
 
 
 def variant_config(cfg, variant: str | None):
@@ -698,12 +717,14 @@ def trained_supernet(profile, seed: int, variant: str | None = None) -> TrainedS
     """
     profile = variant_profile(profile, variant)
     key, features, latency = _run_inputs(profile, seed)
-    if key not in _MEMO:
+    trained = _recall(key)
+    if trained is None:
         path = cache_dir("supernet") / f"supernet_{key}.pt"
         state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key)
         state.model.eval()
-        _MEMO[key] = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
-    return _with_settings(_MEMO[key], profile.supernet, variant)
+        trained = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
+        _remember(key, trained)
+    return _with_settings(trained, profile.supernet, variant)
 
 
 def _with_settings(trained: TrainedSupernet, cfg, variant: str | None) -> TrainedSupernet:
@@ -747,7 +768,8 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
     wkeys = {False: skey, True: content_hash({"snapshot": skey, "weights": "raw"})}
     arms = (False, True) if cfg.oneshot_ema > 0 else (False,)
     raw = bool(raw and cfg.oneshot_ema > 0)
-    if wkeys[raw] not in _MEMO:
+    trained = _recall(wkeys[raw])
+    if trained is None:
         folder = cache_dir("supernet")
         saved = load_checkpoint(snapshot_path(folder, key, steps), skey, "supernet snapshot")
         if saved is None:
@@ -758,9 +780,10 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
                 model = Supernet().to(str(features["train"].masks.device))
             model.load_state_dict(saved["raw_model" if arm else "model"])
             model.eval()
-            _MEMO[wkeys[arm]] = TrainedSupernet(model, list(saved["history"]), features, cfg, latency, wkeys[arm],
-                                                weight_steps=int(steps))
-    return _with_settings(_MEMO[wkeys[raw]], cfg, variant)
+            _remember(wkeys[arm], TrainedSupernet(model, list(saved["history"]), features, cfg, latency, wkeys[arm],
+                                                  weight_steps=int(steps)))
+        trained = _MEMO[wkeys[raw]]
+    return _with_settings(trained, cfg, variant)
 
 
 def run_device(profile) -> str:
