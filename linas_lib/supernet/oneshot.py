@@ -172,28 +172,25 @@ def _group_gradients(model: Supernet, params: list[torch.Tensor], rule: OneShotR
     """The summed gradient of a group's paths (one backward per path) and, under CaLR, each
     parameter's mean CaLR factor over the group's paths that touched it (``None`` where none
     did; the factors are ``None`` without CaLR). Appends each path's loss to ``losses``."""
-    if not rule.calr:  # gradients accumulate in place, as they always have (bit-identical runs)
-        for path in group:
-            loss = _path_loss(model, taps, masks, path, f"{where} path {path.tolist()}")
-            losses.append(float(loss.detach()))
-            loss.backward()
-        grads = [p.grad for p in params]
-        for p in params:
-            p.grad = None
-        return grads, None
     grads: list = [None] * len(params)
     factor_sums, counts = np.zeros(len(params)), np.zeros(len(params), dtype=np.int64)
     for path in group:
         loss = _path_loss(model, taps, masks, path, f"{where} path {path.tolist()}")
         losses.append(float(loss.detach()))
         loss.backward()
-        scale = rule.scale(path)
-        for i, p in enumerate(params):
-            if p.grad is not None:
-                grads[i] = p.grad if grads[i] is None else grads[i] + p.grad
-                factor_sums[i] += scale
-                counts[i] += 1
-                p.grad = None
+        if rule.calr:  # each path's gradient apart, to know which paths ran each parameter
+            scale = rule.scale(path)
+            for i, p in enumerate(params):
+                if p.grad is not None:
+                    grads[i] = p.grad if grads[i] is None else grads[i] + p.grad
+                    factor_sums[i] += scale
+                    counts[i] += 1
+                    p.grad = None
+    if not rule.calr:  # gradients accumulated in place, as they always have (bit-identical runs)
+        grads = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        return grads, None
     return grads, [float(s / n) if n else None for s, n in zip(factor_sums, counts)]
 
 
