@@ -400,6 +400,48 @@ def ranking_ws_vs_standalone(score_rows: list[dict], variants: list[str], rankin
     return fig
 
 
+def ranking_rank_error_vs_width(score_rows: list[dict], bias_rows: list[dict]):
+    """Each WS signal's rank beyond the standalone rank (its ranks' residual on the standalone
+    ranks, fractions of the table) against the decoder's mean width: one panel per WS row of
+    ``ws_bias.csv``, the mean per width level.
+
+    Args:
+        score_rows: ``scores.csv`` rows with ``arch``, ``truth.test_miou`` and the signals' columns.
+        bias_rows: ``ws_bias.csv`` rows ``{signal, role, rho, rho_lo, rho_hi}``; the ``ws`` rows are
+            the panels, in order.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .analysis.ws_shortfall import mean_width, rank_beyond_truth
+
+    bias_rows = [r for r in bias_rows if r["role"] == "ws"]
+    frame = pd.DataFrame(score_rows)
+    width = mean_width(frame["arch"].astype(str))
+    truth = frame["truth.test_miou"].to_numpy(dtype=float)
+    cols = min(len(bias_rows), 3)
+    rows = -(-len(bias_rows) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.6 * rows), squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[len(bias_rows):]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, bias_rows):
+        error = rank_beyond_truth(frame[row["signal"]].to_numpy(dtype=float), truth)
+        ax.scatter(width, error, s=8, alpha=0.5)
+        levels = np.unique(width)
+        ax.plot(levels, [error[width == w].mean() for w in levels], color="C3", lw=1)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_title(f"{row['signal']} (partial rho {row['rho']:.2f} [{row['rho_lo']:.2f}, {row['rho_hi']:.2f}])",
+                     fontsize=7)
+        ax.set_xlabel("mean width (%)", fontsize=7)
+        ax.set_ylabel("rank beyond standalone rank", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def ranking_tau(rows: list[dict], metric: str = "test_miou"):
     """Kendall tau with its 95 % bootstrap CI per signal; the seed ceiling as a shaded band.
 

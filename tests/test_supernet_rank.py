@@ -191,6 +191,47 @@ def test_calr_scales_each_parameters_sandwich_step_by_the_factors_of_the_paths_t
     assert checked == set(factors)
 
 
+def test_calr_scales_a_search_phase_weight_step_by_its_sampled_paths_factor():
+    def delta(lr_scale_of):
+        model = tiny_supernet(2).double()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = torch.optim.Adam(model.weight_parameters(), lr=1e-3)
+        taps, masks = _batch()
+        T.weight_step(model, opt, tuple(t.double() for t in taps), masks, "binarised", 1.0,
+                      torch.Generator().manual_seed(5), "search", lr_scale_of=lr_scale_of)
+        assert all(group["lr"] == 1e-3 for group in opt.param_groups)  # scaled for this step only
+        return {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+    seen = []
+    off, on = delta(None), delta(lambda path: seen.append(np.asarray(path)) or 0.7)
+    assert len(seen) == 1  # asked once, for the path the step sampled
+    moved = [n for n, d in off.items() if d.abs().max() > 1e-9]
+    assert moved
+    for name in moved:
+        torch.testing.assert_close(on[name], 0.7 * off[name], rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("calr", [False, True])
+def test_the_search_phase_scales_its_weight_steps_only_under_calr(monkeypatch, tmp_path, tiny_training, calr):
+    train, val = _tiny_split(4, 31), _tiny_split(4, 32)
+    cfg = SupernetConfig(warmup_epochs=0, epochs=1, batch_size=2, lr_weights=1e-2, lr_alpha=0.05, sampling="sandwich",
+                         sandwich_random=1, calr=calr, alpha_val_share=0.5, bn_recalib_batches=1)
+    real, scales = T.weight_step, []
+
+    def recording(*args, **kwargs):
+        scales.append(args[9] if len(args) > 9 else kwargs.get("lr_scale_of"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "weight_step", recording)
+    state = T.train_supernet(cfg, 3, train, val, None, tmp_path / "calr.pt", "k")
+    assert len(scales) == 2  # 4 images, batch 2
+    path = largest_path()
+    for scale_of in scales:
+        assert (scale_of is not None) == calr
+        if calr:
+            assert scale_of(path) == state.rule.scale(path) == 2.0
+
+
 def test_momentum_bins_route_each_step_to_its_bins_optimizer():
     model = tiny_supernet(3)
     rule = _rule(model, sampling="uniform", momentum_bins=3)

@@ -383,9 +383,13 @@ class Signal:
 
 
 def signals(variants: Sequence[str], best: str | None = None, mf: bool = True) -> list[Signal]:
-    """The study's signals in table order (``mf_ws``: the best WS variant on the fine-tuned subset)."""
+    """The study's signals in table order (``ws_ensemble``: the variants' mean standardised WS score,
+    where ``scores.csv`` has it; ``mf_ws``: the best WS variant on the fine-tuned subset)."""
     out = [Signal(f"ws.{v}", {"test_miou": f"ws.{v}", "test_crack_iou": f"ws_crack.{v}"}, DIRECTIONS["ws"])
            for v in variants]
+    # the variants' mean standardised WS score (analysis.ws_shortfall); a row only where scores.csv has it
+    out.append(Signal("ws_ensemble", {"test_miou": "ws_ensemble", "test_crack_iou": "ws_crack_ensemble"},
+                      DIRECTIONS["ws"]))
     out += [Signal(n, {"*": n}, DIRECTIONS[n]) for n in ("near", "near_exact", "near_init", "latency", "flops", "params")]
     if mf:
         out.append(Signal("mf", {"*": "mf"}, DIRECTIONS["mf"]))
@@ -811,6 +815,15 @@ def replica_compare(preds: Sequence, truth, direction: int = 1, n_resamples: int
     return row
 
 
+def retest(preds: Sequence) -> float:
+    """Mean Kendall tau between every pair of replicas' scores of the same items (NaN for fewer
+    than two): how well one training's ranking reproduces in another (test-retest)."""
+    cols = [np.asarray(p, dtype=float) for p in preds]
+    if len(cols) < 2:
+        return math.nan
+    return float(np.mean([kendall(a, b) for a, b in itertools.combinations(cols, 2)]))
+
+
 def replica_tau_gap(preds_a: Sequence, preds_b: Sequence, truth, n_resamples: int = 2000,
                     seed: int = 0) -> tuple[float, float, float]:
     """:func:`tau_gap` averaged over replicas: the mean over ``r`` of tau(``preds_a[r]``) minus
@@ -855,7 +868,8 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
     when the curve's supernet keeps one), in step order: ``{steps, weights, replica, metric,
     ...}`` of :func:`compare`, the ``ema`` rows with ``tau_minus_raw`` (the paired gap to the
     raw weights of the same snapshot). With more than one replica, each (steps, weights) also
-    gets a ``replica = "mean"`` row of :func:`replica_compare` (and :func:`replica_tau_gap`).
+    gets a ``replica = "mean"`` row of :func:`replica_compare` (and :func:`replica_tau_gap`)
+    with ``retest_tau`` (:func:`retest`: how well the replicas' WS rankings agree).
     Every row of a step reads the same architectures: those whose score is finite in every
     replica and arm. Empty without steps.
     """
@@ -878,7 +892,8 @@ def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000)
                                        n_resamples, seed) if arm != "raw" else (math.nan,) * 3)
                 rows.append({"steps": int(step), "weights": arm, "replica": "mean", "metric": HEADLINE,
                              **replica_compare([ws[r, arm] for r in replicas], truth_kept, DIRECTIONS["ws"], n_resamples,
-                                               seed), **_gap_fields(gap)})
+                                               seed), **_gap_fields(gap),
+                             "retest_tau": retest([ws[r, arm] for r in replicas])})
     order = {r: i for i, r in enumerate([*replicas, "mean"])}
     return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"]), order[r["replica"]]))
 
@@ -906,7 +921,9 @@ def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
     ``tau_steps_ema_minus_raw.<steps>`` with ``_lo`` / ``_hi`` (the paired gap) of the
     :func:`steps_curve` rows (flat ``summary.json`` figures): the mean over training replicas
     when there are several, then with ``tau_steps.<steps>_min`` / ``_max`` (and the same for
-    ``tau_steps_ema``) over them; ``tau_steps.replicas`` says how many (1 for one run)."""
+    ``tau_steps_ema``) over them and ``tau_steps_retest.<steps>`` / ``tau_steps_ema_retest.<steps>``
+    (the replicas' WS rankings against each other); ``tau_steps.replicas`` says how many (1 for
+    one run)."""
     suffix = {"raw": "", "ema": "_ema"}
     rows = curve_rows_for_summary(rows)
     out = {}
@@ -915,6 +932,8 @@ def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
         out[name] = float(r["tau"])
         if "tau_min" in r:
             out.update({f"{name}_min": float(r["tau_min"]), f"{name}_max": float(r["tau_max"])})
+        if "retest_tau" in r:
+            out[f"tau_steps{suffix[r['weights']]}_retest.{int(r['steps'])}"] = float(r["retest_tau"])
         if r["weights"] == "ema":
             out.update({f"tau_steps_ema_minus_raw.{int(r['steps'])}{end}": float(r[f"tau_minus_raw{end}"])
                         for end in ("", "_lo", "_hi")})

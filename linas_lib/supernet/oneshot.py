@@ -34,7 +34,8 @@ no architecture logits involved. Its profile switches (:class:`~linas_lib.config
   larger learning rate that a comparison with ``sandwich`` would credit to separate momentum.)
   A uniform step has one path, so it uses one bin's optimiser. The search phase's binarised
   weight steps keep routing each path to its bin's optimiser (its moments carry over from
-  the one-shot phase); continuous modes use the search optimiser.
+  the one-shot phase), and under CaLR scale its learning rate by the path's factor, as a
+  uniform one-shot step does; continuous modes use the search optimiser, unscaled.
 
 An *update* of a candidate is a weight step in which it received a gradient;
 :func:`updates_per_choice` gives the expected count of the rarest candidate.
@@ -151,7 +152,7 @@ def one_shot_step(model: Supernet, optimizers: list[torch.optim.Optimizer], rule
         optimizer = optimizers[route(paths[0])]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        with _lr_scaled(optimizer, rule.scale(paths[0])):
+        with lr_scaled(optimizer, rule.scale(paths[0])):
             optimizer.step()
         return float(loss.detach()), paths
     groups: dict[int, list[np.ndarray]] = {}
@@ -232,7 +233,7 @@ def _path_loss(model: Supernet, taps, masks, path, where: str) -> torch.Tensor:
 
 
 @contextmanager
-def _lr_scaled(optimizer: torch.optim.Optimizer, scale: float) -> Iterator[None]:
+def lr_scaled(optimizer: torch.optim.Optimizer, scale: float) -> Iterator[None]:
     """Every parameter group's learning rate times ``scale`` inside the block (restored exactly)."""
     if scale == 1.0:
         yield

@@ -82,7 +82,7 @@ from ..paths import cache_dir
 from ..space import OPS, WIDTHS, as_choices
 from .evaluate import WeightSharingEvaluator, evaluate_decoder
 from .model import Supernet, argmax_choices, bn_statistics_kept, extract_decoder, gumbel_temperature
-from .oneshot import OneShotRule, one_shot_rule, one_shot_step, steps_per_epoch, touched, updates_per_choice
+from .oneshot import OneShotRule, lr_scaled, one_shot_rule, one_shot_step, steps_per_epoch, touched, updates_per_choice
 from .standalone import train_decoder
 
 log = logging.getLogger(__name__)
@@ -163,18 +163,23 @@ def search_latency_model(profile):
 
 
 def weight_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, gen: torch.Generator,
-                where: str, optimizer_of=None) -> float:
+                where: str, optimizer_of=None, lr_scale_of=None) -> float:
     """One step on the shared weights; returns the segmentation loss.
 
     ``optimizer_of(path)``, when given, picks the optimiser of a sampled path (``uniform`` and
     ``binarised`` modes: the momentum bin of I2); ``optimizer`` serves every other step.
+    ``lr_scale_of(path)``, when given, scales a sampled path's learning rate for its step (I2
+    CaLR, as in a uniform one-shot step).
     """
     model.train()
+    scale = 1.0
     if mode in ("uniform", "binarised"):
         path = model.sample_path(mode, gen)
         logits = model.forward_arch(taps, path)
         if optimizer_of is not None:
             optimizer = optimizer_of(path)
+        if lr_scale_of is not None:
+            scale = lr_scale_of(path)
     else:
         logits = model(taps, mode=mode, tau=tau, generator=gen)
     terms = segmentation_terms(logits, masks)
@@ -182,7 +187,8 @@ def weight_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, 
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    with lr_scaled(optimizer, scale):
+        optimizer.step()
     return float(loss.detach())
 
 
@@ -373,7 +379,8 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
             t = (epoch - cfg.warmup_epochs) * n_batches + step
             tau = gumbel_temperature(t, max(cfg.epochs * n_batches - 1, 1), cfg.tau_max, cfg.tau_min)
         where = f"supernet epoch {epoch} step {step} ({mode})"
-        w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where, optimizer_of))
+        w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where, optimizer_of,
+                                    state.rule.scale if state.rule.calr else None))
         v_taps, v_masks = val_batches[step % len(val_batches)]
         a_terms.append(arch_step(state.model, state.opt_a, v_taps, v_masks, mode, tau, state.gen, latency,
                                  cfg.latency_lambda, where + " alpha"))
@@ -628,12 +635,16 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     search caches under this key and the trained weights' digest
     (:attr:`TrainedSupernet.weights_digest`, :func:`~linas_lib.search.report.run_folder`).
     With momentum bins the key names their step rule (the mean of the bins' proposals since
-    9eb0c58), and with CaLR under the sandwich rule its step rule (each parameter's move
-    scaled, not each path's loss; a uniform step's learning rate was always scaled), so a supernet cached by an older rule is trained again; keys without either are
+    9eb0c58), and with CaLR its step rule: under the sandwich rule each parameter's move
+    scaled, not each path's loss (a uniform step's learning rate was always scaled); and the
+    search phase's sampled-path weight steps scaled too (before, CaLR applied to the one-shot
+    phase only). A supernet cached by an older rule is trained again; keys without either are
     unchanged.
     """
-    bins = {"bin_steps": "mean"} if profile.supernet.momentum_bins else {}
-    calr = {"calr_step": "per_parameter"} if profile.supernet.calr and profile.supernet.sampling != "uniform" else {}
+    cfg = profile.supernet
+    bins = {"bin_steps": "mean"} if cfg.momentum_bins else {}
+    calr = ({"calr_step": "per_parameter" if cfg.sampling != "uniform" else "lr", "calr_search_steps": True}
+            if cfg.calr else {})
     return content_hash({
         **bins, **calr, "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
         "weights": features.weights.weights_id, "seed": seed,

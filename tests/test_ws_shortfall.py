@@ -1,0 +1,113 @@
+"""Why weight sharing ranks below the seed ceiling (04_ranking): the three causes' measurements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linas_lib.analysis import ranking
+from linas_lib.analysis import ws_shortfall as S
+from linas_lib.space import arch_string
+
+
+def _archs(n: int, rng: np.random.Generator) -> list[str]:
+    return [arch_string(rng.integers(0, 21, size=5)) for _ in range(n)]
+
+
+def _table(archs, val, test) -> list[dict]:
+    """Table rows: ``val[s][i]`` / ``test[s][i]`` of architecture ``i`` and seed ``s``."""
+    return [{"arch": a, "seed": s, "val_miou": float(val[s][i]), "test_miou": float(test[s][i])}
+            for s in range(len(val)) for i, a in enumerate(archs)]
+
+
+def test_the_cross_split_ceiling_reads_one_seeds_val_against_another_seeds_test():
+    rng = np.random.default_rng(0)
+    archs = _archs(30, rng)
+    test = rng.normal(size=(2, 30))
+    same = S.cross_split_ceiling(_table(archs, test, test), n_resamples=200)
+    assert same["signal"] == S.CROSS_SPLIT_CEILING and same["n"] == 30
+    # with val equal to test, each ordered pair is seed s's test against seed t's: the seed ceiling's tau
+    assert same["tau"] == pytest.approx(ranking.kendall(test[0], test[1]))
+    assert same["tau_lo"] <= same["tau"] <= same["tau_hi"]
+    val = np.stack([test[1], -test[0]])  # seed 0's val is seed 1's test; seed 1's val the reverse of seed 0's
+    crossed = S.cross_split_ceiling(_table(archs, val, test), n_resamples=200)
+    assert crossed["tau"] == pytest.approx(0.5 * (1.0 - 1.0))
+
+
+def test_the_cross_split_ceiling_needs_two_seeds():
+    archs = _archs(5, np.random.default_rng(1))
+    with pytest.raises(ValueError, match="cross-split seed ceiling: needs val_miou and test_miou of >= 2 common seeds"):
+        S.cross_split_ceiling(_table(archs, [np.arange(5)], [np.arange(5)]))
+
+
+def test_the_ensemble_averages_standardised_variants():
+    columns = {"ws.a": np.array([0.1, 0.2, 0.3]), "ws.b": np.array([30.0, 10.0, 20.0]),
+               "ws_crack.a": np.zeros(3), "ws_crack.b": np.array([1.0, 2.0, 3.0])}
+    out = S.ensemble_columns(columns, ["a", "b"])
+    z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
+    np.testing.assert_allclose(out[S.ENSEMBLE], (z(columns["ws.a"]) + z(columns["ws.b"])) / 2)
+    np.testing.assert_allclose(out["ws_crack_ensemble"], z(columns["ws_crack.b"]) / 2)  # a constant column adds 0
+    assert S.ensemble_columns(columns, ["a"]) == {}
+    with pytest.raises(ValueError, match="needs the score column"):
+        S.ensemble_column({"ws.a": [1, 2]}, ["a", "b"])
+
+
+def test_ensemble_gap_and_agreement_of_the_variants():
+    truth = np.arange(20.0)
+    scores = [{"arch": str(i), f"truth.{ranking.HEADLINE}": t, "ws.a": t, "ws.b": -t, S.ENSEMBLE: t}
+              for i, t in enumerate(truth)]
+    agree = S.agreement(scores, ["a", "b"])
+    assert agree == {"ws_agreement.mean": -1.0, "ws_agreement.min": -1.0, "ws_agreement.max": -1.0,
+                     "ws_agreement.pairs": 1.0}
+    assert S.agreement(scores, ["a"]) == {}
+    gap = S.ensemble_gap(scores, "b", n_resamples=200)
+    assert gap["tau_gap.ws_ensemble_vs_best"] == pytest.approx(2.0)
+    assert S.ensemble_gap([{k: v for k, v in r.items() if k != S.ENSEMBLE} for r in scores], "b") == {}
+
+
+def test_the_width_bias_is_zero_for_width_blind_noise_and_negative_for_a_signal_that_penalises_width():
+    rng = np.random.default_rng(2)
+    n = 400
+    width = rng.uniform(50, 100, n)
+    truth = 0.04 * width + rng.normal(size=n)  # standalone accuracy grows with width
+    noisy = truth + rng.normal(size=n)  # width-blind noise
+    biased = truth - 0.06 * width + 0.3 * rng.normal(size=n)
+    # the plain rank error of the width-blind signal still correlates with width (regression to
+    # the mean): why the partial correlation is the statistic
+    assert ranking.spearman(S._ranks(noisy) - S._ranks(truth), width) < -0.1
+    assert abs(S.width_partial_corr(noisy, truth, width)) < 0.1
+    assert S.width_partial_corr(biased, truth, width) < -0.5
+    assert np.isnan(S.width_partial_corr(truth, truth, width))  # nothing beyond the truth to correlate
+
+
+def test_width_bias_rows_score_each_variant_and_the_standalone_controls():
+    rng = np.random.default_rng(3)
+    archs = _archs(12, rng)
+    test, val = rng.normal(size=(2, 12)), rng.normal(size=(2, 12))
+    truth = test.mean(axis=0)
+    width = S.mean_width(archs)
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": truth[i], "ws.a": truth[i] - 0.05 * width[i],
+               "ws.b": rng.normal(), S.ENSEMBLE: rng.normal()} for i, a in enumerate(archs)]
+    rows = S.width_bias(scores, ["a", "b"], _table(archs, val, test), n_resamples=100)
+    assert [(r["signal"], r["role"]) for r in rows] == [("ws.a", "ws"), ("ws.b", "ws"), (S.ENSEMBLE, "ws"),
+                                                        ("standalone_val.s0", "control"),
+                                                        ("standalone_val.s1", "control")]
+    assert rows[3]["rho"] == pytest.approx(S.width_partial_corr(val[0], truth, width))
+    assert all(r["n"] == 12 and r["truth_rho"] == pytest.approx(ranking.spearman(width, truth)) for r in rows)
+    summary = S.bias_summary(rows)
+    assert summary["ws_width_bias.a"] == rows[0]["rho"] and "ws_width_bias.ws_ensemble_lo" in summary
+    assert summary["ws_width_bias.standalone_val"] == pytest.approx((rows[3]["rho"] + rows[4]["rho"]) / 2)
+    assert "ws_width_bias.standalone_val.s0" not in summary
+
+
+def test_mean_width_of_canonical_strings():
+    np.testing.assert_allclose(S.mean_width(["Conv3x3_w50-Conv3x3_w50-Conv3x3_w100-Conv3x3_w100-EdgeConv_w75"]), [75.0])
+
+
+def test_the_curve_reports_how_well_its_replicas_agree():
+    a, b = np.arange(10.0), np.arange(10.0)[::-1]
+    assert ranking.retest([a, a]) == pytest.approx(1.0) and ranking.retest([a, b]) == pytest.approx(-1.0)
+    assert np.isnan(ranking.retest([a]))
+    rows = [{"steps": 36, "weights": "ema", "replica": "mean", "replicas": 2, "tau": 0.5, "tau_min": 0.4,
+             "tau_max": 0.6, "tau_minus_raw": 0.1, "tau_minus_raw_lo": 0.0, "tau_minus_raw_hi": 0.2, "retest_tau": 0.7}]
+    assert ranking.curve_summary(rows)["tau_steps_ema_retest.36"] == 0.7
