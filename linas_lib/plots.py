@@ -407,8 +407,10 @@ def ranking_rank_error_vs_width(score_rows: list[dict], bias_rows: list[dict]):
 
     Args:
         score_rows: ``scores.csv`` rows with ``arch``, ``truth.test_miou`` and the signals' columns.
-        bias_rows: ``ws_bias.csv`` rows ``{signal, role, rho, rho_lo, rho_hi}``; the ``ws`` rows are
-            the panels, in order.
+        bias_rows: ``ws_bias.csv`` rows ``{signal, role, rho, minus_control, minus_control_lo,
+            minus_control_hi}``; the ``ws`` rows are the panels, in order (the points are read
+            against the mean test mIoU, the titles' figures against single seeds: see
+            :func:`~linas_lib.analysis.ws_shortfall.width_bias`).
 
     Returns:
         The matplotlib figure.
@@ -428,13 +430,15 @@ def ranking_rank_error_vs_width(score_rows: list[dict], bias_rows: list[dict]):
     for ax in axes.flat[len(bias_rows):]:
         ax.axis("off")
     for ax, row in zip(axes.flat, bias_rows):
-        error = rank_beyond_truth(frame[row["signal"]].to_numpy(dtype=float), truth)
-        ax.scatter(width, error, s=8, alpha=0.5)
-        levels = np.unique(width)
-        ax.plot(levels, [error[width == w].mean() for w in levels], color="C3", lw=1)
+        pred = frame[row["signal"]].to_numpy(dtype=float)
+        keep = np.isfinite(pred) & np.isfinite(truth)
+        error, kept_width = rank_beyond_truth(pred[keep], truth[keep]), width[keep]
+        ax.scatter(kept_width, error, s=8, alpha=0.5)
+        levels = np.unique(kept_width)
+        ax.plot(levels, [error[kept_width == w].mean() for w in levels], color="C3", lw=1)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(f"{row['signal']} (partial rho {row['rho']:.2f} [{row['rho_lo']:.2f}, {row['rho_hi']:.2f}])",
-                     fontsize=7)
+        ax.set_title(f"{row['signal']}: partial rho {row['rho']:.2f}, minus control {row['minus_control']:.2f}\n"
+                     f"[{row['minus_control_lo']:.2f}, {row['minus_control_hi']:.2f}]", fontsize=7)
         ax.set_xlabel("mean width (%)", fontsize=7)
         ax.set_ylabel("rank beyond standalone rank", fontsize=7)
         ax.tick_params(labelsize=6)

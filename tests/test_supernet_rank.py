@@ -420,6 +420,30 @@ def _fake_run_inputs(features):
     return run_inputs
 
 
+def test_a_calr_supernet_key_names_the_rules_its_training_follows(monkeypatch):
+    monkeypatch.setattr(T, "dataset_digest_of", lambda split: "d")
+    splits = {"train": SimpleNamespace(names=("a",)), "val": SimpleNamespace(names=("b",))}
+    features = type("F", (), {"weights": SimpleNamespace(weights_id="w"), "__getitem__": lambda self, k: splits[k]})()
+
+    def key(**cfg):
+        return T.supernet_key(SimpleNamespace(supernet=SupernetConfig(**cfg)), 0, features, None)
+
+    def fields(**cfg):
+        seen = {}
+        monkeypatch.setattr(T, "content_hash", lambda obj: seen.update(obj) or "h")
+        key(**cfg)
+        return {k: seen.get(k) for k in ("calr_step", "calr_search_steps")}
+
+    assert fields(calr=False) == {"calr_step": None, "calr_search_steps": None}
+    assert fields(calr=True, sampling="sandwich", epochs=3, search_mode="binarised") == {
+        "calr_step": "per_parameter", "calr_search_steps": True}
+    assert fields(calr=True, sampling="uniform", epochs=3, search_mode="binarised") == {
+        "calr_step": None, "calr_search_steps": True}
+    # a mixture's weight steps and an empty search phase have no sampled path to scale
+    assert fields(calr=True, sampling="sandwich", epochs=3, search_mode="gumbel")["calr_search_steps"] is None
+    assert fields(calr=True, sampling="sandwich", epochs=0, search_mode="binarised")["calr_search_steps"] is None
+
+
 def test_trained_supernet_shares_a_run_between_equal_variants_and_saves_snapshots(monkeypatch, tmp_path,
                                                                                  tiny_training):
     features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(2, 82)}, SimpleNamespace(weights_id="w"), {})

@@ -60,9 +60,21 @@ def test_ensemble_gap_and_agreement_of_the_variants():
     assert agree == {"ws_agreement.mean": -1.0, "ws_agreement.min": -1.0, "ws_agreement.max": -1.0,
                      "ws_agreement.pairs": 1.0}
     assert S.agreement(scores, ["a"]) == {}
-    gap = S.ensemble_gap(scores, "b", n_resamples=200)
-    assert gap["tau_gap.ws_ensemble_vs_best"] == pytest.approx(2.0)
-    assert S.ensemble_gap([{k: v for k, v in r.items() if k != S.ENSEMBLE} for r in scores], "b") == {}
+    gap = S.ensemble_gap(scores, ["a", "b"], n_resamples=200)  # tau 1 against the variants' mean tau 0
+    assert gap["tau_gap.ws_ensemble_vs_mean"] == pytest.approx(1.0)
+    assert gap["tau_gap.ws_ensemble_vs_mean_lo"] <= 1.0 + 1e-9 <= gap["tau_gap.ws_ensemble_vs_mean_hi"] + 2e-9
+    assert S.ensemble_gap([{k: v for k, v in r.items() if k != S.ENSEMBLE} for r in scores], ["a", "b"]) == {}
+
+
+def test_the_ensemble_of_independent_noisy_trainings_ranks_better_than_each():
+    rng = np.random.default_rng(4)
+    truth = rng.normal(size=300)
+    columns = {f"ws.{v}": truth + rng.normal(size=300) for v in "abcd"}
+    columns.update({f"ws_crack.{v}": columns[f"ws.{v}"] for v in "abcd"})
+    scores = [{"arch": str(i), f"truth.{ranking.HEADLINE}": truth[i], **{k: c[i] for k, c in columns.items()},
+               S.ENSEMBLE: S.ensemble_columns(columns, list("abcd"))[S.ENSEMBLE][i]} for i in range(300)]
+    gap = S.ensemble_gap(scores, list("abcd"), n_resamples=200)
+    assert gap["tau_gap.ws_ensemble_vs_mean_lo"] > 0.05  # noise cancels; a shared error would not
 
 
 def test_the_width_bias_is_zero_for_width_blind_noise_and_negative_for_a_signal_that_penalises_width():
@@ -80,24 +92,58 @@ def test_the_width_bias_is_zero_for_width_blind_noise_and_negative_for_a_signal_
     assert np.isnan(S.width_partial_corr(truth, truth, width))  # nothing beyond the truth to correlate
 
 
-def test_width_bias_rows_score_each_variant_and_the_standalone_controls():
-    rng = np.random.default_rng(3)
-    archs = _archs(12, rng)
-    test, val = rng.normal(size=(2, 12)), rng.normal(size=(2, 12))
-    truth = test.mean(axis=0)
+def _noisy_table(n: int, rng: np.random.Generator, width_penalty: float):
+    """Architectures whose true accuracy grows with width, a two-seed table (val and test share
+    the seed's training noise), and scores of a WS signal with no training noise of the table's
+    that penalises width by ``width_penalty``."""
+    archs = _archs(n, rng)
     width = S.mean_width(archs)
-    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": truth[i], "ws.a": truth[i] - 0.05 * width[i],
-               "ws.b": rng.normal(), S.ENSEMBLE: rng.normal()} for i, a in enumerate(archs)]
-    rows = S.width_bias(scores, ["a", "b"], _table(archs, val, test), n_resamples=100)
-    assert [(r["signal"], r["role"]) for r in rows] == [("ws.a", "ws"), ("ws.b", "ws"), (S.ENSEMBLE, "ws"),
-                                                        ("standalone_val.s0", "control"),
+    true = 0.04 * width + rng.normal(size=n)
+    noise = rng.normal(scale=0.7, size=(2, n))
+    test = true + noise
+    val = true + noise + 0.5 * rng.normal(size=(2, n))
+    ws = true - width_penalty * width + rng.normal(size=n)
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": test[:, i].mean(), "ws.a": ws[i]} for i, a in enumerate(archs)]
+    return scores, _table(archs, val, test), width, test
+
+
+def test_width_blind_ws_and_the_controls_agree_under_a_noisy_truth():
+    rng = np.random.default_rng(5)
+    scores, table, width, test = _noisy_table(1500, rng, width_penalty=0.0)
+    ws = np.array([r["ws.a"] for r in scores])
+    # against the two-seed mean, a width-blind WS signal already correlates with width given the truth
+    assert S.width_partial_corr(ws, test.mean(axis=0), width) > 0.05
+    rows = {r["signal"]: r for r in S.width_bias(scores, ["a"], table, n_resamples=100)}
+    assert abs(rows["ws.a"]["minus_control"]) < 0.06  # leave one seed out: the controls share that artefact
+    assert rows["ws.a"]["minus_control_lo"] < 0 < rows["ws.a"]["minus_control_hi"]
+
+
+def test_width_bias_rows_find_a_width_penalty_and_name_their_controls():
+    rng = np.random.default_rng(3)
+    scores, table, width, test = _noisy_table(300, rng, width_penalty=0.06)
+    rows = S.width_bias(scores, ["a"], table, n_resamples=100)
+    assert [(r["signal"], r["role"]) for r in rows] == [("ws.a", "ws"), ("standalone_val.s0", "control"),
                                                         ("standalone_val.s1", "control")]
-    assert rows[3]["rho"] == pytest.approx(S.width_partial_corr(val[0], truth, width))
-    assert all(r["n"] == 12 and r["truth_rho"] == pytest.approx(ranking.spearman(width, truth)) for r in rows)
+    ws_row = rows[0]
+    assert ws_row["minus_control_hi"] < -0.2 and ws_row["rho"] < 0
+    val0 = np.array([r["val_miou"] for r in table if r["seed"] == 0])
+    assert rows[1]["rho"] == pytest.approx(S.width_partial_corr(val0, test[1], width))  # seed 0 read on seed 1
+    assert ws_row["rho"] == pytest.approx(np.mean([S.width_partial_corr([r["ws.a"] for r in scores], test[t], width)
+                                                   for t in (0, 1)]))
+    assert all(r["n"] == 300 and r["truth_rho"] == pytest.approx(ranking.spearman(width, test.mean(axis=0)))
+               for r in rows)
     summary = S.bias_summary(rows)
-    assert summary["ws_width_bias.a"] == rows[0]["rho"] and "ws_width_bias.ws_ensemble_lo" in summary
-    assert summary["ws_width_bias.standalone_val"] == pytest.approx((rows[3]["rho"] + rows[4]["rho"]) / 2)
-    assert "ws_width_bias.standalone_val.s0" not in summary
+    assert summary["ws_width_bias.a"] == ws_row["rho"] and summary["ws_width_bias_vs_control.a"] == ws_row["minus_control"]
+    assert summary["ws_width_bias.standalone_val"] == pytest.approx((rows[1]["rho"] + rows[2]["rho"]) / 2)
+
+
+def test_width_bias_leaves_out_architectures_with_a_missing_value():
+    rng = np.random.default_rng(6)
+    scores, table, _, _ = _noisy_table(12, rng, width_penalty=0.0)
+    scores[0]["ws.a"] = float("nan")
+    table = [r for r in table if not (r["arch"] == scores[1]["arch"] and r["seed"] == 1)]
+    assert {r["n"] for r in S.width_bias(scores, ["a"], table, n_resamples=50)} == {10}
+    assert S.cross_split_ceiling(table, n_resamples=50)["n"] == 11
 
 
 def test_mean_width_of_canonical_strings():

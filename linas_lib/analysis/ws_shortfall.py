@@ -7,16 +7,23 @@ cures; each has a measurement here, computed from ``scores.csv`` and the table a
    :func:`cross_split_ceiling` is the seed ceiling read across the split: one training
    seed's val mIoU predicting another seed's test mIoU. Beside the seed ceiling (test
    against test) it says what reading val instead of test costs a proxy as good as a
-   standalone training; the table's val is the whole val split, WS reads its held-out half.
-2. **Training noise of the supernet.** Each variant is an independent supernet training.
-   :func:`ensemble_column` averages their standardised WS scores; averaging removes the
-   noise of independent trainings, not an error they share, so a small gain of the ensemble
-   over the best single variant (:func:`ensemble_gap`) says the shortfall is shared.
-   :func:`agreement` is the tau between the variants' WS scores (every pair).
+   standalone training. The table's val mIoU reads the whole val split, WS its held-out
+   half, so the row is optimistic for WS's images.
+2. **Training noise of the supernet.** Each variant is an independent supernet training
+   (of its own rule). :func:`ensemble_column` averages their standardised WS scores;
+   averaging removes the noise of independent trainings, not an error they share.
+   :func:`ensemble_gap` is the ensemble's tau minus the variants' mean tau (not the best
+   one's: the best is chosen, and mixing rules can pull an average below it). A small gap
+   beside a low :func:`agreement` (tau between the variants' WS scores) says the variants
+   disagree in ways that do not cancel into the truth. The tau-vs-steps curve's replicas
+   (:func:`~.ranking.retest`) are the clean test-retest of one rule.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
-   decoder's mean width given the standalone accuracy: a negative value says WS ranks wide
-   decoders below where standalone training puts them. Its control, a standalone training
-   seed's val mIoU (noisy, width-blind), says what noise alone gives.
+   decoder's mean width given the standalone accuracy: negative where WS ranks wide
+   decoders below where standalone training puts them. A noisy truth gives every signal
+   that tracks true accuracy a partial correlation of the truth's own sign, so the
+   statistic is read against a control with the same structure: each training seed's
+   standalone val mIoU, scored (like WS) against a seed whose training it does not share
+   (leave one seed out). WS minus the controls, with a paired CI, is the bias.
 
 Every function is pure: arrays and rows in, numbers out.
 """
@@ -42,16 +49,14 @@ def cross_split_ceiling(table_rows, n_resamples: int = 2000, seed: int = 0) -> d
 
     For every ordered pair of distinct seeds ``(s, t)``: tau (rho, precision@10 %) of seed
     ``s``'s val mIoU against seed ``t``'s test mIoU, averaged over the pairs, with a paired
-    bootstrap CI over architectures. Only architectures with every seed count.
+    bootstrap CI over architectures. Only architectures with both values of every seed count.
 
     Raises:
         ValueError: fewer than 2 seeds or 3 architectures with both columns.
     """
-    from .bench_stats import seed_matrix
 
-    val, archs, seeds = seed_matrix(table_rows, "val_miou")
-    test, archs_t, seeds_t = seed_matrix(table_rows, HEADLINE)
-    if archs != archs_t or seeds != seeds_t or len(seeds) < 2 or len(archs) < 3:
+    val, test, archs, seeds = seed_matrices(table_rows)
+    if len(seeds) < 2 or len(archs) < 3:
         raise ValueError(f"cross-split seed ceiling: needs val_miou and {HEADLINE} of >= 2 common seeds for "
                          f">= 3 architectures; the table has {len(seeds)} seed(s), {len(archs)} architecture(s)")
     k = len(seeds)
@@ -65,6 +70,23 @@ def cross_split_ceiling(table_rows, n_resamples: int = 2000, seed: int = 0) -> d
         low, high = _paired_ci(mean_over_pairs, cols, n_resamples, CONFIDENCE, seed)
         row.update({name: mean_over_pairs(*cols), f"{name}_lo": low, f"{name}_hi": high})
     return row
+
+
+def seed_matrices(table_rows, archs: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str], list]:
+    """``(val, test, archs, seeds)``: ``(n_archs, n_seeds)`` val and test mIoU of the table.
+
+    With ``archs`` the rows follow that order (NaN where the table lacks a value); without,
+    only the architectures that have both values for every seed, in the table's order.
+    """
+    df = _frame(table_rows)
+    wide = {m: df.pivot_table(index="arch", columns="seed", values=m, aggfunc="mean") for m in ("val_miou", HEADLINE)}
+    seeds = sorted(set(wide["val_miou"].columns) & set(wide[HEADLINE].columns))
+    if archs is None:
+        both = [wide[m][seeds].dropna() for m in wide]
+        archs = [a for a in both[0].index if a in set(both[1].index)]
+    index = [str(a) for a in archs]
+    val, test = (wide[m].reindex(index)[seeds].to_numpy(dtype=float) for m in ("val_miou", HEADLINE))
+    return val, test, index, seeds
 
 
 def _standardised(values) -> np.ndarray:
@@ -96,16 +118,23 @@ def ensemble_columns(columns: Mapping[str, Sequence[float]], variants: Sequence[
             "ws_crack_ensemble": ensemble_column(columns, variants, "ws_crack")}
 
 
-def ensemble_gap(scores, best: str, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """``tau_gap.ws_ensemble_vs_best`` (``_lo`` / ``_hi``): the ensemble's tau minus the best
-    single variant's, paired over architectures; empty when ``scores`` has no ensemble column."""
+def ensemble_gap(scores, variants: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """``tau_gap.ws_ensemble_vs_mean`` (``_lo`` / ``_hi``): the ensemble's tau minus the mean of
+    the variants' taus, paired over architectures; empty when ``scores`` has no ensemble column."""
     df = _frame(scores)
-    if ENSEMBLE not in df.columns:
+    if ENSEMBLE not in df.columns or len(variants) < MIN_VARIANTS:
         return {}
-    truth = df[f"truth.{HEADLINE}"].astype(float)
-    value, low, high = tau_gap(df[ENSEMBLE].astype(float), df[f"ws.{best}"].astype(float), truth, n_resamples, seed)
-    key = "tau_gap.ws_ensemble_vs_best"
-    return {key: value, f"{key}_lo": low, f"{key}_hi": high}
+    cols = (df[ENSEMBLE].to_numpy(dtype=float), *(df[f"ws.{v}"].to_numpy(dtype=float) for v in variants),
+            df[f"truth.{HEADLINE}"].to_numpy(dtype=float))
+    keep = np.logical_and.reduce([np.isfinite(c) for c in cols])
+    cols = tuple(c[keep] for c in cols)
+
+    def gap(*c):
+        return kendall(c[0], c[-1]) - float(np.mean([kendall(x, c[-1]) for x in c[1:-1]]))
+
+    key = "tau_gap.ws_ensemble_vs_mean"
+    low, high = _paired_ci(gap, cols, n_resamples, CONFIDENCE, seed) if keep.sum() >= 3 else (math.nan, math.nan)
+    return {key: gap(*cols), f"{key}_lo": low, f"{key}_hi": high}
 
 
 def agreement(scores, variants: Sequence[str]) -> dict[str, float]:
@@ -162,50 +191,88 @@ def width_partial_corr(pred, truth, width) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def standalone_val_columns(table_rows, archs: Sequence[str]) -> dict[str, np.ndarray]:
-    """``{standalone_val.s<seed>: val mIoU of that training seed}`` for ``archs`` (NaN where the
-    table lacks it): width-blind controls for :func:`width_bias` -- a standalone training read
-    on the val split predicts the mean test mIoU with noise but no width bias."""
-    df = _frame(table_rows)
-    wide = df.pivot_table(index="arch", columns="seed", values="val_miou", aggfunc="mean")
-    wide = wide.reindex([str(a) for a in archs])
-    return {f"standalone_val.s{int(seed)}": wide[seed].to_numpy(dtype=float) for seed in wide.columns}
+def _loso_partial(pred, tests: np.ndarray, width, own: int | None = None) -> float:
+    """:func:`width_partial_corr` of ``pred`` against each seed's test column (``tests``,
+    ``(n, n_seeds)``) but ``own`` (the seed ``pred`` was trained with), averaged."""
+    return float(np.mean([width_partial_corr(pred, tests[:, t], width) for t in range(tests.shape[1]) if t != own]))
 
 
 def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """Rows ``{signal, role, feature, n, rho, rho_lo, rho_hi, truth_rho}``: :func:`width_partial_corr`
-    of each WS signal (every variant, then the ensemble where ``scores`` has it; ``role``
-    ``ws``) and of each training seed's standalone val mIoU (``role`` ``control``), with a
-    paired bootstrap CI over architectures; ``truth_rho`` is the truth's own Spearman rho with
-    the mean width (how much width matters in standalone training)."""
+    """Width-bias rows ``{signal, role, feature, n, rho, rho_lo, rho_hi, truth_rho, ...}``.
+
+    ``rho`` is :func:`width_partial_corr` against one training seed's test mIoU, averaged over
+    the seeds: for each WS signal (every variant, then the ensemble where ``scores`` has it;
+    ``role`` ``ws``) over every seed, and for each seed's standalone val mIoU
+    (``standalone_val.s<seed>``, ``role`` ``control``) over the *other* seeds, so neither
+    shares training noise with the truth it is read against. WS rows also carry
+    ``minus_control`` (their rho minus the controls' mean). Every figure has a paired
+    bootstrap 95 % CI over architectures (``_lo`` / ``_hi``); ``truth_rho`` is the mean
+    test mIoU's own Spearman rho with the width (how much width matters). Architectures
+    with any value missing are left out.
+
+    Raises:
+        ValueError: fewer than 2 seeds with val and test mIoU for the scores' architectures.
+    """
     df = _frame(scores)
-    truth = df[f"truth.{HEADLINE}"].to_numpy(dtype=float)
-    width = mean_width(df["arch"].astype(str))
+    archs = df["arch"].astype(str).tolist()
+    val, test, _, seeds = seed_matrices(table_rows, archs)
+    if len(seeds) < 2:
+        raise ValueError(f"width bias: needs val_miou and {HEADLINE} of >= 2 seeds; the table has {len(seeds)}")
+    width, truth = mean_width(archs), df[f"truth.{HEADLINE}"].to_numpy(dtype=float)
     names = [f"ws.{v}" for v in variants] + ([ENSEMBLE] if ENSEMBLE in df.columns else [])
-    columns = {name: ("ws", df[name].to_numpy(dtype=float)) for name in names}
-    columns.update({name: ("control", values)
-                    for name, values in standalone_val_columns(table_rows, df["arch"].astype(str)).items()})
+    preds = {name: df[name].to_numpy(dtype=float) for name in names}
+    keep = np.logical_and.reduce([np.isfinite(width), np.isfinite(truth), *np.isfinite(val.T), *np.isfinite(test.T),
+                                  *(np.isfinite(p) for p in preds.values())])
+    k, n = len(seeds), int(keep.sum())
+    val, test, width, truth = val[keep], test[keep], width[keep], truth[keep]
+
+    def controls(*c):  # c: val seeds, test seeds, width
+        tests = np.stack(c[k:2 * k], axis=1)
+        return float(np.mean([_loso_partial(c[s], tests, c[-1], own=s) for s in range(k)]))
+
+    def ci(stat, cols):
+        return _paired_ci(stat, cols, n_resamples, CONFIDENCE, seed) if n >= 4 else (math.nan, math.nan)
+
+    base = {"feature": "mean_width", "n": n, "truth_rho": spearman(width, truth)}
     rows = []
-    for name, (role, pred) in columns.items():
-        keep = np.isfinite(pred) & np.isfinite(truth)
-        cols = (pred[keep], truth[keep], width[keep])
-        low, high = (_paired_ci(width_partial_corr, cols, n_resamples, CONFIDENCE, seed) if keep.sum() >= 4
-                     else (math.nan, math.nan))
-        rows.append({"signal": name, "role": role, "feature": "mean_width", "n": int(keep.sum()),
-                     "rho": width_partial_corr(*cols) if keep.sum() >= 3 else math.nan, "rho_lo": low, "rho_hi": high,
-                     "truth_rho": spearman(width[keep], truth[keep])})
+    for name, pred in preds.items():
+        pred = pred[keep]
+
+        def rho(*c):  # c: pred, test seeds, width
+            return _loso_partial(c[0], np.stack(c[1:-1], axis=1), c[-1])
+
+        def minus(*c):  # c: pred, val seeds, test seeds, width
+            return rho(c[0], *c[1 + k:]) - controls(*c[1:])
+
+        own = (pred, *test.T, width)
+        paired = (pred, *val.T, *test.T, width)
+        rows.append({"signal": name, "role": "ws", **base, "rho": rho(*own), **_named(ci(rho, own), "rho"),
+                     "minus_control": minus(*paired), **_named(ci(minus, paired), "minus_control")})
+    for s, seed_id in enumerate(seeds):
+        def control(*c, s=s):  # c: val of seed s, test seeds, width
+            return _loso_partial(c[0], np.stack(c[1:-1], axis=1), c[-1], own=s)
+
+        cols = (val[:, s], *test.T, width)
+        rows.append({"signal": f"standalone_val.s{int(seed_id)}", "role": "control", **base, "rho": control(*cols),
+                     **_named(ci(control, cols), "rho")})
     return rows
 
 
+def _named(bounds: tuple[float, float], name: str) -> dict[str, float]:
+    return {f"{name}_lo": bounds[0], f"{name}_hi": bounds[1]}
+
+
 def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
-    """``ws_width_bias.<signal>`` with ``_lo`` / ``_hi`` for the WS rows of :func:`width_bias` (``ws.``
-    dropped from the name), and ``ws_width_bias.standalone_val`` with ``_min`` / ``_max``: the
-    controls' mean over training seeds."""
+    """From :func:`width_bias` rows: ``ws_width_bias.<signal>`` and ``ws_width_bias_vs_control.<signal>``
+    with ``_lo`` / ``_hi`` for the WS rows (``ws.`` dropped from the name), and
+    ``ws_width_bias.standalone_val`` with ``_min`` / ``_max``: the controls' mean over seeds."""
     out = {}
     for r in rows:
         if r["role"] == "ws":
-            key = "ws_width_bias." + str(r["signal"]).removeprefix("ws.")
-            out.update({key: float(r["rho"]), f"{key}_lo": float(r["rho_lo"]), f"{key}_hi": float(r["rho_hi"])})
+            name = str(r["signal"]).removeprefix("ws.")
+            for key, field in ((f"ws_width_bias.{name}", "rho"), (f"ws_width_bias_vs_control.{name}", "minus_control")):
+                out.update({key: float(r[field]), f"{key}_lo": float(r[f"{field}_lo"]),
+                            f"{key}_hi": float(r[f"{field}_hi"])})
     controls = [float(r["rho"]) for r in rows if r["role"] == "control"]
     if controls:
         out.update({"ws_width_bias.standalone_val": float(np.mean(controls)),
@@ -214,8 +281,8 @@ def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
     return out
 
 
-def shortfall_summary(scores, variants: Sequence[str], best: str, bias_rows: Sequence[dict],
-                      n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+def shortfall_summary(scores, variants: Sequence[str], bias_rows: Sequence[dict], n_resamples: int = 2000,
+                      seed: int = 0) -> dict[str, float]:
     """The ``summary.json`` figures of the three causes beside ``ranking.csv``'s rows:
     :func:`ensemble_gap`, :func:`agreement` and :func:`bias_summary`."""
-    return {**ensemble_gap(scores, best, n_resamples, seed), **agreement(scores, variants), **bias_summary(bias_rows)}
+    return {**ensemble_gap(scores, variants, n_resamples, seed), **agreement(scores, variants), **bias_summary(bias_rows)}

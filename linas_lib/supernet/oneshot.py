@@ -35,7 +35,10 @@ no architecture logits involved. Its profile switches (:class:`~linas_lib.config
   A uniform step has one path, so it uses one bin's optimiser. The search phase's binarised
   weight steps keep routing each path to its bin's optimiser (its moments carry over from
   the one-shot phase), and under CaLR scale its learning rate by the path's factor, as a
-  uniform one-shot step does; continuous modes use the search optimiser, unscaled.
+  uniform one-shot step does (the whole path's factor, head and bottleneck included; the
+  paths come from the architecture distribution, so as it moves to cheap paths the factors
+  fall below 1 -- the factor stays relative to the space's mean path); continuous modes use
+  the search optimiser, unscaled.
 
 An *update* of a candidate is a weight step in which it received a gradient;
 :func:`updates_per_choice` gives the expected count of the rarest candidate.

@@ -161,6 +161,8 @@ def search_latency_model(profile):
 
 # ------------------------------------------------------------------ one training step
 
+SAMPLED_PATH_MODES = ("uniform", "binarised")  # weight steps on one sampled path (the others: a mixture)
+
 
 def weight_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, gen: torch.Generator,
                 where: str, optimizer_of=None, lr_scale_of=None) -> float:
@@ -173,7 +175,7 @@ def weight_step(model: Supernet, optimizer, taps, masks, mode: str, tau: float, 
     """
     model.train()
     scale = 1.0
-    if mode in ("uniform", "binarised"):
+    if mode in SAMPLED_PATH_MODES:
         path = model.sample_path(mode, gen)
         logits = model.forward_arch(taps, path)
         if optimizer_of is not None:
@@ -638,13 +640,14 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     9eb0c58), and with CaLR its step rule: under the sandwich rule each parameter's move
     scaled, not each path's loss (a uniform step's learning rate was always scaled); and the
     search phase's sampled-path weight steps scaled too (before, CaLR applied to the one-shot
-    phase only). A supernet cached by an older rule is trained again; keys without either are
-    unchanged.
+    phase only; only search modes that sample a path have such steps). A supernet cached by an
+    older rule is trained again; keys without either are unchanged.
     """
     cfg = profile.supernet
     bins = {"bin_steps": "mean"} if cfg.momentum_bins else {}
-    calr = ({"calr_step": "per_parameter" if cfg.sampling != "uniform" else "lr", "calr_search_steps": True}
-            if cfg.calr else {})
+    calr = {"calr_step": "per_parameter"} if cfg.calr and cfg.sampling != "uniform" else {}
+    if cfg.calr and cfg.epochs > 0 and cfg.search_mode in SAMPLED_PATH_MODES:
+        calr["calr_search_steps"] = True
     return content_hash({
         **bins, **calr, "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
         "weights": features.weights.weights_id, "seed": seed,
