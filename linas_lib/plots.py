@@ -400,7 +400,7 @@ def ranking_ws_vs_standalone(score_rows: list[dict], variants: list[str], rankin
     return fig
 
 
-def ranking_rank_error_vs_width(score_rows: list[dict], bias_rows: list[dict]):
+def ws_rank_vs_width(score_rows: list[dict], bias_rows: list[dict]):
     """Each WS signal's rank beyond the standalone rank (its ranks' residual on the standalone
     ranks, fractions of the table) against the decoder's mean width: one panel per WS row of
     ``ws_bias.csv``, the mean per width level.

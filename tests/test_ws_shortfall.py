@@ -157,3 +157,31 @@ def test_the_curve_reports_how_well_its_replicas_agree():
     rows = [{"steps": 36, "weights": "ema", "replica": "mean", "replicas": 2, "tau": 0.5, "tau_min": 0.4,
              "tau_max": 0.6, "tau_minus_raw": 0.1, "tau_minus_raw_lo": 0.0, "tau_minus_raw_hi": 0.2, "retest_tau": 0.7}]
     assert ranking.curve_summary(rows)["tau_steps_ema_retest.36"] == 0.7
+
+
+def test_load_scores_reads_04s_scores_and_names_what_is_missing(tmp_path):
+    assert S.load_scores(tmp_path, ["a"]) is None  # 04 ranked nothing
+    path = tmp_path / S.SCORES
+    path.parent.mkdir(parents=True)
+    rows = [{"arch": str(i), f"truth.{ranking.HEADLINE}": i, "ws.a": i, "ws_crack.a": i} for i in range(4)]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert [r["arch"] for r in S.load_scores(tmp_path, ["a"])] == [0, 1, 2, 3]
+    with pytest.raises(S.ShortfallError, match=r"scores.csv: no column\(s\) ws.b, ws_crack.b; run 04_ranking"):
+        S.load_scores(tmp_path, ["a", "b"])
+    pd.DataFrame(rows[:2]).to_csv(path, index=False)
+    with pytest.raises(S.ShortfallError, match="2 architecture"):
+        S.load_scores(tmp_path, ["a"])
+
+
+def test_ensemble_rows_score_the_ensemble_on_both_metrics():
+    truth = np.arange(12.0)
+    scores = [{"arch": str(i), "truth.test_miou": t, "truth.test_crack_iou": -t, "ws.a": t, "ws.b": t ** 2,
+               "ws_crack.a": t, "ws_crack.b": t} for i, t in enumerate(truth)]
+    rows = S.ensemble_rows(scores, ["a", "b"], n_resamples=100)
+    assert [(r["signal"], r["metric"]) for r in rows] == [(S.ENSEMBLE, "test_miou"), (S.ENSEMBLE, "test_crack_iou")]
+    assert rows[0]["tau"] == pytest.approx(1.0) and rows[1]["tau"] == pytest.approx(-1.0)
+    assert S.ensemble_rows(scores, ["a"]) == []
+    with_it = S.with_ensemble(scores, ["a", "b"])
+    assert S.ENSEMBLE in with_it[0] and "ws_crack_ensemble" in with_it[0] and S.ENSEMBLE not in scores[0]

@@ -383,13 +383,9 @@ class Signal:
 
 
 def signals(variants: Sequence[str], best: str | None = None, mf: bool = True) -> list[Signal]:
-    """The study's signals in table order (``ws_ensemble``: the variants' mean standardised WS score,
-    where ``scores.csv`` has it; ``mf_ws``: the best WS variant on the fine-tuned subset)."""
+    """The study's signals in table order (``mf_ws``: the best WS variant on the fine-tuned subset)."""
     out = [Signal(f"ws.{v}", {"test_miou": f"ws.{v}", "test_crack_iou": f"ws_crack.{v}"}, DIRECTIONS["ws"])
            for v in variants]
-    # the variants' mean standardised WS score (analysis.ws_shortfall); a row only where scores.csv has it
-    out.append(Signal("ws_ensemble", {"test_miou": "ws_ensemble", "test_crack_iou": "ws_crack_ensemble"},
-                      DIRECTIONS["ws"]))
     out += [Signal(n, {"*": n}, DIRECTIONS[n]) for n in ("near", "near_exact", "near_init", "latency", "flops", "params")]
     if mf:
         out.append(Signal("mf", {"*": "mf"}, DIRECTIONS["mf"]))

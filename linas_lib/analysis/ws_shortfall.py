@@ -1,7 +1,8 @@
-"""Why weight-sharing (WS) ranks below the seed ceiling: three causes, each measured (04_ranking).
+"""Why weight-sharing (WS) ranks below the seed ceiling: three causes, each measured (07_ws_shortfall).
 
 WS tau against the benchmark table can fall short for three reasons that call for different
-cures; each has a measurement here, computed from ``scores.csv`` and the table alone:
+cures; each has a measurement here, computed from 04_ranking's ``scores.csv`` and the table
+alone (no supernet runs, so the study takes seconds):
 
 1. **The images.** WS reads held-out *val* images, the ground truth is *test* mIoU.
    :func:`cross_split_ceiling` is the seed ceiling read across the split: one training
@@ -34,14 +35,74 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 
+from pathlib import Path
+
 import numpy as np
 
+from ..paths import display_path
 from ..space import WIDTHS, parse_arch, width_indices
 from .ranking import CONFIDENCE, HEADLINE, _frame, _p10, _paired_ci, kendall, spearman, tau_gap
 
+SCORES = Path("04_ranking") / "scores.csv"  # the ranking study's per-architecture scores, under results/<profile>
 CROSS_SPLIT_CEILING = "seed_ceiling_cross_split"
 ENSEMBLE = "ws_ensemble"  # scores.csv column (its crack-IoU twin: ws_crack_ensemble)
 MIN_VARIANTS = 2  # an ensemble, an agreement: at least two independent trainings
+
+
+class ShortfallError(ValueError):
+    """04's scores cannot support the study; the message names the file and what is missing."""
+
+
+def load_scores(results_root: Path, variants: Sequence[str]) -> list[dict] | None:
+    """04_ranking's ``scores.csv`` rows (None when 04 ranked nothing: no usable table).
+
+    Raises:
+        ShortfallError: the file lacks the ground truth or a variant's WS columns (04 ran with
+            other ``ranking.variants``), or holds fewer than 3 architectures.
+    """
+    import pandas as pd
+
+    path = Path(results_root) / SCORES
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, comment="#")
+    needed = ["arch", f"truth.{HEADLINE}"] + [f"{p}.{v}" for v in variants for p in ("ws", "ws_crack")]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ShortfallError(f"{display_path(path)}: no column(s) {', '.join(missing)}; run 04_ranking with "
+                             f"ranking.variants {list(variants)} first")
+    if len(df) < 3:
+        raise ShortfallError(f"{display_path(path)}: {len(df)} architecture(s); the study needs at least 3")
+    return df.to_dict("records")
+
+
+def ensemble_rows(scores, variants: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """``shortfall.csv`` rows of the ensemble, one per metric: ``{signal: ws_ensemble, metric, n,
+    tau, rho, p10, ...}`` (:func:`~.ranking.compare` against the mean over seeds); empty with
+    fewer than :data:`MIN_VARIANTS` variants."""
+    from .ranking import DIRECTIONS, METRICS, compare
+
+    df = _frame(scores)
+    columns = {c: df[c].to_numpy(dtype=float) for c in df.columns if str(c).startswith("ws")}
+    ensemble = ensemble_columns(columns, variants)
+    if not ensemble:
+        return []
+    rows = []
+    for metric, twin in zip(METRICS, (ENSEMBLE, "ws_crack_ensemble")):
+        stats = compare(ensemble[twin], df[f"truth.{metric}"].to_numpy(dtype=float), DIRECTIONS["ws"], n_resamples,
+                        seed)
+        rows.append({"signal": ENSEMBLE, "metric": metric, **stats})
+    return rows
+
+
+def with_ensemble(scores, variants: Sequence[str]) -> list[dict]:
+    """``scores`` rows with the ``ws_ensemble`` / ``ws_crack_ensemble`` columns added (unchanged with
+    fewer than :data:`MIN_VARIANTS` variants)."""
+    df = _frame(scores).copy()
+    columns = {c: df[c].to_numpy(dtype=float) for c in df.columns if str(c).startswith("ws")}
+    for name, values in ensemble_columns(columns, variants).items():
+        df[name] = values
+    return df.to_dict("records")
 
 
 def cross_split_ceiling(table_rows, n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -281,8 +342,16 @@ def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
     return out
 
 
-def shortfall_summary(scores, variants: Sequence[str], bias_rows: Sequence[dict], n_resamples: int = 2000,
-                      seed: int = 0) -> dict[str, float]:
-    """The ``summary.json`` figures of the three causes beside ``ranking.csv``'s rows:
-    :func:`ensemble_gap`, :func:`agreement` and :func:`bias_summary`."""
-    return {**ensemble_gap(scores, variants, n_resamples, seed), **agreement(scores, variants), **bias_summary(bias_rows)}
+def shortfall_summary(scores, variants: Sequence[str], rows: Sequence[dict], bias_rows: Sequence[dict],
+                      n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The ``summary.json`` figures of the three causes: ``n_archs``; per ``shortfall.csv`` row of
+    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the seed ceilings, the
+    ensemble and each variant, for reading them side by side); :func:`ensemble_gap`,
+    :func:`agreement` and :func:`bias_summary`. ``scores`` must hold the ensemble columns
+    (:func:`with_ensemble`)."""
+    out = {"n_archs": float(len(_frame(scores)))}
+    for r in rows:
+        if r["metric"] == HEADLINE:
+            out.update({f"{k}.{r['signal']}": float(r[k]) for k in ("tau", "tau_lo", "tau_hi")})
+    return {**out, **ensemble_gap(scores, variants, n_resamples, seed), **agreement(scores, variants),
+            **bias_summary(bias_rows)}
