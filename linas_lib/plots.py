@@ -407,8 +407,9 @@ def ws_rank_vs_width(score_rows: list[dict], bias_rows: list[dict]):
 
     Args:
         score_rows: ``scores.csv`` rows with ``arch``, ``truth.test_miou`` and the signals' columns.
-        bias_rows: ``ws_bias.csv`` rows ``{signal, role, rho, minus_control, minus_control_lo,
-            minus_control_hi}``; the ``ws`` rows are the panels, in order (the points are read
+        bias_rows: ``ws_bias.csv`` rows ``{signal, role, feature, rho, minus_control,
+            minus_control_lo, minus_control_hi}``; the ``ws`` rows of the mean width are the
+            panels, in order (the points are read
             against the mean test mIoU, the titles' figures against single seeds: see
             :func:`~linas_lib.analysis.ws_shortfall.width_bias`).
 
@@ -420,7 +421,7 @@ def ws_rank_vs_width(score_rows: list[dict], bias_rows: list[dict]):
 
     from .analysis.ws_shortfall import mean_width, rank_beyond_truth
 
-    bias_rows = [r for r in bias_rows if r["role"] == "ws"]
+    bias_rows = [r for r in bias_rows if r["role"] == "ws" and r.get("feature", "mean_width") == "mean_width"]
     frame = pd.DataFrame(score_rows)
     width = mean_width(frame["arch"].astype(str))
     truth = frame["truth.test_miou"].to_numpy(dtype=float)

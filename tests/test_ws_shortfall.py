@@ -185,3 +185,19 @@ def test_ensemble_rows_score_the_ensemble_on_both_metrics():
     assert S.ensemble_rows(scores, ["a"]) == []
     with_it = S.with_ensemble(scores, ["a", "b"])
     assert S.ENSEMBLE in with_it[0] and "ws_crack_ensemble" in with_it[0] and S.ENSEMBLE not in scores[0]
+
+
+def test_a_width_bias_is_told_apart_from_one_of_size():
+    rng = np.random.default_rng(7)
+    scores, table, _, _ = _noisy_table(300, rng, width_penalty=0.06)
+    for r in scores:
+        r["params"] = float(rng.uniform(1e5, 1e7))  # a size unrelated to the width here
+    rows = S.width_bias(scores, ["a"], table, n_resamples=100)
+    ws = {r["feature"]: r for r in rows if r["role"] == "ws"}
+    assert set(ws) == {"mean_width", "params"}  # no flops column: left out
+    assert ws["mean_width"]["minus_control_hi"] < -0.2
+    assert ws["params"]["minus_control_lo"] < 0 < ws["params"]["minus_control_hi"]
+    summary = S.bias_summary(rows)
+    assert "ws_params_bias_vs_control.a" in summary and "ws_params_bias.a" not in summary
+    assert summary["ws_width_bias.standalone_val"] == pytest.approx(
+        np.mean([r["rho"] for r in rows if r["role"] == "control" and r["feature"] == "mean_width"]))

@@ -20,7 +20,8 @@ alone (no supernet runs, so the study takes seconds):
    (:func:`~.ranking.retest`) are the clean test-retest of one rule.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
    decoder's mean width given the standalone accuracy: negative where WS ranks wide
-   decoders below where standalone training puts them. A noisy truth gives every signal
+   decoders below where standalone training puts them. The same for parameters and FLOPs
+   says whether such a bias is one of width or of size. A noisy truth gives every signal
    that tracks true accuracy a partial correlation of the truth's own sign, so the
    statistic is read against a control with the same structure: each training seed's
    standalone val mIoU, scored (like WS) against a seed whose training it does not share
@@ -258,17 +259,36 @@ def _loso_partial(pred, tests: np.ndarray, width, own: int | None = None) -> flo
     return float(np.mean([width_partial_corr(pred, tests[:, t], width) for t in range(tests.shape[1]) if t != own]))
 
 
-def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """Width-bias rows ``{signal, role, feature, n, rho, rho_lo, rho_hi, truth_rho, ...}``.
+FEATURES = ("mean_width", "params", "flops")  # mean_width the suspect; parameters and FLOPs: size, its controls
 
-    ``rho`` is :func:`width_partial_corr` against one training seed's test mIoU, averaged over
-    the seeds: for each WS signal (every variant, then the ensemble where ``scores`` has it;
-    ``role`` ``ws``) over every seed, and for each seed's standalone val mIoU
-    (``standalone_val.s<seed>``, ``role`` ``control``) over the *other* seeds, so neither
-    shares training noise with the truth it is read against. WS rows also carry
-    ``minus_control`` (their rho minus the controls' mean). Every figure has a paired
-    bootstrap 95 % CI over architectures (``_lo`` / ``_hi``); ``truth_rho`` is the mean
-    test mIoU's own Spearman rho with the width (how much width matters). Architectures
+
+def feature_columns(scores, features: Sequence[str] = FEATURES) -> dict[str, np.ndarray]:
+    """``{feature: value per architecture}``: ``mean_width`` from the architecture strings, any
+    other from the ``scores`` column of that name (04 writes ``params`` and ``flops``; a feature
+    without its column is left out)."""
+    df = _frame(scores)
+    out = {}
+    for name in features:
+        if name == "mean_width":
+            out[name] = mean_width(df["arch"].astype(str))
+        elif name in df.columns:
+            out[name] = df[name].to_numpy(dtype=float)
+    return out
+
+
+def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2000, seed: int = 0,
+               features: Sequence[str] = FEATURES) -> list[dict]:
+    """Bias rows ``{signal, role, feature, n, rho, rho_lo, rho_hi, truth_rho, ...}``, per feature.
+
+    For each feature of :func:`feature_columns` (the mean width first; parameters and FLOPs
+    say whether a width bias is one of size): ``rho`` is :func:`width_partial_corr` with the
+    feature against one training seed's test mIoU, averaged over the seeds, for each WS
+    signal (every variant, then the ensemble where ``scores`` has it; ``role`` ``ws``) over
+    every seed, and for each seed's standalone val mIoU (``standalone_val.s<seed>``, ``role``
+    ``control``) over the *other* seeds, so neither shares training noise with the truth it is
+    read against. WS rows also carry ``minus_control`` (their rho minus the controls' mean).
+    Every figure has a paired bootstrap 95 % CI over architectures (``_lo`` / ``_hi``);
+    ``truth_rho`` is the mean test mIoU's own Spearman rho with the feature. Architectures
     with any value missing are left out.
 
     Raises:
@@ -279,43 +299,42 @@ def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2
     val, test, _, seeds = seed_matrices(table_rows, archs)
     if len(seeds) < 2:
         raise ValueError(f"width bias: needs val_miou and {HEADLINE} of >= 2 seeds; the table has {len(seeds)}")
-    width, truth = mean_width(archs), df[f"truth.{HEADLINE}"].to_numpy(dtype=float)
+    feats, truth = feature_columns(df, features), df[f"truth.{HEADLINE}"].to_numpy(dtype=float)
     names = [f"ws.{v}" for v in variants] + ([ENSEMBLE] if ENSEMBLE in df.columns else [])
     preds = {name: df[name].to_numpy(dtype=float) for name in names}
-    keep = np.logical_and.reduce([np.isfinite(width), np.isfinite(truth), *np.isfinite(val.T), *np.isfinite(test.T),
-                                  *(np.isfinite(p) for p in preds.values())])
+    keep = np.logical_and.reduce([np.isfinite(truth), *np.isfinite(val.T), *np.isfinite(test.T),
+                                  *(np.isfinite(p) for p in (*preds.values(), *feats.values()))])
     k, n = len(seeds), int(keep.sum())
-    val, test, width, truth = val[keep], test[keep], width[keep], truth[keep]
+    val, test, truth = val[keep], test[keep], truth[keep]
 
-    def controls(*c):  # c: val seeds, test seeds, width
+    def controls(*c):  # c: val seeds, test seeds, feature
         tests = np.stack(c[k:2 * k], axis=1)
         return float(np.mean([_loso_partial(c[s], tests, c[-1], own=s) for s in range(k)]))
+
+    def rho(*c):  # c: pred, test seeds, feature
+        return _loso_partial(c[0], np.stack(c[1:-1], axis=1), c[-1])
+
+    def minus(*c):  # c: pred, val seeds, test seeds, feature
+        return rho(c[0], *c[1 + k:]) - controls(*c[1:])
 
     def ci(stat, cols):
         return _paired_ci(stat, cols, n_resamples, CONFIDENCE, seed) if n >= 4 else (math.nan, math.nan)
 
-    base = {"feature": "mean_width", "n": n, "truth_rho": spearman(width, truth)}
     rows = []
-    for name, pred in preds.items():
-        pred = pred[keep]
+    for feature, values in feats.items():
+        values = values[keep]
+        base = {"feature": feature, "n": n, "truth_rho": spearman(values, truth)}
+        for name, pred in preds.items():
+            own, paired = (pred[keep], *test.T, values), (pred[keep], *val.T, *test.T, values)
+            rows.append({"signal": name, "role": "ws", **base, "rho": rho(*own), **_named(ci(rho, own), "rho"),
+                         "minus_control": minus(*paired), **_named(ci(minus, paired), "minus_control")})
+        for s, seed_id in enumerate(seeds):
+            def control(*c, s=s):  # c: val of seed s, test seeds, feature
+                return _loso_partial(c[0], np.stack(c[1:-1], axis=1), c[-1], own=s)
 
-        def rho(*c):  # c: pred, test seeds, width
-            return _loso_partial(c[0], np.stack(c[1:-1], axis=1), c[-1])
-
-        def minus(*c):  # c: pred, val seeds, test seeds, width
-            return rho(c[0], *c[1 + k:]) - controls(*c[1:])
-
-        own = (pred, *test.T, width)
-        paired = (pred, *val.T, *test.T, width)
-        rows.append({"signal": name, "role": "ws", **base, "rho": rho(*own), **_named(ci(rho, own), "rho"),
-                     "minus_control": minus(*paired), **_named(ci(minus, paired), "minus_control")})
-    for s, seed_id in enumerate(seeds):
-        def control(*c, s=s):  # c: val of seed s, test seeds, width
-            return _loso_partial(c[0], np.stack(c[1:-1], axis=1), c[-1], own=s)
-
-        cols = (val[:, s], *test.T, width)
-        rows.append({"signal": f"standalone_val.s{int(seed_id)}", "role": "control", **base, "rho": control(*cols),
-                     **_named(ci(control, cols), "rho")})
+            cols = (val[:, s], *test.T, values)
+            rows.append({"signal": f"standalone_val.s{int(seed_id)}", "role": "control", **base,
+                         "rho": control(*cols), **_named(ci(control, cols), "rho")})
     return rows
 
 
@@ -324,17 +343,22 @@ def _named(bounds: tuple[float, float], name: str) -> dict[str, float]:
 
 
 def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
-    """From :func:`width_bias` rows: ``ws_width_bias.<signal>`` and ``ws_width_bias_vs_control.<signal>``
-    with ``_lo`` / ``_hi`` for the WS rows (``ws.`` dropped from the name), and
-    ``ws_width_bias.standalone_val`` with ``_min`` / ``_max``: the controls' mean over seeds."""
+    """From :func:`width_bias` rows. Mean width: ``ws_width_bias.<signal>`` and
+    ``ws_width_bias_vs_control.<signal>`` with ``_lo`` / ``_hi`` for the WS rows (``ws.``
+    dropped from the name), and ``ws_width_bias.standalone_val`` with ``_min`` / ``_max`` (the
+    controls' mean over seeds). Every other feature: ``ws_<feature>_bias_vs_control.<signal>``
+    with ``_lo`` / ``_hi``."""
     out = {}
     for r in rows:
-        if r["role"] == "ws":
-            name = str(r["signal"]).removeprefix("ws.")
-            for key, field in ((f"ws_width_bias.{name}", "rho"), (f"ws_width_bias_vs_control.{name}", "minus_control")):
-                out.update({key: float(r[field]), f"{key}_lo": float(r[f"{field}_lo"]),
-                            f"{key}_hi": float(r[f"{field}_hi"])})
-    controls = [float(r["rho"]) for r in rows if r["role"] == "control"]
+        if r["role"] != "ws":
+            continue
+        name, feature = str(r["signal"]).removeprefix("ws."), "width" if r["feature"] == "mean_width" else r["feature"]
+        fields = [(f"ws_{feature}_bias_vs_control.{name}", "minus_control")]
+        if feature == "width":
+            fields.insert(0, (f"ws_width_bias.{name}", "rho"))
+        for key, field in fields:
+            out.update({key: float(r[field]), f"{key}_lo": float(r[f"{field}_lo"]), f"{key}_hi": float(r[f"{field}_hi"])})
+    controls = [float(r["rho"]) for r in rows if r["role"] == "control" and r["feature"] == "mean_width"]
     if controls:
         out.update({"ws_width_bias.standalone_val": float(np.mean(controls)),
                     "ws_width_bias.standalone_val_min": float(np.min(controls)),
