@@ -201,3 +201,15 @@ def test_a_width_bias_is_told_apart_from_one_of_size():
     assert "ws_params_bias_vs_control.a" in summary and "ws_params_bias.a" not in summary
     assert summary["ws_width_bias.standalone_val"] == pytest.approx(
         np.mean([r["rho"] for r in rows if r["role"] == "control" and r["feature"] == "mean_width"]))
+
+
+def test_the_split_gap_is_the_seed_ceiling_minus_the_cross_split_one():
+    rng = np.random.default_rng(8)
+    archs = _archs(40, rng)
+    test = rng.normal(size=(2, 40))
+    assert S.split_gap(_table(archs, test, test), n_resamples=100)["tau_gap.seed_ceiling_vs_cross_split"] == \
+        pytest.approx(0.0, abs=1e-12)  # val equal to test: reading val costs nothing
+    val = rng.normal(size=(2, 40))  # val unrelated to test
+    gap = S.split_gap(_table(archs, val, test), n_resamples=100)
+    expected = ranking.kendall(test[0], test[1]) - S.cross_split_ceiling(_table(archs, val, test), 50)["tau"]
+    assert gap["tau_gap.seed_ceiling_vs_cross_split"] == pytest.approx(expected)

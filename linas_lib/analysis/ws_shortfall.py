@@ -8,16 +8,16 @@ alone (no supernet runs, so the study takes seconds):
    :func:`cross_split_ceiling` is the seed ceiling read across the split: one training
    seed's val mIoU predicting another seed's test mIoU. Beside the seed ceiling (test
    against test) it says what reading val instead of test costs a proxy as good as a
-   standalone training. The table's val mIoU reads the whole val split, WS its held-out
-   half, so the row is optimistic for WS's images.
-2. **Training noise of the supernet.** Each variant is an independent supernet training
-   (of its own rule). :func:`ensemble_column` averages their standardised WS scores;
-   averaging removes the noise of independent trainings, not an error they share.
-   :func:`ensemble_gap` is the ensemble's tau minus the variants' mean tau (not the best
-   one's: the best is chosen, and mixing rules can pull an average below it). A small gap
-   beside a low :func:`agreement` (tau between the variants' WS scores) says the variants
-   disagree in ways that do not cancel into the truth. The tau-vs-steps curve's replicas
-   (:func:`~.ranking.retest`) are the clean test-retest of one rule.
+   standalone training (:func:`split_gap`, with a paired CI). The table's val mIoU reads
+   the whole val split, WS its held-out half, so the cost for WS's images is at least that.
+2. **Training noise of the supernet.** The variants are trainings of different rules from
+   one run seed (the same initial weights, encoder and WS images).
+   :func:`ensemble_column` averages their standardised WS scores; averaging cancels only
+   the noise they do not share, so :func:`ensemble_gap` (the ensemble's tau minus the
+   variants' mean tau, not the chosen best one's) is a lower bound on what training noise
+   costs. :func:`agreement` is the tau between the variants' WS scores (every pair). The
+   clean test-retest of one rule is :func:`~.ranking.retest` on 04's tau-vs-steps curve,
+   whose replicas are drawn from other streams.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
    decoder's mean width given the standalone accuracy: negative where WS ranks wide
    decoders below where standalone training puts them. The same for parameters and FLOPs
@@ -149,6 +149,30 @@ def seed_matrices(table_rows, archs: Sequence[str] | None = None) -> tuple[np.nd
     index = [str(a) for a in archs]
     val, test = (wide[m].reindex(index)[seeds].to_numpy(dtype=float) for m in ("val_miou", HEADLINE))
     return val, test, index, seeds
+
+
+def split_gap(table_rows, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """``tau_gap.seed_ceiling_vs_cross_split`` (``_lo`` / ``_hi``): the seed ceiling (test against
+    test, mean over seed pairs) minus :func:`cross_split_ceiling`'s tau (val against the other
+    seeds' test), paired over architectures: what reading val instead of test costs.
+
+    Raises:
+        ValueError: fewer than 2 seeds or 3 architectures with both columns.
+    """
+    val, test, archs, seeds = seed_matrices(table_rows)
+    if len(seeds) < 2 or len(archs) < 3:
+        raise ValueError(f"split gap: needs val_miou and {HEADLINE} of >= 2 common seeds for >= 3 architectures")
+    k = len(seeds)
+
+    def gap(*c):
+        same = np.mean([kendall(c[k + s], c[k + t]) for s, t in itertools.combinations(range(k), 2)])
+        cross = np.mean([kendall(c[s], c[k + t]) for s, t in itertools.permutations(range(k), 2)])
+        return float(same - cross)
+
+    cols = (*val.T, *test.T)
+    key = "tau_gap.seed_ceiling_vs_cross_split"
+    low, high = _paired_ci(gap, cols, n_resamples, CONFIDENCE, seed)
+    return {key: gap(*cols), f"{key}_lo": low, f"{key}_hi": high}
 
 
 def _standardised(values) -> np.ndarray:
@@ -369,8 +393,8 @@ def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
 def shortfall_summary(scores, variants: Sequence[str], rows: Sequence[dict], bias_rows: Sequence[dict],
                       n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """The ``summary.json`` figures of the three causes: ``n_archs``; per ``shortfall.csv`` row of
-    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the seed ceilings, the
-    ensemble and each variant, for reading them side by side); :func:`ensemble_gap`,
+    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the two seed ceilings and
+    the ensemble, for reading them side by side); :func:`ensemble_gap`,
     :func:`agreement` and :func:`bias_summary`. ``scores`` must hold the ensemble columns
     (:func:`with_ensemble`)."""
     out = {"n_archs": float(len(_frame(scores)))}
