@@ -179,10 +179,10 @@ def test_ensemble_rows_score_the_ensemble_on_both_metrics():
     truth = np.arange(12.0)
     scores = [{"arch": str(i), "truth.test_miou": t, "truth.test_crack_iou": -t, "ws.a": t, "ws.b": t ** 2,
                "ws_crack.a": t, "ws_crack.b": t} for i, t in enumerate(truth)]
-    rows = S.ensemble_rows(scores, ["a", "b"], n_resamples=100)
+    rows = S.ensemble_rows(S.with_ensemble(scores, ["a", "b"]), n_resamples=100)
     assert [(r["signal"], r["metric"]) for r in rows] == [(S.ENSEMBLE, "test_miou"), (S.ENSEMBLE, "test_crack_iou")]
     assert rows[0]["tau"] == pytest.approx(1.0) and rows[1]["tau"] == pytest.approx(-1.0)
-    assert S.ensemble_rows(scores, ["a"]) == []
+    assert S.ensemble_rows(S.with_ensemble(scores, ["a"])) == []
     with_it = S.with_ensemble(scores, ["a", "b"])
     assert S.ENSEMBLE in with_it[0] and "ws_crack_ensemble" in with_it[0] and S.ENSEMBLE not in scores[0]
 

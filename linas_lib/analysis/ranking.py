@@ -814,10 +814,7 @@ def replica_compare(preds: Sequence, truth, direction: int = 1, n_resamples: int
 def retest(preds: Sequence) -> float:
     """Mean Kendall tau between every pair of replicas' scores of the same items (NaN for fewer
     than two): how well one training's ranking reproduces in another (test-retest)."""
-    cols = [np.asarray(p, dtype=float) for p in preds]
-    if len(cols) < 2:
-        return math.nan
-    return float(np.mean([kendall(a, b) for a, b in itertools.combinations(cols, 2)]))
+    return _pair_mean(kendall)(*preds) if len(preds) >= 2 else math.nan
 
 
 def replica_tau_gap(preds_a: Sequence, preds_b: Sequence, truth, n_resamples: int = 2000,

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..paths import display_path
 from ..space import WIDTHS, parse_arch, width_indices
-from .ranking import CONFIDENCE, HEADLINE, _frame, _p10, _paired_ci, kendall, spearman, tau_gap
+from .ranking import CONFIDENCE, HEADLINE, _frame, _p10, _pair_mean, _paired_ci, kendall, spearman, tau_gap
 
 SCORES = Path("04_ranking") / "scores.csv"  # the ranking study's per-architecture scores, under results/<profile>
 CROSS_SPLIT_CEILING = "seed_ceiling_cross_split"
@@ -77,23 +77,19 @@ def load_scores(results_root: Path, variants: Sequence[str]) -> list[dict] | Non
     return df.to_dict("records")
 
 
-def ensemble_rows(scores, variants: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+def ensemble_rows(scores, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
     """``shortfall.csv`` rows of the ensemble, one per metric: ``{signal: ws_ensemble, metric, n,
-    tau, rho, p10, ...}`` (:func:`~.ranking.compare` against the mean over seeds); empty with
-    fewer than :data:`MIN_VARIANTS` variants."""
+    tau, rho, p10, ...}`` (:func:`~.ranking.compare` against the mean over seeds); empty when
+    ``scores`` has no ensemble columns (:func:`with_ensemble`)."""
     from .ranking import DIRECTIONS, METRICS, compare
 
     df = _frame(scores)
-    columns = {c: df[c].to_numpy(dtype=float) for c in df.columns if str(c).startswith("ws")}
-    ensemble = ensemble_columns(columns, variants)
-    if not ensemble:
+    if ENSEMBLE not in df.columns:
         return []
-    rows = []
-    for metric, twin in zip(METRICS, (ENSEMBLE, "ws_crack_ensemble")):
-        stats = compare(ensemble[twin], df[f"truth.{metric}"].to_numpy(dtype=float), DIRECTIONS["ws"], n_resamples,
-                        seed)
-        rows.append({"signal": ENSEMBLE, "metric": metric, **stats})
-    return rows
+    return [{"signal": ENSEMBLE, "metric": metric,
+             **compare(df[column].to_numpy(dtype=float), df[f"truth.{metric}"].to_numpy(dtype=float),
+                       DIRECTIONS["ws"], n_resamples, seed)}
+            for metric, column in zip(METRICS, (ENSEMBLE, "ws_crack_ensemble"))]
 
 
 def with_ensemble(scores, variants: Sequence[str]) -> list[dict]:
@@ -106,6 +102,26 @@ def with_ensemble(scores, variants: Sequence[str]) -> list[dict]:
     return df.to_dict("records")
 
 
+def _cross_split_mean(stat, cols, k: int) -> float:
+    """``stat`` of seed ``s``'s val (``cols[s]``) against seed ``t``'s test (``cols[k + t]``), averaged
+    over the ordered pairs of distinct seeds."""
+    return float(np.mean([stat(cols[s], cols[k + t]) for s, t in itertools.permutations(range(k), 2)]))
+
+
+def _seed_columns(table_rows, what: str) -> tuple[tuple[np.ndarray, ...], int, int]:
+    """``(val columns then test columns, seeds, architectures)`` of the architectures with both
+    values for every seed.
+
+    Raises:
+        ValueError: fewer than 2 seeds or 3 such architectures (``what`` names the study).
+    """
+    val, test, archs, seeds = seed_matrices(table_rows)
+    if len(seeds) < 2 or len(archs) < 3:
+        raise ValueError(f"{what}: needs val_miou and {HEADLINE} of >= 2 common seeds for >= 3 architectures; "
+                         f"the table has {len(seeds)} seed(s), {len(archs)} architecture(s)")
+    return (*val.T, *test.T), len(seeds), len(archs)
+
+
 def cross_split_ceiling(table_rows, n_resamples: int = 2000, seed: int = 0) -> dict:
     """The seed ceiling across the val/test split, as a ``ranking.csv`` row.
 
@@ -116,19 +132,12 @@ def cross_split_ceiling(table_rows, n_resamples: int = 2000, seed: int = 0) -> d
     Raises:
         ValueError: fewer than 2 seeds or 3 architectures with both columns.
     """
-
-    val, test, archs, seeds = seed_matrices(table_rows)
-    if len(seeds) < 2 or len(archs) < 3:
-        raise ValueError(f"cross-split seed ceiling: needs val_miou and {HEADLINE} of >= 2 common seeds for "
-                         f">= 3 architectures; the table has {len(seeds)} seed(s), {len(archs)} architecture(s)")
-    k = len(seeds)
-    pairs = [(s, t) for s, t in itertools.permutations(range(k), 2)]
-    row = {"signal": CROSS_SPLIT_CEILING, "metric": HEADLINE, "n": len(archs), "direction": 1}
+    cols, k, n = _seed_columns(table_rows, "cross-split seed ceiling")
+    row = {"signal": CROSS_SPLIT_CEILING, "metric": HEADLINE, "n": n, "direction": 1}
     for name, stat in (("tau", kendall), ("rho", spearman), ("p10", _p10(1))):
-        def mean_over_pairs(*cols, stat=stat):
-            return float(np.mean([stat(cols[s], cols[k + t]) for s, t in pairs]))
+        def mean_over_pairs(*c, stat=stat):
+            return _cross_split_mean(stat, c, k)
 
-        cols = (*val.T, *test.T)
         low, high = _paired_ci(mean_over_pairs, cols, n_resamples, CONFIDENCE, seed)
         row.update({name: mean_over_pairs(*cols), f"{name}_lo": low, f"{name}_hi": high})
     return row
@@ -159,17 +168,11 @@ def split_gap(table_rows, n_resamples: int = 2000, seed: int = 0) -> dict[str, f
     Raises:
         ValueError: fewer than 2 seeds or 3 architectures with both columns.
     """
-    val, test, archs, seeds = seed_matrices(table_rows)
-    if len(seeds) < 2 or len(archs) < 3:
-        raise ValueError(f"split gap: needs val_miou and {HEADLINE} of >= 2 common seeds for >= 3 architectures")
-    k = len(seeds)
+    cols, k, _ = _seed_columns(table_rows, "split gap")
 
     def gap(*c):
-        same = np.mean([kendall(c[k + s], c[k + t]) for s, t in itertools.combinations(range(k), 2)])
-        cross = np.mean([kendall(c[s], c[k + t]) for s, t in itertools.permutations(range(k), 2)])
-        return float(same - cross)
+        return _pair_mean(kendall)(*c[k:]) - _cross_split_mean(kendall, c, k)
 
-    cols = (*val.T, *test.T)
     key = "tau_gap.seed_ceiling_vs_cross_split"
     low, high = _paired_ci(gap, cols, n_resamples, CONFIDENCE, seed)
     return {key: gap(*cols), f"{key}_lo": low, f"{key}_hi": high}
@@ -225,7 +228,7 @@ def ensemble_gap(scores, variants: Sequence[str], n_resamples: int = 2000, seed:
 
 def agreement(scores, variants: Sequence[str]) -> dict[str, float]:
     """``ws_agreement.mean`` / ``.min`` / ``.max``: Kendall tau between every pair of the variants'
-    WS scores (two independent supernet trainings each); empty with fewer than 2 variants."""
+    WS scores (two trainings of different rules from one run seed); empty with fewer than 2 variants."""
     df = _frame(scores)
     taus = [kendall(df[f"ws.{a}"].astype(float), df[f"ws.{b}"].astype(float))
             for a, b in itertools.combinations(variants, 2)]
