@@ -213,3 +213,25 @@ def test_the_split_gap_is_the_seed_ceiling_minus_the_cross_split_one():
     gap = S.split_gap(_table(archs, val, test), n_resamples=100)
     expected = ranking.kendall(test[0], test[1]) - S.cross_split_ceiling(_table(archs, val, test), 50)["tau"]
     assert gap["tau_gap.seed_ceiling_vs_cross_split"] == pytest.approx(expected)
+
+
+def test_width_bias_refuses_scores_of_architectures_the_table_lacks():
+    rng = np.random.default_rng(9)
+    scores, table, _, _ = _noisy_table(6, rng, width_penalty=0.0)
+    known = {r["arch"] for r in scores}
+    unknown = [a for a in _archs(20, np.random.default_rng(10)) if a not in known][:6]
+    other = [dict(r, arch=a) for r, a in zip(scores, unknown)]
+    with pytest.raises(S.ShortfallError, match="width bias: 0 of the scores' 6 architectures have every value"):
+        S.width_bias(other, ["a"], table)
+
+
+def test_the_table_must_hold_each_seeds_val_miou(monkeypatch, tmp_path):
+    from linas_lib.analysis import ranking as R
+
+    path = tmp_path / "table.csv"
+    monkeypatch.setattr(R, "table_path", lambda profile: path)
+    monkeypatch.setattr(R, "read_table_rows", lambda p: [{"arch": "a", "seed": 0, "test_miou": 0.5}])
+    with pytest.raises(S.ShortfallError, match=r"table.csv: no column val_miou"):
+        S.load_table_rows(None)
+    monkeypatch.setattr(R, "read_table_rows", lambda p: [{"arch": "a", "seed": 0, "test_miou": 0.5, "val_miou": 0.4}])
+    assert S.load_table_rows(None)[0]["val_miou"] == 0.4

@@ -77,6 +77,23 @@ def load_scores(results_root: Path, variants: Sequence[str]) -> list[dict] | Non
     return df.to_dict("records")
 
 
+def load_table_rows(profile) -> list[dict]:
+    """The benchmark table's rows (:func:`~.ranking.read_table_rows`), with the per-seed val mIoU
+    this study reads beside the test mIoU.
+
+    Raises:
+        ShortfallError: the table has no ``val_miou`` column (the file named).
+    """
+    from .ranking import read_table_rows, table_path
+
+    path = table_path(profile)
+    rows = read_table_rows(path)
+    if rows and "val_miou" not in rows[0]:
+        raise ShortfallError(f"{display_path(path)}: no column val_miou; 07 reads each seed's val mIoU beside "
+                             f"its {HEADLINE} (rebuild the table with `linas bench build`)")
+    return rows
+
+
 def ensemble_rows(scores, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
     """``shortfall.csv`` rows of the ensemble, one per metric: ``{signal: ws_ensemble, metric, n,
     tau, rho, p10, ...}`` (:func:`~.ranking.compare` against the mean over seeds); empty when
@@ -320,6 +337,7 @@ def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2
 
     Raises:
         ValueError: fewer than 2 seeds with val and test mIoU for the scores' architectures.
+        ShortfallError: fewer than 3 architectures with every value.
     """
     df = _frame(scores)
     archs = df["arch"].astype(str).tolist()
@@ -332,6 +350,10 @@ def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2
     keep = np.logical_and.reduce([np.isfinite(truth), *np.isfinite(val.T), *np.isfinite(test.T),
                                   *(np.isfinite(p) for p in (*preds.values(), *feats.values()))])
     k, n = len(seeds), int(keep.sum())
+    if n < 3:
+        raise ShortfallError(f"width bias: {n} of the scores' {len(archs)} architectures have every value (WS, "
+                             f"features and each seed's val and {HEADLINE} in the table); the study needs 3: "
+                             "were the scores ranked against another table?")
     val, test, truth = val[keep], test[keep], truth[keep]
 
     def controls(*c):  # c: val seeds, test seeds, feature
