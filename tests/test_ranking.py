@@ -190,7 +190,7 @@ def scores_for(n: int = 12) -> tuple[R.GroundTruth, list[dict]]:
     truth = R.ground_truth(table_rows(n))
     good = truth.values["test_miou"]
     columns = {"ws.a": good, "ws_crack.a": truth.values["test_crack_iou"], "ws.b": good[::-1].copy(),
-               "ws_crack.b": good[::-1].copy(), "near": np.arange(n, dtype=float), "near_exact": np.ones(n),
+               "ws_crack.b": good[::-1].copy(), "ws_loss.a": good - 1, "ws_loss.b": -good, "near": np.arange(n, dtype=float), "near_exact": np.ones(n),
                "near_init": good,
                "latency": -good, "flops": good, "params": good, "mf": np.r_[good[:3], np.full(n - 3, np.nan)]}
     return truth, R.score_rows(truth, columns)
@@ -207,7 +207,10 @@ def test_ranking_rows_score_every_signal_against_both_metrics():
     assert by[("near_init", "test_miou")]["tau"] == pytest.approx(1.0)
     assert by[("mf", "test_miou")]["n"] == 3 and by[("mf_ws", "test_miou")]["n"] == 3
     assert by[("ws.a", "test_crack_iou")]["tau"] == pytest.approx(1.0)
+    assert by[("ws_loss.a", "test_miou")]["tau"] == pytest.approx(1.0) and by[("ws_loss.b", "test_crack_iou")]["tau"] < 0
     assert len(rows) == 2 * len(R.signals(["a", "b"], best="a"))
+    without_loss = [{k: v for k, v in r.items() if not k.startswith("ws_loss")} for r in scores]
+    assert not any(r["signal"].startswith("ws_loss") for r in R.ranking_rows(without_loss, R.signals(["a"]), RESAMPLES))
 
 
 def test_score_rows_refuse_a_column_of_another_length():
@@ -275,7 +278,7 @@ class FakeSupernet:
 
     def ws_scores(self, choices):
         value = np.atleast_2d(choices).sum(axis=1) / 100 + self.offset
-        return {"miou": value, "crack_iou": value / 2}
+        return {"miou": value, "crack_iou": value / 2, "loss": 1 - value}
 
     def finetune_and_evaluate(self, choices, epochs, rng):
         self.tuned.append(tuple(int(c) for c in choices))
@@ -286,7 +289,8 @@ def test_ws_scores_and_mf_column_with_a_fake_supernet():
     truth = R.ground_truth(table_rows(6))
     net = FakeSupernet()
     ws = R.ws_scores(net, truth.choices)
-    assert ws["crack_iou"] == pytest.approx(ws["miou"] / 2)
+    assert ws["crack_iou"] == pytest.approx(ws["miou"] / 2) and ws["loss"] == pytest.approx(1 - ws["miou"])
+    assert set(R.ws_scores(ReplicaSupernet(0, False), truth.choices)) == {"miou", "crack_iou"}  # a loss is optional
     mf = R.mf_column(net, ws["miou"], truth.choices, 2, 3, seed=0)
     top = R.top_k(ws["miou"], 2)
     assert np.isfinite(mf).sum() == 2 and np.isfinite(mf[top]).all()
@@ -323,8 +327,9 @@ def test_ws_columns_ask_every_variant(monkeypatch):
                         lambda profile, seed, variant=None: asked.append(variant) or FakeSupernet(len(asked)))
     truth = R.ground_truth(table_rows(4))
     columns = R.ws_columns(None, 0, truth.choices, ["a", "b"])
-    assert asked == ["a", "b"] and set(columns) == {"ws.a", "ws_crack.a", "ws.b", "ws_crack.b"}
+    assert asked == ["a", "b"] and set(columns) == {f"{p}.{v}" for p in ("ws", "ws_crack", "ws_loss") for v in "ab"}
     assert columns["ws.b"] - columns["ws.a"] == pytest.approx(np.ones(4))
+    assert columns["ws_loss.a"] == pytest.approx(columns["ws.a"] - 1)  # minus the loss: larger predicts better
 
 
 def test_steps_curve_over_the_checkpoints(monkeypatch):
@@ -547,6 +552,21 @@ def test_tau_gap_is_paired_and_variant_gaps_name_each_other_variant():
         f"tau_vs_profile.ws.{v}{end}" for v in ("a", "c") for end in ("", "_lo", "_hi")}
     assert against_b["tau_vs_profile.ws.a"] == pytest.approx(gaps["tau_gap_to_best.ws.b"])
     assert against_b["tau_vs_profile.ws.c"] < 0
+
+
+def test_loss_gaps_pair_each_variants_loss_with_its_miou():
+    truth = np.arange(12.0)
+    noisy = truth + np.random.default_rng(0).normal(0, 3, 12)
+    scores = [{"arch": str(i), "truth.test_miou": t, "ws.a": n, "ws_loss.a": t, "ws.b": t, "ws_loss.b": n, "ws.c": t}
+              for i, (t, n) in enumerate(zip(truth, noisy))]
+    gaps = R.loss_gaps(scores, ["a", "b", "c"], RESAMPLES)
+    assert set(gaps) == {f"tau_gap.ws_loss_vs_miou.{v}{end}" for v in ("a", "b") for end in ("", "_lo", "_hi")} | {
+        "tau_gap.ws_loss_vs_miou.n_positive"}  # c has no loss column
+    assert gaps["tau_gap.ws_loss_vs_miou.a"] == pytest.approx(1 - R.kendall(noisy, truth))
+    assert gaps["tau_gap.ws_loss_vs_miou.b"] == pytest.approx(-gaps["tau_gap.ws_loss_vs_miou.a"])
+    assert gaps["tau_gap.ws_loss_vs_miou.a_lo"] <= gaps["tau_gap.ws_loss_vs_miou.a"] <= gaps["tau_gap.ws_loss_vs_miou.a_hi"]
+    assert gaps["tau_gap.ws_loss_vs_miou.n_positive"] == 1
+    assert R.loss_gaps([{k: v for k, v in r.items() if "loss" not in k} for r in scores], ["a"], RESAMPLES) == {}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -10,11 +10,11 @@ import torch
 
 from linas_lib.keys import seeded_module
 from linas_lib.encoder.features import FeatureSplit, load_or_build
-from linas_lib.losses import NonFiniteLossError, check_finite, latency_penalty, segmentation_terms
+from linas_lib.losses import NonFiniteLossError, check_finite, latency_penalty, segmentation_loss, segmentation_terms
 from linas_lib.metrics import confusion_counts, miou_from_counts
 from linas_lib.supernet.evaluate import WeightSharingEvaluator
 from linas_lib.supernet.train import LatencyTerms, arch_step, weight_step
-from linas_lib.supernet.model import Supernet, argmax_choices, extract_decoder, gumbel_temperature
+from linas_lib.supernet.model import Supernet, argmax_choices, eval_mode, extract_decoder, gumbel_temperature
 
 RES = 32
 TAP_SHAPES = ((64, 16), (128, 8), (256, 4), (512, 2), (1024, 2))
@@ -183,6 +183,10 @@ def test_ws_evaluator_deterministic_and_batched(supernet):
     ev.memo.clear()
     assert first.shape == (2,) and np.array_equal(first, ev.evaluate(archs))
     assert ((first >= 0) & (first <= 1)).all()
+    # the loss: the training objective of each batch (2 + 1 images), weighted by its size
+    with torch.no_grad(), eval_mode(supernet):
+        by_hand = [segmentation_loss(supernet.forward_arch(t, archs[1]), m) for t, m in split.batches(2)]
+    assert ev.scores(archs)["loss"][1] == pytest.approx((2 * float(by_hand[0]) + float(by_hand[1])) / 3, rel=1e-5)
 
 
 def test_binarised_arch_step_moves_only_alphas_and_is_deterministic():

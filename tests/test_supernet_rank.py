@@ -15,7 +15,7 @@ from linas_lib.encoder.features import Features, FeatureSplit
 from linas_lib.space import choice_index
 from linas_lib.supernet import oneshot as O
 from linas_lib.supernet import train as T
-from linas_lib.supernet.evaluate import WeightSharingEvaluator
+from linas_lib.supernet.evaluate import SCORES, WeightSharingEvaluator
 from linas_lib.supernet.model import (Supernet, candidate_param_counts, largest_path, mean_path_complexity,
                                       path_complexity, smallest_path)
 from test_supernet import RES, TINY, _assert_equal_nested, _final, _tiny_split, _trained_tiny, tiny_supernet
@@ -333,9 +333,9 @@ def test_bn_recalibration_fixes_off_statistics_and_leaves_the_supernet_bit_ident
 
     off_plain, off_recal = plain(off).scores(path), recal(off).scores(path)
     assert off_plain["miou"] != pytest.approx(off_recal["miou"])  # recalibration changed the score ...
-    for name in ("miou", "crack_iou"):  # ... to that of fresh statistics, whatever they were
+    for name in ("miou", "crack_iou", "loss"):  # ... to that of fresh statistics, whatever they were
         assert off_recal[name] == pytest.approx(clean_recal[name])
-    assert {k for k in off_recal} == {"miou", "crack_iou"}
+    assert set(off_recal) == set(SCORES)
     after = off.state_dict()
     assert all(torch.equal(state[k], after[k]) for k in state)  # the supernet itself is bit-identical
     assert {name: m.training for name, m in off.named_modules()} == flags
@@ -387,7 +387,8 @@ def test_alpha_steps_read_only_their_part_and_ws_only_the_held_out_part(monkeypa
     assert ts.evaluator.split.names == val.names[2:] and bool((ts.evaluator.split.masks == 1).all())
     assert ts.alpha_split.names == val.names[:2]
     scores = ts.ws_scores(np.array([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]))
-    assert set(scores) == {"miou", "crack_iou"} and scores["crack_iou"].shape == (2,)
+    assert set(scores) == {"miou", "crack_iou", "loss"} and scores["crack_iou"].shape == (2,)
+    assert (scores["loss"] > 0).all()
     assert T.TrainedSupernet(state.model, [], ts.features, replace(cfg, alpha_val_share=1.0), None,
                              "k").evaluator.split.names == val.names
 

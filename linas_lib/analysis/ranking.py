@@ -62,7 +62,7 @@ METRICS = {"test_miou": "miou", "test_crack_iou": "crack_iou"}
 HEADLINE = "test_miou"  # the metric of the summary's tau.*, rho.*, p10.*
 SELECTION = "val_miou"  # what picks the best WS variant: never the test metric it is then scored on
 # +1: a larger score predicts a better architecture (used by precision@10 % only)
-DIRECTIONS = {"ws": 1, "near": 1, "near_exact": 1, "near_init": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
+DIRECTIONS = {"ws": 1, "ws_loss": 1, "near": 1, "near_exact": 1, "near_init": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
 SEED_CEILING = "seed_ceiling"
 SEED_CEILING_MF = "seed_ceiling_mf"  # the seed ceiling on the multi-fidelity signal's top k
 BOOT_STREAM, MF_STREAM, NEAR_INIT_STREAM = 0xB007, 0x3F1D, 0x1417
@@ -386,6 +386,7 @@ def signals(variants: Sequence[str], best: str | None = None, mf: bool = True) -
     """The study's signals in table order (``mf_ws``: the best WS variant on the fine-tuned subset)."""
     out = [Signal(f"ws.{v}", {"test_miou": f"ws.{v}", "test_crack_iou": f"ws_crack.{v}"}, DIRECTIONS["ws"])
            for v in variants]
+    out += [Signal(f"ws_loss.{v}", {"*": f"ws_loss.{v}"}, DIRECTIONS["ws_loss"]) for v in variants]
     out += [Signal(n, {"*": n}, DIRECTIONS[n]) for n in ("near", "near_exact", "near_init", "latency", "flops", "params")]
     if mf:
         out.append(Signal("mf", {"*": "mf"}, DIRECTIONS["mf"]))
@@ -629,20 +630,26 @@ def data_mismatch(profile, seed: int, path: Path) -> str:
 
 
 def ws_columns(profile, seed: int, choices: np.ndarray, variants: Sequence[str]) -> dict[str, np.ndarray]:
-    """``ws.<variant>`` (WS mIoU) and ``ws_crack.<variant>`` (WS crack IoU) of every architecture."""
+    """``ws.<variant>`` (WS mIoU), ``ws_crack.<variant>`` (WS crack IoU) and ``ws_loss.<variant>``
+    (minus the WS segmentation loss, so larger predicts better) of every architecture, from the
+    same forward passes."""
     from ..supernet.train import trained_supernet
 
     out = {}
     for variant in variants:
         scores = ws_scores(trained_supernet(profile, seed, variant), choices)
         out[f"ws.{variant}"], out[f"ws_crack.{variant}"] = scores["miou"], scores["crack_iou"]
+        if "loss" in scores:
+            out[f"ws_loss.{variant}"] = -scores["loss"]
     return out
 
 
 def ws_scores(supernet, choices: np.ndarray) -> dict[str, np.ndarray]:
-    """``{"miou": (n,), "crack_iou": (n,)}`` of ``supernet.ws_scores`` over architectures ``(n, 5)``."""
+    """``{"miou": (n,), "crack_iou": (n,)}`` of ``supernet.ws_scores`` over architectures ``(n, 5)``,
+    and ``"loss"`` when the supernet gives it (:class:`~linas_lib.supernet.evaluate.WeightSharingEvaluator`)."""
     scores = supernet.ws_scores(np.asarray(choices, dtype=np.int64))
-    return {k: np.asarray(scores[k], dtype=float).reshape(-1) for k in ("miou", "crack_iou")}
+    keys = ("miou", "crack_iou", "loss") if "loss" in scores else ("miou", "crack_iou")
+    return {k: np.asarray(scores[k], dtype=float).reshape(-1) for k in keys}
 
 
 def oracle_rows(supernet, table: BenchTable, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
@@ -986,6 +993,31 @@ def variant_gaps(scores: Sequence[dict], variants: Sequence[str], best: str, n_r
             out.update(gap(best, variant, f"tau_gap_to_best.ws.{variant}"))
         if reference in variants and variant != reference:
             out.update(gap(variant, reference, f"tau_vs_profile.ws.{variant}"))
+    return out
+
+
+def loss_gaps(scores: Sequence[dict], variants: Sequence[str], n_resamples: int = 2000,
+               seed: int = 0) -> dict[str, float]:
+    """Does the WS loss rank better than WS mIoU? ``tau_gap.ws_loss_vs_miou.<variant>`` (with
+    ``_lo`` / ``_hi``): the tau of ``ws_loss.<variant>`` minus that of ``ws.<variant>`` on the
+    headline metric (:func:`tau_gap`, paired over architectures), and
+    ``tau_gap.ws_loss_vs_miou.n_positive``: for how many variants it is above 0. Both scores
+    come from the same forward passes of the same supernet, so the gap is free of training
+    noise; each variant is another training. Empty when ``scores`` has no loss columns.
+    """
+    df = _frame(scores)
+    truth = df[f"truth.{HEADLINE}"].astype(float)
+    out = {}
+    for variant in variants:
+        if f"ws_loss.{variant}" not in df.columns:
+            continue
+        value, low, high = tau_gap(df[f"ws_loss.{variant}"].astype(float), df[f"ws.{variant}"].astype(float), truth,
+                                   n_resamples, seed)
+        key = f"tau_gap.ws_loss_vs_miou.{variant}"
+        out.update({key: value, f"{key}_lo": low, f"{key}_hi": high})
+    gaps = [v for k, v in out.items() if not k.endswith(("_lo", "_hi"))]
+    if gaps:
+        out["tau_gap.ws_loss_vs_miou.n_positive"] = float(sum(g > 0 for g in gaps))
     return out
 
 

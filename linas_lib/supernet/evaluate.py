@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..encoder.features import FeatureSplit
+from ..losses import segmentation_loss
 from ..metrics import MIoUMeter
 from ..space import as_choices
 from .model import Supernet, bn_statistics_kept, eval_mode
@@ -76,8 +77,11 @@ def path_bn_recalibrated(model: Supernet, choices, batches) -> Iterator[None]:
                 m.momentum = momentum
 
 
+SCORES = ("miou", "crack_iou", "loss")  # what :meth:`WeightSharingEvaluator.scores` returns per architecture
+
+
 class WeightSharingEvaluator:
-    """mIoU and crack IoU of architectures with the supernet's shared weights, on a fixed split.
+    """mIoU, crack IoU and loss of architectures with the supernet's shared weights, on a fixed split.
 
     Deterministic: only the architecture's path runs (no Gumbel noise, no alpha), BN in
     eval mode, either with each candidate's running statistics from supernet training or,
@@ -85,6 +89,11 @@ class WeightSharingEvaluator:
     ``recalib_batches`` batches of ``recalib`` (in order) before scoring
     (:func:`path_bn_recalibrated`; the model is left bit-identical). Results are memoised per
     architecture.
+
+    ``loss`` is the training objective (:func:`~linas_lib.losses.segmentation_loss`: cross-entropy
+    + soft Dice + boundary cross-entropy) of the scored images, each batch's value weighted by
+    its size. Unlike mIoU it reads the predicted probabilities, not only their argmax, so on a
+    few images it is a smoother (lower = better) score of the same path.
 
     Args:
         model: the trained supernet.
@@ -105,14 +114,17 @@ class WeightSharingEvaluator:
         self.memo: dict[tuple[int, ...], dict[str, float]] = {}
 
     def scores_one(self, choices) -> dict[str, float]:
-        """``{"miou", "crack_iou"}`` of one architecture ``(5,)``."""
+        """``{"miou", "crack_iou", "loss"}`` of one architecture ``(5,)``."""
         key = tuple(int(c) for c in as_choices(choices))
         if key not in self.memo:
-            meter = MIoUMeter()
+            meter, loss_sum, n_images = MIoUMeter(), 0.0, 0
             with path_bn_recalibrated(self.model, key, self.recalib_batches), torch.no_grad():
                 for taps, masks in self.batches:
-                    meter.update(self.model.forward_arch(taps, key), masks)
-            self.memo[key] = {"miou": meter.value(), "crack_iou": meter.crack_iou()}
+                    logits = self.model.forward_arch(taps, key)
+                    meter.update(logits, masks)
+                    loss_sum += float(segmentation_loss(logits, masks)) * len(masks)
+                    n_images += len(masks)
+            self.memo[key] = {"miou": meter.value(), "crack_iou": meter.crack_iou(), "loss": loss_sum / n_images}
         return self.memo[key]
 
     def background_scores(self) -> dict[str, float]:
@@ -136,10 +148,10 @@ class WeightSharingEvaluator:
         return self.scores(choices)["miou"]
 
     def scores(self, choices: np.ndarray) -> dict[str, np.ndarray]:
-        """``{"miou": (n,), "crack_iou": (n,)}`` of architectures ``(n, 5)`` (or one ``(5,)``)."""
+        """``{"miou": (n,), "crack_iou": (n,), "loss": (n,)}`` of architectures ``(n, 5)`` (or one ``(5,)``)."""
         arr = np.atleast_2d(np.asarray(choices, dtype=np.int64))
         rows = [self.scores_one(c) for c in arr]
-        return {name: np.array([r[name] for r in rows], dtype=np.float64) for name in ("miou", "crack_iou")}
+        return {name: np.array([r[name] for r in rows], dtype=np.float64) for name in SCORES}
 
 
 def _contiguous(batches) -> list:
