@@ -235,3 +235,45 @@ def test_the_table_must_hold_each_seeds_val_miou(monkeypatch, tmp_path):
         S.load_table_rows(None)
     monkeypatch.setattr(R, "read_table_rows", lambda p: [{"arch": "a", "seed": 0, "test_miou": 0.5, "val_miou": 0.4}])
     assert S.load_table_rows(None)[0]["val_miou"] == 0.4
+
+
+def _loss_scores(n: int = 80) -> list[dict]:
+    """Truth leaning on FLOPs; WS mIoU noisy; loss ``a`` = WS ranks plus a FLOPs lean (a size
+    prior, no new information), loss ``b`` = a less noisy reading of the truth."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    flops = rng.uniform(1, 10, n)
+    truth = 0.3 * (flops - flops.mean()) / flops.std() + rng.normal(0, 1, n)
+    ws_a, ws_b = truth + rng.normal(0, 1.0, n), truth + rng.normal(0, 1.0, n)
+    loss_a = rankdata(ws_a) + 0.6 * rankdata(flops)
+    loss_b = truth + rng.normal(0, 0.3, n)
+    return [{"arch": str(i), "truth.test_miou": truth[i], "flops": flops[i], "ws.a": ws_a[i], "ws_loss.a": loss_a[i],
+             "ws.b": ws_b[i], "ws_loss.b": loss_b[i], "ws.c": ws_b[i]} for i in range(n)]
+
+
+def test_the_loss_control_sees_through_a_size_prior_and_credits_a_better_reading():
+    rows = {r["variant"]: r for r in S.loss_size_control(_loss_scores(), ["a", "b", "c"], n_resamples=200)}
+    assert set(rows) == {"a", "b"}  # c has no loss column
+    a, b = rows["a"], rows["b"]
+    assert a["size_tau_loss"] > a["size_tau_ws"] and a["size_tau_matched"] == pytest.approx(a["size_tau_loss"], abs=0.02)
+    assert a["lam"] == pytest.approx(0.6, abs=0.05)  # the lean is recovered without the truth
+    assert abs(a["loss_minus_matched"]) < 0.02 and a["loss_minus_matched_lo"] <= 0 <= a["loss_minus_matched_hi"]
+    assert b["loss_minus_ws"] > 0.15 and b["loss_minus_matched_lo"] > 0  # a better reading, not a size prior
+    summary = S.loss_control_summary(list(rows.values()))
+    assert summary["ws_loss.n_variants"] == 2
+    assert summary["tau_gap.ws_loss_vs_size_matched.b"] == b["loss_minus_matched"]
+    assert summary["ws_loss_size_shift.a"] == pytest.approx(a["size_tau_loss"] - a["size_tau_ws"])
+    assert S.loss_control_summary([]) == {}
+
+
+def test_the_loss_control_needs_the_size_column_and_the_bias_rows_read_the_loss_scores():
+    scores = [{k: v for k, v in r.items() if k != "flops"} for r in _loss_scores(10)]
+    with pytest.raises(S.ShortfallError, match="no 'flops' column"):
+        S.loss_size_control(scores, ["a"])
+    assert S.loss_size_control(_loss_scores(10), ["c"]) == []
+    scores, table, _, _ = _noisy_table(60, np.random.default_rng(8), width_penalty=0.06)
+    scores = [{**r, "ws_loss.a": -r["ws.a"]} for r in scores]  # the loss score of variant a: the reversed ranking
+    rows = {r["signal"]: r for r in S.width_bias(scores, ["a"], table, n_resamples=50, features=("mean_width",))}
+    assert rows["ws_loss.a"]["role"] == "ws" and rows["ws_loss.a"]["rho"] == pytest.approx(-rows["ws.a"]["rho"])
+    assert "ws_width_bias.ws_loss.a" in S.bias_summary(list(rows.values()))

@@ -27,6 +27,14 @@ alone (no supernet runs, so the study takes seconds):
    standalone val mIoU, scored (like WS) against a seed whose training it does not share
    (leave one seed out). WS minus the controls, with a paired CI, is the bias.
 
+A cure, and its control: 04 also scores each supernet by minus its WS segmentation loss
+(``ws_loss.<variant>``, the same forward passes as WS mIoU). FLOPs alone rank with tau
+about 0.36, so a score could gain tau by leaning towards larger decoders rather than by
+reading accuracy better. :func:`loss_size_control` builds, per variant, the WS mIoU ranks
+mixed with the FLOPs ranks until they correlate with FLOPs as much as the loss score does
+(no truth involved): the loss's tau gap to that size-matched arm is its gain beyond a size
+prior.
+
 Every function is pure: arrays and rows in, numbers out.
 """
 
@@ -303,6 +311,8 @@ def _loso_partial(pred, tests: np.ndarray, width, own: int | None = None) -> flo
     return float(np.mean([width_partial_corr(pred, tests[:, t], width) for t in range(tests.shape[1]) if t != own]))
 
 
+SIZE_FEATURE = "flops"  # the size prior of the loss score's control (the trivial baseline that ranks best)
+MIX_WEIGHTS = np.linspace(-2.0, 2.0, 401)  # weights of the FLOPs ranks tried for the size-matched arm
 FEATURES = ("mean_width", "params", "flops")  # mean_width the suspect; parameters and FLOPs: size, its controls
 
 
@@ -327,7 +337,8 @@ def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2
     For each feature of :func:`feature_columns` (the mean width first; parameters and FLOPs
     say whether a width bias is one of size): ``rho`` is :func:`width_partial_corr` with the
     feature against one training seed's test mIoU, averaged over the seeds, for each WS
-    signal (every variant, then the ensemble where ``scores`` has it; ``role`` ``ws``) over
+    signal (every variant, then the ensemble where ``scores`` has it, then each variant's WS loss
+    score ``ws_loss.<variant>`` where it has one; ``role`` ``ws``) over
     every seed, and for each seed's standalone val mIoU (``standalone_val.s<seed>``, ``role``
     ``control``) over the *other* seeds, so neither shares training noise with the truth it is
     read against. WS rows also carry ``minus_control`` (their rho minus the controls' mean).
@@ -346,6 +357,7 @@ def width_bias(scores, variants: Sequence[str], table_rows, n_resamples: int = 2
         raise ValueError(f"width bias: needs val_miou and {HEADLINE} of >= 2 seeds; the table has {len(seeds)}")
     feats, truth = feature_columns(df, features), df[f"truth.{HEADLINE}"].to_numpy(dtype=float)
     names = [f"ws.{v}" for v in variants] + ([ENSEMBLE] if ENSEMBLE in df.columns else [])
+    names += [f"ws_loss.{v}" for v in variants if f"ws_loss.{v}" in df.columns]
     preds = {name: df[name].to_numpy(dtype=float) for name in names}
     keep = np.logical_and.reduce([np.isfinite(truth), *np.isfinite(val.T), *np.isfinite(test.T),
                                   *(np.isfinite(p) for p in (*preds.values(), *feats.values()))])
@@ -428,3 +440,69 @@ def shortfall_summary(scores, variants: Sequence[str], rows: Sequence[dict], bia
             out.update({f"{k}.{r['signal']}": float(r[k]) for k in ("tau", "tau_lo", "tau_hi")})
     return {**out, **ensemble_gap(scores, variants, n_resamples, seed), **agreement(scores, variants),
             **bias_summary(bias_rows)}
+
+
+def size_matched(ws, size, target: float) -> tuple[np.ndarray, float]:
+    """``rank(ws) + lam * rank(size)`` with ``lam`` from :data:`MIX_WEIGHTS` whose Kendall tau
+    with ``size`` lies closest to ``target`` (the first such ``lam``, smallest first).
+
+    Returns:
+        ``(the mixed score, lam)``.
+    """
+    from scipy.stats import rankdata
+
+    r_ws, r_size = rankdata(ws), rankdata(size)
+    taus = np.array([kendall(r_ws + lam * r_size, size) for lam in MIX_WEIGHTS])
+    lam = float(MIX_WEIGHTS[int(np.nanargmin(np.abs(taus - target)))])
+    return r_ws + lam * r_size, lam
+
+
+def loss_size_control(scores, variants: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Does the WS loss score rank better than WS mIoU beyond a size prior? One row per variant
+    with a ``ws_loss.<variant>`` column.
+
+    Row fields: ``tau_ws``, ``tau_loss`` and ``tau_matched`` against the mean test mIoU;
+    ``size_tau_*``, each score's Kendall tau with :data:`SIZE_FEATURE`; ``lam``, the
+    size-matched arm's weight (:func:`size_matched`, chosen on the scores alone);
+    ``loss_minus_ws`` and ``loss_minus_matched``, paired tau gaps with bootstrap CIs over
+    architectures (``_lo`` / ``_hi``; ``lam`` stays fixed in the resamples). A loss gain
+    that is a size prior shows as ``loss_minus_matched`` about 0.
+
+    Raises:
+        ShortfallError: ``scores`` lacks the :data:`SIZE_FEATURE` column.
+    """
+    df = _frame(scores)
+    if SIZE_FEATURE not in df.columns:
+        raise ShortfallError(f"04's scores have no {SIZE_FEATURE!r} column: the loss score's size control needs it")
+    truth, size = df[f"truth.{HEADLINE}"].to_numpy(dtype=float), df[SIZE_FEATURE].to_numpy(dtype=float)
+    rows = []
+    for variant in variants:
+        if f"ws_loss.{variant}" not in df.columns:
+            continue
+        ws, loss = df[f"ws.{variant}"].to_numpy(dtype=float), df[f"ws_loss.{variant}"].to_numpy(dtype=float)
+        keep = np.isfinite(truth) & np.isfinite(size) & np.isfinite(ws) & np.isfinite(loss)
+        ws, loss, t, z = ws[keep], loss[keep], truth[keep], size[keep]
+        matched, lam = size_matched(ws, z, kendall(loss, z))
+        row = {"variant": variant, "n": int(keep.sum()), "lam": lam,
+               "tau_ws": kendall(ws, t), "tau_loss": kendall(loss, t), "tau_matched": kendall(matched, t),
+               "size_tau_ws": kendall(ws, z), "size_tau_loss": kendall(loss, z), "size_tau_matched": kendall(matched, z)}
+        for name, other in (("loss_minus_ws", ws), ("loss_minus_matched", matched)):
+            gap, low, high = tau_gap(loss, other, t, n_resamples, seed)
+            row.update({name: gap, f"{name}_lo": low, f"{name}_hi": high})
+        rows.append(row)
+    return rows
+
+
+def loss_control_summary(rows: Sequence[dict]) -> dict[str, float]:
+    """From :func:`loss_size_control` rows: ``tau_gap.ws_loss_vs_size_matched.<variant>`` (with
+    ``_lo`` / ``_hi``), ``ws_loss_size_shift.<variant>`` (the loss score's tau with FLOPs minus
+    WS mIoU's) and ``ws_loss.n_variants``; empty without rows."""
+    out = {}
+    for r in rows:
+        key = f"tau_gap.ws_loss_vs_size_matched.{r['variant']}"
+        out.update({key: float(r["loss_minus_matched"]), f"{key}_lo": float(r["loss_minus_matched_lo"]),
+                    f"{key}_hi": float(r["loss_minus_matched_hi"]),
+                    f"ws_loss_size_shift.{r['variant']}": float(r["size_tau_loss"] - r["size_tau_ws"])})
+    if rows:
+        out["ws_loss.n_variants"] = float(len(rows))
+    return out

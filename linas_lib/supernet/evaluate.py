@@ -93,7 +93,10 @@ class WeightSharingEvaluator:
     ``loss`` is the training objective (:func:`~linas_lib.losses.segmentation_loss`: cross-entropy
     + soft Dice + boundary cross-entropy) of the scored images, each batch's value weighted by
     its size. Unlike mIoU it reads the predicted probabilities, not only their argmax, so on a
-    few images it is a smoother (lower = better) score of the same path.
+    few images it is a smoother (lower = better) score of the same path. Its Dice and boundary
+    terms pool the pixels of a batch, so the value depends on ``batch_size`` (and the split's
+    order), as the training loss does: scores are comparable across architectures of one
+    evaluator, not across batch sizes.
 
     Args:
         model: the trained supernet.

@@ -605,8 +605,8 @@ class TrainedSupernet:
         return ws_evaluator(self.model, self.cfg, self.features["train"], self.features["val"])
 
     def ws_scores(self, choices) -> dict[str, np.ndarray]:
-        """WS ``{"miou": (n,), "crack_iou": (n,)}`` of architectures ``(n, 5)`` (or one ``(5,)``),
-        entry ``i`` for architecture ``i`` (memoised by :attr:`evaluator`)."""
+        """WS ``{"miou": (n,), "crack_iou": (n,), "loss": (n,)}`` of architectures ``(n, 5)`` (or one
+        ``(5,)``), entry ``i`` for architecture ``i`` (memoised by :attr:`evaluator`)."""
         return self.evaluator.scores(choices)
 
     def feature_batch(self, n: int) -> tuple[torch.Tensor, ...]:
