@@ -483,10 +483,11 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     """Kendall tau of the weight-sharing ranking against supernet weight steps, with its CI band.
 
     Args:
-        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, weights, replica, tau, tau_lo, tau_hi}``
-            (one line per ``weights``: ``raw`` one-shot weights, ``ema`` their moving average;
-            rows without ``weights`` are raw): the replica means with their CI band and a thin
-            line per training replica where there are several.
+        curve_rows: ``tau_vs_steps.csv`` rows ``{steps, weights, replica, score, tau, tau_lo, tau_hi}``
+            (a colour per ``weights``: ``raw`` one-shot weights, ``ema`` their moving average;
+            rows without ``weights`` are raw; solid lines WS mIoU, dashed the WS loss, rows
+            without ``score`` are WS mIoU): the replica means with their CI band (WS mIoU) and a
+            thin line per training replica where there are several.
         ceiling: the seed-ceiling row of ``ranking.csv`` (dashed line and band), if any.
 
     Returns:
@@ -496,24 +497,30 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
 
     from .analysis.ranking import curve_rows_for_summary
 
-    labels = {"raw": "WS tau", "ema": "WS tau, weights averaged (EMA)"}
+    labels = {"raw": "raw weights", "ema": "weights averaged (EMA)"}
+    styles = {"ws": ("o-", "WS mIoU"), "ws_loss": ("s--", "WS loss")}
+    score_of = lambda r: r.get("score", "ws") if isinstance(r.get("score", "ws"), str) else "ws"  # noqa: E731
     headline = curve_rows_for_summary(curve_rows)
     replicas = sorted({str(r.get("replica", 0)) for r in curve_rows} - {"mean"})
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    for color, (arm, label) in zip(("C0", "C1"), labels.items()):
-        ordered = sorted((r for r in headline if r.get("weights", "raw") == arm), key=lambda r: r["steps"])
-        if not ordered:
-            continue
-        steps = [r["steps"] for r in ordered]
-        if len(replicas) > 1:
-            label += f", mean of {len(replicas)} training replicas"
-            for replica in replicas:
-                own = sorted((r for r in curve_rows if r.get("weights", "raw") == arm and str(r.get("replica", 0)) == replica),
+    for color, (arm, arm_label) in zip(("C0", "C1"), labels.items()):
+        for score, (style, score_label) in styles.items():
+            ordered = sorted((r for r in headline if r.get("weights", "raw") == arm and score_of(r) == score),
                              key=lambda r: r["steps"])
-                ax.plot([r["steps"] for r in own], [r["tau"] for r in own], "-", color=color, lw=0.7, alpha=0.6)
-        ax.plot(steps, [r["tau"] for r in ordered], "o-", color=color, label=label)
-        ax.fill_between(steps, [r["tau_lo"] for r in ordered], [r["tau_hi"] for r in ordered], color=color,
-                        alpha=0.2, lw=0)
+            if not ordered:
+                continue
+            label = f"{score_label}, {arm_label}"
+            steps = [r["steps"] for r in ordered]
+            if len(replicas) > 1:
+                label += f", mean of {len(replicas)} replicas"
+            if score == "ws":
+                for replica in replicas:
+                    own = sorted((r for r in curve_rows if r.get("weights", "raw") == arm and score_of(r) == score
+                                  and str(r.get("replica", 0)) == replica), key=lambda r: r["steps"])
+                    ax.plot([r["steps"] for r in own], [r["tau"] for r in own], "-", color=color, lw=0.7, alpha=0.6)
+                ax.fill_between(steps, [r["tau_lo"] for r in ordered], [r["tau_hi"] for r in ordered], color=color,
+                                alpha=0.2, lw=0)
+            ax.plot(steps, [r["tau"] for r in ordered], style, color=color, ms=4, label=label)
     if not curve_rows:
         ax.text(0.5, 0.5, "no checkpoints", ha="center", va="center", transform=ax.transAxes)
     if ceiling is not None:
@@ -522,7 +529,7 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     ax.set_xlabel("supernet weight steps")
     ax.set_ylabel("Kendall tau (test mIoU)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
 

@@ -285,12 +285,19 @@ class FakeSupernet:
         return float(np.sum(choices)) / 100 + epochs
 
 
+class NoLossSupernet(FakeSupernet):
+    """A :class:`FakeSupernet` whose evaluator gives no loss."""
+
+    def ws_scores(self, choices):
+        return {k: v for k, v in super().ws_scores(choices).items() if k != "loss"}
+
+
 def test_ws_scores_and_mf_column_with_a_fake_supernet():
     truth = R.ground_truth(table_rows(6))
     net = FakeSupernet()
     ws = R.ws_scores(net, truth.choices)
     assert ws["crack_iou"] == pytest.approx(ws["miou"] / 2) and ws["loss"] == pytest.approx(1 - ws["miou"])
-    assert set(R.ws_scores(ReplicaSupernet(0, False), truth.choices)) == {"miou", "crack_iou"}  # a loss is optional
+    assert set(R.ws_scores(NoLossSupernet(), truth.choices)) == {"miou", "crack_iou"}  # a loss is optional
     mf = R.mf_column(net, ws["miou"], truth.choices, 2, 3, seed=0)
     top = R.top_k(ws["miou"], 2)
     assert np.isfinite(mf).sum() == 2 and np.isfinite(mf[top]).all()
@@ -338,23 +345,39 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     profile = load_profile("smoke")
     profile = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_ema=0.0, steps_replicas=1))
     asked = []
-    monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: asked.append(
-        (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps + (not raw)))
+    recording = lambda p, s, steps, variant=None, raw=False: asked.append(  # noqa: E731
+        (steps, variant, p.supernet.eval_checkpoints, p.supernet.warmup_epochs)) or FakeSupernet(steps + (not raw))
+    monkeypatch.setattr(train, "supernet_at_steps", recording)
     truth = R.ground_truth(table_rows(6))
-    curve = R.steps_curve(profile, 0, truth, RESAMPLES)
+    every = R.steps_curve(profile, 0, truth, RESAMPLES)
     own = profile.supernet.warmup_epochs
-    # the profile's own variant, the last step first (one replay saves every snapshot); rows in step order
+    # the profile's own variant, the last step first (one replay saves every snapshot); rows by score, then step
     assert asked == [(20, None, (10, 20), own), (10, None, (10, 20), own)]
-    assert [r["steps"] for r in curve] == [10, 20] and all(r["n"] == 6 and r["metric"] == "test_miou" for r in curve)
-    assert all(r["weights"] == "raw" for r in curve)  # no moving average: the raw arm only
-    assert R.curve_summary(curve) == {"tau_steps.10": curve[0]["tau"], "tau_steps.20": curve[1]["tau"],
+    assert [(r["score"], r["steps"]) for r in every] == [("ws", 10), ("ws", 20), ("ws_loss", 10), ("ws_loss", 20)]
+    assert all(r["n"] == 6 and r["metric"] == "test_miou" for r in every)
+    assert all(r["weights"] == "raw" for r in every)  # no moving average: the raw arm only
+    curve, loss = every[:2], every[2:]
+    # the fake's loss is 1 - its mIoU: the same ranking, a gap of 0 to WS mIoU
+    assert [r["tau"] for r in loss] == [r["tau"] for r in curve] and all(r["tau_minus_ws"] == 0 for r in loss)
+    assert R.curve_summary(every) == {"tau_steps.10": curve[0]["tau"], "tau_steps.20": curve[1]["tau"],
+                                      "tau_steps_loss.10": loss[0]["tau"], "tau_steps_loss.20": loss[1]["tau"],
+                                      **{f"tau_steps_loss_minus_ws.{s}{end}": 0.0 for s in (10, 20) for end in ("", "_lo", "_hi")},
                                       "tau_steps.replicas": 1.0}
+    monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: NoLossSupernet(steps))
+    assert {r["score"] for r in R.steps_curve(profile, 0, truth, RESAMPLES)} == {"ws"}  # without a loss, WS mIoU only
+    monkeypatch.setattr(train, "supernet_at_steps", recording)
+    snapshots = R.snapshot_scores(profile, 0, truth)
+    assert sorted(snapshots) == [(10, "raw", 0), (20, "raw", 0)] and set(snapshots[10, "raw", 0]) == {"ws", "ws_loss"}
+    assert R.steps_curve(profile, 0, truth, RESAMPLES, snapshots) == every  # the scores computed once, passed in
+    long = R.snapshot_rows(snapshots, truth)
+    assert len(long) == 2 * 2 * 6 and long[0] == {"arch": truth.archs[0], "steps": 10, "weights": "raw", "replica": 0,
+                                                  "score": "ws", "value": snapshots[10, "raw", 0]["ws"][0]}
     longer = replace(profile, ranking=replace(profile.ranking, steps=(20, 10), steps_oneshot_epochs=own + 3))
     R.steps_curve(longer, 0, truth, RESAMPLES)
     assert asked[-1] == (10, None, (10, 20), own + 3)
     averaged = replace(profile, ranking=replace(profile.ranking, steps_oneshot_ema=0.9))
     assert R.curve_profile(averaged).supernet.oneshot_ema == 0.9 and R.curve_profile(profile).supernet.oneshot_ema == 0
-    both = R.steps_curve(averaged, 0, truth, RESAMPLES)
+    both = [r for r in R.steps_curve(averaged, 0, truth, RESAMPLES) if r["score"] == "ws"]
     assert [(r["steps"], r["weights"]) for r in both] == [(10, "raw"), (10, "ema"), (20, "raw"), (20, "ema")]
     summary = R.curve_summary(both)
     assert {k: summary[k] for k in ("tau_steps.10", "tau_steps_ema.10", "tau_steps.20", "tau_steps_ema.20")} == {
@@ -363,7 +386,7 @@ def test_steps_curve_over_the_checkpoints(monkeypatch):
     for step, raw, ema in ((10, both[0], both[1]), (20, both[2], both[3])):  # the paired gap of the same step
         assert summary[f"tau_steps_ema_minus_raw.{step}"] == pytest.approx(ema["tau"] - raw["tau"])
         assert np.isnan(raw["tau_minus_raw"]) and ema["tau_minus_raw_lo"] <= ema["tau_minus_raw"] <= ema["tau_minus_raw_hi"]
-    assert len(summary) == 4 + 2 * 3 + 1
+    assert len([k for k in summary if not k.startswith("tau_steps_loss")]) == 4 + 2 * 3 + 1
     shorter = replace(longer, ranking=replace(longer.ranking, steps_oneshot_epochs=own - 1))
     assert R.curve_profile(shorter).supernet.warmup_epochs == own  # never shorter than the profile's own
     no_steps = replace(profile, ranking=replace(profile.ranking, steps=()))
@@ -379,8 +402,8 @@ class ReplicaSupernet(FakeSupernet):
 
     def ws_scores(self, choices):
         value = np.atleast_2d(choices).sum(axis=1) / 100
-        value = value + self.noise.normal(0, 0.05, value.size)
-        return {"miou": value, "crack_iou": value / 2}
+        noise = self.noise.normal(0, 0.05, (2, value.size))
+        return {"miou": value + noise[0], "crack_iou": (value + noise[0]) / 2, "loss": 1 - value + noise[1]}
 
 
 def test_steps_curve_over_training_replicas(monkeypatch):
@@ -392,10 +415,18 @@ def test_steps_curve_over_training_replicas(monkeypatch):
     monkeypatch.setattr(train, "supernet_at_steps", lambda p, s, steps, variant=None, raw=False: asked.append(
         (p.supernet.replica, raw)) or ReplicaSupernet(p.supernet.replica, raw))
     truth = R.ground_truth(table_rows(12))
-    curve = R.steps_curve(profile, 0, truth, RESAMPLES)
+    every = R.steps_curve(profile, 0, truth, RESAMPLES)
     assert sorted(asked) == [(0, False), (0, True), (1, False), (1, True)]
-    assert [(r["weights"], r["replica"]) for r in curve] == [
-        ("raw", 0), ("raw", 1), ("raw", "mean"), ("ema", 0), ("ema", 1), ("ema", "mean")]
+    order = [("raw", 0), ("raw", 1), ("raw", "mean"), ("ema", 0), ("ema", 1), ("ema", "mean")]
+    assert [(r["score"], r["weights"], r["replica"]) for r in every] == [(s, *o) for s in ("ws", "ws_loss") for o in order]
+    curve, loss = every[:6], {(r["weights"], r["replica"]): r for r in every[6:]}
+    for arm in ("raw", "ema"):  # the loss score against WS mIoU of the same weights, per replica and on average
+        own = [loss[arm, r]["tau"] - curve[order.index((arm, r))]["tau"] for r in (0, 1)]
+        assert [loss[arm, r]["tau_minus_ws"] for r in (0, 1)] == pytest.approx(own)
+        assert loss[arm, "mean"]["tau_minus_ws"] == pytest.approx(np.mean(own))
+        assert loss[arm, "mean"]["tau_minus_ws_lo"] <= loss[arm, "mean"]["tau_minus_ws"] <= loss[arm, "mean"]["tau_minus_ws_hi"]
+    assert R.curve_summary(every)["tau_steps_loss_ema_minus_ws.10"] == loss["ema", "mean"]["tau_minus_ws"]
+    assert R.curve_summary(every)["tau_steps_loss_ema_retest.10"] == loss["ema", "mean"]["retest_tau"]
     rows = {(r["weights"], r["replica"]): r for r in curve}
     for arm in ("raw", "ema"):
         one, two, mean = rows[arm, 0], rows[arm, 1], rows[arm, "mean"]
@@ -425,8 +456,8 @@ def test_steps_curve_over_training_replicas(monkeypatch):
     monkeypatch.setattr(train, "supernet_at_steps", holes)
     holed = R.steps_curve(profile, 0, truth, RESAMPLES)
     assert {r["n"] for r in holed} == {11}
-    mean = next(r for r in holed if r["weights"] == "raw" and r["replica"] == "mean")
-    assert mean["tau"] == pytest.approx(np.mean([r["tau"] for r in holed if r["weights"] == "raw" and r["replica"] != "mean"]))
+    raw = [r for r in holed if r["weights"] == "raw" and r["score"] == "ws"]
+    assert raw[-1]["replica"] == "mean" and raw[-1]["tau"] == pytest.approx(np.mean([r["tau"] for r in raw[:-1]]))
 
 
 class HoleySupernet(ReplicaSupernet):

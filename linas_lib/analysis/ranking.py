@@ -858,55 +858,117 @@ def _aligned(preds: Sequence, truth) -> tuple[list[np.ndarray], np.ndarray]:
     return [c[keep] for c in cols[:-1]], cols[-1][keep]
 
 
-def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000) -> list[dict]:
-    """Tau (rho, p10) of the :func:`curve_profile`'s supernet after each of :func:`curve_steps` one-shot weight steps.
+# curve score -> the prefix of its summary figures (``tau_steps.<steps>``, ``tau_steps_loss.<steps>``)
+CURVE_SCORES = {"ws": "tau_steps", "ws_loss": "tau_steps_loss"}
+
+
+def snapshot_scores(profile, seed: int, truth: GroundTruth) -> dict[tuple[int, str, int], dict[str, np.ndarray]]:
+    """WS scores of the table's architectures on every snapshot of the tau-vs-steps curve.
 
     Each snapshot comes from :func:`linas_lib.supernet.train.supernet_at_steps` (saved during
-    training, replayed otherwise: the last step first, so one replay saves them all) and is
-    scored on the headline metric. One row per training replica (``ranking.steps_replicas``),
-    snapshot and weights (``raw``: the one-shot weights; ``ema``: their moving average, only
-    when the curve's supernet keeps one), in step order: ``{steps, weights, replica, metric,
-    ...}`` of :func:`compare`, the ``ema`` rows with ``tau_minus_raw`` (the paired gap to the
-    raw weights of the same snapshot). With more than one replica, each (steps, weights) also
-    gets a ``replica = "mean"`` row of :func:`replica_compare` (and :func:`replica_tau_gap`)
-    with ``retest_tau`` (:func:`retest`: how well the replicas' WS rankings agree).
-    Every row of a step reads the same architectures: those whose score is finite in every
-    replica and arm. Empty without steps.
+    training, replayed otherwise: the last step first, so one replay saves them all).
+
+    Returns:
+        ``{(steps, weights, replica): {"ws": WS mIoU, "ws_loss": minus the WS loss}}`` over
+        ``truth.archs`` (``ws_loss`` where the evaluator gives the loss), for every training
+        replica (``ranking.steps_replicas``) and weights (``raw``; ``ema`` when the curve's
+        supernet keeps a moving average); empty without steps.
     """
-    values = truth.values[HEADLINE]
-    replicas = range(max(1, int(profile.ranking.steps_replicas)))
-    arms = ("raw", "ema") if curve_profile(profile).supernet.oneshot_ema > 0 else ("raw",)
-    rows = []
+    out = {}
     for step in sorted(set(curve_steps(profile)), reverse=True):
-        ws = {(r, arm): _snapshot_scores(curve_profile(profile, r), seed, step, arm, truth) for r in replicas for arm in arms}
+        for r in _curve_replicas(profile):
+            for arm in _curve_arms(profile):
+                out[int(step), arm, r] = _snapshot_scores(curve_profile(profile, r), seed, step, arm, truth)
+    return out
+
+
+def snapshot_rows(snapshots: Mapping, truth: GroundTruth) -> list[dict]:
+    """:func:`snapshot_scores` as long rows ``{arch, steps, weights, replica, score, value}`` (``curve_scores.csv``)."""
+    return [{"arch": arch, "steps": step, "weights": arm, "replica": r, "score": score, "value": float(value)}
+            for (step, arm, r), scores in sorted(snapshots.items()) for score, column in scores.items()
+            for arch, value in zip(truth.archs, column)]
+
+
+def _curve_replicas(profile) -> range:
+    return range(max(1, int(profile.ranking.steps_replicas)))
+
+
+def _curve_arms(profile) -> tuple[str, ...]:
+    return ("raw", "ema") if curve_profile(profile).supernet.oneshot_ema > 0 else ("raw",)
+
+
+def steps_curve(profile, seed: int, truth: GroundTruth, n_resamples: int = 2000,
+                snapshots: Mapping | None = None) -> list[dict]:
+    """Tau (rho, p10) of the :func:`curve_profile`'s supernet after each of :func:`curve_steps` one-shot weight steps.
+
+    ``snapshots`` are :func:`snapshot_scores` (computed when None). One row per score (``ws``:
+    WS mIoU; ``ws_loss``: minus the WS loss, with ``tau_minus_ws``, its paired gap to WS mIoU
+    of the same snapshot), training replica (``ranking.steps_replicas``), snapshot and weights
+    (``raw``: the one-shot weights; ``ema``: their moving average, only when the curve's
+    supernet keeps one): ``{steps, weights, replica, score, metric, ...}`` of :func:`compare`,
+    the ``ema`` rows with ``tau_minus_raw`` (the paired gap to the raw weights of the same
+    snapshot). With more than one replica, each (score, steps, weights) also gets a
+    ``replica = "mean"`` row of :func:`replica_compare` (and :func:`replica_tau_gap`) with
+    ``retest_tau`` (:func:`retest`: how well the replicas' rankings agree). Every row of a step
+    reads the same architectures: those whose scores are finite in every replica and arm.
+    Sorted by score, steps, weights and replica; empty without steps.
+    """
+    snapshots = snapshot_scores(profile, seed, truth) if snapshots is None else snapshots
+    values = truth.values[HEADLINE]
+    replicas, arms = _curve_replicas(profile), _curve_arms(profile)
+    rows = []
+    for step in sorted({k[0] for k in snapshots}):
+        ws = {(score, r, arm): column for r in replicas for arm in arms
+              for score, column in snapshots[step, arm, r].items()}
         keep = np.logical_and.reduce([np.isfinite(values), *(np.isfinite(v) for v in ws.values())])
         ws, truth_kept = {k: v[keep] for k, v in ws.items()}, values[keep]  # one item set for every row of the step
-        for arm in arms:
-            for r in replicas:
-                gap = (tau_gap(ws[r, arm], ws[r, "raw"], truth_kept, n_resamples, seed) if arm != "raw"
-                       else (math.nan,) * 3)
-                rows.append({"steps": int(step), "weights": arm, "replica": r, "metric": HEADLINE,
-                             **compare(ws[r, arm], truth_kept, DIRECTIONS["ws"], n_resamples, seed), **_gap_fields(gap)})
-            if len(replicas) > 1:
-                gap = (replica_tau_gap([ws[r, arm] for r in replicas], [ws[r, "raw"] for r in replicas], truth_kept,
-                                       n_resamples, seed) if arm != "raw" else (math.nan,) * 3)
-                rows.append({"steps": int(step), "weights": arm, "replica": "mean", "metric": HEADLINE,
-                             **replica_compare([ws[r, arm] for r in replicas], truth_kept, DIRECTIONS["ws"], n_resamples,
-                                               seed), **_gap_fields(gap),
-                             "retest_tau": retest([ws[r, arm] for r in replicas])})
+        for score in [s for s in CURVE_SCORES if (s, 0, arms[0]) in ws]:
+            rows += _step_rows(step, score, ws, truth_kept, replicas, arms, n_resamples, seed)
     order = {r: i for i, r in enumerate([*replicas, "mean"])}
-    return sorted(rows, key=lambda r: (r["steps"], arms.index(r["weights"]), order[r["replica"]]))
+    scores = list(CURVE_SCORES)
+    return sorted(rows, key=lambda r: (scores.index(r["score"]), r["steps"], arms.index(r["weights"]), order[r["replica"]]))
 
 
-def _snapshot_scores(curve, seed: int, step: int, arm: str, truth: GroundTruth) -> np.ndarray:
-    """WS headline scores of the table's architectures on one snapshot's ``arm`` weights."""
+def _step_rows(step: int, score: str, ws: Mapping, truth, replicas, arms, n_resamples: int, seed: int) -> list[dict]:
+    """:func:`steps_curve`'s rows of one score at one step: per weights, each replica, then their mean."""
+    rows = []
+    for arm in arms:
+        columns = [ws[score, r, arm] for r in replicas]
+        raw = [ws[score, r, "raw"] for r in replicas]
+        miou = [ws["ws", r, arm] for r in replicas]
+        for r, column in zip(replicas, columns):
+            row = {"steps": int(step), "weights": arm, "replica": r, "score": score, "metric": HEADLINE,
+                   **compare(column, truth, DIRECTIONS[score], n_resamples, seed)}
+            rows.append(_with_gaps(row, tau_gap, column, raw[r], miou[r], truth, arm, score, n_resamples, seed))
+        if len(replicas) > 1:
+            row = {"steps": int(step), "weights": arm, "replica": "mean", "score": score, "metric": HEADLINE,
+                   **replica_compare(columns, truth, DIRECTIONS[score], n_resamples, seed), "retest_tau": retest(columns)}
+            rows.append(_with_gaps(row, replica_tau_gap, columns, raw, miou, truth, arm, score, n_resamples, seed))
+    return rows
+
+
+def _with_gaps(row: dict, gap, own, raw, miou, truth, arm: str, score: str, n_resamples: int, seed: int) -> dict:
+    """``row`` with ``tau_minus_raw`` (averaged weights against the raw ones; NaN for raw rows)
+    and, for a score other than WS mIoU, ``tau_minus_ws`` (against WS mIoU of the same weights),
+    each with ``_lo`` / ``_hi`` from ``gap`` (:func:`tau_gap` or :func:`replica_tau_gap`)."""
+    nan = (math.nan,) * 3
+    row.update(zip(("tau_minus_raw", "tau_minus_raw_lo", "tau_minus_raw_hi"),
+                   gap(own, raw, truth, n_resamples, seed) if arm != "raw" else nan))
+    if score != "ws":
+        row.update(zip(("tau_minus_ws", "tau_minus_ws_lo", "tau_minus_ws_hi"), gap(own, miou, truth, n_resamples, seed)))
+    return row
+
+
+def _snapshot_scores(curve, seed: int, step: int, arm: str, truth: GroundTruth) -> dict[str, np.ndarray]:
+    """``{"ws": WS mIoU, "ws_loss": minus the WS loss}`` of the table's architectures on one
+    snapshot's ``arm`` weights (``ws_loss`` where the evaluator gives the loss)."""
     from ..supernet.train import supernet_at_steps
 
-    return ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)[METRICS[HEADLINE]]
-
-
-def _gap_fields(gap: tuple[float, float, float]) -> dict:
-    return dict(zip(("tau_minus_raw", "tau_minus_raw_lo", "tau_minus_raw_hi"), gap))
+    scores = ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)
+    out = {"ws": scores[METRICS[HEADLINE]]}
+    if "loss" in scores:
+        out["ws_loss"] = -scores["loss"]
+    return out
 
 
 def curve_rows_for_summary(rows: Sequence[dict]) -> list[dict]:
@@ -917,26 +979,33 @@ def curve_rows_for_summary(rows: Sequence[dict]) -> list[dict]:
 
 
 def curve_summary(rows: Sequence[dict]) -> dict[str, float]:
-    """``tau_steps.<steps>`` (raw weights), ``tau_steps_ema.<steps>`` (their moving average) and
-    ``tau_steps_ema_minus_raw.<steps>`` with ``_lo`` / ``_hi`` (the paired gap) of the
-    :func:`steps_curve` rows (flat ``summary.json`` figures): the mean over training replicas
-    when there are several, then with ``tau_steps.<steps>_min`` / ``_max`` (and the same for
-    ``tau_steps_ema``) over them and ``tau_steps_retest.<steps>`` / ``tau_steps_ema_retest.<steps>``
-    (the replicas' WS rankings against each other); ``tau_steps.replicas`` says how many (1 for
-    one run)."""
+    """Flat ``summary.json`` figures of the :func:`steps_curve` rows, per score under its
+    :data:`CURVE_SCORES` prefix (``tau_steps`` for WS mIoU, ``tau_steps_loss`` for the WS loss).
+
+    ``<prefix>.<steps>`` (raw weights), ``<prefix>_ema.<steps>`` (their moving average) and
+    ``<prefix>_ema_minus_raw.<steps>`` with ``_lo`` / ``_hi`` (the paired gap): the mean over
+    training replicas when there are several, then with ``<prefix>.<steps>_min`` / ``_max`` (and
+    the same for ``_ema``) over them and ``<prefix>_retest.<steps>`` / ``<prefix>_ema_retest.<steps>``
+    (the replicas' rankings against each other). A score other than WS mIoU adds
+    ``<prefix>_minus_ws.<steps>`` / ``<prefix>_ema_minus_ws.<steps>`` with ``_lo`` / ``_hi`` (its
+    paired gap to WS mIoU of the same weights). ``tau_steps.replicas`` says how many replicas (1
+    for one run).
+    """
     suffix = {"raw": "", "ema": "_ema"}
     rows = curve_rows_for_summary(rows)
     out = {}
     for r in rows:
-        name = f"tau_steps{suffix[r['weights']]}.{int(r['steps'])}"
-        out[name] = float(r["tau"])
+        prefix, steps = CURVE_SCORES[r.get("score", "ws")], int(r["steps"])
+        name = f"{prefix}{suffix[r['weights']]}"
+        out[f"{name}.{steps}"] = float(r["tau"])
         if "tau_min" in r:
-            out.update({f"{name}_min": float(r["tau_min"]), f"{name}_max": float(r["tau_max"])})
+            out.update({f"{name}.{steps}_min": float(r["tau_min"]), f"{name}.{steps}_max": float(r["tau_max"])})
         if "retest_tau" in r:
-            out[f"tau_steps{suffix[r['weights']]}_retest.{int(r['steps'])}"] = float(r["retest_tau"])
+            out[f"{name}_retest.{steps}"] = float(r["retest_tau"])
         if r["weights"] == "ema":
-            out.update({f"tau_steps_ema_minus_raw.{int(r['steps'])}{end}": float(r[f"tau_minus_raw{end}"])
-                        for end in ("", "_lo", "_hi")})
+            out.update({f"{prefix}_ema_minus_raw.{steps}{end}": float(r[f"tau_minus_raw{end}"]) for end in ("", "_lo", "_hi")})
+        if r.get("score", "ws") != "ws":
+            out.update({f"{name}_minus_ws.{steps}{end}": float(r[f"tau_minus_ws{end}"]) for end in ("", "_lo", "_hi")})
     if rows:
         out["tau_steps.replicas"] = float(rows[0].get("replicas", 1))
     return out
