@@ -277,3 +277,68 @@ def test_the_loss_control_needs_the_size_column_and_the_bias_rows_read_the_loss_
     rows = {r["signal"]: r for r in S.width_bias(scores, ["a"], table, n_resamples=50, features=("mean_width",))}
     assert rows["ws_loss.a"]["role"] == "ws" and rows["ws_loss.a"]["rho"] == pytest.approx(-rows["ws.a"]["rho"])
     assert "ws_width_bias.ws_loss.a" in S.bias_summary(list(rows.values()))
+
+
+def test_the_ensemble_prediction_has_known_values():
+    # tau 1/2 -> r = sin(pi/4); retest tau 1/3 -> r = 1/2: two trainings reach r = 0.8165, infinitely many r = 1
+    assert S.ensemble_prediction(0.5, 1 / 3, 2) == pytest.approx(2 / np.pi * np.arcsin(np.sqrt(0.5) * np.sqrt(2 / 1.5)))
+    assert S.ensemble_prediction(0.5, 1 / 3, np.inf) == pytest.approx(1.0)
+    assert S.ensemble_prediction(0.4, 0.6, 1) == pytest.approx(0.4)
+    assert S.ensemble_prediction(0.4, 1.0, 10) == pytest.approx(0.4)  # no training noise: averaging gains nothing
+    more = [S.ensemble_prediction(0.4, 0.6, k) for k in (1, 2, 4, 8, np.inf)]
+    assert more == sorted(more)
+    assert np.isnan(S.ensemble_prediction(0.4, -0.1, 2))
+    # trainings_needed inverts it
+    k = S.trainings_needed(0.4, 0.6, 0.44)  # the limit is 0.453
+    assert 1 < k < np.inf and S.ensemble_prediction(0.4, 0.6, k) == pytest.approx(0.44)
+    assert S.trainings_needed(0.4, 0.6, 0.3) == 1.0
+    assert S.trainings_needed(0.4, 0.6, S.ensemble_prediction(0.4, 0.6, np.inf) + 0.01) == np.inf
+
+
+def _curve_scores(archs, replicas, score="ws", weights="ema", steps=(10, 20)) -> list[dict]:
+    return [{"arch": a, "steps": s, "weights": weights, "replica": r, "score": score, "value": float(col[i])}
+            for s in steps for r, col in enumerate(replicas) for i, a in enumerate(archs)]
+
+
+def test_replica_noise_rows_measure_one_rules_training_noise_and_check_the_model():
+    rng = np.random.default_rng(3)
+    archs = _archs(400, rng)
+    truth = rng.normal(size=400)
+    replicas = truth + rng.normal(0, 1.0, (3, 400))  # three trainings, independent noise
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": t} for a, t in zip(archs, truth)]
+    curve = _curve_scores(archs, replicas) + _curve_scores(archs, replicas[:1], score="ws_loss")  # one replica: no row
+    early = _curve_scores(archs, -replicas, steps=(10,))  # the last step only is read
+    rows = S.replica_noise_rows(early + curve, scores, n_resamples=200)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["score"], row["weights"], row["steps"], row["replicas"], row["n"]) == ("ws", "ema", 20, 3, 400)
+    taus = [ranking.kendall(c, truth) for c in replicas]
+    assert row["tau_mean"] == pytest.approx(np.mean(taus)) and row["tau_min"] == pytest.approx(min(taus))
+    assert row["retest"] == pytest.approx(np.mean([ranking.kendall(replicas[a], replicas[b])
+                                                   for a, b in ((0, 1), (0, 2), (1, 2))]))
+    assert row["tau_ensemble"] == pytest.approx(ranking.kendall(replicas.mean(axis=0), truth), abs=0.01)
+    assert row["ensemble_minus_mean_lo"] > 0  # averaging independent noise helps
+    # Gaussian noise: the model predicts the measured average of three trainings
+    assert row["tau_ensemble_predicted"] == pytest.approx(row["tau_ensemble"], abs=0.03)
+    assert row["tau_limit"] > row["tau_ensemble"] and row["trainings_to_target"] > 3 and row["target_reachable"] == 1
+    summary = S.replica_noise_summary(rows)
+    assert summary["ws_replicas.ws.ema.tau_limit"] == row["tau_limit"]
+    assert summary["tau_gap.ws_replica_ensemble_vs_mean.ws.ema_lo"] == row["ensemble_minus_mean_lo"]
+    assert S.replica_noise_summary([]) == {}
+    # noise the trainings share caps the limit: a target beyond it is censored, not missing
+    shared = truth + rng.normal(0, 1.5, 400)
+    far = S.replica_noise_rows(_curve_scores(archs, shared + rng.normal(0, 1.0, (2, 400))), scores, n_resamples=50)[0]
+    assert far["trainings_to_target"] is None and far["target_reachable"] == 0
+    assert S.replica_noise_summary([far])["ws_replicas.ws.ema.target_reachable"] == 0
+    assert "ws_replicas.ws.ema.trainings_to_target" not in S.replica_noise_summary([far])
+
+
+def test_load_curve_scores_names_the_file_and_the_missing_column(tmp_path):
+    assert S.load_curve_scores(tmp_path) is None
+    path = tmp_path / S.CURVE_SCORES
+    path.parent.mkdir(parents=True)
+    path.write_text("arch,steps,weights,replica,value\nx,1,raw,0,0.5\n")
+    with pytest.raises(S.ShortfallError, match=r"curve_scores\.csv: no column\(s\) score"):
+        S.load_curve_scores(tmp_path)
+    path.write_text("arch,steps,weights,replica,score,value\nx,1,raw,0,ws,0.5\n")
+    assert S.load_curve_scores(tmp_path)[0]["score"] == "ws"

@@ -2,7 +2,7 @@
 
 WS tau against the benchmark table can fall short for three reasons that call for different
 cures; each has a measurement here, computed from 04_ranking's ``scores.csv`` and the table
-alone (no supernet runs, so the study takes seconds):
+alone (no supernet runs, so the study takes a minute or two):
 
 1. **The images.** WS reads held-out *val* images, the ground truth is *test* mIoU.
    :func:`cross_split_ceiling` is the seed ceiling read across the split: one training
@@ -16,8 +16,11 @@ alone (no supernet runs, so the study takes seconds):
    the noise they do not share, so :func:`ensemble_gap` (the ensemble's tau minus the
    variants' mean tau, not the chosen best one's) is a lower bound on what training noise
    costs. :func:`agreement` is the tau between the variants' WS scores (every pair). The
-   clean test-retest of one rule is :func:`~.ranking.retest` on 04's tau-vs-steps curve,
-   whose replicas are drawn from other streams.
+   clean test-retest of one rule comes from the training replicas of 04's tau-vs-steps
+   curve (other streams of the run seed, ``curve_scores.csv``): :func:`replica_noise_rows`
+   gives their agreement, the tau of their average, and how many trainings averaged would
+   reach the goal under a Gaussian model of the noise (:func:`ensemble_prediction`), checked
+   against the measured average.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
    decoder's mean width given the standalone accuracy: negative where WS ranks wide
    decoders below where standalone training puts them. The same for parameters and FLOPs
@@ -53,6 +56,8 @@ from ..space import WIDTHS, parse_arch, width_indices
 from .ranking import CONFIDENCE, HEADLINE, _frame, _p10, _pair_mean, _paired_ci, kendall, spearman, tau_gap
 
 SCORES = Path("04_ranking") / "scores.csv"  # the ranking study's per-architecture scores, under results/<profile>
+CURVE_SCORES = Path("04_ranking") / "curve_scores.csv"  # per-architecture scores of the curve's snapshots
+TARGET_TAU = 0.8  # the WS goal of the ranking issue, for trainings_to_target
 CROSS_SPLIT_CEILING = "seed_ceiling_cross_split"
 ENSEMBLE = "ws_ensemble"  # scores.csv column (its crack-IoU twin: ws_crack_ensemble)
 MIN_VARIANTS = 2  # an ensemble, an agreement: at least two independent trainings
@@ -506,3 +511,130 @@ def loss_control_summary(rows: Sequence[dict]) -> dict[str, float]:
     if rows:
         out["ws_loss.n_variants"] = float(len(rows))
     return out
+
+
+# ------------------------------------------------------------------ training noise of one rule (04's curve replicas)
+
+
+def load_curve_scores(results_root: Path) -> list[dict] | None:
+    """04_ranking's ``curve_scores.csv`` rows (None when absent: 04 drew no curve, or ran before it
+    kept the curve's per-architecture scores).
+
+    Raises:
+        ShortfallError: the file lacks one of its columns (the file named).
+    """
+    import pandas as pd
+
+    path = Path(results_root) / CURVE_SCORES
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, comment="#")
+    missing = [c for c in ("arch", "steps", "weights", "replica", "score", "value") if c not in df.columns]
+    if missing:
+        raise ShortfallError(f"{display_path(path)}: no column(s) {', '.join(missing)}; rerun 04_ranking")
+    return df.to_dict("records")
+
+
+def ensemble_prediction(tau_one: float, retest: float, k: float) -> float:
+    """Kendall tau against the truth of the average of ``k`` trainings, predicted from one training's
+    tau (``tau_one``) and two trainings' tau with each other (``retest``).
+
+    A Gaussian model: each training's score is the true signal plus noise of its own, independent
+    between trainings. Taus become correlations by Greiner's relation ``r = sin(pi * tau / 2)``;
+    the average of ``k`` then correlates with the truth at ``r_one * sqrt(k / (1 + (k - 1) * r_retest))``
+    (Spearman-Brown), converted back; ``k = inf`` gives the limit ``r_one / sqrt(r_retest)``. NaN
+    where the retest is not positive. A model, so :func:`replica_noise_rows` checks it at the
+    measured ``k``.
+    """
+    r_one, r_retest = math.sin(math.pi * tau_one / 2), math.sin(math.pi * retest / 2)
+    if not r_retest > 0:
+        return math.nan
+    shrink = 1 / r_retest if math.isinf(k) else k / (1 + (k - 1) * r_retest)
+    return 2 / math.pi * math.asin(min(1.0, r_one * math.sqrt(shrink)))
+
+
+def trainings_needed(tau_one: float, retest: float, target: float) -> float:
+    """How many trainings :func:`ensemble_prediction` needs averaged to reach tau ``target``
+    (inf when even the limit stays below it; NaN where the retest is not positive)."""
+    r_one, r_retest, r_target = (math.sin(math.pi * x / 2) for x in (tau_one, retest, target))
+    if not r_retest > 0:
+        return math.nan
+    if r_one >= r_target:
+        return 1.0
+    if r_one ** 2 <= r_target ** 2 * r_retest:
+        return math.inf
+    return r_target ** 2 * (1 - r_retest) / (r_one ** 2 - r_target ** 2 * r_retest)
+
+
+def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """The training noise of one rule, from the training replicas of 04's tau-vs-steps curve at its
+    last step: one row per score (``ws``, ``ws_loss``) and weights (``raw``, ``ema``) with at least
+    :data:`MIN_VARIANTS` replicas.
+
+    Row fields, against the mean test mIoU of ``scores`` (04's ``scores.csv``, matched by
+    architecture): ``tau_mean`` (``tau_min`` / ``tau_max``) over the replicas; ``retest``, their
+    mean pairwise tau; ``tau_ensemble``, the tau of their standardised average, and
+    ``ensemble_minus_mean`` (``_lo`` / ``_hi``: paired bootstrap over architectures);
+    ``tau_ensemble_predicted`` (:func:`ensemble_prediction` at the replicas' count: the model's
+    check), ``tau_limit`` (infinitely many trainings) and ``trainings_to_target`` for
+    :data:`TARGET_TAU` (:func:`trainings_needed`; None with ``target_reachable`` 0 when even
+    the limit stays below it).
+    """
+    truth = {r["arch"]: float(r[f"truth.{HEADLINE}"]) for r in _frame(scores).to_dict("records")}
+    df = _frame(curve_scores)
+    if df.empty:
+        return []
+    rows = []
+    for (score, weights), part in df[df.steps == df.steps.max()].groupby(["score", "weights"], sort=False):
+        wide = part.pivot_table(index="arch", columns="replica", values="value", aggfunc="first")
+        cols = [wide[r].to_numpy(dtype=float) for r in wide.columns] + [np.array([truth.get(a, np.nan) for a in wide.index])]
+        keep = np.logical_and.reduce([np.isfinite(c) for c in cols])
+        *reps, t = (c[keep] for c in cols)
+        if len(reps) < MIN_VARIANTS or keep.sum() < 3:
+            continue
+        ensemble = np.mean([_standardised(c) for c in reps], axis=0)
+        taus = [kendall(c, t) for c in reps]
+        tau_one, again = float(np.mean(taus)), _pair_mean(kendall)(*reps)
+
+        def gap(e, *c):
+            return kendall(e, c[-1]) - float(np.mean([kendall(x, c[-1]) for x in c[:-1]]))
+
+        low, high = _paired_ci(gap, (ensemble, *reps, t), n_resamples, CONFIDENCE, seed)
+        rows.append({"score": score, "weights": weights, "steps": int(df.steps.max()), "replicas": len(reps),
+                     "n": int(keep.sum()), "tau_mean": tau_one, "tau_min": float(min(taus)), "tau_max": float(max(taus)),
+                     "retest": again, "tau_ensemble": kendall(ensemble, t), "ensemble_minus_mean": gap(ensemble, *reps, t),
+                     "ensemble_minus_mean_lo": low, "ensemble_minus_mean_hi": high,
+                     "tau_ensemble_predicted": ensemble_prediction(tau_one, again, len(reps)),
+                     "tau_limit": ensemble_prediction(tau_one, again, math.inf), "target": TARGET_TAU,
+                     **_needed_fields(trainings_needed(tau_one, again, TARGET_TAU))})
+    return rows
+
+
+def _needed_fields(needed: float) -> dict:
+    """``trainings_to_target`` (None where no count reaches it) and ``target_reachable`` (1 / 0;
+    None where the model is undefined), so an unreachable target reads as censored, not missing."""
+    if math.isnan(needed):
+        return {"trainings_to_target": None, "target_reachable": None}
+    return {"trainings_to_target": needed if math.isfinite(needed) else None, "target_reachable": float(math.isfinite(needed))}
+
+
+def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
+    """From :func:`replica_noise_rows`: ``ws_replicas.<score>.<weights>.<field>`` for ``tau_mean``,
+    ``retest``, ``tau_ensemble``, ``tau_ensemble_predicted``, ``tau_limit``, ``target_reachable``
+    and ``trainings_to_target`` (where reachable), and
+    ``tau_gap.ws_replica_ensemble_vs_mean.<score>.<weights>`` with ``_lo`` / ``_hi``; empty
+    without rows."""
+    out = {}
+    for r in rows:
+        name = f"{r['score']}.{r['weights']}"
+        out.update({f"ws_replicas.{name}.{k}": float(r[k]) for k in
+                    ("tau_mean", "retest", "tau_ensemble", "tau_ensemble_predicted", "tau_limit", "trainings_to_target",
+                     "target_reachable") if _present(r.get(k))})
+        key = f"tau_gap.ws_replica_ensemble_vs_mean.{name}"
+        out.update({key: float(r["ensemble_minus_mean"]), f"{key}_lo": float(r["ensemble_minus_mean_lo"]),
+                    f"{key}_hi": float(r["ensemble_minus_mean_hi"])})
+    return out
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
