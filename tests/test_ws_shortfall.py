@@ -320,6 +320,7 @@ def test_replica_noise_rows_measure_one_rules_training_noise_and_check_the_model
     assert row["ensemble_minus_mean_lo"] > 0  # averaging independent noise helps
     # Gaussian noise: the model predicts the measured average of three trainings
     assert row["tau_ensemble_predicted"] == pytest.approx(row["tau_ensemble"], abs=0.03)
+    assert row["tau_limit_lo"] <= row["tau_limit"] <= row["tau_limit_hi"]
     assert row["tau_limit"] > row["tau_ensemble"] and row["trainings_to_target"] > 3 and row["target_reachable"] == 1
     summary = S.replica_noise_summary(rows)
     assert summary["ws_replicas.ws.ema.tau_limit"] == row["tau_limit"]

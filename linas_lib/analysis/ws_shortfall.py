@@ -576,7 +576,8 @@ def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int 
     mean pairwise tau; ``tau_ensemble``, the tau of their standardised average, and
     ``ensemble_minus_mean`` (``_lo`` / ``_hi``: paired bootstrap over architectures);
     ``tau_ensemble_predicted`` (:func:`ensemble_prediction` at the replicas' count: the model's
-    check), ``tau_limit`` (infinitely many trainings) and ``trainings_to_target`` for
+    check), ``tau_limit`` (infinitely many trainings; ``_lo`` / ``_hi``: a bootstrap over the
+    architectures, which leaves out the uncertainty of few replicas) and ``trainings_to_target`` for
     :data:`TARGET_TAU` (:func:`trainings_needed`; None with ``target_reachable`` 0 when even
     the limit stays below it).
     """
@@ -599,13 +600,19 @@ def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int 
         def gap(e, *c):
             return kendall(e, c[-1]) - float(np.mean([kendall(x, c[-1]) for x in c[:-1]]))
 
+        def limit(*c):
+            return ensemble_prediction(float(np.mean([kendall(x, c[-1]) for x in c[:-1]])), _pair_mean(kendall)(*c[:-1]),
+                                       math.inf)
+
         low, high = _paired_ci(gap, (ensemble, *reps, t), n_resamples, CONFIDENCE, seed)
+        limit_lo, limit_hi = _paired_ci(limit, (*reps, t), n_resamples, CONFIDENCE, seed)
         rows.append({"score": score, "weights": weights, "steps": int(df.steps.max()), "replicas": len(reps),
                      "n": int(keep.sum()), "tau_mean": tau_one, "tau_min": float(min(taus)), "tau_max": float(max(taus)),
                      "retest": again, "tau_ensemble": kendall(ensemble, t), "ensemble_minus_mean": gap(ensemble, *reps, t),
                      "ensemble_minus_mean_lo": low, "ensemble_minus_mean_hi": high,
                      "tau_ensemble_predicted": ensemble_prediction(tau_one, again, len(reps)),
-                     "tau_limit": ensemble_prediction(tau_one, again, math.inf), "target": TARGET_TAU,
+                     "tau_limit": ensemble_prediction(tau_one, again, math.inf), "tau_limit_lo": limit_lo,
+                     "tau_limit_hi": limit_hi, "target": TARGET_TAU,
                      **_needed_fields(trainings_needed(tau_one, again, TARGET_TAU))})
     return rows
 
@@ -620,7 +627,7 @@ def _needed_fields(needed: float) -> dict:
 
 def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
     """From :func:`replica_noise_rows`: ``ws_replicas.<score>.<weights>.<field>`` for ``tau_mean``,
-    ``retest``, ``tau_ensemble``, ``tau_ensemble_predicted``, ``tau_limit``, ``target_reachable``
+    ``retest``, ``tau_ensemble``, ``tau_ensemble_predicted``, ``tau_limit`` (``_lo`` / ``_hi``), ``target_reachable``
     and ``trainings_to_target`` (where reachable), and
     ``tau_gap.ws_replica_ensemble_vs_mean.<score>.<weights>`` with ``_lo`` / ``_hi``; empty
     without rows."""
@@ -628,8 +635,8 @@ def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
     for r in rows:
         name = f"{r['score']}.{r['weights']}"
         out.update({f"ws_replicas.{name}.{k}": float(r[k]) for k in
-                    ("tau_mean", "retest", "tau_ensemble", "tau_ensemble_predicted", "tau_limit", "trainings_to_target",
-                     "target_reachable") if _present(r.get(k))})
+                    ("tau_mean", "retest", "tau_ensemble", "tau_ensemble_predicted", "tau_limit", "tau_limit_lo",
+                     "tau_limit_hi", "trainings_to_target", "target_reachable") if _present(r.get(k))})
         key = f"tau_gap.ws_replica_ensemble_vs_mean.{name}"
         out.update({key: float(r["ensemble_minus_mean"]), f"{key}_lo": float(r["ensemble_minus_mean_lo"]),
                     f"{key}_hi": float(r["ensemble_minus_mean_hi"])})
