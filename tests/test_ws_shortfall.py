@@ -279,20 +279,34 @@ def test_the_loss_control_needs_the_size_column_and_the_bias_rows_read_the_loss_
     assert "ws_width_bias.ws_loss.a" in S.bias_summary(list(rows.values()))
 
 
-def test_the_ensemble_prediction_has_known_values():
-    # tau 1/2 -> r = sin(pi/4); retest tau 1/3 -> r = 1/2: two trainings reach r = 0.8165, infinitely many r = 1
-    assert S.ensemble_prediction(0.5, 1 / 3, 2) == pytest.approx(2 / np.pi * np.arcsin(np.sqrt(0.5) * np.sqrt(2 / 1.5)))
-    assert S.ensemble_prediction(0.5, 1 / 3, np.inf) == pytest.approx(1.0)
-    assert S.ensemble_prediction(0.4, 0.6, 1) == pytest.approx(0.4)
-    assert S.ensemble_prediction(0.4, 1.0, 10) == pytest.approx(0.4)  # no training noise: averaging gains nothing
-    more = [S.ensemble_prediction(0.4, 0.6, k) for k in (1, 2, 4, 8, np.inf)]
+def test_the_noise_model_has_known_values_and_refuses_where_it_does_not_apply():
+    # r_one 0.6, r_limit 0.8: a training's reliability 0.5625
+    assert S.averaged_tau(0.6, 0.8, 1) == pytest.approx(2 / np.pi * np.arcsin(0.6))
+    assert S.averaged_tau(0.6, 0.8, np.inf) == pytest.approx(2 / np.pi * np.arcsin(0.8))
+    assert S.averaged_tau(0.6, 0.8, 2) == pytest.approx(2 / np.pi * np.arcsin(0.6 * np.sqrt(2 / 1.5625)))
+    assert S.averaged_tau(0.7, 0.7, 10) == pytest.approx(S.averaged_tau(0.7, 0.7, 1))  # no training noise
+    more = [S.averaged_tau(0.6, 0.8, k) for k in (1, 2, 4, 8, np.inf)]
     assert more == sorted(more)
-    assert np.isnan(S.ensemble_prediction(0.4, -0.1, 2))
-    # trainings_needed inverts it
-    k = S.trainings_needed(0.4, 0.6, 0.44)  # the limit is 0.453
-    assert 1 < k < np.inf and S.ensemble_prediction(0.4, 0.6, k) == pytest.approx(0.44)
-    assert S.trainings_needed(0.4, 0.6, 0.3) == 1.0
-    assert S.trainings_needed(0.4, 0.6, S.ensemble_prediction(0.4, 0.6, np.inf) + 0.01) == np.inf
+    for bad in ((np.nan, 0.8), (-0.2, 0.8), (0.9, 0.8), (0.6, np.nan)):
+        assert np.isnan(S.averaged_tau(*bad, 2)) and np.isnan(S.trainings_needed(*bad, 0.5))
+    # trainings_needed: the least k whose average reaches the target
+    k = S.trainings_needed(0.6, 0.8, 0.55)
+    assert S.averaged_tau(0.6, 0.8, k) >= 0.55 > S.averaged_tau(0.6, 0.8, k - 1)
+    assert S.trainings_needed(0.6, 0.8, 0.3) == 1.0 and S.trainings_needed(0.6, 0.8, 0.7) == np.inf
+    # a perfect predictor against the mean of two seeds whose own tau is 0.794 reaches about 0.90
+    assert S.truth_ceiling(0.794, 2) == pytest.approx(0.896, abs=0.002) and S.truth_ceiling(0.794, 1) > 0.794
+    assert np.isnan(S.truth_ceiling(-0.1, 2))
+
+
+def test_the_noise_model_finds_the_shared_signal_of_trainings_of_unequal_quality():
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=2000)
+    shared = truth + rng.normal(0, 0.75, 2000)  # what every training sees alike
+    good, poor = shared + rng.normal(0, 0.3, 2000), shared + rng.normal(0, 1.5, 2000)
+    r_one, r_limit = S.noise_model([good, poor], truth)
+    assert S.averaged_tau(r_one, r_limit, np.inf) == pytest.approx(ranking.kendall(shared, truth), abs=0.02)
+    assert r_one == pytest.approx(np.mean([np.sin(np.pi / 2 * ranking.kendall(c, truth)) for c in (good, poor)]))
+    assert S.noise_model([good, -poor], truth) == (pytest.approx(np.nan, nan_ok=True),) * 2  # negative: no model
 
 
 def _curve_scores(archs, replicas, score="ws", weights="ema", steps=(10, 20)) -> list[dict]:
@@ -300,38 +314,58 @@ def _curve_scores(archs, replicas, score="ws", weights="ema", steps=(10, 20)) ->
             for s in steps for r, col in enumerate(replicas) for i, a in enumerate(archs)]
 
 
-def test_replica_noise_rows_measure_one_rules_training_noise_and_check_the_model():
+def test_replica_noise_rows_measure_one_rules_training_noise():
     rng = np.random.default_rng(3)
     archs = _archs(400, rng)
     truth = rng.normal(size=400)
     replicas = truth + rng.normal(0, 1.0, (3, 400))  # three trainings, independent noise
     scores = [{"arch": a, f"truth.{ranking.HEADLINE}": t} for a, t in zip(archs, truth)]
     curve = _curve_scores(archs, replicas) + _curve_scores(archs, replicas[:1], score="ws_loss")  # one replica: no row
-    early = _curve_scores(archs, -replicas, steps=(10,))  # the last step only is read
-    rows = S.replica_noise_rows(early + curve, scores, n_resamples=200)
-    assert len(rows) == 1
-    row = rows[0]
-    assert (row["score"], row["weights"], row["steps"], row["replicas"], row["n"]) == ("ws", "ema", 20, 3, 400)
+    rows = S.replica_noise_rows(curve, scores, n_resamples=200)
+    assert [(r["score"], r["weights"], r["steps"], r["replicas"], r["n"]) for r in rows] == [
+        ("ws", "ema", 10, 3, 400), ("ws", "ema", 20, 3, 400)]
+    row = rows[1]
     taus = [ranking.kendall(c, truth) for c in replicas]
     assert row["tau_mean"] == pytest.approx(np.mean(taus)) and row["tau_min"] == pytest.approx(min(taus))
     assert row["retest"] == pytest.approx(np.mean([ranking.kendall(replicas[a], replicas[b])
                                                    for a, b in ((0, 1), (0, 2), (1, 2))]))
     assert row["tau_ensemble"] == pytest.approx(ranking.kendall(replicas.mean(axis=0), truth), abs=0.01)
     assert row["ensemble_minus_mean_lo"] > 0  # averaging independent noise helps
-    # Gaussian noise: the model predicts the measured average of three trainings
-    assert row["tau_ensemble_predicted"] == pytest.approx(row["tau_ensemble"], abs=0.03)
-    assert row["tau_limit_lo"] <= row["tau_limit"] <= row["tau_limit_hi"]
-    assert row["tau_limit"] > row["tau_ensemble"] and row["trainings_to_target"] > 3 and row["target_reachable"] == 1
-    summary = S.replica_noise_summary(rows)
-    assert summary["ws_replicas.ws.ema.tau_limit"] == row["tau_limit"]
+    # independent noise only: the limit is the truth itself, within the bootstrap's reach
+    assert row["tau_limit_lo"] <= row["tau_limit"] <= row["tau_limit_hi"] and row["tau_limit"] > 0.85
+    assert row["trainings_to_target"] > 3 and row["target_reachable"] == 1
+    summary = S.replica_noise_summary(rows)  # the last step
+    assert summary["ws_replicas.ws.ema.steps"] == 20 and summary["ws_replicas.ws.ema.tau_limit"] == row["tau_limit"]
     assert summary["tau_gap.ws_replica_ensemble_vs_mean.ws.ema_lo"] == row["ensemble_minus_mean_lo"]
-    assert S.replica_noise_summary([]) == {}
+    assert S.replica_noise_summary([]) == {} and S.replica_noise_rows([], scores) == []
     # noise the trainings share caps the limit: a target beyond it is censored, not missing
     shared = truth + rng.normal(0, 1.5, 400)
-    far = S.replica_noise_rows(_curve_scores(archs, shared + rng.normal(0, 1.0, (2, 400))), scores, n_resamples=50)[0]
+    far = S.replica_noise_rows(_curve_scores(archs, shared + rng.normal(0, 1.0, (2, 400)), steps=(1,)), scores,
+                               n_resamples=50)[0]
+    assert far["tau_limit"] == pytest.approx(ranking.kendall(shared, truth), abs=0.06)
     assert far["trainings_to_target"] is None and far["target_reachable"] == 0
     assert S.replica_noise_summary([far])["ws_replicas.ws.ema.target_reachable"] == 0
     assert "ws_replicas.ws.ema.trainings_to_target" not in S.replica_noise_summary([far])
+
+
+def test_replica_noise_rows_refuse_mixed_files():
+    rng = np.random.default_rng(4)
+    archs = _archs(10, rng)
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": float(i)} for i, a in enumerate(archs)]
+    two = rng.normal(size=(2, 10))
+    with pytest.raises(S.ShortfallError, match=r"1 architecture\(s\) not in .*scores\.csv"):
+        S.replica_noise_rows(_curve_scores(archs, two), scores[1:])
+    with pytest.raises(S.ShortfallError, match="scored twice"):
+        S.replica_noise_rows(_curve_scores(archs, two) + _curve_scores(archs[:1], two[:1]), scores)
+    mean_rows = [dict(r, replica="mean") for r in _curve_scores(archs, two[:1])]
+    assert [r["replicas"] for r in S.replica_noise_rows(_curve_scores(archs, two) + mean_rows, scores, 50)] == [2, 2]
+
+
+def test_the_truth_ceiling_reads_the_seed_ceiling_row_and_the_fewest_seeds():
+    rows = [{"signal": ranking.SEED_CEILING, "metric": ranking.HEADLINE, "tau": 0.794}]
+    table = [{"arch": a, "seed": s, "test_miou": 0.5} for a in "xy" for s in (0, 1)] + [{"arch": "x", "seed": 2, "test_miou": 0.5}]
+    assert S.truth_ceiling_summary(rows, table) == {"tau.truth_ceiling": S.truth_ceiling(0.794, 2)}
+    assert S.truth_ceiling_summary([], table) == {}
 
 
 def test_load_curve_scores_names_the_file_and_the_missing_column(tmp_path):
