@@ -277,3 +277,103 @@ def test_the_loss_control_needs_the_size_column_and_the_bias_rows_read_the_loss_
     rows = {r["signal"]: r for r in S.width_bias(scores, ["a"], table, n_resamples=50, features=("mean_width",))}
     assert rows["ws_loss.a"]["role"] == "ws" and rows["ws_loss.a"]["rho"] == pytest.approx(-rows["ws.a"]["rho"])
     assert "ws_width_bias.ws_loss.a" in S.bias_summary(list(rows.values()))
+
+
+def test_the_noise_model_has_known_values_and_refuses_where_it_does_not_apply():
+    # r_one 0.6, r_limit 0.8: a training's reliability 0.5625
+    assert S.averaged_tau(0.6, 0.8, 1) == pytest.approx(2 / np.pi * np.arcsin(0.6))
+    assert S.averaged_tau(0.6, 0.8, np.inf) == pytest.approx(2 / np.pi * np.arcsin(0.8))
+    assert S.averaged_tau(0.6, 0.8, 2) == pytest.approx(2 / np.pi * np.arcsin(0.6 * np.sqrt(2 / 1.5625)))
+    assert S.averaged_tau(0.7, 0.7, 10) == pytest.approx(S.averaged_tau(0.7, 0.7, 1))  # no training noise
+    more = [S.averaged_tau(0.6, 0.8, k) for k in (1, 2, 4, 8, np.inf)]
+    assert more == sorted(more)
+    for bad in ((np.nan, 0.8), (-0.2, 0.8), (0.9, 0.8), (0.6, np.nan)):
+        assert np.isnan(S.averaged_tau(*bad, 2)) and np.isnan(S.trainings_needed(*bad, 0.5))
+    # trainings_needed: the least k whose average reaches the target
+    k = S.trainings_needed(0.6, 0.8, 0.55)
+    assert S.averaged_tau(0.6, 0.8, k) >= 0.55 > S.averaged_tau(0.6, 0.8, k - 1)
+    assert S.trainings_needed(0.6, 0.8, 0.3) == 1.0 and S.trainings_needed(0.6, 0.8, 0.7) == np.inf
+    # a perfect predictor against the mean of two seeds whose own tau is 0.794 reaches about 0.90
+    assert S.truth_ceiling(0.794, 2) == pytest.approx(0.896, abs=0.002) and S.truth_ceiling(0.794, 1) > 0.794
+    assert np.isnan(S.truth_ceiling(-0.1, 2))
+
+
+def test_the_noise_model_finds_the_shared_signal_of_trainings_of_unequal_quality():
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=2000)
+    shared = truth + rng.normal(0, 0.75, 2000)  # what every training sees alike
+    good, poor = shared + rng.normal(0, 0.3, 2000), shared + rng.normal(0, 1.5, 2000)
+    r_one, r_limit = S.noise_model([good, poor], truth)
+    assert S.averaged_tau(r_one, r_limit, np.inf) == pytest.approx(ranking.kendall(shared, truth), abs=0.02)
+    assert r_one == pytest.approx(np.mean([np.sin(np.pi / 2 * ranking.kendall(c, truth)) for c in (good, poor)]))
+    assert S.noise_model([good, -poor], truth) == (pytest.approx(np.nan, nan_ok=True),) * 2  # negative: no model
+
+
+def _curve_scores(archs, replicas, score="ws", weights="ema", steps=(10, 20)) -> list[dict]:
+    return [{"arch": a, "steps": s, "weights": weights, "replica": r, "score": score, "value": float(col[i])}
+            for s in steps for r, col in enumerate(replicas) for i, a in enumerate(archs)]
+
+
+def test_replica_noise_rows_measure_one_rules_training_noise():
+    rng = np.random.default_rng(3)
+    archs = _archs(400, rng)
+    truth = rng.normal(size=400)
+    replicas = truth + rng.normal(0, 1.0, (3, 400))  # three trainings, independent noise
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": t} for a, t in zip(archs, truth)]
+    curve = _curve_scores(archs, replicas) + _curve_scores(archs, replicas[:1], score="ws_loss")  # one replica: no row
+    rows = S.replica_noise_rows(curve, scores, n_resamples=200)
+    assert [(r["score"], r["weights"], r["steps"], r["replicas"], r["n"]) for r in rows] == [
+        ("ws", "ema", 10, 3, 400), ("ws", "ema", 20, 3, 400)]
+    row = rows[1]
+    taus = [ranking.kendall(c, truth) for c in replicas]
+    assert row["tau_mean"] == pytest.approx(np.mean(taus)) and row["tau_min"] == pytest.approx(min(taus))
+    assert row["retest"] == pytest.approx(np.mean([ranking.kendall(replicas[a], replicas[b])
+                                                   for a, b in ((0, 1), (0, 2), (1, 2))]))
+    assert row["tau_ensemble"] == pytest.approx(ranking.kendall(replicas.mean(axis=0), truth), abs=0.01)
+    assert row["ensemble_minus_mean_lo"] > 0  # averaging independent noise helps
+    # independent noise only: the limit is the truth itself, within the bootstrap's reach
+    assert row["tau_limit_lo"] <= row["tau_limit"] <= row["tau_limit_hi"] and row["tau_limit"] > 0.85
+    assert row["trainings_to_target"] > 3 and row["target_reachable"] == 1
+    summary = S.replica_noise_summary(rows)  # the last step
+    assert summary["ws_replicas.ws.ema.steps"] == 20 and summary["ws_replicas.ws.ema.tau_limit"] == row["tau_limit"]
+    assert summary["tau_gap.ws_replica_ensemble_vs_mean.ws.ema_lo"] == row["ensemble_minus_mean_lo"]
+    assert S.replica_noise_summary([]) == {} and S.replica_noise_rows([], scores) == []
+    # noise the trainings share caps the limit: a target beyond it is censored, not missing
+    shared = truth + rng.normal(0, 1.5, 400)
+    far = S.replica_noise_rows(_curve_scores(archs, shared + rng.normal(0, 1.0, (2, 400)), steps=(1,)), scores,
+                               n_resamples=50)[0]
+    assert far["tau_limit"] == pytest.approx(ranking.kendall(shared, truth), abs=0.06)
+    assert far["trainings_to_target"] is None and far["target_reachable"] == 0
+    assert S.replica_noise_summary([far])["ws_replicas.ws.ema.target_reachable"] == 0
+    assert "ws_replicas.ws.ema.trainings_to_target" not in S.replica_noise_summary([far])
+
+
+def test_replica_noise_rows_refuse_mixed_files():
+    rng = np.random.default_rng(4)
+    archs = _archs(10, rng)
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": float(i)} for i, a in enumerate(archs)]
+    two = rng.normal(size=(2, 10))
+    with pytest.raises(S.ShortfallError, match=r"1 architecture\(s\) not in .*scores\.csv"):
+        S.replica_noise_rows(_curve_scores(archs, two), scores[1:])
+    with pytest.raises(S.ShortfallError, match="scored twice"):
+        S.replica_noise_rows(_curve_scores(archs, two) + _curve_scores(archs[:1], two[:1]), scores)
+    mean_rows = [dict(r, replica="mean") for r in _curve_scores(archs, two[:1])]
+    assert [r["replicas"] for r in S.replica_noise_rows(_curve_scores(archs, two) + mean_rows, scores, 50)] == [2, 2]
+
+
+def test_the_truth_ceiling_reads_the_seed_ceiling_row_and_the_fewest_seeds():
+    rows = [{"signal": ranking.SEED_CEILING, "metric": ranking.HEADLINE, "tau": 0.794}]
+    table = [{"arch": a, "seed": s, "test_miou": 0.5} for a in "xy" for s in (0, 1)] + [{"arch": "x", "seed": 2, "test_miou": 0.5}]
+    assert S.truth_ceiling_summary(rows, table) == {"tau.truth_ceiling": S.truth_ceiling(0.794, 2)}
+    assert S.truth_ceiling_summary([], table) == {}
+
+
+def test_load_curve_scores_names_the_file_and_the_missing_column(tmp_path):
+    assert S.load_curve_scores(tmp_path) is None
+    path = tmp_path / S.CURVE_SCORES
+    path.parent.mkdir(parents=True)
+    path.write_text("arch,steps,weights,replica,value\nx,1,raw,0,0.5\n")
+    with pytest.raises(S.ShortfallError, match=r"curve_scores\.csv: no column\(s\) score"):
+        S.load_curve_scores(tmp_path)
+    path.write_text("arch,steps,weights,replica,score,value\nx,1,raw,0,ws,0.5\n")
+    assert S.load_curve_scores(tmp_path)[0]["score"] == "ws"

@@ -2,7 +2,7 @@
 
 WS tau against the benchmark table can fall short for three reasons that call for different
 cures; each has a measurement here, computed from 04_ranking's ``scores.csv`` and the table
-alone (no supernet runs, so the study takes seconds):
+alone (no supernet runs, so the study takes a minute or two):
 
 1. **The images.** WS reads held-out *val* images, the ground truth is *test* mIoU.
    :func:`cross_split_ceiling` is the seed ceiling read across the split: one training
@@ -16,8 +16,12 @@ alone (no supernet runs, so the study takes seconds):
    the noise they do not share, so :func:`ensemble_gap` (the ensemble's tau minus the
    variants' mean tau, not the chosen best one's) is a lower bound on what training noise
    costs. :func:`agreement` is the tau between the variants' WS scores (every pair). The
-   clean test-retest of one rule is :func:`~.ranking.retest` on 04's tau-vs-steps curve,
-   whose replicas are drawn from other streams.
+   clean test-retest of one rule comes from the training replicas of 04's tau-vs-steps
+   curve (other streams of the run seed, ``curve_scores.csv``): :func:`replica_noise_rows`
+   gives their agreement, the tau of their average and, under a Gaussian model of the noise
+   (:func:`noise_model`), the limit of averaging ever more trainings and how many would reach
+   the goal. The limit is read against :func:`truth_ceiling`, what a perfect predictor
+   reaches against the same seed-mean truth.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
    decoder's mean width given the standalone accuracy: negative where WS ranks wide
    decoders below where standalone training puts them. The same for parameters and FLOPs
@@ -53,6 +57,8 @@ from ..space import WIDTHS, parse_arch, width_indices
 from .ranking import CONFIDENCE, HEADLINE, _frame, _p10, _pair_mean, _paired_ci, kendall, spearman, tau_gap
 
 SCORES = Path("04_ranking") / "scores.csv"  # the ranking study's per-architecture scores, under results/<profile>
+CURVE_SCORES = Path("04_ranking") / "curve_scores.csv"  # per-architecture scores of the curve's snapshots
+TARGET_TAU = 0.8  # the WS goal of the ranking issue, for trainings_to_target
 CROSS_SPLIT_CEILING = "seed_ceiling_cross_split"
 ENSEMBLE = "ws_ensemble"  # scores.csv column (its crack-IoU twin: ws_crack_ensemble)
 MIN_VARIANTS = 2  # an ensemble, an agreement: at least two independent trainings
@@ -506,3 +512,198 @@ def loss_control_summary(rows: Sequence[dict]) -> dict[str, float]:
     if rows:
         out["ws_loss.n_variants"] = float(len(rows))
     return out
+
+
+# ------------------------------------------------------------------ training noise of one rule (04's curve replicas)
+
+
+def load_curve_scores(results_root: Path) -> list[dict] | None:
+    """04_ranking's ``curve_scores.csv`` rows (None when absent: 04 drew no curve, or ran before it
+    kept the curve's per-architecture scores).
+
+    Raises:
+        ShortfallError: the file lacks one of its columns (the file named).
+    """
+    import pandas as pd
+
+    path = Path(results_root) / CURVE_SCORES
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, comment="#")
+    missing = [c for c in ("arch", "steps", "weights", "replica", "score", "value") if c not in df.columns]
+    if missing:
+        raise ShortfallError(f"{display_path(path)}: no column(s) {', '.join(missing)}; rerun 04_ranking")
+    return df.to_dict("records")
+
+
+def _r(tau: float) -> float:
+    """Greiner's relation: the correlation of a bivariate normal pair whose Kendall tau is ``tau``."""
+    return math.sin(math.pi * tau / 2)
+
+
+def _tau(r: float) -> float:
+    return 2 / math.pi * math.asin(max(-1.0, min(1.0, r)))
+
+
+def noise_model(columns: Sequence[np.ndarray], truth: np.ndarray) -> tuple[float, float]:
+    """``(r_one, r_limit)`` of training replicas' scores ``columns`` against ``truth``, in correlations.
+
+    A Gaussian congeneric model: each training's score is a shared signal, scaled by a quality of
+    its own, plus noise of its own, independent between trainings. Taus become correlations by
+    Greiner's relation ``r = sin(pi * tau / 2)``. ``r_one`` is the trainings' mean correlation with
+    the truth; ``r_limit``, the shared signal's, is ``sqrt(r_iT * r_jT / r_ij)`` averaged over
+    the pairs of trainings (under the model it holds for trainings of unequal quality), at most 1.
+    NaN where a correlation is not positive or not finite (the model does not apply).
+    """
+    to_truth = [_r(kendall(c, truth)) for c in columns]
+    ratios = [to_truth[i] * to_truth[j] / _r(kendall(columns[i], columns[j])) if _r(kendall(columns[i], columns[j])) > 0
+              else math.nan for i, j in itertools.combinations(range(len(columns)), 2)]
+    if not (all(math.isfinite(x) and x > 0 for x in to_truth) and ratios and all(math.isfinite(x) for x in ratios)):
+        return math.nan, math.nan
+    return float(np.mean(to_truth)), min(1.0, math.sqrt(float(np.mean(ratios))))
+
+
+def averaged_tau(r_one: float, r_limit: float, k: float) -> float:
+    """Kendall tau against the truth of the average of ``k`` trainings under :func:`noise_model`:
+    Spearman-Brown with a training's reliability ``(r_one / r_limit) ** 2``, converted back to a
+    tau (``k = inf``: the limit's tau). NaN where the model does not apply."""
+    if not (r_one > 0 and r_limit > 0 and r_one <= r_limit):
+        return math.nan
+    reliability = (r_one / r_limit) ** 2
+    return _tau(r_limit if math.isinf(k) else r_one * math.sqrt(k / (1 + (k - 1) * reliability)))
+
+
+def trainings_needed(r_one: float, r_limit: float, target: float) -> float:
+    """How many trainings :func:`averaged_tau` needs averaged to reach tau ``target``, rounded up
+    (inf when even the limit stays below it; NaN where the model does not apply)."""
+    if not (r_one > 0 and r_limit > 0 and r_one <= r_limit):
+        return math.nan
+    r_target, reliability = _r(target), (r_one / r_limit) ** 2
+    if r_one >= r_target:
+        return 1.0
+    if r_limit <= r_target:
+        return math.inf
+    return float(math.ceil(r_target ** 2 * (1 - reliability) / (r_one ** 2 - r_target ** 2 * reliability) - 1e-9))
+
+
+def truth_ceiling(seed_tau: float, n_seeds: int) -> float:
+    """Kendall tau a perfect predictor would reach against the mean of ``n_seeds`` standalone
+    trainings whose seed-to-seed tau is ``seed_tau`` (Greiner's relation, then Spearman-Brown for
+    the mean's reliability): the scale every tau against that truth is read on."""
+    r = _r(seed_tau)
+    if not (r > 0 and n_seeds >= 1):
+        return math.nan
+    return _tau(math.sqrt(n_seeds * r / (1 + (n_seeds - 1) * r)))
+
+
+def truth_ceiling_summary(rows: Sequence[dict], table_rows) -> dict[str, float]:
+    """``tau.truth_ceiling``: :func:`truth_ceiling` of the ``seed_ceiling`` row of ``shortfall.csv``
+    (test mIoU) and the fewest seeds an architecture of the table has; empty without that row."""
+    from .ranking import SEED_CEILING, seeds_per_arch
+
+    ceiling = [r for r in rows if r["signal"] == SEED_CEILING and r["metric"] == HEADLINE]
+    seeds = [n for n in seeds_per_arch(table_rows).values() if n >= 2]
+    if not ceiling or not seeds:
+        return {}
+    return {"tau.truth_ceiling": truth_ceiling(float(ceiling[0]["tau"]), min(seeds))}
+
+
+def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """The training noise of one rule, from the training replicas of 04's tau-vs-steps curve: one
+    row per score (``ws``, ``ws_loss``), weights (``raw``, ``ema``) and step with at least
+    :data:`MIN_VARIANTS` replicas.
+
+    Row fields, against the mean test mIoU of ``scores`` (04's ``scores.csv``, matched by
+    architecture): ``tau_mean`` (``tau_min`` / ``tau_max``) over the replicas; ``retest``, their
+    mean pairwise tau; ``tau_ensemble``, the tau of their standardised average, and
+    ``ensemble_minus_mean`` (``_lo`` / ``_hi``: paired bootstrap over architectures); under
+    :func:`noise_model`, ``tau_limit`` (infinitely many trainings averaged; ``_lo`` / ``_hi``: a
+    bootstrap over the architectures, which leaves out which trainings were drawn) and
+    ``trainings_to_target`` for :data:`TARGET_TAU` (:func:`trainings_needed`; None with
+    ``target_reachable`` 0 when even the limit stays below it).
+
+    Raises:
+        ShortfallError: an (architecture, replica) appears twice in a snapshot, or an
+            architecture of the curve is not in ``scores``.
+    """
+    import pandas as pd
+
+    df = _frame(curve_scores)
+    if df.empty:
+        return []
+    df = df[pd.to_numeric(df.replica, errors="coerce").notna()]  # replicas only, never a summary row
+    truth = {r["arch"]: float(r[f"truth.{HEADLINE}"]) for r in _frame(scores).to_dict("records")}
+    unknown = sorted(set(df.arch) - set(truth))
+    if unknown:
+        raise ShortfallError(f"{CURVE_SCORES}: {len(unknown)} architecture(s) not in {SCORES} (e.g. {unknown[0]}); "
+                             "04's files come from different runs: rerun 04_ranking")
+    rows = []
+    for (score, weights, steps), part in df.groupby(["score", "weights", "steps"], sort=False):
+        if part.duplicated(["arch", "replica"]).any():
+            raise ShortfallError(f"{CURVE_SCORES}: an architecture scored twice by one replica ({score}, {weights}, "
+                                 f"{steps} steps); rerun 04_ranking")
+        wide = part.pivot(index="arch", columns="replica", values="value")
+        cols = [wide[r].to_numpy(dtype=float) for r in wide.columns] + [np.array([truth[a] for a in wide.index])]
+        keep = np.logical_and.reduce([np.isfinite(c) for c in cols])
+        if len(cols) - 1 >= MIN_VARIANTS and keep.sum() >= 3:
+            row = _replica_row(tuple(c[keep] for c in cols), n_resamples, seed)
+            rows.append({"score": score, "weights": weights, "steps": int(steps), **row})
+    return sorted(rows, key=lambda r: (r["score"] != "ws", r["weights"], r["steps"]))
+
+
+def _replica_row(cols: tuple, n_resamples: int, seed: int) -> dict:
+    """:func:`replica_noise_rows`' fields of one snapshot: ``cols`` = the replicas' scores, then the truth."""
+    *reps, t = cols
+    taus = [kendall(c, t) for c in reps]
+    r_one, r_limit = noise_model(reps, t)
+
+    def gap(*c):
+        ensemble = np.mean([_standardised(x) for x in c[:-1]], axis=0)
+        return kendall(ensemble, c[-1]) - float(np.mean([kendall(x, c[-1]) for x in c[:-1]]))
+
+    def limit(*c):
+        return averaged_tau(*noise_model(c[:-1], c[-1]), math.inf)
+
+    low, high = _paired_ci(gap, cols, n_resamples, CONFIDENCE, seed)
+    limit_lo, limit_hi = _paired_ci(limit, cols, n_resamples, CONFIDENCE, seed)
+    return {"replicas": len(reps), "n": int(t.size), "tau_mean": float(np.mean(taus)), "tau_min": float(min(taus)),
+            "tau_max": float(max(taus)), "retest": _pair_mean(kendall)(*reps),
+            "tau_ensemble": kendall(np.mean([_standardised(c) for c in reps], axis=0), t), "ensemble_minus_mean": gap(*cols),
+            "ensemble_minus_mean_lo": low, "ensemble_minus_mean_hi": high,
+            "tau_limit": averaged_tau(r_one, r_limit, math.inf), "tau_limit_lo": limit_lo, "tau_limit_hi": limit_hi,
+            "target": TARGET_TAU, **_needed_fields(trainings_needed(r_one, r_limit, TARGET_TAU))}
+
+
+def _needed_fields(needed: float) -> dict:
+    """``trainings_to_target`` (None where no count reaches it) and ``target_reachable`` (1 / 0;
+    None where the model does not apply), so an unreachable target reads as censored, not missing."""
+    if math.isnan(needed):
+        return {"trainings_to_target": None, "target_reachable": None}
+    return {"trainings_to_target": needed if math.isfinite(needed) else None, "target_reachable": float(math.isfinite(needed))}
+
+
+def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
+    """From :func:`replica_noise_rows` at each (score, weights)'s last step:
+    ``ws_replicas.<score>.<weights>.<field>`` for ``steps``, ``tau_mean``, ``retest``,
+    ``tau_ensemble``, ``tau_limit`` (``_lo`` / ``_hi``), ``target_reachable`` and
+    ``trainings_to_target`` (where reachable), and
+    ``tau_gap.ws_replica_ensemble_vs_mean.<score>.<weights>`` with ``_lo`` / ``_hi``; empty
+    without rows."""
+    last = {}
+    for r in rows:
+        if r["steps"] >= last.get((r["score"], r["weights"]), {"steps": -1})["steps"]:
+            last[r["score"], r["weights"]] = r
+    out = {}
+    for (score, weights), r in last.items():
+        name = f"{score}.{weights}"
+        out.update({f"ws_replicas.{name}.{k}": float(r[k]) for k in
+                    ("steps", "tau_mean", "retest", "tau_ensemble", "tau_limit", "tau_limit_lo", "tau_limit_hi",
+                     "trainings_to_target", "target_reachable") if _present(r.get(k))})
+        key = f"tau_gap.ws_replica_ensemble_vs_mean.{name}"
+        out.update({key: float(r["ensemble_minus_mean"]), f"{key}_lo": float(r["ensemble_minus_mean_lo"]),
+                    f"{key}_hi": float(r["ensemble_minus_mean_hi"])})
+    return out
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
