@@ -620,3 +620,34 @@ def test_load_table_refuses_an_empty_file(monkeypatch, tmp_path):
     (tmp_path / "table.csv").write_text("")
     with pytest.raises(R.RankingError, match=r"table\.csv: no table after its provenance line"):
         R.load_table(profile, 0)
+
+
+def test_ws_on_test_scores_the_profiles_variant_on_the_test_images(monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.supernet import evaluate, train
+
+    seen = {}
+
+    class FakeEvaluator:
+        def __init__(self, model, split, batch_size, recalib=None, recalib_batches=0):
+            seen.update(model=model, split=split, recalib=recalib, recalib_batches=recalib_batches)
+
+        def scores(self, choices):
+            value = np.atleast_2d(choices).sum(axis=1) / 100
+            return {"miou": value, "crack_iou": value / 2, "loss": 1 - value}
+
+    profile = load_profile("cpu")
+    own = R.profile_variant(profile.supernet, train.VARIANTS)
+    fake = SimpleNamespace(model="net", features={"train": "train images", "val": "val images", "test": "test images"},
+                           cfg=profile.supernet)
+    monkeypatch.setattr(evaluate, "WeightSharingEvaluator", FakeEvaluator)
+    monkeypatch.setattr(train, "trained_supernet", lambda p, seed, variant=None: fake)
+    truth = R.ground_truth(table_rows(4))
+    columns = R.ws_on_test_columns(profile, 0, truth.choices)
+    assert own is not None and set(columns) == {f"ws_on_test.{own}", f"ws_loss_on_test.{own}"}
+    assert seen == {"model": "net", "split": "test images", "recalib": "train images",
+                    "recalib_batches": profile.supernet.bn_recalib_batches}
+    assert columns[f"ws_loss_on_test.{own}"] == pytest.approx(columns[f"ws_on_test.{own}"] - 1)
+    unnamed = replace(profile, supernet=replace(profile.supernet, momentum_bins=2))  # settings no variant names
+    assert R.ws_on_test_columns(unnamed, 0, truth.choices) == {}

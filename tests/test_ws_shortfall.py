@@ -377,3 +377,17 @@ def test_load_curve_scores_names_the_file_and_the_missing_column(tmp_path):
         S.load_curve_scores(tmp_path)
     path.write_text("arch,steps,weights,replica,score,value\nx,1,raw,0,ws,0.5\n")
     assert S.load_curve_scores(tmp_path)[0]["score"] == "ws"
+
+
+def test_the_image_control_reads_ws_on_the_truths_own_images():
+    rng = np.random.default_rng(6)
+    truth = rng.normal(size=30)
+    val = truth + rng.normal(0, 1.0, 30)
+    scores = [{"arch": f"a{i}", f"truth.{ranking.HEADLINE}": truth[i], "ws.sandwich": val[i], "ws_on_test.sandwich": truth[i],
+               "ws_loss.sandwich": val[i], "ws_loss_on_test.sandwich": val[i]} for i in range(30)]
+    out = S.image_control(scores, n_resamples=200)
+    assert out["tau.ws_on_test.sandwich"] == pytest.approx(1.0)
+    assert out["tau_gap.ws_on_test_vs_val.sandwich"] == pytest.approx(1.0 - ranking.kendall(val, truth))
+    assert out["tau_gap.ws_loss_on_test_vs_val.sandwich"] == pytest.approx(0.0)  # the same scores: no gap
+    assert out["tau_gap.ws_on_test_vs_val.sandwich_lo"] <= out["tau_gap.ws_on_test_vs_val.sandwich"]
+    assert S.image_control([{k: v for k, v in r.items() if "on_test" not in k} for r in scores]) == {}

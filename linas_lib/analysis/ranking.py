@@ -644,6 +644,31 @@ def ws_columns(profile, seed: int, choices: np.ndarray, variants: Sequence[str])
     return out
 
 
+def ws_on_test_columns(profile, seed: int, choices: np.ndarray) -> dict[str, np.ndarray]:
+    """The images' control for 07: ``ws_on_test.<variant>`` (WS mIoU) and ``ws_loss_on_test.<variant>``
+    (minus the WS loss) of the profile's own variant scored on the *test* images, the ones the
+    table's truth is measured on, with the same per-path BN recalibration as WS.
+
+    A diagnostic that reads the test split, so no signal, choice or search uses it: if WS ranks
+    no better on the truth's own images than on its held-out val images, the images are not
+    what WS lacks. Empty when the profile's settings match no named variant.
+    """
+    from ..supernet.evaluate import WeightSharingEvaluator
+    from ..supernet.train import VARIANTS, trained_supernet
+
+    own = profile_variant(profile.supernet, VARIANTS)
+    if own is None:
+        return {}
+    supernet = trained_supernet(profile, seed)
+    test = WeightSharingEvaluator(supernet.model, supernet.features["test"], supernet.cfg.batch_size,
+                                  recalib=supernet.features["train"], recalib_batches=supernet.cfg.bn_recalib_batches)
+    scores = {k: np.asarray(v, dtype=float).reshape(-1) for k, v in test.scores(np.asarray(choices, dtype=np.int64)).items()}
+    out = {f"ws_on_test.{own}": scores["miou"]}
+    if "loss" in scores:
+        out[f"ws_loss_on_test.{own}"] = -scores["loss"]
+    return out
+
+
 def ws_scores(supernet, choices: np.ndarray) -> dict[str, np.ndarray]:
     """``{"miou": (n,), "crack_iou": (n,)}`` of ``supernet.ws_scores`` over architectures ``(n, 5)``,
     and ``"loss"`` when the supernet gives it (:class:`~linas_lib.supernet.evaluate.WeightSharingEvaluator`)."""

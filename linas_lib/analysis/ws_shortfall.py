@@ -10,6 +10,8 @@ alone (no supernet runs, so the study takes a minute or two):
    against test) it says what reading val instead of test costs a proxy as good as a
    standalone training (:func:`split_gap`, with a paired CI). The table's val mIoU reads
    the whole val split, WS its held-out half, so the cost for WS's images is at least that.
+   :func:`image_control` reads WS itself on the truth's own test images (04 scores the
+   profile's variant there, as a diagnostic only).
 2. **Training noise of the supernet.** The variants are trainings of different rules from
    one run seed (the same initial weights, encoder and WS images).
    :func:`ensemble_column` averages their standardised WS scores; averaging cancels only
@@ -131,6 +133,27 @@ def with_ensemble(scores, variants: Sequence[str]) -> list[dict]:
     for name, values in ensemble_columns(columns, variants).items():
         df[name] = values
     return df.to_dict("records")
+
+
+def image_control(scores, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """WS read on the truth's own images: for each ``ws_on_test.<variant>`` column of 04's scores
+    (the profile's variant scored on the test images), ``tau.ws_on_test.<variant>`` and
+    ``tau_gap.ws_on_test_vs_val.<variant>`` (with ``_lo`` / ``_hi``: its tau minus that of
+    ``ws.<variant>``, read on held-out val images, paired over architectures); the same for the
+    loss score (``ws_loss_on_test``). A gap about 0 or below says the images are not what WS
+    lacks. Empty without such columns (a 04 before this control)."""
+    df = _frame(scores)
+    truth = df[f"truth.{HEADLINE}"].to_numpy(dtype=float)
+    out = {}
+    for column in [c for c in df.columns if str(c).startswith(("ws_on_test.", "ws_loss_on_test."))]:
+        name, variant = str(column).split(".", 1)
+        val = df[f"{name.replace('_on_test', '')}.{variant}"].to_numpy(dtype=float)
+        test = df[column].to_numpy(dtype=float)
+        keep = np.isfinite(truth) & np.isfinite(val) & np.isfinite(test)
+        gap, low, high = tau_gap(test[keep], val[keep], truth[keep], n_resamples, seed)
+        key = f"tau_gap.{name}_vs_val.{variant}"
+        out.update({f"tau.{column}": kendall(test[keep], truth[keep]), key: gap, f"{key}_lo": low, f"{key}_hi": high})
+    return out
 
 
 def _cross_split_mean(stat, cols, k: int) -> float:
