@@ -391,3 +391,5 @@ def test_the_image_control_reads_ws_on_the_truths_own_images():
     assert out["tau_gap.ws_loss_on_test_vs_val.sandwich"] == pytest.approx(0.0)  # the same scores: no gap
     assert out["tau_gap.ws_on_test_vs_val.sandwich_lo"] <= out["tau_gap.ws_on_test_vs_val.sandwich"]
     assert S.image_control([{k: v for k, v in r.items() if "on_test" not in k} for r in scores]) == {}
+    with pytest.raises(S.ShortfallError, match=r"scores\.csv: ws_on_test\.sandwich without ws\.sandwich"):
+        S.image_control([{k: v for k, v in r.items() if k != "ws.sandwich"} for r in scores])

@@ -147,7 +147,11 @@ def image_control(scores, n_resamples: int = 2000, seed: int = 0) -> dict[str, f
     out = {}
     for column in [c for c in df.columns if str(c).startswith(("ws_on_test.", "ws_loss_on_test."))]:
         name, variant = str(column).split(".", 1)
-        val = df[f"{name.replace('_on_test', '')}.{variant}"].to_numpy(dtype=float)
+        held_out = f"{name.replace('_on_test', '')}.{variant}"
+        if held_out not in df.columns:
+            raise ShortfallError(f"{SCORES}: {column} without {held_out}, the held-out score it is read against; "
+                                 "rerun 04_ranking")
+        val = df[held_out].to_numpy(dtype=float)
         test = df[column].to_numpy(dtype=float)
         keep = np.isfinite(truth) & np.isfinite(val) & np.isfinite(test)
         gap, low, high = tau_gap(test[keep], val[keep], truth[keep], n_resamples, seed)
@@ -579,8 +583,8 @@ def noise_model(columns: Sequence[np.ndarray], truth: np.ndarray) -> tuple[float
     NaN where a correlation is not positive or not finite (the model does not apply).
     """
     to_truth = [_r(kendall(c, truth)) for c in columns]
-    ratios = [to_truth[i] * to_truth[j] / _r(kendall(columns[i], columns[j])) if _r(kendall(columns[i], columns[j])) > 0
-              else math.nan for i, j in itertools.combinations(range(len(columns)), 2)]
+    between = {(i, j): _r(kendall(columns[i], columns[j])) for i, j in itertools.combinations(range(len(columns)), 2)}
+    ratios = [to_truth[i] * to_truth[j] / r if r > 0 else math.nan for (i, j), r in between.items()]
     if not (all(math.isfinite(x) and x > 0 for x in to_truth) and ratios and all(math.isfinite(x) for x in ratios)):
         return math.nan, math.nan
     return float(np.mean(to_truth)), min(1.0, math.sqrt(float(np.mean(ratios))))
