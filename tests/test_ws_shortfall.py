@@ -348,6 +348,40 @@ def test_replica_noise_rows_measure_one_rules_training_noise():
     assert "ws_replicas.ws.ema.trainings_to_target" not in S.replica_noise_summary([far])
 
 
+def test_the_model_check_predicts_what_an_unseen_training_averages_to_and_misses_one_unlike_the_others():
+    rng = np.random.default_rng(6)
+    truth = rng.normal(size=3000)
+    shared = truth + rng.normal(0, 0.75, 3000)
+    alike = shared + rng.normal(0, 1.0, (3, 3000))  # congeneric: the model holds
+    measured = ranking.kendall(alike.mean(axis=0), truth)
+    assert S.predicted_ensemble_tau(list(alike), truth) == pytest.approx(measured, abs=0.015)
+    limits = S.pair_limits(list(alike), truth)
+    assert len(limits) == 3 and max(limits) - min(limits) < 0.05
+    assert np.isnan(S.predicted_ensemble_tau(list(alike[:2]), truth))  # a fit on one training has no pair
+    # the unseen training shares its noise with the first (say, the same batch order): averaging gains less
+    tied = [alike[0], alike[1], alike[0] + rng.normal(0, 0.3, 3000)]
+    assert ranking.kendall(np.mean(tied, axis=0), truth) < S.predicted_ensemble_tau(tied, truth) - 0.02
+    limits = S.pair_limits(tied, truth)
+    assert max(limits) - min(limits) > 0.1
+
+
+def test_replica_noise_rows_check_the_model_from_three_replicas_on():
+    rng = np.random.default_rng(7)
+    archs = _archs(300, rng)
+    truth = rng.normal(size=300)
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": t} for a, t in zip(archs, truth)]
+    three = truth + rng.normal(0, 0.75, 300) + rng.normal(0, 1.0, (3, 300))
+    row = S.replica_noise_rows(_curve_scores(archs, three, steps=(5,)), scores, n_resamples=200)[0]
+    assert row["ensemble_minus_predicted"] == pytest.approx(row["tau_ensemble"] - row["tau_ensemble_predicted"])
+    assert row["ensemble_minus_predicted_lo"] < 0 < row["ensemble_minus_predicted_hi"]  # the model holds here
+    assert row["tau_limit_pair_min"] <= row["tau_limit"] <= row["tau_limit_pair_max"] + 0.02
+    summary = S.replica_noise_summary([row])
+    assert {f"ws_replicas.ws.ema.{k}" for k in S.MODEL_CHECK} <= set(summary)
+    two = S.replica_noise_rows(_curve_scores(archs, three[:2], steps=(5,)), scores, n_resamples=50)[0]
+    assert all(two[k] is None for k in S.MODEL_CHECK)  # with two the check would hold by construction: none
+    assert not any(k.endswith(S.MODEL_CHECK) for k in S.replica_noise_summary([two]))
+
+
 def test_replica_noise_rows_refuse_mixed_files():
     rng = np.random.default_rng(4)
     archs = _archs(10, rng)
