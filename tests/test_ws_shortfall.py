@@ -400,6 +400,12 @@ def test_the_truth_ceiling_reads_the_seed_ceiling_row_and_the_fewest_seeds():
     table = [{"arch": a, "seed": s, "test_miou": 0.5} for a in "xy" for s in (0, 1)] + [{"arch": "x", "seed": 2, "test_miou": 0.5}]
     assert S.truth_ceiling_summary(rows, table) == {"tau.truth_ceiling": S.truth_ceiling(0.794, 2)}
     assert S.truth_ceiling_summary([], table) == {}
+    # the multi-fidelity top k's own ceiling, with its CI mapped; the crack-IoU row is not read
+    rows += [{"signal": ranking.SEED_CEILING_MF, "metric": ranking.HEADLINE, "tau": 0.38, "tau_lo": 0.06, "tau_hi": 0.66},
+             {"signal": ranking.SEED_CEILING_MF, "metric": "test_crack_iou", "tau": 0.9}]
+    summary = S.truth_ceiling_summary(rows, table)
+    assert summary["tau.truth_ceiling_mf"] == pytest.approx(S.truth_ceiling(0.38, 2))
+    assert summary["tau.truth_ceiling_mf_lo"] < summary["tau.truth_ceiling_mf"] < summary["tau.truth_ceiling_mf_hi"] < 0.9
 
 
 def test_load_curve_scores_names_the_file_and_the_missing_column(tmp_path):

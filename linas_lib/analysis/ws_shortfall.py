@@ -467,7 +467,7 @@ def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
 def shortfall_summary(scores, variants: Sequence[str], rows: Sequence[dict], bias_rows: Sequence[dict],
                       n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """The ``summary.json`` figures of the three causes: ``n_archs``; per ``shortfall.csv`` row of
-    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the two seed ceilings and
+    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the seed ceilings and
     the ensemble, for reading them side by side); :func:`ensemble_gap`,
     :func:`agreement` and :func:`bias_summary`. ``scores`` must hold the ensemble columns
     (:func:`with_ensemble`)."""
@@ -648,15 +648,22 @@ def truth_ceiling(seed_tau: float, n_seeds: int) -> float:
 
 
 def truth_ceiling_summary(rows: Sequence[dict], table_rows) -> dict[str, float]:
-    """``tau.truth_ceiling``: :func:`truth_ceiling` of the ``seed_ceiling`` row of ``shortfall.csv``
-    (test mIoU) and the fewest seeds an architecture of the table has; empty without that row."""
-    from .ranking import SEED_CEILING, seeds_per_arch
+    """:func:`truth_ceiling` of the seed-ceiling rows of ``shortfall.csv`` (test mIoU) with the
+    fewest seeds an architecture of the table has: ``tau.truth_ceiling`` (the whole table) and,
+    where 04's multi-fidelity signal scored its top k, ``tau.truth_ceiling_mf`` (those k alone:
+    the most its tau can reach); ``_lo`` / ``_hi`` map the seed ceiling's CI (the map is
+    monotone). Empty without a seed-ceiling row."""
+    from .ranking import SEED_CEILING, SEED_CEILING_MF, seeds_per_arch
 
-    ceiling = [r for r in rows if r["signal"] == SEED_CEILING and r["metric"] == HEADLINE]
     seeds = [n for n in seeds_per_arch(table_rows).values() if n >= 2]
-    if not ceiling or not seeds:
-        return {}
-    return {"tau.truth_ceiling": truth_ceiling(float(ceiling[0]["tau"]), min(seeds))}
+    out = {}
+    for signal, key in ((SEED_CEILING, "tau.truth_ceiling"), (SEED_CEILING_MF, "tau.truth_ceiling_mf")):
+        ceiling = [r for r in rows if r["signal"] == signal and r["metric"] == HEADLINE]
+        if ceiling and seeds:
+            row = ceiling[0]
+            out.update({f"{key}{end}": truth_ceiling(float(row[f"tau{end}"]), min(seeds))
+                        for end in ("", "_lo", "_hi") if _present(row.get(f"tau{end}"))})
+    return out
 
 
 def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
