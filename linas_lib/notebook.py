@@ -103,7 +103,8 @@ class Run:
 
     def write_summary(self, figures: dict[str, float]) -> Path:
         """``summary.json``: flat ``name: number`` headline figures of this notebook; then
-        ``results/<profile>/macros.tex`` is regenerated (:func:`linas_lib.paper.write_macros`).
+        ``results/<profile>/macros.tex`` and ``goals.md`` are regenerated
+        (:func:`linas_lib.paper.write_macros`, :func:`linas_lib.paper.write_goals`).
 
         Raises:
             ValueError: a value that is not a number (nested dicts must be flattened
@@ -114,9 +115,10 @@ class Run:
                 raise ValueError(f"summary value {key!r} must be a number, got {value!r}")
         clean = {k: (None if v is None or not math.isfinite(float(v)) else float(v)) for k, v in figures.items()}
         path = prov.write_json(self.results / "summary.json", {"figures": clean}, self.provenance())
-        from .paper import write_macros
+        from .paper import write_goals, write_macros
 
         write_macros(self.profile.name)
+        write_goals(self.profile.name)
         return path
 
 
