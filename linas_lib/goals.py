@@ -12,7 +12,8 @@ then says which match is shown: ``max`` or ``min`` (the best one, ties named), o
 (every match must meet the mark; the ones that miss it are listed). ``among`` restricts the
 wildcard to named values (those of the mark when the mark is a key) and ``skip`` leaves out the
 values ending with a suffix. A mark given as a figure's key compares two figures. "Met" is read
-off the point estimate; a 95 % CI that still reaches past the mark says so.
+off the point estimate (and, where a goal says so, a CI that excludes a value); a 95 % CI that
+still reaches past the mark says so, and a censored (null) CI end reads ``open``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Goal:
         skip: wildcard values ending with this are left out (e.g. ``_held_out`` twins).
         lo: the CI's lower end's key (the same wildcard), or empty.
         hi: the CI's upper end's key, or empty.
-        context: ``(label, notebook, key)`` figures shown beside it (no wildcard).
+        excludes: met also needs the CI to exclude this value (e.g. random's own 1.0), or None.
+        context: ``(label, notebook, key)`` figures shown beside it (no wildcard; shown as they are).
         scale: the figures are shown multiplied by it (100: a fraction as %).
         digits: decimals shown.
     """
@@ -60,6 +62,7 @@ class Goal:
     skip: str = ""
     lo: str = ""
     hi: str = ""
+    excludes: float | None = None
     context: tuple[tuple[str, str, str], ...] = ()
     scale: float = 1.0
     digits: int = 3
@@ -74,11 +77,13 @@ GOALS: tuple[Goal, ...] = (
            context=(("the ground truth's own error (a perfect predictor's MAPE)", N02, f"pooled_noise_est_pct.{t}"),
                     ("test-retest MAPE of two passes", N02, f"mape_pct.{t}.test_retest")))
       for t, mark in (("cpu-torch-1t", 2.0), ("cpu-ort-1t", 2.0), ("cpu-torch-2t", 5.0), ("cpu-ort-2t", 5.0))),
-    *(Goal(9, f">= 99 % within 5 % on {t}", N02, f"within5_pct.{t}.calibrated", ">=", 99.0, digits=0)
+    *(Goal(9, f">= 99 % within 5 % on {t}", N02, f"within5_pct.{t}.calibrated", ">=", 99.0, digits=1)
       for t in ("cpu-torch-1t", "cpu-ort-1t")),
     Goal(9, "no chosen network over its budget when measured (02: margin, s)", N02, "throughput_margin_s.<x>", ">=",
          0.0, pick="each", digits=1),
-    Goal(9, "no chosen network over its budget when measured (05: C3 pass)", N05, "c3_pass.<x>", ">=", 1.0,
+    Goal(9, "no chosen network over its budget when measured (05: C3 pass on the raw total)", N05, "c3_pass.<x>",
+         ">=", 1.0, pick="each", digits=0),
+    Goal(9, "... the same, host drift corrected (a second view)", N05, "c3_pass_drift_corrected.<x>", ">=", 1.0,
          pick="each", digits=0),
     Goal(9, "cross-hardware mean Spearman >= 0.95 at k = 10", N06, "spearman.k10.mean", ">=", 0.95),
     Goal(9, "... ahead of every baseline at k = 10 (paired difference)", N06, "diff.<x>.spearman.k10.mean", ">", 0.0,
@@ -97,12 +102,14 @@ GOALS: tuple[Goal, ...] = (
     Goal(11, "multi-fidelity tau >= 0.9 on its top k", N04, "tau.mf", ">=", 0.9, lo="tau_lo.mf", hi="tau_hi.mf",
          context=(("seed ceiling on the top k", N04, "tau.seed_ceiling_mf"),
                   ("a perfect predictor on the top k", N07, "tau.truth_ceiling_mf"))),
-    Goal(12, "best method reaches random's median final HV with <= 10 % of random's evaluations", N05,
-         "evals_to_target.<x>", "<=", 0.10, pick="min", lo="evals_to_target_ci95_low.<x>",
-         hi="evals_to_target_ci95_high.<x>"),
-    Goal(12, "final HV >= 99 % of the oracle's reference (long runs, %)", N05, "long.hv_frac_reference.<x>", ">=",
-         0.99, skip="_held_out", lo="long.hv_frac_reference_ci95_low.<x>", hi="long.hv_frac_reference_ci95_high.<x>", scale=100.0,
-         digits=1),
+    Goal(12, "best method reaches random's median final HV with <= 10 % of random's evaluations (a fraction of "
+         "random's median evaluations-to-target), its CI excluding random (1)", N05, "evals_to_target.<x>", "<=", 0.10,
+         pick="min", lo="evals_to_target_ci95_low.<x>", hi="evals_to_target_ci95_high.<x>", excludes=1.0),
+    Goal(12, "final HV >= 99 % of the oracle's reference at the protocol's budget (%)", N05, "hv_frac_reference.<x>",
+         ">=", 0.99, lo="hv_frac_reference_ci95_low.<x>", hi="hv_frac_reference_ci95_high.<x>", scale=100.0, digits=1),
+    Goal(12, "... the same, long runs, seeds the long methods were not chosen on (%)", N05,
+         "long.hv_frac_reference.<x>_held_out", ">=", 0.99, lo="long.hv_frac_reference_ci95_low.<x>_held_out",
+         hi="long.hv_frac_reference_ci95_high.<x>_held_out", scale=100.0, digits=1),
     Goal(12, "searched network within 1 mIoU point of the best table architecture within its budget", N05,
          "final.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", lo="final.miou_gap_ci95_low_pts.<x>",
          hi="final.miou_gap_ci95_high_pts.<x>", digits=2),
@@ -129,12 +136,19 @@ def _finite(value) -> bool:
 
 
 def _fmt(goal: Goal, value: float | None) -> str:
-    return "n/a" if value is None else f"{value * goal.scale:.{goal.digits}f}"
+    if value is None:
+        return "n/a"
+    return "open" if math.isinf(value) else f"{value * goal.scale:.{goal.digits}f}"
 
 
 def _ci(goal: Goal, figures: Mapping, name: str) -> tuple[float | None, float | None]:
-    ends = [figures.get(k.replace(WILDCARD, name)) if k else None for k in (goal.lo, goal.hi)]
-    return tuple(float(e) if _finite(e) else None for e in ends)
+    """The CI's ends of ``name``; an end whose key is there but null is open (+-inf: censored)."""
+    ends = []
+    for key, open_end in ((goal.lo, -math.inf), (goal.hi, math.inf)):
+        key = key.replace(WILDCARD, name) if key else ""
+        value = figures.get(key) if key else None
+        ends.append(float(value) if _finite(value) else open_end if key in figures and value is None else None)
+    return ends[0], ends[1]
 
 
 def _mark(goal: Goal, figures: Mapping) -> tuple[float | None, str]:
@@ -145,42 +159,58 @@ def _mark(goal: Goal, figures: Mapping) -> tuple[float | None, str]:
     if not found:
         return None, f"`{goal.mark}` n/a"
     better = max if goal.op in (">", ">=") else min
-    name = better(found, key=found.get)
+    name = better(sorted(found), key=found.get)
     return found[name], f"`{goal.mark.replace(WILDCARD, name)}` {_fmt(goal, found[name])}"
 
 
-def _straddles(goal: Goal, low: float | None, high: float | None, mark: float) -> bool:
-    return low is not None and high is not None and low <= mark <= high and not (low == high == mark)
+def _inside(low: float | None, high: float | None, value: float) -> bool:
+    """Whether a CI with both ends known holds ``value`` (a point CI only when equal to it)."""
+    return low is not None and high is not None and low <= value <= high
 
 
 def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
-    """``{issue, goal, figure, status}`` of one goal; status ``not measured`` when its figures are missing."""
+    """``{issue, goal, figure, status}`` of one goal; status ``not measured`` when its figures are missing.
+
+    With ``pick="each"`` every allowed value (``among``) must be there: a missing or null one
+    reads ``n/a`` and counts as missed.
+    """
     figures = summaries.get(goal.notebook, {})
-    found = _matches(figures, goal.key, () if isinstance(goal.mark, str) else goal.among, goal.skip)
+    among = () if isinstance(goal.mark, str) else goal.among
+    found = _matches(figures, goal.key, among, goal.skip)
     mark, mark_text = _mark(goal, figures)
     row = {"issue": str(goal.issue), "goal": goal.text}
     if not found or mark is None:
         return {**row, "figure": "not in the committed summaries", "status": "not measured"}
-    meets = OPS[goal.op]
-    shown = sorted(found) if goal.pick == "each" else [_best(goal, found)]
-    parts, missed, straddle = [], [], False
+    if goal.pick == "each":
+        shown = sorted(set(found) | set(among) | _null_matches(figures, goal.key, among, goal.skip))
+    else:
+        shown = [_best(goal, found)]
+    parts, missed, straddle = [], 0, False
     for name in shown:
+        value = found.get(name)
         low, high = _ci(goal, figures, name)
         ci = f" [{_fmt(goal, low)}, {_fmt(goal, high)}]" if goal.lo and (low is not None or high is not None) else ""
         label = f"{name} " if name else ""
         if goal.pick != "each":
-            ties = [n for n in found if n != name and found[n] == found[name]]
+            ties = [n for n in found if n != name and math.isclose(found[n], value, rel_tol=1e-9)]
             label += f"(tied: {', '.join(sorted(ties))}) " if ties else ""
-        parts.append(f"{label}{_fmt(goal, found[name])}{ci}")
-        missed += [] if meets(found[name], mark) else [name]
-        straddle |= _straddles(goal, low, high, mark)
+        parts.append(f"{label}{_fmt(goal, value)}{ci}")
+        excluded = goal.excludes is None or not (low is None or high is None or _inside(low, high, goal.excludes))
+        missed += value is None or not OPS[goal.op](value, mark) or not excluded
+        straddle |= _inside(low, high, mark) and not low == high == mark
     figure = "; ".join(parts)
     if isinstance(goal.mark, str):
         figure += f" against {mark_text}"
     for label, notebook, key in goal.context:
         value = summaries.get(notebook, {}).get(key)
-        figure += f"; {label}: {_fmt(goal, float(value)) if _finite(value) else 'n/a'}"
-    return {**row, "figure": figure, "status": _status(goal, len(shown), len(missed), straddle)}
+        figure += f"; {label}: {f'{value:.{goal.digits}f}' if _finite(value) else 'n/a'}"
+    return {**row, "figure": figure, "status": _status(len(shown), missed, straddle)}
+
+
+def _null_matches(figures: Mapping, key: str, among: Sequence[str], skip: str) -> set[str]:
+    """Wildcard values whose figure is there but null (a ``pick="each"`` goal counts them as missed)."""
+    nulls = {k: 0.0 for k, v in figures.items() if v is None}
+    return set(_matches(nulls, key, among, skip)) if WILDCARD in key else set()
 
 
 def _best(goal: Goal, found: Mapping[str, float]) -> str:
@@ -188,11 +218,8 @@ def _best(goal: Goal, found: Mapping[str, float]) -> str:
     return pick(sorted(found), key=found.get)
 
 
-def _status(goal: Goal, n: int, n_missed: int, straddle: bool) -> str:
-    if goal.pick == "each" and n > 1:
-        status = "met" if n_missed == 0 else f"{n - n_missed} of {n}"
-    else:
-        status = "met" if n_missed == 0 else "not met"
+def _status(n: int, n_missed: int, straddle: bool) -> str:
+    status = "met" if n_missed == 0 else "not met" if n == 1 else f"not met ({n - n_missed} of {n})"
     return status + ("; a 95 % CI reaches past the mark" if straddle else "")
 
 

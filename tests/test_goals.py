@@ -34,10 +34,20 @@ def test_the_best_match_of_a_wildcard_names_its_ties_and_reads_its_own_ci():
 def test_each_match_must_meet_the_mark_and_among_and_skip_restrict_the_wildcard():
     goal = Goal(1, "each <= 1", "nb", "gap.<x>", "<=", 1.0, pick="each", digits=1)
     figures = {"gap.a": 0.5, "gap.b": 1.5, "gap.c_held_out": 3.0, "gap.d": None}
-    assert _row(goal, figures) == {"issue": "1", "goal": "each <= 1", "figure": "a 0.5; b 1.5; c_held_out 3.0",
-                                   "status": "1 of 3"}
-    assert _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", skip="_held_out"), figures)["status"] == "1 of 2"
+    assert _row(goal, figures) == {"issue": "1", "goal": "each <= 1", "figure": "a 0.5; b 1.5; c_held_out 3.0; d n/a",
+                                   "status": "not met (1 of 4)"}  # a null figure is not a pass
+    assert _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", skip="_held_out"), figures)["status"] == "not met (1 of 3)"
     assert _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", among=("a",)), figures)["status"] == "met"
+    row = _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", among=("a", "e"), digits=1), figures)
+    assert row["figure"] == "a 0.5; e n/a" and row["status"] == "not met (1 of 2)"  # a missing target is not a pass
+
+
+def test_a_censored_ci_end_is_open_and_a_goal_can_need_its_ci_to_exclude_a_value():
+    goal = Goal(12, "g", "nb", "e.<x>", "<=", 0.1, pick="min", lo="lo.<x>", hi="hi.<x>", excludes=1.0)
+    row = _row(goal, {"e.a": 0.09, "lo.a": 0.05, "hi.a": None})
+    assert row["figure"] == "a 0.090 [0.050, open]" and row["status"] == "not met; a 95 % CI reaches past the mark"
+    assert _row(goal, {"e.a": 0.09, "lo.a": 0.05, "hi.a": 0.5})["status"] == "met; a 95 % CI reaches past the mark"
+    assert _row(goal, {"e.a": 0.09})["status"] == "not met"  # no CI: the exclusion cannot be read
 
 
 def test_a_mark_that_is_another_figure_takes_its_best_match():
