@@ -363,6 +363,16 @@ def test_the_model_check_predicts_what_an_unseen_training_averages_to_and_misses
     assert ranking.kendall(np.mean(tied, axis=0), truth) < S.predicted_ensemble_tau(tied, truth) - 0.02
     limits = S.pair_limits(tied, truth)
     assert max(limits) - min(limits) > 0.1
+    # the unseen training's agreement with the others: as predicted when the model holds, above it when tied
+    measured, predicted = S.unseen_retest(list(alike), truth)
+    assert measured == pytest.approx(predicted, abs=0.015)
+    measured, predicted = S.unseen_retest(tied, truth)
+    assert measured > predicted + 0.1
+    # a worse third training is within the model (its own quality enters the prediction)
+    worse = [alike[0], alike[1], shared + rng.normal(0, 2.0, 3000)]
+    measured, predicted = S.unseen_retest(worse, truth)
+    assert measured == pytest.approx(predicted, abs=0.015)
+    assert all(np.isnan(S.unseen_retest(list(alike[:2]), truth)))
 
 
 def test_replica_noise_rows_check_the_model_from_three_replicas_on():
@@ -374,6 +384,8 @@ def test_replica_noise_rows_check_the_model_from_three_replicas_on():
     row = S.replica_noise_rows(_curve_scores(archs, three, steps=(5,)), scores, n_resamples=200)[0]
     assert row["ensemble_minus_predicted"] == pytest.approx(row["tau_ensemble"] - row["tau_ensemble_predicted"])
     assert row["ensemble_minus_predicted_lo"] < 0 < row["ensemble_minus_predicted_hi"]  # the model holds here
+    assert row["retest_unseen_minus_predicted_lo"] < 0 < row["retest_unseen_minus_predicted_hi"]
+    assert row["retest_unseen_minus_predicted"] == pytest.approx(row["retest_unseen"] - row["retest_unseen_predicted"])
     assert row["tau_limit_pair_min"] <= row["tau_limit"] <= row["tau_limit_pair_max"] + 0.02
     summary = S.replica_noise_summary([row])
     assert {f"ws_replicas.ws.ema.{k}" for k in S.MODEL_CHECK} <= set(summary)

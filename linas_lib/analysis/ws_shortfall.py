@@ -22,8 +22,8 @@ alone (no supernet runs, so the study takes a minute or two):
    curve (other streams of the run seed, ``curve_scores.csv``): :func:`replica_noise_rows`
    gives their agreement, the tau of their average and, under a Gaussian model of the noise
    (:func:`noise_model`), the limit of averaging ever more trainings and how many would reach
-   the goal. From three replicas on, :func:`predicted_ensemble_tau` checks the model on a
-   training its fit did not see. The limit is read against :func:`truth_ceiling`, what a
+   the goal. From three replicas on, :func:`predicted_ensemble_tau` and :func:`unseen_retest`
+   check the model on a training its fit did not see. The limit is read against :func:`truth_ceiling`, what a
    perfect predictor reaches against the same seed-mean truth.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
    decoder's mean width given the standalone accuracy: negative where WS ranks wide
@@ -67,7 +67,9 @@ ENSEMBLE = "ws_ensemble"  # scores.csv column (its crack-IoU twin: ws_crack_ense
 MIN_VARIANTS = 2  # an ensemble, an agreement: at least two independent trainings
 # replica_noise_rows' check of the noise model on trainings a fit did not see (three replicas on)
 MODEL_CHECK = ("tau_ensemble_predicted", "ensemble_minus_predicted", "ensemble_minus_predicted_lo",
-               "ensemble_minus_predicted_hi", "tau_limit_pair_min", "tau_limit_pair_max")
+               "ensemble_minus_predicted_hi", "retest_unseen", "retest_unseen_predicted",
+               "retest_unseen_minus_predicted", "retest_unseen_minus_predicted_lo",
+               "retest_unseen_minus_predicted_hi", "tau_limit_pair_min", "tau_limit_pair_max")
 
 
 class ShortfallError(ValueError):
@@ -618,6 +620,26 @@ def predicted_ensemble_tau(columns: Sequence[np.ndarray], truth: np.ndarray) -> 
     return averaged_tau(*noise_model(columns[:-1], truth), len(columns))
 
 
+def unseen_retest(columns: Sequence[np.ndarray], truth: np.ndarray) -> tuple[float, float]:
+    """``(measured, predicted)``: the last replica's mean Kendall tau with each other replica, and
+    what a :func:`noise_model` fit to the others predicts for it given the last one's own
+    correlation with the truth (``r_iT * r_lastT / r_limit ** 2`` per pair, in correlations).
+
+    The training noise the limit assumes independent between trainings is what this reads: noise
+    the unseen training shares with some of the others makes it agree with them more than
+    predicted. NaN below three replicas or where the fit does not apply.
+    """
+    if len(columns) < 3:
+        return math.nan, math.nan
+    *seen, last = columns
+    _, r_limit = noise_model(seen, truth)
+    if not (r_limit > 0):
+        return math.nan, math.nan
+    r_last = _r(kendall(last, truth))
+    predicted = [_tau(_r(kendall(c, truth)) * r_last / r_limit ** 2) for c in seen]
+    return float(np.mean([kendall(c, last) for c in seen])), float(np.mean(predicted))
+
+
 def pair_limits(columns: Sequence[np.ndarray], truth: np.ndarray) -> list[float]:
     """:func:`noise_model`'s limit (as a tau) from each pair of replicas alone: under the model
     every pair estimates the same shared signal, so their spread is a check of it."""
@@ -679,9 +701,9 @@ def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int 
     bootstrap over the architectures, which leaves out which trainings were drawn) and
     ``trainings_to_target`` for :data:`TARGET_TAU` (:func:`trainings_needed`; None with
     ``target_reachable`` 0 when even the limit stays below it). From three replicas on, the
-    model's check (:func:`_model_check_fields`; None below): the ensemble's tau predicted by a
-    fit that leaves the last replica out, the measured minus the predicted, and the spread of
-    the limit over pairs of replicas.
+    model's check (:func:`_model_check_fields`; None below): the ensemble's tau and the last
+    replica's agreement with the others, each predicted by a fit that leaves the last replica
+    out, measured minus predicted, and the spread of the limit over pairs of replicas.
 
     Raises:
         ShortfallError: an (architecture, replica) appears twice in a snapshot, or an
@@ -743,18 +765,28 @@ def _ensemble_tau(*cols) -> float:
 
 def _model_check_fields(cols: tuple, n_resamples: int, seed: int) -> dict:
     """:func:`replica_noise_rows`' check of the noise model, from three replicas on (else None):
-    ``tau_ensemble_predicted`` (:func:`predicted_ensemble_tau`), ``ensemble_minus_predicted``
-    (``_lo`` / ``_hi``: paired bootstrap over architectures) and ``tau_limit_pair_min`` /
-    ``_max`` (:func:`pair_limits`)."""
+    ``tau_ensemble_predicted`` (:func:`predicted_ensemble_tau`) and ``ensemble_minus_predicted``;
+    ``retest_unseen`` and ``retest_unseen_predicted`` (:func:`unseen_retest`) and
+    ``retest_unseen_minus_predicted``, both differences with ``_lo`` / ``_hi`` (paired bootstrap
+    over architectures); ``tau_limit_pair_min`` / ``_max`` (:func:`pair_limits`; None if a pair's
+    model does not apply)."""
     if len(cols) - 1 < 3:
         return dict.fromkeys(MODEL_CHECK)
 
     def miss(*c):
         return _ensemble_tau(*c) - predicted_ensemble_tau(c[:-1], c[-1])
 
-    predicted, limits = predicted_ensemble_tau(cols[:-1], cols[-1]), pair_limits(cols[:-1], cols[-1])
-    low, high = _paired_ci(miss, cols, n_resamples, CONFIDENCE, seed)
-    values = (predicted, miss(*cols), low, high, min(limits), max(limits))
+    def retest_miss(*c):
+        measured, predicted = unseen_retest(c[:-1], c[-1])
+        return measured - predicted
+
+    limits = pair_limits(cols[:-1], cols[-1])
+    finite = all(math.isfinite(x) for x in limits)
+    retest, retest_predicted = unseen_retest(cols[:-1], cols[-1])
+    values = (predicted_ensemble_tau(cols[:-1], cols[-1]), miss(*cols), *_paired_ci(miss, cols, n_resamples, CONFIDENCE, seed),
+              retest, retest_predicted, retest - retest_predicted,
+              *_paired_ci(retest_miss, cols, n_resamples, CONFIDENCE, seed),
+              min(limits) if finite else math.nan, max(limits) if finite else math.nan)
     return {k: (v if math.isfinite(v) else None) for k, v in zip(MODEL_CHECK, values)}
 
 
@@ -770,9 +802,8 @@ def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
     """From :func:`replica_noise_rows` at each (score, weights)'s last step:
     ``ws_replicas.<score>.<weights>.<field>`` for ``steps``, ``tau_mean``, ``retest``,
     ``tau_ensemble``, ``tau_limit`` (``_lo`` / ``_hi``), ``target_reachable`` and
-    ``trainings_to_target`` (where reachable), the model check's ``tau_ensemble_predicted``,
-    ``ensemble_minus_predicted`` (``_lo`` / ``_hi``) and ``tau_limit_pair_min`` / ``_max``
-    (from three replicas on), and
+    ``trainings_to_target`` (where reachable), the model check's fields (:data:`MODEL_CHECK`,
+    from three replicas on), and
     ``tau_gap.ws_replica_ensemble_vs_mean.<score>.<weights>`` with ``_lo`` / ``_hi``; empty
     without rows."""
     last = {}
