@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # PROFILE may be a name (smoke|cpu|full) or a path to a YAML file; results go under its stem.
 PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
-.PHONY: help install paper smoke compare luts bench test lab clean-executed
+.PHONY: help install paper smoke compare goals luts bench test lab clean-executed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -32,6 +32,9 @@ smoke: ## `make paper` with the tiny smoke profile
 
 compare: $(INSTALLED) ## compare PROFILE's reproduced summary figures with the committed ones
 	$(PY) -m linas_lib.cli compare --profile $(PROFILE)
+
+goals: $(INSTALLED) ## the issues' goals from PROFILE's summaries: results/<profile>/goals.md and README's block
+	$(PY) -m linas_lib.cli goals --profile $(PROFILE_NAME) --readme
 
 luts: $(INSTALLED) ## re-measure this machine's LUTs of PROFILE into the committed LUT files
 	$(PY) -m linas_lib.cli lut measure --profile $(PROFILE)

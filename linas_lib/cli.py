@@ -43,6 +43,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args.profile, show_all=args.all, ref=args.ref)
 
 
+def _cmd_goals(args: argparse.Namespace) -> int:
+    from .goals import with_goals
+    from .keys import atomic_write_text
+    from .paper import write_goals
+    from .paths import project_root
+
+    path = write_goals(args.profile)
+    if path is None:
+        print(f"linas: error: results/{args.profile}/ holds no summary.json yet: run its notebooks first", file=sys.stderr)
+        return 1
+    table = path.read_text()
+    if not args.readme:
+        print(table, end="")
+        return 0
+    readme = project_root() / "README.md"
+    try:
+        text = with_goals(readme.read_text(), args.profile, table)
+    except ValueError as err:
+        print(f"linas: error: {err}", file=sys.stderr)
+        return 1
+    atomic_write_text(readme, text)
+    print(f"wrote {path} and its block in {readme.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``linas``."""
     parser = argparse.ArgumentParser(prog="linas", description=__doc__.splitlines()[0])
@@ -109,6 +134,11 @@ def _add_paper_commands(sub) -> None:
     compare.add_argument("--all", action="store_true", help="print every row, not only the non-ok ones")
     compare.add_argument("--ref", default="HEAD", help="git revision holding the committed results (default: HEAD)")
     compare.set_defaults(func=_cmd_compare)
+    goals = sub.add_parser("goals", help="the issues' goals read off the committed summaries "
+                           "(results/<profile>/goals.md; --readme: also README.md's goals block)")
+    goals.add_argument("--profile", default="cpu", help="profile name (default: cpu)")
+    goals.add_argument("--readme", action="store_true", help="rewrite the profile's goals block in README.md")
+    goals.set_defaults(func=_cmd_goals)
 
 
 def _at_least(convert, low, what: str):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,8 @@ class Run:
 
     def write_summary(self, figures: dict[str, float]) -> Path:
         """``summary.json``: flat ``name: number`` headline figures of this notebook; then
-        ``results/<profile>/macros.tex`` is regenerated (:func:`linas_lib.paper.write_macros`).
+        ``results/<profile>/macros.tex`` and ``goals.md`` are regenerated
+        (:func:`linas_lib.paper.write_macros`, :func:`linas_lib.paper.write_goals`).
 
         Raises:
             ValueError: a value that is not a number (nested dicts must be flattened
@@ -114,9 +116,13 @@ class Run:
                 raise ValueError(f"summary value {key!r} must be a number, got {value!r}")
         clean = {k: (None if v is None or not math.isfinite(float(v)) else float(v)) for k, v in figures.items()}
         path = prov.write_json(self.results / "summary.json", {"figures": clean}, self.provenance())
-        from .paper import write_macros
+        from .paper import write_goals, write_macros
 
         write_macros(self.profile.name)
+        try:  # the summary is written: a goals-table bug must not fail hours of compute
+            write_goals(self.profile.name)
+        except (ValueError, KeyError, TypeError) as err:
+            warnings.warn(f"results/{self.profile.name}/goals.md not rewritten: {err}; run `linas goals`", stacklevel=2)
         return path
 
 

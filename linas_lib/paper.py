@@ -221,6 +221,7 @@ def run_paper(profile: str = "cpu", seed: int = 0, force: bool = False, only: st
         write_stamp(loaded.name, name, parts)
         ran.append(name)
     write_macros(loaded.name)
+    write_goals(loaded.name)
     return ran
 
 
@@ -300,6 +301,17 @@ def read_summaries(profile_name: str) -> dict[str, dict]:
         except ValueError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from err
     return out
+
+
+def write_goals(profile_name: str) -> Path | None:
+    """Write ``results/<profile>/goals.md`` (:func:`linas_lib.goals.goals_markdown`) from the
+    profile's summaries (atomically); None when it has no summary yet."""
+    from .goals import goals_markdown
+
+    summaries = read_summaries(profile_name)
+    if not summaries:
+        return None
+    return atomic_write_text(project_root() / "results" / profile_name / "goals.md", goals_markdown(summaries))
 
 
 def write_macros(profile_name: str) -> Path | None:

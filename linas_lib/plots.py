@@ -447,6 +447,31 @@ def ws_rank_vs_width(score_rows: list[dict], bias_rows: list[dict]):
     return fig
 
 
+def selection_regret(rows: list[dict]):
+    """Regret of picking by each signal under a latency budget (``selection.csv`` of 07): mIoU
+    points below the best feasible architecture against the budget's latency quantile, one line
+    per signal, the signals' mean regret (with CI) in the legend.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .analysis.selection import QUANTILES, RANDOM, SEED_PICK
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, row in enumerate(rows):
+        control = row["signal"] in (RANDOM, SEED_PICK)
+        style = {"color": "k", "ls": "--" if row["signal"] == RANDOM else ":"} if control else {"color": f"C{i % 10}"}
+        ax.plot(QUANTILES, [row[f"regret_q{q:g}"] for q in QUANTILES], marker="o", ms=3, lw=1, **style,
+                label=f"{row['signal']}: {row['regret_pts']:.2f} [{row['regret_pts_lo']:.2f}, {row['regret_pts_hi']:.2f}]")
+    ax.set_xlabel("budget: quantile of the table's predicted latency")
+    ax.set_ylabel("regret (mIoU points)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def ranking_tau(rows: list[dict], metric: str = "test_miou"):
     """Kendall tau with its 95 % bootstrap CI per signal; the seed ceiling as a shaded band.
 

@@ -348,6 +348,52 @@ def test_replica_noise_rows_measure_one_rules_training_noise():
     assert "ws_replicas.ws.ema.trainings_to_target" not in S.replica_noise_summary([far])
 
 
+def test_the_model_check_predicts_what_an_unseen_training_averages_to_and_misses_one_unlike_the_others():
+    rng = np.random.default_rng(6)
+    truth = rng.normal(size=3000)
+    shared = truth + rng.normal(0, 0.75, 3000)
+    alike = shared + rng.normal(0, 1.0, (3, 3000))  # congeneric: the model holds
+    measured = ranking.kendall(alike.mean(axis=0), truth)
+    assert S.predicted_ensemble_tau(list(alike), truth) == pytest.approx(measured, abs=0.015)
+    limits = S.pair_limits(list(alike), truth)
+    assert len(limits) == 3 and max(limits) - min(limits) < 0.05
+    assert np.isnan(S.predicted_ensemble_tau(list(alike[:2]), truth))  # a fit on one training has no pair
+    # the unseen training shares its noise with the first (say, the same batch order): averaging gains less
+    tied = [alike[0], alike[1], alike[0] + rng.normal(0, 0.3, 3000)]
+    assert ranking.kendall(np.mean(tied, axis=0), truth) < S.predicted_ensemble_tau(tied, truth) - 0.02
+    limits = S.pair_limits(tied, truth)
+    assert max(limits) - min(limits) > 0.1
+    # the unseen training's agreement with the others: as predicted when the model holds, above it when tied
+    measured, predicted = S.unseen_retest(list(alike), truth)
+    assert measured == pytest.approx(predicted, abs=0.015)
+    measured, predicted = S.unseen_retest(tied, truth)
+    assert measured > predicted + 0.1
+    # a worse third training is within the model (its own quality enters the prediction)
+    worse = [alike[0], alike[1], shared + rng.normal(0, 2.0, 3000)]
+    measured, predicted = S.unseen_retest(worse, truth)
+    assert measured == pytest.approx(predicted, abs=0.015)
+    assert all(np.isnan(S.unseen_retest(list(alike[:2]), truth)))
+
+
+def test_replica_noise_rows_check_the_model_from_three_replicas_on():
+    rng = np.random.default_rng(7)
+    archs = _archs(300, rng)
+    truth = rng.normal(size=300)
+    scores = [{"arch": a, f"truth.{ranking.HEADLINE}": t} for a, t in zip(archs, truth)]
+    three = truth + rng.normal(0, 0.75, 300) + rng.normal(0, 1.0, (3, 300))
+    row = S.replica_noise_rows(_curve_scores(archs, three, steps=(5,)), scores, n_resamples=200)[0]
+    assert row["ensemble_minus_predicted"] == pytest.approx(row["tau_ensemble"] - row["tau_ensemble_predicted"])
+    assert row["ensemble_minus_predicted_lo"] < 0 < row["ensemble_minus_predicted_hi"]  # the model holds here
+    assert row["retest_unseen_minus_predicted_lo"] < 0 < row["retest_unseen_minus_predicted_hi"]
+    assert row["retest_unseen_minus_predicted"] == pytest.approx(row["retest_unseen"] - row["retest_unseen_predicted"])
+    assert row["tau_limit_pair_min"] <= row["tau_limit"] <= row["tau_limit_pair_max"] + 0.02
+    summary = S.replica_noise_summary([row])
+    assert {f"ws_replicas.ws.ema.{k}" for k in S.MODEL_CHECK} <= set(summary)
+    two = S.replica_noise_rows(_curve_scores(archs, three[:2], steps=(5,)), scores, n_resamples=50)[0]
+    assert all(two[k] is None for k in S.MODEL_CHECK)  # with two the check would hold by construction: none
+    assert not any(k.endswith(S.MODEL_CHECK) for k in S.replica_noise_summary([two]))
+
+
 def test_replica_noise_rows_refuse_mixed_files():
     rng = np.random.default_rng(4)
     archs = _archs(10, rng)
@@ -366,6 +412,12 @@ def test_the_truth_ceiling_reads_the_seed_ceiling_row_and_the_fewest_seeds():
     table = [{"arch": a, "seed": s, "test_miou": 0.5} for a in "xy" for s in (0, 1)] + [{"arch": "x", "seed": 2, "test_miou": 0.5}]
     assert S.truth_ceiling_summary(rows, table) == {"tau.truth_ceiling": S.truth_ceiling(0.794, 2)}
     assert S.truth_ceiling_summary([], table) == {}
+    # the multi-fidelity top k's own ceiling, with its CI mapped; the crack-IoU row is not read
+    rows += [{"signal": ranking.SEED_CEILING_MF, "metric": ranking.HEADLINE, "tau": 0.38, "tau_lo": 0.06, "tau_hi": 0.66},
+             {"signal": ranking.SEED_CEILING_MF, "metric": "test_crack_iou", "tau": 0.9}]
+    summary = S.truth_ceiling_summary(rows, table)
+    assert summary["tau.truth_ceiling_mf"] == pytest.approx(S.truth_ceiling(0.38, 2))
+    assert summary["tau.truth_ceiling_mf_lo"] < summary["tau.truth_ceiling_mf"] < summary["tau.truth_ceiling_mf_hi"] < 0.9
 
 
 def test_load_curve_scores_names_the_file_and_the_missing_column(tmp_path):

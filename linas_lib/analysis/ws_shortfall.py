@@ -22,8 +22,9 @@ alone (no supernet runs, so the study takes a minute or two):
    curve (other streams of the run seed, ``curve_scores.csv``): :func:`replica_noise_rows`
    gives their agreement, the tau of their average and, under a Gaussian model of the noise
    (:func:`noise_model`), the limit of averaging ever more trainings and how many would reach
-   the goal. The limit is read against :func:`truth_ceiling`, what a perfect predictor
-   reaches against the same seed-mean truth.
+   the goal. From three replicas on, :func:`predicted_ensemble_tau` and :func:`unseen_retest`
+   check the model on a training its fit did not see. The limit is read against :func:`truth_ceiling`, what a
+   perfect predictor reaches against the same seed-mean truth.
 3. **A systematic bias.** :func:`width_bias` is the partial rank correlation of WS with the
    decoder's mean width given the standalone accuracy: negative where WS ranks wide
    decoders below where standalone training puts them. The same for parameters and FLOPs
@@ -64,6 +65,11 @@ TARGET_TAU = 0.8  # the WS goal of the ranking issue, for trainings_to_target
 CROSS_SPLIT_CEILING = "seed_ceiling_cross_split"
 ENSEMBLE = "ws_ensemble"  # scores.csv column (its crack-IoU twin: ws_crack_ensemble)
 MIN_VARIANTS = 2  # an ensemble, an agreement: at least two independent trainings
+# replica_noise_rows' check of the noise model on trainings a fit did not see (three replicas on)
+MODEL_CHECK = ("tau_ensemble_predicted", "ensemble_minus_predicted", "ensemble_minus_predicted_lo",
+               "ensemble_minus_predicted_hi", "retest_unseen", "retest_unseen_predicted",
+               "retest_unseen_minus_predicted", "retest_unseen_minus_predicted_lo",
+               "retest_unseen_minus_predicted_hi", "tau_limit_pair_min", "tau_limit_pair_max")
 
 
 class ShortfallError(ValueError):
@@ -463,7 +469,7 @@ def bias_summary(rows: Sequence[dict]) -> dict[str, float]:
 def shortfall_summary(scores, variants: Sequence[str], rows: Sequence[dict], bias_rows: Sequence[dict],
                       n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """The ``summary.json`` figures of the three causes: ``n_archs``; per ``shortfall.csv`` row of
-    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the two seed ceilings and
+    the headline metric ``tau.<signal>`` with ``tau_lo`` / ``tau_hi`` (the seed ceilings and
     the ensemble, for reading them side by side); :func:`ensemble_gap`,
     :func:`agreement` and :func:`bias_summary`. ``scores`` must hold the ensemble columns
     (:func:`with_ensemble`)."""
@@ -600,6 +606,46 @@ def averaged_tau(r_one: float, r_limit: float, k: float) -> float:
     return _tau(r_limit if math.isinf(k) else r_one * math.sqrt(k / (1 + (k - 1) * reliability)))
 
 
+def predicted_ensemble_tau(columns: Sequence[np.ndarray], truth: np.ndarray) -> float:
+    """The out-of-sample check of :func:`noise_model`: the Kendall tau of the average of all ``k``
+    training replicas ``columns`` against ``truth``, as :func:`averaged_tau` predicts it from a
+    fit to the first ``k - 1`` alone (the last replica is the one the fit did not see).
+
+    The prediction misses when the unseen training is not what the others imply: another
+    quality than theirs on average, or noise shared with only some of them. NaN below three
+    replicas (a fit on one training has no pair) or where the fit does not apply.
+    """
+    if len(columns) < 3:
+        return math.nan
+    return averaged_tau(*noise_model(columns[:-1], truth), len(columns))
+
+
+def unseen_retest(columns: Sequence[np.ndarray], truth: np.ndarray) -> tuple[float, float]:
+    """``(measured, predicted)``: the last replica's mean Kendall tau with each other replica, and
+    what a :func:`noise_model` fit to the others predicts for it given the last one's own
+    correlation with the truth (``r_iT * r_lastT / r_limit ** 2`` per pair, in correlations).
+
+    The training noise the limit assumes independent between trainings is what this reads: noise
+    the unseen training shares with some of the others makes it agree with them more than
+    predicted. NaN below three replicas or where the fit does not apply.
+    """
+    if len(columns) < 3:
+        return math.nan, math.nan
+    *seen, last = columns
+    _, r_limit = noise_model(seen, truth)
+    if not (r_limit > 0):
+        return math.nan, math.nan
+    r_last = _r(kendall(last, truth))
+    predicted = [_tau(_r(kendall(c, truth)) * r_last / r_limit ** 2) for c in seen]
+    return float(np.mean([kendall(c, last) for c in seen])), float(np.mean(predicted))
+
+
+def pair_limits(columns: Sequence[np.ndarray], truth: np.ndarray) -> list[float]:
+    """:func:`noise_model`'s limit (as a tau) from each pair of replicas alone: under the model
+    every pair estimates the same shared signal, so their spread is a check of it."""
+    return [averaged_tau(*noise_model([a, b], truth), math.inf) for a, b in itertools.combinations(columns, 2)]
+
+
 def trainings_needed(r_one: float, r_limit: float, target: float) -> float:
     """How many trainings :func:`averaged_tau` needs averaged to reach tau ``target``, rounded up
     (inf when even the limit stays below it; NaN where the model does not apply)."""
@@ -624,15 +670,22 @@ def truth_ceiling(seed_tau: float, n_seeds: int) -> float:
 
 
 def truth_ceiling_summary(rows: Sequence[dict], table_rows) -> dict[str, float]:
-    """``tau.truth_ceiling``: :func:`truth_ceiling` of the ``seed_ceiling`` row of ``shortfall.csv``
-    (test mIoU) and the fewest seeds an architecture of the table has; empty without that row."""
-    from .ranking import SEED_CEILING, seeds_per_arch
+    """:func:`truth_ceiling` of the seed-ceiling rows of ``shortfall.csv`` (test mIoU) with the
+    fewest seeds an architecture of the table has: ``tau.truth_ceiling`` (the whole table) and,
+    where 04's multi-fidelity signal scored its top k, ``tau.truth_ceiling_mf`` (those k alone:
+    the most its tau can reach); ``_lo`` / ``_hi`` map the seed ceiling's CI (the map is
+    monotone). Empty without a seed-ceiling row."""
+    from .ranking import SEED_CEILING, SEED_CEILING_MF, seeds_per_arch
 
-    ceiling = [r for r in rows if r["signal"] == SEED_CEILING and r["metric"] == HEADLINE]
     seeds = [n for n in seeds_per_arch(table_rows).values() if n >= 2]
-    if not ceiling or not seeds:
-        return {}
-    return {"tau.truth_ceiling": truth_ceiling(float(ceiling[0]["tau"]), min(seeds))}
+    out = {}
+    for signal, key in ((SEED_CEILING, "tau.truth_ceiling"), (SEED_CEILING_MF, "tau.truth_ceiling_mf")):
+        ceiling = [r for r in rows if r["signal"] == signal and r["metric"] == HEADLINE]
+        if ceiling and seeds:
+            row = ceiling[0]
+            out.update({f"{key}{end}": truth_ceiling(float(row[f"tau{end}"]), min(seeds))
+                        for end in ("", "_lo", "_hi") if _present(row.get(f"tau{end}"))})
+    return out
 
 
 def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
@@ -647,7 +700,10 @@ def replica_noise_rows(curve_scores, scores, n_resamples: int = 2000, seed: int 
     :func:`noise_model`, ``tau_limit`` (infinitely many trainings averaged; ``_lo`` / ``_hi``: a
     bootstrap over the architectures, which leaves out which trainings were drawn) and
     ``trainings_to_target`` for :data:`TARGET_TAU` (:func:`trainings_needed`; None with
-    ``target_reachable`` 0 when even the limit stays below it).
+    ``target_reachable`` 0 when even the limit stays below it). From three replicas on, the
+    model's check (:func:`_model_check_fields`; None below): the ensemble's tau and the last
+    replica's agreement with the others, each predicted by a fit that leaves the last replica
+    out, measured minus predicted, and the spread of the limit over pairs of replicas.
 
     Raises:
         ShortfallError: an (architecture, replica) appears twice in a snapshot, or an
@@ -695,10 +751,43 @@ def _replica_row(cols: tuple, n_resamples: int, seed: int) -> dict:
     limit_lo, limit_hi = _paired_ci(limit, cols, n_resamples, CONFIDENCE, seed)
     return {"replicas": len(reps), "n": int(t.size), "tau_mean": float(np.mean(taus)), "tau_min": float(min(taus)),
             "tau_max": float(max(taus)), "retest": _pair_mean(kendall)(*reps),
-            "tau_ensemble": kendall(np.mean([_standardised(c) for c in reps], axis=0), t), "ensemble_minus_mean": gap(*cols),
+            "tau_ensemble": _ensemble_tau(*cols), "ensemble_minus_mean": gap(*cols),
             "ensemble_minus_mean_lo": low, "ensemble_minus_mean_hi": high,
             "tau_limit": averaged_tau(r_one, r_limit, math.inf), "tau_limit_lo": limit_lo, "tau_limit_hi": limit_hi,
-            "target": TARGET_TAU, **_needed_fields(trainings_needed(r_one, r_limit, TARGET_TAU))}
+            "target": TARGET_TAU, **_needed_fields(trainings_needed(r_one, r_limit, TARGET_TAU)),
+            **_model_check_fields(cols, n_resamples, seed)}
+
+
+def _ensemble_tau(*cols) -> float:
+    """Tau of the replicas' standardised average (``cols``: the replicas, then the truth)."""
+    return kendall(np.mean([_standardised(c) for c in cols[:-1]], axis=0), cols[-1])
+
+
+def _model_check_fields(cols: tuple, n_resamples: int, seed: int) -> dict:
+    """:func:`replica_noise_rows`' check of the noise model, from three replicas on (else None):
+    ``tau_ensemble_predicted`` (:func:`predicted_ensemble_tau`) and ``ensemble_minus_predicted``;
+    ``retest_unseen`` and ``retest_unseen_predicted`` (:func:`unseen_retest`) and
+    ``retest_unseen_minus_predicted``, both differences with ``_lo`` / ``_hi`` (paired bootstrap
+    over architectures); ``tau_limit_pair_min`` / ``_max`` (:func:`pair_limits`; None if a pair's
+    model does not apply)."""
+    if len(cols) - 1 < 3:
+        return dict.fromkeys(MODEL_CHECK)
+
+    def miss(*c):
+        return _ensemble_tau(*c) - predicted_ensemble_tau(c[:-1], c[-1])
+
+    def retest_miss(*c):
+        measured, predicted = unseen_retest(c[:-1], c[-1])
+        return measured - predicted
+
+    limits = pair_limits(cols[:-1], cols[-1])
+    finite = all(math.isfinite(x) for x in limits)
+    retest, retest_predicted = unseen_retest(cols[:-1], cols[-1])
+    values = (predicted_ensemble_tau(cols[:-1], cols[-1]), miss(*cols), *_paired_ci(miss, cols, n_resamples, CONFIDENCE, seed),
+              retest, retest_predicted, retest - retest_predicted,
+              *_paired_ci(retest_miss, cols, n_resamples, CONFIDENCE, seed),
+              min(limits) if finite else math.nan, max(limits) if finite else math.nan)
+    return {k: (v if math.isfinite(v) else None) for k, v in zip(MODEL_CHECK, values)}
 
 
 def _needed_fields(needed: float) -> dict:
@@ -713,7 +802,8 @@ def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
     """From :func:`replica_noise_rows` at each (score, weights)'s last step:
     ``ws_replicas.<score>.<weights>.<field>`` for ``steps``, ``tau_mean``, ``retest``,
     ``tau_ensemble``, ``tau_limit`` (``_lo`` / ``_hi``), ``target_reachable`` and
-    ``trainings_to_target`` (where reachable), and
+    ``trainings_to_target`` (where reachable), the model check's fields (:data:`MODEL_CHECK`,
+    from three replicas on), and
     ``tau_gap.ws_replica_ensemble_vs_mean.<score>.<weights>`` with ``_lo`` / ``_hi``; empty
     without rows."""
     last = {}
@@ -725,7 +815,7 @@ def replica_noise_summary(rows: Sequence[dict]) -> dict[str, float]:
         name = f"{score}.{weights}"
         out.update({f"ws_replicas.{name}.{k}": float(r[k]) for k in
                     ("steps", "tau_mean", "retest", "tau_ensemble", "tau_limit", "tau_limit_lo", "tau_limit_hi",
-                     "trainings_to_target", "target_reachable") if _present(r.get(k))})
+                     "trainings_to_target", "target_reachable", *MODEL_CHECK) if _present(r.get(k))})
         key = f"tau_gap.ws_replica_ensemble_vs_mean.{name}"
         out.update({key: float(r["ensemble_minus_mean"]), f"{key}_lo": float(r["ensemble_minus_mean_lo"]),
                     f"{key}_hi": float(r["ensemble_minus_mean_hi"])})

@@ -1,0 +1,254 @@
+"""The issues' goals read off the committed summaries: ``results/<profile>/goals.md``.
+
+Each :class:`Goal` names the summary figure that measures it, the mark and the comparison.
+:func:`goal_rows` reads them from ``{notebook: figures}`` (:func:`linas_lib.paper.read_summaries`)
+and :func:`goals_markdown` renders the table that the README embeds between
+``<!-- goals:<profile>:begin -->`` and ``<!-- goals:<profile>:end -->``, so the README's
+figures are the committed ones: ``linas goals --profile cpu --readme`` rewrites that block
+and a test fails when it is stale.
+
+A key may hold one wildcard ``<x>`` (one dotted part, e.g. a variant or a target); ``pick``
+then says which match is shown: ``max`` or ``min`` (the best one, ties named), or ``each``
+(every match must meet the mark; the ones that miss it are listed). ``among`` restricts the
+wildcard to named values (those of the mark when the mark is a key) and ``skip`` leaves out the
+values ending with a suffix. A mark given as a figure's key compares two figures. "Met" is read
+off the point estimate (and, where a goal says so, a CI that excludes a value); a 95 % CI that
+still reaches past the mark says so, and a censored (null) CI end reads ``open``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+WILDCARD = "<x>"
+OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of an issue and the summary figure that measures it.
+
+    Attributes:
+        issue: the issue's number.
+        text: the goal as the issue states it.
+        notebook: the notebook whose ``summary.json`` holds ``key``.
+        key: the figure (may hold :data:`WILDCARD`).
+        op: one of :data:`OPS`: ``figure op mark`` is met.
+        mark: a number, or another figure's key in the same notebook (its best match when it
+            holds the wildcard: the larger for ``>``/``>=``, the smaller otherwise).
+        pick: ``max``, ``min`` or ``each`` (see the module docstring).
+        among: the wildcard's allowed values (empty: all); those of ``mark`` when it is a key.
+        skip: wildcard values ending with this are left out (e.g. ``_held_out`` twins).
+        lo: the CI's lower end's key (the same wildcard), or empty.
+        hi: the CI's upper end's key, or empty.
+        excludes: met also needs the CI to exclude this value (e.g. random's own 1.0), or None.
+        context: ``(label, notebook, key)`` figures shown beside it (no wildcard; shown as they are).
+        scale: the figures are shown multiplied by it (100: a fraction as %).
+        digits: decimals shown.
+    """
+
+    issue: int
+    text: str
+    notebook: str
+    key: str
+    op: str
+    mark: float | str
+    pick: str = "max"
+    among: tuple[str, ...] = ()
+    skip: str = ""
+    lo: str = ""
+    hi: str = ""
+    excludes: float | None = None
+    context: tuple[tuple[str, str, str], ...] = ()
+    scale: float = 1.0
+    digits: int = 3
+
+
+N02, N04, N05, N06, N07 = "02_latency_accuracy", "04_ranking", "05_pareto", "06_cross_hw", "07_ws_shortfall"
+BASELINES_06 = ("own_lut", "nearest_lut", "linear_counts", "flops")
+TRIVIAL_04 = ("flops", "latency", "params")
+
+GOALS: tuple[Goal, ...] = (
+    *(Goal(9, f"calibrated MAPE <= {mark:g} % on {t}", N02, f"mape_pct.{t}.calibrated", "<=", mark, digits=2,
+           context=(("the ground truth's own error (a perfect predictor's MAPE)", N02, f"pooled_noise_est_pct.{t}"),
+                    ("test-retest MAPE of two passes", N02, f"mape_pct.{t}.test_retest")))
+      for t, mark in (("cpu-torch-1t", 2.0), ("cpu-ort-1t", 2.0), ("cpu-torch-2t", 5.0), ("cpu-ort-2t", 5.0))),
+    *(Goal(9, f">= 99 % within 5 % on {t}", N02, f"within5_pct.{t}.calibrated", ">=", 99.0, digits=1)
+      for t in ("cpu-torch-1t", "cpu-ort-1t")),
+    Goal(9, "no chosen network over its budget when measured (02: margin, s)", N02, "throughput_margin_s.<x>", ">=",
+         0.0, pick="each", digits=1),
+    Goal(9, "no chosen network over its budget when measured (05: C3 pass on the raw total)", N05, "c3_pass.<x>",
+         ">=", 1.0, pick="each", digits=0),
+    Goal(9, "... the same, host drift corrected (a second view)", N05, "c3_pass_drift_corrected.<x>", ">=", 1.0,
+         pick="each", digits=0),
+    Goal(9, "cross-hardware mean Spearman >= 0.95 at k = 10", N06, "spearman.k10.mean", ">=", 0.95),
+    Goal(9, "... ahead of every baseline at k = 10 (paired difference)", N06, "diff.<x>.spearman.k10.mean", ">", 0.0,
+         pick="each", among=BASELINES_06, lo="diff.<x>.spearman.k10.mean_ci95_low",
+         hi="diff.<x>.spearman.k10.mean_ci95_high"),
+    Goal(11, "the benchmark table's seed-to-seed tau >= 0.8", N04, "tau.seed_ceiling", ">=", 0.8,
+         lo="tau_lo.seed_ceiling", hi="tau_hi.seed_ceiling"),
+    Goal(11, "best WS variant tau >= 0.8 (WS mIoU)", N04, "tau.ws.<x>", ">=", 0.8, lo="tau_lo.ws.<x>",
+         hi="tau_hi.ws.<x>", context=(("a perfect predictor", N07, "tau.truth_ceiling"),
+                                      ("averaging trainings of the rule at most", N07, "ws_replicas.ws.ema.tau_limit"))),
+    Goal(11, "best WS variant tau >= 0.8 (exploratory: minus the WS loss, chosen post hoc)", N04, "tau.ws_loss.<x>",
+         ">=", 0.8, context=(("averaging trainings of the rule at most", N07, "ws_replicas.ws_loss.ema.tau_limit"),)),
+    Goal(11, "best WS variant above every trivial baseline (FLOPs, latency, parameters)", N04, "tau.ws.<x>", ">",
+         "tau.<x>", among=TRIVIAL_04),
+    Goal(11, "NEAR above FLOPs", N04, "tau.near", ">", "tau.flops"),
+    Goal(11, "multi-fidelity tau >= 0.9 on its top k", N04, "tau.mf", ">=", 0.9, lo="tau_lo.mf", hi="tau_hi.mf",
+         context=(("seed ceiling on the top k", N04, "tau.seed_ceiling_mf"),
+                  ("a perfect predictor on the top k", N07, "tau.truth_ceiling_mf"))),
+    Goal(12, "best method reaches random's median final HV with <= 10 % of random's evaluations (a fraction of "
+         "random's median evaluations-to-target), its CI excluding random (1)", N05, "evals_to_target.<x>", "<=", 0.10,
+         pick="min", lo="evals_to_target_ci95_low.<x>", hi="evals_to_target_ci95_high.<x>", excludes=1.0),
+    Goal(12, "final HV >= 99 % of the oracle's reference at the protocol's budget (%)", N05, "hv_frac_reference.<x>",
+         ">=", 0.99, lo="hv_frac_reference_ci95_low.<x>", hi="hv_frac_reference_ci95_high.<x>", scale=100.0, digits=1),
+    Goal(12, "... the same, long runs, seeds the long methods were not chosen on (%)", N05,
+         "long.hv_frac_reference.<x>_held_out", ">=", 0.99, lo="long.hv_frac_reference_ci95_low.<x>_held_out",
+         hi="long.hv_frac_reference_ci95_high.<x>_held_out", scale=100.0, digits=1),
+    Goal(12, "searched network within 1 mIoU point of the best table architecture within its budget", N05,
+         "final.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", lo="final.miou_gap_ci95_low_pts.<x>",
+         hi="final.miou_gap_ci95_high_pts.<x>", digits=2),
+)
+
+
+def _matches(figures: Mapping[str, object], key: str, among: Sequence[str] = (), skip: str = "") -> dict[str, float]:
+    """``{wildcard value: figure}`` of the finite figures matching ``key`` (``""`` without a wildcard)."""
+    if WILDCARD not in key:
+        value = figures.get(key)
+        return {"": float(value)} if _finite(value) else {}
+    head, tail = key.split(WILDCARD)
+    pattern = re.compile("^" + re.escape(head) + r"([^.]+)" + re.escape(tail) + "$")
+    out = {}
+    for k, v in figures.items():
+        m = pattern.match(k)
+        if m and _finite(v) and (not among or m.group(1) in among) and not (skip and m.group(1).endswith(skip)):
+            out[m.group(1)] = float(v)
+    return out
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(goal: Goal, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "open" if math.isinf(value) else f"{value * goal.scale:.{goal.digits}f}"
+
+
+def _ci(goal: Goal, figures: Mapping, name: str) -> tuple[float | None, float | None]:
+    """The CI's ends of ``name``; an end whose key is there but null is open (+-inf: censored)."""
+    ends = []
+    for key, open_end in ((goal.lo, -math.inf), (goal.hi, math.inf)):
+        key = key.replace(WILDCARD, name) if key else ""
+        value = figures.get(key) if key else None
+        ends.append(float(value) if _finite(value) else open_end if key in figures and value is None else None)
+    return ends[0], ends[1]
+
+
+def _mark(goal: Goal, figures: Mapping) -> tuple[float | None, str]:
+    """The mark's value and how it reads (``"0.8"``, or ``"`tau.flops` 0.359"``)."""
+    if not isinstance(goal.mark, str):
+        return float(goal.mark), _fmt(goal, goal.mark)
+    found = _matches(figures, goal.mark, goal.among)
+    if not found:
+        return None, f"`{goal.mark}` n/a"
+    better = max if goal.op in (">", ">=") else min
+    name = better(sorted(found), key=found.get)
+    return found[name], f"`{goal.mark.replace(WILDCARD, name)}` {_fmt(goal, found[name])}"
+
+
+def _inside(low: float | None, high: float | None, value: float) -> bool:
+    """Whether a CI with both ends known holds ``value`` (a point CI only when equal to it)."""
+    return low is not None and high is not None and low <= value <= high
+
+
+def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
+    """``{issue, goal, figure, status}`` of one goal; status ``not measured`` when its figures are missing.
+
+    With ``pick="each"`` every allowed value (``among``) must be there: a missing or null one
+    reads ``n/a`` and counts as missed.
+    """
+    figures = summaries.get(goal.notebook, {})
+    among = () if isinstance(goal.mark, str) else goal.among
+    found = _matches(figures, goal.key, among, goal.skip)
+    mark, mark_text = _mark(goal, figures)
+    row = {"issue": str(goal.issue), "goal": goal.text}
+    if not found or mark is None:
+        return {**row, "figure": "not in the committed summaries", "status": "not measured"}
+    if goal.pick == "each":
+        shown = sorted(set(found) | set(among) | _null_matches(figures, goal.key, among, goal.skip))
+    else:
+        shown = [_best(goal, found)]
+    parts, missed, straddle = [], 0, False
+    for name in shown:
+        value = found.get(name)
+        low, high = _ci(goal, figures, name)
+        ci = f" [{_fmt(goal, low)}, {_fmt(goal, high)}]" if goal.lo and (low is not None or high is not None) else ""
+        label = f"{name} " if name else ""
+        if goal.pick != "each":
+            ties = [n for n in found if n != name and math.isclose(found[n], value, rel_tol=1e-9)]
+            label += f"(tied: {', '.join(sorted(ties))}) " if ties else ""
+        parts.append(f"{label}{_fmt(goal, value)}{ci}")
+        excluded = goal.excludes is None or not (low is None or high is None or _inside(low, high, goal.excludes))
+        missed += value is None or not OPS[goal.op](value, mark) or not excluded
+        straddle |= _inside(low, high, mark) and not low == high == mark
+    figure = "; ".join(parts)
+    if isinstance(goal.mark, str):
+        figure += f" against {mark_text}"
+    for label, notebook, key in goal.context:
+        value = summaries.get(notebook, {}).get(key)
+        figure += f"; {label}: {f'{value:.{goal.digits}f}' if _finite(value) else 'n/a'}"
+    return {**row, "figure": figure, "status": _status(len(shown), missed, straddle)}
+
+
+def _null_matches(figures: Mapping, key: str, among: Sequence[str], skip: str) -> set[str]:
+    """Wildcard values whose figure is there but null (a ``pick="each"`` goal counts them as missed)."""
+    nulls = {k: 0.0 for k, v in figures.items() if v is None}
+    return set(_matches(nulls, key, among, skip)) if WILDCARD in key else set()
+
+
+def _best(goal: Goal, found: Mapping[str, float]) -> str:
+    pick = min if goal.pick == "min" else max
+    return pick(sorted(found), key=found.get)
+
+
+def _status(n: int, n_missed: int, straddle: bool) -> str:
+    status = "met" if n_missed == 0 else "not met" if n == 1 else f"not met ({n - n_missed} of {n})"
+    return status + ("; a 95 % CI reaches past the mark" if straddle else "")
+
+
+def goal_rows(summaries: Mapping[str, Mapping], goals: Sequence[Goal] = GOALS) -> list[dict[str, str]]:
+    """:func:`goal_row` of every goal, in the issues' order."""
+    return [goal_row(g, summaries) for g in goals]
+
+
+def goals_markdown(summaries: Mapping[str, Mapping], goals: Sequence[Goal] = GOALS) -> str:
+    """The goals table in Markdown (one line per goal), ending with a newline."""
+    lines = ["| issue | goal | committed figure | status |", "|---|---|---|---|"]
+    lines += [f"| {r['issue']} | {r['goal']} | {r['figure']} | {r['status']} |" for r in goal_rows(summaries, goals)]
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(text: str, profile_name: str) -> tuple[int, int]:
+    """Start and end offsets of the README's goals block of ``profile_name`` (between its markers).
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    begin, end = f"<!-- goals:{profile_name}:begin -->\n", f"<!-- goals:{profile_name}:end -->"
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"README.md: no goals block for profile {profile_name!r} (lines {begin.strip()} ... {end})")
+    return start + len(begin), stop
+
+
+def with_goals(text: str, profile_name: str, table: str) -> str:
+    """``text`` (the README) with its goals block of ``profile_name`` replaced by ``table``."""
+    start, stop = readme_block(text, profile_name)
+    return text[:start] + table + text[stop:]

@@ -1,0 +1,99 @@
+"""The goals table (``linas_lib.goals``): known figures in, statuses out; the README's copy is current."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from linas_lib import cli, goals, paper
+from linas_lib.goals import Goal
+from linas_lib.paths import project_root
+
+
+def _row(goal, figures, notebook="nb"):
+    return goals.goal_row(goal, {notebook: figures})
+
+
+def test_a_single_figure_against_a_number_with_its_ci_and_context():
+    goal = Goal(1, "tau >= 0.8", "nb", "tau.x", ">=", 0.8, lo="lo.x", hi="hi.x", context=(("ceiling", "other", "c"),))
+    row = goals.goal_row(goal, {"nb": {"tau.x": 0.794, "lo.x": 0.749, "hi.x": 0.835}, "other": {"c": 0.9}})
+    assert row == {"issue": "1", "goal": "tau >= 0.8", "figure": "0.794 [0.749, 0.835]; ceiling: 0.900",
+                   "status": "not met; a 95 % CI reaches past the mark"}
+    assert _row(goal, {"tau.x": 0.85, "lo.x": 0.81, "hi.x": 0.9})["status"] == "met"
+
+
+def test_the_best_match_of_a_wildcard_names_its_ties_and_reads_its_own_ci():
+    goal = Goal(1, "best <= 0.1", "nb", "e.<x>", "<=", 0.1, pick="min", lo="lo.<x>", hi="hi.<x>")
+    figures = {"e.a": 0.09, "e.b": 0.09, "e.c": 1.0, "lo.a": 0.05, "hi.a": 0.12, "lo.b": 0.0, "hi.b": 0.5}
+    row = _row(goal, figures)
+    assert row["figure"] == "a (tied: b) 0.090 [0.050, 0.120]" and row["status"] == "met; a 95 % CI reaches past the mark"
+    assert _row(Goal(1, "max", "nb", "e.<x>", ">=", 0.5), figures)["figure"] == "c 1.000"
+
+
+def test_each_match_must_meet_the_mark_and_among_and_skip_restrict_the_wildcard():
+    goal = Goal(1, "each <= 1", "nb", "gap.<x>", "<=", 1.0, pick="each", digits=1)
+    figures = {"gap.a": 0.5, "gap.b": 1.5, "gap.c_held_out": 3.0, "gap.d": None}
+    assert _row(goal, figures) == {"issue": "1", "goal": "each <= 1", "figure": "a 0.5; b 1.5; c_held_out 3.0; d n/a",
+                                   "status": "not met (1 of 4)"}  # a null figure is not a pass
+    assert _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", skip="_held_out"), figures)["status"] == "not met (1 of 3)"
+    assert _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", among=("a",)), figures)["status"] == "met"
+    row = _row(Goal(1, "g", "nb", "gap.<x>", "<=", 1.0, pick="each", among=("a", "e"), digits=1), figures)
+    assert row["figure"] == "a 0.5; e n/a" and row["status"] == "not met (1 of 2)"  # a missing target is not a pass
+
+
+def test_a_censored_ci_end_is_open_and_a_goal_can_need_its_ci_to_exclude_a_value():
+    goal = Goal(12, "g", "nb", "e.<x>", "<=", 0.1, pick="min", lo="lo.<x>", hi="hi.<x>", excludes=1.0)
+    row = _row(goal, {"e.a": 0.09, "lo.a": 0.05, "hi.a": None})
+    assert row["figure"] == "a 0.090 [0.050, open]" and row["status"] == "not met; a 95 % CI reaches past the mark"
+    assert _row(goal, {"e.a": 0.09, "lo.a": 0.05, "hi.a": 0.5})["status"] == "met; a 95 % CI reaches past the mark"
+    assert _row(goal, {"e.a": 0.09})["status"] == "not met"  # no CI: the exclusion cannot be read
+
+
+def test_a_mark_that_is_another_figure_takes_its_best_match():
+    goal = Goal(11, "ws above baselines", "nb", "tau.ws.<x>", ">", "tau.<x>", among=("flops", "params"))
+    figures = {"tau.ws.a": 0.65, "tau.ws.b": 0.5, "tau.flops": 0.36, "tau.params": 0.7}
+    row = _row(goal, figures)
+    assert row["figure"] == "a 0.650 against `tau.params` 0.700" and row["status"] == "not met"
+    assert _row(Goal(11, "near", "nb", "tau.near", ">", "tau.flops"), {"tau.near": 0.4, "tau.flops": 0.36})["status"] == "met"
+
+
+def test_missing_figures_read_as_not_measured_and_scale_shows_percent():
+    assert _row(Goal(1, "g", "nb", "absent", ">=", 1.0), {})["status"] == "not measured"
+    assert _row(Goal(1, "g", "nb", "x", ">", "absent"), {"x": 1.0})["status"] == "not measured"
+    assert _row(Goal(1, "g", "nb", "f", ">=", 0.99, scale=100.0, digits=1), {"f": 0.998})["figure"] == "99.8"
+
+
+def test_every_goal_is_well_formed():
+    for goal in goals.GOALS:
+        assert goal.op in goals.OPS and goal.pick in ("max", "min", "each"), goal
+        assert goal.key.count(goals.WILDCARD) <= 1 and all(goals.WILDCARD not in k for _, _, k in goal.context)
+
+
+def test_the_readme_block_is_replaced_and_its_markers_are_required():
+    text = "intro\n<!-- goals:cpu:begin -->\nold\n<!-- goals:cpu:end -->\nrest\n"
+    assert goals.with_goals(text, "cpu", "| new |\n") == "intro\n<!-- goals:cpu:begin -->\n| new |\n<!-- goals:cpu:end -->\nrest\n"
+    with pytest.raises(ValueError, match="README.md: no goals block for profile 'full'"):
+        goals.with_goals(text, "full", "x")
+
+
+def test_linas_goals_writes_the_table_and_refuses_a_profile_without_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LINAS_ROOT", str(tmp_path))
+    assert cli.main(["goals", "--profile", "tiny"]) == 1
+    assert "results/tiny/ holds no summary.json" in capsys.readouterr().err
+    (tmp_path / "results" / "tiny" / "04_ranking").mkdir(parents=True)
+    (tmp_path / "results" / "tiny" / "04_ranking" / "summary.json").write_text(json.dumps({"figures": {"tau.near": 0.5, "tau.flops": 0.3}}))
+    (tmp_path / "README.md").write_text("<!-- goals:tiny:begin -->\n<!-- goals:tiny:end -->\n")
+    assert cli.main(["goals", "--profile", "tiny", "--readme"]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "| 11 | NEAR above FLOPs | 0.500 against `tau.flops` 0.300 | met |" in readme
+    assert (tmp_path / "results" / "tiny" / "goals.md").read_text() in readme
+
+
+def test_the_committed_goals_table_and_the_readme_copy_are_current():
+    root = project_root()
+    table = goals.goals_markdown(paper.read_summaries("cpu"))
+    assert (root / "results" / "cpu" / "goals.md").read_text() == table, "run: linas goals --profile cpu --readme"
+    readme = (root / "README.md").read_text()
+    start, stop = goals.readme_block(readme, "cpu")
+    assert readme[start:stop] == table, "README.md's goals block is stale: run linas goals --profile cpu --readme"
