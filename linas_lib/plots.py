@@ -449,8 +449,11 @@ def ws_rank_vs_width(score_rows: list[dict], bias_rows: list[dict]):
 
 def selection_regret(rows: list[dict]):
     """Regret of picking by each signal under a latency budget (``selection.csv`` of 07): mIoU
-    points below the best feasible architecture against the budget's latency quantile, one line
-    per signal, the signals' mean regret (with CI) in the legend.
+    points below the best feasible architecture against the budget's latency quantile. Left:
+    each variant's WS mIoU (solid) and loss score (dashed, same colour); right: the other
+    signals (symlog axis: latency's regret runs an order higher). Both panels draw the controls
+    (``random`` dashed black, ``seed_pick`` dotted black); the legend gives each signal's mean
+    regret with its CI.
 
     Returns:
         The matplotlib figure.
@@ -459,15 +462,29 @@ def selection_regret(rows: list[dict]):
 
     from .analysis.selection import QUANTILES, RANDOM, SEED_PICK
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for i, row in enumerate(rows):
-        control = row["signal"] in (RANDOM, SEED_PICK)
-        style = {"color": "k", "ls": "--" if row["signal"] == RANDOM else ":"} if control else {"color": f"C{i % 10}"}
-        ax.plot(QUANTILES, [row[f"regret_q{q:g}"] for q in QUANTILES], marker="o", ms=3, lw=1, **style,
-                label=f"{row['signal']}: {row['regret_pts']:.2f} [{row['regret_pts_lo']:.2f}, {row['regret_pts_hi']:.2f}]")
-    ax.set_xlabel("budget: quantile of the table's predicted latency")
-    ax.set_ylabel("regret (mIoU points)")
-    ax.legend(fontsize=6, ncol=2)
+    controls = [r for r in rows if r["signal"] in (RANDOM, SEED_PICK)]
+    ws = [r for r in rows if r["signal"].startswith(("ws.", "ws_loss."))]
+    other = [r for r in rows if r not in controls and r not in ws]
+    variants = list(dict.fromkeys(r["signal"].split(".", 1)[1] for r in ws))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for ax, part in zip(axes, (ws, other)):
+        for i, row in enumerate(part + controls):
+            name = row["signal"]
+            if name in (RANDOM, SEED_PICK):
+                style = {"color": "k", "ls": "--" if name == RANDOM else ":"}
+            elif part is ws:
+                style = {"color": f"C{variants.index(name.split('.', 1)[1]) % 10}",
+                         "ls": "--" if name.startswith("ws_loss.") else "-"}
+            else:
+                style = {"color": f"C{i % 10}"}
+            ax.plot(QUANTILES, [row[f"regret_q{q:g}"] for q in QUANTILES], marker="o", ms=3, lw=1, **style,
+                    label=f"{name}: {row['regret_pts']:.2f} [{row['regret_pts_lo']:.2f}, {row['regret_pts_hi']:.2f}]")
+        ax.set_xlabel("budget: quantile of the table's predicted latency")
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("regret (mIoU points)")
+    axes[0].set_title("WS mIoU (solid) and loss score (dashed) per variant", fontsize=8)
+    axes[1].set_title("other signals", fontsize=8)
+    axes[1].set_yscale("symlog", linthresh=1.0)
     fig.tight_layout()
     return fig
 
