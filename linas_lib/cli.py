@@ -49,7 +49,11 @@ def _cmd_goals(args: argparse.Namespace) -> int:
     from .paper import write_goals
     from .paths import project_root
 
-    path = write_goals(args.profile)
+    try:
+        path = write_goals(args.profile)
+    except ValueError as err:  # a summary.json that is not JSON: the message names it
+        print(f"linas: error: {err}", file=sys.stderr)
+        return 1
     if path is None:
         print(f"linas: error: results/{args.profile}/ holds no summary.json yet: run its notebooks first", file=sys.stderr)
         return 1

@@ -88,6 +88,9 @@ def test_linas_goals_writes_the_table_and_refuses_a_profile_without_results(tmp_
     readme = (tmp_path / "README.md").read_text()
     assert "| 11 | NEAR above FLOPs | 0.500 against `tau.flops` 0.300 | met |" in readme
     assert (tmp_path / "results" / "tiny" / "goals.md").read_text() in readme
+    (tmp_path / "results" / "tiny" / "04_ranking" / "summary.json").write_text("{not json")
+    assert cli.main(["goals", "--profile", "tiny"]) == 1
+    assert "04_ranking/summary.json: not valid JSON" in capsys.readouterr().err
 
 
 def test_the_committed_goals_table_and_the_readme_copy_are_current():

@@ -57,5 +57,10 @@ def test_selection_names_the_missing_column_and_the_signals_present():
     scores = _scores(10)
     with pytest.raises(S.SelectionError, match=r"scores\.csv: no column\(s\) ws\.a"):
         S.selection_rows(scores, ["ws.a"])
-    scores = [{**r, "ws.a": 1.0, "ws_loss.a": 2.0, "flops": 3.0} for r in scores]
-    assert S.selection_signals(scores, ["a", "b"]) == ["ws.a", "ws_loss.a", "flops", "latency"]
+    scores = [{**r, "ws.a": 1.0, "ws_loss.a": 2.0, "flops": 3.0, "near": float("nan") if i else 1.0}
+              for i, r in enumerate(scores)]
+    assert S.selection_signals(scores, ["a", "b"]) == ["ws.a", "ws_loss.a", "flops", "latency"]  # near: not for all
+    with pytest.raises(S.SelectionError, match=r"not finite in near \(9 rows\)"):
+        S.selection_rows(scores, ["near"])
+    with pytest.raises(S.SelectionError, match="no architectures"):
+        S.regret_gap([], "ws.a", "flops")

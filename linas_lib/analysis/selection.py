@@ -61,11 +61,33 @@ def seed_regrets(seed_columns: Sequence[np.ndarray], latency, quantiles: Sequenc
 
 
 def selection_signals(scores, variants: Sequence[str]) -> list[str]:
-    """The ``scores.csv`` columns to pick by, those present: per variant WS mIoU (``ws.<v>``) and
-    minus the WS loss (``ws_loss.<v>``), 07's ensemble, NEAR and the trivial size signals."""
-    present = set(_frame(scores).columns)
+    """The ``scores.csv`` columns to pick by, those present with a value for every architecture
+    (a pick compares all of them): per variant WS mIoU (``ws.<v>``) and minus the WS loss
+    (``ws_loss.<v>``), 07's ensemble, NEAR and the trivial size signals."""
+    df = _frame(scores)
     wanted = [f"{kind}.{v}" for v in variants for kind in ("ws", "ws_loss")]
-    return [c for c in (*wanted, "ws_ensemble", "near", "flops", "params", LATENCY) if c in present]
+    return [c for c in (*wanted, "ws_ensemble", "near", "flops", "params", LATENCY)
+            if c in df.columns and np.isfinite(df[c].to_numpy(dtype=float)).all()]
+
+
+def _columns(scores, names: Sequence[str]) -> list[np.ndarray]:
+    """``scores``' columns ``names`` as float arrays.
+
+    Raises:
+        SelectionError: no rows, a column missing, or a value not finite (each named).
+    """
+    df = _frame(scores)
+    if df.empty:
+        raise SelectionError("04_ranking/scores.csv: no architectures; rerun 04_ranking with a benchmark table")
+    missing = [c for c in names if c not in df.columns]
+    if missing:
+        raise SelectionError(f"04_ranking/scores.csv: no column(s) {', '.join(missing)}; rerun 04_ranking")
+    out = [df[c].to_numpy(dtype=float) for c in names]
+    bad = [f"{c} ({int((~np.isfinite(x)).sum())} rows)" for c, x in zip(names, out) if not np.isfinite(x).all()]
+    if bad:
+        raise SelectionError(f"04_ranking/scores.csv: values that are not finite in {', '.join(bad)}; "
+                             "a pick compares every architecture (selection_signals leaves such columns out)")
+    return out
 
 
 def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.ndarray] = (),
@@ -76,15 +98,10 @@ def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.nda
     ``regret_max_pts`` (the worst budget) and ``regret_q<q>`` per budget quantile.
 
     Raises:
-        SelectionError: a signal's column, the latency or the truth is missing.
+        SelectionError: no rows, or a signal's column, the latency or the truth missing or not finite.
     """
-    df = _frame(scores)
-    truth_col = f"truth.{HEADLINE}"
-    missing = [c for c in (LATENCY, truth_col, *signals) if c not in df.columns]
-    if missing:
-        raise SelectionError(f"04_ranking/scores.csv: no column(s) {', '.join(missing)}; rerun 04_ranking")
-    latency, truth = df[LATENCY].to_numpy(dtype=float), df[truth_col].to_numpy(dtype=float)
-    arms = {name: (df[name].to_numpy(dtype=float), _by_signal) for name in signals}
+    latency, truth, *columns = _columns(scores, [LATENCY, f"truth.{HEADLINE}", *signals])
+    arms = {name: (column, _by_signal) for name, column in zip(signals, columns)}
     arms[RANDOM] = (np.zeros_like(truth), _by_chance)
     seed_columns = [np.asarray(c, dtype=float) for c in seed_columns]
     if len(seed_columns) >= 2 and all(c.shape == truth.shape and np.isfinite(c).all() for c in seed_columns):
@@ -118,8 +135,7 @@ def _row(name: str, per_budget, cols: tuple, n_resamples: int, seed: int) -> dic
 def regret_gap(scores, signal_a: str, signal_b: str, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Mean regret of ``signal_a`` minus ``signal_b`` (mIoU points; negative: ``a`` picks better),
     with a paired bootstrap CI over architectures."""
-    df = _frame(scores)
-    cols = tuple(df[c].to_numpy(dtype=float) for c in (signal_a, signal_b, LATENCY, f"truth.{HEADLINE}"))
+    cols = tuple(_columns(scores, [signal_a, signal_b, LATENCY, f"truth.{HEADLINE}"]))
 
     def gap(a, b, lat, t):
         return float(np.mean(regrets(a, lat, t)) - np.mean(regrets(b, lat, t)))

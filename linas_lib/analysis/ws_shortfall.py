@@ -741,8 +741,7 @@ def _replica_row(cols: tuple, n_resamples: int, seed: int) -> dict:
     r_one, r_limit = noise_model(reps, t)
 
     def gap(*c):
-        ensemble = np.mean([_standardised(x) for x in c[:-1]], axis=0)
-        return kendall(ensemble, c[-1]) - float(np.mean([kendall(x, c[-1]) for x in c[:-1]]))
+        return _ensemble_tau(*c) - float(np.mean([kendall(x, c[-1]) for x in c[:-1]]))
 
     def limit(*c):
         return averaged_tau(*noise_model(c[:-1], c[-1]), math.inf)
@@ -780,14 +779,21 @@ def _model_check_fields(cols: tuple, n_resamples: int, seed: int) -> dict:
         measured, predicted = unseen_retest(c[:-1], c[-1])
         return measured - predicted
 
-    limits = pair_limits(cols[:-1], cols[-1])
+    reps, truth = cols[:-1], cols[-1]
+    predicted = predicted_ensemble_tau(reps, truth)
+    retest, retest_predicted = unseen_retest(reps, truth)
+    miss_lo, miss_hi = _paired_ci(miss, cols, n_resamples, CONFIDENCE, seed)
+    retest_lo, retest_hi = _paired_ci(retest_miss, cols, n_resamples, CONFIDENCE, seed)
+    limits = pair_limits(reps, truth)
     finite = all(math.isfinite(x) for x in limits)
-    retest, retest_predicted = unseen_retest(cols[:-1], cols[-1])
-    values = (predicted_ensemble_tau(cols[:-1], cols[-1]), miss(*cols), *_paired_ci(miss, cols, n_resamples, CONFIDENCE, seed),
-              retest, retest_predicted, retest - retest_predicted,
-              *_paired_ci(retest_miss, cols, n_resamples, CONFIDENCE, seed),
-              min(limits) if finite else math.nan, max(limits) if finite else math.nan)
-    return {k: (v if math.isfinite(v) else None) for k, v in zip(MODEL_CHECK, values)}
+    fields = {"tau_ensemble_predicted": predicted, "ensemble_minus_predicted": _ensemble_tau(*cols) - predicted,
+              "ensemble_minus_predicted_lo": miss_lo, "ensemble_minus_predicted_hi": miss_hi,
+              "retest_unseen": retest, "retest_unseen_predicted": retest_predicted,
+              "retest_unseen_minus_predicted": retest - retest_predicted,
+              "retest_unseen_minus_predicted_lo": retest_lo, "retest_unseen_minus_predicted_hi": retest_hi,
+              "tau_limit_pair_min": min(limits) if finite else math.nan,
+              "tau_limit_pair_max": max(limits) if finite else math.nan}
+    return {k: (fields[k] if math.isfinite(fields[k]) else None) for k in MODEL_CHECK}
 
 
 def _needed_fields(needed: float) -> dict:
