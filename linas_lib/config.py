@@ -241,6 +241,9 @@ class SupernetConfig:
     # one-shot weight-step counts after which the supernet is saved beside its checkpoint
     # (linas_lib.supernet.train.supernet_at_steps); saving changes no training step
     eval_checkpoints: tuple[int, ...] = field(default=(), metadata={"key": False})
+    # False: supernet_at_steps replays to each count instead of saving a snapshot (about
+    # 1.2 GB each with a one-shot average): for a machine whose disk is short (smoke, CI)
+    snapshots_on_disk: bool = field(default=True, metadata={"key": False})
     # seconds between checkpoint writes (0 = after every epoch; the last epoch is always saved);
     # when a run stops changes only where a resume starts, never its result
     checkpoint_every_s: float = field(default=0.0, metadata={"key": False})

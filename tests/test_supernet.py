@@ -538,10 +538,11 @@ def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
     assert {f.name for f in outside} == {"standalone_epochs", "standalone_lr", "standalone_init", "pad_steps",
                                          "pad_batch_size", "pad_seeds", "pad_constant_tau", "pad_eval_every",
                                          "measure_batches", "eval_checkpoints", "checkpoint_every_s",
-                                         "target_search_steps", "target_search_seeds"}
+                                         "target_search_steps", "target_search_seeds", "snapshots_on_disk"}
     changed = replace(base, standalone_epochs=9, standalone_lr=0.5, standalone_init="supernet", pad_steps=7,
                       pad_batch_size=5, pad_seeds=(3,), pad_constant_tau=2.0, pad_eval_every=2, measure_batches=3,
-                      eval_checkpoints=(1,), checkpoint_every_s=60.0, target_search_steps=11, target_search_seeds=(4,))
+                      eval_checkpoints=(1,), checkpoint_every_s=60.0, target_search_steps=11, target_search_seeds=(4,),
+                      snapshots_on_disk=False)
     a = _final(T.train_supernet(base, 0, train, val, None))
     b = _final(T.train_supernet(changed, 0, train, val, None))
     _assert_equal_nested(a, b)

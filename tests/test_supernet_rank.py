@@ -409,7 +409,7 @@ def test_variants_give_their_own_keys_and_equal_settings_share_one():
     as_sandwich = replace(base, sampling="sandwich")
     assert _key(T.variant_config(as_sandwich, "sandwich")) == _key(as_sandwich) == keys["sandwich"]
     assert T.variant_config(base, "i2") == replace(base, sampling="sandwich", calr=True, momentum_bins=4)
-    assert _key(replace(base, eval_checkpoints=(3,), checkpoint_every_s=9.0)) == _key(base)
+    assert _key(replace(base, eval_checkpoints=(3,), checkpoint_every_s=9.0, snapshots_on_disk=False)) == _key(base)
     with pytest.raises(ValueError, match="unknown supernet variant 'nope'"):
         T.variant_config(base, "nope")
 
@@ -539,6 +539,23 @@ def test_the_one_shot_average_only_observes_and_replaces_the_weights_when_the_ph
     assert not torch.equal(run.model.bottleneck.weight, T.supernet_at_steps(p_avg, 0, 4, raw=True).model.bottleneck.weight)
     with pytest.raises(ValueError, match="oneshot_ema needs supernet.bn_recalib_batches > 0"):
         T.new_search_state(replace(averaged, bn_recalib_batches=0), 0)
+    _snapshots_in_memory_equal_the_saved_ones(p_avg, tmp_path, monkeypatch)
+
+
+def _snapshots_in_memory_equal_the_saved_ones(profile, folder, monkeypatch):
+    """snapshots_on_disk False: each count replayed, both arms equal to the saved snapshots, no file written."""
+    in_memory = Profile(name=profile.name, supernet=replace(profile.supernet, snapshots_on_disk=False))
+    for steps, raw in ((1, True), (2, False), (3, True)):
+        monkeypatch.setattr(T, "_MEMO", {})  # the two share a key: each read afresh
+        monkeypatch.setattr(T, "cache_dir", lambda *parts: folder / "unused")
+        replayed = T.supernet_at_steps(in_memory, 0, steps, raw=raw)
+        monkeypatch.setattr(T, "_MEMO", {})
+        monkeypatch.setattr(T, "cache_dir", lambda *parts: folder)
+        saved = T.supernet_at_steps(profile, 0, steps, raw=raw)
+        assert replayed.model is not saved.model and replayed.key == saved.key and replayed.weight_steps == steps
+        _assert_equal_nested(replayed.model.state_dict(), saved.model.state_dict())
+        assert [h["train_loss"] for h in replayed.history] == [h["train_loss"] for h in saved.history]
+    assert not (folder / "unused").exists()
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match=r"supernet.oneshot_ema must lie in \[0, 1\)"):
             T.one_shot_average(tiny_supernet(), bad)
