@@ -447,25 +447,27 @@ def ws_rank_vs_width(score_rows: list[dict], bias_rows: list[dict]):
     return fig
 
 
-def selection_regret(rows: list[dict]):
-    """Regret of picking by each signal under a latency budget (``selection.csv`` of 07): mIoU
-    points below the best feasible architecture against the budget's latency quantile. Left:
-    each variant's WS mIoU (solid) and loss score (dashed, same colour); right: the other
-    signals (symlog axis: latency's regret runs an order higher). Both panels draw the controls
-    (``random`` dashed black, ``seed_pick`` dotted black); the legend gives each signal's mean
-    regret with its CI.
+def selection_regret(rows: list[dict], budgets=None):
+    """Regret of picking by each signal under a latency budget (``selection.csv`` of 07, or
+    ``selection_targets.csv`` with ``budgets`` its :class:`~linas_lib.analysis.selection.Budgets`):
+    mIoU points below the best feasible architecture, per budget. Left: each variant's WS mIoU
+    (solid) and loss score (dashed, same colour); right: the other signals (symlog axis:
+    latency's regret runs an order higher). Both panels draw the controls (``random`` dashed
+    black, ``seed_pick`` dotted black); the legend gives each signal's mean regret with its CI.
 
     Returns:
         The matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
-    from .analysis.selection import QUANTILES, RANDOM, SEED_PICK
+    from .analysis.selection import DECILES, RANDOM, SEED_PICK
 
+    budgets = budgets or DECILES
     controls = [r for r in rows if r["signal"] in (RANDOM, SEED_PICK)]
     ws = [r for r in rows if r["signal"].startswith(("ws.", "ws_loss."))]
     other = [r for r in rows if r not in controls and r not in ws]
     variants = list(dict.fromkeys(r["signal"].split(".", 1)[1] for r in ws))
+    x = np.arange(len(budgets.labels))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for ax, part in zip(axes, (ws, other)):
         for i, row in enumerate(part + controls):
@@ -477,9 +479,11 @@ def selection_regret(rows: list[dict]):
                          "ls": "--" if name.startswith("ws_loss.") else "-"}
             else:
                 style = {"color": f"C{i % 10}"}
-            ax.plot(QUANTILES, [row[f"regret_q{q:g}"] for q in QUANTILES], marker="o", ms=3, lw=1, **style,
+            ax.plot(x, [row[f"regret_{label}"] for label in budgets.labels], marker="o", ms=3, lw=1, **style,
                     label=f"{name}: {row['regret_pts']:.2f} [{row['regret_pts_lo']:.2f}, {row['regret_pts_hi']:.2f}]")
-        ax.set_xlabel("budget: quantile of the table's predicted latency")
+        ax.set_xticks(x, [label.removeprefix("q") for label in budgets.labels],
+                      rotation=0 if budgets.quantiles is not None else 45, fontsize=7)
+        ax.set_xlabel(budgets.axis)
         ax.legend(fontsize=6)
     axes[0].set_ylabel("regret (mIoU points)")
     axes[0].set_title("WS mIoU (solid) and loss score (dashed) per variant", fontsize=8)

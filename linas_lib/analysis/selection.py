@@ -12,21 +12,32 @@ training seed's test mIoU and is judged against another seed's, averaged over th
 pairs: the regret of a standalone training's own noise (against a one-seed truth, so it is a
 floor for reading the others, not their equal).
 
+Budgets come in two designs (:class:`Budgets`): :data:`DECILES` of the reference target's
+predicted latency, which spread the picks over the table, and :func:`target_budgets`, each of
+05's targets at its own budget on the latency the search predicts for it
+(:func:`with_target_latency`), which reads the picks 05 itself faces. A budget that admits no
+architecture is left out of the mean (``n_budgets`` counts those averaged).
+
 The CIs are paired bootstraps over architectures (:func:`linas_lib.analysis.ranking._paired_ci`:
-each resample redraws the table, so the budgets, the feasible sets and the picks move with it).
+each resample redraws the table, so the feasible sets, the picks and the quantile budgets
+move with it; fixed budgets stay).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..space import parse_arch
 from .ranking import CONFIDENCE, HEADLINE, _frame, _paired_ci
 
 QUANTILES = tuple(round(0.1 * i, 1) for i in range(1, 11))  # budgets: deciles of the predicted latency
 LATENCY = "latency"  # 04's scores.csv: the reference target's LUT-predicted latency
+TARGET_LATENCY = "latency.{}"  # :func:`with_target_latency`: a target's predicted latency
 RANDOM, SEED_PICK = "random", "seed_pick"
 
 
@@ -34,30 +45,80 @@ class SelectionError(ValueError):
     """04's scores cannot support the selection study; the message names what is missing."""
 
 
-def regrets(score, latency, truth, quantiles: Sequence[float] = QUANTILES) -> np.ndarray:
-    """Per budget (``latency`` <= its quantile ``q``): the best feasible ``truth`` minus the truth
-    of ``score``'s best feasible pick (the tied picks' mean), times 100 (mIoU points)."""
-    score, latency, truth = (np.asarray(x, dtype=float) for x in (score, latency, truth))
+@dataclass(frozen=True)
+class Budgets:
+    """The latency budgets a pick must fit, each a limit on one latency column of the scores.
+
+    Attributes:
+        labels: one per budget (the rows' ``regret_<label>`` fields).
+        columns: the scores' latency column each budget reads.
+        quantiles: per budget, the quantile of its column that is its limit (recomputed on each
+            bootstrap resample); None: ``limits_ms``.
+        limits_ms: per budget, a fixed limit; None: ``quantiles``.
+        axis: what the budgets are, for a figure's axis.
+    """
+
+    labels: tuple[str, ...]
+    columns: tuple[str, ...]
+    quantiles: tuple[float, ...] | None = None
+    limits_ms: tuple[float, ...] | None = None
+    axis: str = ""
+
+    def feasible(self, latencies: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Per budget, the mask of the architectures within it (``latencies`` by column)."""
+        if self.quantiles is not None:
+            return [latencies[c] <= np.quantile(latencies[c], q) for c, q in zip(self.columns, self.quantiles)]
+        return [latencies[c] <= limit for c, limit in zip(self.columns, self.limits_ms)]
+
+
+DECILES = Budgets(tuple(f"q{q:g}" for q in QUANTILES), (LATENCY,) * len(QUANTILES), quantiles=QUANTILES,
+                  axis="budget: quantile of the table's predicted latency (reference target)")
+
+
+def target_budgets(latency_model) -> Budgets:
+    """Each target's own budget on its predicted latency (05's targets and budgets:
+    ``latency_model`` is :func:`~linas_lib.supernet.train.search_latency_model`)."""
+    names = tuple(latency_model.target_names)
+    return Budgets(names, tuple(TARGET_LATENCY.format(t) for t in names),
+                   limits_ms=tuple(float(b) for b in latency_model.budgets_ms), axis="target (05's budget)")
+
+
+def with_target_latency(scores, latency_model) -> list[dict]:
+    """``scores``' rows with ``latency.<target>``: each architecture's latency predicted by the
+    search's model (the one 05 holds its budgets against)."""
+    rows = [dict(r) for r in scores]
+    if not rows:
+        return rows
+    predicted = latency_model.predict(np.array([parse_arch(str(r["arch"])) for r in rows]))
+    for row, values in zip(rows, predicted):
+        row.update({TARGET_LATENCY.format(t): float(v) for t, v in zip(latency_model.target_names, values)})
+    return rows
+
+
+def regrets(score, truth, feasible: Sequence[np.ndarray]) -> np.ndarray:
+    """Per feasible set: its best ``truth`` minus the truth of ``score``'s best pick in it (the
+    tied picks' mean), times 100 (mIoU points); NaN where nothing is feasible."""
+    score, truth = np.asarray(score, dtype=float), np.asarray(truth, dtype=float)
     out = []
-    for q in quantiles:
-        feasible = latency <= np.quantile(latency, q)
-        best = score[feasible].max()
-        picked = truth[feasible][score[feasible] == best].mean()
-        out.append(100 * (truth[feasible].max() - picked))
+    for ok in feasible:
+        if not ok.any():
+            out.append(np.nan)
+            continue
+        best = score[ok].max()
+        out.append(100 * (truth[ok].max() - truth[ok][score[ok] == best].mean()))
     return np.array(out)
 
 
-def random_regrets(latency, truth, quantiles: Sequence[float] = QUANTILES) -> np.ndarray:
-    """The expected regret of a uniform pick among the feasible architectures, per budget."""
-    latency, truth = np.asarray(latency, dtype=float), np.asarray(truth, dtype=float)
-    feasible = [latency <= np.quantile(latency, q) for q in quantiles]
-    return np.array([100 * (truth[f].max() - truth[f].mean()) for f in feasible])
+def random_regrets(truth, feasible: Sequence[np.ndarray]) -> np.ndarray:
+    """The expected regret of a uniform pick among the feasible architectures, per feasible set."""
+    truth = np.asarray(truth, dtype=float)
+    return np.array([100 * (truth[ok].max() - truth[ok].mean()) if ok.any() else np.nan for ok in feasible])
 
 
-def seed_regrets(seed_columns: Sequence[np.ndarray], latency, quantiles: Sequence[float] = QUANTILES) -> np.ndarray:
+def seed_regrets(seed_columns: Sequence[np.ndarray], feasible: Sequence[np.ndarray]) -> np.ndarray:
     """:func:`regrets` of one seed's accuracy picking against another's, averaged over ordered seed pairs."""
     pairs = list(itertools.permutations(range(len(seed_columns)), 2))
-    return np.mean([regrets(seed_columns[a], latency, seed_columns[b], quantiles) for a, b in pairs], axis=0)
+    return np.mean([regrets(seed_columns[a], seed_columns[b], feasible) for a, b in pairs], axis=0)
 
 
 def selection_signals(scores, variants: Sequence[str]) -> list[str]:
@@ -91,69 +152,114 @@ def _columns(scores, names: Sequence[str]) -> list[np.ndarray]:
 
 
 def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.ndarray] = (),
-                   n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+                   n_resamples: int = 2000, seed: int = 0, budgets: Budgets = DECILES) -> list[dict]:
     """One row per signal (a ``scores.csv`` column, larger = better), ``random`` and, with two or
     more complete ``seed_columns`` (per-seed test mIoU aligned with ``scores``' rows), ``seed_pick``:
-    ``regret_pts`` (mean over the budgets, ``_lo`` / ``_hi``: bootstrap over architectures),
-    ``regret_max_pts`` (the worst budget) and ``regret_q<q>`` per budget quantile.
+    ``regret_pts`` (mean over the budgets with a feasible architecture, ``_lo`` / ``_hi``:
+    bootstrap over architectures), ``regret_max_pts`` (the worst budget), ``n_budgets`` (those
+    averaged) and ``regret_<label>`` per budget.
 
     Raises:
-        SelectionError: no rows, or a signal's column, the latency or the truth missing or not finite.
+        SelectionError: no rows, or a signal's column, a latency column or the truth missing or not finite.
     """
-    latency, truth, *columns = _columns(scores, [LATENCY, f"truth.{HEADLINE}", *signals])
+    lat_names = list(dict.fromkeys(budgets.columns))
+    truth, *columns = _columns(scores, [f"truth.{HEADLINE}", *signals, *lat_names])
+    columns, lats = columns[:len(signals)], columns[len(signals):]
     arms = {name: (column, _by_signal) for name, column in zip(signals, columns)}
     arms[RANDOM] = (np.zeros_like(truth), _by_chance)
     seed_columns = [np.asarray(c, dtype=float) for c in seed_columns]
     if len(seed_columns) >= 2 and all(c.shape == truth.shape and np.isfinite(c).all() for c in seed_columns):
         arms[SEED_PICK] = (np.zeros_like(truth), _by_seed)
-    return [_row(name, per_budget, (column, latency, truth, *seed_columns), n_resamples, seed)
+    else:
+        seed_columns = []
+    return [_row(name, _per_budget(per_budget, budgets, lat_names, len(seed_columns)),
+                 (column, truth, *lats, *seed_columns), budgets, n_resamples, seed)
             for name, (column, per_budget) in arms.items()]
 
 
-# per-budget regrets of one arm from the columns (signal, latency, truth, *seeds), resampled alike
-def _by_signal(c, lat, t, *seeds):
-    return regrets(c, lat, t)
+# per-budget regrets of one arm from (signal, truth, feasible sets, seed columns)
+def _by_signal(c, t, feasible, seeds):
+    return regrets(c, t, feasible)
 
 
-def _by_chance(c, lat, t, *seeds):
-    return random_regrets(lat, t)
+def _by_chance(c, t, feasible, seeds):
+    return random_regrets(t, feasible)
 
 
-def _by_seed(c, lat, t, *seeds):
-    return seed_regrets(seeds, lat)
+def _by_seed(c, t, feasible, seeds):
+    return seed_regrets(seeds, feasible)
 
 
-def _row(name: str, per_budget, cols: tuple, n_resamples: int, seed: int) -> dict:
+def _per_budget(arm, budgets: Budgets, lat_names: list[str], n_seeds: int):
+    """``arm`` as a function of the columns ``(signal, truth, *latencies, *seeds)``, so that a
+    bootstrap resamples them alike (quantile budgets move with each resample)."""
+    def per_budget(c, t, *rest):
+        lats, seeds = rest[:len(lat_names)], rest[len(lat_names):len(lat_names) + n_seeds]
+        return arm(c, t, budgets.feasible(dict(zip(lat_names, lats))), seeds)
+
+    return per_budget
+
+
+def _row(name: str, per_budget, cols: tuple, budgets: Budgets, n_resamples: int, seed: int) -> dict:
     """One :func:`selection_rows` row: ``per_budget(*cols)`` and the bootstrap of its mean."""
     values = per_budget(*cols)
-    low, high = _paired_ci(lambda *c: float(np.mean(per_budget(*c))), cols, n_resamples, CONFIDENCE, seed)
-    return {"signal": name, "n": int(cols[2].size), "regret_pts": float(np.mean(values)), "regret_pts_lo": low,
-            "regret_pts_hi": high, "regret_max_pts": float(np.max(values)),
-            **{f"regret_q{q:g}": float(r) for q, r in zip(QUANTILES, values)}}
+    low, high = _paired_ci(lambda *c: _mean(per_budget(*c)), cols, n_resamples, CONFIDENCE, seed)
+    return {"signal": name, "n": int(cols[1].size), "n_budgets": int(np.isfinite(values).sum()),
+            "regret_pts": _mean(values), "regret_pts_lo": low, "regret_pts_hi": high,
+            "regret_max_pts": float(np.nanmax(values)) if np.isfinite(values).any() else math.nan,
+            **{f"regret_{label}": float(r) for label, r in zip(budgets.labels, values)}}
 
 
-def regret_gap(scores, signal_a: str, signal_b: str, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def _mean(values: np.ndarray) -> float:
+    """Mean over the budgets with a feasible architecture (NaN: none)."""
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
+def regret_gap(scores, signal_a: str, signal_b: str, n_resamples: int = 2000, seed: int = 0,
+               budgets: Budgets = DECILES) -> tuple[float, float, float]:
     """Mean regret of ``signal_a`` minus ``signal_b`` (mIoU points; negative: ``a`` picks better),
     with a paired bootstrap CI over architectures."""
-    cols = tuple(_columns(scores, [signal_a, signal_b, LATENCY, f"truth.{HEADLINE}"]))
+    lat_names = list(dict.fromkeys(budgets.columns))
+    cols = tuple(_columns(scores, [signal_a, signal_b, f"truth.{HEADLINE}", *lat_names]))
 
-    def gap(a, b, lat, t):
-        return float(np.mean(regrets(a, lat, t)) - np.mean(regrets(b, lat, t)))
+    def gap(a, b, t, *lats):
+        feasible = budgets.feasible(dict(zip(lat_names, lats)))
+        return _mean(regrets(a, t, feasible)) - _mean(regrets(b, t, feasible))
 
     return (gap(*cols), *_paired_ci(gap, cols, n_resamples, CONFIDENCE, seed))
 
 
-def selection_summary(rows: Sequence[dict], gaps: dict[str, tuple[float, float, float]]) -> dict[str, float]:
-    """``selection.regret_pts.<signal>`` (with ``_lo`` / ``_hi``) and ``selection.regret_max_pts.<signal>``
-    per row; ``selection.gap_pts.<name>`` (with ``_lo`` / ``_hi``) per entry of ``gaps``."""
+def budget_rows(scores, budgets: Budgets) -> list[dict]:
+    """Per budget: its limit, how many architectures it admits and the best of them (mean test mIoU)."""
+    lat_names = list(dict.fromkeys(budgets.columns))
+    truth, *lats = _columns(scores, [f"truth.{HEADLINE}", *lat_names])
+    archs = [str(r["arch"]) for r in scores]
+    rows = []
+    for i, (label, ok) in enumerate(zip(budgets.labels, budgets.feasible(dict(zip(lat_names, lats))))):
+        limit = (budgets.limits_ms[i] if budgets.limits_ms is not None
+                 else float(np.quantile(lats[lat_names.index(budgets.columns[i])], budgets.quantiles[i])))
+        best = int(np.flatnonzero(ok)[np.argmax(truth[ok])]) if ok.any() else None
+        rows.append({"budget": label, "latency_column": budgets.columns[i], "limit_ms": float(limit),
+                     "n_feasible": int(ok.sum()), "best_arch": archs[best] if best is not None else "",
+                     f"best_{HEADLINE}": float(truth[best]) if best is not None else math.nan})
+    return rows
+
+
+def selection_summary(rows: Sequence[dict], gaps: dict[str, tuple[float, float, float]],
+                      kind: str = "") -> dict[str, float]:
+    """``selection.<kind>regret_pts.<signal>`` (with ``_lo`` / ``_hi``) and
+    ``selection.<kind>regret_max_pts.<signal>`` per row; ``selection.<kind>gap_pts.<name>``
+    (with ``_lo`` / ``_hi``) per entry of ``gaps``. ``kind``: "" for the deciles, "target_" for
+    05's per-target budgets."""
     out = {}
     for r in rows:
         name = r["signal"]
-        out.update({f"selection.regret_pts.{name}": float(r["regret_pts"]),
-                    f"selection.regret_pts.{name}_lo": float(r["regret_pts_lo"]),
-                    f"selection.regret_pts.{name}_hi": float(r["regret_pts_hi"]),
-                    f"selection.regret_max_pts.{name}": float(r["regret_max_pts"])})
+        out.update({f"selection.{kind}regret_pts.{name}": float(r["regret_pts"]),
+                    f"selection.{kind}regret_pts.{name}_lo": float(r["regret_pts_lo"]),
+                    f"selection.{kind}regret_pts.{name}_hi": float(r["regret_pts_hi"]),
+                    f"selection.{kind}regret_max_pts.{name}": float(r["regret_max_pts"])})
     for name, (value, low, high) in gaps.items():
-        out.update({f"selection.gap_pts.{name}": value, f"selection.gap_pts.{name}_lo": low,
-                    f"selection.gap_pts.{name}_hi": high})
+        out.update({f"selection.{kind}gap_pts.{name}": value, f"selection.{kind}gap_pts.{name}_lo": low,
+                    f"selection.{kind}gap_pts.{name}_hi": high})
     return out
