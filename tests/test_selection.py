@@ -111,3 +111,28 @@ def test_per_target_budgets_read_the_search_model_and_leave_out_a_target_nothing
     gap, low, high = S.regret_gap(scores, "good", "good", n_resamples=20, budgets=budgets)
     assert gap == low == high == 0
     assert set(S.selection_summary(list(rows.values()), {}, kind="target_")) >= {"selection.target_regret_pts.good"}
+
+
+def test_a_budget_one_resample_empties_is_not_averaged_out_of_the_ci():
+    """The CI reads the mean over the budgets the table fills, in every resample alike: a
+    resample where a one-architecture budget admits nothing is dropped, not averaged over the
+    other budget alone (which would pull the CI towards that budget's regret)."""
+    rng = np.random.default_rng(3)
+    lat = np.arange(30, dtype=float)
+    truth = rng.uniform(0.5, 0.8, 30)
+    scores = [{"arch": f"a{i}", "lat": float(x), f"truth.{ranking.HEADLINE}": float(t)} for i, (x, t) in enumerate(zip(lat, truth))]
+    budgets = S.Budgets(("one", "all"), ("lat", "lat"), limits_ms=(0.0, 100.0))
+    rows = {r["signal"]: r for r in S.selection_rows(scores, [], n_resamples=400, budgets=budgets)}
+    whole = 100 * (truth.max() - truth.mean())
+    assert rows[S.RANDOM]["regret_one"] == 0 and rows[S.RANDOM]["regret_all"] == pytest.approx(whole)
+    assert rows[S.RANDOM]["regret_pts"] == pytest.approx(whole / 2)
+    assert rows[S.RANDOM]["regret_pts_hi"] < 0.75 * whole  # averaging out the empty budget would reach ~whole
+
+
+def test_budgets_refuse_mismatched_lengths_and_labels_that_clash_with_the_row_fields():
+    with pytest.raises(ValueError, match="one column and one limit per label"):
+        S.Budgets(("a", "b"), ("lat",), limits_ms=(1.0, 2.0))
+    with pytest.raises(ValueError, match="quantiles or limits_ms"):
+        S.Budgets(("a",), ("lat",))
+    with pytest.raises(ValueError, match="max_pts would overwrite"):
+        S.Budgets(("max_pts",), ("lat",), limits_ms=(1.0,))

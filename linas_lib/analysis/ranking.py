@@ -891,7 +891,8 @@ def snapshot_scores(profile, seed: int, truth: GroundTruth) -> dict[tuple[int, s
     """WS scores of the table's architectures on every snapshot of the tau-vs-steps curve.
 
     Each snapshot comes from :func:`linas_lib.supernet.train.supernet_at_steps` (saved during
-    training, replayed otherwise: the last step first, so one replay saves them all).
+    training, replayed otherwise: the last step first, so one replay saves them all; with
+    ``supernet.snapshots_on_disk`` False each step is replayed in memory).
 
     Returns:
         ``{(steps, weights, replica): {"ws": WS mIoU, "ws_loss": minus the WS loss}}`` over

@@ -64,6 +64,23 @@ class Budgets:
     limits_ms: tuple[float, ...] | None = None
     axis: str = ""
 
+    def __post_init__(self):
+        n = len(self.labels)
+        if (self.quantiles is None) == (self.limits_ms is None):
+            raise ValueError("Budgets needs quantiles or limits_ms, not both or neither")
+        lengths = {len(self.columns), len(self.quantiles if self.limits_ms is None else self.limits_ms)}
+        if lengths != {n} or len(set(self.labels)) != n:
+            raise ValueError(f"Budgets needs one column and one limit per label, labels unique; got {n} labels, "
+                             f"{len(self.columns)} columns")
+        clash = {"pts", "pts_lo", "pts_hi", "max_pts"} & set(self.labels)
+        if clash:
+            raise ValueError(f"budget label(s) {', '.join(sorted(clash))} would overwrite a regret_<field> of the rows")
+
+    def subset(self, keep: Sequence[bool]) -> Budgets:
+        """The budgets where ``keep`` is true, in order."""
+        pick = lambda values: None if values is None else tuple(v for v, k in zip(values, keep) if k)  # noqa: E731
+        return Budgets(pick(self.labels), pick(self.columns), pick(self.quantiles), pick(self.limits_ms), self.axis)
+
     def feasible(self, latencies: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Per budget, the mask of the architectures within it (``latencies`` by column)."""
         if self.quantiles is not None:
@@ -165,6 +182,7 @@ def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.nda
     lat_names = list(dict.fromkeys(budgets.columns))
     truth, *columns = _columns(scores, [f"truth.{HEADLINE}", *signals, *lat_names])
     columns, lats = columns[:len(signals)], columns[len(signals):]
+    active = _active(budgets, lat_names, lats)
     arms = {name: (column, _by_signal) for name, column in zip(signals, columns)}
     arms[RANDOM] = (np.zeros_like(truth), _by_chance)
     seed_columns = [np.asarray(c, dtype=float) for c in seed_columns]
@@ -172,9 +190,16 @@ def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.nda
         arms[SEED_PICK] = (np.zeros_like(truth), _by_seed)
     else:
         seed_columns = []
-    return [_row(name, _per_budget(per_budget, budgets, lat_names, len(seed_columns)),
+    return [_row(name, [_per_budget(per_budget, b, lat_names, len(seed_columns)) for b in (budgets, active)],
                  (column, truth, *lats, *seed_columns), budgets, n_resamples, seed)
             for name, (column, per_budget) in arms.items()]
+
+
+def _active(budgets: Budgets, lat_names: list[str], lats: Sequence[np.ndarray]) -> Budgets:
+    """The budgets that admit an architecture of the table itself: the ones a mean averages,
+    in every bootstrap resample alike (a resample where one of them admits nothing is dropped,
+    rather than averaging over fewer budgets than the point estimate)."""
+    return budgets.subset([ok.any() for ok in budgets.feasible(dict(zip(lat_names, lats)))])
 
 
 # per-budget regrets of one arm from (signal, truth, feasible sets, seed columns)
@@ -201,9 +226,11 @@ def _per_budget(arm, budgets: Budgets, lat_names: list[str], n_seeds: int):
 
 
 def _row(name: str, per_budget, cols: tuple, budgets: Budgets, n_resamples: int, seed: int) -> dict:
-    """One :func:`selection_rows` row: ``per_budget(*cols)`` and the bootstrap of its mean."""
-    values = per_budget(*cols)
-    low, high = _paired_ci(lambda *c: _mean(per_budget(*c)), cols, n_resamples, CONFIDENCE, seed)
+    """One :func:`selection_rows` row: ``per_budget[0](*cols)`` (every budget) and the bootstrap of
+    the mean of ``per_budget[1]`` (the :func:`_active` budgets)."""
+    every, active = per_budget
+    values = every(*cols)
+    low, high = _paired_ci(lambda *c: _strict_mean(active(*c)), cols, n_resamples, CONFIDENCE, seed)
     return {"signal": name, "n": int(cols[1].size), "n_budgets": int(np.isfinite(values).sum()),
             "regret_pts": _mean(values), "regret_pts_lo": low, "regret_pts_hi": high,
             "regret_max_pts": float(np.nanmax(values)) if np.isfinite(values).any() else math.nan,
@@ -216,16 +243,22 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
+def _strict_mean(values: np.ndarray) -> float:
+    """Mean over every budget; NaN when one of them admits nothing (a bootstrap resample dropped)."""
+    return float(values.mean()) if values.size and np.isfinite(values).all() else math.nan
+
+
 def regret_gap(scores, signal_a: str, signal_b: str, n_resamples: int = 2000, seed: int = 0,
                budgets: Budgets = DECILES) -> tuple[float, float, float]:
     """Mean regret of ``signal_a`` minus ``signal_b`` (mIoU points; negative: ``a`` picks better),
     with a paired bootstrap CI over architectures."""
     lat_names = list(dict.fromkeys(budgets.columns))
     cols = tuple(_columns(scores, [signal_a, signal_b, f"truth.{HEADLINE}", *lat_names]))
+    active = _active(budgets, lat_names, cols[3:])
 
     def gap(a, b, t, *lats):
-        feasible = budgets.feasible(dict(zip(lat_names, lats)))
-        return _mean(regrets(a, t, feasible)) - _mean(regrets(b, t, feasible))
+        feasible = active.feasible(dict(zip(lat_names, lats)))
+        return _strict_mean(regrets(a, t, feasible)) - _strict_mean(regrets(b, t, feasible))
 
     return (gap(*cols), *_paired_ci(gap, cols, n_resamples, CONFIDENCE, seed))
 

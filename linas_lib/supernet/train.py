@@ -532,6 +532,8 @@ def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, laten
         checkpoint = None  # a partial run never overwrites the run's checkpoint
     alpha_val = val_parts(val, cfg.alpha_val_share)[0]
     folder = snapshot_dir if snapshot_dir is not None else (checkpoint.parent if checkpoint is not None else None)
+    if not cfg.snapshots_on_disk:
+        folder = None
     hook = _snapshot_hook(cfg.eval_checkpoints, folder, key, stop_after_steps)
     total, last_save = cfg.warmup_epochs + cfg.epochs, time.monotonic()
     for epoch in range(len(state.history), total):
