@@ -167,8 +167,18 @@ def seeded_module(factory, generator):
 # ------------------------------------------------------------------ atomic writes
 
 
+class WriteError(OSError):
+    """A result or cache file could not be written; the message names it and the free disk space."""
+
+
 def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp)`` on a temporary path in ``path``'s folder, then rename it to ``path``."""
+    """Call ``write(tmp)`` on a temporary path in ``path``'s folder, then rename it to ``path``.
+
+    Raises:
+        WriteError: the write or the rename failed with an I/O error (a full disk shows in torch
+            only as "basic_ios::clear: iostream error"); the message names ``path`` and the free
+            space of its disk. The temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -176,10 +186,25 @@ def atomic_write(path: str | Path, write) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"could not write {path}: {err}; {_free_space(path.parent)}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _free_space(folder: Path) -> str:
+    """``"<n> GB free on its disk"``, with a hint when that is little (a cache folder can move)."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free / 1e9
+    except OSError:
+        return "free space unknown"
+    hint = " (full? free space, or set LINAS_CACHE_DIR to a larger disk for the cache)" if free < 2 else ""
+    return f"{free:.2f} GB free on its disk{hint}"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

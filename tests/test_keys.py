@@ -230,3 +230,25 @@ def test_supernet_key_and_checkpoint_are_shared_across_processes(tmp_path, monke
     state = torch.load(checkpoints[0], map_location="cpu", weights_only=False)
     # a finished run keeps what its readers use: no optimiser moments, generators or average
     assert state["done"] and set(state) == {"key", "done", "model", "history", "weight_steps", "choice_updates"}
+
+
+def test_a_failed_write_names_the_file_and_the_free_space_and_leaves_no_temp(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from linas_lib.keys import WriteError, atomic_torch_save, atomic_write_text
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**12, 10**12 - 3 * 10**8, 3 * 10**8))
+
+    def full_disk(obj, f):
+        raise RuntimeError("basic_ios::clear: iostream error")  # what torch.save says on a full disk
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    target = tmp_path / "cache" / "supernet_k.pt"
+    with pytest.raises(WriteError, match=r"could not write .*supernet_k\.pt: basic_ios.*0\.30 GB free .*LINAS_CACHE_DIR"):
+        atomic_torch_save({"a": 1}, target)
+    assert list(target.parent.iterdir()) == []  # no temporary file left
+    with pytest.raises(TypeError):  # not an I/O error: passed through unchanged
+        atomic_write_text(tmp_path / "x.txt", 3)
+    assert isinstance(WriteError("x"), OSError)
