@@ -614,3 +614,43 @@ def test_the_supernet_memo_keeps_only_the_most_recently_used(monkeypatch):
     T._remember("new", "supernet new")
     assert len(T._MEMO) == T.MEMO_LIMIT and T._recall("k1") is None
     assert T._recall("k0") == "supernet 0" and T._recall("new") == "supernet new"
+
+
+def test_table_scores_are_cached_by_key_weights_and_architectures(monkeypatch, tmp_path, tiny_training, caplog):
+    """A table's WS scores are read back to every digit, keyed by the weights too; a damaged
+    file is scored again; one architecture is not cached."""
+    features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(2, 82)}, SimpleNamespace(weights_id="w"), {})
+    monkeypatch.setattr(T, "_run_inputs", _fake_run_inputs(features))
+    cfg = SupernetConfig(warmup_epochs=1, epochs=0, batch_size=2, sandwich_random=0, bn_recalib_batches=1)
+    profile = Profile(name="tiny", supernet=cfg)
+    choices = np.array([[0, 4, 8, 12, 20], [1, 5, 9, 13, 17], [2, 2, 2, 2, 2]])
+    first = T.trained_supernet(profile, 0).ws_scores(choices)
+    assert len(list(tmp_path.glob("scores_*.json"))) == 1 and set(first) == set(SCORES)
+
+    real, calls = WeightSharingEvaluator.scores, []
+    monkeypatch.setattr(WeightSharingEvaluator, "scores",
+                        lambda self, c: calls.append(len(np.atleast_2d(c))) or real(self, c))
+    monkeypatch.setattr(T, "_MEMO", {})
+    again = T.trained_supernet(profile, 0)  # loaded from its checkpoint: the same weights
+    _same_scores(again.ws_scores(choices), first)
+    assert calls == []  # read back, not scored
+    again.ws_scores(choices[:2])
+    again.ws_scores(choices[0])
+    assert calls == [2, 1] and len(list(tmp_path.glob("scores_*.json"))) == 2  # one architecture: not cached
+
+    def fresh(model):
+        return T.TrainedSupernet(model, again.history, again.features, again.cfg, again.latency, again.key)
+
+    moved = copy.deepcopy(again.model)
+    with torch.no_grad():
+        moved.bottleneck.weight.add_(0.5)
+    fresh(moved).ws_scores(choices)  # same key, other weights: scored again
+    assert calls[-1] == 3 and len(list(tmp_path.glob("scores_*.json"))) == 3
+    for path in tmp_path.glob("scores_*.json"):
+        path.write_text("{")
+    _same_scores(fresh(again.model).ws_scores(choices), first)  # damaged: scored again, to the same numbers
+    assert calls[-1] == 3 and "unreadable" in caplog.text
+
+
+def _same_scores(a: dict, b: dict) -> None:
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in b)

@@ -79,11 +79,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Profile, load_profile
 from ..encoder.features import Features, FeatureSplit, run_features
-from ..keys import atomic_torch_save, content_hash, key_fields, load_checkpoint, seeded_module
+from ..keys import (atomic_torch_save, atomic_write_json, content_hash, key_fields, load_checkpoint, load_json,
+                    seeded_module)
 from ..losses import PENALTY_FORMS, check_finite, latency_penalty, segmentation_terms
 from ..paths import cache_dir
 from ..space import OPS, WIDTHS, as_choices
-from .evaluate import WeightSharingEvaluator, evaluate_decoder
+from .evaluate import SCORES, WeightSharingEvaluator, evaluate_decoder
 from .model import Supernet, argmax_choices, bn_statistics_kept, extract_decoder, gumbel_temperature
 from .oneshot import OneShotRule, lr_scaled, one_shot_rule, one_shot_step, steps_per_epoch, touched, updates_per_choice
 from .standalone import train_decoder
@@ -621,8 +622,25 @@ class TrainedSupernet:
 
     def ws_scores(self, choices) -> dict[str, np.ndarray]:
         """WS ``{"miou": (n,), "crack_iou": (n,), "loss": (n,)}`` of architectures ``(n, 5)`` (or one
-        ``(5,)``), entry ``i`` for architecture ``i`` (memoised by :attr:`evaluator`)."""
-        return self.evaluator.scores(choices)
+        ``(5,)``), entry ``i`` for architecture ``i`` (memoised by :attr:`evaluator`).
+
+        A table of architectures ``(n, 5)`` is also cached on disk (``cache_dir("ws_scores")``),
+        keyed by :attr:`key`, :attr:`weights_digest`, the val split's content and the
+        architectures (:data:`WS_SCORES_SCHEMA`): scoring 04's 42 curve snapshots again took
+        49 of its 58 minutes. Read back, the numbers are the computed ones to every digit.
+        """
+        arr = np.asarray(choices, dtype=np.int64)
+        if arr.ndim != 2:
+            return self.evaluator.scores(arr)
+        key = content_hash({"schema": WS_SCORES_SCHEMA, "supernet": self.key, "weights": self.weights_digest,
+                            "val": dataset_digest_of(self.features["val"]), "choices": arr})
+        path = cache_dir("ws_scores") / f"scores_{key}.json"
+        saved = _saved_scores(path, key, len(arr))
+        if saved is not None:
+            return saved
+        scores = self.evaluator.scores(arr)
+        atomic_write_json(path, {"key": key, "scores": {k: v.tolist() for k, v in scores.items()}})
+        return scores
 
     def feature_batch(self, n: int) -> tuple[torch.Tensor, ...]:
         """Float32 taps of the first ``n`` train images (for zero-cost proxies)."""
@@ -639,6 +657,25 @@ class TrainedSupernet:
     def copy_model(self) -> Supernet:
         """A deep copy of the supernet (for experiments that train it further)."""
         return copy.deepcopy(self.model)
+
+
+# Bump when WS evaluation changes the numbers it returns: cached table scores are then recomputed.
+WS_SCORES_SCHEMA = 1
+
+
+def _saved_scores(path: Path, key: str, n: int) -> dict[str, np.ndarray] | None:
+    """The cached WS scores of ``path`` (None: absent; unreadable or not of ``key``: logged, None)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = load_json(path)
+        scores = {k: np.asarray(v, dtype=np.float64) for k, v in saved["scores"].items()}
+        if saved["key"] != key or set(scores) != set(SCORES) or any(v.shape != (n,) for v in scores.values()):
+            raise ValueError("another key, or scores of another shape")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        log.warning("cached WS scores %s unreadable (%s); scoring again", path, err)
+        return None
+    return scores
 
 
 def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms | None) -> str:
