@@ -12,6 +12,7 @@ import torch
 
 from linas_lib.config import Profile, SupernetConfig
 from linas_lib.encoder.features import Features, FeatureSplit
+from linas_lib.keys import WriteError
 from linas_lib.space import choice_index
 from linas_lib.supernet import oneshot as O
 from linas_lib.supernet import train as T
@@ -650,6 +651,15 @@ def test_table_scores_are_cached_by_key_weights_and_architectures(monkeypatch, t
         path.write_text("{")
     _same_scores(fresh(again.model).ws_scores(choices), first)  # damaged: scored again, to the same numbers
     assert calls[-1] == 3 and "unreadable" in caplog.text
+
+    def full_disk(path, data, indent=None):
+        raise WriteError(f"could not write {path}: no space")
+
+    monkeypatch.setattr(T, "atomic_write_json", full_disk)
+    n_files = len(list(tmp_path.glob("scores_*.json")))
+    got = fresh(moved).ws_scores(choices[::-1])  # another table, whose write fails
+    assert got["miou"].shape == (3,) and calls[-1] == 3 and len(calls) == 5
+    assert "WS scores not cached" in caplog.text and len(list(tmp_path.glob("scores_*.json"))) == n_files
 
 
 def _same_scores(a: dict, b: dict) -> None:

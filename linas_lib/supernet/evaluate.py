@@ -117,7 +117,11 @@ class WeightSharingEvaluator:
         self.memo: dict[tuple[int, ...], dict[str, float]] = {}
 
     def scores_one(self, choices) -> dict[str, float]:
-        """``{"miou", "crack_iou", "loss"}`` of one architecture ``(5,)``."""
+        """``{"miou", "crack_iou", "loss"}`` of one architecture ``(5,)``.
+
+        A change to what this computes must bump ``train.WS_SCORES_SCHEMA``: tables of these
+        scores are cached on disk.
+        """
         key = tuple(int(c) for c in as_choices(choices))
         if key not in self.memo:
             meter, loss_sum, n_images = MIoUMeter(), 0.0, 0

@@ -625,22 +625,32 @@ class TrainedSupernet:
         ``(5,)``), entry ``i`` for architecture ``i`` (memoised by :attr:`evaluator`).
 
         A table of architectures ``(n, 5)`` is also cached on disk (``cache_dir("ws_scores")``),
-        keyed by :attr:`key`, :attr:`weights_digest`, the val split's content and the
-        architectures (:data:`WS_SCORES_SCHEMA`): scoring 04's 42 curve snapshots again took
-        49 of its 58 minutes. Read back, the numbers are the computed ones to every digit.
+        keyed by :attr:`key`, :attr:`weights_digest`, the val split's content, the
+        architectures, the torch version and the device type (:data:`WS_SCORES_SCHEMA`):
+        scoring 04's 42 curve snapshots again took 49 of its 58 minutes. Read back, the numbers
+        are the computed ones to every digit.
         """
         arr = np.asarray(choices, dtype=np.int64)
         if arr.ndim != 2:
             return self.evaluator.scores(arr)
         key = content_hash({"schema": WS_SCORES_SCHEMA, "supernet": self.key, "weights": self.weights_digest,
-                            "val": dataset_digest_of(self.features["val"]), "choices": arr})
+                            "val": self._val_digest, "choices": arr, "torch": torch.__version__,
+                            "device": next(self.model.parameters()).device.type})
         path = cache_dir("ws_scores") / f"scores_{key}.json"
         saved = _saved_scores(path, key, len(arr))
         if saved is not None:
             return saved
         scores = self.evaluator.scores(arr)
-        atomic_write_json(path, {"key": key, "scores": {k: v.tolist() for k, v in scores.items()}})
+        try:
+            atomic_write_json(path, {"key": key, "scores": {k: v.tolist() for k, v in scores.items()}})
+        except OSError as err:  # the scores stand; only their cache is lost
+            log.warning("WS scores not cached: %s", err)
         return scores
+
+    @cached_property
+    def _val_digest(self) -> str:
+        """:func:`dataset_digest_of` the val split (hashed once per supernet)."""
+        return dataset_digest_of(self.features["val"])
 
     def feature_batch(self, n: int) -> tuple[torch.Tensor, ...]:
         """Float32 taps of the first ``n`` train images (for zero-cost proxies)."""
@@ -659,7 +669,8 @@ class TrainedSupernet:
         return copy.deepcopy(self.model)
 
 
-# Bump when WS evaluation changes the numbers it returns: cached table scores are then recomputed.
+# Bump when WS evaluation changes the numbers it returns (evaluate.WeightSharingEvaluator.scores_one,
+# the loss, the meter, BN recalibration, forward_arch): cached table scores are then recomputed.
 WS_SCORES_SCHEMA = 1
 
 
@@ -672,7 +683,9 @@ def _saved_scores(path: Path, key: str, n: int) -> dict[str, np.ndarray] | None:
         scores = {k: np.asarray(v, dtype=np.float64) for k, v in saved["scores"].items()}
         if saved["key"] != key or set(scores) != set(SCORES) or any(v.shape != (n,) for v in scores.values()):
             raise ValueError("another key, or scores of another shape")
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        if any(x is None for v in saved["scores"].values() for x in v):
+            raise ValueError("a null score")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         log.warning("cached WS scores %s unreadable (%s); scoring again", path, err)
         return None
     return scores
