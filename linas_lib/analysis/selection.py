@@ -81,6 +81,15 @@ class Budgets:
         pick = lambda values: None if values is None else tuple(v for v, k in zip(values, keep) if k)  # noqa: E731
         return Budgets(pick(self.labels), pick(self.columns), pick(self.quantiles), pick(self.limits_ms), self.axis)
 
+    @property
+    def latency_columns(self) -> list[str]:
+        """The distinct latency columns the budgets read, in order."""
+        return list(dict.fromkeys(self.columns))
+
+    def feasible_in(self, lats: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`feasible` of the :attr:`latency_columns`' values ``lats``, in that order."""
+        return self.feasible(dict(zip(self.latency_columns, lats)))
+
     def feasible(self, latencies: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Per budget, the mask of the architectures within it (``latencies`` by column)."""
         if self.quantiles is not None:
@@ -179,10 +188,9 @@ def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.nda
     Raises:
         SelectionError: no rows, or a signal's column, a latency column or the truth missing or not finite.
     """
-    lat_names = list(dict.fromkeys(budgets.columns))
-    truth, *columns = _columns(scores, [f"truth.{HEADLINE}", *signals, *lat_names])
+    truth, *columns = _columns(scores, [f"truth.{HEADLINE}", *signals, *budgets.latency_columns])
     columns, lats = columns[:len(signals)], columns[len(signals):]
-    active = _active(budgets, lat_names, lats)
+    active = _active(budgets, lats)
     arms = {name: (column, _by_signal) for name, column in zip(signals, columns)}
     arms[RANDOM] = (np.zeros_like(truth), _by_chance)
     seed_columns = [np.asarray(c, dtype=float) for c in seed_columns]
@@ -190,16 +198,16 @@ def selection_rows(scores, signals: Sequence[str], seed_columns: Sequence[np.nda
         arms[SEED_PICK] = (np.zeros_like(truth), _by_seed)
     else:
         seed_columns = []
-    return [_row(name, [_per_budget(per_budget, b, lat_names, len(seed_columns)) for b in (budgets, active)],
+    return [_row(name, [_per_budget(per_budget, b, len(lats), len(seed_columns)) for b in (budgets, active)],
                  (column, truth, *lats, *seed_columns), budgets, n_resamples, seed)
             for name, (column, per_budget) in arms.items()]
 
 
-def _active(budgets: Budgets, lat_names: list[str], lats: Sequence[np.ndarray]) -> Budgets:
+def _active(budgets: Budgets, lats: Sequence[np.ndarray]) -> Budgets:
     """The budgets that admit an architecture of the table itself: the ones a mean averages,
     in every bootstrap resample alike (a resample where one of them admits nothing is dropped,
     rather than averaging over fewer budgets than the point estimate)."""
-    return budgets.subset([ok.any() for ok in budgets.feasible(dict(zip(lat_names, lats)))])
+    return budgets.subset([ok.any() for ok in budgets.feasible_in(lats)])
 
 
 # per-budget regrets of one arm from (signal, truth, feasible sets, seed columns)
@@ -215,12 +223,12 @@ def _by_seed(c, t, feasible, seeds):
     return seed_regrets(seeds, feasible)
 
 
-def _per_budget(arm, budgets: Budgets, lat_names: list[str], n_seeds: int):
+def _per_budget(arm, budgets: Budgets, n_lats: int, n_seeds: int):
     """``arm`` as a function of the columns ``(signal, truth, *latencies, *seeds)``, so that a
     bootstrap resamples them alike (quantile budgets move with each resample)."""
     def per_budget(c, t, *rest):
-        lats, seeds = rest[:len(lat_names)], rest[len(lat_names):len(lat_names) + n_seeds]
-        return arm(c, t, budgets.feasible(dict(zip(lat_names, lats))), seeds)
+        lats, seeds = rest[:n_lats], rest[n_lats:n_lats + n_seeds]
+        return arm(c, t, budgets.feasible_in(lats), seeds)
 
     return per_budget
 
@@ -252,12 +260,11 @@ def regret_gap(scores, signal_a: str, signal_b: str, n_resamples: int = 2000, se
                budgets: Budgets = DECILES) -> tuple[float, float, float]:
     """Mean regret of ``signal_a`` minus ``signal_b`` (mIoU points; negative: ``a`` picks better),
     with a paired bootstrap CI over architectures."""
-    lat_names = list(dict.fromkeys(budgets.columns))
-    cols = tuple(_columns(scores, [signal_a, signal_b, f"truth.{HEADLINE}", *lat_names]))
-    active = _active(budgets, lat_names, cols[3:])
+    cols = tuple(_columns(scores, [signal_a, signal_b, f"truth.{HEADLINE}", *budgets.latency_columns]))
+    active = _active(budgets, cols[3:])
 
     def gap(a, b, t, *lats):
-        feasible = active.feasible(dict(zip(lat_names, lats)))
+        feasible = active.feasible_in(lats)
         return _strict_mean(regrets(a, t, feasible)) - _strict_mean(regrets(b, t, feasible))
 
     return (gap(*cols), *_paired_ci(gap, cols, n_resamples, CONFIDENCE, seed))
@@ -265,11 +272,11 @@ def regret_gap(scores, signal_a: str, signal_b: str, n_resamples: int = 2000, se
 
 def budget_rows(scores, budgets: Budgets) -> list[dict]:
     """Per budget: its limit, how many architectures it admits and the best of them (mean test mIoU)."""
-    lat_names = list(dict.fromkeys(budgets.columns))
+    lat_names = budgets.latency_columns
     truth, *lats = _columns(scores, [f"truth.{HEADLINE}", *lat_names])
     archs = [str(r["arch"]) for r in scores]
     rows = []
-    for i, (label, ok) in enumerate(zip(budgets.labels, budgets.feasible(dict(zip(lat_names, lats))))):
+    for i, (label, ok) in enumerate(zip(budgets.labels, budgets.feasible_in(lats))):
         limit = (budgets.limits_ms[i] if budgets.limits_ms is not None
                  else float(np.quantile(lats[lat_names.index(budgets.columns[i])], budgets.quantiles[i])))
         best = int(np.flatnonzero(ok)[np.argmax(truth[ok])]) if ok.any() else None
