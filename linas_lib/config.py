@@ -204,6 +204,9 @@ class SupernetConfig:
     sandwich_random: int = 2  # uniform paths per sandwich step
     calr: bool = False  # I2 CaLR: step scaled by clip((params / mean params) ** 0.5, 0.5, 2)
     momentum_bins: int = 0  # I2: 0 = one Adam state; k > 0 = one Adam per complexity bin (k quantiles)
+    # CaLR also scales the search phase's sampled-path weight steps (since 230b5bf); False: the
+    # one-shot phase only (the ablation i2_oneshot_calr); the supernet key names it (supernet_key)
+    calr_search: bool = field(default=True, metadata={"key": False})
     # decay of an exponential moving average of the weights over the one-shot phase (0: off); the
     # average only observes the one-shot steps, and replaces the weights when the phase ends
     # (snapshots hold it too); in the key unless 0, the computation before the switch existed
@@ -374,6 +377,13 @@ class RankingConfig:
 
     # weight-sharing variants compared (names of linas_lib.supernet.train.VARIANTS)
     variants: tuple[str, ...] = ("baseline", "sandwich", "sandwich_calr", "sandwich_momentum", "i2")
+    # variants (of ``variants``) trained a second time (supernet.replica 1: another initialisation,
+    # batch order and paths): each variant's tau per training, and the two trainings' agreement
+    retest_variants: tuple[str, ...] = ()
+    # variants that change the search phase of a retest variant only (its one-shot phase, step for
+    # step): read beside that training in 04's replicas.csv; not signals, not in 07's ensemble
+    # (they share a training's one-shot phase, so they are not trainings of their own)
+    search_ablations: tuple[str, ...] = ()
     mf_topk: int = 20  # multi-fidelity: top architectures of the best WS variant, fine-tuned ...
     mf_epochs: int = 2  # ... for this many epochs each
     bootstrap_resamples: int = 2000  # paired bootstrap over architectures (95 % CIs)

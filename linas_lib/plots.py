@@ -580,6 +580,46 @@ def ranking_tau_vs_steps(curve_rows: list[dict], ceiling: dict | None = None):
     return fig
 
 
+def ranking_trainings(rows: list[dict]):
+    """Kendall tau of each variant training after its one-shot phase and after the search phase.
+
+    Args:
+        rows: ``replicas.csv`` rows (:func:`linas_lib.analysis.ranking.replica_rows`); one panel
+            per score (WS mIoU, WS loss), a line per training from ``tau_oneshot_end`` to
+            ``tau_final`` with CI bars, a colour per variant, a marker per replica.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    own = [r for r in rows if str(r["replica"]) != "mean"]
+    scores = list(dict.fromkeys(r["score"] for r in own)) or ["ws"]
+    variants = list(dict.fromkeys(r["variant"] for r in own))
+    titles = {"ws": "WS mIoU", "ws_loss": "WS loss"}
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores), 3.2), sharey=True, squeeze=False)
+    for ax, score in zip(axes[0], scores):
+        panel = [x for x in own if x["score"] == score]
+        for i, r in enumerate(panel):
+            color, marker = f"C{variants.index(r['variant'])}", "os^D"[int(r["replica"]) % 4]
+            shift = 0.05 * (i - (len(panel) - 1) / 2)  # side by side, so the CI bars do not overlap
+            taus = [r["tau_oneshot_end"], r["tau_final"]]
+            errs = [[t - r[f"tau_{p}_lo"] for t, p in zip(taus, ("oneshot_end", "final"))],
+                    [r[f"tau_{p}_hi"] - t for t, p in zip(taus, ("oneshot_end", "final"))]]
+            ax.errorbar([shift, 1 + shift], taus, yerr=errs, fmt=f"{marker}-", color=color, ms=4, lw=1, capsize=2,
+                        label=f"{r['variant']} r{r['replica']}")
+        ax.set_xticks([0, 1], ["one-shot end", "after search"])
+        ax.set_title(titles.get(score, score), fontsize=9)
+        ax.set_xlim(-0.4, 1.4)
+    axes[0][0].set_ylabel("Kendall tau (test mIoU)")
+    if not own:
+        axes[0][0].text(0.5, 0.5, "no trainings", ha="center", va="center", transform=axes[0][0].transAxes)
+    else:
+        axes[0][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def cross_hw_vs_k(mean_rows: list[dict]):
     """Cross-hardware prediction against measured points k, per method: Spearman over all
     held-out devices and per group, and MAPE; mean over devices with its 95 % bootstrap CI.

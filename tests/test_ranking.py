@@ -460,6 +460,71 @@ def test_steps_curve_over_training_replicas(monkeypatch):
     assert raw[-1]["replica"] == "mean" and raw[-1]["tau"] == pytest.approx(np.mean([r["tau"] for r in raw[:-1]]))
 
 
+def _trainings(truth, rng) -> dict:
+    """Scores of two trainings of ``good`` (near the truth), two of ``bad`` (noisier) and an ablation of bad's first."""
+    values, n = truth.values[R.HEADLINE], len(truth.archs)
+    out = {}
+    for variant, noise, replicas in (("good", 0.002, (0, 1)), ("bad", 0.02, (0, 1)), ("bad_ablation", 0.01, (0,))):
+        for r in replicas:
+            pre = values + rng.normal(0, 0.03, n)
+            final = values + rng.normal(0, noise, n)
+            out[variant, r, "oneshot_end"] = {"ws": pre, "ws_loss": pre - 1}
+            out[variant, r, "final"] = {"ws": final, "ws_loss": final - 1}
+    return out
+
+
+def test_replica_rows_read_each_training_before_and_after_the_search_phase():
+    truth = R.ground_truth(table_rows(20))
+    scores, values = _trainings(truth, np.random.default_rng(3)), truth.values[R.HEADLINE]
+    rows = R.replica_rows(scores, truth, RESAMPLES)
+    ws = [r for r in rows if r["score"] == "ws"]
+    assert [(r["variant"], r["replica"]) for r in ws] == [
+        ("good", 0), ("good", 1), ("bad", 0), ("bad", 1), ("bad_ablation", 0), ("good", "mean"), ("bad", "mean")]
+    one = ws[2]
+    assert one["tau_final"] == pytest.approx(R.kendall(scores["bad", 0, "final"]["ws"], values))
+    assert one["search_change"] == pytest.approx(one["tau_final"] - one["tau_oneshot_end"])
+    assert one["search_change_lo"] <= one["search_change"] <= one["search_change_hi"]
+    mean = ws[-1]
+    assert mean["tau_final"] == pytest.approx((ws[2]["tau_final"] + ws[3]["tau_final"]) / 2)
+    assert (mean["tau_final_min"], mean["tau_final_max"]) == (min(ws[2]["tau_final"], ws[3]["tau_final"]),
+                                                              max(ws[2]["tau_final"], ws[3]["tau_final"]))
+    assert mean["retest_tau"] == pytest.approx(R.kendall(scores["bad", 0, "final"]["ws"], scores["bad", 1, "final"]["ws"]))
+
+    summary = R.replica_summary(rows, ["good", "bad"], scores, truth, RESAMPLES)
+    assert summary["tau_final.ws.bad.r1"] == ws[3]["tau_final"]
+    assert summary["tau_oneshot_end.ws.bad_ablation.r0"] == ws[4]["tau_oneshot_end"]
+    assert summary["tau_final_mean.ws.good_max"] == ws[-2]["tau_final_max"]
+    gap = ws[-2]["tau_final"] - ws[-1]["tau_final"]
+    assert summary["replica_gap.ws.good_minus_bad"] == pytest.approx(gap)
+    assert summary["replica_gap.ws.good_minus_bad_lo"] <= gap <= summary["replica_gap.ws.good_minus_bad_hi"]
+    sd = math.sqrt(np.mean([np.var([ws[i]["tau_final"], ws[i + 1]["tau_final"]], ddof=1) for i in (0, 2)]))
+    assert summary["replica_gap_over_sd.ws.good_minus_bad"] == pytest.approx(gap / sd)
+    assert summary["replica_separated.ws.good_vs_bad"] == 1.0  # both good trainings above both bad ones
+    assert summary["replica_separated.ws_loss.good_vs_bad"] == 1.0
+    assert "replica_gap.ws.good_minus_bad" not in R.replica_summary(rows, ["good", "bad"])  # no scores: no contrast
+
+
+def test_the_trainings_read_are_the_retest_variants_and_their_search_phase_ablations(monkeypatch):
+    from linas_lib.supernet import train
+
+    profile = load_profile("smoke")
+    ranking = replace(profile.ranking, variants=("baseline", "i2"), retest_variants=("i2",),
+                      search_ablations=("i2_oneshot_calr",))
+    profile = replace(profile, ranking=ranking)
+    monkeypatch.setattr(train, "oneshot_key", lambda p, seed: "i2-like" if p.supernet.calr else "other")
+    assert R.variant_trainings(profile, 0) == [("i2", 0), ("i2", 1), ("i2_oneshot_calr", 0)]
+    assert R.variant_trainings(replace(profile, ranking=replace(ranking, retest_variants=(), search_ablations=())), 0) == []
+    with pytest.raises(R.RankingError, match="'sandwich_calr' shares its one-shot phase with none of"):
+        R.variant_trainings(replace(profile, ranking=replace(ranking, retest_variants=("baseline",),
+                                                             search_ablations=("sandwich_calr",))), 0)
+    with pytest.raises(R.RankingError, match="retest_variants must be distinct names from ranking.variants"):
+        R.check_ranking(replace(profile, ranking=replace(ranking, retest_variants=("sandwich",))))
+    with pytest.raises(R.RankingError, match="search_ablations: unknown 'nope'"):
+        R.check_ranking(replace(profile, ranking=replace(ranking, search_ablations=("nope",))))
+    with pytest.raises(R.RankingError, match="search_ablations need ranking.retest_variants"):
+        R.check_ranking(replace(profile, ranking=replace(ranking, retest_variants=())))
+
+
 class HoleySupernet(ReplicaSupernet):
     """A :class:`ReplicaSupernet` whose replica 1 cannot score the first architecture."""
 

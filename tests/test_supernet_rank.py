@@ -212,11 +212,14 @@ def test_calr_scales_a_search_phase_weight_step_by_its_sampled_paths_factor():
         torch.testing.assert_close(on[name], 0.7 * off[name], rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("calr", [False, True])
-def test_the_search_phase_scales_its_weight_steps_only_under_calr(monkeypatch, tmp_path, tiny_training, calr):
+@pytest.mark.parametrize("calr, calr_search", [(False, True), (True, True), (True, False)])
+def test_the_search_phase_scales_its_weight_steps_only_under_calr(monkeypatch, tmp_path, tiny_training, calr,
+                                                                   calr_search):
     train, val = _tiny_split(4, 31), _tiny_split(4, 32)
     cfg = SupernetConfig(warmup_epochs=0, epochs=1, batch_size=2, lr_weights=1e-2, lr_alpha=0.05, sampling="sandwich",
-                         sandwich_random=1, calr=calr, alpha_val_share=0.5, bn_recalib_batches=1)
+                         sandwich_random=1, calr=calr, calr_search=calr_search, alpha_val_share=0.5,
+                         bn_recalib_batches=1)
+    calr = calr and calr_search  # calr_search False: CaLR in the one-shot phase only
     real, scales = T.weight_step, []
 
     def recording(*args, **kwargs):
@@ -441,6 +444,8 @@ def test_a_calr_supernet_key_names_the_rules_its_training_follows(monkeypatch):
         "calr_step": "per_parameter", "calr_search_steps": True}
     assert fields(calr=True, sampling="uniform", epochs=3, search_mode="binarised") == {
         "calr_step": None, "calr_search_steps": True}
+    assert fields(calr=True, calr_search=False, sampling="sandwich", epochs=3, search_mode="binarised") == {
+        "calr_step": "per_parameter", "calr_search_steps": False}  # never the key of the rule before 230b5bf
     # a mixture's weight steps and an empty search phase have no sampled path to scale
     assert fields(calr=True, sampling="sandwich", epochs=3, search_mode="gumbel")["calr_search_steps"] is None
     assert fields(calr=True, sampling="sandwich", epochs=0, search_mode="binarised")["calr_search_steps"] is None
@@ -480,6 +485,28 @@ def test_trained_supernet_shares_a_run_between_equal_variants_and_saves_snapshot
     assert [h["train_loss"] for h in at3.history] == [own.history[0]["train_loss"]]
     with pytest.raises(ValueError, match=r"steps must lie in 1\.\.4"):
         T.supernet_at_steps(profile, 0, 5)
+
+
+def test_an_ablation_of_the_search_phase_shares_its_one_shot_phase_and_snapshots(monkeypatch, tmp_path, tiny_training):
+    """i2_oneshot_calr differs from i2 in the search phase only: another run, the same one-shot
+    steps, and i2's snapshots serve it (neither trains its one-shot phase twice)."""
+    features = Features({"train": _tiny_split(4, 81), "val": _tiny_split(4, 82)}, SimpleNamespace(weights_id="w"), {})
+    monkeypatch.setattr(T, "_run_inputs", _fake_run_inputs(features))
+    cfg = SupernetConfig(warmup_epochs=1, epochs=1, batch_size=2, sandwich_random=0, search_mode="binarised",
+                         alpha_val_share=0.5, eval_checkpoints=(2,))
+    profile = Profile(name="tiny", supernet=cfg)
+    i2, ablation = T.trained_supernet(profile, 0, "i2"), T.trained_supernet(profile, 0, "i2_oneshot_calr")
+    assert i2.key != ablation.key
+    assert T.oneshot_key(T.variant_profile(profile, "i2_oneshot_calr"), 0) == T.oneshot_key(
+        T.variant_profile(profile, "i2"), 0) == i2.key
+    timeless = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
+    assert timeless(ablation.history[0]) == timeless(i2.history[0])  # the one-shot epoch, row for row
+    assert ablation.history[1]["train_loss"] != i2.history[1]["train_loss"]  # the search epochs differ
+    assert sorted(p.name for p in tmp_path.glob("*_steps*.pt")) == [f"supernet_{i2.key}_steps2.pt"]
+    calls = []
+    monkeypatch.setattr(T, "train_supernet", lambda *a, **k: calls.append(a) or pytest.fail("replayed"))
+    at2 = T.supernet_at_steps(profile, 0, 2, "i2_oneshot_calr")
+    assert not calls and at2.weight_steps == 2 and at2.variant == "i2_oneshot_calr"
 
 
 def test_a_longer_one_shot_phase_begins_with_the_profile_own_steps(monkeypatch, tmp_path, tiny_training):

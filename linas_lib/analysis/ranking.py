@@ -504,6 +504,13 @@ def check_ranking(profile):
     unknown = [v for v in r.variants if v not in VARIANTS]
     if unknown:
         raise RankingError(f"{where}variants: unknown {', '.join(map(repr, unknown))} (known: {', '.join(VARIANTS)})")
+    retest = r.retest_variants
+    if not set(retest) <= set(r.variants) or len(set(retest)) != len(retest):
+        raise RankingError(f"{where}retest_variants must be distinct names from ranking.variants, got {retest!r}")
+    unknown = [v for v in r.search_ablations if v not in VARIANTS]
+    if unknown or (r.search_ablations and not retest):
+        raise RankingError(f"{where}search_ablations: unknown {', '.join(map(repr, unknown))}" if unknown else
+                           f"{where}search_ablations need ranking.retest_variants (the trainings they ablate)")
     return r
 
 
@@ -642,6 +649,13 @@ def ws_columns(profile, seed: int, choices: np.ndarray, variants: Sequence[str])
         if "loss" in scores:
             out[f"ws_loss.{variant}"] = -scores["loss"]
     return out
+
+
+def replica_profile(profile, replica: int):
+    """``profile`` with ``supernet.replica`` set (the profile itself for its own replica)."""
+    if profile.supernet.replica == replica:
+        return profile
+    return replace(profile, supernet=replace(profile.supernet, replica=replica))
 
 
 def ws_on_test_columns(profile, seed: int, choices: np.ndarray) -> dict[str, np.ndarray]:
@@ -994,6 +1008,160 @@ def _snapshot_scores(curve, seed: int, step: int, arm: str, truth: GroundTruth) 
     out = {"ws": scores[METRICS[HEADLINE]]}
     if "loss" in scores:
         out["ws_loss"] = -scores["loss"]
+    return out
+
+
+# ------------------------------------------------------------------ variant trainings (ranking.retest_variants)
+
+# scores of replicas.csv -> their summary prefixes
+REPLICA_SCORES = ("ws", "ws_loss")
+
+
+def variant_trainings(profile, seed: int) -> list[tuple[str, int]]:
+    """``(variant, replica)`` of every training :func:`replica_rows` reads: each of
+    ``ranking.retest_variants`` twice (``supernet.replica`` 0 and 1), then each of
+    ``ranking.search_ablations`` (replica 0).
+
+    Raises:
+        RankingError: an ablation whose one-shot phase is no retest variant's (another
+            :func:`~linas_lib.supernet.train.oneshot_key`): it would ablate more than the search phase.
+    """
+    from ..supernet.train import oneshot_key, variant_profile
+
+    r = profile.ranking
+    out = [(v, k) for v in r.retest_variants for k in (0, 1)]
+    shared = {oneshot_key(variant_profile(profile, v), seed) for v in r.retest_variants}
+    for v in r.search_ablations:
+        if oneshot_key(variant_profile(profile, v), seed) not in shared:
+            raise RankingError(f"profile {profile.name!r}: ranking.search_ablations: {v!r} shares its one-shot phase "
+                               f"with none of ranking.retest_variants {list(r.retest_variants)}")
+        out.append((v, 0))
+    return out
+
+
+def training_scores(profile, seed: int, truth: GroundTruth) -> dict[tuple[str, int, str], dict[str, np.ndarray]]:
+    """WS scores of the table's architectures for each of :func:`variant_trainings`, at two
+    points of the training: ``oneshot_end`` (the supernet after the one-shot phase, averaged
+    weights where the profile keeps an average: the snapshot
+    :func:`~linas_lib.supernet.train.supernet_at_steps`) and ``final`` (after the search phase:
+    the supernet 03 and 05 use).
+
+    Returns:
+        ``{(variant, replica, phase): {"ws": WS mIoU, "ws_loss": minus the WS loss}}``.
+    """
+    from ..supernet.oneshot import updates_per_choice
+    from ..supernet.train import supernet_at_steps, trained_supernet
+
+    out = {}
+    for variant, replica in variant_trainings(profile, seed):
+        own = replica_profile(profile, replica)
+        final = trained_supernet(own, seed, variant)
+        steps = updates_per_choice(final.cfg, len(final.features["train"]))["weight_steps"]
+        for phase, supernet in (("oneshot_end", supernet_at_steps(own, seed, steps, variant)), ("final", final)):
+            scores = ws_scores(supernet, truth.choices)
+            out[variant, replica, phase] = {"ws": scores[METRICS[HEADLINE]], "ws_loss": -scores["loss"]}
+    return out
+
+
+def training_score_rows(scores: Mapping, truth: GroundTruth) -> list[dict]:
+    """:func:`training_scores` as long rows ``{arch, variant, replica, phase, score, value}`` (``training_scores.csv``)."""
+    return [{"arch": arch, "variant": v, "replica": r, "phase": phase, "score": score, "value": float(value)}
+            for (v, r, phase), columns in scores.items() for score, column in columns.items()
+            for arch, value in zip(truth.archs, column)]
+
+
+def replica_rows(scores: Mapping, truth: GroundTruth, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Rows of ``replicas.csv``: how each training ranks after its one-shot phase and after the
+    search phase, and how much two trainings of one rule differ.
+
+    Per training and score: ``tau_oneshot_end``, ``tau_final`` (each with ``_lo`` / ``_hi``,
+    bootstrap over architectures) and ``search_change`` (final minus one-shot end, paired).
+    Per variant with two trainings, a ``replica = "mean"`` row: the same as means over them
+    (with ``tau_final_min`` / ``_max``) and ``retest_tau`` (the two final rankings against each
+    other). Every row reads the architectures whose scores are finite in every training.
+    """
+    values = truth.values[HEADLINE]
+    keep = np.logical_and.reduce([np.isfinite(values), *(np.isfinite(c) for s in scores.values() for c in s.values())])
+    truth_kept = values[keep]
+    trainings = list(dict.fromkeys((v, r) for v, r, _ in scores))  # in variant_trainings' order
+    rows = []
+    for score in REPLICA_SCORES:
+        col = lambda v, r, phase: scores[v, r, phase][score][keep]  # noqa: E731
+        for v, r in trainings:
+            rows.append(_training_row(v, r, score, [col(v, r, "oneshot_end")], [col(v, r, "final")], truth_kept,
+                                      n_resamples, seed))
+        for v in dict.fromkeys(v for v, _ in trainings):
+            reps = [r for w, r in trainings if w == v]
+            if len(reps) > 1:
+                final = [col(v, r, "final") for r in reps]
+                row = _training_row(v, "mean", score, [col(v, r, "oneshot_end") for r in reps], final, truth_kept,
+                                    n_resamples, seed)
+                row.update({"tau_final_min": float(min(kendall(c, truth_kept) for c in final)),
+                            "tau_final_max": float(max(kendall(c, truth_kept) for c in final)),
+                            "retest_tau": retest(final)})
+                rows.append(row)
+    return rows
+
+
+def _training_row(variant: str, replica, score: str, oneshot_end: list, final: list, truth, n_resamples: int,
+                  seed: int) -> dict:
+    """One :func:`replica_rows` row over the trainings ``final`` / ``oneshot_end`` (one or several)."""
+    direction = DIRECTIONS[score]
+    row = {"variant": variant, "replica": replica, "score": score, "metric": HEADLINE, "n": int(truth.size)}
+    for phase, cols in (("oneshot_end", oneshot_end), ("final", final)):
+        stats = replica_compare(cols, truth, direction, n_resamples, seed)
+        row.update({f"tau_{phase}": stats["tau"], f"tau_{phase}_lo": stats["tau_lo"], f"tau_{phase}_hi": stats["tau_hi"]})
+    row.update(zip(("search_change", "search_change_lo", "search_change_hi"),
+                   replica_tau_gap(final, oneshot_end, truth, n_resamples, seed)))
+    return row
+
+
+def replica_summary(rows: Sequence[dict], retest_variants: Sequence[str], scores: Mapping | None = None,
+                    truth: GroundTruth | None = None, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Flat ``summary.json`` figures of :func:`replica_rows`, per score prefix ``<s>`` (``ws``, ``ws_loss``):
+
+    * ``tau_final.<s>.<variant>.r<k>``, ``tau_oneshot_end.<s>.<variant>.r<k>``,
+      ``search_change.<s>.<variant>.r<k>`` (with ``_lo`` / ``_hi``) per training;
+    * ``tau_final_mean.<s>.<variant>`` with ``_min`` / ``_max``, and ``retest_tau.<s>.<variant>``;
+    * for two retest variants ``a``, ``b`` (in ``retest_variants`` order, given ``scores`` and
+      ``truth``): ``replica_gap.<s>.<a>_minus_<b>`` (mean over trainings, with a paired
+      bootstrap CI over architectures), ``replica_gap_over_sd.<s>.<a>_minus_<b>`` (the gap over
+      the pooled training SD: the sample SD of each variant's final taus, pooled) and
+      ``replica_separated.<s>.<a>_vs_<b>`` (+1: both trainings of ``a`` rank above both of
+      ``b``'s; -1: below; 0: they interleave).
+    """
+    out = {}
+    for row in rows:
+        s, v, r = row["score"], row["variant"], row["replica"]
+        if r == "mean":
+            out.update({f"tau_final_mean.{s}.{v}": row["tau_final"], f"tau_final_mean.{s}.{v}_min": row["tau_final_min"],
+                        f"tau_final_mean.{s}.{v}_max": row["tau_final_max"], f"retest_tau.{s}.{v}": row["retest_tau"]})
+            continue
+        for name in ("tau_final", "tau_oneshot_end", "search_change"):
+            out.update({f"{name}.{s}.{v}.r{r}{end}": float(row[f"{name}{end}"]) for end in ("", "_lo", "_hi")})
+    if scores is None or truth is None:
+        return out
+    for a, b in itertools.combinations(retest_variants, 2):
+        out.update(_pair_contrast(rows, scores, truth, a, b, n_resamples, seed))
+    return out
+
+
+def _pair_contrast(rows, scores: Mapping, truth: GroundTruth, a: str, b: str, n_resamples: int,
+                   seed: int) -> dict[str, float]:
+    """:func:`replica_summary`'s contrast of retest variants ``a`` and ``b``."""
+    out = {}
+    for s in REPLICA_SCORES:
+        taus = {v: [float(r["tau_final"]) for r in rows if r["score"] == s and r["variant"] == v and r["replica"] != "mean"]
+                for v in (a, b)}
+        gap, low, high = replica_tau_gap([scores[a, r, "final"][s] for r in (0, 1)],
+                                         [scores[b, r, "final"][s] for r in (0, 1)], truth.values[HEADLINE],
+                                         n_resamples, seed)
+        sd = math.sqrt(np.mean([np.var(taus[v], ddof=1) for v in (a, b)]))
+        separated = 1.0 if min(taus[a]) > max(taus[b]) else -1.0 if max(taus[a]) < min(taus[b]) else 0.0
+        key = f"{s}.{a}_minus_{b}"
+        out.update({f"replica_gap.{key}": gap, f"replica_gap.{key}_lo": low, f"replica_gap.{key}_hi": high,
+                    f"replica_gap_over_sd.{key}": gap / sd if sd > 0 else math.nan,
+                    f"replica_separated.{s}.{a}_vs_{b}": separated})
     return out
 
 

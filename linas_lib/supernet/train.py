@@ -101,9 +101,11 @@ CHECKPOINT_SCHEMA = 3
 VARIANTS: dict[str, dict] = {
     "baseline": {"sampling": "uniform", "calr": False, "momentum_bins": 0},
     "sandwich": {"sampling": "sandwich", "calr": False, "momentum_bins": 0},
-    "sandwich_calr": {"sampling": "sandwich", "calr": True, "momentum_bins": 0},
+    "sandwich_calr": {"sampling": "sandwich", "calr": True, "momentum_bins": 0, "calr_search": True},
     "sandwich_momentum": {"sampling": "sandwich", "calr": False, "momentum_bins": 4},
-    "i2": {"sampling": "sandwich", "calr": True, "momentum_bins": 4},
+    "i2": {"sampling": "sandwich", "calr": True, "momentum_bins": 4, "calr_search": True},
+    # ablation: i2 with CaLR in the one-shot phase only (its one-shot phase is i2's, step for step)
+    "i2_oneshot_calr": {"sampling": "sandwich", "calr": True, "momentum_bins": 4, "calr_search": False},
 }
 
 
@@ -390,7 +392,7 @@ def run_epoch(state: SearchState, epoch: int, cfg, train: FeatureSplit, val: Fea
             tau = gumbel_temperature(t, max(cfg.epochs * n_batches - 1, 1), cfg.tau_max, cfg.tau_min)
         where = f"supernet epoch {epoch} step {step} ({mode})"
         w_losses.append(weight_step(state.model, state.opt_w, taps, masks, mode, tau, state.gen, where, optimizer_of,
-                                    state.rule.scale if state.rule.calr else None))
+                                    state.rule.scale if state.rule.calr and cfg.calr_search else None))
         v_taps, v_masks = val_batches[step % len(val_batches)]
         a_terms.append(arch_step(state.model, state.opt_a, v_taps, v_masks, mode, tau, state.gen, latency,
                                  cfg.latency_lambda, where + " alpha"))
@@ -503,7 +505,7 @@ def snapshot_of(state: SearchState, key: str) -> dict:
 
 def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, latency: LatencyTerms | None,
                    checkpoint: Path | None = None, key: str = "", snapshot_dir: Path | None = None,
-                   stop_after_steps: int | None = None) -> SearchState:
+                   stop_after_steps: int | None = None, snapshot_key_of: str = "") -> SearchState:
     """One-shot phase then search (see the module docstring), resuming from ``checkpoint`` if it matches ``key``.
 
     Args:
@@ -520,6 +522,8 @@ def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, laten
             folder; None without a checkpoint: none saved).
         stop_after_steps: stop once this many one-shot weight steps are done (its snapshot
             saved); the run's checkpoint is then not written.
+        snapshot_key_of: the run key the snapshots are saved under (empty: ``key``); a run
+            whose one-shot phase is another run's (:func:`oneshot_key`) shares its snapshots.
 
     Returns:
         The final :class:`SearchState` (its ``history`` has one row per finished epoch).
@@ -535,7 +539,7 @@ def train_supernet(cfg, seed: int, train: FeatureSplit, val: FeatureSplit, laten
     folder = snapshot_dir if snapshot_dir is not None else (checkpoint.parent if checkpoint is not None else None)
     if not cfg.snapshots_on_disk:
         folder = None
-    hook = _snapshot_hook(cfg.eval_checkpoints, folder, key, stop_after_steps)
+    hook = _snapshot_hook(cfg.eval_checkpoints, folder, snapshot_key_of or key, stop_after_steps)
     total, last_save = cfg.warmup_epochs + cfg.epochs, time.monotonic()
     for epoch in range(len(state.history), total):
         row = run_epoch(state, epoch, cfg, train, alpha_val, latency, ws_evaluator(state.model, cfg, train, val), hook)
@@ -705,14 +709,16 @@ def supernet_key(profile, seed: int, features: Features, latency: LatencyTerms |
     9eb0c58), and with CaLR its step rule: under the sandwich rule each parameter's move
     scaled, not each path's loss (a uniform step's learning rate was always scaled); and the
     search phase's sampled-path weight steps scaled too (before, CaLR applied to the one-shot
-    phase only; only search modes that sample a path have such steps). A supernet cached by an
-    older rule is trained again; keys without either are unchanged.
+    phase only; only search modes that sample a path have such steps). ``calr_search`` False
+    (CaLR in the one-shot phase only) is named in the key as such, so it never loads a
+    checkpoint of the rule before 230b5bf, trained elsewhere. A supernet cached by an older
+    rule is trained again; keys without either are unchanged.
     """
     cfg = profile.supernet
     bins = {"bin_steps": "mean"} if cfg.momentum_bins else {}
     calr = {"calr_step": "per_parameter"} if cfg.calr and cfg.sampling != "uniform" else {}
     if cfg.calr and cfg.epochs > 0 and cfg.search_mode in SAMPLED_PATH_MODES:
-        calr["calr_search_steps"] = True
+        calr["calr_search_steps"] = bool(cfg.calr_search)
     return content_hash({
         **bins, **calr, "schema": CHECKPOINT_SCHEMA, "supernet": key_fields(profile.supernet),
         "weights": features.weights.weights_id, "seed": seed,
@@ -775,6 +781,15 @@ def variant_profile(profile, variant: str | None):
     return dataclasses.replace(profile, supernet=variant_config(profile.supernet, variant))
 
 
+def oneshot_key(profile, seed: int) -> str:
+    """The key of the run whose one-shot phase is this run's, step for step: settings that act in
+    the search phase only and were added after snapshots existed (``calr_search``) take their
+    defaults, so the ablation ``i2_oneshot_calr`` reads and writes i2's snapshots."""
+    defaults = {"calr_search": True}
+    profile = dataclasses.replace(profile, supernet=dataclasses.replace(profile.supernet, **defaults))
+    return _run_inputs(profile, seed)[0]
+
+
 def _run_inputs(profile, seed: int) -> tuple[str, Features, LatencyTerms]:
     """``(supernet key, features, latency terms)`` of a run, on the run's device."""
     device = run_device(profile)
@@ -799,7 +814,8 @@ def trained_supernet(profile, seed: int, variant: str | None = None) -> TrainedS
     trained = _recall(key)
     if trained is None:
         path = cache_dir("supernet") / f"supernet_{key}.pt"
-        state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key)
+        state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key,
+                               snapshot_key_of=oneshot_key(profile, seed))
         state.model.eval()
         trained = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
         _remember(key, trained)
@@ -819,7 +835,8 @@ def _with_settings(trained: TrainedSupernet, cfg, variant: str | None) -> Traine
 def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None, raw: bool = False) -> TrainedSupernet:
     """The supernet of a run after ``steps`` one-shot weight steps (tau against training steps).
 
-    Read from the snapshot the run saved (``eval_checkpoints``); when absent, the run is
+    Read from the snapshot the run saved (``eval_checkpoints``; a run whose one-shot phase is
+    another's saves under that run's key, :func:`oneshot_key`); when absent, the run is
     replayed from its start up to ``steps`` (same seed, same steps: the same weights) and the
     snapshot saved, without touching the run's own checkpoint. Its logits are still the
     initial (uniform) ones -- the one-shot phase does not train them -- and its
@@ -838,7 +855,8 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
     """
     profile = variant_profile(profile, variant)
     cfg = profile.supernet
-    key, features, latency = _run_inputs(profile, seed)
+    _, features, latency = _run_inputs(profile, seed)
+    key = oneshot_key(profile, seed)
     total = updates_per_choice(cfg, len(features["train"]))["weight_steps"]
     if not 1 <= int(steps) <= total:
         raise ValueError(f"steps must lie in 1..{total} (the one-shot phase of this profile), got {steps}")
