@@ -205,8 +205,9 @@ class SupernetConfig:
     calr: bool = False  # I2 CaLR: step scaled by clip((params / mean params) ** 0.5, 0.5, 2)
     momentum_bins: int = 0  # I2: 0 = one Adam state; k > 0 = one Adam per complexity bin (k quantiles)
     # CaLR also scales the search phase's sampled-path weight steps (since 230b5bf); False: the
-    # one-shot phase only (the ablation i2_oneshot_calr); the supernet key names it (supernet_key)
-    calr_search: bool = field(default=True, metadata={"key": False})
+    # one-shot phase only (the ablation i2_oneshot_calr); it changes training, and supernet_key
+    # names it as calr_search_steps where a CaLR run has sampled-path search steps
+    calr_search: bool = field(default=True, metadata={"key": "explicit"})
     # decay of an exponential moving average of the weights over the one-shot phase (0: off); the
     # average only observes the one-shot steps, and replaces the weights when the phase ends
     # (snapshots hold it too); in the key unless 0, the computation before the switch existed

@@ -88,7 +88,10 @@ def key_fields(cfg) -> dict:
     key by default, and leaving one out is a decision written next to the field itself. A
     field declared ``metadata={"key": "unless_default"}`` counts only when it differs from its
     default: for a switch added later whose default reproduces the earlier computation
-    exactly, so artifacts cached before it existed keep their keys.
+    exactly, so artifacts cached before it existed keep their keys. A field declared
+    ``metadata={"key": "explicit"}`` is left out here because the function that builds the
+    key names it itself, in a form of its own (``supernet.calr_search``: see
+    :func:`linas_lib.supernet.train.supernet_key`).
     Nested dataclass values (also inside lists, tuples and dicts) are reduced the same way.
 
     Args:
@@ -107,6 +110,8 @@ def _counts(f: dataclasses.Field, cfg) -> bool:
     rule = f.metadata.get("key", True)
     if rule == "unless_default":
         return getattr(cfg, f.name) != f.default
+    if rule == "explicit":
+        return False
     return bool(rule)
 
 

@@ -143,6 +143,14 @@ def test_unless_default_fields_enter_the_key_only_when_changed():
     assert "replica" not in key_fields(cfg) and key_fields(dataclasses.replace(cfg, replica=1))["replica"] == 1
 
 
+def test_explicit_fields_are_left_to_the_function_that_builds_the_key():
+    """``supernet.calr_search`` changes training, so it is not ``key: False``; supernet_key names it itself."""
+    cfg = SupernetConfig(calr=True, sampling="sandwich", epochs=2, search_mode="binarised")
+    assert "calr_search" not in key_fields(cfg) and "calr_search" not in key_fields(dataclasses.replace(cfg, calr_search=False))
+    explicit = [f.name for f in dataclasses.fields(SupernetConfig) if f.metadata.get("key") == "explicit"]
+    assert explicit == ["calr_search"]
+
+
 def test_config_key_fields():
     assert set(key_fields(SupernetConfig())) == {
         "warmup_epochs", "epochs", "search_mode", "batch_size", "lr_weights", "lr_alpha", "latency_lambda",

@@ -502,6 +502,10 @@ def test_replica_rows_read_each_training_before_and_after_the_search_phase():
     assert summary["replica_separated.ws.good_vs_bad"] == 1.0  # both good trainings above both bad ones
     assert summary["replica_separated.ws_loss.good_vs_bad"] == 1.0
     assert "replica_gap.ws.good_minus_bad" not in R.replica_summary(rows, ["good", "bad"])  # no scores: no contrast
+    ablated = R.replica_summary(rows, ["good", "bad"], scores, truth, RESAMPLES, parents={"bad_ablation": "bad"})
+    own = R.kendall(scores["bad_ablation", 0, "final"]["ws"], values) - R.kendall(scores["bad", 0, "final"]["ws"], values)
+    assert ablated["search_ablation_gap.ws.bad_ablation"] == pytest.approx(own)
+    assert ablated["search_ablation_gap.ws.bad_ablation_lo"] <= own <= ablated["search_ablation_gap.ws.bad_ablation_hi"]
 
 
 def test_the_trainings_read_are_the_retest_variants_and_their_search_phase_ablations(monkeypatch):
@@ -511,7 +515,7 @@ def test_the_trainings_read_are_the_retest_variants_and_their_search_phase_ablat
     ranking = replace(profile.ranking, variants=("baseline", "i2"), retest_variants=("i2",),
                       search_ablations=("i2_oneshot_calr",))
     profile = replace(profile, ranking=ranking)
-    monkeypatch.setattr(train, "oneshot_key", lambda p, seed: "i2-like" if p.supernet.calr else "other")
+    monkeypatch.setattr(train, "oneshot_key", lambda p, seed, *_: "i2-like" if p.supernet.calr else "other")
     assert R.variant_trainings(profile, 0) == [("i2", 0), ("i2", 1), ("i2_oneshot_calr", 0)]
     assert R.variant_trainings(replace(profile, ranking=replace(ranking, retest_variants=(), search_ablations=())), 0) == []
     with pytest.raises(R.RankingError, match="'sandwich_calr' shares its one-shot phase with none of"):
@@ -523,6 +527,9 @@ def test_the_trainings_read_are_the_retest_variants_and_their_search_phase_ablat
         R.check_ranking(replace(profile, ranking=replace(ranking, search_ablations=("nope",))))
     with pytest.raises(R.RankingError, match="search_ablations need ranking.retest_variants"):
         R.check_ranking(replace(profile, ranking=replace(ranking, retest_variants=())))
+    with pytest.raises(R.RankingError, match="search_ablations must be distinct and not in ranking.variants"):
+        R.check_ranking(replace(profile, ranking=replace(ranking, variants=("baseline", "i2", "i2_oneshot_calr"))))
+    assert R.ablation_parents(profile, 0) == {"i2_oneshot_calr": "i2"}
 
 
 class HoleySupernet(ReplicaSupernet):

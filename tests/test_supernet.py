@@ -555,9 +555,14 @@ def test_settings_outside_the_key_do_not_change_training(tmp_path, monkeypatch):
               "sampling": "sandwich", "sandwich_random": 1, "calr": True, "momentum_bins": 2,
               "bn_recalib_batches": 1, "alpha_val_share": 0.5, "latency_penalty": "range", "oneshot_ema": 0.5,
               "replica": 1}
-    assert set(others) == {f.name for f in fields(SupernetConfig)} - {f.name for f in outside}
+    explicit = {f.name for f in fields(SupernetConfig) if f.metadata.get("key") == "explicit"}
+    assert set(others) == {f.name for f in fields(SupernetConfig)} - {f.name for f in outside} - explicit
     for name, value in others.items():
         assert key(replace(base, **{name: value})) != key(base), name
+    # calr_search acts where CaLR scales sampled-path search steps, and the key says so there
+    calr = replace(base, calr=True, sampling="sandwich", search_mode="binarised")
+    assert explicit == {"calr_search"} and key(replace(calr, calr_search=False)) != key(calr)
+    assert key(replace(base, calr_search=False)) == key(base)  # without CaLR it changes nothing
 
 
 def test_dataset_digest_is_a_content_hash():

@@ -508,6 +508,15 @@ def test_an_ablation_of_the_search_phase_shares_its_one_shot_phase_and_snapshots
     at2 = T.supernet_at_steps(profile, 0, 2, "i2_oneshot_calr")
     assert not calls and at2.weight_steps == 2 and at2.variant == "i2_oneshot_calr"
 
+    from linas_lib.analysis.ranking import ablation_checks
+    from linas_lib.config import RankingConfig
+
+    ranked = Profile(name="tiny", supernet=cfg, ranking=RankingConfig(variants=("i2",), retest_variants=("i2",),
+                                                                      search_ablations=("i2_oneshot_calr",)))
+    assert ablation_checks(ranked, 0) == {"search_ablation.oneshot_rows_equal.i2_oneshot_calr": 1.0}
+    i2.history[0]["train_loss"] += 1e-9  # a one-shot phase trained otherwise (another machine's cache)
+    assert ablation_checks(ranked, 0) == {"search_ablation.oneshot_rows_equal.i2_oneshot_calr": 0.0}
+
 
 def test_a_longer_one_shot_phase_begins_with_the_profile_own_steps(monkeypatch, tmp_path, tiny_training):
     """The tau-vs-steps curve may follow a longer one-shot phase (ranking.steps_oneshot_epochs):

@@ -511,6 +511,10 @@ def check_ranking(profile):
     if unknown or (r.search_ablations and not retest):
         raise RankingError(f"{where}search_ablations: unknown {', '.join(map(repr, unknown))}" if unknown else
                            f"{where}search_ablations need ranking.retest_variants (the trainings they ablate)")
+    twice = [v for v in r.search_ablations if v in r.variants]
+    if twice or len(set(r.search_ablations)) != len(r.search_ablations):
+        raise RankingError(f"{where}search_ablations must be distinct and not in ranking.variants "
+                           f"(an ablation is not a training of its own), got {r.search_ablations!r}")
     return r
 
 
@@ -1020,7 +1024,13 @@ REPLICA_SCORES = ("ws", "ws_loss")
 def variant_trainings(profile, seed: int) -> list[tuple[str, int]]:
     """``(variant, replica)`` of every training :func:`replica_rows` reads: each of
     ``ranking.retest_variants`` twice (``supernet.replica`` 0 and 1), then each of
-    ``ranking.search_ablations`` (replica 0).
+    ``ranking.search_ablations`` (replica 0; see :func:`ablation_parents`)."""
+    r = profile.ranking
+    return [(v, k) for v in r.retest_variants for k in (0, 1)] + [(v, 0) for v in ablation_parents(profile, seed)]
+
+
+def ablation_parents(profile, seed: int) -> dict[str, str]:
+    """``{search ablation: the retest variant whose one-shot phase it shares}``.
 
     Raises:
         RankingError: an ablation whose one-shot phase is no retest variant's (another
@@ -1029,13 +1039,30 @@ def variant_trainings(profile, seed: int) -> list[tuple[str, int]]:
     from ..supernet.train import oneshot_key, variant_profile
 
     r = profile.ranking
-    out = [(v, k) for v in r.retest_variants for k in (0, 1)]
-    shared = {oneshot_key(variant_profile(profile, v), seed) for v in r.retest_variants}
+    parents = {oneshot_key(variant_profile(profile, v), seed): v for v in r.retest_variants}
+    out = {}
     for v in r.search_ablations:
-        if oneshot_key(variant_profile(profile, v), seed) not in shared:
+        parent = parents.get(oneshot_key(variant_profile(profile, v), seed))
+        if parent is None:
             raise RankingError(f"profile {profile.name!r}: ranking.search_ablations: {v!r} shares its one-shot phase "
                                f"with none of ranking.retest_variants {list(r.retest_variants)}")
-        out.append((v, 0))
+        out[v] = parent
+    return out
+
+
+def ablation_checks(profile, seed: int) -> dict[str, float]:
+    """``search_ablation.oneshot_rows_equal.<ablation>``: 1 when the ablation's one-shot history
+    rows (every field but ``seconds``) equal its parent's replica 0, else 0 -- the runs share one
+    one-shot phase, and its snapshot, only if they trained it step for step alike (another
+    machine's cached run would not)."""
+    from ..supernet.train import trained_supernet
+
+    out = {}
+    for ablation, parent in ablation_parents(profile, seed).items():
+        rows = [trained_supernet(profile, seed, v).history for v in (ablation, parent)]
+        n = profile.supernet.warmup_epochs
+        timeless = [[{k: x for k, x in row.items() if k != "seconds"} for row in h[:n]] for h in rows]
+        out[f"search_ablation.oneshot_rows_equal.{ablation}"] = float(len(timeless[0]) == n and timeless[0] == timeless[1])
     return out
 
 
@@ -1080,9 +1107,8 @@ def replica_rows(scores: Mapping, truth: GroundTruth, n_resamples: int = 2000, s
     (with ``tau_final_min`` / ``_max``) and ``retest_tau`` (the two final rankings against each
     other). Every row reads the architectures whose scores are finite in every training.
     """
-    values = truth.values[HEADLINE]
-    keep = np.logical_and.reduce([np.isfinite(values), *(np.isfinite(c) for s in scores.values() for c in s.values())])
-    truth_kept = values[keep]
+    keep = _finite_items(scores, truth)
+    truth_kept = truth.values[HEADLINE][keep]
     trainings = list(dict.fromkeys((v, r) for v, r, _ in scores))  # in variant_trainings' order
     rows = []
     for score in REPLICA_SCORES:
@@ -1103,6 +1129,12 @@ def replica_rows(scores: Mapping, truth: GroundTruth, n_resamples: int = 2000, s
     return rows
 
 
+def _finite_items(scores: Mapping, truth: GroundTruth) -> np.ndarray:
+    """Mask of the architectures whose truth and every training's scores are finite."""
+    values = truth.values[HEADLINE]
+    return np.logical_and.reduce([np.isfinite(values), *(np.isfinite(c) for s in scores.values() for c in s.values())])
+
+
 def _training_row(variant: str, replica, score: str, oneshot_end: list, final: list, truth, n_resamples: int,
                   seed: int) -> dict:
     """One :func:`replica_rows` row over the trainings ``final`` / ``oneshot_end`` (one or several)."""
@@ -1117,7 +1149,8 @@ def _training_row(variant: str, replica, score: str, oneshot_end: list, final: l
 
 
 def replica_summary(rows: Sequence[dict], retest_variants: Sequence[str], scores: Mapping | None = None,
-                    truth: GroundTruth | None = None, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+                    truth: GroundTruth | None = None, n_resamples: int = 2000, seed: int = 0,
+                    parents: Mapping[str, str] | None = None) -> dict[str, float]:
     """Flat ``summary.json`` figures of :func:`replica_rows`, per score prefix ``<s>`` (``ws``, ``ws_loss``):
 
     * ``tau_final.<s>.<variant>.r<k>``, ``tau_oneshot_end.<s>.<variant>.r<k>``,
@@ -1128,7 +1161,10 @@ def replica_summary(rows: Sequence[dict], retest_variants: Sequence[str], scores
       bootstrap CI over architectures), ``replica_gap_over_sd.<s>.<a>_minus_<b>`` (the gap over
       the pooled training SD: the sample SD of each variant's final taus, pooled) and
       ``replica_separated.<s>.<a>_vs_<b>`` (+1: both trainings of ``a`` rank above both of
-      ``b``'s; -1: below; 0: they interleave).
+      ``b``'s; -1: below; 0: they interleave);
+    * for each search ablation in ``parents`` (``{ablation: retest variant}``, :func:`ablation_parents`):
+      ``search_ablation_gap.<s>.<ablation>`` (with ``_lo`` / ``_hi``): its final tau minus that of
+      the parent's replica 0, the training whose one-shot phase it shares (paired over architectures).
     """
     out = {}
     for row in rows:
@@ -1141,21 +1177,28 @@ def replica_summary(rows: Sequence[dict], retest_variants: Sequence[str], scores
             out.update({f"{name}.{s}.{v}.r{r}{end}": float(row[f"{name}{end}"]) for end in ("", "_lo", "_hi")})
     if scores is None or truth is None:
         return out
+    keep = _finite_items(scores, truth)
+    kept = {k: {s: c[keep] for s, c in v.items()} for k, v in scores.items()}
+    values = truth.values[HEADLINE][keep]
     for a, b in itertools.combinations(retest_variants, 2):
-        out.update(_pair_contrast(rows, scores, truth, a, b, n_resamples, seed))
+        out.update(_pair_contrast(rows, kept, values, a, b, n_resamples, seed))
+    for ablation, parent in (parents or {}).items():
+        for s in REPLICA_SCORES:
+            gap = replica_tau_gap([kept[ablation, 0, "final"][s]], [kept[parent, 0, "final"][s]], values, n_resamples, seed)
+            out.update(zip((f"search_ablation_gap.{s}.{ablation}{end}" for end in ("", "_lo", "_hi")), gap))
     return out
 
 
-def _pair_contrast(rows, scores: Mapping, truth: GroundTruth, a: str, b: str, n_resamples: int,
+def _pair_contrast(rows, scores: Mapping, truth: np.ndarray, a: str, b: str, n_resamples: int,
                    seed: int) -> dict[str, float]:
-    """:func:`replica_summary`'s contrast of retest variants ``a`` and ``b``."""
+    """:func:`replica_summary`'s contrast of retest variants ``a`` and ``b`` (``scores`` and
+    ``truth`` on the architectures ``rows`` read)."""
     out = {}
     for s in REPLICA_SCORES:
         taus = {v: [float(r["tau_final"]) for r in rows if r["score"] == s and r["variant"] == v and r["replica"] != "mean"]
                 for v in (a, b)}
         gap, low, high = replica_tau_gap([scores[a, r, "final"][s] for r in (0, 1)],
-                                         [scores[b, r, "final"][s] for r in (0, 1)], truth.values[HEADLINE],
-                                         n_resamples, seed)
+                                         [scores[b, r, "final"][s] for r in (0, 1)], truth, n_resamples, seed)
         sd = math.sqrt(np.mean([np.var(taus[v], ddof=1) for v in (a, b)]))
         separated = 1.0 if min(taus[a]) > max(taus[b]) else -1.0 if max(taus[a]) < min(taus[b]) else 0.0
         key = f"{s}.{a}_minus_{b}"

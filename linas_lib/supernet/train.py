@@ -781,13 +781,16 @@ def variant_profile(profile, variant: str | None):
     return dataclasses.replace(profile, supernet=variant_config(profile.supernet, variant))
 
 
-def oneshot_key(profile, seed: int) -> str:
+def oneshot_key(profile, seed: int, features: Features | None = None, latency: LatencyTerms | None = None) -> str:
     """The key of the run whose one-shot phase is this run's, step for step: settings that act in
     the search phase only and were added after snapshots existed (``calr_search``) take their
-    defaults, so the ablation ``i2_oneshot_calr`` reads and writes i2's snapshots."""
+    defaults, so the ablation ``i2_oneshot_calr`` reads and writes i2's snapshots. ``features``
+    and ``latency``: the run's own (:func:`_run_inputs`), when the caller has them already."""
     defaults = {"calr_search": True}
     profile = dataclasses.replace(profile, supernet=dataclasses.replace(profile.supernet, **defaults))
-    return _run_inputs(profile, seed)[0]
+    if features is None:
+        return _run_inputs(profile, seed)[0]
+    return supernet_key(profile, seed, features, latency)
 
 
 def _run_inputs(profile, seed: int) -> tuple[str, Features, LatencyTerms]:
@@ -815,7 +818,7 @@ def trained_supernet(profile, seed: int, variant: str | None = None) -> TrainedS
     if trained is None:
         path = cache_dir("supernet") / f"supernet_{key}.pt"
         state = train_supernet(profile.supernet, seed, features["train"], features["val"], latency, path, key,
-                               snapshot_key_of=oneshot_key(profile, seed))
+                               snapshot_key_of=oneshot_key(profile, seed, features, latency))
         state.model.eval()
         trained = TrainedSupernet(state.model, state.history, features, profile.supernet, latency, key)
         _remember(key, trained)
@@ -856,7 +859,7 @@ def supernet_at_steps(profile, seed: int, steps: int, variant: str | None = None
     profile = variant_profile(profile, variant)
     cfg = profile.supernet
     _, features, latency = _run_inputs(profile, seed)
-    key = oneshot_key(profile, seed)
+    key = oneshot_key(profile, seed, features, latency)
     total = updates_per_choice(cfg, len(features["train"]))["weight_steps"]
     if not 1 <= int(steps) <= total:
         raise ValueError(f"steps must lie in 1..{total} (the one-shot phase of this profile), got {steps}")
