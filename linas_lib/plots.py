@@ -468,7 +468,8 @@ def selection_regret(rows: list[dict], budgets=None):
     other = [r for r in rows if r not in controls and r not in ws]
     variants = list(dict.fromkeys(r["signal"].split(".", 1)[1] for r in ws))
     x = np.arange(len(budgets.labels))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    # legends below the panels: inside, they covered curves wherever they were put
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), sharex=True, layout="constrained")
     for ax, part in zip(axes, (ws, other)):
         for i, row in enumerate(part + controls):
             name = row["signal"]
@@ -484,12 +485,11 @@ def selection_regret(rows: list[dict], budgets=None):
         ax.set_xticks(x, [label.removeprefix("q") for label in budgets.labels],
                       rotation=0 if budgets.quantiles is not None else 45, fontsize=7)
         ax.set_xlabel(budgets.axis)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     axes[0].set_ylabel("regret (mIoU points)")
     axes[0].set_title("WS mIoU (solid) and loss score (dashed) per variant", fontsize=8)
     axes[1].set_title("other signals", fontsize=8)
     axes[1].set_yscale("symlog", linthresh=1.0)
-    fig.tight_layout()
     return fig
 
 
