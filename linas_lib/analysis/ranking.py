@@ -1008,7 +1008,13 @@ def _snapshot_scores(curve, seed: int, step: int, arm: str, truth: GroundTruth) 
     snapshot's ``arm`` weights (``ws_loss`` where the evaluator gives the loss)."""
     from ..supernet.train import supernet_at_steps
 
-    scores = ws_scores(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth.choices)
+    return _curve_scores_of(supernet_at_steps(curve, seed, int(step), raw=arm == "raw"), truth)
+
+
+def _curve_scores_of(supernet, truth: GroundTruth) -> dict[str, np.ndarray]:
+    """``{"ws": WS mIoU, "ws_loss": minus the WS loss}`` of the table's architectures on ``supernet``
+    (``ws_loss`` where the evaluator gives the loss)."""
+    scores = ws_scores(supernet, truth.choices)
     out = {"ws": scores[METRICS[HEADLINE]]}
     if "loss" in scores:
         out["ws_loss"] = -scores["loss"]
@@ -1085,8 +1091,7 @@ def training_scores(profile, seed: int, truth: GroundTruth) -> dict[tuple[str, i
         final = trained_supernet(own, seed, variant)
         steps = updates_per_choice(final.cfg, len(final.features["train"]))["weight_steps"]
         for phase, supernet in (("oneshot_end", supernet_at_steps(own, seed, steps, variant)), ("final", final)):
-            scores = ws_scores(supernet, truth.choices)
-            out[variant, replica, phase] = {"ws": scores[METRICS[HEADLINE]], "ws_loss": -scores["loss"]}
+            out[variant, replica, phase] = _curve_scores_of(supernet, truth)
     return out
 
 
