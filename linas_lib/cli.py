@@ -310,13 +310,22 @@ def _bench_common(parser) -> None:
     parser.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="selection and data-split seed (default 0)")
     parser.add_argument("--pilot", action="store_true", help="the pilot: bench.pilot_archs x bench.pilot_seeds")
+    parser.add_argument("--add-seeds", type=_int_list, default=None, metavar="S[,S...]",
+                        help="training seeds to add to the table's architectures: their items only, and "
+                             "bench/extension.json (the seed agreement with them); the table keeps bench.seeds "
+                             "until the profile lists the new ones")
 
 
 def _cmd_bench_build(args: argparse.Namespace) -> int:
-    from .analysis.bench import build
+    from .analysis.bench import build, extend
 
-    summary = build(args.profile, args.seed, pilot=args.pilot, scheduler=args.scheduler, workers=args.workers,
-                    limit=args.limit)
+    _no_pilot_extension(args)
+    if args.add_seeds is not None:
+        summary = extend(args.profile, args.add_seeds, args.seed, scheduler=args.scheduler, workers=args.workers,
+                         limit=args.limit)
+    else:
+        summary = build(args.profile, args.seed, pilot=args.pilot, scheduler=args.scheduler, workers=args.workers,
+                        limit=args.limit)
     print(f"bench: {summary['done']}/{summary['items']} items done ({summary['ran']} run now), "
           f"{summary['pending']} pending")
     for name, path in summary["files"].items():
@@ -324,6 +333,11 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
     for name, value in summary["agreement"].items():
         print(f"  {name} = {value:.4g}")
     return 0
+
+
+def _no_pilot_extension(args: argparse.Namespace) -> None:
+    if args.pilot and args.add_seeds is not None:
+        raise SystemExit("linas bench: --add-seeds extends the table, not the pilot; drop one of --pilot, --add-seeds")
 
 
 def _cmd_bench_final(args: argparse.Namespace) -> int:
@@ -339,8 +353,10 @@ def _cmd_bench_final(args: argparse.Namespace) -> int:
 def _cmd_bench_status(args: argparse.Namespace) -> int:
     from .analysis.bench import status
 
-    info = status(args.profile, args.seed, pilot=args.pilot)
-    print(f"bench ({'pilot' if args.pilot else 'table'}): {info['done']}/{info['items']} done, {info['pending']} "
+    _no_pilot_extension(args)
+    info = status(args.profile, args.seed, pilot=args.pilot, seeds=args.add_seeds)
+    what = "pilot" if args.pilot else "table" if args.add_seeds is None else f"added seeds {args.add_seeds}"
+    print(f"bench ({what}): {info['done']}/{info['items']} done, {info['pending']} "
           f"pending ({info['stale']} with files of other settings); data {info['source']}, "
           f"encoder {info['weights_id']}; {info['folder']}")
     return 0

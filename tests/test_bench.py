@@ -8,12 +8,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.stats import kendalltau
 import torch
 
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import bench as B
 from linas_lib.analysis.bench_speed import profile_training_step, speed_table
-from linas_lib.analysis.bench_stats import seed_agreement
+from linas_lib.analysis.bench_stats import seed_agreement, split_half_tau, split_halves
 from linas_lib.cli import build_parser
 from linas_lib.config import load_profile
 from linas_lib.encoder.features import FeatureSplit
@@ -169,6 +170,27 @@ def test_finished_item_is_skipped_and_a_changed_setting_reruns_it(tmp_path, monk
     assert rerun["item_key"] != item["item_key"] and rerun["settings"]["lr"] == 1e-3
 
 
+def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp_path):
+    kwargs = dict(folder=tmp_path, executor=concurrent.futures.ThreadPoolExecutor(1), features_fn=fake_features,
+                  model=fake_model(), progress=False)
+    profile = tiny_profile(n_archs=2, seeds=(0, 1))
+    B.build(profile, **kwargs)
+    table = (tmp_path / "table.csv").read_text()
+    part = B.extend(profile, (2, 3), limit=2, **kwargs)
+    assert (part["ran"], part["done"], part["pending"], part["seeds"]) == (2, 2, 4, [0, 1, 2, 3])
+    assert part["agreement"] == {}  # one architecture has all four seeds so far: too few to rank
+    assert (tmp_path / "table.csv").read_text() == table  # the table keeps bench.seeds
+    assert B.status(profile, folder=tmp_path, features_fn=fake_features, model=fake_model(),
+                    seeds=(2, 3))["pending"] == 4
+    full = B.extend(profile, (2, 3), **kwargs)
+    assert full["pending"] == 0 and full["agreement"]["n_seeds"] == 4 and full["agreement"]["n_archs"] == 3
+    assert "tau_half.test_miou" in full["agreement"]
+    record = json.loads((tmp_path / "extension.json").read_text())
+    assert record["added_seeds"] == [2, 3] and record["provenance"]["extension_seeds"] == [2, 3]
+    with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
+        B.extend(profile, (1, 2), **kwargs)
+
+
 def test_nan_loss_names_architecture_and_seed(tmp_path):
     profile = tiny_profile()
     data = B.BenchData.of(*nan_features(profile, 0))
@@ -269,6 +291,35 @@ def test_seed_agreement_perfect_vs_shuffled():
         seed_agreement(agreement_table(perfect[:2]))
 
 
+def test_split_halves_pair_disjoint_halves_once():
+    assert split_halves(4) == [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))]
+    assert len(split_halves(5)) == 15 and all(not set(a) & set(b) for a, b in split_halves(5))
+    assert len(split_halves(6)) == 10
+
+
+def test_split_half_tau_averages_seeds_before_ranking():
+    # seeds 0 and 2 rank archs 0 and 1 one way, seeds 1 and 3 the other: the split {0, 2} |
+    # {1, 3} keeps that disagreement, the other two splits average it away
+    base = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    swapped = base[[1, 0, 2, 3, 4]]
+    cols = [base, swapped, base + 0.001, swapped + 0.001]
+    assert split_half_tau(*cols) == pytest.approx(np.mean([kendalltau(a, b).statistic for a, b in [
+        (base + swapped, base + swapped), (base + base, swapped + swapped), (base + swapped, swapped + base)]]))
+    with pytest.raises(ValueError, match=">= 4 seeds"):
+        split_half_tau(base, base, base)
+
+
+def test_seed_agreement_reports_split_half_with_four_seeds_only():
+    quality = np.linspace(0.5, 0.7, 15)
+    noisy = quality[:, None] + np.random.default_rng(1).normal(0, 0.03, (15, 4))
+    four = seed_agreement(agreement_table(noisy), n_resamples=200)
+    assert four["tau_half_ci_low.test_miou"] <= four["tau_half.test_miou"] <= four["tau_half_ci_high.test_miou"]
+    # averaging halves the seed noise's variance, so the halves agree better than single seeds
+    assert four["tau_half.test_miou"] > four["tau.test_miou"]
+    three = seed_agreement(agreement_table(noisy[:, :3]), n_resamples=50)
+    assert "tau_half.test_miou" not in three
+
+
 def test_profile_training_step_times_every_variant():
     rows = profile_training_step(tiny_profile(), archs=[SMALL], batch_sizes=(2,), threads=(1,),
                                  variants=("baseline", "foreach"), features=split_of(4, 1), min_run_time=0.01)
@@ -284,6 +335,7 @@ def test_cli_parses_bench_commands():
                                       "--workers", "3", "--limit", "5"])
     assert (args.pilot, args.scheduler, args.workers, args.limit) == (True, "tcp://h:8786", 3, 5)
     assert build_parser().parse_args(["bench", "status"]).profile == "cpu"
+    assert build_parser().parse_args(["bench", "build", "--add-seeds", "2,3"]).add_seeds == (2, 3)
 
 
 def test_spread_order_is_a_permutation_whose_prefixes_cover_the_range():

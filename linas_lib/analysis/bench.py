@@ -47,6 +47,7 @@ from ..paths import project_root
 from ..provenance import provenance, write_csv, write_json
 from ..space import LINAS_SPACE, N_LAYERS, arch_string, choice_index, parse_arch
 from ..supernet.standalone import SCHEDULES
+from .bench_stats import seed_agreement
 
 log = logging.getLogger(__name__)
 
@@ -644,6 +645,73 @@ def build(profile_ref, seed: int = 0, pilot: bool = False, scheduler: str | None
     return summary
 
 
+def extend(profile_ref, seeds: Iterable[int], seed: int = 0, scheduler: str | None = None,
+           workers: int | None = None, limit: int | None = None, folder: Path | None = None, executor=None,
+           features_fn: FeaturesFn | None = None, model=None, progress: bool = True) -> dict:
+    """Train more seeds of the table's architectures without touching the table.
+
+    The notebooks read ``table.csv``, the mean over ``bench.seeds``; adding seeds to it one
+    item at a time would mix means over different seed counts. So the new seeds' items are
+    trained (resuming per item, on Dask as in :func:`build`) into the same ``items/`` folder,
+    and only ``extension.json`` is written: the seed agreement over ``bench.seeds`` plus the
+    new ones, on the architectures that have every seed so far (``n_archs``), with the
+    split-half tau once there are >= 4 seeds. When every item is done, list the seeds in the
+    profile's ``bench.seeds`` and ``linas bench build`` assembles the table from the items
+    without training anything.
+
+    Args:
+        profile_ref: profile name or YAML path, or a :class:`Profile`.
+        seeds: the seeds to add (those already in ``bench.seeds`` are rejected).
+        seed, scheduler, workers, limit, folder, executor, features_fn, model, progress: as :func:`build`.
+
+    Returns:
+        ``{"items", "done", "ran", "failed", "pending", "seeds", "files", "agreement"}``.
+
+    Raises:
+        BenchError: no new seed, a negative or repeated one, or items failed (after the file was written).
+    """
+    profile = as_profile(profile_ref)
+    added = _new_seeds(profile, seeds)
+    base = make_plan(profile, seed, False, folder, features_fn, model, build_features=features_fn is None)
+    plan = plan_for(profile, base.selection, added, seed, base.folder, features_fn)
+    ran, failures = run_pending(plan, _profile_ref(profile_ref), scheduler, workers, limit, executor, features_fn,
+                                progress)
+    all_seeds = tuple(profile.bench.seeds) + added
+    rows = [table_row(r) for r in finished_records(plan_for(profile, base.selection, all_seeds, seed, base.folder,
+                                                             features_fn))]
+    agreement = _agreement(_complete_archs(rows, all_seeds))
+    prov = provenance(profile.name, profile.to_dict(), data_seed=seed, extension_seeds=list(added),
+                      weights_id=plan.data.weights_id, data_digest=plan.data.digest)
+    done = len(finished_records(plan))
+    record = {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": done,
+              "agreement": agreement}
+    path = write_json(plan.folder / "extension.json", record, prov)
+    raise_failures(failures, "extension.json written without them")
+    return {"items": len(plan.items), "done": done, "ran": ran, "failed": len(failures),
+            "pending": len(plan.items) - done, "seeds": list(all_seeds), "files": {"extension": str(path)},
+            "agreement": agreement}
+
+
+def _new_seeds(profile: Profile, seeds: Iterable[int]) -> tuple[int, ...]:
+    """The seeds to add, checked against ``bench.seeds``."""
+    added = tuple(int(s) for s in seeds)
+    have = set(profile.bench.seeds)
+    if not added or len(set(added)) != len(added) or min(added) < 0:
+        raise BenchError(f"bench extension: seeds must be distinct non-negative integers, got {list(added)}")
+    if have & set(added):
+        raise BenchError(f"bench extension: seed(s) {sorted(have & set(added))} are already in profile "
+                         f"{profile.name!r}'s bench.seeds {list(profile.bench.seeds)}")
+    return added
+
+
+def _complete_archs(rows: list[dict], seeds: tuple[int, ...]) -> list[dict]:
+    """The rows of the architectures that have every one of ``seeds``."""
+    have: dict[str, set] = {}
+    for r in rows:
+        have.setdefault(r["arch"], set()).add(int(r["seed"]))
+    return [r for r in rows if have[r["arch"]] >= set(seeds)]
+
+
 def run_pending(plan: Plan, ref, scheduler: str | None = None, workers: int | None = None, limit: int | None = None,
                 executor=None, features_fn: FeaturesFn | None = None, progress: bool = True) -> tuple[int, list[dict]]:
     """Run a plan's pending items (at most ``limit``) on Dask or ``executor``; ``(ran, failures)``."""
@@ -680,8 +748,6 @@ def _profile_ref(profile_ref):
 
 def assemble(plan: Plan) -> dict:
     """Write the table of every finished item, the split, the selection and the seed agreement."""
-    from .bench_stats import seed_agreement
-
     rows = [table_row(r) for r in finished_records(plan)]
     prefix = "pilot_" if plan.pilot else ""
     prov = provenance(plan.profile.name, plan.profile.to_dict(), data_seed=plan.data_seed, pilot=plan.pilot,
@@ -690,14 +756,14 @@ def assemble(plan: Plan) -> dict:
              "selection": str(write_csv(plan.folder / f"{prefix}selection.csv", plan.selection, prov))}
     if rows:
         files["table"] = str(write_csv(plan.folder / f"{prefix}table.csv", rows, prov))
-    agreement = _agreement(rows, seed_agreement)
+    agreement = _agreement(rows)
     if agreement:
         files["agreement"] = str(write_json(plan.folder / f"{prefix}agreement.json", agreement, prov))
     return {"items": len(plan.items), "done": len(rows), "pending": len(plan.items) - len(rows), "files": files,
             "agreement": agreement}
 
 
-def _agreement(rows: list[dict], seed_agreement) -> dict:
+def _agreement(rows: list[dict]) -> dict:
     """Seed agreement of the finished rows, or ``{}`` while fewer than 3 architectures have 2 seeds."""
     try:
         return seed_agreement(rows)
@@ -714,9 +780,14 @@ def split_record(plan: Plan) -> dict:
 
 
 def status(profile_ref, seed: int = 0, pilot: bool = False, folder: Path | None = None,
-           features_fn: FeaturesFn | None = None, model=None) -> dict:
-    """``{"items", "done", "pending", "stale"}`` without training anything (stale: a file of other settings)."""
-    plan = make_plan(as_profile(profile_ref), seed, pilot, folder, features_fn, model)
+           features_fn: FeaturesFn | None = None, model=None, seeds: Iterable[int] | None = None) -> dict:
+    """``{"items", "done", "pending", "stale"}`` without training anything (stale: a file of other settings).
+
+    ``seeds``: count the items of these seeds of the table's architectures (an :func:`extend`)."""
+    profile = as_profile(profile_ref)
+    plan = make_plan(profile, seed, pilot, folder, features_fn, model)
+    if seeds is not None:
+        plan = plan_for(profile, plan.selection, _new_seeds(profile, seeds), seed, plan.folder, features_fn)
     done = len(finished_records(plan))
     stale = sum(Path(s.path).is_file() and read_item(s) is None for s in plan.items)
     return {"items": len(plan.items), "done": done, "pending": len(plan.items) - done, "stale": stale,

@@ -5,6 +5,11 @@ asked to rank them better than the seeds agree with each other: :func:`seed_agre
 gives that ceiling (Kendall tau between seeds, averaged over seed pairs, with a paired
 bootstrap CI over architectures) and the spread it comes from (seed SD against
 between-architecture SD). This is what the pilot reports to choose epochs and seeds.
+
+One seed against another is the agreement of a *single* training run. What the ranking
+studies compare against is the mean over seeds, which agrees better with a rerun the more
+seeds it averages; with four or more seeds, :func:`split_half_tau` measures that directly:
+the mean of half the seeds against the mean of the other half.
 """
 
 from __future__ import annotations
@@ -45,6 +50,32 @@ def mean_pair_tau(*columns) -> float:
     return float(np.mean(taus))
 
 
+def split_halves(n_seeds: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every split of ``n_seeds`` column indices into two disjoint halves of ``n_seeds // 2``
+    (each unordered split once; with an odd count one seed sits out in turn)."""
+    half = n_seeds // 2
+    splits = []
+    for first in itertools.combinations(range(n_seeds), half):
+        rest = [i for i in range(n_seeds) if i not in first]
+        for second in itertools.combinations(rest, half):
+            if first < second:
+                splits.append((first, second))
+    return splits
+
+
+def split_half_tau(*columns) -> float:
+    """Kendall tau-b between the mean of half the seeds and the mean of the other half,
+    averaged over every split (:func:`split_halves`); needs >= 4 columns."""
+    from scipy.stats import kendalltau
+
+    if len(columns) < 4:
+        raise ValueError(f"split-half tau needs >= 4 seeds, got {len(columns)}")
+    matrix = np.column_stack(columns)
+    taus = [kendalltau(matrix[:, list(a)].mean(axis=1), matrix[:, list(b)].mean(axis=1)).statistic
+            for a, b in split_halves(len(columns))]
+    return float(np.mean(taus))
+
+
 def seed_agreement(table, metrics=METRICS, n_resamples: int = 2000, confidence: float = 0.95,
                    seed: int = 0) -> dict:
     """Seed-to-seed Kendall tau of the table, its bootstrap CI, and seed vs architecture spread.
@@ -57,7 +88,9 @@ def seed_agreement(table, metrics=METRICS, n_resamples: int = 2000, confidence: 
       resampling architectures (paired: an architecture keeps all its seeds);
     * ``seed_sd.<metric>``: root mean over architectures of the variance across seeds;
     * ``arch_sd.<metric>``: SD over architectures of their mean over seeds;
-    * ``sd_ratio.<metric>``: seed SD / architecture SD.
+    * ``sd_ratio.<metric>``: seed SD / architecture SD;
+    * with >= 4 seeds, ``tau_half.<metric>`` and its CI ``tau_half_ci_low/high.<metric>``:
+      :func:`split_half_tau`, the agreement of a mean over ``n_seeds // 2`` seeds with another.
 
     Args:
         table: rows (dicts) or a DataFrame with ``arch``, ``seed`` and the metric columns.
@@ -93,17 +126,27 @@ def _has_column(rows, name: str) -> bool:
 
 
 def _metric_agreement(matrix: np.ndarray, metric: str, n_resamples: int, confidence: float, seed: int) -> dict:
-    """The five figures of one metric (see :func:`seed_agreement`)."""
-    from scipy.stats import bootstrap
-
+    """The figures of one metric (see :func:`seed_agreement`)."""
     columns = tuple(matrix.T)
-    with warnings.catch_warnings():  # constant resamples (perfect agreement) are not an error here
-        warnings.simplefilter("ignore")
-        ci = bootstrap(columns, mean_pair_tau, paired=True, vectorized=False, n_resamples=n_resamples,
-                       confidence_level=confidence, method="percentile",
-                       rng=np.random.default_rng(seed)).confidence_interval
+    ci = _tau_ci(columns, mean_pair_tau, n_resamples, confidence, seed)
     seed_sd = float(np.sqrt(np.mean(np.var(matrix, axis=1, ddof=1))))
     arch_sd = float(np.std(matrix.mean(axis=1), ddof=1))
-    return {f"tau.{metric}": mean_pair_tau(*columns), f"tau_ci_low.{metric}": float(ci.low),
-            f"tau_ci_high.{metric}": float(ci.high), f"seed_sd.{metric}": seed_sd, f"arch_sd.{metric}": arch_sd,
-            f"sd_ratio.{metric}": seed_sd / arch_sd if arch_sd > 0 else float("nan")}
+    out = {f"tau.{metric}": mean_pair_tau(*columns), f"tau_ci_low.{metric}": float(ci.low),
+           f"tau_ci_high.{metric}": float(ci.high), f"seed_sd.{metric}": seed_sd, f"arch_sd.{metric}": arch_sd,
+           f"sd_ratio.{metric}": seed_sd / arch_sd if arch_sd > 0 else float("nan")}
+    if len(columns) >= 4:
+        half = _tau_ci(columns, split_half_tau, n_resamples, confidence, seed)
+        out.update({f"tau_half.{metric}": split_half_tau(*columns), f"tau_half_ci_low.{metric}": float(half.low),
+                    f"tau_half_ci_high.{metric}": float(half.high)})
+    return out
+
+
+def _tau_ci(columns: tuple, statistic, n_resamples: int, confidence: float, seed: int):
+    """Paired percentile bootstrap CI of ``statistic`` over architectures (rows)."""
+    from scipy.stats import bootstrap
+
+    with warnings.catch_warnings():  # constant resamples (perfect agreement) are not an error here
+        warnings.simplefilter("ignore")
+        return bootstrap(columns, statistic, paired=True, vectorized=False, n_resamples=n_resamples,
+                         confidence_level=confidence, method="percentile",
+                         rng=np.random.default_rng(seed)).confidence_interval
