@@ -14,7 +14,7 @@ import torch
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import bench as B
 from linas_lib.analysis.bench_speed import profile_training_step, speed_table
-from linas_lib.analysis.bench_stats import seed_agreement, split_half_tau, split_halves
+from linas_lib.analysis.bench_stats import projected_agreement, seed_agreement, split_half_tau, split_halves
 from linas_lib.cli import build_parser
 from linas_lib.config import load_profile
 from linas_lib.encoder.features import FeatureSplit
@@ -185,8 +185,10 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     full = B.extend(profile, (2, 3), **kwargs)
     assert full["pending"] == 0 and full["agreement"]["n_seeds"] == 4 and full["agreement"]["n_archs"] == 3
     assert "tau_half.test_miou" in full["agreement"]
+    assert full["files"]["extension"].endswith("extension.json")
     record = json.loads((tmp_path / "extension.json").read_text())
     assert record["added_seeds"] == [2, 3] and record["provenance"]["extension_seeds"] == [2, 3]
+    assert record["projected"]["test_miou"]["n_seeds"] == 4 and "tau_half" in record["projected"]["test_miou"]
     with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
         B.extend(profile, (1, 2), **kwargs)
 
@@ -318,6 +320,23 @@ def test_seed_agreement_reports_split_half_with_four_seeds_only():
     assert four["tau_half.test_miou"] > four["tau.test_miou"]
     three = seed_agreement(agreement_table(noisy[:, :3]), n_resamples=50)
     assert "tau_half.test_miou" not in three
+
+
+def test_projected_agreement_follows_the_seed_noise():
+    quality = np.linspace(0.5, 0.7, 30)
+    rng = np.random.default_rng(3)
+    exact = projected_agreement(np.stack([quality, quality], axis=1), 4, rng, n_sims=5)
+    assert exact["tau"] == exact["tau_half"] == 1.0 and exact["seed_sd"] == 0.0
+    noisy = quality[:, None] + rng.normal(0, 0.02, (30, 2))
+    two = projected_agreement(noisy, 2, np.random.default_rng(0), n_sims=100)
+    four = projected_agreement(noisy, 4, np.random.default_rng(0), n_sims=100)
+    assert "tau_half" not in two and two["tau_p2.5"] <= two["tau"] <= two["tau_p97.5"]
+    assert four["tau"] == pytest.approx(two["tau"], abs=0.03)  # single seeds agree no better with more of them
+    assert four["tau_half"] > four["tau"]  # their means do
+    assert projected_agreement(noisy, 4, np.random.default_rng(7), n_sims=20) == \
+        projected_agreement(noisy, 4, np.random.default_rng(7), n_sims=20)
+    with pytest.raises(ValueError, match="n_seeds 1"):
+        projected_agreement(noisy, 1, rng)
 
 
 def test_profile_training_step_times_every_variant():

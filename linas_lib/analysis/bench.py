@@ -47,7 +47,7 @@ from ..paths import project_root
 from ..provenance import provenance, write_csv, write_json
 from ..space import LINAS_SPACE, N_LAYERS, arch_string, choice_index, parse_arch
 from ..supernet.standalone import SCHEDULES
-from .bench_stats import seed_agreement
+from .bench_stats import METRICS, projected_agreement, seed_agreement, seed_matrix
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 SELECT_STREAM = 0xBE5E  # selection (driver seed)
 INIT_STREAM = 0xBE17  # decoder initialisation (item seed)
 SHUFFLE_STREAM = 0xBE5F  # batch order (item seed)
+PROJECTION_STREAM = 0xBE54  # projected_agreement of a seed extension (driver seed)
 ITEM_SCHEMA = 1  # bump when an item's computation changes in a way its key does not see
 NAMED = ("largest", "smallest", "reference")
 EVAL_BATCH = 16  # eval-mode BN: scores do not depend on it
@@ -680,11 +681,12 @@ def extend(profile_ref, seeds: Iterable[int], seed: int = 0, scheduler: str | No
     rows = [table_row(r) for r in finished_records(plan_for(profile, base.selection, all_seeds, seed, base.folder,
                                                              features_fn))]
     agreement = _agreement(_complete_archs(rows, all_seeds))
+    base_rows = [r for r in rows if int(r["seed"]) in set(profile.bench.seeds)]
     prov = provenance(profile.name, profile.to_dict(), data_seed=seed, extension_seeds=list(added),
                       weights_id=plan.data.weights_id, data_digest=plan.data.digest)
     done = len(finished_records(plan))
     record = {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": done,
-              "agreement": agreement}
+              "agreement": agreement, "projected": _projected(base_rows, len(all_seeds), seed)}
     path = write_json(plan.folder / "extension.json", record, prov)
     raise_failures(failures, "extension.json written without them")
     return {"items": len(plan.items), "done": done, "ran": ran, "failed": len(failures),
@@ -702,6 +704,19 @@ def _new_seeds(profile: Profile, seeds: Iterable[int]) -> tuple[int, ...]:
         raise BenchError(f"bench extension: seed(s) {sorted(have & set(added))} are already in profile "
                          f"{profile.name!r}'s bench.seeds {list(profile.bench.seeds)}")
     return added
+
+
+def _projected(rows: list[dict], n_seeds: int, seed: int) -> dict:
+    """Per metric, :func:`~linas_lib.analysis.bench_stats.projected_agreement` of ``n_seeds``
+    from the table's own seeds (``{}`` while it has too few architectures)."""
+    out = {}
+    for metric in METRICS:
+        try:
+            matrix, _, _ = seed_matrix(rows, metric)
+            out[metric] = projected_agreement(matrix, n_seeds, rng_for(seed, PROJECTION_STREAM))
+        except ValueError:
+            continue
+    return out
 
 
 def _complete_archs(rows: list[dict], seeds: tuple[int, ...]) -> list[dict]:

@@ -150,3 +150,50 @@ def _tau_ci(columns: tuple, statistic, n_resamples: int, confidence: float, seed
         return bootstrap(columns, statistic, paired=True, vectorized=False, n_resamples=n_resamples,
                          confidence_level=confidence, method="percentile",
                          rng=np.random.default_rng(seed)).confidence_interval
+
+
+def projected_agreement(matrix: np.ndarray, n_seeds: int, rng: np.random.Generator, n_sims: int = 200) -> dict:
+    """What the seed agreement would be with ``n_seeds`` seeds, simulated from a measured table.
+
+    A forecast to hold a seed extension against before it is trained, not a measurement. The
+    model: each architecture has a true accuracy, and each seed adds independent normal noise
+    with the table's pooled seed SD (the same for every architecture). The true values are the
+    measured means pulled towards their mean so that their spread is the measured spread less
+    the seed noise left in a mean over the measured seeds. Noise that differs between
+    architectures (one that sometimes fails to converge) breaks the model; the projected
+    single-seed tau next to the measured one is the check of that.
+
+    Args:
+        matrix: ``(n_archs, n_measured_seeds)`` values (:func:`seed_matrix`), >= 2 seeds.
+        n_seeds: seeds to project (>= 2).
+        rng: the simulation's randomness.
+        n_sims: simulated tables.
+
+    Returns:
+        ``tau`` (seed pairs, as :func:`mean_pair_tau`) and, from 4 seeds on, ``tau_half``
+        (:func:`split_half_tau`): each the mean over the simulations with ``_p2.5``/``_p97.5``,
+        the spread of one table's value under the model (not the forecast's own uncertainty).
+
+    Raises:
+        ValueError: fewer than 2 measured seeds or 3 architectures, or ``n_seeds`` < 2.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[1] < 2 or matrix.shape[0] < 3 or n_seeds < 2:
+        raise ValueError(f"projected agreement needs >= 3 architectures x >= 2 measured seeds and n_seeds >= 2; "
+                         f"got a {matrix.shape} table and n_seeds {n_seeds}")
+    seed_sd = float(np.sqrt(np.mean(np.var(matrix, axis=1, ddof=1))))
+    means = matrix.mean(axis=1)
+    true_var = max(float(np.var(means, ddof=1)) - seed_sd ** 2 / matrix.shape[1], 0.0)
+    spread = np.std(means, ddof=1)
+    truth = means.mean() + (means - means.mean()) * (np.sqrt(true_var) / spread if spread > 0 else 0.0)
+    stats = {"tau": mean_pair_tau} | ({"tau_half": split_half_tau} if n_seeds >= 4 else {})
+    values: dict[str, list[float]] = {name: [] for name in stats}
+    for _ in range(n_sims):
+        table = truth[:, None] + rng.normal(0.0, seed_sd, (len(truth), n_seeds))
+        for name, stat in stats.items():
+            values[name].append(stat(*table.T))
+    out = {"n_seeds": n_seeds, "n_sims": n_sims, "seed_sd": seed_sd, "true_sd": float(np.sqrt(true_var))}
+    for name, vals in values.items():
+        out |= {name: float(np.mean(vals)), f"{name}_p2.5": float(np.percentile(vals, 2.5)),
+                f"{name}_p97.5": float(np.percentile(vals, 97.5))}
+    return out
