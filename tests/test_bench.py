@@ -307,7 +307,7 @@ def test_split_half_tau_averages_seeds_before_ranking():
     cols = [base, swapped, base + 0.001, swapped + 0.001]
     assert split_half_tau(*cols) == pytest.approx(np.mean([kendalltau(a, b).statistic for a, b in [
         (base + swapped, base + swapped), (base + base, swapped + swapped), (base + swapped, swapped + base)]]))
-    with pytest.raises(ValueError, match=">= 4 seeds"):
+    with pytest.raises(ValueError, match="needs >= 4 seeds"):
         split_half_tau(base, base, base)
 
 

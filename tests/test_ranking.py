@@ -11,7 +11,7 @@ import torch
 
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import ranking as R
-from linas_lib.analysis.bench_stats import seed_agreement
+from linas_lib.analysis.bench_stats import seed_agreement, seed_matrix, split_half_tau
 from linas_lib.config import load_profile
 from linas_lib.space import N_LAYERS, arch_string, choice_index
 
@@ -160,6 +160,21 @@ def test_seed_ceiling_row_uses_seed_agreement_for_tau():
                                                           agree["tau_ci_high.test_miou"])
     assert row["rho_lo"] <= row["rho"] <= row["rho_hi"] and 0 <= row["p10"] <= 1
     assert [r["metric"] for r in R.ceiling_rows(rows, RESAMPLES)] == list(R.METRICS)
+
+
+def test_split_half_ceiling_rows_appear_from_four_seeds():
+    rows = table_rows(12, seeds=(0, 1, 2, 3), noise=0.03)
+    half = [r for r in R.ceiling_rows(rows, RESAMPLES) if r["signal"] == "seed_ceiling_half"]
+    assert [r["metric"] for r in half] == list(R.METRICS)
+    matrix, _, _ = seed_matrix(rows, "test_miou")
+    assert half[0]["tau"] == pytest.approx(split_half_tau(*matrix.T))
+    assert half[0]["tau_lo"] <= half[0]["tau"] <= half[0]["tau_hi"] and half[0]["tau"] < 1
+    assert half[0]["rho_lo"] <= half[0]["rho"] <= half[0]["rho_hi"]
+    assert "tau.seed_ceiling_half" in R.summary({}, half)
+    three = R.ceiling_rows(table_rows(12, seeds=(0, 1, 2), noise=0.01), RESAMPLES)
+    assert {r["signal"] for r in three} == {"seed_ceiling"}
+    with pytest.raises(R.RankingError, match="needs >= 4"):
+        R.ceiling_row(table_rows(6, seeds=(0, 1, 2)), "test_miou", RESAMPLES, half=True)
 
 
 def test_seed_ceiling_of_the_fine_tuned_top_k():

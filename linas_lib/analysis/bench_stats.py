@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,12 +43,15 @@ def seed_matrix(table, metric: str) -> tuple[np.ndarray, list[str], list[int]]:
     return wide.to_numpy(dtype=float), [str(a) for a in wide.index], [int(s) for s in wide.columns]
 
 
-def mean_pair_tau(*columns) -> float:
-    """Kendall tau-b between every pair of columns (one per seed), averaged over the pairs."""
+def _kendall(a, b) -> float:
     from scipy.stats import kendalltau
 
-    taus = [kendalltau(a, b).statistic for a, b in itertools.combinations(columns, 2)]
-    return float(np.mean(taus))
+    return kendalltau(a, b).statistic
+
+
+def mean_pair_tau(*columns) -> float:
+    """Kendall tau-b between every pair of columns (one per seed), averaged over the pairs."""
+    return float(np.mean([_kendall(a, b) for a, b in itertools.combinations(columns, 2)]))
 
 
 def split_halves(n_seeds: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -63,17 +67,22 @@ def split_halves(n_seeds: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     return splits
 
 
+def split_half_mean(statistic: Callable) -> Callable:
+    """``statistic(mean of one half of the columns, mean of the other half)``, averaged over
+    every split (:func:`split_halves`); the returned function needs >= 4 columns (seeds)."""
+    def over_splits(*columns) -> float:
+        if len(columns) < 4:
+            raise ValueError(f"a split-half statistic needs >= 4 seeds, got {len(columns)}")
+        matrix = np.column_stack(columns)
+        return float(np.mean([statistic(matrix[:, list(a)].mean(axis=1), matrix[:, list(b)].mean(axis=1))
+                              for a, b in split_halves(len(columns))]))
+    return over_splits
+
+
 def split_half_tau(*columns) -> float:
     """Kendall tau-b between the mean of half the seeds and the mean of the other half,
     averaged over every split (:func:`split_halves`); needs >= 4 columns."""
-    from scipy.stats import kendalltau
-
-    if len(columns) < 4:
-        raise ValueError(f"split-half tau needs >= 4 seeds, got {len(columns)}")
-    matrix = np.column_stack(columns)
-    taus = [kendalltau(matrix[:, list(a)].mean(axis=1), matrix[:, list(b)].mean(axis=1)).statistic
-            for a, b in split_halves(len(columns))]
-    return float(np.mean(taus))
+    return split_half_mean(_kendall)(*columns)
 
 
 def seed_agreement(table, metrics=METRICS, n_resamples: int = 2000, confidence: float = 0.95,

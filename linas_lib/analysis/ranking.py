@@ -65,6 +65,8 @@ SELECTION = "val_miou"  # what picks the best WS variant: never the test metric 
 DIRECTIONS = {"ws": 1, "ws_loss": 1, "near": 1, "near_exact": 1, "near_init": 1, "latency": 1, "flops": 1, "params": 1, "mf": 1, "mf_ws": 1}
 SEED_CEILING = "seed_ceiling"
 SEED_CEILING_MF = "seed_ceiling_mf"  # the seed ceiling on the multi-fidelity signal's top k
+HALF_SUFFIX = "_half"  # a ceiling's split-half row: half the seeds' mean against the other half's
+HALF_MIN_SEEDS = 4
 BOOT_STREAM, MF_STREAM, NEAR_INIT_STREAM = 0xB007, 0x3F1D, 0x1417
 
 
@@ -296,35 +298,43 @@ def _pair_mean(stat: Callable) -> Callable:
     return lambda *cols: float(np.mean([stat(a, b) for a, b in itertools.combinations(cols, 2)]))
 
 
-def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0, name: str = SEED_CEILING) -> dict:
+def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0, name: str = SEED_CEILING,
+                half: bool = False) -> dict:
     """The seed ceiling of one metric as a ranking row (``signal = name``).
 
     Tau and its CI come from :func:`~linas_lib.analysis.bench_stats.seed_agreement`; rho and
     precision@10 % are computed the same way (one seed predicting another, averaged over
-    seed pairs, bootstrap over architectures).
+    seed pairs, bootstrap over architectures). With ``half`` (>= 4 seeds): the mean of half
+    the seeds predicting the other half's (``tau_half``, averaged over the splits), the
+    agreement of two tables of ``n_seeds // 2`` seeds each.
 
     Raises:
-        RankingError: fewer than 3 architectures with 2 common seeds.
+        RankingError: fewer than 3 architectures with 2 common seeds (4 with ``half``).
     """
-    from .bench_stats import seed_agreement, seed_matrix
+    from .bench_stats import seed_agreement, seed_matrix, split_half_mean
 
     try:
         agree = seed_agreement(rows, metrics=(metric,), n_resamples=n_resamples, seed=seed)
     except ValueError as err:
         raise RankingError(f"seed ceiling: {err}") from err
+    tau = "tau_half" if half else "tau"
+    if f"{tau}.{metric}" not in agree:
+        raise RankingError(f"split-half seed ceiling: {metric} has {agree['n_seeds']} common seed(s), needs >= 4")
     matrix, _, _ = seed_matrix(rows, metric)
+    combine = split_half_mean if half else _pair_mean
     row = {"signal": name, "metric": metric, "n": int(agree["n_archs"]), "direction": 1,
-           "tau": agree[f"tau.{metric}"], "tau_lo": agree[f"tau_ci_low.{metric}"],
-           "tau_hi": agree[f"tau_ci_high.{metric}"]}
-    for name, stat in (("rho", spearman), ("p10", _p10(1))):
-        low, high = _paired_ci(_pair_mean(stat), tuple(matrix.T), n_resamples, CONFIDENCE, seed)
-        row.update({name: _pair_mean(stat)(*matrix.T), f"{name}_lo": low, f"{name}_hi": high})
+           "tau": agree[f"{tau}.{metric}"], "tau_lo": agree[f"{tau}_ci_low.{metric}"],
+           "tau_hi": agree[f"{tau}_ci_high.{metric}"]}
+    for stat_name, stat in (("rho", spearman), ("p10", _p10(1))):
+        low, high = _paired_ci(combine(stat), tuple(matrix.T), n_resamples, CONFIDENCE, seed)
+        row.update({stat_name: combine(stat)(*matrix.T), f"{stat_name}_lo": low, f"{stat_name}_hi": high})
     return row
 
 
 def ceiling_rows(rows, n_resamples: int = 2000, seed: int = 0, archs: Sequence[str] | None = None,
                  name: str = SEED_CEILING) -> list[dict]:
-    """:func:`ceiling_row` of every metric of :data:`METRICS`.
+    """:func:`ceiling_row` of every metric of :data:`METRICS`, and with >= 4 seeds on every
+    architecture the split-half rows too (``<name>_half``).
 
     Args:
         rows: the table's rows.
@@ -336,7 +346,10 @@ def ceiling_rows(rows, n_resamples: int = 2000, seed: int = 0, archs: Sequence[s
     if archs is not None:
         wanted = {str(a) for a in archs}
         rows = [r for r in _frame(rows).to_dict("records") if str(r["arch"]) in wanted]
-    return [ceiling_row(rows, m, n_resamples, seed, name) for m in METRICS]
+    out = [ceiling_row(rows, m, n_resamples, seed, name) for m in METRICS]
+    if min(seeds_per_arch(rows).values(), default=0) >= HALF_MIN_SEEDS:
+        out += [ceiling_row(rows, m, n_resamples, seed, f"{name}{HALF_SUFFIX}", half=True) for m in METRICS]
+    return out
 
 
 def ceilings(table_rows, scores: Sequence[dict], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
