@@ -355,7 +355,8 @@ def _cmd_bench_status(args: argparse.Namespace) -> int:
 
     _no_pilot_extension(args)
     info = status(args.profile, args.seed, pilot=args.pilot, seeds=args.add_seeds)
-    what = "pilot" if args.pilot else "table" if args.add_seeds is None else f"added seeds {args.add_seeds}"
+    what = "pilot" if args.pilot else "table" if args.add_seeds is None else \
+        f"added seeds {','.join(map(str, args.add_seeds))}"
     print(f"bench ({what}): {info['done']}/{info['items']} done, {info['pending']} "
           f"pending ({info['stale']} with files of other settings); data {info['source']}, "
           f"encoder {info['weights_id']}; {info['folder']}")

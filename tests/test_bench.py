@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
 import torch
+from scipy.stats import kendalltau
 
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import bench as B
@@ -177,6 +177,7 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     B.build(profile, **kwargs)
     table = (tmp_path / "table.csv").read_text()
     part = B.extend(profile, (2, 3), limit=2, **kwargs)
+    part_record = json.loads((tmp_path / "extension.json").read_text())
     assert (part["ran"], part["done"], part["pending"], part["seeds"]) == (2, 2, 4, [0, 1, 2, 3])
     assert part["agreement"] == {}  # one architecture has all four seeds so far: too few to rank
     assert (tmp_path / "table.csv").read_text() == table  # the table keeps bench.seeds
@@ -188,9 +189,22 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     assert full["files"]["extension"].endswith("extension.json")
     record = json.loads((tmp_path / "extension.json").read_text())
     assert record["added_seeds"] == [2, 3] and record["provenance"]["extension_seeds"] == [2, 3]
-    assert record["projected"]["test_miou"]["n_seeds"] == 4 and "tau_half" in record["projected"]["test_miou"]
+    forecast = record["forecast"]
+    assert forecast["test_miou"]["n_seeds"] == 4 and "tau_half" in forecast["test_miou"]
+    assert list(record["split_taus"]["test_miou"]) == ["0,1|2,3", "0,2|1,3", "0,3|1,2"]
+    assert np.mean(list(record["split_taus"]["test_miou"].values())) == \
+        pytest.approx(full["agreement"]["tau_half.test_miou"])
+    # the forecast is kept from the first write: changing it now would no longer be a forecast
+    forecast_first = json.loads(json.dumps(part_record))["forecast"]
+    assert forecast == forecast_first
+    assert record["agreement_table_seeds"]["n_seeds"] == 2 and record["agreement_table_seeds"]["n_archs"] == 3
     with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
         B.extend(profile, (1, 2), **kwargs)
+    (tmp_path / "items" / f"{SMALL}__s0.json").unlink()
+    with pytest.raises(B.BenchError, match="1 of the table's 6 items are not finished"):
+        B.extend(profile, (2, 3), **kwargs)
+    with pytest.raises(B.BenchError, match="not the pilot"):
+        B.status(profile, pilot=True, seeds=(2,), folder=tmp_path, features_fn=fake_features, model=fake_model())
 
 
 def test_nan_loss_names_architecture_and_seed(tmp_path):

@@ -47,7 +47,7 @@ from ..paths import project_root
 from ..provenance import provenance, write_csv, write_json
 from ..space import LINAS_SPACE, N_LAYERS, arch_string, choice_index, parse_arch
 from ..supernet.standalone import SCHEDULES
-from .bench_stats import METRICS, projected_agreement, seed_agreement, seed_matrix
+from .bench_stats import METRICS, projected_agreement, seed_agreement, seed_matrix, split_taus
 
 log = logging.getLogger(__name__)
 
@@ -654,11 +654,10 @@ def extend(profile_ref, seeds: Iterable[int], seed: int = 0, scheduler: str | No
     The notebooks read ``table.csv``, the mean over ``bench.seeds``; adding seeds to it one
     item at a time would mix means over different seed counts. So the new seeds' items are
     trained (resuming per item, on Dask as in :func:`build`) into the same ``items/`` folder,
-    and only ``extension.json`` is written: the seed agreement over ``bench.seeds`` plus the
-    new ones, on the architectures that have every seed so far (``n_archs``), with the
-    split-half tau once there are >= 4 seeds. When every item is done, list the seeds in the
-    profile's ``bench.seeds`` and ``linas bench build`` assembles the table from the items
-    without training anything.
+    and only ``extension.json`` is written (:func:`extension_record`). When every item is
+    done, list the seeds in the profile's ``bench.seeds`` and ``linas bench build`` assembles
+    the table from the items without training anything. Items of the added seeds already in
+    the folder with the same key (the pilot's seeds) are reused.
 
     Args:
         profile_ref: profile name or YAML path, or a :class:`Profile`.
@@ -669,29 +668,82 @@ def extend(profile_ref, seeds: Iterable[int], seed: int = 0, scheduler: str | No
         ``{"items", "done", "ran", "failed", "pending", "seeds", "files", "agreement"}``.
 
     Raises:
-        BenchError: no new seed, a negative or repeated one, or items failed (after the file was written).
+        BenchError: no new seed, a negative or repeated one; the table's own items are not all
+            finished (build the table first); or items failed (after the file was written).
     """
     profile = as_profile(profile_ref)
     added = _new_seeds(profile, seeds)
     base = make_plan(profile, seed, False, folder, features_fn, model, build_features=features_fn is None)
-    plan = plan_for(profile, base.selection, added, seed, base.folder, features_fn)
+    missing = len(base.items) - len(finished_records(base))
+    if missing:
+        raise BenchError(f"bench extension: {missing} of the table's {len(base.items)} items are not finished in "
+                         f"{base.folder} (or were made with other settings); run linas bench build first")
+    plan = replace(base, items=plan_items(base.selection, added, profile.bench, base.data, seed, base.folder))
     ran, failures = run_pending(plan, _profile_ref(profile_ref), scheduler, workers, limit, executor, features_fn,
                                 progress)
-    all_seeds = tuple(profile.bench.seeds) + added
-    rows = [table_row(r) for r in finished_records(plan_for(profile, base.selection, all_seeds, seed, base.folder,
-                                                             features_fn))]
-    agreement = _agreement(_complete_archs(rows, all_seeds))
-    base_rows = [r for r in rows if int(r["seed"]) in set(profile.bench.seeds)]
-    prov = provenance(profile.name, profile.to_dict(), data_seed=seed, extension_seeds=list(added),
-                      weights_id=plan.data.weights_id, data_digest=plan.data.digest)
-    done = len(finished_records(plan))
-    record = {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": done,
-              "agreement": agreement, "projected": _projected(base_rows, len(all_seeds), seed)}
-    path = write_json(plan.folder / "extension.json", record, prov)
+    path = plan.folder / "extension.json"
+    record = extension_record(profile, base, plan, added, _earlier_forecast(path, added))
+    write_json(path, record, provenance(profile.name, profile.to_dict(), data_seed=seed, extension_seeds=list(added),
+                                        weights_id=plan.data.weights_id, data_digest=plan.data.digest))
     raise_failures(failures, "extension.json written without them")
-    return {"items": len(plan.items), "done": done, "ran": ran, "failed": len(failures),
-            "pending": len(plan.items) - done, "seeds": list(all_seeds), "files": {"extension": str(path)},
-            "agreement": agreement}
+    return {"items": record["items"], "done": record["done"], "ran": ran, "failed": len(failures),
+            "pending": record["items"] - record["done"], "seeds": record["seeds"], "files": {"extension": str(path)},
+            "agreement": record["agreement"]}
+
+
+def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int, ...],
+                     forecast: dict | None = None) -> dict:
+    """What ``extension.json`` holds for the table (``base``) and the items of its ``added`` seeds (``plan``).
+
+    * ``agreement``: the seed agreement over every seed, on the architectures that have them
+      all so far (its own ``n_archs``), with the split-half tau from 4 seeds on;
+    * ``split_taus``: per metric the tau of each split of the seeds into halves, the split
+      ``bench.seeds | added seeds`` first: the table as it stands against a rerun, while the
+      other splits mix seeds trained at other times (a batch effect would count as signal there);
+    * ``agreement_table_seeds``: ``bench.seeds`` alone on the same architectures (is the
+      finished subset like the whole table?);
+    * ``forecast``: :func:`_projected` from the table's seeds over all its architectures,
+      kept from the first write (``forecast`` given) so that it stays a forecast.
+    """
+    table_seeds = tuple(profile.bench.seeds)
+    all_seeds = table_seeds + tuple(added)
+    rows = [table_row(r) for r in finished_records(base) + finished_records(plan)]
+    complete = _complete_archs(rows, all_seeds)
+    base_rows = [r for r in rows if int(r["seed"]) in set(table_seeds)]
+    done = len(finished_records(plan))
+    return {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": done,
+            "agreement": _agreement(complete), "split_taus": _split_taus(complete, all_seeds),
+            "agreement_table_seeds": _agreement([r for r in complete if int(r["seed"]) in set(table_seeds)]),
+            "forecast": forecast or {"made_at": _stamp(), **_projected(base_rows, len(all_seeds), base.data_seed)}}
+
+
+def _earlier_forecast(path: Path, added: tuple[int, ...]) -> dict | None:
+    """The forecast of an earlier ``extension.json`` for the same added seeds (None: none)."""
+    try:
+        earlier = load_json(path)
+    except (FileNotFoundError, ValueError):
+        return None
+    same = isinstance(earlier, dict) and earlier.get("added_seeds") == list(added)
+    return earlier.get("forecast") if same else None
+
+
+def _stamp() -> dict:
+    """The commit and time a forecast was made at."""
+    from ..provenance import git_sha
+
+    return {"git_sha": git_sha(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _split_taus(rows: list[dict], seeds: tuple[int, ...]) -> dict:
+    """``{metric: {"0,1|2,3": tau, ...}}`` (:func:`~linas_lib.analysis.bench_stats.split_taus`)
+    with the columns in the order of ``seeds``; ``{}`` below 4 seeds or 3 architectures."""
+    if len(seeds) < 4 or len({r["arch"] for r in rows}) < 3:
+        return {}
+    out = {}
+    for metric in METRICS:
+        matrix, _, columns = seed_matrix(rows, metric)
+        out[metric] = split_taus(matrix[:, [columns.index(s) for s in seeds]], seeds)
+    return out
 
 
 def _new_seeds(profile: Profile, seeds: Iterable[int]) -> tuple[int, ...]:
@@ -800,9 +852,12 @@ def status(profile_ref, seed: int = 0, pilot: bool = False, folder: Path | None 
 
     ``seeds``: count the items of these seeds of the table's architectures (an :func:`extend`)."""
     profile = as_profile(profile_ref)
+    if pilot and seeds is not None:
+        raise BenchError("bench status: added seeds extend the table, not the pilot; pass one of pilot, seeds")
     plan = make_plan(profile, seed, pilot, folder, features_fn, model)
     if seeds is not None:
-        plan = plan_for(profile, plan.selection, _new_seeds(profile, seeds), seed, plan.folder, features_fn)
+        plan = replace(plan, items=plan_items(plan.selection, _new_seeds(profile, seeds), profile.bench, plan.data,
+                                              seed, plan.folder))
     done = len(finished_records(plan))
     stale = sum(Path(s.path).is_file() and read_item(s) is None for s in plan.items)
     return {"items": len(plan.items), "done": done, "pending": len(plan.items) - done, "stale": stale,

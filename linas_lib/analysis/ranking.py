@@ -306,7 +306,8 @@ def ceiling_row(rows, metric: str, n_resamples: int = 2000, seed: int = 0, name:
     precision@10 % are computed the same way (one seed predicting another, averaged over
     seed pairs, bootstrap over architectures). With ``half`` (>= 4 seeds): the mean of half
     the seeds predicting the other half's (``tau_half``, averaged over the splits), the
-    agreement of two tables of ``n_seeds // 2`` seeds each.
+    agreement of two tables of ``n_seeds // 2`` seeds each with the same split, encoder and
+    recipe.
 
     Raises:
         RankingError: fewer than 3 architectures with 2 common seeds (4 with ``half``).
@@ -347,9 +348,16 @@ def ceiling_rows(rows, n_resamples: int = 2000, seed: int = 0, archs: Sequence[s
         wanted = {str(a) for a in archs}
         rows = [r for r in _frame(rows).to_dict("records") if str(r["arch"]) in wanted]
     out = [ceiling_row(rows, m, n_resamples, seed, name) for m in METRICS]
-    if min(seeds_per_arch(rows).values(), default=0) >= HALF_MIN_SEEDS:
+    if _common_seeds(rows) >= HALF_MIN_SEEDS:
         out += [ceiling_row(rows, m, n_resamples, seed, f"{name}{HALF_SUFFIX}", half=True) for m in METRICS]
     return out
+
+
+def _common_seeds(rows) -> int:
+    """How many seeds the architectures with every seed share (the seed ceiling's columns)."""
+    from .bench_stats import seed_matrix
+
+    return len(seed_matrix(rows, HEADLINE)[2])
 
 
 def ceilings(table_rows, scores: Sequence[dict], n_resamples: int = 2000, seed: int = 0) -> list[dict]:
