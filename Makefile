@@ -14,7 +14,7 @@ PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|full) SEED=$(SEED)"
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|full) SEED=$(SEED) ADD_SEEDS= (make bench)"
 
 install: $(INSTALLED) ## create .venv and install the pinned packages (first use only)
 
@@ -39,8 +39,8 @@ goals: $(INSTALLED) ## the issues' goals from PROFILE's summaries: results/<prof
 luts: $(INSTALLED) ## re-measure this machine's LUTs of PROFILE into the committed LUT files
 	$(PY) -m linas_lib.cli lut measure --profile $(PROFILE)
 
-bench: $(INSTALLED) ## build or resume PROFILE's standalone benchmark table on Dask (results/<profile>/bench/)
-	$(PY) -m linas_lib.cli bench build --profile $(PROFILE)
+bench: $(INSTALLED) ## build or resume PROFILE's standalone benchmark table on Dask (results/<profile>/bench/); ADD_SEEDS=2,3 trains more seeds of its architectures instead (items and bench/extension.json only)
+	$(PY) -m linas_lib.cli bench build --profile $(PROFILE) $(if $(ADD_SEEDS),--add-seeds $(ADD_SEEDS))
 
 test: $(INSTALLED) ## run the test suite (includes a smoke run of every notebook)
 	$(PY) -m pytest -q -rs tests
