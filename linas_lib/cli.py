@@ -269,7 +269,7 @@ def _cmd_lut_check(args: argparse.Namespace) -> int:
 
 
 def _add_bench_commands(sub) -> None:
-    """``linas bench build|final|status|speed``: the standalone benchmark table (linas_lib.analysis.bench)
+    """``linas bench build|final|status|recheck|speed``: the standalone benchmark table (linas_lib.analysis.bench)
     and 05's final networks trained with its recipe (linas_lib.analysis.final)."""
     bench = sub.add_parser("bench", help="the standalone benchmark table (ground truth for ranking studies)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -287,6 +287,12 @@ def _add_bench_commands(sub) -> None:
     stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
     _bench_common(stat)
     stat.set_defaults(func=_cmd_bench_status)
+    recheck = bench_sub.add_parser("recheck", help="train the N quickest finished table items again on this machine "
+                                   "(in a temporary folder) and compare: results/<profile>/bench/recheck.csv")
+    recheck.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    recheck.add_argument("--seed", type=int, default=0, help="selection and data-split seed (default 0)")
+    recheck.add_argument("--n", type=_positive_int, default=2, help="items to train again (default 2)")
+    recheck.set_defaults(func=_cmd_bench_recheck)
     speed = bench_sub.add_parser("speed", help="time decoder training steps (threads x batch size x variant), "
                                  "into results/<profile>/bench/train_step.csv; run it on a quiet machine")
     speed.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
@@ -360,6 +366,16 @@ def _cmd_bench_status(args: argparse.Namespace) -> int:
     print(f"bench ({what}): {info['done']}/{info['items']} done, {info['pending']} "
           f"pending ({info['stale']} with files of other settings); data {info['source']}, "
           f"encoder {info['weights_id']}; {info['folder']}")
+    return 0
+
+
+def _cmd_bench_recheck(args: argparse.Namespace) -> int:
+    from .analysis.bench import recheck
+
+    for row in recheck(args.profile, args.n, args.seed):
+        print(f"{row['arch']} seed {row['seed']}: test mIoU {row['test_miou_recorded']:.5f} recorded "
+              f"({row['recorded_cpu']}, {row['recorded_sha']}), {row['test_miou_here']:.5f} here "
+              f"({row['here_cpu']}); identical: {row['identical']}")
     return 0
 
 

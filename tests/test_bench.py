@@ -207,6 +207,25 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
         B.status(profile, pilot=True, seeds=(2,), folder=tmp_path, features_fn=fake_features, model=fake_model())
 
 
+def test_recheck_trains_items_again_elsewhere_and_compares(tmp_path):
+    kwargs = dict(folder=tmp_path, features_fn=fake_features, model=fake_model())
+    profile = tiny_profile(n_archs=1, seeds=(0,))
+    B.build(profile, executor=concurrent.futures.ThreadPoolExecutor(1), progress=False, **kwargs)
+    items = sorted((tmp_path / "items").iterdir())
+    before = [p.read_text() for p in items]
+    rows = B.recheck(profile, 1, scratch=tmp_path / "scratch", **kwargs)
+    assert len(rows) == 1 and rows[0]["identical"] and rows[0]["test_miou_diff"] == 0.0
+    assert [p.read_text() for p in items] == before  # the committed items are never rewritten
+    assert (tmp_path / "recheck.csv").is_file() and (tmp_path / "scratch").is_dir()
+    record = json.loads(items[0].read_text())
+    record["test_miou"] -= 0.01  # as if trained elsewhere
+    items[0].write_text(json.dumps(record))
+    moved = [r for r in B.recheck(profile, 2, **kwargs) if r["arch"] == record["arch"]][0]
+    assert not moved["identical"] and moved["test_miou_diff"] == pytest.approx(0.01)
+    with pytest.raises(B.BenchError, match="n must be >= 1"):
+        B.recheck(profile, 0, **kwargs)
+
+
 def test_nan_loss_names_architecture_and_seed(tmp_path):
     profile = tiny_profile()
     data = B.BenchData.of(*nan_features(profile, 0))

@@ -746,6 +746,57 @@ def _split_taus(rows: list[dict], seeds: tuple[int, ...]) -> dict:
     return out
 
 
+def recheck(profile_ref, n: int, seed: int = 0, folder: Path | None = None, scratch: Path | None = None,
+            features_fn: FeaturesFn | None = None, model=None) -> list[dict]:
+    """Train ``n`` finished table items again on this machine and compare with their records.
+
+    Training is deterministic on one machine but not across CPUs (kernels dispatch by vector
+    ISA, and 15 epochs amplify the last bits): this measures by how much, for the benchmark
+    table. The items are the ``n`` with the shortest recorded training (the check is about
+    the machine, not the architecture). They are trained in this process into ``scratch`` (a
+    temporary folder by default), never into ``items/``; ``bench/recheck.csv`` gets one row
+    per item: each metric as recorded and as trained here, their difference, and the commit
+    and CPU of both.
+
+    Raises:
+        BenchError: ``n`` < 1, or the table has no finished item.
+    """
+    import tempfile
+
+    if n < 1:
+        raise BenchError(f"bench recheck: n must be >= 1, got {n}")
+    profile = as_profile(profile_ref)
+    plan = make_plan(profile, seed, False, folder, features_fn, model, build_features=features_fn is None)
+    done = [(spec, record) for spec in plan.items if (record := read_item(spec)) is not None]
+    if not done:
+        raise BenchError(f"bench recheck: no finished item of the table in {plan.folder}")
+    chosen = sorted(done, key=lambda pair: float(pair[1].get("train_seconds", math.inf)))[:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(scratch) if scratch is not None else Path(tmp)
+        rows = [_recheck_row(record, run_item(replace(spec, path=str(where / Path(spec.path).name)),
+                                              profile, features_fn)) for spec, record in chosen]
+    write_csv(plan.folder / "recheck.csv", rows, provenance(profile.name, profile.to_dict(), data_seed=seed))
+    return rows
+
+
+def _recheck_row(record: dict, here: dict) -> dict:
+    from ..provenance import machine
+
+    was = record.get("provenance", {})
+    row = {"arch": record["arch"], "seed": record["seed"], "recorded_sha": str(was.get("git_sha", ""))[:12],
+           "recorded_cpu": _cpu_label(was.get("machine", {})), "here_cpu": _cpu_label(machine())}
+    for metric in METRICS:
+        row |= {f"{metric}_recorded": record[metric], f"{metric}_here": here[metric],
+                f"{metric}_diff": here[metric] - record[metric]}
+    row["identical"] = all(here[m] == record[m] for m in METRICS)
+    return row
+
+
+def _cpu_label(info: dict) -> str:
+    """``cpu_id`` of a provenance machine block, or what it has when older runs did not record it."""
+    return info.get("cpu_id") or f"{info.get('processor', '?')} (cpu_id not recorded)"
+
+
 def _new_seeds(profile: Profile, seeds: Iterable[int]) -> tuple[int, ...]:
     """The seeds to add, checked against ``bench.seeds``."""
     added = tuple(int(s) for s in seeds)
