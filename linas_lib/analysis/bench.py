@@ -705,15 +705,14 @@ def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int,
     * ``forecast``: :func:`_projected` from the table's seeds over all its architectures,
       kept from the first write (``forecast`` given) so that it stays a forecast.
     """
-    table_seeds = tuple(profile.bench.seeds)
-    all_seeds = table_seeds + tuple(added)
-    rows = [table_row(r) for r in finished_records(base) + finished_records(plan)]
-    complete = _complete_archs(rows, all_seeds)
-    base_rows = [r for r in rows if int(r["seed"]) in set(table_seeds)]
-    done = len(finished_records(plan))
-    return {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": done,
+    table_seeds = set(profile.bench.seeds)
+    all_seeds = tuple(profile.bench.seeds) + tuple(added)
+    added_rows = [table_row(r) for r in finished_records(plan)]
+    base_rows = [table_row(r) for r in finished_records(base)]
+    complete = _complete_archs(base_rows + added_rows, all_seeds)
+    return {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": len(added_rows),
             "agreement": _agreement(complete), "split_taus": _split_taus(complete, all_seeds),
-            "agreement_table_seeds": _agreement([r for r in complete if int(r["seed"]) in set(table_seeds)]),
+            "agreement_table_seeds": _agreement([r for r in complete if int(r["seed"]) in table_seeds]),
             "forecast": forecast or {"made_at": _stamp(), **_projected(base_rows, len(all_seeds), base.data_seed)}}
 
 
