@@ -97,8 +97,9 @@ class DataConfig:
                 choices={"source": SOURCES, "aspect": ASPECTS})
         if self.resolution <= 0 or self.resolution % 32:
             raise ValueError(f"resolution = {self.resolution} must be a positive multiple of 32 (the encoder halves it 5 times)")
-        if min(self.split) < 0 or self.split[0] <= 0 or abs(sum(self.split) - 1) > 1e-6:
-            raise ValueError(f"split = {list(self.split)} must be three train/val/test fractions >= 0 (train > 0) summing to 1")
+        if min(self.split) <= 0 or abs(sum(self.split) - 1) > 1e-6:
+            # every split is read: train by the weights, val by alpha and WS, test by the results
+            raise ValueError(f"split = {list(self.split)} must be three train/val/test fractions > 0 summing to 1")
 
 
 
@@ -179,6 +180,10 @@ class LatencyConfig:
             raise ValueError(f"anchor_archs = {self.anchor_archs}: 0 (no calibration) or 2..20 anchors")
         require(self, positive=("throughput_images", "throughput_budget_s"),
                 non_negative=("n_validation_archs", "pairs_per_slot"))
+        names = [t.name for t in self.targets]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"targets: {', '.join(repeated)} listed more than once (each target once, one budget)")
 
 
 @dataclass(frozen=True)

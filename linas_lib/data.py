@@ -261,6 +261,9 @@ def _spot(size: int, scale: float, rng: np.random.Generator) -> tuple[np.ndarray
 # ---------------------------------------------------------------------------------------
 
 
+CRACKFOREST_CLASSES = (1, 2, 3, 4)  # Segmentation values: background, crack, two rare extras
+
+
 def load_crackforest(folder, resolution: int, max_images: int = 0, aspect: str = "resize") -> SegDataset:
     """Load the labelled CrackForest images (``image/NNN.jpg`` + ``groundTruth/NNN.mat``).
 
@@ -277,7 +280,8 @@ def load_crackforest(folder, resolution: int, max_images: int = 0, aspect: str =
         The dataset, ``source="crackforest"``, ordered by name.
 
     Raises:
-        DataError: missing folders, no labelled image, an unreadable image or label file.
+        DataError: missing folders, no labelled image, an unreadable image or label file, a
+            label of another size than its image or with values outside 1-4.
     """
     folder = Path(folder)
     image_dir, label_dir = folder / "image", folder / "groundTruth"
@@ -290,7 +294,7 @@ def load_crackforest(folder, resolution: int, max_images: int = 0, aspect: str =
         raise DataError(f"CrackForest folder {folder}: no image/NNN.jpg has a groundTruth/NNN.mat label")
     if max_images > 0:
         labelled = labelled[:max_images]
-    pairs = [(_read_image(images[p.stem]), _read_crackforest_label(p)) for p in labelled]
+    pairs = [_same_size(_read_image(images[p.stem]), images[p.stem], _read_crackforest_label(p), p) for p in labelled]
     return _assemble(pairs, [p.stem for p in labelled], resolution, "crackforest", images_dir=image_dir,
                      aspect=aspect)
 
@@ -307,7 +311,23 @@ def _read_crackforest_label(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a CrackForest label (struct groundTruth.Segmentation): {err}") from err
     if segmentation.ndim != 2:
         raise DataError(f"{path}: groundTruth.Segmentation must be 2-D, got shape {segmentation.shape}")
+    unexpected = np.setdiff1d(np.unique(segmentation), CRACKFOREST_CLASSES)
+    if unexpected.size:
+        raise DataError(f"{path}: groundTruth.Segmentation holds {unexpected[:5].tolist()}, outside the classes "
+                        f"{list(CRACKFOREST_CLASSES)} (1 background, 2 crack, 3/4 rare extras)")
     return (segmentation == 2).astype(np.uint8)
+
+
+def _same_size(image: np.ndarray, image_path: Path, mask: np.ndarray, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(image, mask)`` pair, once their sizes agree.
+
+    Raises:
+        DataError: naming the mask file and both sizes.
+    """
+    if image.shape[:2] != mask.shape:
+        raise DataError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} does not match "
+                        f"image {image_path.name} size {image.shape[1]}x{image.shape[0]}")
+    return image, mask
 
 
 def load_folder(folder, resolution: int, max_images: int = 0, aspect: str = "resize") -> SegDataset:
@@ -347,13 +367,8 @@ def load_folder(folder, resolution: int, max_images: int = 0, aspect: str = "res
         stems = stems[:max_images]
     pairs = []
     for stem in stems:
-        image, mask = _read_image(image_files[stem]), _read_mask(mask_files[stem])
-        if image.shape[:2] != mask.shape:
-            raise DataError(
-                f"{mask_files[stem]}: mask size {mask.shape[1]}x{mask.shape[0]} does not match "
-                f"image {image_files[stem].name} size {image.shape[1]}x{image.shape[0]}"
-            )
-        pairs.append((image, mask))
+        pairs.append(_same_size(_read_image(image_files[stem]), image_files[stem],
+                                _read_mask(mask_files[stem]), mask_files[stem]))
     return _assemble(pairs, stems, resolution, f"folder:{folder}", images_dir=folder / "images", aspect=aspect)
 
 
@@ -381,9 +396,14 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: unreadable or corrupt image file ({err})") from err
 
 
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes of 16-bit, 32-bit and float images
+
+
 def _read_image(path: Path) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)``; errors for unreadable files and images under 32 px."""
     img = _open(path)
+    if img.mode in WIDE_MODES:  # convert("RGB") would clip them to 255, silently
+        raise DataError(f"{path}: a {img.mode} image (more than 8 bits per channel); save it as 8-bit grey or RGB")
     if min(img.size) < MIN_IMAGE_SIDE:
         raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} px, smaller than {MIN_IMAGE_SIDE} px")
     return np.asarray(img.convert("RGB"))

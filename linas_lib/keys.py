@@ -273,3 +273,31 @@ def load_json(path: str | Path, default=None):
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+def load_cache_json(path: str | Path, what: str, valid) -> dict | list | None:
+    """A cache file's JSON content, or None (the caller rebuilds) when it is missing or unusable.
+
+    A cache is only ever a shortcut, so an unreadable file or one of the wrong shape is logged
+    (naming ``what`` and the path, like :func:`load_checkpoint`) and ignored, never raised
+    deep in the code that reads it.
+
+    Args:
+        path: the cache file.
+        what: a few words for the log ("search run checkpoint").
+        valid: ``content -> str``: why the content is unusable, "" when it is usable.
+    """
+    try:
+        content = load_json(path)
+    except (ValueError, OSError) as err:
+        log.warning("%s unreadable (%s); rebuilding it", what, err)
+        return None
+    if content is None:
+        return None
+    problem = valid(content)
+    if problem:
+        log.warning("%s %s unusable (%s); rebuilding it", what, path, problem)
+        return None
+    return content

@@ -77,9 +77,13 @@ class Run:
 
     def read_json(self, name: str) -> dict:
         """``results/.../<name>.json`` as written by :meth:`write_json`, without its provenance."""
-        import json
+        from .keys import load_json
 
-        data = json.loads((self.results / f"{name}.json").read_text())
+        path = self.results / f"{name}.json"
+        data = load_json(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: " + ("missing: run the notebook that writes it" if data is None
+                                            else f"a JSON {type(data).__name__}, not an object"))
         data.pop("provenance", None)
         return data
 

@@ -170,7 +170,7 @@ def write_csv(path: str | Path, rows: list[dict], prov: dict | None = None) -> P
     return atomic_write_text(path, buffer.getvalue())
 
 
-def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=(), unique=(),
+def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), counts=(), archs=(), unique=(),
                    error=ValueError) -> list[dict]:
     """The rows of a CSV written by :func:`write_csv`, checked before anything computes on them.
 
@@ -180,6 +180,8 @@ def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=
         numeric: columns (fnmatch patterns, checked where present: list required ones in
             ``columns``) whose every value must be a finite number (read as float).
         positive: the same, for values that must be > 0.
+        counts: columns (names, checked where present) whose every value must be an integer
+            >= 0 (seeds, counts); read as int.
         archs: columns whose every value must be an architecture string (:func:`~linas_lib.space.parse_arch`).
         unique: columns whose values together must not repeat (e.g. ``("arch", "seed")``).
         error: the exception class raised.
@@ -213,6 +215,13 @@ def read_csv_table(path: str | Path, columns=(), numeric=(), positive=(), archs=
             rule = "a finite number > 0" if must_be_positive else "a finite number"
             raise error(f"{path}: row {row + 1}: {column} = {_plain(frame[column].iloc[row])!r} is not {rule}")
         frame[column] = values
+    for column in (c for c in counts if c in frame.columns):
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+        bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise error(f"{path}: row {row + 1}: {column} = {_plain(frame[column].iloc[row])!r} is not an integer >= 0")
+        frame[column] = values.astype(np.int64)
     for column in archs:
         for row, text in enumerate(frame[column]):
             try:
@@ -250,7 +259,16 @@ def _plain(value):
 
 def read_csv_provenance(path: str | Path) -> dict:
     """The provenance block of a CSV written by :func:`write_csv`."""
-    first = Path(path).read_text().split("\n", 1)[0]
+    try:
+        first = Path(path).read_text().split("\n", 1)[0]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     if not first.startswith("# provenance: "):
         raise ValueError(f"{path}: no '# provenance:' header line")
-    return json.loads(first[len("# provenance: "):])
+    try:
+        block = json.loads(first[len("# provenance: "):])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the '# provenance:' line is not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(block, dict):
+        raise ValueError(f"{path}: the '# provenance:' line holds a JSON {type(block).__name__}, not an object")
+    return block

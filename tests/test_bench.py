@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -148,6 +149,23 @@ def test_item_key_follows_training_settings_and_data_not_scheduling():
     assert B.item_key(SMALL, 1, bench, data) != key and B.item_key(SMALL2, 0, bench, data) != key
     assert B.item_key(SMALL, 0, bench, replace(data, weights_id="other")) != key
     assert B.item_key(SMALL, 0, bench, data_of(seed=1)) != key
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("test_miou", float("nan"), "test_miou = nan is not a finite number"),
+    ("test_miou", "high", "test_miou = 'high' is not a finite number"),
+    ("test_miou", None, "test_miou = None is not a finite number"),
+    ("val_crack_iou", 1.5, r"val_crack_iou = 1.5 lies outside \[0, 1\]"),
+])
+def test_a_finished_item_with_a_bad_metric_is_rerun(tmp_path, caplog, field, value, why):
+    spec = B.ItemSpec(SMALL, 0, "k", str(tmp_path / "item.json"), 0, "d", "w", "n", 0, 1.0)
+    good = {"item_key": "k", "val_miou": 0.5, "test_miou": 0.5, "val_crack_iou": 0.1, "test_crack_iou": 0.1,
+            "final_train_loss": 0.3, "seconds": 2.0}
+    (tmp_path / "item.json").write_text(json.dumps(good))
+    assert B.read_item(spec) == good
+    (tmp_path / "item.json").write_text(json.dumps({**good, field: value}))
+    assert B.read_item(spec) is None
+    assert "item.json" in caplog.text and re.search(why, caplog.text) and "re-run" in caplog.text
 
 
 def test_finished_item_is_skipped_and_a_changed_setting_reruns_it(tmp_path, monkeypatch):

@@ -517,6 +517,9 @@ def test_profiles_cross_hw_sections_are_valid_and_checked():
     bad = dataclasses.replace(profile, cross_hw=dataclasses.replace(profile.cross_hw, d_model=15))
     with pytest.raises(X.CrossHwError, match="cross_hw.d_model must be a multiple of heads"):
         C.check_cross_hw(bad)
+    no_heads = dataclasses.replace(profile, cross_hw=dataclasses.replace(profile.cross_hw, heads=0))
+    with pytest.raises(X.CrossHwError, match="cross_hw.d_model must be a multiple of heads"):
+        C.check_cross_hw(no_heads)
 
 
 def test_summary_keeps_finite_figures_only():

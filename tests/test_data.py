@@ -350,6 +350,50 @@ def test_crackforest_label_without_ground_truth(tmp_path):
         data.load_crackforest(tmp_path, 64)
 
 
+def _crackforest_pair(root, image_size=(48, 40), label=None):
+    """One CrackForest-style pair: ``image/007.jpg`` and ``groundTruth/007.mat``."""
+    from scipy.io import savemat
+
+    (root / "image").mkdir(exist_ok=True)
+    (root / "groundTruth").mkdir(exist_ok=True)
+    Image.new("RGB", image_size).save(root / "image" / "007.jpg")
+    label = np.ones(image_size[::-1], dtype=np.uint8) if label is None else label
+    savemat(root / "groundTruth" / "007.mat", {"groundTruth": {"Segmentation": label}})
+
+
+def test_crackforest_label_of_another_size_is_refused(tmp_path):
+    _crackforest_pair(tmp_path, label=np.ones((20, 20), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"007\.mat: mask size 20x20 does not match image 007\.jpg size 48x40"):
+        data.load_crackforest(tmp_path, 64)
+
+
+@pytest.mark.parametrize("value", [7, 0])
+def test_crackforest_label_outside_its_classes_is_refused(tmp_path, value):
+    label = np.ones((40, 48), dtype=np.uint8)
+    label[0, 0] = value
+    _crackforest_pair(tmp_path, label=label)
+    with pytest.raises(DataError, match=rf"007\.mat: groundTruth\.Segmentation holds \[{value}\], outside"):
+        data.load_crackforest(tmp_path, 64)
+
+
+def test_crackforest_pair_loads(tmp_path):
+    label = np.ones((40, 48), dtype=np.uint8)
+    label[10:20, 5] = 2
+    label[0, :4] = 3  # a rare extra class: background
+    _crackforest_pair(tmp_path, label=label)
+    ds = data.load_crackforest(tmp_path, 32)
+    assert ds.masks.shape == (1, 32, 32) and 0 < ds.masks.sum() < 32 * 32
+
+
+def test_sixteen_bit_image_is_refused(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((40, 40), 60000, dtype=np.uint16)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(tmp_path / "masks" / "a.png")
+    with pytest.raises(DataError, match=r"a\.png: a I;16\w* image \(more than 8 bits"):
+        data.load_folder(tmp_path, 32)
+
+
 def test_sources_and_overview_summary(tmp_path, synth):
     profile = load_profile("smoke")
     absent = data.with_source(profile, "auto")

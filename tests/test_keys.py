@@ -260,3 +260,22 @@ def test_a_failed_write_names_the_file_and_the_free_space_and_leaves_no_temp(tmp
     with pytest.raises(TypeError):  # not an I/O error: passed through unchanged
         atomic_write_text(tmp_path / "x.txt", 3)
     assert isinstance(WriteError("x"), OSError)
+
+
+def test_load_cache_json_rebuilds_from_anything_unusable(tmp_path, caplog):
+    from linas_lib.keys import load_cache_json
+
+    def object_only(data):
+        return "" if isinstance(data, dict) else "not an object"
+
+    path = tmp_path / "cache.json"
+    assert load_cache_json(path, "test cache", object_only) is None  # missing: silently None
+    for content, why in [('{"a": 1', "not valid JSON"), ("[1]", "not an object")]:
+        path.write_text(content)
+        caplog.clear()
+        assert load_cache_json(path, "test cache", object_only) is None
+        assert "test cache" in caplog.text and "cache.json" in caplog.text and why in caplog.text
+    path.write_bytes(b'{"\xff": 1}')
+    assert load_cache_json(path, "test cache", object_only) is None and "not UTF-8 text" in caplog.text
+    path.write_text('{"a": 1}')
+    assert load_cache_json(path, "test cache", object_only) == {"a": 1}

@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 
 import pandas as pd
@@ -43,6 +44,25 @@ def test_csv_roundtrip_with_header(tmp_path):
     assert provenance.read_csv_provenance(path)["git_sha"] == "abc"
     frame = pd.read_csv(path, comment="#")
     assert frame["a"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("first_line, why", [
+    ('# provenance: {"git_sha": "ab', "is not valid JSON"),
+    ("# provenance: [1, 2]", "holds a JSON list, not an object"),
+    ("a,b", "no '# provenance:' header line"),
+])
+def test_a_bad_provenance_line_names_the_file(tmp_path, first_line, why):
+    path = tmp_path / "t.csv"
+    path.write_text(f"{first_line}\na,b\n1,2\n")
+    with pytest.raises(ValueError, match=rf"t\.csv: .*{re.escape(why)}"):
+        provenance.read_csv_provenance(path)
+
+
+def test_a_provenance_line_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"# provenance: {\xff\xfe}\n")
+    with pytest.raises(ValueError, match=r"t\.csv: not UTF-8 text"):
+        provenance.read_csv_provenance(path)
 
 
 def test_failed_write_keeps_old_file(tmp_path):

@@ -609,6 +609,24 @@ def test_load_table_with_a_full_table(monkeypatch, tmp_path):
     assert table.truth is not None and len(table.truth.archs) == 8 and "8 architectures" in table.message
 
 
+@pytest.mark.parametrize("seed, shown", [("abc", "'abc'"), (0.5, "0.5"), ("", "nan"), (-1, "-1")])
+def test_a_table_seed_that_is_not_a_count_is_refused(monkeypatch, tmp_path, seed, shown):
+    rows = table_rows(3)
+    rows[4]["seed"] = seed
+    table_profile(monkeypatch, tmp_path, rows)
+    with pytest.raises(R.RankingError, match=rf"table\.csv: row 5: seed = {shown} is not an integer >= 0"):
+        R.read_table_rows(tmp_path / "table.csv")
+
+
+def test_a_corrupt_provenance_line_names_the_table(monkeypatch, tmp_path):
+    profile = table_profile(monkeypatch, tmp_path, table_rows(3))
+    path = tmp_path / "table.csv"
+    first, rest = path.read_text().split("\n", 1)
+    path.write_text(first[:20] + "\n" + rest)
+    with pytest.raises(ValueError, match=r"table\.csv: the '# provenance:' line is not valid JSON"):
+        R.load_table(profile, 0)
+
+
 def test_load_table_refuses_a_table_of_other_data(monkeypatch, tmp_path):
     from linas_lib import data
     from linas_lib.analysis import bench

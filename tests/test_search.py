@@ -419,6 +419,33 @@ def test_shared_cache_saves_work_but_each_run_counts(tmp_path):
     assert A.AccuracyCache(acc, tmp_path / "ws.json").values == cache.values
 
 
+@pytest.mark.parametrize("content", ['{"12": 0.5', '[1, 2]', '{"12": null}', '{"12": NaN}', '{"x": 0.5}'])
+def test_an_unusable_accuracy_cache_is_logged_and_rebuilt(tmp_path, caplog, content):
+    (tmp_path / "ws.json").write_text(content)
+    cache = A.AccuracyCache(FakeAccuracy(TINY, np.random.default_rng(0)), tmp_path / "ws.json")
+    assert cache.values == {}
+    assert "ws.json" in caplog.text and "rebuilding it" in caplog.text
+
+
+@pytest.mark.parametrize("content", ['{"method": "random", "seed": 0, "choi', '[1]', '{"settings": {}}'])
+def test_an_unusable_run_checkpoint_is_logged_and_rerun(tmp_path, caplog, content):
+    setup, _ = make_setup(TINY, budget=6)
+    (tmp_path / "random_seed0.json").write_text(content)
+    runs = E.run_all(setup, ["random"], [0], folder=tmp_path)
+    assert runs[0].n_evals == 6 and "random_seed0.json" in caplog.text and "search run checkpoint" in caplog.text
+    assert E.run_all(setup, ["random"], [0], folder=tmp_path)[0].miou.tolist() == runs[0].miou.tolist()
+
+
+def test_a_run_checkpoint_of_mismatched_shapes_is_rerun(tmp_path, caplog):
+    setup, _ = make_setup(TINY, budget=6)
+    run = E.run_all(setup, ["random"], [0], folder=tmp_path)[0]
+    path = tmp_path / "random_seed0.json"
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "miou": saved["miou"][:-1]}))
+    assert E.run_all(setup, ["random"], [0], folder=tmp_path)[0].miou.tolist() == run.miou.tolist()
+    assert "mismatched shapes" in caplog.text
+
+
 def test_pareto_summary_and_chosen():
     from linas_lib.search import report as pareto
 

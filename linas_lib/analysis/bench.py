@@ -341,7 +341,27 @@ def read_item(spec: ItemSpec) -> dict | None:
     except ValueError as err:
         log.warning("bench item %s unreadable (%s); it is re-run", spec.path, err)
         return None
-    return record if isinstance(record, dict) and record.get("item_key") == spec.key else None
+    if not isinstance(record, dict) or record.get("item_key") != spec.key:
+        return None
+    problem = _item_problem(record)
+    if problem:
+        log.warning("bench item %s: %s; it is re-run", spec.path, problem)
+        return None
+    return record
+
+
+ITEM_METRICS = ("val_miou", "test_miou", "val_crack_iou", "test_crack_iou")  # each a fraction in [0, 1]
+
+
+def _item_problem(record: dict) -> str:
+    """Why a finished item's record cannot enter the table ("" when it can)."""
+    for name in (*ITEM_METRICS, "final_train_loss", "seconds"):
+        value = record.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{name} = {value!r} is not a finite number"
+        if name in ITEM_METRICS and not 0 <= value <= 1:
+            return f"{name} = {value!r} lies outside [0, 1]"
+    return ""
 
 
 def pending_items(items: list[ItemSpec]) -> list[ItemSpec]:

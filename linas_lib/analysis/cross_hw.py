@@ -97,7 +97,7 @@ def check_cross_hw(profile):
         ("design_repeats", 0 <= c.design_repeats < c.repeats, ">= 0 and < repeats"),
         ("min_query", c.min_query >= 5, ">= 5"),
         ("external_archs", c.external_archs >= max(c.k_values, default=0) + c.min_query, ">= max(k_values) + min_query"),
-        ("d_model", c.d_model >= 4 and c.d_model % c.heads == 0, "a multiple of heads, >= 4"),
+        ("d_model", c.d_model >= 4 and c.heads >= 1 and c.d_model % c.heads == 0, "a multiple of heads, >= 4"),
         ("heads", c.heads >= 1, ">= 1"),
         ("layers", c.layers >= 1, ">= 1"),
         ("steps", c.steps >= 1, ">= 1"),

@@ -629,7 +629,8 @@ def read_table_rows(path: Path) -> list[dict]:
     """
     from ..provenance import read_csv_table
 
-    rows = read_csv_table(path, columns=("arch", "seed", *METRICS), numeric=(*METRICS, SELECTION), archs=("arch",),
+    rows = read_csv_table(path, columns=("arch", "seed", *METRICS), numeric=(*METRICS, SELECTION), counts=("seed",),
+                          archs=("arch",),
                           unique=("arch", "seed"), error=RankingError)
     present = [m for m in (*METRICS, SELECTION) if m in rows[0]]
     for number, row in enumerate(rows, start=1):

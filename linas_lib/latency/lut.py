@@ -82,7 +82,7 @@ import numpy as np
 import torch
 
 from ..ops import layer_input_shape
-from ..keys import atomic_write_text
+from ..keys import atomic_write_text, load_cache_json
 from ..provenance import provenance
 from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_index, choice_key, parse_op_key
 from . import entries as E
@@ -761,13 +761,10 @@ def _header(target, spec: RuntimeSpec, resolution, settings, pairs_per_slot, pai
 
 def _resume(partial: Path, header: dict) -> dict:
     """The partial build at ``partial`` if it was made with the same header, else a new one."""
-    if partial.is_file():
-        try:
-            lut = json.loads(partial.read_text())
-            if {k: lut.get(k) for k in header} == header:
-                return lut
-        except json.JSONDecodeError:
-            pass
+    lut = load_cache_json(partial, "partial LUT build",
+                          lambda d: "" if isinstance(d, dict) else f"a JSON {type(d).__name__}, not an object")
+    if lut is not None and {k: lut.get(k) for k in header} == header:
+        return lut
     layers = {}
     for layer in range(N_LAYERS):
         c_in, side, _ = layer_input_shape(layer, header["resolution"])

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..paths import cache_dir, display_path
-from ..keys import atomic_write_text
+from ..keys import atomic_write_text, load_cache_json
 from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key, decode
 from . import e2e
 from .measure import spec_for_target, summarise
@@ -150,7 +150,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, orders: li
     key = e2e.dumps_key("samples-v3", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
                         lat.e2e_repeats, [o.tolist() for o in orders])
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
-    done = json.loads(path.read_text()) if path.is_file() else {}
+    done = load_cache_json(path, "end-to-end timing checkpoint", _timing_problem) or {}
     loads = done.setdefault(LOAD_KEY, [])
     todo = [(p, archs[i]) for p, order in enumerate(orders) for i in order if _item(p, archs[i]) not in done]
     if todo:
@@ -209,6 +209,22 @@ def _item(pass_: int, arch) -> str:
 
 
 LOAD_KEY = "_machine_load"  # the validation checkpoint's load records (no item key starts with "_")
+
+
+def _timing_problem(data) -> str:
+    """Why an end-to-end timing checkpoint is unusable ("" when every item holds lists of numbers)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if not isinstance(data.get(LOAD_KEY, []), list):
+        return f"{LOAD_KEY} is not a list"
+    for item, per_target in data.items():
+        if item == LOAD_KEY:
+            continue
+        if not isinstance(per_target, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+                for v in per_target.values()):
+            return f"item {item!r} is not {{target: [finite ms, ...]}}"
+    return ""
 
 
 def _samples(profile, targets: list[str], arch, image: np.ndarray, encoder) -> dict[str, list[float]]:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..keys import atomic_write_text
+from ..keys import atomic_write_text, load_cache_json
 from ..space import SearchSpace
 
 
@@ -60,6 +60,18 @@ def unique_rows(space: SearchSpace, choices, exclude=()) -> np.ndarray:
     return np.asarray(choices, dtype=np.int64)[keep]
 
 
+def _cache_problem(data) -> str:
+    """Why an accuracy cache's content is unusable ("" when it maps integer codes to finite floats)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for key, value in data.items():
+        if not key.isdigit():
+            return f"key {key!r} is not an architecture code"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            return f"code {key}: {value!r} is not a finite number"
+    return ""
+
+
 class AccuracyCache:
     """Weight-sharing accuracies by architecture code, shared across runs, optionally on disk.
 
@@ -73,8 +85,9 @@ class AccuracyCache:
         self.path = Path(path) if path is not None else None
         self.values: dict[int, float] = {}
         self.n_computed = 0
-        if self.path is not None and self.path.is_file():
-            self.values = {int(k): float(v) for k, v in json.loads(self.path.read_text()).items()}
+        if self.path is not None:
+            saved = load_cache_json(self.path, "accuracy cache", _cache_problem)
+            self.values = {int(k): float(v) for k, v in (saved or {}).items()}
 
     def lookup(self, space: SearchSpace, choices: np.ndarray) -> np.ndarray:
         """Accuracy of every row, computing the missing ones in one batched call."""

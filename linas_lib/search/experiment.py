@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..keys import atomic_write_text
+from ..keys import atomic_write_text, load_cache_json
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
 from .methods import METHODS, SearchSetup, method_settings, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
@@ -88,6 +88,23 @@ class MethodRun:
             seconds=float(data["seconds"]),
             facts=data.get("facts", {}),
         )
+
+
+def _run_problem(data) -> str:
+    """Why a run checkpoint's content cannot be a :class:`MethodRun` ("" when it can)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    try:
+        run = MethodRun.from_json(data)
+    except (KeyError, TypeError, ValueError) as err:
+        return f"not a run record: {type(err).__name__} {err}"
+    n = len(run.choices)
+    if run.choices.ndim != 2 or len(run.miou) != n or len(run.latency_ms) != n:
+        return (f"mismatched shapes: choices {run.choices.shape}, miou {run.miou.shape}, "
+                f"latency_ms {run.latency_ms.shape}")
+    if not (np.isfinite(run.miou).all() and np.isfinite(run.latency_ms).all()):
+        return "non-finite mIoU or latency values"
+    return ""
 
 
 class ParetoExperiment:
@@ -197,7 +214,7 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
         for method in methods:
             path = folder / f"{run_key(method, seed)}.json" if folder is not None else None
             settings = method_settings(setup, method)
-            cached = json.loads(path.read_text()) if path is not None and path.is_file() else None
+            cached = load_cache_json(path, "search run checkpoint", _run_problem) if path is not None else None
             if cached is not None and cached.get("settings", {}) == settings:
                 runs.append(MethodRun.from_json(cached))
                 continue
