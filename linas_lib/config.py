@@ -37,13 +37,15 @@ PENALTY_FORMS = ("ratio", "log", "range")
 HV_REFERENCES = ("background", "fixed")  # search.hv_ref_accuracy
 
 
-def require(section, *, positive=(), non_negative=(), unit=(), choices=None) -> None:
+def require(section, *, positive=(), non_negative=(), unit=(), seeds=(), choices=None) -> None:
     """Range and choice checks of a section's fields (its ``__post_init__`` calls this).
 
     Args:
         section: the dataclass instance.
         positive, non_negative: names of fields that must be > 0 / >= 0.
         unit: names of fields that must lie in [0, 1].
+        seeds: names of seed lists: distinct integers >= 0 (a repeated seed would pair a run
+            with itself; numpy refuses a negative one deep in its generator).
         choices: ``{field: allowed values}``.
 
     Raises:
@@ -58,6 +60,10 @@ def require(section, *, positive=(), non_negative=(), unit=(), choices=None) -> 
     for name in unit:
         if not 0 <= getattr(section, name) <= 1:
             raise ValueError(f"{name} = {getattr(section, name)!r} must lie in [0, 1]")
+    for name in seeds:
+        values = getattr(section, name)
+        if any(v < 0 for v in values) or len(set(values)) != len(values):
+            raise ValueError(f"{name} = {list(values)} must be distinct integers >= 0")
     for name, allowed in (choices or {}).items():
         if getattr(section, name) not in allowed:
             raise ValueError(f"{name} = {getattr(section, name)!r} must be one of {', '.join(map(str, allowed))}")
@@ -264,7 +270,7 @@ class SupernetConfig:
                               "sandwich_random", "momentum_bins", "replica", "bn_recalib_batches",
                               "standalone_epochs", "pad_steps", "pad_eval_every", "target_search_steps",
                               "measure_batches", "checkpoint_every_s"),
-                unit=("alpha_val_share",),
+                unit=("alpha_val_share",), seeds=("pad_seeds", "target_search_seeds"),
                 choices={"search_mode": SEARCH_MODES, "sampling": SAMPLINGS, "latency_penalty": PENALTY_FORMS,
                          "standalone_init": ("scratch", "supernet")})
         if self.tau_max < self.tau_min:
@@ -338,7 +344,7 @@ class SearchConfig:
                                 "prefilter_factor", "hv_ref_miou_loss", "hv_ref_latency"),
                 non_negative=("finetune_topk", "finetune_epochs", "near_check_archs", "pareto_strength", "c3_images",
                               "oracle_evals", "long_evals"),
-                unit=("alpha_uniform_mix",),
+                unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds"),
                 choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})
 
 

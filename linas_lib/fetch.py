@@ -78,13 +78,13 @@ def read_sums(path) -> dict[str, str]:
     """Parse a ``sha256sum`` file: ``{relative posix path: lowercase hex digest}``.
 
     Raises:
-        FetchError: an unreadable file, a malformed line, or a path that is absolute or
-            holds ``..`` (naming the line).
+        FetchError: an unreadable file, a malformed line, a path listed twice, or a path that
+            is absolute or holds ``..`` (naming the line).
     """
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise FetchError(f"{path}: cannot read the sha256 list ({err})") from err
     sums: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
@@ -97,6 +97,8 @@ def read_sums(path) -> dict[str, str]:
         name = _relative_name(parts[1].lstrip("*"))
         if name is None:
             raise FetchError(f"{path}:{number}: path {parts[1]!r} must be relative, without '..'")
+        if name in sums:
+            raise FetchError(f"{path}:{number}: {name} is listed twice")
         sums[name] = digest
     if not sums:
         raise FetchError(f"{path}: the sha256 list is empty")

@@ -93,6 +93,12 @@ def test_read_sums_rejects_escaping_and_malformed_lines(tmp_path):
     bad.write_text("nothex  ./a.jpg\n")
     with pytest.raises(FetchError, match=r"bad.SHA256SUMS:1: not a"):
         fetch.read_sums(bad)
+    bad.write_text(f"{'0' * 64}  a.jpg\n{'1' * 64}  ./a.jpg\n")
+    with pytest.raises(FetchError, match=r"bad.SHA256SUMS:2: a.jpg is listed twice"):
+        fetch.read_sums(bad)
+    bad.write_bytes(b"\xff\xfe  a.jpg\n")
+    with pytest.raises(FetchError, match=r"bad.SHA256SUMS: cannot read the sha256 list"):
+        fetch.read_sums(bad)
 
 
 # --- success paths ------------------------------------------------------------------------

@@ -639,6 +639,8 @@ def test_long_runs_check_their_settings_before_any_work():
         pareto.long_runs(with_search(long_evals=12, eval_budget=12), None, None)
     with pytest.raises(ValueError, match=r"search.long_methods \['surrogate', 'surrogate_local', 'surrogate_grow', 'surrogate_pairs'\] are not in search.methods"):
         pareto.long_runs(with_search(methods=("random",)), None, None)
+    with pytest.raises(ValueError, match=r"profile 'smoke': search.methods: unknown search method 'randum'"):
+        pareto.search_inputs(with_search(methods=("randum",)), 0)  # before any supernet training
 
 
 def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():

@@ -29,17 +29,34 @@ from ..space import LINAS_SPACE, arch_string
 from . import experiment as E
 from .archive import AccuracyCache
 from .fidelity import kendall_tau, rerank_top_k
-from .methods import SearchSetup, screen_attainable
+from .methods import METHODS, SearchSetup, screen_attainable
 from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 
 NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
 CLAIRVOYANT_STREAM = 0xC1A  # ties of the clairvoyant greedy bound
 
 
+def check_methods(profile) -> None:
+    """Refuse unknown ``search.methods`` and long methods that are not compared, before any training.
+
+    Raises:
+        ValueError: naming the profile and the first unknown method.
+    """
+    cfg, where = profile.search, f"profile {profile.name!r}: search."
+    unknown = [m for m in (*cfg.methods, *cfg.long_methods) if m not in METHODS]
+    if unknown:
+        raise ValueError(f"{where}methods: unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
+    missing = [m for m in cfg.long_methods if m not in cfg.methods]
+    if missing:
+        raise ValueError(f"{where}long_methods {missing} are not in search.methods: a long run extends a compared one")
+
+
 def search_inputs(profile, seed: int):
-    """``(trained supernet, latency model)`` of the run (cached stages; built if absent)."""
+    """``(trained supernet, latency model)`` of the run (cached stages; built if absent), once
+    the profile's methods are known ones (:func:`check_methods`)."""
     from ..supernet.train import search_latency_model, trained_supernet
 
+    check_methods(profile)
     return trained_supernet(profile, seed), search_latency_model(profile)
 
 
@@ -152,9 +169,7 @@ def long_runs(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
         return []
     if cfg.long_evals <= cfg.eval_budget:
         raise ValueError(f"search.long_evals ({cfg.long_evals}) must exceed search.eval_budget ({cfg.eval_budget})")
-    missing = [m for m in cfg.long_methods if m not in cfg.methods]
-    if missing:
-        raise ValueError(f"search.long_methods {missing} are not in search.methods: a long run extends a compared one")
+    check_methods(profile)
     folder = runs_dir(profile, supernet, setup.latency, f"long_{cfg.long_evals}")
     long_setup = dataclasses.replace(setup, eval_budget=cfg.long_evals)
     return E.run_all(long_setup, cfg.long_methods, cfg.seeds, folder, progress=print)
