@@ -15,7 +15,7 @@ from linas_lib.cli import main
 from linas_lib.latency import lut as L
 from linas_lib.ops import layer_input_shape
 from linas_lib.paths import project_root
-from linas_lib.space import CHANNELS, N_CHOICES, N_LAYERS, choice_key
+from linas_lib.space import CHANNELS, N_CHOICES, N_LAYERS, arch_string, choice_key
 
 EXTERNAL = project_root() / "results" / "luts" / "external" / "seg-nas-128px"  # committed copies
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -26,8 +26,9 @@ def _stats(ms: float) -> dict:
             "n_raw": 5, "cv": 0.01 / ms, "retries": 0}
 
 
+ANCHORS = [arch_string([c] * N_LAYERS) for c in range(3)]  # calibration anchors are architecture strings
 CALIBRATION = {"base": "interaction", "fit": "affine", "slope": 2.0, "intercept": 3.0,
-               "anchors": ["a", "b"], "anchor_ms": [203.0, 403.0], "anchor_base_ms": [100.0, 200.0]}
+               "anchors": ANCHORS[:2], "anchor_ms": [203.0, 403.0], "anchor_base_ms": [100.0, 200.0]}
 
 
 def fake_lut(resolution: int = 128, target: str = "cpu-torch-1t", calibrated: bool = False) -> dict:
@@ -357,6 +358,8 @@ def test_bad_counts_and_pairs(tmp_path):
     ("[1, 2]", "a LUT must be a JSON object at the top level, got a JSON array"),
     ('"lut"', "a LUT must be a JSON object at the top level, got a JSON string"),
     ("null", "a LUT must be a JSON object at the top level, got a JSON null"),
+    ('{"schema": "linas-lut", "layers": {"layer_0": {}, "layer_0": {}}}',
+     r"key 'layer_0' given twice in one object \(each entry once"),
 ])
 def test_unreadable_files(tmp_path, capsys, text, message):
     path = tmp_path / "bad.json"
@@ -417,7 +420,7 @@ def test_cli_build_tiny_cuda_lut(tmp_path, target):
 
 
 def test_calibrate_fits_the_anchors_and_round_trips(tmp_path):
-    lut = L.calibrate(fake_lut(), ["x", "y", "z"], [100.0, 150.0, 200.0], [230.0, 305.0, 380.0], "projected")
+    lut = L.calibrate(fake_lut(), ANCHORS, [100.0, 150.0, 200.0], [230.0, 305.0, 380.0], "projected")
     cal = lut["calibration"]
     assert (cal["fit"], cal["base"]) == ("affine", "projected")
     assert cal["slope"] == pytest.approx(1.5) and cal["intercept"] == pytest.approx(80.0)
@@ -426,14 +429,14 @@ def test_calibrate_fits_the_anchors_and_round_trips(tmp_path):
 
 
 def test_calibrate_falls_back_to_an_offset_when_the_slope_is_not_positive():
-    cal = L.calibrate(fake_lut(), ["x", "y"], [100.0, 200.0], [260.0, 240.0], "projected")["calibration"]
+    cal = L.calibrate(fake_lut(), ANCHORS[:2], [100.0, 200.0], [260.0, 240.0], "projected")["calibration"]
     assert cal["slope"] == 1.0 and cal["intercept"] == pytest.approx(100.0) and cal["fit"].startswith("offset")
 
 
 def test_calibrate_refuses_decoder_only_and_too_few_anchors():
     ext = {**fake_lut(), "scope": "decoder-only"}
     with pytest.raises(L.LUTError, match="decoder-only"):
-        L.calibrate(ext, ["x", "y"], [1.0, 2.0], [1.0, 2.0], "op_only")
+        L.calibrate(ext, ANCHORS[:2], [1.0, 2.0], [1.0, 2.0], "op_only")
     with pytest.raises(L.LUTError, match=">= 2 anchors"):
         L.calibrate(fake_lut(), ["x"], [1.0], [1.0], "projected")
 
@@ -442,6 +445,7 @@ def test_calibrate_refuses_decoder_only_and_too_few_anchors():
     ({"slope": 0.0}, "slope is 0"), ({"slope": float("nan")}, "slope = nan is not finite"),
     ({"base": "calibrated"}, "base = .calibrated."), ({"anchor_ms": [1.0]}, "same length"),
     ({"anchor_base_ms": [1.0, -2.0]}, "anchor_base_ms has a value that is negative"),
+    ({"anchors": [ANCHORS[0], "x"]}, r"calibration.anchors\[1\]: "),
 ])
 def test_bad_calibration_block_is_refused_naming_the_file(tmp_path, change, message):
     data = fake_lut(calibrated=True)

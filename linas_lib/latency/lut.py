@@ -84,7 +84,7 @@ import torch
 from ..ops import layer_input_shape
 from ..keys import atomic_write_text, load_cache_json
 from ..provenance import provenance
-from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_index, choice_key, parse_op_key
+from ..space import CHANNELS, N_CHOICES, N_LAYERS, OPS, WIDTHS, choice_index, choice_key, parse_arch, parse_op_key
 from . import entries as E
 from .quiet import QuietSettings, watch
 from .measure import (
@@ -165,13 +165,29 @@ def _read_json(path: Path) -> dict:
     if not text.strip():
         raise LUTError(f"{path}: empty file, not a LUT (expected a JSON object)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise LUTError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
+    except DuplicateKeyError as err:
+        raise LUTError(f"{path}: {err} (each entry once: json would silently keep the last)") from None
     except RecursionError as err:
         raise LUTError(f"{path}: not valid JSON (nested too deeply)") from err
     if not isinstance(data, dict):
         raise LUTError(f"{path}: a LUT must be a JSON object at the top level, got a JSON {_json_type(data)}")
+    return data
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object that names one key twice."""
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """A JSON object's ``dict``, refusing a key given twice (``json.loads``' object_pairs_hook)."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise DuplicateKeyError(f"key {key!r} given twice in one object")
+        data[key] = value
     return data
 
 
@@ -277,6 +293,11 @@ def _check_calibration(cal, path) -> None:
         problem = next((p for p in map(_number_problem, values) if p), None)
         if problem:
             raise LUTError(f"{bad}.{key} has a value that {problem}")
+    for number, anchor in enumerate(anchors):
+        try:
+            parse_arch(str(anchor))
+        except ValueError as err:
+            raise LUTError(f"{bad}.anchors[{number}]: {err}") from None
 
 
 def calibrate(lut: dict, anchors: list[str], base_ms, measured_ms, base: str) -> dict:
