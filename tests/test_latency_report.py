@@ -376,3 +376,11 @@ def test_lut_timing_effect_pairs_the_held_out_architectures():
     (one,) = R.lut_timing_effect(evicted[:1], warm[:1])
     assert one["n"] == 1 and math.isnan(one["ci95_low"]) and math.isnan(one["ci95_high"])  # no CI from one
     assert R.warm_lut_figures([], [row]) == {**R.summary_figures([]), "mape_pct_warm_minus_evicted": {"t": pytest.approx(2.0)}}
+
+
+def test_a_timing_checkpoint_of_other_targets_or_values_is_unusable():
+    good = {R.LOAD_KEY: [], "0|x": {"a": [1.0, 2.0], "b": [3.0]}}
+    assert R._timing_problem(good, ["b", "a"]) == ""
+    for bad in ({"0|x": {}}, {"0|x": {"a": [1.0]}}, {"0|x": {"a": [1.0], "b": ["slow"]}},
+                {"0|x": {"a": [1.0], "b": [float("nan")]}}, {R.LOAD_KEY: {}}, [1]):
+        assert R._timing_problem(bad, ["a", "b"])

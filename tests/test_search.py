@@ -419,7 +419,8 @@ def test_shared_cache_saves_work_but_each_run_counts(tmp_path):
     assert A.AccuracyCache(acc, tmp_path / "ws.json").values == cache.values
 
 
-@pytest.mark.parametrize("content", ['{"12": 0.5', '[1, 2]', '{"12": null}', '{"12": NaN}', '{"x": 0.5}'])
+@pytest.mark.parametrize("content", ['{"12": 0.5', '[1, 2]', '{"12": null}', '{"12": NaN}', '{"x": 0.5}',
+                                     '{"\u00b2": 0.5}'])
 def test_an_unusable_accuracy_cache_is_logged_and_rebuilt(tmp_path, caplog, content):
     (tmp_path / "ws.json").write_text(content)
     cache = A.AccuracyCache(FakeAccuracy(TINY, np.random.default_rng(0)), tmp_path / "ws.json")
@@ -641,6 +642,9 @@ def test_long_runs_check_their_settings_before_any_work():
         pareto.long_runs(with_search(methods=("random",)), None, None)
     with pytest.raises(ValueError, match=r"profile 'smoke': search.methods: unknown search method 'randum'"):
         pareto.search_inputs(with_search(methods=("randum",)), 0)  # before any supernet training
+    with pytest.raises(ValueError, match=r"profile 'smoke': search.long_methods: unknown search method 'surrogat'"):
+        pareto.check_methods(with_search(long_methods=("surrogat",), long_evals=24))
+    pareto.check_methods(with_search(methods=("random",), long_evals=0))  # the long study off: not checked
 
 
 def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():

@@ -150,7 +150,7 @@ def measure_validation(profile, archs: np.ndarray, image: np.ndarray, orders: li
     key = e2e.dumps_key("samples-v3", targets, archs.tolist(), profile.data.resolution, lat.e2e_warmup,
                         lat.e2e_repeats, [o.tolist() for o in orders])
     path = cache_dir("e2e") / f"validation_{profile.name}_{key}.json"
-    done = load_cache_json(path, "end-to-end timing checkpoint", _timing_problem) or {}
+    done = load_cache_json(path, "end-to-end timing checkpoint", lambda d: _timing_problem(d, targets)) or {}
     loads = done.setdefault(LOAD_KEY, [])
     todo = [(p, archs[i]) for p, order in enumerate(orders) for i in order if _item(p, archs[i]) not in done]
     if todo:
@@ -211,8 +211,9 @@ def _item(pass_: int, arch) -> str:
 LOAD_KEY = "_machine_load"  # the validation checkpoint's load records (no item key starts with "_")
 
 
-def _timing_problem(data) -> str:
-    """Why an end-to-end timing checkpoint is unusable ("" when every item holds lists of numbers)."""
+def _timing_problem(data, targets: list[str]) -> str:
+    """Why an end-to-end timing checkpoint is unusable ("" when every item holds a list of
+    numbers per target of ``targets``)."""
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not an object"
     if not isinstance(data.get(LOAD_KEY, []), list):
@@ -220,10 +221,10 @@ def _timing_problem(data) -> str:
     for item, per_target in data.items():
         if item == LOAD_KEY:
             continue
-        if not isinstance(per_target, dict) or not all(
+        if not isinstance(per_target, dict) or sorted(per_target) != sorted(targets) or not all(
                 isinstance(v, list) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
                 for v in per_target.values()):
-            return f"item {item!r} is not {{target: [finite ms, ...]}}"
+            return f"item {item!r} is not {{target: [finite ms, ...]}} for the targets {targets}"
     return ""
 
 

@@ -65,7 +65,7 @@ def _cache_problem(data) -> str:
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not an object"
     for key, value in data.items():
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit()):
             return f"key {key!r} is not an architecture code"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
             return f"code {key}: {value!r} is not a finite number"

@@ -43,10 +43,12 @@ def check_methods(profile) -> None:
         ValueError: naming the profile and the first unknown method.
     """
     cfg, where = profile.search, f"profile {profile.name!r}: search."
-    unknown = [m for m in (*cfg.methods, *cfg.long_methods) if m not in METHODS]
-    if unknown:
-        raise ValueError(f"{where}methods: unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
-    missing = [m for m in cfg.long_methods if m not in cfg.methods]
+    long_methods = cfg.long_methods if cfg.long_evals > 0 else ()  # long_evals 0: the study is off
+    for name, listed in (("methods", cfg.methods), ("long_methods", long_methods)):
+        unknown = [m for m in listed if m not in METHODS]
+        if unknown:
+            raise ValueError(f"{where}{name}: unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
+    missing = [m for m in long_methods if m not in cfg.methods]
     if missing:
         raise ValueError(f"{where}long_methods {missing} are not in search.methods: a long run extends a compared one")
 
