@@ -35,7 +35,7 @@ import numpy as np
 
 from ..keys import atomic_write_text, load_cache_json
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
-from .methods import METHODS, SearchSetup, method_settings, run_method
+from .methods import METHODS, SearchSetup, check_method_names, method_settings, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
 
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
@@ -206,9 +206,7 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
         folder: checkpoint folder (``None``: no checkpoints).
         progress: optional callable ``(message) -> None``.
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
+    check_method_names(methods)
     runs = []
     for seed in seeds:
         for method in methods:

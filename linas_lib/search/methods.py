@@ -323,6 +323,17 @@ RUNNERS = {
 }
 
 
+def check_method_names(names, where: str = "") -> None:
+    """Refuse a name that is not one of :data:`METHODS`.
+
+    Raises:
+        ValueError: ``where`` (e.g. the profile field) and the first unknown name.
+    """
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ValueError(f"{where}unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
+
+
 def run_method(setup: SearchSetup, method: str, rng: np.random.Generator) -> tuple[EvaluationArchive, dict]:
     """Run one method to its budget.
 
@@ -332,8 +343,7 @@ def run_method(setup: SearchSetup, method: str, rng: np.random.Generator) -> tup
     Raises:
         ValueError: unknown method or missing inputs for it.
     """
-    if method not in RUNNERS:
-        raise ValueError(f"unknown search method {method!r}; expected one of {', '.join(METHODS)}")
+    check_method_names([method])
     archive = setup.new_archive()
     facts = RUNNERS[method](setup, archive, rng)
     return archive, facts or {}

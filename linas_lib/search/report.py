@@ -29,7 +29,7 @@ from ..space import LINAS_SPACE, arch_string
 from . import experiment as E
 from .archive import AccuracyCache
 from .fidelity import kendall_tau, rerank_top_k
-from .methods import METHODS, SearchSetup, screen_attainable
+from .methods import SearchSetup, check_method_names, screen_attainable
 from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 
 NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
@@ -44,10 +44,8 @@ def check_methods(profile) -> None:
     """
     cfg, where = profile.search, f"profile {profile.name!r}: search."
     long_methods = cfg.long_methods if cfg.long_evals > 0 else ()  # long_evals 0: the study is off
-    for name, listed in (("methods", cfg.methods), ("long_methods", long_methods)):
-        unknown = [m for m in listed if m not in METHODS]
-        if unknown:
-            raise ValueError(f"{where}{name}: unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
+    check_method_names(cfg.methods, f"{where}methods: ")
+    check_method_names(long_methods, f"{where}long_methods: ")
     missing = [m for m in long_methods if m not in cfg.methods]
     if missing:
         raise ValueError(f"{where}long_methods {missing} are not in search.methods: a long run extends a compared one")
