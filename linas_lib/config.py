@@ -30,6 +30,7 @@ class ConfigError(ValueError):
 
 # the values a profile's named choices may take (the modules that act on them import these)
 SOURCES = ("auto", "synthetic", "crackforest", "folder")  # data.source
+SCHEDULES = ("constant", "cosine")  # learning-rate schedules of standalone training (bench.schedule)
 ASPECTS = ("resize", "letterbox")  # data.aspect: how non-square images become square
 SEARCH_MODES = ("binarised", "gumbel", "soft")
 SAMPLINGS = ("uniform", "sandwich")
@@ -67,6 +68,22 @@ def require(section, *, positive=(), non_negative=(), unit=(), seeds=(), choices
     for name, allowed in (choices or {}).items():
         if getattr(section, name) not in allowed:
             raise ValueError(f"{name} = {getattr(section, name)!r} must be one of {', '.join(map(str, allowed))}")
+
+
+def check_fields(section, checks) -> None:
+    """Checks that relate a section's fields (its ``__post_init__`` calls this after :func:`require`).
+
+    Args:
+        section: the dataclass instance.
+        checks: ``(field, holds, wanted)`` triples; ``wanted`` says what the field must be.
+
+    Raises:
+        ValueError: the first field whose check fails, named with its value (the loader adds the
+            file and section).
+    """
+    for name, holds, wanted in checks:
+        if not holds:
+            raise ValueError(f"{name} must be {wanted}, got {getattr(section, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -353,8 +370,8 @@ class SearchConfig:
 class BenchConfig:
     """The standalone benchmark table (``linas bench``): ground-truth accuracy of architectures.
 
-    Values are checked by :func:`linas_lib.analysis.bench.check_bench` (clear errors naming
-    the field). Fields with ``metadata={"key": False}`` choose *which* items exist or how
+    Values are checked when the profile loads; the reference target and the includes, which
+    need the latency section and the search space, by :func:`linas_lib.analysis.bench.check_bench`. Fields with ``metadata={"key": False}`` choose *which* items exist or how
     they are run; the others are the training settings and enter every item's key
     (:func:`linas_lib.keys.key_fields`), so changing one re-runs the items.
     """
@@ -378,12 +395,25 @@ class BenchConfig:
     threads_per_worker: int = field(default=1, metadata={"key": False})  # torch threads of each Dask task
     workers: int = field(default=2, metadata={"key": False})  # LocalCluster worker processes
 
+    def __post_init__(self):
+        require(self, positive=("n_archs", "epochs", "batch_size", "threads_per_worker", "workers"),
+                seeds=("seeds",), choices={"schedule": SCHEDULES})
+        check_fields(self, [
+            ("seeds", len(self.seeds) >= 1, "a non-empty list of distinct integers >= 0"),
+            ("lr", self.lr > 0, "> 0"),
+            ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, f">= 0 and < epochs ({self.epochs})"),
+            ("latency_sample", self.latency_sample >= self.n_archs, f">= n_archs ({self.n_archs})"),
+            ("pilot_archs", self.pilot_archs >= 2, ">= 2"),
+            ("pilot_seeds", self.pilot_seeds >= 2, ">= 2"),
+        ])
+
 
 @dataclass(frozen=True)
 class RankingConfig:
     """The ranking study (notebook ``04_ranking``): cheap signals scored against the benchmark table.
 
-    Values are checked by :func:`linas_lib.analysis.ranking.check_ranking`. NEAR reuses the
+    Values are checked when the profile loads; variant names, which need the supernet module, by
+    :func:`linas_lib.analysis.ranking.check_ranking`. NEAR reuses the
     ``search`` section's ``near_*`` settings (the proxy the zero-cost search uses).
     """
 
@@ -413,12 +443,30 @@ class RankingConfig:
     steps_replicas: int = 1
     build_table: bool = False  # build or resume the benchmark table first (smoke: a tiny table on the fly)
 
+    def __post_init__(self):
+        require(self, positive=("mf_epochs", "steps_replicas", "near_inits"),
+                non_negative=("steps_oneshot_epochs",))
+        retest, ablations = self.retest_variants, self.search_ablations
+        check_fields(self, [
+            ("variants", len(self.variants) >= 1 and len(set(self.variants)) == len(self.variants),
+             "a non-empty list of distinct names"),
+            ("mf_topk", self.mf_topk >= 2, ">= 2"),
+            ("bootstrap_resamples", self.bootstrap_resamples >= 100, ">= 100"),
+            ("steps", all(s >= 1 for s in self.steps), "positive weight-step counts"),
+            ("steps_oneshot_ema", 0.0 <= self.steps_oneshot_ema < 1.0, "in [0, 1) (0: the profile's supernet.oneshot_ema)"),
+            ("retest_variants", set(retest) <= set(self.variants) and len(set(retest)) == len(retest),
+             "distinct names from ranking.variants"),
+            ("search_ablations", not ablations or retest, "empty without ranking.retest_variants (the trainings they ablate)"),
+            ("search_ablations", len(set(ablations)) == len(ablations) and not set(ablations) & set(self.variants),
+             "distinct and not in ranking.variants (an ablation is not a training of its own)"),
+        ])
+
 
 @dataclass(frozen=True)
 class CrossHwConfig:
     """The cross-hardware few-shot latency predictor (notebook ``06_cross_hw``, SPEC section 5).
 
-    Values are checked by :func:`linas_lib.analysis.cross_hw.check_cross_hw`.
+    Values are checked when the profile loads.
     """
 
     k_values: tuple[int, ...] = (0, 5, 10, 20)  # measured architectures of the held-out device
@@ -436,6 +484,18 @@ class CrossHwConfig:
     query_batch: int = 64  # architectures per device and step
     hw_dim: int = 8  # hardware embedding size
     ridge: float = 1.0  # L2 penalty of the linear op/width-count baseline
+
+    def __post_init__(self):
+        require(self, positive=("split_seeds", "repeats", "heads", "layers", "steps", "lr", "hw_dim", "ridge"))
+        k = self.k_values
+        check_fields(self, [
+            ("k_values", len(k) >= 1 and min(k, default=0) >= 0 and len(set(k)) == len(k), "distinct counts >= 0"),
+            ("design_repeats", 0 <= self.design_repeats < self.repeats, ">= 0 and < repeats"),
+            ("min_query", self.min_query >= 5, ">= 5"),
+            ("external_archs", self.external_archs >= max(k, default=0) + self.min_query, ">= max(k_values) + min_query"),
+            ("d_model", self.d_model >= 4 and self.d_model % self.heads == 0, "a multiple of heads, >= 4"),
+            ("query_batch", self.query_batch >= 2, ">= 2"),
+        ])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from linas_lib.analysis import bench as B
 from linas_lib.analysis.bench_speed import profile_training_step, speed_table
 from linas_lib.analysis.bench_stats import projected_agreement, seed_agreement, split_half_tau, split_halves
 from linas_lib.cli import build_parser
-from linas_lib.config import load_profile
+from linas_lib.config import ConfigError, load_profile
 from linas_lib.encoder.features import FeatureSplit
 from linas_lib.latency.predict import LatencyModel
 from linas_lib.losses import NonFiniteLossError
@@ -124,16 +124,32 @@ def test_pilot_subset_spans_the_latency_range_and_pilot_seeds_extend_the_table_s
 
 
 @pytest.mark.parametrize("field, value, match", [
-    ("epochs", 0, "bench.epochs must be >= 1"),
-    ("schedule", "linear", "bench.schedule must be one of constant, cosine"),
-    ("warmup_epochs", 1, "bench.warmup_epochs must be >= 0 and < epochs"),
-    ("seeds", (1, 1), "bench.seeds must be"),
+    ("epochs", 0, "epochs = 0 must be > 0"),
+    ("schedule", "linear", "schedule = 'linear' must be one of constant, cosine"),
+    ("warmup_epochs", 1, r"warmup_epochs must be >= 0 and < epochs \(1\), got 1"),
+    ("seeds", (1, 1), r"seeds = \[1, 1\] must be distinct integers >= 0"),
+    ("seeds", (), "seeds must be a non-empty list"),
+    ("latency_sample", 1, r"latency_sample must be >= n_archs \(2\), got 1"),
+])
+def test_bad_bench_fields_are_refused_when_the_section_is_made(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_profile(**{field: value})
+
+
+@pytest.mark.parametrize("field, value, match", [
     ("reference_target", "nope", "bench.reference_target 'nope' is not a latency target"),
     ("include", ("biggest",), "bench.include: 'biggest' is neither"),
 ])
-def test_bad_bench_settings_are_clear_errors(field, value, match):
+def test_bad_bench_references_are_clear_errors(field, value, match):
     with pytest.raises(B.BenchError, match=match):
         B.check_bench(tiny_profile(**{field: value}))
+
+
+def test_a_bad_bench_field_in_a_profile_file_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("bench:\n  epochs: 3\n  warmup_epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: bench: warmup_epochs must be >= 0 and < epochs \(3\)"):
+        load_profile(path)
 
 
 # ------------------------------------------------------------------ keys and resume

@@ -512,14 +512,14 @@ def test_baselines_apply_only_where_defined():
 
 def test_profiles_cross_hw_sections_are_valid_and_checked():
     for name in ("smoke", "cpu", "full"):
-        assert C.check_cross_hw(load_profile(name)).k_values
-    profile = load_profile("smoke")
-    bad = dataclasses.replace(profile, cross_hw=dataclasses.replace(profile.cross_hw, d_model=15))
-    with pytest.raises(X.CrossHwError, match="cross_hw.d_model must be a multiple of heads"):
-        C.check_cross_hw(bad)
-    no_heads = dataclasses.replace(profile, cross_hw=dataclasses.replace(profile.cross_hw, heads=0))
-    with pytest.raises(X.CrossHwError, match="cross_hw.d_model must be a multiple of heads"):
-        C.check_cross_hw(no_heads)
+        assert load_profile(name).cross_hw.k_values
+    cfg = load_profile("smoke").cross_hw
+    with pytest.raises(ValueError, match="d_model must be a multiple of heads, >= 4, got 15"):
+        dataclasses.replace(cfg, d_model=15)
+    with pytest.raises(ValueError, match="heads = 0 must be > 0"):
+        dataclasses.replace(cfg, heads=0)
+    with pytest.raises(ValueError, match="k_values must be distinct counts >= 0, got"):
+        dataclasses.replace(cfg, k_values=())
 
 
 def test_summary_keeps_finite_figures_only():
@@ -625,10 +625,10 @@ def test_repeats_rerun_the_protocol_with_the_next_seeds(monkeypatch):
     figures = C.summary_figures(C.table_rows(both), [], C.paired_rows(C.table_rows(both)), (), held_out)
     assert figures["diff_held_out.flops.spearman.k5.mean"] == pytest.approx(
         next(r["diff_mean"] for r in held_out if (r["baseline"], r["k"], r["group"]) == ("flops", 5, "all")))
-    with pytest.raises(X.CrossHwError, match="cross_hw.repeats must be >= 1"):
-        C.check_cross_hw(dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=0)))
-    with pytest.raises(X.CrossHwError, match="cross_hw.design_repeats must be >= 0 and < repeats, got 2"):
-        C.check_cross_hw(dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=2, design_repeats=2)))
+    with pytest.raises(ValueError, match="repeats = 0 must be > 0"):
+        dataclasses.replace(cfg, repeats=0)
+    with pytest.raises(ValueError, match="design_repeats must be >= 0 and < repeats, got 2"):
+        dataclasses.replace(cfg, repeats=2, design_repeats=2)
 
 
 def test_evidence_gradient_matches_finite_differences():

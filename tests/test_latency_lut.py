@@ -348,6 +348,11 @@ def test_bad_counts_and_pairs(tmp_path):
     del data["pairs"]["entries"][0]["b"]
     with pytest.raises(L.LUTError, match=r"lut.json: pairs.entries\[0\] is missing 'b'"):
         L.load_lut(_write(tmp_path, data))
+    data = fake_lut()
+    data["pairs"]["entries"].append({**data["pairs"]["entries"][0], "interaction_ms": 9.0})
+    with pytest.raises(L.LUTError, match=r"lut.json: pairs.entries\[3\] repeats pairs.entries\[0\] \(layer 0, "
+                                         r"Conv3x3_w50 then Conv3x3_w75\)"):
+        L.load_lut(_write(tmp_path, data))
 
 
 @pytest.mark.parametrize("text, message", [

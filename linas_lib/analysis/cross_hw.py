@@ -82,39 +82,9 @@ SPLIT_STREAM = 62  # ... of the k-point choices
 TRAIN_STREAM = 63  # ... of meta-training
 
 
-def check_cross_hw(profile):
-    """The profile's ``cross_hw`` section, validated.
-
-    Raises:
-        CrossHwError: a value out of range, naming ``cross_hw.<field>``.
-    """
-    c, where = profile.cross_hw, f"profile {profile.name!r}: cross_hw."
-    checks = [
-        ("k_values", len(c.k_values) >= 1 and min(c.k_values) >= 0 and len(set(c.k_values)) == len(c.k_values),
-         "distinct counts >= 0"),
-        ("split_seeds", c.split_seeds >= 1, ">= 1"),
-        ("repeats", c.repeats >= 1, ">= 1"),
-        ("design_repeats", 0 <= c.design_repeats < c.repeats, ">= 0 and < repeats"),
-        ("min_query", c.min_query >= 5, ">= 5"),
-        ("external_archs", c.external_archs >= max(c.k_values, default=0) + c.min_query, ">= max(k_values) + min_query"),
-        ("d_model", c.d_model >= 4 and c.heads >= 1 and c.d_model % c.heads == 0, "a multiple of heads, >= 4"),
-        ("heads", c.heads >= 1, ">= 1"),
-        ("layers", c.layers >= 1, ">= 1"),
-        ("steps", c.steps >= 1, ">= 1"),
-        ("lr", c.lr > 0, "> 0"),
-        ("query_batch", c.query_batch >= 2, ">= 2"),
-        ("hw_dim", c.hw_dim >= 1, ">= 1"),
-        ("ridge", c.ridge > 0, "> 0"),
-    ]
-    for name, ok, want in checks:
-        if not ok:
-            raise X.CrossHwError(f"{where}{name} must be {want}, got {getattr(c, name)!r}")
-    return c
-
-
 def settings_of(profile) -> X.PredictorSettings:
     """The predictor's settings from the profile's ``cross_hw`` section."""
-    c = check_cross_hw(profile)
+    c = profile.cross_hw
     return X.PredictorSettings(d_model=c.d_model, heads=c.heads, layers=c.layers, steps=c.steps, lr=c.lr,
                                query_batch=c.query_batch, hw_dim=c.hw_dim)
 
@@ -290,7 +260,7 @@ def flops_model(resolution: int):
 def baseline_context(profile, models: dict, own: dict) -> dict:
     """What :func:`baseline_predictions` needs: LUT models, own-LUT predictions, FLOPs, ridge penalty."""
     return {"models": models, "own": own, "flops": flops_model(profile.data.resolution),
-            "ridge": check_cross_hw(profile).ridge}
+            "ridge": profile.cross_hw.ridge}
 
 
 def device_rows(tables: list[X.DeviceTable], held: list[str]) -> list[dict]:
@@ -414,7 +384,7 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
     query set, meta-trains anew, and draws its k points from the pool; every method is scored
     on the same query set, and no architecture of the held-out device enters meta-training.
     """
-    c = check_cross_hw(profile)
+    c = profile.cross_hw
     held_names = held_out_devices(tables, c)
     if not held_names:
         raise X.CrossHwError(f"profile {profile.name!r}: no device has max(k_values) + min_query = "

@@ -500,6 +500,7 @@ def _check_fixed(fixed, fields, path) -> None:
 def _check_pairs(pairs, fields, path) -> None:
     if not isinstance(pairs, dict) or not isinstance(pairs.get("entries"), list):
         raise LUTError(f"{path}: an end-to-end LUT needs 'pairs' with a list of 'entries'")
+    seen = {}
     for i, entry in enumerate(pairs["entries"]):
         where = f"pairs.entries[{i}]"
         if not isinstance(entry, dict):
@@ -520,6 +521,11 @@ def _check_pairs(pairs, fields, path) -> None:
         problem = _number_problem(entry["interaction_ms"], negative_ok=True)
         if problem:
             raise LUTError(f"{path}: {where}.interaction_ms = {entry['interaction_ms']!r} {problem}")
+        pair = (entry["layer"], entry["a"], entry["b"])
+        if pair in seen:  # pair_table would keep the last one silently
+            raise LUTError(f"{path}: {where} repeats pairs.entries[{seen[pair]}] (layer {pair[0]}, "
+                           f"{pair[1]} then {pair[2]}); each adjacent pair is measured once")
+        seen[pair] = i
         for key in ("pair", "single_a", "single_b"):
             if key in entry:
                 _check_stats(entry[key], f"{where}.{key}", fields, path)

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from ..config import SCHEDULES
 from ..encoder.features import FeatureSplit
 from ..keys import seeded_module
 from ..losses import check_finite, segmentation_terms
@@ -26,7 +27,6 @@ from ..metrics import MIoUMeter
 from ..ops import Decoder
 from .model import eval_mode
 
-SCHEDULES = ("constant", "cosine")  # learning-rate schedules of train_decoder
 
 
 def train_decoder(decoder: torch.nn.Module, train: FeatureSplit, epochs: int, lr: float, batch_size: int,
