@@ -303,12 +303,32 @@ def read_summaries(profile_name: str) -> dict[str, dict]:
     return out
 
 
+def read_goal_figures(profile_name: str) -> dict[str, dict]:
+    """:func:`read_summaries` and, under :data:`linas_lib.goals.BENCH_EXTENSION`, the seed
+    agreement of the benchmark table's seed extension (``results/<profile>/bench/extension.json``,
+    written by ``linas bench build --add-seeds``) with its item counts, when it exists."""
+    from .goals import BENCH_EXTENSION
+
+    figures = read_summaries(profile_name)
+    path = project_root() / "results" / profile_name / "bench" / "extension.json"
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        figures[BENCH_EXTENSION] = {**record["agreement"], "items": record["items"], "done": record["done"]}
+    return figures
+
+
 def write_goals(profile_name: str) -> Path | None:
     """Write ``results/<profile>/goals.md`` (:func:`linas_lib.goals.goals_markdown`) from the
-    profile's summaries (atomically); None when it has no summary yet."""
+    profile's summaries and seed extension (:func:`read_goal_figures`, atomically); None when it
+    has no summary yet."""
     from .goals import goals_markdown
 
-    summaries = read_summaries(profile_name)
+    if not read_summaries(profile_name):
+        return None
+    summaries = read_goal_figures(profile_name)
     if not summaries:
         return None
     return atomic_write_text(project_root() / "results" / profile_name / "goals.md", goals_markdown(summaries))

@@ -93,9 +93,27 @@ def test_linas_goals_writes_the_table_and_refuses_a_profile_without_results(tmp_
     assert "04_ranking/summary.json: not valid JSON" in capsys.readouterr().err
 
 
+def test_the_seed_extension_is_read_beside_the_summaries(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINAS_ROOT", str(tmp_path))
+    (tmp_path / "results" / "tiny" / "bench").mkdir(parents=True)
+    assert goals.BENCH_EXTENSION not in paper.read_goal_figures("tiny")
+    agreement = {"n_archs": 7, "tau_half.test_miou": 0.81, "tau_half_ci_low.test_miou": 0.7,
+                 "tau_half_ci_high.test_miou": 0.9}
+    path = tmp_path / "results" / "tiny" / "bench" / "extension.json"
+    path.write_text(json.dumps({"agreement": agreement, "items": 20, "done": 14}))
+    figures = paper.read_goal_figures("tiny")
+    assert figures[goals.BENCH_EXTENSION] == {**agreement, "items": 20, "done": 14}
+    row = next(r for r in goals.goal_rows(figures) if "split-half" in r["goal"])
+    assert row["figure"] == ("0.810 [0.700, 0.900]; architectures with four seeds: 7; extension items done: 14; "
+                             "in all: 20")
+    path.write_text("{")
+    with pytest.raises(ValueError, match="extension.json: not valid JSON"):
+        paper.read_goal_figures("tiny")
+
+
 def test_the_committed_goals_table_and_the_readme_copy_are_current():
     root = project_root()
-    table = goals.goals_markdown(paper.read_summaries("cpu"))
+    table = goals.goals_markdown(paper.read_goal_figures("cpu"))
     assert (root / "results" / "cpu" / "goals.md").read_text() == table, "run: linas goals --profile cpu --readme"
     readme = (root / "README.md").read_text()
     start, stop = goals.readme_block(readme, "cpu")
