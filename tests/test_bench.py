@@ -15,7 +15,8 @@ from scipy.stats import kendalltau
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import bench as B
 from linas_lib.analysis.bench_speed import profile_training_step, speed_table
-from linas_lib.analysis.bench_stats import projected_agreement, seed_agreement, split_half_tau, split_halves
+from linas_lib.analysis.bench_stats import (pair_gap, pair_gap_agreement, projected_agreement, seed_agreement,
+                                            split_half_tau, split_halves)
 from linas_lib.cli import build_parser
 from linas_lib.config import ConfigError, load_profile
 from linas_lib.encoder.features import FeatureSplit
@@ -232,6 +233,7 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     forecast_first = json.loads(json.dumps(part_record))["forecast"]
     assert forecast == forecast_first
     assert record["agreement_table_seeds"]["n_seeds"] == 2 and record["agreement_table_seeds"]["n_archs"] == 3
+    assert np.isfinite(record["seed_gap"]["gap.test_miou"]) and "gap_ci_low.test_miou" in record["seed_gap"]
     with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
         B.extend(profile, (1, 2), **kwargs)
     (tmp_path / "items" / f"{SMALL}__s0.json").unlink()
@@ -364,6 +366,21 @@ def test_split_halves_pair_disjoint_halves_once():
     assert split_halves(4) == [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))]
     assert len(split_halves(5)) == 15 and all(not set(a) & set(b) for a, b in split_halves(5))
     assert len(split_halves(6)) == 10
+
+
+def test_pair_gap_is_zero_for_agreeing_seeds_and_positive_when_added_seeds_are_noise():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=60)
+    table = np.column_stack([truth + 0.1 * rng.normal(size=60) for _ in range(2)])
+    same = np.column_stack([table, truth[:, None] + 0.1 * rng.normal(size=(60, 2))])
+    noise = np.column_stack([table, rng.normal(size=(60, 2))])
+    assert abs(pair_gap(2)(*same.T)) < 0.1
+    gap = pair_gap_agreement(noise, 2, "m", n_resamples=200)
+    within = kendalltau(*table.T).statistic
+    across = np.mean([kendalltau(noise[:, i], noise[:, j]).statistic for i, j in [(0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]])
+    assert gap["gap.m"] == pytest.approx(within - across) and gap["gap_ci_low.m"] > 0.5
+    with pytest.raises(ValueError, match="pair gap needs >= 2 first seeds and a later one; got 2 of 2"):
+        pair_gap_agreement(table, 2, "m")
 
 
 def test_split_half_tau_averages_seeds_before_ranking():

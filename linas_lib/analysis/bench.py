@@ -46,7 +46,7 @@ from ..keys import content_hash, key_fields, load_json, rng_for, torch_generator
 from ..paths import project_root
 from ..provenance import provenance, write_csv, write_json
 from ..space import LINAS_SPACE, N_LAYERS, arch_string, choice_index, parse_arch
-from .bench_stats import METRICS, projected_agreement, seed_agreement, seed_matrix, split_taus
+from .bench_stats import METRICS, pair_gap_agreement, projected_agreement, seed_agreement, seed_matrix, split_taus
 
 log = logging.getLogger(__name__)
 
@@ -706,6 +706,9 @@ def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int,
       other splits mix seeds trained at other times (a batch effect would count as signal there);
     * ``agreement_table_seeds``: ``bench.seeds`` alone on the same architectures (is the
       finished subset like the whole table?);
+    * ``seed_gap``: per metric, the table's seeds' pair tau minus the mean tau of the pairs with
+      an added seed, with a paired bootstrap CI over architectures
+      (:func:`~linas_lib.analysis.bench_stats.pair_gap_agreement`): do the added seeds agree less?
     * ``forecast``: :func:`_projected` from the table's seeds over all its architectures,
       kept from the first write (``forecast`` given) so that it stays a forecast.
     """
@@ -717,6 +720,7 @@ def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int,
     return {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": len(added_rows),
             "agreement": _agreement(complete), "split_taus": _split_taus(complete, all_seeds),
             "agreement_table_seeds": _agreement([r for r in complete if int(r["seed"]) in table_seeds]),
+            "seed_gap": _seed_gap(complete, all_seeds, len(table_seeds)),
             "forecast": forecast or {"made_at": _stamp(), **_projected(base_rows, len(all_seeds), base.data_seed)}}
 
 
@@ -735,6 +739,19 @@ def _stamp() -> dict:
     from ..provenance import git_sha
 
     return {"git_sha": git_sha(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _seed_gap(rows: list[dict], seeds: tuple[int, ...], n_table: int) -> dict:
+    """:func:`~linas_lib.analysis.bench_stats.pair_gap_agreement` of every metric, the columns in
+    the order of ``seeds`` (the table's ``n_table`` first); ``{}`` below 2 table seeds or 3
+    architectures."""
+    if n_table < 2 or len({r["arch"] for r in rows}) < 3:
+        return {}
+    out = {}
+    for metric in METRICS:
+        matrix, _, columns = seed_matrix(rows, metric)
+        out.update(pair_gap_agreement(matrix[:, [columns.index(s) for s in seeds]], n_table, metric))
+    return out
 
 
 def _split_taus(rows: list[dict], seeds: tuple[int, ...]) -> dict:

@@ -97,6 +97,39 @@ def split_half_tau(*columns) -> float:
     return split_half_mean(_kendall)(*columns)
 
 
+def pair_gap(n_first: int) -> Callable:
+    """A statistic of seed columns: the mean Kendall tau over the pairs within the first
+    ``n_first`` columns minus the mean over the pairs that include a later column.
+
+    With the table's seeds first and seeds added later (another time, often another host),
+    a gap above 0 says the added seeds agree less with the rest than the table's seeds do
+    with each other: a batch effect, not seed noise alone.
+    """
+    def gap(*columns) -> float:
+        within, across = [], []
+        for i, j in itertools.combinations(range(len(columns)), 2):
+            (within if j < n_first else across).append(_kendall(columns[i], columns[j]))
+        return float(np.mean(within) - np.mean(across))
+
+    return gap
+
+
+def pair_gap_agreement(matrix: np.ndarray, n_first: int, metric: str, n_resamples: int = 2000,
+                       confidence: float = 0.95, seed: int = 0) -> dict:
+    """:func:`pair_gap` of a ``(architectures, seeds)`` matrix with its paired bootstrap CI over
+    architectures: ``{"gap.<metric>", "gap_ci_low.<metric>", "gap_ci_high.<metric>"}``.
+
+    Raises:
+        ValueError: fewer than 2 first columns or no later one (no pair on one side).
+    """
+    if not 2 <= n_first < matrix.shape[1]:
+        raise ValueError(f"pair gap needs >= 2 first seeds and a later one; got {n_first} of {matrix.shape[1]}")
+    columns, statistic = tuple(matrix.T), pair_gap(n_first)
+    ci = _tau_ci(columns, statistic, n_resamples, confidence, seed)
+    return {f"gap.{metric}": statistic(*columns), f"gap_ci_low.{metric}": float(ci.low),
+            f"gap_ci_high.{metric}": float(ci.high)}
+
+
 def seed_agreement(table, metrics=METRICS, n_resamples: int = 2000, confidence: float = 0.95,
                    seed: int = 0) -> dict:
     """Seed-to-seed Kendall tau of the table, its bootstrap CI, and seed vs architecture spread.
