@@ -371,8 +371,9 @@ class BenchConfig:
     """The standalone benchmark table (``linas bench``): ground-truth accuracy of architectures.
 
     Values are checked when the profile loads; the reference target and the includes, which
-    need the latency section and the search space, by :func:`linas_lib.analysis.bench.check_bench`. Fields with ``metadata={"key": False}`` choose *which* items exist or how
-    they are run; the others are the training settings and enter every item's key
+    need the latency section and the search space, by
+    :func:`linas_lib.analysis.bench.check_bench`. Fields with ``metadata={"key": False}``
+    choose *which* items exist or how they are run; the others are the training settings and enter every item's key
     (:func:`linas_lib.keys.key_fields`), so changing one re-runs the items.
     """
 
@@ -400,7 +401,7 @@ class BenchConfig:
                 seeds=("seeds",), choices={"schedule": SCHEDULES})
         check_fields(self, [
             ("seeds", len(self.seeds) >= 1, "a non-empty list of distinct integers >= 0"),
-            ("lr", self.lr > 0, "> 0"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive finite number"),
             ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, f">= 0 and < epochs ({self.epochs})"),
             ("latency_sample", self.latency_sample >= self.n_archs, f">= n_archs ({self.n_archs})"),
             ("pilot_archs", self.pilot_archs >= 2, ">= 2"),

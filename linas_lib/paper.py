@@ -316,6 +316,9 @@ def read_goal_figures(profile_name: str) -> dict[str, dict]:
             record = json.loads(path.read_text())
         except ValueError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from err
+        missing = [k for k in ("agreement", "items", "done") if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{path}: lacks {', '.join(missing)}; rebuild it with linas bench build --add-seeds")
         figures[BENCH_EXTENSION] = {**record["agreement"], "items": record["items"], "done": record["done"]}
     return figures
 
@@ -324,12 +327,10 @@ def write_goals(profile_name: str) -> Path | None:
     """Write ``results/<profile>/goals.md`` (:func:`linas_lib.goals.goals_markdown`) from the
     profile's summaries and seed extension (:func:`read_goal_figures`, atomically); None when it
     has no summary yet."""
-    from .goals import goals_markdown
+    from .goals import BENCH_EXTENSION, goals_markdown
 
-    if not read_summaries(profile_name):
-        return None
     summaries = read_goal_figures(profile_name)
-    if not summaries:
+    if not set(summaries) - {BENCH_EXTENSION}:
         return None
     return atomic_write_text(project_root() / "results" / profile_name / "goals.md", goals_markdown(summaries))
 

@@ -15,7 +15,7 @@ from scipy.stats import kendalltau
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import bench as B
 from linas_lib.analysis.bench_speed import profile_training_step, speed_table
-from linas_lib.analysis.bench_stats import (pair_gap, pair_gap_agreement, projected_agreement, seed_agreement,
+from linas_lib.analysis.bench_stats import (pair_contrast, pair_contrasts, projected_agreement, seed_agreement,
                                             split_half_tau, split_halves)
 from linas_lib.cli import build_parser
 from linas_lib.config import ConfigError, load_profile
@@ -233,7 +233,7 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     forecast_first = json.loads(json.dumps(part_record))["forecast"]
     assert forecast == forecast_first
     assert record["agreement_table_seeds"]["n_seeds"] == 2 and record["agreement_table_seeds"]["n_archs"] == 3
-    assert np.isfinite(record["seed_gap"]["gap.test_miou"]) and "gap_ci_low.test_miou" in record["seed_gap"]
+    assert np.isfinite(record["seed_gap"]["gap_cross.test_miou"]) and "gap_added_ci_low.test_miou" in record["seed_gap"]
     with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
         B.extend(profile, (1, 2), **kwargs)
     (tmp_path / "items" / f"{SMALL}__s0.json").unlink()
@@ -368,19 +368,28 @@ def test_split_halves_pair_disjoint_halves_once():
     assert len(split_halves(6)) == 10
 
 
-def test_pair_gap_is_zero_for_agreeing_seeds_and_positive_when_added_seeds_are_noise():
+def test_pair_contrasts_tell_a_batch_effect_from_noisier_added_seeds():
     rng = np.random.default_rng(0)
-    truth = rng.normal(size=60)
-    table = np.column_stack([truth + 0.1 * rng.normal(size=60) for _ in range(2)])
-    same = np.column_stack([table, truth[:, None] + 0.1 * rng.normal(size=(60, 2))])
-    noise = np.column_stack([table, rng.normal(size=(60, 2))])
-    assert abs(pair_gap(2)(*same.T)) < 0.1
-    gap = pair_gap_agreement(noise, 2, "m", n_resamples=200)
-    within = kendalltau(*table.T).statistic
-    across = np.mean([kendalltau(noise[:, i], noise[:, j]).statistic for i, j in [(0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]])
-    assert gap["gap.m"] == pytest.approx(within - across) and gap["gap_ci_low.m"] > 0.5
-    with pytest.raises(ValueError, match="pair gap needs >= 2 first seeds and a later one; got 2 of 2"):
-        pair_gap_agreement(table, 2, "m")
+    truth = rng.normal(size=80)
+    seeds = lambda base, n, sd: base[:, None] + sd * rng.normal(size=(80, n))  # noqa: E731
+    same = np.column_stack([seeds(truth, 2, 0.1), seeds(truth, 2, 0.1)])
+    other_host = np.column_stack([seeds(truth, 2, 0.1), seeds(truth + 0.5 * rng.normal(size=80), 2, 0.1)])
+    noisier = np.column_stack([seeds(truth, 2, 0.1), seeds(truth, 2, 1.0)])
+    assert abs(pair_contrast(2, "gap_cross")(*same.T)) < 0.1 and abs(pair_contrast(2, "gap_added")(*same.T)) < 0.1
+    batch = pair_contrasts(other_host, 2, "m", n_resamples=200)
+    assert batch["gap_cross_ci_low.m"] > 0.1 and abs(batch["gap_added.m"]) < 0.1
+    noise = pair_contrasts(noisier, 2, "m", n_resamples=200)
+    assert noise["gap_added_ci_low.m"] > 0.2 and noise["gap_cross.m"] < noise["gap_added.m"]
+    tau = lambda i, j: kendalltau(noisier[:, i], noisier[:, j]).statistic  # noqa: E731
+    mixed = np.mean([tau(0, 2), tau(0, 3), tau(1, 2), tau(1, 3)])
+    assert noise["gap_cross.m"] == pytest.approx((tau(0, 1) + tau(2, 3)) / 2 - mixed)
+    assert noise["gap_added.m"] == pytest.approx(tau(0, 1) - tau(2, 3))
+    three = pair_contrasts(noisier[:, :3], 2, "m", n_resamples=50)  # one added seed: no added pair
+    assert "gap_added.m" not in three and three["gap_cross.m"] == pytest.approx(tau(0, 1) - (tau(0, 2) + tau(1, 2)) / 2)
+    full = pair_contrasts(noisier, 3, "m", n_resamples=50)  # three table seeds (the full profile), one added
+    assert set(full) == {"gap_cross.m", "gap_cross_ci_low.m", "gap_cross_ci_high.m"}
+    with pytest.raises(ValueError, match="pair contrasts need >= 2 table seeds and an added one; got 2 and 0"):
+        pair_contrasts(noisier[:, :2], 2, "m")
 
 
 def test_split_half_tau_averages_seeds_before_ranking():

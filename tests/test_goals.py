@@ -109,6 +109,9 @@ def test_the_seed_extension_is_read_beside_the_summaries(tmp_path, monkeypatch):
     path.write_text("{")
     with pytest.raises(ValueError, match="extension.json: not valid JSON"):
         paper.read_goal_figures("tiny")
+    path.write_text(json.dumps({"agreement": agreement}))
+    with pytest.raises(ValueError, match="extension.json: lacks items, done; rebuild it"):
+        paper.read_goal_figures("tiny")
 
 
 def test_the_committed_goals_table_and_the_readme_copy_are_current():

@@ -353,6 +353,9 @@ def test_bad_counts_and_pairs(tmp_path):
     with pytest.raises(L.LUTError, match=r"lut.json: pairs.entries\[3\] repeats pairs.entries\[0\] \(layer 0, "
                                          r"Conv3x3_w50 then Conv3x3_w75\)"):
         L.load_lut(_write(tmp_path, data))
+    data["pairs"]["entries"][3]["a"] = "Conv3x3_w050"  # the same choice, spelled otherwise
+    with pytest.raises(L.LUTError, match=r"pairs.entries\[3\] repeats pairs.entries\[0\] \(layer 0, Conv3x3_w050 then"):
+        L.load_lut(_write(tmp_path, data))
 
 
 @pytest.mark.parametrize("text, message", [

@@ -12,7 +12,7 @@ import torch
 from linas_lib import provenance as provenance_module
 from linas_lib.analysis import ranking as R
 from linas_lib.analysis.bench_stats import seed_agreement, seed_matrix, split_half_tau
-from linas_lib.config import load_profile
+from linas_lib.config import ConfigError, load_profile
 from linas_lib.space import N_LAYERS, arch_string, choice_index
 
 RESAMPLES = 200
@@ -578,6 +578,16 @@ def test_ranking_sections_load_and_are_checked():
             replace(cfg, **{field: value})
     with pytest.raises(R.RankingError, match="ranking.variants: unknown 'nope'"):
         R.check_ranking(replace(profile, ranking=replace(cfg, variants=("nope",))))
+
+
+def test_a_bad_ranking_or_cross_hw_field_in_a_profile_file_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("ranking:\n  mf_topk: 1\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: ranking: mf_topk must be >= 2, got 1"):
+        load_profile(path)
+    path.write_text("cross_hw:\n  d_model: 30\n  heads: 4\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: cross_hw: d_model must be a multiple of heads, >= 4, got 30"):
+        load_profile(path)
 
 
 def table_profile(monkeypatch, tmp_path, rows=None, prov=None):

@@ -46,7 +46,7 @@ from ..keys import content_hash, key_fields, load_json, rng_for, torch_generator
 from ..paths import project_root
 from ..provenance import provenance, write_csv, write_json
 from ..space import LINAS_SPACE, N_LAYERS, arch_string, choice_index, parse_arch
-from .bench_stats import METRICS, pair_gap_agreement, projected_agreement, seed_agreement, seed_matrix, split_taus
+from .bench_stats import METRICS, pair_contrasts, projected_agreement, seed_agreement, seed_matrix, split_taus
 
 log = logging.getLogger(__name__)
 
@@ -706,9 +706,10 @@ def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int,
       other splits mix seeds trained at other times (a batch effect would count as signal there);
     * ``agreement_table_seeds``: ``bench.seeds`` alone on the same architectures (is the
       finished subset like the whole table?);
-    * ``seed_gap``: per metric, the table's seeds' pair tau minus the mean tau of the pairs with
-      an added seed, with a paired bootstrap CI over architectures
-      (:func:`~linas_lib.analysis.bench_stats.pair_gap_agreement`): do the added seeds agree less?
+    * ``seed_gap``: per metric, two contrasts of seed-pair taus with paired bootstrap CIs over
+      architectures (:func:`~linas_lib.analysis.bench_stats.pair_contrasts`): ``gap_cross``,
+      within-batch pairs minus pairs of a table seed and an added one (a batch effect), and
+      ``gap_added``, the table's pairs minus the added seeds' pairs (are the added seeds noisier?);
     * ``forecast``: :func:`_projected` from the table's seeds over all its architectures,
       kept from the first write (``forecast`` given) so that it stays a forecast.
     """
@@ -742,15 +743,15 @@ def _stamp() -> dict:
 
 
 def _seed_gap(rows: list[dict], seeds: tuple[int, ...], n_table: int) -> dict:
-    """:func:`~linas_lib.analysis.bench_stats.pair_gap_agreement` of every metric, the columns in
-    the order of ``seeds`` (the table's ``n_table`` first); ``{}`` below 2 table seeds or 3
-    architectures."""
-    if n_table < 2 or len({r["arch"] for r in rows}) < 3:
+    """:func:`~linas_lib.analysis.bench_stats.pair_contrasts` of every metric the rows have, the
+    columns in the order of ``seeds`` (the table's ``n_table`` first); ``{}`` below 2 table
+    seeds, an added one or 3 architectures."""
+    if n_table < 2 or len(seeds) <= n_table or len({r["arch"] for r in rows}) < 3:
         return {}
     out = {}
-    for metric in METRICS:
+    for metric in (m for m in METRICS if all(m in r for r in rows)):
         matrix, _, columns = seed_matrix(rows, metric)
-        out.update(pair_gap_agreement(matrix[:, [columns.index(s) for s in seeds]], n_table, metric))
+        out.update(pair_contrasts(matrix[:, [columns.index(s) for s in seeds]], n_table, metric))
     return out
 
 

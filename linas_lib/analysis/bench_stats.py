@@ -97,37 +97,56 @@ def split_half_tau(*columns) -> float:
     return split_half_mean(_kendall)(*columns)
 
 
-def pair_gap(n_first: int) -> Callable:
-    """A statistic of seed columns: the mean Kendall tau over the pairs within the first
-    ``n_first`` columns minus the mean over the pairs that include a later column.
+def _pair_kind(i: int, j: int, n_first: int) -> str:
+    """``table`` (both columns among the first ``n_first``), ``added`` (both later) or ``mixed``."""
+    return "table" if j < n_first else "added" if i >= n_first else "mixed"
 
-    With the table's seeds first and seeds added later (another time, often another host),
-    a gap above 0 says the added seeds agree less with the rest than the table's seeds do
-    with each other: a batch effect, not seed noise alone.
-    """
-    def gap(*columns) -> float:
-        within, across = [], []
+
+# pair contrasts of seeds added to a table: (pairs averaged, minus pairs averaged)
+PAIR_CONTRASTS = {
+    # a batch effect (the added seeds trained at another time, often on another host): pairs
+    # within a batch agree more than pairs across the batches
+    "gap_cross": (("table", "added"), ("mixed",)),
+    # the added seeds noisier than the table's: they agree less with each other
+    "gap_added": (("table",), ("added",)),
+}
+
+
+def pair_contrast(n_first: int, name: str) -> Callable:
+    """A statistic of seed columns, the first ``n_first`` the table's and the rest added later:
+    the mean Kendall tau over one kind of seed pair minus the mean over another
+    (:data:`PAIR_CONTRASTS`: ``gap_cross``, within-batch minus mixed pairs; ``gap_added``,
+    table pairs minus added pairs)."""
+    plus, minus = PAIR_CONTRASTS[name]
+
+    def contrast(*columns) -> float:
+        taus = {"table": [], "added": [], "mixed": []}
         for i, j in itertools.combinations(range(len(columns)), 2):
-            (within if j < n_first else across).append(_kendall(columns[i], columns[j]))
-        return float(np.mean(within) - np.mean(across))
+            taus[_pair_kind(i, j, n_first)].append(_kendall(columns[i], columns[j]))
+        return float(np.mean(sum((taus[k] for k in plus), [])) - np.mean(sum((taus[k] for k in minus), [])))
 
-    return gap
+    return contrast
 
 
-def pair_gap_agreement(matrix: np.ndarray, n_first: int, metric: str, n_resamples: int = 2000,
-                       confidence: float = 0.95, seed: int = 0) -> dict:
-    """:func:`pair_gap` of a ``(architectures, seeds)`` matrix with its paired bootstrap CI over
-    architectures: ``{"gap.<metric>", "gap_ci_low.<metric>", "gap_ci_high.<metric>"}``.
+def pair_contrasts(matrix: np.ndarray, n_first: int, metric: str, n_resamples: int = 2000,
+                   confidence: float = 0.95, seed: int = 0) -> dict:
+    """:func:`pair_contrast` of a ``(architectures, seeds)`` matrix, each with its paired
+    bootstrap CI over architectures (the seeds held fixed): ``{"<name>.<metric>",
+    "<name>_ci_low.<metric>", "<name>_ci_high.<metric>"}``; ``gap_added`` only with >= 2 added seeds.
 
     Raises:
-        ValueError: fewer than 2 first columns or no later one (no pair on one side).
+        ValueError: fewer than 2 table seeds or no added one (no pair on one side).
     """
-    if not 2 <= n_first < matrix.shape[1]:
-        raise ValueError(f"pair gap needs >= 2 first seeds and a later one; got {n_first} of {matrix.shape[1]}")
-    columns, statistic = tuple(matrix.T), pair_gap(n_first)
-    ci = _tau_ci(columns, statistic, n_resamples, confidence, seed)
-    return {f"gap.{metric}": statistic(*columns), f"gap_ci_low.{metric}": float(ci.low),
-            f"gap_ci_high.{metric}": float(ci.high)}
+    n_added = matrix.shape[1] - n_first
+    if n_first < 2 or n_added < 1:
+        raise ValueError(f"pair contrasts need >= 2 table seeds and an added one; got {n_first} and {n_added}")
+    columns, out = tuple(matrix.T), {}
+    for name in PAIR_CONTRASTS if n_added >= 2 else ("gap_cross",):
+        statistic = pair_contrast(n_first, name)
+        ci = _tau_ci(columns, statistic, n_resamples, confidence, seed)
+        out.update({f"{name}.{metric}": statistic(*columns), f"{name}_ci_low.{metric}": float(ci.low),
+                    f"{name}_ci_high.{metric}": float(ci.high)})
+    return out
 
 
 def seed_agreement(table, metrics=METRICS, n_resamples: int = 2000, confidence: float = 0.95,

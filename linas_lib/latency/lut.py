@@ -521,10 +521,11 @@ def _check_pairs(pairs, fields, path) -> None:
         problem = _number_problem(entry["interaction_ms"], negative_ok=True)
         if problem:
             raise LUTError(f"{path}: {where}.interaction_ms = {entry['interaction_ms']!r} {problem}")
-        pair = (entry["layer"], entry["a"], entry["b"])
-        if pair in seen:  # pair_table would keep the last one silently
+        # keyed as pair_table reads it (by choice), which would keep the last one silently
+        pair = (entry["layer"], *(choice_index(*parse_op_key(entry[k])) for k in ("a", "b")))
+        if pair in seen:
             raise LUTError(f"{path}: {where} repeats pairs.entries[{seen[pair]}] (layer {pair[0]}, "
-                           f"{pair[1]} then {pair[2]}); each adjacent pair is measured once")
+                           f"{entry['a']} then {entry['b']}); each adjacent pair is measured once")
         seen[pair] = i
         for key in ("pair", "single_a", "single_b"):
             if key in entry:
