@@ -44,7 +44,7 @@ from pathlib import Path
 
 from . import runner
 from .config import Profile, profile_path
-from .keys import atomic_write_text, content_hash, file_digest
+from .keys import atomic_write_text, content_hash, file_digest, load_json
 from .paths import cache_dir, project_root, resolve
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -296,10 +296,7 @@ def read_summaries(profile_name: str) -> dict[str, dict]:
     """``{notebook: figures}`` of every ``results/<profile>/*/summary.json``."""
     out = {}
     for path in sorted((project_root() / "results" / profile_name).glob("*/summary.json")):
-        try:
-            out[path.parent.name] = json.loads(path.read_text()).get("figures", {})
-        except ValueError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        out[path.parent.name] = load_json(path).get("figures", {})
     return out
 
 
@@ -311,11 +308,8 @@ def read_goal_figures(profile_name: str) -> dict[str, dict]:
 
     figures = read_summaries(profile_name)
     path = project_root() / "results" / profile_name / "bench" / "extension.json"
-    if path.is_file():
-        try:
-            record = json.loads(path.read_text())
-        except ValueError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
+    record = load_json(path)
+    if record is not None:
         missing = [k for k in ("agreement", "items", "done") if not isinstance(record, dict) or k not in record]
         if missing:
             raise ValueError(f"{path}: lacks {', '.join(missing)}; rebuild it with linas bench build --add-seeds")

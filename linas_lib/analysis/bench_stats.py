@@ -123,7 +123,7 @@ def pair_contrast(n_first: int, name: str) -> Callable:
         taus = {"table": [], "added": [], "mixed": []}
         for i, j in itertools.combinations(range(len(columns)), 2):
             taus[_pair_kind(i, j, n_first)].append(_kendall(columns[i], columns[j]))
-        return float(np.mean(sum((taus[k] for k in plus), [])) - np.mean(sum((taus[k] for k in minus), [])))
+        return float(np.mean([t for k in plus for t in taus[k]]) - np.mean([t for k in minus for t in taus[k]]))
 
     return contrast
 
