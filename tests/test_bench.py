@@ -234,6 +234,16 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     assert forecast == forecast_first
     assert record["agreement_table_seeds"]["n_seeds"] == 2 and record["agreement_table_seeds"]["n_archs"] == 3
     assert np.isfinite(record["seed_gap"]["gap_cross.test_miou"]) and "gap_added_ci_low.test_miou" in record["seed_gap"]
+    assert record["seed_gap_archs"] == 3
+    # an added item from the table's batch (as the pilot's seeds are) takes its architecture out of seed_gap
+    early = tmp_path / "items" / f"{SMALL}__s2.json"
+    item = json.loads(early.read_text())
+    item["provenance"]["timestamp"] = "2000-01-01T00:00:00+00:00"
+    early.write_text(json.dumps(item))
+    assert B.extend(profile, (2, 3), **kwargs)["ran"] == 0
+    record = json.loads((tmp_path / "extension.json").read_text())
+    assert record["seed_gap_archs"] == 2 and record["seed_gap"] == {}  # below 3 architectures: no contrast
+    assert record["agreement"]["n_archs"] == 3  # the agreement keeps every architecture
     with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
         B.extend(profile, (1, 2), **kwargs)
     (tmp_path / "items" / f"{SMALL}__s0.json").unlink()

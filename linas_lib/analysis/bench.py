@@ -710,18 +710,23 @@ def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int,
       architectures (:func:`~linas_lib.analysis.bench_stats.pair_contrasts`): ``gap_cross``,
       within-batch pairs minus pairs of a table seed and an added one (a batch effect), and
       ``gap_added``, the table's pairs minus the added seeds' pairs (are the added seeds noisier?);
+      only on the ``seed_gap_archs`` architectures whose added items all came after the table's
+      last item (:func:`_later_batch`), so that the seeds' two groups are two batches;
     * ``forecast``: :func:`_projected` from the table's seeds over all its architectures,
       kept from the first write (``forecast`` given) so that it stays a forecast.
     """
     table_seeds = set(profile.bench.seeds)
     all_seeds = tuple(profile.bench.seeds) + tuple(added)
-    added_rows = [table_row(r) for r in finished_records(plan)]
-    base_rows = [table_row(r) for r in finished_records(base)]
+    added_records, base_records = finished_records(plan), finished_records(base)
+    added_rows, base_rows = [table_row(r) for r in added_records], [table_row(r) for r in base_records]
     complete = _complete_archs(base_rows + added_rows, all_seeds)
+    later = _later_batch(base_records, added_records)
+    batched = [r for r in complete if r["arch"] in later]
     return {"seeds": list(all_seeds), "added_seeds": list(added), "items": len(plan.items), "done": len(added_rows),
             "agreement": _agreement(complete), "split_taus": _split_taus(complete, all_seeds),
             "agreement_table_seeds": _agreement([r for r in complete if int(r["seed"]) in table_seeds]),
-            "seed_gap": _seed_gap(complete, all_seeds, len(table_seeds)),
+            "seed_gap": _seed_gap(batched, all_seeds, len(table_seeds)),
+            "seed_gap_archs": len({r["arch"] for r in batched}),
             "forecast": forecast or {"made_at": _stamp(), **_projected(base_rows, len(all_seeds), base.data_seed)}}
 
 
@@ -740,6 +745,25 @@ def _stamp() -> dict:
     from ..provenance import git_sha
 
     return {"git_sha": git_sha(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _later_batch(base_records: list[dict], added_records: list[dict]) -> set[str]:
+    """Architectures whose added-seed items were all trained after every item of the table.
+
+    Items of an added seed can predate the extension (the pilot's seeds, reused by key): those
+    were trained in the table's batch, and comparing "table seeds" with "added seeds" there
+    would not compare two batches. Times are the items' provenance timestamps (ISO, UTC)."""
+    cut = max((_trained_at(r) for r in base_records), default="")
+    first: dict[str, str] = {}
+    for r in added_records:
+        first[r["arch"]] = min(first.get(r["arch"], _trained_at(r)), _trained_at(r))
+    return {arch for arch, t in first.items() if t >= cut}
+
+
+def _trained_at(record: dict) -> str:
+    """An item's provenance timestamp ("" when it has none: it then counts as the earliest)."""
+    prov = record.get("provenance")
+    return str(prov.get("timestamp", "")) if isinstance(prov, dict) else ""
 
 
 def _seed_gap(rows: list[dict], seeds: tuple[int, ...], n_table: int) -> dict:
