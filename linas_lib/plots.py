@@ -654,3 +654,33 @@ def cross_hw_vs_k(mean_rows: list[dict]):
     fig.suptitle("Leave-one-device-out latency prediction (mean over held-out devices, 95% bootstrap CI)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def truth_seeds(rows: list[dict]):
+    """Each signal's tau change when the truth is the held-out seeds' mean instead of the design
+    seeds' (95 % paired CI), beside the change the truths' noise alone predicts.
+
+    Args:
+        rows: ``truth_seeds.csv`` rows (:func:`linas_lib.analysis.truth_seeds.truth_seed_rows`).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    signals = [r for r in rows if r["signal"] != "truth"]
+    fig, ax = plt.subplots(figsize=(5.2, 0.3 * len(signals) + 1.6))
+    y = np.arange(len(signals))[::-1]
+    change = np.array([r["held_minus_design"] for r in signals], dtype=float)
+    bounds = np.array([[r["held_minus_design_lo"] for r in signals], [r["held_minus_design_hi"] for r in signals]],
+                      dtype=float)
+    ax.errorbar(change, y, xerr=np.abs(bounds - change), fmt="o", ms=4, capsize=2, color="C0",
+                label="held-out minus design truth (95% CI)")
+    expected = np.array([r["held_expected"] - r["tau_design"] for r in signals], dtype=float)
+    ax.plot(expected, y, "x", color="C3", label="expected from the truths' noise alone")
+    ax.set_yticks(y, [r["signal"] for r in signals], fontsize=7)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("change of Kendall tau (test mIoU truth)")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=1, frameon=False)
+    fig.tight_layout()
+    return fig

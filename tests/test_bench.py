@@ -244,6 +244,14 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     record = json.loads((tmp_path / "extension.json").read_text())
     assert record["seed_gap_archs"] == 2 and record["seed_gap"] == {}  # below 3 architectures: no contrast
     assert record["agreement"]["n_archs"] == 3  # the agreement keeps every architecture
+    added = B.extension_rows(profile, folder=tmp_path, features_fn=fake_features, model=fake_model())
+    assert len(added) == 6 and {r["seed"] for r in added} == {2, 3} and set(added[0]) == set(B.TABLE_COLUMNS)
+    record["added_seeds"] = "2,3"
+    (tmp_path / "extension.json").write_text(json.dumps(record))
+    with pytest.raises(B.BenchError, match=r"extension.json: added_seeds must be a list of integer seeds, got '2,3'"):
+        B.extension_rows(profile, folder=tmp_path, features_fn=fake_features, model=fake_model())
+    (tmp_path / "extension.json").unlink()
+    assert B.extension_rows(profile, folder=tmp_path, features_fn=fake_features, model=fake_model()) == []
     with pytest.raises(B.BenchError, match=r"seed\(s\) \[1\] are already in profile"):
         B.extend(profile, (1, 2), **kwargs)
     (tmp_path / "items" / f"{SMALL}__s0.json").unlink()

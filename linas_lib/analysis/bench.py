@@ -730,6 +730,32 @@ def extension_record(profile: Profile, base: Plan, plan: Plan, added: tuple[int,
             "forecast": forecast or {"made_at": _stamp(), **_projected(base_rows, len(all_seeds), base.data_seed)}}
 
 
+def extension_rows(profile_ref, seed: int = 0, folder: Path | None = None, features_fn: FeaturesFn | None = None,
+                   model=None) -> list[dict]:
+    """Table rows (:func:`table_row`) of the seed extension's finished items: the seeds that
+    ``extension.json`` added and the profile's ``bench.seeds`` does not list, on the table's
+    architectures, each read only with its item key (the table's recipe, data and encoder).
+
+    Returns:
+        The rows; ``[]`` without an ``extension.json``.
+
+    Raises:
+        BenchError: ``extension.json`` has no list of integer ``added_seeds`` (the file named).
+    """
+    profile = as_profile(profile_ref)
+    base = make_plan(profile, seed, False, folder, features_fn, model)
+    path = base.folder / "extension.json"
+    if not path.is_file():
+        return []
+    record = load_json(path)
+    added = record.get("added_seeds") if isinstance(record, dict) else None
+    if not isinstance(added, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in added):
+        raise BenchError(f"{path}: added_seeds must be a list of integer seeds, got {added!r}")
+    seeds = [s for s in added if s not in set(profile.bench.seeds)]
+    plan = replace(base, items=plan_items(base.selection, seeds, profile.bench, base.data, seed, base.folder))
+    return [table_row(r) for r in finished_records(plan)]
+
+
 def _earlier_forecast(path: Path, added: tuple[int, ...]) -> dict | None:
     """The forecast of an earlier ``extension.json`` for the same added seeds (None: none)."""
     try:
