@@ -674,7 +674,9 @@ def truth_seeds(rows: list[dict]):
     change = np.array([r["held_minus_design"] for r in signals], dtype=float)
     bounds = np.array([[r["held_minus_design_lo"] for r in signals], [r["held_minus_design_hi"] for r in signals]],
                       dtype=float)
-    ax.errorbar(change, y, xerr=np.abs(bounds - change), fmt="o", ms=4, capsize=2, color="C0",
+    # a percentile CI need not contain its point estimate: never draw a bar on the wrong side
+    spans = np.clip(np.array([change - bounds[0], bounds[1] - change]), 0, None)
+    ax.errorbar(change, y, xerr=spans, fmt="o", ms=4, capsize=2, color="C0",
                 label="held-out minus design truth (95% CI)")
     expected = np.array([r["held_expected"] - r["tau_design"] for r in signals], dtype=float)
     ax.plot(expected, y, "x", color="C3", label="expected from the truths' noise alone")

@@ -244,6 +244,12 @@ def test_added_seeds_train_items_only_and_report_agreement_on_complete_archs(tmp
     record = json.loads((tmp_path / "extension.json").read_text())
     assert record["seed_gap_archs"] == 2 and record["seed_gap"] == {}  # below 3 architectures: no contrast
     assert record["agreement"]["n_archs"] == 3  # the agreement keeps every architecture
+    table_item = sorted((tmp_path / "items").glob("*__s0.json"))[0]
+    item = json.loads(table_item.read_text())
+    del item["provenance"]["timestamp"]  # a table item of unknown time: the batches cannot be told apart
+    table_item.write_text(json.dumps(item))
+    B.extend(profile, (2, 3), **kwargs)
+    assert json.loads((tmp_path / "extension.json").read_text())["seed_gap_archs"] == 0
     added = B.extension_rows(profile, folder=tmp_path, features_fn=fake_features, model=fake_model())
     assert len(added) == 6 and {r["seed"] for r in added} == {2, 3} and set(added[0]) == set(B.TABLE_COLUMNS)
     record["added_seeds"] = "2,3"

@@ -29,6 +29,7 @@ section and the seed:
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import logging
 import math
 import time
@@ -774,22 +775,33 @@ def _stamp() -> dict:
 
 
 def _later_batch(base_records: list[dict], added_records: list[dict]) -> set[str]:
-    """Architectures whose added-seed items were all trained after every item of the table.
+    """Architectures whose added-seed items all started once every item of the table had finished.
 
     Items of an added seed can predate the extension (the pilot's seeds, reused by key): those
     were trained in the table's batch, and comparing "table seeds" with "added seeds" there
-    would not compare two batches. Times are the items' provenance timestamps (ISO, UTC)."""
-    cut = max((_trained_at(r) for r in base_records), default="")
-    first: dict[str, str] = {}
+    would not compare two batches. An item's finish is its provenance timestamp (to the
+    second), its start that minus its ``seconds``. Without a time for every table item the
+    batches cannot be told apart: the set is empty; an added item without one leaves its
+    architecture out."""
+    finished = [_finished_at(r) for r in base_records]
+    if not finished or None in finished:
+        return set()
+    cut = max(finished) - dt.timedelta(seconds=1)  # stamps are to the second
+    starts: dict[str, list] = {}
     for r in added_records:
-        first[r["arch"]] = min(first.get(r["arch"], _trained_at(r)), _trained_at(r))
-    return {arch for arch, t in first.items() if t >= cut}
+        end = _finished_at(r)
+        starts.setdefault(r["arch"], []).append(None if end is None else end - dt.timedelta(seconds=float(r["seconds"])))
+    return {arch for arch, times in starts.items() if None not in times and min(times) >= cut}
 
 
-def _trained_at(record: dict) -> str:
-    """An item's provenance timestamp ("" when it has none: it then counts as the earliest)."""
+def _finished_at(record: dict) -> dt.datetime | None:
+    """An item's provenance timestamp as an aware datetime (None: absent or not ISO 8601 with an offset)."""
     prov = record.get("provenance")
-    return str(prov.get("timestamp", "")) if isinstance(prov, dict) else ""
+    try:
+        stamp = dt.datetime.fromisoformat(str(prov["timestamp"]))
+    except (TypeError, KeyError, ValueError):
+        return None
+    return stamp if stamp.tzinfo is not None else None
 
 
 def _seed_gap(rows: list[dict], seeds: tuple[int, ...], n_table: int) -> dict:

@@ -3,21 +3,25 @@
 Every signal of 04_ranking was designed and read against the benchmark table's mean over
 ``bench.seeds``, the *design* truth: the supernet variant, its one-shot length and weight
 average, minus the WS loss as a score. The seed extension (``linas bench build --add-seeds``,
-``bench/extension.json``) trained more seeds of the same architectures later with the same
-recipe, and nothing was chosen on them. So each signal is scored against three truths on the
-same architectures (test mIoU):
+``bench/extension.json``) trained more seeds of the same architectures with the same recipe,
+and no choice of 04's signals read them (a few of them can be the pilot's items, trained beside
+the table: held out all the same). So each signal is scored against three truths on the same
+architectures (test mIoU):
 
 * ``design``: the mean over the table's seeds (what 04 reports);
 * ``held_out``: the mean over the added seeds alone, a truth no choice saw;
-* ``all``: the mean over every seed, the least noisy of the three.
+* ``all``: the mean over every seed, the least noisy of the three. It contains the design
+  seeds, so it is no held-out test: it says what a larger table would change.
 
 A drop from ``design`` to ``held_out`` has two readings: choices fitted to the design seeds'
-noise, or a noisier held-out truth. The second is measured: the seed-pair tau inside each group
+noise, or a noisier held-out truth. The second is modelled: the seed-pair tau inside each group
 gives each mean's reliability, and :func:`expected_tau` is the tau that noise alone predicts
 against the held-out truth (Greiner's relation and Spearman-Brown, as in
-:func:`~.ws_shortfall.truth_ceiling`). Paired bootstrap CIs over architectures say whether a
-difference exceeds resampling noise. The untuned signals (FLOPs, parameters, latency, NEAR) are
-the control arm: no design choice could fit them to the design seeds.
+:func:`~.ws_shortfall.truth_ceiling`). ``held_minus_expected`` is the drop beyond it, the
+overfitting test; its CI resamples architectures and recomputes the pair taus and the
+expectation in each resample. The model is checked on the two truths themselves
+(``halves_tau`` against ``halves_expected``), and the untuned signals (FLOPs, parameters,
+latency, NEAR) are the control arm: no design choice could fit them to the design seeds.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from .ranking import CONFIDENCE, _frame, _pair_mean, _paired_ci, kendall
 from .ws_shortfall import _r, _tau, seed_matrices, truth_ceiling
 
 TRUTHS = ("design", "held_out", "all")
-DIFFERENCES = ("held_minus_design", "all_minus_design")
+DIFFERENCES = ("held_minus_design", "all_minus_design", "held_minus_expected")
+TABLE, EXTENSION = "the table (bench/table.csv)", "the extension (bench/extension.json's items)"
 
 
 class TruthSeedsError(ValueError):
@@ -39,77 +44,142 @@ class TruthSeedsError(ValueError):
 
 
 def seed_groups(scores, table_rows, added_rows) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(archs, design, held_out)``: test mIoU per seed, ``(n_archs, n_seeds)`` each, of the
-    architectures of ``scores`` that have every seed of both groups, in ``scores``' order.
+    """Both seed groups' test mIoU on the architectures of 04's scores that have every seed.
+
+    Args:
+        scores: 04's ``scores.csv`` rows (``arch`` and the signals).
+        table_rows: the benchmark table's rows (the design seeds).
+        added_rows: the seed extension's rows (:func:`linas_lib.analysis.bench.extension_rows`).
+
+    Returns:
+        ``(archs, design, held_out)``: the architectures in ``scores``' order and their
+        ``(n_archs, n_seeds)`` test mIoU per seed of each group.
 
     Raises:
-        TruthSeedsError: a group has fewer than 2 seeds, or fewer than 3 architectures have them all.
+        TruthSeedsError: no extension rows, a group has fewer than 2 seeds, the groups share a
+            seed, or fewer than 3 architectures have every seed of both.
     """
+    if not added_rows:
+        raise TruthSeedsError(f"truth seeds: {EXTENSION} has no finished item (no seed extension of the table, "
+                              f"`linas bench build --add-seeds`): one truth only")
     archs = [str(a) for a in _frame(scores)["arch"]]
     _, design, _, design_seeds = seed_matrices(table_rows, archs)
     _, held, _, held_seeds = seed_matrices(added_rows, archs)
     if len(design_seeds) < 2 or len(held_seeds) < 2:
-        raise TruthSeedsError(f"truth seeds: each group needs >= 2 seeds; the table has {len(design_seeds)}, "
-                              f"the extension {len(held_seeds)}")
+        raise TruthSeedsError(f"truth seeds: each group needs >= 2 seeds; {TABLE} has {len(design_seeds)}, "
+                              f"{EXTENSION} {len(held_seeds)}")
+    shared = sorted(set(design_seeds) & set(held_seeds))
+    if shared:
+        raise TruthSeedsError(f"truth seeds: {TABLE} and {EXTENSION} share seed(s) {shared}; a held-out truth "
+                              f"needs other trainings")
     keep = np.isfinite(design).all(axis=1) & np.isfinite(held).all(axis=1)
     if keep.sum() < 3:
         raise TruthSeedsError(f"truth seeds: {int(keep.sum())} architecture(s) of 04's scores have every seed of "
-                              f"both groups; at least 3 are needed")
+                              f"{TABLE} and {EXTENSION}; at least 3 are needed")
     return [a for a, k in zip(archs, keep) if k], design[keep], held[keep]
 
 
 def expected_tau(tau: float, pair_from: float, n_from: int, pair_to: float, n_to: int) -> float:
-    """The tau a signal with ``tau`` against the mean of ``n_from`` seeds (seed-pair tau
-    ``pair_from``) is expected to reach against the mean of ``n_to`` other seeds (seed-pair tau
-    ``pair_to``) when only the truths' noise differs: the correlation scales with the square
-    root of each mean's reliability. NaN where a ceiling is undefined."""
+    """The tau a signal is expected to reach against another truth when only the truths' noise differs.
+
+    A truth that is the mean of ``n`` seeds with seed-pair tau ``pair`` has the reliability of
+    Spearman-Brown; a signal's correlation with it scales with that reliability's square root
+    (:func:`~.ws_shortfall.truth_ceiling` is the square root, as a tau). Taus and correlations
+    are mapped by Greiner's relation.
+
+    Args:
+        tau: the signal's tau against the first truth.
+        pair_from, n_from: the first truth's seed-pair tau and seed count.
+        pair_to, n_to: the same for the other truth.
+
+    Returns:
+        The expected tau; NaN where ``tau`` is not finite or a ceiling is undefined.
+    """
     ceiling_from, ceiling_to = truth_ceiling(pair_from, n_from), truth_ceiling(pair_to, n_to)
-    if not (ceiling_from > 0 and ceiling_to > 0):
+    if not (math.isfinite(tau) and ceiling_from > 0 and ceiling_to > 0):
         return math.nan
     return _tau(_r(tau) * _r(ceiling_to) / _r(ceiling_from))
 
 
+def _truths(design: np.ndarray, held: np.ndarray) -> dict[str, np.ndarray]:
+    return {"design": design.mean(axis=1), "held_out": held.mean(axis=1),
+            "all": np.concatenate([design, held], axis=1).mean(axis=1)}
+
+
+def _held_expected(pred: np.ndarray, design: np.ndarray, held: np.ndarray) -> float:
+    """:func:`expected_tau` of ``pred`` against the held-out mean, from the design mean."""
+    pair_d, pair_h = _pair_mean(kendall)(*design.T), _pair_mean(kendall)(*held.T)
+    return expected_tau(kendall(pred, design.mean(axis=1)), pair_d, design.shape[1], pair_h, held.shape[1])
+
+
+def _difference(name: str, n_design: int):
+    """The statistic of one of :data:`DIFFERENCES` on the columns ``(pred, *design seeds, *held seeds)``."""
+    def statistic(pred, *seeds) -> float:
+        design, held = np.column_stack(seeds[:n_design]), np.column_stack(seeds[n_design:])
+        truths = _truths(design, held)
+        if name == "held_minus_expected":
+            return kendall(pred, truths["held_out"]) - _held_expected(pred, design, held)
+        other = "held_out" if name == "held_minus_design" else "all"
+        return kendall(pred, truths[other]) - kendall(pred, truths["design"])
+    return statistic
+
+
 def truth_seed_rows(scores, signals: Sequence[str], table_rows, added_rows, n_resamples: int = 2000,
                     seed: int = 0) -> list[dict]:
-    """One row per signal (a ``scores`` column): ``tau_<truth>`` for each of :data:`TRUTHS`,
-    ``held_minus_design`` and ``all_minus_design`` with paired bootstrap CIs (``_lo`` / ``_hi``,
-    resampling architectures), ``held_expected`` (:func:`expected_tau`) and
-    ``held_minus_expected``; then a ``truth`` row per group with its seed-pair tau
-    (``pair_tau``), its seed count and the tau between the two groups' means (``halves_tau``).
+    """Each signal's tau against the three truths, the changes between them, and the truths' own rows.
+
+    Args:
+        scores: 04's ``scores.csv`` rows.
+        signals: the ``scores`` columns to read (finite for every architecture).
+        table_rows, added_rows: the design and held-out seeds' rows (:func:`seed_groups`).
+        n_resamples: bootstrap resamples of the architectures.
+        seed: bootstrap randomness.
+
+    Returns:
+        Per signal ``{signal, n, tau_<truth> for each of TRUTHS, <difference> and its _lo / _hi
+        for each of DIFFERENCES, held_expected}``; then per group a ``truth`` row with
+        ``n_seeds``, ``pair_tau`` (its seeds' mean pair tau), ``halves_tau`` (the two groups'
+        means against each other) and ``halves_expected`` (what the noise model predicts for it).
+
+    Raises:
+        TruthSeedsError: see :func:`seed_groups`.
     """
     archs, design, held = seed_groups(scores, table_rows, added_rows)
     df = _frame(scores).set_index("arch").loc[archs]
-    means = {"design": design.mean(axis=1), "held_out": held.mean(axis=1),
-             "all": np.concatenate([design, held], axis=1).mean(axis=1)}
-    pair = {"design": _pair_mean(kendall)(*design.T), "held_out": _pair_mean(kendall)(*held.T)}
+    truths, columns = _truths(design, held), (*design.T, *held.T)
     rows = []
     for signal in signals:
         pred = df[signal].to_numpy(dtype=float)
-        row = {"signal": signal, "n": len(archs), **{f"tau_{t}": kendall(pred, means[t]) for t in TRUTHS}}
-        for name, other in (("held_minus_design", "held_out"), ("all_minus_design", "all")):
-            low, high = _paired_ci(_tau_change, (pred, means["design"], means[other]), n_resamples, CONFIDENCE, seed)
-            row.update({name: row[f"tau_{other}"] - row["tau_design"], f"{name}_lo": low, f"{name}_hi": high})
-        row["held_expected"] = expected_tau(row["tau_design"], pair["design"], design.shape[1],
-                                            pair["held_out"], held.shape[1])
-        row["held_minus_expected"] = row["tau_held_out"] - row["held_expected"]
+        row = {"signal": signal, "n": len(archs), **{f"tau_{t}": kendall(pred, truths[t]) for t in TRUTHS},
+               "held_expected": _held_expected(pred, design, held)}
+        for name in DIFFERENCES:
+            statistic = _difference(name, design.shape[1])
+            low, high = _paired_ci(statistic, (pred, *columns), n_resamples, CONFIDENCE, seed)
+            row.update({name: statistic(pred, *columns), f"{name}_lo": low, f"{name}_hi": high})
         rows.append(row)
-    halves = kendall(means["design"], means["held_out"])
-    for group, matrix in (("design", design), ("held_out", held)):
-        rows.append({"signal": "truth", "truth": group, "n": len(archs), "n_seeds": matrix.shape[1],
-                     "pair_tau": pair[group], "halves_tau": halves})
-    return rows
+    return rows + _truth_rows(design, held)
 
 
-def _tau_change(pred, design, other) -> float:
-    """Tau of ``pred`` against ``other`` minus against ``design`` (the same resample)."""
-    return kendall(pred, other) - kendall(pred, design)
+def _truth_rows(design: np.ndarray, held: np.ndarray) -> list[dict]:
+    """The two groups' rows: seed-pair tau, the halves' agreement and its expectation."""
+    pair = {"design": _pair_mean(kendall)(*design.T), "held_out": _pair_mean(kendall)(*held.T)}
+    ceilings = [truth_ceiling(pair["design"], design.shape[1]), truth_ceiling(pair["held_out"], held.shape[1])]
+    halves_expected = _tau(_r(ceilings[0]) * _r(ceilings[1])) if all(c > 0 for c in ceilings) else math.nan
+    halves = kendall(design.mean(axis=1), held.mean(axis=1))
+    return [{"signal": "truth", "truth": group, "n": len(design), "n_seeds": matrix.shape[1], "pair_tau": pair[group],
+             "halves_tau": halves, "halves_expected": halves_expected}
+            for group, matrix in (("design", design), ("held_out", held))]
 
 
 def truth_seed_summary(rows: Sequence[dict]) -> dict[str, float]:
-    """``truth_seeds.*`` summary keys of :func:`truth_seed_rows` (empty without rows):
-    ``tau.<signal>.<truth>``, ``<difference>.<signal>`` with ``_lo`` / ``_hi``,
-    ``held_expected.<signal>``, ``pair_tau.<group>``, ``halves_tau``, ``n_archs``, and
-    ``n_held_drop_shown``: the signals whose held-out drop has a CI wholly below 0."""
+    """The ``truth_seeds.*`` summary keys of :func:`truth_seed_rows` (empty without rows).
+
+    Keys: ``tau.<signal>.<truth>``, ``<difference>.<signal>`` with ``_lo`` / ``_hi``,
+    ``held_expected.<signal>``, ``pair_tau.<group>``, ``halves_tau``, ``halves_expected``,
+    ``n_archs``, ``n_held_drop_shown`` (signals whose drop to the held-out truth has a CI wholly
+    below 0) and ``n_beyond_noise_shown`` (the same for the drop beyond the noise model's,
+    ``held_minus_expected``: the overfitting test).
+    """
     out: dict[str, float] = {}
     signal_rows = [r for r in rows if r["signal"] != "truth"]
     for r in signal_rows:
@@ -120,8 +190,10 @@ def truth_seed_summary(rows: Sequence[dict]) -> dict[str, float]:
         out[f"truth_seeds.held_expected.{s}"] = float(r["held_expected"])
     for r in (r for r in rows if r["signal"] == "truth"):
         out[f"truth_seeds.pair_tau.{r['truth']}"] = float(r["pair_tau"])
-        out["truth_seeds.halves_tau"] = float(r["halves_tau"])
+        out.update({f"truth_seeds.{k}": float(r[k]) for k in ("halves_tau", "halves_expected")})
         out["truth_seeds.n_archs"] = float(r["n"])
     if signal_rows:
         out["truth_seeds.n_held_drop_shown"] = float(sum(float(r["held_minus_design_hi"]) < 0 for r in signal_rows))
+        out["truth_seeds.n_beyond_noise_shown"] = float(sum(float(r["held_minus_expected_hi"]) < 0
+                                                            for r in signal_rows))
     return out

@@ -575,6 +575,9 @@ def _r(tau: float) -> float:
 
 
 def _tau(r: float) -> float:
+    """Greiner's relation inverted, ``r`` clipped to [-1, 1] (NaN stays NaN: ``min`` would make it 1)."""
+    if not math.isfinite(r):
+        return math.nan
     return 2 / math.pi * math.asin(max(-1.0, min(1.0, r)))
 
 
