@@ -668,7 +668,7 @@ def truth_seeds(rows: list[dict]):
     """
     import matplotlib.pyplot as plt
 
-    signals = [r for r in rows if r["signal"] != "truth"]
+    signals = [r for r in rows if r["signal"] != "truth" and not str(r["signal"]).startswith("pool.")]
     fig, ax = plt.subplots(figsize=(5.2, 0.3 * len(signals) + 1.6))
     y = np.arange(len(signals))[::-1]
     change = np.array([r["held_minus_design"] for r in signals], dtype=float)

@@ -105,3 +105,20 @@ def test_too_few_seeds_shared_seeds_or_architectures_are_refused_with_the_reason
     few = {s["arch"] for s in scores[:2]}
     with pytest.raises(T.TruthSeedsError, match="2 architecture"):
         T.truth_seed_rows(scores, ["honest"], table, [r for r in added if r["arch"] in few])
+
+
+def test_pools_contrast_the_tuned_signals_with_the_control_arm(study):
+    scores, table, added = study
+    scores = [dict(r, flops=r["honest"]) for r in scores]  # the honest signal again, under a control-arm name
+    rows = T.truth_seed_rows(scores, ["honest", "fitted", "flops"], table, added, n_resamples=200, seed=0)
+    by = {r["signal"]: r for r in rows}
+    assert by["pool.tuned"]["n_signals"] == 2 and by["pool.control"]["n_signals"] == 1
+    for d in T.DIFFERENCES:
+        assert by["pool.tuned"][d] == pytest.approx((by["honest"][d] + by["fitted"][d]) / 2)
+        assert by["pool.control"][d] == pytest.approx(by["flops"][d])
+        assert by["pool.tuned_minus_control"][d] == pytest.approx(by["pool.tuned"][d] - by["pool.control"][d])
+    assert by["pool.tuned_minus_control"]["held_minus_expected_hi"] < 0  # the fitted signal drags the tuned pool down
+    summary = T.truth_seed_summary(rows)
+    assert "truth_seeds.pool.tuned_minus_control.held_minus_expected_lo" in summary
+    assert summary["truth_seeds.n_archs"] == 59.0 and "truth_seeds.tau.pool.tuned.design" not in summary
+    assert T.pool_weights(["flops"]) == {"tuned": [], "control": [1.0], "tuned_minus_control": []}

@@ -36,6 +36,8 @@ from .ws_shortfall import _r, _tau, seed_matrices, truth_ceiling
 
 TRUTHS = ("design", "held_out", "all")
 DIFFERENCES = ("held_minus_design", "all_minus_design", "held_minus_expected")
+CONTROL = ("near", "near_exact", "near_init", "flops", "params", "latency")  # no design choice read the table for these
+POOLS = ("tuned", "control", "tuned_minus_control")
 TABLE, EXTENSION = "the table (bench/table.csv)", "the extension (bench/extension.json's items)"
 
 
@@ -108,20 +110,52 @@ def _truths(design: np.ndarray, held: np.ndarray) -> dict[str, np.ndarray]:
 
 def _held_expected(pred: np.ndarray, design: np.ndarray, held: np.ndarray) -> float:
     """:func:`expected_tau` of ``pred`` against the held-out mean, from the design mean."""
-    pair_d, pair_h = _pair_mean(kendall)(*design.T), _pair_mean(kendall)(*held.T)
-    return expected_tau(kendall(pred, design.mean(axis=1)), pair_d, design.shape[1], pair_h, held.shape[1])
+    return _expected(kendall(pred, design.mean(axis=1)), _pair_taus(design, held), design.shape[1], held.shape[1])
 
 
-def _difference(name: str, n_design: int):
-    """The statistic of one of :data:`DIFFERENCES` on the columns ``(pred, *design seeds, *held seeds)``."""
-    def statistic(pred, *seeds) -> float:
-        design, held = np.column_stack(seeds[:n_design]), np.column_stack(seeds[n_design:])
+def _pair_taus(design: np.ndarray, held: np.ndarray) -> tuple[float, float]:
+    return _pair_mean(kendall)(*design.T), _pair_mean(kendall)(*held.T)
+
+
+def _expected(tau: float, pairs: tuple[float, float], n_design: int, n_held: int) -> float:
+    return expected_tau(tau, pairs[0], n_design, pairs[1], n_held)
+
+
+def _difference(name: str, n_design: int, weights: Sequence[float] = (1.0,)):
+    """A statistic on the columns ``(*preds, *design seeds, *held seeds)``: the ``weights``-weighted
+    sum over the preds of the change ``name`` (one of :data:`DIFFERENCES`; one pred with weight 1:
+    that signal's own). The truths and, for ``held_minus_expected``, the pair taus are computed
+    once per call, so a bootstrap recomputes them in every resample."""
+    n_preds = len(weights)
+
+    def statistic(*columns) -> float:
+        design = np.column_stack(columns[n_preds:n_preds + n_design])
+        held = np.column_stack(columns[n_preds + n_design:])
         truths = _truths(design, held)
-        if name == "held_minus_expected":
-            return kendall(pred, truths["held_out"]) - _held_expected(pred, design, held)
-        other = "held_out" if name == "held_minus_design" else "all"
-        return kendall(pred, truths[other]) - kendall(pred, truths["design"])
+        pairs = _pair_taus(design, held) if name == "held_minus_expected" else None
+        total = 0.0
+        for w, pred in zip(weights, columns[:n_preds]):
+            if not w:
+                continue
+            base = kendall(pred, truths["design"])
+            if pairs is not None:
+                change = kendall(pred, truths["held_out"]) - _expected(base, pairs, design.shape[1], held.shape[1])
+            else:
+                change = kendall(pred, truths["held_out" if name == "held_minus_design" else "all"]) - base
+            total += w * change
+        return float(total)
     return statistic
+
+
+def pool_weights(signals: Sequence[str]) -> dict[str, list[float]]:
+    """Per pool of :data:`POOLS`, the weight of each signal: the mean over the tuned signals (every
+    one not in :data:`CONTROL`: 04's WS scores), the mean over the control arm, and their difference."""
+    tuned = [s not in CONTROL for s in signals]
+    n_tuned, n_control = sum(tuned), len(signals) - sum(tuned)
+    mean_tuned = [1 / n_tuned if t else 0.0 for t in tuned] if n_tuned else []
+    mean_control = [0.0 if t else 1 / n_control for t in tuned] if n_control else []
+    both = [a - b for a, b in zip(mean_tuned, mean_control)] if n_tuned and n_control else []
+    return {"tuned": mean_tuned, "control": mean_control, "tuned_minus_control": both}
 
 
 def truth_seed_rows(scores, signals: Sequence[str], table_rows, added_rows, n_resamples: int = 2000,
@@ -137,7 +171,10 @@ def truth_seed_rows(scores, signals: Sequence[str], table_rows, added_rows, n_re
 
     Returns:
         Per signal ``{signal, n, tau_<truth> for each of TRUTHS, <difference> and its _lo / _hi
-        for each of DIFFERENCES, held_expected}``; then per group a ``truth`` row with
+        for each of DIFFERENCES, held_expected}``; then a row per pool of :data:`POOLS`
+        (``signal`` ``pool.<pool>``, ``n_signals``, the same differences of the pool's mean:
+        :func:`pool_weights`; ``pool.tuned_minus_control`` is the test of a fit to the design
+        seeds against the control arm); then per group a ``truth`` row with
         ``n_seeds``, ``pair_tau`` (its seeds' mean pair tau), ``halves_tau`` (the two groups'
         means against each other) and ``halves_expected`` (what the noise model predicts for it).
 
@@ -152,12 +189,25 @@ def truth_seed_rows(scores, signals: Sequence[str], table_rows, added_rows, n_re
         pred = df[signal].to_numpy(dtype=float)
         row = {"signal": signal, "n": len(archs), **{f"tau_{t}": kendall(pred, truths[t]) for t in TRUTHS},
                "held_expected": _held_expected(pred, design, held)}
-        for name in DIFFERENCES:
-            statistic = _difference(name, design.shape[1])
-            low, high = _paired_ci(statistic, (pred, *columns), n_resamples, CONFIDENCE, seed)
-            row.update({name: statistic(pred, *columns), f"{name}_lo": low, f"{name}_hi": high})
+        row.update(_differences((pred,), [1.0], columns, design.shape[1], n_resamples, seed))
         rows.append(row)
+    preds = tuple(df[s].to_numpy(dtype=float) for s in signals)
+    for pool, weights in pool_weights(signals).items():
+        if weights:
+            rows.append({"signal": f"pool.{pool}", "n": len(archs), "n_signals": sum(w != 0 for w in weights),
+                         **_differences(preds, weights, columns, design.shape[1], n_resamples, seed)})
     return rows + _truth_rows(design, held)
+
+
+def _differences(preds: tuple, weights: Sequence[float], seeds: tuple, n_design: int, n_resamples: int,
+                 seed: int) -> dict[str, float]:
+    """Each of :data:`DIFFERENCES` of the weighted preds with its paired bootstrap CI (``_lo`` / ``_hi``)."""
+    out = {}
+    for name in DIFFERENCES:
+        statistic = _difference(name, n_design, weights)
+        low, high = _paired_ci(statistic, (*preds, *seeds), n_resamples, CONFIDENCE, seed)
+        out.update({name: statistic(*preds, *seeds), f"{name}_lo": low, f"{name}_hi": high})
+    return out
 
 
 def _truth_rows(design: np.ndarray, held: np.ndarray) -> list[dict]:
@@ -174,14 +224,18 @@ def _truth_rows(design: np.ndarray, held: np.ndarray) -> list[dict]:
 def truth_seed_summary(rows: Sequence[dict]) -> dict[str, float]:
     """The ``truth_seeds.*`` summary keys of :func:`truth_seed_rows` (empty without rows).
 
-    Keys: ``tau.<signal>.<truth>``, ``<difference>.<signal>`` with ``_lo`` / ``_hi``,
+    Keys: ``tau.<signal>.<truth>``, ``<difference>.<signal>`` with ``_lo`` / ``_hi`` (and
+    ``pool.<pool>.<difference>`` with ``_lo`` / ``_hi``),
     ``held_expected.<signal>``, ``pair_tau.<group>``, ``halves_tau``, ``halves_expected``,
     ``n_archs``, ``n_held_drop_shown`` (signals whose drop to the held-out truth has a CI wholly
     below 0) and ``n_beyond_noise_shown`` (the same for the drop beyond the noise model's,
     ``held_minus_expected``: the overfitting test).
     """
     out: dict[str, float] = {}
-    signal_rows = [r for r in rows if r["signal"] != "truth"]
+    signal_rows = [r for r in rows if r["signal"] != "truth" and not r["signal"].startswith("pool.")]
+    for r in (r for r in rows if r["signal"].startswith("pool.")):
+        for d in DIFFERENCES:
+            out.update({f"truth_seeds.{r['signal']}.{d}{end}": float(r[f"{d}{end}"]) for end in ("", "_lo", "_hi")})
     for r in signal_rows:
         s = r["signal"]
         out.update({f"truth_seeds.tau.{s}.{t}": float(r[f"tau_{t}"]) for t in TRUTHS})
