@@ -790,7 +790,8 @@ def _later_batch(base_records: list[dict], added_records: list[dict]) -> set[str
     starts: dict[str, list] = {}
     for r in added_records:
         end = _finished_at(r)
-        starts.setdefault(r["arch"], []).append(None if end is None else end - dt.timedelta(seconds=float(r["seconds"])))
+        start = None if end is None else end - dt.timedelta(seconds=float(r["seconds"]))
+        starts.setdefault(r["arch"], []).append(start)
     return {arch for arch, times in starts.items() if None not in times and min(times) >= cut}
 
 

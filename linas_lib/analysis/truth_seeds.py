@@ -108,17 +108,14 @@ def _truths(design: np.ndarray, held: np.ndarray) -> dict[str, np.ndarray]:
             "all": np.concatenate([design, held], axis=1).mean(axis=1)}
 
 
-def _held_expected(pred: np.ndarray, design: np.ndarray, held: np.ndarray) -> float:
-    """:func:`expected_tau` of ``pred`` against the held-out mean, from the design mean."""
-    return _expected(kendall(pred, design.mean(axis=1)), _pair_taus(design, held), design.shape[1], held.shape[1])
-
-
 def _pair_taus(design: np.ndarray, held: np.ndarray) -> tuple[float, float]:
+    """Each group's mean seed-pair tau."""
     return _pair_mean(kendall)(*design.T), _pair_mean(kendall)(*held.T)
 
 
-def _expected(tau: float, pairs: tuple[float, float], n_design: int, n_held: int) -> float:
-    return expected_tau(tau, pairs[0], n_design, pairs[1], n_held)
+def _held_expected(tau_design: float, pairs: tuple[float, float], design: np.ndarray, held: np.ndarray) -> float:
+    """:func:`expected_tau` against the held-out mean of a signal with ``tau_design`` against the design mean."""
+    return expected_tau(tau_design, pairs[0], design.shape[1], pairs[1], held.shape[1])
 
 
 def _difference(name: str, n_design: int, weights: Sequence[float] = (1.0,)):
@@ -139,7 +136,7 @@ def _difference(name: str, n_design: int, weights: Sequence[float] = (1.0,)):
                 continue
             base = kendall(pred, truths["design"])
             if pairs is not None:
-                change = kendall(pred, truths["held_out"]) - _expected(base, pairs, design.shape[1], held.shape[1])
+                change = kendall(pred, truths["held_out"]) - _held_expected(base, pairs, design, held)
             else:
                 change = kendall(pred, truths["held_out" if name == "held_minus_design" else "all"]) - base
             total += w * change
@@ -183,20 +180,19 @@ def truth_seed_rows(scores, signals: Sequence[str], table_rows, added_rows, n_re
     """
     archs, design, held = seed_groups(scores, table_rows, added_rows)
     df = _frame(scores).set_index("arch").loc[archs]
-    truths, columns = _truths(design, held), (*design.T, *held.T)
+    truths, pairs, columns = _truths(design, held), _pair_taus(design, held), (*design.T, *held.T)
+    preds = {s: df[s].to_numpy(dtype=float) for s in signals}
     rows = []
-    for signal in signals:
-        pred = df[signal].to_numpy(dtype=float)
-        row = {"signal": signal, "n": len(archs), **{f"tau_{t}": kendall(pred, truths[t]) for t in TRUTHS},
-               "held_expected": _held_expected(pred, design, held)}
+    for signal, pred in preds.items():
+        row = {"signal": signal, "n": len(archs), **{f"tau_{t}": kendall(pred, truths[t]) for t in TRUTHS}}
+        row["held_expected"] = _held_expected(row["tau_design"], pairs, design, held)
         row.update(_differences((pred,), [1.0], columns, design.shape[1], n_resamples, seed))
         rows.append(row)
-    preds = tuple(df[s].to_numpy(dtype=float) for s in signals)
     for pool, weights in pool_weights(signals).items():
         if weights:
             rows.append({"signal": f"pool.{pool}", "n": len(archs), "n_signals": sum(w != 0 for w in weights),
-                         **_differences(preds, weights, columns, design.shape[1], n_resamples, seed)})
-    return rows + _truth_rows(design, held)
+                         **_differences(tuple(preds.values()), weights, columns, design.shape[1], n_resamples, seed)})
+    return rows + _truth_rows(design, held, pairs)
 
 
 def _differences(preds: tuple, weights: Sequence[float], seeds: tuple, n_design: int, n_resamples: int,
@@ -210,10 +206,10 @@ def _differences(preds: tuple, weights: Sequence[float], seeds: tuple, n_design:
     return out
 
 
-def _truth_rows(design: np.ndarray, held: np.ndarray) -> list[dict]:
+def _truth_rows(design: np.ndarray, held: np.ndarray, pairs: tuple[float, float]) -> list[dict]:
     """The two groups' rows: seed-pair tau, the halves' agreement and its expectation."""
-    pair = {"design": _pair_mean(kendall)(*design.T), "held_out": _pair_mean(kendall)(*held.T)}
-    ceilings = [truth_ceiling(pair["design"], design.shape[1]), truth_ceiling(pair["held_out"], held.shape[1])]
+    pair = dict(zip(("design", "held_out"), pairs))
+    ceilings = [truth_ceiling(pairs[0], design.shape[1]), truth_ceiling(pairs[1], held.shape[1])]
     halves_expected = _tau(_r(ceilings[0]) * _r(ceilings[1])) if all(c > 0 for c in ceilings) else math.nan
     halves = kendall(design.mean(axis=1), held.mean(axis=1))
     return [{"signal": "truth", "truth": group, "n": len(design), "n_seeds": matrix.shape[1], "pair_tau": pair[group],
