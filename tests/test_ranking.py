@@ -132,6 +132,14 @@ def test_ground_truth_is_the_mean_over_seeds_of_archs_with_two_seeds():
     assert truth.choices.shape == (4, N_LAYERS)
 
 
+def test_ground_truth_averages_as_many_seeds_for_every_architecture():
+    rows = table_rows(4)
+    extra = {"arch": ARCHS[1], "seed": 7, "test_miou": 0.01, "test_crack_iou": 0.01}
+    truth = R.ground_truth([*rows, extra])  # a third seed is left out, not averaged in
+    assert truth.archs == tuple(ARCHS[:4]) and truth.n_seeds.tolist() == [2, 2, 2, 2]
+    np.testing.assert_allclose(truth.values["test_miou"], R.ground_truth(rows).values["test_miou"])
+
+
 def test_a_table_with_one_seed_is_refused_clearly():
     with pytest.raises(R.RankingError, match=r"0 architecture\(s\) with >= 2 seeds.*at most 1 seed"):
         R.ground_truth(table_rows(6, seeds=(0,)))

@@ -222,7 +222,7 @@ class GroundTruth:
     Attributes:
         archs: architecture strings, in table order.
         values: ``{metric column: (n,) mean over seeds}`` for every column of :data:`METRICS`.
-        n_seeds: seeds per architecture.
+        n_seeds: seeds averaged per architecture (the same for all: :func:`ground_truth`).
     """
 
     archs: tuple[str, ...]
@@ -252,13 +252,17 @@ def seeds_per_arch(rows) -> dict[str, int]:
 
 
 def ground_truth(rows, min_seeds: int = MIN_SEEDS, min_archs: int = MIN_ARCHS) -> GroundTruth:
-    """The ground truth of table rows ``{arch, seed, test_miou, test_crack_iou, ...}``.
+    """The ground truth of table rows ``{arch, seed, test_miou, test_crack_iou, ...}``: per
+    architecture with >= ``min_seeds`` seeds, the mean over its ``n`` lowest seeds, ``n`` the
+    fewest seeds any of them has (every mean equally noisy).
 
     Raises:
         RankingError: a column is missing, or fewer than ``min_archs`` architectures have
             ``min_seeds`` seeds (a table with one seed per architecture is refused: neither a
             mean over seeds nor the seed ceiling exists).
     """
+    import pandas as pd
+
     df = _frame(rows)
     missing = sorted({"arch", "seed", *METRICS} - set(df.columns))
     if missing:
@@ -271,9 +275,13 @@ def ground_truth(rows, min_seeds: int = MIN_SEEDS, min_archs: int = MIN_ARCHS) -
                            f"({len(counts)} architecture(s), at most {most} seed(s) each); the ranking study "
                            f"needs >= {min_archs}: build more with `linas bench build`")
     columns = list(METRICS) + ([SELECTION] if SELECTION in df.columns else [])
-    means = df[df.arch.isin(usable)].groupby("arch", sort=False)[columns].mean()
+    n_seeds = min(counts[a] for a in usable)
+    # Equal seed counts, so no architecture's mean is less noisy than another's (a table still
+    # filling, or a pilot's extra seed): each keeps its n_seeds lowest seeds.
+    kept = df[df.arch.isin(usable)].sort_values("seed", kind="stable").groupby("arch", sort=False).head(n_seeds)
+    means = kept.groupby("arch", sort=False)[columns].mean().reindex(pd.unique(df.arch[df.arch.isin(usable)]))
     return GroundTruth(tuple(means.index.astype(str)), {m: means[m].to_numpy(float) for m in columns},
-                       np.array([counts[a] for a in means.index]))
+                       np.full(len(means), n_seeds))
 
 
 def table_facts(rows) -> dict:
