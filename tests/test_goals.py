@@ -58,6 +58,14 @@ def test_a_mark_that_is_another_figure_takes_its_best_match():
     assert _row(Goal(11, "near", "nb", "tau.near", ">", "tau.flops"), {"tau.near": 0.4, "tau.flops": 0.36})["status"] == "met"
 
 
+def test_the_selected_match_is_the_one_without_an_unselected_figure_not_the_best():
+    goal = Goal(11, "selected >= 0.8", "nb", "tau.ws.<x>", ">=", 0.8, pick="selected", unselected="gap.<x>")
+    figures = {"tau.ws.a": 0.6, "tau.ws.b": 0.7, "gap.b": 0.1}  # a was selected (on validation): b has a gap to it
+    assert _row(goal, figures) == {"issue": "11", "goal": "selected >= 0.8", "figure": "a 0.600", "status": "not met"}
+    row = _row(goal, {"tau.ws.a": 0.6, "tau.ws.b": 0.7})
+    assert row["status"] == "not measured" and "2 lack `gap.<x>`" in row["figure"]
+
+
 def test_missing_figures_read_as_not_measured_and_scale_shows_percent():
     assert _row(Goal(1, "g", "nb", "absent", ">=", 1.0), {})["status"] == "not measured"
     assert _row(Goal(1, "g", "nb", "x", ">", "absent"), {"x": 1.0})["status"] == "not measured"
@@ -66,7 +74,8 @@ def test_missing_figures_read_as_not_measured_and_scale_shows_percent():
 
 def test_every_goal_is_well_formed():
     for goal in goals.GOALS:
-        assert goal.op in goals.OPS and goal.pick in ("max", "min", "each"), goal
+        assert goal.op in goals.OPS and goal.pick in ("max", "min", "selected", "each"), goal
+        assert (goal.pick == "selected") == bool(goal.unselected), goal
         assert goal.key.count(goals.WILDCARD) <= 1 and all(goals.WILDCARD not in k for _, _, k in goal.context)
 
 
