@@ -484,10 +484,9 @@ class CrossHwConfig:
     lr: float = 2e-3
     query_batch: int = 64  # architectures per device and step
     hw_dim: int = 8  # hardware embedding size
-    ridge: float = 1.0  # L2 penalty of the linear op/width-count baseline
 
     def __post_init__(self):
-        require(self, positive=("split_seeds", "repeats", "heads", "layers", "steps", "lr", "hw_dim", "ridge"))
+        require(self, positive=("split_seeds", "repeats", "heads", "layers", "steps", "lr", "hw_dim"))
         k = self.k_values
         check_fields(self, [
             ("k_values", len(k) >= 1 and min(k, default=0) >= 0 and len(set(k)) == len(k), "distinct counts >= 0"),

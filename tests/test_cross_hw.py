@@ -498,7 +498,7 @@ def test_baselines_apply_only_where_defined():
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, N_CHOICES, size=(30, 5))
     held = X.DeviceTable("ext", tokens, rng.uniform(1, 2, 30))
-    context = {"own": {}, "models": {}, "flops": lambda c: np.asarray(c).sum(-1) + 1.0, "ridge": 1.0}
+    context = {"own": {}, "models": {}, "flops": lambda c: np.asarray(c).sum(-1) + 1.0}
     support, query = np.arange(1), np.arange(1, 30)
     assert C.baseline_predictions("own_lut", held, support, query, context) is None
     assert C.baseline_predictions("linear_counts", held, support, query, context) is None
@@ -599,25 +599,42 @@ def test_linas_token_families_are_the_operations():
     assert first["Conv3x3_w50"] == first["Conv3x3_w100"] != first["Conv5x5_w50"]
 
 
-def test_repeats_rerun_the_protocol_with_the_next_seeds(monkeypatch):
+class AdditiveLut:
+    """A stand-in LUT model: one cost per (position, token) and a constant."""
+
+    def __init__(self, costs):
+        self.costs = costs
+
+    def predict(self, archs):
+        return (1 + X.one_hot(C.linas_token_space(), np.asarray(archs)) @ self.costs)[:, None]
+
+
+def test_repeats_rerun_the_protocol_with_the_next_seeds_on_new_lut_architectures(monkeypatch):
     monkeypatch.setattr(C, "BASELINES", ("flops",))
     rng = np.random.default_rng(0)
-    samples = [decode(rng.choice(N_CHOICES**5, 40, replace=False)) for _ in range(3)]  # disjoint in practice
-    tables = [X.DeviceTable(f"dev{d}", a, 1 + X.one_hot(C.linas_token_space(), a) @ rng.uniform(0, 1, 106), "s", "lut")
-              for d, a in enumerate(samples)]
+    models = {f"dev{d}": AdditiveLut(rng.uniform(0, 1, 106)) for d in range(3)}
+    tables = C.lut_tables(models, 40, 0)
     base = load_profile("smoke")
-    cfg = dataclasses.replace(base.cross_hw, k_values=(0, 5), split_seeds=2, min_query=10, held_out=("dev0",), steps=3)
-    context = {"own": {}, "models": {}, "flops": lambda c: np.asarray(c).sum(-1) + 1.0, "ridge": 1.0}
+    cfg = dataclasses.replace(base.cross_hw, k_values=(0, 5), split_seeds=2, min_query=10, held_out=("dev0",), steps=3,
+                              external_archs=40)
+    context = {"own": {}, "models": models, "flops": lambda c: np.asarray(c).sum(-1) + 1.0}
 
-    def run(repeats, seed):
+    def run(repeats, seed, drawn=tables):
         profile = dataclasses.replace(base, cross_hw=dataclasses.replace(cfg, repeats=repeats))
-        return [{k: v for k, v in r.items() if k != "train_s"} for r in C.evaluate(profile, tables, context, seed, progress=False)]
+        return [{k: v for k, v in r.items() if k != "train_s"} for r in C.evaluate(profile, drawn, context, seed, progress=False)]
 
     both = run(2, 7)
     assert {r["repeat"] for r in both} == {0, 1}
-    for repeat in (0, 1):
-        alone = [{**r, "repeat": repeat} for r in run(1, 7 + repeat)]
+    second = C.repeat_tables(tables, context, 40, 1)
+    assert [t.name for t in second] == [t.name for t in tables]
+    assert all(not np.array_equal(a.tokens, b.tokens) for a, b in zip(tables, second)), "new architectures"
+    np.testing.assert_allclose(second[0].latency_ms, models["dev0"].predict(second[0].tokens)[:, 0])
+    assert C.repeat_tables(tables, context, 40, 0) is tables
+    for repeat, drawn in ((0, tables), (1, second)):
+        alone = [{**r, "repeat": repeat} for r in run(1, 7 + repeat, drawn)]
         assert [r for r in both if r["repeat"] == repeat] == alone
+    with pytest.raises(X.CrossHwError, match="repeat 1: no LUT model to draw new architectures for dev0, dev1, dev2"):
+        C.repeat_tables(tables, {**context, "models": {}}, 40, 1)
     assert {r["n_splits"] for r in C.table_rows(both)} == {4}
     held_out = C.held_out_paired_rows(both, design_repeats=1)
     assert held_out == C.paired_rows(C.table_rows([r for r in both if r["repeat"] == 1])), "repeat 1 alone"
@@ -687,3 +704,78 @@ def test_precomputed_query_logs_give_the_same_prediction_and_are_checked():
     assert np.array_equal(direct[0], given[0]) and np.array_equal(direct[1], given[1])
     with pytest.raises(X.CrossHwError, match=r"query_logs: expected shape \(6, 48\)"):
         X.predict_device(model, new.tokens[support], new.latency_ms[support], new.tokens[query], query_logs=logs[:, :5])
+
+
+def test_ablations_are_scored_only_where_they_act_and_the_twin_control_only_with_a_twin(monkeypatch):
+    monkeypatch.setattr(C, "BASELINES", ())
+    rng = np.random.default_rng(1)
+    models = {f"dev{d}": AdditiveLut(rng.uniform(0, 1, 106)) for d in range(4)}
+    tables = C.lut_tables(models, 40, 0)
+    base = load_profile("smoke")
+    cfg = dataclasses.replace(base.cross_hw, k_values=(0, 5), split_seeds=1, min_query=10, held_out=("dev0",), steps=3,
+                              repeats=1, design_repeats=0)
+    profile = dataclasses.replace(base, cross_hw=cfg)
+    context = {"own": {}, "models": models, "flops": None, "twins": {"dev0": {"dev1"}}}
+    rows = C.evaluate(profile, tables, context, 0, progress=False)
+    scored = {(r["method"], r["k"]) for r in rows}
+    assert ("no_residual", 0) not in scored and ("no_residual", 5) in scored and ("no_fixed_cost", 0) not in scored
+    assert ("no_relevance", 5) not in scored and ("network_only", 0) in scored, "no_relevance acts from k = 7"
+    twin = {r["k"]: r for r in rows if r["method"] == "no_twin"}
+    own = {r["k"]: r for r in rows if r["method"] == "predictor"}
+    assert set(twin) == {0, 5} and twin[5]["n_train_tables"] == own[5]["n_train_tables"] - 1
+    assert twin[5]["spearman"] != own[5]["spearman"]
+    alone = C.evaluate(profile, tables, {**context, "twins": {"dev0": {"gpu9"}}}, 0, progress=False)
+    assert not [r for r in alone if r["method"] == "no_twin"], "no twin in training: the control is the predictor"
+
+
+def test_near_twins_are_devices_that_rank_alike():
+    rng = np.random.default_rng(2)
+    costs = rng.uniform(0, 1, 106)
+    models = {"a": AdditiveLut(costs), "a2": AdditiveLut(2 * costs + rng.normal(0, 0.01, 106)),
+              "b": AdditiveLut(rng.uniform(0, 1, 106))}
+    assert C.near_twins(models) == {"a": {"a2"}, "a2": {"a"}, "b": set()}
+
+
+def test_linear_counts_penalty_is_chosen_by_exact_leave_one_out():
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(12, 4))
+    y = feats @ np.array([1.0, -2.0, 0.5, 0.0]) + 3.0
+    assert C.ridge_loo_penalty(feats, y) == min(C.LINEAR_PENALTIES), "noise-free: the smallest penalty"
+    penalty = 1.0
+    errors = [y[i] - C.ridge_fit(np.delete(feats, i, 0), np.delete(y, i), penalty)(feats[i:i + 1])[0] for i in range(12)]
+    z = np.column_stack([np.ones(12), feats])
+    weights = np.diag([0.0] + [penalty] * 4)
+    hat = z @ np.linalg.solve(z.T @ z + weights, z.T)
+    closed = (y - hat @ y) / (1 - np.diag(hat))
+    np.testing.assert_allclose(closed, errors, rtol=1e-8)  # the closed form the choice rests on
+    noise = y + rng.normal(0, 5.0, 12)
+    assert C.ridge_loo_penalty(feats, noise) > min(C.LINEAR_PENALTIES)
+
+
+def test_nearest_lut_breaks_a_spearman_tie_by_the_line_fit():
+    tokens = decode(np.arange(6) * 997)
+    ms = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    held = X.DeviceTable("new", tokens, ms)
+
+    class Fixed:
+        def __init__(self, values):
+            self.values = np.asarray(values, dtype=float)
+
+        def predict(self, archs):
+            return self.values[:, None]
+
+    context = {"own": {}, "models": {"crooked": Fixed([1, 2, 3, 10, 50, 60]), "straight": Fixed(ms / 10)}}
+    _, pred = C.baseline_predictions("nearest_lut", held, np.arange(4), np.arange(4, 6), context)
+    np.testing.assert_allclose(pred, [50.0, 60.0], rtol=1e-6)  # both rank the 4 points perfectly; straight fits them
+
+
+def test_summary_gives_a_comparators_mean_only_over_as_many_devices_as_the_predictors():
+    means = [{"method": "predictor", "k": 5, "group": g, "spearman_mean": 0.8, "spearman_n_devices": n,
+              "kendall_mean": 0.6, "mape_pct_mean": 9.0, "within10_pct_mean": 70.0} for g, n in (("all", 10), ("measured", 4))]
+    means += [{"method": "own_lut", "k": 5, "group": g, "spearman_mean": 0.85, "spearman_n_devices": 4}
+              for g in ("all", "measured")]
+    means += [{"method": "no_twin", "k": 5, "group": "all", "spearman_mean": 0.7, "spearman_n_devices": 6,
+               "mape_pct_mean": 12.0}]
+    out = C.summary_figures([], means, [])
+    assert out["baseline.own_lut.spearman.k5.measured"] == 0.85 and "baseline.own_lut.spearman.k5.mean" not in out
+    assert not [k for k in out if "no_twin" in k], "6 of 10 devices: only its paired difference is comparable"

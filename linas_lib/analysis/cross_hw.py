@@ -21,16 +21,21 @@ predictor on every *other* device without any of the held-out device's architect
 others' LUT tables only); then for each k and each of ``split_seeds``
 random choices of k points from the pool, predict the query set. The whole protocol is
 repeated ``repeats`` times with new partitions, meta-training and choices (seeds ``seed``,
-``seed + 1``, ...). External devices each get
+``seed + 1``, ...) and, for the LUT tables, new architectures (:func:`repeat_tables`: repeat 0's
+are the samples the design was chosen on, so the repeats after ``design_repeats`` score LUT
+devices on architectures nobody looked at; a measured table has only its own architectures, so
+its repeats share most query rows). External devices each get
 their own architecture sample. Baselines at the same k (:data:`BASELINES`):
 
 * ``own_lut`` -- the device's own LUT sum (projection-inclusive + fixed costs; local targets,
   measured on the same machine as the ground truth), no fit;
 * ``nearest_lut`` -- the LUT of the other device whose predictions rank the k points best
-  (Spearman), scaled by a line fitted in log space on the k points (k >= 2);
+  (Spearman; ties, common on few points, to the smaller squared error of its line), scaled by
+  a line fitted in log space on the k points (k >= 2);
 * ``linear_counts`` -- ridge regression of latency (relative to the k points' median: it is
   additive in ms) on per-layer op one-hot and width (40 features) fitted on the k points
-  (k >= 2); it uses no other device, with a fixed penalty (``cross_hw.ridge``);
+  (k >= 2); it uses no other device; its penalty is chosen by leave-one-out on the k points
+  (:data:`LINEAR_PENALTIES`), as the predictor's correction's is;
 * ``flops`` -- decoder FLOPs, scaled by a line fitted in log space on the k points (its
   ranking needs no point).
 
@@ -46,12 +51,20 @@ the points); its ablations at the same k and splits:
 shared penalty only, the design before the per-position variances), ``no_fixed_cost`` (every
 hypothesis rescaled only, the design before each also entered with a fixed cost of the new
 device's own), ``network_only`` (the design before the additive fits joined) and
-``additive_only`` (each with the full correction).
+``additive_only`` (each with the full correction). An ablation is scored only from the k at
+which its part acts (:func:`ablation_acts`): below it, it is the predictor by construction.
+
+The control ``no_twin`` (:data:`CONTROLS`) is the predictor meta-trained without the held-out
+device's near-twins (:func:`near_twins`: devices whose LUT sums rank a sample with Spearman
+>= 0.95, such as rtx3090 and a6000); it is scored only for devices that have one, and says how
+much of their score the twin gives.
 
 Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; means over
 devices are reported over all held-out devices and per group (``measured``: the local
 targets, noisy and sharing one CPU; ``lut``: exact LUT sums), and the comparison with each
-ablation and baseline as paired per-device differences (:func:`paired_rows`) on the devices both have. MAPE is not
+ablation, control and baseline as paired per-device differences (:func:`paired_rows`) on the
+devices both have; ``summary.json`` gives a comparator's unpaired mean only where it covers as
+many devices as the predictor's (``own_lut`` exists for the local targets only). MAPE is not
 defined where a method has no scale (the predictor at k = 0, ``flops`` below two points;
 ``nearest_lut`` and ``linear_counts`` need two points to exist at all): such cells are left empty, never filled in.
 """
@@ -74,12 +87,25 @@ PREDICTOR = ("both", True, True, True)
 ABLATIONS = {"no_residual": ("both", False, False, True), "no_relevance": ("both", True, False, True),
              "no_fixed_cost": ("both", True, True, False),
              "network_only": ("network", True, True, True), "additive_only": ("additive", True, True, True)}
-METHODS = ("predictor", *ABLATIONS, *BASELINES)
-COMPARATORS = (*ABLATIONS, *BASELINES)  # what the predictor is compared with, paired by device
+CONTROLS = ("no_twin",)  # the predictor meta-trained without the held-out device's near-twins
+METHODS = ("predictor", *ABLATIONS, *CONTROLS, *BASELINES)
+COMPARATORS = (*ABLATIONS, *CONTROLS, *BASELINES)  # what the predictor is compared with, paired by device
 METRICS = ("spearman", "kendall", "mape_pct", "within10_pct")
 SAMPLE_STREAM = 61  # rng stream of the external devices' architecture sample
 SPLIT_STREAM = 62  # ... of the k-point choices
 TRAIN_STREAM = 63  # ... of meta-training
+TWIN_STREAM = 64  # ... of the sample on which near-twin devices are found
+TWIN_SPEARMAN = 0.95  # two devices whose LUT sums rank a sample this alike are near-twins
+TWIN_SAMPLE = 2000
+LINEAR_PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # linear_counts' ridge, chosen by leave-one-out
+
+
+def ablation_acts(method: str, k: int) -> bool:
+    """Whether an ablation can differ from the predictor at ``k`` points (below the fewest
+    points its part needs, it is the predictor by construction and is not scored)."""
+    need = {"no_residual": X.MIN_RESIDUAL_K, "no_fixed_cost": X.MIN_FIXED_COST_K,
+            "no_relevance": X.min_relevance_k(linas_token_space())}
+    return k >= need.get(method, 0)
 
 
 def settings_of(profile) -> X.PredictorSettings:
@@ -177,10 +203,46 @@ def device_tables(profile, results_root: Path, progress: bool = True):
         elif T.target_lut_path(profile, target).is_file():
             lut = T.load_target_lut(profile, target, progress=progress)
             models[target.name] = P.model_from_luts({target.name: lut}, {target.name: 1.0}, "op_only")
+    return measured + lut_sample(models, own, profile.cross_hw.external_archs, 0), models, own
+
+
+def lut_sample(models: dict, own: dict, n_archs: int, repeat: int) -> list[X.DeviceTable]:
+    """Every LUT table of a repeat of the protocol: the external devices' (sample seed
+    ``2 * repeat``) and the local targets' training-only ones (``2 * repeat + 1``), so each repeat
+    scores and meta-trains on architectures of its own (repeat 0's are the design's)."""
     external = {n: m for n, m in models.items() if n not in own}
     local = {n: m for n, m in models.items() if n in own}
-    n_archs = profile.cross_hw.external_archs
-    return measured + lut_tables(external, n_archs, 0) + lut_tables(local, n_archs, 1, local=True), models, own
+    return lut_tables(external, n_archs, 2 * repeat) + lut_tables(local, n_archs, 2 * repeat + 1, local=True)
+
+
+def repeat_tables(tables: list[X.DeviceTable], context: dict, n_archs: int, repeat: int) -> list[X.DeviceTable]:
+    """``tables`` with their LUT tables drawn anew for ``repeat`` (:func:`lut_sample`; repeat 0:
+    ``tables`` itself); the measured tables stay (their architectures are all there are).
+
+    Raises:
+        CrossHwError: a LUT table whose device has no LUT model in ``context["models"]``.
+    """
+    if repeat == 0:
+        return tables
+    luts = [t for t in tables if t.group in ("lut", "local-lut")]
+    missing = sorted({t.device_id for t in luts} - set(context["models"]))
+    if missing:
+        raise X.CrossHwError(f"repeat {repeat}: no LUT model to draw new architectures for {', '.join(missing)}")
+    fresh = lut_sample({n: context["models"][n] for n in dict.fromkeys(t.device_id for t in luts)},
+                       {t.device_id: None for t in luts if t.group == "local-lut"}, n_archs, repeat)
+    return [t for t in tables if t.group not in ("lut", "local-lut")] + fresh
+
+
+def near_twins(models: dict, seed: int = 0) -> dict[str, set[str]]:
+    """Per device with a LUT: the other devices whose LUT sums rank a random sample of
+    :data:`TWIN_SAMPLE` architectures with Spearman >= :data:`TWIN_SPEARMAN` (e.g. two GPUs of one
+    generation, or two thread counts of one CPU). The control ``no_twin`` meta-trains without
+    them, to show how much of a held-out device's score is the twin's."""
+    from scipy.stats import spearmanr
+
+    archs = decode(np.random.default_rng([seed, TWIN_STREAM]).choice(N_CHOICES**N_LAYERS, TWIN_SAMPLE, replace=False))
+    sums = {n: m.predict(archs)[:, 0] for n, m in models.items()}
+    return {a: {b for b in sums if b != a and spearmanr(sums[a], sums[b])[0] >= TWIN_SPEARMAN} for a in sums}
 
 
 def other_devices_reach(tables: list[X.DeviceTable], held: list[str]) -> dict[str, float]:
@@ -237,6 +299,20 @@ def ridge_fit(features: np.ndarray, y: np.ndarray, penalty: float):
     return lambda f: mean_y + (np.asarray(f) - mean_x) @ coef
 
 
+def ridge_loo_penalty(features: np.ndarray, y: np.ndarray, penalties=LINEAR_PENALTIES) -> float:
+    """The penalty of ``penalties`` whose leave-one-out squared error is smallest (closed form
+    ``e_i / (1 - h_ii)``, exact for ridge with an unpenalised intercept; first on ties)."""
+    z = np.column_stack([np.ones(len(features)), features])
+    errors = []
+    for penalty in penalties:
+        weights = np.full(z.shape[1], float(penalty))
+        weights[0] = 0.0
+        inverse_t = np.linalg.solve(z.T @ z + np.diag(weights), z.T)
+        leverage = np.einsum("ij,ji->i", z, inverse_t)
+        errors.append(np.mean(((y - z @ (inverse_t @ y)) / np.maximum(1 - leverage, 1e-9)) ** 2))
+    return float(penalties[int(np.argmin(errors))])
+
+
 def flops_model(resolution: int):
     """Decoder FLOPs as a function of architectures ``(n, 5)``, from a per-(layer, choice) table.
 
@@ -258,9 +334,9 @@ def flops_model(resolution: int):
 
 
 def baseline_context(profile, models: dict, own: dict) -> dict:
-    """What :func:`baseline_predictions` needs: LUT models, own-LUT predictions, FLOPs, ridge penalty."""
-    return {"models": models, "own": own, "flops": flops_model(profile.data.resolution),
-            "ridge": profile.cross_hw.ridge}
+    """What :func:`baseline_predictions` and the protocol need: LUT models, own-LUT predictions,
+    FLOPs, and each device's near-twins (:func:`near_twins`)."""
+    return {"models": models, "own": own, "flops": flops_model(profile.data.resolution), "twins": near_twins(models)}
 
 
 def device_rows(tables: list[X.DeviceTable], held: list[str]) -> list[dict]:
@@ -286,7 +362,7 @@ def baseline_predictions(name: str, held: X.DeviceTable, support: np.ndarray, qu
     """``(score, latency_ms or None)`` of one baseline on the query, or ``None`` where it does not apply.
 
     ``context``: ``own`` (local targets' own-LUT predictions), ``models`` (LUT models of every
-    device), ``flops`` (a function of choices), ``ridge`` (penalty).
+    device), ``flops`` (a function of choices).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
@@ -301,14 +377,23 @@ def baseline_predictions(name: str, held: X.DeviceTable, support: np.ndarray, qu
         return None
     if name == "linear_counts":  # additive in ms, fitted relative to the support's median
         feats, unit = count_features(tokens), np.median(ms[support])
-        pred = unit * np.maximum(ridge_fit(feats[support], ms[support] / unit, context["ridge"])(feats[query]), 1e-3)
+        penalty = ridge_loo_penalty(feats[support], ms[support] / unit)
+        pred = unit * np.maximum(ridge_fit(feats[support], ms[support] / unit, penalty)(feats[query]), 1e-3)
         return pred, pred
-    from scipy.stats import spearmanr  # nearest_lut
-
     candidates = {n: m.predict(tokens)[:, 0] for n, m in context["models"].items() if n != held.name}
-    best = max(candidates, key=lambda n: np.nan_to_num(spearmanr(candidates[n][support], ms[support])[0], nan=-2))
+    best = max(candidates, key=lambda n: _lut_fit(candidates[n][support], ms[support]))
     pred = _scaled(candidates[best][support], ms[support], candidates[best][query])
     return pred, pred
+
+
+def _lut_fit(lut_ms: np.ndarray, support_ms: np.ndarray) -> tuple[float, float]:
+    """How well a LUT explains the k points: its Spearman (NaN: -2), then, to break the ties
+    that few points make common, minus the squared error of its log-space line."""
+    from scipy.stats import spearmanr
+
+    rho = np.nan_to_num(spearmanr(lut_ms, support_ms)[0], nan=-2.0)
+    line = X.fit_line(np.log(lut_ms), np.log(support_ms))
+    return float(rho), -float(np.sum((line(np.log(lut_ms)) - np.log(support_ms)) ** 2))
 
 
 # ------------------------------------------------------------------ metrics and protocol
@@ -380,8 +465,9 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
     docstring).
 
     Each held-out device is evaluated ``cross_hw.repeats`` times with seeds ``seed``,
-    ``seed + 1``, ...: each repeat splits its rows anew into a pool of ``max(k_values)`` and a
-    query set, meta-trains anew, and draws its k points from the pool; every method is scored
+    ``seed + 1``, ...: each repeat draws the LUT tables' architectures anew
+    (:func:`repeat_tables`), splits the device's rows anew into a pool of ``max(k_values)`` and
+    a query set, meta-trains anew, and draws its k points from the pool; every method is scored
     on the same query set, and no architecture of the held-out device enters meta-training.
     """
     c = profile.cross_hw
@@ -391,10 +477,11 @@ def evaluate(profile, tables: list[X.DeviceTable], context: dict, seed: int, pro
                              f"{max(c.k_values) + c.min_query} architectures to hold out")
     rows = []
     for repeat in range(c.repeats):
+        drawn = repeat_tables(tables, context, c.external_archs, repeat)
         for index, name in enumerate(held_names):
-            held = next(t for t in tables if t.name == name)
+            held = next(t for t in drawn if t.name == name)
             rows += [{**row, "repeat": repeat} for row in
-                     _evaluate_device(profile, tables, held, index, context, seed + repeat, progress)]
+                     _evaluate_device(profile, drawn, held, index, context, seed + repeat, progress)]
     return rows
 
 
@@ -408,23 +495,34 @@ def _evaluate_device(profile, tables: list[X.DeviceTable], held: X.DeviceTable, 
     c, settings, space = profile.cross_hw, settings_of(profile), linas_token_space()
     pool, query = partition(len(held.tokens), max(c.k_values), seed, index)
     train = training_tables(tables, held)
-    start = time.perf_counter()
-    model = X.train_predictor(space, train, settings, torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index),
-                              progress=progress)
-    train_s = time.perf_counter() - start
+    twins = context.get("twins", {}).get(held.device_id, set())
+    trained = {}  # method group -> (model, seconds, the query's hypothesis logs)
+    for group, tables_used in (("predictor", train), ("no_twin", [t for t in train if t.device_id not in twins])):
+        if group == "no_twin" and (len(tables_used) == len(train) or len({t.device_id for t in tables_used}) < 2):
+            continue  # without a twin in training it is the predictor itself; without 2 devices, nothing to learn
+        start = time.perf_counter()
+        model = X.train_predictor(space, tables_used, settings,
+                                  torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index), progress=progress)
+        trained[group] = (model, time.perf_counter() - start,
+                          {h: X.hypothesis_logs(model, held.tokens[query], h)[0] for h in X.HYPOTHESES},
+                          {"n_train_devices": len({t.device_id for t in tables_used}), "n_train_tables": len(tables_used)})
     truth = np.asarray(held.latency_ms, dtype=float)[query]
-    query_logs = {h: X.hypothesis_logs(model, held.tokens[query], h)[0] for h in X.HYPOTHESES}
+    methods = {"predictor": ("predictor", PREDICTOR), **{m: ("predictor", v) for m, v in ABLATIONS.items()},
+               **({"no_twin": ("no_twin", PREDICTOR)} if "no_twin" in trained else {})}
     rows = []
     for k in c.k_values:
         for split in range(c.split_seeds):
             support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
             common = {"device": held.name, "group": held.group, "k": k, "split": split, "n_query": len(query),
-                      "n_train_devices": len({t.device_id for t in train}), "n_train_tables": len(train)}
-            for method, (hypotheses, residual, relevance, fixed_cost) in {"predictor": PREDICTOR, **ABLATIONS}.items():
+                      **trained["predictor"][3]}
+            for method, (group, (hypotheses, residual, relevance, fixed_cost)) in methods.items():
+                if not ablation_acts(method, k):
+                    continue
+                model, train_s, query_logs, counts = trained[group]
                 score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
                                              held.tokens[query], hypotheses, residual, relevance, query_logs[hypotheses],
                                              fixed_cost)
-                rows.append({**common, "method": method, **scores(score, ms, truth), "train_s": train_s})
+                rows.append({**common, **counts, "method": method, **scores(score, ms, truth), "train_s": train_s})
             for base in BASELINES:
                 out = baseline_predictions(base, held, support, query, context)
                 if out is not None:
@@ -530,12 +628,15 @@ def summary_figures(table: list[dict], means: list[dict], paired: list[dict], de
         if row["method"] == "predictor":
             out[f"spearman.k{row['k']}.{row['device']}"] = row["spearman_mean"]
             out[f"mape.k{row['k']}.{row['device']}"] = row["mape_pct_mean"]
+    covered = {(r["k"], r["group"]): r.get("spearman_n_devices") for r in means if r["method"] == "predictor"}
     for row in means:
         group = "mean" if row["group"] == "all" else row["group"]
-        kind = "ablation" if row["method"] in ABLATIONS else "baseline"
+        if row["method"] != "predictor" and _fewer_devices(row, covered.get((row["k"], row["group"]))):
+            continue  # a mean over fewer devices than the predictor's is not comparable with it: see diff.*
+        kind = "ablation" if row["method"] in ABLATIONS else "control" if row["method"] in CONTROLS else "baseline"
         prefix = "" if row["method"] == "predictor" else f"{kind}.{row['method']}."
         out[f"{prefix}spearman.k{row['k']}.{group}"] = row["spearman_mean"]
-        if row["method"] in ABLATIONS:
+        if row["method"] in ABLATIONS or row["method"] in CONTROLS:
             out[f"{prefix}mape.k{row['k']}.{group}"] = row["mape_pct_mean"]
         if row["method"] == "predictor" and group == "mean":
             out[f"kendall.k{row['k']}.mean"] = row["kendall_mean"]
@@ -547,3 +648,8 @@ def summary_figures(table: list[dict], means: list[dict], paired: list[dict], de
             out[name], out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = (row["diff_mean"], row["diff_ci95_low"],
                                                                            row["diff_ci95_high"])
     return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+def _fewer_devices(row: dict, predictor_devices) -> bool:
+    n = row.get("spearman_n_devices")
+    return n is not None and predictor_devices is not None and n < predictor_devices
