@@ -518,6 +518,36 @@ def test_final_rows_compare_the_chosen_network_with_the_best_table_arch_within_b
     assert pending["chosen_n_seeds"] == 0 and "miou_gap_to_bench_pts" not in pending
 
 
+def test_held_seed_gap_picks_the_best_on_the_table_seeds_and_reads_it_on_the_added_ones():
+    from scipy.stats import t
+
+    from linas_lib.analysis import final
+    from linas_lib.space import arch_string
+
+    a, b, c = (arch_string([i] * 5) for i in (0, 10, 20))
+    table = [{"arch": a, "seed": s, "test_miou": 0.70, "test_crack_iou": 0.2} for s in (0, 1)]
+    table += [{"arch": b, "seed": s, "test_miou": 0.74, "test_crack_iou": 0.3} for s in (0, 1)]  # lucky on 0, 1
+    table += [{"arch": c, "seed": s, "test_miou": 0.90, "test_crack_iou": 0.4} for s in (0, 1)]  # over the budget
+    added = [{"arch": x, "seed": s, "test_miou": v + s / 1000, "test_crack_iou": 0.2}
+             for x, v in ((a, 0.71), (b, 0.70), (c, 0.90)) for s in (2, 3)]
+    table_ms = np.tile(np.arange(N_CHOICES, dtype=float), (1, N_LAYERS, 1))  # a 0, b 50, c 100 ms
+    model = LatencyModel((TARGET,), np.array([75.0]), ("decoder-only",), "projected", table_ms, np.zeros(1),
+                         np.zeros((1, N_LAYERS - 1, N_CHOICES, N_CHOICES)))
+    net = {"target": TARGET, "arch": a, "budget_ms": 75.0, "chosen_n_seeds": 3, "chosen_test_miou_mean": 0.69}
+    (row,) = final.held_seed_gaps([net], table, added, model)
+    assert row["best_arch"] == b and row["best_held_n_seeds"] == 2  # picked on seeds 0, 1, not on its 2, 3
+    assert row["miou_gap_held_pts"] == pytest.approx(100 * (0.7025 - 0.69))
+    sd, df = final.pooled_seed_sd(table + added)
+    half = t.ppf(0.975, df) * 100 * sd * np.sqrt(1 / 3 + 1 / 2)
+    assert row["miou_gap_held_ci95_high_pts"] == pytest.approx(row["miou_gap_held_pts"] + half)
+    figures = final.held_seed_figures([row])
+    assert figures == {f"final_held.miou_gap_pts.{TARGET}": row["miou_gap_held_pts"],
+                       f"final_held.miou_gap_ci95_low_pts.{TARGET}": row["miou_gap_held_ci95_low_pts"],
+                       f"final_held.miou_gap_ci95_high_pts.{TARGET}": row["miou_gap_held_ci95_high_pts"]}
+    assert final.held_seed_gaps([{**net, "chosen_n_seeds": 0, "chosen_test_miou_mean": np.nan}], table, added, model) == []
+    assert final.held_seed_gaps([net], table, [], model) == [], "no extension: nothing to read the best on"
+
+
 def test_final_gap_uncertainty_pools_the_seed_sd_and_cross_fits_the_best():
     from scipy.stats import t
 

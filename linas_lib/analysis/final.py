@@ -19,7 +19,9 @@ noisy table means is biased upwards (the winner's curse), which makes the gap lo
 it is; ``miou_gap_xfit_pts`` cross-fits instead: for each seed, the table architecture that is
 best on the *other* seeds is read at this seed. With 2 seeds that pick rests on one noisy seed,
 so the cross-fitted best falls short of the true best: the two gaps bracket the gap to the
-true best (cross-fitted below, plain above).
+true best (cross-fitted below, plain above). :func:`held_seed_gaps` (notebook 07, once the
+table's seed extension exists) reads the best on seeds that did not pick it: the table
+architecture best within the budget on the table's seeds, read on the extension's seeds.
 """
 
 from __future__ import annotations
@@ -255,3 +257,74 @@ def read_chosen(profile) -> list[dict]:
     if not path.is_file():
         raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
     return read_csv_table(path, columns=("target", "arch"), archs=("arch",), unique=("target",), error=B.BenchError)
+
+
+def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], latency,
+                   final_seeds=()) -> list[dict]:
+    """Per target: the gap to the table architecture best within the budget on the table's
+    seeds, its accuracy read on the seed extension's seeds, which picked nothing (no winner's
+    curse), with a 95 % t interval from the seed SD pooled over the table and the extension.
+
+    Args:
+        final: 05's final-network rows (:func:`read_final_networks`): ``target``, ``arch``,
+            ``budget_ms``, ``chosen_n_seeds``, ``chosen_test_miou_mean``.
+        table: the benchmark table's rows (the seeds the best is picked on).
+        added: the seed extension's rows (:func:`~linas_lib.analysis.bench.extension_rows`).
+        latency: the search's latency model (the table's architectures are predicted with it).
+        final_seeds: the chosen networks' seeds (an item of the extension's seeds is the chosen
+            network's own when the best is the chosen architecture: shared, it cancels out).
+
+    Returns:
+        ``{target, arch, best_arch, best_held_n_seeds, best_held_test_miou_mean,
+        chosen_test_miou_mean, miou_gap_held_pts, miou_gap_held_ci95_low_pts,
+        miou_gap_held_ci95_high_pts}`` per target with a chosen result and a best that the
+        extension holds.
+    """
+    picked, held = arch_means(table), arch_means(added)
+    archs = list(picked)
+    pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, 0))
+    spread = pooled_seed_sd(list(table) + list(added))
+    added_seeds = {int(r["seed"]) for r in added}
+    rows = []
+    for row in final:
+        j = latency.target_names.index(row["target"])
+        within = [a for i, a in enumerate(archs) if pred[i, j] <= row["budget_ms"]]
+        n_chosen, chosen = int(row.get("chosen_n_seeds") or 0), float(row.get("chosen_test_miou_mean", math.nan))
+        if not within or n_chosen == 0 or not math.isfinite(chosen):
+            continue  # no table architecture within the budget, or the chosen network still pending
+        best = max(within, key=lambda a: picked[a]["test_miou_mean"])
+        if best not in held:
+            continue
+        gap = 100 * (held[best]["test_miou_mean"] - chosen)
+        shared = len(added_seeds & set(final_seeds)) if best == row["arch"] else 0
+        bounds = gap_uncertainty(gap, spread, n_chosen, held[best]["n_seeds"], shared)
+        rows.append({"target": row["target"], "arch": row["arch"], "best_arch": best,
+                     "best_held_n_seeds": held[best]["n_seeds"], "best_held_test_miou_mean": held[best]["test_miou_mean"],
+                     "chosen_test_miou_mean": chosen, "miou_gap_held_pts": gap,
+                     **{k.replace("miou_gap_", "miou_gap_held_"): v for k, v in bounds.items() if "ci95" in k}})
+    return rows
+
+
+def held_seed_figures(rows: list[dict]) -> dict[str, float]:
+    """``final_held.miou_gap_pts.<target>`` with ``final_held.miou_gap_ci95_low_pts.<target>`` /
+    ``_high_`` from :func:`held_seed_gaps`."""
+    names = {"miou_gap_held_pts": "miou_gap_pts", "miou_gap_held_ci95_low_pts": "miou_gap_ci95_low_pts",
+             "miou_gap_held_ci95_high_pts": "miou_gap_ci95_high_pts"}
+    return {f"final_held.{short}.{r['target']}": r[name] for r in rows for name, short in names.items() if name in r}
+
+
+def read_final_networks(profile) -> list[dict] | None:
+    """05's ``final_networks.csv`` of the profile (None when 05 has not written it).
+
+    Raises:
+        BenchError: a column :func:`held_seed_gaps` reads is missing or malformed (naming the file).
+    """
+    from ..paths import project_root
+    from ..provenance import read_csv_table
+
+    path = project_root() / "results" / profile.name / "05_pareto" / "final_networks.csv"
+    if not path.is_file():
+        return None
+    return read_csv_table(path, columns=("target", "arch", "budget_ms", "chosen_n_seeds"), archs=("arch",),
+                          numeric=("budget_ms",), counts=("chosen_n_seeds",), unique=("target",),
+                          error=B.BenchError)
