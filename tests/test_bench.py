@@ -546,6 +546,12 @@ def test_held_seed_gap_picks_the_best_on_the_table_seeds_and_reads_it_on_the_add
                        f"final_held.miou_gap_ci95_high_pts.{TARGET}": row["miou_gap_held_ci95_high_pts"]}
     assert final.held_seed_gaps([{**net, "chosen_n_seeds": 0, "chosen_test_miou_mean": np.nan}], table, added, model) == []
     assert final.held_seed_gaps([net], table, [], model) == [], "no extension: nothing to read the best on"
+    # the best is the chosen one: only its own extension seeds that are final seeds are shared items
+    mine = {**net, "arch": b}
+    (same,) = final.held_seed_gaps([mine], table, added[:3] + added[4:], model, final_seeds=(0, 1, 2, 3))
+    assert same["best_held_n_seeds"] == 1
+    assert same["miou_gap_held_ci95_high_pts"] - same["miou_gap_held_pts"] == pytest.approx(
+        t.ppf(0.975, df - 1) * 100 * final.pooled_seed_sd(table + added[:3] + added[4:])[0] * np.sqrt(1 / 3 + 1 - 2 / 3))
 
 
 def test_final_gap_uncertainty_pools_the_seed_sd_and_cross_fits_the_best():

@@ -779,3 +779,8 @@ def test_summary_gives_a_comparators_mean_only_over_as_many_devices_as_the_predi
     out = C.summary_figures([], means, [])
     assert out["baseline.own_lut.spearman.k5.measured"] == 0.85 and "baseline.own_lut.spearman.k5.mean" not in out
     assert not [k for k in out if "no_twin" in k], "6 of 10 devices: only its paired difference is comparable"
+
+
+def test_linear_counts_penalty_on_two_points_is_the_first_not_rounding_noise():
+    feats = np.random.default_rng(4).normal(size=(2, 40))
+    assert C.ridge_loo_penalty(feats, np.array([1.0, 1.3])) == C.LINEAR_PENALTIES[0]

@@ -301,7 +301,8 @@ def ridge_fit(features: np.ndarray, y: np.ndarray, penalty: float):
 
 def ridge_loo_penalty(features: np.ndarray, y: np.ndarray, penalties=LINEAR_PENALTIES) -> float:
     """The penalty of ``penalties`` whose leave-one-out squared error is smallest (closed form
-    ``e_i / (1 - h_ii)``, exact for ridge with an unpenalised intercept; first on ties)."""
+    ``e_i / (1 - h_ii)``, exact for ridge with an unpenalised intercept; the first of those within
+    rounding of the smallest: with 2 points every penalty leaves the same error)."""
     z = np.column_stack([np.ones(len(features)), features])
     errors = []
     for penalty in penalties:
@@ -310,7 +311,8 @@ def ridge_loo_penalty(features: np.ndarray, y: np.ndarray, penalties=LINEAR_PENA
         inverse_t = np.linalg.solve(z.T @ z + np.diag(weights), z.T)
         leverage = np.einsum("ij,ji->i", z, inverse_t)
         errors.append(np.mean(((y - z @ (inverse_t @ y)) / np.maximum(1 - leverage, 1e-9)) ** 2))
-    return float(penalties[int(np.argmin(errors))])
+    errors = np.asarray(errors)
+    return float(penalties[int(np.flatnonzero(errors <= errors.min() * (1 + 1e-9) + 1e-15)[0])])
 
 
 def flops_model(resolution: int):
@@ -569,7 +571,7 @@ def mean_rows(table: list[dict], seed: int = 0) -> list[dict]:
 
 
 def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> list[dict]:
-    """Predictor minus each ablation and baseline (:data:`COMPARATORS`), per (comparator, k,
+    """Predictor minus each ablation, control and baseline (:data:`COMPARATORS`), per (comparator, k,
     group), on the devices both have: mean of the per-device differences with a 95 % bootstrap
     CI over those devices (column ``baseline``: the comparator)."""
     import pandas as pd

@@ -271,8 +271,9 @@ def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], late
         table: the benchmark table's rows (the seeds the best is picked on).
         added: the seed extension's rows (:func:`~linas_lib.analysis.bench.extension_rows`).
         latency: the search's latency model (the table's architectures are predicted with it).
-        final_seeds: the chosen networks' seeds (an item of the extension's seeds is the chosen
-            network's own when the best is the chosen architecture: shared, it cancels out).
+        final_seeds: the chosen networks' seeds. When the best is the chosen architecture, its
+            extension item of a final seed is the chosen network's own (one key, one item):
+            shared, it cancels out.
 
     Returns:
         ``{target, arch, best_arch, best_held_n_seeds, best_held_test_miou_mean,
@@ -284,7 +285,6 @@ def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], late
     archs = list(picked)
     pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, 0))
     spread = pooled_seed_sd(list(table) + list(added))
-    added_seeds = {int(r["seed"]) for r in added}
     rows = []
     for row in final:
         j = latency.target_names.index(row["target"])
@@ -296,7 +296,8 @@ def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], late
         if best not in held:
             continue
         gap = 100 * (held[best]["test_miou_mean"] - chosen)
-        shared = len(added_seeds & set(final_seeds)) if best == row["arch"] else 0
+        held_seeds = {int(r["seed"]) for r in added if r["arch"] == best}
+        shared = len(held_seeds & set(final_seeds)) if best == row["arch"] else 0
         bounds = gap_uncertainty(gap, spread, n_chosen, held[best]["n_seeds"], shared)
         rows.append({"target": row["target"], "arch": row["arch"], "best_arch": best,
                      "best_held_n_seeds": held[best]["n_seeds"], "best_held_test_miou_mean": held[best]["test_miou_mean"],
