@@ -546,6 +546,10 @@ def test_held_seed_gap_picks_the_best_on_the_table_seeds_and_reads_it_on_the_add
                        f"final_held.miou_gap_ci95_high_pts.{TARGET}": row["miou_gap_held_ci95_high_pts"]}
     assert final.held_seed_gaps([{**net, "chosen_n_seeds": 0, "chosen_test_miou_mean": np.nan}], table, added, model) == []
     assert final.held_seed_gaps([net], table, [], model) == [], "no extension: nothing to read the best on"
+    with pytest.raises(final.B.BenchError, match="final_networks.csv: target 'gpu9' is not a search target"):
+        final.held_seed_gaps([{**net, "target": "gpu9"}], table, added, model)
+    with pytest.raises(final.B.BenchError, match="budget is 60.0 ms, this profile's 75.0 ms: rerun notebook 05"):
+        final.held_seed_gaps([{**net, "budget_ms": 60.0}], table, added, model)
     # the best is the chosen one: only its own extension seeds that are final seeds are shared items
     mine = {**net, "arch": b}
     (same,) = final.held_seed_gaps([mine], table, added[:3] + added[4:], model, final_seeds=(0, 1, 2, 3))

@@ -74,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -106,6 +107,15 @@ def ablation_acts(method: str, k: int) -> bool:
     need = {"no_residual": X.MIN_RESIDUAL_K, "no_fixed_cost": X.MIN_FIXED_COST_K,
             "no_relevance": X.min_relevance_k(linas_token_space())}
     return k >= need.get(method, 0)
+
+
+class _Trained(NamedTuple):
+    """One meta-training of a held-out device's protocol and what its rows carry."""
+
+    model: object
+    seconds: float
+    query_logs: dict  # hypotheses -> the query's log predictions
+    counts: dict  # n_train_devices, n_train_tables
 
 
 def settings_of(profile) -> X.PredictorSettings:
@@ -206,12 +216,13 @@ def device_tables(profile, results_root: Path, progress: bool = True):
     return measured + lut_sample(models, own, profile.cross_hw.external_archs, 0), models, own
 
 
-def lut_sample(models: dict, own: dict, n_archs: int, repeat: int) -> list[X.DeviceTable]:
+def lut_sample(models: dict, local_names, n_archs: int, repeat: int) -> list[X.DeviceTable]:
     """Every LUT table of a repeat of the protocol: the external devices' (sample seed
-    ``2 * repeat``) and the local targets' training-only ones (``2 * repeat + 1``), so each repeat
-    scores and meta-trains on architectures of its own (repeat 0's are the design's)."""
-    external = {n: m for n, m in models.items() if n not in own}
-    local = {n: m for n, m in models.items() if n in own}
+    ``2 * repeat``) and the local targets' (``local_names``) training-only ones
+    (``2 * repeat + 1``), so each repeat scores and meta-trains on architectures of its own
+    (repeat 0's are the design's)."""
+    external = {n: m for n, m in models.items() if n not in local_names}
+    local = {n: m for n, m in models.items() if n in local_names}
     return lut_tables(external, n_archs, 2 * repeat) + lut_tables(local, n_archs, 2 * repeat + 1, local=True)
 
 
@@ -228,8 +239,7 @@ def repeat_tables(tables: list[X.DeviceTable], context: dict, n_archs: int, repe
     missing = sorted({t.device_id for t in luts} - set(context["models"]))
     if missing:
         raise X.CrossHwError(f"repeat {repeat}: no LUT model to draw new architectures for {', '.join(missing)}")
-    fresh = lut_sample({n: context["models"][n] for n in dict.fromkeys(t.device_id for t in luts)},
-                       {t.device_id: None for t in luts if t.group == "local-lut"}, n_archs, repeat)
+    fresh = lut_sample(context["models"], context["own"], n_archs, repeat)
     return [t for t in tables if t.group not in ("lut", "local-lut")] + fresh
 
 
@@ -300,18 +310,11 @@ def ridge_fit(features: np.ndarray, y: np.ndarray, penalty: float):
 
 
 def ridge_loo_penalty(features: np.ndarray, y: np.ndarray, penalties=LINEAR_PENALTIES) -> float:
-    """The penalty of ``penalties`` whose leave-one-out squared error is smallest (closed form
-    ``e_i / (1 - h_ii)``, exact for ridge with an unpenalised intercept; the first of those within
-    rounding of the smallest: with 2 points every penalty leaves the same error)."""
-    z = np.column_stack([np.ones(len(features)), features])
-    errors = []
-    for penalty in penalties:
-        weights = np.full(z.shape[1], float(penalty))
-        weights[0] = 0.0
-        inverse_t = np.linalg.solve(z.T @ z + np.diag(weights), z.T)
-        leverage = np.einsum("ij,ji->i", z, inverse_t)
-        errors.append(np.mean(((y - z @ (inverse_t @ y)) / np.maximum(1 - leverage, 1e-9)) ** 2))
-    errors = np.asarray(errors)
+    """The penalty of ``penalties`` whose leave-one-out squared error
+    (:func:`linas_lib.latency.cross_hw.ridge_loo_errors`, intercept unpenalised) is smallest; the
+    first of those within rounding of the smallest: with 2 points every penalty leaves the same error."""
+    with_constant = np.column_stack([features, np.ones(len(features))])
+    errors = np.array([mse for mse, _ in X.ridge_loo_errors(with_constant, y, penalties).values()])
     return float(penalties[int(np.flatnonzero(errors <= errors.min() * (1 + 1e-9) + 1e-15)[0])])
 
 
@@ -498,33 +501,34 @@ def _evaluate_device(profile, tables: list[X.DeviceTable], held: X.DeviceTable, 
     pool, query = partition(len(held.tokens), max(c.k_values), seed, index)
     train = training_tables(tables, held)
     twins = context.get("twins", {}).get(held.device_id, set())
-    trained = {}  # method group -> (model, seconds, the query's hypothesis logs)
+    trained: dict[str, _Trained] = {}  # "predictor" (also the ablations') and "no_twin"
     for group, tables_used in (("predictor", train), ("no_twin", [t for t in train if t.device_id not in twins])):
         if group == "no_twin" and (len(tables_used) == len(train) or len({t.device_id for t in tables_used}) < 2):
             continue  # without a twin in training it is the predictor itself; without 2 devices, nothing to learn
         start = time.perf_counter()
         model = X.train_predictor(space, tables_used, settings,
                                   torch.Generator().manual_seed(seed * 1000 + TRAIN_STREAM + index), progress=progress)
-        trained[group] = (model, time.perf_counter() - start,
-                          {h: X.hypothesis_logs(model, held.tokens[query], h)[0] for h in X.HYPOTHESES},
-                          {"n_train_devices": len({t.device_id for t in tables_used}), "n_train_tables": len(tables_used)})
+        trained[group] = _Trained(model, time.perf_counter() - start,
+                                  {h: X.hypothesis_logs(model, held.tokens[query], h)[0] for h in X.HYPOTHESES},
+                                  {"n_train_devices": len({t.device_id for t in tables_used}),
+                                   "n_train_tables": len(tables_used)})
     truth = np.asarray(held.latency_ms, dtype=float)[query]
     methods = {"predictor": ("predictor", PREDICTOR), **{m: ("predictor", v) for m, v in ABLATIONS.items()},
                **({"no_twin": ("no_twin", PREDICTOR)} if "no_twin" in trained else {})}
     rows = []
     for k in c.k_values:
+        acting = {m: v for m, v in methods.items() if ablation_acts(m, k)}
         for split in range(c.split_seeds):
             support = np.random.default_rng([seed, SPLIT_STREAM, index, k, split]).choice(pool, k, replace=False)
             common = {"device": held.name, "group": held.group, "k": k, "split": split, "n_query": len(query),
-                      **trained["predictor"][3]}
-            for method, (group, (hypotheses, residual, relevance, fixed_cost)) in methods.items():
-                if not ablation_acts(method, k):
-                    continue
-                model, train_s, query_logs, counts = trained[group]
-                score, ms = X.predict_device(model, held.tokens[support], np.asarray(held.latency_ms)[support],
-                                             held.tokens[query], hypotheses, residual, relevance, query_logs[hypotheses],
-                                             fixed_cost)
-                rows.append({**common, **counts, "method": method, **scores(score, ms, truth), "train_s": train_s})
+                      **trained["predictor"].counts}
+            for method, (group, (hypotheses, residual, relevance, fixed_cost)) in acting.items():
+                run = trained[group]
+                score, ms = X.predict_device(run.model, held.tokens[support], np.asarray(held.latency_ms)[support],
+                                             held.tokens[query], hypotheses, residual, relevance,
+                                             run.query_logs[hypotheses], fixed_cost)
+                rows.append({**common, **run.counts, "method": method, **scores(score, ms, truth),
+                             "train_s": run.seconds})
             for base in BASELINES:
                 out = baseline_predictions(base, held, support, query, context)
                 if out is not None:

@@ -99,11 +99,11 @@ def final_rows(chosen: list[dict], final_items: list[dict], table: list[dict], l
     mine, bench = arch_means(final_items), arch_means(table)
     spread = pooled_seed_sd(list(table) + list(final_items))
     archs = list(bench)
-    pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, 0))
+    pred, within_of = within_budgets(archs, latency)
     rows = []
     for c in chosen:
         j = latency.target_names.index(c["target"])
-        within = [a for i, a in enumerate(archs) if pred[i, j] <= latency.budgets_ms[j]]
+        within = within_of[c["target"]]
         in_budget = set(within)
         row = {"target": c["target"], "arch": c["arch"], "budget_ms": float(latency.budgets_ms[j]),
                "chosen_within_budget": c.get("within_budget"), **_prefixed("chosen", mine.get(c["arch"])),
@@ -125,6 +125,14 @@ def final_rows(chosen: list[dict], final_items: list[dict], table: list[dict], l
                     row["miou_gap_xfit_pts"] = 100 * (xfit - chosen_miou["test_miou_mean"])
         rows.append(row)
     return rows
+
+
+def within_budgets(archs: list[str], latency) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """``(predicted ms (n, targets), {target: the architectures predicted within its budget, in
+    order})`` of the search's latency model."""
+    pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, len(latency.target_names)))
+    return pred, {t: [a for i, a in enumerate(archs) if pred[i, j] <= latency.budgets_ms[j]]
+                  for j, t in enumerate(latency.target_names)}
 
 
 def pooled_seed_sd(rows: list[dict], metric: str = "test_miou") -> tuple[float, int]:
@@ -280,15 +288,18 @@ def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], late
         chosen_test_miou_mean, miou_gap_held_pts, miou_gap_held_ci95_low_pts,
         miou_gap_held_ci95_high_pts}`` per target with a chosen result and a best that the
         extension holds.
+
+    Raises:
+        BenchError: ``final`` names a target the latency model lacks, or another budget (a
+            final-network table of another configuration: rerun 05).
     """
     picked, held = arch_means(table), arch_means(added)
-    archs = list(picked)
-    pred = latency.predict(np.array([parse_arch(a) for a in archs])) if archs else np.zeros((0, 0))
+    _, within_of = within_budgets(list(picked), latency)
     spread = pooled_seed_sd(list(table) + list(added))
     rows = []
     for row in final:
-        j = latency.target_names.index(row["target"])
-        within = [a for i, a in enumerate(archs) if pred[i, j] <= row["budget_ms"]]
+        _check_budget(row, latency)
+        within = within_of[row["target"]]
         n_chosen, chosen = int(row.get("chosen_n_seeds") or 0), float(row.get("chosen_test_miou_mean", math.nan))
         if not within or n_chosen == 0 or not math.isfinite(chosen):
             continue  # no table architecture within the budget, or the chosen network still pending
@@ -304,6 +315,17 @@ def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], late
                      "chosen_test_miou_mean": chosen, "miou_gap_held_pts": gap,
                      **{k.replace("miou_gap_", "miou_gap_held_"): v for k, v in bounds.items() if "ci95" in k}})
     return rows
+
+
+def _check_budget(row: dict, latency) -> None:
+    target, names = row["target"], latency.target_names
+    if target not in names:
+        raise B.BenchError(f"05_pareto/final_networks.csv: target {target!r} is not a search target of this profile "
+                           f"({', '.join(names)}): rerun notebook 05")
+    budget = float(latency.budgets_ms[names.index(target)])
+    if not math.isclose(float(row["budget_ms"]), budget, rel_tol=1e-6):
+        raise B.BenchError(f"05_pareto/final_networks.csv: {target}'s budget is {row['budget_ms']} ms, this "
+                           f"profile's {budget} ms: rerun notebook 05")
 
 
 def held_seed_figures(rows: list[dict]) -> dict[str, float]:

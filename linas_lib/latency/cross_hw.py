@@ -321,13 +321,19 @@ def one_hot(space: TokenSpace, tokens: np.ndarray) -> np.ndarray:
 def additive_loo_errors(space: TokenSpace, table: DeviceTable) -> dict[float, tuple[float, np.ndarray]]:
     """Per penalty of :data:`ADDITIVE_PENALTIES`: the leave-one-out mean squared error (closed
     form, ``e_i / (1 - h_ii)``) and the costs of :func:`fit_additive`'s ridge regression."""
-    features = one_hot(space, table.tokens)
     logs = np.log(np.asarray(table.latency_ms, dtype=float))
     y = np.exp(logs - np.median(logs))  # the same median unit as the network's targets (relative_log)
+    return ridge_loo_errors(one_hot(space, table.tokens), y, ADDITIVE_PENALTIES)
+
+
+def ridge_loo_errors(features: np.ndarray, y: np.ndarray, penalties) -> dict[float, tuple[float, np.ndarray]]:
+    """Per penalty: the leave-one-out mean squared error of ridge regression on ``features``
+    whose *last* column is the unpenalised constant (closed form ``e_i / (1 - h_ii)``, exact for
+    such a fit), and its coefficients."""
     penalty = np.eye(features.shape[1])
     penalty[-1, -1] = 0.0
     out = {}
-    for lam in ADDITIVE_PENALTIES:
+    for lam in penalties:
         inverse_t = np.linalg.solve(features.T @ features + lam * penalty, features.T)  # (p, n)
         coef = inverse_t @ y
         leverage = np.einsum("ij,ji->i", features, inverse_t)
