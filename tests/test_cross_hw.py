@@ -734,6 +734,43 @@ def test_near_twins_are_devices_that_rank_alike():
     models = {"a": AdditiveLut(costs), "a2": AdditiveLut(2 * costs + rng.normal(0, 0.01, 106)),
               "b": AdditiveLut(rng.uniform(0, 1, 106))}
     assert C.near_twins(models) == {"a": {"a2"}, "a2": {"a"}, "b": set()}
+    rows = {(r["device_a"], r["device_b"]): r for r in C.twin_rows(models)}
+    assert set(rows) == {("a", "a2"), ("a", "b"), ("a2", "b")}, "every pair once, by name"
+    assert rows["a", "a2"]["near_twin"] and not rows["a", "b"]["near_twin"] and rows["a", "a2"]["spearman"] > 0.99
+
+
+def test_twin_clusters_are_connected_components():
+    clusters = C.twin_clusters({"a": {"b"}, "b": {"a", "c"}, "c": {"b"}, "d": set()})
+    assert clusters == {"a": "a+b+c", "b": "a+b+c", "c": "a+b+c", "d": "d"}, "a chain of twins is one cluster"
+
+
+def test_cluster_ci_is_the_device_bootstrap_for_singletons_and_wider_for_twins():
+    from linas_lib.search.experiment import mean_ci
+
+    values = np.array([0.9, 0.91, 0.5, 0.6, 0.7, 0.95, 0.96])
+    singletons = [str(i) for i in range(len(values))]
+    assert C.cluster_mean_ci(values, singletons) == mean_ci(values), "every device its own cluster"
+    twins = ["g", "g", "x", "y", "z", "h", "h"]  # two pairs of near-identical devices
+    low, high = C.cluster_mean_ci(values, twins)
+    plain_low, plain_high = mean_ci(values)
+    assert high - low > plain_high - plain_low, "a twin pair counted once widens the interval"
+    assert low <= values.mean() <= high
+    assert np.isnan(C.cluster_mean_ci(values, ["one"] * len(values))[0]), "one cluster: no interval"
+    with pytest.raises(ValueError, match="one cluster label per value"):
+        C.cluster_mean_ci(values, twins[:3])
+
+
+def test_mean_and_paired_rows_count_clusters():
+    rows = []
+    for device, value in zip(["a", "a2", "b", "c"], [0.9, 0.92, 0.6, 0.7]):
+        for method, shift in (("predictor", 0.0), ("flops", -0.1)):
+            rows.append({"method": method, "k": 10, "device": device, "group": "lut", "spearman_mean": value + shift,
+                         **{f"{m}_mean": 1.0 for m in ("kendall", "mape_pct", "within10_pct")}})
+    clusters = {"a": "a+a2", "a2": "a+a2"}
+    means = {r["group"]: r for r in C.mean_rows(rows, clusters=clusters) if r["method"] == "predictor"}
+    assert means["all"]["spearman_n_devices"] == 4 and means["all"]["spearman_n_clusters"] == 3
+    paired = [r for r in C.paired_rows(rows, clusters=clusters) if r["baseline"] == "flops" and r["group"] == "all"]
+    assert paired[0]["n_devices"] == 4 and paired[0]["n_clusters"] == 3 and paired[0]["diff_mean"] == pytest.approx(0.1)
 
 
 def test_linear_counts_penalty_is_chosen_by_exact_leave_one_out():

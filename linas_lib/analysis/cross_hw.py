@@ -63,7 +63,9 @@ Metrics on the query: Spearman, Kendall tau, MAPE and the share within +-10 %; m
 devices are reported over all held-out devices and per group (``measured``: the local
 targets, noisy and sharing one CPU; ``lut``: exact LUT sums), and the comparison with each
 ablation, control and baseline as paired per-device differences (:func:`paired_rows`) on the
-devices both have; ``summary.json`` gives a comparator's unpaired mean only where it covers as
+devices both have. Their 95 % CIs resample clusters of near-twin devices, not devices
+(:func:`cluster_mean_ci`, :func:`twin_clusters`): a pair of twins is one piece of evidence about
+a new device, not two, and the matrix behind the clusters is written (:func:`twin_rows`); ``summary.json`` gives a comparator's unpaired mean only where it covers as
 many devices as the predictor's (``own_lut`` exists for the local targets only). MAPE is not
 defined where a method has no scale (the predictor at k = 0, ``flops`` below two points;
 ``nearest_lut`` and ``linear_counts`` need two points to exist at all): such cells are left empty, never filled in.
@@ -243,16 +245,92 @@ def repeat_tables(tables: list[X.DeviceTable], context: dict, n_archs: int, repe
     return [t for t in tables if t.group not in ("lut", "local-lut")] + fresh
 
 
+def twin_spearman(models: dict, seed: int = 0) -> dict[tuple[str, str], float]:
+    """Spearman correlation of every pair of devices' LUT sums on one random sample of
+    :data:`TWIN_SAMPLE` architectures, ``{(a, b): rho}`` for ``a < b`` (by name)."""
+    from scipy.stats import spearmanr
+
+    archs = decode(np.random.default_rng([seed, TWIN_STREAM]).choice(N_CHOICES**N_LAYERS, TWIN_SAMPLE, replace=False))
+    sums = {n: m.predict(archs)[:, 0] for n, m in models.items()}
+    names = sorted(sums)
+    return {(a, b): float(spearmanr(sums[a], sums[b])[0]) for i, a in enumerate(names) for b in names[i + 1:]}
+
+
 def near_twins(models: dict, seed: int = 0) -> dict[str, set[str]]:
     """Per device with a LUT: the other devices whose LUT sums rank a random sample of
     :data:`TWIN_SAMPLE` architectures with Spearman >= :data:`TWIN_SPEARMAN` (e.g. two GPUs of one
     generation, or two thread counts of one CPU). The control ``no_twin`` meta-trains without
     them, to show how much of a held-out device's score is the twin's."""
-    from scipy.stats import spearmanr
+    out = {name: set() for name in models}
+    for (a, b), rho in twin_spearman(models, seed).items():
+        if rho >= TWIN_SPEARMAN:
+            out[a].add(b)
+            out[b].add(a)
+    return out
 
-    archs = decode(np.random.default_rng([seed, TWIN_STREAM]).choice(N_CHOICES**N_LAYERS, TWIN_SAMPLE, replace=False))
-    sums = {n: m.predict(archs)[:, 0] for n, m in models.items()}
-    return {a: {b for b in sums if b != a and spearmanr(sums[a], sums[b])[0] >= TWIN_SPEARMAN} for a in sums}
+
+def twin_rows(models: dict, seed: int = 0) -> list[dict]:
+    """:func:`twin_spearman` as rows ``{device_a, device_b, spearman, near_twin, n_archs}``: the
+    matrix behind :func:`near_twins` and :func:`twin_clusters`, written so it can be read."""
+    return [{"device_a": a, "device_b": b, "spearman": rho, "near_twin": rho >= TWIN_SPEARMAN, "n_archs": TWIN_SAMPLE}
+            for (a, b), rho in twin_spearman(models, seed).items()]
+
+
+def twin_clusters(twins: dict[str, set[str]]) -> dict[str, str]:
+    """Device -> its cluster: the connected component of the near-twin graph (:func:`near_twins`),
+    named by its members joined with ``+``. Near-twins are not independent evidence about a new
+    device, so the CIs over devices resample these clusters (:func:`cluster_mean_ci`)."""
+    out: dict[str, str] = {}
+    for start in sorted(twins):
+        if start in out:
+            continue
+        component, frontier = {start}, [start]
+        while frontier:
+            for other in twins.get(frontier.pop(), set()):
+                if other not in component:
+                    component.add(other)
+                    frontier.append(other)
+        label = "+".join(sorted(component))
+        out.update({name: label for name in component})
+    return out
+
+
+def cluster_mean_ci(values, clusters, seed: int = 0, n_resamples: int = 2000) -> tuple[float, float]:
+    """95 % percentile bootstrap CI (``scipy.stats.bootstrap``) of the mean over devices that
+    resamples whole clusters of devices (:func:`twin_clusters`), not devices: each resample's
+    statistic is the mean over the devices of the clusters drawn. With every device its own
+    cluster this is the ordinary bootstrap of the mean; with few clusters it is still
+    approximate, but it no longer counts two near-twins as two independent devices.
+
+    Args:
+        values: one value per device.
+        clusters: the cluster label of each device (same order).
+        seed: seeds the resampling.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        ``(low, high)``; NaN below two clusters.
+    """
+    from scipy.stats import bootstrap
+
+    from ..search.experiment import CI_STREAM
+
+    values = np.asarray(values, dtype=float)
+    labels = np.asarray(clusters)
+    if values.shape != labels.shape:
+        raise ValueError(f"one cluster label per value: {values.shape} values, {labels.shape} labels")
+    names = sorted(set(labels.tolist()))
+    if len(names) < 2:
+        return math.nan, math.nan
+    sums = np.array([values[labels == name].sum() for name in names])
+    counts = np.array([(labels == name).sum() for name in names], dtype=float)
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    index = np.arange(len(names))
+    res = bootstrap((index,), lambda i: sums[i].sum() / counts[i].sum(), n_resamples=n_resamples,
+                    confidence_level=0.95, method="percentile", vectorized=False,
+                    rng=np.random.default_rng([seed, CI_STREAM]))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def other_devices_reach(tables: list[X.DeviceTable], held: list[str]) -> dict[str, float]:
@@ -344,12 +422,14 @@ def baseline_context(profile, models: dict, own: dict) -> dict:
     return {"models": models, "own": own, "flops": flops_model(profile.data.resolution), "twins": near_twins(models)}
 
 
-def device_rows(tables: list[X.DeviceTable], held: list[str]) -> list[dict]:
-    """One row per table: its device, source, architectures, latency range, held out or
-    training only, the test-retest Spearman of two measurement passes (measured tables) and,
-    for held-out devices, :func:`other_devices_reach` (``reach_spearman``; NaN otherwise)."""
+def device_rows(tables: list[X.DeviceTable], held: list[str], clusters: dict[str, str] | None = None) -> list[dict]:
+    """One row per table: its device, its near-twin cluster (:func:`twin_clusters`; the device
+    itself where it has no LUT), source, architectures, latency range, held out or training
+    only, the test-retest Spearman of two measurement passes (measured tables) and, for
+    held-out devices, :func:`other_devices_reach` (``reach_spearman``; NaN otherwise)."""
     reach = other_devices_reach(tables, held)
-    return [{"table": t.name, "device": t.device_id, "source": t.source, "n_archs": len(t.tokens),
+    return [{"table": t.name, "device": t.device_id, "cluster": _cluster_labels([t.device_id], clusters)[0],
+             "source": t.source, "n_archs": len(t.tokens),
              "min_ms": float(np.min(t.latency_ms)), "median_ms": float(np.median(t.latency_ms)),
              "max_ms": float(np.max(t.latency_ms)), "held_out": t.name in held,
              "retest_spearman": t.retest_spearman, "reach_spearman": reach.get(t.name, math.nan)} for t in tables]
@@ -552,12 +632,12 @@ def table_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def mean_rows(table: list[dict], seed: int = 0) -> list[dict]:
+def mean_rows(table: list[dict], seed: int = 0, clusters: dict[str, str] | None = None) -> list[dict]:
     """Per (method, k, group): each metric's mean over devices (``all`` and each group) with a
-    95 % bootstrap CI over devices; ``n_devices`` counts the devices with a finite value."""
+    95 % bootstrap CI that resamples clusters of near-twin devices (:func:`cluster_mean_ci`;
+    ``clusters`` from :func:`twin_clusters`, a device missing from it is its own cluster);
+    ``n_devices`` counts the devices with a finite value, ``n_clusters`` their clusters."""
     import pandas as pd
-
-    from ..search.experiment import mean_ci
 
     frame = pd.DataFrame(table)
     frame = pd.concat([frame.assign(group="all"), frame])
@@ -566,21 +646,27 @@ def mean_rows(table: list[dict], seed: int = 0) -> list[dict]:
         row = {"method": method, "k": int(k), "group": group}
         for metric in METRICS:
             values = part[f"{metric}_mean"].to_numpy(float)
-            values = values[np.isfinite(values)]
-            low, high = mean_ci(values, seed=seed) if len(values) else (math.nan, math.nan)
-            row.update({f"{metric}_mean": float(values.mean()) if len(values) else math.nan,
-                        f"{metric}_ci95_low": low, f"{metric}_ci95_high": high, f"{metric}_n_devices": len(values)})
+            keep = np.isfinite(values)
+            labels = _cluster_labels(part["device"].to_numpy()[keep], clusters)
+            low, high = cluster_mean_ci(values[keep], labels, seed=seed) if keep.any() else (math.nan, math.nan)
+            row.update({f"{metric}_mean": float(values[keep].mean()) if keep.any() else math.nan,
+                        f"{metric}_ci95_low": low, f"{metric}_ci95_high": high,
+                        f"{metric}_n_devices": int(keep.sum()), f"{metric}_n_clusters": len(set(labels))})
         out.append(row)
     return out
 
 
-def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> list[dict]:
+def _cluster_labels(devices, clusters: dict[str, str] | None) -> list[str]:
+    return [(clusters or {}).get(device, device) for device in devices]
+
+
+def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0,
+                clusters: dict[str, str] | None = None) -> list[dict]:
     """Predictor minus each ablation, control and baseline (:data:`COMPARATORS`), per (comparator, k,
     group), on the devices both have: mean of the per-device differences with a 95 % bootstrap
-    CI over those devices (column ``baseline``: the comparator)."""
+    CI that resamples clusters of near-twin devices (:func:`cluster_mean_ci`; column
+    ``baseline``: the comparator; ``n_clusters``: the clusters those devices form)."""
     import pandas as pd
-
-    from ..search.experiment import mean_ci
 
     frame = pd.DataFrame(table)
     wide = frame.pivot_table(index=["k", "device", "group"], columns="method", values=f"{metric}_mean").reset_index()
@@ -592,17 +678,19 @@ def paired_rows(table: list[dict], metric: str = "spearman", seed: int = 0) -> l
             for group in ["all", *sorted(part["group"].unique())]:
                 sub = part if group == "all" else part[part["group"] == group]
                 diff = (sub["predictor"] - sub[base]).to_numpy(float)
-                diff = diff[np.isfinite(diff)]
-                if not len(diff):
+                keep = np.isfinite(diff)
+                if not keep.any():
                     continue
-                low, high = mean_ci(diff, seed=seed)
+                diff, labels = diff[keep], _cluster_labels(sub["device"].to_numpy()[keep], clusters)
+                low, high = cluster_mean_ci(diff, labels, seed=seed)
                 out.append({"baseline": base, "k": int(k), "group": group, "metric": metric, "n_devices": len(diff),
-                            "diff_mean": float(diff.mean()), "diff_ci95_low": low, "diff_ci95_high": high,
-                            "n_predictor_ahead": int((diff > 0).sum())})
+                            "n_clusters": len(set(labels)), "diff_mean": float(diff.mean()), "diff_ci95_low": low,
+                            "diff_ci95_high": high, "n_predictor_ahead": int((diff > 0).sum())})
     return out
 
 
-def held_out_paired_rows(rows: list[dict], design_repeats: int, seed: int = 0) -> list[dict]:
+def held_out_paired_rows(rows: list[dict], design_repeats: int, seed: int = 0,
+                         clusters: dict[str, str] | None = None) -> list[dict]:
     """:func:`paired_rows` over the repeats after the first ``design_repeats`` of
     :func:`evaluate`'s ``rows``: the comparisons on partitions, meta-trainings and k-point
     choices that nobody looked at while the predictor was designed (empty with
@@ -610,7 +698,7 @@ def held_out_paired_rows(rows: list[dict], design_repeats: int, seed: int = 0) -
     if design_repeats <= 0:
         return []
     rest = [row for row in rows if row["repeat"] >= design_repeats]
-    return paired_rows(table_rows(rest), seed=seed) if rest else []
+    return paired_rows(table_rows(rest), seed=seed, clusters=clusters) if rest else []
 
 
 def summary_figures(table: list[dict], means: list[dict], paired: list[dict], devices: list[dict] = (),
