@@ -208,6 +208,22 @@ class LatencyConfig:
         if repeated:
             raise ValueError(f"targets: {', '.join(repeated)} listed more than once (each target once, one budget)")
 
+    def protocol_shortfalls(self) -> list[str]:
+        """Where 02's end-to-end protocol falls short of what its figures need to be read as the
+        issue asks (>= 30 timed runs per architecture, >= 2 passes for a floor, anchors for a
+        calibration, >= 100 held-out architectures); empty when none. A tiny profile (smoke) may."""
+        out = []
+        if self.e2e_passes * self.e2e_repeats < 30:
+            out.append(f"e2e_passes x e2e_repeats = {self.e2e_passes * self.e2e_repeats} timed runs per architecture "
+                       "(< 30)")
+        if self.e2e_passes < 2:
+            out.append("e2e_passes = 1: no measurement floor (it needs two passes or more)")
+        if self.anchor_archs == 0:
+            out.append("anchor_archs = 0: no calibrated predictor")
+        if self.n_validation_archs < 100:
+            out.append(f"n_validation_archs = {self.n_validation_archs} held-out architectures (< 100)")
+        return out
+
 
 @dataclass(frozen=True)
 class SupernetConfig:

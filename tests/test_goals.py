@@ -23,6 +23,17 @@ def test_a_single_figure_against_a_number_with_its_ci_and_context():
     assert _row(goal, {"tau.x": 0.85, "lo.x": 0.81, "hi.x": 0.9})["status"] == "met"
 
 
+def test_a_goal_whose_perfect_predictor_misses_the_mark_says_it_cannot_be_told():
+    goal = Goal(9, "mape <= 2", "nb", "mape.x", "<=", 2.0, floor="floor.x", digits=2)
+    assert _row(goal, {"mape.x": 1.9, "floor.x": 2.1})["status"] == (
+        "met; not testable on this data: a perfect predictor misses the mark too (2.10)")
+    assert _row(goal, {"mape.x": 3.0, "floor.x": 1.0})["status"] == "not met", "a floor below the mark: testable"
+    assert _row(goal, {"mape.x": 1.9})["status"] == "met", "no floor figure: nothing to say"
+    each = Goal(9, "each >= 99", "nb", "w.<x>", ">=", 99.0, pick="each", floor="f.<x>", digits=0)
+    row = _row(each, {"w.a": 98.0, "w.b": 100.0, "f.a": 90.0, "f.b": 99.5})
+    assert row["status"] == "not met (1 of 2); not testable on this data: a perfect predictor misses the mark too (a 90)"
+
+
 def test_the_best_match_of_a_wildcard_names_its_ties_and_reads_its_own_ci():
     goal = Goal(1, "best <= 0.1", "nb", "e.<x>", "<=", 0.1, pick="min", lo="lo.<x>", hi="hi.<x>")
     figures = {"e.a": 0.09, "e.b": 0.09, "e.c": 1.0, "lo.a": 0.05, "hi.a": 0.12, "lo.b": 0.0, "hi.b": 0.5}
@@ -77,6 +88,7 @@ def test_every_goal_is_well_formed():
         assert goal.op in goals.OPS and goal.pick in ("max", "min", "selected", "each"), goal
         assert (goal.pick == "selected") == bool(goal.unselected), goal
         assert goal.key.count(goals.WILDCARD) <= 1 and all(goals.WILDCARD not in k for _, _, k in goal.context)
+        assert goal.floor.count(goals.WILDCARD) == goal.key.count(goals.WILDCARD) or not goal.floor, goal
 
 
 def test_the_readme_block_is_replaced_and_its_markers_are_required():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -152,6 +153,24 @@ def test_calibration_spread_is_the_leave_one_out_error():
     assert np.isnan(L.calibration_spread({"anchor_base_ms": [1.0, 2.0], "anchor_ms": [3.0, 5.0]}))
 
 
+def test_i4_calibrated_effect_pairs_the_two_calibrated_bases_on_the_held_out_archs():
+    profile = load_profile("smoke")
+    luts = {t.name: fake_lut(target=t.name) for t in R.local_targets(profile)}
+    interaction = R.models_for(profile, luts)["interaction"]
+    rng = np.random.default_rng(0)
+    paired = [[0, 1, k, k, k] for k in (7, 8, 9, 10)]  # slot 0 holds a measured interaction
+    anchors, archs = rng.integers(0, 21, (6, 5)), np.vstack([paired, rng.integers(0, 21, (8, 5))])
+    every = np.concatenate([anchors, archs])
+    truth = 2 * interaction.predict(every) + 3  # the pipeline is the interaction sum, rescaled
+    samples = {t: np.repeat(truth[:, j, None, None], 2, 1).repeat(3, 2) for j, t in enumerate(interaction.target_names)}
+    rows = R.i4_calibrated_effect(profile, luts, anchors, archs, samples)
+    assert [r["target"] for r in rows] == list(samples) and all(r["n"] == len(archs) for r in rows)
+    for r in rows:
+        assert r["mape_pct_interaction"] == pytest.approx(0.0, abs=1e-9), "the true model calibrates exactly"
+        assert r["mape_pct_projected"] > 0 and r["mape_pct_interaction_minus_projected"] < 0
+        assert r["ci95_low"] <= r["mape_pct_interaction_minus_projected"] <= r["ci95_high"]
+
+
 def test_models_for_offers_calibrated_only_when_every_lut_has_a_block():
     profile = load_profile("smoke")
     luts = {t.name: fake_lut(target=t.name) for t in R.local_targets(profile)}
@@ -183,6 +202,30 @@ def test_floor_averages_every_pair_of_passes_and_shows_their_range():
     # every split in halves puts pass 1 with a 110 pass: 110 predicts the median of 100s and 110s, 105
     assert row["split_half_mape_pct"] == pytest.approx(100 * 5 / 105)
     assert row["pooled_noise_est_pct"] == pytest.approx(row["split_half_mape_pct"] / 2)
+
+
+def test_floor_within5_is_a_perfect_predictors_share_scaled_like_the_mape():
+    # 4 archs x 2 passes: the second pass 4 % / 8 % / 12 % / 20 % slower; pooled over both, a
+    # perfect predictor errs by half of that: 2 / 4 / 6 / 10 %, so 2 of 4 within 5 %
+    slow = np.array([1.04, 1.08, 1.12, 1.20])
+    samples = {"t": np.stack([np.full((4, 3), 100.0), 100.0 * slow[:, None] * np.ones((4, 3))], axis=1)}
+    (row,) = R.floor_rows(samples)
+    assert row["pooled_noise_est_pct"] == pytest.approx(100 * np.mean(slow - 1) / 2)
+    assert row["pooled_noise_within5_pct"] == pytest.approx(50.0)
+    assert R.summary_figures([row])["pooled_noise_within5_pct"] == {"t": pytest.approx(50.0)}
+
+
+def test_accuracy_ci_brackets_mape_and_within5_over_architectures():
+    measured = np.full(50, 100.0)
+    predicted = measured * (1 + np.linspace(-0.1, 0.1, 50))
+    ci = R.accuracy_ci(predicted, measured)
+    metrics = R.accuracy_metrics(predicted, measured)
+    assert ci["mape_pct_ci95_low"] < metrics["mape_pct"] < ci["mape_pct_ci95_high"]
+    assert ci["within5_pct_ci95_low"] < metrics["within5_pct"] < ci["within5_pct_ci95_high"]
+    assert ci == R.accuracy_ci(predicted, measured), "seeded: the same interval every time"
+    exact = R.accuracy_ci(measured, measured)
+    assert exact["within5_pct_ci95_low"] == exact["within5_pct_ci95_high"] == 100.0, "every resample is 100 %"
+    assert math.isnan(R.accuracy_ci(predicted[:1], measured[:1])["mape_pct_ci95_low"]), "no CI from one architecture"
 
 
 def test_split_half_averages_every_split_of_the_passes():
@@ -250,6 +293,13 @@ def test_budget_rows_count_predicted_feasible_that_measure_over():
     assert (pred <= 168.0).tolist() == [True, True, False]
     (row,) = R.budget_rows({"projected": model}, archs, {"t": np.array([150.0, 170.0, 100.0])})
     assert (row["n_predicted_within"], row["n_measured_over"], row["measured_over_pct"]) == (2, 1, 50.0)
+    assert row["measured_over_ci95_low"] == pytest.approx(1.258, abs=1e-3)  # Clopper-Pearson, 1 of 2
+    assert row["measured_over_ci95_high"] == pytest.approx(98.742, abs=1e-3)
+    none = R.budget_rows({"projected": model}, archs[2:], {"t": np.array([100.0])})[0]
+    assert none["n_predicted_within"] == 0 and math.isnan(none["measured_over_pct"])
+    flat = R.budget_figures([row, none | {"target": "u"}])
+    assert flat["measured_over_budget_n"] == {"t": {"projected": 2}, "u": {"projected": 0}}, "n = 0 is written"
+    assert "u" not in flat["measured_over_budget_pct"] and flat["measured_over_budget_pct"]["t"]["projected"] == 50.0
 
 
 def test_guarded_budget_rows_count_only_predictions_within_by_the_margin():
@@ -384,3 +434,15 @@ def test_a_timing_checkpoint_of_other_targets_or_values_is_unusable():
     for bad in ({"0|x": {}}, {"0|x": {"a": [1.0]}}, {"0|x": {"a": [1.0], "b": ["slow"]}},
                 {"0|x": {"a": [1.0], "b": [float("nan")]}}, {R.LOAD_KEY: {}}, [1]):
         assert R._timing_problem(bad, ["a", "b"])
+    assert "not 2 runs" in R._timing_problem(good, ["a", "b"], repeats=2), "b holds 1 run of the profile's 2"
+    assert "at least one run" in R._timing_problem({"0|x": {"a": [], "b": [1.0]}}, ["a", "b"])
+    assert R._timing_problem({"0|x": {"a": [1.0, 2.0], "b": [3.0, 4.0]}}, ["a", "b"], repeats=2) == ""
+
+
+def test_protocol_shortfalls_name_what_the_issue_needs():
+    assert load_profile("cpu").latency.protocol_shortfalls() == [], "the cpu profile meets the protocol"
+    smoke = load_profile("smoke").latency.protocol_shortfalls()
+    assert any("timed runs per architecture" in s for s in smoke) and any("held-out" in s for s in smoke)
+    one = replace(load_profile("cpu").latency, e2e_passes=1, anchor_archs=0)
+    assert [s.split(":")[0].split(" =")[0] for s in one.protocol_shortfalls()] == [
+        "e2e_passes x e2e_repeats", "e2e_passes", "anchor_archs"]

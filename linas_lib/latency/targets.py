@@ -236,7 +236,7 @@ def load_target_lut(profile, target, here: bool = False, progress: bool = True) 
     if measures_here(target, here):
         return L.build_lut(target.name, resolution, profile.latency.measure, path,
                            pairs_per_slot=profile.latency.pairs_per_slot, progress=progress,
-                           choices=list(profile.latency.lut_choices) or None)
+                           choices=list(profile.latency.lut_choices) or None, quiet=profile.latency.quiet)
     if target.optional:
         log.warning("profile %s: target %s has no LUT at %s yet (optional: left out)", profile.name, target.name, path)
         return None
