@@ -181,6 +181,10 @@ class LatencyConfig:
     # how fast the machine ran during it (0 = no heartbeat). Timing only: not in content keys.
     c3_heartbeat_every: int = field(default=0, metadata={"key": False})
     c3_heartbeat_beats: int = field(default=3, metadata={"key": False})
+    # 02's C3 check is run this many times per target (targets in turn within each run): one
+    # run's margin moves with the machine's speed of the moment, so it passes only if every run
+    # does. Timing only: not in content keys.
+    c3_runs: int = field(default=1, metadata={"key": False})
     pairs_per_slot: int = 6  # I4: adjacent-layer pairs timed per slot (441 = all; see latency.lut)
     lut_choices: tuple[int, ...] = ()  # smoke only: measure these choices 0..20, fill the rest (empty = all)
     e2e_warmup: int = 1  # untimed runs of each validation network before timing (per pass)
@@ -201,7 +205,7 @@ class LatencyConfig:
                              f"c3_heartbeat_beats = {self.c3_heartbeat_beats} >= 1")
         if not 0 <= self.anchor_archs <= 20 or self.anchor_archs == 1:
             raise ValueError(f"anchor_archs = {self.anchor_archs}: 0 (no calibration) or 2..20 anchors")
-        require(self, positive=("throughput_images", "throughput_budget_s"),
+        require(self, positive=("throughput_images", "throughput_budget_s", "c3_runs"),
                 non_negative=("n_validation_archs", "pairs_per_slot"))
         names = [t.name for t in self.targets]
         repeated = sorted({n for n in names if names.count(n) > 1})

@@ -115,3 +115,33 @@ def test_c3_heartbeat_settings_are_checked():
 
     with pytest.raises(ValueError, match="c3_heartbeat_every"):
         LatencyConfig(c3_heartbeat_every=-1)
+
+
+def test_c3_over_several_runs_passes_only_if_every_run_does_and_reports_the_worst_margin():
+    def row(target, run, ms, factor=None):
+        out = {"target": target, "run": run, "ms_per_image": ms, "margin_s": 16.0 - ms / 10, "pass": ms <= 160.0}
+        if factor is not None:
+            out.update({"speed_factor": factor, "ms_per_image_drift_corrected": ms / factor,
+                        "pass_drift_corrected": ms / factor <= 160.0, "c3_drift_corrected_vs_e2e_pct": 0.0})
+        return out
+
+    rows = [row("a", 0, 150.0, 1.0), row("a", 1, 163.0, 1.1), row("a", 2, 142.0, 0.9), row("b", 0, 90.0)]
+    figures = C3.throughput_figures(rows)
+    assert figures["throughput_runs"] == {"a": 3, "b": 1}
+    assert figures["throughput_ms_per_image"]["a"] == pytest.approx(150.0), "the median run"
+    assert figures["throughput_margin_s"]["a"] == pytest.approx(16.0 - 16.3), "the worst run's margin"
+    assert figures["throughput_margin_max_s"]["a"] == pytest.approx(16.0 - 14.2)
+    assert figures["throughput_pass"] == {"a": 0.0, "b": 1.0}, "one run over the budget fails the target"
+    assert figures["throughput_pass_share"]["a"] == pytest.approx(2 / 3)
+    corrected = figures["throughput_drift_corrected"]
+    assert set(corrected["speed_factor"]) == {"a"} and corrected["speed_factor"]["a"] == pytest.approx(1.0)
+    assert corrected["pass"] == {"a": 1.0}, "163 / 1.1 and 142 / 0.9 are within 160"
+
+
+def test_c3_runs_must_be_positive():
+    from dataclasses import replace
+
+    latency = load_profile("cpu").latency
+    assert latency.c3_runs == 3
+    with pytest.raises(ValueError, match="c3_runs"):
+        replace(latency, c3_runs=0)

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, float] | None = None,
                     heartbeats: dict[str, list[dict]] | None = None) -> list[dict]:
-    """C3: ``throughput_images`` images through each local target's pipeline as a whole.
+    """C3: ``throughput_images`` images through each local target's pipeline as a whole,
+    ``latency.c3_runs`` times (the targets in turn within each run, so a slow spell of the
+    machine is spread over them); one row per (run, target), column ``run``.
 
     Args:
         e2e_ms: optional per-target ground truth of the same architecture (single image, many
@@ -35,9 +37,9 @@ def throughput_rows(profile, choices, images: np.ndarray, e2e_ms: dict[str, floa
             each target's run carries those reference networks (:func:`c3_check`).
     """
     encoder = e2e.shared_encoder()
-    rows = [c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder,
-                     (heartbeats or {}).get(t.name))
-            for t in local_targets(profile)]
+    rows = [{"run": run, **c3_check(profile, t.name, choices, images, profile.latency.throughput_images, encoder,
+                                    (heartbeats or {}).get(t.name))}
+            for run in range(profile.latency.c3_runs) for t in local_targets(profile)]
     for row in rows:
         if e2e_ms is not None and row["target"] in e2e_ms:
             row["e2e_ms"] = float(e2e_ms[row["target"]])
@@ -174,16 +176,29 @@ def load_columns(record: dict) -> dict:
 
 
 def throughput_figures(rows: list[dict]) -> dict:
-    """``{throughput_ms_per_image: {target: x}, throughput_margin_s: ..., throughput_pass: {target: 0/1}}``."""
-    out = {"throughput_ms_per_image": {r["target"]: r["ms_per_image"] for r in rows},
-           "throughput_margin_s": {r["target"]: r["margin_s"] for r in rows},
-           "throughput_pass": {r["target"]: float(r["pass"]) for r in rows}}
-    beats = [r for r in rows if "speed_factor" in r]
+    """Per target over its runs (:func:`throughput_rows`): ``throughput_runs`` (how many),
+    ``throughput_ms_per_image`` (their median), ``throughput_margin_s`` (the *worst* run's margin)
+    and ``throughput_margin_max_s`` (the best's), ``throughput_pass`` (1 only if every run
+    passed) and ``throughput_pass_share``; with a heartbeat, ``throughput_drift_corrected.*``
+    (medians over the runs; ``pass``: every run)."""
+    by_target: dict[str, list[dict]] = {}
+    for r in rows:
+        by_target.setdefault(r["target"], []).append(r)
+    out = {"throughput_runs": {t: len(rs) for t, rs in by_target.items()},
+           "throughput_ms_per_image": {t: float(np.median([r["ms_per_image"] for r in rs])) for t, rs in by_target.items()},
+           "throughput_margin_s": {t: min(r["margin_s"] for r in rs) for t, rs in by_target.items()},
+           "throughput_margin_max_s": {t: max(r["margin_s"] for r in rs) for t, rs in by_target.items()},
+           "throughput_pass": {t: float(all(r["pass"] for r in rs)) for t, rs in by_target.items()},
+           "throughput_pass_share": {t: float(np.mean([r["pass"] for r in rs])) for t, rs in by_target.items()}}
+    beats = {t: [r for r in rs if "speed_factor" in r] for t, rs in by_target.items()}
+    beats = {t: rs for t, rs in beats.items() if rs}
     if beats:
+        def median(column: str) -> dict:
+            return {t: float(np.median([r[column] for r in rs])) for t, rs in beats.items()
+                    if all(column in r for r in rs)}
+
         out["throughput_drift_corrected"] = {
-            "ms_per_image": {r["target"]: r["ms_per_image_drift_corrected"] for r in beats},
-            "speed_factor": {r["target"]: r["speed_factor"] for r in beats},
-            "pass": {r["target"]: float(r["pass_drift_corrected"]) for r in beats},
-            "vs_e2e_pct": {r["target"]: r["c3_drift_corrected_vs_e2e_pct"] for r in beats
-                           if "c3_drift_corrected_vs_e2e_pct" in r}}
+            "ms_per_image": median("ms_per_image_drift_corrected"), "speed_factor": median("speed_factor"),
+            "pass": {t: float(all(r["pass_drift_corrected"] for r in rs)) for t, rs in beats.items()},
+            "vs_e2e_pct": median("c3_drift_corrected_vs_e2e_pct")}
     return out
