@@ -51,8 +51,11 @@ class Goal:
             match except the selected one.
         excludes: met also needs the CI to exclude this value (e.g. random's own 1.0), or None.
         floor: the key (the same wildcard) of what a perfect predictor scores against the same
-            noisy truth (the measurement's own error), or empty. Where it misses the mark, the
-            goal cannot be told met or not on that data, and the status says so.
+            noisy truth (the measurement's own error), or empty. Where it misses the mark (all of
+            its CI, with ``floor_lo``/``floor_hi``), a predictor's verdict cannot be read on that
+            data: the status keeps the point verdict and adds that.
+        floor_lo: the floor's CI's lower end's key, or empty.
+        floor_hi: the floor's CI's upper end's key, or empty.
         context: ``(label, notebook, key)`` figures shown beside it (no wildcard; shown as they are,
             integers without decimals).
         scale: the figures are shown multiplied by it (100: a fraction as %).
@@ -73,6 +76,8 @@ class Goal:
     excludes: float | None = None
     unselected: str = ""
     floor: str = ""
+    floor_lo: str = ""
+    floor_hi: str = ""
     context: tuple[tuple[str, str, str], ...] = ()
     scale: float = 1.0
     digits: int = 3
@@ -87,17 +92,17 @@ SELECTED_04 = "tau_gap_to_best.ws.<x>"  # 04 writes the gap to its validation-se
 GOALS: tuple[Goal, ...] = (
     *(Goal(9, f"calibrated MAPE <= {mark:g} % on {t}", N02, f"mape_pct.{t}.calibrated", "<=", mark, digits=2,
            lo=f"mape_pct_ci95_low.{t}.calibrated", hi=f"mape_pct_ci95_high.{t}.calibrated",
-           floor=f"pooled_noise_est_pct.{t}",
-           context=(("the floor: the pooled ground truth's own error (a perfect predictor's MAPE)", N02,
-                     f"pooled_noise_est_pct.{t}"),
+           floor=f"floor_mape_pct.{t}", floor_lo=f"floor_mape_pct_ci95_low.{t}", floor_hi=f"floor_mape_pct_ci95_high.{t}",
+           context=(("the floor: a perfect predictor calibrated to the pooled truth", N02, f"floor_mape_pct.{t}"),
                     ("single-pass repeatability (one pass against another, mean over pairs; noisier than the "
                      "pooled truth, not its floor)", N02, f"mape_pct.{t}.test_retest")))
       for t, mark in (("cpu-torch-1t", 2.0), ("cpu-ort-1t", 2.0), ("cpu-torch-2t", 5.0), ("cpu-ort-2t", 5.0))),
     *(Goal(9, f">= 99 % within 5 % on {t}", N02, f"within5_pct.{t}.calibrated", ">=", 99.0, digits=1,
            lo=f"within5_pct_ci95_low.{t}.calibrated", hi=f"within5_pct_ci95_high.{t}.calibrated",
-           floor=f"pooled_noise_within5_pct.{t}",
-           context=(("the floor: a perfect predictor's share against the pooled truth", N02,
-                     f"pooled_noise_within5_pct.{t}"),))
+           floor=f"floor_within5_pct.{t}", floor_lo=f"floor_within5_pct_ci95_low.{t}",
+           floor_hi=f"floor_within5_pct_ci95_high.{t}",
+           context=(("the floor: a perfect predictor's share, calibrated to the pooled truth", N02,
+                     f"floor_within5_pct.{t}"),))
       for t in ("cpu-torch-1t", "cpu-ort-1t")),
     Goal(9, "no chosen network over its budget when measured (02: the worst of its C3 runs' margin, s)", N02,
          "throughput_margin_s.<x>", ">=",
@@ -245,9 +250,9 @@ def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
         excluded = goal.excludes is None or not (low is None or high is None or _inside(low, high, goal.excludes))
         missed += value is None or not OPS[goal.op](value, mark) or not excluded
         straddle |= _inside(low, high, mark) and not low == high == mark
-        floor = figures.get(goal.floor.replace(WILDCARD, name)) if goal.floor else None
-        if _finite(floor) and not OPS[goal.op](floor, mark):
-            floored.append(f"{name + ' ' if name else ''}{_fmt(goal, floor)}")
+        floor = _floor_best(goal, figures, name)
+        if floor is not None and not OPS[goal.op](floor[0], mark):
+            floored.append(f"{name + ' ' if name else ''}{floor[1]}")
     figure = "; ".join(parts)
     if isinstance(goal.mark, str):
         figure += f" against {mark_text}"
@@ -259,6 +264,19 @@ def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
     if floored:
         status += f"; not testable on this data: a perfect predictor misses the mark too ({', '.join(floored)})"
     return {**row, "figure": figure, "status": status}
+
+
+def _floor_best(goal: Goal, figures: Mapping, name: str) -> tuple[float, str] | None:
+    """The floor's end most favourable to the goal (its CI's, where there is one) and how it
+    reads; None without a floor figure."""
+    value = figures.get(goal.floor.replace(WILDCARD, name)) if goal.floor else None
+    if not _finite(value):
+        return None
+    ends = [figures.get(k.replace(WILDCARD, name)) for k in (goal.floor_lo, goal.floor_hi) if k]
+    if len(ends) == 2 and all(_finite(e) for e in ends):
+        best = ends[0] if goal.op in ("<=", "<") else ends[1]
+        return float(best), f"{_fmt(goal, value)} [{_fmt(goal, ends[0])}, {_fmt(goal, ends[1])}]"
+    return float(value), _fmt(goal, value)
 
 
 def _null_matches(figures: Mapping, key: str, among: Sequence[str], skip: str) -> set[str]:

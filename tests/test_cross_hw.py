@@ -748,14 +748,16 @@ def test_cluster_ci_is_the_device_bootstrap_for_singletons_and_wider_for_twins()
     from linas_lib.search.experiment import mean_ci
 
     values = np.array([0.9, 0.91, 0.5, 0.6, 0.7, 0.95, 0.96])
-    singletons = [str(i) for i in range(len(values))]
-    assert C.cluster_mean_ci(values, singletons) == mean_ci(values), "every device its own cluster"
-    twins = ["g", "g", "x", "y", "z", "h", "h"]  # two pairs of near-identical devices
+    singletons = [str(i) for i in range(len(values))]  # labels that sort in the values' order
+    assert C.cluster_mean_ci(values, singletons) == pytest.approx(mean_ci(values)), "every device its own cluster"
+    twins = ["g", "g", "x", "y", "z", "h", "h"]  # two pairs of near-identical devices: 5 clusters
     low, high = C.cluster_mean_ci(values, twins)
     plain_low, plain_high = mean_ci(values)
     assert high - low > plain_high - plain_low, "a twin pair counted once widens the interval"
     assert low <= values.mean() <= high
-    assert np.isnan(C.cluster_mean_ci(values, ["one"] * len(values))[0]), "one cluster: no interval"
+    few = ["a", "a", "a", "b", "b", "c", "c"]
+    assert np.isnan(C.cluster_mean_ci(values, few)[0]), "3 clusters: no interval, not the range of their means"
+    assert C.cluster_mean_ci(np.full(3, 0.5), ["one"] * 3) == (0.5, 0.5), "equal values: a point, however clustered"
     with pytest.raises(ValueError, match="one cluster label per value"):
         C.cluster_mean_ci(values, twins[:3])
 
@@ -769,6 +771,7 @@ def test_mean_and_paired_rows_count_clusters():
     clusters = {"a": "a+a2", "a2": "a+a2"}
     means = {r["group"]: r for r in C.mean_rows(rows, clusters=clusters) if r["method"] == "predictor"}
     assert means["all"]["spearman_n_devices"] == 4 and means["all"]["spearman_n_clusters"] == 3
+    assert math.isnan(means["all"]["spearman_ci95_low"]), "3 clusters: too few for an interval"
     paired = [r for r in C.paired_rows(rows, clusters=clusters) if r["baseline"] == "flops" and r["group"] == "all"]
     assert paired[0]["n_devices"] == 4 and paired[0]["n_clusters"] == 3 and paired[0]["diff_mean"] == pytest.approx(0.1)
 

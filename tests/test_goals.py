@@ -29,6 +29,11 @@ def test_a_goal_whose_perfect_predictor_misses_the_mark_says_it_cannot_be_told()
         "met; not testable on this data: a perfect predictor misses the mark too (2.10)")
     assert _row(goal, {"mape.x": 3.0, "floor.x": 1.0})["status"] == "not met", "a floor below the mark: testable"
     assert _row(goal, {"mape.x": 1.9})["status"] == "met", "no floor figure: nothing to say"
+    ci = Goal(9, "mape <= 2", "nb", "mape.x", "<=", 2.0, floor="floor.x", floor_lo="lo.x", floor_hi="hi.x", digits=2)
+    assert _row(ci, {"mape.x": 1.9, "floor.x": 2.1, "lo.x": 1.8, "hi.x": 2.4})["status"] == "met", (
+        "a floor whose CI reaches below the mark: a perfect predictor might meet it")
+    assert _row(ci, {"mape.x": 1.9, "floor.x": 2.3, "lo.x": 2.1, "hi.x": 2.5})["status"].endswith(
+        "misses the mark too (2.30 [2.10, 2.50])")
     each = Goal(9, "each >= 99", "nb", "w.<x>", ">=", 99.0, pick="each", floor="f.<x>", digits=0)
     row = _row(each, {"w.a": 98.0, "w.b": 100.0, "f.a": 90.0, "f.b": 99.5})
     assert row["status"] == "not met (1 of 2); not testable on this data: a perfect predictor misses the mark too (a 90)"
@@ -89,6 +94,7 @@ def test_every_goal_is_well_formed():
         assert (goal.pick == "selected") == bool(goal.unselected), goal
         assert goal.key.count(goals.WILDCARD) <= 1 and all(goals.WILDCARD not in k for _, _, k in goal.context)
         assert goal.floor.count(goals.WILDCARD) == goal.key.count(goals.WILDCARD) or not goal.floor, goal
+        assert bool(goal.floor_lo) == bool(goal.floor_hi) and (goal.floor or not goal.floor_lo), goal
 
 
 def test_the_readme_block_is_replaced_and_its_markers_are_required():

@@ -100,6 +100,7 @@ TRAIN_STREAM = 63  # ... of meta-training
 TWIN_STREAM = 64  # ... of the sample on which near-twin devices are found
 TWIN_SPEARMAN = 0.95  # two devices whose LUT sums rank a sample this alike are near-twins
 TWIN_SAMPLE = 2000
+MIN_CLUSTERS = 5  # fewer clusters of devices give no bootstrap CI (2 or 3 give just the range of their means)
 LINEAR_PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # linear_counts' ridge, chosen by leave-one-out
 
 
@@ -299,8 +300,10 @@ def cluster_mean_ci(values, clusters, seed: int = 0, n_resamples: int = 2000) ->
     """95 % percentile bootstrap CI (``scipy.stats.bootstrap``) of the mean over devices that
     resamples whole clusters of devices (:func:`twin_clusters`), not devices: each resample's
     statistic is the mean over the devices of the clusters drawn. With every device its own
-    cluster this is the ordinary bootstrap of the mean; with few clusters it is still
-    approximate, but it no longer counts two near-twins as two independent devices.
+    cluster this is the ordinary bootstrap of the mean (the same in distribution; to the digit
+    when the labels sort in the values' order); it no longer counts two near-twins as two
+    independent devices. Below :data:`MIN_CLUSTERS` clusters it gives no interval: a percentile
+    bootstrap over 2 or 3 clusters is just the range of their means.
 
     Args:
         values: one value per device.
@@ -309,7 +312,7 @@ def cluster_mean_ci(values, clusters, seed: int = 0, n_resamples: int = 2000) ->
         n_resamples: bootstrap resamples.
 
     Returns:
-        ``(low, high)``; NaN below two clusters.
+        ``(low, high)``; a point when every value is equal; NaN below :data:`MIN_CLUSTERS` clusters.
     """
     from scipy.stats import bootstrap
 
@@ -320,12 +323,12 @@ def cluster_mean_ci(values, clusters, seed: int = 0, n_resamples: int = 2000) ->
     if values.shape != labels.shape:
         raise ValueError(f"one cluster label per value: {values.shape} values, {labels.shape} labels")
     names = sorted(set(labels.tolist()))
-    if len(names) < 2:
+    if len(values) and np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    if len(names) < MIN_CLUSTERS:
         return math.nan, math.nan
     sums = np.array([values[labels == name].sum() for name in names])
     counts = np.array([(labels == name).sum() for name in names], dtype=float)
-    if np.ptp(values) == 0:
-        return float(values[0]), float(values[0])
     index = np.arange(len(names))
     res = bootstrap((index,), lambda i: sums[i].sum() / counts[i].sum(), n_resamples=n_resamples,
                     confidence_level=0.95, method="percentile", vectorized=False,

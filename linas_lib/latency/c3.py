@@ -180,7 +180,7 @@ def throughput_figures(rows: list[dict]) -> dict:
     ``throughput_ms_per_image`` (their median), ``throughput_margin_s`` (the *worst* run's margin)
     and ``throughput_margin_max_s`` (the best's), ``throughput_pass`` (1 only if every run
     passed) and ``throughput_pass_share``; with a heartbeat, ``throughput_drift_corrected.*``
-    (medians over the runs; ``pass``: every run)."""
+    (medians over the runs; ``pass``: every run; only targets whose every run had a heartbeat)."""
     by_target: dict[str, list[dict]] = {}
     for r in rows:
         by_target.setdefault(r["target"], []).append(r)
@@ -190,8 +190,7 @@ def throughput_figures(rows: list[dict]) -> dict:
            "throughput_margin_max_s": {t: max(r["margin_s"] for r in rs) for t, rs in by_target.items()},
            "throughput_pass": {t: float(all(r["pass"] for r in rs)) for t, rs in by_target.items()},
            "throughput_pass_share": {t: float(np.mean([r["pass"] for r in rs])) for t, rs in by_target.items()}}
-    beats = {t: [r for r in rs if "speed_factor" in r] for t, rs in by_target.items()}
-    beats = {t: rs for t, rs in beats.items() if rs}
+    beats = {t: rs for t, rs in by_target.items() if all("speed_factor" in r for r in rs)}  # every run beat
     if beats:
         def median(column: str) -> dict:
             return {t: float(np.median([r[column] for r in rs])) for t, rs in beats.items()

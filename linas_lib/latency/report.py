@@ -293,12 +293,15 @@ def floor_rows(samples: dict[str, np.ndarray]) -> list[dict]:
     between two passes shows as a wide range. The split half (:func:`split_half_mape`)
     measures the noise of pooled values; scaled to all passes pooled, it estimates the ground
     truth's own error (``pooled_noise_est_pct``; assuming passes with independent noise of one
-    size). That is what a perfect predictor would score, or less for a calibrated one: its
-    anchors absorb a speed change that every architecture shared. It is the floor a predictor
-    scored against the pooled truth is read against, and ``pooled_noise_within5_pct`` the same
-    perfect predictor's share within +-5 % (each split's relative differences scaled the same
-    way). The pairs' own metrics (variant ``test_retest``) are single passes against each other:
-    noisier than the pooled truth, so they are a pass's repeatability, not that floor.
+    size), including any speed change between the halves that every architecture shared.
+
+    **The floor** a calibrated predictor is read against (:func:`floor_figures`): the same
+    estimate with each split's shared speed change divided out (its relative differences
+    centred on their median, as a calibration's slope and intercept absorb it):
+    ``floor_mape_pct`` (what a perfect predictor calibrated to the pooled truth would score)
+    and ``floor_within5_pct`` (its share within +-5 %), each with a 95 % bootstrap CI over the
+    architectures. The pairs' own metrics (variant ``test_retest``) are single passes against
+    each other: noisier than the pooled truth, so they are a pass's repeatability, not its floor.
     """
     rows = []
     for target, values in pass_values(samples).items():
@@ -309,15 +312,40 @@ def floor_rows(samples: dict[str, np.ndarray]) -> list[dict]:
         metrics = {key: float(np.mean([m[key] for m in pairs])) for key in pairs[0]}
         metrics["n"] = pairs[0]["n"]
         mapes = [m["mape_pct"] for m in pairs]
-        splits = split_half_errors(samples[target])
-        share = pooled_share((n_passes + 1) // 2, n_passes // 2)
-        split = float(np.mean([100 * np.mean(np.abs(e)) for e in splits]))
+        split = split_half_mape(samples[target])
         rows.append({"target": target, "variant": "test_retest", "label": VARIANT_LABELS["test_retest"], **metrics,
                      "n_pairs": len(pairs), "mape_pct_min": min(mapes), "mape_pct_max": max(mapes),
-                     "split_half_mape_pct": split, "pooled_noise_est_pct": split * share,
-                     "pooled_noise_within5_pct": float(np.mean([100 * np.mean(np.abs(e) * share <= WITHIN)
-                                                                for e in splits]))})
+                     "split_half_mape_pct": split,
+                     "pooled_noise_est_pct": split * pooled_share((n_passes + 1) // 2, n_passes // 2),
+                     **floor_figures(samples[target])})
     return rows
+
+
+def floor_figures(runs: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """The floor of one target (``runs``: archs x passes x repeats; see :func:`floor_rows`):
+    ``floor_mape_pct`` and ``floor_within5_pct`` with ``_ci95_low``/``_ci95_high`` (a percentile
+    bootstrap over the architectures; NaN below two architectures)."""
+    from scipy.stats import bootstrap
+
+    n_passes = runs.shape[1]
+    share = pooled_share((n_passes + 1) // 2, n_passes // 2)
+    ratios = np.stack([e + 1 for e in split_half_errors(runs)])  # (splits, archs)
+    error = np.abs(ratios / np.median(ratios, axis=1, keepdims=True) - 1) * share  # a perfect predictor's, per split
+    statistics = {"floor_mape_pct": lambda i: 100 * error[:, i].mean(),
+                  "floor_within5_pct": lambda i: 100 * (error[:, i] <= WITHIN).mean()}
+    index = np.arange(error.shape[1])
+    out = {}
+    for name, statistic in statistics.items():
+        value = float(statistic(index))
+        low = high = math.nan
+        if len(index) > 1:
+            res = bootstrap((index,), statistic, n_resamples=n_resamples, confidence_level=0.95, method="percentile",
+                            vectorized=False, rng=np.random.default_rng([seed, CI_STREAM]))
+            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+            if not (math.isfinite(low) and math.isfinite(high)):  # every resample alike (e.g. all within)
+                low = high = value
+        out.update({name: value, f"{name}_ci95_low": low, f"{name}_ci95_high": high})
+    return out
 
 
 def split_half_mape(runs: np.ndarray, statistic: str = STATISTIC) -> float:
@@ -481,27 +509,25 @@ def accuracy_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
 
 
 def accuracy_ci(predicted: np.ndarray, measured: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """95 % percentile bootstrap CIs (``scipy.stats.bootstrap``) over the architectures of the
-    MAPE and the share within +-5 %: ``mape_pct_ci95_low/high``, ``within5_pct_ci95_low/high``
-    (NaN below two architectures). They cover which architectures were drawn, not the
-    measurement's own noise (read against the floor, :func:`floor_rows`)."""
-    from scipy.stats import bootstrap
+    """95 % CIs over the architectures: of the MAPE a percentile bootstrap (``scipy.stats.bootstrap``),
+    of the share within +-5 % the exact (Clopper-Pearson) binomial interval, which stays honest
+    at 100 of 100 (``mape_pct_ci95_low/high``, ``within5_pct_ci95_low/high``; NaN below two
+    architectures). They cover which architectures were drawn, not the measurement's own noise
+    (read against the floor, :func:`floor_rows`)."""
+    from scipy.stats import binomtest, bootstrap
 
     error = np.abs(np.asarray(predicted, float) / np.asarray(measured, float) - 1)
-    statistics = {"mape_pct": lambda e, axis=-1: 100 * np.mean(e, axis=axis),
-                  "within5_pct": lambda e, axis=-1: 100 * np.mean(e <= WITHIN, axis=axis)}
-    out = {}
-    for name, statistic in statistics.items():
-        if len(error) < 2:
-            low = high = math.nan
-        elif np.ptp(error) == 0 or (name == "within5_pct" and len(set((error <= WITHIN).tolist())) == 1):
-            low = high = float(statistic(error))  # every resample has the same value
-        else:
-            res = bootstrap((error,), statistic, n_resamples=n_resamples, confidence_level=0.95, method="percentile",
-                            rng=np.random.default_rng([seed, CI_STREAM]))
-            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        out.update({f"{name}_ci95_low": low, f"{name}_ci95_high": high})
-    return out
+    if len(error) < 2:
+        return {f"{name}_ci95_{end}": math.nan for name in ("mape_pct", "within5_pct") for end in ("low", "high")}
+    if np.ptp(error) == 0:
+        low = high = 100 * float(error[0])
+    else:
+        res = bootstrap((error,), lambda e, axis=-1: 100 * np.mean(e, axis=axis), n_resamples=n_resamples,
+                        confidence_level=0.95, method="percentile", rng=np.random.default_rng([seed, CI_STREAM]))
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    within = binomtest(int((error <= WITHIN).sum()), len(error)).proportion_ci(0.95, method="exact")
+    return {"mape_pct_ci95_low": low, "mape_pct_ci95_high": high,
+            "within5_pct_ci95_low": 100 * within.low, "within5_pct_ci95_high": 100 * within.high}
 
 
 def accuracy_rows(models: dict[str, P.LatencyModel], archs: np.ndarray, measured: dict[str, np.ndarray]):
@@ -546,7 +572,8 @@ def summary_figures(rows: list[dict]) -> dict:
     for r in floor:
         for key in ("mape_pct_min", "mape_pct_max"):
             out.setdefault(key, {})[r["target"]] = {r["variant"]: r[key]}
-        for key in ("split_half_mape_pct", "pooled_noise_est_pct", "pooled_noise_within5_pct"):
+        for key in ("split_half_mape_pct", "pooled_noise_est_pct", *(f"floor_{m}_pct{end}" for m in ("mape", "within5")
+                                                                     for end in ("", "_ci95_low", "_ci95_high"))):
             if key in r:
                 out.setdefault(key, {})[r["target"]] = r[key]
     return out
@@ -803,11 +830,19 @@ def i4_calibrated_effect(profile, luts: dict[str, dict], anchors: np.ndarray, ar
 
 def paired_effect_figures(rows: list[dict]) -> dict:
     """A :func:`paired_mape_effect` table for ``flatten``: ``{<difference column>: {target: x},
-    ci95_low: {target: x}, ci95_high: {target: x}}``."""
+    <difference column>_ci95_low: ..., <difference column>_ci95_high: ...}``.
+
+    Raises:
+        ValueError: a row without a ``..._minus_...`` difference column.
+    """
     out: dict[str, dict] = {}
     for r in rows:
-        column = next(k for k in r if "_minus_" in k)
-        for key, value in ((column, r[column]), ("ci95_low", r["ci95_low"]), ("ci95_high", r["ci95_high"])):
+        columns = [k for k in r if "_minus_" in k and not k.startswith("ci95")]
+        if len(columns) != 1:
+            raise ValueError(f"a paired-effect row needs one '<a>_minus_<b>' column; got {sorted(r)}")
+        column = columns[0]
+        for key, value in ((column, r[column]), (f"{column}_ci95_low", r["ci95_low"]),
+                           (f"{column}_ci95_high", r["ci95_high"])):
             out.setdefault(key, {})[r["target"]] = value
     return out
 
