@@ -734,7 +734,7 @@ def test_near_twins_are_devices_that_rank_alike():
     models = {"a": AdditiveLut(costs), "a2": AdditiveLut(2 * costs + rng.normal(0, 0.01, 106)),
               "b": AdditiveLut(rng.uniform(0, 1, 106))}
     assert C.near_twins(models) == {"a": {"a2"}, "a2": {"a"}, "b": set()}
-    rows = {(r["device_a"], r["device_b"]): r for r in C.twin_rows(models)}
+    rows = {(r["device_a"], r["device_b"]): r for r in C.twin_rows(C.twin_spearman(models))}
     assert set(rows) == {("a", "a2"), ("a", "b"), ("a2", "b")}, "every pair once, by name"
     assert rows["a", "a2"]["near_twin"] and not rows["a", "b"]["near_twin"] and rows["a", "a2"]["spearman"] > 0.99
 

@@ -257,24 +257,25 @@ def twin_spearman(models: dict, seed: int = 0) -> dict[tuple[str, str], float]:
     return {(a, b): float(spearmanr(sums[a], sums[b])[0]) for i, a in enumerate(names) for b in names[i + 1:]}
 
 
-def near_twins(models: dict, seed: int = 0) -> dict[str, set[str]]:
+def near_twins(models: dict, seed: int = 0, spearman: dict | None = None) -> dict[str, set[str]]:
     """Per device with a LUT: the other devices whose LUT sums rank a random sample of
     :data:`TWIN_SAMPLE` architectures with Spearman >= :data:`TWIN_SPEARMAN` (e.g. two GPUs of one
     generation, or two thread counts of one CPU). The control ``no_twin`` meta-trains without
-    them, to show how much of a held-out device's score is the twin's."""
+    them, to show how much of a held-out device's score is the twin's. ``spearman``: a
+    :func:`twin_spearman` matrix already computed (default: computed here)."""
     out = {name: set() for name in models}
-    for (a, b), rho in twin_spearman(models, seed).items():
+    for (a, b), rho in (spearman if spearman is not None else twin_spearman(models, seed)).items():
         if rho >= TWIN_SPEARMAN:
             out[a].add(b)
             out[b].add(a)
     return out
 
 
-def twin_rows(models: dict, seed: int = 0) -> list[dict]:
-    """:func:`twin_spearman` as rows ``{device_a, device_b, spearman, near_twin, n_archs}``: the
-    matrix behind :func:`near_twins` and :func:`twin_clusters`, written so it can be read."""
+def twin_rows(spearman: dict[tuple[str, str], float]) -> list[dict]:
+    """A :func:`twin_spearman` matrix as rows ``{device_a, device_b, spearman, near_twin, n_archs}``:
+    the matrix behind :func:`near_twins` and :func:`twin_clusters`, written so it can be read."""
     return [{"device_a": a, "device_b": b, "spearman": rho, "near_twin": rho >= TWIN_SPEARMAN, "n_archs": TWIN_SAMPLE}
-            for (a, b), rho in twin_spearman(models, seed).items()]
+            for (a, b), rho in spearman.items()]
 
 
 def twin_clusters(twins: dict[str, set[str]]) -> dict[str, str]:
@@ -316,7 +317,7 @@ def cluster_mean_ci(values, clusters, seed: int = 0, n_resamples: int = 2000) ->
     """
     from scipy.stats import bootstrap
 
-    from ..search.experiment import CI_STREAM
+    from ..stats import CI_STREAM
 
     values = np.asarray(values, dtype=float)
     labels = np.asarray(clusters)
@@ -421,8 +422,11 @@ def flops_model(resolution: int):
 
 def baseline_context(profile, models: dict, own: dict) -> dict:
     """What :func:`baseline_predictions` and the protocol need: LUT models, own-LUT predictions,
-    FLOPs, and each device's near-twins (:func:`near_twins`)."""
-    return {"models": models, "own": own, "flops": flops_model(profile.data.resolution), "twins": near_twins(models)}
+    FLOPs, each device's near-twins (:func:`near_twins`) and the matrix they come from
+    (``twin_spearman``, :func:`twin_spearman`)."""
+    spearman = twin_spearman(models)
+    return {"models": models, "own": own, "flops": flops_model(profile.data.resolution),
+            "twins": near_twins(models, spearman=spearman), "twin_spearman": spearman}
 
 
 def device_rows(tables: list[X.DeviceTable], held: list[str], clusters: dict[str, str] | None = None) -> list[dict]:

@@ -19,6 +19,7 @@ import numpy as np
 from ..paths import cache_dir, display_path
 from ..keys import atomic_write_text, load_cache_json
 from ..space import N_ARCHS, N_CHOICES, N_LAYERS, all_archs, arch_string, choice_key, decode
+from ..stats import CI_STREAM, mean_ci
 from . import e2e
 from .measure import spec_for_target, summarise
 from . import lut as L
@@ -34,7 +35,6 @@ VARIANT_LABELS = {"op_only": "op-only sum (baseline)", "projected": "+ projectio
                   "test_retest": "single-pass repeatability: each pass against each earlier one (not the floor of "
                                  "the pooled truth: that is pooled_noise_est_pct)"}
 STATISTIC = "median_ms"  # LUT entries, end-to-end ground truth, budgets and C3's per-image column
-CI_STREAM = 0xC195  # rng stream of the bootstrap CIs (search.experiment's; not imported: this core needs torch only)
 WITHIN = 0.05  # the issue's "within +-5 %"
 
 
@@ -514,17 +514,12 @@ def accuracy_ci(predicted: np.ndarray, measured: np.ndarray, n_resamples: int = 
     at 100 of 100 (``mape_pct_ci95_low/high``, ``within5_pct_ci95_low/high``; NaN below two
     architectures). They cover which architectures were drawn, not the measurement's own noise
     (read against the floor, :func:`floor_rows`)."""
-    from scipy.stats import binomtest, bootstrap
+    from scipy.stats import binomtest
 
     error = np.abs(np.asarray(predicted, float) / np.asarray(measured, float) - 1)
     if len(error) < 2:
         return {f"{name}_ci95_{end}": math.nan for name in ("mape_pct", "within5_pct") for end in ("low", "high")}
-    if np.ptp(error) == 0:
-        low = high = 100 * float(error[0])
-    else:
-        res = bootstrap((error,), lambda e, axis=-1: 100 * np.mean(e, axis=axis), n_resamples=n_resamples,
-                        confidence_level=0.95, method="percentile", rng=np.random.default_rng([seed, CI_STREAM]))
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    low, high = mean_ci(100 * error, n_resamples=n_resamples, seed=seed)
     within = binomtest(int((error <= WITHIN).sum()), len(error)).proportion_ci(0.95, method="exact")
     return {"mape_pct_ci95_low": low, "mape_pct_ci95_high": high,
             "within5_pct_ci95_low": 100 * within.low, "within5_pct_ci95_high": 100 * within.high}

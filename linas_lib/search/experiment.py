@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from ..keys import atomic_write_text, load_cache_json
+from ..stats import CI_STREAM, mean_ci  # noqa: F401  (mean_ci: also imported from here)
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
 from .methods import METHODS, SearchSetup, check_method_names, method_settings, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
 
-CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached runs of another schema are not reused
 # paired seeds: a control draws from the stream of the method it controls; the surrogates from
 # random's, as their control random_feasible does
@@ -437,20 +437,6 @@ def _as_evals(hits) -> np.ndarray:
 def _km_median(evals: np.ndarray, budget: int) -> float:
     """:func:`time_to_target`'s median of :func:`_as_evals` values (NaN: undefined)."""
     return time_to_target([int(e) if math.isfinite(e) else None for e in evals], budget)["km_median"]
-
-
-def mean_ci(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over seeds (``scipy.stats.bootstrap``); NaN below 2 values."""
-    from scipy.stats import bootstrap
-
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        return math.nan, math.nan
-    if np.ptp(values) == 0:  # every resample has the same mean
-        return float(values[0]), float(values[0])
-    res = bootstrap((values,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                    method="percentile", rng=np.random.default_rng([seed, CI_STREAM]))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def curve_ci(curve_rows: list[dict], n_resamples: int = 2000, confidence: float = 0.95) -> list[dict]:

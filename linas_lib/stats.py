@@ -1,0 +1,28 @@
+"""Bootstrap confidence intervals shared by the notebooks' analyses.
+
+Needs numpy and scipy only (no torch, no pymoo), so the latency core, which the GPU machine
+runs with torch alone, can use it too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
+
+
+def mean_ci(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (``scipy.stats.bootstrap``); NaN below 2 values,
+    a point when every value is equal."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return math.nan, math.nan
+    if np.ptp(values) == 0:  # every resample has the same mean
+        return float(values[0]), float(values[0])
+    res = bootstrap((values,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                    method="percentile", rng=np.random.default_rng([seed, CI_STREAM]))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
