@@ -301,12 +301,17 @@ def read_summaries(profile_name: str) -> dict[str, dict]:
 
 
 def read_goal_figures(profile_name: str) -> dict[str, dict]:
-    """:func:`read_summaries` and, under :data:`linas_lib.goals.BENCH_EXTENSION`, the seed
-    agreement of the benchmark table's seed extension (``results/<profile>/bench/extension.json``,
-    written by ``linas bench build --add-seeds``) with its item counts, when it exists."""
-    from .goals import BENCH_EXTENSION
+    """:func:`read_summaries`; under :data:`linas_lib.goals.TARGETS` the profile's target names
+    (``all``, ``local``); and under :data:`linas_lib.goals.BENCH_EXTENSION`, the seed agreement of
+    the benchmark table's seed extension (``results/<profile>/bench/extension.json``, written by
+    ``linas bench build --add-seeds``) with its item counts, when it exists."""
+    from .config import load_profile, profile_path
+    from .goals import BENCH_EXTENSION, TARGETS
 
     figures = read_summaries(profile_name)
+    if profile_path(profile_name).is_file():  # results of a profile whose YAML is gone name no targets
+        targets = load_profile(profile_name).latency.targets
+        figures[TARGETS] = {"all": [t.name for t in targets], "local": [t.name for t in targets if t.kind == "local"]}
     path = project_root() / "results" / profile_name / "bench" / "extension.json"
     record = load_json(path)
     if record is not None:
@@ -321,10 +326,10 @@ def write_goals(profile_name: str) -> Path | None:
     """Write ``results/<profile>/goals.md`` (:func:`linas_lib.goals.goals_markdown`) from the
     profile's summaries and seed extension (:func:`read_goal_figures`, atomically); None when it
     has no summary yet."""
-    from .goals import BENCH_EXTENSION, goals_markdown
+    from .goals import BENCH_EXTENSION, TARGETS, goals_markdown
 
     summaries = read_goal_figures(profile_name)
-    if not set(summaries) - {BENCH_EXTENSION}:
+    if not set(summaries) - {BENCH_EXTENSION, TARGETS}:
         return None
     return atomic_write_text(project_root() / "results" / profile_name / "goals.md", goals_markdown(summaries))
 

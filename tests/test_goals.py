@@ -120,6 +120,16 @@ def test_linas_goals_writes_the_table_and_refuses_a_profile_without_results(tmp_
     assert "04_ranking/summary.json: not valid JSON" in capsys.readouterr().err
 
 
+def test_each_target_goal_counts_a_missing_target_as_missed():
+    goal = goals.Goal(12, "gap", "nb", "gap.<x>", "<=", 1.0, pick="each", among_targets="all")
+    figures = {"nb": {"gap.a": 0.5, "gap.b": 0.2}}
+    assert goals.goal_row(goal, figures)["status"] == "met"  # no profile targets known: the matches only
+    row = goals.goal_row(goal, {**figures, goals.TARGETS: {"all": ["a", "b", "c"], "local": ["a"]}})
+    assert row["status"] == "not met (2 of 3)" and "c n/a" in row["figure"]
+    local = goals.Goal(9, "c3", "nb", "gap.<x>", "<=", 1.0, pick="each", among_targets="local")
+    assert goals.goal_row(local, {**figures, goals.TARGETS: {"all": ["a", "b"], "local": ["a"]}})["figure"] == "a 0.500"
+
+
 def test_the_seed_extension_is_read_beside_the_summaries(tmp_path, monkeypatch):
     monkeypatch.setenv("LINAS_ROOT", str(tmp_path))
     (tmp_path / "results" / "tiny" / "bench").mkdir(parents=True)

@@ -447,6 +447,31 @@ def test_a_run_checkpoint_of_mismatched_shapes_is_rerun(tmp_path, caplog):
     assert "mismatched shapes" in caplog.text
 
 
+def test_chosen_c3_passes_only_if_every_run_does():
+    from linas_lib.search import report as pareto
+
+    def run(total_s, factor):
+        return {"target": "t", "n_images": 100, "total_s": total_s, "ms_per_image": total_s * 10, "budget_s": 16.0,
+                "margin_s": 16.0 - total_s, "pass": total_s <= 16.0, "speed_factor": factor,
+                "ms_per_image_drift_corrected": total_s * 10 / factor, "pass_drift_corrected": total_s / factor <= 16.0,
+                "other_cores": 0.01, "quiet": True}
+
+    cols = pareto.chosen_c3_columns([run(14.0, 1.0), run(17.0, 1.2), run(15.0, 1.0)])
+    assert cols["c3_runs"] == 3 and cols["measured_s"] == 17.0 and cols["c3_margin_s"] == -1.0  # the worst run
+    assert cols["measured_s_median"] == 15.0 and cols["ms_per_image"] == 150.0
+    assert cols["c3_pass"] is False and cols["c3_pass_share"] == pytest.approx(2 / 3)
+    assert cols["c3_pass_drift_corrected"] is True and cols["c3_speed_factor"] == 1.0
+    no_beat = {k: v for k, v in run(14.0, 1.0).items() if "speed_factor" not in k and "drift" not in k}
+    mixed = pareto.chosen_c3_columns([run(14.0, 1.0), no_beat])
+    assert "c3_speed_factor" not in mixed and mixed["c3_pass"] is True  # a heartbeat column needs every run's
+    predicted = pareto.predicted_c3(330.0, 100, 16.0)
+    assert predicted == {"c3_predicted_s": pytest.approx(33.0), "c3_predicted_pass": False}  # on the LUTs' scale
+    flat = pareto.c3_figures([{**cols, **predicted, "target": "t", "note": "measured"},
+                              {"target": "x", "note": "gpu target"}])
+    assert flat["c3_pass.t"] == 0.0 and flat["c3_margin_s.t"] == -1.0 and "c3_pass.x" not in flat
+    assert flat["c3_predicted_pass.t"] == 0.0
+
+
 def test_pareto_summary_and_chosen():
     from linas_lib.search import report as pareto
 
@@ -460,10 +485,15 @@ def test_pareto_summary_and_chosen():
     assert not tight[0]["within_budget"] and tight[0]["predicted_ms"] == 5.0  # none fits: the fastest
     result = pareto.analyse(exp, runs, budget=3, n_resamples=100)
     flat = pareto.summary(result, {"seconds": 1.0, "tau_additive_exact": 0.5}, 0.1, 0.2)
-    assert flat["censored_share.random"] == 0 and flat["evals_to_target.random"] == 1.0
+    assert flat["censored_share.random"] == 0 and flat["evals_to_target_abs.random"] == 3  # its last evaluation
+    # random against itself is 1 [1, 1] and 0 [0, 0] by construction: not written
+    assert not [k for k in flat if k.startswith(("evals_to_target.", "evals_to_target_ci", "hv_diff_random"))
+                and k.endswith(".random")]
     assert flat["censored_share.epr"] == 1.0 and np.isnan(flat["evals_to_target.epr"])  # never reaches random's HV
     assert flat["target_hv"] == result["methods"][0]["hv_mean"] and flat["n_seeds"] == 1
-    assert np.isnan(flat["evals_to_target_ci95_low.random"]) and np.isnan(flat["evals_to_target_ci95_high.epr"])  # 1 seed
+    assert np.isnan(flat["evals_to_target_ci95_high.epr"])  # 1 seed
+    assert flat["hv_frac_reference_ci95_low.epr"] == pytest.approx(flat["hv_ci95_low.epr"] / result["reference_hv"],
+                                                                   nan_ok=True)
     assert flat["hv.epr"] < flat["hv.random"] <= result["reference_hv"]
     assert result["reference_from"] == "runs" and np.isnan(flat["oracle_hv"])
     assert flat["hv_frac_reference.random"] == pytest.approx(flat["hv.random"] / result["reference_hv"])
@@ -473,6 +503,9 @@ def test_pareto_summary_and_chosen():
     assert with_oracle["reference_from"] == "runs + oracle"
     assert with_oracle["reference_hv"] > result["reference_hv"] and with_oracle["oracle_hv"] > 0
     assert with_oracle["methods"][0]["hv_frac_reference"] < result["methods"][0]["hv_frac_reference"]
+    igd = {(r["method"], r["target"]): r["igd"] for r in result["per_run"]}
+    igd_oracle = {(r["method"], r["target"]): r["igd"] for r in with_oracle["per_run"]}
+    assert igd[("random", "b")] == 0 and igd_oracle[("random", "b")] > 0  # IGD reads the oracle's front too
 
 
 def test_unknown_method_is_rejected_before_any_work():

@@ -245,9 +245,11 @@ def reference_hv(experiment: ParetoExperiment, runs: list[MethodRun]) -> float:
     return experiment.hv(miou, lat)
 
 
-def run_rows(experiment: ParetoExperiment, runs: list[MethodRun]) -> list[dict]:
-    """Per (method, seed, target in the headline HV): HV, IGD, front size."""
-    igds = experiment.igd_fronts(runs)
+def run_rows(experiment: ParetoExperiment, runs: list[MethodRun], reference_runs: list[MethodRun] = ()) -> list[dict]:
+    """Per (method, seed, target in the headline HV): HV, IGD, front size. IGD reads the front of
+    ``runs`` and ``reference_runs`` together (the oracle's, so that IGD and the HV reference share
+    one best front)."""
+    igds = experiment.igd_fronts(list(runs) + list(reference_runs))
     rows = []
     for run in runs:
         for t in experiment.hv_targets:
