@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -686,3 +688,48 @@ def truth_seeds(rows: list[dict]):
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=1, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def scale_projection(rows: list[dict]):
+    """07's scale study: each goal's projected tau against the seeds averaged (log axis), the goal
+    as a dashed line, and where the seed extension measured a point, that point.
+
+    Args:
+        rows: ``scale.csv`` rows (:func:`linas_lib.analysis.scale.study`).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .analysis.scale import SEED_COUNTS
+
+    goals = list(dict.fromkeys(r["goal"] for r in rows))
+    fig, axes = plt.subplots(1, len(goals), figsize=(3.4 * len(goals), 3.2), squeeze=False, sharey=True)
+    for ax, goal in zip(axes[0], goals):
+        mine = [r for r in rows if r["goal"] == goal]
+        ax.set_title(goal, fontsize=9)
+        ax.axhline(mine[0]["goal_tau"], color="k", ls="--", lw=0.8)
+        mine = [r for r in mine if any(_finite(r[f"tau_m{m}"]) for m in SEED_COUNTS)]
+        if not mine:  # seeds that do not agree at all project nowhere
+            ax.text(0.5, 0.5, "no projection:\nthe seeds do not agree", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
+            continue
+        for k, r in enumerate(mine):
+            color = f"C{k % 10}"
+            ax.plot(SEED_COUNTS, [r[f"tau_m{m}"] for m in SEED_COUNTS], "-", lw=1, color=color, label=r["signal"])
+            if _finite(r.get("tau_measured")):
+                ax.plot([r["measured_m"]], [r["tau_measured"]], "o", ms=4, color=color)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("seeds averaged (m)")
+        ax.legend(fontsize=5, loc="lower right", frameon=False)
+    axes[0][0].set_ylabel("Kendall tau (projected; dots measured)")
+    fig.tight_layout()
+    return fig
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
