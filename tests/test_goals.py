@@ -92,7 +92,7 @@ def test_every_goal_is_well_formed():
     for goal in goals.GOALS:
         assert goal.op in goals.OPS and goal.pick in ("max", "min", "selected", "each"), goal
         assert (goal.pick == "selected") == bool(goal.unselected), goal
-        assert goal.key.count(goals.WILDCARD) <= 1 and all(goals.WILDCARD not in k for _, _, k in goal.context)
+        assert goal.key.count(goals.WILDCARD) <= 1 and all(goals.WILDCARD not in k for _, _, k, *_ in goal.context)
         assert goal.floor.count(goals.WILDCARD) == goal.key.count(goals.WILDCARD) or not goal.floor, goal
         assert bool(goal.floor_lo) == bool(goal.floor_hi) and (goal.floor or not goal.floor_lo), goal
 
@@ -128,6 +128,16 @@ def test_each_target_goal_counts_a_missing_target_as_missed():
     assert row["status"] == "not met (2 of 3)" and "c n/a" in row["figure"]
     local = goals.Goal(9, "c3", "nb", "gap.<x>", "<=", 1.0, pick="each", among_targets="local")
     assert goals.goal_row(local, {**figures, goals.TARGETS: {"all": ["a", "b"], "local": ["a"]}})["figure"] == "a 0.500"
+    none = goals.goal_row(local, {**figures, goals.TARGETS: {"all": ["a", "b"], "local": []}})
+    assert none["status"] == "not measured"  # no local target: nothing to read, not every match
+
+
+def test_a_count_in_the_context_reads_as_a_count_and_a_null_one_as_said():
+    goal = goals.Goal(11, "g", "nb", "tau", ">=", 0.8, context=(("needed", "nb", "n", "none reaches it"),
+                                                                   ("other", "nb", "m", "none")))
+    row = goals.goal_row(goal, {"nb": {"tau": 0.7, "n": 32.0, "m": None}})
+    assert row["figure"] == "0.700; needed: 32; other: none"
+    assert goals.goal_row(goal, {"nb": {"tau": 0.7}})["figure"] == "0.700; needed: n/a; other: n/a"  # missing
 
 
 def test_the_seed_extension_is_read_beside_the_summaries(tmp_path, monkeypatch):

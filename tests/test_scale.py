@@ -68,15 +68,22 @@ def test_study_checks_each_projection_on_the_extension():
     shortfall = [{"signal": "seed_ceiling", "metric": "test_miou", "tau": 0.5, "tau_lo": 0.4, "tau_hi": 0.6}]
     noise = [{"score": "ws", "weights": "ema", "steps": s, "tau_limit": t, "tau_limit_lo": "", "tau_limit_hi": ""}
              for s, t in ((10, 0.3), (20, 0.4))]
-    truth = [{"signal": "ws.v", "tau_all": 0.42},
-             {"signal": "truth", "truth": "design", "n_seeds": 2, "halves_tau": 0.55},
-             {"signal": "truth", "truth": "held_out", "n_seeds": 2, "halves_tau": 0.55}]
+    truth = [{"signal": "ws.v", "tau_all": 0.42, "tau_held_out": 0.38, "held_expected": 0.40},
+             {"signal": "truth", "truth": "design", "n_seeds": 2, "halves_tau": 0.55, "halves_expected": 0.57},
+             {"signal": "truth", "truth": "held_out", "n_seeds": 3, "halves_tau": 0.55, "halves_expected": 0.57}]
     rows = {r["signal"]: r for r in scale.study(shortfall, scores, ["ws.v", "near"], table, noise, truth, 200, 0)}
     assert set(rows) == {"seed_ceiling", "ws.v", "ws_replicas.ws.ema.tau_limit"}  # near is no WS signal
-    assert rows["seed_ceiling"]["tau_measured"] == 0.55 and rows["seed_ceiling"]["measured_m"] == 2
+    # checked on the added seeds alone (no choice saw them), with each group's own seed-pair tau
+    assert rows["seed_ceiling"]["tau_measured"] == 0.55 and rows["seed_ceiling"]["tau_projected"] == 0.57
     ws = rows["ws.v"]
-    assert ws["measured_m"] == 4 and ws["tau_projected"] == pytest.approx(
-        scale.signal_tau(ws["tau_now"], ws["seed_pair_tau"], 2, 4))
+    assert ws["measured_m"] == 3 and (ws["tau_measured"], ws["tau_projected"]) == (0.38, 0.40)
     assert ws["tau_inf_lo"] <= ws["tau_inf"] <= ws["tau_inf_hi"]
     limit = rows["ws_replicas.ws.ema.tau_limit"]
     assert limit["steps"] == 20 and limit["tau_now"] == 0.4 and "tau_measured" not in limit  # the last step
+    nan_last = noise + [{**noise[0], "steps": 30, "tau_limit": "nan"}]
+    assert scale.limit_rows(nan_last, 0.5, 2) == []  # the last step has no limit: none, not an earlier one
+
+
+def test_seeds_that_do_not_agree_are_undefined_not_unreachable():
+    row = scale.ceiling_rows([{"signal": "seed_ceiling", "metric": "test_miou", "tau": -0.1}])[0]
+    assert row["needed"] is None and math.isnan(row["reachable"])

@@ -87,7 +87,8 @@ def _row(signal: str, kind: str, tau, project, n_now: int, lo=None, hi=None) -> 
     if kind == "ws":
         row["tau_inf"] = project(tau, math.inf)
     needed = seeds_needed(lambda m: project(tau, m), goal)
-    row.update({"needed": needed, "reachable": float(needed is not None)})
+    defined = math.isfinite(project(tau, 2))  # seeds that do not agree at all project nowhere
+    row.update({"needed": needed, "reachable": float(needed is not None) if defined else math.nan})
     for end, value in (("lo", lo), ("hi", hi)):
         if value is not None and math.isfinite(value):
             row[f"tau_now_{end}"] = value
@@ -147,14 +148,18 @@ def signal_rows(columns: dict[str, np.ndarray], seeds: np.ndarray, n_resamples: 
 
 def limit_rows(noise_rows: Sequence[dict], seed_tau: float, n_seeds: int) -> list[dict]:
     """The limit of averaging trainings (07's ``replica_noise.csv``, each score and weights at its
-    last step) projected to an ``m``-seed truth: more trainings and more seeds together."""
+    last step; none where that step has no limit) projected to an ``m``-seed truth: more
+    trainings and more seeds together. The CI ends are ``tau_limit``'s mapped with the table's
+    seed-pair tau held fixed (the seed tau's own uncertainty is not in them)."""
     last: dict[tuple, dict] = {}
     for r in noise_rows:
         key = (r["score"], r["weights"])
-        if _float(r.get("tau_limit")) is not None and (key not in last or int(r["steps"]) > int(last[key]["steps"])):
+        if key not in last or int(r["steps"]) > int(last[key]["steps"]):
             last[key] = r
     rows = []
     for (score, weights), r in sorted(last.items()):
+        if _float(r.get("tau_limit")) is None:
+            continue
         row = _row(f"ws_replicas.{score}.{weights}.tau_limit", "ws", float(r["tau_limit"]),
                    lambda t, m: signal_tau(t, seed_tau, n_seeds, m), n_seeds,
                    _float(r.get("tau_limit_lo")), _float(r.get("tau_limit_hi")))
@@ -182,26 +187,28 @@ def study(shortfall_rows: Sequence[dict], scores, signals: Sequence[str], table_
 
 
 def with_checks(rows: Sequence[dict], truth_rows: Sequence[dict]) -> list[dict]:
-    """The projections checked on the seed extension (:func:`~.truth_seeds.truth_seed_rows`):
-    ``measured_m`` seeds, ``tau_measured`` there and ``tau_projected`` (this row's projection to
-    ``measured_m``). The table's agreement: its seeds' mean against the added seeds' mean
-    (``halves_tau``, ``m`` = the table's seed count); a WS signal: its tau against every seed's
-    mean (``tau_all``; design and added seeds). The limit rows have no such measurement."""
+    """The model checked on seeds no choice saw (:func:`~.truth_seeds.truth_seed_rows`): the
+    table's own seeds against the seed extension's added seeds, ``measured_m`` the added seeds'
+    count. The table's agreement: its seeds' mean against the added seeds' mean (``halves_tau``)
+    beside the model's prediction with each group's own seed-pair tau (``halves_expected``); a WS
+    signal: its tau against the added seeds' mean (``tau_held_out``) beside the prediction from
+    its tau against the table's (``held_expected``). Against every seed's mean the check would
+    not be independent: half of it is the truth the signal was read on. The limit rows have no
+    such measurement."""
     groups = {r["truth"]: r for r in truth_rows if r.get("signal") == "truth"}
-    measured = {r["signal"]: r for r in truth_rows if "tau_all" in r}
-    if not groups:
+    measured = {r["signal"]: r for r in truth_rows if "tau_held_out" in r}
+    if "held_out" not in groups:
         return list(rows)
-    n_design, n_all = int(groups["design"]["n_seeds"]), sum(int(g["n_seeds"]) for g in groups.values())
+    n_held = int(groups["held_out"]["n_seeds"])
     out = []
     for r in rows:
         check = {}
         if r["signal"] == "seed_ceiling":
-            check = {"measured_m": n_design, "tau_measured": float(groups["design"]["halves_tau"]),
-                     "tau_projected": halves_tau(r["tau_now"], n_design)}
+            check = {"tau_measured": groups["held_out"]["halves_tau"], "tau_projected": groups["held_out"]["halves_expected"]}
         elif r["signal"] in measured:
-            check = {"measured_m": n_all, "tau_measured": float(measured[r["signal"]]["tau_all"]),
-                     "tau_projected": signal_tau(r["tau_now"], r["seed_pair_tau"], r["n_now"], n_all)}
-        out.append({**r, **check})
+            check = {"tau_measured": measured[r["signal"]]["tau_held_out"],
+                     "tau_projected": measured[r["signal"]]["held_expected"]}
+        out.append({**r, **({"measured_m": n_held, **{k: float(v) for k, v in check.items()}} if check else {})})
     return out
 
 

@@ -444,8 +444,9 @@ def chosen_c3_columns(runs: list[dict]) -> dict:
             # the worst run decides pass and margin, as for the raw total; the rest are medians
             worst_of = {"pass_drift_corrected": all, "margin_s_drift_corrected": min}
             out[f"c3_{k}"] = worst_of[k](values) if k in worst_of else float(np.median(values))
-    return {**out, "c3_other_cores": max(r["other_cores"] for r in runs),
-            "c3_quiet": "" if any(r["quiet"] == "" for r in runs) else all(r["quiet"] for r in runs)}
+    quiet = [r["quiet"] for r in runs]  # "": not judged; a run known to be noisy outweighs that
+    return {**out, "c3_other_cores": float(np.nanmax([r["other_cores"] for r in runs])),
+            "c3_quiet": False if False in quiet else "" if "" in quiet else True}
 
 
 def front_points(exp: E.ParetoExperiment, runs: list[E.MethodRun], seed: int) -> list[dict]:
