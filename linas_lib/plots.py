@@ -692,7 +692,8 @@ def truth_seeds(rows: list[dict]):
 
 def scale_projection(rows: list[dict]):
     """07's scale study: each goal's projected tau against the seeds averaged (log axis), the goal
-    as a dashed line, and where the seed extension measured a point, that point.
+    as a dashed line, and where the seed extension's added seeds measured a point, that point
+    (dot) beside the model's prediction for it (cross).
 
     Args:
         rows: ``scale.csv`` rows (:func:`linas_lib.analysis.scale.study`).
@@ -718,12 +719,13 @@ def scale_projection(rows: list[dict]):
         for k, r in enumerate(mine):
             color = f"C{k % 10}"
             ax.plot(SEED_COUNTS, [r[f"tau_m{m}"] for m in SEED_COUNTS], "-", lw=1, color=color, label=r["signal"])
-            if _finite(r.get("tau_measured")):
+            if _finite(r.get("tau_measured")):  # on the extension's added seeds, beside the model's prediction
                 ax.plot([r["measured_m"]], [r["tau_measured"]], "o", ms=4, color=color)
+                ax.plot([r["measured_m"]], [r["tau_projected"]], "x", ms=5, color=color)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("seeds averaged (m)")
         ax.legend(fontsize=5, loc="lower right", frameon=False)
-    axes[0][0].set_ylabel("Kendall tau (projected; dots measured)")
+    axes[0][0].set_ylabel("Kendall tau (lines projected;\ndots held-out seeds, crosses predicted)")
     fig.tight_layout()
     return fig
 
