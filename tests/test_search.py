@@ -639,6 +639,11 @@ def test_long_budget_reads_long_runs_against_the_fixed_reference():
     best = pareto.long_summary(E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100, best_known=0.7))
     assert best["long.best_known_hv"] == 0.7
     assert best["long.hv_frac_best_known.surrogate"] == pytest.approx((0.56 + 0.55) / 2 / 0.7)
+    low, high = best["long.hv_frac_best_known_ci95_low.surrogate"], best["long.hv_frac_best_known_ci95_high.surrogate"]
+    assert 0.55 / 0.7 <= low <= high <= 0.56 / 0.7  # a percentile CI over the two seeds' shares
+    best_held = pareto.long_summary(E.long_budget(exp, long, compared, 0.56, budget=2, n_resamples=100, best_known=0.7,
+                                                  design_seeds=[0]))
+    assert best_held["long.hv_frac_best_known.surrogate_held_out"] == pytest.approx(0.55 / 0.7)  # seed 1 alone
     never = E.long_budget(exp, [run("surrogate", 0, "DD")], [], 0.56, budget=1, n_resamples=100)
     assert pareto.long_summary(never)["long.evals_to_90pct.surrogate"] is None  # censored, not a number
     assert np.isnan(never["prefix_share"]["surrogate"])  # no compared run to extend

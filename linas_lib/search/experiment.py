@@ -489,7 +489,9 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
             (``final_held_out[method]``) and effects (``<cause>_held_out``) are also given on the other seeds.
         best_known: HV of the best known front (the reference's points with the long runs'):
             the reference is a union of short runs, which long runs can pass, so each method's mean
-            final share of this one is given too (``final_best_known[method]``).
+            final share of this one is given too (``final_best_known[method]``: ``{mean, ci95}``
+            over the seeds; ``final_best_known_held_out``: the same on the seeds not in
+            ``design_seeds``).
 
     Returns:
         ``{evals, levels, curve, reach, final, prefix_share}`` (empty without long runs): ``curve`` rows
@@ -528,13 +530,24 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
         prefix[method] = float(np.mean(same)) if same else math.nan
     effects, final_held = effects_with_held_out(end_share, design_seeds, n_resamples), {}
     if design_seeds:
-        final_held = {m: {"mean": float(np.mean(list(v.values()))), "ci95": mean_ci(list(v.values()), n_resamples)}
-                      for m, v in held_out(end_share, design_seeds).items() if v}
-    final_best = {m: float(np.mean([share * reference / best_known for share in by_seed.values()]))
-                  for m, by_seed in end_share.items()} if best_known else {}
+        final_held = {m: _mean_with_ci(v, n_resamples) for m, v in held_out(end_share, design_seeds).items() if v}
+    final_best, final_best_held = {}, {}
+    if best_known:
+        best_share = {m: {seed: share * reference / best_known for seed, share in by_seed.items()}
+                      for m, by_seed in end_share.items()}
+        final_best = {m: _mean_with_ci(v, n_resamples) for m, v in best_share.items()}
+        if design_seeds:
+            final_best_held = {m: _mean_with_ci(v, n_resamples) for m, v in held_out(best_share, design_seeds).items()
+                               if v}
     return {"evals": evals, "levels": [float(v) for v in levels], "curve": curve, "reach": reach, "final": final,
             "final_held_out": final_held, "best_known_hv": best_known, "final_best_known": final_best,
-            "prefix_share": prefix, "effects": effects}
+            "final_best_known_held_out": final_best_held, "prefix_share": prefix, "effects": effects}
+
+
+def _mean_with_ci(by_seed: dict[int, float], n_resamples: int) -> dict:
+    """``{mean, ci95}`` over the seeds of ``{seed: value}`` (:func:`mean_ci`)."""
+    values = list(by_seed.values())
+    return {"mean": float(np.mean(values)), "ci95": mean_ci(values, n_resamples)}
 
 
 def held_out(values: dict[str, dict[int, float]], design_seeds) -> dict[str, dict[int, float]]:

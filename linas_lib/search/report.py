@@ -195,14 +195,20 @@ def long_summary(result: dict) -> dict:
     cause with both arms in the long runs, ``long.effect.<cause>`` (paired difference of the final
     shares of the reference) with ``long.effect_ci95_low`` / ``_high``; with design seeds, the same
     on the other seeds as ``long.hv_frac_reference.<method>_held_out`` and ``long.effect.<cause>_held_out``;
-    ``long.best_known_hv`` and ``long.hv_frac_best_known.<method>``: the final share of the best
-    known front (the reference's points with the long runs')."""
+    ``long.best_known_hv`` and ``long.hv_frac_best_known.<method>`` (``_ci95_low`` / ``_high``; with
+    design seeds also ``..._held_out``): the final share of the best known front (the reference's
+    points with the long runs')."""
     if not result:
         return {}
     out = {"long.evals": result["evals"]}
     if result.get("best_known_hv") is not None:
         out["long.best_known_hv"] = result["best_known_hv"]
-        out.update({f"long.hv_frac_best_known.{m}": v for m, v in result["final_best_known"].items()})
+        for end, rows in (("", result["final_best_known"]), ("_held_out", result.get("final_best_known_held_out", {}))):
+            for m, row in rows.items():
+                out[f"long.hv_frac_best_known.{m}{end}"] = row["mean"]
+                low, high = row["ci95"]
+                out[f"long.hv_frac_best_known_ci95_low.{m}{end}"] = low
+                out[f"long.hv_frac_best_known_ci95_high.{m}{end}"] = high
     for m, row in result["final"].items():
         out[f"long.hv_frac_reference.{m}"] = row["mean"]
         out[f"long.hv_frac_reference_ci95_low.{m}"], out[f"long.hv_frac_reference_ci95_high.{m}"] = row["ci95"]
