@@ -10,19 +10,19 @@ import pytest
 
 from linas_lib.analysis import scale
 from linas_lib.analysis.ranking import kendall
-from linas_lib.analysis.ws_shortfall import truth_ceiling
+from linas_lib.analysis.ws_shortfall import mean_reliability, truth_ceiling
 
 
 def test_projections_at_the_measured_scale_are_the_measurement():
     assert scale.halves_tau(0.6, 1) == pytest.approx(0.6)
     assert scale.signal_tau(0.65, 0.79, 2, 2) == pytest.approx(0.65)
-    assert scale.reliability(0.5, math.inf) == 1.0 and math.isnan(scale.reliability(-0.1, 2))
+    assert mean_reliability(0.5, math.inf) == 1.0 and math.isnan(mean_reliability(-0.1, 2))
     taus = [scale.signal_tau(0.65, 0.79, 2, m) for m in (1, 2, 4, 16, math.inf)]
     assert taus == sorted(taus) and taus[-1] < 0.7  # more seeds help a little, and no further
 
 
 def test_seeds_needed_is_the_smallest_count_that_reaches_the_goal():
-    needed = scale.seeds_needed(lambda m: scale.truth_ceiling_at(0.379, m), 0.9)
+    needed = scale.seeds_needed(lambda m: truth_ceiling(0.379, m), 0.9)
     first = next(m for m in range(1, 1000) if truth_ceiling(0.379, m) >= 0.9)
     assert needed == first == 32
     assert scale.seeds_needed(lambda m: scale.halves_tau(0.794, m), 0.8) == 2

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .ranking import CONFIDENCE, _paired_ci, _pair_mean, kendall
-from .ws_shortfall import _r, _tau, truth_ceiling
+from .truth_seeds import expected_tau
+from .ws_shortfall import _tau, mean_reliability, truth_ceiling
 
 SEED_COUNTS = (1, 2, 4, 8, 16, 32)  # the columns tau_m<m>; inf is tau_inf
 MAX_SEEDS = 10_000  # beyond this ``needed`` is reported as not reachable
@@ -38,27 +39,15 @@ LEVERS = {"seed_ceiling": "seeds per half (an m-seed mean against another)",
           "ws": "seeds in the truth's mean (this signal)"}
 
 
-def reliability(seed_tau: float, m: float) -> float:
-    """Spearman-Brown reliability (a correlation) of a mean of ``m`` seeds whose seed-pair tau is
-    ``seed_tau``; ``m`` = inf gives 1. NaN where the seeds do not agree at all (``seed_tau`` <= 0)."""
-    r = _r(seed_tau)
-    if not (r > 0 and m >= 1):
-        return math.nan
-    return 1.0 if math.isinf(m) else m * r / (1 + (m - 1) * r)
-
-
 def halves_tau(seed_tau: float, m: float) -> float:
     """Tau of an ``m``-seed mean against another ``m``-seed mean (the table's own agreement)."""
-    return _tau(reliability(seed_tau, m))
+    return _tau(mean_reliability(seed_tau, m))
 
 
 def signal_tau(tau: float, seed_tau: float, n_from: int, m: float) -> float:
     """A signal's tau against an ``m``-seed truth, from its ``tau`` against an ``n_from``-seed one
-    (:func:`~.truth_seeds.expected_tau` with one seed-pair tau; ``m`` may be inf)."""
-    low, high = reliability(seed_tau, n_from), reliability(seed_tau, m)
-    if not (math.isfinite(tau) and low > 0 and high > 0):
-        return math.nan
-    return _tau(_r(tau) * math.sqrt(high / low))
+    (:func:`~.truth_seeds.expected_tau` with one seed-pair tau for both truths; ``m`` may be inf)."""
+    return expected_tau(tau, seed_tau, n_from, seed_tau, m)
 
 
 def seeds_needed(project, goal: float) -> float | None:
@@ -105,8 +94,8 @@ def ceiling_rows(shortfall_rows: Sequence[dict]) -> list[dict]:
     seed against another (``n_now`` 1), projected to means of ``m`` seeds."""
     from .ranking import HEADLINE, SEED_CEILING, SEED_CEILING_MF
 
-    projections = {SEED_CEILING: ("seed_ceiling", lambda t, m: halves_tau(t, m)),
-                   SEED_CEILING_MF: ("seed_ceiling_mf", lambda t, m: truth_ceiling_at(t, m))}
+    projections = {SEED_CEILING: ("seed_ceiling", halves_tau),
+                   SEED_CEILING_MF: ("seed_ceiling_mf", truth_ceiling)}
     rows = []
     for r in shortfall_rows:
         if r["signal"] in projections and r["metric"] == HEADLINE:
@@ -114,11 +103,6 @@ def ceiling_rows(shortfall_rows: Sequence[dict]) -> list[dict]:
             rows.append(_row(r["signal"], kind, float(r["tau"]), project, 1, _float(r.get("tau_lo")),
                              _float(r.get("tau_hi"))))
     return rows
-
-
-def truth_ceiling_at(seed_tau: float, m: float) -> float:
-    """:func:`~.ws_shortfall.truth_ceiling` for any ``m`` (inf: 1 where the seeds agree at all)."""
-    return truth_ceiling(seed_tau, m) if math.isfinite(m) else (1.0 if _r(seed_tau) > 0 else math.nan)
 
 
 def signal_rows(columns: dict[str, np.ndarray], seeds: np.ndarray, n_resamples: int = 2000,

@@ -662,14 +662,21 @@ def trainings_needed(r_one: float, r_limit: float, target: float) -> float:
     return float(math.ceil(r_target ** 2 * (1 - reliability) / (r_one ** 2 - r_target ** 2 * reliability) - 1e-9))
 
 
-def truth_ceiling(seed_tau: float, n_seeds: int) -> float:
-    """Kendall tau a perfect predictor would reach against the mean of ``n_seeds`` standalone
-    trainings whose seed-to-seed tau is ``seed_tau`` (Greiner's relation, then Spearman-Brown for
-    the mean's reliability): the scale every tau against that truth is read on."""
+def mean_reliability(seed_tau: float, n_seeds: float) -> float:
+    """Spearman-Brown reliability (a correlation) of the mean of ``n_seeds`` standalone trainings
+    whose seed-to-seed tau is ``seed_tau`` (Greiner's relation first); ``n_seeds`` = inf gives 1.
+    NaN where the seeds do not agree at all (``seed_tau`` <= 0) or ``n_seeds`` < 1."""
     r = _r(seed_tau)
     if not (r > 0 and n_seeds >= 1):
         return math.nan
-    return _tau(math.sqrt(n_seeds * r / (1 + (n_seeds - 1) * r)))
+    return 1.0 if math.isinf(n_seeds) else n_seeds * r / (1 + (n_seeds - 1) * r)
+
+
+def truth_ceiling(seed_tau: float, n_seeds: float) -> float:
+    """Kendall tau a perfect predictor would reach against the mean of ``n_seeds`` standalone
+    trainings whose seed-to-seed tau is ``seed_tau`` (:func:`mean_reliability`'s square root, as a
+    tau): the scale every tau against that truth is read on. ``n_seeds`` may be inf."""
+    return _tau(math.sqrt(mean_reliability(seed_tau, n_seeds)))
 
 
 def truth_ceiling_summary(rows: Sequence[dict], table_rows) -> dict[str, float]:

@@ -35,6 +35,12 @@ from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
 CLAIRVOYANT_STREAM = 0xC1A  # ties of the clairvoyant greedy bound
 REFERENCE_METHOD = "random"  # what hv_diff_random and evals_to_target compare every method with
+RELATIVE_TO_RANDOM = {  # summary key -> method_table column, for every method but REFERENCE_METHOD
+    "hv_diff_random": "hv_diff_random_mean", "hv_diff_random_ci95_low": "hv_diff_random_ci95_low",
+    "hv_diff_random_ci95_high": "hv_diff_random_ci95_high", "evals_to_target": "evals_to_target_fraction_of_random",
+    "evals_to_target_ci95_low": "evals_to_target_fraction_ci95_low",
+    "evals_to_target_ci95_high": "evals_to_target_fraction_ci95_high",
+    "evals_to_target_ci_undefined_share": "evals_to_target_ci_undefined_share"}
 
 
 def check_methods(profile) -> None:
@@ -301,13 +307,7 @@ def summary(result: dict, near_facts: dict, proxy_tau: float, fidelity_tau: floa
         out[f"hv.{m}"] = row["hv_mean"]
         out[f"hv_ci95_low.{m}"], out[f"hv_ci95_high.{m}"] = row["hv_ci95_low"], row["hv_ci95_high"]
         if m != REFERENCE_METHOD:  # random against itself: 0 [0, 0] and 1 [1, 1] by construction
-            out[f"hv_diff_random.{m}"] = row["hv_diff_random_mean"]
-            out[f"hv_diff_random_ci95_low.{m}"] = row["hv_diff_random_ci95_low"]
-            out[f"hv_diff_random_ci95_high.{m}"] = row["hv_diff_random_ci95_high"]
-            out[f"evals_to_target.{m}"] = row["evals_to_target_fraction_of_random"]
-            out[f"evals_to_target_ci95_low.{m}"] = row["evals_to_target_fraction_ci95_low"]
-            out[f"evals_to_target_ci95_high.{m}"] = row["evals_to_target_fraction_ci95_high"]
-            out[f"evals_to_target_ci_undefined_share.{m}"] = row["evals_to_target_ci_undefined_share"]
+            out.update({f"{key}.{m}": row[column] for key, column in RELATIVE_TO_RANDOM.items()})
         out[f"igd.{m}"] = row["igd_mean"]
         out[f"front_size.{m}"] = row["front_size_mean"]
         out[f"evals_to_target_abs.{m}"] = row["evals_to_target_km_median"]
