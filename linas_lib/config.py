@@ -335,6 +335,11 @@ class SearchConfig:
     # (linas_lib.search.report), so left out of that key (linas_lib.keys.key_fields)
     finetune_topk: int = field(default=3, metadata={"key": False})
     finetune_epochs: int = field(default=1, metadata={"key": False})
+    # multi-fidelity final choice (05, linas_lib.search.report.fidelity_choice): per target the
+    # choice_topk best WS architectures within the budget fine-tuned choice_epochs, the best one
+    # chosen; the WS-only choice is its control arm. 0 = WS-only
+    choice_topk: int = field(default=0, metadata={"key": False})
+    choice_epochs: int = field(default=2, metadata={"key": False})
     methods: tuple[str, ...] = field(default=("random", "alpha", "epr", "zero_cost"),
                                      metadata={"key": False})  # compared at equal budgets
     near_images: int = 4  # train images in the NEAR zero-cost batch
@@ -379,7 +384,7 @@ class SearchConfig:
     def __post_init__(self):
         require(self, positive=("eval_budget", "pop_size", "zero_cost_pool", "near_images", "near_contexts",
                                 "prefilter_factor", "hv_ref_miou_loss", "hv_ref_latency"),
-                non_negative=("finetune_topk", "finetune_epochs", "near_check_archs", "pareto_strength", "c3_images",
+                non_negative=("finetune_topk", "finetune_epochs", "choice_topk", "choice_epochs", "near_check_archs", "pareto_strength", "c3_images",
                               "oracle_evals", "long_evals"),
                 unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds"),
                 choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})

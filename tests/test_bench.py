@@ -596,3 +596,52 @@ def test_final_selection_names_each_distinct_arch_after_its_targets():
     rows = final.final_selection([{"target": "t1", "arch": "x"}, {"target": "t2", "arch": "x"},
                                   {"target": "t3", "arch": "y"}])
     assert [(r["arch"], r["name"]) for r in rows] == [("x", "final:t1,t2"), ("y", "final:t3")]
+
+
+def test_final_selection_also_trains_the_ws_control_arm():
+    from linas_lib.analysis import final
+
+    rows = final.final_selection([{"target": "t1", "arch": "x", "arch_ws": "y"}, {"target": "t2", "arch": "y", "arch_ws": "y"}])
+    assert [(r["arch"], r["name"]) for r in rows] == [("x", "final:t1"), ("y", "final:t1,t2")]
+
+
+def test_arm_differences_are_contrasts_of_seed_means_with_shared_architectures_cancelling():
+    from linas_lib.analysis import final
+
+    # seed SD 0.01 within every architecture (values m-0.01, m, m+0.01): pooled sd 0.01, df 2 per arch
+    items = [{"arch": a, "seed": s, "test_miou": m + d, "test_crack_iou": 0.3}
+             for a, m in (("x", 0.70), ("y", 0.68), ("z", 0.71)) for s, d in enumerate((-0.01, 0.0, 0.01))]
+    chosen = [{"target": "t1", "arch": "x", "arch_ws": "y"}, {"target": "t2", "arch": "x", "arch_ws": "y"},
+              {"target": "t3", "arch": "z", "arch_ws": "z"}]
+    rows = {r["target"]: r for r in final.arm_differences(chosen, items, [])}
+    assert rows["t1"]["diff_pts"] == pytest.approx(2.0) and rows["t3"]["diff_pts"] == 0.0
+    assert rows["t3"]["diff_se_pts"] == 0.0  # the same architecture in both arms: no difference, no noise
+    assert rows["t1"]["diff_se_pts"] == pytest.approx(100 * 0.01 * np.sqrt(2 / 3))
+    # the mean over targets: weights 2/3 on x and -2/3 on y (t1 and t2 share their pair), z cancels
+    assert rows["mean"]["diff_pts"] == pytest.approx(4 / 3) and rows["mean"]["n_targets"] == 3
+    assert rows["mean"]["diff_se_pts"] == pytest.approx(100 * 0.01 * np.sqrt(2 * (2 / 3) ** 2 / 3))
+    assert rows["mean_differing"]["diff_pts"] == pytest.approx(2.0) and rows["mean_differing"]["n_pairs"] == 1
+    assert rows["mean"]["diff_ci95_low_pts"] < 4 / 3 < rows["mean"]["diff_ci95_high_pts"]
+    figures = final.arm_figures([], list(rows.values()))
+    assert figures["final_arms.diff_pts.mean"] == rows["mean"]["diff_pts"] and figures["final_arms.n_pairs"] == 1.0
+    # a pair with an untrained arm is left out
+    pending = final.arm_differences(chosen, [i for i in items if i["arch"] != "y"], [])
+    assert [r["target"] for r in pending] == ["t3", "mean"] and pending[-1]["diff_pts"] == 0.0
+
+
+def test_read_chosen_checks_the_control_arm_column_where_there_is_one(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib import paths
+    from linas_lib.analysis import bench, final
+    from linas_lib.space import arch_string
+
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    folder = tmp_path / "results" / "p" / "05_pareto"
+    folder.mkdir(parents=True)
+    a, b = arch_string([0] * 5), arch_string([1] * 5)
+    (folder / "chosen.csv").write_text(f"target,arch,arch_ws\nt1,{a},{b}\n")
+    assert final.read_chosen(SimpleNamespace(name="p")) == [{"target": "t1", "arch": a, "arch_ws": b}]
+    (folder / "chosen.csv").write_text(f"target,arch,arch_ws\nt1,{a},Conv9x9_w100\n")
+    with pytest.raises(bench.BenchError, match=r"chosen.csv: row 1: arch_ws"):
+        final.read_chosen(SimpleNamespace(name="p"))

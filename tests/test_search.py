@@ -938,3 +938,43 @@ def test_evals_ratio_ci_pairs_seeds_and_keeps_censoring_conservative():
     never = {s: (1 if s < 4 else None) for s in seeds}  # more than half censored: no point estimate
     assert all(np.isnan(list(E.evals_ratio_ci(never, same, budget=60, n_resamples=200).values())))
     assert all(np.isnan(list(E.evals_ratio_ci({0: 1}, {0: 2}, budget=60).values())))  # one paired seed: no CI
+
+
+class _FineTuner:
+    """A stand-in supernet: the fine-tuned score of an architecture is a fixed function of it."""
+
+    class cfg:  # noqa: N801  (the attributes fidelity_choice reads)
+        standalone_lr, batch_size = 0.01, 2
+
+    def __init__(self):
+        self.calls = []
+
+    def finetune_and_evaluate(self, choices, epochs, rng):
+        self.calls.append(tuple(int(c) for c in choices))
+        return {0: 0.3, 1: 0.8, 2: 0.5}[int(choices[0])]
+
+
+def test_fidelity_choice_fine_tunes_the_ws_top_k_within_budget_and_keeps_the_ws_choice_as_control(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.search import report as pareto
+
+    monkeypatch.setattr(pareto, "runs_dir", lambda *a, **k: tmp_path)
+    exp = E.ParetoExperiment(["a", "b"], [10.0, 0.6])
+    lat = np.array([[5.0, 0.5], [8.0, 0.7], [9.0, 0.5]])
+    runs = [E.MethodRun("random", 0, np.array([[0] * 5, [1] * 5, [2] * 5]), np.array([0.9, 0.5, 0.6]), lat)]
+    profile = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1))
+    latency, tuner = SimpleNamespace(scopes=None), _FineTuner()
+    rows, candidates = pareto.fidelity_choice(profile, tuner, latency, exp, runs, seed=0)
+    # a: WS top-2 within 10 ms are archs 0 (0.9) and 2 (0.6); fine-tuned 0.3 vs 0.5: arch 2, WS rank 2
+    assert [r["arch_ws"] for r in rows] == [pareto.arch_string([0] * 5)] * 2
+    assert rows[0]["arch"] == pareto.arch_string([2] * 5) and rows[0]["ws_rank"] == 2 and rows[0]["finetuned_miou"] == 0.5
+    # b: arch 1 is over its 0.6 ms budget, so never a candidate even though it fine-tunes best
+    assert rows[1]["arch"] == pareto.arch_string([2] * 5) and rows[1]["n_candidates"] == 2
+    assert len(candidates) == 4 and len(tuner.calls) == 2  # each architecture fine-tuned once for both targets
+    again, _ = pareto.fidelity_choice(profile, _FineTuner(), latency, exp, runs, seed=0)
+    assert again == rows  # scores reread from the cache file
+    none_fit, _ = pareto.fidelity_choice(profile, tuner, latency, E.ParetoExperiment(["a", "b"], [1.0, 0.1]), runs, 0)
+    assert not none_fit[0]["within_budget"] and none_fit[0]["n_candidates"] == 0  # the WS rule's fastest
+    assert pareto.fidelity_choice(SimpleNamespace(search=SimpleNamespace(choice_topk=0)), tuner, latency, exp, runs,
+                                  0) == ([], [])

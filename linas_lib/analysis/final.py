@@ -36,12 +36,20 @@ from . import bench as B
 
 
 def final_selection(chosen: list[dict]) -> list[dict]:
-    """One bench selection row per distinct chosen architecture (named after its targets)."""
+    """One bench selection row per distinct chosen architecture (named after its targets): each
+    row's ``arch`` and, where 05 chose by multi-fidelity, its control arm ``arch_ws``."""
     targets: dict[str, list[str]] = {}
     for row in chosen:
-        targets.setdefault(row["arch"], []).append(row["target"])
-    return [{"arch": arch, "name": "final:" + ",".join(names), "stratum": -1, "predicted_ms": math.nan}
+        for column in ARMS:
+            if row.get(column):
+                targets.setdefault(row[column], []).append(row["target"])
+    return [{"arch": arch, "name": "final:" + ",".join(dict.fromkeys(names)), "stratum": -1, "predicted_ms": math.nan}
             for arch, names in targets.items()]
+
+
+# chosen.csv's architecture columns: the final choice (multi-fidelity where 05 used it) and the
+# WS-only choice, its control arm (absent when 05 chose by WS alone)
+ARMS = ("arch", "arch_ws")
 
 
 def final_plan(profile, chosen: list[dict], seed: int = 0, folder: Path | None = None, features_fn=None,
@@ -219,10 +227,10 @@ def _prefixed(prefix: str, entry: dict | None) -> dict:
 FINAL_FIGURES = ("miou_gap_to_bench_pts", "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts", "miou_gap_xfit_pts")
 
 
-def final_figures(rows: list[dict]) -> dict[str, float]:
-    """``final.<figure>.<target>`` for each of :data:`FINAL_FIGURES` the row has (the chosen
+def final_figures(rows: list[dict], prefix: str = "final") -> dict[str, float]:
+    """``<prefix>.<figure>.<target>`` for each of :data:`FINAL_FIGURES` the row has (the chosen
     network and a table architecture within its budget both have results)."""
-    return {f"final.{name}.{r['target']}": r[name] for r in rows for name in FINAL_FIGURES if name in r}
+    return {f"{prefix}.{name}.{r['target']}": r[name] for r in rows for name in FINAL_FIGURES if name in r}
 
 
 def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) -> tuple[list[dict], dict]:
@@ -234,7 +242,10 @@ def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) 
     (:func:`~linas_lib.analysis.ranking.load_table`; None: loaded here).
 
     Returns:
-        ``(rows, status)``: :func:`final_rows`; ``{items, done, pending, table, seeds}``.
+        ``(rows, status)``: :func:`final_rows` of the chosen architectures (``arch``);
+        ``{items, done, pending, table, seeds}`` (items of both arms), and, where the rows carry
+        the WS-only control arm ``arch_ws``, ``control_rows`` (:func:`final_rows` of that arm, the
+        same seed SD) and ``arms`` (:func:`arm_differences`).
     """
     import concurrent.futures
 
@@ -247,16 +258,85 @@ def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) 
     items = finished_rows(plan)
     table = table if table is not None else load_table(profile, seed)
     rows = final_rows(chosen, items, table.rows, latency)
-    return rows, {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
-                  "table": table.message or table.path, "seeds": list(profile.search.final_seeds)}
+    status = {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
+              "table": table.message or table.path, "seeds": list(profile.search.final_seeds)}
+    if chosen and all(c.get("arch_ws") for c in chosen):
+        control = [{**c, "arch": c["arch_ws"]} for c in chosen]
+        status.update({"control_rows": final_rows(control, items, table.rows, latency),
+                       "arms": arm_differences(chosen, items, table.rows)})
+    return rows, status
+
+
+def arm_differences(chosen: list[dict], items: list[dict], table: list[dict]) -> list[dict]:
+    """The final choice minus its WS-only control (``arch`` - ``arch_ws``), test mIoU points.
+
+    One row per target, then ``target`` "mean" (over every target, zeros included: the rule as
+    deployed) and "mean_differing" (over the distinct (choice, control) pairs that differ, each
+    once). Each is a contrast of architecture seed means, ``sum_a w_a mean_a``; its standard
+    error is ``sd sqrt(sum_a w_a^2 / n_a)`` with the seed SD pooled over the table and the
+    final items (:func:`pooled_seed_sd`), so an architecture in both arms cancels out and
+    targets that share architectures are not counted as independent. The 95 % t interval is
+    conditional on this supernet and search: seed noise only. A contrast missing an arm's
+    items is left out (``n_targets`` says how many it covers).
+    """
+    means = arch_means(items)
+    spread = pooled_seed_sd(list(table) + list(items))
+    done = [c for c in chosen if c["arch"] in means and c["arch_ws"] in means]
+    rows = [{"target": c["target"], "arch": c["arch"], "arch_ws": c["arch_ws"], "n_targets": 1,
+             **_contrast(_pair_weights([(c["arch"], c["arch_ws"])]), means, spread)} for c in done]
+    pairs = list(dict.fromkeys((c["arch"], c["arch_ws"]) for c in done if c["arch"] != c["arch_ws"]))
+    for name, group, n in (("mean", [(c["arch"], c["arch_ws"]) for c in done], len(done)),
+                           ("mean_differing", pairs, sum(c["arch"] != c["arch_ws"] for c in done))):
+        if group:
+            rows.append({"target": name, "arch": "", "arch_ws": "", "n_targets": n, "n_pairs": len(pairs),
+                         **_contrast(_pair_weights(group), means, spread)})
+    return rows
+
+
+def _pair_weights(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Per architecture its weight in the mean over ``pairs`` of (first - second): an architecture
+    on both sides nets out."""
+    weights: dict[str, float] = {}
+    for a, b in pairs:
+        weights[a] = weights.get(a, 0.0) + 1 / len(pairs)
+        weights[b] = weights.get(b, 0.0) - 1 / len(pairs)
+    return weights
+
+
+def _contrast(weights: dict[str, float], means: dict[str, dict], spread: tuple[float, int],
+              confidence: float = 0.95) -> dict:
+    """``sum_a w_a`` x test mIoU mean of ``a`` in points, with its SE and t interval."""
+    from scipy.stats import t
+
+    est = 100 * sum(w * means[a]["test_miou_mean"] for a, w in weights.items())
+    sd, df = spread
+    se = 100 * sd * math.sqrt(sum(w * w / means[a]["n_seeds"] for a, w in weights.items()))
+    if df == 0:
+        return {"diff_pts": est}
+    half = float(t.ppf(0.5 + confidence / 2, df)) * se
+    return {"diff_pts": est, "diff_se_pts": se, "diff_ci95_low_pts": est - half, "diff_ci95_high_pts": est + half}
+
+
+def arm_figures(control_rows: list[dict], arms: list[dict]) -> dict[str, float]:
+    """``final_ws.<figure>.<target>`` (the WS-only control arm's :func:`final_rows`, as
+    :func:`final_figures`) and ``final_arms.<diff_pts|diff_ci95_low_pts|diff_ci95_high_pts>.<target>``
+    of :func:`arm_differences` (targets, ``mean`` and ``mean_differing``) with
+    ``final_arms.n_pairs``; empty without a control arm."""
+    out = final_figures(control_rows, prefix="final_ws")
+    for row in arms:
+        out.update({f"final_arms.{k}.{row['target']}": row[k]
+                    for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts") if k in row})
+        if row["target"] == "mean":
+            out["final_arms.n_pairs"] = float(row["n_pairs"])
+    return out
 
 
 def read_chosen(profile) -> list[dict]:
-    """05's ``chosen.csv`` of the profile (one row per target).
+    """05's ``chosen.csv`` of the profile (one row per target; :data:`ARMS`: the architectures).
 
     Raises:
         BenchError: the file is absent (run notebook 05 first), lacks ``target``/``arch``, or has an
-            unparsable architecture or a target twice (naming the file and row).
+            unparsable architecture (in ``arch``, or ``arch_ws`` where the file has it) or a target twice (naming the file and row).
     """
     from ..paths import project_root
     from ..provenance import read_csv_table
@@ -264,7 +344,10 @@ def read_chosen(profile) -> list[dict]:
     path = project_root() / "results" / profile.name / "05_pareto" / "chosen.csv"  # not created if absent
     if not path.is_file():
         raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
-    return read_csv_table(path, columns=("target", "arch"), archs=("arch",), unique=("target",), error=B.BenchError)
+    rows = read_csv_table(path, columns=("target", "arch"), archs=("arch",), unique=("target",), error=B.BenchError)
+    if "arch_ws" in rows[0]:  # multi-fidelity choice: its WS-only control arm is trained too
+        rows = read_csv_table(path, columns=("target", *ARMS), archs=ARMS, unique=("target",), error=B.BenchError)
+    return rows
 
 
 def held_seed_gaps(final: list[dict], table: list[dict], added: list[dict], latency,

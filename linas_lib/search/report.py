@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from ..keys import content_hash
+from ..keys import atomic_write_json, content_hash, load_cache_json
 from ..paths import cache_dir
-from ..space import LINAS_SPACE, arch_string
+from ..space import LINAS_SPACE, arch_string, encode
 from . import experiment as E
 from .archive import AccuracyCache
 from .fidelity import kendall_tau, rerank_top_k
@@ -34,6 +34,7 @@ from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 
 NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
 CLAIRVOYANT_STREAM = 0xC1A  # ties of the clairvoyant greedy bound
+CHOICE_STREAM = 0xC40  # fine-tunes of the multi-fidelity choice (one generator per architecture)
 REFERENCE_METHOD = "random"  # what hv_diff_random and evals_to_target compare every method with
 RELATIVE_TO_RANDOM = {  # summary key -> method_table column, for every method but REFERENCE_METHOD
     "hv_diff_random": "hv_diff_random_mean", "hv_diff_random_ci95_low": "hv_diff_random_ci95_low",
@@ -378,6 +379,72 @@ def chosen_architectures(exp: E.ParetoExperiment, runs: list[E.MethodRun], scope
                      "within_budget": bool(len(ok)), "arch": arch_string(choices[best]),
                      "ws_miou": float(miou[best]), "predicted_ms": float(lat[best, t])})
     return rows
+
+
+def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: list[E.MethodRun],
+                    seed: int) -> tuple[list[dict], list[dict]]:
+    """Per target, the SPEC's multi-fidelity choice: the ``search.choice_topk`` evaluated
+    architectures with the best WS mIoU within the budget, each fine-tuned from its WS weights for
+    ``search.choice_epochs`` epochs (mIoU on the WS split, never the test split), the best
+    fine-tuned one chosen. :func:`chosen_architectures` (the WS-only choice) is its control arm.
+
+    Each architecture's fine-tune has its own generator (seed, :data:`CHOICE_STREAM`, its code), so
+    its score depends neither on the order nor on the target; scores are cached on disk by
+    architecture (:func:`runs_dir`, ``choice_e<epochs>_seed<seed>.json``) and shared by the
+    targets (the file name carries the fine-tune recipe; the folder, the supernet's weights).
+    Ties go to the better WS rank. A target no evaluated architecture meets gets the WS
+    rule's fallback (its fastest one, ``within_budget`` False, not fine-tuned).
+
+    Returns:
+        ``(rows, candidates)``: one :func:`chosen_architectures`-style row per target, ``arch``
+        the multi-fidelity choice, with ``rule``, ``arch_ws`` (the WS-only choice),
+        ``finetuned_miou`` (the best of the candidates': biased upwards, not an accuracy
+        estimate), ``ws_rank`` (1: both rules agree) and ``n_candidates`` (at most
+        ``choice_topk``); and one row per (target, candidate). Both empty when
+        ``search.choice_topk`` is 0.
+    """
+    cfg = profile.search
+    if cfg.choice_topk <= 0:
+        return [], []
+    choices, miou, lat = E.union(runs)
+    recipe = content_hash({"epochs": cfg.choice_epochs, "lr": supernet.cfg.standalone_lr,
+                           "batch_size": supernet.cfg.batch_size, "stream": CHOICE_STREAM}, length=8)
+    path = runs_dir(profile, supernet, latency) / f"choice_{recipe}_seed{seed}.json"
+    scores = load_cache_json(path, "multi-fidelity choice scores", _score_problem) or {}
+
+    def finetuned(c: np.ndarray) -> float:
+        code = str(int(encode(c)))
+        if code not in scores:
+            rng = np.random.default_rng([seed, CHOICE_STREAM, int(code)])
+            scores[code] = float(supernet.finetune_and_evaluate(c, cfg.choice_epochs, rng))
+            atomic_write_json(path, scores)
+        return scores[code]
+
+    rows, candidates = [], []
+    for t, ws_row in enumerate(chosen_architectures(exp, runs, latency.scopes)):
+        ok = np.flatnonzero(lat[:, t] <= exp.budgets_ms[t])
+        top = ok[np.argsort(-miou[ok], kind="stable")[:cfg.choice_topk]]
+        tuned = [finetuned(choices[i]) for i in top]
+        candidates += [{"target": ws_row["target"], "ws_rank": r + 1, "arch": arch_string(choices[i]),
+                        "ws_miou": float(miou[i]), "finetuned_miou": v, "predicted_ms": float(lat[i, t])}
+                       for r, (i, v) in enumerate(zip(top, tuned))]
+        row = {**ws_row, "rule": "multi_fidelity", "arch_ws": ws_row["arch"], "ws_rank": 1, "n_candidates": len(top),
+               "finetuned_miou": math.nan}
+        if len(top):
+            best = int(np.argmax(tuned))  # the first maximum: ties go to the better WS rank
+            i = top[best]
+            row.update({"arch": arch_string(choices[i]), "ws_miou": float(miou[i]), "predicted_ms": float(lat[i, t]),
+                        "ws_rank": best + 1, "finetuned_miou": tuned[best]})
+        rows.append(row)
+    return rows, candidates
+
+
+def _score_problem(content) -> str:
+    """Why a multi-fidelity score cache is unusable ("" if usable)."""
+    if not isinstance(content, dict):
+        return "not a JSON object"
+    bad = [k for k, v in content.items() if not k.isdigit() or not isinstance(v, float) or not math.isfinite(v)]
+    return f"entries that are not architecture code -> finite score: {bad[:3]}" if bad else ""
 
 
 def measure_chosen(profile, seed: int, rows: list[dict], n_images: int) -> tuple[list[dict], list[dict]]:
