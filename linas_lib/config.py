@@ -388,6 +388,9 @@ class SearchConfig:
                               "oracle_evals", "long_evals"),
                 unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds"),
                 choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})
+        if self.choice_topk > 0 and self.choice_epochs < 1:
+            raise ValueError(f"search.choice_epochs must be >= 1 when search.choice_topk > 0 (the multi-fidelity "
+                             f"choice fine-tunes its candidates); got {self.choice_epochs}")
 
 
 

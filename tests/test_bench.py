@@ -624,9 +624,13 @@ def test_arm_differences_are_contrasts_of_seed_means_with_shared_architectures_c
     assert rows["mean"]["diff_ci95_low_pts"] < 4 / 3 < rows["mean"]["diff_ci95_high_pts"]
     figures = final.arm_figures([], list(rows.values()))
     assert figures["final_arms.diff_pts.mean"] == rows["mean"]["diff_pts"] and figures["final_arms.n_pairs"] == 1.0
-    # a pair with an untrained arm is left out
+    assert figures["final_arms.n_targets_pending"] == 0.0 and final.arm_figures([], []) == {}
+    # while an arm is untrained: its targets have no difference and there is no mean over a subset
     pending = final.arm_differences(chosen, [i for i in items if i["arch"] != "y"], [])
-    assert [r["target"] for r in pending] == ["t3", "mean"] and pending[-1]["diff_pts"] == 0.0
+    assert [r["target"] for r in pending] == ["t1", "t2", "t3"] and "diff_pts" not in pending[0]
+    assert pending[0]["n_seeds_ws"] == 0 and pending[2]["diff_pts"] == 0.0
+    flat = final.arm_figures([], pending)
+    assert flat["final_arms.n_targets_pending"] == 2.0 and "final_arms.diff_pts.mean" not in flat
 
 
 def test_read_chosen_checks_the_control_arm_column_where_there_is_one(tmp_path, monkeypatch):

@@ -94,3 +94,11 @@ def test_measure_and_quiet_settings_refuse_nan_and_name_the_field():
         MeasureSettings(repeats=0)
     with pytest.raises(ValueError, match=r"max_other_cores = nan must be a finite number >= 0"):
         QuietSettings(max_other_cores=float("nan"))
+
+
+def test_a_multi_fidelity_choice_needs_fine_tune_epochs():
+    from linas_lib.config import SearchConfig
+
+    with pytest.raises(ValueError, match=r"choice_epochs must be >= 1 when search.choice_topk > 0"):
+        SearchConfig(choice_topk=4, choice_epochs=0)
+    assert SearchConfig(choice_topk=0, choice_epochs=0).choice_topk == 0  # WS-only: no fine-tune

@@ -941,17 +941,20 @@ def test_evals_ratio_ci_pairs_seeds_and_keeps_censoring_conservative():
 
 
 class _FineTuner:
-    """A stand-in supernet: the fine-tuned score of an architecture is a fixed function of it."""
+    """A stand-in supernet: an architecture's fine-tuned score is fixed by it, plus a draw from the
+    generator it is given (so a generator shared across architectures would show)."""
 
     class cfg:  # noqa: N801  (the attributes fidelity_choice reads)
         standalone_lr, batch_size = 0.01, 2
 
-    def __init__(self):
-        self.calls = []
+    def __init__(self, score=None):
+        self.calls, self.score = [], score
 
     def finetune_and_evaluate(self, choices, epochs, rng):
         self.calls.append(tuple(int(c) for c in choices))
-        return {0: 0.3, 1: 0.8, 2: 0.5}[int(choices[0])]
+        if self.score is not None:
+            return self.score
+        return {0: 0.3, 1: 0.8, 2: 0.5}[int(choices[0])] + 1e-3 * rng.random()
 
 
 def test_fidelity_choice_fine_tunes_the_ws_top_k_within_budget_and_keeps_the_ws_choice_as_control(tmp_path, monkeypatch):
@@ -968,13 +971,42 @@ def test_fidelity_choice_fine_tunes_the_ws_top_k_within_budget_and_keeps_the_ws_
     rows, candidates = pareto.fidelity_choice(profile, tuner, latency, exp, runs, seed=0)
     # a: WS top-2 within 10 ms are archs 0 (0.9) and 2 (0.6); fine-tuned 0.3 vs 0.5: arch 2, WS rank 2
     assert [r["arch_ws"] for r in rows] == [pareto.arch_string([0] * 5)] * 2
-    assert rows[0]["arch"] == pareto.arch_string([2] * 5) and rows[0]["ws_rank"] == 2 and rows[0]["finetuned_miou"] == 0.5
+    assert rows[0]["arch"] == pareto.arch_string([2] * 5) and rows[0]["ws_rank"] == 2
+    assert rows[0]["finetuned_miou"] == pytest.approx(0.5, abs=1e-3) and rows[0]["rule"] == "multi_fidelity"
     # b: arch 1 is over its 0.6 ms budget, so never a candidate even though it fine-tunes best
     assert rows[1]["arch"] == pareto.arch_string([2] * 5) and rows[1]["n_candidates"] == 2
     assert len(candidates) == 4 and len(tuner.calls) == 2  # each architecture fine-tuned once for both targets
-    again, _ = pareto.fidelity_choice(profile, _FineTuner(), latency, exp, runs, seed=0)
-    assert again == rows  # scores reread from the cache file
+    fresh = _FineTuner()
+    again, _ = pareto.fidelity_choice(profile, fresh, latency, exp, runs, seed=0)
+    assert again == rows and fresh.calls == []  # every score reread from the cache file
+    # one generator per architecture: the order the runs list them in changes no score
+    monkeypatch.setattr(pareto, "runs_dir", lambda *a, **k: tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    flipped = [E.MethodRun("random", 0, runs[0].choices[::-1], runs[0].miou[::-1], lat[::-1])]
+    assert pareto.fidelity_choice(profile, _FineTuner(), latency, exp, flipped, seed=0)[0] == rows
     none_fit, _ = pareto.fidelity_choice(profile, tuner, latency, E.ParetoExperiment(["a", "b"], [1.0, 0.1]), runs, 0)
     assert not none_fit[0]["within_budget"] and none_fit[0]["n_candidates"] == 0  # the WS rule's fastest
+    assert none_fit[0]["rule"] == "ws_fallback"
     assert pareto.fidelity_choice(SimpleNamespace(search=SimpleNamespace(choice_topk=0)), tuner, latency, exp, runs,
                                   0) == ([], [])
+
+
+def test_fidelity_choice_rebuilds_a_corrupt_cache_and_refuses_a_non_finite_score(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.search import report as pareto
+
+    monkeypatch.setattr(pareto, "runs_dir", lambda *a, **k: tmp_path)
+    exp = E.ParetoExperiment(["a"], [10.0])
+    runs = [E.MethodRun("random", 0, np.array([[0] * 5, [2] * 5]), np.array([0.9, 0.6]), np.array([[5.0], [9.0]]))]
+    profile, latency = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1)), SimpleNamespace(scopes=None)
+    pareto.fidelity_choice(profile, _FineTuner(), latency, exp, runs, seed=0)
+    (cache,) = tmp_path.glob("choice_*_seed0.json")
+    cache.write_text("{not json")
+    tuner = _FineTuner()
+    rows, _ = pareto.fidelity_choice(profile, tuner, latency, exp, runs, seed=0)
+    assert len(tuner.calls) == 2 and rows[0]["arch"] == pareto.arch_string([2] * 5)  # rebuilt
+    cache.unlink()
+    with pytest.raises(ValueError, match=r"fine-tune of .* scored nan: not a finite mIoU"):
+        pareto.fidelity_choice(profile, _FineTuner(score=float("nan")), latency, exp, runs, seed=0)
+    assert not cache.exists()  # nothing cached from a failed fine-tune

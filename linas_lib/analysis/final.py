@@ -270,26 +270,33 @@ def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) 
 def arm_differences(chosen: list[dict], items: list[dict], table: list[dict]) -> list[dict]:
     """The final choice minus its WS-only control (``arch`` - ``arch_ws``), test mIoU points.
 
-    One row per target, then ``target`` "mean" (over every target, zeros included: the rule as
-    deployed) and "mean_differing" (over the distinct (choice, control) pairs that differ, each
-    once). Each is a contrast of architecture seed means, ``sum_a w_a mean_a``; its standard
-    error is ``sd sqrt(sum_a w_a^2 / n_a)`` with the seed SD pooled over the table and the
-    final items (:func:`pooled_seed_sd`), so an architecture in both arms cancels out and
-    targets that share architectures are not counted as independent. The 95 % t interval is
-    conditional on this supernet and search: seed noise only. A contrast missing an arm's
-    items is left out (``n_targets`` says how many it covers).
+    One row per target (``n_seeds`` and ``n_seeds_ws`` of the two arms; no difference while an
+    arm is untrained), then, once every target has both arms, ``target`` "mean" (over every
+    target, zeros included: the rule as deployed) and "mean_differing" (over the distinct
+    (choice, control) pairs that differ, each once). Each is a contrast of architecture seed
+    means, ``sum_a w_a mean_a``; its standard error is ``sd sqrt(sum_a w_a^2 / n_a)`` with the
+    seed SD pooled over the table and the final items (:func:`pooled_seed_sd`), so an
+    architecture in both arms cancels out and targets that share architectures are not counted
+    as independent. The 95 % t interval is conditional on this supernet and search: seed noise
+    only. ``n_pairs``: the distinct differing pairs among all targets.
     """
     means = arch_means(items)
     spread = pooled_seed_sd(list(table) + list(items))
-    done = [c for c in chosen if c["arch"] in means and c["arch_ws"] in means]
-    rows = [{"target": c["target"], "arch": c["arch"], "arch_ws": c["arch_ws"], "n_targets": 1,
-             **_contrast(_pair_weights([(c["arch"], c["arch_ws"])]), means, spread)} for c in done]
-    pairs = list(dict.fromkeys((c["arch"], c["arch_ws"]) for c in done if c["arch"] != c["arch_ws"]))
-    for name, group, n in (("mean", [(c["arch"], c["arch_ws"]) for c in done], len(done)),
-                           ("mean_differing", pairs, sum(c["arch"] != c["arch_ws"] for c in done))):
-        if group:
-            rows.append({"target": name, "arch": "", "arch_ws": "", "n_targets": n, "n_pairs": len(pairs),
-                         **_contrast(_pair_weights(group), means, spread)})
+    pairs = list(dict.fromkeys((c["arch"], c["arch_ws"]) for c in chosen if c["arch"] != c["arch_ws"]))
+    rows = []
+    for c in chosen:
+        row = {"target": c["target"], "arch": c["arch"], "arch_ws": c["arch_ws"], "n_targets": 1,
+               "n_seeds": means.get(c["arch"], {}).get("n_seeds", 0),
+               "n_seeds_ws": means.get(c["arch_ws"], {}).get("n_seeds", 0)}
+        if row["n_seeds"] and row["n_seeds_ws"]:
+            row.update(_contrast(_pair_weights([(c["arch"], c["arch_ws"])]), means, spread))
+        rows.append(row)
+    if chosen and all(r["n_seeds"] and r["n_seeds_ws"] for r in rows):
+        for name, group in (("mean", [(c["arch"], c["arch_ws"]) for c in chosen]), ("mean_differing", pairs)):
+            if group:
+                rows.append({"target": name, "arch": "", "arch_ws": "", "n_targets": len(group) if name == "mean"
+                             else sum(c["arch"] != c["arch_ws"] for c in chosen), "n_pairs": len(pairs),
+                             **_contrast(_pair_weights(group), means, spread)})
     return rows
 
 
@@ -320,15 +327,18 @@ def _contrast(weights: dict[str, float], means: dict[str, dict], spread: tuple[f
 def arm_figures(control_rows: list[dict], arms: list[dict]) -> dict[str, float]:
     """``final_ws.<figure>.<target>`` (the WS-only control arm's :func:`final_rows`, as
     :func:`final_figures`) and ``final_arms.<diff_pts|diff_ci95_low_pts|diff_ci95_high_pts>.<target>``
-    of :func:`arm_differences` (targets, ``mean`` and ``mean_differing``) with
-    ``final_arms.n_pairs``; empty without a control arm."""
+    of :func:`arm_differences` (targets, and ``mean`` and ``mean_differing`` once every target has
+    both arms) with ``final_arms.n_pairs`` and ``final_arms.n_targets_pending``; empty without a
+    control arm."""
     out = final_figures(control_rows, prefix="final_ws")
     for row in arms:
         out.update({f"final_arms.{k}.{row['target']}": row[k]
                     for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts") if k in row})
         if row["target"] == "mean":
             out["final_arms.n_pairs"] = float(row["n_pairs"])
-    return out
+    out["final_arms.n_targets_pending"] = float(sum(1 for r in arms if "n_seeds" in r
+                                                    and not (r["n_seeds"] and r["n_seeds_ws"])))
+    return out if arms else {}
 
 
 def read_chosen(profile) -> list[dict]:

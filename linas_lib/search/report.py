@@ -35,6 +35,9 @@ from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
 CLAIRVOYANT_STREAM = 0xC1A  # ties of the clairvoyant greedy bound
 CHOICE_STREAM = 0xC40  # fine-tunes of the multi-fidelity choice (one generator per architecture)
+# bump when a fine-tune's score changes for the same recipe (train_decoder, evaluate_decoder, the
+# WS split): cached multi-fidelity choice scores are then recomputed
+CHOICE_SCHEMA = 1
 REFERENCE_METHOD = "random"  # what hv_diff_random and evals_to_target compare every method with
 RELATIVE_TO_RANDOM = {  # summary key -> method_table column, for every method but REFERENCE_METHOD
     "hv_diff_random": "hv_diff_random_mean", "hv_diff_random_ci95_low": "hv_diff_random_ci95_low",
@@ -390,10 +393,14 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
 
     Each architecture's fine-tune has its own generator (seed, :data:`CHOICE_STREAM`, its code), so
     its score depends neither on the order nor on the target; scores are cached on disk by
-    architecture (:func:`runs_dir`, ``choice_e<epochs>_seed<seed>.json``) and shared by the
+    architecture (:func:`runs_dir`, ``choice_<recipe hash>_seed<seed>.json``) and shared by the
     targets (the file name carries the fine-tune recipe; the folder, the supernet's weights).
     Ties go to the better WS rank. A target no evaluated architecture meets gets the WS
-    rule's fallback (its fastest one, ``within_budget`` False, not fine-tuned).
+    rule's fallback (its fastest one, ``within_budget`` False, not fine-tuned; ``rule``
+    "ws_fallback").
+
+    Raises:
+        ValueError: a fine-tune scored a non-finite mIoU (naming the architecture; not cached).
 
     Returns:
         ``(rows, candidates)``: one :func:`chosen_architectures`-style row per target, ``arch``
@@ -407,7 +414,7 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
     if cfg.choice_topk <= 0:
         return [], []
     choices, miou, lat = E.union(runs)
-    recipe = content_hash({"epochs": cfg.choice_epochs, "lr": supernet.cfg.standalone_lr,
+    recipe = content_hash({"schema": CHOICE_SCHEMA, "epochs": cfg.choice_epochs, "lr": supernet.cfg.standalone_lr,
                            "batch_size": supernet.cfg.batch_size, "stream": CHOICE_STREAM}, length=8)
     path = runs_dir(profile, supernet, latency) / f"choice_{recipe}_seed{seed}.json"
     scores = load_cache_json(path, "multi-fidelity choice scores", _score_problem) or {}
@@ -416,7 +423,10 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
         code = str(int(encode(c)))
         if code not in scores:
             rng = np.random.default_rng([seed, CHOICE_STREAM, int(code)])
-            scores[code] = float(supernet.finetune_and_evaluate(c, cfg.choice_epochs, rng))
+            score = float(supernet.finetune_and_evaluate(c, cfg.choice_epochs, rng))
+            if not math.isfinite(score):
+                raise ValueError(f"the multi-fidelity fine-tune of {arch_string(c)} scored {score}: not a finite mIoU")
+            scores[code] = score
             atomic_write_json(path, scores)
         return scores[code]
 
@@ -428,7 +438,7 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
         candidates += [{"target": ws_row["target"], "ws_rank": r + 1, "arch": arch_string(choices[i]),
                         "ws_miou": float(miou[i]), "finetuned_miou": v, "predicted_ms": float(lat[i, t])}
                        for r, (i, v) in enumerate(zip(top, tuned))]
-        row = {**ws_row, "rule": "multi_fidelity", "arch_ws": ws_row["arch"], "ws_rank": 1, "n_candidates": len(top),
+        row = {**ws_row, "rule": "multi_fidelity" if len(top) else "ws_fallback", "arch_ws": ws_row["arch"], "ws_rank": 1, "n_candidates": len(top),
                "finetuned_miou": math.nan}
         if len(top):
             best = int(np.argmax(tuned))  # the first maximum: ties go to the better WS rank
