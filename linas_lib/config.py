@@ -340,6 +340,8 @@ class SearchConfig:
     # chosen; the WS-only choice is its control arm. 0 = WS-only
     choice_topk: int = field(default=0, metadata={"key": False})
     choice_epochs: int = field(default=2, metadata={"key": False})
+    # a second fine-tune of every candidate with another generator: the choice's test-retest noise
+    choice_retest: bool = field(default=False, metadata={"key": False})
     methods: tuple[str, ...] = field(default=("random", "alpha", "epr", "zero_cost"),
                                      metadata={"key": False})  # compared at equal budgets
     near_images: int = 4  # train images in the NEAR zero-cost batch

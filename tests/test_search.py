@@ -966,7 +966,7 @@ def test_fidelity_choice_fine_tunes_the_ws_top_k_within_budget_and_keeps_the_ws_
     exp = E.ParetoExperiment(["a", "b"], [10.0, 0.6])
     lat = np.array([[5.0, 0.5], [8.0, 0.7], [9.0, 0.5]])
     runs = [E.MethodRun("random", 0, np.array([[0] * 5, [1] * 5, [2] * 5]), np.array([0.9, 0.5, 0.6]), lat)]
-    profile = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1))
+    profile = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1, choice_retest=False))
     latency, tuner = SimpleNamespace(scopes=None), _FineTuner()
     rows, candidates = pareto.fidelity_choice(profile, tuner, latency, exp, runs, seed=0)
     # a: WS top-2 within 10 ms are archs 0 (0.9) and 2 (0.6); fine-tuned 0.3 vs 0.5: arch 2, WS rank 2
@@ -999,7 +999,7 @@ def test_fidelity_choice_rebuilds_a_corrupt_cache_and_refuses_a_non_finite_score
     monkeypatch.setattr(pareto, "runs_dir", lambda *a, **k: tmp_path)
     exp = E.ParetoExperiment(["a"], [10.0])
     runs = [E.MethodRun("random", 0, np.array([[0] * 5, [2] * 5]), np.array([0.9, 0.6]), np.array([[5.0], [9.0]]))]
-    profile, latency = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1)), SimpleNamespace(scopes=None)
+    profile, latency = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1, choice_retest=False)), SimpleNamespace(scopes=None)
     pareto.fidelity_choice(profile, _FineTuner(), latency, exp, runs, seed=0)
     (cache,) = tmp_path.glob("choice_*_seed0.json")
     cache.write_text("{not json")
@@ -1010,3 +1010,43 @@ def test_fidelity_choice_rebuilds_a_corrupt_cache_and_refuses_a_non_finite_score
     with pytest.raises(ValueError, match=r"fine-tune of .* scored nan: not a finite mIoU"):
         pareto.fidelity_choice(profile, _FineTuner(score=float("nan")), latency, exp, runs, seed=0)
     assert not cache.exists()  # nothing cached from a failed fine-tune
+
+
+def test_choice_noise_reads_the_retest_against_the_first_fine_tune():
+    from linas_lib.search import report as pareto
+
+    def rows(target, first, second, ws):
+        return [{"target": target, "arch": f"{target}{i}", "ws_miou": w, "finetuned_miou": a, "finetuned_miou_retest": b}
+                for i, (a, b, w) in enumerate(zip(first, second, ws))]
+
+    # t1: the retest keeps the order (tau 1); t2: it reverses it (tau -1), so the pick changes
+    candidates = rows("t1", [0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]) + rows("t2", [0.1, 0.2, 0.3],
+                                                                                    [0.3, 0.2, 0.1], [0.1, 0.2, 0.3])
+    noise = pareto.choice_noise(candidates)
+    assert noise["choice.retest_tau.mean"] == 0.0 and noise["choice.retest_same_pick_share"] == 0.5
+    assert noise["choice.ws_tau.mean"] == -1.0  # t1: WS reversed (-1); t2: the fine-tunes' mean is constant (nan, left out)
+    # one fine-tune's SD around the mean of two: sqrt(mean(d^2) / 2) over the 6 distinct architectures
+    assert noise["choice.replicate_sd_pts"] == pytest.approx(100 * np.sqrt((0.2 ** 2 * 2) / 6 / 2))
+    assert noise["choice.candidate_sd_pts"] == pytest.approx(100 * 0.1 / 2)  # t1's SD 0.1, t2's 0 (nan-free mean)
+    assert pareto.choice_noise([{k: v for k, v in candidates[0].items() if k != "finetuned_miou_retest"}]) == {}
+    assert pareto.choice_noise([]) == {}
+
+
+def test_fidelity_choice_retest_fine_tunes_again_with_another_generator_and_its_own_cache(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.search import report as pareto
+
+    monkeypatch.setattr(pareto, "runs_dir", lambda *a, **k: tmp_path)
+    exp = E.ParetoExperiment(["a"], [10.0])
+    runs = [E.MethodRun("random", 0, np.array([[0] * 5, [2] * 5]), np.array([0.9, 0.6]), np.array([[5.0], [9.0]]))]
+    latency = SimpleNamespace(scopes=None)
+    plain = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1, choice_retest=False))
+    rows, candidates = pareto.fidelity_choice(plain, _FineTuner(), latency, exp, runs, seed=0)
+    tuner = _FineTuner()
+    retested = SimpleNamespace(search=SimpleNamespace(choice_topk=2, choice_epochs=1, choice_retest=True))
+    rows_r, candidates_r = pareto.fidelity_choice(retested, tuner, latency, exp, runs, seed=0)
+    assert rows_r == rows and len(tuner.calls) == 2  # the choice reads the first fine-tune (cached); 2 retests
+    assert [c["finetuned_miou"] for c in candidates_r] == [c["finetuned_miou"] for c in candidates]
+    assert all(c["finetuned_miou_retest"] != c["finetuned_miou"] for c in candidates_r)  # another generator
+    assert len(list(tmp_path.glob("choice_*_seed0.json"))) == 2

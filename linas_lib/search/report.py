@@ -391,11 +391,11 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
     ``search.choice_epochs`` epochs (mIoU on the WS split, never the test split), the best
     fine-tuned one chosen. :func:`chosen_architectures` (the WS-only choice) is its control arm.
 
-    Each architecture's fine-tune has its own generator (seed, :data:`CHOICE_STREAM`, its code), so
-    its score depends neither on the order nor on the target; scores are cached on disk by
-    architecture (:func:`runs_dir`, ``choice_<recipe hash>_seed<seed>.json``) and shared by the
-    targets (the file name carries the fine-tune recipe; the folder, the supernet's weights).
-    Ties go to the better WS rank. A target no evaluated architecture meets gets the WS
+    Scores come from :class:`FineTuneScores` (one generator per architecture, cached on disk in
+    :func:`runs_dir`, whose key carries the supernet's weights) and are shared by the targets.
+    Ties go to the better WS rank. With ``search.choice_retest`` every candidate is fine-tuned a
+    second time with another generator (``finetuned_miou_retest``; :func:`choice_noise`); the
+    choice reads the first fine-tune only. A target no evaluated architecture meets gets the WS
     rule's fallback (its fastest one, ``within_budget`` False, not fine-tuned; ``rule``
     "ws_fallback").
 
@@ -414,21 +414,9 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
     if cfg.choice_topk <= 0:
         return [], []
     choices, miou, lat = E.union(runs)
-    recipe = content_hash({"schema": CHOICE_SCHEMA, "epochs": cfg.choice_epochs, "lr": supernet.cfg.standalone_lr,
-                           "batch_size": supernet.cfg.batch_size, "stream": CHOICE_STREAM}, length=8)
-    path = runs_dir(profile, supernet, latency) / f"choice_{recipe}_seed{seed}.json"
-    scores = load_cache_json(path, "multi-fidelity choice scores", _score_problem) or {}
-
-    def finetuned(c: np.ndarray) -> float:
-        code = str(int(encode(c)))
-        if code not in scores:
-            rng = np.random.default_rng([seed, CHOICE_STREAM, int(code)])
-            score = float(supernet.finetune_and_evaluate(c, cfg.choice_epochs, rng))
-            if not math.isfinite(score):
-                raise ValueError(f"the multi-fidelity fine-tune of {arch_string(c)} scored {score}: not a finite mIoU")
-            scores[code] = score
-            atomic_write_json(path, scores)
-        return scores[code]
+    folder = runs_dir(profile, supernet, latency)
+    finetuned = FineTuneScores(supernet, cfg.choice_epochs, seed, folder)
+    retest = FineTuneScores(supernet, cfg.choice_epochs, seed, folder, replicate=1) if cfg.choice_retest else None
 
     rows, candidates = [], []
     for t, ws_row in enumerate(chosen_architectures(exp, runs, latency.scopes)):
@@ -436,7 +424,8 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
         top = ok[np.argsort(-miou[ok], kind="stable")[:cfg.choice_topk]]
         tuned = [finetuned(choices[i]) for i in top]
         candidates += [{"target": ws_row["target"], "ws_rank": r + 1, "arch": arch_string(choices[i]),
-                        "ws_miou": float(miou[i]), "finetuned_miou": v, "predicted_ms": float(lat[i, t])}
+                        "ws_miou": float(miou[i]), "finetuned_miou": v, "predicted_ms": float(lat[i, t]),
+                        **({"finetuned_miou_retest": retest(choices[i])} if retest else {})}
                        for r, (i, v) in enumerate(zip(top, tuned))]
         row = {**ws_row, "rule": "multi_fidelity" if len(top) else "ws_fallback", "arch_ws": ws_row["arch"], "ws_rank": 1, "n_candidates": len(top),
                "finetuned_miou": math.nan}
@@ -447,6 +436,73 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
                         "ws_rank": best + 1, "finetuned_miou": tuned[best]})
         rows.append(row)
     return rows, candidates
+
+
+class FineTuneScores:
+    """Fine-tuned mIoU on the WS split per architecture (the multi-fidelity choice's score), cached.
+
+    Each architecture's fine-tune has its own generator (seed, :data:`CHOICE_STREAM`, its code, and
+    the replicate from 1 on), so a score depends neither on the order nor on the target. Scores are
+    kept in ``<folder>/choice_<recipe hash>_seed<seed>.json`` (the recipe: schema, epochs, learning
+    rate, batch size, stream, replicate), rewritten atomically after each fine-tune.
+
+    Raises (on call):
+        ValueError: a fine-tune scored a non-finite mIoU (naming the architecture; not cached).
+    """
+
+    def __init__(self, supernet, epochs: int, seed: int, folder, replicate: int = 0):
+        recipe = {"schema": CHOICE_SCHEMA, "epochs": epochs, "lr": supernet.cfg.standalone_lr,
+                  "batch_size": supernet.cfg.batch_size, "stream": CHOICE_STREAM}
+        if replicate:  # replicate 0 keeps the name it had before replicates existed
+            recipe["replicate"] = replicate
+        self.supernet, self.epochs, self.seed, self.replicate = supernet, epochs, seed, replicate
+        self.path = folder / f"choice_{content_hash(recipe, length=8)}_seed{seed}.json"
+        self.scores = load_cache_json(self.path, "multi-fidelity choice scores", _score_problem) or {}
+
+    def __call__(self, c: np.ndarray) -> float:
+        code = str(int(encode(c)))
+        if code not in self.scores:
+            rng = np.random.default_rng([self.seed, CHOICE_STREAM, int(code)] + ([self.replicate] if self.replicate else []))
+            score = float(self.supernet.finetune_and_evaluate(c, self.epochs, rng))
+            if not math.isfinite(score):
+                raise ValueError(f"the multi-fidelity fine-tune of {arch_string(c)} scored {score}: not a finite mIoU")
+            self.scores[code] = score
+            atomic_write_json(self.path, self.scores)
+        return self.scores[code]
+
+
+def choice_noise(candidates: list[dict]) -> dict[str, float]:
+    """How much of the multi-fidelity choice is the fine-tune's noise (with ``search.choice_retest``).
+
+    From :func:`fidelity_choice`'s candidates with a second fine-tune each (another generator):
+    ``choice.retest_tau.mean``: Kendall tau between the two fine-tunes over a target's candidates,
+    mean over the targets with >= 3; ``choice.retest_same_pick_share``: targets whose retest picks
+    the same candidate; ``choice.ws_tau.mean``: WS mIoU against the mean of the two fine-tunes, the
+    same way; ``choice.replicate_sd_pts``: one fine-tune's SD around the mean of two (distinct
+    architectures, mIoU points) beside ``choice.candidate_sd_pts``, the SD among a target's
+    candidates' two-fine-tune means (mean over targets): a replicate SD near it leaves the pick to
+    noise. Empty without a retest.
+    """
+    if not candidates or "finetuned_miou_retest" not in candidates[0]:
+        return {}
+    by_target: dict[str, list[dict]] = {}
+    for row in candidates:
+        by_target.setdefault(row["target"], []).append(row)
+    taus, ws_taus, same, spread = [], [], [], []
+    for rows in by_target.values():
+        a, b = (np.array([r[k] for r in rows]) for k in ("finetuned_miou", "finetuned_miou_retest"))
+        same.append(int(np.argmax(a)) == int(np.argmax(b)))
+        if len(rows) >= 3:
+            taus.append(kendall_tau(a, b))
+            ws_taus.append(kendall_tau([r["ws_miou"] for r in rows], (a + b) / 2))
+            spread.append(float(np.std((a + b) / 2, ddof=1)))
+    distinct = {r["arch"]: r["finetuned_miou"] - r["finetuned_miou_retest"] for r in candidates}
+    diffs = np.array(list(distinct.values()))
+    nan_mean = lambda v: float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else math.nan  # noqa: E731
+    return {"choice.retest_tau.mean": nan_mean(np.array(taus)), "choice.retest_same_pick_share": float(np.mean(same)),
+            "choice.ws_tau.mean": nan_mean(np.array(ws_taus)),
+            "choice.replicate_sd_pts": 100 * float(np.sqrt(np.mean(diffs ** 2) / 2)),
+            "choice.candidate_sd_pts": 100 * nan_mean(np.array(spread)), "choice.n_targets": float(len(by_target))}
 
 
 def _score_problem(content) -> str:
