@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # PROFILE may be a name (smoke|cpu|full) or a path to a YAML file; results go under its stem.
 PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
-.PHONY: help install paper smoke compare goals luts bench test lab clean-executed
+.PHONY: help install paper smoke compare goals luts bench final test lab clean-executed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -41,6 +41,9 @@ luts: $(INSTALLED) ## re-measure this machine's LUTs of PROFILE into the committ
 
 bench: $(INSTALLED) ## build or resume PROFILE's standalone benchmark table on Dask (results/<profile>/bench/); ADD_SEEDS=2,3 trains more seeds of its architectures instead (items and bench/extension.json only)
 	$(PY) -m linas_lib.cli bench build --profile $(PROFILE) $(if $(ADD_SEEDS),--add-seeds $(ADD_SEEDS))
+
+final: $(INSTALLED) ## train notebook 05's final networks of PROFILE (both arms of its chosen.csv) with the table's recipe on Dask; `make paper` then reads them
+	$(PY) -m linas_lib.cli bench final --profile $(PROFILE)
 
 test: $(INSTALLED) ## run the test suite (includes a smoke run of every notebook)
 	$(PY) -m pytest -q -rs tests
