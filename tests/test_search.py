@@ -1027,7 +1027,14 @@ def test_choice_noise_reads_the_retest_against_the_first_fine_tune():
     assert noise["choice.ws_tau.mean"] == -1.0  # t1: WS reversed (-1); t2: the fine-tunes' mean is constant (nan, left out)
     # one fine-tune's SD around the mean of two: sqrt(mean(d^2) / 2) over the 6 distinct architectures
     assert noise["choice.replicate_sd_pts"] == pytest.approx(100 * np.sqrt((0.2 ** 2 * 2) / 6 / 2))
-    assert noise["choice.candidate_sd_pts"] == pytest.approx(100 * 0.1 / 2)  # t1's SD 0.1, t2's 0 (nan-free mean)
+    # t1's means 0.1, 0.2, 0.3 (variance 0.01), t2's all 0.2: pooled variance 0.005; noise variance 0.04 / 6
+    assert noise["choice.candidate_sd_pts"] == pytest.approx(100 * np.sqrt(0.005))
+    true_var = 0.005 - 0.04 / 6 / 2
+    assert noise["choice.candidate_true_sd_pts"] == pytest.approx(100 * np.sqrt(true_var))
+    assert noise["choice.reliability"] == pytest.approx(true_var / (true_var + 0.04 / 6))
+    assert noise["choice.retest_tau.t1"] == 1.0 and noise["choice.retest_tau.t2"] == -1.0
+    assert noise["choice.candidate_true_sd_pts.t2"] == 0.0  # its means do not spread: noise explains it all
+    assert noise["choice.candidate_true_sd_pts.t1"] == pytest.approx(100 * np.sqrt(0.01 - 0.04 / 6 / 2))
     assert pareto.choice_noise([{k: v for k, v in candidates[0].items() if k != "finetuned_miou_retest"}]) == {}
     assert pareto.choice_noise([]) == {}
 

@@ -478,31 +478,43 @@ def choice_noise(candidates: list[dict]) -> dict[str, float]:
     ``choice.retest_tau.mean``: Kendall tau between the two fine-tunes over a target's candidates,
     mean over the targets with >= 3; ``choice.retest_same_pick_share``: targets whose retest picks
     the same candidate; ``choice.ws_tau.mean``: WS mIoU against the mean of the two fine-tunes, the
-    same way; ``choice.replicate_sd_pts``: one fine-tune's SD around the mean of two (distinct
-    architectures, mIoU points) beside ``choice.candidate_sd_pts``, the SD among a target's
-    candidates' two-fine-tune means (mean over targets): a replicate SD near it leaves the pick to
-    noise. Empty without a retest.
+    same way. In mIoU points: ``choice.replicate_sd_pts``, one fine-tune's SD around the
+    architecture's expected score (``sqrt(mean(d^2) / 2)`` over the distinct architectures' two
+    fine-tunes' differences ``d``); ``choice.candidate_sd_pts``, the SD among a target's candidates'
+    two-fine-tune means (variances pooled over the targets), which holds half a replicate's
+    variance; ``choice.candidate_true_sd_pts``, the same with that removed (0 where the noise
+    explains it all): the spread a fine-tune has to resolve. ``choice.reliability`` =
+    true variance / (true variance + one fine-tune's): the share of one fine-tune's variance
+    among a target's candidates that is not noise. Per target (>= 3 candidates):
+    ``choice.retest_tau.<target>`` and ``choice.candidate_true_sd_pts.<target>``. Empty without a
+    retest.
     """
     if not candidates or "finetuned_miou_retest" not in candidates[0]:
         return {}
     by_target: dict[str, list[dict]] = {}
     for row in candidates:
         by_target.setdefault(row["target"], []).append(row)
-    taus, ws_taus, same, spread = [], [], [], []
-    for rows in by_target.values():
+    distinct = {r["arch"]: r["finetuned_miou"] - r["finetuned_miou_retest"] for r in candidates}
+    noise_var = float(np.mean(np.array(list(distinct.values())) ** 2) / 2)
+    true_sd = lambda var: 100 * math.sqrt(max(var - noise_var / 2, 0.0))  # noqa: E731  (points)
+    taus, ws_taus, same, spread, per_target = [], [], [], [], {}
+    for target, rows in by_target.items():
         a, b = (np.array([r[k] for r in rows]) for k in ("finetuned_miou", "finetuned_miou_retest"))
         same.append(int(np.argmax(a)) == int(np.argmax(b)))
         if len(rows) >= 3:
             taus.append(kendall_tau(a, b))
             ws_taus.append(kendall_tau([r["ws_miou"] for r in rows], (a + b) / 2))
-            spread.append(float(np.std((a + b) / 2, ddof=1)))
-    distinct = {r["arch"]: r["finetuned_miou"] - r["finetuned_miou_retest"] for r in candidates}
-    diffs = np.array(list(distinct.values()))
+            spread.append(float(np.var((a + b) / 2, ddof=1)))
+            per_target.update({f"choice.retest_tau.{target}": taus[-1],
+                               f"choice.candidate_true_sd_pts.{target}": true_sd(spread[-1])})
     nan_mean = lambda v: float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else math.nan  # noqa: E731
+    spread_var = nan_mean(np.array(spread))
+    true_var = max(spread_var - noise_var / 2, 0.0) if math.isfinite(spread_var) else math.nan
+    reliability = true_var / (true_var + noise_var) if true_var + noise_var > 0 else math.nan
     return {"choice.retest_tau.mean": nan_mean(np.array(taus)), "choice.retest_same_pick_share": float(np.mean(same)),
-            "choice.ws_tau.mean": nan_mean(np.array(ws_taus)),
-            "choice.replicate_sd_pts": 100 * float(np.sqrt(np.mean(diffs ** 2) / 2)),
-            "choice.candidate_sd_pts": 100 * nan_mean(np.array(spread)), "choice.n_targets": float(len(by_target))}
+            "choice.ws_tau.mean": nan_mean(np.array(ws_taus)), "choice.replicate_sd_pts": 100 * math.sqrt(noise_var),
+            "choice.candidate_sd_pts": 100 * math.sqrt(spread_var), "choice.candidate_true_sd_pts": 100 * math.sqrt(true_var),
+            "choice.reliability": reliability, "choice.n_targets": float(len(by_target)), **per_target}
 
 
 def _score_problem(content) -> str:
