@@ -730,6 +730,38 @@ def scale_projection(rows: list[dict]):
     return fig
 
 
+def final_arms(choice_rows: list[dict], control_rows: list[dict]):
+    """05's final networks per target: the final choice's and its WS-only control's test mIoU
+    (mean over seeds, bars one seed SD) beside the best table architecture within the budget.
+
+    Args:
+        choice_rows: ``final_networks.csv`` rows (:func:`linas_lib.analysis.final.final_rows`).
+        control_rows: ``final_networks_ws.csv`` rows, the same targets.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    control = {r["target"]: r for r in control_rows}
+    targets = [r["target"] for r in choice_rows if r["target"] in control]
+    x = np.arange(len(targets))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(targets) + 1.5), 3.4))
+    arms = (("final choice", {r["target"]: r for r in choice_rows}, -0.15, "o"),
+            ("WS-only control", control, 0.15, "s"))
+    for label, rows, shift, marker in arms:
+        mean = [100 * float(rows[t].get("chosen_test_miou_mean", math.nan)) for t in targets]
+        sd = [100 * float(rows[t].get("chosen_test_miou_std", math.nan)) for t in targets]
+        ax.errorbar(x + shift, mean, yerr=sd, fmt=marker, ms=4, capsize=2, lw=0.8, label=label)
+    best = [100 * float(control[t].get("best_bench_test_miou_mean", math.nan)) for t in targets]
+    ax.plot(x, best, "_", ms=14, mew=1.5, color="k", label="best table architecture within the budget")
+    ax.set_xticks(x, targets, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("test mIoU (points; bars: seed SD)")
+    ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _finite(value) -> bool:
     try:
         return math.isfinite(float(value))

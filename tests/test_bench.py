@@ -649,3 +649,21 @@ def test_read_chosen_checks_the_control_arm_column_where_there_is_one(tmp_path, 
     (folder / "chosen.csv").write_text(f"target,arch,arch_ws\nt1,{a},Conv9x9_w100\n")
     with pytest.raises(bench.BenchError, match=r"chosen.csv: row 1: arch_ws"):
         final.read_chosen(SimpleNamespace(name="p"))
+
+
+def test_final_arms_figure_draws_both_arms_and_the_best_table_architecture_per_target():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from linas_lib import plots
+
+    choice = [{"target": "t1", "chosen_test_miou_mean": 0.70, "chosen_test_miou_std": 0.01},
+              {"target": "t2", "chosen_n_seeds": 0}]  # pending: drawn as a gap, not an error
+    control = [{"target": t, "chosen_test_miou_mean": 0.71, "chosen_test_miou_std": 0.0, "best_bench_test_miou_mean": 0.72}
+               for t in ("t1", "t2")]
+    fig = plots.final_arms(choice, control)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["t1", "t2"]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {
+        "final choice", "WS-only control", "best table architecture within the budget"}
+    assert ax.lines[-1].get_ydata().tolist() == pytest.approx([72.0, 72.0])
