@@ -183,14 +183,20 @@ def gap_uncertainty(gap_pts: float, spread: tuple[float, int], n_chosen: int, n_
         ``{miou_gap_se_pts, miou_gap_ci95_low_pts, miou_gap_ci95_high_pts}``; empty when the
         spread is unknown (no architecture with two seeds).
     """
-    from scipy.stats import t
-
     sd, df = spread
     if df == 0 or n_chosen < 1 or n_best < 1:
         return {}
     se = 100 * sd * math.sqrt(max(1 / n_chosen + 1 / n_best - 2 * n_shared / (n_chosen * n_best), 0.0))
-    half = float(t.ppf(0.5 + confidence / 2, df)) * se
+    half = _t_half_width(se, df, confidence)
     return {"miou_gap_se_pts": se, "miou_gap_ci95_low_pts": gap_pts - half, "miou_gap_ci95_high_pts": gap_pts + half}
+
+
+def _t_half_width(se: float, df: int, confidence: float) -> float:
+    """Half the width of a ``confidence`` t interval with standard error ``se`` and ``df`` degrees
+    of freedom (:func:`gap_uncertainty`, :func:`_contrast`: the pooled seed SD's)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, df)) * se
 
 
 def cross_fitted_best(rows: list[dict], metric: str = "test_miou") -> float | None:
@@ -313,14 +319,12 @@ def _pair_weights(pairs: list[tuple[str, str]]) -> dict[str, float]:
 def _contrast(weights: dict[str, float], means: dict[str, dict], spread: tuple[float, int],
               confidence: float = 0.95) -> dict:
     """``sum_a w_a`` x test mIoU mean of ``a`` in points, with its SE and t interval."""
-    from scipy.stats import t
-
     est = 100 * sum(w * means[a]["test_miou_mean"] for a, w in weights.items())
     sd, df = spread
     se = 100 * sd * math.sqrt(sum(w * w / means[a]["n_seeds"] for a, w in weights.items()))
     if df == 0:
         return {"diff_pts": est}
-    half = float(t.ppf(0.5 + confidence / 2, df)) * se
+    half = _t_half_width(se, df, confidence)
     return {"diff_pts": est, "diff_se_pts": se, "diff_ci95_low_pts": est - half, "diff_ci95_high_pts": est + half}
 
 
@@ -330,6 +334,8 @@ def arm_figures(control_rows: list[dict], arms: list[dict]) -> dict[str, float]:
     of :func:`arm_differences` (targets, and ``mean`` and ``mean_differing`` once every target has
     both arms) with ``final_arms.n_pairs`` and ``final_arms.n_targets_pending``; empty without a
     control arm."""
+    if not arms:
+        return {}
     out = final_figures(control_rows, prefix="final_ws")
     for row in arms:
         out.update({f"final_arms.{k}.{row['target']}": row[k]
@@ -338,7 +344,7 @@ def arm_figures(control_rows: list[dict], arms: list[dict]) -> dict[str, float]:
             out["final_arms.n_pairs"] = float(row["n_pairs"])
     out["final_arms.n_targets_pending"] = float(sum(1 for r in arms if "n_seeds" in r
                                                     and not (r["n_seeds"] and r["n_seeds_ws"])))
-    return out if arms else {}
+    return out
 
 
 def read_chosen(profile) -> list[dict]:
