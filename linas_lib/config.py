@@ -342,6 +342,10 @@ class SearchConfig:
     choice_epochs: int = field(default=2, metadata={"key": False})
     # a second fine-tune of every candidate with another generator: the choice's test-retest noise
     choice_retest: bool = field(default=False, metadata={"key": False})
+    # a third arm of the final choice, beside the WS-only control: the lowest WS loss within the
+    # budget among the same evaluations (linas_lib.search.report.loss_choice); trained and
+    # compared with the control, it does not replace the profile's choice
+    loss_arm: bool = field(default=False, metadata={"key": False})
     methods: tuple[str, ...] = field(default=("random", "alpha", "epr", "zero_cost"),
                                      metadata={"key": False})  # compared at equal budgets
     near_images: int = 4  # train images in the NEAR zero-cost batch

@@ -730,13 +730,15 @@ def scale_projection(rows: list[dict]):
     return fig
 
 
-def final_arms(choice_rows: list[dict], control_rows: list[dict]):
+def final_arms(choice_rows: list[dict], control_rows: list[dict], loss_rows: list[dict] | None = None):
     """05's final networks per target: the final choice's and its WS-only control's test mIoU
-    (mean over seeds, bars one seed SD) beside the best table architecture within the budget.
+    (mean over seeds, bars one seed SD), and the WS-loss arm's where given, beside the best table
+    architecture within the budget.
 
     Args:
         choice_rows: ``final_networks.csv`` rows (:func:`linas_lib.analysis.final.final_rows`).
         control_rows: ``final_networks_ws.csv`` rows, the same targets.
+        loss_rows: ``final_networks_ws_loss.csv`` rows (None: no WS-loss arm).
 
     Returns:
         The matplotlib figure.
@@ -747,11 +749,13 @@ def final_arms(choice_rows: list[dict], control_rows: list[dict]):
     targets = [r["target"] for r in choice_rows if r["target"] in control]
     x = np.arange(len(targets))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(targets) + 1.5), 3.4))
-    arms = (("final choice", {r["target"]: r for r in choice_rows}, -0.15, "o"),
-            ("WS-only control", control, 0.15, "s"))
-    for label, rows, shift, marker in arms:
-        mean = [100 * float(rows[t].get("chosen_test_miou_mean", math.nan)) for t in targets]
-        sd = [100 * float(rows[t].get("chosen_test_miou_std", math.nan)) for t in targets]
+    arms = [("final choice", {r["target"]: r for r in choice_rows}, "o"), ("WS-only control", control, "s")]
+    if loss_rows:
+        arms.append(("WS-loss arm", {r["target"]: r for r in loss_rows}, "^"))
+    for k, (label, rows, marker) in enumerate(arms):
+        shift = 0.3 * (k - (len(arms) - 1) / 2) / max(len(arms) - 1, 1)
+        mean = [100 * float(rows.get(t, {}).get("chosen_test_miou_mean", math.nan)) for t in targets]
+        sd = [100 * float(rows.get(t, {}).get("chosen_test_miou_std", math.nan)) for t in targets]
         ax.errorbar(x + shift, mean, yerr=sd, fmt=marker, ms=4, capsize=2, lw=0.8, label=label)
     best = [100 * float(control[t].get("best_bench_test_miou_mean", math.nan)) for t in targets]
     ax.plot(x, best, "_", ms=14, mew=1.5, color="k", label="best table architecture within the budget")

@@ -633,6 +633,33 @@ def test_arm_differences_are_contrasts_of_seed_means_with_shared_architectures_c
     assert flat["final_arms.n_targets_pending"] == 2.0 and "final_arms.diff_pts.mean" not in flat
 
 
+def test_each_arm_is_contrasted_with_the_ws_control_under_its_own_summary_prefix():
+    from types import SimpleNamespace
+
+    from linas_lib.analysis import final
+
+    items = [{"arch": a, "seed": s, "test_miou": m + d, "test_crack_iou": 0.3}
+             for a, m in (("x", 0.70), ("y", 0.68), ("z", 0.71)) for s, d in enumerate((-0.01, 0.0, 0.01))]
+    chosen = [{"target": "t1", "arch": "x", "arch_ws": "y", "arch_ws_loss": "z"},
+              {"target": "t2", "arch": "y", "arch_ws": "y", "arch_ws_loss": "y"}]
+    loss = {r["target"]: r for r in final.arm_differences(chosen, items, [], "arch_ws_loss", "ws_loss")}
+    assert loss["t1"]["arm"] == "ws_loss" and loss["t1"]["arch"] == "z" and loss["t1"]["diff_pts"] == pytest.approx(3.0)
+    assert loss["t2"]["diff_pts"] == 0.0 and loss["mean"]["diff_pts"] == pytest.approx(1.5)
+    mf = final.arm_differences(chosen, items, [])
+    figures = final.arm_figures([], mf + list(loss.values()), {"arch_ws_loss": [{"target": "t1", "miou_gap_to_bench_pts": 0.4}]})
+    assert figures["final_arms.diff_pts.t1"] == pytest.approx(2.0)
+    assert figures["final_loss_arm.diff_pts.t1"] == pytest.approx(3.0) and figures["final_loss_arm.n_pairs"] == 1.0
+    assert figures["final_ws_loss.miou_gap_to_bench_pts.t1"] == 0.4
+    # which arms a run compares: the multi-fidelity one only where the profile chose by it
+    with_mf = SimpleNamespace(search=SimpleNamespace(choice_topk=8))
+    ws_only = SimpleNamespace(search=SimpleNamespace(choice_topk=0))
+    assert [c[0] for c in final.compared_arms(with_mf, chosen)] == ["multi_fidelity", "ws_loss"]
+    assert [c[0] for c in final.compared_arms(ws_only, chosen)] == ["ws_loss"]
+    assert final.compared_arms(with_mf, [{"target": "t1", "arch": "x"}]) == []  # no control arm
+    # every arm is trained: one bench item per distinct architecture
+    assert [r["arch"] for r in final.final_selection(chosen)] == ["x", "y", "z"]
+
+
 def test_read_chosen_checks_the_control_arm_column_where_there_is_one(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
@@ -648,6 +675,12 @@ def test_read_chosen_checks_the_control_arm_column_where_there_is_one(tmp_path, 
     assert final.read_chosen(SimpleNamespace(name="p")) == [{"target": "t1", "arch": a, "arch_ws": b}]
     (folder / "chosen.csv").write_text(f"target,arch,arch_ws\nt1,{a},Conv9x9_w100\n")
     with pytest.raises(bench.BenchError, match=r"chosen.csv: row 1: arch_ws"):
+        final.read_chosen(SimpleNamespace(name="p"))
+    c = arch_string([2] * 5)
+    (folder / "chosen.csv").write_text(f"target,arch,arch_ws,arch_ws_loss\nt1,{a},{b},{c}\n")
+    assert final.read_chosen(SimpleNamespace(name="p"))[0]["arch_ws_loss"] == c
+    (folder / "chosen.csv").write_text(f"target,arch,arch_ws,arch_ws_loss\nt1,{a},{b},nonsense\n")
+    with pytest.raises(bench.BenchError, match=r"chosen.csv: row 1: arch_ws_loss"):
         final.read_chosen(SimpleNamespace(name="p"))
 
 
@@ -667,3 +700,6 @@ def test_final_arms_figure_draws_both_arms_and_the_best_table_architecture_per_t
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {
         "final choice", "WS-only control", "best table architecture within the budget"}
     assert ax.lines[-1].get_ydata().tolist() == pytest.approx([72.0, 72.0])
+    loss = [{"target": "t1", "chosen_test_miou_mean": 0.69, "chosen_test_miou_std": 0.01}]  # t2 pending
+    three = plots.final_arms(choice, control, loss).axes[0]
+    assert "WS-loss arm" in {t.get_text() for t in three.get_legend().get_texts()}

@@ -1012,6 +1012,62 @@ def test_fidelity_choice_rebuilds_a_corrupt_cache_and_refuses_a_non_finite_score
     assert not cache.exists()  # nothing cached from a failed fine-tune
 
 
+class _LossScorer:
+    """A stand-in supernet for :func:`loss_choice`: fixed WS scores per architecture (by its first
+    choice), the mIoU the runs recorded unless ``miou_offset`` says otherwise."""
+
+    def __init__(self, loss, miou, miou_offset=0.0):
+        self.loss, self.miou, self.offset, self.seen = loss, miou, miou_offset, []
+
+    def ws_scores(self, choices):
+        self.seen.append(np.asarray(choices).copy())
+        first = [int(c[0]) for c in choices]
+        return {"miou": np.array([self.miou[f] + self.offset for f in first]),
+                "crack_iou": np.zeros(len(first)), "loss": np.array([self.loss[f] for f in first])}
+
+
+def test_loss_choice_picks_the_lowest_ws_loss_within_budget_among_the_same_evaluations():
+    from types import SimpleNamespace
+
+    from linas_lib.search import report as pareto
+
+    exp = E.ParetoExperiment(["a", "b"], [10.0, 0.6])
+    lat = np.array([[5.0, 0.5], [8.0, 0.7], [9.0, 0.5], [50.0, 5.0]])
+    miou = np.array([0.9, 0.5, 0.6, 0.95])
+    runs = [E.MethodRun("random", 0, np.array([[k] * 5 for k in range(4)]), miou, lat)]
+    profile = SimpleNamespace(search=SimpleNamespace(loss_arm=True))
+    chosen = pareto.chosen_architectures(exp, runs)  # WS-only: arch 0 for both targets
+    scorer = _LossScorer(loss={0: 1.0, 1: 0.2, 2: 0.5, 3: 0.1}, miou=dict(enumerate(miou)))
+    rows = pareto.loss_choice(profile, scorer, exp, runs, chosen)
+    # a: within 10 ms are 0, 1, 2; the lowest loss is arch 1 (WS mIoU rank 3 there)
+    assert rows[0]["arch_ws_loss"] == pareto.arch_string([1] * 5) and rows[0]["ws_loss_miou_rank"] == 3
+    # b: arch 1 is over its 0.6 ms budget: arch 2 (loss 0.5); arch 3 is within no budget and never scored
+    assert rows[1]["arch_ws_loss"] == pareto.arch_string([2] * 5) and rows[1]["ws_loss"] == 0.5
+    assert all(r["arch_ws"] == r["arch"] == pareto.arch_string([0] * 5) for r in rows)  # the control, unchanged
+    assert len(scorer.seen) == 1 and sorted(int(c[0]) for c in scorer.seen[0]) == [0, 1, 2]
+    # off, or nothing chosen: the rows as they were
+    assert pareto.loss_choice(SimpleNamespace(search=SimpleNamespace(loss_arm=False)), scorer, exp, runs, chosen) == chosen
+    # a target nothing meets keeps the WS rule's fallback for this arm too
+    tight = E.ParetoExperiment(["a", "b"], [10.0, 0.1])
+    fallback = pareto.loss_choice(profile, scorer, tight, runs, pareto.chosen_architectures(tight, runs))[1]
+    assert fallback["arch_ws_loss"] == fallback["arch_ws"] and fallback["ws_loss_miou_rank"] == 0
+
+
+def test_loss_choice_refuses_another_oracles_scores_and_a_non_finite_loss():
+    from types import SimpleNamespace
+
+    from linas_lib.search import report as pareto
+
+    exp = E.ParetoExperiment(["a"], [10.0])
+    runs = [E.MethodRun("random", 0, np.array([[0] * 5, [1] * 5]), np.array([0.9, 0.5]), np.array([[5.0], [8.0]]))]
+    profile = SimpleNamespace(search=SimpleNamespace(loss_arm=True))
+    chosen = pareto.chosen_architectures(exp, runs)
+    with pytest.raises(ValueError, match=r"off the value its search run recorded"):
+        pareto.loss_choice(profile, _LossScorer({0: 1.0, 1: 2.0}, {0: 0.9, 1: 0.5}, miou_offset=0.01), exp, runs, chosen)
+    with pytest.raises(ValueError, match=r"WS loss of Conv3x3_w50-.* is nan: not finite"):
+        pareto.loss_choice(profile, _LossScorer({0: float("nan"), 1: 2.0}, {0: 0.9, 1: 0.5}), exp, runs, chosen)
+
+
 def test_choice_noise_reads_the_retest_against_the_first_fine_tune():
     from linas_lib.search import report as pareto
 

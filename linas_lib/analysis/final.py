@@ -37,7 +37,7 @@ from . import bench as B
 
 def final_selection(chosen: list[dict]) -> list[dict]:
     """One bench selection row per distinct chosen architecture (named after its targets): each
-    row's ``arch`` and, where 05 chose by multi-fidelity, its control arm ``arch_ws``."""
+    row's architecture of every arm it carries (:data:`ARMS`)."""
     targets: dict[str, list[str]] = {}
     for row in chosen:
         for column in ARMS:
@@ -47,9 +47,15 @@ def final_selection(chosen: list[dict]) -> list[dict]:
             for arch, names in targets.items()]
 
 
-# chosen.csv's architecture columns: the final choice (multi-fidelity where 05 used it) and the
-# WS-only choice, its control arm (absent when 05 chose by WS alone)
-ARMS = ("arch", "arch_ws")
+# chosen.csv's architecture columns: the final choice (multi-fidelity where 05 used it), the
+# WS-only choice, the control arm (absent when 05 chose by WS alone), and the WS-loss choice
+# (search.loss_arm)
+ARMS = ("arch", "arch_ws", "arch_ws_loss")
+CONTROL = "arch_ws"
+# the arms compared with CONTROL: (name in final_arms.csv, chosen.csv column, summary prefixes of
+# its final_rows and of its contrasts)
+CONTRASTS = (("multi_fidelity", "arch", "final", "final_arms"),
+             ("ws_loss", "arch_ws_loss", "final_ws_loss", "final_loss_arm"))
 
 
 def final_plan(profile, chosen: list[dict], seed: int = 0, folder: Path | None = None, features_fn=None,
@@ -249,9 +255,11 @@ def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) 
 
     Returns:
         ``(rows, status)``: :func:`final_rows` of the chosen architectures (``arch``);
-        ``{items, done, pending, table, seeds}`` (items of both arms), and, where the rows carry
-        the WS-only control arm ``arch_ws``, ``control_rows`` (:func:`final_rows` of that arm, the
-        same seed SD) and ``arms`` (:func:`arm_differences`).
+        ``{items, done, pending, table, seeds}`` (items of every arm), and, where the rows carry
+        the WS-only control arm ``arch_ws`` and an arm to compare with it (:func:`compared_arms`),
+        ``control_rows`` (:func:`final_rows` of the control, the same seed SD), ``arm_rows``
+        (``{chosen.csv column: its final_rows}`` of the arms other than ``arch``) and ``arms``
+        (:func:`arm_differences` of each compared arm, stacked).
     """
     import concurrent.futures
 
@@ -266,20 +274,35 @@ def final_networks(profile, chosen: list[dict], seed: int, latency, table=None) 
     rows = final_rows(chosen, items, table.rows, latency)
     status = {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
               "table": table.message or table.path, "seeds": list(profile.search.final_seeds)}
-    if chosen and all(c.get("arch_ws") for c in chosen):
-        control = [{**c, "arch": c["arch_ws"]} for c in chosen]
-        status.update({"control_rows": final_rows(control, items, table.rows, latency),
-                       "arms": arm_differences(chosen, items, table.rows)})
+    compared = compared_arms(profile, chosen)
+    if compared:
+        arm_of = lambda column: [{**c, "arch": c[column]} for c in chosen]  # noqa: E731
+        status.update({"control_rows": final_rows(arm_of(CONTROL), items, table.rows, latency),
+                       "arm_rows": {column: final_rows(arm_of(column), items, table.rows, latency)
+                                    for _, column, _, _ in compared if column != "arch"},
+                       "arms": [r for name, column, _, _ in compared
+                                for r in arm_differences(chosen, items, table.rows, column, name)]})
     return rows, status
 
 
-def arm_differences(chosen: list[dict], items: list[dict], table: list[dict]) -> list[dict]:
-    """The final choice minus its WS-only control (``arch`` - ``arch_ws``), test mIoU points.
+def compared_arms(profile, chosen: list[dict]) -> list[tuple[str, str, str, str]]:
+    """The :data:`CONTRASTS` this run has: the multi-fidelity arm where ``search.choice_topk`` > 0,
+    the WS-loss arm where every row carries ``arch_ws_loss``; none without the control ``arch_ws``."""
+    if not chosen or not all(c.get(CONTROL) for c in chosen):
+        return []
+    has = {"arch": profile.search.choice_topk > 0, "arch_ws_loss": all(c.get("arch_ws_loss") for c in chosen)}
+    return [contrast for contrast in CONTRASTS if has[contrast[1]]]
+
+
+def arm_differences(chosen: list[dict], items: list[dict], table: list[dict], column: str = "arch",
+                    name: str = "multi_fidelity") -> list[dict]:
+    """An arm (chosen.csv's ``column``, ``arm`` = ``name``) minus the WS-only control
+    (``arch_ws``), test mIoU points; ``arch`` in the rows is the arm's architecture.
 
     One row per target (``n_seeds`` and ``n_seeds_ws`` of the two arms; no difference while an
     arm is untrained), then, once every target has both arms, ``target`` "mean" (over every
     target, zeros included: the rule as deployed) and "mean_differing" (over the distinct
-    (choice, control) pairs that differ, each once). Each is a contrast of architecture seed
+    (arm, control) pairs that differ, each once). Each is a contrast of architecture seed
     means, ``sum_a w_a mean_a``; its standard error is ``sd sqrt(sum_a w_a^2 / n_a)`` with the
     seed SD pooled over the table and the final items (:func:`pooled_seed_sd`), so an
     architecture in both arms cancels out and targets that share architectures are not counted
@@ -288,21 +311,21 @@ def arm_differences(chosen: list[dict], items: list[dict], table: list[dict]) ->
     """
     means = arch_means(items)
     spread = pooled_seed_sd(list(table) + list(items))
-    pairs = list(dict.fromkeys((c["arch"], c["arch_ws"]) for c in chosen if c["arch"] != c["arch_ws"]))
+    pairs_of = [(c[column], c[CONTROL]) for c in chosen]
+    differing = list(dict.fromkeys(p for p in pairs_of if p[0] != p[1]))
     rows = []
-    for c in chosen:
-        row = {"target": c["target"], "arch": c["arch"], "arch_ws": c["arch_ws"], "n_targets": 1,
-               "n_seeds": means.get(c["arch"], {}).get("n_seeds", 0),
-               "n_seeds_ws": means.get(c["arch_ws"], {}).get("n_seeds", 0)}
+    for c, (arch, control) in zip(chosen, pairs_of):
+        row = {"arm": name, "target": c["target"], "arch": arch, "arch_ws": control, "n_targets": 1,
+               "n_seeds": means.get(arch, {}).get("n_seeds", 0), "n_seeds_ws": means.get(control, {}).get("n_seeds", 0)}
         if row["n_seeds"] and row["n_seeds_ws"]:
-            row.update(_contrast(_pair_weights([(c["arch"], c["arch_ws"])]), means, spread))
+            row.update(_contrast(_pair_weights([(arch, control)]), means, spread))
         rows.append(row)
     if chosen and all(r["n_seeds"] and r["n_seeds_ws"] for r in rows):
-        for name, group in (("mean", [(c["arch"], c["arch_ws"]) for c in chosen]), ("mean_differing", pairs)):
+        for target, group in (("mean", pairs_of), ("mean_differing", differing)):
             if group:
-                rows.append({"target": name, "arch": "", "arch_ws": "", "n_targets": len(group) if name == "mean"
-                             else sum(c["arch"] != c["arch_ws"] for c in chosen), "n_pairs": len(pairs),
-                             **_contrast(_pair_weights(group), means, spread)})
+                rows.append({"arm": name, "target": target, "arch": "", "arch_ws": "",
+                             "n_targets": len(group) if target == "mean" else sum(a != b for a, b in pairs_of),
+                             "n_pairs": len(differing), **_contrast(_pair_weights(group), means, spread)})
     return rows
 
 
@@ -328,22 +351,30 @@ def _contrast(weights: dict[str, float], means: dict[str, dict], spread: tuple[f
     return {"diff_pts": est, "diff_se_pts": se, "diff_ci95_low_pts": est - half, "diff_ci95_high_pts": est + half}
 
 
-def arm_figures(control_rows: list[dict], arms: list[dict]) -> dict[str, float]:
+def arm_figures(control_rows: list[dict], arms: list[dict], arm_rows: dict | None = None) -> dict[str, float]:
     """``final_ws.<figure>.<target>`` (the WS-only control arm's :func:`final_rows`, as
-    :func:`final_figures`) and ``final_arms.<diff_pts|diff_ci95_low_pts|diff_ci95_high_pts>.<target>``
-    of :func:`arm_differences` (targets, and ``mean`` and ``mean_differing`` once every target has
-    both arms) with ``final_arms.n_pairs`` and ``final_arms.n_targets_pending``; empty without a
-    control arm."""
+    :func:`final_figures`), the same of each arm in ``arm_rows`` under its :data:`CONTRASTS` rows
+    prefix (``final_ws_loss``), and per compared arm ``<prefix>.<diff_pts|diff_ci95_low_pts|
+    diff_ci95_high_pts>.<target>`` of :func:`arm_differences` (targets, and ``mean`` and
+    ``mean_differing`` once every target has both arms) with ``<prefix>.n_pairs`` and
+    ``<prefix>.n_targets_pending`` (prefix ``final_arms``: the multi-fidelity arm,
+    ``final_loss_arm``: the WS-loss arm); empty without a compared arm."""
     if not arms:
         return {}
     out = final_figures(control_rows, prefix="final_ws")
-    for row in arms:
-        out.update({f"final_arms.{k}.{row['target']}": row[k]
-                    for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts") if k in row})
-        if row["target"] == "mean":
-            out["final_arms.n_pairs"] = float(row["n_pairs"])
-    out["final_arms.n_targets_pending"] = float(sum(1 for r in arms if "n_seeds" in r
-                                                    and not (r["n_seeds"] and r["n_seeds_ws"])))
+    for name, column, rows_prefix, prefix in CONTRASTS:
+        if column in (arm_rows or {}):
+            out.update(final_figures(arm_rows[column], prefix=rows_prefix))
+        mine = [r for r in arms if r.get("arm", "multi_fidelity") == name]
+        if not mine:
+            continue
+        for row in mine:
+            out.update({f"{prefix}.{k}.{row['target']}": row[k]
+                        for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts") if k in row})
+            if row["target"] == "mean":
+                out[f"{prefix}.n_pairs"] = float(row["n_pairs"])
+        out[f"{prefix}.n_targets_pending"] = float(sum(1 for r in mine if "n_seeds" in r
+                                                       and not (r["n_seeds"] and r["n_seeds_ws"])))
     return out
 
 
@@ -352,7 +383,8 @@ def read_chosen(profile) -> list[dict]:
 
     Raises:
         BenchError: the file is absent (run notebook 05 first), lacks ``target``/``arch``, or has an
-            unparsable architecture (in ``arch``, or ``arch_ws`` where the file has it) or a target twice (naming the file and row).
+            unparsable architecture (in ``arch``, or another :data:`ARMS` column where the file has it) or a
+            target twice (naming the file and row).
     """
     from ..paths import project_root
     from ..provenance import read_csv_table
@@ -361,8 +393,9 @@ def read_chosen(profile) -> list[dict]:
     if not path.is_file():
         raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
     rows = read_csv_table(path, columns=("target", "arch"), archs=("arch",), unique=("target",), error=B.BenchError)
-    if "arch_ws" in rows[0]:  # multi-fidelity choice: its WS-only control arm is trained too
-        rows = read_csv_table(path, columns=("target", *ARMS), archs=ARMS, unique=("target",), error=B.BenchError)
+    arms = tuple(a for a in ARMS if a in rows[0])  # every arm 05 wrote is trained
+    if arms != ("arch",):
+        rows = read_csv_table(path, columns=("target", *arms), archs=arms, unique=("target",), error=B.BenchError)
     return rows
 
 

@@ -438,6 +438,53 @@ def fidelity_choice(profile, supernet, latency, exp: E.ParetoExperiment, runs: l
     return rows, candidates
 
 
+def loss_choice(profile, supernet, exp: E.ParetoExperiment, runs: list[E.MethodRun], chosen: list[dict]) -> list[dict]:
+    """``chosen`` with a third arm (``search.loss_arm``): per target the evaluated architecture
+    with the lowest WS loss within the budget (``arch_ws_loss``), among the same compared runs'
+    evaluations as the WS-only choice ``arch_ws``, scored by the same evaluator on the same WS
+    split (the training objective, :func:`~linas_lib.losses.segmentation_loss`). Trained and
+    compared with ``arch_ws`` like the multi-fidelity arm; the profile's choice ``arch`` is not
+    changed. Rows without ``arch_ws`` (WS-only profiles) get it from ``arch``.
+
+    Added columns: ``arch_ws_loss``, ``ws_loss`` (its WS loss), ``ws_loss_miou_rank`` (its rank by
+    WS mIoU within the budget; 1: the WS-only choice). The pool's scores are one cached table
+    (:meth:`~linas_lib.supernet.train.TrainedSupernet.ws_scores`).
+
+    Raises:
+        ValueError: the evaluator's WS mIoU of the pool differs from the one the runs recorded
+            (another supernet or split: the loss would not be the same oracle's), or a
+            non-finite loss (naming the architecture).
+    """
+    if not profile.search.loss_arm or not chosen:
+        return chosen
+    choices, miou, lat = E.union(runs)
+    budgets = np.asarray(exp.budgets_ms)
+    pool = np.flatnonzero((lat <= budgets).any(axis=1))
+    scores = supernet.ws_scores(choices[pool])
+    loss = np.full(len(choices), np.nan)
+    loss[pool] = scores["loss"]
+    drift = np.abs(scores["miou"] - miou[pool])
+    if drift.max(initial=0.0) > 1e-4:  # float noise across machines, far below another supernet's
+        raise ValueError(f"WS mIoU of {arch_string(choices[pool[int(np.argmax(drift))]])} is {drift.max():.3g} "
+                         "off the value its search run recorded: the WS loss is not the searched oracle's")
+    bad = pool[~np.isfinite(loss[pool])]
+    if len(bad):
+        raise ValueError(f"the WS loss of {arch_string(choices[bad[0]])} is {loss[bad[0]]}: not finite")
+    rows = []
+    for t, row in enumerate(chosen):
+        ok = np.flatnonzero(lat[:, t] <= budgets[t])
+        out = {**row, "arch_ws": row.get("arch_ws") or row["arch"]}
+        if len(ok):
+            best = ok[int(np.argmin(loss[ok]))]
+            rank = 1 + int(np.sum(miou[ok] > miou[best]))
+            out.update({"arch_ws_loss": arch_string(choices[best]), "ws_loss": float(loss[best]),
+                        "ws_loss_miou_rank": rank})
+        else:  # the WS rule's fallback (its fastest architecture) stands for this arm too
+            out.update({"arch_ws_loss": out["arch_ws"], "ws_loss": math.nan, "ws_loss_miou_rank": 0})
+        rows.append(out)
+    return rows
+
+
 class FineTuneScores:
     """Fine-tuned mIoU on the WS split per architecture (the multi-fidelity choice's score), cached.
 
