@@ -115,3 +115,23 @@ def test_predicted_fronts_break_ties_and_skip_a_target_nothing_meets():
     # target 0: (0, *) at latency 0 (prediction 0.1, the lowest code: (0, 0)), then (1, *) at 1
     # (0.3, beats 0.1: (1, 0)); (2, *) at 2 only ties 0.3. Target 1: nothing within 2 ms.
     assert codes.tolist() == space.encode(np.array([[0, 0], [1, 0]])).tolist()
+
+
+def test_smallest_path_coverage_counts_the_layers_each_set_shares_with_the_smallest_path():
+    from linas_lib.analysis import ws_structure
+    from linas_lib.space import arch_string
+
+    smallest = np.zeros(5, dtype=np.int64)
+    choices = np.array([[0, 0, 0, 1, 1], [0, 1, 1, 1, 1], [2, 2, 2, 2, 2], [0, 0, 0, 0, 0]])
+    miou = np.array([0.9, 0.5, 0.6, 0.99])
+    lat = np.array([[5.0], [6.0], [7.0], [50.0]])  # the smallest path itself is over the only budget
+    chosen = [{"target": "a", "arch_ws": arch_string(choices[0]), "arch": arch_string(choices[2])}]
+    rows = {r["set"]: r for r in ws_structure.smallest_path_coverage(
+        smallest, [arch_string(choices[2]), arch_string(choices[1])], choices, miou, lat, [10.0], chosen, top_k=2)}
+    assert set(rows) == {"table", "pool", "pool_top2", "arch_ws", "arch"}  # no arch_ws_loss column: skipped
+    assert rows["pool"]["n"] == 3 and rows["pool"]["mean_smallest_layers"] == pytest.approx(4 / 3)
+    assert rows["pool_top2"]["n"] == 2 and rows["pool_top2"]["share_ge3"] == 0.5  # archs 0 (3 layers) and 2 (none)
+    assert rows["table"]["share_ge1"] == 0.5 and rows["table"]["share_ge2"] == 0.0
+    assert rows["arch_ws"]["share_ge3"] == 1.0 and rows["arch"]["mean_smallest_layers"] == 0.0
+    figures = ws_structure.coverage_summary(list(rows.values()))
+    assert figures["near_smallest.share_ge2.pool"] == pytest.approx(1 / 3) and figures["near_smallest.n.table"] == 2.0

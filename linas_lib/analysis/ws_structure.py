@@ -214,3 +214,64 @@ def sweep_summary(facts: dict, long_result: dict, reference_hv: float) -> dict[s
     for m, row in (long_result or {}).get("final", {}).items():
         out[f"ws_sweep.hv_frac.{m}"] = row["mean"] * reference_hv / facts["with_sweep_hv"]
     return out
+
+
+COVERAGE_TOP_K = 10  # per target, the pool's best WS mIoU within the budget: the region a WS pick comes from
+
+
+def smallest_path_coverage(smallest, table_archs, choices, miou, lat, budgets_ms, chosen,
+                           arms=("arch_ws", "arch", "arch_ws_loss"), top_k: int = COVERAGE_TOP_K) -> list[dict]:
+    """How near the sandwich rule's smallest path (trained every step) each set of architectures
+    lies, counted as the layers that equal it: the benchmark table (what validates the oracle),
+    the search's pool (the compared runs' evaluations within some budget), the pool's ``top_k``
+    best WS mIoU within each budget (distinct over the targets), and each final arm's picks
+    (distinct). A region the search favours and the table does not sample is one where the
+    table's Kendall tau says nothing about the oracle.
+
+    Args:
+        smallest: the smallest path ``(L,)`` (:func:`~linas_lib.supernet.model.smallest_path`).
+        table_archs: the benchmark table's architecture strings.
+        choices, miou, lat: the pool as :func:`~linas_lib.search.experiment.union` gives it.
+        budgets_ms: per target, in ``lat``'s column order.
+        chosen: 05's chosen rows; ``arms``: their architecture columns (absent ones are skipped).
+
+    Returns:
+        One row per set: ``set``, ``n``, ``mean_smallest_layers``, ``share_ge1`` /
+        ``share_ge2`` / ``share_ge3`` (the share with at least that many of the smallest path's layers).
+    """
+    from ..space import parse_arch
+
+    smallest = np.asarray(smallest)
+    within = lat <= np.asarray(budgets_ms)
+    top = set()
+    for t in range(within.shape[1]):
+        ok = np.flatnonzero(within[:, t])
+        top.update(ok[np.argsort(-miou[ok], kind="stable")[:top_k]].tolist())
+    sets = {"table": np.array([parse_arch(a) for a in table_archs]).reshape(-1, len(smallest)),
+            "pool": choices[within.any(axis=1)], f"pool_top{top_k}": choices[sorted(top)]}
+    for arm in arms:
+        picks = list(dict.fromkeys(row[arm] for row in chosen if row.get(arm)))
+        if picks:
+            sets[arm] = np.array([parse_arch(a) for a in picks])
+    rows = []
+    for name, archs in sets.items():
+        layers = (np.asarray(archs) == smallest).sum(axis=1)
+        rows.append({"set": name, "n": len(layers), "mean_smallest_layers": float(layers.mean()) if len(layers) else np.nan,
+                     **{f"share_ge{k}": float((layers >= k).mean()) if len(layers) else np.nan for k in (1, 2, 3)}})
+    return rows
+
+
+def coverage_summary(rows: list[dict]) -> dict[str, float]:
+    """``near_smallest.share_ge2.<set>`` and ``near_smallest.n.<set>`` of :func:`smallest_path_coverage`."""
+    return {f"near_smallest.{key}.{r['set']}": float(r[field]) for r in rows
+            for key, field in (("share_ge2", "share_ge2"), ("n", "n"))}
+
+
+def coverage(supernet, table, runs, experiment, chosen: list[dict]) -> list[dict]:
+    """:func:`smallest_path_coverage` of 05's objects: the supernet's smallest path, the loaded
+    benchmark table, the compared runs, the experiment's budgets and the chosen rows."""
+    from ..search.experiment import union
+    from ..supernet.model import candidate_param_counts, smallest_path
+
+    return smallest_path_coverage(smallest_path(candidate_param_counts(supernet.model)),
+                                  [r["arch"] for r in table.rows], *union(runs), experiment.budgets_ms, chosen)
