@@ -192,7 +192,8 @@ GOALS: tuple[Goal, ...] = (
          lo="final_ws.miou_gap_ci95_low_pts.<x>", hi="final_ws.miou_gap_ci95_high_pts.<x>", digits=2),
     Goal(12, "... the same, the WS-loss arm (search.loss_arm: the lowest WS loss within the budget among the same "
          "evaluations; added after 07's post-hoc finding that the WS loss picks better among the table's "
-         "architectures, fixed before its networks were trained)", N05,
+         "architectures, fixed before its picks were computed; seeds 0-2 of its networks existed from earlier "
+         "arms, seeds 3-4 were trained after)", N05,
          "final_ws_loss.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
          lo="final_ws_loss.miou_gap_ci95_low_pts.<x>", hi="final_ws_loss.miou_gap_ci95_high_pts.<x>", digits=2,
          context=(("the WS-loss arm minus the WS-only control, test mIoU points, mean over the targets", N05,

@@ -1066,6 +1066,11 @@ def test_loss_choice_refuses_another_oracles_scores_and_a_non_finite_loss():
         pareto.loss_choice(profile, _LossScorer({0: 1.0, 1: 2.0}, {0: 0.9, 1: 0.5}, miou_offset=0.01), exp, runs, chosen)
     with pytest.raises(ValueError, match=r"WS loss of Conv3x3_w50-.* is nan: not finite"):
         pareto.loss_choice(profile, _LossScorer({0: float("nan"), 1: 2.0}, {0: 0.9, 1: 0.5}), exp, runs, chosen)
+    with pytest.raises(ValueError, match=r"off the value its search run recorded"):  # a NaN is no match
+        pareto.loss_choice(profile, _LossScorer({0: 1.0, 1: 2.0}, {0: float("nan"), 1: 0.5}), exp, runs, chosen)
+    with pytest.raises(ValueError, match=r"one row per target, in the experiment's order"):
+        pareto.loss_choice(profile, _LossScorer({0: 1.0, 1: 2.0}, {0: 0.9, 1: 0.5}), exp, runs,
+                           [{**chosen[0], "target": "b"}])
 
 
 def test_choice_noise_reads_the_retest_against_the_first_fine_tune():

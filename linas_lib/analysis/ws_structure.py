@@ -230,7 +230,7 @@ def smallest_path_coverage(smallest, table_archs, choices, miou, lat, budgets_ms
 
     Args:
         smallest: the smallest path ``(L,)`` (:func:`~linas_lib.supernet.model.smallest_path`).
-        table_archs: the benchmark table's architecture strings.
+        table_archs: the benchmark table's distinct architecture strings.
         choices, miou, lat: the pool as :func:`~linas_lib.search.experiment.union` gives it.
         budgets_ms: per target, in ``lat``'s column order.
         chosen: 05's chosen rows; ``arms``: their architecture columns (absent ones are skipped).
@@ -274,4 +274,4 @@ def coverage(supernet, table, runs, experiment, chosen: list[dict]) -> list[dict
     from ..supernet.model import candidate_param_counts, smallest_path
 
     return smallest_path_coverage(smallest_path(candidate_param_counts(supernet.model)),
-                                  [r["arch"] for r in table.rows], *union(runs), experiment.budgets_ms, chosen)
+                                  list(dict.fromkeys(r["arch"] for r in table.rows)), *union(runs), experiment.budgets_ms, chosen)

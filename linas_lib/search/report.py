@@ -452,8 +452,8 @@ def loss_choice(profile, supernet, exp: E.ParetoExperiment, runs: list[E.MethodR
 
     Raises:
         ValueError: the evaluator's WS mIoU of the pool differs from the one the runs recorded
-            (another supernet or split: the loss would not be the same oracle's), or a
-            non-finite loss (naming the architecture).
+            (another supernet or split: the loss would not be the same oracle's), a non-finite
+            loss (naming the architecture), or rows not one per target in the experiment's order.
     """
     if not profile.search.loss_arm or not chosen:
         return chosen
@@ -464,12 +464,16 @@ def loss_choice(profile, supernet, exp: E.ParetoExperiment, runs: list[E.MethodR
     loss = np.full(len(choices), np.nan)
     loss[pool] = scores["loss"]
     drift = np.abs(scores["miou"] - miou[pool])
+    drift[~np.isfinite(drift)] = np.inf  # a NaN on either side is a mismatch, not a pass
     if drift.max(initial=0.0) > 1e-4:  # float noise across machines, far below another supernet's
         raise ValueError(f"WS mIoU of {arch_string(choices[pool[int(np.argmax(drift))]])} is {drift.max():.3g} "
                          "off the value its search run recorded: the WS loss is not the searched oracle's")
     bad = pool[~np.isfinite(loss[pool])]
     if len(bad):
         raise ValueError(f"the WS loss of {arch_string(choices[bad[0]])} is {loss[bad[0]]}: not finite")
+    if [row["target"] for row in chosen] != list(exp.target_names):
+        raise ValueError(f"chosen rows name targets {[row['target'] for row in chosen]}, the experiment "
+                         f"{list(exp.target_names)}: one row per target, in the experiment's order")
     rows = []
     for t, row in enumerate(chosen):
         ok = np.flatnonzero(lat[:, t] <= budgets[t])
