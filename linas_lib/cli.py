@@ -269,8 +269,9 @@ def _cmd_lut_check(args: argparse.Namespace) -> int:
 
 
 def _add_bench_commands(sub) -> None:
-    """``linas bench build|final|status|recheck|speed``: the standalone benchmark table (linas_lib.analysis.bench)
-    and 05's final networks trained with its recipe (linas_lib.analysis.final)."""
+    """``linas bench build|final|near-smallest|status|recheck|speed``: the standalone benchmark table
+    (linas_lib.analysis.bench), and 05's final networks and near-smallest pairs trained with its recipe
+    (linas_lib.analysis.final, linas_lib.analysis.near_smallest)."""
     bench = sub.add_parser("bench", help="the standalone benchmark table (ground truth for ranking studies)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     build = bench_sub.add_parser("build", help="train the pending (architecture, seed) items on Dask and assemble "
@@ -284,6 +285,13 @@ def _add_bench_commands(sub) -> None:
     fin.add_argument("--seed", type=int, default=0, help="data-split seed (default 0)")
     _dask_args(fin)
     fin.set_defaults(func=_cmd_bench_final)
+    near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
+                                "(results/<profile>/05_pareto/near_smallest_pairs.csv) for bench.seeds with the "
+                                "table's recipe, on Dask (resumes per item)")
+    near.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    near.add_argument("--seed", type=int, default=0, help="data-split seed (default 0)")
+    _dask_args(near)
+    near.set_defaults(func=_cmd_bench_near_smallest)
     stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
     _bench_common(stat)
     stat.set_defaults(func=_cmd_bench_status)
@@ -353,6 +361,18 @@ def _cmd_bench_final(args: argparse.Namespace) -> int:
     chosen = read_chosen(as_profile(args.profile))
     info = build_final(args.profile, chosen, args.seed, scheduler=args.scheduler, workers=args.workers, limit=args.limit)
     print(f"final networks: {info['done']}/{info['items']} items done ({info['ran']} run now), {info['pending']} pending")
+    return 0
+
+
+def _cmd_bench_near_smallest(args: argparse.Namespace) -> int:
+    from .analysis import near_smallest
+    from .analysis.bench import as_profile
+
+    pairs = near_smallest.read_pairs(as_profile(args.profile))
+    info = near_smallest.build(args.profile, pairs, args.seed, scheduler=args.scheduler, workers=args.workers,
+                               limit=args.limit)
+    print(f"near-smallest pairs: {info['done']}/{info['items']} items done ({info['ran']} run now), "
+          f"{info['pending']} pending")
     return 0
 
 

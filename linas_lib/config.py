@@ -346,6 +346,9 @@ class SearchConfig:
     # budget among the same evaluations (linas_lib.search.report.loss_choice); trained and
     # compared with the control, it does not replace the profile's choice
     loss_arm: bool = field(default=False, metadata={"key": False})
+    # pairs of pool architectures matched on WS mIoU, one near the sandwich rule's smallest path
+    # and one far from it, trained standalone (linas_lib.analysis.near_smallest); 0 = none
+    near_smallest_pairs: int = field(default=0, metadata={"key": False})
     methods: tuple[str, ...] = field(default=("random", "alpha", "epr", "zero_cost"),
                                      metadata={"key": False})  # compared at equal budgets
     near_images: int = 4  # train images in the NEAR zero-cost batch
@@ -390,7 +393,7 @@ class SearchConfig:
     def __post_init__(self):
         require(self, positive=("eval_budget", "pop_size", "zero_cost_pool", "near_images", "near_contexts",
                                 "prefilter_factor", "hv_ref_miou_loss", "hv_ref_latency"),
-                non_negative=("finetune_topk", "finetune_epochs", "choice_topk", "choice_epochs", "near_check_archs", "pareto_strength", "c3_images",
+                non_negative=("finetune_topk", "finetune_epochs", "choice_topk", "choice_epochs", "near_smallest_pairs", "near_check_archs", "pareto_strength", "c3_images",
                               "oracle_evals", "long_evals"),
                 unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds"),
                 choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})
