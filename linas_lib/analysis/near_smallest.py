@@ -10,7 +10,11 @@ layers in 103 (``smallest_path_coverage.csv``), so the table cannot see such a b
 The test (:func:`select_pairs`): among the search's pool (the compared runs' evaluations within
 some budget) in the top ``TOP_SHARE`` by WS mIoU, the region a WS pick comes from, draw
 ``search.near_smallest_pairs`` architectures with at least ``MIN_LAYERS`` smallest-path layers
-and match each with the unused pool architecture that has none and the closest WS mIoU. Were WS
+(never one of 05's final picks, whose accuracy is known) and match each with the unused pool
+architecture that has none, a parameter count within ``SIZE_TOLERANCE`` of its own, and the
+closest WS mIoU. Matching on size too matters: near networks are small, standalone accuracy
+grows with size, and WS correlates with it imperfectly, so at equal WS alone a smaller network
+is expected to train worse even under an unbiased WS (regression to each group's mean). Were WS
 unbiased there, the pairs' standalone accuracies would agree on average; the bias predicts the
 near one lower. Both are trained with the benchmark table's recipe and seeds (``bench.seeds``;
 ``linas bench near-smallest``); :func:`pair_rows` gives per pair the standalone difference
@@ -30,48 +34,65 @@ from . import bench as B
 
 TOP_SHARE = 0.25  # the pool's best WS quarter: where a WS pick comes from
 MIN_LAYERS = 2  # smallest-path layers that make an architecture "near"
+SIZE_TOLERANCE = 0.1  # a far partner's parameter count within 10 % of the near one's
 PAIRS_STREAM = 0x5A1  # the draw of the near architectures
 
 
-def select_pairs(smallest, choices, miou, lat, budgets_ms, n_pairs: int, rng: np.random.Generator) -> list[dict]:
-    """Up to ``n_pairs`` (near, far) pairs matched on WS mIoU (see the module docstring).
+def select_pairs(smallest, choices, miou, lat, budgets_ms, params, n_pairs: int, rng: np.random.Generator,
+                 exclude=()) -> list[dict]:
+    """Up to ``n_pairs`` (near, far) pairs matched on size and WS mIoU (see the module docstring).
 
     Args:
         smallest: the smallest path ``(L,)``.
         choices, miou, lat: the pool as :func:`~linas_lib.search.experiment.union` gives it.
         budgets_ms: per target, in ``lat``'s column order.
-        n_pairs: how many pairs (fewer when fewer near architectures qualify).
-        rng: draws the near architectures.
+        params: each pool architecture's parameter count ``(n,)``.
+        n_pairs: how many pairs (fewer when fewer near architectures qualify or find a partner).
+        rng: draws the near architectures (in a random order; each takes its partner in turn).
+        exclude: architecture strings never drawn or matched (05's final picks).
 
     Returns:
-        ``{pair, near_arch, far_arch, near_ws_miou, far_ws_miou, near_layers}`` per pair.
+        ``{pair, near_arch, far_arch, near_ws_miou, far_ws_miou, near_params, far_params,
+        near_layers}`` per pair.
     """
     pool = np.flatnonzero((lat <= np.asarray(budgets_ms)).any(axis=1))
+    skip = set(exclude)
+    pool = np.array([i for i in pool if arch_string(choices[i]) not in skip], dtype=np.int64)
     if n_pairs <= 0 or not len(pool):
         return []
     layers = (choices == np.asarray(smallest)).sum(axis=1)
+    params = np.asarray(params, dtype=float)
     cut = np.quantile(miou[pool], 1 - TOP_SHARE)
     near = pool[(layers[pool] >= MIN_LAYERS) & (miou[pool] >= cut)]
-    far = list(pool[layers[pool] == 0])
-    drawn = rng.choice(near, size=min(n_pairs, len(near)), replace=False) if len(near) else []
+    far = set(pool[layers[pool] == 0].tolist())
     rows = []
-    for k, i in enumerate(drawn):
-        if not far:
+    for i in (rng.permutation(near) if len(near) else []):
+        fits = sorted(f for f in far if abs(params[f] / params[i] - 1) <= SIZE_TOLERANCE)
+        if not fits:
+            continue  # no far network of its size: no pair
+        j = fits[int(np.argmin([abs(miou[f] - miou[i]) for f in fits]))]
+        far.discard(j)
+        rows.append({"pair": len(rows), "near_arch": arch_string(choices[i]), "far_arch": arch_string(choices[j]),
+                     "near_ws_miou": float(miou[i]), "far_ws_miou": float(miou[j]), "near_params": float(params[i]),
+                     "far_params": float(params[j]), "near_layers": int(layers[i])})
+        if len(rows) == n_pairs:
             break
-        j = far.pop(int(np.argmin([abs(miou[f] - miou[i]) for f in far])))
-        rows.append({"pair": k, "near_arch": arch_string(choices[i]), "far_arch": arch_string(choices[j]),
-                     "near_ws_miou": float(miou[i]), "far_ws_miou": float(miou[j]), "near_layers": int(layers[i])})
     return rows
 
 
-def select(profile, supernet, runs, experiment, seed: int) -> list[dict]:
-    """:func:`select_pairs` of 05's objects (``search.near_smallest_pairs`` pairs; none: [])."""
+def select(profile, supernet, runs, experiment, chosen: list[dict], seed: int) -> list[dict]:
+    """:func:`select_pairs` of 05's objects (``search.near_smallest_pairs`` pairs; none: []),
+    excluding every architecture of ``chosen`` (05's final arms)."""
     from ..search.experiment import union
     from ..supernet.model import candidate_param_counts, smallest_path
 
+    counts = np.asarray(candidate_param_counts(supernet.model))
+    choices, miou, lat = union(runs)
+    params = counts[np.arange(counts.shape[0]), choices].sum(axis=1)
+    picks = {row[c] for row in chosen for c in ("arch", "arch_ws", "arch_ws_loss") if row.get(c)}
     rng = np.random.default_rng([seed, PAIRS_STREAM])
-    return select_pairs(smallest_path(candidate_param_counts(supernet.model)), *union(runs), experiment.budgets_ms,
-                        profile.search.near_smallest_pairs, rng)
+    return select_pairs(smallest_path(counts), choices, miou, lat, experiment.budgets_ms, params,
+                        profile.search.near_smallest_pairs, rng, exclude=picks)
 
 
 def pairs_plan(profile, pairs: list[dict], seed: int = 0, folder: Path | None = None, features_fn=None,
@@ -126,6 +147,7 @@ def summary(rows: list[dict], confidence: float = 0.95) -> dict[str, float]:
     """``near_smallest.diff_pts`` (mean over the trained pairs, test mIoU points, near minus far),
     its t interval over pairs (``_ci95_low`` / ``_ci95_high``, two pairs or more),
     ``near_smallest.ws_diff_pts`` (the same in WS mIoU: about 0 by the matching),
+    ``near_smallest.params_ratio`` (mean near / far parameter count: about 1 by the matching),
     ``near_smallest.n_pairs`` and ``near_smallest.n_pairs_trained``; empty without pairs."""
     from scipy.stats import t
 
@@ -137,6 +159,7 @@ def summary(rows: list[dict], confidence: float = 0.95) -> dict[str, float]:
         diffs = np.array([r["diff_pts"] for r in done])
         out["near_smallest.diff_pts"] = float(diffs.mean())
         out["near_smallest.ws_diff_pts"] = float(100 * np.mean([r["near_ws_miou"] - r["far_ws_miou"] for r in done]))
+        out["near_smallest.params_ratio"] = float(np.mean([r["near_params"] / r["far_params"] for r in done]))
         if len(diffs) >= 2:
             half = float(t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * diffs.std(ddof=1) / math.sqrt(len(diffs))
             out.update({"near_smallest.diff_ci95_low_pts": out["near_smallest.diff_pts"] - half,
