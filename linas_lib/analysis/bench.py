@@ -937,6 +937,22 @@ def raise_failures(failures: list[dict], what: str) -> None:
         raise BenchError(f"{len(failures)} bench item(s) failed ({what}): {listed}")
 
 
+def build_plan(plan: Plan, profile_ref, what: str, scheduler: str | None = None, workers: int | None = None,
+               limit: int | None = None, executor=None, features_fn: FeaturesFn | None = None,
+               progress: bool = True) -> dict:
+    """Train a plan's pending items (:func:`run_pending`) and count them; ``{"items", "done",
+    "ran", "pending"}``.
+
+    Raises:
+        BenchError: items failed, named with ``what`` (the others are kept).
+    """
+    ran, failures = run_pending(plan, _profile_ref(profile_ref), scheduler, workers, limit, executor, features_fn,
+                                progress)
+    raise_failures(failures, what)
+    done = len(finished_records(plan))
+    return {"items": len(plan.items), "done": done, "ran": ran, "pending": len(plan.items) - done}
+
+
 def _profile_ref(profile_ref):
     """What travels to the workers: the profile's name, an absolute YAML path, or the object."""
     if isinstance(profile_ref, Profile):

@@ -75,11 +75,7 @@ def build_final(profile_ref, chosen: list[dict], seed: int = 0, scheduler: str |
     """
     profile = B.as_profile(profile_ref)
     plan = final_plan(profile, chosen, seed, folder, features_fn, build_features=features_fn is None)
-    ran, failures = B.run_pending(plan, B._profile_ref(profile_ref), scheduler, workers, limit, executor,
-                                  features_fn, progress)
-    B.raise_failures(failures, "final networks")
-    done = len(B.finished_records(plan))
-    return {"items": len(plan.items), "done": done, "ran": ran, "pending": len(plan.items) - done}
+    return B.build_plan(plan, profile_ref, "final networks", scheduler, workers, limit, executor, features_fn, progress)
 
 
 def finished_rows(plan: B.Plan) -> list[dict]:
@@ -193,13 +189,14 @@ def gap_uncertainty(gap_pts: float, spread: tuple[float, int], n_chosen: int, n_
     if df == 0 or n_chosen < 1 or n_best < 1:
         return {}
     se = 100 * sd * math.sqrt(max(1 / n_chosen + 1 / n_best - 2 * n_shared / (n_chosen * n_best), 0.0))
-    half = _t_half_width(se, df, confidence)
+    half = t_half_width(se, df, confidence)
     return {"miou_gap_se_pts": se, "miou_gap_ci95_low_pts": gap_pts - half, "miou_gap_ci95_high_pts": gap_pts + half}
 
 
-def _t_half_width(se: float, df: int, confidence: float) -> float:
+def t_half_width(se: float, df: int, confidence: float) -> float:
     """Half the width of a ``confidence`` t interval with standard error ``se`` and ``df`` degrees
-    of freedom (:func:`gap_uncertainty`, :func:`_contrast`: the pooled seed SD's)."""
+    of freedom (:func:`gap_uncertainty`, :func:`_contrast`: the pooled seed SD's;
+    :func:`~linas_lib.analysis.near_smallest.summary`: over pairs)."""
     from scipy.stats import t
 
     return float(t.ppf(0.5 + confidence / 2, df)) * se
@@ -347,7 +344,7 @@ def _contrast(weights: dict[str, float], means: dict[str, dict], spread: tuple[f
     se = 100 * sd * math.sqrt(sum(w * w / means[a]["n_seeds"] for a, w in weights.items()))
     if df == 0:
         return {"diff_pts": est}
-    half = _t_half_width(se, df, confidence)
+    half = t_half_width(se, df, confidence)
     return {"diff_pts": est, "diff_se_pts": se, "diff_ci95_low_pts": est - half, "diff_ci95_high_pts": est + half}
 
 

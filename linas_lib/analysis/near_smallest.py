@@ -31,6 +31,7 @@ import numpy as np
 
 from ..space import arch_string
 from . import bench as B
+from .final import ARMS, finished_rows, t_half_width
 
 TOP_SHARE = 0.25  # the pool's best WS quarter: where a WS pick comes from
 MIN_LAYERS = 2  # smallest-path layers that make an architecture "near"
@@ -89,7 +90,7 @@ def select(profile, supernet, runs, experiment, chosen: list[dict], seed: int) -
     counts = np.asarray(candidate_param_counts(supernet.model))
     choices, miou, lat = union(runs)
     params = counts[np.arange(counts.shape[0]), choices].sum(axis=1)
-    picks = {row[c] for row in chosen for c in ("arch", "arch_ws", "arch_ws_loss") if row.get(c)}
+    picks = {row[c] for row in chosen for c in ARMS if row.get(c)}
     rng = np.random.default_rng([seed, PAIRS_STREAM])
     return select_pairs(smallest_path(counts), choices, miou, lat, experiment.budgets_ms, params,
                         profile.search.near_smallest_pairs, rng, exclude=picks)
@@ -110,19 +111,13 @@ def build(profile_ref, pairs: list[dict], seed: int = 0, scheduler: str | None =
     Raises:
         BenchError: items failed (the others are kept).
     """
-    profile = B.as_profile(profile_ref)
-    plan = pairs_plan(profile, pairs, seed, build_features=True)
-    ran, failures = B.run_pending(plan, B._profile_ref(profile_ref), scheduler, workers, limit)
-    B.raise_failures(failures, "near-smallest pairs")
-    done = len(B.finished_records(plan))
-    return {"items": len(plan.items), "done": done, "ran": ran, "pending": len(plan.items) - done}
+    plan = pairs_plan(B.as_profile(profile_ref), pairs, seed, build_features=True)
+    return B.build_plan(plan, profile_ref, "near-smallest pairs", scheduler, workers, limit)
 
 
 def finished(profile, pairs: list[dict], seed: int = 0) -> list[dict]:
     """The pair items trained so far (table rows: ``arch``, ``seed``, ``test_miou``, ...)."""
-    if not pairs:
-        return []
-    return [B.table_row(r) for r in B.finished_records(pairs_plan(profile, pairs, seed))]
+    return finished_rows(pairs_plan(profile, pairs, seed)) if pairs else []
 
 
 def pair_rows(pairs: list[dict], items: list[dict]) -> list[dict]:
@@ -149,8 +144,6 @@ def summary(rows: list[dict], confidence: float = 0.95) -> dict[str, float]:
     ``near_smallest.ws_diff_pts`` (the same in WS mIoU: about 0 by the matching),
     ``near_smallest.params_ratio`` (mean near / far parameter count: about 1 by the matching),
     ``near_smallest.n_pairs`` and ``near_smallest.n_pairs_trained``; empty without pairs."""
-    from scipy.stats import t
-
     if not rows:
         return {}
     done = [r for r in rows if "diff_pts" in r]
@@ -161,7 +154,7 @@ def summary(rows: list[dict], confidence: float = 0.95) -> dict[str, float]:
         out["near_smallest.ws_diff_pts"] = float(100 * np.mean([r["near_ws_miou"] - r["far_ws_miou"] for r in done]))
         out["near_smallest.params_ratio"] = float(np.mean([r["near_params"] / r["far_params"] for r in done]))
         if len(diffs) >= 2:
-            half = float(t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+            half = t_half_width(diffs.std(ddof=1) / math.sqrt(len(diffs)), len(diffs) - 1, confidence)
             out.update({"near_smallest.diff_ci95_low_pts": out["near_smallest.diff_pts"] - half,
                         "near_smallest.diff_ci95_high_pts": out["near_smallest.diff_pts"] + half})
     return out
