@@ -378,6 +378,12 @@ class SearchConfig:
     # 95 / 99 % of it; 0 or no methods = none
     long_methods: tuple[str, ...] = field(default=(), metadata={"key": False})
     long_evals: int = field(default=0, metadata={"key": False})
+    # confirmatory study (05, linas_lib.search.experiment.confirm_study): confirm_methods run at the
+    # protocol's budget on confirm_seeds (fresh: seeds no method was designed on), read against the
+    # fixed reference (never joining it, the final choice's pool or the WS-structure fits): each
+    # method's share and the paired effects of the causes among them; empty = none
+    confirm_methods: tuple[str, ...] = field(default=(), metadata={"key": False})
+    confirm_seeds: tuple[int, ...] = field(default=(), metadata={"key": False})
     # seeds whose runs were looked at while a method was designed: every paired effect (and the
     # long study's final shares) is also reported on the other seeds alone, as "<name>_held_out"
     design_seeds: tuple[int, ...] = field(default=(), metadata={"key": False})
@@ -395,8 +401,12 @@ class SearchConfig:
                                 "prefilter_factor", "hv_ref_miou_loss", "hv_ref_latency"),
                 non_negative=("finetune_topk", "finetune_epochs", "choice_topk", "choice_epochs", "near_smallest_pairs", "near_check_archs", "pareto_strength", "c3_images",
                               "oracle_evals", "long_evals"),
-                unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds"),
+                unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds", "confirm_seeds"),
                 choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})
+        clash = set(self.confirm_seeds) & (set(self.seeds) | set(self.target_seeds))
+        if clash:
+            raise ValueError(f"search.confirm_seeds {sorted(clash)} are also search.seeds or search.target_seeds: a "
+                             "confirmatory study needs seeds no method was designed or calibrated on")
         if self.choice_topk > 0 and self.choice_epochs < 1:
             raise ValueError(f"search.choice_epochs must be >= 1 when search.choice_topk > 0 (the multi-fidelity "
                              f"choice fine-tunes its candidates); got {self.choice_epochs}")

@@ -221,7 +221,9 @@ METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": 
                  "surrogate": "model-based (Thompson, linear)",
                  "surrogate_local": "model-based + local moves",
                  "surrogate_grow": "control: model-based, pool grown at random",
-                 "surrogate_pairs": "model-based + local moves + layer pairs"}
+                 "surrogate_pairs": "model-based + local moves + layer pairs",
+                 "surrogate_fingerprint": "model-based + local moves + layer pairs + latency fingerprint",
+                 "surrogate_fingerprint_random": "control: fingerprint of random cost tables"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):

@@ -13,6 +13,18 @@ import numpy as np
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 
 
+def mean_t_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t CI of the mean (``scipy.stats.t``): what a bootstrap of few values under-covers;
+    NaN below 2 values."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return math.nan, math.nan
+    half = float(t.ppf(0.5 + confidence / 2, values.size - 1)) * values.std(ddof=1) / math.sqrt(values.size)
+    return float(values.mean()) - half, float(values.mean()) + half
+
+
 def mean_ci(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean (``scipy.stats.bootstrap``); NaN below 2 values,
     a point when every value is equal."""

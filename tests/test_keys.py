@@ -159,7 +159,7 @@ def test_config_key_fields():
     left_out = {f.name for f in dataclasses.fields(SearchConfig)} - set(key_fields(SearchConfig()))
     assert left_out == {"finetune_topk", "finetune_epochs", "choice_topk", "choice_epochs", "choice_retest", "loss_arm", "near_smallest_pairs", "near_check_archs", "hv_ref_accuracy",
                         "hv_ref_miou_loss", "hv_ref_latency", "c3_images", "target_seeds", "seeds", "methods",
-                        "oracle_evals", "oracle_seed", "long_methods", "long_evals", "final_seeds",
+                        "oracle_evals", "oracle_seed", "long_methods", "long_evals", "confirm_methods", "confirm_seeds", "final_seeds",
                         "final_build", "design_seeds", "ws_sweep"}
 
 

@@ -1118,3 +1118,60 @@ def test_fidelity_choice_retest_fine_tunes_again_with_another_generator_and_its_
     assert [c["finetuned_miou"] for c in candidates_r] == [c["finetuned_miou"] for c in candidates]
     assert all(c["finetuned_miou_retest"] != c["finetuned_miou"] for c in candidates_r)  # another generator
     assert len(list(tmp_path.glob("choice_*_seed0.json"))) == 2
+
+
+def test_random_cost_tables_are_additive_positive_and_one_column_per_target():
+    from linas_lib.search.surrogate import random_cost_tables
+
+    cost = random_cost_tables(np.random.default_rng(0), 3, 4, 5)
+    archs = np.array([[0, 1, 2, 3], [0, 1, 2, 4], [4, 1, 2, 3]])
+    c = cost(archs)
+    assert c.shape == (3, 3) and (c > 0).all()
+    # additive: changing layer 3 moves every row by the same per-target amount whatever the rest is
+    np.testing.assert_allclose(cost([[4, 1, 2, 4]]) - cost([[4, 1, 2, 3]]), [c[1] - c[0]])
+
+
+def test_confirm_study_reads_fresh_seeds_against_the_fixed_reference_with_t_intervals():
+    """One target, budget 10, reference HV 0.56. Seeds 10-12: the method finds A (0.4), the
+    control B (0.4) on seed 10; A + B (0.55) against B on 11; C (0.09) against A on 12."""
+    from scipy.stats import t
+
+    from linas_lib.search import report as pareto
+
+    exp = E.ParetoExperiment(["a"], [10.0])
+    point = {"A": (0.8, 5.0), "B": (0.5, 2.0), "C": (0.9, 9.0)}
+
+    def run(method, seed, names):
+        return E.MethodRun(method, seed, np.array([[i] * 5 for i, _ in enumerate(names)]),
+                           np.array([point[n][0] for n in names]), np.array([[point[n][1]] for n in names]))
+
+    runs = [run("surrogate_fingerprint", 10, "A"), run("surrogate_pairs", 10, "B"),
+            run("surrogate_fingerprint", 11, "AB"), run("surrogate_pairs", 11, "B"),
+            run("surrogate_fingerprint", 12, "C"), run("surrogate_pairs", 12, "A")]
+    study = E.confirm_study(exp, runs, 0.56, n_resamples=200)
+    diffs = np.array([0.4 - 0.4, 0.55 - 0.4, 0.09 - 0.4]) / 0.56
+    (effect,) = [r for r in study["effects"] if r["effect"] == "fingerprint"]
+    assert effect["n_seeds"] == 3 and effect["diff_mean"] == pytest.approx(diffs.mean())
+    half = t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
+    assert (effect["diff_ci95_low"], effect["diff_ci95_high"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert effect["diff_boot_ci95_low"] >= diffs.min() and effect["diff_sd"] == pytest.approx(diffs.std(ddof=1))
+    shares = {r["method"]: r["share_mean"] for r in study["methods"]}
+    assert shares["surrogate_pairs"] == pytest.approx((0.4 + 0.4 + 0.4) / 3 / 0.56)
+    assert [r["effect"] for r in study["effects"]] == ["fingerprint"]  # the random control did not run
+    flat = pareto.confirm_summary({key: [{"seeds": "confirm", **r} for r in rows] for key, rows in study.items()})
+    assert flat["confirm.effect.fingerprint"] == effect["diff_mean"] and flat["confirm.n_seeds.surrogate_pairs"] == 3
+    assert E.confirm_study(exp, [], 0.56) == {} and pareto.confirm_summary({}) == {}
+
+
+def test_confirm_settings_are_checked_before_any_work():
+    from linas_lib.config import load_profile
+    from linas_lib.search import report as pareto
+
+    profile = load_profile("smoke")
+    with pytest.raises(ValueError, match=r"search.confirm_seeds \[0\] are also search.seeds or search.target_seeds"):
+        dataclasses.replace(profile.search, confirm_seeds=(0, 10))
+    bad = dataclasses.replace(profile, search=dataclasses.replace(profile.search, confirm_methods=("surrogat",)))
+    with pytest.raises(ValueError, match=r"search.confirm_methods: unknown search method 'surrogat'"):
+        pareto.check_methods(bad)
+    assert pareto.confirm_study(dataclasses.replace(profile, search=dataclasses.replace(
+        profile.search, confirm_seeds=())), None, None, None, {}) == {}

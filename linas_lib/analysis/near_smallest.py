@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..space import arch_string
+from ..stats import mean_t_ci
 from . import bench as B
-from .final import ARMS, finished_rows, t_half_width
+from .final import ARMS, finished_rows
 
 TOP_SHARE = 0.25  # the pool's best WS quarter: where a WS pick comes from
 MIN_LAYERS = 2  # smallest-path layers that make an architecture "near"
@@ -154,9 +155,7 @@ def summary(rows: list[dict], confidence: float = 0.95) -> dict[str, float]:
         out["near_smallest.ws_diff_pts"] = float(100 * np.mean([r["near_ws_miou"] - r["far_ws_miou"] for r in done]))
         out["near_smallest.params_ratio"] = float(np.mean([r["near_params"] / r["far_params"] for r in done]))
         if len(diffs) >= 2:
-            half = t_half_width(diffs.std(ddof=1) / math.sqrt(len(diffs)), len(diffs) - 1, confidence)
-            out.update({"near_smallest.diff_ci95_low_pts": out["near_smallest.diff_pts"] - half,
-                        "near_smallest.diff_ci95_high_pts": out["near_smallest.diff_pts"] + half})
+            out["near_smallest.diff_ci95_low_pts"], out["near_smallest.diff_ci95_high_pts"] = mean_t_ci(diffs, confidence)
     return out
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..keys import atomic_write_text, load_cache_json
-from ..stats import CI_STREAM, mean_ci  # noqa: F401  (mean_ci: also imported from here)
+from ..stats import CI_STREAM, mean_ci, mean_t_ci  # noqa: F401  (mean_ci: also imported from here)
 from .indicators import Hypervolume, InvertedGenerationalDistance, inside_reference, nondominated
 from .methods import METHODS, SearchSetup, check_method_names, method_settings, run_method
 from .objectives import check_accuracy, joint_objectives, target_objectives
@@ -44,7 +44,8 @@ RUNS_SCHEMA = 2  # bump when what a (method, seed) run draws changes: cached run
 # random's, as their control random_feasible does
 PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_cost", "epr_feasible": "epr",
                  "surrogate": "random", "surrogate_local": "random", "surrogate_grow": "random",
-                 "surrogate_pairs": "random"}  # first evaluations: random_feasible's
+                 "surrogate_pairs": "random", "surrogate_fingerprint": "random",
+                 "surrogate_fingerprint_random": "random"}  # first evaluations: random_feasible's
 
 
 @dataclass
@@ -544,6 +545,47 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
             "final_best_known_held_out": final_best_held, "prefix_share": prefix, "effects": effects}
 
 
+def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference: float,
+                  n_resamples: int = 2000) -> dict:
+    """A confirmatory study's runs (fresh seeds, the protocol's budget) read against the
+    experiment's fixed ``reference`` HV, which they do not join.
+
+    Returns:
+        ``{methods, effects}`` (empty without runs). ``methods``: per method ``{method, n_seeds,
+        share_mean, share_sd, share_ci95_low, share_ci95_high}`` (the final HV as a share of
+        ``reference``; a Student-t CI over seeds) and the percentile bootstrap's ends
+        (``share_boot_ci95_low``, ``_high``). ``effects``: per cause of :data:`EFFECTS` whose
+        method and control both ran, the paired difference of their shares over the common
+        seeds ``{effect, method, control, n_seeds, diff_mean, diff_sd, diff_ci95_low,
+        diff_ci95_high}`` (t) and its bootstrap ends.
+    """
+    if not runs:
+        return {}
+    shares: dict[str, dict[int, float]] = {}
+    for run in runs:
+        shares.setdefault(run.method, {})[run.seed] = experiment.hv(run.miou, run.latency_ms) / reference
+    methods = [{"method": m, "n_seeds": len(v), **_t_and_bootstrap("share", list(v.values()), n_resamples)}
+               for m, v in shares.items()]
+    effects = []
+    for effect, method, control in EFFECTS:
+        if method in shares and control in shares:
+            seeds = sorted(set(shares[method]) & set(shares[control]))
+            diff = [shares[method][s] - shares[control][s] for s in seeds]
+            effects.append({"effect": effect, "method": method, "control": control, "n_seeds": len(seeds),
+                            **_t_and_bootstrap("diff", diff, n_resamples)})
+    return {"methods": methods, "effects": effects}
+
+
+def _t_and_bootstrap(name: str, values: list[float], n_resamples: int) -> dict:
+    """``<name>_mean``, ``_sd``, the t CI's ends ``<name>_ci95_low/high`` and the bootstrap's
+    ``<name>_boot_ci95_low/high``."""
+    low, high = mean_t_ci(values)
+    boot_low, boot_high = mean_ci(values, n_resamples)
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return {f"{name}_mean": float(np.mean(values)), f"{name}_sd": sd, f"{name}_ci95_low": low,
+            f"{name}_ci95_high": high, f"{name}_boot_ci95_low": boot_low, f"{name}_boot_ci95_high": boot_high}
+
+
 def _mean_with_ci(by_seed: dict[int, float], n_resamples: int) -> dict:
     """``{mean, ci95}`` over the seeds of ``{seed: value}`` (:func:`mean_ci`)."""
     values = list(by_seed.values())
@@ -601,7 +643,9 @@ def seed_hv(per_run: list[dict]) -> dict[str, dict[int, float]]:
 EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "zero_cost_random_proxy"),
            ("feasible_init", "epr_feasible", "epr"), ("surrogate", "surrogate", "random_feasible"),
            ("local_moves", "surrogate_local", "surrogate_grow"), ("pool_growth", "surrogate_grow", "surrogate"),
-           ("interactions", "surrogate_pairs", "surrogate_local"))
+           ("interactions", "surrogate_pairs", "surrogate_local"),
+           ("fingerprint", "surrogate_fingerprint", "surrogate_pairs"),
+           ("latency_information", "surrogate_fingerprint", "surrogate_fingerprint_random"))
 
 
 def effect_rows(per_run: list[dict], n_resamples: int = 2000, design_seeds=()) -> list[dict]:

@@ -37,6 +37,12 @@ Model-based (last in :data:`METHODS`, whose order names the generator streams of
 * ``surrogate_pairs`` -- ``surrogate_local`` whose model also has adjacent-layer interactions
   (:class:`~linas_lib.search.surrogate.PairPosterior`); its control is ``surrogate_local``,
   whose stream it shares.
+* ``surrogate_fingerprint`` -- ``surrogate_pairs`` whose model also reads each architecture's
+  latency fingerprint (:class:`~linas_lib.search.surrogate.LatencyFingerprint`: log LUT latency
+  on every target); its control is ``surrogate_pairs``, whose stream it shares.
+* ``surrogate_fingerprint_random`` -- its control for the latency information: the same model on
+  a fingerprint of random additive cost tables of the same dimension
+  (:func:`~linas_lib.search.surrogate.random_cost_tables`).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import numpy as np
 from ..space import SearchSpace
 from .archive import AccuracyCache, EvaluationArchive, LatencyModel, unique_rows
 from .epr import run_epr
+from . import surrogate
 from .surrogate import thompson_search
 from .indicators import pareto_ranks
 from .samplers import (
@@ -61,7 +68,10 @@ from .samplers import (
 )
 
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
-           "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs")
+           "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs",
+           "surrogate_fingerprint", "surrogate_fingerprint_random")
+SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs", "surrogate_fingerprint",
+              "surrogate_fingerprint_random")
 
 
 @dataclass
@@ -297,12 +307,25 @@ def run_surrogate_pairs(setup: SearchSetup, archive: EvaluationArchive, rng: np.
     return run_surrogate(setup, archive, rng, grow="local", model="pairs")
 
 
+def run_surrogate_fingerprint(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """``surrogate_pairs`` whose model also reads the latency fingerprint."""
+    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint")
+
+
+def run_surrogate_fingerprint_random(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """Control of ``surrogate_fingerprint``: a fingerprint of random additive cost tables."""
+    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint_random")
+
+
 def method_settings(setup: SearchSetup, method: str) -> dict:
     """What a method's runs depend on beyond the search folder's key
     (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
     when they change. The surrogate's acquisition reads the HV reference, set from settings
     kept out of that key (``search.hv_ref_*`` change the scoring, not the other methods' runs)."""
-    if method in ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs"):
+    if method in ("surrogate_fingerprint", "surrogate_fingerprint_random"):
+        return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init),
+                "fingerprint_shares": [float(v) for v in surrogate.FINGERPRINT_SHARES]}
+    if method in SURROGATES:
         return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init)}
     return {}
 
@@ -320,6 +343,8 @@ RUNNERS = {
     "surrogate_local": run_surrogate_local,
     "surrogate_grow": run_surrogate_grow,
     "surrogate_pairs": run_surrogate_pairs,
+    "surrogate_fingerprint": run_surrogate_fingerprint,
+    "surrogate_fingerprint_random": run_surrogate_fingerprint_random,
 }
 
 

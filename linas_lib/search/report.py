@@ -57,6 +57,7 @@ def check_methods(profile) -> None:
     long_methods = cfg.long_methods if cfg.long_evals > 0 else ()  # long_evals 0: the study is off
     check_method_names(cfg.methods, f"{where}methods: ")
     check_method_names(long_methods, f"{where}long_methods: ")
+    check_method_names(cfg.confirm_methods, f"{where}confirm_methods: ")
     missing = [m for m in long_methods if m not in cfg.methods]
     if missing:
         raise ValueError(f"{where}long_methods {missing} are not in search.methods: a long run extends a compared one")
@@ -195,6 +196,51 @@ def long_budget(profile, setup: SearchSetup, supernet, exp: E.ParetoExperiment, 
     best_known = E.reference_hv(exp, runs + oracle_runs(profile, setup, supernet) + long) if long else None
     return E.long_budget(exp, long, runs, result["reference_hv"], profile.search.eval_budget,
                          design_seeds=profile.search.design_seeds, best_known=best_known)
+
+
+def confirm_study(profile, setup: SearchSetup, supernet, exp: E.ParetoExperiment, result: dict) -> dict:
+    """The confirmatory study: ``search.confirm_methods`` at the protocol's budget on
+    ``search.confirm_seeds`` (``"confirm"``) and, beside it, on the compared seeds its design
+    was looked at on (``"design"``), cached with the compared runs; each read by
+    :func:`~linas_lib.search.experiment.confirm_study` against ``result``'s fixed reference HV.
+
+    Returns:
+        ``{methods, effects}`` rows tagged ``seeds``: ``confirm`` or ``design``; empty when the
+        profile asks for none.
+    """
+    cfg = profile.search
+    if not (cfg.confirm_methods and cfg.confirm_seeds):
+        return {}
+    folder, study = runs_dir(profile, supernet, setup.latency), {"methods": [], "effects": []}
+    for tag, seeds in (("confirm", cfg.confirm_seeds), ("design", cfg.seeds)):
+        runs = E.run_all(setup, cfg.confirm_methods, seeds, folder, progress=print)
+        part = E.confirm_study(exp, runs, result["reference_hv"], profile.ranking.bootstrap_resamples)
+        for key in study:
+            study[key] += [{"seeds": tag, **row} for row in part[key]]
+    return study
+
+
+def confirm_summary(study: dict) -> dict:
+    """Flat figures of :func:`confirm_study` on the fresh seeds (``confirm.``) and on the design
+    seeds (``confirm_design.``): ``<prefix>hv_frac_reference.<method>`` with its t CI's ends
+    (``<prefix>hv_frac_reference_ci95_low`` / ``_high``), ``<prefix>n_seeds.<method>``, and per cause
+    ``<prefix>effect.<cause>`` (paired difference of the shares) with ``<prefix>effect_ci95_low`` /
+    ``_high`` (t) and ``<prefix>effect_sd``."""
+    out = {}
+    prefixes = {"confirm": "confirm.", "design": "confirm_design."}
+    for row in study.get("methods", []):
+        m, pre = row["method"], prefixes[row["seeds"]]
+        out[f"{pre}hv_frac_reference.{m}"] = row["share_mean"]
+        out[f"{pre}hv_frac_reference_ci95_low.{m}"] = row["share_ci95_low"]
+        out[f"{pre}hv_frac_reference_ci95_high.{m}"] = row["share_ci95_high"]
+        out[f"{pre}n_seeds.{m}"] = float(row["n_seeds"])
+    for row in study.get("effects", []):
+        e, pre = row["effect"], prefixes[row["seeds"]]
+        out[f"{pre}effect.{e}"] = row["diff_mean"]
+        out[f"{pre}effect_ci95_low.{e}"] = row["diff_ci95_low"]
+        out[f"{pre}effect_ci95_high.{e}"] = row["diff_ci95_high"]
+        out[f"{pre}effect_sd.{e}"] = row["diff_sd"]
+    return out
 
 
 def long_summary(result: dict) -> dict:

@@ -33,6 +33,14 @@ leaves a held-out residual SD of 0.93 mIoU points and adding the adjacent pairs 
 vs 0.99), and the architectures that make the reference front are ones whose WS mIoU beats
 the additive prediction. That pair structure is the supernet's own as far as the benchmark
 table can tell: the pairs fit ranks the table's standalone accuracy no better than raw WS.
+
+With ``model="fingerprint"`` the pairs model also reads each architecture's *latency
+fingerprint* (:class:`LatencyFingerprint`: its log LUT latency on every target, standardised
+over the run's first pool): one weight per target, drawn with the layer weights. The LUTs cost
+no evaluation, and how an architecture's time splits across CPUs, GPUs and edge boards says
+what kind of layers it holds (depthwise or dense, wide or narrow) in a handful of numbers
+that a few evaluations can weigh, where the 105 layer weights need many. Its control is
+``model="pairs"`` (the same search without the fingerprint).
 """
 
 from __future__ import annotations
@@ -134,6 +142,51 @@ def fit_linear_posterior(features, targets, min_scale: float = 0.0) -> LinearPos
 
 
 PAIR_SHARES = (0.03, 0.1, 0.3)  # prior variance of the adjacent-pair part, a share of the additive part's
+# prior variance of the latency-fingerprint part, a share of the additive part's (a grid: chosen by
+# evidence with the others). One value: on the design seeds 0-9 (60 evaluations, against
+# surrogate_pairs) the fixed 1.0 gained +2.2 points of the reference HV, the evidence over
+# (0.3, 1, 3) +1.2: with few points the evidence picks a weak share
+FINGERPRINT_SHARES = (1.0,)
+
+
+def random_cost_tables(rng: np.random.Generator, n_targets: int, n_layers: int, n_choices: int):
+    """A control fingerprint's source: ``(n, L) -> (n, n_targets)`` sums over layers of
+    log-normal per-(target, layer, choice) costs drawn once. Additive like a latency table, of
+    the same dimension, and blind to the network (``model="fingerprint_random"``)."""
+    costs = np.exp(rng.standard_normal((n_targets, n_layers, n_choices)))
+    layers = np.arange(n_layers)
+    return lambda archs: costs[:, layers, np.asarray(archs, dtype=np.int64)].sum(axis=2).T
+
+
+@dataclass(frozen=True)
+class LatencyFingerprint:
+    """Log latency on every target, standardised per target by a fixed pool's mean and SD.
+
+    Attributes:
+        mean: ``(T,)`` mean log latency of the pool.
+        sd: ``(T,)`` its standard deviation (1 where the pool's latencies are all equal).
+    """
+
+    mean: np.ndarray
+    sd: np.ndarray
+
+    @classmethod
+    def of_pool(cls, latency_ms) -> "LatencyFingerprint":
+        """The standardisation of the pool whose latencies are ``latency_ms`` ``(n, T)``."""
+        logs = cls._logs(latency_ms)
+        sd = logs.std(axis=0)
+        return cls(logs.mean(axis=0), np.where(sd > 0, sd, 1.0))
+
+    def __call__(self, latency_ms) -> np.ndarray:
+        """``(n, T)`` standardised log latencies of ``latency_ms`` ``(n, T)``."""
+        return (self._logs(latency_ms) - self.mean) / self.sd
+
+    @staticmethod
+    def _logs(latency_ms) -> np.ndarray:
+        ms = np.asarray(latency_ms, dtype=float)
+        if ms.ndim != 2 or len(ms) == 0 or not (np.isfinite(ms).all() and (ms > 0).all()):
+            raise ValueError(f"a latency fingerprint needs (n >= 1, T) positive finite latencies; got shape {ms.shape}")
+        return np.log(ms)
 
 
 @dataclass(frozen=True)
@@ -164,6 +217,9 @@ class PairPosterior:
         pair_var: prior variance of each pair weight (``pair_share / (L - 1)``).
         beta: the noise precision; pair_share: the interactions' prior share, both of the highest evidence.
         n_choices: choices per layer (the size of the weight tables a draw returns).
+        fingerprint: ``(n, D)`` the evaluated architectures' latency fingerprints, or None (no such part).
+        fingerprint_var: prior variance of each fingerprint weight (``fingerprint_share / D``);
+            fingerprint_share: its share of the additive part's, of the highest evidence.
     """
 
     train: np.ndarray
@@ -176,10 +232,16 @@ class PairPosterior:
     beta: float
     pair_share: float
     n_choices: int
+    fingerprint: np.ndarray | None = None
+    fingerprint_var: float = 0.0
+    fingerprint_share: float = 0.0
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, fingerprint_rng: np.random.Generator | None = None
+               ) -> tuple[np.ndarray, ...]:
         """One draw of the weights, ``((L, C) layer weights, (L - 1, C, C) pair weights)``
-        (the pair weights' prior draw held at zero, see the class docstring)."""
+        (the pair weights' prior draw held at zero, see the class docstring), with a fingerprint
+        part also its ``(D,)`` weights (drawn like the layer weights, from ``fingerprint_rng``
+        when given: ``rng`` then draws what the pairs model's draw would)."""
         from scipy.linalg import cho_solve
 
         L, C = self.train.shape[1], self.n_choices
@@ -187,16 +249,32 @@ class PairPosterior:
         pair = np.zeros((L - 1, C, C))
         noise = rng.standard_normal(len(self.train)) / np.sqrt(self.beta)
         residual = self.standardised - pair_additive_values(self.train, single, pair) - noise
+        if self.fingerprint is not None:  # drawn last: without it, the draws are the pairs model's
+            finger = (fingerprint_rng or rng).standard_normal(self.fingerprint.shape[1]) * np.sqrt(self.fingerprint_var)
+            residual = residual - self.fingerprint @ finger
         v = cho_solve((self.chol, True), residual)
         for layer in range(L):
             np.add.at(single[layer], self.train[:, layer], self.single_var * v)
         for layer in range(L - 1):
             np.add.at(pair[layer], (self.train[:, layer], self.train[:, layer + 1]), self.pair_var * v)
-        return single, pair
+        if self.fingerprint is None:
+            return single, pair
+        return single, pair, finger + self.fingerprint_var * (self.fingerprint.T @ v)
 
-    def predict(self, choices, weights) -> np.ndarray:
-        """mIoU of architectures ``choices`` ``(n, L)`` under drawn ``weights``."""
-        return self.offset + self.scale * pair_additive_values(np.asarray(choices, dtype=np.int64), *weights)
+    def predict(self, choices, weights, fingerprints=None) -> np.ndarray:
+        """mIoU of architectures ``choices`` ``(n, L)`` under drawn ``weights``; with a
+        fingerprint part, ``fingerprints`` ``(n, D)`` are theirs.
+
+        Raises:
+            ValueError: a fingerprint part without ``fingerprints``, or ``fingerprints`` without one.
+        """
+        choices = np.asarray(choices, dtype=np.int64)
+        value = pair_additive_values(choices, *weights[:2])
+        if (self.fingerprint is None) != (fingerprints is None):
+            raise ValueError("fingerprints are needed exactly when the posterior has a fingerprint part")
+        if fingerprints is not None:
+            value = value + np.asarray(fingerprints, dtype=float) @ weights[2]
+        return self.offset + self.scale * value
 
 
 def pair_additive_values(choices: np.ndarray, single: np.ndarray, pair: np.ndarray) -> np.ndarray:
@@ -212,14 +290,18 @@ def pair_kernels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return same.sum(axis=2).astype(float), (same[:, :, :-1] & same[:, :, 1:]).sum(axis=2).astype(float)
 
 
-def fit_pair_posterior(choices, targets, n_choices: int, min_scale: float = 0.0) -> PairPosterior:
+def fit_pair_posterior(choices, targets, n_choices: int, min_scale: float = 0.0,
+                       fingerprints=None) -> PairPosterior:
     """The :class:`PairPosterior` of ``targets`` observed at ``choices``: the standardisation
     and the additive part's prior as :func:`fit_linear_posterior`'s; the noise precision and
     the pair part's prior share chosen together by evidence over :data:`NOISE_PRECISIONS` x
-    :data:`PAIR_SHARES` (the smallest share is nearly the additive model).
+    :data:`PAIR_SHARES` (the smallest share is nearly the additive model). With
+    ``fingerprints`` ``(n, D)`` (:class:`LatencyFingerprint`), a linear part on them too,
+    ``k += share * z(a).z(b) / D``, its share chosen with the others over :data:`FINGERPRINT_SHARES`.
 
     Raises:
-        ValueError: no observation, mismatched shapes, fewer than two layers or non-finite targets.
+        ValueError: no observation, mismatched shapes, fewer than two layers or non-finite targets
+            or fingerprints.
     """
     from scipy.linalg import solve_triangular
 
@@ -233,18 +315,25 @@ def fit_pair_posterior(choices, targets, n_choices: int, min_scale: float = 0.0)
     scale = max(float(y.std()), float(min_scale)) or 1.0
     t = (y - offset) / scale
     n, L = A.shape
+    Z = None if fingerprints is None else np.asarray(fingerprints, dtype=float)
+    if Z is not None and (Z.ndim != 2 or len(Z) != n or Z.shape[1] == 0 or not np.isfinite(Z).all()):
+        raise ValueError(f"fingerprints must be finite, one (D >= 1)-row per architecture; got {Z.shape} for {n}")
     singles, pairs = pair_kernels(A, A)
+    linear = np.zeros((n, n)) if Z is None else Z @ Z.T / Z.shape[1]
     best = None
     for share in PAIR_SHARES:
-        gram = singles / L + pairs * share / (L - 1)
-        for beta in NOISE_PRECISIONS:
-            chol = np.linalg.cholesky(gram + np.eye(n) / beta)
-            alpha = solve_triangular(chol, t, lower=True)
-            evidence = -0.5 * alpha @ alpha - np.sum(np.log(np.diag(chol))) - n / 2 * np.log(2 * np.pi)
-            if best is None or evidence > best[0]:
-                best = (evidence, chol, float(beta), float(share))
-    _, chol, beta, share = best
-    return PairPosterior(A, t, chol, offset, scale, 1.0 / L, share / (L - 1), beta, share, int(n_choices))
+        for finger in (0.0,) if Z is None else FINGERPRINT_SHARES:
+            gram = singles / L + pairs * share / (L - 1) + finger * linear
+            for beta in NOISE_PRECISIONS:
+                chol = np.linalg.cholesky(gram + np.eye(n) / beta)
+                alpha = solve_triangular(chol, t, lower=True)
+                evidence = -0.5 * alpha @ alpha - np.sum(np.log(np.diag(chol))) - n / 2 * np.log(2 * np.pi)
+                if best is None or evidence > best[0]:
+                    best = (evidence, chol, float(beta), float(share), float(finger))
+    _, chol, beta, share, finger = best
+    finger_var = 0.0 if Z is None else finger / Z.shape[1]
+    return PairPosterior(A, t, chol, offset, scale, 1.0 / L, share / (L - 1), beta, share, int(n_choices),
+                         Z, finger_var, finger)
 
 
 def hv_gain(miou, latency_ms, archive: EvaluationArchive, targets, ref) -> np.ndarray:
@@ -338,7 +427,8 @@ class _Candidates:
 
 
 GROW_MODES = ("none", "local", "random")
-MODELS = ("additive", "pairs")
+MODELS = ("additive", "pairs", "fingerprint", "fingerprint_random")
+FINGERPRINT_MODELS = ("fingerprint", "fingerprint_random")
 
 
 def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, targets, ref, n_init: int,
@@ -359,12 +449,16 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
             single-layer changes of the found front (:func:`front_neighbours`); ``"random"``: by
             as many LUT-feasible architectures from ``sampler`` (the control of ``"local"``).
         sampler: ``(rng, n) -> (n, L)`` LUT-feasible architectures (``grow="random"`` only).
-        model: ``"additive"`` (:func:`fit_linear_posterior` on the one-hot choices) or
-            ``"pairs"`` (:func:`fit_pair_posterior`: adjacent-layer interactions too).
+        model: ``"additive"`` (:func:`fit_linear_posterior` on the one-hot choices),
+            ``"pairs"`` (:func:`fit_pair_posterior`: adjacent-layer interactions too) or
+            ``"fingerprint"`` (``"pairs"`` with the latency fingerprint, standardised over ``pool``)
+            or ``"fingerprint_random"`` (its control: the fingerprint of :func:`random_cost_tables`).
+            A fingerprint's weights and tables draw from streams spawned off ``rng``, so ``rng``'s
+            draws stay the pairs model's.
 
     Returns:
         Facts: pool size, initial evaluations, the noise precision of the last fit (and for
-        ``"pairs"`` its interactions' prior share) and, when growing, how many architectures
+        ``"pairs"`` its interactions' prior share, for ``"fingerprint"`` that and the fingerprint's) and, when growing, how many architectures
         joined the pool (``grown``).
 
     Raises:
@@ -376,6 +470,11 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         raise ValueError(f"model must be one of {MODELS}; got {model!r}")
     space = archive.space
     cands = _Candidates(archive, pool)
+    if model in FINGERPRINT_MODELS:
+        finger_rng, table_rng = rng.spawn(2)
+        source = archive.latency.predict if model == "fingerprint" else random_cost_tables(
+            table_rng, len(archive.latency.budgets_ms), space.n_layers, space.n_choices)
+        fingerprint = LatencyFingerprint.of_pool(source(cands.archs))
     n_init = min(max(1, int(n_init)), archive.remaining, len(pool))
     if n_init:
         archive.evaluate(cands.archs[:n_init])
@@ -392,6 +491,10 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         if model == "pairs":
             post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE)
             predicted = post.predict(cands.archs, post.sample(rng))
+        elif model in FINGERPRINT_MODELS:
+            post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE,
+                                      fingerprint(source(archive.choices())))
+            predicted = post.predict(cands.archs, post.sample(rng, finger_rng), fingerprint(source(cands.archs)))
         else:
             post = fit_linear_posterior(space.one_hot(archive.choices()), archive.miou(), MIN_SCALE)
             predicted = post.predict(cands.features, post.sample(rng))
@@ -405,6 +508,8 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         facts["grown"] = added
     if post is not None:
         facts["noise_precision"] = post.beta
-        if model == "pairs":
+        if model != "additive":
             facts["pair_share"] = post.pair_share
+        if model in FINGERPRINT_MODELS:
+            facts["fingerprint_share"] = post.fingerprint_share
     return facts
