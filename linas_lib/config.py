@@ -403,10 +403,14 @@ class SearchConfig:
                               "oracle_evals", "long_evals"),
                 unit=("alpha_uniform_mix",), seeds=("seeds", "target_seeds", "design_seeds", "final_seeds", "confirm_seeds"),
                 choices={"epr_init": ("random", "uniform_pareto"), "hv_ref_accuracy": HV_REFERENCES})
-        clash = set(self.confirm_seeds) & (set(self.seeds) | set(self.target_seeds))
-        if clash:
-            raise ValueError(f"search.confirm_seeds {sorted(clash)} are also search.seeds or search.target_seeds: a "
-                             "confirmatory study needs seeds no method was designed or calibrated on")
+        if bool(self.confirm_methods) != bool(self.confirm_seeds):
+            raise ValueError("search.confirm_methods and search.confirm_seeds go together: a confirmatory study needs "
+                             f"both; got {len(self.confirm_methods)} methods and {len(self.confirm_seeds)} seeds")
+        for name, used in (("seeds", self.seeds), ("target_seeds", self.target_seeds), ("oracle_seed", (self.oracle_seed,))):
+            clash = sorted(set(self.confirm_seeds) & set(used))
+            if clash:
+                raise ValueError(f"search.confirm_seeds {clash} are also search.{name}: a confirmatory study needs seeds "
+                                 "no method was designed or calibrated on")
         if self.choice_topk > 0 and self.choice_epochs < 1:
             raise ValueError(f"search.choice_epochs must be >= 1 when search.choice_topk > 0 (the multi-fidelity "
                              f"choice fine-tunes its candidates); got {self.choice_epochs}")

@@ -223,7 +223,8 @@ METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": 
                  "surrogate_grow": "control: model-based, pool grown at random",
                  "surrogate_pairs": "model-based + local moves + layer pairs",
                  "surrogate_fingerprint": "model-based + local moves + layer pairs + latency fingerprint",
-                 "surrogate_fingerprint_random": "control: fingerprint of random cost tables"}
+                 "surrogate_fingerprint_random": "control: fingerprint of random cost tables",
+                 "surrogate_fingerprint_shuffled": "control: fingerprint of relabelled LUTs"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):

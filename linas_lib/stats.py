@@ -13,15 +13,20 @@ import numpy as np
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 
 
-def mean_t_ci(values, confidence: float = 0.95) -> tuple[float, float]:
-    """Student-t CI of the mean (``scipy.stats.t``): what a bootstrap of few values under-covers;
-    NaN below 2 values."""
+def t_half_width(se: float, df: int, confidence: float = 0.95) -> float:
+    """Half the width of a ``confidence`` Student-t interval with standard error ``se`` and
+    ``df`` degrees of freedom (``scipy.stats.t``)."""
     from scipy.stats import t
 
+    return float(t.ppf(0.5 + confidence / 2, df)) * se
+
+
+def mean_t_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t CI of the mean: what a bootstrap of few values under-covers; NaN below 2 values."""
     values = np.asarray(values, dtype=float)
     if values.size < 2:
         return math.nan, math.nan
-    half = float(t.ppf(0.5 + confidence / 2, values.size - 1)) * values.std(ddof=1) / math.sqrt(values.size)
+    half = t_half_width(values.std(ddof=1) / math.sqrt(values.size), values.size - 1, confidence)
     return float(values.mean()) - half, float(values.mean()) + half
 
 

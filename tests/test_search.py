@@ -819,6 +819,117 @@ def test_surrogate_pairs_starts_as_surrogate_local_and_rejects_an_unknown_model(
                         [0], (1.0, 1.0), 2, model="cubic")
 
 
+def test_latency_fingerprint_standardises_log_latency_over_its_pool_and_refuses_bad_latency():
+    from linas_lib.search.surrogate import LatencyFingerprint
+
+    pool = np.array([[1.0, 5.0], [np.e, 5.0], [np.e**2, 5.0]])
+    finger = LatencyFingerprint.of_pool(pool)
+    z = finger(pool)
+    np.testing.assert_allclose(z[:, 0], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)])  # log: 0, 1, 2; SD sqrt(2/3)
+    assert (z[:, 1] == 0.0).all() and finger.sd[1] == 1.0  # an equal column: centred, not divided by 0
+    np.testing.assert_allclose(finger([[np.e**3, 5.0]]), [[2 * np.sqrt(1.5), 0.0]])  # (3 - 1) / the pool's SD
+    for bad in ([[0.0, 1.0]], [[np.nan, 1.0]], [1.0, 2.0], np.zeros((0, 2))):
+        with pytest.raises(ValueError, match="positive finite latencies"):
+            finger(bad)
+
+
+def _fingerprint_problem(n_train: int = 12):
+    """A 4-layer space whose accuracy follows a one-column latency fingerprint alone."""
+    space = SearchSpace(n_layers=4, n_choices=6)
+    rng = np.random.default_rng(5)
+    every = space.decode(np.arange(space.size))
+    cost = rng.uniform(0.5, 2.0, size=(4, 6))
+    finger = np.log(cost[np.arange(4), every].sum(axis=1))[:, None]
+    finger = (finger - finger.mean()) / finger.std()
+    train = rng.choice(len(every), n_train, replace=False)
+    return every, finger, 0.6 + 0.03 * finger[:, 0], train, np.setdiff1d(np.arange(len(every)), train)
+
+
+def test_fingerprint_posterior_learns_a_latency_trend_from_few_points():
+    from scipy.stats import multivariate_normal
+
+    from linas_lib.search.surrogate import FINGERPRINT_SHARES, NOISE_PRECISIONS, PAIR_SHARES, fit_pair_posterior, pair_kernels
+
+    every, finger, y, train, test = _fingerprint_problem()
+    rng = np.random.default_rng(0)
+    with_f = fit_pair_posterior(every[train], y[train], 6, fingerprints=finger[train])
+    without = fit_pair_posterior(every[train], y[train], 6)
+    mean_f = np.mean([with_f.predict(every[test], with_f.sample(rng), finger[test]) for _ in range(200)], axis=0)
+    mean_p = np.mean([without.predict(every[test], without.sample(rng)) for _ in range(200)], axis=0)
+    assert np.abs(mean_f - y[test]).mean() < 0.3 * np.abs(mean_p - y[test]).mean()
+    assert with_f.fingerprint_share in FINGERPRINT_SHARES and len(with_f.sample(rng)) == 3
+    singles, shared = pair_kernels(every[train], every[train])
+
+    def evidence(share, fshare, beta):
+        cov = singles / 4 + shared * share / 3 + fshare * finger[train] @ finger[train].T + np.eye(12) / beta
+        return multivariate_normal.logpdf(with_f.standardised, np.zeros(12), cov)
+
+    grid = [(s, f, b) for s in PAIR_SHARES for f in FINGERPRINT_SHARES for b in NOISE_PRECISIONS]
+    assert max(grid, key=lambda g: evidence(*g)) == (with_f.pair_share, with_f.fingerprint_share, with_f.beta)
+    with pytest.raises(ValueError, match="has a fingerprint part but no fingerprints were given"):
+        with_f.predict(every[test], with_f.sample(rng))
+    with pytest.raises(ValueError, match="has no fingerprint part but fingerprints were given"):
+        without.predict(every[test], without.sample(rng), finger[test])
+    with pytest.raises(ValueError, match="fingerprints must be finite"):
+        fit_pair_posterior(every[train], y[train], 6, fingerprints=finger[train][:5])
+
+
+def test_fingerprint_draws_are_centred_on_the_posterior_mean_and_leave_the_pairs_stream_alone():
+    from linas_lib.search.surrogate import fit_pair_posterior, pair_kernels
+
+    every, finger, y, train, _ = _fingerprint_problem(8)
+    y = y + np.random.default_rng(1).normal(0, 0.01, len(y))  # something for the layers to explain too
+    post = fit_pair_posterior(every[train], y[train], 6, fingerprints=finger[train])
+    new = every[[3, 500, 1000]]
+    rng, side = np.random.default_rng(2), np.random.default_rng(3)
+    draws = [post.predict(new, post.sample(rng, side), finger[[3, 500, 1000]]) for _ in range(6000)]
+    s_new, p_new = pair_kernels(new, every[train])
+    cross = s_new * post.single_var + p_new * post.pair_var + post.fingerprint_var * finger[[3, 500, 1000]] @ finger[train].T
+    mean = post.offset + post.scale * cross @ np.linalg.solve(post.chol @ post.chol.T, post.standardised)
+    np.testing.assert_allclose(np.mean(draws, axis=0), mean, atol=4 * post.scale / np.sqrt(len(draws)))
+    # with its own stream for the fingerprint weights, a draw takes from rng what the pairs model's takes
+    plain = fit_pair_posterior(every[train], y[train], 6)
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    post.sample(a, np.random.default_rng(4))
+    plain.sample(b)
+    assert a.random() == b.random()
+
+
+def test_shuffled_latency_relabels_each_layer_alike_on_every_target():
+    from linas_lib.search.surrogate import shuffled_latency
+
+    setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=6)
+    source = shuffled_latency(np.random.default_rng(0), setup.latency, 4, 5)
+    archs = setup.space.sample(np.random.default_rng(1), 7)
+    shuffled, real = source(archs), setup.latency.predict(archs)
+    assert shuffled.shape == real.shape == (7, len(setup.latency.budgets_ms))
+    every = setup.space.decode(np.arange(setup.space.size))  # a relabelling: the same values, other architectures
+    np.testing.assert_allclose(np.sort(source(every), axis=0), np.sort(setup.latency.predict(every), axis=0))
+
+
+def test_random_cost_tables_are_additive_positive_and_one_column_per_target():
+    from linas_lib.search.surrogate import random_cost_tables
+
+    cost = random_cost_tables(np.random.default_rng(0), 3, 4, 5)
+    archs = np.array([[0, 1, 2, 3], [0, 1, 2, 4], [4, 1, 2, 3], [1, 1, 1, 1], [2, 2, 2, 2]])
+    c = cost(archs)
+    assert c.shape == (5, 3) and (c > 0).all()
+    # additive: changing layer 3 moves every row by the same per-target amount whatever the rest is
+    np.testing.assert_allclose(cost([[4, 1, 2, 4]]) - cost([[4, 1, 2, 3]]), [c[1] - c[0]])
+
+
+@pytest.mark.parametrize("method", ["surrogate_fingerprint", "surrogate_fingerprint_random",
+                                    "surrogate_fingerprint_shuffled"])
+def test_fingerprint_methods_start_as_surrogate_pairs(method):
+    setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=15)
+    finger, facts = methods.run_method(setup, method, np.random.default_rng([3, 0]))
+    pairs, _ = methods.run_method(setup, "surrogate_pairs", np.random.default_rng([3, 0]))
+    assert np.array_equal(finger.choices()[:2], pairs.choices()[:2]) and finger.n_evals == 15
+    assert E.PAIRED_STREAM[method] == E.PAIRED_STREAM["surrogate_pairs"]  # paired seeds
+    assert {"pair_share", "fingerprint_share", "grown"} <= set(facts)
+    assert methods.method_settings(setup, method)["fingerprint_shares"] == [1.0]
+
+
 def test_log_evidence_is_the_marginal_likelihood_of_the_linear_model():
     from scipy.stats import multivariate_normal
 
@@ -1120,17 +1231,6 @@ def test_fidelity_choice_retest_fine_tunes_again_with_another_generator_and_its_
     assert len(list(tmp_path.glob("choice_*_seed0.json"))) == 2
 
 
-def test_random_cost_tables_are_additive_positive_and_one_column_per_target():
-    from linas_lib.search.surrogate import random_cost_tables
-
-    cost = random_cost_tables(np.random.default_rng(0), 3, 4, 5)
-    archs = np.array([[0, 1, 2, 3], [0, 1, 2, 4], [4, 1, 2, 3]])
-    c = cost(archs)
-    assert c.shape == (3, 3) and (c > 0).all()
-    # additive: changing layer 3 moves every row by the same per-target amount whatever the rest is
-    np.testing.assert_allclose(cost([[4, 1, 2, 4]]) - cost([[4, 1, 2, 3]]), [c[1] - c[0]])
-
-
 def test_confirm_study_reads_fresh_seeds_against_the_fixed_reference_with_t_intervals():
     """One target, budget 10, reference HV 0.56. Seeds 10-12: the method finds A (0.4), the
     control B (0.4) on seed 10; A + B (0.55) against B on 11; C (0.09) against A on 12."""
@@ -1168,10 +1268,14 @@ def test_confirm_settings_are_checked_before_any_work():
     from linas_lib.search import report as pareto
 
     profile = load_profile("smoke")
-    with pytest.raises(ValueError, match=r"search.confirm_seeds \[0\] are also search.seeds or search.target_seeds"):
+    with pytest.raises(ValueError, match=r"search.confirm_seeds \[0\] are also search.seeds: a confirmatory"):
         dataclasses.replace(profile.search, confirm_seeds=(0, 10))
+    with pytest.raises(ValueError, match=r"search.confirm_seeds \[101\] are also search.target_seeds"):
+        dataclasses.replace(profile.search, confirm_seeds=(101,))
+    with pytest.raises(ValueError, match=r"confirm_methods and search.confirm_seeds go together.*2 methods and 0 seeds"):
+        dataclasses.replace(profile.search, confirm_methods=("random", "surrogate"), confirm_seeds=())
     bad = dataclasses.replace(profile, search=dataclasses.replace(profile.search, confirm_methods=("surrogat",)))
     with pytest.raises(ValueError, match=r"search.confirm_methods: unknown search method 'surrogat'"):
         pareto.check_methods(bad)
     assert pareto.confirm_study(dataclasses.replace(profile, search=dataclasses.replace(
-        profile.search, confirm_seeds=())), None, None, None, {}) == {}
+        profile.search, confirm_seeds=(), confirm_methods=())), None, None, None, {}) == {}

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..space import parse_arch
+from ..stats import t_half_width
 from . import bench as B
 
 
@@ -191,15 +192,6 @@ def gap_uncertainty(gap_pts: float, spread: tuple[float, int], n_chosen: int, n_
     se = 100 * sd * math.sqrt(max(1 / n_chosen + 1 / n_best - 2 * n_shared / (n_chosen * n_best), 0.0))
     half = t_half_width(se, df, confidence)
     return {"miou_gap_se_pts": se, "miou_gap_ci95_low_pts": gap_pts - half, "miou_gap_ci95_high_pts": gap_pts + half}
-
-
-def t_half_width(se: float, df: int, confidence: float) -> float:
-    """Half the width of a ``confidence`` t interval with standard error ``se`` and ``df`` degrees
-    of freedom (:func:`gap_uncertainty`, :func:`_contrast`: the pooled seed SD's;
-    :func:`~linas_lib.analysis.near_smallest.summary`: over pairs)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2, df)) * se
 
 
 def cross_fitted_best(rows: list[dict], metric: str = "test_miou") -> float | None:

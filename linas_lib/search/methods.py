@@ -42,7 +42,10 @@ Model-based (last in :data:`METHODS`, whose order names the generator streams of
   on every target); its control is ``surrogate_pairs``, whose stream it shares.
 * ``surrogate_fingerprint_random`` -- its control for the latency information: the same model on
   a fingerprint of random additive cost tables of the same dimension
-  (:func:`~linas_lib.search.surrogate.random_cost_tables`).
+  (:func:`~linas_lib.search.surrogate.random_cost_tables`);
+* ``surrogate_fingerprint_shuffled`` -- a second such control, added after the first's result:
+  the real LUTs with each layer's choices relabelled
+  (:func:`~linas_lib.search.surrogate.shuffled_latency`).
 """
 
 from __future__ import annotations
@@ -69,9 +72,9 @@ from .samplers import (
 
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
            "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs",
-           "surrogate_fingerprint", "surrogate_fingerprint_random")
-SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs", "surrogate_fingerprint",
-              "surrogate_fingerprint_random")
+           "surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled")
+FINGERPRINT_METHODS = ("surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled")
+SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs") + FINGERPRINT_METHODS
 
 
 @dataclass
@@ -317,12 +320,18 @@ def run_surrogate_fingerprint_random(setup: SearchSetup, archive: EvaluationArch
     return run_surrogate(setup, archive, rng, grow="local", model="fingerprint_random")
 
 
+def run_surrogate_fingerprint_shuffled(setup: SearchSetup, archive: EvaluationArchive,
+                                       rng: np.random.Generator) -> dict:
+    """Second control of ``surrogate_fingerprint``: the real LUTs with each layer's choices relabelled."""
+    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint_shuffled")
+
+
 def method_settings(setup: SearchSetup, method: str) -> dict:
     """What a method's runs depend on beyond the search folder's key
     (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
     when they change. The surrogate's acquisition reads the HV reference, set from settings
     kept out of that key (``search.hv_ref_*`` change the scoring, not the other methods' runs)."""
-    if method in ("surrogate_fingerprint", "surrogate_fingerprint_random"):
+    if method in FINGERPRINT_METHODS:
         return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init),
                 "fingerprint_shares": [float(v) for v in surrogate.FINGERPRINT_SHARES]}
     if method in SURROGATES:
@@ -345,6 +354,7 @@ RUNNERS = {
     "surrogate_pairs": run_surrogate_pairs,
     "surrogate_fingerprint": run_surrogate_fingerprint,
     "surrogate_fingerprint_random": run_surrogate_fingerprint_random,
+    "surrogate_fingerprint_shuffled": run_surrogate_fingerprint_shuffled,
 }
 
 
