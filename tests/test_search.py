@@ -1258,6 +1258,13 @@ def test_confirm_study_reads_fresh_seeds_against_the_fixed_reference_with_t_inte
     shares = {r["method"]: r["share_mean"] for r in study["methods"]}
     assert shares["surrogate_pairs"] == pytest.approx((0.4 + 0.4 + 0.4) / 3 / 0.56)
     assert [r["effect"] for r in study["effects"]] == ["fingerprint"]  # the random control did not run
+    (one_target,) = study["by_target"]  # one target: its contribution is the whole effect
+    assert one_target["target"] == "a" and one_target["contrib_mean"] == pytest.approx(effect["diff_mean"])
+    two = E.ParetoExperiment(["a", "b"], [10.0, 5.0])  # on two targets the contributions sum to the effect
+    runs2 = [E.MethodRun(r.method, r.seed, r.choices, r.miou, np.hstack([r.latency_ms, r.latency_ms])) for r in runs]
+    split = E.confirm_study(two, runs2, 0.5, n_resamples=200)
+    assert {r["target"] for r in split["by_target"]} == {"a", "b"}
+    assert sum(r["contrib_mean"] for r in split["by_target"]) == pytest.approx(split["effects"][0]["diff_mean"])
     flat = pareto.confirm_summary({key: [{"seeds": "confirm", **r} for r in rows] for key, rows in study.items()})
     assert flat["confirm.effect.fingerprint"] == effect["diff_mean"] and flat["confirm.n_seeds.surrogate_pairs"] == 3
     assert E.confirm_study(exp, [], 0.56) == {} and pareto.confirm_summary({}) == {}

@@ -551,29 +551,41 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
     experiment's fixed ``reference`` HV, which they do not join.
 
     Returns:
-        ``{methods, effects}`` (empty without runs). ``methods``: per method ``{method, n_seeds,
+        ``{methods, effects, by_target}`` (empty without runs). ``methods``: per method ``{method, n_seeds,
         share_mean, share_sd, share_ci95_low, share_ci95_high}`` (the final HV as a share of
         ``reference``; a Student-t CI over seeds) and the percentile bootstrap's ends
         (``share_boot_ci95_low``, ``_high``). ``effects``: per cause of :data:`EFFECTS` whose
         method and control both ran, the paired difference of their shares over the common
         seeds ``{effect, method, control, n_seeds, diff_mean, diff_sd, diff_ci95_low,
-        diff_ci95_high}`` (t) and its bootstrap ends.
+        diff_ci95_high}`` (t) and its bootstrap ends. ``by_target``: the same effects split into
+        each headline target's contribution ``{effect, target, n_seeds, contrib_mean, contrib_sd,
+        contrib_ci95_low, contrib_ci95_high, ...}``: the paired difference of the target's HV over
+        ``reference`` and the number of targets, so the contributions sum to the effect.
     """
     if not runs:
         return {}
+    targets = experiment.hv_targets
+    per_target: dict[str, dict[int, np.ndarray]] = {}  # a target's HV over reference and the number of targets
+    for run in runs:
+        per_target.setdefault(run.method, {})[run.seed] = np.array(
+            [experiment.target_hv(run.miou, run.latency_ms, t) for t in targets]) / reference / len(targets)
     shares: dict[str, dict[int, float]] = {}
     for run in runs:
         shares.setdefault(run.method, {})[run.seed] = experiment.hv(run.miou, run.latency_ms) / reference
     methods = [{"method": m, "n_seeds": len(v), **_t_and_bootstrap("share", list(v.values()), n_resamples)}
                for m, v in shares.items()]
-    effects = []
+    effects, by_target = [], []
     for effect, method, control in EFFECTS:
         if method in shares and control in shares:
             seeds = sorted(set(shares[method]) & set(shares[control]))
             diff = [shares[method][s] - shares[control][s] for s in seeds]
             effects.append({"effect": effect, "method": method, "control": control, "n_seeds": len(seeds),
                             **_t_and_bootstrap("diff", diff, n_resamples)})
-    return {"methods": methods, "effects": effects}
+            for i, t in enumerate(targets):
+                contrib = [per_target[method][s][i] - per_target[control][s][i] for s in seeds]
+                by_target.append({"effect": effect, "target": experiment.target_names[t], "n_seeds": len(seeds),
+                                  **_t_and_bootstrap("contrib", contrib, n_resamples)})
+    return {"methods": methods, "effects": effects, "by_target": by_target}
 
 
 def _t_and_bootstrap(name: str, values: list[float], n_resamples: int) -> dict:

@@ -205,13 +205,13 @@ def confirm_study(profile, setup: SearchSetup, supernet, exp: E.ParetoExperiment
     :func:`~linas_lib.search.experiment.confirm_study` against ``result``'s fixed reference HV.
 
     Returns:
-        ``{methods, effects}`` rows tagged ``seeds``: ``confirm`` or ``design``; empty when the
-        profile asks for none.
+        ``{methods, effects, by_target}`` rows tagged ``seeds``: ``confirm`` or ``design``; empty
+        when the profile asks for none.
     """
     cfg = profile.search
     if not (cfg.confirm_methods and cfg.confirm_seeds):
         return {}
-    folder, study = runs_dir(profile, supernet, setup.latency), {"methods": [], "effects": []}
+    folder, study = runs_dir(profile, supernet, setup.latency), {"methods": [], "effects": [], "by_target": []}
     for tag, seeds in (("confirm", cfg.confirm_seeds), ("design", cfg.seeds)):
         runs = E.run_all(setup, cfg.confirm_methods, seeds, folder, progress=print)
         part = E.confirm_study(exp, runs, result["reference_hv"], profile.ranking.bootstrap_resamples)
