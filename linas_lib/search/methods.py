@@ -331,12 +331,12 @@ def method_settings(setup: SearchSetup, method: str) -> dict:
     (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
     when they change. The surrogate's acquisition reads the HV reference, set from settings
     kept out of that key (``search.hv_ref_*`` change the scoring, not the other methods' runs)."""
+    if method not in SURROGATES:
+        return {}
+    settings = {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init)}
     if method in FINGERPRINT_METHODS:
-        return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init),
-                "fingerprint_shares": [float(v) for v in surrogate.FINGERPRINT_SHARES]}
-    if method in SURROGATES:
-        return {"hv_ref": [float(v) for v in setup.hv_ref], "surrogate_init": int(setup.surrogate_init)}
-    return {}
+        settings["fingerprint_shares"] = [float(v) for v in surrogate.FINGERPRINT_SHARES]
+    return settings
 
 
 RUNNERS = {

@@ -173,6 +173,18 @@ def shuffled_latency(rng: np.random.Generator, latency, n_layers: int, n_choices
     return lambda archs: latency.predict(perms[layers, np.asarray(archs, dtype=np.int64)])
 
 
+def fingerprint_source(model: str, latency, space, rng: np.random.Generator):
+    """``(n, L) -> (n, T)`` what a fingerprint model reads: the LUT latency (``"fingerprint"``),
+    :func:`random_cost_tables` or :func:`shuffled_latency` (drawn from ``rng``)."""
+    if model == "fingerprint":
+        return latency.predict
+    if model == "fingerprint_random":
+        return random_cost_tables(rng, len(latency.budgets_ms), space.n_layers, space.n_choices)
+    if model == "fingerprint_shuffled":
+        return shuffled_latency(rng, latency, space.n_layers, space.n_choices)
+    raise ValueError(f"no fingerprint for model {model!r}; expected one of {FINGERPRINT_MODELS}")
+
+
 @dataclass(frozen=True)
 class LatencyFingerprint:
     """Log latency on every target, standardised per target by a fixed pool's mean and SD.
@@ -490,12 +502,9 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
     cands = _Candidates(archive, pool)
     if model in FINGERPRINT_MODELS:
         finger_rng, table_rng = rng.spawn(2)
-        source = {"fingerprint": lambda: archive.latency.predict,
-                  "fingerprint_random": lambda: random_cost_tables(
-                      table_rng, len(archive.latency.budgets_ms), space.n_layers, space.n_choices),
-                  "fingerprint_shuffled": lambda: shuffled_latency(
-                      table_rng, archive.latency, space.n_layers, space.n_choices)}[model]()
+        source = fingerprint_source(model, archive.latency, space, table_rng)
         fingerprint = LatencyFingerprint.of_pool(source(cands.archs))
+        cand_fingers = fingerprint(source(cands.archs))  # grown with the pool, never recomputed
     n_init = min(max(1, int(n_init)), archive.remaining, len(pool))
     if n_init:
         archive.evaluate(cands.archs[:n_init])
@@ -515,7 +524,9 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         elif model in FINGERPRINT_MODELS:
             post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE,
                                       fingerprint(source(archive.choices())))
-            predicted = post.predict(cands.archs, post.sample(rng, finger_rng), fingerprint(source(cands.archs)))
+            if len(cand_fingers) < len(cands.archs):
+                cand_fingers = np.concatenate([cand_fingers, fingerprint(source(cands.archs[len(cand_fingers):]))])
+            predicted = post.predict(cands.archs, post.sample(rng, finger_rng), cand_fingers)
         else:
             post = fit_linear_posterior(space.one_hot(archive.choices()), archive.miou(), MIN_SCALE)
             predicted = post.predict(cands.features, post.sample(rng))
