@@ -9,12 +9,12 @@ INSTALLED := $(VENV)/.installed
 # PROFILE may be a name (smoke|cpu|full) or a path to a YAML file; results go under its stem.
 PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
-.PHONY: help install paper smoke compare goals luts bench final test lab clean-executed
+.PHONY: help install paper smoke compare replicate goals luts bench final test lab clean-executed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|full) SEED=$(SEED) ADD_SEEDS= (make bench)"
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|full) SEED=$(SEED) ADD_SEEDS= (make bench) NB= (make replicate)"
 
 install: $(INSTALLED) ## create .venv and install the pinned packages (first use only)
 
@@ -32,6 +32,9 @@ smoke: ## `make paper` with the tiny smoke profile
 
 compare: $(INSTALLED) ## compare PROFILE's reproduced summary figures with the committed ones
 	$(PY) -m linas_lib.cli compare --profile $(PROFILE)
+
+replicate: $(INSTALLED) ## rerun notebook NB (e.g. NB=05_pareto) of the committed code in a clean clone with a cold cache; its files and compare.csv go to results/<profile>/replicas/ (resumes)
+	$(PY) -m linas_lib.cli replicate --profile $(PROFILE_NAME) --only $(NB)
 
 goals: $(INSTALLED) ## the issues' goals from PROFILE's summaries: results/<profile>/goals.md and README's block
 	$(PY) -m linas_lib.cli goals --profile $(PROFILE_NAME) --readme

@@ -43,6 +43,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args.profile, show_all=args.all, ref=args.ref)
 
 
+def _cmd_replicate(args: argparse.Namespace) -> int:
+    from .replicate import ReplicateError, replicate
+
+    try:
+        replicate(args.profile, args.only, workdir=args.workdir, label=args.label, commit=args.commit)
+    except ReplicateError as err:
+        print(f"linas: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_goals(args: argparse.Namespace) -> int:
     from .goals import with_goals
     from .keys import atomic_write_text
@@ -138,6 +149,16 @@ def _add_paper_commands(sub) -> None:
     compare.add_argument("--all", action="store_true", help="print every row, not only the non-ok ones")
     compare.add_argument("--ref", default="HEAD", help="git revision holding the committed results (default: HEAD)")
     compare.set_defaults(func=_cmd_compare)
+    rep = sub.add_parser("replicate", help="rerun a notebook of the committed code in a clean clone with a cold cache "
+                         "(.cache/replicas/), compare it there, and copy its files and compare.csv to "
+                         "results/<profile>/replicas/<label>/ (never over the committed results)")
+    rep.add_argument("--profile", default="cpu", help="profile name (default: cpu)")
+    rep.add_argument("--only", required=True, metavar="NAME", help="the notebook to replicate, e.g. 05_pareto")
+    rep.add_argument("--commit", default="HEAD", help="the commit to replicate (default: HEAD)")
+    rep.add_argument("--workdir", default=None, help="the clone's folder (default .cache/replicas/<profile>-<sha12>; "
+                     "resumed when it exists at the same commit)")
+    rep.add_argument("--label", default=None, help="folder name under replicas/ (default: <sha7>-<recorded cpu>)")
+    rep.set_defaults(func=_cmd_replicate)
     goals = sub.add_parser("goals", help="the issues' goals read off the committed summaries "
                            "(results/<profile>/goals.md; --readme: also README.md's goals block)")
     goals.add_argument("--profile", default="cpu", help="profile name (default: cpu)")
