@@ -2,6 +2,7 @@
 # stamps in .cache/stamps/, see linas_lib/paper.py); `make help` lists targets.
 PROFILE ?= cpu
 SEED ?= 0
+COMMIT ?= HEAD
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|full) SEED=$(SEED) ADD_SEEDS= (make bench) NB= (make replicate)"
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|full) SEED=$(SEED) ADD_SEEDS= (make bench) NB= COMMIT=HEAD (make replicate)"
 
 install: $(INSTALLED) ## create .venv and install the pinned packages (first use only)
 
@@ -33,8 +34,8 @@ smoke: ## `make paper` with the tiny smoke profile
 compare: $(INSTALLED) ## compare PROFILE's reproduced summary figures with the committed ones
 	$(PY) -m linas_lib.cli compare --profile $(PROFILE)
 
-replicate: $(INSTALLED) ## rerun notebook NB (e.g. NB=05_pareto) of the committed code in a clean clone with a cold cache; its files and compare.csv go to results/<profile>/replicas/ (resumes)
-	$(PY) -m linas_lib.cli replicate --profile $(PROFILE_NAME) --only $(NB)
+replicate: $(INSTALLED) ## rerun notebook NB (e.g. NB=05_pareto) of commit COMMIT (default HEAD) in a clean clone with a cold cache; its files and compare table go to results/<profile>/replicas/ (resumes)
+	$(PY) -m linas_lib.cli replicate --profile $(PROFILE_NAME) --only $(NB) --commit $(COMMIT)
 
 goals: $(INSTALLED) ## the issues' goals from PROFILE's summaries: results/<profile>/goals.md and README's block
 	$(PY) -m linas_lib.cli goals --profile $(PROFILE_NAME) --readme

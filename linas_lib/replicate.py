@@ -1,35 +1,43 @@
-"""``linas replicate``: rerun notebooks of the committed code from a cold cache, beside the project.
+"""``linas replicate``: rerun a notebook of the committed code from a cold cache, beside the project.
 
 A replication asks whether a result survives what a rerun changes: another machine, and with
-it another supernet training (trainings do not reproduce bit for bit across CPUs, README
-"Reproducing the paper"). It must not overwrite the committed results it is read against, so
-it runs in a clean clone of ``HEAD`` with its own cache:
+it another supernet training (trainings do not reproduce bit for bit across CPUs). It must not
+overwrite the committed results it is read against, so it runs in a clean clone with its own
+cache:
 
-1. ``git clone`` the project into a work folder (default ``.cache/replicas/<profile>-<sha12>``;
-   an existing one is resumed when it holds the same commit). Uncommitted changes are not
-   replicated. A relative data folder outside the project (the profile's
-   ``data.crackforest_dir``, ``../shared/...``) is linked beside the clone, so the clone reads
-   the same data and does not fall back to the synthetic set.
+1. ``git clone`` the project at the commit into a work folder (default
+   ``.cache/replicas/<profile>-<notebook>-<sha12>``, one per notebook so that replicas do not
+   read each other's outputs); an existing one is resumed when it holds the same commit.
+   Uncommitted changes are not replicated. A relative data folder outside the project
+   (``../shared/...``) is linked beside the clone, and the clone must resolve the profile's
+   data to the same folder as the project, else the replica would quietly read other data.
 2. ``linas paper --only <notebook>`` there (``LINAS_ROOT`` and ``PYTHONPATH`` name the clone):
    a fresh clone has no stamps, so the notebook runs; a resumed one skips it when it finished
    and otherwise reruns it, reading the per-item caches the stopped run left.
-3. ``linas compare`` there: every summary figure against the clone's committed one.
-4. The notebook's CSV/JSON files and ``compare.csv`` are copied, each atomically, to
-   ``results/<profile>/replicas/<label>/`` (label: the commit and the clone's recorded CPU).
+3. ``linas compare`` there: every summary figure against the commit's own.
+4. The notebook's CSV/JSON files that the rerun rewrote (``git status`` in the clone; a file the
+   rerun did not write is still the commit's and is left out, by name) and the compare table go
+   to ``results/<profile>/replicas/<label>/`` in one rename (label: the commit and the clone's
+   recorded CPU). An existing label is never overwritten.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from .config import PROFILE_DIR, load_profile, profile_path
+from .config import PROFILE_DIR, Profile, load_profile, profile_path
 from .keys import atomic_write_text
 from .paths import project_root
 from .provenance import read_csv_provenance, recorded_machine
+
+
+PROFILES = Path(PROFILE_DIR.parent.name) / PROFILE_DIR.name  # linas_lib/profiles, relative to a root
 
 
 class ReplicateError(ValueError):
@@ -40,12 +48,12 @@ def _git(cwd: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if done.returncode:
         raise ReplicateError(f"`git {' '.join(args)}` in {cwd} failed: {done.stderr.strip()[:300]}")
-    return done.stdout.strip()
+    return done.stdout.rstrip("\n")  # not strip(): a porcelain status line may start with a space
 
 
-def default_workdir(root: Path, profile_name: str, sha: str) -> Path:
-    """``<root>/.cache/replicas/<profile>-<sha12>``."""
-    return root / ".cache" / "replicas" / f"{profile_name}-{sha[:12]}"
+def default_workdir(root: Path, profile_name: str, notebook: str, sha: str) -> Path:
+    """``<root>/.cache/replicas/<profile>-<notebook>-<sha12>``."""
+    return root / ".cache" / "replicas" / f"{profile_name}-{notebook}-{sha[:12]}"
 
 
 def prepare_clone(root: Path, workdir: Path, sha: str) -> bool:
@@ -63,7 +71,7 @@ def prepare_clone(root: Path, workdir: Path, sha: str) -> bool:
                                  f"--workdir")
         return False
     workdir.parent.mkdir(parents=True, exist_ok=True)
-    _git(root, "clone", "--quiet", str(root), str(workdir))
+    _git(root, "clone", "--quiet", "--no-checkout", str(root), str(workdir))
     _git(workdir, "checkout", "--quiet", sha)
     return True
 
@@ -72,8 +80,9 @@ def link_outside_data(root: Path, workdir: Path, data_dir: str) -> Path | None:
     """Link a relative data folder that lies outside the project to the same place beside the clone.
 
     ``../shared/data/crackforest`` from ``root`` is ``root/../shared``: the clone gets
-    ``workdir/../shared`` pointing there. Returns the link made, or None (absolute or inside
-    the project, the original absent, or the name already taken).
+    ``workdir/../shared`` pointing there. Returns the link made, or None (empty, absolute or
+    inside the project, the original absent, or the name already taken: :func:`check_same_data`
+    then says whether the clone still reads the same data).
     """
     parts = Path(data_dir).parts
     ups = 0
@@ -89,6 +98,21 @@ def link_outside_data(root: Path, workdir: Path, data_dir: str) -> Path | None:
     return link
 
 
+def check_same_data(root: Path, workdir: Path, data_dirs: list[str]) -> None:
+    """Every data folder the project has must resolve to the same folder from the clone.
+
+    Raises:
+        ReplicateError: naming the profile's path and both folders.
+    """
+    for data_dir in filter(None, data_dirs):
+        here = Path(data_dir) if Path(data_dir).is_absolute() else root / data_dir
+        there = Path(data_dir) if Path(data_dir).is_absolute() else workdir / data_dir
+        if here.is_dir() and (not there.is_dir() or here.resolve() != there.resolve()):
+            raise ReplicateError(f"the profile's data folder {data_dir!r} is {here.resolve()} here but "
+                                 f"{there.resolve() if there.exists() else str(there) + ' (missing)'} from the "
+                                 f"clone {workdir}: it would read other data (link it, or pass another --workdir)")
+
+
 def run_in_clone(workdir: Path, args: list[str]) -> int:
     """``python -m linas_lib.cli <args>`` with the clone as project root and import path."""
     env = dict(os.environ, LINAS_ROOT=str(workdir),
@@ -100,8 +124,6 @@ def run_in_clone(workdir: Path, args: list[str]) -> int:
 def machine_label(summary_or_csv: Path, sha: str) -> str:
     """``<sha7>-<cpu>``: the commit and the CPU the replica's provenance records, as a folder name."""
     if summary_or_csv.suffix == ".json":
-        import json
-
         block = json.loads(summary_or_csv.read_text()).get("provenance")
     else:
         block = read_csv_provenance(summary_or_csv)
@@ -109,33 +131,55 @@ def machine_label(summary_or_csv: Path, sha: str) -> str:
     return f"{sha[:7]}-" + (re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-") or "unrecorded")
 
 
+def rewritten(workdir: Path, folder: str) -> set[str]:
+    """Paths under ``folder`` (relative to the clone) that differ from its commit or are new."""
+    status = _git(workdir, "status", "--porcelain", "--untracked-files=all", "--", folder)
+    return {line[3:] for line in status.splitlines() if line[:2] != " D"}
+
+
 def collect(workdir: Path, root: Path, profile_name: str, notebook: str, label: str | None, sha: str) -> Path:
-    """Copy the replica's files of ``notebook`` and its ``compare.csv`` under ``results/<profile>/replicas/``.
+    """Copy what the replica of ``notebook`` rewrote, and its compare table, under ``results/<profile>/replicas/``.
+
+    Returns:
+        The label's folder.
 
     Raises:
-        ReplicateError: the replica wrote no summary for ``notebook`` (it did not finish).
+        ReplicateError: the replica rewrote no summary (it did not finish), or the label exists.
     """
-    made = workdir / "results" / profile_name / notebook
-    summary = made / "summary.json"
-    if not summary.is_file():
-        raise ReplicateError(f"{summary} is missing: the replica of {notebook} did not finish")
+    folder = f"results/{profile_name}/{notebook}"
+    summary = workdir / folder / "summary.json"
+    changed = rewritten(workdir, folder)
+    if f"{folder}/summary.json" not in changed:
+        raise ReplicateError(f"{summary} was not rewritten: the replica of {notebook} did not finish")
     dest = root / "results" / profile_name / "replicas" / (label or machine_label(summary, sha))
-    files = [(p, dest / notebook / p.name) for p in sorted(made.iterdir()) if p.suffix in (".csv", ".json")]
-    compare = workdir / "results" / profile_name / "compare.csv"
-    if compare.is_file():
-        files.append((compare, dest / "compare.csv"))
-    for source, target in files:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(target, source.read_text())
+    if dest.exists():
+        raise ReplicateError(f"{dest} exists: a replica is never overwritten (remove it or pass --label)")
+    made = sorted(p for p in (workdir / folder).iterdir() if p.suffix in (".csv", ".json"))
+    kept = [p.name for p in made if f"{folder}/{p.name}" not in changed]
+    if kept:
+        print(f"left out (the commit's, not rewritten by the replica): {', '.join(kept)}")
+    files = [(p, Path(notebook) / p.name) for p in made if p.name not in kept]
+    files.append((workdir / "results" / profile_name / "compare.csv", Path(f"compare-{notebook}.csv")))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    for source, rel in files:
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(staging / rel, source.read_text())
+    staging.rename(dest)
     return dest
+
+
+def _clone_profile(workdir: Path, name: str) -> Profile:
+    """The profile as the clone's commit holds it (not this working tree's)."""
+    return load_profile(workdir / PROFILES / f"{name}.yaml")
 
 
 def replicate(profile: str, notebook: str, workdir: str | None = None, label: str | None = None,
               commit: str = "HEAD") -> Path:
-    """Run ``notebook`` of the committed code in a clean clone with a cold cache and collect it.
+    """Run ``notebook`` of a commit in a clean clone with a cold cache, compare it there, collect it.
 
     Args:
-        profile: a profile's name (``linas_lib/profiles/<name>.yaml``: the clone reads its own copy).
+        profile: a profile's name (``linas_lib/profiles/<name>.yaml``, read from the commit).
         notebook: the notebook's name, e.g. ``05_pareto``.
         workdir: the clone's folder (default :func:`default_workdir`); resumed when it exists.
         label: the folder under ``results/<profile>/replicas/`` (default :func:`machine_label`).
@@ -145,22 +189,34 @@ def replicate(profile: str, notebook: str, workdir: str | None = None, label: st
         The folder the files were collected into.
 
     Raises:
-        ReplicateError: no git, an unknown commit, a work folder at another commit, or the
-            notebook failed.
+        ReplicateError: no git, an unknown commit, profile or notebook, a work folder at another
+            commit or reading other data, the notebook or the comparison failed, or the label exists.
     """
     root = project_root()
     if profile_path(profile).parent != PROFILE_DIR:
         raise ReplicateError(f"profile {profile!r}: replicate takes the name of a committed profile "
                              f"({PROFILE_DIR.name}/<name>.yaml), which the clone reads from its own copy")
-    loaded = load_profile(profile)
     sha = _git(root, "rev-parse", "--verify", f"{commit}^{{commit}}")
-    work = Path(workdir).resolve() if workdir else default_workdir(root, loaded.name, sha)
+    for path in (f"notebooks/{notebook}.ipynb", f"{PROFILES.as_posix()}/{profile}.yaml"):
+        if subprocess.run(["git", "cat-file", "-e", f"{sha}:{path}"], cwd=root, capture_output=True).returncode:
+            raise ReplicateError(f"{path} is not in commit {sha[:12]}: nothing to replicate")
+    work = Path(workdir).resolve() if workdir else default_workdir(root, profile, notebook, sha)
     fresh = prepare_clone(root, work, sha)
-    link_outside_data(root, work, loaded.data.crackforest_dir)
+    data = _clone_profile(work, profile).data
+    link_outside_data(root, work, data.crackforest_dir)
+    check_same_data(root, work, [data.crackforest_dir, data.folder])
     print(f"replica of {notebook} at {sha[:12]} in {work} ({'new clone' if fresh else 'resumed'})", flush=True)
-    if run_in_clone(work, ["paper", "--profile", loaded.name, "--only", notebook]):
-        raise ReplicateError(f"the replica of {notebook} failed in {work}: rerun the same command to resume")
-    run_in_clone(work, ["compare", "--profile", loaded.name])  # exit 1 (figures differ) is a finding
-    dest = collect(work, root, loaded.name, notebook, label, sha)
+    code = run_in_clone(work, ["paper", "--profile", profile, "--only", notebook])
+    if code:
+        executed = work / "results" / profile / "executed" / f"{notebook}.ipynb"
+        hint = "rerun the same command to resume" if code == 1 else "an error before the run (above)"
+        raise ReplicateError(f"the replica of {notebook} failed in {work} (exit {code}; {hint}; "
+                             f"executed copy: {executed})")
+    table = work / "results" / profile / "compare.csv"
+    table.unlink(missing_ok=True)
+    code = run_in_clone(work, ["compare", "--profile", profile])
+    if code not in (0, 1) or not table.is_file():  # 1: figures differ, a finding
+        raise ReplicateError(f"`linas compare` failed in {work} (exit {code}) and wrote no {table.name}")
+    dest = collect(work, root, profile, notebook, label, sha)
     print(f"collected into {dest}")
     return dest
