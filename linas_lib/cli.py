@@ -47,10 +47,12 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
     from .replicate import ReplicateError, replicate
 
     try:
-        replicate(args.profile, args.only, workdir=args.workdir, label=args.label, commit=args.commit)
+        dest = replicate(args.profile, args.only, workdir=args.workdir, label=args.label, commit=args.commit,
+                         partial=args.partial)
     except ReplicateError as err:
         print(f"linas: error: {err}", file=sys.stderr)
         return 1
+    print(f"collected into {dest}")
     return 0
 
 
@@ -158,6 +160,8 @@ def _add_paper_commands(sub) -> None:
     rep.add_argument("--workdir", default=None, help="the clone's folder (default .cache/replicas/<profile>-<sha12>; "
                      "resumed when it exists at the same commit)")
     rep.add_argument("--label", default=None, help="folder name under replicas/ (default: <sha7>-<recorded cpu>)")
+    rep.add_argument("--partial", action="store_true", help="run nothing: collect what a started replica has "
+                     "written so far (replica.json says finished: false)")
     rep.set_defaults(func=_cmd_replicate)
     goals = sub.add_parser("goals", help="the issues' goals read off the committed summaries "
                            "(results/<profile>/goals.md; --readme: also README.md's goals block)")

@@ -137,34 +137,52 @@ def rewritten(workdir: Path, folder: str) -> set[str]:
     return {line[3:] for line in status.splitlines() if line[:2] != " D"}
 
 
-def collect(workdir: Path, root: Path, profile_name: str, notebook: str, label: str | None, sha: str) -> Path:
+def collect(workdir: Path, root: Path, profile_name: str, notebook: str, label: str | None, sha: str,
+            partial: bool = False) -> Path:
     """Copy what the replica of ``notebook`` rewrote, and its compare table, under ``results/<profile>/replicas/``.
+
+    Beside the files goes ``replica.json``: the commit, the notebook, whether the rerun finished
+    (its summary rewritten), the files collected and those left out, and when.
+
+    Args:
+        partial: collect a replica that has not finished (no rewritten summary, no compare
+            table): the files its finished cells wrote, marked ``finished: false``.
 
     Returns:
         The label's folder.
 
     Raises:
-        ReplicateError: the replica rewrote no summary (it did not finish), or the label exists.
+        ReplicateError: nothing rewritten, no summary rewritten unless ``partial``, or the label exists.
     """
+    from datetime import datetime, timezone
+
     folder = f"results/{profile_name}/{notebook}"
-    summary = workdir / folder / "summary.json"
     changed = rewritten(workdir, folder)
-    if f"{folder}/summary.json" not in changed:
-        raise ReplicateError(f"{summary} was not rewritten: the replica of {notebook} did not finish")
-    dest = root / "results" / profile_name / "replicas" / (label or machine_label(summary, sha))
+    made = sorted(p for p in (workdir / folder).iterdir() if p.suffix in (".csv", ".json"))
+    files = [p for p in made if f"{folder}/{p.name}" in changed]
+    finished = f"{folder}/summary.json" in changed
+    if not files or not (finished or partial):
+        raise ReplicateError(f"{workdir / folder / 'summary.json'} was not rewritten: the replica of {notebook} did "
+                             f"not finish (--partial collects the files its finished cells wrote)")
+    dest = root / "results" / profile_name / "replicas" / (label or machine_label(files[0], sha))
     if dest.exists():
         raise ReplicateError(f"{dest} exists: a replica is never overwritten (remove it or pass --label)")
-    made = sorted(p for p in (workdir / folder).iterdir() if p.suffix in (".csv", ".json"))
-    kept = [p.name for p in made if f"{folder}/{p.name}" not in changed]
+    kept = [p.name for p in made if p not in files]
     if kept:
         print(f"left out (the commit's, not rewritten by the replica): {', '.join(kept)}")
-    files = [(p, Path(notebook) / p.name) for p in made if p.name not in kept]
-    files.append((workdir / "results" / profile_name / "compare.csv", Path(f"compare-{notebook}.csv")))
+    pairs = [(p, Path(notebook) / p.name) for p in files]
+    table = workdir / "results" / profile_name / "compare.csv"
+    if finished and table.is_file():
+        pairs.append((table, Path(f"compare-{notebook}.csv")))
+    manifest = {"commit": sha, "notebook": notebook, "profile": profile_name, "finished": finished,
+                "collected": [rel.as_posix() for _, rel in pairs], "left_out": kept,
+                "collected_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    for source, rel in files:
+    for source, rel in pairs:
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(staging / rel, source.read_text())
+    atomic_write_text(staging / "replica.json", json.dumps(manifest, indent=1) + "\n")
     staging.rename(dest)
     return dest
 
@@ -175,7 +193,7 @@ def _clone_profile(workdir: Path, name: str) -> Profile:
 
 
 def replicate(profile: str, notebook: str, workdir: str | None = None, label: str | None = None,
-              commit: str = "HEAD") -> Path:
+              commit: str = "HEAD", partial: bool = False) -> Path:
     """Run ``notebook`` of a commit in a clean clone with a cold cache, compare it there, collect it.
 
     Args:
@@ -184,6 +202,8 @@ def replicate(profile: str, notebook: str, workdir: str | None = None, label: st
         workdir: the clone's folder (default :func:`default_workdir`); resumed when it exists.
         label: the folder under ``results/<profile>/replicas/`` (default :func:`machine_label`).
         commit: the commit whose code and committed results the replica runs (default ``HEAD``).
+        partial: run nothing; collect what a replica still running (or stopped) in ``workdir``
+            has written so far (:func:`collect`).
 
     Returns:
         The folder the files were collected into.
@@ -201,6 +221,11 @@ def replicate(profile: str, notebook: str, workdir: str | None = None, label: st
         if subprocess.run(["git", "cat-file", "-e", f"{sha}:{path}"], cwd=root, capture_output=True).returncode:
             raise ReplicateError(f"{path} is not in commit {sha[:12]}: nothing to replicate")
     work = Path(workdir).resolve() if workdir else default_workdir(root, profile, notebook, sha)
+    if partial:
+        if not work.is_dir():
+            raise ReplicateError(f"{work} does not exist: --partial collects a replica that was started")
+        prepare_clone(root, work, sha)  # checks it is a clone at the commit
+        return collect(work, root, profile, notebook, label, sha, partial=True)
     fresh = prepare_clone(root, work, sha)
     data = _clone_profile(work, profile).data
     link_outside_data(root, work, data.crackforest_dir)
@@ -217,6 +242,4 @@ def replicate(profile: str, notebook: str, workdir: str | None = None, label: st
     code = run_in_clone(work, ["compare", "--profile", profile])
     if code not in (0, 1) or not table.is_file():  # 1: figures differ, a finding
         raise ReplicateError(f"`linas compare` failed in {work} (exit {code}) and wrote no {table.name}")
-    dest = collect(work, root, profile, notebook, label, sha)
-    print(f"collected into {dest}")
-    return dest
+    return collect(work, root, profile, notebook, label, sha)

@@ -85,18 +85,25 @@ def test_collect_takes_only_what_the_replica_rewrote_and_never_overwrites(tmp_pa
     _repo(work, committed)
     made = work / "results" / "cpu" / "05_pareto"
     with pytest.raises(R.ReplicateError, match="summary.json was not rewritten: the replica of 05_pareto did not"):
+        R.collect(work, root, "cpu", "05_pareto", None, "1" * 40, partial=True)  # nothing rewritten yet
+    (made / "confirm.csv").write_text("# provenance: " + json.dumps(PROVENANCE) + "\na\n1\n")
+    with pytest.raises(R.ReplicateError, match="did not finish \\(--partial collects"):
         R.collect(work, root, "cpu", "05_pareto", None, "1" * 40)
+    early = R.collect(work, root, "cpu", "05_pareto", "early", "1" * 40, partial=True)
+    assert json.loads((early / "replica.json").read_text())["finished"] is False
+    assert sorted(p.name for p in (early / "05_pareto").iterdir()) == ["confirm.csv"]
     (made / "summary.json").write_text(json.dumps({"figures": {"a": 2}, "provenance": PROVENANCE}))
-    (made / "confirm.csv").write_text("a\n1\n")
     (made / "figure.png").write_bytes(b"\x89PNG")
     (work / "results" / "cpu" / "compare.csv").write_text("key\n")
     dest = R.collect(work, root, "cpu", "05_pareto", None, "1" * 40)
     assert dest == root / "results" / "cpu" / "replicas" / "1111111-genuineintel-family-6-model-167-stepping-1"
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
-        "05_pareto/confirm.csv", "05_pareto/summary.json", "compare-05_pareto.csv"]  # long_budget: the commit's
+        "05_pareto/confirm.csv", "05_pareto/summary.json", "compare-05_pareto.csv", "replica.json"]
+    manifest = json.loads((dest / "replica.json").read_text())
+    assert manifest["finished"] is True and manifest["left_out"] == ["long_budget.csv"]  # the commit's
     with pytest.raises(R.ReplicateError, match="exists: a replica is never overwritten"):
         R.collect(work, root, "cpu", "05_pareto", None, "1" * 40)
-    assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no staging folder left behind
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted([dest.name, "early"])  # no staging folder left
 
 
 def test_replicate_runs_paper_then_compare_in_the_clone_and_collects(tmp_path, monkeypatch):
@@ -127,6 +134,10 @@ def test_replicate_runs_paper_then_compare_in_the_clone_and_collects(tmp_path, m
     with pytest.raises(R.ReplicateError, match="failed in .* \\(exit 1; rerun the same command to resume; "
                                                "executed copy: .*05_pareto.ipynb\\)"):
         R.replicate("cpu", "05_pareto")
+    with pytest.raises(R.ReplicateError, match="does not exist: --partial collects a replica that was started"):
+        R.replicate("cpu", "05_pareto", workdir=str(tmp_path / "none"), partial=True)
+    partial = R.replicate("cpu", "05_pareto", label="now", partial=True)  # the finished clone, collected again
+    assert json.loads((partial / "replica.json").read_text())["finished"] is True
     with pytest.raises(R.ReplicateError, match="notebooks/04_ranking.ipynb is not in commit"):
         R.replicate("cpu", "04_ranking")
     with pytest.raises(R.ReplicateError, match="takes the name of a committed profile"):
