@@ -45,7 +45,10 @@ class ReplicateError(ValueError):
 
 
 def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    except OSError as err:  # no git, or cwd missing
+        raise ReplicateError(f"cannot run `git {' '.join(args)}` in {cwd}: {err}") from err
     if done.returncode:
         raise ReplicateError(f"`git {' '.join(args)}` in {cwd} failed: {done.stderr.strip()[:300]}")
     return done.stdout.rstrip("\n")  # not strip(): a porcelain status line may start with a space

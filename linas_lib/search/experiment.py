@@ -566,12 +566,11 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
         return {}
     targets = experiment.hv_targets
     per_target: dict[str, dict[int, np.ndarray]] = {}  # a target's HV over reference and the number of targets
-    for run in runs:
-        per_target.setdefault(run.method, {})[run.seed] = np.array(
-            [experiment.target_hv(run.miou, run.latency_ms, t) for t in targets]) / reference / len(targets)
     shares: dict[str, dict[int, float]] = {}
     for run in runs:
-        shares.setdefault(run.method, {})[run.seed] = experiment.hv(run.miou, run.latency_ms) / reference
+        hvs = np.array([experiment.target_hv(run.miou, run.latency_ms, t) for t in targets])  # once per run
+        per_target.setdefault(run.method, {})[run.seed] = hvs / reference / len(targets)
+        shares.setdefault(run.method, {})[run.seed] = float(np.mean(hvs)) / reference  # experiment.hv's mean
     methods = [{"method": m, "n_seeds": len(v), **_t_and_bootstrap("share", list(v.values()), n_resamples)}
                for m, v in shares.items()]
     effects, by_target = [], []
