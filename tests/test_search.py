@@ -1265,6 +1265,11 @@ def test_confirm_study_reads_fresh_seeds_against_the_fixed_reference_with_t_inte
     split = E.confirm_study(two, runs2, 0.5, n_resamples=200)
     assert {r["target"] for r in split["by_target"]} == {"a", "b"}
     assert sum(r["contrib_mean"] for r in split["by_target"]) == pytest.approx(split["effects"][0]["diff_mean"])
+    # where the evaluations went: A, AB, C against B, B, A; budget 10 holds all, budget 5 not C (9 ms)
+    assert (one_target["in_budget_method"], one_target["in_budget_control"]) == pytest.approx((4 / 3, 1.0))
+    assert one_target["in_budget_diff_mean"] == pytest.approx(1 / 3)
+    counts = {r["target"]: (r["in_budget_method"], r["in_budget_control"], r["in_budget_diff_mean"]) for r in split["by_target"]}
+    assert counts["b"] == pytest.approx((1.0, 1.0, 0.0)) and counts["a"] == pytest.approx((4 / 3, 1.0, 1 / 3))
     flat = pareto.confirm_summary({key: [{"seeds": "confirm", **r} for r in rows] for key, rows in study.items()})
     assert flat["confirm.effect.fingerprint"] == effect["diff_mean"] and flat["confirm.n_seeds.surrogate_pairs"] == 3
     assert E.confirm_study(exp, [], 0.56) == {} and pareto.confirm_summary({}) == {}

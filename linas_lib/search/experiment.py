@@ -560,16 +560,21 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
         diff_ci95_high}`` (t) and its bootstrap ends. ``by_target``: the same effects split into
         each headline target's contribution ``{effect, target, n_seeds, contrib_mean, contrib_sd,
         contrib_ci95_low, contrib_ci95_high, ...}``: the paired difference of the target's HV over
-        ``reference`` and the number of targets, so the contributions sum to the effect.
+        ``reference`` and the number of targets, so the contributions sum to the effect; beside it
+        where the two arms spent their evaluations: ``in_budget_method`` / ``in_budget_control``
+        (mean evaluations within the target's budget per run) and their paired difference
+        ``in_budget_diff_mean``, ``_sd``, ``_ci95_low`` / ``_high`` (t) and bootstrap ends.
     """
     if not runs:
         return {}
     targets = experiment.hv_targets
     per_target: dict[str, dict[int, np.ndarray]] = {}  # a target's HV over reference and the number of targets
+    in_budget: dict[str, dict[int, np.ndarray]] = {}  # per target: evaluations within its budget
     shares: dict[str, dict[int, float]] = {}
     for run in runs:
         hvs = np.array([experiment.target_hv(run.miou, run.latency_ms, t) for t in targets])  # once per run
         per_target.setdefault(run.method, {})[run.seed] = hvs / reference / len(targets)
+        in_budget.setdefault(run.method, {})[run.seed] = evaluations_in_budget(experiment, run, targets)
         shares.setdefault(run.method, {})[run.seed] = float(np.mean(hvs)) / reference  # experiment.hv's mean
     methods = [{"method": m, "n_seeds": len(v), **_t_and_bootstrap("share", list(v.values()), n_resamples)}
                for m, v in shares.items()]
@@ -582,9 +587,18 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
                             **_t_and_bootstrap("diff", diff, n_resamples)})
             for i, t in enumerate(targets):
                 contrib = [per_target[method][s][i] - per_target[control][s][i] for s in seeds]
+                counts = np.array([[in_budget[arm][s][i] for s in seeds] for arm in (method, control)], dtype=float)
                 by_target.append({"effect": effect, "target": experiment.target_names[t], "n_seeds": len(seeds),
-                                  **_t_and_bootstrap("contrib", contrib, n_resamples)})
+                                  **_t_and_bootstrap("contrib", contrib, n_resamples),
+                                  "in_budget_method": float(counts[0].mean()), "in_budget_control": float(counts[1].mean()),
+                                  **_t_and_bootstrap("in_budget_diff", list(counts[0] - counts[1]), n_resamples)})
     return {"methods": methods, "effects": effects, "by_target": by_target}
+
+
+def evaluations_in_budget(experiment: ParetoExperiment, run: MethodRun, targets) -> np.ndarray:
+    """Per target of ``targets`` (indices), how many of ``run``'s evaluations meet its budget (LUT latency)."""
+    within = np.asarray(run.latency_ms, dtype=float)[:, list(targets)] <= experiment.budgets_ms[list(targets)]
+    return within.sum(axis=0).astype(int)
 
 
 def _t_and_bootstrap(name: str, values: list[float], n_resamples: int) -> dict:
