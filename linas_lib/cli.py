@@ -157,7 +157,7 @@ def _add_paper_commands(sub) -> None:
     rep.add_argument("--profile", default="cpu", help="profile name (default: cpu)")
     rep.add_argument("--only", required=True, metavar="NAME", help="the notebook to replicate, e.g. 05_pareto")
     rep.add_argument("--commit", default="HEAD", help="the commit to replicate (default: HEAD)")
-    rep.add_argument("--workdir", default=None, help="the clone's folder (default .cache/replicas/<profile>-<sha12>; "
+    rep.add_argument("--workdir", default=None, help="the clone's folder (default .cache/replicas/<profile>-<notebook>-<sha12>; "
                      "resumed when it exists at the same commit)")
     rep.add_argument("--label", default=None, help="folder name under replicas/ (default: <sha7>-<recorded cpu>)")
     rep.add_argument("--partial", action="store_true", help="run nothing: collect what a started replica has "
@@ -411,6 +411,8 @@ def _cmd_bench_status(args: argparse.Namespace) -> int:
     print(f"bench ({what}): {info['done']}/{info['items']} done, {info['pending']} "
           f"pending ({info['stale']} with files of other settings); data {info['source']}, "
           f"encoder {info['weights_id']}; {info['folder']}")
+    for cpu, spent in info["train_hours_by_cpu"].items():
+        print(f"  trained on {cpu}: {spent['items']} items, {spent['hours']:.2f} h")
     return 0
 
 

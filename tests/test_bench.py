@@ -198,6 +198,8 @@ def test_finished_item_is_skipped_and_a_changed_setting_reruns_it(tmp_path, monk
     assert item["provenance"]["item_key"] == item["item_key"] and 0 <= item["test_crack_iou"] <= 1
     again = B.build(profile, **kwargs)
     assert again["ran"] == 0 and len(calls) == 2
+    spent = B.status(profile, folder=tmp_path, features_fn=fake_features, model=fake_model())["train_hours_by_cpu"]
+    assert list(spent) == [item["provenance"]["machine"]["cpu_id"]] and spent[item["provenance"]["machine"]["cpu_id"]]["items"] == 2
     changed = replace(profile, bench=replace(profile.bench, lr=1e-3))
     assert B.status(changed, folder=tmp_path, features_fn=fake_features, model=fake_model())["stale"] == 2
     assert B.build(changed, **kwargs | {"limit": 1})["ran"] == 1 and len(calls) == 3
@@ -703,3 +705,12 @@ def test_final_arms_figure_draws_both_arms_and_the_best_table_architecture_per_t
     loss = [{"target": "t1", "chosen_test_miou_mean": 0.69, "chosen_test_miou_std": 0.01}]  # t2 pending
     three = plots.final_arms(choice, control, loss).axes[0]
     assert "WS-loss arm" in {t.get_text() for t in three.get_legend().get_texts()}
+
+
+def test_training_hours_are_split_by_the_cpu_each_item_records():
+    records = [{"train_seconds": 3600, "provenance": {"machine": {"cpu_id": "Zen 3"}}},
+               {"train_seconds": 1800, "provenance": {"machine": {"cpu_id": "Zen 3"}}},
+               {"train_seconds": 900, "provenance": {"machine": {"cpu_id": "Xeon"}}},
+               {"train_seconds": 7200, "provenance": {}}]  # from before the CPU was recorded
+    assert B.train_hours_by_cpu(records) == {"Xeon": {"items": 1, "hours": 0.25}, "Zen 3": {"items": 2, "hours": 1.5},
+                                             "unrecorded": {"items": 1, "hours": 2.0}}

@@ -45,7 +45,7 @@ from ..config import BenchConfig, Profile, load_profile, profile_path
 from ..data import SPLIT_NAMES, load_splits, resolve_source
 from ..keys import content_hash, key_fields, load_json, rng_for, torch_generator
 from ..paths import project_root
-from ..provenance import provenance, write_csv, write_json
+from ..provenance import provenance, recorded_machine, write_csv, write_json
 from ..space import LINAS_SPACE, N_LAYERS, arch_string, choice_index, parse_arch
 from .bench_stats import METRICS, pair_contrasts, projected_agreement, seed_agreement, seed_matrix, split_taus
 
@@ -1009,7 +1009,23 @@ def status(profile_ref, seed: int = 0, pilot: bool = False, folder: Path | None 
     if seeds is not None:
         plan = replace(plan, items=plan_items(plan.selection, _new_seeds(profile, seeds), profile.bench, plan.data,
                                               seed, plan.folder))
-    done = len(finished_records(plan))
+    records = finished_records(plan)
     stale = sum(Path(s.path).is_file() and read_item(s) is None for s in plan.items)
-    return {"items": len(plan.items), "done": done, "pending": len(plan.items) - done, "stale": stale,
-            "folder": str(plan.folder), "weights_id": plan.data.weights_id, "source": plan.data.source}
+    return {"items": len(plan.items), "done": len(records), "pending": len(plan.items) - len(records), "stale": stale,
+            "folder": str(plan.folder), "weights_id": plan.data.weights_id, "source": plan.data.source,
+            "train_hours_by_cpu": train_hours_by_cpu(records)}
+
+
+def train_hours_by_cpu(records: Iterable[dict]) -> dict[str, dict]:
+    """Training time of finished items per CPU their provenance records: ``{cpu: {items, hours}}``.
+
+    A table's items can be trained on several machines (and a CPU trains 2-3x faster than
+    another), so a sum of ``train_seconds`` over them is worker time, not one machine's.
+    Items from before the CPU was recorded count as ``unrecorded``."""
+    out: dict[str, dict] = {}
+    for record in records:
+        cpu = recorded_machine(record.get("provenance"))[0]
+        entry = out.setdefault(cpu, {"items": 0, "hours": 0.0})
+        entry["items"] += 1
+        entry["hours"] += float(record.get("train_seconds") or 0.0) / 3600
+    return dict(sorted(out.items()))
