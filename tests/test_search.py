@@ -1265,11 +1265,19 @@ def test_confirm_study_reads_fresh_seeds_against_the_fixed_reference_with_t_inte
     split = E.confirm_study(two, runs2, 0.5, n_resamples=200)
     assert {r["target"] for r in split["by_target"]} == {"a", "b"}
     assert sum(r["contrib_mean"] for r in split["by_target"]) == pytest.approx(split["effects"][0]["diff_mean"])
-    # where the evaluations went: A, AB, C against B, B, A; budget 10 holds all, budget 5 not C (9 ms)
-    assert (one_target["in_budget_method"], one_target["in_budget_control"]) == pytest.approx((4 / 3, 1.0))
-    assert one_target["in_budget_diff_mean"] == pytest.approx(1 / 3)
-    counts = {r["target"]: (r["in_budget_method"], r["in_budget_control"], r["in_budget_diff_mean"]) for r in split["by_target"]}
-    assert counts["b"] == pytest.approx((1.0, 1.0, 0.0)) and counts["a"] == pytest.approx((4 / 3, 1.0, 1 / 3))
+    # where the evaluations went: A, AB, C against B, B, A, every one inside target a's box
+    assert (one_target["in_box_method"], one_target["in_box_control"]) == pytest.approx((4 / 3, 1.0))
+    assert one_target["in_box_diff_mean"] == pytest.approx(1 / 3) and one_target["unequal_evals"] == 1  # seed 11: 2 vs 1
+    # seed 11's lead is B's count (AB cut to its first, A: 0.4 = B's 0.4), seed 12's is quality (C 0.09 vs A 0.4)
+    assert one_target["split_quality_mean"] == pytest.approx(np.mean([0, 0, 0.09 - 0.4]) / 0.56)
+    assert one_target["split_count_mean"] == pytest.approx(np.mean([0, 0.55 - 0.4, 0]) / 0.56)
+    assert one_target["best_miou_diff_mean"] == pytest.approx(np.mean([0.3, 0.3, 0.1]))
+    b = next(r for r in split["by_target"] if r["target"] == "b")  # budget 5: A (5 ms) on the edge is out, C out
+    assert (b["in_box_method"], b["in_box_control"]) == pytest.approx((1 / 3, 2 / 3))
+    assert b["split_quality_mean"] == 0 and b["split_count_mean"] == pytest.approx(-0.3 / 3 / (0.5 * 2))  # seed 10: none vs B
+    assert b["best_miou_diff_mean"] == pytest.approx(-0.5 / 3)  # no in-box point scores the reference accuracy (0)
+    for row in split["by_target"]:
+        assert row["split_quality_mean"] + row["split_count_mean"] == pytest.approx(row["contrib_mean"])
     flat = pareto.confirm_summary({key: [{"seeds": "confirm", **r} for r in rows] for key, rows in study.items()})
     assert flat["confirm.effect.fingerprint"] == effect["diff_mean"] and flat["confirm.n_seeds.surrogate_pairs"] == 3
     assert E.confirm_study(exp, [], 0.56) == {} and pareto.confirm_summary({}) == {}

@@ -560,21 +560,26 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
         diff_ci95_high}`` (t) and its bootstrap ends. ``by_target``: the same effects split into
         each headline target's contribution ``{effect, target, n_seeds, contrib_mean, contrib_sd,
         contrib_ci95_low, contrib_ci95_high, ...}``: the paired difference of the target's HV over
-        ``reference`` and the number of targets, so the contributions sum to the effect; beside it
-        where the two arms spent their evaluations: ``in_budget_method`` / ``in_budget_control``
-        (mean evaluations within the target's budget per run) and their paired difference
-        ``in_budget_diff_mean``, ``_sd``, ``_ci95_low`` / ``_high`` (t) and bootstrap ends.
+        ``reference`` and the number of targets, so the contributions sum to the effect. Beside it,
+        where the two arms spent their evaluations on that target (:func:`matched_count_split`):
+        ``in_box_method`` / ``in_box_control`` (mean evaluations inside the target's HV box per
+        run), their paired difference ``in_box_diff_*``, the contribution split into
+        ``split_quality_*`` (at equal in-box counts) and ``split_count_*`` (what the extra in-box
+        evaluations add; the two sum to the contribution), ``best_miou_diff_*`` (the paired
+        difference of the best in-box mIoU, the reference accuracy where an arm has none), each
+        with mean, SD, t CI and bootstrap ends, and ``unequal_evals``: seeds whose two runs made
+        different numbers of evaluations (0 in a sound study).
     """
     if not runs:
         return {}
     targets = experiment.hv_targets
     per_target: dict[str, dict[int, np.ndarray]] = {}  # a target's HV over reference and the number of targets
-    in_budget: dict[str, dict[int, np.ndarray]] = {}  # per target: evaluations within its budget
+    by_seed: dict[str, dict[int, MethodRun]] = {}
     shares: dict[str, dict[int, float]] = {}
     for run in runs:
         hvs = np.array([experiment.target_hv(run.miou, run.latency_ms, t) for t in targets])  # once per run
         per_target.setdefault(run.method, {})[run.seed] = hvs / reference / len(targets)
-        in_budget.setdefault(run.method, {})[run.seed] = evaluations_in_budget(experiment, run, targets)
+        by_seed.setdefault(run.method, {})[run.seed] = run
         shares.setdefault(run.method, {})[run.seed] = float(np.mean(hvs)) / reference  # experiment.hv's mean
     methods = [{"method": m, "n_seeds": len(v), **_t_and_bootstrap("share", list(v.values()), n_resamples)}
                for m, v in shares.items()]
@@ -587,18 +592,57 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
                             **_t_and_bootstrap("diff", diff, n_resamples)})
             for i, t in enumerate(targets):
                 contrib = [per_target[method][s][i] - per_target[control][s][i] for s in seeds]
-                counts = np.array([[in_budget[arm][s][i] for s in seeds] for arm in (method, control)], dtype=float)
+                split = np.array([matched_count_split(experiment, by_seed[method][s], by_seed[control][s], t)
+                                  for s in seeds]) / np.array([reference * len(targets)] * 2 + [1.0] * 3)
+                unequal = sum(by_seed[method][s].n_evals != by_seed[control][s].n_evals for s in seeds)
                 by_target.append({"effect": effect, "target": experiment.target_names[t], "n_seeds": len(seeds),
                                   **_t_and_bootstrap("contrib", contrib, n_resamples),
-                                  "in_budget_method": float(counts[0].mean()), "in_budget_control": float(counts[1].mean()),
-                                  **_t_and_bootstrap("in_budget_diff", list(counts[0] - counts[1]), n_resamples)})
+                                  "in_box_method": float(split[:, 2].mean()), "in_box_control": float(split[:, 3].mean()),
+                                  **_t_and_bootstrap("in_box_diff", list(split[:, 2] - split[:, 3]), n_resamples),
+                                  **_t_and_bootstrap("split_quality", list(split[:, 0]), n_resamples),
+                                  **_t_and_bootstrap("split_count", list(split[:, 1]), n_resamples),
+                                  **_t_and_bootstrap("best_miou_diff", list(split[:, 4]), n_resamples),
+                                  "unequal_evals": int(unequal)})
     return {"methods": methods, "effects": effects, "by_target": by_target}
 
 
-def evaluations_in_budget(experiment: ParetoExperiment, run: MethodRun, targets) -> np.ndarray:
-    """Per target of ``targets`` (indices), how many of ``run``'s evaluations meet its budget (LUT latency)."""
-    within = np.asarray(run.latency_ms, dtype=float)[:, list(targets)] <= experiment.budgets_ms[list(targets)]
-    return within.sum(axis=0).astype(int)
+def _in_box(experiment: ParetoExperiment, run: MethodRun, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(miou, latency_ms)`` of ``run``'s evaluations inside the target's HV box, in evaluation order."""
+    inside = inside_reference(experiment.objectives(run.miou, run.latency_ms, target), experiment.ref)
+    return run.miou[inside], run.latency_ms[inside]
+
+
+def matched_count_split(experiment: ParetoExperiment, run: MethodRun, control: MethodRun,
+                        target: int) -> tuple[float, float, int, int, float]:
+    """Split ``run``'s HV lead over ``control`` on one target into quality and count.
+
+    Only evaluations inside the target's HV box (within its budget, above the reference
+    accuracy) add HV. The arm with more of them is cut to the other's count, keeping its first
+    ones in evaluation order: ``quality`` is the HV difference at equal counts, ``count`` what
+    the longer arm's remaining in-box evaluations add, and ``quality + count`` is the whole HV
+    difference.
+
+    Returns:
+        ``(quality, count, k_run, k_control, best_miou_diff)``: HVs unscaled; the in-box counts;
+        the best in-box mIoU of ``run`` minus ``control``'s (an arm with none scores the
+        reference accuracy, ``1 - experiment.ref[0]``).
+    """
+    boxed = [_in_box(experiment, r, target) for r in (run, control)]
+
+    def hv(arm: int, k: int | None = None) -> float:
+        miou, latency = boxed[arm]
+        return experiment.target_hv(miou[:k], latency[:k], target) if len(miou[:k]) else 0.0
+
+    k_run, k_control = len(boxed[0][0]), len(boxed[1][0])
+    if k_run <= k_control:
+        middle = hv(1, k_run)
+        quality, count = hv(0) - middle, middle - hv(1)
+    else:
+        middle = hv(0, k_control)
+        quality, count = middle - hv(1), hv(0) - middle
+    floor = 1.0 - float(experiment.ref[0])
+    best = [float(miou.max()) if len(miou) else floor for miou, _ in boxed]
+    return quality, count, k_run, k_control, best[0] - best[1]
 
 
 def _t_and_bootstrap(name: str, values: list[float], n_resamples: int) -> dict:
