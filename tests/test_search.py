@@ -1283,6 +1283,27 @@ def test_confirm_study_reads_fresh_seeds_against_the_fixed_reference_with_t_inte
     assert E.confirm_study(exp, [], 0.56) == {} and pareto.confirm_summary({}) == {}
 
 
+def test_matched_count_split_cuts_the_longer_arm_to_its_first_in_box_points():
+    """Budget 10, reference (1, 1): P1 (0.6, 2 ms) HV 0.48, P2 (0.8, 5 ms) 0.40, P3 (0.9, 9 ms) 0.09,
+    P1 + P2 0.58; Q (12 ms) is over the budget, outside the box."""
+    exp = E.ParetoExperiment(["a"], [10.0])
+    point = {"P1": (0.6, 2.0), "P2": (0.8, 5.0), "P3": (0.9, 9.0), "Q": (0.95, 12.0)}
+
+    def run(names):
+        return E.MethodRun("m", 0, np.array([[i] * 5 for i, _ in enumerate(names)]),
+                           np.array([point[n][0] for n in names]), np.array([[point[n][1]] for n in names]))
+
+    # more in-box points (P2, then P1) against P3: cut to P2, the first one (0.40, not P1's 0.48)
+    quality, count, k_run, k_control, best = E.matched_count_split(exp, run(["Q", "P2", "P1"]), run(["P3"]), 0)
+    assert (k_run, k_control) == (2, 1) and (quality, count) == pytest.approx((0.40 - 0.09, 0.58 - 0.40))
+    assert best == pytest.approx(0.8 - 0.9)  # Q's 0.95 is not in the box
+    # fewer (P3) against P1, P2: the control cut to P1
+    quality, count, k_run, k_control, best = E.matched_count_split(exp, run(["P3"]), run(["P1", "P2"]), 0)
+    assert (k_run, k_control) == (1, 2) and (quality, count) == pytest.approx((0.09 - 0.48, 0.48 - 0.58))
+    assert quality + count == pytest.approx(0.09 - 0.58)  # the whole HV difference
+    assert E.matched_count_split(exp, run(["Q"]), run(["Q"]), 0) == (0.0, 0.0, 0, 0, 0.0)  # neither in the box
+
+
 def test_confirm_settings_are_checked_before_any_work():
     from linas_lib.config import load_profile
     from linas_lib.search import report as pareto

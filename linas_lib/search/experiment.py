@@ -587,6 +587,8 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
     for effect, method, control in EFFECTS:
         if method in shares and control in shares:
             seeds = sorted(set(shares[method]) & set(shares[control]))
+            if not seeds:  # both arms ran, on different seeds: nothing is paired
+                continue
             diff = [shares[method][s] - shares[control][s] for s in seeds]
             effects.append({"effect": effect, "method": method, "control": control, "n_seeds": len(seeds),
                             **_t_and_bootstrap("diff", diff, n_resamples)})
