@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_commands(sub)
     _add_data_commands(sub)
     _add_bench_commands(sub)
+    _add_records_commands(sub)
     return parser
 
 
@@ -290,6 +291,26 @@ def _cmd_lut_check(args: argparse.Namespace) -> int:
 
     lut = load_lut(args.file, args.resolution)
     print(f"{args.file}: ok {lut_summary(lut)}")
+    return 0
+
+
+def _add_records_commands(sub) -> None:
+    """``linas records export``: 05's search as committed data (linas_lib.search.records)."""
+    rec = sub.add_parser("records", help="05's search as committed data: its WS oracle and every cached run")
+    rec_sub = rec.add_subparsers(dest="records_command", required=True)
+    exp = rec_sub.add_parser("export", help="write the record of this machine's 05 search cache (oracle.csv, "
+                             "runs.csv, records.json) into OUT; loads the cached supernet (trains it if absent)")
+    exp.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    exp.add_argument("--seed", type=int, default=0, help="the notebook seed 05 ran with (default 0)")
+    exp.add_argument("--out", required=True, help="the record's folder")
+    exp.set_defaults(func=_cmd_records_export)
+
+
+def _cmd_records_export(args: argparse.Namespace) -> int:
+    from .search.report import export_search_records
+
+    out = export_search_records(args.profile, args.seed, args.out)
+    print(f"wrote {out}")
     return 0
 
 

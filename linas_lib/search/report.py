@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -129,15 +130,23 @@ def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
     reference (:func:`hv_reference_miou_loss`) is fixed here, once: the experiment scores with
     it and the surrogate's acquisition maximises the same hypervolume.
     """
-    cfg = profile.search
     accuracy = AccuracyCache(supernet.evaluator, runs_dir(profile, supernet, latency) / "ws_miou.json")
+    return setup_with(profile, accuracy, latency, supernet.joint_probs(), proxy,
+                      hv_reference_miou_loss(profile.search, supernet.evaluator), seed)
+
+
+def setup_with(profile, accuracy: AccuracyCache, latency, alpha_probs, proxy, hv_ref_miou_loss: float,
+               seed: int) -> SearchSetup:
+    """The :class:`SearchSetup` of the profile around given oracle-derived inputs: the supernet's
+    (:func:`build_setup`) or a search record's (:func:`linas_lib.search.records.replay_setup`)."""
+    cfg = profile.search
     return SearchSetup(
         space=LINAS_SPACE, accuracy=accuracy, latency=latency, eval_budget=cfg.eval_budget, pop_size=cfg.pop_size,
-        alpha_probs=supernet.joint_probs(), proxy=proxy, zero_cost_pool=cfg.zero_cost_pool,
+        alpha_probs=alpha_probs, proxy=proxy, zero_cost_pool=cfg.zero_cost_pool,
         prefilter_factor=cfg.prefilter_factor, alpha_uniform_mix=cfg.alpha_uniform_mix,
         pareto_strength=cfg.pareto_strength, epr_init=cfg.epr_init,
         joint_targets=screen_attainable(LINAS_SPACE, latency, np.random.default_rng([seed, ATTAIN_STREAM])),
-        hv_ref=(hv_reference_miou_loss(cfg, supernet.evaluator), cfg.hv_ref_latency),
+        hv_ref=(hv_ref_miou_loss, cfg.hv_ref_latency),
     )
 
 
@@ -740,3 +749,26 @@ def c3_figures(rows: list[dict]) -> dict:
                 out[f"c3_ms_per_image_drift_corrected.{row['target']}"] = row["c3_ms_per_image_drift_corrected"]
                 out[f"c3_pass_drift_corrected.{row['target']}"] = float(row["c3_pass_drift_corrected"])
     return out
+
+
+def export_search_records(profile, seed: int, out) -> Path:
+    """Write the record of this machine's 05 search cache (:mod:`linas_lib.search.records`): the
+    cached supernet's WS oracle, every cached run, and the oracle-derived inputs of the methods.
+
+    Args:
+        profile: a profile or its name.
+        seed: the notebook seed 05 ran with.
+        out: the record's folder.
+    """
+    from ..analysis.bench import as_profile
+    from ..provenance import provenance
+    from .records import export_records
+
+    profile = as_profile(profile)
+    supernet, latency = search_inputs(profile, seed)
+    proxy, _ = near_proxy(supernet, profile.search, seed)
+    setup = build_setup(profile, supernet, latency, proxy, seed)
+    folder = runs_dir(profile, supernet, latency)
+    source = {"supernet_key": supernet.key, "weights_digest": supernet.weights_digest,
+              "runs_folder": folder.name}
+    return export_records(folder, Path(out), setup, seed, source, provenance(profile.name, profile.to_dict()))

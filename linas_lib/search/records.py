@@ -1,0 +1,234 @@
+"""Search records: one weight-sharing oracle and the search runs made on it, as committed text.
+
+The WS oracle is one training of the supernet, and trainings differ across CPU models (README,
+"Reproducing the paper"), so 05 rerun on another machine searches another oracle. A record
+keeps what the searches read from that training, so they replay on any machine without it:
+
+* ``oracle.csv``: every architecture the runs evaluated (its code, ``LINAS_SPACE.encode``) and
+  its WS mIoU;
+* ``runs.csv``: each run's evaluations in order (``folder``: the run's cache subfolder, ``""``
+  for the compared and confirmatory runs, e.g. ``oracle_300`` for the oracle's long run);
+* ``records.json``: the other oracle-derived inputs of the methods (the HV reference's
+  all-background accuracy, the alpha probabilities, the NEAR table), the targets and budgets,
+  the oracle's identity (supernet key, weights digest, runs folder) and provenance.
+
+:func:`replay_setup` builds the profile's :class:`~linas_lib.search.methods.SearchSetup` on the
+record's oracle (:class:`RecordedOracle`): a method run with a recorded seed evaluates the
+recorded architectures, and one that asks for an architecture the oracle never evaluated
+raises :class:`OracleMiss` instead of having another training answer it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..keys import atomic_write_text
+from ..space import LINAS_SPACE, arch_string
+from . import experiment as E
+from .archive import AccuracyCache
+
+RECORDS_SCHEMA = 1
+ORACLE_FILE, RUNS_FILE, META_FILE = "oracle.csv", "runs.csv", "records.json"
+META_KEYS = ("schema", "seed", "targets", "budgets_ms", "hv_ref_miou_loss", "alpha_probs", "near_table", "oracle")
+
+
+class OracleMiss(KeyError):
+    """A replayed search asked for an architecture the recorded oracle never evaluated."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class SearchRecords:
+    """A loaded record (:func:`load_records`).
+
+    Attributes:
+        folder: where it was read from (named in errors).
+        miou: WS mIoU by architecture code.
+        runs: evaluated codes in order, by ``(folder, method, seed)``.
+        meta: ``records.json``.
+    """
+
+    folder: Path
+    miou: dict[int, float]
+    runs: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+class RecordedOracle:
+    """The record's WS mIoU as an accuracy model (``evaluate(choices) -> (n,)``)."""
+
+    def __init__(self, records: SearchRecords):
+        self.records = records
+
+    def evaluate(self, choices: np.ndarray) -> np.ndarray:
+        """mIoU of each architecture.
+
+        Raises:
+            OracleMiss: an architecture the recorded oracle never evaluated.
+        """
+        codes = np.atleast_1d(LINAS_SPACE.encode(choices)).tolist()
+        missing = [c for c in codes if c not in self.records.miou]
+        if missing:
+            raise OracleMiss(
+                f"{self.records.folder / ORACLE_FILE}: the recorded oracle never evaluated "
+                f"{arch_string(LINAS_SPACE.decode(missing[0]))} (and {len(missing) - 1} more of this batch); "
+                "a search that leaves the recorded runs needs the supernet that made them "
+                f"(weights {self.records.meta['oracle'].get('weights_digest', '?')}), not another training")
+        return np.array([self.records.miou[c] for c in codes], dtype=float)
+
+
+def export_records(runs_folder: Path, out: Path, setup, seed: int, source: dict, prov: dict) -> Path:
+    """Write the record of a search cache folder (every cached run in it and its subfolders).
+
+    Args:
+        runs_folder: the experiment's run cache (:func:`linas_lib.search.report.runs_dir`).
+        out: the record's folder (created).
+        setup: the experiment's :class:`SearchSetup` (its oracle-derived inputs are recorded).
+        seed: the notebook seed the setup was built with (EPR's attainable targets).
+        source: the oracle's identity (``supernet_key``, ``weights_digest``, ``runs_folder``).
+        prov: provenance block of the export.
+
+    Returns:
+        ``out``.
+    """
+    runs_folder, out = Path(runs_folder), Path(out)
+    miou = {int(k): float(v) for k, v in json.loads((runs_folder / "ws_miou.json").read_text()).items()}
+    rows = []
+    for path in sorted(runs_folder.rglob("*_seed*.json")):
+        run = E.MethodRun.from_json(json.loads(path.read_text()))
+        codes = np.atleast_1d(LINAS_SPACE.encode(run.choices)).tolist()
+        if [miou.get(c) for c in codes] != run.miou.tolist():
+            raise ValueError(f"{path}: its mIoU values are not the oracle's ({runs_folder / 'ws_miou.json'})")
+        folder = path.parent.relative_to(runs_folder).as_posix()
+        rows.append((folder if folder != "." else "", run.method, run.seed, codes))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / ORACLE_FILE, "code,ws_miou\n" + "".join(f"{c},{miou[c]!r}\n" for c in sorted(miou)))
+    atomic_write_text(out / RUNS_FILE, "folder,method,seed,codes\n"
+                      + "".join(f"{f},{m},{s},{' '.join(map(str, c))}\n" for f, m, s, c in sorted(rows)))
+    meta = {"schema": RECORDS_SCHEMA, "seed": int(seed), "targets": list(setup.latency.target_names),
+            "budgets_ms": np.asarray(setup.latency.budgets_ms, dtype=float).tolist(),
+            "hv_ref_miou_loss": float(setup.hv_ref[0]),
+            "alpha_probs": np.asarray(setup.alpha_probs, dtype=float).tolist(),
+            "near_table": np.asarray(setup.proxy.table, dtype=float).tolist(),
+            "oracle": dict(source), "provenance": prov}
+    atomic_write_text(out / META_FILE, json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def load_records(folder: Path) -> SearchRecords:
+    """Read and check a record.
+
+    Raises:
+        FileNotFoundError: a file of the record is missing.
+        ValueError: a malformed row, a code outside the space, a repeated code, a non-finite or
+            out-of-range mIoU, a run evaluating an architecture the oracle lacks, or a
+            ``records.json`` of another schema or without its keys; each names the file.
+    """
+    folder = Path(folder)
+    for name in (ORACLE_FILE, RUNS_FILE, META_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing; a search record needs "
+                                    f"{ORACLE_FILE}, {RUNS_FILE} and {META_FILE}")
+    records = SearchRecords(folder, _read_oracle(folder / ORACLE_FILE))
+    records.runs = _read_runs(folder / RUNS_FILE, records.miou)
+    records.meta = _read_meta(folder / META_FILE)
+    return records
+
+
+def _rows(path: Path, header: list[str]) -> list[list[str]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0] != header:
+        raise ValueError(f"{path}: header {rows[0] if rows else 'missing'}, expected {header}")
+    if len(rows) < 2:
+        raise ValueError(f"{path}: no rows")
+    return rows[1:]
+
+
+def _code(path: Path, line: int, text: str) -> int:
+    if not text.isdigit() or int(text) >= LINAS_SPACE.size:
+        raise ValueError(f"{path}, line {line}: {text!r} is not an architecture code (0..{LINAS_SPACE.size - 1})")
+    return int(text)
+
+
+def _read_oracle(path: Path) -> dict[int, float]:
+    miou = {}
+    for line, row in enumerate(_rows(path, ["code", "ws_miou"]), start=2):
+        if len(row) != 2:
+            raise ValueError(f"{path}, line {line}: {len(row)} fields, expected 2")
+        code = _code(path, line, row[0])
+        try:
+            value = float(row[1])
+        except ValueError:
+            raise ValueError(f"{path}, line {line}: mIoU {row[1]!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{path}, line {line}: mIoU {row[1]} is not in [0, 1]")
+        if code in miou:
+            raise ValueError(f"{path}, line {line}: code {code} appears twice")
+        miou[code] = value
+    return miou
+
+
+def _read_runs(path: Path, miou: dict[int, float]) -> dict[tuple[str, str, int], list[int]]:
+    runs = {}
+    for line, row in enumerate(_rows(path, ["folder", "method", "seed", "codes"]), start=2):
+        if len(row) != 4 or not row[2].isdigit():
+            raise ValueError(f"{path}, line {line}: expected folder,method,seed,codes with an integer seed")
+        codes = [_code(path, line, c) for c in row[3].split()]
+        lacking = [c for c in codes if c not in miou]
+        if lacking:
+            raise ValueError(f"{path}, line {line}: {row[1]} seed {row[2]} evaluates code {lacking[0]}, "
+                             f"which {path.parent / ORACLE_FILE} lacks")
+        runs[(row[0], row[1], int(row[2]))] = codes
+    return runs
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != RECORDS_SCHEMA:
+        raise ValueError(f"{path}: not a search record of schema {RECORDS_SCHEMA}")
+    lacking = [k for k in META_KEYS if k not in meta]
+    if lacking:
+        raise ValueError(f"{path}: lacks {lacking}")
+    return meta
+
+
+def replay_setup(profile, records: SearchRecords, latency):
+    """The profile's search setup on the record's oracle (see the module docstring).
+
+    Raises:
+        ValueError: the latency model's targets or budgets are not the record's.
+    """
+    from .report import setup_with
+    from .zero_cost import NearProxy
+
+    meta = records.meta
+    if list(latency.target_names) != meta["targets"] or not np.allclose(latency.budgets_ms, meta["budgets_ms"],
+                                                                          rtol=1e-12, atol=0):
+        raise ValueError(f"{records.folder / META_FILE}: recorded for targets {meta['targets']} with budgets "
+                         f"{meta['budgets_ms']} ms; this latency model has {list(latency.target_names)}, "
+                         f"{np.asarray(latency.budgets_ms).tolist()}")
+    accuracy = AccuracyCache(RecordedOracle(records))
+    return setup_with(profile, accuracy, latency, np.asarray(meta["alpha_probs"], dtype=float),
+                      NearProxy(meta["near_table"]), float(meta["hv_ref_miou_loss"]), int(meta["seed"]))
+
+
+def recorded_runs(records: SearchRecords, latency, folder: str = "") -> list[E.MethodRun]:
+    """The record's runs of one cache subfolder as :class:`MethodRun` s (latency from the model)."""
+    runs = []
+    for (where, method, seed), codes in sorted(records.runs.items()):
+        if where == folder:
+            choices = np.atleast_2d(LINAS_SPACE.decode(codes))
+            runs.append(E.MethodRun(method, seed, choices, np.array([records.miou[c] for c in codes]),
+                                    np.asarray(latency.predict(choices), dtype=float)))
+    return runs
