@@ -9,7 +9,7 @@ keeps what the searches read from that training, so they replay on any machine w
 * ``runs.csv``: each run's evaluations in order (``folder``: the run's cache subfolder, ``""``
   for the compared and confirmatory runs, e.g. ``oracle_300`` for the oracle's long run);
 * ``records.json``: the other oracle-derived inputs of the methods (the HV reference's
-  all-background accuracy, the alpha probabilities, the NEAR table), the targets and budgets,
+  all-background accuracy, the alpha probabilities, the NEAR table), the profile, the targets and budgets,
   the oracle's identity (supernet key, weights digest, runs folder) and provenance.
 
 :func:`replay_setup` builds the profile's :class:`~linas_lib.search.methods.SearchSetup` on the
@@ -34,7 +34,7 @@ from .archive import AccuracyCache
 
 RECORDS_SCHEMA = 1
 ORACLE_FILE, RUNS_FILE, META_FILE = "oracle.csv", "runs.csv", "records.json"
-META_KEYS = ("schema", "seed", "targets", "budgets_ms", "hv_ref_miou_loss", "alpha_probs", "near_table", "oracle")
+META_KEYS = ("schema", "profile", "seed", "targets", "budgets_ms", "hv_ref_miou_loss", "alpha_probs", "near_table", "oracle")
 
 
 class OracleMiss(KeyError):
@@ -84,13 +84,14 @@ class RecordedOracle:
         return np.array([self.records.miou[c] for c in codes], dtype=float)
 
 
-def export_records(runs_folder: Path, out: Path, setup, seed: int, source: dict, prov: dict) -> Path:
+def export_records(runs_folder: Path, out: Path, setup, profile: str, seed: int, source: dict, prov: dict) -> Path:
     """Write the record of a search cache folder (every cached run in it and its subfolders).
 
     Args:
         runs_folder: the experiment's run cache (:func:`linas_lib.search.report.runs_dir`).
         out: the record's folder (created).
         setup: the experiment's :class:`SearchSetup` (its oracle-derived inputs are recorded).
+        profile: the name of the profile the runs were made with (a replay builds its setup).
         seed: the notebook seed the setup was built with (EPR's attainable targets).
         source: the oracle's identity (``supernet_key``, ``weights_digest``, ``runs_folder``).
         prov: provenance block of the export.
@@ -112,7 +113,7 @@ def export_records(runs_folder: Path, out: Path, setup, seed: int, source: dict,
     atomic_write_text(out / ORACLE_FILE, "code,ws_miou\n" + "".join(f"{c},{miou[c]!r}\n" for c in sorted(miou)))
     atomic_write_text(out / RUNS_FILE, "folder,method,seed,codes\n"
                       + "".join(f"{f},{m},{s},{' '.join(map(str, c))}\n" for f, m, s, c in sorted(rows)))
-    meta = {"schema": RECORDS_SCHEMA, "seed": int(seed), "targets": list(setup.latency.target_names),
+    meta = {"schema": RECORDS_SCHEMA, "profile": profile, "seed": int(seed), "targets": list(setup.latency.target_names),
             "budgets_ms": np.asarray(setup.latency.budgets_ms, dtype=float).tolist(),
             "hv_ref_miou_loss": float(setup.hv_ref[0]),
             "alpha_probs": np.asarray(setup.alpha_probs, dtype=float).tolist(),
@@ -207,12 +208,16 @@ def replay_setup(profile, records: SearchRecords, latency):
     """The profile's search setup on the record's oracle (see the module docstring).
 
     Raises:
-        ValueError: the latency model's targets or budgets are not the record's.
+        ValueError: another profile than the record's, or a latency model whose targets or budgets
+            are not the record's.
     """
     from .report import setup_with
     from .zero_cost import NearProxy
 
     meta = records.meta
+    if profile.name != meta["profile"]:
+        raise ValueError(f"{records.folder / META_FILE}: recorded with profile {meta['profile']!r}, "
+                         f"replayed with {profile.name!r}")
     if list(latency.target_names) != meta["targets"] or not np.allclose(latency.budgets_ms, meta["budgets_ms"],
                                                                           rtol=1e-12, atol=0):
         raise ValueError(f"{records.folder / META_FILE}: recorded for targets {meta['targets']} with budgets "
@@ -232,3 +237,59 @@ def recorded_runs(records: SearchRecords, latency, folder: str = "") -> list[E.M
             runs.append(E.MethodRun(method, seed, choices, np.array([records.miou[c] for c in codes]),
                                     np.asarray(latency.predict(choices), dtype=float)))
     return runs
+
+
+def run_budget(setup, folder: str) -> int:
+    """A recorded run's evaluation budget: the setup's, or the one its folder names (``oracle_300``)."""
+    if not folder:
+        return setup.eval_budget
+    tail = folder.rsplit("_", 1)[-1]
+    if not tail.isdigit():
+        raise ValueError(f"run folder {folder!r} names no evaluation budget (expected e.g. oracle_300)")
+    return int(tail)
+
+
+def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None) -> list[dict]:
+    """Run the record's runs again with this machine's search code on the recorded oracle.
+
+    Args:
+        setup: :func:`replay_setup` of the record.
+        records: the record.
+        n_runs: how many of its runs, in its order (0: all).
+        progress: optional ``(message) -> None``.
+
+    Returns:
+        One row per run: ``folder, method, seed, n_evals`` (recorded), ``identical`` (1 when every
+        evaluation is the recorded one, in order), ``left_record`` (1 when the run asked for an
+        architecture the record lacks, so it differed somewhere before), ``first_difference``
+        (the first evaluation that differs; -1 if none, NaN where the run left the record),
+        ``seconds``.
+    """
+    import dataclasses
+    import time
+
+    keys = sorted(records.runs)[: n_runs or None]
+    rows = []
+    for folder, method, seed in keys:
+        recorded = records.runs[(folder, method, seed)]
+        start = time.perf_counter()
+        archive_setup = dataclasses.replace(setup, eval_budget=run_budget(setup, folder))
+        try:
+            made = np.atleast_1d(LINAS_SPACE.encode(E.run_all(archive_setup, [method], [seed])[0].choices)).tolist()
+        except OracleMiss:
+            made = None
+        rows.append({"folder": folder, "method": method, "seed": seed, "n_evals": len(recorded),
+                     "identical": int(made == recorded), "left_record": int(made is None),
+                     "first_difference": _first_difference(made, recorded), "seconds": time.perf_counter() - start})
+        if progress is not None and len(rows) % 50 == 0:
+            progress(f"{len(rows)}/{len(keys)} runs replayed")
+    return rows
+
+
+def _first_difference(made: list[int] | None, recorded: list[int]) -> float:
+    if made is None:
+        return float("nan")  # the run left the record; where it first differed is not kept
+    for i, (a, b) in enumerate(zip(made, recorded)):
+        if a != b:
+            return i
+    return -1 if len(made) == len(recorded) else min(len(made), len(recorded))

@@ -771,4 +771,5 @@ def export_search_records(profile, seed: int, out) -> Path:
     folder = runs_dir(profile, supernet, latency)
     source = {"supernet_key": supernet.key, "weights_digest": supernet.weights_digest,
               "runs_folder": folder.name}
-    return export_records(folder, Path(out), setup, seed, source, provenance(profile.name, profile.to_dict()))
+    return export_records(folder, Path(out), setup, profile.name, seed, source,
+                          provenance(profile.name, profile.to_dict()))

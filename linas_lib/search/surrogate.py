@@ -276,15 +276,30 @@ class PairPosterior:
         pair = np.zeros((L - 1, C, C))
         noise = rng.standard_normal(len(self.train)) / np.sqrt(self.beta)
         residual = self.standardised - pair_additive_values(self.train, single, pair) - noise
+        finger = None
         if self.fingerprint is not None:  # drawn last: without it, the draws are the pairs model's
             finger = (fingerprint_rng or rng).standard_normal(self.fingerprint.shape[1]) * np.sqrt(self.fingerprint_var)
             residual = residual - self.fingerprint @ finger
-        v = cho_solve((self.chol, True), residual)
+        return self._corrected(single, pair, finger, cho_solve((self.chol, True), residual))
+
+    def mean_weights(self) -> tuple[np.ndarray, ...]:
+        """The posterior mean of the weights, in :meth:`sample`'s form (a diagnostic: the
+        search itself acts on draws)."""
+        from scipy.linalg import cho_solve
+
+        L, C = self.train.shape[1], self.n_choices
+        finger = None if self.fingerprint is None else np.zeros(self.fingerprint.shape[1])
+        return self._corrected(np.zeros((L, C)), np.zeros((L - 1, C, C)), finger,
+                               cho_solve((self.chol, True), self.standardised))
+
+    def _corrected(self, single, pair, finger, v) -> tuple[np.ndarray, ...]:
+        """Prior weights plus the data's correction ``k(., train) v`` (Matheron's rule)."""
+        L = self.train.shape[1]
         for layer in range(L):
             np.add.at(single[layer], self.train[:, layer], self.single_var * v)
         for layer in range(L - 1):
             np.add.at(pair[layer], (self.train[:, layer], self.train[:, layer + 1]), self.pair_var * v)
-        if self.fingerprint is None:
+        if finger is None:
             return single, pair
         return single, pair, finger + self.fingerprint_var * (self.fingerprint.T @ v)
 
