@@ -550,6 +550,30 @@ class CrossHwConfig:
 
 
 @dataclass(frozen=True)
+class RecordsConfig:
+    """Notebook ``08_search_records``: 05's searches replayed from a committed search record
+    (:mod:`linas_lib.search.records`), and a probe of the fingerprint model on it.
+
+    Values are checked when the profile loads.
+    """
+
+    path: str = ""  # the record's folder (`linas records export`); empty: there is none to read
+    replay_runs: int = 0  # the record's runs replayed and compared with it, in its order (0: every run)
+    probe_evals: tuple[int, ...] = (15, 30, 45)  # evaluations the probe's models are fitted on
+    probe_top: int = 100  # best recorded architectures per target box that the probe predicts
+    probe_target: str = "rtx4090"  # the target whose box the step replay watches
+    probe_seeds: int = 0  # the first seeds with runs of both arms that the step replay uses (0: all)
+
+    def __post_init__(self):
+        require(self, positive=("probe_top",))
+        check_fields(self, [
+            ("replay_runs", self.replay_runs >= 0, ">= 0"),
+            ("probe_seeds", self.probe_seeds >= 0, ">= 0"),
+            ("probe_evals", len(self.probe_evals) >= 1 and min(self.probe_evals, default=0) >= 3, "counts >= 3"),
+        ])
+
+
+@dataclass(frozen=True)
 class Profile:
     """A resolved run profile."""
 
@@ -562,6 +586,7 @@ class Profile:
     bench: BenchConfig = field(default_factory=BenchConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
     cross_hw: CrossHwConfig = field(default_factory=CrossHwConfig)
+    records: RecordsConfig = field(default_factory=RecordsConfig)
     device: str = "cpu"  # cpu | cuda
     threads: int = 2
 

@@ -10,6 +10,7 @@ depend on:
 * the committed LUT data (every file under ``results/luts/``, plus any ``lut:`` file the
   profile names elsewhere),
 * the committed benchmark table (``results/<profile>/bench/table.csv`` and ``split.json``),
+* the profile's search record (the files under ``records.path``),
 * the outputs of every earlier notebook (the files under ``results/<profile>/<earlier>/``).
 
 A notebook is skipped only when its stamp ``.cache/stamps/<profile>/<notebook>.json``
@@ -97,6 +98,14 @@ def bench_digests(profile_name: str) -> dict[str, str]:
     return _digests([folder / n for n in BENCH_INPUTS if (folder / n).is_file()], folder)
 
 
+def record_digests(profile: Profile) -> dict[str, str]:
+    """Digests of the files of the profile's search record (``records.path``; none when empty)."""
+    if not profile.records.path:
+        return {}
+    folder = resolve(profile.records.path)
+    return _digests(_files_under(folder), folder)
+
+
 def output_digests(profile_name: str, notebook: str) -> dict[str, str]:
     """Digests of the files under ``results/<profile>/<notebook>/``."""
     folder = project_root() / "results" / profile_name / notebook
@@ -112,6 +121,7 @@ def input_parts(notebook: str, earlier: list[str], profile: Profile, profile_fil
         "library": library_digests(),
         "luts": lut_digests(profile),
         "bench": bench_digests(profile.name),
+        "records": record_digests(profile),
         "upstream": {f"{n}/{k}": v for n in earlier for k, v in output_digests(profile.name, n).items()},
     }
 

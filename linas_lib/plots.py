@@ -774,3 +774,56 @@ def _finite(value) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def fingerprint_probe(effect_rows: list[dict], step_rows: list[dict], weight_rows: list[dict]):
+    """08's probe of the fingerprint model: (left) the share of Thompson steps whose pick lies in
+    the watched target's box, per model on each arm's replayed states; (middle) per target, the
+    fingerprint model's prediction minus the pairs model's on the target's best recorded
+    architectures, on each arm's first k evaluations (the middle k); (right) the fingerprint
+    model's posterior-mean weight per target's log latency (the largest k). Every interval is a
+    t 95 % CI over seeds."""
+    import matplotlib.pyplot as plt
+
+    from .stats import mean_t_ci
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    shares = [r for r in step_rows if r["quantity"] == "in_box" and "_minus_" not in r["model"]]
+    models = list(dict.fromkeys(r["model"] for r in shares))
+    for j, data in enumerate(dict.fromkeys(r["data"] for r in shares)):
+        rows = {r["model"]: r for r in shares if r["data"] == data}
+        _ci_points(axes[0], np.arange(len(models)) + (j - 0.5) * 0.2, [rows[m] for m in models], f"{data} arm's states")
+    axes[0].set_xticks(np.arange(len(models)), models, fontsize=8)
+    axes[0].set_ylabel("share of steps picking inside the box")
+    level = [r for r in effect_rows if r["metric"] == "bias_pts"]
+    ks = sorted({int(r["k"]) for r in level})
+    k_mid = ks[len(ks) // 2]
+    targets = list(dict.fromkeys(r["target"] for r in level))
+    for j, data in enumerate(dict.fromkeys(r["data"] for r in level)):
+        rows = {r["target"]: r for r in level if r["data"] == data and int(r["k"]) == k_mid}
+        _ci_points(axes[1], np.arange(len(targets)) + (j - 0.5) * 0.2, [rows[t] for t in targets], f"{data} arm's data")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set_xticks(np.arange(len(targets)), targets, rotation=45, ha="right", fontsize=8)
+    axes[1].set_ylabel(f"fingerprint - pairs prediction of the best, k = {k_mid} (pts)")
+    k_last = max(int(r["k"]) for r in weight_rows)
+    names = list(dict.fromkeys(r["target"] for r in weight_rows))
+    rows = []
+    for t in names:
+        values = [r["weight_pts"] for r in weight_rows if r["target"] == t and int(r["k"]) == k_last]
+        low, high = mean_t_ci(values)
+        rows.append({"mean": float(np.mean(values)), "ci95_low": low, "ci95_high": high})
+    _ci_points(axes[2], np.arange(len(names)), rows, None)
+    axes[2].axhline(0, color="grey", lw=0.8)
+    axes[2].set_xticks(np.arange(len(names)), names, rotation=45, ha="right", fontsize=8)
+    axes[2].set_ylabel(f"fingerprint weight, pts per SD of log latency (k = {k_last})")
+    for ax in axes[:2]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _ci_points(ax, x, rows: list[dict], label) -> None:
+    """Means with their ``ci95_low``/``ci95_high`` as error bars."""
+    mean = np.array([r["mean"] for r in rows])
+    err = np.array([[r["mean"] - r["ci95_low"] for r in rows], [r["ci95_high"] - r["mean"] for r in rows]])
+    ax.errorbar(x, mean, yerr=err, fmt="o", ms=4, capsize=2, label=label)

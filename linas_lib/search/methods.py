@@ -281,15 +281,16 @@ def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.ran
 
 
 def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator,
-                  grow: str = "none", model: str = "additive") -> dict:
+                  grow: str = "none", model: str = "additive", observe=None) -> dict:
     """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures (a pool
     that grows as ``grow`` says, see :func:`~linas_lib.search.surrogate.thompson_search`); tops
     up with feasible samples if the pool ran out before the budget; ``model`` names the
-    surrogate (additive, or with adjacent-layer pairs)."""
+    surrogate (additive, or with adjacent-layer pairs); ``observe`` is thompson_search's hook."""
     sampler = feasible_sampler(setup)
     pool = unique_rows(setup.space, sampler(rng, setup.zero_cost_pool))
     targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
-    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler, model)
+    facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler, model,
+                            observe)
     facts["topped_up"] = archive.remaining
     fill_from_sampler(archive, sampler, rng)
     return facts

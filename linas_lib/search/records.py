@@ -293,3 +293,40 @@ def _first_difference(made: list[int] | None, recorded: list[int]) -> float:
         if a != b:
             return i
     return -1 if len(made) == len(recorded) else min(len(made), len(recorded))
+
+
+def open_record(profile):
+    """``(record, its replay setup, its latency model)`` of ``profile.records.path``, built with the
+    profile the record was made with; ``(None, None, None)`` when the path is empty."""
+    from ..config import load_profile
+    from ..paths import resolve
+    from ..supernet.train import search_latency_model
+
+    if not profile.records.path:
+        return None, None, None
+    records = load_records(resolve(profile.records.path))
+    made_with = load_profile(records.meta["profile"])
+    latency = search_latency_model(made_with)
+    return records, replay_setup(made_with, records, latency), latency
+
+
+def describe(records: SearchRecords) -> dict:
+    """What a record holds: its folder, architectures, runs per (folder, method), the oracle's identity."""
+    counts: dict[str, int] = {}
+    for folder, method, _ in records.runs:
+        key = f"{folder}/{method}" if folder else method
+        counts[key] = counts.get(key, 0) + 1
+    made_on = records.meta.get("provenance", {}).get("machine", {}).get("cpu_id", "?")
+    return {"folder": str(records.folder), "profile": records.meta["profile"], "architectures": len(records.miou),
+            "runs": len(records.runs), "runs_per_method": counts, "oracle": records.meta["oracle"], "exported_on": made_on}
+
+
+def replay_figures(rows: list[dict], records: SearchRecords | None) -> dict[str, float]:
+    """Summary figures: ``records.n_runs`` and ``records.n_archs`` (0 without a record),
+    ``replay.n_runs``, ``replay.n_identical``, ``replay.n_left_record``, ``replay.seconds``."""
+    if records is None:
+        return {"records.n_runs": 0.0}
+    return {"records.n_runs": float(len(records.runs)), "records.n_archs": float(len(records.miou)),
+            "replay.n_runs": float(len(rows)), "replay.n_identical": float(sum(r["identical"] for r in rows)),
+            "replay.n_left_record": float(sum(r["left_record"] for r in rows)),
+            "replay.seconds": float(sum(r["seconds"] for r in rows))}

@@ -50,6 +50,7 @@ what is lost).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -470,13 +471,27 @@ class _Candidates:
         return len(fresh)
 
 
+@dataclass(frozen=True)
+class StepState:
+    """What one Thompson step of :func:`thompson_search` acts on, for its ``observe`` hook: the
+    archive (live: read it during the call), the candidates, which are open, and copies of the
+    generators as the step will draw from them (a fingerprint model's ``finger_rng``, else None)."""
+
+    archive: EvaluationArchive
+    archs: np.ndarray
+    latency_ms: np.ndarray
+    open: np.ndarray
+    rng: np.random.Generator
+    finger_rng: np.random.Generator | None
+
+
 GROW_MODES = ("none", "local", "random")
 MODELS = ("additive", "pairs", "fingerprint", "fingerprint_random", "fingerprint_shuffled")
 FINGERPRINT_MODELS = ("fingerprint", "fingerprint_random", "fingerprint_shuffled")
 
 
 def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, targets, ref, n_init: int,
-                    grow: str = "none", sampler=None, model: str = "additive") -> dict:
+                    grow: str = "none", sampler=None, model: str = "additive", observe=None) -> dict:
     """Model-based search (module docstring) over the architectures ``pool`` ``(n, L)``.
 
     The first ``n_init`` evaluations are the pool's first rows; every further one is a
@@ -500,6 +515,9 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
             ``"fingerprint_shuffled"`` (of :func:`shuffled_latency`).
             A fingerprint's weights and tables draw from streams spawned off ``rng``, so ``rng``'s
             draws stay the pairs model's.
+        observe: optional ``(StepState) -> None``, called before each Thompson step's fit (a
+            diagnostic, :mod:`linas_lib.analysis.fingerprint_probe`; it gets copies of the
+            generators and the open mask, so the run does not change).
 
     Returns:
         Facts: pool size, initial evaluations, the noise precision of the last fit (and for
@@ -533,6 +551,9 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
             added += cands.grow(sampler(rng, n_local)) if n_local else 0
         if not cands.open.any():
             break
+        if observe is not None:
+            observe(StepState(archive, cands.archs, cands.latency, cands.open.copy(), copy.deepcopy(rng),
+                              copy.deepcopy(finger_rng) if model in FINGERPRINT_MODELS else None))
         if model == "pairs":
             post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE)
             predicted = post.predict(cands.archs, post.sample(rng))

@@ -1,0 +1,286 @@
+"""Why the latency fingerprint looks less in rtx4090's box: a probe of its model (exploratory).
+
+05's confirmatory study found `surrogate_fingerprint` ahead of `surrogate_pairs` overall but
+behind on rtx4090, where it places fewer evaluations and finds less
+(:func:`linas_lib.search.experiment.matched_count_split`). This module asks what the two models
+believe there. On a search record (:mod:`linas_lib.search.records`) it refits, for each seed and
+each arm's run, both models on the run's first ``k`` evaluations, exactly as the methods fit
+them, and reads their posterior-mean predictions of every headline target's best recorded
+architectures (:func:`top_in_box`) against the oracle's values: a level (mean of predicted minus
+true, mIoU points) and a ranking (Kendall tau within the set).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..search.archive import unique_rows
+from ..search.experiment import ParetoExperiment
+from ..search.fidelity import kendall_tau
+from ..search.indicators import inside_reference
+from ..search.methods import METHODS, feasible_sampler
+from ..search.surrogate import MIN_SCALE, LatencyFingerprint, fit_pair_posterior
+from ..stats import mean_t_ci
+
+ARMS = {"fingerprint": "surrogate_fingerprint", "pairs": "surrogate_pairs"}  # model -> the method that fits it
+PROBE_EVALS = (15, 30, 45)
+PROBE_TOP = 100
+
+
+def run_pool(setup, seed: int) -> np.ndarray:
+    """The first candidate pool of a surrogate run of ``seed``: what
+    :func:`~linas_lib.search.methods.run_surrogate` draws first from the run's stream."""
+    rng = np.random.default_rng([int(seed), METHODS.index("random")])
+    return unique_rows(setup.space, feasible_sampler(setup)(rng, setup.zero_cost_pool))
+
+
+def top_in_box(experiment: ParetoExperiment, choices, miou, latency_ms, n: int = PROBE_TOP) -> dict[int, np.ndarray]:
+    """Per headline target, the indices of the ``n`` architectures with the highest mIoU inside
+    its HV box (within the budget, above the reference accuracy)."""
+    tops = {}
+    for t in experiment.hv_targets:
+        inside = np.flatnonzero(inside_reference(experiment.objectives(miou, latency_ms, int(t)), experiment.ref))
+        tops[int(t)] = inside[np.argsort(-miou[inside], kind="stable")[:n]]
+    return tops
+
+
+def fit_mean(choices, miou, n_choices: int, fingerprint=None):
+    """``predict(choices, fingerprints) -> mIoU``: the posterior mean of the model the method fits
+    (pairs; with ``fingerprint`` ``(n, T)`` the latency fingerprint part too)."""
+    post = fit_pair_posterior(choices, miou, n_choices, MIN_SCALE, fingerprint)
+    weights = post.mean_weights()
+    return lambda archs, fingers=None: post.predict(archs, weights, fingers)
+
+
+def probe_rows(setup, experiment: ParetoExperiment, runs: dict[tuple[str, int], object], seeds,
+               probe: tuple[np.ndarray, np.ndarray, np.ndarray], evals=PROBE_EVALS, n_top: int = PROBE_TOP) -> list[dict]:
+    """One row per (seed, data, k, model, target): ``bias_pts`` and ``tau`` on the target's top
+    architectures of ``probe`` ``(choices, miou, latency_ms)``; ``data`` names the arm whose run
+    gave the ``k`` evaluations; ``in_box_k`` how many of them lie inside the target's box."""
+    choices, miou, latency_ms = probe
+    tops = top_in_box(experiment, choices, miou, latency_ms, n_top)
+    rows = []
+    for seed in seeds:
+        fingerprint = LatencyFingerprint.of_pool(setup.latency.predict(run_pool(setup, seed)))
+        probe_fingers = fingerprint(latency_ms)
+        for data, method in ARMS.items():
+            run = runs[(method, int(seed))]
+            for k in evals:
+                seen = run.choices[:k], run.miou[:k], run.latency_ms[:k]
+                models = {"fingerprint": fit_mean(seen[0], seen[1], setup.space.n_choices, fingerprint(seen[2])),
+                          "pairs": fit_mean(seen[0], seen[1], setup.space.n_choices)}
+                for model, predict in models.items():
+                    predicted = predict(choices, probe_fingers if model == "fingerprint" else None)
+                    for t, top in tops.items():
+                        in_box = inside_reference(experiment.objectives(seen[1], seen[2], t), experiment.ref)
+                        rows.append({"seed": int(seed), "data": data, "k": int(k), "model": model,
+                                     "target": experiment.target_names[t], "n_top": len(top),
+                                     "bias_pts": 100 * float(np.mean(predicted[top] - miou[top])),
+                                     "tau": kendall_tau(predicted[top], miou[top]), "in_box_k": int(in_box.sum())})
+    return rows
+
+
+def fingerprint_weights(setup, runs, seeds, evals=PROBE_EVALS) -> list[dict]:
+    """The fingerprint model's posterior-mean weight on each target's standardised log latency,
+    fitted on its own run's first ``k`` evaluations: one row per (seed, k, target)."""
+    rows = []
+    for seed in seeds:
+        fingerprint = LatencyFingerprint.of_pool(setup.latency.predict(run_pool(setup, seed)))
+        run = runs[(ARMS["fingerprint"], int(seed))]
+        for k in evals:
+            post = fit_pair_posterior(run.choices[:k], run.miou[:k], setup.space.n_choices, MIN_SCALE,
+                                      fingerprint(run.latency_ms[:k]))
+            weights = post.mean_weights()[2] * post.scale * 100  # mIoU points per SD of log latency
+            rows += [{"seed": int(seed), "k": int(k), "target": name, "weight_pts": float(w)}
+                     for name, w in zip(setup.latency.target_names, weights)]
+    return rows
+
+
+def _ci_row(values, **keys) -> dict:
+    low, high = mean_t_ci(values)
+    return {**keys, "n": len(values), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)),
+            "ci95_low": low, "ci95_high": high}
+
+
+def model_effects(rows: list[dict], metric: str) -> list[dict]:
+    """Per (data, k, target): the fingerprint model minus the pairs model on ``metric``
+    (``bias_pts``: on one set, the difference of their predictions; or ``tau``), each arm's data
+    apart, with t 95 % CIs over the seeds."""
+    value = {(r["seed"], r["data"], r["k"], r["model"], r["target"]): r[metric] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    return [_ci_row([value[s, d, k, "fingerprint", t] - value[s, d, k, "pairs", t] for s in seeds],
+                    metric=metric, data=d, k=k, target=t)
+            for d in ARMS for k in sorted({r["k"] for r in rows}) for t in targets]
+
+
+STEP_MODELS = ("pairs", "fingerprint_mean", "fingerprint")
+
+
+def step_rows(setup, runs: dict[tuple[str, int], object], seeds, target: str) -> list[dict]:
+    """Every Thompson step of both arms' runs replayed, with the pick each model would make there.
+
+    At each step of a run (its archive, candidate pool, open candidates and generator states,
+    :class:`~linas_lib.search.surrogate.StepState`), three acquisitions on the same state and the
+    same random numbers: ``pairs`` (the pairs model's draw), ``fingerprint`` (the fingerprint
+    model's draw; in the fingerprint arm's runs its fingerprint weights draw from the run's own
+    stream, in the pairs arm's from the same stream spawned afresh) and ``fingerprint_mean`` (the
+    fingerprint model's posterior mean plus the pairs draw's deviation from its own mean: the
+    fingerprint's mean without the spread of its draws). The run itself goes on as recorded.
+
+    Returns:
+        One row per (seed, data, step, model): the pick's ``code``, ``in_box`` (1 when its LUT
+        latency on ``target`` is within the budget), ``gain`` (its predicted headline HV gain),
+        ``target_gain_share`` (the part of it on ``target``), ``actual`` (1 when the pick is the
+        run's next evaluation).
+
+    Raises:
+        ValueError: a replayed run that is not the recorded one.
+    """
+    from ..search.methods import run_surrogate
+
+    t = list(setup.latency.target_names).index(target)
+    budget = float(setup.latency.budgets_ms[t])
+    targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
+    rows = []
+    for seed in seeds:
+        fingerprint = LatencyFingerprint.of_pool(setup.latency.predict(run_pool(setup, seed)))
+        for data, method in ARMS.items():
+            stream = np.random.default_rng([int(seed), METHODS.index("random")])
+            spare_fingers = stream.spawn(2)[0]  # the stream a fingerprint run's weights draw from
+            steps = []
+
+            def observe(state):
+                fingers = state.finger_rng if state.finger_rng is not None else spare_fingers
+                picks = _picks(state, setup, fingerprint, fingers, targets, t)
+                steps.append((state.archive.n_evals, picks))
+
+            archive = setup.new_archive()
+            run_surrogate(setup, archive, np.random.default_rng([int(seed), METHODS.index("random")]), grow="local",
+                          model=data, observe=observe)
+            made = setup.space.encode(archive.choices()).tolist()
+            if made != setup.space.encode(runs[(method, int(seed))].choices).tolist():
+                raise ValueError(f"{method} seed {seed}: the replayed run is not the recorded one")
+            for n, picks in steps:
+                for model, (code, latency_ms, gain, share) in picks.items():
+                    rows.append({"seed": int(seed), "data": data, "step": n, "model": model, "code": code,
+                                 "in_box": int(latency_ms <= budget), "gain": gain,
+                                 "target_gain_share": share, "actual": int(code == made[n])})
+    return rows
+
+
+def _picks(state, setup, fingerprint, finger_rng, targets, t: int) -> dict[str, tuple]:
+    """``{model: (code, latency on target t, gain, target t's share of the gain)}`` of the three
+    acquisitions at ``state``."""
+    from ..search.surrogate import hv_gain
+
+    archive, archs, C = state.archive, state.archs, setup.space.n_choices
+    post_p = fit_pair_posterior(archive.choices(), archive.miou(), C, MIN_SCALE)
+    post_f = fit_pair_posterior(archive.choices(), archive.miou(), C, MIN_SCALE, fingerprint(archive.latency_ms()))
+    fingers = fingerprint(state.latency_ms)
+    rng_p, rng_f = copy.deepcopy(state.rng), copy.deepcopy(state.rng)
+    pred_p = post_p.predict(archs, post_p.sample(rng_p))
+    rng_m = copy.deepcopy(rng_p)
+    pred_f = post_f.predict(archs, post_f.sample(rng_f, finger_rng), fingers)
+    pred_m = (post_f.predict(archs, post_f.mean_weights(), fingers) + pred_p
+              - post_p.predict(archs, post_p.mean_weights()))
+    out = {}
+    for model, pred, tie in (("pairs", pred_p, rng_p), ("fingerprint_mean", pred_m, rng_m), ("fingerprint", pred_f, rng_f)):
+        gain = hv_gain(pred, state.latency_ms, archive, targets, setup.hv_ref)
+        gain[~state.open] = -np.inf
+        pick = int(tie.choice(np.flatnonzero(gain == gain.max())))
+        on_target = hv_gain(pred[[pick]], state.latency_ms[[pick]], archive, [t], setup.hv_ref)[0]
+        out[model] = (int(setup.space.encode(archs[pick])), float(state.latency_ms[pick, t]), float(gain[pick]),
+                      float(on_target / gain[pick]) if gain[pick] > 0 else float("nan"))
+    return out
+
+
+def probe(setup, records, latency, cfg) -> dict:
+    """The probe on a record's runs of both arms (every seed that has both; the step replay on the
+    first ``cfg.probe_seeds`` of them, 0: all).
+
+    Args:
+        setup: :func:`~linas_lib.search.records.replay_setup` of the record.
+        records: the record.
+        latency: the record's latency model.
+        cfg: the profile's ``records`` section.
+
+    Returns:
+        ``{seeds, rows, effects, weights, steps, step_seeds}``: :func:`probe_rows`, their
+        :func:`model_effects` (``bias_pts`` and ``tau``), :func:`fingerprint_weights`,
+        :func:`step_rows` on ``cfg.probe_target``.
+
+    Raises:
+        ValueError: no seed with runs of both arms.
+    """
+    from ..search.records import recorded_runs
+    from ..search.report import experiment_for
+    from ..space import LINAS_SPACE
+
+    runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
+    seeds = sorted({s for m, s in runs if m == ARMS["fingerprint"]} & {s for m, s in runs if m == ARMS["pairs"]})
+    if not seeds:
+        raise ValueError(f"{records.folder}: no seed has runs of both {sorted(ARMS.values())}")
+    codes = np.array(sorted(records.miou))
+    choices = LINAS_SPACE.decode(codes)
+    probe_set = choices, np.array([records.miou[c] for c in codes.tolist()]), np.asarray(latency.predict(choices))
+    rows = probe_rows(setup, experiment_for(setup), runs, seeds, probe_set, cfg.probe_evals, cfg.probe_top)
+    step_seeds = seeds[: cfg.probe_seeds or None]
+    return {"seeds": seeds, "rows": rows, "effects": model_effects(rows, "bias_pts") + model_effects(rows, "tau"),
+            "weights": fingerprint_weights(setup, runs, seeds, cfg.probe_evals), "step_seeds": step_seeds,
+            "steps": step_rows(setup, runs, step_seeds, cfg.probe_target)}
+
+
+def probe_figures(result: dict) -> dict[str, float]:
+    """Summary figures (``<a>``: the arm whose runs gave the data or the states):
+    ``probe.n_seeds``; ``probe.<metric>_diff.<a>.<target>.k<k>`` with ``_ci95_low/high``
+    (fingerprint minus pairs model; ``<metric>`` ``bias_pts`` or ``tau``);
+    ``probe.fingerprint_weight_pts.<target>.k<k>`` (mean over seeds); ``steps.n_seeds``,
+    ``steps.<quantity>.<a>.<model>`` and ``steps.<quantity>_diff.<a>.<contrast>`` with
+    ``_ci95_low/high`` (:func:`step_effects`), ``steps.own_model_is_actual.<a>``."""
+    out = {"probe.n_seeds": float(len(result["seeds"])), "steps.n_seeds": float(len(result["step_seeds"]))}
+    for r in result["effects"]:
+        out.update(_with_ci(f"probe.{r['metric']}_diff.{r['data']}.{r['target']}.k{r['k']}", r))
+    weights: dict[tuple[str, int], list[float]] = {}
+    for r in result["weights"]:
+        weights.setdefault((r["target"], r["k"]), []).append(r["weight_pts"])
+    out.update({f"probe.fingerprint_weight_pts.{t}.k{k}": float(np.mean(v)) for (t, k), v in weights.items()})
+    for r in step_effects(result["steps"]):
+        if r["quantity"] == "own_model_is_actual":
+            out[f"steps.own_model_is_actual.{r['data']}"] = r["mean"]
+        elif "_minus_" in r["model"]:
+            out.update(_with_ci(f"steps.{r['quantity']}_diff.{r['data']}.{r['model']}", r))
+        else:
+            out[f"steps.{r['quantity']}.{r['data']}.{r['model']}"] = r["mean"]
+    return out
+
+
+def _with_ci(key: str, row: dict) -> dict[str, float]:
+    return {key: row["mean"], f"{key}_ci95_low": row["ci95_low"], f"{key}_ci95_high": row["ci95_high"]}
+
+
+STEP_CONTRASTS = (("pairs", "fingerprint"), ("pairs", "fingerprint_mean"), ("fingerprint_mean", "fingerprint"))
+
+
+def step_effects(rows: list[dict]) -> list[dict]:
+    """Per arm's runs (``data``): each model's share of steps whose pick lies in the target's box
+    (``quantity`` ``in_box``) and its mean target share of the pick's gain (``target_gain_share``),
+    and the paired differences :data:`STEP_CONTRASTS` (``model`` ``<a>_minus_<b>``), per seed
+    over the run's steps, with t 95 % CIs over the seeds; ``own_model_is_actual`` checks the replay
+    (the share of steps where the run's own model picks the recorded next evaluation)."""
+    seeds = sorted({r["seed"] for r in rows})
+    out = []
+    for data in ARMS:
+        mine = [r for r in rows if r["data"] == data]
+        for quantity in ("in_box", "target_gain_share"):
+            per = {(s, m): np.nanmean([r[quantity] for r in mine if r["seed"] == s and r["model"] == m])
+                   for s in seeds for m in STEP_MODELS}
+            out += [_ci_row([per[s, m] for s in seeds], data=data, quantity=quantity, model=m) for m in STEP_MODELS]
+            out += [_ci_row([per[s, a] - per[s, b] for s in seeds], data=data, quantity=quantity, model=f"{a}_minus_{b}")
+                    for a, b in STEP_CONTRASTS]
+        own = [r["actual"] for r in mine if r["model"] == data]
+        out.append({"data": data, "quantity": "own_model_is_actual", "model": data, "n": len(own),
+                    "mean": float(np.mean(own))})
+    return out

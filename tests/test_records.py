@@ -1,0 +1,144 @@
+"""Search records (linas_lib.search.records): the committed record of the second replica's 05
+replays its searches on this machine, and a bad record is refused with its file named."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linas_lib.config import load_profile
+from linas_lib.search import experiment as E
+from linas_lib.search import records as R
+from linas_lib.search.report import experiment_for
+from linas_lib.space import LINAS_SPACE, arch_string
+from linas_lib.supernet.train import search_latency_model
+
+REPLICA = Path(__file__).resolve().parents[1] / "results/cpu/replicas/852ff14-genuineintel-family-6-model-207-stepping-2"
+RECORD = REPLICA / "records"
+
+
+@pytest.fixture(scope="module")
+def replay():
+    profile = load_profile("cpu")
+    records = R.load_records(RECORD)
+    latency = search_latency_model(profile)
+    return records, latency, R.replay_setup(profile, records, latency)
+
+
+def _per_run_hv() -> dict[tuple[str, int, str], float]:
+    with (REPLICA / "05_pareto" / "per_run.csv").open() as handle:
+        rows = csv.DictReader(line for line in handle if not line.startswith("#"))
+        return {(r["method"], int(r["seed"]), r["target"]): float(r["hv"]) for r in rows}
+
+
+def test_the_record_scores_as_the_replica_did(replay):
+    records, latency, setup = replay
+    experiment, per_run = experiment_for(setup), _per_run_hv()
+    runs = R.recorded_runs(records, latency)
+    scored = {(r.method, r.seed, name): experiment.target_hv(r.miou, r.latency_ms, t)
+              for r in runs for t, name in enumerate(experiment.target_names)}
+    assert len(per_run) == 1100 and set(per_run) <= set(scored)
+    assert all(scored[key] == pytest.approx(per_run[key], rel=1e-12, abs=1e-15) for key in per_run)
+    assert {f for f, _, _ in records.runs} == {"", "oracle_300"} and len(R.recorded_runs(records, latency, "oracle_300")[0].miou) == 300
+
+
+@pytest.mark.parametrize("method,seed", [("random", 0), ("alpha", 1), ("epr", 2), ("zero_cost", 3), ("random_feasible", 4),
+                                         ("surrogate_pairs", 10), ("surrogate_fingerprint", 10)])
+def test_a_replayed_run_evaluates_the_recorded_architectures(replay, method, seed):
+    records, _, setup = replay
+    run = E.run_all(setup, [method], [seed])[0]
+    assert np.atleast_1d(LINAS_SPACE.encode(run.choices)).tolist() == records.runs[("", method, seed)]
+
+
+def test_a_search_leaving_the_record_is_refused_not_answered(replay):
+    records, _, setup = replay
+    unseen = next(c for c in range(LINAS_SPACE.size) if c not in records.miou)
+    with pytest.raises(R.OracleMiss, match=f"oracle.csv: the recorded oracle never evaluated {arch_string(LINAS_SPACE.decode(unseen))}"):
+        setup.accuracy.lookup(LINAS_SPACE, LINAS_SPACE.decode([unseen]))
+
+
+def test_replay_refuses_another_latency_model(replay):
+    records, latency, _ = replay
+
+    class Other:
+        target_names, budgets_ms = latency.target_names, np.asarray(latency.budgets_ms) * 2
+
+    with pytest.raises(ValueError, match="records.json: recorded for targets"):
+        R.replay_setup(load_profile("cpu"), records, Other())
+
+
+def _copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "record"
+    shutil.copytree(RECORD, folder)
+    return folder
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("name,old,new,message", [
+    ("oracle.csv", "code,ws_miou", "code,miou", r"oracle.csv: header \['code', 'miou'\]"),
+    ("oracle.csv", "\n", "\n99999999,0.5\n", r"oracle.csv, line 2: '99999999' is not an architecture code"),
+    ("oracle.csv", "\n", "\n1,nan\n", r"oracle.csv, line 2: mIoU nan is not in \[0, 1\]"),
+    ("oracle.csv", "\n", "\n1,x\n", r"oracle.csv, line 2: mIoU 'x' is not a number"),
+    ("runs.csv", ",alpha,0,", ",alpha,zero,", r"runs.csv, line 2: expected folder,method,seed,codes"),
+    ("records.json", '"schema": 1', '"schema": 7', r"records.json: not a search record of schema 1"),
+])
+def test_a_bad_record_is_refused_with_its_file_and_line(tmp_path, name, old, new, message):
+    folder = _copy(tmp_path)
+    _edit(folder / name, old, new)
+    with pytest.raises(ValueError, match=message):
+        R.load_records(folder)
+
+
+def test_a_repeated_code_or_a_run_beyond_the_oracle_is_refused(tmp_path):
+    folder = _copy(tmp_path)
+    lines = (folder / "oracle.csv").read_text().splitlines()
+    (folder / "oracle.csv").write_text("\n".join(lines[:2] + lines[1:2] + lines[2:]) + "\n")
+    with pytest.raises(ValueError, match=r"oracle.csv, line 3: code \d+ appears twice"):
+        R.load_records(folder)
+    (folder / "oracle.csv").write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # the first code dropped
+    with pytest.raises(ValueError, match=rf"runs.csv, line \d+: \w+ seed \d+ evaluates code {lines[1].split(',')[0]}, "
+                                         "which .*oracle.csv lacks"):
+        R.load_records(folder)
+    (folder / "records.json").unlink()
+    with pytest.raises(FileNotFoundError, match="records.json: missing"):
+        R.load_records(folder)
+
+
+def test_export_writes_what_load_reads_and_refuses_a_run_off_the_oracle(tmp_path, replay):
+    records, latency, setup = replay
+    cache = tmp_path / "cache"
+    (cache / "oracle_300").mkdir(parents=True)
+    runs = R.recorded_runs(records, latency)[:3] + R.recorded_runs(records, latency, "oracle_300")
+    miou = {}
+    for run in runs:
+        sub = cache / ("oracle_300" if run.n_evals == 300 else "")
+        (sub / f"{E.run_key(run.method, run.seed)}.json").write_text(json.dumps(run.to_json()))
+        miou.update(zip(np.atleast_1d(LINAS_SPACE.encode(run.choices)).tolist(), run.miou.tolist()))
+    (cache / "ws_miou.json").write_text(json.dumps({str(k): v for k, v in miou.items()}))
+    source = dict(records.meta["oracle"])
+    out = R.export_records(cache, tmp_path / "out", setup, "cpu", records.meta["seed"], source, {"note": "test"})
+    again = R.load_records(out)
+    assert again.miou == miou and again.meta["oracle"] == source and again.meta["profile"] == "cpu"
+    assert again.runs == {k: records.runs[k] for k in again.runs} and len(again.runs) == 4
+    assert again.meta["near_table"] == records.meta["near_table"] and again.meta["alpha_probs"] == records.meta["alpha_probs"]
+    first = next(iter(miou))
+    miou[first] += 0.01
+    (cache / "ws_miou.json").write_text(json.dumps({str(k): v for k, v in miou.items()}))
+    with pytest.raises(ValueError, match="its mIoU values are not the oracle's"):
+        R.export_records(cache, tmp_path / "out2", setup, "cpu", 0, source, {})
+
+
+def test_replay_refuses_another_profile(replay):
+    records, latency, _ = replay
+    with pytest.raises(ValueError, match="records.json: recorded with profile 'cpu', replayed with 'smoke'"):
+        R.replay_setup(load_profile("smoke"), records, latency)
