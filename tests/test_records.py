@@ -142,3 +142,62 @@ def test_replay_refuses_another_profile(replay):
     records, latency, _ = replay
     with pytest.raises(ValueError, match="records.json: recorded with profile 'cpu', replayed with 'smoke'"):
         R.replay_setup(load_profile("smoke"), records, latency)
+
+
+# ---------------------------------------------------------------- the fingerprint probe (notebook 08)
+
+
+def test_posterior_mean_weights_give_the_gaussian_process_mean():
+    """The mean weights predict ``offset + scale * K* (K + I / beta)^-1 t``, the kernel being the
+    count of shared layers and pairs (and the fingerprints' product) scaled by their prior variances."""
+    from linas_lib.search import surrogate as S
+
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 4, (12, 3)), rng.integers(0, 4, (5, 3))
+    z_train, z_test = rng.standard_normal((12, 2)), rng.standard_normal((5, 2))
+    post = S.fit_pair_posterior(train, rng.random(12), 4, 0.0, z_train)
+    singles, pairs = S.pair_kernels(test, train)
+    cross = singles * post.single_var + pairs * post.pair_var + post.fingerprint_var * z_test @ z_train.T
+    own_s, own_p = S.pair_kernels(train, train)
+    gram = own_s * post.single_var + own_p * post.pair_var + post.fingerprint_var * z_train @ z_train.T
+    expected = post.offset + post.scale * cross @ np.linalg.solve(gram + np.eye(12) / post.beta, post.standardised)
+    assert post.predict(test, post.mean_weights(), z_test) == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_step_replay_picks_what_each_run_picked_under_its_own_model(replay):
+    from linas_lib.analysis import fingerprint_probe as FP
+
+    records, latency, setup = replay
+    runs = {(r.method, r.seed): r for r in R.recorded_runs(records, latency)}
+    rows = FP.step_rows(setup, runs, [12], "rtx4090")
+    assert len(rows) == 2 * 58 * 3 and {r["model"] for r in rows} == set(FP.STEP_MODELS)
+    own = [r["actual"] for r in rows if r["model"] == r["data"]]
+    assert len(own) == 116 and all(own)
+    budget = latency.budgets_ms[list(latency.target_names).index("rtx4090")]
+    for r in rows[:20]:
+        assert r["in_box"] == int(latency.predict(LINAS_SPACE.decode([r["code"]]))[0, 4] <= budget)
+    table = FP.step_effects(rows)
+    gate = {r["data"]: r["mean"] for r in table if r["quantity"] == "own_model_is_actual"}
+    assert gate == {"fingerprint": 1.0, "pairs": 1.0}
+
+
+def test_a_replay_that_differs_from_the_record_is_refused(replay):
+    from linas_lib.analysis import fingerprint_probe as FP
+
+    records, latency, setup = replay
+    runs = {(r.method, r.seed): r for r in R.recorded_runs(records, latency)}
+    other = runs[("surrogate_pairs", 13)]
+    runs[("surrogate_pairs", 12)] = other
+    with pytest.raises(ValueError, match="surrogate_pairs seed 12: the replayed run is not the recorded one"):
+        FP.step_rows(setup, runs, [12], "rtx4090")
+
+
+def test_model_effects_are_paired_per_seed_and_arm():
+    from linas_lib.analysis import fingerprint_probe as FP
+
+    rows = [{"seed": s, "data": d, "k": 5, "model": m, "target": "t", "tau": 0.0,
+             "bias_pts": 10 * s + (s if m == "fingerprint" else 0.0) + (1.0 if d == "pairs" else 0.0)}
+            for s in range(4) for d in FP.ARMS for m in FP.ARMS]
+    effects = FP.model_effects(rows, "bias_pts")
+    assert [(r["data"], r["n"], r["mean"]) for r in effects] == [("fingerprint", 4, 1.5), ("pairs", 4, 1.5)]
+    assert effects[0]["ci95_low"] < 1.5 < effects[0]["ci95_high"]

@@ -99,9 +99,9 @@ def fingerprint_weights(setup, runs, seeds, evals=PROBE_EVALS) -> list[dict]:
 
 
 def _ci_row(values, **keys) -> dict:
-    low, high = mean_t_ci(values)
-    return {**keys, "n": len(values), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)),
-            "ci95_low": low, "ci95_high": high}
+    low, high = mean_t_ci(values) if len(values) > 1 else (float("nan"), float("nan"))
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return {**keys, "n": len(values), "mean": float(np.mean(values)), "sd": sd, "ci95_low": low, "ci95_high": high}
 
 
 def model_effects(rows: list[dict], metric: str) -> list[dict]:
