@@ -1,13 +1,18 @@
 """Why the latency fingerprint looks less in rtx4090's box: a probe of its model (exploratory).
 
-05's confirmatory study found `surrogate_fingerprint` ahead of `surrogate_pairs` overall but
+05's confirmatory study found ``surrogate_fingerprint`` ahead of ``surrogate_pairs`` overall but
 behind on rtx4090, where it places fewer evaluations and finds less
-(:func:`linas_lib.search.experiment.matched_count_split`). This module asks what the two models
-believe there. On a search record (:mod:`linas_lib.search.records`) it refits, for each seed and
-each arm's run, both models on the run's first ``k`` evaluations, exactly as the methods fit
-them, and reads their posterior-mean predictions of every headline target's best recorded
-architectures (:func:`top_in_box`) against the oracle's values: a level (mean of predicted minus
-true, mIoU points) and a ranking (Kendall tau within the set).
+(:func:`linas_lib.search.experiment.matched_count_split`). On a search record
+(:mod:`linas_lib.search.records`), two measurements of what the two models do there:
+
+* :func:`step_rows`, the step replay: every Thompson step of both arms' runs made again, and at
+  each step three acquisitions on the same state and random numbers (the pairs model, the
+  fingerprint model, the fingerprint model's mean with the pairs draw's spread); where each pick
+  lies says whether the model or the run's state steers the search away from a target's box;
+* :func:`probe_rows`, the prediction difference: both models refitted on each run's first ``k``
+  evaluations predict every headline target's best recorded architectures (:func:`top_in_box`),
+  against the oracle's values: a level (mean of predicted minus true, mIoU points) and a ranking
+  (Kendall tau within the set); and :func:`fingerprint_weights`.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import copy
 
 import numpy as np
 
-from ..search.archive import unique_rows
-from ..search.experiment import ParetoExperiment
+from ..search.experiment import ParetoExperiment, method_rng
 from ..search.fidelity import kendall_tau
 from ..search.indicators import inside_reference
-from ..search.methods import METHODS, feasible_sampler
-from ..search.surrogate import MIN_SCALE, LatencyFingerprint, fit_pair_posterior
+from ..search.methods import run_method, surrogate_pool
+from ..search.records import recorded_runs
+from ..search.report import experiment_for
+from ..search.surrogate import MIN_SCALE, LatencyFingerprint, fit_pair_posterior, hv_gain
+from ..space import LINAS_SPACE
 from ..stats import mean_t_ci
 
 ARMS = {"fingerprint": "surrogate_fingerprint", "pairs": "surrogate_pairs"}  # model -> the method that fits it
@@ -29,11 +36,10 @@ PROBE_EVALS = (15, 30, 45)
 PROBE_TOP = 100
 
 
-def run_pool(setup, seed: int) -> np.ndarray:
-    """The first candidate pool of a surrogate run of ``seed``: what
-    :func:`~linas_lib.search.methods.run_surrogate` draws first from the run's stream."""
-    rng = np.random.default_rng([int(seed), METHODS.index("random")])
-    return unique_rows(setup.space, feasible_sampler(setup)(rng, setup.zero_cost_pool))
+def run_fingerprint(setup, seed: int) -> LatencyFingerprint:
+    """The latency fingerprint's standardisation in both arms' runs of ``seed``: over the first
+    candidate pool, which both draw first from the stream they share."""
+    return LatencyFingerprint.of_pool(setup.latency.predict(surrogate_pool(setup, method_rng(ARMS["pairs"], seed))))
 
 
 def top_in_box(experiment: ParetoExperiment, choices, miou, latency_ms, n: int = PROBE_TOP) -> dict[int, np.ndarray]:
@@ -63,7 +69,7 @@ def probe_rows(setup, experiment: ParetoExperiment, runs: dict[tuple[str, int], 
     tops = top_in_box(experiment, choices, miou, latency_ms, n_top)
     rows = []
     for seed in seeds:
-        fingerprint = LatencyFingerprint.of_pool(setup.latency.predict(run_pool(setup, seed)))
+        fingerprint = run_fingerprint(setup, seed)
         probe_fingers = fingerprint(latency_ms)
         for data, method in ARMS.items():
             run = runs[(method, int(seed))]
@@ -87,7 +93,7 @@ def fingerprint_weights(setup, runs, seeds, evals=PROBE_EVALS) -> list[dict]:
     fitted on its own run's first ``k`` evaluations: one row per (seed, k, target)."""
     rows = []
     for seed in seeds:
-        fingerprint = LatencyFingerprint.of_pool(setup.latency.predict(run_pool(setup, seed)))
+        fingerprint = run_fingerprint(setup, seed)
         run = runs[(ARMS["fingerprint"], int(seed))]
         for k in evals:
             post = fit_pair_posterior(run.choices[:k], run.miou[:k], setup.space.n_choices, MIN_SCALE,
@@ -99,7 +105,7 @@ def fingerprint_weights(setup, runs, seeds, evals=PROBE_EVALS) -> list[dict]:
 
 
 def _ci_row(values, **keys) -> dict:
-    low, high = mean_t_ci(values) if len(values) > 1 else (float("nan"), float("nan"))
+    low, high = mean_t_ci(values)
     sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
     return {**keys, "n": len(values), "mean": float(np.mean(values)), "sd": sd, "ci95_low": low, "ci95_high": high}
 
@@ -126,56 +132,54 @@ def step_rows(setup, runs: dict[tuple[str, int], object], seeds, target: str) ->
     :class:`~linas_lib.search.surrogate.StepState`), three acquisitions on the same state and the
     same random numbers: ``pairs`` (the pairs model's draw), ``fingerprint`` (the fingerprint
     model's draw; in the fingerprint arm's runs its fingerprint weights draw from the run's own
-    stream, in the pairs arm's from the same stream spawned afresh) and ``fingerprint_mean`` (the
-    fingerprint model's posterior mean plus the pairs draw's deviation from its own mean: the
-    fingerprint's mean without the spread of its draws). The run itself goes on as recorded.
+    stream, in the pairs arm's from the same stream spawned afresh, one draw per step) and
+    ``fingerprint_mean`` (the fingerprint model's posterior mean plus the pairs draw's deviation
+    from its own mean: the fingerprint's mean without the spread of its draws). The run itself
+    goes on as recorded.
 
     Returns:
-        One row per (seed, data, step, model): the pick's ``code``, ``in_box`` (1 when its LUT
-        latency on ``target`` is within the budget), ``gain`` (its predicted headline HV gain),
-        ``target_gain_share`` (the part of it on ``target``), ``actual`` (1 when the pick is the
-        run's next evaluation).
+        One row per (seed, data, step, model): the pick's ``code``, ``in_box`` (1 when it lies on
+        the inside of ``target``'s HV box on the latency side, as 05 counts it: latency / budget
+        below the reference), ``gain`` (its predicted headline HV gain), ``target_gain_share``
+        (the part of it on ``target``), ``actual`` (1 when the pick is the run's next evaluation).
 
     Raises:
-        ValueError: a replayed run that is not the recorded one.
+        ValueError: an unknown target, a replayed run that is not the recorded one, or a step where
+            a run's own model does not pick its recorded next evaluation (the replay's gate).
     """
-    from ..search.methods import run_surrogate
-
-    t = list(setup.latency.target_names).index(target)
-    budget = float(setup.latency.budgets_ms[t])
-    targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
+    names = list(setup.latency.target_names)
+    if target not in names:
+        raise ValueError(f"records.probe_target {target!r} is not a target of the record ({names})")
+    t = names.index(target)
+    targets = np.arange(len(names)) if setup.joint_targets is None else setup.joint_targets
     rows = []
     for seed in seeds:
-        fingerprint = LatencyFingerprint.of_pool(setup.latency.predict(run_pool(setup, seed)))
+        fingerprint = run_fingerprint(setup, seed)
         for data, method in ARMS.items():
-            stream = np.random.default_rng([int(seed), METHODS.index("random")])
-            spare_fingers = stream.spawn(2)[0]  # the stream a fingerprint run's weights draw from
+            spare_fingers = method_rng(ARMS["fingerprint"], seed).spawn(2)[0]  # a fingerprint run's weight stream
             steps = []
 
             def observe(state):
                 fingers = state.finger_rng if state.finger_rng is not None else spare_fingers
-                picks = _picks(state, setup, fingerprint, fingers, targets, t)
-                steps.append((state.archive.n_evals, picks))
+                steps.append((state.archive.n_evals, _picks(state, setup, fingerprint, fingers, targets, t)))
 
-            archive = setup.new_archive()
-            run_surrogate(setup, archive, np.random.default_rng([int(seed), METHODS.index("random")]), grow="local",
-                          model=data, observe=observe)
-            made = setup.space.encode(archive.choices()).tolist()
-            if made != setup.space.encode(runs[(method, int(seed))].choices).tolist():
+            archive, _ = run_method(setup, method, method_rng(method, seed), observe=observe)
+            made = np.atleast_1d(setup.space.encode(archive.choices())).tolist()
+            if made != np.atleast_1d(setup.space.encode(runs[(method, int(seed))].choices)).tolist():
                 raise ValueError(f"{method} seed {seed}: the replayed run is not the recorded one")
             for n, picks in steps:
-                for model, (code, latency_ms, gain, share) in picks.items():
-                    rows.append({"seed": int(seed), "data": data, "step": n, "model": model, "code": code,
-                                 "in_box": int(latency_ms <= budget), "gain": gain,
-                                 "target_gain_share": share, "actual": int(code == made[n])})
+                if picks[data][0] != made[n]:
+                    raise ValueError(f"{method} seed {seed}, step {n}: its own model does not pick the recorded "
+                                     "next evaluation, so the step replay does not reproduce the run")
+                rows += [{"seed": int(seed), "data": data, "step": n, "model": model, "code": code,
+                          "in_box": in_box, "gain": gain, "target_gain_share": share, "actual": int(code == made[n])}
+                         for model, (code, in_box, gain, share) in picks.items()]
     return rows
 
 
 def _picks(state, setup, fingerprint, finger_rng, targets, t: int) -> dict[str, tuple]:
-    """``{model: (code, latency on target t, gain, target t's share of the gain)}`` of the three
-    acquisitions at ``state``."""
-    from ..search.surrogate import hv_gain
-
+    """``{model: (code, in target t's box on the latency side (1/0), gain, target t's share of the
+    gain)}`` of the three acquisitions at ``state``."""
     archive, archs, C = state.archive, state.archs, setup.space.n_choices
     post_p = fit_pair_posterior(archive.choices(), archive.miou(), C, MIN_SCALE)
     post_f = fit_pair_posterior(archive.choices(), archive.miou(), C, MIN_SCALE, fingerprint(archive.latency_ms()))
@@ -192,7 +196,8 @@ def _picks(state, setup, fingerprint, finger_rng, targets, t: int) -> dict[str, 
         gain[~state.open] = -np.inf
         pick = int(tie.choice(np.flatnonzero(gain == gain.max())))
         on_target = hv_gain(pred[[pick]], state.latency_ms[[pick]], archive, [t], setup.hv_ref)[0]
-        out[model] = (int(setup.space.encode(archs[pick])), float(state.latency_ms[pick, t]), float(gain[pick]),
+        inside = state.latency_ms[pick, t] / archive.latency.budgets_ms[t] < setup.hv_ref[1]
+        out[model] = (int(setup.space.encode(archs[pick])), int(inside), float(gain[pick]),
                       float(on_target / gain[pick]) if gain[pick] > 0 else float("nan"))
     return out
 
@@ -208,29 +213,31 @@ def probe(setup, records, latency, cfg) -> dict:
         cfg: the profile's ``records`` section.
 
     Returns:
-        ``{seeds, rows, effects, weights, steps, step_seeds}``: :func:`probe_rows`, their
-        :func:`model_effects` (``bias_pts`` and ``tau``), :func:`fingerprint_weights`,
-        :func:`step_rows` on ``cfg.probe_target``.
+        ``{seeds, rows, effects, weights, steps, step_seeds, step_effects}``: :func:`probe_rows`,
+        their :func:`model_effects` (``bias_pts`` and ``tau``), :func:`fingerprint_weights`,
+        :func:`step_rows` on ``cfg.probe_target`` and their :func:`step_effects`.
 
     Raises:
-        ValueError: no seed with runs of both arms.
+        ValueError: no seed with runs of both arms, ``probe_evals`` beyond the runs' length, an
+            unknown ``probe_target``, or a replay that does not reproduce the record.
     """
-    from ..search.records import recorded_runs
-    from ..search.report import experiment_for
-    from ..space import LINAS_SPACE
-
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
     seeds = sorted({s for m, s in runs if m == ARMS["fingerprint"]} & {s for m, s in runs if m == ARMS["pairs"]})
     if not seeds:
         raise ValueError(f"{records.folder}: no seed has runs of both {sorted(ARMS.values())}")
+    shortest = min(len(runs[(m, s)].miou) for m in ARMS.values() for s in seeds)
+    if max(cfg.probe_evals) > shortest:
+        raise ValueError(f"records.probe_evals {list(cfg.probe_evals)}: the record's runs in {records.folder} "
+                         f"have {shortest} evaluations")
     codes = np.array(sorted(records.miou))
     choices = LINAS_SPACE.decode(codes)
     probe_set = choices, np.array([records.miou[c] for c in codes.tolist()]), np.asarray(latency.predict(choices))
     rows = probe_rows(setup, experiment_for(setup), runs, seeds, probe_set, cfg.probe_evals, cfg.probe_top)
     step_seeds = seeds[: cfg.probe_seeds or None]
+    steps = step_rows(setup, runs, step_seeds, cfg.probe_target)
     return {"seeds": seeds, "rows": rows, "effects": model_effects(rows, "bias_pts") + model_effects(rows, "tau"),
             "weights": fingerprint_weights(setup, runs, seeds, cfg.probe_evals), "step_seeds": step_seeds,
-            "steps": step_rows(setup, runs, step_seeds, cfg.probe_target)}
+            "steps": steps, "step_effects": step_effects(steps)}
 
 
 def probe_figures(result: dict) -> dict[str, float]:
@@ -247,7 +254,7 @@ def probe_figures(result: dict) -> dict[str, float]:
     for r in result["weights"]:
         weights.setdefault((r["target"], r["k"]), []).append(r["weight_pts"])
     out.update({f"probe.fingerprint_weight_pts.{t}.k{k}": float(np.mean(v)) for (t, k), v in weights.items()})
-    for r in step_effects(result["steps"]):
+    for r in result["step_effects"]:
         if r["quantity"] == "own_model_is_actual":
             out[f"steps.own_model_is_actual.{r['data']}"] = r["mean"]
         elif "_minus_" in r["model"]:

@@ -191,6 +191,12 @@ def run_key(method: str, seed: int) -> str:
     return f"{method}_seed{seed}"
 
 
+def method_rng(method: str, seed: int) -> np.random.Generator:
+    """The generator of a (method, seed) run, ``default_rng([seed, METHODS.index(stream)])``: a
+    method paired with another draws from that one's stream (:data:`PAIRED_STREAM`)."""
+    return np.random.default_rng([int(seed), METHODS.index(PAIRED_STREAM.get(method, method))])
+
+
 def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, progress=None) -> list[MethodRun]:
     """Run every method with every seed, resuming from per-run checkpoints in ``folder``.
 
@@ -218,8 +224,7 @@ def run_all(setup: SearchSetup, methods, seeds, folder: Path | None = None, prog
                 runs.append(MethodRun.from_json(cached))
                 continue
             start = time.perf_counter()
-            stream = METHODS.index(PAIRED_STREAM.get(method, method))
-            archive, facts = run_method(setup, method, np.random.default_rng([int(seed), stream]))
+            archive, facts = run_method(setup, method, method_rng(method, seed))
             run = MethodRun(method, int(seed), archive.choices(), archive.miou(), archive.latency_ms(),
                             time.perf_counter() - start, facts)
             if path is not None:

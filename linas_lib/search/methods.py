@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..space import SearchSpace
+from ..space import LINAS_SPACE, SearchSpace
 from .archive import AccuracyCache, EvaluationArchive, LatencyModel, unique_rows
 from .epr import run_epr
 from . import surrogate
@@ -287,13 +287,20 @@ def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random
     up with feasible samples if the pool ran out before the budget; ``model`` names the
     surrogate (additive, or with adjacent-layer pairs); ``observe`` is thompson_search's hook."""
     sampler = feasible_sampler(setup)
-    pool = unique_rows(setup.space, sampler(rng, setup.zero_cost_pool))
+    pool = surrogate_pool(setup, rng, sampler)
     targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
     facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler, model,
                             observe)
     facts["topped_up"] = archive.remaining
     fill_from_sampler(archive, sampler, rng)
     return facts
+
+
+def surrogate_pool(setup: SearchSetup, rng: np.random.Generator, sampler=None) -> np.ndarray:
+    """A surrogate run's first candidate pool: ``zero_cost_pool`` LUT-feasible architectures, the
+    first draws of the run's generator."""
+    sampler = sampler or feasible_sampler(setup)
+    return unique_rows(setup.space, sampler(rng, setup.zero_cost_pool))
 
 
 def run_surrogate_local(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
@@ -306,14 +313,16 @@ def run_surrogate_grow(setup: SearchSetup, archive: EvaluationArchive, rng: np.r
     return run_surrogate(setup, archive, rng, grow="random")
 
 
-def run_surrogate_pairs(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+def run_surrogate_pairs(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator,
+                        observe=None) -> dict:
     """``surrogate_local`` with adjacent-layer interactions in the model."""
-    return run_surrogate(setup, archive, rng, grow="local", model="pairs")
+    return run_surrogate(setup, archive, rng, grow="local", model="pairs", observe=observe)
 
 
-def run_surrogate_fingerprint(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+def run_surrogate_fingerprint(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator,
+                              observe=None) -> dict:
     """``surrogate_pairs`` whose model also reads the latency fingerprint."""
-    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint")
+    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint", observe=observe)
 
 
 def run_surrogate_fingerprint_random(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
@@ -370,16 +379,54 @@ def check_method_names(names, where: str = "") -> None:
         raise ValueError(f"{where}unknown search method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
 
 
-def run_method(setup: SearchSetup, method: str, rng: np.random.Generator) -> tuple[EvaluationArchive, dict]:
-    """Run one method to its budget.
+OBSERVABLE = ("surrogate_pairs", "surrogate_fingerprint")  # runners that pass thompson_search's observe hook on
+
+
+def run_method(setup: SearchSetup, method: str, rng: np.random.Generator,
+               observe=None) -> tuple[EvaluationArchive, dict]:
+    """Run one method to its budget (``observe``: thompson_search's hook, for :data:`OBSERVABLE` methods).
 
     Returns:
         The filled archive and method-specific facts (empty for most methods).
 
     Raises:
-        ValueError: unknown method or missing inputs for it.
+        ValueError: unknown method or missing inputs for it, or ``observe`` for a method that has no hook.
     """
     check_method_names([method])
     archive = setup.new_archive()
-    facts = RUNNERS[method](setup, archive, rng)
+    if observe is None:
+        facts = RUNNERS[method](setup, archive, rng)
+    elif method in OBSERVABLE:
+        facts = RUNNERS[method](setup, archive, rng, observe=observe)
+    else:
+        raise ValueError(f"method {method!r} has no observe hook (those that do: {OBSERVABLE})")
     return archive, facts or {}
+
+
+ATTAIN_STREAM = 0xA77  # EPR's attainable-target screen
+
+
+def profile_setup(profile, accuracy: AccuracyCache, latency, alpha_probs, proxy, hv_ref_miou_loss: float,
+                  seed: int) -> SearchSetup:
+    """The :class:`SearchSetup` of a profile around oracle-derived inputs: a trained supernet's
+    (:func:`linas_lib.search.report.build_setup`) or a search record's
+    (:func:`linas_lib.search.records.replay_setup`).
+
+    Args:
+        profile: the profile (its ``search`` section).
+        accuracy: the WS accuracy cache.
+        latency: the latency model.
+        alpha_probs: ``(L, C)`` the supernet's architecture probabilities.
+        proxy: the zero-cost scorer.
+        hv_ref_miou_loss: the HV reference's ``1 - mIoU``.
+        seed: the notebook seed (EPR's attainable targets).
+    """
+    cfg = profile.search
+    return SearchSetup(
+        space=LINAS_SPACE, accuracy=accuracy, latency=latency, eval_budget=cfg.eval_budget, pop_size=cfg.pop_size,
+        alpha_probs=alpha_probs, proxy=proxy, zero_cost_pool=cfg.zero_cost_pool,
+        prefilter_factor=cfg.prefilter_factor, alpha_uniform_mix=cfg.alpha_uniform_mix,
+        pareto_strength=cfg.pareto_strength, epr_init=cfg.epr_init,
+        joint_targets=screen_attainable(LINAS_SPACE, latency, np.random.default_rng([seed, ATTAIN_STREAM])),
+        hv_ref=(hv_ref_miou_loss, cfg.hv_ref_latency),
+    )

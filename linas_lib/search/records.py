@@ -31,6 +31,8 @@ from ..keys import atomic_write_text
 from ..space import LINAS_SPACE, arch_string
 from . import experiment as E
 from .archive import AccuracyCache
+from .methods import profile_setup
+from .zero_cost import NearProxy
 
 RECORDS_SCHEMA = 1
 ORACLE_FILE, RUNS_FILE, META_FILE = "oracle.csv", "runs.csv", "records.json"
@@ -183,11 +185,15 @@ def _read_runs(path: Path, miou: dict[int, float]) -> dict[tuple[str, str, int],
         if len(row) != 4 or not row[2].isdigit():
             raise ValueError(f"{path}, line {line}: expected folder,method,seed,codes with an integer seed")
         codes = [_code(path, line, c) for c in row[3].split()]
+        key = (row[0], row[1], int(row[2]))
+        if not codes or key in runs:
+            raise ValueError(f"{path}, line {line}: {row[1]} seed {row[2]} "
+                             + ("has no evaluations" if not codes else "appears twice"))
         lacking = [c for c in codes if c not in miou]
         if lacking:
             raise ValueError(f"{path}, line {line}: {row[1]} seed {row[2]} evaluates code {lacking[0]}, "
                              f"which {path.parent / ORACLE_FILE} lacks")
-        runs[(row[0], row[1], int(row[2]))] = codes
+        runs[key] = codes
     return runs
 
 
@@ -211,8 +217,6 @@ def replay_setup(profile, records: SearchRecords, latency):
         ValueError: another profile than the record's, or a latency model whose targets or budgets
             are not the record's.
     """
-    from .report import setup_with
-    from .zero_cost import NearProxy
 
     meta = records.meta
     if profile.name != meta["profile"]:
@@ -224,8 +228,8 @@ def replay_setup(profile, records: SearchRecords, latency):
                          f"{meta['budgets_ms']} ms; this latency model has {list(latency.target_names)}, "
                          f"{np.asarray(latency.budgets_ms).tolist()}")
     accuracy = AccuracyCache(RecordedOracle(records))
-    return setup_with(profile, accuracy, latency, np.asarray(meta["alpha_probs"], dtype=float),
-                      NearProxy(meta["near_table"]), float(meta["hv_ref_miou_loss"]), int(meta["seed"]))
+    return profile_setup(profile, accuracy, latency, np.asarray(meta["alpha_probs"], dtype=float),
+                         NearProxy(meta["near_table"]), float(meta["hv_ref_miou_loss"]), int(meta["seed"]))
 
 
 def recorded_runs(records: SearchRecords, latency, folder: str = "") -> list[E.MethodRun]:
@@ -249,7 +253,7 @@ def run_budget(setup, folder: str) -> int:
     return int(tail)
 
 
-def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None) -> list[dict]:
+def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None, keys=None) -> list[dict]:
     """Run the record's runs again with this machine's search code on the recorded oracle.
 
     Args:
@@ -257,6 +261,7 @@ def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None) -
         records: the record.
         n_runs: how many of its runs, in its order (0: all).
         progress: optional ``(message) -> None``.
+        keys: the ``(folder, method, seed)`` runs to replay instead (``n_runs`` then unused).
 
     Returns:
         One row per run: ``folder, method, seed, n_evals`` (recorded), ``identical`` (1 when every
@@ -268,7 +273,7 @@ def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None) -
     import dataclasses
     import time
 
-    keys = sorted(records.runs)[: n_runs or None]
+    keys = sorted(records.runs)[: n_runs or None] if keys is None else list(keys)
     rows = []
     for folder, method, seed in keys:
         recorded = records.runs[(folder, method, seed)]

@@ -30,10 +30,10 @@ from ..space import LINAS_SPACE, arch_string, encode
 from . import experiment as E
 from .archive import AccuracyCache
 from .fidelity import kendall_tau, rerank_top_k
-from .methods import SearchSetup, check_method_names, screen_attainable
+from .methods import SearchSetup, check_method_names, profile_setup
 from .zero_cost import NearProxy, additive_scores, exact_scores, near_table
 
-NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM, ATTAIN_STREAM = 0x4EA, 0xC4E, 0xF1D, 0xA77
+NEAR_STREAM, CHECK_STREAM, FIDELITY_STREAM = 0x4EA, 0xC4E, 0xF1D
 CLAIRVOYANT_STREAM = 0xC1A  # ties of the clairvoyant greedy bound
 CHOICE_STREAM = 0xC40  # fine-tunes of the multi-fidelity choice (one generator per architecture)
 # bump when a fine-tune's score changes for the same recipe (train_decoder, evaluate_decoder, the
@@ -131,23 +131,8 @@ def build_setup(profile, supernet, latency, proxy, seed: int) -> SearchSetup:
     it and the surrogate's acquisition maximises the same hypervolume.
     """
     accuracy = AccuracyCache(supernet.evaluator, runs_dir(profile, supernet, latency) / "ws_miou.json")
-    return setup_with(profile, accuracy, latency, supernet.joint_probs(), proxy,
-                      hv_reference_miou_loss(profile.search, supernet.evaluator), seed)
-
-
-def setup_with(profile, accuracy: AccuracyCache, latency, alpha_probs, proxy, hv_ref_miou_loss: float,
-               seed: int) -> SearchSetup:
-    """The :class:`SearchSetup` of the profile around given oracle-derived inputs: the supernet's
-    (:func:`build_setup`) or a search record's (:func:`linas_lib.search.records.replay_setup`)."""
-    cfg = profile.search
-    return SearchSetup(
-        space=LINAS_SPACE, accuracy=accuracy, latency=latency, eval_budget=cfg.eval_budget, pop_size=cfg.pop_size,
-        alpha_probs=alpha_probs, proxy=proxy, zero_cost_pool=cfg.zero_cost_pool,
-        prefilter_factor=cfg.prefilter_factor, alpha_uniform_mix=cfg.alpha_uniform_mix,
-        pareto_strength=cfg.pareto_strength, epr_init=cfg.epr_init,
-        joint_targets=screen_attainable(LINAS_SPACE, latency, np.random.default_rng([seed, ATTAIN_STREAM])),
-        hv_ref=(hv_ref_miou_loss, cfg.hv_ref_latency),
-    )
+    return profile_setup(profile, accuracy, latency, supernet.joint_probs(), proxy,
+                         hv_reference_miou_loss(profile.search, supernet.evaluator), seed)
 
 
 def run_methods(profile, setup: SearchSetup, supernet) -> list[E.MethodRun]:
