@@ -304,6 +304,32 @@ def _add_records_commands(sub) -> None:
     exp.add_argument("--seed", type=int, default=0, help="the notebook seed 05 ran with (default 0)")
     exp.add_argument("--out", required=True, help="the record's folder")
     exp.set_defaults(func=_cmd_records_export)
+    more = rec_sub.add_parser("run", help="run more searches on this machine's trained supernet of the profile "
+                              "(05's setup and run cache), for a record to export afterwards")
+    more.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    more.add_argument("--seed", type=int, default=0, help="the notebook seed 05 ran with (default 0)")
+    more.add_argument("--methods", required=True, help="comma-separated method names")
+    more.add_argument("--seeds", required=True, help="search seeds, e.g. 50-89 or 50,51")
+    more.set_defaults(func=_cmd_records_run)
+
+
+def _cmd_records_run(args: argparse.Namespace) -> int:
+    from .search.report import run_more
+
+    runs = run_more(args.profile, args.methods.split(","), _seed_list(args.seeds), args.seed)
+    print(f"{len(runs)} runs cached")
+    return 0
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"50-89"`` or ``"50,51"`` as integers."""
+    try:
+        if "-" in text:
+            low, high = text.split("-")
+            return list(range(int(low), int(high) + 1))
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected e.g. 50-89 or 50,51") from None
 
 
 def _cmd_records_export(args: argparse.Namespace) -> int:

@@ -563,6 +563,10 @@ class RecordsConfig:
     probe_top: int = 100  # best recorded architectures per target box that the probe predicts
     probe_target: str = "rtx4090"  # the target whose box the step replay watches
     probe_seeds: int = 0  # the first seeds with runs of both arms that the step replay uses (0: all)
+    # a study on the record's runs (fresh seeds, 05's budget) read against 05's fixed reference with
+    # 05's confirm_study; seeds without every method's run are left out (empty: none)
+    study_methods: tuple[str, ...] = ()
+    study_seeds: tuple[int, ...] = ()
 
     def __post_init__(self):
         require(self, positive=("probe_top",))

@@ -72,8 +72,10 @@ from .samplers import (
 
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
            "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs",
-           "surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled")
-FINGERPRINT_METHODS = ("surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled")
+           "surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
+           "surrogate_fingerprint_hinge")  # appended only: a method's index is its random stream
+FINGERPRINT_METHODS = ("surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
+                       "surrogate_fingerprint_hinge")
 SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs") + FINGERPRINT_METHODS
 
 
@@ -336,6 +338,11 @@ def run_surrogate_fingerprint_shuffled(setup: SearchSetup, archive: EvaluationAr
     return run_surrogate(setup, archive, rng, grow="local", model="fingerprint_shuffled")
 
 
+def run_surrogate_fingerprint_hinge(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """``surrogate_fingerprint`` whose latency is floored at each target's budget (flat inside every box)."""
+    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint_hinge")
+
+
 def method_settings(setup: SearchSetup, method: str) -> dict:
     """What a method's runs depend on beyond the search folder's key
     (:func:`linas_lib.search.report.run_folder`): recorded with each cached run, which is redone
@@ -365,6 +372,7 @@ RUNNERS = {
     "surrogate_fingerprint": run_surrogate_fingerprint,
     "surrogate_fingerprint_random": run_surrogate_fingerprint_random,
     "surrogate_fingerprint_shuffled": run_surrogate_fingerprint_shuffled,
+    "surrogate_fingerprint_hinge": run_surrogate_fingerprint_hinge,
 }
 
 

@@ -758,3 +758,23 @@ def export_search_records(profile, seed: int, out) -> Path:
               "runs_folder": folder.name}
     return export_records(folder, Path(out), setup, profile.name, seed, source,
                           provenance(profile.name, profile.to_dict()))
+
+
+def run_more(profile, methods, seeds, seed: int = 0) -> list[E.MethodRun]:
+    """Run ``methods`` on ``seeds`` on this machine's trained supernet of the profile (05's setup,
+    its run cache: finished runs are reused), e.g. a study to be exported as a search record.
+
+    Args:
+        profile: a profile or its name.
+        methods: method names.
+        seeds: search seeds.
+        seed: the notebook seed 05 ran with.
+    """
+    from ..analysis.bench import as_profile
+
+    profile = as_profile(profile)
+    check_method_names(methods)
+    supernet, latency = search_inputs(profile, seed)
+    proxy, _ = near_proxy(supernet, profile.search, seed)
+    setup = build_setup(profile, supernet, latency, proxy, seed)
+    return E.run_all(setup, list(methods), [int(s) for s in seeds], runs_dir(profile, supernet, latency), progress=print)

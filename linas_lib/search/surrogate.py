@@ -174,11 +174,22 @@ def shuffled_latency(rng: np.random.Generator, latency, n_layers: int, n_choices
     return lambda archs: latency.predict(perms[layers, np.asarray(archs, dtype=np.int64)])
 
 
+def hinged_latency(latency):
+    """A fingerprint's source: ``(n, L) -> (n, T)`` LUT latency floored at each target's budget
+    (``model="fingerprint_hinge"``), so that inside a target's box its term is flat: a slope
+    learned across the space is not carried into the box (08's probe of the fingerprint)."""
+    budgets = np.asarray(latency.budgets_ms, dtype=float)
+    return lambda archs: np.maximum(np.asarray(latency.predict(archs), dtype=float), budgets)
+
+
 def fingerprint_source(model: str, latency, space, rng: np.random.Generator):
-    """``(n, L) -> (n, T)`` what a fingerprint model reads: the LUT latency (``"fingerprint"``),
+    """``(n, L) -> (n, T)`` what a fingerprint model reads: the LUT latency (``"fingerprint"``), the
+    same floored at the budgets (``"fingerprint_hinge"``, :func:`hinged_latency`), or
     :func:`random_cost_tables` or :func:`shuffled_latency` (drawn from ``rng``)."""
     if model == "fingerprint":
         return latency.predict
+    if model == "fingerprint_hinge":
+        return hinged_latency(latency)
     if model == "fingerprint_random":
         return random_cost_tables(rng, len(latency.budgets_ms), space.n_layers, space.n_choices)
     if model == "fingerprint_shuffled":
@@ -486,8 +497,8 @@ class StepState:
 
 
 GROW_MODES = ("none", "local", "random")
-MODELS = ("additive", "pairs", "fingerprint", "fingerprint_random", "fingerprint_shuffled")
-FINGERPRINT_MODELS = ("fingerprint", "fingerprint_random", "fingerprint_shuffled")
+MODELS = ("additive", "pairs", "fingerprint", "fingerprint_random", "fingerprint_shuffled", "fingerprint_hinge")
+FINGERPRINT_MODELS = ("fingerprint", "fingerprint_random", "fingerprint_shuffled", "fingerprint_hinge")
 
 
 def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, targets, ref, n_init: int,
