@@ -217,3 +217,27 @@ def test_model_effects_are_paired_per_seed_and_arm():
             for s in range(4) for d in FP.ARMS for m in FP.ARMS]
     effects = FP.model_effects(rows, "bias_pts")
     assert [(r["data"], r["n"], r["mean"], r["sd"]) for r in effects] == [("fingerprint", 4, 1.0, 0.0), ("pairs", 4, 2.0, 0.0)]
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(line for line in handle if not line.startswith("#")))
+
+
+def test_a_study_on_the_record_reads_as_05_read_it(replay):
+    """05's reference HV and its confirmatory study's fingerprint effect, recomputed from the record alone."""
+    from linas_lib.analysis import fingerprint_probe as FP
+
+    records, latency, setup = replay
+    study = FP.cure_study(setup, records, latency, ["surrogate_pairs", "surrogate_fingerprint"], [*range(10, 50), 999], 200)
+    experiment = json.loads((REPLICA / "05_pareto" / "experiment.json").read_text())
+    assert study["reference_hv"] == experiment["reference_hv"]
+    assert study["seeds"] == list(range(10, 50)) and study["missing_seeds"] == [999]
+    committed = next(r for r in _csv_rows(REPLICA / "05_pareto" / "confirm_effects.csv")
+                     if r["effect"] == "fingerprint" and r["seeds"] == "confirm")
+    effect = next(r for r in study["effects"] if r["effect"] == "fingerprint")
+    assert effect["diff_mean"] == pytest.approx(float(committed["diff_mean"]), rel=1e-12)
+    assert effect["diff_ci95_low"] == pytest.approx(float(committed["diff_ci95_low"]), rel=1e-12)
+    figures = FP.cure_figures(study)
+    assert figures["study.n_seeds"] == 40 and "study.contrib.fingerprint.rtx4090_ci95_high" in figures
+    assert FP.cure_figures(FP.cure_study(setup, records, latency, [], [50])) == {}

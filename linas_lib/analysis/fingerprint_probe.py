@@ -291,3 +291,60 @@ def step_effects(rows: list[dict]) -> list[dict]:
         out.append({"data": data, "quantity": "own_model_is_actual", "model": data, "n": len(own),
                     "mean": float(np.mean(own))})
     return out
+
+
+def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000) -> dict:
+    """A study on the record's runs of ``methods`` on ``seeds`` (those seeds with every method's
+    run), read by 05's :func:`~linas_lib.search.experiment.confirm_study` against 05's fixed
+    reference of the record's oracle: the HV of the compared runs (the record's profile's
+    ``search.methods`` x ``search.seeds``) and the oracle's long run (``oracle_<n>``).
+
+    Returns:
+        ``{reference_hv, seeds, missing_seeds, methods, effects, by_target}`` (empty without methods).
+
+    Raises:
+        ValueError: the record lacks one of the compared runs, or the oracle's run.
+    """
+    from ..config import load_profile
+    from ..search.experiment import confirm_study, reference_hv
+
+    if not methods or not seeds:
+        return {}
+    made_with = load_profile(records.meta["profile"]).search
+    runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
+    compared = [(m, s) for m in made_with.methods for s in made_with.seeds]
+    lacking = [key for key in compared if key not in runs]
+    oracle = recorded_runs(records, latency, f"oracle_{made_with.oracle_evals}")
+    if lacking or not oracle:
+        raise ValueError(f"{records.folder}: lacks 05's reference runs "
+                         f"({lacking[:3] if lacking else f'oracle_{made_with.oracle_evals}'})")
+    experiment = experiment_for(setup)
+    reference = reference_hv(experiment, [runs[key] for key in compared] + oracle)
+    complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
+    study = confirm_study(experiment, [runs[(m, int(s))] for s in complete for m in methods], reference, n_resamples)
+    return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
+            **study}
+
+
+def cure_figures(study: dict) -> dict[str, float]:
+    """Summary figures of :func:`cure_study`: ``study.reference_hv``, ``study.n_seeds``,
+    ``study.n_missing_seeds``, ``study.hv_frac_reference.<method>`` and ``study.effect.<effect>``
+    with ``_ci95_low/high`` (t), and per target ``study.contrib.<effect>.<target>`` and
+    ``study.in_box_diff.<effect>.<target>`` with theirs."""
+    if not study:
+        return {}
+    out = {"study.reference_hv": study["reference_hv"], "study.n_seeds": float(len(study["seeds"])),
+           "study.n_missing_seeds": float(len(study["missing_seeds"]))}
+    for r in study["methods"]:
+        out.update(_ends(f"study.hv_frac_reference.{r['method']}", r, "share"))
+    for r in study["effects"]:
+        out.update(_ends(f"study.effect.{r['effect']}", r, "diff"))
+    for r in study["by_target"]:
+        out.update(_ends(f"study.contrib.{r['effect']}.{r['target']}", r, "contrib"))
+        out.update(_ends(f"study.in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
+    return out
+
+
+def _ends(key: str, row: dict, name: str) -> dict[str, float]:
+    return {key: row[f"{name}_mean"], f"{key}_ci95_low": row[f"{name}_ci95_low"],
+            f"{key}_ci95_high": row[f"{name}_ci95_high"]}
