@@ -241,3 +241,5 @@ def test_a_study_on_the_record_reads_as_05_read_it(replay):
     figures = FP.cure_figures(study)
     assert figures["study.n_seeds"] == 40 and "study.contrib.fingerprint.rtx4090_ci95_high" in figures
     assert FP.cure_figures(FP.cure_study(setup, records, latency, [], [50])) == {}
+    none = FP.cure_figures(FP.cure_study(setup, records, latency, ["surrogate_pairs"], [999]))
+    assert none["study.n_seeds"] == 0 and none["study.n_missing_seeds"] == 1

@@ -323,7 +323,7 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000)
     complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
     study = confirm_study(experiment, [runs[(m, int(s))] for s in complete for m in methods], reference, n_resamples)
     return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
-            **study}
+            "methods": [], "effects": [], "by_target": [], **study}
 
 
 def cure_figures(study: dict) -> dict[str, float]:
