@@ -264,8 +264,11 @@ def probe_figures(result: dict) -> dict[str, float]:
     return out
 
 
-def _with_ci(key: str, row: dict) -> dict[str, float]:
-    return {key: row["mean"], f"{key}_ci95_low": row["ci95_low"], f"{key}_ci95_high": row["ci95_high"]}
+def _with_ci(key: str, row: dict, name: str = "") -> dict[str, float]:
+    """``key`` and its ``_ci95_low/high`` from ``row``'s ``mean``/``ci95_*`` (or ``<name>_mean``/``<name>_ci95_*``)."""
+    prefix = f"{name}_" if name else ""
+    return {key: row[f"{prefix}mean"], f"{key}_ci95_low": row[f"{prefix}ci95_low"],
+            f"{key}_ci95_high": row[f"{prefix}ci95_high"]}
 
 
 STEP_CONTRASTS = (("pairs", "fingerprint"), ("pairs", "fingerprint_mean"), ("fingerprint_mean", "fingerprint"))
@@ -336,15 +339,11 @@ def cure_figures(study: dict) -> dict[str, float]:
     out = {"study.reference_hv": study["reference_hv"], "study.n_seeds": float(len(study["seeds"])),
            "study.n_missing_seeds": float(len(study["missing_seeds"]))}
     for r in study["methods"]:
-        out.update(_ends(f"study.hv_frac_reference.{r['method']}", r, "share"))
+        out.update(_with_ci(f"study.hv_frac_reference.{r['method']}", r, "share"))
     for r in study["effects"]:
-        out.update(_ends(f"study.effect.{r['effect']}", r, "diff"))
+        out.update(_with_ci(f"study.effect.{r['effect']}", r, "diff"))
     for r in study["by_target"]:
-        out.update(_ends(f"study.contrib.{r['effect']}.{r['target']}", r, "contrib"))
-        out.update(_ends(f"study.in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
+        out.update(_with_ci(f"study.contrib.{r['effect']}.{r['target']}", r, "contrib"))
+        out.update(_with_ci(f"study.in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
     return out
 
-
-def _ends(key: str, row: dict, name: str) -> dict[str, float]:
-    return {key: row[f"{name}_mean"], f"{key}_ci95_low": row[f"{name}_ci95_low"],
-            f"{key}_ci95_high": row[f"{name}_ci95_high"]}
