@@ -569,7 +569,10 @@ class RecordsConfig:
     study_seeds: tuple[int, ...] = ()
 
     def __post_init__(self):
-        require(self, positive=("probe_top",))
+        require(self, positive=("probe_top",), seeds=("study_seeds",))
+        if bool(self.study_methods) != bool(self.study_seeds):
+            raise ValueError("records.study_methods and records.study_seeds go together: a study needs both; got "
+                             f"{len(self.study_methods)} methods and {len(self.study_seeds)} seeds")
         check_fields(self, [
             ("replay_runs", self.replay_runs >= 0, ">= 0"),
             ("probe_seeds", self.probe_seeds >= 0, ">= 0"),

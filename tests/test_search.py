@@ -1320,3 +1320,48 @@ def test_confirm_settings_are_checked_before_any_work():
         pareto.check_methods(bad)
     assert pareto.confirm_study(dataclasses.replace(profile, search=dataclasses.replace(
         profile.search, confirm_seeds=(), confirm_methods=())), None, None, None, {}) == {}
+
+
+@pytest.mark.parametrize("contenders", [5, 4096])  # pruned by the bound, and not
+def test_whole_space_contenders_hold_the_exact_best_gain_over_every_open_architecture(monkeypatch, contenders):
+    from linas_lib.search import surrogate as S
+
+    monkeypatch.setattr(S, "CONTENDERS", contenders)
+    space = SearchSpace(n_layers=4, n_choices=5)
+    setup, _ = make_setup(space, budget=10)
+    archive = setup.new_archive()
+    archive.evaluate(space.sample(np.random.default_rng(0), 6))
+    every = space.decode(np.arange(space.size))
+    fingerprint = S.LatencyFingerprint.of_pool(setup.latency.predict(every[::7]))
+    whole = S._SpaceCandidates(archive, [0, 1], (0.9, 1.0), fingerprint, setup.latency.predict)
+    rng = np.random.default_rng(1)
+    open_ = np.flatnonzero(~np.isin(np.arange(space.size), archive.codes()))
+    for offset, scale in ((0.5, 0.02), (0.3, 0.2)):  # a weak and a strong draw
+        weights = (rng.normal(size=(4, 5)), rng.normal(size=(3, 5, 5)), rng.normal(size=2))
+        value = S.pair_additive_values(every, *weights[:2]) + fingerprint(setup.latency.predict(every)) @ weights[2]
+        np.testing.assert_allclose(whole.values(weights), value)
+        # brute force: every open architecture's exact gain
+        gain = S.hv_gain(offset + scale * value[open_], setup.latency.predict(every[open_]), archive, [0, 1], (0.9, 1.0))
+        codes, predicted = whole.contenders(weights, offset, scale)
+        assert 0 < (gain > 0).sum() < len(open_) and set(codes) <= set(open_[gain > 0])
+        np.testing.assert_allclose(predicted, offset + scale * value[codes])
+        mine = S.hv_gain(predicted, setup.latency.predict(every[codes]), archive, [0, 1], (0.9, 1.0))
+        assert mine.max() == pytest.approx(gain.max())
+        assert set(open_[np.isclose(gain, gain.max())]) <= set(codes)  # every tie of the best is a contender
+        assert contenders > len(codes) or len(codes) < (gain > 0).sum()  # the bound pruned where it could
+    assert set(whole.open_inside().tolist()).isdisjoint(archive.codes())
+
+
+def test_whole_space_search_starts_as_its_pool_control_and_looks_beyond_the_pool():
+    from linas_lib.search.surrogate import thompson_search
+
+    setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=15)
+    setup = dataclasses.replace(setup, zero_cost_pool=20)
+    whole, facts = methods.run_method(setup, "surrogate_fingerprint_space", np.random.default_rng([3, 0]))
+    pooled, _ = methods.run_method(setup, "surrogate_fingerprint", np.random.default_rng([3, 0]))
+    assert np.array_equal(whole.choices()[:2], pooled.choices()[:2]) and whole.n_evals == 15
+    pool = methods.surrogate_pool(setup, np.random.default_rng([3, 0]))
+    assert not set(whole.codes()) <= set(setup.space.encode(pool).tolist())  # it went beyond the pool
+    assert facts["space_inside"] > 0 and facts["gaining_mean"] >= facts["contenders_mean"] > 0 and "grown" not in facts
+    with pytest.raises(ValueError, match="grow='space' needs"):
+        thompson_search(setup.new_archive(), np.random.default_rng(0), pool, [0], (1.0, 1.0), 2, grow="space")

@@ -46,7 +46,7 @@ PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_co
                  "surrogate": "random", "surrogate_local": "random", "surrogate_grow": "random",
                  "surrogate_pairs": "random", "surrogate_fingerprint": "random",
                  "surrogate_fingerprint_random": "random", "surrogate_fingerprint_shuffled": "random",
-                 "surrogate_fingerprint_hinge": "random"}  # first evaluations: random_feasible's
+                 "surrogate_fingerprint_hinge": "random", "surrogate_fingerprint_space": "random"}  # first evaluations: random_feasible's
 
 
 @dataclass
@@ -724,7 +724,8 @@ EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "ze
            ("fingerprint", "surrogate_fingerprint", "surrogate_pairs"),
            ("latency_information", "surrogate_fingerprint", "surrogate_fingerprint_random"),
            ("latency_alignment", "surrogate_fingerprint", "surrogate_fingerprint_shuffled"),
-           ("latency_hinge", "surrogate_fingerprint_hinge", "surrogate_fingerprint"))
+           ("latency_hinge", "surrogate_fingerprint_hinge", "surrogate_fingerprint"),
+           ("whole_space", "surrogate_fingerprint_space", "surrogate_fingerprint"))
 
 
 def effect_rows(per_run: list[dict], n_resamples: int = 2000, design_seeds=()) -> list[dict]:

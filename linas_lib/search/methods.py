@@ -73,9 +73,9 @@ from .samplers import (
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
            "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs",
            "surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
-           "surrogate_fingerprint_hinge")  # appended only: a method's index is its random stream
+           "surrogate_fingerprint_hinge", "surrogate_fingerprint_space")  # appended only: a method's index is its random stream
 FINGERPRINT_METHODS = ("surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
-                       "surrogate_fingerprint_hinge")
+                       "surrogate_fingerprint_hinge", "surrogate_fingerprint_space")
 SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs") + FINGERPRINT_METHODS
 
 
@@ -356,6 +356,12 @@ def method_settings(setup: SearchSetup, method: str) -> dict:
     return settings
 
 
+def run_surrogate_fingerprint_space(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """``surrogate_fingerprint`` whose steps choose among the whole space, not its pool (the same
+    first evaluations, fingerprint standardisation and draws: only the candidates differ)."""
+    return run_surrogate(setup, archive, rng, grow="space", model="fingerprint")
+
+
 RUNNERS = {
     "random": run_random,
     "alpha": run_alpha,
@@ -373,6 +379,7 @@ RUNNERS = {
     "surrogate_fingerprint_random": run_surrogate_fingerprint_random,
     "surrogate_fingerprint_shuffled": run_surrogate_fingerprint_shuffled,
     "surrogate_fingerprint_hinge": run_surrogate_fingerprint_hinge,
+    "surrogate_fingerprint_space": run_surrogate_fingerprint_space,
 }
 
 

@@ -31,7 +31,7 @@ from ..keys import atomic_write_text
 from ..space import LINAS_SPACE, arch_string
 from . import experiment as E
 from .archive import AccuracyCache
-from .methods import profile_setup
+from .methods import check_method_names, profile_setup
 from .zero_cost import NearProxy
 
 RECORDS_SCHEMA = 1
@@ -302,16 +302,24 @@ def _first_difference(made: list[int] | None, recorded: list[int]) -> float:
 
 def open_record(profile):
     """``(record, its replay setup, its latency model)`` of ``profile.records.path``, built with the
-    profile the record was made with; ``(None, None, None)`` when the path is empty."""
+    profile the record was made with; ``(None, None, None)`` when the path is empty.
+
+    Raises:
+        ValueError: an unknown ``records.study_methods`` name or ``records.probe_target``.
+    """
     from ..config import load_profile
     from ..paths import resolve
     from ..supernet.train import search_latency_model
 
     if not profile.records.path:
         return None, None, None
+    check_method_names(profile.records.study_methods, "records.study_methods: ")
     records = load_records(resolve(profile.records.path))
     made_with = load_profile(records.meta["profile"])
     latency = search_latency_model(made_with)
+    if profile.records.probe_target not in latency.target_names:
+        raise ValueError(f"records.probe_target {profile.records.probe_target!r} is not a target of the record "
+                         f"{profile.records.path} (its targets: {', '.join(latency.target_names)})")
     return records, replay_setup(made_with, records, latency), latency
 
 

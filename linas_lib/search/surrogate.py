@@ -60,6 +60,8 @@ from .indicators import hv_improvement_2d, inside_reference, nondominated
 from .samplers import normalised_latency
 
 NOISE_PRECISIONS = np.logspace(-1, 3, 9)  # beta: residual N(0, 1 / beta) of the standardised mIoU
+HV_GAIN_CHUNK = 1 << 18  # candidates per hv_gain call: a whole-space step may score millions
+CONTENDERS = 4096  # a whole-space step scores this many of the highest bounds exactly before pruning
 MIN_SCALE = 0.01  # mIoU: the standardisation's floor (1 point), so two close first values do not freeze the draws
 
 
@@ -392,7 +394,7 @@ def fit_pair_posterior(choices, targets, n_choices: int, min_scale: float = 0.0,
                          Z, finger_var, finger)
 
 
-def hv_gain(miou, latency_ms, archive: EvaluationArchive, targets, ref) -> np.ndarray:
+def hv_gain(miou, latency_ms, archive: EvaluationArchive, targets, ref, chunk: int = 0) -> np.ndarray:
     """Headline hypervolume each candidate would add to ``archive``'s points.
 
     Args:
@@ -402,10 +404,14 @@ def hv_gain(miou, latency_ms, archive: EvaluationArchive, targets, ref) -> np.nd
         targets: indices of the targets whose gains are summed.
         ref: the HV reference in the objectives of :mod:`~linas_lib.search.objectives`
             (``1 - mIoU``, latency / budget).
+        chunk: candidates scored at a time (0: all at once; memory grows with ``n`` times the front).
 
     Returns:
         ``(n,)`` summed gains, ``>= 0``.
     """
+    if chunk and len(miou) > chunk:
+        return np.concatenate([hv_gain(miou[i:i + chunk], latency_ms[i:i + chunk], archive, targets, ref)
+                               for i in range(0, len(miou), chunk)])
     budgets = archive.latency.budgets_ms
     cand = normalised_latency(latency_ms, budgets)
     found = normalised_latency(archive.latency_ms(), budgets)
@@ -482,6 +488,95 @@ class _Candidates:
         return len(fresh)
 
 
+class _SpaceCandidates:
+    """The whole space as a Thompson step's candidates (``grow="space"``): every architecture in
+    code order with its LUT latency, and per headline target the ones inside its HV box sorted by
+    latency. A step evaluates its draw on all of them at once, by broadcasting: the model is a
+    sum over layers and adjacent pairs, and the code order is C order (layer 0 most significant).
+    The step's candidates are then every architecture not evaluated yet whose predicted point
+    adds hypervolume on some headline target (every other one adds 0), so the pick is the
+    summed gain's exact maximiser over the space."""
+
+    def __init__(self, archive: EvaluationArchive, targets, ref, fingerprint=None, source=None):
+        space = archive.space
+        self.archive, self.targets, self.ref = archive, list(targets), (float(ref[0]), float(ref[1]))
+        self.archs = space.decode(np.arange(space.size))
+        self.latency = np.asarray(archive.latency.predict(self.archs), dtype=float)
+        norm = normalised_latency(self.latency, archive.latency.budgets_ms)
+        self.orders, self.sorted_norm = [], []
+        for t in self.targets:
+            inside = np.flatnonzero(norm[:, t] < self.ref[1])
+            order = inside[np.argsort(norm[inside, t], kind="stable")]
+            self.orders.append(order)
+            self.sorted_norm.append(norm[order, t])
+        del norm
+        self.inside = np.unique(np.concatenate(self.orders)) if self.orders else np.zeros(0, dtype=np.int64)
+        self.fingers = None if fingerprint is None else fingerprint(source(self.archs))
+        self.n_gaining: list[int] = []  # per step: architectures predicted to add any hypervolume
+
+    def values(self, weights) -> np.ndarray:
+        """``(space.size,)`` the draw ``weights`` (:meth:`PairPosterior.sample`) before its offset
+        and scale. A fingerprint part is summed column by column, not by a matrix product, so
+        the values do not depend on the BLAS build."""
+        single, pair = weights[0], weights[1]
+        n_layers, n_choices = single.shape
+        grid = np.zeros((n_choices,) * n_layers)
+        for layer in range(n_layers):
+            grid += single[layer].reshape(_axes(n_layers, n_choices, layer))
+        for layer in range(n_layers - 1):
+            grid += pair[layer].reshape(_axes(n_layers, n_choices, layer, layer + 1))
+        value = grid.reshape(-1)
+        if len(weights) > 2:
+            for column, weight in enumerate(weights[2]):
+                value += weight * self.fingers[:, column]
+        return value
+
+    def contenders(self, weights, offset: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, predicted mIoU)`` of the architectures not evaluated yet that may add the most
+        hypervolume under the draw (``offset + scale * value``): every one whose summed gain can
+        reach the best one's (empty when none adds any).
+
+        A bound prunes the rest exactly. On each headline target a point adds at most the box
+        from it to the reference, cut at the best loss found at or below its latency (the
+        staircase only falls with latency); the :data:`CONTENDERS` highest bounds are scored
+        exactly, and every other architecture whose bound reaches their best gain joins them.
+        """
+        archive = self.archive
+        loss = 1.0 - (offset + scale * self.values(weights))
+        loss[np.asarray(archive.codes(), dtype=np.int64)] = np.inf
+        found_loss = 1.0 - archive.miou()
+        found_norm = normalised_latency(archive.latency_ms(), archive.latency.budgets_ms)
+        bound = np.zeros(len(loss))
+        for t, order, sorted_norm in zip(self.targets, self.orders, self.sorted_norm):
+            bar = np.full(len(order), self.ref[0])  # the loss to beat at each latency: the best found at or below it
+            at = np.searchsorted(sorted_norm, found_norm[:, t], side="left")
+            placed = at < len(order)
+            np.minimum.at(bar, at[placed], found_loss[placed])
+            room = np.minimum.accumulate(bar) - loss[order]
+            adds = room > 0
+            bound[order[adds]] += room[adds] * (self.ref[1] - sorted_norm[adds])
+        positive = np.flatnonzero(bound > 0)
+        self.n_gaining.append(len(positive))
+        if len(positive) > CONTENDERS:
+            top = positive[np.argpartition(-bound[positive], CONTENDERS)[:CONTENDERS]]
+            best = self.gain(top, loss).max()
+            positive = np.union1d(top, positive[bound[positive] >= best])
+        return positive, 1.0 - loss[positive]
+
+    def gain(self, codes: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        """Exact summed gains of ``codes`` whose predicted losses are ``loss[codes]``."""
+        return hv_gain(1.0 - loss[codes], self.latency[codes], self.archive, self.targets, self.ref, chunk=HV_GAIN_CHUNK)
+
+    def open_inside(self) -> np.ndarray:
+        """Codes inside some headline target's box that are not evaluated yet."""
+        return self.inside[~np.isin(self.inside, self.archive.codes())]
+
+
+def _axes(n_layers: int, n_choices: int, *layers: int) -> tuple[int, ...]:
+    """The broadcast shape that puts a table's axes on ``layers`` of the ``(C,) * L`` grid."""
+    return tuple(n_choices if layer in layers else 1 for layer in range(n_layers))
+
+
 @dataclass(frozen=True)
 class StepState:
     """What one Thompson step of :func:`thompson_search` acts on, for its ``observe`` hook: the
@@ -496,7 +591,7 @@ class StepState:
     finger_rng: np.random.Generator | None
 
 
-GROW_MODES = ("none", "local", "random")
+GROW_MODES = ("none", "local", "random", "space")
 MODELS = ("additive", "pairs", "fingerprint", "fingerprint_random", "fingerprint_shuffled", "fingerprint_hinge")
 FINGERPRINT_MODELS = ("fingerprint", "fingerprint_random", "fingerprint_shuffled", "fingerprint_hinge")
 
@@ -517,7 +612,11 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         n_init: evaluations before the first fit (at least 1 while budget is left).
         grow: ``"none"``; ``"local"``: grow the pool before each step by the LUT-feasible
             single-layer changes of the found front (:func:`front_neighbours`); ``"random"``: by
-            as many LUT-feasible architectures from ``sampler`` (the control of ``"local"``).
+            as many LUT-feasible architectures from ``sampler`` (the control of ``"local"``);
+            ``"space"``: each step chooses among the whole space instead of the pool, from every
+            headline target's predicted front under the draw (:class:`_SpaceCandidates`; the
+            pool gives only the first evaluations and the fingerprint's standardisation; the
+            pairs or a fingerprint model only).
         sampler: ``(rng, n) -> (n, L)`` LUT-feasible architectures (``grow="random"`` only).
         model: ``"additive"`` (:func:`fit_linear_posterior` on the one-hot choices),
             ``"pairs"`` (:func:`fit_pair_posterior`: adjacent-layer interactions too) or
@@ -542,49 +641,71 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         raise ValueError(f"grow must be one of {GROW_MODES} (random needs a sampler); got {grow!r}")
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}; got {model!r}")
+    if grow == "space" and (model == "additive" or observe is not None):
+        raise ValueError(f"grow='space' needs the pairs or a fingerprint model and no observe hook; got {model!r}")
     space = archive.space
     cands = _Candidates(archive, pool)
+    fingerprint = source = finger_rng = None
     if model in FINGERPRINT_MODELS:
         finger_rng, table_rng = rng.spawn(2)
         source = fingerprint_source(model, archive.latency, space, table_rng)
         fingerprint = LatencyFingerprint.of_pool(source(cands.archs))
         cand_fingers = fingerprint(source(cands.archs))  # grown with the pool, never recomputed
+    whole = _SpaceCandidates(archive, targets, ref, fingerprint, source) if grow == "space" else None
     n_init = min(max(1, int(n_init)), archive.remaining, len(pool))
     if n_init:
         archive.evaluate(cands.archs[:n_init])
     cands.open[:n_init] = False
-    post, added, counted = None, 0, set(cands.known)
+    post, added, counted, offered, zero_steps = None, 0, set(cands.known), [], 0
     while archive.remaining > 0:
         if grow == "local":
             added += cands.grow(front_neighbours(archive, targets, ref))
         elif grow == "random":  # as many as the local moves would add now, drawn uniformly instead
             n_local = len(cands.feasible_new(front_neighbours(archive, targets, ref), counted)[0])
             added += cands.grow(sampler(rng, n_local)) if n_local else 0
-        if not cands.open.any():
+        if whole is None and not cands.open.any():
             break
         if observe is not None:
             observe(StepState(archive, cands.archs, cands.latency, cands.open.copy(), copy.deepcopy(rng),
                               copy.deepcopy(finger_rng) if model in FINGERPRINT_MODELS else None))
-        if model == "pairs":
-            post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE)
-            predicted = post.predict(cands.archs, post.sample(rng))
-        elif model in FINGERPRINT_MODELS:
-            post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE,
-                                      fingerprint(source(archive.choices())))
-            if len(cand_fingers) < len(cands.archs):
-                cand_fingers = np.concatenate([cand_fingers, fingerprint(source(cands.archs[len(cand_fingers):]))])
-            predicted = post.predict(cands.archs, post.sample(rng, finger_rng), cand_fingers)
-        else:
+        if model == "additive":
             post = fit_linear_posterior(space.one_hot(archive.choices()), archive.miou(), MIN_SCALE)
             predicted = post.predict(cands.features, post.sample(rng))
-        gain = hv_gain(predicted, cands.latency, archive, targets, ref)
-        gain[~cands.open] = -np.inf
+            archs, latency, is_open = cands.archs, cands.latency, cands.open
+        else:
+            post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE,
+                                      None if fingerprint is None else fingerprint(source(archive.choices())))
+            weights = post.sample(rng) if fingerprint is None else post.sample(rng, finger_rng)
+            if whole is not None:
+                codes, predicted = whole.contenders(weights, post.offset, post.scale)
+                if not len(codes):  # nothing is predicted to add: one open architecture at random
+                    zero_steps += 1
+                    codes = whole.open_inside()
+                    if not len(codes):
+                        break
+                    predicted = np.zeros(len(codes))
+                offered.append(len(codes))
+                archs, latency, is_open = whole.archs[codes], whole.latency[codes], np.ones(len(codes), dtype=bool)
+            else:
+                archs, latency, is_open = cands.archs, cands.latency, cands.open
+                if fingerprint is not None and len(cand_fingers) < len(archs):
+                    cand_fingers = np.concatenate([cand_fingers, fingerprint(source(archs[len(cand_fingers):]))])
+                fingers = None if fingerprint is None else cand_fingers
+                predicted = post.predict(archs, weights, fingers)
+        gain = hv_gain(predicted, latency, archive, targets, ref, chunk=HV_GAIN_CHUNK)
+        gain[~is_open] = -np.inf
         pick = int(rng.choice(np.flatnonzero(gain == gain.max())))
-        archive.evaluate(cands.archs[[pick]])
-        cands.open[pick] = False
+        archive.evaluate(archs[[pick]])
+        if whole is None:
+            cands.open[pick] = False
     facts = {"pool": len(pool), "init": n_init}
-    if grow != "none":
+    if grow in ("local", "random"):
         facts["grown"] = added
+    if whole is not None:
+        facts["space_inside"] = len(whole.inside)
+        facts["contenders_mean"] = float(np.mean(offered)) if offered else 0.0
+        facts["gaining_mean"] = float(np.mean(whole.n_gaining)) if whole.n_gaining else 0.0
+        facts["zero_gain_steps"] = zero_steps
     if post is not None:
         facts["noise_precision"] = post.beta
         if model != "additive":
