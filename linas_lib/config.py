@@ -550,11 +550,30 @@ class CrossHwConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """A study on a search record's runs (notebook ``08_search_records``): ``methods`` on fresh
+    ``seeds`` at 05's budget (``linas records run``, then exported into the record), read against
+    05's fixed reference with 05's ``confirm_study``; seeds without every method's run are left out."""
+
+    name: str
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def __post_init__(self):
+        require(self, seeds=("seeds",))
+        check_fields(self, [
+            ("name", self.name.isidentifier(), "a name of letters, digits and _ (it names files and keys)"),
+            ("methods", len(self.methods) >= 1, "at least one method"),
+            ("seeds", len(self.seeds) >= 1, "at least one seed"),
+        ])
+
+
+@dataclass(frozen=True)
 class RecordsConfig:
     """Notebook ``08_search_records``: 05's searches replayed from a committed search record
-    (:mod:`linas_lib.search.records`), and a probe of the fingerprint model on it.
+    (:mod:`linas_lib.search.records`), a probe of the fingerprint model on it, and studies on its runs.
 
-    Values are checked when the profile loads.
+    Values are checked when the profile loads (method names when 08 opens the record).
     """
 
     path: str = ""  # the record's folder (`linas records export`); empty: there is none to read
@@ -563,20 +582,16 @@ class RecordsConfig:
     probe_top: int = 100  # best recorded architectures per target box that the probe predicts
     probe_target: str = "rtx4090"  # the target whose box the step replay watches
     probe_seeds: int = 0  # the first seeds with runs of both arms that the step replay uses (0: all)
-    # a study on the record's runs (fresh seeds, 05's budget) read against 05's fixed reference with
-    # 05's confirm_study; seeds without every method's run are left out (empty: none)
-    study_methods: tuple[str, ...] = ()
-    study_seeds: tuple[int, ...] = ()
+    studies: tuple[StudyConfig, ...] = ()  # studies on the record's runs, each with its own fresh seeds
 
     def __post_init__(self):
-        require(self, positive=("probe_top",), seeds=("study_seeds",))
-        if bool(self.study_methods) != bool(self.study_seeds):
-            raise ValueError("records.study_methods and records.study_seeds go together: a study needs both; got "
-                             f"{len(self.study_methods)} methods and {len(self.study_seeds)} seeds")
+        require(self, positive=("probe_top",))
+        names = [study.name for study in self.studies]
         check_fields(self, [
             ("replay_runs", self.replay_runs >= 0, ">= 0"),
             ("probe_seeds", self.probe_seeds >= 0, ">= 0"),
             ("probe_evals", len(self.probe_evals) >= 1 and min(self.probe_evals, default=0) >= 3, "counts >= 3"),
+            ("studies", len(set(names)) == len(names), "studies with distinct names"),
         ])
 
 

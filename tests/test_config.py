@@ -102,3 +102,17 @@ def test_a_multi_fidelity_choice_needs_fine_tune_epochs():
     with pytest.raises(ValueError, match=r"choice_epochs must be >= 1 when search.choice_topk > 0"):
         SearchConfig(choice_topk=4, choice_epochs=0)
     assert SearchConfig(choice_topk=0, choice_epochs=0).choice_topk == 0  # WS-only: no fine-tune
+
+
+@pytest.mark.parametrize("studies, wanted", [
+    ("[{name: a, methods: [random], seeds: [1]}, {name: a, methods: [random], seeds: [2]}]", "distinct names"),
+    ("[{name: a, methods: [], seeds: [1]}]", "at least one method"),
+    ("[{name: a-b, methods: [random], seeds: [1]}]", "letters, digits and _"),
+    ("[{name: a, methods: [random], seeds: [1, 1]}]", "seeds"),
+    ("[{name: a, methods: [random]}]", r"missing key records.studies\[0\].seeds"),
+])
+def test_a_bad_records_study_names_the_file_and_the_study(tmp_path, studies, wanted):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"records:\n  studies: {studies}\n")
+    with pytest.raises(ConfigError, match=rf"bad\.yaml: .*{wanted}"):
+        load_profile(path)

@@ -238,8 +238,36 @@ def test_a_study_on_the_record_reads_as_05_read_it(replay):
     effect = next(r for r in study["effects"] if r["effect"] == "fingerprint")
     assert effect["diff_mean"] == pytest.approx(float(committed["diff_mean"]), rel=1e-12)
     assert effect["diff_ci95_low"] == pytest.approx(float(committed["diff_ci95_low"]), rel=1e-12)
-    figures = FP.cure_figures(study)
-    assert figures["study.n_seeds"] == 40 and "study.contrib.fingerprint.rtx4090_ci95_high" in figures
-    assert FP.cure_figures(FP.cure_study(setup, records, latency, [], [50])) == {}
-    none = FP.cure_figures(FP.cure_study(setup, records, latency, ["surrogate_pairs"], [999]))
-    assert none["study.n_seeds"] == 0 and none["study.n_missing_seeds"] == 1
+    figures = FP.cure_figures(study, "confirm")
+    assert figures["study.confirm.n_seeds"] == 40 and "study.confirm.contrib.fingerprint.rtx4090_ci95_high" in figures
+    assert 0 < figures["study.confirm.one_layer_share.surrogate_pairs"] <= 1
+    assert figures["study.confirm.mean_distance.surrogate_fingerprint"] >= 1
+    assert FP.cure_figures(FP.cure_study(setup, records, latency, [], [50]), "x") == {}
+    none = FP.cure_figures(FP.cure_study(setup, records, latency, ["surrogate_pairs"], [999]), "none")
+    assert none["study.none.n_seeds"] == 0 and none["study.none.n_missing_seeds"] == 1
+
+
+def test_pick_locality_measures_each_pick_against_what_its_run_had_evaluated_before():
+    from linas_lib.analysis.fingerprint_probe import pick_locality
+
+    class Run:
+        def __init__(self, method, choices):
+            self.method, self.choices = method, np.array(choices)
+
+    near = Run("a", [[0, 0, 0], [1, 1, 1], [0, 0, 1], [2, 2, 2]])  # picks: 1 layer from [0,0,0]; 3 from all
+    far = Run("a", [[0, 0, 0], [1, 1, 1], [1, 1, 2], [1, 2, 2]])  # picks: 1 and 1
+    rows = {r["quantity"]: r for r in pick_locality([near, far], n_init=2)}
+    assert rows["one_layer_share"]["mean"] == pytest.approx(0.75) and rows["one_layer_share"]["n"] == 2
+    assert rows["mean_distance"]["mean"] == pytest.approx((2 + 1) / 2)
+
+
+def test_a_misspelt_study_method_or_probe_target_is_refused_before_the_record_is_read(tmp_path):
+    import dataclasses
+
+    from linas_lib.config import StudyConfig, load_profile
+
+    profile = load_profile("smoke")
+    bad = dataclasses.replace(profile, records=dataclasses.replace(
+        profile.records, path=str(tmp_path / "absent"), studies=(StudyConfig("x", ("surrogate_fingerprnt",), (1,)),)))
+    with pytest.raises(ValueError, match=r"records.studies\[x\].methods: unknown search method 'surrogate_fingerprnt'"):
+        R.open_record(bad)

@@ -303,7 +303,8 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000)
     ``search.methods`` x ``search.seeds``) and the oracle's long run (``oracle_<n>``).
 
     Returns:
-        ``{reference_hv, seeds, missing_seeds, methods, effects, by_target}`` (empty without methods).
+        ``{reference_hv, seeds, missing_seeds, methods, effects, by_target, locality}`` (empty
+        without methods); ``locality``: :func:`pick_locality` per method.
 
     Raises:
         ValueError: the record lacks one of the compared runs, or the oracle's run.
@@ -324,26 +325,48 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000)
     experiment = experiment_for(setup)
     reference = reference_hv(experiment, [runs[key] for key in compared] + oracle)
     complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
-    study = confirm_study(experiment, [runs[(m, int(s))] for s in complete for m in methods], reference, n_resamples)
+    chosen = [runs[(m, int(s))] for s in complete for m in methods]
+    study = confirm_study(experiment, chosen, reference, n_resamples)
     return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
-            "methods": [], "effects": [], "by_target": [], **study}
+            "methods": [], "effects": [], "by_target": [], **study,
+            "locality": pick_locality(chosen, setup.surrogate_init) if complete else []}
 
 
-def cure_figures(study: dict) -> dict[str, float]:
-    """Summary figures of :func:`cure_study`: ``study.reference_hv``, ``study.n_seeds``,
-    ``study.n_missing_seeds``, ``study.hv_frac_reference.<method>`` and ``study.effect.<effect>``
-    with ``_ci95_low/high`` (t), and per target ``study.contrib.<effect>.<target>`` and
-    ``study.in_box_diff.<effect>.<target>`` with theirs."""
+def pick_locality(runs, n_init: int) -> list[dict]:
+    """How far each run's picks lie from what it had evaluated before: per method, over seeds
+    (t 95 % CIs), the share of evaluations after the first ``n_init`` that are one layer from an
+    earlier one (``quantity`` ``one_layer_share``) and their mean distance in layers to the
+    nearest earlier one (``mean_distance``)."""
+    per: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        choices = np.asarray(run.choices)
+        nearest = [int((choices[:i] != choices[i]).sum(axis=1).min()) for i in range(max(1, n_init), len(choices))]
+        mine = per.setdefault(run.method, {"one_layer_share": [], "mean_distance": []})
+        mine["one_layer_share"].append(float(np.mean(np.equal(nearest, 1))) if nearest else float("nan"))
+        mine["mean_distance"].append(float(np.mean(nearest)) if nearest else float("nan"))
+    return [_ci_row(values, method=method, quantity=quantity)
+            for method, quantities in per.items() for quantity, values in quantities.items()]
+
+
+def cure_figures(study: dict, name: str) -> dict[str, float]:
+    """Summary figures of :func:`cure_study` named ``name``, each key under ``study.<name>.``:
+    ``reference_hv``, ``n_seeds``, ``n_missing_seeds``, ``hv_frac_reference.<method>`` and
+    ``effect.<effect>`` with ``_ci95_low/high`` (t), per target ``contrib.<effect>.<target>`` and
+    ``in_box_diff.<effect>.<target>`` with theirs, and per method ``<quantity>.<method>`` of
+    :func:`pick_locality` with theirs."""
     if not study:
         return {}
-    out = {"study.reference_hv": study["reference_hv"], "study.n_seeds": float(len(study["seeds"])),
-           "study.n_missing_seeds": float(len(study["missing_seeds"]))}
+    key = f"study.{name}."
+    out = {f"{key}reference_hv": study["reference_hv"], f"{key}n_seeds": float(len(study["seeds"])),
+           f"{key}n_missing_seeds": float(len(study["missing_seeds"]))}
     for r in study["methods"]:
-        out.update(_with_ci(f"study.hv_frac_reference.{r['method']}", r, "share"))
+        out.update(_with_ci(f"{key}hv_frac_reference.{r['method']}", r, "share"))
     for r in study["effects"]:
-        out.update(_with_ci(f"study.effect.{r['effect']}", r, "diff"))
+        out.update(_with_ci(f"{key}effect.{r['effect']}", r, "diff"))
     for r in study["by_target"]:
-        out.update(_with_ci(f"study.contrib.{r['effect']}.{r['target']}", r, "contrib"))
-        out.update(_with_ci(f"study.in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
+        out.update(_with_ci(f"{key}contrib.{r['effect']}.{r['target']}", r, "contrib"))
+        out.update(_with_ci(f"{key}in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
+    for r in study.get("locality", []):
+        out.update(_with_ci(f"{key}{r['quantity']}.{r['method']}", r))
     return out
 

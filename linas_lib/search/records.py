@@ -305,7 +305,7 @@ def open_record(profile):
     profile the record was made with; ``(None, None, None)`` when the path is empty.
 
     Raises:
-        ValueError: an unknown ``records.study_methods`` name or ``records.probe_target``.
+        ValueError: an unknown method name in ``records.studies`` or an unknown ``records.probe_target``.
     """
     from ..config import load_profile
     from ..paths import resolve
@@ -313,7 +313,8 @@ def open_record(profile):
 
     if not profile.records.path:
         return None, None, None
-    check_method_names(profile.records.study_methods, "records.study_methods: ")
+    for study in profile.records.studies:
+        check_method_names(study.methods, f"records.studies[{study.name}].methods: ")
     records = load_records(resolve(profile.records.path))
     made_with = load_profile(records.meta["profile"])
     latency = search_latency_model(made_with)
