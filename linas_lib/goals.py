@@ -170,12 +170,9 @@ GOALS: tuple[Goal, ...] = (
          "not in the reference, so a share can pass 100 %) (%)", N05, "confirm.hv_frac_reference.<x>", ">=", 0.99,
          lo="confirm.hv_frac_reference_ci95_low.<x>", hi="confirm.hv_frac_reference_ci95_high.<x>", scale=100.0,
          digits=1),
-    Goal(12, "... the same, long runs, seeds the long methods were not chosen on (%)", N05,
-         "long.hv_frac_reference.<x>_held_out", ">=", 0.99, lo="long.hv_frac_reference_ci95_low.<x>_held_out",
-         hi="long.hv_frac_reference_ci95_high.<x>_held_out", scale=100.0, digits=1),
-    Goal(12, "... the same, long runs, against the best known front (the reference's points with every long run's: "
-         "the reference (the oracle's long EPR run and the compared runs) holds none of the long runs' points, so the "
-         "row above can pass 100 %), all seeds "
+    Goal(12, "... the same, long runs, against the best known front (the reference's points with every long run's; "
+         "the reference alone (the oracle's long EPR run and the compared runs) holds none of the long runs' points, "
+         "so a long run's share of it can pass 100 % and is not read against the goal), all seeds "
          "(%)", N05, "long.hv_frac_best_known.<x>", ">=", 0.99, skip="_held_out",
          lo="long.hv_frac_best_known_ci95_low.<x>", hi="long.hv_frac_best_known_ci95_high.<x>", scale=100.0, digits=1),
     Goal(12, "... the same against the best known front, seeds the long methods were not chosen on (%)", N05,
@@ -296,11 +293,12 @@ def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
     for name in shown:
         value = found.get(name)
         low, high = _ci(goal, figures, name)
-        ci = f" [{_fmt(goal, low)}, {_fmt(goal, high)}]" if goal.lo and (low is not None or high is not None) else ""
+        ci = _ci_text(goal, figures, name)
         label = f"{name} " if name else ""
-        if goal.pick in ("max", "min"):
-            ties = [n for n in found if n != name and math.isclose(found[n], value, rel_tol=1e-9)]
-            label += f"(tied: {', '.join(sorted(ties))}) " if ties else ""
+        if goal.pick in ("max", "min"):  # a tie's CI is shown too: the first name's is not the only one
+            ties = sorted(n for n in found if n != name and math.isclose(found[n], value, rel_tol=1e-9))
+            label += f"(tied: {', '.join(n + _ci_text(goal, figures, n) for n in ties)}) " if ties else ""
+            straddle |= any(_inside(*_ci(goal, figures, n), mark) for n in ties)
         parts.append(f"{label}{_fmt(goal, value)}{ci}")
         excluded = goal.excludes is None or not (low is None or high is None or _inside(low, high, goal.excludes))
         missed += value is None or not OPS[goal.op](value, mark) or not excluded
@@ -321,6 +319,12 @@ def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
     if floored:
         status += f"; not testable on this data: a perfect predictor misses the mark too ({', '.join(floored)})"
     return {**row, "figure": figure, "status": status}
+
+
+def _ci_text(goal: Goal, figures: Mapping, name: str) -> str:
+    """`` [low, high]`` of the wildcard value ``name``'s CI, or empty without one."""
+    low, high = _ci(goal, figures, name)
+    return f" [{_fmt(goal, low)}, {_fmt(goal, high)}]" if goal.lo and (low is not None or high is not None) else ""
 
 
 def _floor_best(goal: Goal, figures: Mapping, name: str) -> tuple[float, str] | None:

@@ -43,7 +43,10 @@ def test_the_best_match_of_a_wildcard_names_its_ties_and_reads_its_own_ci():
     goal = Goal(1, "best <= 0.1", "nb", "e.<x>", "<=", 0.1, pick="min", lo="lo.<x>", hi="hi.<x>")
     figures = {"e.a": 0.09, "e.b": 0.09, "e.c": 1.0, "lo.a": 0.05, "hi.a": 0.12, "lo.b": 0.0, "hi.b": 0.5}
     row = _row(goal, figures)
-    assert row["figure"] == "a (tied: b) 0.090 [0.050, 0.120]" and row["status"] == "met; a 95 % CI reaches past the mark"
+    assert row["figure"] == "a (tied: b [0.000, 0.500]) 0.090 [0.050, 0.120]"
+    assert row["status"] == "met; a 95 % CI reaches past the mark"
+    inside = {**figures, "hi.a": 0.095}  # a's CI within the mark, its tie's not: the straddle is still said
+    assert _row(goal, inside)["status"] == "met; a 95 % CI reaches past the mark"
     assert _row(Goal(1, "max", "nb", "e.<x>", ">=", 0.5), figures)["figure"] == "c 1.000"
 
 
