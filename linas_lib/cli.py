@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb = sub.add_parser("notebook", help="execute a notebook with papermill (and render HTML)")
     nb.add_argument("name", help="notebook name, e.g. 00_data")
     nb.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    nb.add_argument("--seed", type=int, default=0)
+    nb.add_argument("--seed", type=_non_negative_int, default=0)
     nb.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML rendering")
     nb.set_defaults(func=_cmd_notebook)
     _add_paper_commands(sub)
@@ -142,7 +142,7 @@ def _add_paper_commands(sub) -> None:
     paper = sub.add_parser("paper", help="run, in order, every notebook whose inputs changed (content stamps "
                            "in .cache/stamps/<profile>/)")
     paper.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    paper.add_argument("--seed", type=int, default=0)
+    paper.add_argument("--seed", type=_non_negative_int, default=0)
     paper.add_argument("--force", action="store_true", help="rerun every notebook, stamps or not")
     paper.add_argument("--only", default=None, metavar="NAME", help="consider only this notebook, e.g. 03_supernet")
     paper.set_defaults(func=_cmd_paper)
@@ -268,12 +268,17 @@ def _cmd_lut_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_lut_measure(args: argparse.Namespace) -> int:
-    from .config import load_profile
+    from .config import load_profile, profile_path
     from .latency.lut import build_lut, lut_summary
     from .latency.targets import target_lut_path
 
     profile = load_profile(args.profile)
     lat = profile.latency
+    names = [t.name for t in lat.targets if t.kind == "local"]
+    unknown = [n for n in args.target or () if n not in names]
+    if unknown:
+        raise ValueError(f"--target {unknown[0]!r} is not a local target of {profile_path(args.profile)} "
+                         f"(its local targets: {', '.join(names) or 'none'})")
     local = [t for t in lat.targets if t.kind == "local" and (args.target is None or t.name in args.target)]
     if not local:
         raise ValueError(f"profile {profile.name!r}: no local target to measure"
@@ -301,13 +306,13 @@ def _add_records_commands(sub) -> None:
     exp = rec_sub.add_parser("export", help="write the record of this machine's 05 search cache (oracle.csv, "
                              "runs.csv, records.json) into OUT; loads the cached supernet (trains it if absent)")
     exp.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    exp.add_argument("--seed", type=int, default=0, help="the notebook seed 05 ran with (default 0)")
+    exp.add_argument("--seed", type=_non_negative_int, default=0, help="the notebook seed 05 ran with (default 0)")
     exp.add_argument("--out", required=True, help="the record's folder")
     exp.set_defaults(func=_cmd_records_export)
     more = rec_sub.add_parser("run", help="run more searches on this machine's trained supernet of the profile "
                               "(05's setup and run cache), for a record to export afterwards")
     more.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    more.add_argument("--seed", type=int, default=0, help="the notebook seed 05 ran with (default 0)")
+    more.add_argument("--seed", type=_non_negative_int, default=0, help="the notebook seed 05 ran with (default 0)")
     more.add_argument("--methods", required=True, help="comma-separated method names")
     more.add_argument("--seeds", required=True, help="search seeds, e.g. 50-89 or 50,51")
     more.set_defaults(func=_cmd_records_run)
@@ -321,15 +326,30 @@ def _cmd_records_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _seed_list(text: str) -> list[int]:
-    """``"50-89"`` or ``"50,51"`` as integers."""
+    """``"50-89"`` or ``"50,51"`` as distinct integers >= 0 (at least one)."""
     try:
         if "-" in text:
             low, high = text.split("-")
-            return list(range(int(low), int(high) + 1))
-        return [int(s) for s in text.split(",")]
+            seeds = list(range(int(low), int(high) + 1))
+        else:
+            seeds = [int(s) for s in text.split(",")]
     except ValueError:
         raise ValueError(f"--seeds {text!r}: expected e.g. 50-89 or 50,51") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r}: expected at least one seed, each >= 0 and named once (e.g. 50-89 or 50,51)")
+    return seeds
 
 
 def _cmd_records_export(args: argparse.Namespace) -> int:
@@ -354,14 +374,14 @@ def _add_bench_commands(sub) -> None:
     fin = bench_sub.add_parser("final", help="train each target's chosen architecture (results/<profile>/05_pareto/"
                                "chosen.csv) for search.final_seeds with the table's recipe, on Dask (resumes per item)")
     fin.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    fin.add_argument("--seed", type=int, default=0, help="data-split seed (default 0)")
+    fin.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
     _dask_args(fin)
     fin.set_defaults(func=_cmd_bench_final)
     near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
                                 "(results/<profile>/05_pareto/near_smallest_pairs.csv) for bench.seeds with the "
                                 "table's recipe, on Dask (resumes per item)")
     near.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    near.add_argument("--seed", type=int, default=0, help="data-split seed (default 0)")
+    near.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
     _dask_args(near)
     near.set_defaults(func=_cmd_bench_near_smallest)
     stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
@@ -370,13 +390,13 @@ def _add_bench_commands(sub) -> None:
     recheck = bench_sub.add_parser("recheck", help="train the N quickest finished table items again on this machine "
                                    "(in a temporary folder) and compare: results/<profile>/bench/recheck.csv")
     recheck.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    recheck.add_argument("--seed", type=int, default=0, help="selection and data-split seed (default 0)")
+    recheck.add_argument("--seed", type=_non_negative_int, default=0, help="selection and data-split seed (default 0)")
     recheck.add_argument("--n", type=_positive_int, default=2, help="items to train again (default 2)")
     recheck.set_defaults(func=_cmd_bench_recheck)
     speed = bench_sub.add_parser("speed", help="time decoder training steps (threads x batch size x variant), "
                                  "into results/<profile>/bench/train_step.csv; run it on a quiet machine")
     speed.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    speed.add_argument("--seed", type=int, default=0)
+    speed.add_argument("--seed", type=_non_negative_int, default=0)
     speed.add_argument("--batch-sizes", type=_int_list, default=(2, 4, 8), help="comma-separated (default 2,4,8)")
     speed.add_argument("--threads", type=_int_list, default=(1, 2), help="comma-separated torch thread counts (default 1,2)")
     speed.add_argument("--variants", default="baseline,foreach,fused,f32_taps",
@@ -394,7 +414,7 @@ def _dask_args(parser) -> None:
 
 def _bench_common(parser) -> None:
     parser.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="selection and data-split seed (default 0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="selection and data-split seed (default 0)")
     parser.add_argument("--pilot", action="store_true", help="the pilot: bench.pilot_archs x bench.pilot_seeds")
     parser.add_argument("--add-seeds", type=_int_list, default=None, metavar="S[,S...]",
                         help="training seeds to add to the table's architectures: their items only, and "
@@ -496,12 +516,21 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_error(err: BaseException) -> bool:
+    """Whether ``err`` is one of the project's own errors about the input or the machine (a NaN
+    loss, a write that failed, a search record that lacks an architecture): said in one line."""
+    names = {"NonFiniteLossError", "WriteError", "OracleMiss"}  # by name: their modules need torch or numpy
+    return any(cls.__name__ in names and cls.__module__.startswith("linas_lib.") for cls in type(err).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``linas`` console script."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, OSError, KeyError) as err:
+        if not isinstance(err, (ValueError, FileNotFoundError)) and not _user_error(err):
+            raise  # a bug, not bad input: keep its traceback
         print(f"linas: error: {err}", file=sys.stderr)
         return 2
     except NoisyMachineError as err:

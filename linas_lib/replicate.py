@@ -167,6 +167,7 @@ def collect(workdir: Path, root: Path, profile_name: str, notebook: str, label: 
     if not files or not (finished or partial):
         raise ReplicateError(f"{workdir / folder / 'summary.json'} was not rewritten: the replica of {notebook} did "
                              f"not finish (--partial collects the files its finished cells wrote)")
+    check_label(label)
     dest = root / "results" / profile_name / "replicas" / (label or machine_label(files[0], sha))
     if dest.exists():
         raise ReplicateError(f"{dest} exists: a replica is never overwritten (remove it or pass --label)")
@@ -195,6 +196,16 @@ def _clone_profile(workdir: Path, name: str) -> Profile:
     return load_profile(workdir / PROFILES / f"{name}.yaml")
 
 
+def check_label(label: str | None) -> None:
+    """Refuse a ``--label`` that is not one folder name (it must not leave ``replicas/``).
+
+    Raises:
+        ReplicateError: a label with a path separator, or ``.``/``..``.
+    """
+    if label and (label != Path(label).name or label in (".", "..") or "\\" in label):
+        raise ReplicateError(f"--label {label!r}: one folder name under results/<profile>/replicas/, without '/'")
+
+
 def replicate(profile: str, notebook: str, workdir: str | None = None, label: str | None = None,
               commit: str = "HEAD", partial: bool = False) -> Path:
     """Run ``notebook`` of a commit in a clean clone with a cold cache, compare it there, collect it.
@@ -216,6 +227,7 @@ def replicate(profile: str, notebook: str, workdir: str | None = None, label: st
             commit or reading other data, the notebook or the comparison failed, or the label exists.
     """
     root = project_root()
+    check_label(label)
     if profile_path(profile).parent != PROFILE_DIR:
         raise ReplicateError(f"profile {profile!r}: replicate takes the name of a committed profile "
                              f"({PROFILE_DIR.name}/<name>.yaml), which the clone reads from its own copy")

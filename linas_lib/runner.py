@@ -151,7 +151,9 @@ def render_html(executed: Path) -> Path:
     import nbconvert
     import nbformat
 
+    from .keys import atomic_write_text
+
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     target = executed.with_suffix(".html")
-    target.write_text(body)
+    atomic_write_text(target, body)
     return target

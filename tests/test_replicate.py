@@ -150,3 +150,10 @@ def test_the_clone_imports_its_own_package(tmp_path, capfd):
     (tmp_path / "linas_lib" / "cli.py").write_text("import linas_lib, os\nprint(linas_lib.__file__, os.environ['LINAS_ROOT'])\n")
     assert R.run_in_clone(tmp_path, []) == 0  # the project's linas_lib is installed editable: PYTHONPATH wins
     assert capfd.readouterr().out.split() == [str(tmp_path / "linas_lib" / "__init__.py"), str(tmp_path)]
+
+
+@pytest.mark.parametrize("label", ["../../x", "a/b", "..", "."])
+def test_a_label_that_would_leave_the_replicas_folder_is_refused_before_any_work(label):
+    with pytest.raises(R.ReplicateError, match="one folder name under results/<profile>/replicas/"):
+        R.replicate("cpu", "05_pareto", label=label)
+    R.check_label("432eb0e-genuineintel")  # one folder name: fine

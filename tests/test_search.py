@@ -683,6 +683,12 @@ def test_long_runs_check_their_settings_before_any_work():
     with pytest.raises(ValueError, match=r"profile 'smoke': search.long_methods: unknown search method 'surrogat'"):
         pareto.check_methods(with_search(long_methods=("surrogat",), long_evals=24))
     pareto.check_methods(with_search(methods=("random",), long_evals=0))  # the long study off: not checked
+    with pytest.raises(ValueError, match=r"target_seeds is empty and 'random' is not in search.methods"):
+        pareto.check_methods(with_search(methods=("epr",), long_evals=0, target_seeds=()))
+    with pytest.raises(ValueError, match=r"methods and search.seeds must both be non-empty"):
+        pareto.check_methods(with_search(methods=(), long_evals=0))
+    with pytest.raises(ValueError, match=r"design_seeds \[77\] are not in search.seeds"):
+        pareto.check_methods(with_search(design_seeds=(77,)))
 
 
 def test_clairvoyant_curve_keeps_an_all_rounder_that_is_on_no_single_front():

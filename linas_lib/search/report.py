@@ -49,10 +49,12 @@ RELATIVE_TO_RANDOM = {  # summary key -> method_table column, for every method b
 
 
 def check_methods(profile) -> None:
-    """Refuse unknown ``search.methods`` and long methods that are not compared, before any training.
+    """Refuse unknown ``search.methods``, long methods that are not compared, and search settings
+    that would fail only after every run (no method or seed, no random runs for the efficiency
+    target, design seeds that are not compared ones), before any training.
 
     Raises:
-        ValueError: naming the profile and the first unknown method.
+        ValueError: naming the profile and what is wrong.
     """
     cfg, where = profile.search, f"profile {profile.name!r}: search."
     long_methods = cfg.long_methods if cfg.long_evals > 0 else ()  # long_evals 0: the study is off
@@ -62,6 +64,15 @@ def check_methods(profile) -> None:
     missing = [m for m in long_methods if m not in cfg.methods]
     if missing:
         raise ValueError(f"{where}long_methods {missing} are not in search.methods: a long run extends a compared one")
+    if not cfg.methods or not cfg.seeds:
+        raise ValueError(f"{where}methods and search.seeds must both be non-empty (got {len(cfg.methods)} methods "
+                         f"and {len(cfg.seeds)} seeds): there is nothing to compare")
+    if not cfg.target_seeds and REFERENCE_METHOD not in cfg.methods:
+        raise ValueError(f"{where}target_seeds is empty and {REFERENCE_METHOD!r} is not in search.methods: the "
+                         f"efficiency target is {REFERENCE_METHOD} search's median final HV, so one of them must run it")
+    stray = sorted(set(cfg.design_seeds) - set(cfg.seeds))
+    if stray:
+        raise ValueError(f"{where}design_seeds {stray} are not in search.seeds (a design seed is a compared seed)")
 
 
 def search_inputs(profile, seed: int):
