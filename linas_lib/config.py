@@ -578,6 +578,10 @@ class RecordsConfig:
 
     path: str = ""  # the record's folder (`linas records export`); empty: there is none to read
     replay_runs: int = 0  # the record's runs replayed and compared with it, in its order (0: every run)
+    # methods whose runs are costly to make again (a whole-space search: about a minute each): at most
+    # replay_cap of each (their lowest seeds) are replayed
+    replay_capped: tuple[str, ...] = ()
+    replay_cap: int = 0
     probe_evals: tuple[int, ...] = (15, 30, 45)  # evaluations the probe's models are fitted on
     probe_top: int = 100  # best recorded architectures per target box that the probe predicts
     probe_target: str = "rtx4090"  # the target whose box the step replay watches
@@ -589,6 +593,7 @@ class RecordsConfig:
         names = [study.name for study in self.studies]
         check_fields(self, [
             ("replay_runs", self.replay_runs >= 0, ">= 0"),
+            ("replay_cap", self.replay_cap >= 0, ">= 0"),
             ("probe_seeds", self.probe_seeds >= 0, ">= 0"),
             ("probe_evals", len(self.probe_evals) >= 1 and min(self.probe_evals, default=0) >= 3, "counts >= 3"),
             ("studies", len(set(names)) == len(names), "studies with distinct names"),

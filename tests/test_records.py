@@ -271,3 +271,12 @@ def test_a_misspelt_study_method_or_probe_target_is_refused_before_the_record_is
         profile.records, path=str(tmp_path / "absent"), studies=(StudyConfig("x", ("surrogate_fingerprnt",), (1,)),)))
     with pytest.raises(ValueError, match=r"records.studies\[x\].methods: unknown search method 'surrogate_fingerprnt'"):
         R.open_record(bad)
+
+
+def test_replay_keys_cap_the_costly_methods_and_keep_the_record_order():
+    class Fake:
+        runs = {(f, m, s): [] for f, m, s in [("", "a", 1), ("", "b", 3), ("", "b", 1), ("", "b", 2), ("x", "b", 1)]}
+
+    assert R.replay_keys(Fake()) == sorted(Fake.runs)
+    assert R.replay_keys(Fake(), capped=("b",), cap=1) == [("", "a", 1), ("", "b", 1), ("x", "b", 1)]
+    assert R.replay_keys(Fake(), n_runs=2) == [("", "a", 1), ("", "b", 1)]

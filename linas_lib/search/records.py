@@ -253,6 +253,20 @@ def run_budget(setup, folder: str) -> int:
     return int(tail)
 
 
+def replay_keys(records: SearchRecords, n_runs: int = 0, capped=(), cap: int = 0) -> list[tuple[str, str, int]]:
+    """The ``(folder, method, seed)`` runs a replay makes again: the first ``n_runs`` in the
+    record's order (0: all), of which at most ``cap`` (the lowest seeds) of each method in ``capped``."""
+    keys, kept = sorted(records.runs)[: n_runs or None], {}
+    out = []
+    for key in keys:
+        if key[1] in capped:
+            kept[key[:2]] = kept.get(key[:2], 0) + 1
+            if kept[key[:2]] > cap:
+                continue
+        out.append(key)
+    return out
+
+
 def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None, keys=None) -> list[dict]:
     """Run the record's runs again with this machine's search code on the recorded oracle.
 
@@ -273,7 +287,7 @@ def replay_rows(setup, records: SearchRecords, n_runs: int = 0, progress=None, k
     import dataclasses
     import time
 
-    keys = sorted(records.runs)[: n_runs or None] if keys is None else list(keys)
+    keys = replay_keys(records, n_runs) if keys is None else list(keys)
     rows = []
     for folder, method, seed in keys:
         recorded = records.runs[(folder, method, seed)]
@@ -313,6 +327,7 @@ def open_record(profile):
 
     if not profile.records.path:
         return None, None, None
+    check_method_names(profile.records.replay_capped, "records.replay_capped: ")
     for study in profile.records.studies:
         check_method_names(study.methods, f"records.studies[{study.name}].methods: ")
     records = load_records(resolve(profile.records.path))
