@@ -171,3 +171,15 @@ def test_the_committed_goals_table_and_the_readme_copy_are_current():
     readme = (root / "README.md").read_text()
     start, stop = goals.readme_block(readme, "cpu")
     assert readme[start:stop] == table, "README.md's goals block is stale: run linas goals --profile cpu --readme"
+
+
+def test_the_whole_space_study_row_reads_its_arms_not_their_ci_keys():
+    from linas_lib.goals import GOALS, N08
+
+    goal = next(g for g in GOALS if g.notebook == N08)
+    key = "study.space.hv_frac_reference."
+    figures = {key + "surrogate_fingerprint": 0.88, key + "surrogate_fingerprint_ci95_high": 0.995,
+               key + "surrogate_fingerprint_ci95_low": 0.87, key + "surrogate_fingerprint_space": 0.9,
+               key + "surrogate_fingerprint_space_ci95_low": 0.89, key + "surrogate_fingerprint_space_ci95_high": 0.91}
+    row = _row(goal, figures, N08)
+    assert row["figure"] == "surrogate_fingerprint_space 90.0 [89.0, 91.0]" and row["status"] == "not met"
