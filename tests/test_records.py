@@ -48,7 +48,8 @@ def test_the_record_scores_as_the_replica_did(replay):
 
 
 @pytest.mark.parametrize("method,seed", [("random", 0), ("alpha", 1), ("epr", 2), ("zero_cost", 3), ("random_feasible", 4),
-                                         ("surrogate_pairs", 10), ("surrogate_fingerprint", 10)])
+                                         ("surrogate_pairs", 10), ("surrogate_fingerprint", 10),
+                                         ("surrogate_fingerprint_space", 90)])
 def test_a_replayed_run_evaluates_the_recorded_architectures(replay, method, seed):
     """Exact, on any CPU: a difference names this CPU and the step, for the README's cross-machine question."""
     from linas_lib.provenance import machine
