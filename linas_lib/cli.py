@@ -326,17 +326,6 @@ def _cmd_records_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0 (a seed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def _seed_list(text: str) -> list[int]:
     """``"50-89"`` or ``"50,51"`` as distinct integers >= 0 (at least one)."""
     try:

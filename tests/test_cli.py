@@ -14,7 +14,7 @@ def test_records_run_refuses_bad_seeds_before_any_work(seeds, capsys):
 def test_a_negative_seed_is_refused_by_the_parser_naming_the_option(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "status", "--profile", "smoke", "--seed", "-1"])
-    assert "--seed: expected an integer >= 0, got '-1'" in capsys.readouterr().err
+    assert "argument --seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
 
 
 def test_a_misspelt_local_target_is_refused_naming_the_profile(capsys):
