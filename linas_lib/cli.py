@@ -315,13 +315,15 @@ def _add_records_commands(sub) -> None:
     more.add_argument("--seed", type=_non_negative_int, default=0, help="the notebook seed 05 ran with (default 0)")
     more.add_argument("--methods", required=True, help="comma-separated method names")
     more.add_argument("--seeds", required=True, help="search seeds, e.g. 50-89 or 50,51")
+    more.add_argument("--evals", type=_non_negative_int, default=0,
+                      help="evaluations per run (default: the protocol's budget); more makes long runs (folder long_<evals>)")
     more.set_defaults(func=_cmd_records_run)
 
 
 def _cmd_records_run(args: argparse.Namespace) -> int:
     from .search.report import run_more
 
-    runs = run_more(args.profile, args.methods.split(","), _seed_list(args.seeds), args.seed)
+    runs = run_more(args.profile, args.methods.split(","), _seed_list(args.seeds), args.seed, args.evals)
     print(f"{len(runs)} runs cached")
     return 0
 

@@ -552,12 +552,15 @@ class CrossHwConfig:
 @dataclass(frozen=True)
 class StudyConfig:
     """A study on a search record's runs (notebook ``08_search_records``): ``methods`` on fresh
-    ``seeds`` at 05's budget (``linas records run``, then exported into the record), read against
-    05's fixed reference with 05's ``confirm_study``; seeds without every method's run are left out."""
+    ``seeds`` (``linas records run``, then exported into the record), read against 05's fixed
+    reference; seeds without every method's run are left out. With ``evals`` 0 the runs have 05's
+    budget and are read with 05's ``confirm_study``; with ``evals`` above it they are long runs
+    (``linas records run --evals``, the record's folder ``long_<evals>``) read with 05's ``long_budget``."""
 
     name: str
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
+    evals: int = 0
 
     def __post_init__(self):
         require(self, seeds=("seeds",))
@@ -565,6 +568,7 @@ class StudyConfig:
             ("name", self.name.isidentifier(), "a name of letters, digits and _ (it names files and keys)"),
             ("methods", len(self.methods) >= 1, "at least one method"),
             ("seeds", len(self.seeds) >= 1, "at least one seed"),
+            ("evals", self.evals >= 0, ">= 0 (0: 05's budget)"),
         ])
 
 
@@ -582,6 +586,7 @@ class RecordsConfig:
     # replay_cap of each (their lowest seeds) are replayed
     replay_capped: tuple[str, ...] = ()
     replay_cap: int = 0
+    replay_long_cap: int = 1  # runs of each method per long folder (long_<n>) replayed: long runs cost minutes each
     probe_evals: tuple[int, ...] = (15, 30, 45)  # evaluations the probe's models are fitted on
     probe_top: int = 100  # best recorded architectures per target box that the probe predicts
     probe_target: str = "rtx4090"  # the target whose box the step replay watches
@@ -594,6 +599,7 @@ class RecordsConfig:
         check_fields(self, [
             ("replay_runs", self.replay_runs >= 0, ">= 0"),
             ("replay_cap", self.replay_cap >= 0, ">= 0"),
+            ("replay_long_cap", self.replay_long_cap >= 0, ">= 0"),
             ("probe_seeds", self.probe_seeds >= 0, ">= 0"),
             ("probe_evals", len(self.probe_evals) >= 1 and min(self.probe_evals, default=0) >= 3, "counts >= 3"),
             ("studies", len(set(names)) == len(names), "studies with distinct names"),

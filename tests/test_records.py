@@ -281,3 +281,15 @@ def test_replay_keys_cap_the_costly_methods_and_keep_the_record_order():
     assert R.replay_keys(Fake()) == sorted(Fake.runs)
     assert R.replay_keys(Fake(), capped=("b",), cap=1) == [("", "a", 1), ("", "b", 1), ("x", "b", 1)]
     assert R.replay_keys(Fake(), n_runs=2) == [("", "a", 1), ("", "b", 1)]
+
+
+def test_replay_keys_cap_long_runs_per_method_and_folder():
+    class Fake:
+        runs = {(f, m, s): [] for f, m, s in [("", "a", 1), ("", "a", 2), ("long_300", "a", 5), ("long_300", "a", 4),
+                                               ("long_300", "b", 4), ("oracle_300", "epr", 9)]}
+
+    assert R.replay_keys(Fake(), long_cap=1) == [("", "a", 1), ("", "a", 2), ("long_300", "a", 4),
+                                                  ("long_300", "b", 4), ("oracle_300", "epr", 9)]
+    assert R.replay_keys(Fake(), long_cap=0) == [("", "a", 1), ("", "a", 2), ("oracle_300", "epr", 9)]
+    assert R.replay_keys(Fake(), capped=("a",), cap=1, long_cap=2) == [
+        ("", "a", 1), ("long_300", "a", 4), ("long_300", "b", 4), ("oracle_300", "epr", 9)]

@@ -309,11 +309,31 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000)
     Raises:
         ValueError: the record lacks one of the compared runs, or the oracle's run.
     """
-    from ..config import load_profile
-    from ..search.experiment import confirm_study, reference_hv
+    from ..search.experiment import confirm_study
 
     if not methods or not seeds:
         return {}
+    experiment, _, reference = reference_runs(setup, records, latency)
+    runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
+    complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
+    chosen = [runs[(m, int(s))] for s in complete for m in methods]
+    study = confirm_study(experiment, chosen, reference, n_resamples)
+    return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
+            "methods": [], "effects": [], "by_target": [], **study,
+            "locality": pick_locality(chosen, setup.surrogate_init) if complete else []}
+
+
+def reference_runs(setup, records, latency) -> tuple[ParetoExperiment, list, float]:
+    """``(experiment, runs, reference HV)``: 05's fixed reference of the record's oracle, the HV
+    of the compared runs (the record's profile's ``search.methods`` x ``search.seeds``) and the
+    oracle's long run (``oracle_<n>``).
+
+    Raises:
+        ValueError: the record lacks one of the compared runs, or the oracle's run.
+    """
+    from ..config import load_profile
+    from ..search.experiment import reference_hv
+
     made_with = load_profile(records.meta["profile"]).search
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
     compared = [(m, s) for m in made_with.methods for s in made_with.seeds]
@@ -323,13 +343,90 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000)
         raise ValueError(f"{records.folder}: lacks 05's reference runs "
                          f"({lacking[:3] if lacking else f'oracle_{made_with.oracle_evals}'})")
     experiment = experiment_for(setup)
-    reference = reference_hv(experiment, [runs[key] for key in compared] + oracle)
+    base = [runs[key] for key in compared] + oracle
+    return experiment, base, reference_hv(experiment, base)
+
+
+LONG_CHECKPOINTS = (60, 120, 200, 300)  # evaluations at which a long study's paired effects are read
+
+
+def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples: int = 2000) -> dict:
+    """A long-budget study on the record's runs of ``methods`` on ``seeds`` with ``evals``
+    evaluations (folder ``long_<evals>``; the seeds with every method's run), read by 05's
+    :func:`~linas_lib.search.experiment.long_budget` against 05's fixed reference
+    (:func:`reference_runs`) and the best known front (the reference's runs with the study's).
+
+    Returns:
+        ``{reference_hv, best_known_hv, seeds, missing_seeds, curve, reach, final, ...}`` (05's
+        long-budget result; empty without methods) and ``effects``: per cause of
+        :data:`~linas_lib.search.experiment.EFFECTS` with both arms and per checkpoint of
+        :data:`LONG_CHECKPOINTS` up to ``evals`` (and ``evals``), the paired difference of the
+        shares of the reference (``share``) and of the best known front (``best_known``), t 95 % CI
+        over the seeds (``ci95_*``) and the percentile bootstrap's (``boot_ci95_*``).
+    """
+    from ..search.experiment import EFFECTS, long_budget, reference_hv
+
+    if not methods or not seeds:
+        return {}
+    experiment, base, reference = reference_runs(setup, records, latency)
+    runs = {(r.method, r.seed): r for r in recorded_runs(records, latency, f"long_{evals}")}
     complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
     chosen = [runs[(m, int(s))] for s in complete for m in methods]
-    study = confirm_study(experiment, chosen, reference, n_resamples)
-    return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
-            "methods": [], "effects": [], "by_target": [], **study,
-            "locality": pick_locality(chosen, setup.surrogate_init) if complete else []}
+    out = {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
+           "effects": []}
+    if not chosen:
+        return out
+    best_known = reference_hv(experiment, base + chosen)
+    out.update(long_budget(experiment, chosen, recorded_runs(records, latency), reference, setup.eval_budget,
+                           n_resamples=n_resamples, best_known=best_known))
+    out["effects"] = _long_effects(experiment, chosen, EFFECTS, reference, best_known, evals, n_resamples)
+    return out
+
+
+def _long_effects(experiment, runs, effects, reference: float, best_known: float, evals: int,
+                  n_resamples: int) -> list[dict]:
+    """:func:`long_study`'s ``effects`` rows."""
+    from ..stats import mean_ci
+
+    curves = {(r.method, r.seed): experiment.hv_curve(r) for r in runs}
+    seeds = sorted({r.seed for r in runs})
+    rows = []
+    for effect, method, control in effects:
+        if not any(k[0] == method for k in curves) or not any(k[0] == control for k in curves):
+            continue
+        for at in sorted({c for c in LONG_CHECKPOINTS if c < evals} | {evals}):
+            diff = np.array([curves[method, s][at - 1] - curves[control, s][at - 1] for s in seeds])
+            for scale, denominator in (("share", reference), ("best_known", best_known)):
+                values = diff / denominator
+                low, high = mean_ci(values, n_resamples)
+                rows.append({**_ci_row(values, effect=effect, method=method, control=control, n_evals=at,
+                                       scale=scale), "boot_ci95_low": low, "boot_ci95_high": high})
+    return rows
+
+
+def long_figures(study: dict, name: str) -> dict[str, float]:
+    """Summary figures of :func:`long_study` named ``name``, each key under ``study.<name>.``:
+    ``reference_hv``, ``best_known_hv``, ``n_seeds``, ``n_missing_seeds``; per method
+    ``hv_frac_reference.<method>`` and ``hv_frac_best_known.<method>`` at the end (bootstrap
+    ``_ci95_low/high``), ``evals_to_<pct>pct.<method>`` (Kaplan-Meier median of evaluations to
+    that share of the reference; None: more than half censored) with ``censored_share_<pct>pct``;
+    per effect and checkpoint ``effect.<effect>.<n>`` (share of the reference) and
+    ``effect_best_known.<effect>.<n>``, with t ``_ci95_low/high``."""
+    from ..search.report import long_summary
+
+    if not study:
+        return {}
+    key = f"study.{name}."
+    out = {f"{key}reference_hv": study["reference_hv"], f"{key}n_seeds": float(len(study["seeds"])),
+           f"{key}n_missing_seeds": float(len(study["missing_seeds"]))}
+    flat = long_summary({k: v for k, v in study.items() if k != "effects"}) if "final" in study else {}
+    for k, v in flat.items():
+        if not k.startswith(("long.effect", "long.prefix_share")):
+            out[key + k[len("long."):]] = v
+    for row in study["effects"]:
+        name_ = "effect" if row["scale"] == "share" else "effect_best_known"
+        out.update(_with_ci(f"{key}{name_}.{row['effect']}.{row['n_evals']}", row))
+    return out
 
 
 def pick_locality(runs, n_init: int) -> list[dict]:

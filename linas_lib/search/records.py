@@ -253,15 +253,20 @@ def run_budget(setup, folder: str) -> int:
     return int(tail)
 
 
-def replay_keys(records: SearchRecords, n_runs: int = 0, capped=(), cap: int = 0) -> list[tuple[str, str, int]]:
+def replay_keys(records: SearchRecords, n_runs: int = 0, capped=(), cap: int = 0,
+                long_cap: int | None = None) -> list[tuple[str, str, int]]:
     """The ``(folder, method, seed)`` runs a replay makes again: the first ``n_runs`` in the
-    record's order (0: all), of which at most ``cap`` (the lowest seeds) of each method in ``capped``."""
+    record's order (0: all), of which at most ``cap`` (the lowest seeds) of each method in
+    ``capped`` per folder, and with ``long_cap`` at most that many of each method in a long
+    folder (``long_<n>``: :func:`run_more`'s long runs)."""
     keys, kept = sorted(records.runs)[: n_runs or None], {}
     out = []
     for key in keys:
-        if key[1] in capped:
+        limit = min(cap if key[1] in capped else np.inf,
+                    np.inf if long_cap is None or not key[0].startswith("long_") else long_cap)
+        if limit < np.inf:
             kept[key[:2]] = kept.get(key[:2], 0) + 1
-            if kept[key[:2]] > cap:
+            if kept[key[:2]] > limit:
                 continue
         out.append(key)
     return out

@@ -771,7 +771,7 @@ def export_search_records(profile, seed: int, out) -> Path:
                           provenance(profile.name, profile.to_dict()))
 
 
-def run_more(profile, methods, seeds, seed: int = 0) -> list[E.MethodRun]:
+def run_more(profile, methods, seeds, seed: int = 0, evals: int = 0) -> list[E.MethodRun]:
     """Run ``methods`` on ``seeds`` on this machine's trained supernet of the profile (05's setup,
     its run cache: finished runs are reused), e.g. a study to be exported as a search record.
 
@@ -780,12 +780,23 @@ def run_more(profile, methods, seeds, seed: int = 0) -> list[E.MethodRun]:
         methods: method names.
         seeds: search seeds.
         seed: the notebook seed 05 ran with.
+        evals: evaluations per run; 0 or the protocol's budget: the compared runs' cache, more:
+            long runs, cached in the subfolder ``long_<evals>`` as 05's long-budget study's.
+
+    Raises:
+        ValueError: ``evals`` below the protocol's budget.
     """
     from ..analysis.bench import as_profile
 
     profile = as_profile(profile)
     check_method_names(methods)
+    budget = profile.search.eval_budget
+    if evals and evals < budget:
+        raise ValueError(f"--evals {evals}: below the protocol's budget ({budget}); a long run extends a compared one")
     supernet, latency = search_inputs(profile, seed)
     proxy, _ = near_proxy(supernet, profile.search, seed)
     setup = build_setup(profile, supernet, latency, proxy, seed)
-    return E.run_all(setup, list(methods), [int(s) for s in seeds], runs_dir(profile, supernet, latency), progress=print)
+    folder = runs_dir(profile, supernet, latency)
+    if evals > budget:
+        setup, folder = dataclasses.replace(setup, eval_budget=evals), runs_dir(profile, supernet, latency, f"long_{evals}")
+    return E.run_all(setup, list(methods), [int(s) for s in seeds], folder, progress=print)
