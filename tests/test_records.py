@@ -248,6 +248,36 @@ def test_a_study_on_the_record_reads_as_05_read_it(replay):
     assert none["study.none.n_seeds"] == 0 and none["study.none.n_missing_seeds"] == 1
 
 
+def test_a_long_study_reads_long_runs_against_the_reference_and_a_front_without_their_seed(replay):
+    """The space study's runs filed as long runs of 60 evaluations: the long reading must give the
+    short one's shares and effect, and each seed's best known front must leave that seed out."""
+    import dataclasses
+
+    from linas_lib.analysis import fingerprint_probe as FP
+    from linas_lib.config import StudyConfig
+
+    records, latency, setup = replay
+    methods, seeds = ["surrogate_fingerprint", "surrogate_fingerprint_space"], [90, 91, 92, 93]
+    as_long = {("long_60", m, s): records.runs[("", m, s)] for m in methods for s in seeds}
+    long_record = dataclasses.replace(records, runs={**records.runs, **as_long})
+    study = FP.run_study(setup, long_record, latency, StudyConfig("l", tuple(methods), (*seeds, 999), 60), 200)
+    short = FP.cure_study(setup, records, latency, methods, seeds, 200)
+    assert study["kind"] == "long" and study["seeds"] == seeds and study["missing_seeds"] == [999]
+    shares = {r["method"]: r for r in study["methods"]}
+    for row in short["methods"]:
+        assert shares[row["method"]]["share_reference_mean"] == pytest.approx(row["share_mean"], rel=1e-12)
+        assert shares[row["method"]]["share_best_known_mean"] < row["share_mean"]
+    effect = next(r for r in study["effects"] if r["effect"] == "whole_space")
+    assert effect["n_evals"] == 60 and effect["mean"] == pytest.approx(
+        next(r for r in short["effects"] if r["effect"] == "whole_space")["diff_mean"], rel=1e-9)
+    front = {r["front"]: r["frac_reference"] for r in study["front"]}
+    assert 1 <= front["with_other_long_runs"] <= front["held_out_mean"] <= front["with_every_run"]
+    figures = FP.study_figures(study, "l")
+    assert figures["study.l.n_seeds"] == 4 and "study.l.effect.whole_space.60_ci95_low" in figures
+    assert set(FP.study_tables(study)) == {"methods", "effects", "by_target", "locality", "front"}
+    assert FP.run_study(setup, records, latency, StudyConfig("none", tuple(methods), (999,), 60))["seeds"] == []
+
+
 def test_pick_locality_measures_each_pick_against_what_its_run_had_evaluated_before():
     from linas_lib.analysis.fingerprint_probe import pick_locality
 

@@ -347,24 +347,27 @@ def reference_runs(setup, records, latency) -> tuple[ParetoExperiment, list, flo
     return experiment, base, reference_hv(experiment, base)
 
 
-LONG_CHECKPOINTS = (60, 120, 200, 300)  # evaluations at which a long study's paired effects are read
+LONG_CHECKPOINTS = (60, 120, 180, 240)  # evaluations at which a long study's paired effects are also read
 
 
 def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples: int = 2000) -> dict:
     """A long-budget study on the record's runs of ``methods`` on ``seeds`` with ``evals``
-    evaluations (folder ``long_<evals>``; the seeds with every method's run), read by 05's
-    :func:`~linas_lib.search.experiment.long_budget` against 05's fixed reference
-    (:func:`reference_runs`) and the best known front (the reference's runs with the study's).
+    evaluations (folder ``long_<evals>``; the seeds with every method's run), against 05's fixed
+    reference (:func:`reference_runs`) and a best known front that leaves out each run's own seed.
 
     Returns:
-        ``{reference_hv, best_known_hv, seeds, missing_seeds, curve, reach, final, ...}`` (05's
-        long-budget result; empty without methods) and ``effects``: per cause of
-        :data:`~linas_lib.search.experiment.EFFECTS` with both arms and per checkpoint of
-        :data:`LONG_CHECKPOINTS` up to ``evals`` (and ``evals``), the paired difference of the
-        shares of the reference (``share``) and of the best known front (``best_known``), t 95 % CI
-        over the seeds (``ci95_*``) and the percentile bootstrap's (``boot_ci95_*``).
+        ``{reference_hv, seeds, missing_seeds}`` and, with runs: 05's
+        :func:`~linas_lib.search.experiment.long_budget` result (``curve``, ``reach``, ``final``, ...:
+        shares of the reference); ``methods``: per method the final share of the reference and of
+        the leave-one-seed-out best known front (:func:`_held_out_fronts`, t 95 % CIs over the seeds)
+        and the Kaplan-Meier medians of evaluations to each level of the reference; ``effects``: per
+        cause of :data:`~linas_lib.search.experiment.EFFECTS` with both arms, the paired
+        difference of the shares of the reference after :data:`LONG_CHECKPOINTS` and ``evals``
+        evaluations (t 95 % CI, the bootstrap's as ``boot_ci95_*``); ``front``: the best known
+        front's HV as runs join it; ``by_target``: 05's ``confirm_study`` per-target parts at the
+        end; ``locality``: :func:`pick_locality` of the picks after 05's budget.
     """
-    from ..search.experiment import EFFECTS, long_budget, reference_hv
+    from ..search.experiment import EFFECTS, confirm_study, long_budget
 
     if not methods or not seeds:
         return {}
@@ -372,61 +375,122 @@ def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples:
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency, f"long_{evals}")}
     complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
     chosen = [runs[(m, int(s))] for s in complete for m in methods]
-    out = {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
-           "effects": []}
+    out = {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete]}
     if not chosen:
         return out
-    best_known = reference_hv(experiment, base + chosen)
-    out.update(long_budget(experiment, chosen, recorded_runs(records, latency), reference, setup.eval_budget,
-                           n_resamples=n_resamples, best_known=best_known))
-    out["effects"] = _long_effects(experiment, chosen, EFFECTS, reference, best_known, evals, n_resamples)
+    others = [r for key, r in runs.items() if key[1] not in complete]  # e.g. plumbing runs on other seeds
+    long = long_budget(experiment, chosen, recorded_runs(records, latency), reference, setup.eval_budget,
+                       n_resamples=n_resamples)
+    fronts, front_rows = _held_out_fronts(experiment, base, others, chosen, reference)
+    curves = {(r.method, r.seed): experiment.hv_curve(r) for r in chosen}
+    out.update(long)
+    out["methods"] = _long_method_rows(curves, long["reach"], fronts, reference)
+    out["effects"] = _long_effects(curves, EFFECTS, reference, evals, n_resamples)
+    out["front"] = front_rows
+    out["by_target"] = confirm_study(experiment, chosen, reference, n_resamples)["by_target"]
+    out["locality"] = pick_locality(chosen, setup.eval_budget)
     return out
 
 
-def _long_effects(experiment, runs, effects, reference: float, best_known: float, evals: int,
-                  n_resamples: int) -> list[dict]:
+def _held_out_fronts(experiment, base, others, runs, reference: float) -> tuple[dict[int, float], list[dict]]:
+    """Per seed of ``runs``, the HV of the best known front without that seed's runs (``base``,
+    ``others`` and the other seeds' ``runs``), and rows ``{front, hv, frac_reference}`` of the
+    front as runs join it: the reference, with ``others``, with every run, and the mean of the
+    held-out fronts (what one seed's runs add is the last two's difference)."""
+    from ..search.experiment import reference_hv
+
+    seeds = sorted({r.seed for r in runs})
+    fronts = {s: reference_hv(experiment, base + others + [r for r in runs if r.seed != s]) for s in seeds}
+    stages = {"reference": reference, "with_other_long_runs": reference_hv(experiment, base + others),
+              "held_out_mean": float(np.mean(list(fronts.values()))),
+              "with_every_run": reference_hv(experiment, base + others + list(runs))}
+    return fronts, [{"front": k, "hv": v, "frac_reference": v / reference} for k, v in stages.items()]
+
+
+def _long_method_rows(curves, reach, fronts: dict[int, float], reference: float) -> list[dict]:
+    """:func:`long_study`'s ``methods`` rows."""
+    rows = []
+    for method in dict.fromkeys(m for m, _ in curves):
+        seeds = sorted(s for m, s in curves if m == method)
+        ends = np.array([curves[method, s][-1] for s in seeds])
+        row = {"method": method, "n_seeds": len(seeds)}
+        for name, values in (("reference", ends / reference), ("best_known", ends / np.array([fronts[s] for s in seeds]))):
+            low, high = mean_t_ci(values)
+            row.update({f"share_{name}_mean": float(values.mean()), f"share_{name}_ci95_low": low,
+                        f"share_{name}_ci95_high": high})
+        for pct, hit in reach[method].items():
+            row[f"evals_to_{pct}pct"] = hit["km_median"]
+            row[f"censored_share_{pct}pct"] = hit["censored_share"]
+        rows.append(row)
+    return rows
+
+
+def _long_effects(curves, effects, reference: float, evals: int, n_resamples: int) -> list[dict]:
     """:func:`long_study`'s ``effects`` rows."""
     from ..stats import mean_ci
 
-    curves = {(r.method, r.seed): experiment.hv_curve(r) for r in runs}
-    seeds = sorted({r.seed for r in runs})
     rows = []
     for effect, method, control in effects:
-        if not any(k[0] == method for k in curves) or not any(k[0] == control for k in curves):
+        seeds = sorted({s for m, s in curves if m == method} & {s for m, s in curves if m == control})
+        if not seeds:
             continue
         for at in sorted({c for c in LONG_CHECKPOINTS if c < evals} | {evals}):
-            diff = np.array([curves[method, s][at - 1] - curves[control, s][at - 1] for s in seeds])
-            for scale, denominator in (("share", reference), ("best_known", best_known)):
-                values = diff / denominator
-                low, high = mean_ci(values, n_resamples)
-                rows.append({**_ci_row(values, effect=effect, method=method, control=control, n_evals=at,
-                                       scale=scale), "boot_ci95_low": low, "boot_ci95_high": high})
+            values = np.array([curves[method, s][at - 1] - curves[control, s][at - 1] for s in seeds]) / reference
+            low, high = mean_ci(values, n_resamples)
+            rows.append({**_ci_row(values, effect=effect, method=method, control=control, n_evals=at),
+                         "boot_ci95_low": low, "boot_ci95_high": high})
     return rows
 
 
 def long_figures(study: dict, name: str) -> dict[str, float]:
     """Summary figures of :func:`long_study` named ``name``, each key under ``study.<name>.``:
-    ``reference_hv``, ``best_known_hv``, ``n_seeds``, ``n_missing_seeds``; per method
-    ``hv_frac_reference.<method>`` and ``hv_frac_best_known.<method>`` at the end (bootstrap
-    ``_ci95_low/high``), ``evals_to_<pct>pct.<method>`` (Kaplan-Meier median of evaluations to
-    that share of the reference; None: more than half censored) with ``censored_share_<pct>pct``;
-    per effect and checkpoint ``effect.<effect>.<n>`` (share of the reference) and
-    ``effect_best_known.<effect>.<n>``, with t ``_ci95_low/high``."""
-    from ..search.report import long_summary
-
+    ``reference_hv``, ``n_seeds``, ``n_missing_seeds``; per method ``hv_frac_reference.<method>``
+    and ``hv_frac_best_known.<method>`` (the leave-one-seed-out front) at the end with t
+    ``_ci95_low/high``, ``evals_to_<pct>pct.<method>`` (Kaplan-Meier median of evaluations to
+    that share of the reference; None: more than half censored) and ``censored_share_<pct>pct.<method>``;
+    per effect and checkpoint ``effect.<effect>.<n>`` with t ``_ci95_low/high``; ``front.<stage>``
+    (the best known front's share of the reference as runs join it)."""
     if not study:
         return {}
     key = f"study.{name}."
     out = {f"{key}reference_hv": study["reference_hv"], f"{key}n_seeds": float(len(study["seeds"])),
            f"{key}n_missing_seeds": float(len(study["missing_seeds"]))}
-    flat = long_summary({k: v for k, v in study.items() if k != "effects"}) if "final" in study else {}
-    for k, v in flat.items():
-        if not k.startswith(("long.effect", "long.prefix_share")):
-            out[key + k[len("long."):]] = v
-    for row in study["effects"]:
-        name_ = "effect" if row["scale"] == "share" else "effect_best_known"
-        out.update(_with_ci(f"{key}{name_}.{row['effect']}.{row['n_evals']}", row))
+    for r in study.get("methods", []):
+        m = r["method"]
+        out.update(_with_ci(f"{key}hv_frac_reference.{m}", r, "share_reference"))
+        out.update(_with_ci(f"{key}hv_frac_best_known.{m}", r, "share_best_known"))
+        for field_, value in r.items():
+            if field_.startswith(("evals_to_", "censored_share_")):
+                out[f"{key}{field_}.{m}"] = None if isinstance(value, float) and np.isnan(value) else value
+    for r in study.get("effects", []):
+        out.update(_with_ci(f"{key}effect.{r['effect']}.{r['n_evals']}", r))
+    for r in study.get("front", []):
+        out[f"{key}front.{r['front']}"] = r["frac_reference"]
     return out
+
+
+def run_study(setup, records, latency, spec, n_resamples: int = 2000) -> dict:
+    """One of ``records.studies`` (a :class:`~linas_lib.config.StudyConfig`): :func:`long_study`
+    with ``spec.evals``, else :func:`cure_study`; the result's ``kind`` says which."""
+    if spec.evals:
+        study = long_study(setup, records, latency, spec.methods, spec.seeds, spec.evals, n_resamples)
+        return {**study, "kind": "long"} if study else {}
+    study = cure_study(setup, records, latency, spec.methods, spec.seeds, n_resamples)
+    return {**study, "kind": "budget"} if study else {}
+
+
+STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality"),
+                "long": ("methods", "effects", "by_target", "locality", "front")}  # its anytime curve: a CSV and a figure
+
+
+def study_tables(study: dict) -> dict[str, list[dict]]:
+    """A :func:`run_study` result's tables by part (none without runs)."""
+    return {part: study[part] for part in STUDY_TABLES.get(study.get("kind", ""), ()) if part in study}
+
+
+def study_figures(study: dict, name: str) -> dict[str, float]:
+    """:func:`long_figures` or :func:`cure_figures` of a :func:`run_study` result."""
+    return (long_figures if study.get("kind") == "long" else cure_figures)(study, name)
 
 
 def pick_locality(runs, n_init: int) -> list[dict]:
