@@ -44,7 +44,9 @@ def test_the_record_scores_as_the_replica_did(replay):
               for r in runs for t, name in enumerate(experiment.target_names)}
     assert len(per_run) == 1100 and set(per_run) <= set(scored)
     assert all(scored[key] == pytest.approx(per_run[key], rel=1e-12, abs=1e-15) for key in per_run)
-    assert {f for f, _, _ in records.runs} == {"", "oracle_300"} and len(R.recorded_runs(records, latency, "oracle_300")[0].miou) == 300
+    folders = {f for f, _, _ in records.runs}
+    assert {"", "oracle_300"} <= folders and all(f.startswith("long_") for f in folders - {"", "oracle_300"})
+    assert len(R.recorded_runs(records, latency, "oracle_300")[0].miou) == 300
 
 
 @pytest.mark.parametrize("method,seed", [("random", 0), ("alpha", 1), ("epr", 2), ("zero_cost", 3), ("random_feasible", 4),
@@ -271,11 +273,25 @@ def test_a_long_study_reads_long_runs_against_the_reference_and_a_front_without_
     assert effect["n_evals"] == 60 and effect["mean"] == pytest.approx(
         next(r for r in short["effects"] if r["effect"] == "whole_space")["diff_mean"], rel=1e-9)
     front = {r["front"]: r["frac_reference"] for r in study["front"]}
-    assert 1 <= front["with_other_long_runs"] <= front["held_out_mean"] <= front["with_every_run"]
+    assert 1 <= front["with_other_long_runs"] <= front["held_out_mean"] < front["with_every_run"]
+    # with two seeds, each run's share of its front recomputed: the reference's runs and the other seed's runs
+    experiment, base, _ = FP.reference_runs(setup, records, latency)
+    two = dataclasses.replace(records, runs={**records.runs, **{k: v for k, v in as_long.items() if k[2] in (90, 91)}})
+    rows = {r["method"]: r for r in FP.run_study(setup, two, latency, StudyConfig("two", tuple(methods), (90, 91), 60),
+                                                  200)["methods"]}
+    runs = {(r.method, r.seed): r for r in R.recorded_runs(two, latency, "long_60")}
+    for m in methods:
+        shares = [experiment.hv(runs[m, s].miou, runs[m, s].latency_ms)
+                  / E.reference_hv(experiment, base + [runs[x, other] for x in methods]) for s, other in ((90, 91), (91, 90))]
+        assert rows[m]["share_best_known_mean"] == pytest.approx(np.mean(shares), rel=1e-12)
     figures = FP.study_figures(study, "l")
     assert figures["study.l.n_seeds"] == 4 and "study.l.effect.whole_space.60_ci95_low" in figures
     assert set(FP.study_tables(study)) == {"methods", "effects", "by_target", "locality", "front"}
     assert FP.run_study(setup, records, latency, StudyConfig("none", tuple(methods), (999,), 60))["seeds"] == []
+    assert "study.l.contrib.whole_space.rtx4090_ci95_low" in figures and "study.l.one_layer_share.surrogate_fingerprint" in figures
+    cut = dataclasses.replace(records, runs={**records.runs, **{k: v[:59] if k[2] == 91 else v for k, v in as_long.items()}})
+    with pytest.raises(ValueError, match=r"long_60 holds runs of another length \(surrogate_fingerprint seed 91: 59"):
+        FP.run_study(setup, cut, latency, StudyConfig("cut", tuple(methods), tuple(seeds), 60))
 
 
 def test_pick_locality_measures_each_pick_against_what_its_run_had_evaluated_before():
@@ -301,6 +317,18 @@ def test_a_misspelt_study_method_or_probe_target_is_refused_before_the_record_is
     bad = dataclasses.replace(profile, records=dataclasses.replace(
         profile.records, path=str(tmp_path / "absent"), studies=(StudyConfig("x", ("surrogate_fingerprnt",), (1,)),)))
     with pytest.raises(ValueError, match=r"records.studies\[x\].methods: unknown search method 'surrogate_fingerprnt'"):
+        R.open_record(bad)
+
+
+def test_a_long_study_at_the_protocol_budget_is_refused_when_the_record_opens():
+    import dataclasses
+
+    from linas_lib.config import StudyConfig
+
+    profile = load_profile("cpu")
+    bad = dataclasses.replace(profile, records=dataclasses.replace(
+        profile.records, studies=(StudyConfig("x", ("surrogate_fingerprint",), (1,), profile.search.eval_budget),)))
+    with pytest.raises(ValueError, match=r"records.studies\[x\].evals = 60: long runs need more than search.eval_budget"):
         R.open_record(bad)
 
 

@@ -378,12 +378,16 @@ def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples:
     out = {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete]}
     if not chosen:
         return out
-    others = [r for key, r in runs.items() if key[1] not in complete]  # e.g. plumbing runs on other seeds
+    short = [f"{r.method} seed {r.seed}: {r.n_evals}" for r in runs.values() if r.n_evals != evals]
+    if short:
+        raise ValueError(f"{records.folder}: long_{evals} holds runs of another length ({', '.join(short[:3])})")
+    # every other run of the folder (plumbing runs, a seed cut by the stopping rule) joins each held-out front
+    others = [r for key, r in runs.items() if key[1] not in complete]
     long = long_budget(experiment, chosen, recorded_runs(records, latency), reference, setup.eval_budget,
                        n_resamples=n_resamples)
     fronts, front_rows = _held_out_fronts(experiment, base, others, chosen, reference)
     curves = {(r.method, r.seed): experiment.hv_curve(r) for r in chosen}
-    out.update(long)
+    out.update({k: v for k, v in long.items() if k not in ("prefix_share", "effects")})  # no 60-evaluation runs
     out["methods"] = _long_method_rows(curves, long["reach"], fronts, reference)
     out["effects"] = _long_effects(curves, EFFECTS, reference, evals, n_resamples)
     out["front"] = front_rows
@@ -466,6 +470,19 @@ def long_figures(study: dict, name: str) -> dict[str, float]:
         out.update(_with_ci(f"{key}effect.{r['effect']}.{r['n_evals']}", r))
     for r in study.get("front", []):
         out[f"{key}front.{r['front']}"] = r["frac_reference"]
+    out.update(_part_figures(study, key))
+    return out
+
+
+def _part_figures(study: dict, key: str) -> dict[str, float]:
+    """Per target ``contrib.<effect>.<target>`` and ``in_box_diff.<effect>.<target>``, and per
+    method the :func:`pick_locality` quantities, each with its t ``_ci95_low/high``."""
+    out = {}
+    for r in study.get("by_target", []):
+        out.update(_with_ci(f"{key}contrib.{r['effect']}.{r['target']}", r, "contrib"))
+        out.update(_with_ci(f"{key}in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
+    for r in study.get("locality", []):
+        out.update(_with_ci(f"{key}{r['quantity']}.{r['method']}", r))
     return out
 
 
@@ -524,10 +541,6 @@ def cure_figures(study: dict, name: str) -> dict[str, float]:
         out.update(_with_ci(f"{key}hv_frac_reference.{r['method']}", r, "share"))
     for r in study["effects"]:
         out.update(_with_ci(f"{key}effect.{r['effect']}", r, "diff"))
-    for r in study["by_target"]:
-        out.update(_with_ci(f"{key}contrib.{r['effect']}.{r['target']}", r, "contrib"))
-        out.update(_with_ci(f"{key}in_box_diff.{r['effect']}.{r['target']}", r, "in_box_diff"))
-    for r in study.get("locality", []):
-        out.update(_with_ci(f"{key}{r['quantity']}.{r['method']}", r))
+    out.update(_part_figures(study, key))
     return out
 

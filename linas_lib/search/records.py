@@ -324,7 +324,8 @@ def open_record(profile):
     profile the record was made with; ``(None, None, None)`` when the path is empty.
 
     Raises:
-        ValueError: an unknown method name in ``records.studies`` or an unknown ``records.probe_target``.
+        ValueError: an unknown method name in ``records.studies``, a study's ``evals`` not above
+            ``search.eval_budget`` (nor 0), or an unknown ``records.probe_target``.
     """
     from ..config import load_profile
     from ..paths import resolve
@@ -335,6 +336,9 @@ def open_record(profile):
     check_method_names(profile.records.replay_capped, "records.replay_capped: ")
     for study in profile.records.studies:
         check_method_names(study.methods, f"records.studies[{study.name}].methods: ")
+        if 0 < study.evals <= profile.search.eval_budget:
+            raise ValueError(f"records.studies[{study.name}].evals = {study.evals}: long runs need more than "
+                             f"search.eval_budget ({profile.search.eval_budget}); 0 reads runs at that budget")
     records = load_records(resolve(profile.records.path))
     made_with = load_profile(records.meta["profile"])
     latency = search_latency_model(made_with)
