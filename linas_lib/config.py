@@ -555,12 +555,15 @@ class StudyConfig:
     ``seeds`` (``linas records run``, then exported into the record), read against 05's fixed
     reference; seeds without every method's run are left out. With ``evals`` 0 the runs have 05's
     budget and are read with 05's ``confirm_study``; with ``evals`` above it they are long runs
-    (``linas records run --evals``, the record's folder ``long_<evals>``) read with 05's ``long_budget``."""
+    (``linas records run --evals``, the record's folder ``long_<evals>``) read with 05's ``long_budget``.
+    ``control``, one of ``methods``, adds each other method's paired effect against it
+    (``<method>_vs_<control>``) to those of 05's ``EFFECTS`` whose arms both ran."""
 
     name: str
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     evals: int = 0
+    control: str = ""
 
     def __post_init__(self):
         require(self, seeds=("seeds",))
@@ -569,7 +572,15 @@ class StudyConfig:
             ("methods", len(self.methods) >= 1, "at least one method"),
             ("seeds", len(self.seeds) >= 1, "at least one seed"),
             ("evals", self.evals >= 0, ">= 0 (0: 05's budget)"),
+            ("control", not self.control or (self.control in self.methods and len(self.methods) >= 2),
+             "empty, or one of methods beside at least one other"),
         ])
+
+    def effects(self, base: tuple[tuple[str, str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+        """``base`` (cause, method, control) triples with ``control``'s: each other method against it."""
+        if not self.control:
+            return base
+        return base + tuple((f"{m}_vs_{self.control}", m, self.control) for m in self.methods if m != self.control)
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,9 @@ METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": 
                  "surrogate_pairs": "model-based + local moves + layer pairs",
                  "surrogate_fingerprint": "model-based + local moves + layer pairs + latency fingerprint",
                  "surrogate_fingerprint_random": "control: fingerprint of random cost tables",
-                 "surrogate_fingerprint_shuffled": "control: fingerprint of relabelled LUTs"}
+                 "surrogate_fingerprint_shuffled": "control: fingerprint of relabelled LUTs",
+                 "surrogate_fingerprint_hinge": "fingerprint + budget hinge features",
+                 "surrogate_fingerprint_space": "fingerprint model over the whole space"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):
@@ -291,7 +293,7 @@ def long_budget_hv(curve_rows: list[dict], levels, budget: int, clairvoyant_rows
     ax.axvline(budget, color="0.3", lw=0.8, label=f"method budget ({budget})")
     ax.set_xlabel("weight-sharing evaluations")
     ax.set_ylabel("HV / reference HV")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 

@@ -289,9 +289,29 @@ def test_a_long_study_reads_long_runs_against_the_reference_and_a_front_without_
     assert set(FP.study_tables(study)) == {"methods", "effects", "by_target", "locality", "front"}
     assert FP.run_study(setup, records, latency, StudyConfig("none", tuple(methods), (999,), 60))["seeds"] == []
     assert "study.l.contrib.whole_space.rtx4090_ci95_low" in figures and "study.l.one_layer_share.surrogate_fingerprint" in figures
+    # a study's control adds each other method's effect against it: here the same pair as whole_space
+    spec = StudyConfig("c", tuple(methods), tuple(seeds), 60, control="surrogate_fingerprint")
+    vs = {r["effect"]: r for r in FP.run_study(setup, long_record, latency, spec, 200)["effects"]}
+    assert vs["surrogate_fingerprint_space_vs_surrogate_fingerprint"]["mean"] == vs["whole_space"]["mean"] == effect["mean"]
+    # runs of one length: the control's end against the method's 60th is the negated effect at 60
+    with_control = FP.run_study(setup, long_record, latency, spec, 200)
+    assert [r["method"] for r in with_control["equivalence"]] == ["surrogate_fingerprint_space"]
+    assert with_control["equivalence"][0]["mean"] == pytest.approx(-effect["mean"], rel=1e-12)
+    assert "study.c.equivalence.surrogate_fingerprint_space_ci95_low" in FP.study_figures(with_control, "c")
     cut = dataclasses.replace(records, runs={**records.runs, **{k: v[:59] if k[2] == 91 else v for k, v in as_long.items()}})
     with pytest.raises(ValueError, match=r"long_60 holds runs of another length \(surrogate_fingerprint seed 91: 59"):
         FP.run_study(setup, cut, latency, StudyConfig("cut", tuple(methods), tuple(seeds), 60))
+
+
+def test_budget_equivalence_sets_the_controls_end_against_the_methods_budget():
+    from linas_lib.analysis.fingerprint_probe import budget_equivalence
+
+    curves = {("rand", 1): np.array([0.1, 0.2, 0.5, 0.9]), ("model", 1): np.array([0.3, 0.6, 0.7, 1.0]),
+              ("rand", 2): np.array([0.1, 0.2, 0.3, 0.4]), ("model", 2): np.array([0.2, 0.5, 0.8, 0.9])}
+    (row,) = budget_equivalence(curves, "rand", budget=2, reference=2.0, n_resamples=200)
+    assert row["method"] == "model" and row["method_evals"] == 2 and row["control_evals"] == 4
+    assert row["mean"] == pytest.approx(((0.9 - 0.6) + (0.4 - 0.5)) / 2 / 2.0)
+    assert row["reached_share"] == 0.5 and row["n"] == 2
 
 
 def test_pick_locality_measures_each_pick_against_what_its_run_had_evaluated_before():
@@ -318,6 +338,18 @@ def test_a_misspelt_study_method_or_probe_target_is_refused_before_the_record_is
         profile.records, path=str(tmp_path / "absent"), studies=(StudyConfig("x", ("surrogate_fingerprnt",), (1,)),)))
     with pytest.raises(ValueError, match=r"records.studies\[x\].methods: unknown search method 'surrogate_fingerprnt'"):
         R.open_record(bad)
+
+
+def test_a_study_control_must_be_one_of_its_methods_beside_another():
+    from linas_lib.config import StudyConfig
+
+    with pytest.raises(ValueError, match="control must be empty, or one of methods beside at least one other, got 'random'"):
+        StudyConfig("x", ("surrogate_fingerprint", "random_feasible"), (1,), control="random")
+    with pytest.raises(ValueError, match="control must be empty, or one of methods"):
+        StudyConfig("x", ("random_feasible",), (1,), control="random_feasible")
+    spec = StudyConfig("x", ("random_feasible", "surrogate_pairs"), (1,), control="random_feasible")
+    assert spec.effects((("a", "b", "c"),)) == (("a", "b", "c"),
+                                                ("surrogate_pairs_vs_random_feasible", "surrogate_pairs", "random_feasible"))
 
 
 def test_a_long_study_at_the_protocol_budget_is_refused_when_the_record_opens():

@@ -296,11 +296,12 @@ def step_effects(rows: list[dict]) -> list[dict]:
     return out
 
 
-def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000) -> dict:
+def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000, effects=()) -> dict:
     """A study on the record's runs of ``methods`` on ``seeds`` (those seeds with every method's
     run), read by 05's :func:`~linas_lib.search.experiment.confirm_study` against 05's fixed
     reference of the record's oracle: the HV of the compared runs (the record's profile's
-    ``search.methods`` x ``search.seeds``) and the oracle's long run (``oracle_<n>``).
+    ``search.methods`` x ``search.seeds``) and the oracle's long run (``oracle_<n>``); ``effects``
+    as ``confirm_study``'s.
 
     Returns:
         ``{reference_hv, seeds, missing_seeds, methods, effects, by_target, locality}`` (empty
@@ -317,7 +318,7 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000)
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
     complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
     chosen = [runs[(m, int(s))] for s in complete for m in methods]
-    study = confirm_study(experiment, chosen, reference, n_resamples)
+    study = confirm_study(experiment, chosen, reference, n_resamples, effects)
     return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
             "methods": [], "effects": [], "by_target": [], **study,
             "locality": pick_locality(chosen, setup.surrogate_init) if complete else []}
@@ -350,7 +351,8 @@ def reference_runs(setup, records, latency) -> tuple[ParetoExperiment, list, flo
 LONG_CHECKPOINTS = (60, 120, 180, 240)  # evaluations at which a long study's paired effects are also read
 
 
-def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples: int = 2000) -> dict:
+def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples: int = 2000, effects=(),
+               control: str = "") -> dict:
     """A long-budget study on the record's runs of ``methods`` on ``seeds`` with ``evals``
     evaluations (folder ``long_<evals>``; the seeds with every method's run), against 05's fixed
     reference (:func:`reference_runs`) and a best known front that leaves out each run's own seed.
@@ -361,11 +363,12 @@ def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples:
         shares of the reference); ``methods``: per method the final share of the reference and of
         the leave-one-seed-out best known front (:func:`_held_out_fronts`, t 95 % CIs over the seeds)
         and the Kaplan-Meier medians of evaluations to each level of the reference; ``effects``: per
-        cause of :data:`~linas_lib.search.experiment.EFFECTS` with both arms, the paired
+        cause of ``effects`` (empty: :data:`~linas_lib.search.experiment.EFFECTS`) with both arms, the paired
         difference of the shares of the reference after :data:`LONG_CHECKPOINTS` and ``evals``
         evaluations (t 95 % CI, the bootstrap's as ``boot_ci95_*``); ``front``: the best known
         front's HV as runs join it; ``by_target``: 05's ``confirm_study`` per-target parts at the
-        end; ``locality``: :func:`pick_locality` of the picks after 05's budget.
+        end; ``locality``: :func:`pick_locality` of the picks after 05's budget; with a ``control``
+        among ``methods``, ``equivalence``: :func:`budget_equivalence`.
     """
     from ..search.experiment import EFFECTS, confirm_study, long_budget
 
@@ -389,11 +392,34 @@ def long_study(setup, records, latency, methods, seeds, evals: int, n_resamples:
     curves = {(r.method, r.seed): experiment.hv_curve(r) for r in chosen}
     out.update({k: v for k, v in long.items() if k not in ("prefix_share", "effects")})  # no 60-evaluation runs
     out["methods"] = _long_method_rows(curves, long["reach"], fronts, reference)
-    out["effects"] = _long_effects(curves, EFFECTS, reference, evals, n_resamples)
+    out["effects"] = _long_effects(curves, effects or EFFECTS, reference, evals, n_resamples)
     out["front"] = front_rows
-    out["by_target"] = confirm_study(experiment, chosen, reference, n_resamples)["by_target"]
+    out["by_target"] = confirm_study(experiment, chosen, reference, n_resamples, effects)["by_target"]
     out["locality"] = pick_locality(chosen, setup.eval_budget)
+    if control:
+        out["equivalence"] = budget_equivalence(curves, control, setup.eval_budget, reference, n_resamples)
     return out
+
+
+def budget_equivalence(curves, control: str, budget: int, reference: float, n_resamples: int = 2000) -> list[dict]:
+    """Is a method worth more evaluations of ``control``? Per other method of ``curves``
+    (``{(method, seed): anytime HV}``), the paired difference over seeds of ``control``'s share of
+    the reference at its runs' end minus the method's after ``budget`` evaluations (above 0: the
+    control's longer runs do better), with t and bootstrap 95 % CIs and ``reached_share``: the
+    share of seeds where the control's end is at least the method's level."""
+    from ..stats import mean_ci
+
+    rows = []
+    for method in dict.fromkeys(m for m, _ in curves):
+        seeds = sorted({s for m, s in curves if m == method} & {s for m, s in curves if m == control})
+        if method == control or not seeds:
+            continue
+        values = np.array([curves[control, s][-1] - curves[method, s][budget - 1] for s in seeds]) / reference
+        low, high = mean_ci(values, n_resamples)
+        rows.append({**_ci_row(values, method=method, control=control, method_evals=budget,
+                               control_evals=len(curves[control, seeds[0]])),
+                     "boot_ci95_low": low, "boot_ci95_high": high, "reached_share": float(np.mean(values >= 0))})
+    return rows
 
 
 def _held_out_fronts(experiment, base, others, runs, reference: float) -> tuple[dict[int, float], list[dict]]:
@@ -453,7 +479,9 @@ def long_figures(study: dict, name: str) -> dict[str, float]:
     ``_ci95_low/high``, ``evals_to_<pct>pct.<method>`` (Kaplan-Meier median of evaluations to
     that share of the reference; None: more than half censored) and ``censored_share_<pct>pct.<method>``;
     per effect and checkpoint ``effect.<effect>.<n>`` with t ``_ci95_low/high``; ``front.<stage>``
-    (the best known front's share of the reference as runs join it)."""
+    (the best known front's share of the reference as runs join it); with a control,
+    ``equivalence.<method>`` (t CI) and ``equivalence_reached_share.<method>``
+    (:func:`budget_equivalence`)."""
     if not study:
         return {}
     key = f"study.{name}."
@@ -470,6 +498,9 @@ def long_figures(study: dict, name: str) -> dict[str, float]:
         out.update(_with_ci(f"{key}effect.{r['effect']}.{r['n_evals']}", r))
     for r in study.get("front", []):
         out[f"{key}front.{r['front']}"] = r["frac_reference"]
+    for r in study.get("equivalence", []):
+        out.update(_with_ci(f"{key}equivalence.{r['method']}", r))
+        out[f"{key}equivalence_reached_share.{r['method']}"] = r["reached_share"]
     out.update(_part_figures(study, key))
     return out
 
@@ -488,16 +519,21 @@ def _part_figures(study: dict, key: str) -> dict[str, float]:
 
 def run_study(setup, records, latency, spec, n_resamples: int = 2000) -> dict:
     """One of ``records.studies`` (a :class:`~linas_lib.config.StudyConfig`): :func:`long_study`
-    with ``spec.evals``, else :func:`cure_study`; the result's ``kind`` says which."""
+    with ``spec.evals``, else :func:`cure_study`, each with 05's effects and the study's control's;
+    the result's ``kind`` says which."""
+    from ..search.experiment import EFFECTS
+
+    effects = spec.effects(EFFECTS)
     if spec.evals:
-        study = long_study(setup, records, latency, spec.methods, spec.seeds, spec.evals, n_resamples)
+        study = long_study(setup, records, latency, spec.methods, spec.seeds, spec.evals, n_resamples, effects,
+                           spec.control)
         return {**study, "kind": "long"} if study else {}
-    study = cure_study(setup, records, latency, spec.methods, spec.seeds, n_resamples)
+    study = cure_study(setup, records, latency, spec.methods, spec.seeds, n_resamples, effects)
     return {**study, "kind": "budget"} if study else {}
 
 
 STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality"),
-                "long": ("methods", "effects", "by_target", "locality", "front")}  # its anytime curve: a CSV and a figure
+                "long": ("methods", "effects", "by_target", "locality", "front", "equivalence")}  # its anytime curve: a CSV and a figure
 
 
 def study_tables(study: dict) -> dict[str, list[dict]]:

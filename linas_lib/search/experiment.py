@@ -552,9 +552,10 @@ def long_budget(experiment: ParetoExperiment, long_runs: list[MethodRun], runs: 
 
 
 def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference: float,
-                  n_resamples: int = 2000) -> dict:
+                  n_resamples: int = 2000, effects: tuple[tuple[str, str, str], ...] = ()) -> dict:
     """A confirmatory study's runs (fresh seeds, the protocol's budget) read against the
-    experiment's fixed ``reference`` HV, which they do not join.
+    experiment's fixed ``reference`` HV, which they do not join; ``effects`` are the (cause,
+    method, control) triples compared (empty: :data:`EFFECTS`).
 
     Returns:
         ``{methods, effects, by_target}`` (empty without runs). ``methods``: per method ``{method, n_seeds,
@@ -589,8 +590,8 @@ def confirm_study(experiment: ParetoExperiment, runs: list[MethodRun], reference
         shares.setdefault(run.method, {})[run.seed] = float(np.mean(hvs)) / reference  # experiment.hv's mean
     methods = [{"method": m, "n_seeds": len(v), **_t_and_bootstrap("share", list(v.values()), n_resamples)}
                for m, v in shares.items()]
-    effects, by_target = [], []
-    for effect, method, control in EFFECTS:
+    compared, effects, by_target = effects or EFFECTS, [], []
+    for effect, method, control in compared:
         if method in shares and control in shares:
             seeds = sorted(set(shares[method]) & set(shares[control]))
             if not seeds:  # both arms ran, on different seeds: nothing is paired
