@@ -577,7 +577,8 @@ class StudyConfig:
         ])
 
     def effects(self, base: tuple[tuple[str, str, str], ...]) -> tuple[tuple[str, str, str], ...]:
-        """``base`` (cause, method, control) triples with ``control``'s: each other method against it."""
+        """``base`` (cause, method, control) triples with ``control``'s: each other method against it.
+        The readers take an empty tuple as 05's ``EFFECTS``, so pass ``EFFECTS`` as ``base``, not ``()``."""
         if not self.control:
             return base
         return base + tuple((f"{m}_vs_{self.control}", m, self.control) for m in self.methods if m != self.control)

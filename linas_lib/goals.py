@@ -192,7 +192,8 @@ GOALS: tuple[Goal, ...] = (
          "runs with `random_feasible` and `surrogate_pairs` at 300 on its seeds; the fronts hold all four arms' "
          "other-seed runs) (%)", N08, "study.long_controls.hv_frac_best_known.<x>", ">=", 0.99,
          lo="study.long_controls.hv_frac_best_known.<x>_ci95_low",
-         hi="study.long_controls.hv_frac_best_known.<x>_ci95_high", scale=100.0, digits=1),
+         hi="study.long_controls.hv_frac_best_known.<x>_ci95_high", scale=100.0, digits=1,
+         among=("random_feasible", "surrogate_pairs", "surrogate_fingerprint", "surrogate_fingerprint_space")),
     Goal(12, "searched network within 1 mIoU point of the best table architecture within its budget (the profile's "
          "choice rule: with search.choice_topk, the multi-fidelity choice)", N05,
          "final.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
@@ -225,8 +226,12 @@ GOALS: tuple[Goal, ...] = (
 )
 
 
+CI_ENDS = ("_ci95_low", "_ci95_high")
+
+
 def _matches(figures: Mapping[str, object], key: str, among: Sequence[str] = (), skip: str = "") -> dict[str, float]:
-    """``{wildcard value: figure}`` of the finite figures matching ``key`` (``""`` without a wildcard)."""
+    """``{wildcard value: figure}`` of the finite figures matching ``key`` (``""`` without a wildcard);
+    a value that names a CI end (``<name>_ci95_low``, ``_high``) is that name's CI, never a match."""
     if WILDCARD not in key:
         value = figures.get(key)
         return {"": float(value)} if _finite(value) else {}
@@ -235,7 +240,8 @@ def _matches(figures: Mapping[str, object], key: str, among: Sequence[str] = (),
     out = {}
     for k, v in figures.items():
         m = pattern.match(k)
-        if m and _finite(v) and (not among or m.group(1) in among) and not (skip and m.group(1).endswith(skip)):
+        if m and _finite(v) and (not among or m.group(1) in among) and not (skip and m.group(1).endswith(skip)) \
+                and not m.group(1).endswith(CI_ENDS):
             out[m.group(1)] = float(v)
     return out
 

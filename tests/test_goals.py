@@ -183,3 +183,12 @@ def test_the_whole_space_study_row_reads_its_arms_not_their_ci_keys():
                key + "surrogate_fingerprint_space_ci95_low": 0.89, key + "surrogate_fingerprint_space_ci95_high": 0.91}
     row = _row(goal, figures, N08)
     assert row["figure"] == "surrogate_fingerprint_space 90.0 [89.0, 91.0]" and row["status"] == "not met"
+
+
+def test_a_wildcard_never_reads_a_ci_end_as_a_match():
+    from linas_lib.goals import Goal
+
+    goal = Goal(12, "g", "nb", "a.<x>", ">=", 0.99, lo="a.<x>_ci95_low", hi="a.<x>_ci95_high")
+    figures = {"a.m": 0.9, "a.m_ci95_low": 0.85, "a.m_ci95_high": 0.995}
+    row = _row(goal, figures, "nb")
+    assert row["figure"] == "m 0.900 [0.850, 0.995]" and row["status"].startswith("not met;")

@@ -289,6 +289,12 @@ def test_a_long_study_reads_long_runs_against_the_reference_and_a_front_without_
     assert set(FP.study_tables(study)) == {"methods", "effects", "by_target", "locality", "front"}
     assert FP.run_study(setup, records, latency, StudyConfig("none", tuple(methods), (999,), 60))["seeds"] == []
     assert "study.l.contrib.whole_space.rtx4090_ci95_low" in figures and "study.l.one_layer_share.surrogate_fingerprint" in figures
+    # runs of a method outside the study, on its seeds, join none of its fronts
+    extra = {("long_60", "surrogate_pairs", s): records.runs[("", "surrogate_pairs", s - 40)] for s in seeds}
+    widened = dataclasses.replace(long_record, runs={**long_record.runs, **extra})
+    same = FP.study_figures(FP.run_study(setup, widened, latency, StudyConfig("l", tuple(methods), (*seeds, 999), 60),
+                                         200), "l")
+    assert json.dumps(same, sort_keys=True, default=float) == json.dumps(figures, sort_keys=True, default=float)
     # a study's control adds each other method's effect against it: here the same pair as whole_space
     spec = StudyConfig("c", tuple(methods), tuple(seeds), 60, control="surrogate_fingerprint")
     vs = {r["effect"]: r for r in FP.run_study(setup, long_record, latency, spec, 200)["effects"]}

@@ -406,7 +406,8 @@ def budget_equivalence(curves, control: str, budget: int, reference: float, n_re
     (``{(method, seed): anytime HV}``), the paired difference over seeds of ``control``'s share of
     the reference at its runs' end minus the method's after ``budget`` evaluations (above 0: the
     control's longer runs do better), with t and bootstrap 95 % CIs and ``reached_share``: the
-    share of seeds where the control's end is at least the method's level."""
+    share of seeds where the control's end is at least the method's level (ties count). A signed
+    difference in shares, not an equivalence test: 0.02 is 2 points of the reference."""
     from ..stats import mean_ci
 
     rows = []
