@@ -278,9 +278,8 @@ def long_budget_hv(curve_rows: list[dict], levels, budget: int, clairvoyant_rows
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     frame = pd.DataFrame(curve_rows)
     for method, group in frame.groupby("method", sort=False) if len(frame) else ():
-        n_seeds = int(group.n_seeds.max())
         line, = ax.plot(group.n_evals, group.frac_mean, lw=1.4,
-                        label=f"{METHOD_LABELS.get(method, method)} (mean, 95% CI over {n_seeds} seeds)")
+                        label=f"{METHOD_LABELS.get(method, method)} ({int(group.n_seeds.max())} seeds)")
         ax.fill_between(group.n_evals, group.frac_ci95_low, group.frac_ci95_high, color=line.get_color(), alpha=0.18,
                         lw=0)
     if len(clairvoyant_rows):
@@ -293,7 +292,8 @@ def long_budget_hv(curve_rows: list[dict], levels, budget: int, clairvoyant_rows
     ax.axvline(budget, color="0.3", lw=0.8, label=f"method budget ({budget})")
     ax.set_xlabel("weight-sharing evaluations")
     ax.set_ylabel("HV / reference HV")
-    ax.legend(fontsize=7, loc="best")
+    ax.set_title("anytime HV: mean over seeds, band = 95% CI", fontsize=8)
+    ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return fig
 
