@@ -104,6 +104,14 @@ def fingerprint_weights(setup, runs, seeds, evals=PROBE_EVALS) -> list[dict]:
     return rows
 
 
+def _paired_row(values, n_resamples: int, **keys) -> dict:
+    """:func:`_ci_row` with the percentile bootstrap's ends beside the t CI (``boot_ci95_low/high``)."""
+    from ..stats import mean_ci
+
+    low, high = mean_ci(values, n_resamples)
+    return {**_ci_row(values, **keys), "boot_ci95_low": low, "boot_ci95_high": high}
+
+
 def _ci_row(values, **keys) -> dict:
     low, high = mean_t_ci(values)
     sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
@@ -408,18 +416,15 @@ def budget_equivalence(curves, control: str, budget: int, reference: float, n_re
     control's longer runs do better), with t and bootstrap 95 % CIs and ``reached_share``: the
     share of seeds where the control's end is at least the method's level (ties count). A signed
     difference in shares, not an equivalence test: 0.02 is 2 points of the reference."""
-    from ..stats import mean_ci
-
     rows = []
     for method in dict.fromkeys(m for m, _ in curves):
         seeds = sorted({s for m, s in curves if m == method} & {s for m, s in curves if m == control})
         if method == control or not seeds:
             continue
         values = np.array([curves[control, s][-1] - curves[method, s][budget - 1] for s in seeds]) / reference
-        low, high = mean_ci(values, n_resamples)
-        rows.append({**_ci_row(values, method=method, control=control, method_evals=budget,
-                               control_evals=len(curves[control, seeds[0]])),
-                     "boot_ci95_low": low, "boot_ci95_high": high, "reached_share": float(np.mean(values >= 0))})
+        rows.append({**_paired_row(values, n_resamples, method=method, control=control, method_evals=budget,
+                                   control_evals=len(curves[control, seeds[0]])),
+                     "reached_share": float(np.mean(values >= 0))})
     return rows
 
 
@@ -458,8 +463,6 @@ def _long_method_rows(curves, reach, fronts: dict[int, float], reference: float)
 
 def _long_effects(curves, effects, reference: float, evals: int, n_resamples: int) -> list[dict]:
     """:func:`long_study`'s ``effects`` rows."""
-    from ..stats import mean_ci
-
     rows = []
     for effect, method, control in effects:
         seeds = sorted({s for m, s in curves if m == method} & {s for m, s in curves if m == control})
@@ -467,9 +470,7 @@ def _long_effects(curves, effects, reference: float, evals: int, n_resamples: in
             continue
         for at in sorted({c for c in LONG_CHECKPOINTS if c < evals} | {evals}):
             values = np.array([curves[method, s][at - 1] - curves[control, s][at - 1] for s in seeds]) / reference
-            low, high = mean_ci(values, n_resamples)
-            rows.append({**_ci_row(values, effect=effect, method=method, control=control, n_evals=at),
-                         "boot_ci95_low": low, "boot_ci95_high": high})
+            rows.append(_paired_row(values, n_resamples, effect=effect, method=method, control=control, n_evals=at))
     return rows
 
 
