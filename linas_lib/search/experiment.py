@@ -46,7 +46,8 @@ PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_co
                  "surrogate": "random", "surrogate_local": "random", "surrogate_grow": "random",
                  "surrogate_pairs": "random", "surrogate_fingerprint": "random",
                  "surrogate_fingerprint_random": "random", "surrogate_fingerprint_shuffled": "random",
-                 "surrogate_fingerprint_hinge": "random", "surrogate_fingerprint_space": "random"}  # first evaluations: random_feasible's
+                 "surrogate_fingerprint_hinge": "random", "surrogate_fingerprint_space": "random",
+                 "surrogate_fingerprint_space_mean": "random"}  # first evaluations: random_feasible's
 
 
 @dataclass

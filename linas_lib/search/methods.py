@@ -73,9 +73,10 @@ from .samplers import (
 METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feasible", "zero_cost_random_proxy",
            "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs",
            "surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
-           "surrogate_fingerprint_hinge", "surrogate_fingerprint_space")  # appended only: a method's index is its random stream
+           "surrogate_fingerprint_hinge", "surrogate_fingerprint_space",
+           "surrogate_fingerprint_space_mean")  # appended only: a method's index is its random stream
 FINGERPRINT_METHODS = ("surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
-                       "surrogate_fingerprint_hinge", "surrogate_fingerprint_space")
+                       "surrogate_fingerprint_hinge", "surrogate_fingerprint_space", "surrogate_fingerprint_space_mean")
 SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs") + FINGERPRINT_METHODS
 
 
@@ -283,16 +284,17 @@ def run_epr_feasible(setup: SearchSetup, archive: EvaluationArchive, rng: np.ran
 
 
 def run_surrogate(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator,
-                  grow: str = "none", model: str = "additive", observe=None) -> dict:
+                  grow: str = "none", model: str = "additive", observe=None, acquire: str = "draw") -> dict:
     """Model-based: Thompson sampling over ``zero_cost_pool`` LUT-feasible architectures (a pool
     that grows as ``grow`` says, see :func:`~linas_lib.search.surrogate.thompson_search`); tops
     up with feasible samples if the pool ran out before the budget; ``model`` names the
-    surrogate (additive, or with adjacent-layer pairs); ``observe`` is thompson_search's hook."""
+    surrogate (additive, or with adjacent-layer pairs); ``observe`` and ``acquire`` are
+    thompson_search's."""
     sampler = feasible_sampler(setup)
     pool = surrogate_pool(setup, rng, sampler)
     targets = np.arange(len(setup.latency.budgets_ms)) if setup.joint_targets is None else setup.joint_targets
     facts = thompson_search(archive, rng, pool, targets, setup.hv_ref, setup.surrogate_init, grow, sampler, model,
-                            observe)
+                            observe, acquire)
     facts["topped_up"] = archive.remaining
     fill_from_sampler(archive, sampler, rng)
     return facts
@@ -362,6 +364,14 @@ def run_surrogate_fingerprint_space(setup: SearchSetup, archive: EvaluationArchi
     return run_surrogate(setup, archive, rng, grow="space", model="fingerprint")
 
 
+def run_surrogate_fingerprint_space_mean(setup: SearchSetup, archive: EvaluationArchive,
+                                         rng: np.random.Generator) -> dict:
+    """``surrogate_fingerprint_space`` whose steps act on the posterior mean instead of a draw
+    (greedy; the same first evaluations, candidates and fits: only the weights a step predicts
+    with differ)."""
+    return run_surrogate(setup, archive, rng, grow="space", model="fingerprint", acquire="mean")
+
+
 RUNNERS = {
     "random": run_random,
     "alpha": run_alpha,
@@ -380,6 +390,7 @@ RUNNERS = {
     "surrogate_fingerprint_shuffled": run_surrogate_fingerprint_shuffled,
     "surrogate_fingerprint_hinge": run_surrogate_fingerprint_hinge,
     "surrogate_fingerprint_space": run_surrogate_fingerprint_space,
+    "surrogate_fingerprint_space_mean": run_surrogate_fingerprint_space_mean,
 }
 
 

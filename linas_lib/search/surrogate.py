@@ -297,8 +297,8 @@ class PairPosterior:
         return self._corrected(single, pair, finger, cho_solve((self.chol, True), residual))
 
     def mean_weights(self) -> tuple[np.ndarray, ...]:
-        """The posterior mean of the weights, in :meth:`sample`'s form (a diagnostic: the
-        search itself acts on draws)."""
+        """The posterior mean of the weights, in :meth:`sample`'s form (a diagnostic, and the
+        predictions of :func:`thompson_search`'s ``acquire="mean"``)."""
         from scipy.linalg import cho_solve
 
         L, C = self.train.shape[1], self.n_choices
@@ -594,10 +594,12 @@ class StepState:
 GROW_MODES = ("none", "local", "random", "space")
 MODELS = ("additive", "pairs", "fingerprint", "fingerprint_random", "fingerprint_shuffled", "fingerprint_hinge")
 FINGERPRINT_MODELS = ("fingerprint", "fingerprint_random", "fingerprint_shuffled", "fingerprint_hinge")
+ACQUIRE = ("draw", "mean")  # what a step's predictions come from: a posterior draw (Thompson), or its mean
 
 
 def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, targets, ref, n_init: int,
-                    grow: str = "none", sampler=None, model: str = "additive", observe=None) -> dict:
+                    grow: str = "none", sampler=None, model: str = "additive", observe=None,
+                    acquire: str = "draw") -> dict:
     """Model-based search (module docstring) over the architectures ``pool`` ``(n, L)``.
 
     The first ``n_init`` evaluations are the pool's first rows; every further one is a
@@ -628,6 +630,10 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         observe: optional ``(StepState) -> None``, called before each Thompson step's fit (a
             diagnostic, :mod:`linas_lib.analysis.fingerprint_probe`; it gets copies of the
             generators and the open mask, so the run does not change).
+        acquire: ``"draw"``: each step predicts with one posterior draw (Thompson sampling);
+            ``"mean"``: with the posterior mean (greedy: no exploration beyond the HV gain's
+            spread along the front; ``rng`` then only breaks ties). The pairs or a fingerprint
+            model only.
 
     Returns:
         Facts: pool size, initial evaluations, the noise precision of the last fit (and for
@@ -635,12 +641,16 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         joined the pool (``grown``).
 
     Raises:
-        ValueError: an unknown ``grow`` mode or ``model``, or ``"random"`` without a sampler.
+        ValueError: an unknown ``grow`` mode, ``model`` or ``acquire``, or ``"random"`` without a
+            sampler.
     """
     if grow not in GROW_MODES or (grow == "random" and sampler is None):
         raise ValueError(f"grow must be one of {GROW_MODES} (random needs a sampler); got {grow!r}")
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}; got {model!r}")
+    if acquire not in ACQUIRE or (acquire == "mean" and model == "additive"):
+        raise ValueError(f"acquire must be one of {ACQUIRE} ('mean' needs the pairs or a fingerprint model); "
+                         f"got {acquire!r} with model {model!r}")
     if grow == "space" and (model == "additive" or observe is not None):
         raise ValueError(f"grow='space' needs the pairs or a fingerprint model and no observe hook; got {model!r}")
     space = archive.space
@@ -675,7 +685,10 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         else:
             post = fit_pair_posterior(archive.choices(), archive.miou(), space.n_choices, MIN_SCALE,
                                       None if fingerprint is None else fingerprint(source(archive.choices())))
-            weights = post.sample(rng) if fingerprint is None else post.sample(rng, finger_rng)
+            if acquire == "mean":
+                weights = post.mean_weights()
+            else:
+                weights = post.sample(rng) if fingerprint is None else post.sample(rng, finger_rng)
             if whole is not None:
                 codes, predicted = whole.contenders(weights, post.offset, post.scale)
                 if not len(codes):  # nothing is predicted to add: one open architecture at random
@@ -706,6 +719,8 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
         facts["contenders_mean"] = float(np.mean(offered)) if offered else 0.0
         facts["gaining_mean"] = float(np.mean(whole.n_gaining)) if whole.n_gaining else 0.0
         facts["zero_gain_steps"] = zero_steps
+    if acquire != "draw":
+        facts["acquire"] = acquire
     if post is not None:
         facts["noise_precision"] = post.beta
         if model != "additive":
