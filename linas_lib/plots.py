@@ -227,7 +227,8 @@ METHOD_LABELS = {"random": "random", "alpha": "alpha-guided", "uniform_pareto": 
                  "surrogate_fingerprint_shuffled": "control: fingerprint of relabelled LUTs",
                  "surrogate_fingerprint_hinge": "fingerprint + budget hinge features",
                  "surrogate_fingerprint_space": "fingerprint model over the whole space",
-                 "surrogate_fingerprint_space_mean": "whole space, posterior mean (greedy)"}
+                 "surrogate_fingerprint_space_mean": "whole space, posterior mean (greedy)",
+                 "surrogate_fingerprint_mean": "fingerprint model, posterior mean (greedy)"}
 
 
 def hv_vs_evaluations(ci_rows: list[dict], target_hv: float):

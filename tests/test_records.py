@@ -324,14 +324,16 @@ def test_pick_locality_measures_each_pick_against_what_its_run_had_evaluated_bef
     from linas_lib.analysis.fingerprint_probe import pick_locality
 
     class Run:
-        def __init__(self, method, choices):
-            self.method, self.choices = method, np.array(choices)
+        def __init__(self, method, seed, choices):
+            self.method, self.seed, self.choices = method, seed, np.array(choices)
 
-    near = Run("a", [[0, 0, 0], [1, 1, 1], [0, 0, 1], [2, 2, 2]])  # picks: 1 layer from [0,0,0]; 3 from all
-    far = Run("a", [[0, 0, 0], [1, 1, 1], [1, 1, 2], [1, 2, 2]])  # picks: 1 and 1
-    rows = {r["quantity"]: r for r in pick_locality([near, far], n_init=2)}
-    assert rows["one_layer_share"]["mean"] == pytest.approx(0.75) and rows["one_layer_share"]["n"] == 2
-    assert rows["mean_distance"]["mean"] == pytest.approx((2 + 1) / 2)
+    near = Run("a", 0, [[0, 0, 0], [1, 1, 1], [0, 0, 1], [2, 2, 2]])  # picks: 1 layer from [0,0,0]; 3 from all
+    far = Run("a", 1, [[0, 0, 0], [1, 1, 1], [1, 1, 2], [2, 2, 2]])  # picks: 1 and 2; [2,2,2] also near's
+    other = Run("b", 0, [[1, 1, 2], [0, 0, 1], [0, 0, 1], [1, 1, 2]])  # another method: not a seed of a's
+    rows = {r["quantity"]: r for r in pick_locality([near, far, other], n_init=2) if r["method"] == "a"}
+    assert rows["one_layer_share"]["mean"] == pytest.approx(0.5) and rows["one_layer_share"]["n"] == 2
+    assert rows["mean_distance"]["mean"] == pytest.approx((2 + 1.5) / 2)
+    assert rows["cross_seed_share"]["mean"] == pytest.approx(0.5)  # one of each run's two picks is the other's
 
 
 def test_a_misspelt_study_method_or_probe_target_is_refused_before_the_record_is_read(tmp_path):

@@ -1373,12 +1373,14 @@ def test_whole_space_search_starts_as_its_pool_control_and_looks_beyond_the_pool
         thompson_search(setup.new_archive(), np.random.default_rng(0), pool, [0], (1.0, 1.0), 2, grow="space")
 
 
-def test_posterior_mean_arm_starts_as_its_draw_control_and_never_draws(monkeypatch):
+@pytest.mark.parametrize("arm, control", [("surrogate_fingerprint_space_mean", "surrogate_fingerprint_space"),
+                                          ("surrogate_fingerprint_mean", "surrogate_fingerprint")])
+def test_posterior_mean_arm_starts_as_its_draw_control_and_never_draws(monkeypatch, arm, control):
     from linas_lib.search import surrogate as S
 
     setup, _ = make_setup(SearchSpace(n_layers=4, n_choices=5), budget=15)
     setup = dataclasses.replace(setup, zero_cost_pool=20)
-    drawn, _ = methods.run_method(setup, "surrogate_fingerprint_space", np.random.default_rng([3, 0]))
+    drawn, _ = methods.run_method(setup, control, np.random.default_rng([3, 0]))
     means = []
     real_mean = S.PairPosterior.mean_weights
 
@@ -1391,8 +1393,8 @@ def test_posterior_mean_arm_starts_as_its_draw_control_and_never_draws(monkeypat
 
     monkeypatch.setattr(S.PairPosterior, "mean_weights", recorded_mean)
     monkeypatch.setattr(S.PairPosterior, "sample", no_draw)
-    greedy, facts = methods.run_method(setup, "surrogate_fingerprint_space_mean", np.random.default_rng([3, 0]))
-    again, _ = methods.run_method(setup, "surrogate_fingerprint_space_mean", np.random.default_rng([3, 0]))
+    greedy, facts = methods.run_method(setup, arm, np.random.default_rng([3, 0]))
+    again, _ = methods.run_method(setup, arm, np.random.default_rng([3, 0]))
     assert np.array_equal(greedy.choices()[:2], drawn.choices()[:2]) and greedy.n_evals == 15
     assert len(means) == 2 * 13 and facts["acquire"] == "mean"  # one mean per step after the first 2
     assert np.array_equal(greedy.choices(), again.choices())  # deterministic but for ties

@@ -551,15 +551,22 @@ def study_figures(study: dict, name: str) -> dict[str, float]:
 def pick_locality(runs, n_init: int) -> list[dict]:
     """How far each run's picks lie from what it had evaluated before: per method, over seeds
     (t 95 % CIs), the share of evaluations after the first ``n_init`` that are one layer from an
-    earlier one (``quantity`` ``one_layer_share``) and their mean distance in layers to the
-    nearest earlier one (``mean_distance``)."""
+    earlier one (``quantity`` ``one_layer_share``), their mean distance in layers to the
+    nearest earlier one (``mean_distance``) and the share of them that another seed's run of
+    the method picked after its own first ``n_init`` too (``cross_seed_share``: near 1, the
+    method follows one trajectory whatever the seed)."""
     per: dict[str, dict[str, list[float]]] = {}
+    later = {id(run): [tuple(row) for row in np.asarray(run.choices)[n_init:]] for run in runs}
     for run in runs:
         choices = np.asarray(run.choices)
         nearest = [int((choices[:i] != choices[i]).sum(axis=1).min()) for i in range(max(1, n_init), len(choices))]
-        mine = per.setdefault(run.method, {"one_layer_share": [], "mean_distance": []})
+        others = {arch for other in runs if other.method == run.method and other.seed != run.seed
+                  for arch in later[id(other)]}
+        mine = per.setdefault(run.method, {"one_layer_share": [], "mean_distance": [], "cross_seed_share": []})
         mine["one_layer_share"].append(float(np.mean(np.equal(nearest, 1))) if nearest else float("nan"))
         mine["mean_distance"].append(float(np.mean(nearest)) if nearest else float("nan"))
+        mine["cross_seed_share"].append(float(np.mean([arch in others for arch in later[id(run)]]))
+                                        if later[id(run)] else float("nan"))
     return [_ci_row(values, method=method, quantity=quantity)
             for method, quantities in per.items() for quantity, values in quantities.items()]
 

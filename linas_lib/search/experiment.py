@@ -47,7 +47,7 @@ PAIRED_STREAM = {"random_feasible": "random", "zero_cost_random_proxy": "zero_co
                  "surrogate_pairs": "random", "surrogate_fingerprint": "random",
                  "surrogate_fingerprint_random": "random", "surrogate_fingerprint_shuffled": "random",
                  "surrogate_fingerprint_hinge": "random", "surrogate_fingerprint_space": "random",
-                 "surrogate_fingerprint_space_mean": "random"}  # first evaluations: random_feasible's
+                 "surrogate_fingerprint_space_mean": "random", "surrogate_fingerprint_mean": "random"}  # first evaluations: random_feasible's
 
 
 @dataclass
@@ -727,7 +727,9 @@ EFFECTS = (("prefilter", "random_feasible", "random"), ("near", "zero_cost", "ze
            ("latency_information", "surrogate_fingerprint", "surrogate_fingerprint_random"),
            ("latency_alignment", "surrogate_fingerprint", "surrogate_fingerprint_shuffled"),
            ("latency_hinge", "surrogate_fingerprint_hinge", "surrogate_fingerprint"),
-           ("whole_space", "surrogate_fingerprint_space", "surrogate_fingerprint"))
+           ("whole_space", "surrogate_fingerprint_space", "surrogate_fingerprint"),
+           ("posterior_mean_pool", "surrogate_fingerprint_mean", "surrogate_fingerprint"),
+           ("whole_space_under_mean", "surrogate_fingerprint_space_mean", "surrogate_fingerprint_mean"))
 
 
 def effect_rows(per_run: list[dict], n_resamples: int = 2000, design_seeds=()) -> list[dict]:

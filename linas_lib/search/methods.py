@@ -74,9 +74,10 @@ METHODS = ("random", "alpha", "uniform_pareto", "epr", "zero_cost", "random_feas
            "epr_feasible", "surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs",
            "surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
            "surrogate_fingerprint_hinge", "surrogate_fingerprint_space",
-           "surrogate_fingerprint_space_mean")  # appended only: a method's index is its random stream
+           "surrogate_fingerprint_space_mean", "surrogate_fingerprint_mean")  # appended only: a method's index is its random stream
 FINGERPRINT_METHODS = ("surrogate_fingerprint", "surrogate_fingerprint_random", "surrogate_fingerprint_shuffled",
-                       "surrogate_fingerprint_hinge", "surrogate_fingerprint_space", "surrogate_fingerprint_space_mean")
+                       "surrogate_fingerprint_hinge", "surrogate_fingerprint_space", "surrogate_fingerprint_space_mean",
+                       "surrogate_fingerprint_mean")
 SURROGATES = ("surrogate", "surrogate_local", "surrogate_grow", "surrogate_pairs") + FINGERPRINT_METHODS
 
 
@@ -372,6 +373,12 @@ def run_surrogate_fingerprint_space_mean(setup: SearchSetup, archive: Evaluation
     return run_surrogate(setup, archive, rng, grow="space", model="fingerprint", acquire="mean")
 
 
+def run_surrogate_fingerprint_mean(setup: SearchSetup, archive: EvaluationArchive, rng: np.random.Generator) -> dict:
+    """``surrogate_fingerprint`` whose steps act on the posterior mean instead of a draw (the
+    pool's counterpart of ``surrogate_fingerprint_space_mean``)."""
+    return run_surrogate(setup, archive, rng, grow="local", model="fingerprint", acquire="mean")
+
+
 RUNNERS = {
     "random": run_random,
     "alpha": run_alpha,
@@ -391,6 +398,7 @@ RUNNERS = {
     "surrogate_fingerprint_hinge": run_surrogate_fingerprint_hinge,
     "surrogate_fingerprint_space": run_surrogate_fingerprint_space,
     "surrogate_fingerprint_space_mean": run_surrogate_fingerprint_space_mean,
+    "surrogate_fingerprint_mean": run_surrogate_fingerprint_mean,
 }
 
 
