@@ -181,6 +181,12 @@ GOALS: tuple[Goal, ...] = (
          hi="study.space_mean.hv_frac_reference.<x>_ci95_high", scale=100.0, digits=1,
          among=("surrogate_fingerprint", "surrogate_fingerprint_mean", "surrogate_fingerprint_space",
                 "surrogate_fingerprint_space_mean")),
+    Goal(12, "... the same, 08's confirmatory posterior-mean study on fresh seeds 140-179 (records.studies "
+         "`confirm_mean`: the pool model under the posterior mean against its draws) (%)", N08,
+         "study.confirm_mean.hv_frac_reference.<x>", ">=", 0.99,
+         lo="study.confirm_mean.hv_frac_reference.<x>_ci95_low",
+         hi="study.confirm_mean.hv_frac_reference.<x>_ci95_high", scale=100.0, digits=1,
+         among=("surrogate_fingerprint", "surrogate_fingerprint_mean")),
     Goal(12, "... the same, long runs, against the best known front (the reference's points with every long run's; "
          "the reference alone (the oracle's long EPR run and the compared runs) holds none of the long runs' points, "
          "so a long run's share of it can pass 100 % and is not read against the goal), all seeds "
