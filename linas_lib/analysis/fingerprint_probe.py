@@ -554,7 +554,8 @@ def pick_locality(runs, n_init: int) -> list[dict]:
     earlier one (``quantity`` ``one_layer_share``), their mean distance in layers to the
     nearest earlier one (``mean_distance``) and the share of them that another seed's run of
     the method picked after its own first ``n_init`` too (``cross_seed_share``: near 1, the
-    method follows one trajectory whatever the seed)."""
+    method follows one trajectory whatever the seed; it grows with the study's seeds and its
+    per-seed values depend on each other, so its t CI is descriptive, compared within a study)."""
     per: dict[str, dict[str, list[float]]] = {}
     later = {id(run): [tuple(row) for row in np.asarray(run.choices)[n_init:]] for run in runs}
     for run in runs:
