@@ -632,8 +632,8 @@ def thompson_search(archive: EvaluationArchive, rng: np.random.Generator, pool, 
             generators and the open mask, so the run does not change).
         acquire: ``"draw"``: each step predicts with one posterior draw (Thompson sampling);
             ``"mean"``: with the posterior mean (greedy: no exploration beyond the HV gain's
-            spread along the front; ``rng`` then only breaks ties). The pairs or a fingerprint
-            model only.
+            spread along the front; ``rng`` then only breaks ties and makes a whole-space step's
+            random pick when nothing is predicted to gain). The pairs or a fingerprint model only.
 
     Returns:
         Facts: pool size, initial evaluations, the noise precision of the last fit (and for
