@@ -182,7 +182,8 @@ GOALS: tuple[Goal, ...] = (
          hi="study.space_mean.hv_frac_reference.<x>_ci95_high", scale=100.0, digits=1,
          among=("surrogate_fingerprint", "surrogate_fingerprint_mean", "surrogate_fingerprint_space",
                 "surrogate_fingerprint_space_mean")),
-    Goal(12, "... the same, 08's confirmatory posterior-mean study on fresh seeds 140-179 (records.studies "
+    Goal(12, "... the same, 08's confirmatory posterior-mean study on fresh seeds 140-159 (20 of the registered "
+         "140-179; records.studies "
          "`confirm_mean`: the pool model under the posterior mean against its draws, on the search record's "
          "oracle; its points are not in the reference, so a share can pass 100 %) (%)", N08,
          "study.confirm_mean.hv_frac_reference.<x>", ">=", 0.99,
