@@ -310,7 +310,8 @@ def _add_records_commands(sub) -> None:
     exp.add_argument("--out", required=True, help="the record's folder")
     exp.set_defaults(func=_cmd_records_export)
     more = rec_sub.add_parser("run", help="run more searches on this machine's trained supernet of the profile "
-                              "(05's setup and run cache), for a record to export afterwards")
+                              "(05's setup and run cache), for a record to export afterwards; several processes "
+                              "may share the cache on disjoint methods or seeds")
     more.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     more.add_argument("--seed", type=_non_negative_int, default=0, help="the notebook seed 05 ran with (default 0)")
     more.add_argument("--methods", required=True, help="comma-separated method names")

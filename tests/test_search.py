@@ -419,6 +419,30 @@ def test_shared_cache_saves_work_but_each_run_counts(tmp_path):
     assert A.AccuracyCache(acc, tmp_path / "ws.json").values == cache.values
 
 
+def test_two_caches_saving_to_one_file_keep_each_others_values(tmp_path):
+    acc = FakeAccuracy(TINY, np.random.default_rng(0))
+    first, second = (A.AccuracyCache(acc, tmp_path / "ws.json") for _ in range(2))
+    first.lookup(TINY, np.array([[0, 1, 2]]))
+    second.lookup(TINY, np.array([[3, 2, 1], [0, 1, 2]]))
+    first.save()
+    second.save()
+    first.save()
+    merged = A.AccuracyCache(acc, tmp_path / "ws.json").values
+    assert len(merged) == 2 and merged == first.values == second.values
+
+
+def test_a_cache_that_disagrees_with_the_saved_file_is_not_merged(tmp_path):
+    acc = FakeAccuracy(TINY, np.random.default_rng(0))
+    code = int(TINY.encode(np.array([0, 1, 2])))
+    (tmp_path / "ws.json").write_text(json.dumps({str(code): 0.25}))
+    cache = A.AccuracyCache(acc, tmp_path / "ws.json")
+    cache.values = {}  # as if loaded before another process saved its value
+    cache.lookup(TINY, np.array([[0, 1, 2]]))
+    with pytest.raises(ValueError, match=r"ws\.json: 1 architectures' saved WS accuracy differs"):
+        cache.save()
+    assert json.loads((tmp_path / "ws.json").read_text()) == {str(code): 0.25}
+
+
 @pytest.mark.parametrize("content", ['{"12": 0.5', '[1, 2]', '{"12": null}', '{"12": NaN}', '{"x": 0.5}',
                                      '{"\u00b2": 0.5}'])
 def test_an_unusable_accuracy_cache_is_logged_and_rebuilt(tmp_path, caplog, content):

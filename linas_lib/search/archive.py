@@ -17,6 +17,8 @@ evaluator, or a fake in tests); the latency model any object with
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 from pathlib import Path
 from typing import Protocol
@@ -106,9 +108,40 @@ class AccuracyCache:
         return np.array([self.values[int(c)] for c in codes], dtype=float)
 
     def save(self) -> None:
-        """Write the cache atomically (no-op for a memory-only cache)."""
-        if self.path is not None:
+        """Write the cache atomically, merged with what other processes saved to the same file
+        meanwhile (under a lock file), so that several processes, e.g. ``linas records run`` on
+        disjoint seeds, can share one cache (no-op for a memory-only cache).
+
+        Raises:
+            ValueError: the file holds another value for an architecture this cache holds
+                (weight-sharing evaluation is meant to be deterministic).
+        """
+        if self.path is None:
+            return
+        with _locked(self.path.with_name(self.path.name + ".lock")):
+            saved = load_cache_json(self.path, "accuracy cache", _cache_problem) or {}
+            on_disk = {int(k): float(v) for k, v in saved.items()}
+            differ = sorted(c for c in on_disk.keys() & self.values.keys() if on_disk[c] != self.values[c])
+            if differ:
+                code = differ[0]
+                raise ValueError(
+                    f"{self.path}: {len(differ)} architectures' saved WS accuracy differs from this process's "
+                    f"(code {code}: saved {on_disk[code]!r}, here {self.values[code]!r}); two evaluations of one "
+                    "architecture disagree, so the cache is not merged"
+                )
+            self.values = {**on_disk, **self.values}
             atomic_write_text(self.path, json.dumps({str(k): v for k, v in self.values.items()}))
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    """Hold an exclusive advisory lock on ``lock_path`` (created if absent) while the block runs."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class EvaluationArchive:
