@@ -472,3 +472,49 @@ def read_final_networks(profile) -> list[dict] | None:
     return read_csv_table(path, columns=("target", "arch", "budget_ms", "chosen_n_seeds"), archs=("arch",),
                           numeric=("budget_ms",), counts=("chosen_n_seeds",), unique=("target",),
                           error=B.BenchError)
+
+
+# choice rules re-read from 05's committed candidates (choice_candidates.csv, notebook 09):
+# each maps a candidate row to its score; the highest score wins, ties to the better WS rank
+CHOICE_RULES = {
+    "finetune": lambda r: r["finetuned_miou"],  # 05's rule: the first fine-tune alone
+    "retest_mean": lambda r: (r["finetuned_miou"] + r["finetuned_miou_retest"]) / 2,  # both fine-tunes
+}
+
+
+def read_choice_candidates(profile) -> list[dict]:
+    """05's ``choice_candidates.csv`` of the profile: per (target, candidate) its WS rank and both
+    fine-tunes (``search.choice_retest``).
+
+    Raises:
+        BenchError: the file is absent (run notebook 05 first), lacks a column (05 ran without
+            ``search.choice_retest``), or has a non-finite score, an unparsable architecture or a
+            (target, WS rank) twice, naming the file and row.
+    """
+    from ..paths import project_root
+    from ..provenance import read_csv_table
+
+    path = project_root() / "results" / profile.name / "05_pareto" / "choice_candidates.csv"
+    if not path.is_file():
+        raise B.BenchError(f"{path} does not exist: run notebook 05_pareto (profile {profile.name}) first")
+    scores = ("ws_miou", "finetuned_miou", "finetuned_miou_retest", "predicted_ms")
+    return read_csv_table(path, columns=("target", "ws_rank", "arch", *scores), numeric=scores, counts=("ws_rank",),
+                          archs=("arch",), unique=("target", "ws_rank"), error=B.BenchError)
+
+
+def rule_choice(candidates: list[dict], rule: str) -> list[dict]:
+    """Per target (in the candidates' order) the candidate ``rule`` (:data:`CHOICE_RULES`) picks:
+    ``{"target", "arch", "ws_rank", "score"}``; ties go to the better WS rank.
+
+    Raises:
+        ValueError: an unknown rule (naming the known ones).
+    """
+    if rule not in CHOICE_RULES:
+        raise ValueError(f"choice rule {rule!r}: expected one of {sorted(CHOICE_RULES)}")
+    score = CHOICE_RULES[rule]
+    out = []
+    for target in dict.fromkeys(r["target"] for r in candidates):
+        mine = sorted((r for r in candidates if r["target"] == target), key=lambda r: int(r["ws_rank"]))
+        best = max(mine, key=lambda r: (score(r), -int(r["ws_rank"])))
+        out.append({"target": target, "arch": best["arch"], "ws_rank": int(best["ws_rank"]), "score": float(score(best))})
+    return out
