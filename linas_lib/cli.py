@@ -368,7 +368,7 @@ def _add_bench_commands(sub) -> None:
     fin.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     fin.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
     fin.add_argument("--rule", default="", help="train instead each target's candidate that this choice rule picks "
-                     "from 05's choice_candidates.csv (notebook 09), e.g. retest_mean")
+                     "from 05's choice_candidates.csv, e.g. retest_mean; 'registered': every rule notebook 09 reads")
     _dask_args(fin)
     fin.set_defaults(func=_cmd_bench_final)
     near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
@@ -443,9 +443,15 @@ def _no_pilot_extension(args: argparse.Namespace) -> None:
 def _cmd_bench_final(args: argparse.Namespace) -> int:
     from .analysis.bench import as_profile
     from .analysis.final import build_final, read_chosen, read_choice_candidates, rule_choice
+    from .analysis.final_choice import RULES
 
     profile = as_profile(args.profile)
-    chosen = rule_choice(read_choice_candidates(profile), args.rule) if args.rule else read_chosen(profile)
+    if args.rule:
+        candidates = read_choice_candidates(profile)
+        chosen = [row for rule in (RULES if args.rule == "registered" else (args.rule,))
+                  for row in rule_choice(candidates, rule)]
+    else:
+        chosen = read_chosen(profile)
     info = build_final(args.profile, chosen, args.seed, scheduler=args.scheduler, workers=args.workers, limit=args.limit)
     print(f"final networks: {info['done']}/{info['items']} items done ({info['ran']} run now), {info['pending']} pending")
     return 0

@@ -88,8 +88,8 @@ class Goal:
     digits: int = 3
 
 
-N01, N02, N04, N05, N06, N07, N08 = ("01_luts", "02_latency_accuracy", "04_ranking", "05_pareto", "06_cross_hw",
-                                     "07_ws_shortfall", "08_search_records")
+N01, N02, N04, N05, N06, N07, N08, N09 = ("01_luts", "02_latency_accuracy", "04_ranking", "05_pareto", "06_cross_hw",
+                                          "07_ws_shortfall", "08_search_records", "09_final_choice")
 BENCH_EXTENSION = "bench_extension"  # the table's seed extension (bench/extension.json), not a notebook
 TARGETS = "profile_targets"  # {"all": [...], "local": [...]}: the profile's target names, not a notebook
 BASELINES_06 = ("own_lut", "nearest_lut", "linear_counts", "flops")
@@ -248,6 +248,16 @@ GOALS: tuple[Goal, ...] = (
          "final_held.miou_gap_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
          lo="final_held.miou_gap_ci95_low_pts.<x>",
          hi="final_held.miou_gap_ci95_high_pts.<x>", digits=2),
+    Goal(12, "... the same, 05's candidates picked on the mean of both fine-tunes (09's registered study "
+         "`retest_mean`; the rule was suggested by rtx4090's fine-tunes)", N09,
+         "choice.retest_mean.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
+         lo="choice.retest_mean.miou_gap_ci95_low_pts.<x>", hi="choice.retest_mean.miou_gap_ci95_high_pts.<x>",
+         digits=2,
+         context=(("the rule minus 05's choice, test mIoU points, mean over the targets", N09,
+                   "choice_arm.retest_mean.diff_pts.mean"),
+                  ("95 % CI low", N09, "choice_arm.retest_mean.diff_ci95_low_pts.mean"),
+                  ("high", N09, "choice_arm.retest_mean.diff_ci95_high_pts.mean"),
+                  ("distinct pairs that differ", N09, "choice_arm.retest_mean.n_pairs", "none"))),
 )
 
 

@@ -773,6 +773,41 @@ def final_arms(choice_rows: list[dict], control_rows: list[dict], loss_rows: lis
     return fig
 
 
+def choice_rules(rows: list[dict]):
+    """09's final networks per target under each choice rule: the gap to the best table
+    architecture within the budget (mIoU points, bars its 95 % CI), the goal's 1-point mark.
+
+    Args:
+        rows: ``choice_rules.csv`` rows (``rule`` and :func:`linas_lib.analysis.final.final_rows`
+            fields); a pending pick (no gap) is left out.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    x = np.arange(len(targets))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(targets) + 1.5), 3.4))
+    for k, (rule, marker) in enumerate(zip(rules, "os^dv")):
+        shift = 0.3 * (k - (len(rules) - 1) / 2) / max(len(rules) - 1, 1)
+        mine = {r["target"]: r for r in rows if r["rule"] == rule and _finite(r.get("miou_gap_to_bench_pts"))}
+        at = [i for i, t in enumerate(targets) if t in mine]
+        gap = np.array([float(mine[targets[i]]["miou_gap_to_bench_pts"]) for i in at])
+        low = np.array([float(mine[targets[i]].get("miou_gap_ci95_low_pts", math.nan)) for i in at])
+        high = np.array([float(mine[targets[i]].get("miou_gap_ci95_high_pts", math.nan)) for i in at])
+        ax.errorbar(x[at] + shift, gap, yerr=[gap - low, high - gap] if len(at) else None, fmt=marker, ms=4,
+                    capsize=2, lw=0.8, label=rule)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="goal: 1 point")
+    ax.axhline(0.0, color="0.6", lw=0.5)
+    ax.set_xticks(x, targets, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("gap to the best table arch (mIoU pts)")
+    ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _finite(value) -> bool:
     try:
         return math.isfinite(float(value))

@@ -714,3 +714,76 @@ def test_training_hours_are_split_by_the_cpu_each_item_records():
                {"train_seconds": 7200, "provenance": {}}]  # from before the CPU was recorded
     assert B.train_hours_by_cpu(records) == {"Xeon": {"items": 1, "hours": 0.25}, "Zen 3": {"items": 2, "hours": 1.5},
                                              "unrecorded": {"items": 1, "hours": 2.0}}
+
+
+def _candidates(rows):
+    from linas_lib.space import arch_string
+
+    return [{"target": t, "ws_rank": r, "arch": arch_string([a] * 5), "finetuned_miou": f, "finetuned_miou_retest": g}
+            for t, r, a, f, g in rows]
+
+
+def test_rule_choice_picks_on_the_rule_score_with_ties_to_the_better_ws_rank():
+    from linas_lib.analysis import final
+
+    cands = _candidates([("t", 2, 2, 0.70, 0.60), ("t", 1, 1, 0.68, 0.68), ("t", 3, 3, 0.68, 0.68),
+                         ("u", 1, 4, 0.50, 0.50), ("u", 2, 5, 0.50, 0.50)])
+    first = {p["target"]: p for p in final.rule_choice(cands, "finetune")}
+    mean = {p["target"]: p for p in final.rule_choice(cands, "retest_mean")}
+    assert first["t"]["ws_rank"] == 2 and first["t"]["score"] == pytest.approx(0.70)
+    assert mean["t"]["ws_rank"] == 1 and mean["t"]["score"] == pytest.approx(0.68)  # rank 3 ties: rank 1 wins
+    assert first["u"]["ws_rank"] == mean["u"]["ws_rank"] == 1
+    assert list(first) == ["t", "u"]
+    with pytest.raises(ValueError, match="choice rule 'best'.*retest_mean"):
+        final.rule_choice(cands, "best")
+
+
+def test_read_choice_candidates_names_the_file_and_what_is_missing(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.analysis import final
+
+    monkeypatch.setattr("linas_lib.paths.project_root", lambda: tmp_path)
+    profile = SimpleNamespace(name="p")
+    with pytest.raises(B.BenchError, match="choice_candidates.csv does not exist: run notebook 05_pareto"):
+        final.read_choice_candidates(profile)
+    folder = tmp_path / "results" / "p" / "05_pareto"
+    folder.mkdir(parents=True)
+    arch = "Conv3x3_w50-Conv3x3_w50-Conv3x3_w50-Conv3x3_w50-Conv3x3_w50"
+    (folder / "choice_candidates.csv").write_text(
+        "# provenance: {}\ntarget,ws_rank,arch,ws_miou,finetuned_miou,predicted_ms\n" f"t,1,{arch},0.6,0.6,1.0\n")
+    with pytest.raises(B.BenchError, match="choice_candidates.csv.*finetuned_miou_retest"):
+        final.read_choice_candidates(profile)
+
+
+def test_final_choice_study_rereads_05s_picks_and_contrasts_a_rule_with_them(monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.analysis import final, final_choice
+    from linas_lib.space import arch_string
+
+    a, b, c = (arch_string([i] * 5) for i in (0, 1, 2))
+    chosen = [{"target": "t", "arch": b, "rule": "multi_fidelity"}, {"target": "u", "arch": a, "rule": "multi_fidelity"}]
+    cands = _candidates([("t", 1, 0, 0.69, 0.69), ("t", 2, 1, 0.70, 0.60), ("u", 1, 0, 0.7, 0.7), ("u", 2, 2, 0.6, 0.6)])
+    items = [{"arch": x, "seed": s, "test_miou": m + d, "test_crack_iou": 0.3}
+             for x, m in ((a, 0.70), (b, 0.68)) for s, d in enumerate((-0.01, 0.0, 0.01))]
+    monkeypatch.setattr(final, "read_chosen", lambda profile: chosen)
+    monkeypatch.setattr(final, "read_choice_candidates", lambda profile: cands)
+    monkeypatch.setattr(final, "final_plan", lambda profile, rows, seed: SimpleNamespace(items=[r["arch"] for r in rows]))
+    monkeypatch.setattr(final, "finished_rows", lambda plan: items)
+    monkeypatch.setattr(final, "final_rows", lambda rows, its, table, latency: [{"target": r["target"], "arch": r["arch"]}
+                                                                                 for r in rows])
+    profile = SimpleNamespace(search=SimpleNamespace(final_build=False))
+    result = final_choice.study(profile, ("retest_mean",), None, [])
+    assert [(r["rule"], r["target"], r["arch"]) for r in result["rows"]] == [
+        ("finetune", "t", b), ("finetune", "u", a), ("retest_mean", "t", a), ("retest_mean", "u", a)]
+    assert result["status"]["control_matches"] == 1.0 and result["status"]["n_changed.retest_mean"] == 1.0
+    arms = {r["target"]: r for r in result["arms"]}
+    assert arms["t"]["arch_control"] == b and arms["t"]["diff_pts"] == pytest.approx(2.0)
+    assert arms["mean"]["diff_pts"] == pytest.approx(1.0) and "arch_ws" not in arms["t"]
+    figures = final_choice.figures(result)
+    assert figures["choice_arm.retest_mean.diff_pts.mean"] == pytest.approx(1.0)
+    assert figures["choice_arm.retest_mean.n_pairs"] == 1.0 and figures["choice.n_changed.retest_mean"] == 1.0
+    assert figures["choice.retest_mean.n_pending_targets"] == 2.0  # the stubbed rows carry no gap
+    with pytest.raises(ValueError, match="targets"):
+        final_choice.rule_chosen(chosen[:1], final.rule_choice(cands, "finetune"))

@@ -1,0 +1,102 @@
+"""05's final choice re-read under other choice rules, from its committed files (notebook
+09_final_choice).
+
+05 fine-tunes each target's ``search.choice_topk`` best WS candidates, twice with
+``search.choice_retest``, and picks on the first fine-tune (rule ``finetune``). A rule of
+:data:`~linas_lib.analysis.final.CHOICE_RULES` re-picks among the same candidates
+(``choice_candidates.csv``); the picks are trained standalone with 05's recipe as benchmark
+items (``linas bench final --rule <rule>``, or in this process with ``search.final_build``) and
+compared like 05's choice: per target the gap to the best table architecture within the budget
+(:func:`~linas_lib.analysis.final.final_rows`), and the rule minus 05's choice in test mIoU
+(:func:`~linas_lib.analysis.final.arm_differences`, 05's pick as the control). No supernet,
+no search: seconds, once the items exist.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+from . import final as F
+
+CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
+RULES = ("retest_mean",)  # the rules compared with it (README, 09: study retest_mean, registered 2026-12-07)
+
+
+def rule_chosen(chosen: list[dict], picks: list[dict]) -> list[dict]:
+    """05's chosen rows with ``arch`` replaced by a rule's pick (``ws_rank``, ``score`` added).
+
+    Raises:
+        ValueError: the picks' targets differ from chosen.csv's.
+    """
+    by_target = {p["target"]: p for p in picks}
+    if set(by_target) != {c["target"] for c in chosen}:
+        raise ValueError(f"the candidates' targets {sorted(by_target)} differ from chosen.csv's "
+                         f"{sorted(c['target'] for c in chosen)}")
+    return [{**c, "arch": by_target[c["target"]]["arch"], "ws_rank": by_target[c["target"]]["ws_rank"],
+             "score": by_target[c["target"]]["score"]} for c in chosen]
+
+
+def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed: int = 0) -> dict:
+    """Every rule's picks, their final-network rows and each rule minus 05's choice.
+
+    With ``search.final_build`` the pending items are trained first, in this process.
+
+    Returns:
+        ``{"rows": [...], "arms": [...], "status": {...}}``: ``rows`` are
+        :func:`~linas_lib.analysis.final.final_rows` per rule (``rule``, ``ws_rank`` added),
+        ``arms`` the :func:`~linas_lib.analysis.final.arm_differences` of each rule other than
+        05's (``arch_control``: 05's pick), ``status`` counts items (``items``, ``done``,
+        ``pending``), ``n_changed.<rule>`` (targets whose pick differs from 05's) and
+        ``control_matches`` (1.0 when rule ``finetune`` gives chosen.csv's pick on every
+        multi-fidelity target: the re-read reproduces 05).
+    """
+    chosen = F.read_chosen(profile)
+    candidates = F.read_choice_candidates(profile)
+    picked = {rule: rule_chosen(chosen, F.rule_choice(candidates, rule)) for rule in (CONTROL_RULE, *rules)}
+    every = [row for rows in picked.values() for row in rows]
+    if profile.search.final_build:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            F.build_final(profile, every, seed, executor=pool, progress=False)
+    plan = F.final_plan(profile, every, seed)
+    items = F.finished_rows(plan)
+    rows, arms = [], []
+    for rule, mine in picked.items():
+        for row, pick in zip(F.final_rows(mine, items, table_rows, latency), mine):
+            rows.append({"rule": rule, "ws_rank": pick["ws_rank"], "score": pick["score"], **row})
+        if rule != CONTROL_RULE:
+            compared = [{**c, "arch_rule": c["arch"], F.CONTROL: o["arch"]} for c, o in zip(mine, chosen)]
+            arms += [_control_named(r) for r in F.arm_differences(compared, items, table_rows, "arch_rule", rule)]
+    mf = [(c["arch"], p["arch"]) for c, p in zip(chosen, picked[CONTROL_RULE]) if c.get("rule") == "multi_fidelity"]
+    status = {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
+              "control_matches": float(bool(mf) and all(a == b for a, b in mf)),
+              **{f"n_changed.{rule}": float(sum(c["arch"] != p["arch"] for c, p in zip(chosen, mine)))
+                 for rule, mine in picked.items() if rule != CONTROL_RULE}}
+    return {"rows": rows, "arms": arms, "status": status}
+
+
+def _control_named(row: dict) -> dict:
+    """An :func:`~linas_lib.analysis.final.arm_differences` row with its control column named
+    for what it is here (05's pick, not the WS-only choice)."""
+    return {("arch_control" if k == F.CONTROL else "n_seeds_control" if k == "n_seeds_ws" else k): v
+            for k, v in row.items()}
+
+
+def figures(result: dict) -> dict[str, float]:
+    """``choice.<rule>.<gap figure>.<target>`` (:data:`~linas_lib.analysis.final.FINAL_FIGURES`),
+    ``choice.<rule>.n_within_1pt`` and ``n_pending_targets``, ``choice_arm.<rule>.<diff figure>.<target|mean|
+    mean_differing>`` and ``choice_arm.<rule>.n_pairs``, and the status counts."""
+    out = {f"choice.{k}": float(v) for k, v in result["status"].items()}
+    for rule in dict.fromkeys(r["rule"] for r in result["rows"]):
+        mine = [r for r in result["rows"] if r["rule"] == rule]
+        out.update(F.final_figures(mine, prefix=f"choice.{rule}"))
+        read = [r for r in mine if "miou_gap_to_bench_pts" in r]
+        out[f"choice.{rule}.n_pending_targets"] = float(len(mine) - len(read))
+        if len(read) == len(mine):
+            out[f"choice.{rule}.n_within_1pt"] = float(sum(r["miou_gap_to_bench_pts"] <= 1.0 for r in read))
+    for row in result["arms"]:
+        prefix = f"choice_arm.{row['arm']}"
+        out.update({f"{prefix}.{k}.{row['target']}": row[k]
+                    for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts") if k in row})
+        if row["target"] == "mean":
+            out[f"{prefix}.n_pairs"] = float(row["n_pairs"])
+    return out
