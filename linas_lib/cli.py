@@ -386,6 +386,8 @@ def _add_bench_commands(sub) -> None:
     recheck.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     recheck.add_argument("--seed", type=_non_negative_int, default=0, help="selection and data-split seed (default 0)")
     recheck.add_argument("--n", type=_positive_int, default=2, help="items to train again (default 2)")
+    recheck.add_argument("--arch", default="", help="train this architecture's finished items again instead (its n "
+                         "lowest seeds of the table's and 05's final seeds), into bench/recheck_arch.csv")
     recheck.set_defaults(func=_cmd_bench_recheck)
     speed = bench_sub.add_parser("speed", help="time decoder training steps (threads x batch size x variant), "
                                  "into results/<profile>/bench/train_step.csv; run it on a quiet machine")
@@ -487,7 +489,7 @@ def _cmd_bench_status(args: argparse.Namespace) -> int:
 def _cmd_bench_recheck(args: argparse.Namespace) -> int:
     from .analysis.bench import recheck
 
-    for row in recheck(args.profile, args.n, args.seed):
+    for row in recheck(args.profile, args.n, args.seed, arch=args.arch):
         print(f"{row['arch']} seed {row['seed']}: test mIoU {row['test_miou_recorded']:.5f} recorded "
               f"({row['recorded_cpu']}, {row['recorded_sha']}), {row['test_miou_here']:.5f} here "
               f"({row['here_cpu']}); identical: {row['identical']}")

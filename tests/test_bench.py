@@ -286,6 +286,10 @@ def test_recheck_trains_items_again_elsewhere_and_compares(tmp_path):
     assert not moved["identical"] and moved["test_miou_diff"] == pytest.approx(0.01)
     with pytest.raises(B.BenchError, match="n must be >= 1"):
         B.recheck(profile, 0, **kwargs)
+    one = B.recheck(profile, 3, arch=record["arch"], **kwargs)  # one architecture's items, by seed
+    assert [(r["arch"], r["seed"]) for r in one] == [(record["arch"], 0)] and (tmp_path / "recheck_arch.csv").is_file()
+    with pytest.raises(B.BenchError, match="no finished item of Conv3x3_w50"):
+        B.recheck(profile, 1, arch="Conv3x3_w50-Conv3x3_w50-Conv3x3_w50-Conv3x3_w50-Conv3x3_w50", **kwargs)
 
 
 def test_nan_loss_names_architecture_and_seed(tmp_path):
@@ -781,9 +785,22 @@ def test_final_choice_study_rereads_05s_picks_and_contrasts_a_rule_with_them(mon
     arms = {r["target"]: r for r in result["arms"]}
     assert arms["t"]["arch_control"] == b and arms["t"]["diff_pts"] == pytest.approx(2.0)
     assert arms["mean"]["diff_pts"] == pytest.approx(1.0) and "arch_ws" not in arms["t"]
+    assert arms["mean"]["verdict"] in ("helps", "inconclusive")
+    assert not any(r["arm"].endswith("_sensitivity") for r in result["arms"])  # neither target named here
     figures = final_choice.figures(result)
     assert figures["choice_arm.retest_mean.diff_pts.mean"] == pytest.approx(1.0)
     assert figures["choice_arm.retest_mean.n_pairs"] == 1.0 and figures["choice.n_changed.retest_mean"] == 1.0
     assert figures["choice.retest_mean.n_pending_targets"] == 2.0  # the stubbed rows carry no gap
     with pytest.raises(ValueError, match="targets"):
         final_choice.rule_chosen(chosen[:1], final.rule_choice(cands, "finetune"))
+    monkeypatch.setattr(final_choice, "SENSITIVITY", {"retest_mean": ("t",)})  # leaves out t: only u's zero
+    sens = [r for r in final_choice.study(profile, ("retest_mean",), None, [])["arms"]
+            if r["arm"] == "retest_mean_sensitivity"]
+    assert [r["target"] for r in sens] == ["u", "mean"] and sens[1]["diff_pts"] == 0.0
+
+
+def test_final_choice_verdict_reads_the_ci_against_zero_and_the_smallest_effect():
+    from linas_lib.analysis.final_choice import verdict
+
+    assert verdict(0.1, 0.5) == "helps" and verdict(-0.5, -0.1) == "hurts"
+    assert verdict(-0.2, 0.2) == "equivalent" and verdict(-0.3, 0.2) == "inconclusive"

@@ -831,7 +831,7 @@ def _split_taus(rows: list[dict], seeds: tuple[int, ...]) -> dict:
 
 
 def recheck(profile_ref, n: int, seed: int = 0, folder: Path | None = None, scratch: Path | None = None,
-            features_fn: FeaturesFn | None = None, model=None) -> list[dict]:
+            features_fn: FeaturesFn | None = None, model=None, arch: str = "") -> list[dict]:
     """Train ``n`` finished table items again on this machine and compare with their records.
 
     Training is deterministic on one machine but not across CPUs (kernels dispatch by vector
@@ -840,27 +840,43 @@ def recheck(profile_ref, n: int, seed: int = 0, folder: Path | None = None, scra
     the machine, not the architecture). They are trained in this process into ``scratch`` (a
     temporary folder by default), never into ``items/``; ``bench/recheck.csv`` gets one row
     per item: each metric as recorded and as trained here, their difference, and the commit
-    and CPU of both.
+    and CPU of both. With ``arch``: that architecture's finished items instead (the table's
+    seeds and 05's ``search.final_seeds``), the ``n`` lowest seeds, into ``bench/recheck_arch.csv``.
 
     Raises:
-        BenchError: ``n`` < 1, or the table has no finished item.
+        BenchError: ``n`` < 1, or no finished item (of the table, or of ``arch``).
     """
     import tempfile
 
     if n < 1:
         raise BenchError(f"bench recheck: n must be >= 1, got {n}")
     profile = as_profile(profile_ref)
-    plan = make_plan(profile, seed, False, folder, features_fn, model, build_features=features_fn is None)
-    done = [(spec, record) for spec in plan.items if (record := read_item(spec)) is not None]
+    if arch:
+        specs = _arch_items(profile, arch, seed, folder, features_fn)
+    else:
+        specs = make_plan(profile, seed, False, folder, features_fn, model, build_features=features_fn is None).items
+    done = [(spec, record) for spec in specs if (record := read_item(spec)) is not None]
+    where_from = f"of {arch}" if arch else "of the table"
     if not done:
-        raise BenchError(f"bench recheck: no finished item of the table in {plan.folder}")
-    chosen = sorted(done, key=lambda pair: float(pair[1].get("train_seconds", math.inf)))[:n]
+        raise BenchError(f"bench recheck: no finished item {where_from} in {folder or bench_dir(profile)}")
+    if arch:
+        chosen = sorted(done, key=lambda pair: pair[0].seed)[:n]
+    else:
+        chosen = sorted(done, key=lambda pair: float(pair[1].get("train_seconds", math.inf)))[:n]
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(scratch) if scratch is not None else Path(tmp)
         rows = [_recheck_row(record, run_item(replace(spec, path=str(where / Path(spec.path).name)),
                                               profile, features_fn)) for spec, record in chosen]
-    write_csv(plan.folder / "recheck.csv", rows, provenance(profile.name, profile.to_dict(), data_seed=seed))
+    out = Path(folder or bench_dir(profile)) / ("recheck_arch.csv" if arch else "recheck.csv")
+    write_csv(out, rows, provenance(profile.name, profile.to_dict(), data_seed=seed))
     return rows
+
+
+def _arch_items(profile: Profile, arch: str, seed: int, folder: Path | None, features_fn) -> list[ItemSpec]:
+    """One architecture's items at the table's seeds and 05's final seeds (each seed once)."""
+    selection = [{"arch": arch, "name": "recheck", "stratum": -1, "predicted_ms": math.nan}]
+    seeds = sorted(set(profile.bench.seeds) | set(profile.search.final_seeds))
+    return plan_for(profile, selection, seeds, seed, folder, features_fn, build_features=features_fn is None).items
 
 
 def _recheck_row(record: dict, here: dict) -> dict:

@@ -20,6 +20,20 @@ from . import final as F
 
 CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
 RULES = ("retest_mean",)  # the rules compared with it (README, 09: study retest_mean, registered 2026-12-07)
+# a rule's sensitivity reading leaves out targets whose outcome was known or that suggested it
+# (arm "<rule>_sensitivity"; targets the profile lacks are ignored)
+SENSITIVITY = {"retest_mean": ("cpu-ort-2t", "rtx4090")}  # none of them in the profile: no sensitivity arm
+SMALLEST_EFFECT_PTS = 0.25  # the registered smallest effect of interest, test mIoU points
+
+
+def verdict(low: float, high: float, margin: float = SMALLEST_EFFECT_PTS) -> str:
+    """The registered reading of a contrast's 95 % CI: ``helps`` (above 0), ``hurts`` (below 0),
+    ``equivalent`` (within +/- ``margin``), else ``inconclusive``."""
+    if low > 0:
+        return "helps"
+    if high < 0:
+        return "hurts"
+    return "equivalent" if -margin < low and high < margin else "inconclusive"
 
 
 def rule_chosen(chosen: list[dict], picks: list[dict]) -> list[dict]:
@@ -45,7 +59,8 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
         ``{"rows": [...], "arms": [...], "status": {...}}``: ``rows`` are
         :func:`~linas_lib.analysis.final.final_rows` per rule (``rule``, ``ws_rank`` added),
         ``arms`` the :func:`~linas_lib.analysis.final.arm_differences` of each rule other than
-        05's (``arch_control``: 05's pick), ``status`` counts items (``items``, ``done``,
+        05's (``arch_control``: 05's pick; ``verdict`` on the means), and of its
+        :data:`SENSITIVITY` reading (arm ``<rule>_sensitivity``), ``status`` counts items (``items``, ``done``,
         ``pending``), ``n_changed.<rule>`` (targets whose pick differs from 05's) and
         ``control_matches`` (1.0 when rule ``finetune`` gives chosen.csv's pick on every
         multi-fidelity target: the re-read reproduces 05).
@@ -65,7 +80,11 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
             rows.append({"rule": rule, "ws_rank": pick["ws_rank"], "score": pick["score"], **row})
         if rule != CONTROL_RULE:
             compared = [{**c, "arch_rule": c["arch"], F.CONTROL: o["arch"]} for c, o in zip(mine, chosen)]
-            arms += [_control_named(r) for r in F.arm_differences(compared, items, table_rows, "arch_rule", rule)]
+            arms += _arm_rows(compared, items, table_rows, rule)
+            if rule in SENSITIVITY:
+                kept = [c for c in compared if c["target"] not in SENSITIVITY[rule]]
+                if kept and len(kept) < len(compared):
+                    arms += _arm_rows(kept, items, table_rows, f"{rule}_sensitivity")
     mf = [(c["arch"], p["arch"]) for c, p in zip(chosen, picked[CONTROL_RULE]) if c.get("rule") == "multi_fidelity"]
     status = {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
               "control_matches": float(bool(mf) and all(a == b for a, b in mf)),
@@ -74,11 +93,18 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
     return {"rows": rows, "arms": arms, "status": status}
 
 
-def _control_named(row: dict) -> dict:
-    """An :func:`~linas_lib.analysis.final.arm_differences` row with its control column named
-    for what it is here (05's pick, not the WS-only choice)."""
-    return {("arch_control" if k == F.CONTROL else "n_seeds_control" if k == "n_seeds_ws" else k): v
-            for k, v in row.items()}
+def _arm_rows(compared: list[dict], items: list[dict], table_rows: list[dict], name: str) -> list[dict]:
+    """:func:`~linas_lib.analysis.final.arm_differences` of ``arch_rule`` against 05's pick, the
+    control columns named for what they are here (05's pick, not the WS-only choice), and the
+    means' :func:`verdict`."""
+    rows = []
+    for row in F.arm_differences(compared, items, table_rows, "arch_rule", name):
+        row = {("arch_control" if k == F.CONTROL else "n_seeds_control" if k == "n_seeds_ws" else k): v
+               for k, v in row.items()}
+        if row["target"] in ("mean", "mean_differing") and "diff_ci95_low_pts" in row:
+            row["verdict"] = verdict(row["diff_ci95_low_pts"], row["diff_ci95_high_pts"])
+        rows.append(row)
+    return rows
 
 
 def figures(result: dict) -> dict[str, float]:
