@@ -200,6 +200,11 @@ GOALS: tuple[Goal, ...] = (
                  "mean, not the best of its four arms; on the search record's oracle; its points are not in the "
                  "reference, so a share can pass 100 %) (%)",
                  ("surrogate_fingerprint_space_mean",)),  # registered for this arm alone (helper-101)
+    _study_share("confirm_space_mean",
+                 "... the same study's registered arm against a best known front without the run's own seed (05's "
+                 "reference runs and every other run of the search record, long runs included; a descriptive "
+                 "reading added after the study was read, not registered) (%)",
+                 ("surrogate_fingerprint_space_mean",), "hv_frac_best_known"),
     Goal(12, "... the same, long runs, against the best known front (the reference's points with every long run's; "
          "the reference alone (the oracle's long EPR run and the compared runs) holds none of the long runs' points, "
          "so a long run's share of it can pass 100 % and is not read against the goal), all seeds "

@@ -250,6 +250,32 @@ def test_a_study_on_the_record_reads_as_05_read_it(replay):
     assert none["study.none.n_seeds"] == 0 and none["study.none.n_missing_seeds"] == 1
 
 
+def test_a_study_is_also_read_against_a_best_known_front_without_each_seed(replay):
+    """Each seed's front: 05's reference runs and every other run of the record with another seed
+    (long runs too); its HV from the runs' front points equals the HV of all their evaluations."""
+    from linas_lib.analysis import fingerprint_probe as FP
+
+    records, latency, setup = replay
+    methods, seeds = ["surrogate_fingerprint", "surrogate_fingerprint_space"], [90, 91]
+    study = FP.cure_study(setup, records, latency, methods, seeds, 200)
+    experiment, base, reference = FP.reference_runs(setup, records, latency)
+    others = FP.other_runs(records, latency)
+    assert {r.seed for r in others} >= {90, 91, 130} and not any(r.seed in range(10) and r.n_evals == 60
+                                                               and r.method == "random" for r in others)
+    runs = {(r.method, r.seed): r for r in R.recorded_runs(records, latency)}
+    rows = {r["method"]: r for r in study["best_known"]}
+    fronts = {s: E.reference_hv(experiment, base + [r for r in others if r.seed != s]) for s in seeds}
+    for m in methods:
+        shares = [experiment.hv(runs[m, s].miou, runs[m, s].latency_ms) / fronts[s] for s in seeds]
+        assert rows[m]["share_best_known_mean"] == pytest.approx(np.mean(shares), rel=1e-9)
+        assert rows[m]["front_frac_reference"] == pytest.approx(np.mean(list(fronts.values())) / reference, rel=1e-9)
+    share = {r["method"]: r["share_mean"] for r in study["methods"]}
+    assert all(rows[m]["share_best_known_mean"] < share[m] for m in methods)
+    figures = FP.cure_figures(study, "bk")
+    assert figures["study.bk.hv_frac_best_known.surrogate_fingerprint"] == rows["surrogate_fingerprint"]["share_best_known_mean"]
+    assert "best_known" in FP.study_tables({**study, "kind": "budget"})
+
+
 def test_a_long_study_reads_long_runs_against_the_reference_and_a_front_without_their_seed(replay):
     """The space study's runs filed as long runs of 60 evaluations: the long reading must give the
     short one's shares and effect, and each seed's best known front must leave that seed out."""

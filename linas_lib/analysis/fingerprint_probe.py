@@ -313,7 +313,11 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000,
 
     Returns:
         ``{reference_hv, seeds, missing_seeds, methods, effects, by_target, locality}`` (empty
-        without methods); ``locality``: :func:`pick_locality` per method.
+        without methods); ``locality``: :func:`pick_locality` per method; with runs,
+        ``best_known``: per method its share of each seed's best known front without that seed
+        (05's reference runs and every other run of the record, long runs included:
+        :func:`held_out_best_known`), a sterner reading than the reference, which holds none of
+        the study's points.
 
     Raises:
         ValueError: the record lacks one of the compared runs, or the oracle's run.
@@ -322,14 +326,75 @@ def cure_study(setup, records, latency, methods, seeds, n_resamples: int = 2000,
 
     if not methods or not seeds:
         return {}
-    experiment, _, reference = reference_runs(setup, records, latency)
+    experiment, base, reference = reference_runs(setup, records, latency)
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
     complete = [s for s in seeds if all((m, int(s)) in runs for m in methods)]
     chosen = [runs[(m, int(s))] for s in complete for m in methods]
     study = confirm_study(experiment, chosen, reference, n_resamples, effects)
-    return {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
-            "methods": [], "effects": [], "by_target": [], **study,
-            "locality": pick_locality(chosen, setup.surrogate_init) if complete else []}
+    out = {"reference_hv": reference, "seeds": complete, "missing_seeds": [s for s in seeds if s not in complete],
+           "methods": [], "effects": [], "by_target": [], **study,
+           "locality": pick_locality(chosen, setup.surrogate_init) if complete else []}
+    if complete:
+        fronts = held_out_best_known(experiment, base, other_runs(records, latency), complete)
+        out["best_known"] = _best_known_rows(experiment, chosen, fronts, reference)
+    return out
+
+
+def other_runs(records, latency) -> list:
+    """Every run of the record outside 05's reference (:func:`reference_runs`): the studies' runs
+    of every folder, long runs included."""
+    from ..config import load_profile
+
+    made_with = load_profile(records.meta["profile"]).search
+    compared = {(m, s) for m in made_with.methods for s in made_with.seeds}
+    folders = dict.fromkeys(folder for folder, _, _ in records.runs if not folder.startswith("oracle_"))
+    return [r for folder in folders for r in recorded_runs(records, latency, folder)
+            if folder or (r.method, r.seed) not in compared]
+
+
+def front_points(experiment, runs) -> tuple[np.ndarray, np.ndarray]:
+    """``(miou, latency_ms)`` of the runs' evaluations that lie on some HV target's front inside
+    the reference box: the rest add no HV to any union they join."""
+    from ..search.experiment import union
+    from ..search.indicators import nondominated
+
+    _, miou, lat = union(runs)
+    keep = np.zeros(len(miou), dtype=bool)
+    for t in experiment.hv_targets:
+        F = experiment.objectives(miou, lat, t)
+        inside = np.flatnonzero(inside_reference(F, experiment.ref))
+        if len(inside):
+            keep[inside[nondominated(F[inside])]] = True
+    return miou[keep], lat[keep]
+
+
+def held_out_best_known(experiment, base, others, seeds) -> dict[int, float]:
+    """Per seed, the HV of the best known front without that seed: ``base`` (05's reference runs)
+    and every run of ``others`` with another seed."""
+    by_seed: dict[int, list] = {}
+    for run in others:
+        by_seed.setdefault(int(run.seed), []).append(run)
+    points = {s: front_points(experiment, runs) for s, runs in by_seed.items()}
+    base_points = front_points(experiment, base)
+    fronts = {}
+    for seed in seeds:
+        kept = [base_points] + [p for s, p in points.items() if s != int(seed)]
+        fronts[int(seed)] = experiment.hv(np.concatenate([m for m, _ in kept]), np.concatenate([l for _, l in kept]))
+    return fronts
+
+
+def _best_known_rows(experiment, runs, fronts: dict[int, float], reference: float) -> list[dict]:
+    """Per method, its runs' final HV as a share of their seed's held-out best known front (t 95 %
+    CI over the seeds), beside the fronts' own mean share of the reference."""
+    rows = []
+    for method in dict.fromkeys(r.method for r in runs):
+        mine = [r for r in runs if r.method == method]
+        values = np.array([experiment.hv(r.miou, r.latency_ms) / fronts[int(r.seed)] for r in mine])
+        low, high = mean_t_ci(values)
+        rows.append({"method": method, "n_seeds": len(mine), "share_best_known_mean": float(values.mean()),
+                     "share_best_known_ci95_low": float(low), "share_best_known_ci95_high": float(high),
+                     "front_frac_reference": float(np.mean([fronts[int(r.seed)] for r in mine])) / reference})
+    return rows
 
 
 def reference_runs(setup, records, latency) -> tuple[ParetoExperiment, list, float]:
@@ -534,7 +599,7 @@ def run_study(setup, records, latency, spec, n_resamples: int = 2000) -> dict:
     return {**study, "kind": "budget"} if study else {}
 
 
-STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality"),
+STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality", "best_known"),
                 "long": ("methods", "effects", "by_target", "locality", "front", "equivalence")}  # its anytime curve: a CSV and a figure
 
 
@@ -576,8 +641,10 @@ def cure_figures(study: dict, name: str) -> dict[str, float]:
     """Summary figures of :func:`cure_study` named ``name``, each key under ``study.<name>.``:
     ``reference_hv``, ``n_seeds``, ``n_missing_seeds``, ``hv_frac_reference.<method>`` and
     ``effect.<effect>`` with ``_ci95_low/high`` (t), per target ``contrib.<effect>.<target>`` and
-    ``in_box_diff.<effect>.<target>`` with theirs, and per method ``<quantity>.<method>`` of
-    :func:`pick_locality` with theirs."""
+    ``in_box_diff.<effect>.<target>`` with theirs, per method ``<quantity>.<method>`` of
+    :func:`pick_locality` with theirs, and per method ``hv_frac_best_known.<method>`` (t CI: the
+    share of each seed's held-out best known front, :func:`held_out_best_known`) with
+    ``best_known_front_frac_reference.<method>`` (those fronts' mean HV over the reference's)."""
     if not study:
         return {}
     key = f"study.{name}."
@@ -587,6 +654,9 @@ def cure_figures(study: dict, name: str) -> dict[str, float]:
         out.update(_with_ci(f"{key}hv_frac_reference.{r['method']}", r, "share"))
     for r in study["effects"]:
         out.update(_with_ci(f"{key}effect.{r['effect']}", r, "diff"))
+    for r in study.get("best_known", []):
+        out.update(_with_ci(f"{key}hv_frac_best_known.{r['method']}", r, "share_best_known"))
+        out[f"{key}best_known_front_frac_reference.{r['method']}"] = r["front_frac_reference"]
     out.update(_part_figures(study, key))
     return out
 
