@@ -804,3 +804,22 @@ def test_final_choice_verdict_reads_the_ci_against_zero_and_the_smallest_effect(
 
     assert verdict(0.1, 0.5) == "helps" and verdict(-0.5, -0.1) == "hurts"
     assert verdict(-0.2, 0.2) == "equivalent" and verdict(-0.3, 0.2) == "inconclusive"
+
+
+def test_final_choice_machine_check_reads_recheck_arch(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from linas_lib.analysis import final_choice
+
+    monkeypatch.setattr(B, "bench_dir", lambda profile: tmp_path)
+    profile = SimpleNamespace(name="p")
+    assert final_choice.machine_check(profile) == {}
+    (tmp_path / "recheck_arch.csv").write_text("# provenance: {}\narch,seed,test_miou_diff,identical\n"
+                                               f"{SMALL},0,0.0,True\n{SMALL},1,-0.002,False\n")
+    check = final_choice.machine_check(profile)
+    assert check == {"choice.machine_check.n_items": 2.0, "choice.machine_check.n_identical": 1.0,
+                     "choice.machine_check.max_abs_test_miou_diff_pts": pytest.approx(0.2)}
+    (tmp_path / "recheck_arch.csv").write_text("# provenance: {}\narch,seed,test_miou_diff,identical\n"
+                                               f"{SMALL},0,nan,True\n")
+    with pytest.raises(B.BenchError, match="recheck_arch.csv"):
+        final_choice.machine_check(profile)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from . import bench as B
 from . import final as F
 
 CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
@@ -105,6 +106,27 @@ def _arm_rows(compared: list[dict], items: list[dict], table_rows: list[dict], n
             row["verdict"] = verdict(row["diff_ci95_low_pts"], row["diff_ci95_high_pts"])
         rows.append(row)
     return rows
+
+
+def machine_check(profile) -> dict[str, float]:
+    """The picks' machine check, from ``bench/recheck_arch.csv`` (``linas bench recheck --arch``:
+    an architecture's items trained again on the machine that trained the rule's picks):
+    ``choice.machine_check.n_items``, ``n_identical`` and ``max_abs_test_miou_diff_pts``; empty
+    without the file.
+
+    Raises:
+        BenchError: the file lacks a column or holds a non-finite value (naming the file and row).
+    """
+    from ..provenance import read_csv_table
+
+    path = B.bench_dir(profile) / "recheck_arch.csv"
+    if not path.is_file():
+        return {}
+    rows = read_csv_table(path, columns=("arch", "seed", "test_miou_diff", "identical"), numeric=("test_miou_diff",),
+                          error=B.BenchError)
+    return {"choice.machine_check.n_items": float(len(rows)),
+            "choice.machine_check.n_identical": float(sum(str(r["identical"]) == "True" for r in rows)),
+            "choice.machine_check.max_abs_test_miou_diff_pts": 100 * max(abs(float(r["test_miou_diff"])) for r in rows)}
 
 
 def figures(result: dict) -> dict[str, float]:
