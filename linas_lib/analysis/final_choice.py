@@ -23,7 +23,7 @@ CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
 RULES = ("retest_mean",)  # the rules compared with it (README, 09: study retest_mean, registered 2026-12-07)
 # a rule's sensitivity reading leaves out targets whose outcome was known or that suggested it
 # (arm "<rule>_sensitivity"; targets the profile lacks are ignored)
-SENSITIVITY = {"retest_mean": ("cpu-ort-2t", "rtx4090")}  # none of them in the profile: no sensitivity arm
+SENSITIVITY = {"retest_mean": ("cpu-ort-2t", "rtx4090")}  # a profile with neither target gets no sensitivity arm
 SMALLEST_EFFECT_PTS = 0.25  # the registered smallest effect of interest, test mIoU points
 
 
