@@ -288,6 +288,8 @@ def test_recheck_trains_items_again_elsewhere_and_compares(tmp_path):
         B.recheck(profile, 0, **kwargs)
     one = B.recheck(profile, 3, arch=record["arch"], **kwargs)  # one architecture's items, by seed
     assert [(r["arch"], r["seed"]) for r in one] == [(record["arch"], 0)] and (tmp_path / "recheck_arch.csv").is_file()
+    with pytest.raises(B.BenchError, match="--arch: architecture 'Conv3x3_w50-x' has 2 layers; expected 5"):
+        B.recheck(profile, 1, arch="Conv3x3_w50-x", **kwargs)
     with pytest.raises(B.BenchError, match="no finished item of Conv3x3_w50"):
         B.recheck(profile, 1, arch="Conv3x3_w50-Conv3x3_w50-Conv3x3_w50-Conv3x3_w50-Conv3x3_w50", **kwargs)
 

@@ -873,7 +873,15 @@ def recheck(profile_ref, n: int, seed: int = 0, folder: Path | None = None, scra
 
 
 def _arch_items(profile: Profile, arch: str, seed: int, folder: Path | None, features_fn) -> list[ItemSpec]:
-    """One architecture's items at the table's seeds and 05's final seeds (each seed once)."""
+    """One architecture's items at the table's seeds and 05's final seeds (each seed once).
+
+    Raises:
+        BenchError: ``arch`` is not an architecture string (saying why).
+    """
+    try:
+        parse_arch(arch)
+    except ValueError as err:
+        raise BenchError(f"bench recheck --arch: {err}") from None
     selection = [{"arch": arch, "name": "recheck", "stratum": -1, "predicted_ms": math.nan}]
     seeds = sorted(set(profile.bench.seeds) | set(profile.search.final_seeds))
     return plan_for(profile, selection, seeds, seed, folder, features_fn, build_features=features_fn is None).items
