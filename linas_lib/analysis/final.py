@@ -514,7 +514,6 @@ def rule_choice(candidates: list[dict], rule: str) -> list[dict]:
     score = CHOICE_RULES[rule]
     out = []
     for target in dict.fromkeys(r["target"] for r in candidates):
-        mine = sorted((r for r in candidates if r["target"] == target), key=lambda r: int(r["ws_rank"]))
-        best = max(mine, key=lambda r: (score(r), -int(r["ws_rank"])))
+        best = max((r for r in candidates if r["target"] == target), key=lambda r: (score(r), -int(r["ws_rank"])))
         out.append({"target": target, "arch": best["arch"], "ws_rank": int(best["ws_rank"]), "score": float(score(best))})
     return out
