@@ -314,8 +314,11 @@ def _add_records_commands(sub) -> None:
                               "may share the cache on disjoint methods or seeds")
     more.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
     more.add_argument("--seed", type=_non_negative_int, default=0, help="the notebook seed 05 ran with (default 0)")
-    more.add_argument("--methods", required=True, help="comma-separated method names")
-    more.add_argument("--seeds", required=True, help="search seeds, e.g. 50-89 or 50,51")
+    more.add_argument("--methods", default="", help="comma-separated method names (required without --oracle)")
+    more.add_argument("--seeds", default="", help="search seeds, e.g. 50-89 or 50,51 (required without --oracle)")
+    more.add_argument("--oracle", action="store_true",
+                      help="make 05's long EPR run of the oracle instead (search.oracle_evals, search.oracle_seed): "
+                      "with 05's compared methods on search.seeds, a record's reference runs")
     more.add_argument("--evals", type=_non_negative_int, default=0,
                       help="evaluations per run (default: the protocol's budget); more makes long runs (folder long_<evals>)")
     more.set_defaults(func=_cmd_records_run)
@@ -324,6 +327,12 @@ def _add_records_commands(sub) -> None:
 def _cmd_records_run(args: argparse.Namespace) -> int:
     from .search.report import run_more
 
+    if args.oracle:
+        runs = run_more(args.profile, [], [], args.seed, oracle=True)
+        print(f"{len(runs)} runs cached")
+        return 0
+    if not args.methods or not args.seeds:
+        raise ValueError("linas records run: --methods and --seeds are required (or --oracle)")
     runs = run_more(args.profile, args.methods.split(","), _seed_list(args.seeds), args.seed, args.evals)
     print(f"{len(runs)} runs cached")
     return 0

@@ -557,13 +557,15 @@ class StudyConfig:
     budget and are read with 05's ``confirm_study``; with ``evals`` above it they are long runs
     (``linas records run --evals``, the record's folder ``long_<evals>``) read with 05's ``long_budget``.
     ``control``, one of ``methods``, adds each other method's paired effect against it
-    (``<method>_vs_<control>``) to those of 05's ``EFFECTS`` whose arms both ran."""
+    (``<method>_vs_<control>``) to those of 05's ``EFFECTS`` whose arms both ran. ``record``
+    names another record than ``records.path`` (another oracle, with its own 05 reference runs)."""
 
     name: str
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     evals: int = 0
     control: str = ""
+    record: str = ""  # the folder of the record the study's runs are in; empty: records.path
 
     def __post_init__(self):
         require(self, seeds=("seeds",))

@@ -11,6 +11,11 @@ def test_records_run_refuses_bad_seeds_before_any_work(seeds, capsys):
     assert f"--seeds {seeds!r}" in capsys.readouterr().err
 
 
+def test_records_run_needs_methods_and_seeds_unless_it_makes_the_oracles_run(capsys):
+    assert cli.main(["records", "run", "--seeds", "1"]) == 2
+    assert "--methods and --seeds are required (or --oracle)" in capsys.readouterr().err
+
+
 def test_a_negative_seed_is_refused_by_the_parser_naming_the_option(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "status", "--profile", "smoke", "--seed", "-1"])

@@ -417,3 +417,38 @@ def test_replay_keys_cap_long_runs_per_method_and_folder():
     assert R.replay_keys(Fake(), long_cap=0) == [("", "a", 1), ("", "a", 2), ("oracle_300", "epr", 9)]
     assert R.replay_keys(Fake(), capped=("a",), cap=1, long_cap=2) == [
         ("", "a", 1), ("long_300", "a", 4), ("long_300", "b", 4), ("oracle_300", "epr", 9)]
+
+
+def test_committed_match_tells_the_record_of_05s_oracle_from_another_oracles(replay, tmp_path):
+    """The record scores its own 05's files to every digit, not the committed 05's (another CPU's
+    training of the supernet); a file without its columns is refused by name."""
+    records, latency, setup = replay
+    own = R.committed_match(records, latency, setup, REPLICA / "05_pareto")
+    assert own == {"per_run_cells": 1100.0, "per_run_equal": 1100.0, "curve_cells": 6600.0, "curve_equal": 6600.0,
+                   "reference_hv_equal": 1.0, "oracle_hv_equal": 1.0}
+    other = R.committed_match(records, latency, setup, Path(__file__).resolve().parents[1] / "results/cpu/05_pareto")
+    assert other["per_run_cells"] == 1100 and other["per_run_equal"] < 1100 and other["curve_equal"] < 6600
+    assert other["reference_hv_equal"] == 0 and other["oracle_hv_equal"] == 0
+    for name in ("per_run.csv", "hv_curves.csv", "experiment.json"):
+        shutil.copy(REPLICA / "05_pareto" / name, tmp_path / name)
+    (tmp_path / "hv_curves.csv").write_text("# provenance: {}\nmethod,seed,hv\nrandom,0,0.1\n")
+    with pytest.raises(ValueError, match=r"hv_curves.csv: no rows, or missing column\(s\) n_evals"):
+        R.committed_match(records, latency, setup, tmp_path)
+
+
+def test_a_study_on_a_record_of_its_own_opens_that_record_once():
+    import dataclasses
+
+    from linas_lib.config import StudyConfig
+
+    profile = load_profile("cpu")
+    own = str(RECORD.relative_to(RECORD.parents[4]))
+    studies = (StudyConfig("a", ("surrogate_fingerprint",), (1,)), StudyConfig("b", ("surrogate_fingerprint",), (2,), record=own),
+               StudyConfig("c", ("surrogate_pairs",), (3,), record=own))
+    profile = dataclasses.replace(profile, records=dataclasses.replace(profile.records, studies=studies))
+    main = ("main record", "main setup", "main latency")
+    opened = R.study_records(profile, main)
+    assert opened["a"] is main and opened["b"] is opened["c"] and opened["b"][0].folder == RECORD
+    with pytest.raises(FileNotFoundError):
+        R.study_records(dataclasses.replace(profile, records=dataclasses.replace(
+            profile.records, studies=(StudyConfig("d", ("surrogate_pairs",), (3,), record="results/cpu/absent"),))), main)

@@ -25,7 +25,7 @@ from ..search.experiment import ParetoExperiment, method_rng
 from ..search.fidelity import kendall_tau
 from ..search.indicators import inside_reference
 from ..search.methods import run_method, surrogate_pool
-from ..search.records import recorded_runs
+from ..search.records import committed_match, recorded_runs, study_records
 from ..search.report import experiment_for
 from ..search.surrogate import MIN_SCALE, LatencyFingerprint, fit_pair_posterior, hv_gain
 from ..space import LINAS_SPACE
@@ -599,6 +599,25 @@ def run_study(setup, records, latency, spec, n_resamples: int = 2000) -> dict:
     return {**study, "kind": "budget"} if study else {}
 
 
+def run_studies(profile, main, n_resamples: int = 2000) -> dict[str, dict]:
+    """Every study of ``profile.records.studies`` (:func:`run_study`) by name, each on its record:
+    ``main`` (:func:`~linas_lib.search.records.open_record`'s triple) or the study's own ``record``.
+    A study on a record of its own also scores that record's compared runs against 05's
+    committed files of the record's profile (``committed_05``:
+    :func:`~linas_lib.search.records.committed_match`): all equal, the record holds 05's own oracle."""
+    from ..paths import results_dir
+
+    opened = study_records(profile, main)
+    studies = {}
+    for spec in profile.records.studies:
+        records, setup, latency = opened[spec.name]
+        study = run_study(setup, records, latency, spec, n_resamples)
+        if spec.record and study:
+            study["committed_05"] = committed_match(records, latency, setup, results_dir(records.meta["profile"], "05_pareto"))
+        studies[spec.name] = study
+    return studies
+
+
 STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality", "best_known"),
                 "long": ("methods", "effects", "by_target", "locality", "front", "equivalence")}  # its anytime curve: a CSV and a figure
 
@@ -609,8 +628,11 @@ def study_tables(study: dict) -> dict[str, list[dict]]:
 
 
 def study_figures(study: dict, name: str) -> dict[str, float]:
-    """:func:`long_figures` or :func:`cure_figures` of a :func:`run_study` result."""
-    return (long_figures if study.get("kind") == "long" else cure_figures)(study, name)
+    """:func:`long_figures` or :func:`cure_figures` of a :func:`run_study` result, and with its
+    ``committed_05`` (:func:`run_studies`) its counts as ``study.<name>.committed_05.<count>``."""
+    out = (long_figures if study.get("kind") == "long" else cure_figures)(study, name)
+    out.update({f"study.{name}.committed_05.{k}": v for k, v in study.get("committed_05", {}).items()})
+    return out
 
 
 def pick_locality(runs, n_init: int) -> list[dict]:

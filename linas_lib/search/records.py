@@ -339,13 +339,80 @@ def open_record(profile):
         if 0 < study.evals <= profile.search.eval_budget:
             raise ValueError(f"records.studies[{study.name}].evals = {study.evals}: long runs need more than "
                              f"search.eval_budget ({profile.search.eval_budget}); 0 reads runs at that budget")
-    records = load_records(resolve(profile.records.path))
-    made_with = load_profile(records.meta["profile"])
-    latency = search_latency_model(made_with)
+    records, setup, latency = open_record_at(profile.records.path)
     if profile.records.probe_target not in latency.target_names:
         raise ValueError(f"records.probe_target {profile.records.probe_target!r} is not a target of the record "
                          f"{profile.records.path} (its targets: {', '.join(latency.target_names)})")
+    return records, setup, latency
+
+
+def open_record_at(path: str):
+    """``(record, its replay setup, its latency model)`` of the record in ``path`` (relative to the
+    project), built with the profile the record was made with."""
+    from ..config import load_profile
+    from ..paths import resolve
+    from ..supernet.train import search_latency_model
+
+    records = load_records(resolve(path))
+    made_with = load_profile(records.meta["profile"])
+    latency = search_latency_model(made_with)
     return records, replay_setup(made_with, records, latency), latency
+
+
+def study_records(profile, main) -> dict[str, tuple]:
+    """Each study's ``(record, setup, latency)`` by its name: ``main`` (:func:`open_record`'s
+    triple) for a study without a ``record`` of its own, else that record, opened once per folder."""
+    opened = {"": main}
+    for study in profile.records.studies:
+        if study.record not in opened:
+            opened[study.record] = open_record_at(study.record)
+    return {study.name: opened[study.record] for study in profile.records.studies}
+
+
+def committed_match(records: SearchRecords, latency, setup, folder: Path) -> dict[str, float]:
+    """How the record's 05 runs score against a committed 05's files in ``folder``, each to every
+    digit: ``per_run.csv`` (per compared run and target its HV: ``per_run_cells``,
+    ``per_run_equal``), ``hv_curves.csv`` (the headline HV after every evaluation:
+    ``curve_cells``, ``curve_equal``) and ``experiment.json``'s ``reference_hv`` and ``oracle_hv``
+    (``reference_hv_equal``, ``oracle_hv_equal``: 1 or 0). A cell whose run the record lacks is not
+    equal. Every cell equal: the record holds that 05's oracle and searches.
+
+    Raises:
+        ValueError: a file without its columns or keys, named.
+    """
+    from .report import experiment_for
+
+    folder = Path(folder)
+    experiment = experiment_for(setup)
+    runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
+    per_run = _committed_rows(folder / "per_run.csv", ("method", "seed", "target", "hv"))
+    curves = _committed_rows(folder / "hv_curves.csv", ("method", "seed", "n_evals", "hv"))
+    meta = json.loads((folder / "experiment.json").read_text())
+    if not {"reference_hv", "oracle_hv"} <= set(meta):
+        raise ValueError(f"{folder / 'experiment.json'}: lacks reference_hv or oracle_hv")
+    index = {name: t for t, name in enumerate(experiment.target_names)}
+    per_run_equal = sum(run is not None and experiment.target_hv(run.miou, run.latency_ms, index[row["target"]])
+                        == float(row["hv"]) for row in per_run for run in [runs.get((row["method"], int(row["seed"])))])
+    compared = sorted({(r["method"], int(r["seed"])) for r in per_run} & set(runs))
+    made = {(r["method"], r["seed"], r["n_evals"]): r["hv"]
+            for r in E.curve_rows(experiment, [runs[key] for key in compared])[0]}
+    curve_equal = sum(made.get((c["method"], int(c["seed"]), int(c["n_evals"]))) == float(c["hv"]) for c in curves)
+    oracle_folders = sorted({f for f, _, _ in records.runs if f.startswith("oracle_")})
+    oracle = recorded_runs(records, latency, oracle_folders[0]) if oracle_folders else []
+    reference = E.reference_hv(experiment, [runs[key] for key in compared] + oracle) if oracle else float("nan")
+    return {"per_run_cells": float(len(per_run)), "per_run_equal": float(per_run_equal),
+            "curve_cells": float(len(curves)), "curve_equal": float(curve_equal),
+            "reference_hv_equal": float(reference == meta["reference_hv"]),
+            "oracle_hv_equal": float(bool(oracle) and E.reference_hv(experiment, oracle) == meta["oracle_hv"])}
+
+
+def _committed_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
+    with path.open(newline="") as handle:  # csv, not pandas: floats read back to every digit
+        rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
+    lacking = sorted(set(columns) - set(rows[0] if rows else {}))
+    if lacking:
+        raise ValueError(f"{path}: no rows, or missing column(s) {', '.join(lacking)}")
+    return rows
 
 
 def describe(records: SearchRecords) -> dict:

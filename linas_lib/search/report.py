@@ -771,9 +771,11 @@ def export_search_records(profile, seed: int, out) -> Path:
                           provenance(profile.name, profile.to_dict()))
 
 
-def run_more(profile, methods, seeds, seed: int = 0, evals: int = 0) -> list[E.MethodRun]:
+def run_more(profile, methods, seeds, seed: int = 0, evals: int = 0, oracle: bool = False) -> list[E.MethodRun]:
     """Run ``methods`` on ``seeds`` on this machine's trained supernet of the profile (05's setup,
     its run cache: finished runs are reused), e.g. a study to be exported as a search record.
+    With ``oracle``, make 05's long EPR run of the oracle instead (:func:`oracle_runs`; with 05's
+    compared runs, the reference of a record made afresh).
 
     Args:
         profile: a profile or its name.
@@ -782,6 +784,7 @@ def run_more(profile, methods, seeds, seed: int = 0, evals: int = 0) -> list[E.M
         seed: the notebook seed 05 ran with.
         evals: evaluations per run; 0 or the protocol's budget: the compared runs' cache, more:
             long runs, cached in the subfolder ``long_<evals>`` as 05's long-budget study's.
+        oracle: make only the oracle's run (``methods``, ``seeds`` and ``evals`` unused).
 
     Raises:
         ValueError: ``evals`` below the protocol's budget.
@@ -796,6 +799,8 @@ def run_more(profile, methods, seeds, seed: int = 0, evals: int = 0) -> list[E.M
     supernet, latency = search_inputs(profile, seed)
     proxy, _ = near_proxy(supernet, profile.search, seed)
     setup = build_setup(profile, supernet, latency, proxy, seed)
+    if oracle:
+        return oracle_runs(profile, setup, supernet)
     folder = runs_dir(profile, supernet, latency)
     if evals > budget:
         setup, folder = dataclasses.replace(setup, eval_budget=evals), runs_dir(profile, supernet, latency, f"long_{evals}")
