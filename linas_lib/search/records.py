@@ -380,10 +380,9 @@ def committed_match(records: SearchRecords, latency, setup, folder: Path) -> dic
     Raises:
         ValueError: a file without its columns or keys, named.
     """
-    from .report import experiment_for
-
     folder = Path(folder)
-    experiment = experiment_for(setup)
+    lat = setup.latency  # 05's experiment (report.experiment_for, which imports this module)
+    experiment = E.ParetoExperiment(lat.target_names, lat.budgets_ms, *setup.hv_ref, hv_targets=setup.joint_targets)
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
     per_run = _committed_rows(folder / "per_run.csv", ("method", "seed", "target", "hv"))
     curves = _committed_rows(folder / "hv_curves.csv", ("method", "seed", "n_evals", "hv"))
