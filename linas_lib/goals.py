@@ -205,6 +205,16 @@ GOALS: tuple[Goal, ...] = (
                  "reference runs and every other run of the search record, long runs included; a descriptive "
                  "reading added after the study was read, not registered) (%)",
                  ("surrogate_fingerprint_space_mean",), "hv_frac_best_known"),
+    _study_share("oracle05_space_mean",
+                 "... the same registered arm on a second oracle, the committed 05's own (records.studies "
+                 "`oracle05_space_mean`, fresh seeds 200-219, a second record; read against 05's committed reference; "
+                 "never pooled with `confirm_space_mean`'s row: the goal is met for this arm only if met on both) (%)",
+                 ("surrogate_fingerprint_space_mean",)),  # registered for this arm alone (helper-106)
+    _study_share("oracle05_space_mean",
+                 "... the same study's registered arm against a best known front without the run's own seed (05's "
+                 "reference runs and the study's other seeds' runs; no long runs on this oracle, so a weaker front "
+                 "than the first record's; descriptive, fixed at registration) (%)",
+                 ("surrogate_fingerprint_space_mean",), "hv_frac_best_known"),
     Goal(12, "... the same, long runs, against the best known front (the reference's points with every long run's; "
          "the reference alone (the oracle's long EPR run and the compared runs) holds none of the long runs' points, "
          "so a long run's share of it can pass 100 % and is not read against the goal), all seeds "
