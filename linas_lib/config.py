@@ -566,6 +566,7 @@ class StudyConfig:
     evals: int = 0
     control: str = ""
     record: str = ""  # the folder of the record the study's runs are in; empty: records.path
+    replicates: str = ""  # another study this one repeats on another oracle: each shared effect's difference (Welch)
 
     def __post_init__(self):
         require(self, seeds=("seeds",))
@@ -617,6 +618,8 @@ class RecordsConfig:
             ("probe_seeds", self.probe_seeds >= 0, ">= 0"),
             ("probe_evals", len(self.probe_evals) >= 1 and min(self.probe_evals, default=0) >= 3, "counts >= 3"),
             ("studies", len(set(names)) == len(names), "studies with distinct names"),
+            ("studies", all(not s.replicates or (s.replicates in names and s.replicates != s.name) for s in self.studies),
+             "a replicates that names another of the studies"),
         ])
 
 

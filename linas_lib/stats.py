@@ -13,12 +13,26 @@ import numpy as np
 CI_STREAM = 0xC195  # seed stream of the bootstrap CIs
 
 
-def t_half_width(se: float, df: int, confidence: float = 0.95) -> float:
+def t_half_width(se: float, df: float, confidence: float = 0.95) -> float:
     """Half the width of a ``confidence`` Student-t interval with standard error ``se`` and
     ``df`` degrees of freedom (``scipy.stats.t``)."""
     from scipy.stats import t
 
     return float(t.ppf(0.5 + confidence / 2, df)) * se
+
+
+def welch_ci(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int,
+             confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(difference, low, high)``: ``mean_a - mean_b`` of two independent samples, given by their
+    means, SDs and sizes, with Welch's t interval (Welch-Satterthwaite degrees of freedom); NaN
+    bounds below 2 values in either sample."""
+    diff = float(mean_a - mean_b)
+    if min(n_a, n_b) < 2:
+        return diff, math.nan, math.nan
+    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1)) if va + vb > 0 else n_a + n_b - 2
+    half = t_half_width(math.sqrt(va + vb), df, confidence)
+    return diff, diff - half, diff + half
 
 
 def mean_t_ci(values, confidence: float = 0.95) -> tuple[float, float]:

@@ -452,3 +452,31 @@ def test_a_study_on_a_record_of_its_own_opens_that_record_once():
     with pytest.raises(FileNotFoundError):
         R.study_records(dataclasses.replace(profile, records=dataclasses.replace(
             profile.records, studies=(StudyConfig("d", ("surrogate_pairs",), (3,), record="results/cpu/absent"),))), main)
+
+
+def test_between_studies_is_welchs_interval_of_the_two_seed_sets():
+    """The shared effects' difference with the CI scipy's Welch t-test gives on the raw seed values."""
+    from scipy.stats import ttest_ind
+
+    from linas_lib.analysis import fingerprint_probe as FP
+
+    a, b = np.array([0.09, 0.07, 0.11, 0.08, 0.10]), np.array([0.05, 0.09, 0.02, 0.08, 0.06, 0.07, 0.04])
+    row = lambda v, effect="mean_vs_draws": {"effect": effect, "n_seeds": v.size, "diff_mean": v.mean(),  # noqa: E731
+                                             "diff_sd": v.std(ddof=1)}
+    rows = FP.between_studies({"effects": [row(a), row(a, "only_here")]}, {"effects": [row(b)]})
+    expected = ttest_ind(a, b, equal_var=False).confidence_interval()
+    assert [r["effect"] for r in rows] == ["mean_vs_draws"]
+    assert rows[0]["diff_mean"] == pytest.approx(a.mean() - b.mean())
+    assert (rows[0]["diff_ci95_low"], rows[0]["diff_ci95_high"]) == pytest.approx((expected.low, expected.high))
+    figures = FP.study_figures({"kind": "budget", "reference_hv": 1.0, "seeds": [1], "missing_seeds": [],
+                                "methods": [], "effects": [], "between": rows}, "x")
+    assert figures["study.x.between.mean_vs_draws_ci95_low"] == rows[0]["diff_ci95_low"]
+
+
+def test_a_study_replicates_only_another_study_of_the_profile():
+    from linas_lib.config import RecordsConfig, StudyConfig
+
+    with pytest.raises(ValueError, match="a replicates that names another of the studies"):
+        RecordsConfig(studies=(StudyConfig("a", ("surrogate_pairs",), (1,), replicates="b"),))
+    RecordsConfig(studies=(StudyConfig("a", ("surrogate_pairs",), (1,)),
+                           StudyConfig("b", ("surrogate_pairs",), (2,), replicates="a")))

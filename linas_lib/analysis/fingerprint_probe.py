@@ -615,10 +615,31 @@ def run_studies(profile, main, n_resamples: int = 2000) -> dict[str, dict]:
         if spec.record and study:
             study["committed_05"] = committed_match(records, latency, setup, results_dir(records.meta["profile"], "05_pareto"))
         studies[spec.name] = study
+    for spec in profile.records.studies:
+        if spec.replicates and studies[spec.name] and studies[spec.replicates]:
+            studies[spec.name]["between"] = between_studies(studies[spec.name], studies[spec.replicates])
     return studies
 
 
-STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality", "best_known"),
+def between_studies(study: dict, first: dict) -> list[dict]:
+    """Per effect of both budget studies, ``study``'s mean paired difference minus ``first``'s
+    (``diff``: e.g. a study repeated on another oracle minus the first), with Welch's t 95 % CI
+    over the two independent seed sets (``diff_ci95_low/high``)."""
+    from ..stats import welch_ci
+
+    earlier = {r["effect"]: r for r in first.get("effects", [])}
+    rows = []
+    for r in study.get("effects", []):
+        e = earlier.get(r["effect"])
+        if e is not None:
+            diff, low, high = welch_ci(r["diff_mean"], r["diff_sd"], r["n_seeds"], e["diff_mean"], e["diff_sd"],
+                                       e["n_seeds"])
+            rows.append({"effect": r["effect"], "mean": r["diff_mean"], "first_mean": e["diff_mean"],
+                         "diff_mean": diff, "diff_ci95_low": low, "diff_ci95_high": high})
+    return rows
+
+
+STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality", "best_known", "between"),
                 "long": ("methods", "effects", "by_target", "locality", "front", "equivalence")}  # its anytime curve: a CSV and a figure
 
 
@@ -629,9 +650,12 @@ def study_tables(study: dict) -> dict[str, list[dict]]:
 
 def study_figures(study: dict, name: str) -> dict[str, float]:
     """:func:`long_figures` or :func:`cure_figures` of a :func:`run_study` result, and with its
-    ``committed_05`` (:func:`run_studies`) its counts as ``study.<name>.committed_05.<count>``."""
+    ``committed_05`` (:func:`run_studies`) its counts as ``study.<name>.committed_05.<count>``, and
+    with its ``between`` (:func:`between_studies`) ``study.<name>.between.<effect>`` with its CI."""
     out = (long_figures if study.get("kind") == "long" else cure_figures)(study, name)
     out.update({f"study.{name}.committed_05.{k}": v for k, v in study.get("committed_05", {}).items()})
+    for r in study.get("between", []):
+        out.update(_with_ci(f"study.{name}.between.{r['effect']}", r, "diff"))
     return out
 
 
