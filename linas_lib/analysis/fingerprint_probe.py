@@ -604,8 +604,11 @@ def run_studies(profile, main, n_resamples: int = 2000) -> dict[str, dict]:
     ``main`` (:func:`~linas_lib.search.records.open_record`'s triple) or the study's own ``record``.
     A study on a record of its own also scores that record's compared runs against 05's
     committed files of the record's profile (``committed_05``:
-    :func:`~linas_lib.search.records.committed_match`): all equal, the record holds 05's own oracle."""
+    :func:`~linas_lib.search.records.committed_match`): all equal, the record holds 05's own oracle;
+    and it replays its runs of the first ``records.replay_cap`` seeds of each method (``replay``:
+    :func:`~linas_lib.search.records.replay_rows`; the main record's replay is 08's own cell)."""
     from ..paths import results_dir
+    from ..search.records import replay_rows
 
     opened = study_records(profile, main)
     studies = {}
@@ -614,6 +617,9 @@ def run_studies(profile, main, n_resamples: int = 2000) -> dict[str, dict]:
         study = run_study(setup, records, latency, spec, n_resamples)
         if spec.record and study:
             study["committed_05"] = committed_match(records, latency, setup, results_dir(records.meta["profile"], "05_pareto"))
+            keys = [("", method, seed) for method in spec.methods
+                    for seed in study["seeds"][:profile.records.replay_cap]]
+            study["replay"] = replay_rows(setup, records, keys=keys)
         studies[spec.name] = study
     for spec in profile.records.studies:
         if spec.replicates and studies[spec.name] and studies[spec.replicates]:
@@ -639,7 +645,7 @@ def between_studies(study: dict, first: dict) -> list[dict]:
     return rows
 
 
-STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality", "best_known", "between"),
+STUDY_TABLES = {"budget": ("methods", "effects", "by_target", "locality", "best_known", "between", "replay"),
                 "long": ("methods", "effects", "by_target", "locality", "front", "equivalence")}  # its anytime curve: a CSV and a figure
 
 
@@ -651,9 +657,13 @@ def study_tables(study: dict) -> dict[str, list[dict]]:
 def study_figures(study: dict, name: str) -> dict[str, float]:
     """:func:`long_figures` or :func:`cure_figures` of a :func:`run_study` result, and with its
     ``committed_05`` (:func:`run_studies`) its counts as ``study.<name>.committed_05.<count>``, and
-    with its ``between`` (:func:`between_studies`) ``study.<name>.between.<effect>`` with its CI."""
+    with its ``between`` (:func:`between_studies`) ``study.<name>.between.<effect>`` with its CI,
+    with its ``replay`` ``study.<name>.replay.n_runs`` and ``study.<name>.replay.n_identical``."""
     out = (long_figures if study.get("kind") == "long" else cure_figures)(study, name)
     out.update({f"study.{name}.committed_05.{k}": v for k, v in study.get("committed_05", {}).items()})
+    if "replay" in study:
+        out[f"study.{name}.replay.n_runs"] = float(len(study["replay"]))
+        out[f"study.{name}.replay.n_identical"] = float(sum(r["identical"] for r in study["replay"]))
     for r in study.get("between", []):
         out.update(_with_ci(f"study.{name}.between.{r['effect']}", r, "diff"))
     return out
