@@ -480,3 +480,26 @@ def test_a_study_replicates_only_another_study_of_the_profile():
         RecordsConfig(studies=(StudyConfig("a", ("surrogate_pairs",), (1,), replicates="b"),))
     RecordsConfig(studies=(StudyConfig("a", ("surrogate_pairs",), (1,)),
                            StudyConfig("b", ("surrogate_pairs",), (2,), replicates="a")))
+
+
+def test_run_studies_reads_a_study_on_its_own_record_with_its_checks(replay):
+    """A study naming a record: read on it, checked against the committed 05 (another oracle here:
+    nothing equal), its first seeds replayed, and its difference to the study it replicates."""
+    import dataclasses
+
+    from linas_lib.analysis import fingerprint_probe as FP
+    from linas_lib.config import StudyConfig
+
+    profile = load_profile("cpu")
+    own = str(RECORD.relative_to(RECORD.parents[4]))
+    methods = ("surrogate_pairs", "surrogate_fingerprint")
+    studies = (StudyConfig("first", methods, (10, 11, 12)), StudyConfig("again", methods, (13, 14, 15), record=own, replicates="first"))
+    profile = dataclasses.replace(profile, records=dataclasses.replace(profile.records, studies=studies, replay_cap=1))
+    records, latency, setup = replay
+    out = FP.run_studies(profile, (records, setup, latency), 100)
+    again = FP.study_figures(out["again"], "again")
+    assert "committed_05" not in out["first"] and "replay" not in out["first"]
+    assert again["study.again.committed_05.per_run_equal"] == 0 and again["study.again.committed_05.per_run_cells"] == 1100
+    assert again["study.again.replay.n_runs"] == 2 and again["study.again.replay.n_identical"] == 2
+    assert [(r["method"], r["seed"]) for r in out["again"]["replay"]] == [("surrogate_pairs", 13), ("surrogate_fingerprint", 13)]
+    assert "study.again.between.fingerprint_ci95_low" in again
