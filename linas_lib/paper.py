@@ -10,7 +10,7 @@ depend on:
 * the committed LUT data (every file under ``results/luts/``, plus any ``lut:`` file the
   profile names elsewhere),
 * the committed benchmark table (``results/<profile>/bench/table.csv`` and ``split.json``),
-* the profile's search record (the files under ``records.path``),
+* the profile's search records (the files under ``records.path`` and each study's ``record``),
 * the outputs of every earlier notebook (the files under ``results/<profile>/<earlier>/``).
 
 A notebook is skipped only when its stamp ``.cache/stamps/<profile>/<notebook>.json``
@@ -99,11 +99,16 @@ def bench_digests(profile_name: str) -> dict[str, str]:
 
 
 def record_digests(profile: Profile) -> dict[str, str]:
-    """Digests of the files of the profile's search record (``records.path``; none when empty)."""
+    """Digests of the files of the profile's search record (``records.path``; none when empty) and
+    of each other record a study names (``records.studies[].record``, keys prefixed by its path)."""
     if not profile.records.path:
         return {}
     folder = resolve(profile.records.path)
-    return _digests(_files_under(folder), folder)
+    out = _digests(_files_under(folder), folder)
+    for path in dict.fromkeys(s.record for s in profile.records.studies if s.record and s.record != profile.records.path):
+        other = resolve(path)
+        out.update({f"{path}/{k}": v for k, v in _digests(_files_under(other), other).items()})
+    return out
 
 
 def output_digests(profile_name: str, notebook: str) -> dict[str, str]:

@@ -293,3 +293,20 @@ def test_write_summary_regenerates_macros(tree, monkeypatch):
     assert "\\newcommand{\\dataLoadS}{\\textit{n/a}}" in text
     assert "\\newcommand{\\lutsCpuTorchOnetFeasiblePct}{50.16}" in text
     assert text.startswith("%")
+
+
+def test_record_digests_cover_each_record_a_study_names(tmp_path):
+    import dataclasses
+
+    from linas_lib import paper
+    from linas_lib.config import StudyConfig, load_profile
+
+    main, other = tmp_path / "main", tmp_path / "other"
+    for folder, text in ((main, "a"), (other, "b")):
+        folder.mkdir()
+        (folder / "runs.csv").write_text(text)
+    profile = load_profile("smoke")
+    studies = (StudyConfig("s", ("surrogate_pairs",), (1,), record=str(other)),)
+    profile = dataclasses.replace(profile, records=dataclasses.replace(profile.records, path=str(main), studies=studies))
+    digests = paper.record_digests(profile)
+    assert set(digests) == {"runs.csv", f"{other}/runs.csv"} and digests["runs.csv"] != digests[f"{other}/runs.csv"]
