@@ -424,11 +424,11 @@ def test_committed_match_tells_the_record_of_05s_oracle_from_another_oracles(rep
     training of the supernet); a file without its columns is refused by name."""
     records, latency, setup = replay
     own = R.committed_match(records, latency, setup, REPLICA / "05_pareto")
-    assert own == {"per_run_cells": 1100.0, "per_run_equal": 1100.0, "curve_cells": 6600.0, "curve_equal": 6600.0,
-                   "reference_hv_equal": 1.0, "oracle_hv_equal": 1.0}
+    assert own == {"per_run_cells": 1100.0, "per_run_equal": 1100.0, "per_run_max_abs_diff": 0.0, "curve_cells": 6600.0,
+                   "curve_equal": 6600.0, "curve_max_abs_diff": 0.0, "reference_hv_equal": 1.0, "oracle_hv_equal": 1.0}
     other = R.committed_match(records, latency, setup, Path(__file__).resolve().parents[1] / "results/cpu/05_pareto")
     assert other["per_run_cells"] == 1100 and other["per_run_equal"] < 1100 and other["curve_equal"] < 6600
-    assert other["reference_hv_equal"] == 0 and other["oracle_hv_equal"] == 0
+    assert other["reference_hv_equal"] == 0 and other["oracle_hv_equal"] == 0 and other["per_run_max_abs_diff"] > 0
     for name in ("per_run.csv", "hv_curves.csv", "experiment.json"):
         shutil.copy(REPLICA / "05_pareto" / name, tmp_path / name)
     (tmp_path / "hv_curves.csv").write_text("# provenance: {}\nmethod,seed,hv\nrandom,0,0.1\n")

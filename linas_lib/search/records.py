@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,8 +375,10 @@ def committed_match(records: SearchRecords, latency, setup, folder: Path) -> dic
     digit: ``per_run.csv`` (per compared run and target its HV: ``per_run_cells``,
     ``per_run_equal``), ``hv_curves.csv`` (the headline HV after every evaluation:
     ``curve_cells``, ``curve_equal``) and ``experiment.json``'s ``reference_hv`` and ``oracle_hv``
-    (``reference_hv_equal``, ``oracle_hv_equal``: 1 or 0). A cell whose run the record lacks is not
-    equal. Every cell equal: the record holds that 05's oracle and searches.
+    (``reference_hv_equal``, ``oracle_hv_equal``: 1 or 0); the largest absolute HV difference of
+    each file's cells (``per_run_max_abs_diff``, ``curve_max_abs_diff``). A cell whose run the
+    record lacks is not equal (its difference infinite). Every cell equal: the record holds that
+    05's oracle and searches.
 
     Raises:
         ValueError: a file without its columns or keys, named.
@@ -390,17 +393,20 @@ def committed_match(records: SearchRecords, latency, setup, folder: Path) -> dic
     if not {"reference_hv", "oracle_hv"} <= set(meta):
         raise ValueError(f"{folder / 'experiment.json'}: lacks reference_hv or oracle_hv")
     index = {name: t for t, name in enumerate(experiment.target_names)}
-    per_run_equal = sum(run is not None and experiment.target_hv(run.miou, run.latency_ms, index[row["target"]])
-                        == float(row["hv"]) for row in per_run for run in [runs.get((row["method"], int(row["seed"])))])
+    per_run_diff = [experiment.target_hv(run.miou, run.latency_ms, index[row["target"]]) - float(row["hv"])
+                    if run is not None else math.inf
+                    for row in per_run for run in [runs.get((row["method"], int(row["seed"])))]]
     compared = sorted({(r["method"], int(r["seed"])) for r in per_run} & set(runs))
     made = {(r["method"], r["seed"], r["n_evals"]): r["hv"]
             for r in E.curve_rows(experiment, [runs[key] for key in compared])[0]}
-    curve_equal = sum(made.get((c["method"], int(c["seed"]), int(c["n_evals"]))) == float(c["hv"]) for c in curves)
+    curve_diff = [made.get((c["method"], int(c["seed"]), int(c["n_evals"])), math.inf) - float(c["hv"]) for c in curves]
     oracle_folders = sorted({f for f, _, _ in records.runs if f.startswith("oracle_")})
     oracle = recorded_runs(records, latency, oracle_folders[0]) if oracle_folders else []
     reference = E.reference_hv(experiment, [runs[key] for key in compared] + oracle) if oracle else float("nan")
-    return {"per_run_cells": float(len(per_run)), "per_run_equal": float(per_run_equal),
-            "curve_cells": float(len(curves)), "curve_equal": float(curve_equal),
+    return {"per_run_cells": float(len(per_run)), "per_run_equal": float(sum(d == 0 for d in per_run_diff)),
+            "per_run_max_abs_diff": float(max(map(abs, per_run_diff))),
+            "curve_cells": float(len(curves)), "curve_equal": float(sum(d == 0 for d in curve_diff)),
+            "curve_max_abs_diff": float(max(map(abs, curve_diff))),
             "reference_hv_equal": float(reference == meta["reference_hv"]),
             "oracle_hv_equal": float(bool(oracle) and E.reference_hv(experiment, oracle) == meta["oracle_hv"])}
 
