@@ -208,7 +208,9 @@ GOALS: tuple[Goal, ...] = (
     _study_share("oracle05_space_mean",
                  "... the same registered arm on a second oracle, the committed 05's own (records.studies "
                  "`oracle05_space_mean`, fresh seeds 200-219, a second record; read against 05's committed reference; "
-                 "never pooled with `confirm_space_mean`'s row: the goal is met for this arm only if met on both) (%)",
+                 "never pooled with `confirm_space_mean`'s row: the goal is met for this arm only if met on both; "
+                 "descriptive only: the record's 05 runs do not all score as the committed 05's, "
+                 "`study.oracle05_space_mean.committed_05.*`) (%)",
                  ("surrogate_fingerprint_space_mean",)),  # registered for this arm alone (helper-106)
     _study_share("oracle05_space_mean",
                  "... the same study's registered arm against a best known front without the run's own seed (05's "
