@@ -64,6 +64,10 @@ class Goal:
             a null count reads (e.g. ``"none reaches it"``).
         scale: the figures are shown multiplied by it (100: a fraction as %).
         digits: decimals shown.
+        qualifier: appended to the status whatever it is (e.g. that a registered reading became
+            descriptive), so that a "met" is never read without it.
+        qualifier_when: two keys of the notebook's summary; the qualifier applies only while
+            their values differ (empty: always).
     """
 
     issue: int
@@ -86,6 +90,8 @@ class Goal:
     context: tuple[tuple[str, ...], ...] = ()
     scale: float = 1.0
     digits: int = 3
+    qualifier: str = ""
+    qualifier_when: tuple[str, str] = ()
 
 
 N01, N02, N04, N05, N06, N07, N08, N09 = ("01_luts", "02_latency_accuracy", "04_ranking", "05_pareto", "06_cross_hw",
@@ -97,12 +103,13 @@ TRIVIAL_04 = ("flops", "latency", "params")
 SELECTED_04 = "tau_gap_to_best.ws.<x>"  # 04 writes the gap to its validation-selected variant for every other
 
 
-def _study_share(name: str, text: str, among: tuple[str, ...], quantity: str = "hv_frac_reference") -> Goal:
+def _study_share(name: str, text: str, among: tuple[str, ...], quantity: str = "hv_frac_reference",
+                 qualifier: str = "", qualifier_when: tuple[str, str] = ()) -> Goal:
     """Issue 12's HV-share goal (>= 99 %) read off one of 08's ``records.studies``: ``study.<name>.<quantity>``
     of each method in ``among`` (the study's arms, not their CI keys), with its t CI."""
     key = f"study.{name}.{quantity}.<x>"
     return Goal(12, text, N08, key, ">=", 0.99, lo=f"{key}_ci95_low", hi=f"{key}_ci95_high", scale=100.0, digits=1,
-                among=among)
+                among=among, qualifier=qualifier, qualifier_when=qualifier_when)
 
 GOALS: tuple[Goal, ...] = (
     *(Goal(9, f"calibrated MAPE <= {mark:g} % on {t}", N02, f"mape_pct.{t}.calibrated", "<=", mark, digits=2,
@@ -211,7 +218,11 @@ GOALS: tuple[Goal, ...] = (
                  "never pooled with `confirm_space_mean`'s row: the goal is met for this arm only if met on both; "
                  "descriptive only: the record's 05 runs do not all score as the committed 05's, "
                  "`study.oracle05_space_mean.committed_05.*`) (%)",
-                 ("surrogate_fingerprint_space_mean",)),  # registered for this arm alone (helper-106)
+                 ("surrogate_fingerprint_space_mean",),  # registered for this arm alone (helper-106)
+                 qualifier="descriptive only, not a claim: the registered identity check failed, and the goal "
+                 "counts only where met on both oracles",
+                 qualifier_when=("study.oracle05_space_mean.committed_05.per_run_equal",
+                                 "study.oracle05_space_mean.committed_05.per_run_cells")),
     _study_share("oracle05_space_mean",
                  "... the same study's registered arm against a best known front without the run's own seed (05's "
                  "reference runs and the study's other seeds' runs; no long runs on this oracle, so a weaker front "
@@ -391,6 +402,9 @@ def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
     status = _status(len(shown), missed, straddle)
     if floored:
         status += f"; not testable on this data: a perfect predictor misses the mark too ({', '.join(floored)})"
+    when = [summaries.get(goal.notebook, {}).get(k) for k in goal.qualifier_when]
+    if goal.qualifier and (not when or when[0] != when[1]):
+        status += f"; {goal.qualifier}"
     return {**row, "figure": figure, "status": status}
 
 

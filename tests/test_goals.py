@@ -23,6 +23,14 @@ def test_a_single_figure_against_a_number_with_its_ci_and_context():
     assert _row(goal, {"tau.x": 0.85, "lo.x": 0.81, "hi.x": 0.9})["status"] == "met"
 
 
+def test_a_qualifier_follows_the_status_while_its_two_figures_differ():
+    goal = Goal(1, "share >= 0.99", "nb", "share.x", ">=", 0.99, qualifier="descriptive only",
+                qualifier_when=("equal", "cells"))
+    assert _row(goal, {"share.x": 0.999, "equal": 1086, "cells": 1100})["status"] == "met; descriptive only"
+    assert _row(goal, {"share.x": 0.999, "equal": 1100, "cells": 1100})["status"] == "met"
+    assert _row(Goal(1, "s", "nb", "s.x", ">=", 0.99, qualifier="post hoc"), {"s.x": 0.5})["status"] == "not met; post hoc"
+
+
 def test_a_goal_whose_perfect_predictor_misses_the_mark_says_it_cannot_be_told():
     goal = Goal(9, "mape <= 2", "nb", "mape.x", "<=", 2.0, floor="floor.x", digits=2)
     assert _row(goal, {"mape.x": 1.9, "floor.x": 2.1})["status"] == (
