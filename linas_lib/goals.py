@@ -64,10 +64,10 @@ class Goal:
             a null count reads (e.g. ``"none reaches it"``).
         scale: the figures are shown multiplied by it (100: a fraction as %).
         digits: decimals shown.
-        qualifier: appended to the status whatever it is (e.g. that a registered reading became
+        qualifier: put before the status whatever it is (e.g. that a registered reading became
             descriptive), so that a "met" is never read without it.
-        qualifier_when: two keys of the notebook's summary; the qualifier applies only while
-            their values differ (empty: always).
+        qualifier_when: two keys of the notebook's summary; the qualifier is dropped only when
+            both are present and equal (empty: it always applies).
     """
 
     issue: int
@@ -403,8 +403,8 @@ def goal_row(goal: Goal, summaries: Mapping[str, Mapping]) -> dict[str, str]:
     if floored:
         status += f"; not testable on this data: a perfect predictor misses the mark too ({', '.join(floored)})"
     when = [summaries.get(goal.notebook, {}).get(k) for k in goal.qualifier_when]
-    if goal.qualifier and (not when or when[0] != when[1]):
-        status += f"; {goal.qualifier}"
+    if goal.qualifier and not (when and when[0] is not None and when[0] == when[1]):
+        status = f"{goal.qualifier} (read as a goals row: {status})"
     return {**row, "figure": figure, "status": status}
 
 
