@@ -20,6 +20,9 @@ def test_notebook_runs_with_smoke_profile(name):
     assert summary["figures"], f"{name} wrote an empty summary.json"
     assert all(isinstance(v, (int, float)) or v is None for v in summary["figures"].values())
     assert summary["provenance"]["profile"] == "smoke"
+    if name == "05_pareto":  # the oracle's identity, so that a search made again can be checked against it
+        oracle = json.loads((project_root() / "results" / "smoke" / name / "experiment.json").read_text())["oracle"]
+        assert set(oracle) == {"supernet_key", "weights_digest"} and all(oracle.values())
 
 
 def test_every_notebook_has_one_parameters_cell():

@@ -719,14 +719,17 @@ def headline_budgets(record: dict) -> dict[str, float]:
     return {name: budgets[name] for name in record["reference_point"]["hv_targets"]}
 
 
-def experiment_record(exp: E.ParetoExperiment, setup: SearchSetup, profile, near_facts: dict) -> dict:
-    """What the experiment fixed before any method ran (written to ``experiment.json``)."""
+def experiment_record(exp: E.ParetoExperiment, setup: SearchSetup, profile, near_facts: dict, supernet) -> dict:
+    """What the experiment fixed before any method ran (written to ``experiment.json``), with the
+    oracle's identity (``oracle``: the supernet's key and weights digest), so that a search made
+    again on another machine can tell the same training from a near copy."""
     from dataclasses import asdict
 
     return {"reference_point": exp.reference(), "targets": list(exp.target_names),
             "budgets_ms": exp.budgets_ms.tolist(),
             "joint_targets": [exp.target_names[t] for t in setup.joint_targets],
-            "search": asdict(profile.search), "near": near_facts}
+            "search": asdict(profile.search), "near": near_facts,
+            "oracle": {"supernet_key": supernet.key, "weights_digest": supernet.weights_digest}}
 
 
 def c3_figures(rows: list[dict]) -> dict:
