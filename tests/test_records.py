@@ -434,6 +434,17 @@ def test_committed_match_tells_the_record_of_05s_oracle_from_another_oracles(rep
     (tmp_path / "hv_curves.csv").write_text("# provenance: {}\nmethod,seed,hv\nrandom,0,0.1\n")
     with pytest.raises(ValueError, match=r"hv_curves.csv: no rows, or missing column\(s\) n_evals"):
         R.committed_match(records, latency, setup, tmp_path)
+    (tmp_path / "hv_curves.csv").write_text("# provenance: {}\nmethod,seed,n_evals,hv\nrandom,0,1,x\n")
+    with pytest.raises(ValueError, match=r"hv_curves.csv, line 3: seed, n_evals or hv is not a number"):
+        R.committed_match(records, latency, setup, tmp_path)
+    shutil.copy(REPLICA / "05_pareto" / "hv_curves.csv", tmp_path / "hv_curves.csv")
+    (tmp_path / "per_run.csv").write_text("method,seed,target,hv\nrandom,0,tpu,0.1\n")
+    with pytest.raises(ValueError, match=r"per_run.csv, line 2: target 'tpu' is not one of the record's"):
+        R.committed_match(records, latency, setup, tmp_path)
+    shutil.copy(REPLICA / "05_pareto" / "per_run.csv", tmp_path / "per_run.csv")
+    (tmp_path / "experiment.json").write_text("{")
+    with pytest.raises(ValueError, match=r"experiment.json: not JSON"):
+        R.committed_match(records, latency, setup, tmp_path)
 
 
 def test_a_study_on_a_record_of_its_own_opens_that_record_once():
@@ -442,13 +453,16 @@ def test_a_study_on_a_record_of_its_own_opens_that_record_once():
     from linas_lib.config import StudyConfig
 
     profile = load_profile("cpu")
-    own = str(RECORD.relative_to(RECORD.parents[4]))
+    own = str(RECORD)  # the main record by another spelling: opened as a record of its own
     studies = (StudyConfig("a", ("surrogate_fingerprint",), (1,)), StudyConfig("b", ("surrogate_fingerprint",), (2,), record=own),
                StudyConfig("c", ("surrogate_pairs",), (3,), record=own))
     profile = dataclasses.replace(profile, records=dataclasses.replace(profile.records, studies=studies))
     main = ("main record", "main setup", "main latency")
     opened = R.study_records(profile, main)
     assert opened["a"] is main and opened["b"] is opened["c"] and opened["b"][0].folder == RECORD
+    same = StudyConfig("d", ("surrogate_pairs",), (4,), record=profile.records.path)  # the main record: not opened again
+    assert R.study_records(dataclasses.replace(profile, records=dataclasses.replace(profile.records, studies=(same,))),
+                           main)["d"] is main
     with pytest.raises(FileNotFoundError):
         R.study_records(dataclasses.replace(profile, records=dataclasses.replace(
             profile.records, studies=(StudyConfig("d", ("surrogate_pairs",), (3,), record="results/cpu/absent"),))), main)

@@ -21,6 +21,7 @@ raises :class:`OracleMiss` instead of having another training answer it.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -363,7 +364,7 @@ def open_record_at(path: str):
 def study_records(profile, main) -> dict[str, tuple]:
     """Each study's ``(record, setup, latency)`` by its name: ``main`` (:func:`open_record`'s
     triple) for a study without a ``record`` of its own, else that record, opened once per folder."""
-    opened = {"": main}
+    opened = {"": main, profile.records.path: main}
     for study in profile.records.studies:
         if study.record not in opened:
             opened[study.record] = open_record_at(study.record)
@@ -387,36 +388,56 @@ def committed_match(records: SearchRecords, latency, setup, folder: Path) -> dic
     lat = setup.latency  # 05's experiment (report.experiment_for, which imports this module)
     experiment = E.ParetoExperiment(lat.target_names, lat.budgets_ms, *setup.hv_ref, hv_targets=setup.joint_targets)
     runs = {(r.method, r.seed): r for r in recorded_runs(records, latency)}
-    per_run = _committed_rows(folder / "per_run.csv", ("method", "seed", "target", "hv"))
+    per_run = _committed_rows(folder / "per_run.csv", ("method", "seed", "target", "hv"), experiment.target_names)
     curves = _committed_rows(folder / "hv_curves.csv", ("method", "seed", "n_evals", "hv"))
-    meta = json.loads((folder / "experiment.json").read_text())
-    if not {"reference_hv", "oracle_hv"} <= set(meta):
+    try:
+        meta = json.loads((folder / "experiment.json").read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{folder / 'experiment.json'}: not JSON ({err})") from None
+    if not isinstance(meta, dict) or not {"reference_hv", "oracle_hv"} <= set(meta):
         raise ValueError(f"{folder / 'experiment.json'}: lacks reference_hv or oracle_hv")
     index = {name: t for t, name in enumerate(experiment.target_names)}
-    per_run_diff = [experiment.target_hv(run.miou, run.latency_ms, index[row["target"]]) - float(row["hv"])
+    per_run_diff = [experiment.target_hv(run.miou, run.latency_ms, index[row["target"]]) - row["hv"]
                     if run is not None else math.inf
-                    for row in per_run for run in [runs.get((row["method"], int(row["seed"])))]]
-    compared = sorted({(r["method"], int(r["seed"])) for r in per_run} & set(runs))
+                    for row in per_run for run in [runs.get((row["method"], row["seed"]))]]
+    compared = sorted({(r["method"], r["seed"]) for r in per_run} & set(runs))
     made = {(r["method"], r["seed"], r["n_evals"]): r["hv"]
             for r in E.curve_rows(experiment, [runs[key] for key in compared])[0]}
-    curve_diff = [made.get((c["method"], int(c["seed"]), int(c["n_evals"])), math.inf) - float(c["hv"]) for c in curves]
+    curve_diff = [made.get((c["method"], c["seed"], c["n_evals"]), math.inf) - c["hv"] for c in curves]
     oracle_folders = sorted({f for f, _, _ in records.runs if f.startswith("oracle_")})
     oracle = recorded_runs(records, latency, oracle_folders[0]) if oracle_folders else []
-    reference = E.reference_hv(experiment, [runs[key] for key in compared] + oracle) if oracle else float("nan")
+    reference = E.reference_hv(experiment, [runs[key] for key in compared] + oracle) if oracle else math.nan
+    oracle_hv = E.reference_hv(experiment, oracle) if oracle else math.nan
     return {"per_run_cells": float(len(per_run)), "per_run_equal": float(sum(d == 0 for d in per_run_diff)),
             "per_run_max_abs_diff": float(max(map(abs, per_run_diff))),
             "curve_cells": float(len(curves)), "curve_equal": float(sum(d == 0 for d in curve_diff)),
             "curve_max_abs_diff": float(max(map(abs, curve_diff))),
             "reference_hv_equal": float(reference == meta["reference_hv"]),
-            "oracle_hv_equal": float(bool(oracle) and E.reference_hv(experiment, oracle) == meta["oracle_hv"])}
+            "oracle_hv_equal": float(oracle_hv == meta["oracle_hv"])}
 
 
-def _committed_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
-    with path.open(newline="") as handle:  # csv, not pandas: floats read back to every digit
-        rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
+def _committed_rows(path: Path, columns: tuple[str, ...], targets=()) -> list[dict]:
+    """A committed 05 CSV's rows, ``seed`` and ``n_evals`` as ints and ``hv`` as a float read back
+    to every digit (csv, not pandas); with ``targets``, each row's ``target`` must be one of them.
+
+    Raises:
+        ValueError: no rows, a missing column or a malformed value, naming the file (and line).
+    """
+    with path.open(newline="") as handle:
+        lines = handle.readlines()
+    comments = sum(1 for _ in itertools.takewhile(lambda text: text.startswith("#"), lines))
+    rows = list(csv.DictReader(lines[comments:]))
     lacking = sorted(set(columns) - set(rows[0] if rows else {}))
     if lacking:
         raise ValueError(f"{path}: no rows, or missing column(s) {', '.join(lacking)}")
+    for line, row in enumerate(rows, start=comments + 2):  # after the provenance line(s) and the header
+        try:
+            row.update({k: int(row[k]) for k in ("seed", "n_evals") if k in row}, hv=float(row["hv"]))
+        except ValueError:
+            raise ValueError(f"{path}, line {line}: seed, n_evals or hv is not a number ({row})") from None
+        if targets and row["target"] not in targets:
+            raise ValueError(f"{path}, line {line}: target {row['target']!r} is not one of the record's "
+                             f"({', '.join(targets)})")
     return rows
 
 
