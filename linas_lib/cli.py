@@ -380,6 +380,15 @@ def _add_bench_commands(sub) -> None:
                      "from 05's choice_candidates.csv, e.g. retest_mean; 'registered': every rule notebook 09 reads")
     _dask_args(fin)
     fin.set_defaults(func=_cmd_bench_final)
+    retune = bench_sub.add_parser("retune", help="fine-tune every candidate of 05's choice_candidates.csv again "
+                                  "(05's recipe, one generator per replicate; needs 05's supernet, cached or trained) "
+                                  "into results/<profile>/bench/choice_replicates.csv; replicates 0 and 1 are checked "
+                                  "against 05's committed fine-tunes")
+    retune.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    retune.add_argument("--seed", type=_non_negative_int, default=0, help="the seed 05 ran with (default 0)")
+    retune.add_argument("--replicates", default="0,2,3,4,5", help="comma-separated replicates (default 0,2,3,4,5: an "
+                        "identity check and study choice_truth's four fresh fine-tunes)")
+    retune.set_defaults(func=_cmd_bench_retune)
     near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
                                 "(results/<profile>/05_pareto/near_smallest_pairs.csv) for bench.seeds with the "
                                 "table's recipe, on Dask (resumes per item)")
@@ -465,6 +474,20 @@ def _cmd_bench_final(args: argparse.Namespace) -> int:
         chosen = read_chosen(profile)
     info = build_final(args.profile, chosen, args.seed, scheduler=args.scheduler, workers=args.workers, limit=args.limit)
     print(f"final networks: {info['done']}/{info['items']} items done ({info['ran']} run now), {info['pending']} pending")
+    return 0
+
+
+def _cmd_bench_retune(args: argparse.Namespace) -> int:
+    from .analysis.final_choice import retune
+
+    try:
+        replicates = [int(k) for k in args.replicates.split(",") if k.strip()]
+    except ValueError:
+        raise SystemExit(f"linas bench retune: --replicates {args.replicates!r}: expected comma-separated integers")
+    rows = retune(args.profile, replicates, args.seed)
+    checked = [r for r in rows if r["identical"] != ""]
+    print(f"fine-tunes: {len(rows)} ({len(rows) - len(checked)} fresh); 05's replicates made again: "
+          f"{sum(r['identical'] is True for r in checked)}/{len(checked)} identical")
     return 0
 
 

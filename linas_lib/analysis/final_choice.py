@@ -21,6 +21,10 @@ from . import final as F
 
 CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
 RULES = ("retest_mean",)  # the rules compared with it (README, 09: study retest_mean, registered 2026-12-07)
+CONTROLS = {"retest_mean": CONTROL_RULE}  # each compared rule and the rule it is contrasted with
+REPLICATES_FILE = "choice_replicates.csv"  # bench/: fine-tunes made after 05 (`linas bench retune`)
+FRESH_REPLICATES = (2, 3, 4, 5)  # study choice_truth's fresh fine-tunes; 05 made replicates 0 and 1
+COMMITTED_COLUMNS = {0: "finetuned_miou", 1: "finetuned_miou_retest"}  # 05's replicates in choice_candidates.csv
 # a rule's sensitivity reading leaves out targets whose outcome was known or that suggested it
 # (arm "<rule>_sensitivity"; targets the profile lacks are ignored)
 SENSITIVITY = {"retest_mean": ("cpu-ort-2t", "rtx4090")}  # a profile with neither target gets no sensitivity arm
@@ -56,19 +60,26 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
 
     With ``search.final_build`` the pending items are trained first, in this process.
 
+    A rule reading fine-tunes made after 05 (``bench/choice_replicates.csv``) is left out while
+    they are missing (``missing_replicates.<rule>`` in the status).
+
     Returns:
         ``{"rows": [...], "arms": [...], "status": {...}}``: ``rows`` are
         :func:`~linas_lib.analysis.final.final_rows` per rule (``rule``, ``ws_rank`` added),
-        ``arms`` the :func:`~linas_lib.analysis.final.arm_differences` of each rule other than
-        05's (``arch_control``: 05's pick; ``verdict`` on the means), and of its
+        ``arms`` the :func:`~linas_lib.analysis.final.arm_differences` of each study's rule
+        against its control (:data:`CONTROLS`; ``arch_control``: the control's pick; ``verdict``
+        on the means), and of its
         :data:`SENSITIVITY` reading (arm ``<rule>_sensitivity``), ``status`` counts items (``items``, ``done``,
-        ``pending``), ``n_changed.<rule>`` (targets whose pick differs from 05's) and
+        ``pending``), ``n_changed.<rule>`` (targets whose pick differs from 05's),
+        ``n_changed_vs_control.<rule>`` (from its study's control's) and
         ``control_matches`` (1.0 when rule ``finetune`` gives chosen.csv's pick on every
         multi-fidelity target: the re-read reproduces 05).
     """
     chosen = F.read_chosen(profile)
-    candidates = F.read_choice_candidates(profile)
-    picked = {rule: rule_chosen(chosen, F.rule_choice(candidates, rule)) for rule in (CONTROL_RULE, *rules)}
+    candidates = with_replicates(F.read_choice_candidates(profile), read_replicates(profile))
+    missing = [rule for rule in rules if not F.rule_available(candidates, rule)]
+    picked = {rule: rule_chosen(chosen, F.rule_choice(candidates, rule))
+              for rule in (CONTROL_RULE, *rules) if rule not in missing}
     every = [row for rows in picked.values() for row in rows]
     if profile.search.final_build:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -79,8 +90,9 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
     for rule, mine in picked.items():
         for row, pick in zip(F.final_rows(mine, items, table_rows, latency), mine):
             rows.append({"rule": rule, "ws_rank": pick["ws_rank"], "score": pick["score"], **row})
-        if rule != CONTROL_RULE:
-            compared = [{**c, "arch_rule": c["arch"], F.CONTROL: o["arch"]} for c, o in zip(mine, chosen)]
+        if rule in CONTROLS and CONTROLS[rule] in picked:
+            control = picked[CONTROLS[rule]]
+            compared = [{**c, "arch_rule": c["arch"], F.CONTROL: o["arch"]} for c, o in zip(mine, control)]
             arms += _arm_rows(compared, items, table_rows, rule)
             if rule in SENSITIVITY:
                 kept = [c for c in compared if c["target"] not in SENSITIVITY[rule]]
@@ -90,14 +102,18 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
     status = {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
               "control_matches": float(bool(mf) and all(a == b for a, b in mf)),
               **{f"n_changed.{rule}": float(sum(c["arch"] != p["arch"] for c, p in zip(chosen, mine)))
-                 for rule, mine in picked.items() if rule != CONTROL_RULE}}
+                 for rule, mine in picked.items() if rule != CONTROL_RULE},
+              **{f"n_changed_vs_control.{rule}": float(sum(c["arch"] != p["arch"]
+                                                           for c, p in zip(picked[CONTROLS[rule]], picked[rule])))
+                 for rule in picked if rule in CONTROLS and CONTROLS[rule] in picked},
+              **{f"missing_replicates.{rule}": 1.0 for rule in missing}}
     return {"rows": rows, "arms": arms, "status": status}
 
 
 def _arm_rows(compared: list[dict], items: list[dict], table_rows: list[dict], name: str) -> list[dict]:
-    """:func:`~linas_lib.analysis.final.arm_differences` of ``arch_rule`` against 05's pick, the
-    control columns named for what they are here (05's pick, not the WS-only choice), and the
-    means' :func:`verdict`."""
+    """:func:`~linas_lib.analysis.final.arm_differences` of ``arch_rule`` against the control's
+    pick, the control columns named for what they are here (the study's control, not the WS-only
+    choice), and the means' :func:`verdict`."""
     rows = []
     for row in F.arm_differences(compared, items, table_rows, "arch_rule", name):
         row = {("arch_control" if k == F.CONTROL else "n_seeds_control" if k == "n_seeds_ws" else k): v
@@ -147,4 +163,92 @@ def figures(result: dict) -> dict[str, float]:
                     for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts") if k in row})
         if row["target"] == "mean":
             out[f"{prefix}.n_pairs"] = float(row["n_pairs"])
+    return out
+
+
+def read_replicates(profile) -> list[dict]:
+    """``bench/choice_replicates.csv`` (:func:`retune`): one row per (architecture, replicate),
+    ``finetuned_miou``; empty without the file.
+
+    Raises:
+        BenchError: a missing column, a non-finite score, an unparsable architecture or an
+            (architecture, replicate) twice, naming the file and row.
+    """
+    from ..provenance import read_csv_table
+
+    path = B.bench_dir(profile) / REPLICATES_FILE
+    if not path.is_file():
+        return []
+    return read_csv_table(path, columns=("arch", "replicate", "finetuned_miou"), numeric=("finetuned_miou",),
+                          counts=("replicate",), archs=("arch",), unique=("arch", "replicate"), error=B.BenchError)
+
+
+def with_replicates(candidates: list[dict], replicates: list[dict]) -> list[dict]:
+    """The candidates with a ``finetuned_miou_r<k>`` column per replicate k made after 05 that
+    every candidate has (a replicate some candidate lacks is left out, as not made yet)."""
+    scores: dict[int, dict[str, float]] = {}
+    for row in replicates:
+        if int(row["replicate"]) not in COMMITTED_COLUMNS:
+            scores.setdefault(int(row["replicate"]), {})[row["arch"]] = float(row["finetuned_miou"])
+    complete = {k: v for k, v in scores.items() if all(c["arch"] in v for c in candidates)}
+    return [{**c, **{f"finetuned_miou_r{k}": v[c["arch"]] for k, v in sorted(complete.items())}} for c in candidates]
+
+
+def retune(profile_ref, replicates=(0, *FRESH_REPLICATES), seed: int = 0, progress: bool = True) -> list[dict]:
+    """Fine-tune every distinct candidate of 05's ``choice_candidates.csv`` again, one fine-tune
+    per replicate, with 05's recipe on this machine's training of 05's supernet (05's
+    :class:`~linas_lib.search.report.FineTuneScores`: one generator per architecture and
+    replicate, cached per fine-tune, so an interrupted run resumes). Replicates 0 and 1 are 05's
+    own: their scores are compared with the committed ones (``committed_miou``, ``identical``), an
+    identity check of the oracle. Writes ``bench/choice_replicates.csv`` with the oracle's identity
+    (``oracle``: supernet key, weights digest) in its provenance.
+
+    Raises:
+        BenchError: a negative replicate, or 05's candidates missing (see
+            :func:`~linas_lib.analysis.final.read_choice_candidates`).
+    """
+    from tqdm.auto import tqdm
+
+    from ..provenance import provenance, write_csv
+    from ..search.report import FineTuneScores, runs_dir, search_inputs
+    from ..space import parse_arch
+
+    if any(int(k) < 0 for k in replicates):
+        raise B.BenchError(f"bench retune: replicates must be >= 0, got {list(replicates)}")
+    profile = B.as_profile(profile_ref)
+    candidates = F.read_choice_candidates(profile)
+    committed = {k: {r["arch"]: float(r[column]) for r in candidates} for k, column in COMMITTED_COLUMNS.items()}
+    archs = list(dict.fromkeys(r["arch"] for r in candidates))
+    supernet, latency = search_inputs(profile, seed)
+    folder = runs_dir(profile, supernet, latency)
+    rows = []
+    for k in replicates:
+        scores = FineTuneScores(supernet, profile.search.choice_epochs, seed, folder, replicate=int(k))
+        for arch in tqdm(archs, desc=f"fine-tunes, replicate {k}", unit="arch", disable=not progress):
+            value = scores(parse_arch(arch))
+            was = committed.get(int(k), {}).get(arch)
+            rows.append({"arch": arch, "replicate": int(k), "finetuned_miou": value,
+                         "committed_miou": "" if was is None else was,
+                         "identical": "" if was is None else value == was})
+    oracle = {"supernet_key": supernet.key, "weights_digest": supernet.weights_digest}
+    write_csv(B.bench_dir(profile) / REPLICATES_FILE, rows,
+              provenance(profile.name, profile.to_dict(), data_seed=seed, oracle=oracle))
+    return rows
+
+
+def replicate_figures(profile) -> dict[str, float]:
+    """The identity check of :func:`retune`: ``choice.replicates.n_checked`` (05's replicates made
+    again) and ``n_identical`` (equal to the committed score to every digit), and
+    ``choice.replicates.max_abs_diff_pts``; ``choice.replicates.n_fresh`` counts the fine-tunes
+    of the other replicates. Empty without the file."""
+    rows = read_replicates(profile)
+    checked = [r for r in rows if int(r["replicate"]) in COMMITTED_COLUMNS]
+    if not rows:
+        return {}
+    out = {"choice.replicates.n_checked": float(len(checked)),
+           "choice.replicates.n_identical": float(sum(str(r["identical"]) == "True" for r in checked)),
+           "choice.replicates.n_fresh": float(len(rows) - len(checked))}
+    if checked:
+        out["choice.replicates.max_abs_diff_pts"] = 100 * max(abs(float(r["finetuned_miou"]) - float(r["committed_miou"]))
+                                                              for r in checked)
     return out
