@@ -46,10 +46,12 @@ luts: $(INSTALLED) ## re-measure this machine's LUTs of PROFILE into the committ
 bench: $(INSTALLED) ## build or resume PROFILE's standalone benchmark table on Dask (results/<profile>/bench/); ADD_SEEDS=2,3 trains more seeds of its architectures instead (items and bench/extension.json only)
 	$(PY) -m linas_lib.cli bench build --profile $(PROFILE) $(if $(ADD_SEEDS),--add-seeds $(ADD_SEEDS))
 
-final: $(INSTALLED) ## train notebook 05's final networks of PROFILE (every arm of its chosen.csv), its near-smallest pairs and 09's re-picks with the table's recipe on Dask; `make paper` then reads them
+final: $(INSTALLED) ## train notebook 05's final networks of PROFILE (every arm of its chosen.csv), its near-smallest pairs, 09's re-picks and study choice_truth's candidates (with their fresh fine-tunes: needs 05's supernet) with the table's recipe on Dask; `make paper` then reads them
 	$(PY) -m linas_lib.cli bench final --profile $(PROFILE)
 	$(if $(wildcard results/$(PROFILE)/05_pareto/near_smallest_pairs.csv),$(PY) -m linas_lib.cli bench near-smallest --profile $(PROFILE))
 	$(if $(wildcard results/$(PROFILE)/05_pareto/choice_candidates.csv),$(PY) -m linas_lib.cli bench final --profile $(PROFILE) --rule registered)
+	$(if $(wildcard results/$(PROFILE)/05_pareto/choice_candidates.csv),$(PY) -m linas_lib.cli bench retune --profile $(PROFILE))
+	$(if $(wildcard results/$(PROFILE)/05_pareto/choice_candidates.csv),$(PY) -m linas_lib.cli bench candidates --profile $(PROFILE))
 
 test: $(INSTALLED) ## run the test suite (includes a smoke run of every notebook)
 	$(PY) -m pytest -q -rs tests

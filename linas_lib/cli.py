@@ -389,6 +389,14 @@ def _add_bench_commands(sub) -> None:
     retune.add_argument("--replicates", default="0,2,3,4,5", help="comma-separated replicates (default 0,2,3,4,5: an "
                         "identity check and study choice_truth's four fresh fine-tunes)")
     retune.set_defaults(func=_cmd_bench_retune)
+    cands = bench_sub.add_parser("candidates", help="train every candidate of 05's choice_candidates.csv with the "
+                                 "table's recipe (study choice_truth's standalone truth), on Dask (resumes per item)")
+    cands.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    cands.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
+    cands.add_argument("--seeds", type=_int_list, default=None, metavar="S[,S...]",
+                       help="training seeds (default: the study's, 0,1)")
+    _dask_args(cands)
+    cands.set_defaults(func=_cmd_bench_candidates)
     near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
                                 "(results/<profile>/05_pareto/near_smallest_pairs.csv) for bench.seeds with the "
                                 "table's recipe, on Dask (resumes per item)")
@@ -488,6 +496,17 @@ def _cmd_bench_retune(args: argparse.Namespace) -> int:
     checked = [r for r in rows if r["identical"] != ""]
     print(f"fine-tunes: {len(rows)} ({len(rows) - len(checked)} fresh); 05's replicates made again: "
           f"{sum(r['identical'] is True for r in checked)}/{len(checked)} identical")
+    return 0
+
+
+def _cmd_bench_candidates(args: argparse.Namespace) -> int:
+    from .analysis import choice_truth
+
+    seeds = tuple(args.seeds) if args.seeds is not None else choice_truth.TRUTH_SEEDS
+    info = choice_truth.build_candidates(args.profile, seeds, args.seed, scheduler=args.scheduler,
+                                         workers=args.workers, limit=args.limit)
+    print(f"choice candidates: {info['done']}/{info['items']} items done ({info['ran']} run now), "
+          f"{info['pending']} pending")
     return 0
 
 

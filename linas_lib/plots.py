@@ -808,6 +808,50 @@ def choice_rules(rows: list[dict]):
     return fig
 
 
+def choice_truth(target_rows: list[dict], contrast_rows: list[dict]):
+    """09's study ``choice_truth``: (left) per target, each rule's value as a gap to the best table
+    architecture within the budget (mIoU points; the best candidate's for the room there was),
+    the goal's 1-point mark; (right) each registered contrast, the mean over the targets with its
+    95 % bootstrap CI, and the +/-0.25-point band of equivalence.
+
+    Args:
+        target_rows: ``choice_truth_targets.csv`` rows (``gap_<rule>_pts``, ``gap_best_candidate_pts``).
+        contrast_rows: ``choice_truth_contrasts.csv`` rows.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+    targets = [r["target"] for r in target_rows]
+    x = np.arange(len(targets))
+    columns = [k for k in (target_rows[0] if target_rows else {}) if k.startswith("gap_") and k.endswith("_pts")]
+    for k, (column, marker) in enumerate(zip(columns, "os^dvx")):
+        shift = 0.4 * (k - (len(columns) - 1) / 2) / max(len(columns) - 1, 1)
+        left.plot(x + shift, [float(r[column]) for r in target_rows], marker, ms=4,
+                  label=column[len("gap_"):-len("_pts")].replace("_", " "))
+    left.axhline(1.0, color="k", lw=0.8, ls="--", label="goal: 1 point")
+    left.axhline(0.0, color="0.6", lw=0.5)
+    left.set_xticks(x, targets, rotation=45, ha="right", fontsize=7)
+    left.set_ylabel("gap to the best table arch (mIoU pts)")
+    left.legend(fontsize=6, frameon=False, ncol=2)
+    names = [f"{r['arm']} - {r['control']}" for r in contrast_rows]
+    y = np.arange(len(names))
+    diff = np.array([float(r["diff_pts"]) for r in contrast_rows])
+    low = np.array([float(r["diff_ci95_low_pts"]) for r in contrast_rows])
+    high = np.array([float(r["diff_ci95_high_pts"]) for r in contrast_rows])
+    right.axvspan(-0.25, 0.25, color="0.9", label="equivalence: +/-0.25")
+    right.errorbar(diff, y, xerr=[diff - low, high - diff] if len(y) else None, fmt="o", ms=4, capsize=3, lw=0.9)
+    right.axvline(0.0, color="0.5", lw=0.6)
+    right.set_yticks(y, names, fontsize=7)
+    right.invert_yaxis()
+    right.set_xlabel("value difference (test mIoU pts, mean over targets)")
+    right.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _finite(value) -> bool:
     try:
         return math.isfinite(float(value))

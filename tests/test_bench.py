@@ -775,7 +775,6 @@ def test_final_choice_study_rereads_05s_picks_and_contrasts_a_rule_with_them(mon
              for x, m in ((a, 0.70), (b, 0.68)) for s, d in enumerate((-0.01, 0.0, 0.01))]
     monkeypatch.setattr(final, "read_chosen", lambda profile: chosen)
     monkeypatch.setattr(final, "read_choice_candidates", lambda profile: cands)
-    monkeypatch.setattr(final_choice, "read_replicates", lambda profile: [])  # no fresh fine-tunes: those rules wait
     monkeypatch.setattr(final, "final_plan", lambda profile, rows, seed: SimpleNamespace(items=[r["arch"] for r in rows]))
     monkeypatch.setattr(final, "finished_rows", lambda plan: items)
     monkeypatch.setattr(final, "final_rows", lambda rows, its, table, latency: [{"target": r["target"], "arch": r["arch"]}

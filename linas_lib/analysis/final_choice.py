@@ -60,9 +60,6 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
 
     With ``search.final_build`` the pending items are trained first, in this process.
 
-    A rule reading fine-tunes made after 05 (``bench/choice_replicates.csv``) is left out while
-    they are missing (``missing_replicates.<rule>`` in the status).
-
     Returns:
         ``{"rows": [...], "arms": [...], "status": {...}}``: ``rows`` are
         :func:`~linas_lib.analysis.final.final_rows` per rule (``rule``, ``ws_rank`` added),
@@ -76,10 +73,8 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
         multi-fidelity target: the re-read reproduces 05).
     """
     chosen = F.read_chosen(profile)
-    candidates = with_replicates(F.read_choice_candidates(profile), read_replicates(profile))
-    missing = [rule for rule in rules if not F.rule_available(candidates, rule)]
-    picked = {rule: rule_chosen(chosen, F.rule_choice(candidates, rule))
-              for rule in (CONTROL_RULE, *rules) if rule not in missing}
+    candidates = F.read_choice_candidates(profile)
+    picked = {rule: rule_chosen(chosen, F.rule_choice(candidates, rule)) for rule in (CONTROL_RULE, *rules)}
     every = [row for rows in picked.values() for row in rows]
     if profile.search.final_build:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -105,8 +100,7 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
                  for rule, mine in picked.items() if rule != CONTROL_RULE},
               **{f"n_changed_vs_control.{rule}": float(sum(c["arch"] != p["arch"]
                                                            for c, p in zip(picked[CONTROLS[rule]], picked[rule])))
-                 for rule in picked if rule in CONTROLS and CONTROLS[rule] in picked},
-              **{f"missing_replicates.{rule}": 1.0 for rule in missing}}
+                 for rule in picked if rule in CONTROLS and CONTROLS[rule] in picked}}
     return {"rows": rows, "arms": arms, "status": status}
 
 
@@ -181,17 +175,6 @@ def read_replicates(profile) -> list[dict]:
         return []
     return read_csv_table(path, columns=("arch", "replicate", "finetuned_miou"), numeric=("finetuned_miou",),
                           counts=("replicate",), archs=("arch",), unique=("arch", "replicate"), error=B.BenchError)
-
-
-def with_replicates(candidates: list[dict], replicates: list[dict]) -> list[dict]:
-    """The candidates with a ``finetuned_miou_r<k>`` column per replicate k made after 05 that
-    every candidate has (a replicate some candidate lacks is left out, as not made yet)."""
-    scores: dict[int, dict[str, float]] = {}
-    for row in replicates:
-        if int(row["replicate"]) not in COMMITTED_COLUMNS:
-            scores.setdefault(int(row["replicate"]), {})[row["arch"]] = float(row["finetuned_miou"])
-    complete = {k: v for k, v in scores.items() if all(c["arch"] in v for c in candidates)}
-    return [{**c, **{f"finetuned_miou_r{k}": v[c["arch"]] for k, v in sorted(complete.items())}} for c in candidates]
 
 
 def retune(profile_ref, replicates=(0, *FRESH_REPLICATES), seed: int = 0, progress: bool = True) -> list[dict]:
