@@ -73,12 +73,13 @@ def test_study_waits_for_missing_data_and_reads_what_exists(monkeypatch):
     items = [{"arch": a, "seed": s, "test_miou": m + s / 1000} for a, m in zip(ARCHS, (0.70, 0.74, 0.72, 0.71))
              for s in (0, 1)]
     _stub_study(monkeypatch, items[:3], [])
-    pending = CT.study(SimpleNamespace(name="p"), None, [])
+    profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False))
+    pending = CT.study(profile, None, [])
     assert pending["targets"] == [] and pending["status"]["truth_seeds"] == ""
     fresh = [{"arch": a, "replicate": k, "finetuned_miou": 0.6 + 0.01 * i * (k % 2)}
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
     _stub_study(monkeypatch, items, fresh)
-    result = CT.study(SimpleNamespace(name="p"), None, [], resamples=50)
+    result = CT.study(profile, None, [], resamples=50)
     assert result["status"]["truth_seeds"] == "0,1" and len(result["candidates"]) == 5
     by_target = {r["target"]: r for r in result["targets"]}
     assert by_target["t"]["value_ws"] == pytest.approx(0.7005)

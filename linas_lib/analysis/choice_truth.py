@@ -15,7 +15,8 @@ it. Here (README, 09: registered 2026-12-07 at 7eebc78):
   values' difference, with a bootstrap over the draws and the truth's seed noise
   (:func:`contrast_ci`).
 
-No supernet, no search: the fine-tunes and trainings are made beforehand.
+On the cpu profile no supernet, no search: the fine-tunes and trainings are made beforehand;
+the smoke and full profiles (``search.final_build``) make them in the notebook.
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def build_candidates(profile_ref, seeds=TRUTH_SEEDS, seed: int = 0, scheduler: s
     """
     plan = candidates_plan(B.as_profile(profile_ref), seeds, seed, build_features=True)
     return B.build_plan(plan, profile_ref, "choice candidates", scheduler, workers, limit)
+
+
+def build_here(profile, seed: int = 0) -> None:
+    """With ``search.final_build`` (the smoke and full profiles): make the study's data in this
+    process, the fresh fine-tunes (:func:`~linas_lib.analysis.final_choice.retune`, 05's
+    replicate 0 checked too) and the candidates' items; the cpu profile makes them beforehand
+    (``linas bench retune``, ``linas bench candidates``)."""
+    import concurrent.futures
+
+    FC.retune(profile, (0, *FC.FRESH_REPLICATES), seed, progress=False)
+    plan = candidates_plan(profile, TRUTH_SEEDS, seed, build_features=True)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        B.build_plan(plan, profile, "choice candidates", executor=pool, progress=False)
 
 
 def truth_seeds(items: list[dict], archs: list[str]) -> tuple[int, ...]:
@@ -149,7 +163,8 @@ def contrast_ci(groups, fresh, true, n_seeds, seed_sd: float, pairs, seed: int =
 
 
 def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: int = RESAMPLES) -> dict:
-    """The registered readings of ``choice_truth``, or what is still missing.
+    """The registered readings of ``choice_truth``, or what is still missing. With
+    ``search.final_build`` the data are made here first (:func:`build_here`).
 
     Returns:
         ``{"status": {...}, "targets": [...], "contrasts": [...], "candidates": [...]}``:
@@ -163,6 +178,8 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     """
     from ..search.fidelity import kendall_tau
 
+    if profile.search.final_build:
+        build_here(profile, seed)
     candidates = F.read_choice_candidates(profile)
     archs = candidate_archs(candidates)
     plan = candidates_plan(profile, TRUTH_SEEDS, seed)
@@ -202,8 +219,8 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
                "best_bench_miou": bench_best, "best_candidate_miou": float(true[g].max()),
                "gap_best_candidate_pts": 100 * (bench_best - float(true[g].max())),
                "n_candidates_within_1pt": int(np.sum(100 * (bench_best - true[g]) <= 1.0)),
-               "tau_truth_ws": kendall_tau(true[g], [float(r["ws_miou"]) for r in rows_of[t]]),
-               "tau_truth_fresh_mean": kendall_tau(true[g], fresh[g].mean(axis=1))}
+               "tau_truth_ws": kendall_tau(true[g], [float(r["ws_miou"]) for r in rows_of[t]]) if len(g) > 1 else math.nan,
+               "tau_truth_fresh_mean": kendall_tau(true[g], fresh[g].mean(axis=1)) if len(g) > 1 else math.nan}
         for rule, v in values.items():
             i = targets.index(t)
             row.update({f"value_{rule}": float(v[i]), f"gap_{rule}_pts": 100 * (bench_best - float(v[i]))})
