@@ -33,21 +33,32 @@ def test_contrast_ci_is_degenerate_without_noise_and_repeatable_with_it():
     true = np.array([0.70, 0.60, 0.80])
     groups = [np.array([0, 1, 2])]
     ci = CT.contrast_ci(groups, fresh, true, [1, 1, 1], 0.0, [("mean2", "single"), ("ws", "single")], resamples=50)
-    assert ci[("mean2", "single")] == (0.0, 0.0)
-    assert ci[("ws", "single")] == pytest.approx((0.10, 0.10))
+    assert ci[("mean2", "single")] == (0.0, 0.0, 0.0)
+    assert ci[("ws", "single")] == pytest.approx((0.10, 0.10, 0.10))
     noisy = np.array([[0.5, 0.6, 0.4, 0.5], [0.7, 0.4, 0.6, 0.5], [0.6, 0.7, 0.5, 0.4]])
     a = CT.contrast_ci(groups, noisy, true, [2, 2, 2], 0.01, [("mean2", "single")], seed=3, resamples=200)
     b = CT.contrast_ci(groups, noisy, true, [2, 2, 2], 0.01, [("mean2", "single")], seed=3, resamples=200)
-    assert a == b and a[("mean2", "single")][0] < a[("mean2", "single")][1]
+    assert a == b and a[("mean2", "single")][0] < a[("mean2", "single")][2] < a[("mean2", "single")][1]
 
 
-def test_truth_seeds_take_the_longest_prefix_every_candidate_has():
-    items = [{"arch": a, "seed": s, "test_miou": 0.7} for a in ARCHS[:2] for s in (0, 1)] + \
-            [{"arch": ARCHS[2], "seed": 0, "test_miou": 0.6}]
+def test_truth_seeds_take_the_longest_prefix_every_candidate_has_by_the_cutoff():
+    def item(arch, seed, when="2026-12-07T10:00:00+00:00", miou=0.7):
+        return {"arch": arch, "seed": seed, "test_miou": miou, "provenance": {"timestamp": when}}
+
+    items = [item(a, s) for a in ARCHS[:2] for s in (0, 1)] + [item(ARCHS[2], 0, miou=0.6)]
     assert CT.truth_seeds(items, ARCHS[:2]) == (0, 1)
     assert CT.truth_seeds(items, ARCHS[:3]) == (0,)  # seed 1 of the third not done yet
     assert CT.truth_seeds(items, ARCHS) == ()
     assert CT.truth(items, ARCHS[:3], (0,))[ARCHS[2]] == pytest.approx(0.6)
+    late = items[:3] + [item(ARCHS[1], 1, "2026-12-07T11:00:00+00:00")]
+    assert CT.truth_seeds(late, ARCHS[:2], "2026-12-07T10:50:00+00:00") == (0,)  # finished after the cutoff
+    assert CT.truth_seeds(late, ARCHS[:2]) == (0, 1)
+
+
+def test_clusters_link_targets_sharing_more_than_half_their_candidates():
+    rows = {t: [{"arch": a} for a in archs] for t, archs in
+            (("a", "pqrs"), ("b", "pqrt"), ("c", "pquv"), ("d", "wxyz"))}
+    assert CT.clusters(rows) == [["a", "b"], ["c"], ["d"]]  # a-b share 3 of 4; a-c 2 of 4: not more than half
 
 
 def test_fresh_matrix_names_the_missing_fine_tune():
@@ -62,7 +73,7 @@ def _stub_study(monkeypatch, items, replicates):
              for t, order in (("t", (0, 1, 2)), ("u", (3, 1))) for r, i in enumerate(order)]
     monkeypatch.setattr(F, "read_choice_candidates", lambda profile: cands)
     monkeypatch.setattr(CT, "candidates_plan", lambda profile, seeds, seed: SimpleNamespace(items=[0] * 8))
-    monkeypatch.setattr(F, "finished_rows", lambda plan: items)
+    monkeypatch.setattr(B, "finished_records", lambda plan: items)
     monkeypatch.setattr(FC, "read_replicates", lambda profile: replicates)
     monkeypatch.setattr(F, "read_chosen", lambda profile: [{"target": "t"}, {"target": "u"}])
     monkeypatch.setattr(F, "final_rows", lambda chosen, its, table, latency: [
@@ -78,9 +89,11 @@ def test_study_waits_for_missing_data_and_reads_what_exists(monkeypatch):
     assert pending["targets"] == [] and pending["status"]["truth_seeds"] == ""
     fresh = [{"arch": a, "replicate": k, "finetuned_miou": 0.6 + 0.01 * i * (k % 2)}
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
-    _stub_study(monkeypatch, items, fresh)
+    check = [{"arch": a, "replicate": 0, "finetuned_miou": 0.6, "identical": "True"} for a in ARCHS]
+    _stub_study(monkeypatch, items, fresh + check)
     result = CT.study(profile, None, [], resamples=50)
     assert result["status"]["truth_seeds"] == "0,1" and len(result["candidates"]) == 5
+    assert result["status"]["identity_ok"] == 1.0 and not any(c["descriptive_only"] for c in result["contrasts"])
     by_target = {r["target"]: r for r in result["targets"]}
     assert by_target["t"]["value_ws"] == pytest.approx(0.7005)
     assert by_target["t"]["gap_best_candidate_pts"] == pytest.approx(100 * (0.75 - 0.7405))
@@ -90,7 +103,9 @@ def test_study_waits_for_missing_data_and_reads_what_exists(monkeypatch):
                                                                                           "inconclusive")
     figures = CT.figures(result)
     assert figures["choice_truth.n_truth_seeds"] == 2.0 and figures["choice_truth.n_distinct_decisions"] == 2.0
-    assert figures["choice_truth.ws.n_within_1pt"] == 0.0
+    assert figures["choice_truth.ws.n_within_1pt"] == 0.0 and figures["choice_truth.identity_ok"] == 1.0
+    _stub_study(monkeypatch, items, fresh + [{**check[0], "identical": "False"}])  # the oracle's fine-tunes moved
+    assert all(c["descriptive_only"] for c in CT.study(profile, None, [], resamples=20)["contrasts"])
 
 
 def test_read_replicates_names_the_file_and_the_bad_row(tmp_path, monkeypatch):

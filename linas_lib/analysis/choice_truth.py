@@ -31,6 +31,11 @@ from . import final as F
 from . import final_choice as FC
 
 TRUTH_SEEDS = (0, 1)  # the registered seeds; seed 0 alone while seed 1 is not done for every candidate
+# the registered clock rule: a seed after the first counts only if every candidate's item of it
+# finished by then (item provenance ``timestamp``), so a rerun after a late item reads the same
+TRUTH_CUTOFF = {"cpu": "2026-12-07T10:50:00+00:00"}
+# targets sharing more than this share of their candidates make one decision (connected clusters)
+CLUSTER_SHARE = 0.5
 # rule -> the subsets of the fresh replicates whose mean it picks on, one subset per draw
 # (indices into FRESH_REPLICATES); "ws" picks WS rank 1 and has no draw
 RULES = {"ws": (), "single": tuple((j,) for j in range(4)),
@@ -78,19 +83,48 @@ def build_here(profile, seed: int = 0) -> None:
         B.build_plan(plan, profile, "choice candidates", executor=pool, progress=False)
 
 
-def truth_seeds(items: list[dict], archs: list[str]) -> tuple[int, ...]:
+def truth_seeds(items: list[dict], archs: list[str], cutoff: str = "") -> tuple[int, ...]:
     """The longest prefix of :data:`TRUTH_SEEDS` that every architecture has an item of (empty:
-    some candidate lacks even the first)."""
-    have = {a: set() for a in archs}
+    some candidate lacks even the first); with ``cutoff`` (an ISO time, :data:`TRUTH_CUTOFF`), a
+    seed after the first counts only where each of those items finished by then (its
+    ``provenance.timestamp``)."""
+    import datetime as dt
+
+    limit = dt.datetime.fromisoformat(cutoff) if cutoff else None
+    have: dict[str, dict[int, str]] = {a: {} for a in archs}
     for r in items:
         if r["arch"] in have:
-            have[r["arch"]].add(int(r["seed"]))
+            have[r["arch"]][int(r["seed"])] = str((r.get("provenance") or {}).get("timestamp", ""))
     seeds: tuple[int, ...] = ()
     for s in TRUTH_SEEDS:
         if not all(s in v for v in have.values()):
             break
+        if seeds and limit is not None and not all(v[s] and dt.datetime.fromisoformat(v[s]) <= limit
+                                                    for v in have.values()):
+            break
         seeds += (s,)
     return seeds
+
+
+def clusters(rows_of: dict[str, list[dict]], share: float = CLUSTER_SHARE) -> list[list[str]]:
+    """The targets grouped into decisions: two targets are linked when they share more than
+    ``share`` of their candidates (the smaller set's), clusters are the connected groups."""
+    targets = list(rows_of)
+    sets = {t: {r["arch"] for r in rows_of[t]} for t in targets}
+    parent = {t: t for t in targets}
+
+    def root(t):
+        while parent[t] != t:
+            t = parent[t]
+        return t
+
+    for a, b in itertools.combinations(targets, 2):
+        if len(sets[a] & sets[b]) > share * min(len(sets[a]), len(sets[b])):
+            parent[root(b)] = root(a)
+    groups: dict[str, list[str]] = {}
+    for t in targets:
+        groups.setdefault(root(t), []).append(t)
+    return list(groups.values())
 
 
 def truth(items: list[dict], archs: list[str], seeds: tuple[int, ...]) -> dict[str, float]:
@@ -141,13 +175,14 @@ def rule_values(groups: list[np.ndarray], fresh: np.ndarray, true: np.ndarray) -
 
 
 def contrast_ci(groups, fresh, true, n_seeds, seed_sd: float, pairs, seed: int = 0,
-                resamples: int = RESAMPLES) -> dict[tuple[str, str], tuple[float, float]]:
-    """95 % percentile CIs of each ``(arm, control)`` contrast, the mean over the targets of
+                resamples: int = RESAMPLES) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """``(low, high, bootstrap mean)``: the 95 % percentile CI of each ``(arm, control)`` contrast, the mean over the targets of
     value(arm) - value(control), from a bootstrap that resamples, independently per architecture,
     its fresh fine-tunes with replacement (the draws) and adds to its truth a normal error of SD
     ``seed_sd / sqrt(n_seeds)`` (the truth's seed noise). A hand-written loop, not
     ``scipy.stats.bootstrap``: the resampling is per architecture within rows, plus a parametric
-    term."""
+    term. A resample repeats a fine-tune within a pair about a quarter of the time, which pulls the
+    bootstrap towards ``single``; its mean is returned so that the shift shows."""
     rng = np.random.default_rng([seed, BOOTSTRAP_STREAM])
     n, k = fresh.shape
     noise_sd = seed_sd / np.sqrt(np.asarray(n_seeds, dtype=float))
@@ -159,7 +194,7 @@ def contrast_ci(groups, fresh, true, n_seeds, seed_sd: float, pairs, seed: int =
         values = rule_values(groups, fresh_b, true_b)
         for pair in pairs:
             stats[pair][b] = float(np.mean(values[pair[0]] - values[pair[1]]))
-    return {pair: (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))) for pair, s in stats.items()}
+    return {pair: (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)), float(s.mean())) for pair, s in stats.items()}
 
 
 def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: int = RESAMPLES) -> dict:
@@ -168,12 +203,17 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
 
     Returns:
         ``{"status": {...}, "targets": [...], "contrasts": [...], "candidates": [...]}``:
-        ``status`` counts the candidate items (``items``, ``done``) and names ``truth_seeds``;
+        ``status`` counts the candidate items (``items``, ``done``), names ``truth_seeds`` (by
+        :data:`TRUTH_CUTOFF`) and the decision ``clusters`` (:func:`clusters`), and says whether
+        the identity check passed (``identity_ok``: 05's replicates made again all equal; else
+        every contrast is ``descriptive_only``); the pooled seed SD is the table's with the
+        candidates' items of the truth's seeds;
         with every candidate's seed 0 and the fresh fine-tunes, ``targets`` has per target each
         rule's value and its gap to the best table architecture within the budget
         (``gap_<rule>_pts``), the best candidate's gap, the candidates within 1 point of that
         architecture, and the validity taus; ``contrasts`` each registered contrast with its CI
-        and :func:`~linas_lib.analysis.final_choice.verdict`; ``candidates`` one row per
+        (and the bootstrap's mean, ``boot_mean_pts``) and
+        :func:`~linas_lib.analysis.final_choice.verdict`; ``candidates`` one row per
         (target, candidate) with its truth and fresh fine-tunes. Empty lists while data are missing.
     """
     from ..search.fidelity import kendall_tau
@@ -183,11 +223,15 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     candidates = F.read_choice_candidates(profile)
     archs = candidate_archs(candidates)
     plan = candidates_plan(profile, TRUTH_SEEDS, seed)
-    items = F.finished_rows(plan)
-    seeds = truth_seeds(items, archs)
-    replicates = [r for r in FC.read_replicates(profile) if int(r["replicate"]) in FC.FRESH_REPLICATES]
-    status = {"items": len(plan.items), "done": len(items), "truth_seeds": ",".join(map(str, seeds)),
-              "fresh_finetunes": len(replicates)}
+    records = B.finished_records(plan)
+    seeds = truth_seeds(records, archs, TRUTH_CUTOFF.get(profile.name, ""))
+    items = [B.table_row(r) for r in records if int(r["seed"]) in seeds]
+    every = FC.read_replicates(profile)
+    replicates = [r for r in every if int(r["replicate"]) in FC.FRESH_REPLICATES]
+    checked = [r for r in every if int(r["replicate"]) in FC.COMMITTED_COLUMNS]
+    identity = bool(checked) and all(str(r.get("identical")) == "True" for r in checked)
+    status = {"items": len(plan.items), "done": len(records), "truth_seeds": ",".join(map(str, seeds)),
+              "fresh_finetunes": len(replicates), "identity_ok": float(identity)}
     if not seeds or len(replicates) < len(archs) * len(FC.FRESH_REPLICATES):
         return {"status": status, "targets": [], "contrasts": [], "candidates": []}
     index = {a: i for i, a in enumerate(archs)}
@@ -200,17 +244,21 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     seed_sd, seed_df = F.pooled_seed_sd(list(table_rows) + items)
     pairs = (PRIMARY, *SECONDARY)
     cis = contrast_ci(groups, fresh, true, [len(seeds)] * len(archs), seed_sd, pairs, seed, resamples)
+    decisions = clusters(rows_of)
     contrasts = []
     for arm, control in pairs:
         diff = 100 * float(np.mean(values[arm] - values[control]))
-        low, high = (100 * v for v in cis[(arm, control)])
+        low, high, boot_mean = (100 * v for v in cis[(arm, control)])
+        differ = ~np.isclose(values[arm], values[control], rtol=0.0, atol=1e-12)  # float sums of equal picks
         contrasts.append({"arm": arm, "control": control, "reading": "primary" if (arm, control) == PRIMARY else "secondary",
                           "diff_pts": diff, "diff_ci95_low_pts": low, "diff_ci95_high_pts": high,
-                          "verdict": FC.verdict(low, high), "n_targets": len(targets),
-                          "n_distinct_decisions": len({tuple(sorted(r["arch"] for r in rows_of[t])) for t in targets}),
-                          "n_targets_differing": int(np.sum(values[arm] != values[control])),
-                          "n_distinct_differing": len({(float(a), float(c)) for a, c in zip(values[arm], values[control])
-                                                       if a != c})})
+                          "boot_mean_pts": boot_mean,
+                          "verdict": FC.verdict(low, high) if math.isfinite(low + high) else "not computed",
+                          "descriptive_only": not identity, "n_targets": len(targets),
+                          "n_distinct_decisions": len(decisions),
+                          "n_targets_differing": int(differ.sum()),
+                          "n_distinct_differing": len({(round(float(a), 9), round(float(c), 9))
+                                                       for a, c, d in zip(values[arm], values[control], differ) if d})})
     best = {r["target"]: r for r in F.final_rows(F.read_chosen(profile), [], table_rows, latency)}
     target_rows, candidate_rows = [], []
     for t, g in zip(targets, groups):
@@ -230,24 +278,25 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
                             **{f"finetuned_miou_r{k}": float(fresh[index[r['arch']], j])
                                for j, k in enumerate(FC.FRESH_REPLICATES)}}
                            for r in rows_of[t]]
-    status.update({"seed_sd_pts": 100 * seed_sd, "seed_sd_df": seed_df})
+    status.update({"seed_sd_pts": 100 * seed_sd, "seed_sd_df": seed_df,
+                   "clusters": "; ".join("+".join(c) for c in decisions)})
     return {"status": status, "targets": target_rows, "contrasts": contrasts, "candidates": candidate_rows}
 
 
 def figures(result: dict) -> dict[str, float]:
     """``choice_truth.<status>``, ``choice_truth.contrast.<arm>_vs_<control>.<diff_pts|
-    diff_ci95_low_pts|diff_ci95_high_pts|n_targets_differing|n_distinct_differing>`` (targets, and
-    distinct value pairs, where arm and control differ), and per rule
+    diff_ci95_low_pts|diff_ci95_high_pts|boot_mean_pts|n_targets_differing|n_distinct_differing>``
+    (targets, and distinct value pairs, where arm and control differ), and per rule
     ``choice_truth.<rule>.n_within_1pt`` (targets whose value is within 1 point of the best table
     architecture), ``choice_truth.best_candidate.n_within_1pt``, ``choice_truth.tau_truth_ws.mean``,
-    ``choice_truth.tau_truth_fresh_mean.mean`` and ``choice_truth.n_distinct_decisions`` (distinct
-    candidate sets: targets with the same 8 candidates make one decision)."""
+    ``choice_truth.tau_truth_fresh_mean.mean`` and ``choice_truth.n_distinct_decisions`` (the
+    :func:`clusters` of targets)."""
     status = result["status"]
-    out = {f"choice_truth.{k}": float(v) for k, v in status.items() if k != "truth_seeds"}
+    out = {f"choice_truth.{k}": float(v) for k, v in status.items() if k not in ("truth_seeds", "clusters")}
     out["choice_truth.n_truth_seeds"] = float(len([s for s in str(status["truth_seeds"]).split(",") if s]))
     for c in result["contrasts"]:
         prefix = f"choice_truth.contrast.{c['arm']}_vs_{c['control']}"
-        out.update({f"{prefix}.{k}": float(c[k]) for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts",
+        out.update({f"{prefix}.{k}": float(c[k]) for k in ("diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts", "boot_mean_pts",
                                                            "n_targets_differing", "n_distinct_differing")})
         out["choice_truth.n_distinct_decisions"] = float(c["n_distinct_decisions"])
     rows = result["targets"]
