@@ -374,8 +374,7 @@ def _add_bench_commands(sub) -> None:
     build.set_defaults(func=_cmd_bench_build)
     fin = bench_sub.add_parser("final", help="train each target's chosen architecture (results/<profile>/05_pareto/"
                                "chosen.csv) for search.final_seeds with the table's recipe, on Dask (resumes per item)")
-    fin.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    fin.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
+    _profile_and_seed(fin)
     fin.add_argument("--rule", default="", help="train instead each target's candidate that this choice rule picks "
                      "from 05's choice_candidates.csv, e.g. retest_mean; 'registered': every rule notebook 09 reads")
     _dask_args(fin)
@@ -384,15 +383,13 @@ def _add_bench_commands(sub) -> None:
                                   "(05's recipe, one generator per replicate; needs 05's supernet, cached or trained) "
                                   "into results/<profile>/bench/choice_replicates.csv; replicates 0 and 1 are checked "
                                   "against 05's committed fine-tunes")
-    retune.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    retune.add_argument("--seed", type=_non_negative_int, default=0, help="the seed 05 ran with (default 0)")
+    _profile_and_seed(retune, "the seed 05 ran with (default 0)")
     retune.add_argument("--replicates", default="0,2,3,4,5", help="comma-separated replicates (default 0,2,3,4,5: an "
                         "identity check and study choice_truth's four fresh fine-tunes)")
     retune.set_defaults(func=_cmd_bench_retune)
     cands = bench_sub.add_parser("candidates", help="train every candidate of 05's choice_candidates.csv with the "
                                  "table's recipe (study choice_truth's standalone truth), on Dask (resumes per item)")
-    cands.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    cands.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
+    _profile_and_seed(cands)
     cands.add_argument("--seeds", type=_int_list, default=None, metavar="S[,S...]",
                        help="training seeds (default: the study's, 0,1)")
     _dask_args(cands)
@@ -400,8 +397,7 @@ def _add_bench_commands(sub) -> None:
     near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
                                 "(results/<profile>/05_pareto/near_smallest_pairs.csv) for bench.seeds with the "
                                 "table's recipe, on Dask (resumes per item)")
-    near.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    near.add_argument("--seed", type=_non_negative_int, default=0, help="data-split seed (default 0)")
+    _profile_and_seed(near)
     _dask_args(near)
     near.set_defaults(func=_cmd_bench_near_smallest)
     stat = bench_sub.add_parser("status", help="count finished and pending items (trains nothing)")
@@ -409,8 +405,7 @@ def _add_bench_commands(sub) -> None:
     stat.set_defaults(func=_cmd_bench_status)
     recheck = bench_sub.add_parser("recheck", help="train the N quickest finished table items again on this machine "
                                    "(in a temporary folder) and compare: results/<profile>/bench/recheck.csv")
-    recheck.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
-    recheck.add_argument("--seed", type=_non_negative_int, default=0, help="selection and data-split seed (default 0)")
+    _profile_and_seed(recheck, "selection and data-split seed (default 0)")
     recheck.add_argument("--n", type=_positive_int, default=2, help="items to train again (default 2)")
     recheck.add_argument("--arch", default="", help="train this architecture's finished items again instead (its n "
                          "lowest seeds of the table's and 05's final seeds), into bench/recheck_arch.csv")
@@ -425,6 +420,11 @@ def _add_bench_commands(sub) -> None:
                        help="comma-separated, from baseline,foreach,fused,f32_taps,compile")
     speed.add_argument("--min-run-time", type=_non_negative_float, default=2.0, help="seconds timed per row (default 2)")
     speed.set_defaults(func=_cmd_bench_speed)
+
+
+def _profile_and_seed(parser, seed_help: str = "data-split seed (default 0)") -> None:
+    parser.add_argument("--profile", default="cpu", help="profile name or YAML path (default: cpu)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help=seed_help)
 
 
 def _dask_args(parser) -> None:
