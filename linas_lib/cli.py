@@ -384,7 +384,7 @@ def _add_bench_commands(sub) -> None:
                                   "into results/<profile>/bench/choice_replicates.csv; replicates 0 and 1 are checked "
                                   "against 05's committed fine-tunes")
     _profile_and_seed(retune, "the seed 05 ran with (default 0)")
-    retune.add_argument("--replicates", default="0,2,3,4,5", help="comma-separated replicates (default 0,2,3,4,5: an "
+    retune.add_argument("--replicates", type=_int_list, default=(0, 2, 3, 4, 5), metavar="K[,K...]", help="comma-separated replicates (default 0,2,3,4,5: an "
                         "identity check and study choice_truth's four fresh fine-tunes)")
     retune.set_defaults(func=_cmd_bench_retune)
     cands = bench_sub.add_parser("candidates", help="train every candidate of 05's choice_candidates.csv with the "
@@ -488,11 +488,7 @@ def _cmd_bench_final(args: argparse.Namespace) -> int:
 def _cmd_bench_retune(args: argparse.Namespace) -> int:
     from .analysis.final_choice import retune
 
-    try:
-        replicates = [int(k) for k in args.replicates.split(",") if k.strip()]
-    except ValueError:
-        raise SystemExit(f"linas bench retune: --replicates {args.replicates!r}: expected comma-separated integers")
-    rows = retune(args.profile, replicates, args.seed)
+    rows = retune(args.profile, args.replicates, args.seed)
     checked = [r for r in rows if r["identical"] != ""]
     print(f"fine-tunes: {len(rows)} ({len(rows) - len(checked)} fresh); 05's replicates made again: "
           f"{sum(r['identical'] is True for r in checked)}/{len(checked)} identical")

@@ -43,13 +43,13 @@ def test_contrast_ci_is_degenerate_without_noise_and_repeatable_with_it():
 
 def test_truth_seeds_take_the_longest_prefix_every_candidate_has_by_the_cutoff():
     def item(arch, seed, when="2026-12-07T10:00:00+00:00", miou=0.7):
-        return {"arch": arch, "seed": seed, "test_miou": miou, "provenance": {"timestamp": when}}
+        return {"arch": arch, "seed": seed, "test_miou": miou, "test_crack_iou": 0.3, "provenance": {"timestamp": when}}
 
     items = [item(a, s) for a in ARCHS[:2] for s in (0, 1)] + [item(ARCHS[2], 0, miou=0.6)]
     assert CT.truth_seeds(items, ARCHS[:2]) == (0, 1)
     assert CT.truth_seeds(items, ARCHS[:3]) == (0,)  # seed 1 of the third not done yet
     assert CT.truth_seeds(items, ARCHS) == ()
-    assert CT.truth(items, ARCHS[:3], (0,))[ARCHS[2]] == pytest.approx(0.6)
+    assert F.arch_means([r for r in items if r["seed"] == 0])[ARCHS[2]]["test_miou_mean"] == pytest.approx(0.6)
     late = items[:3] + [item(ARCHS[1], 1, "2026-12-07T11:00:00+00:00")]
     assert CT.truth_seeds(late, ARCHS[:2], "2026-12-07T10:50:00+00:00") == (0,)  # finished after the cutoff
     assert CT.truth_seeds(late, ARCHS[:2]) == (0, 1)
@@ -122,3 +122,12 @@ def test_read_replicates_names_the_file_and_the_bad_row(tmp_path, monkeypatch):
         "# provenance: {}\narch,replicate,finetuned_miou\n" f"{ARCHS[0]},2,nan\n")
     with pytest.raises(B.BenchError, match="choice_replicates.csv"):
         FC.read_replicates(profile)
+
+
+def test_retune_and_candidates_refuse_an_empty_or_repeated_choice_of_replicates_or_seeds():
+    with pytest.raises(B.BenchError, match="replicates must be distinct.*got \\[\\]"):
+        FC.retune("cpu", ())
+    with pytest.raises(B.BenchError, match="got \\[2, 2\\]"):
+        FC.retune("cpu", (2, 2))
+    with pytest.raises(B.BenchError, match="no training seed"):
+        CT.build_candidates("cpu", ())

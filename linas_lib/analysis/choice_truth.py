@@ -64,8 +64,10 @@ def build_candidates(profile_ref, seeds=TRUTH_SEEDS, seed: int = 0, scheduler: s
     """Train the pending candidate items on Dask; ``{"items", "done", "ran", "pending"}``.
 
     Raises:
-        BenchError: items failed (the others are kept).
+        BenchError: no seed, or items failed (the others are kept).
     """
+    if not seeds:
+        raise B.BenchError("bench candidates: no training seed given (--seeds S[,S...])")
     plan = candidates_plan(B.as_profile(profile_ref), seeds, seed, build_features=True)
     return B.build_plan(plan, profile_ref, "choice candidates", scheduler, workers, limit)
 
@@ -109,31 +111,16 @@ def truth_seeds(items: list[dict], archs: list[str], cutoff: str = "") -> tuple[
 def clusters(rows_of: dict[str, list[dict]], share: float = CLUSTER_SHARE) -> list[list[str]]:
     """The targets grouped into decisions: two targets are linked when they share more than
     ``share`` of their candidates (the smaller set's), clusters are the connected groups."""
+    from scipy.sparse.csgraph import connected_components
+
     targets = list(rows_of)
-    sets = {t: {r["arch"] for r in rows_of[t]} for t in targets}
-    parent = {t: t for t in targets}
-
-    def root(t):
-        while parent[t] != t:
-            t = parent[t]
-        return t
-
-    for a, b in itertools.combinations(targets, 2):
-        if len(sets[a] & sets[b]) > share * min(len(sets[a]), len(sets[b])):
-            parent[root(b)] = root(a)
-    groups: dict[str, list[str]] = {}
-    for t in targets:
-        groups.setdefault(root(t), []).append(t)
+    sets = [{r["arch"] for r in rows_of[t]} for t in targets]
+    linked = np.array([[len(a & b) > share * min(len(a), len(b)) for b in sets] for a in sets])
+    _, labels = connected_components(linked, directed=False)
+    groups: dict[int, list[str]] = {}
+    for t, label in zip(targets, labels):
+        groups.setdefault(int(label), []).append(t)
     return list(groups.values())
-
-
-def truth(items: list[dict], archs: list[str], seeds: tuple[int, ...]) -> dict[str, float]:
-    """Per architecture, the mean test mIoU over ``seeds``."""
-    values: dict[str, dict[int, float]] = {a: {} for a in archs}
-    for r in items:
-        if r["arch"] in values and int(r["seed"]) in seeds:
-            values[r["arch"]][int(r["seed"])] = float(r["test_miou"])
-    return {a: float(np.mean([v[s] for s in seeds])) for a, v in values.items()}
 
 
 def fresh_matrix(replicates: list[dict], archs: list[str]) -> np.ndarray:
@@ -235,7 +222,8 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     if not seeds or len(replicates) < len(archs) * len(FC.FRESH_REPLICATES):
         return {"status": status, "targets": [], "contrasts": [], "candidates": []}
     index = {a: i for i, a in enumerate(archs)}
-    fresh, true_of = fresh_matrix(replicates, archs), truth(items, archs, seeds)
+    means = F.arch_means(items)  # items: the truth's seeds only
+    fresh, true_of = fresh_matrix(replicates, archs), {a: means[a]["test_miou_mean"] for a in archs}
     true = np.array([true_of[a] for a in archs])
     targets = list(dict.fromkeys(r["target"] for r in candidates))
     rows_of = {t: sorted((r for r in candidates if r["target"] == t), key=lambda r: int(r["ws_rank"])) for t in targets}

@@ -502,27 +502,15 @@ def read_choice_candidates(profile) -> list[dict]:
                           archs=("arch",), unique=("target", "ws_rank"), error=B.BenchError)
 
 
-def rule_available(candidates: list[dict], rule: str) -> bool:
-    """Whether every candidate has the fine-tunes ``rule`` (:data:`CHOICE_RULES`) reads."""
-    try:
-        return all(math.isfinite(CHOICE_RULES[rule](r)) for r in candidates)
-    except KeyError:
-        return False
-
-
 def rule_choice(candidates: list[dict], rule: str) -> list[dict]:
     """Per target (in the candidates' order) the candidate ``rule`` (:data:`CHOICE_RULES`) picks:
     ``{"target", "arch", "ws_rank", "score"}``; ties go to the better WS rank.
 
     Raises:
-        ValueError: an unknown rule (naming the known ones), or candidates without the fine-tunes
-            it reads.
+        ValueError: an unknown rule (naming the known ones).
     """
     if rule not in CHOICE_RULES:
         raise ValueError(f"choice rule {rule!r}: expected one of {sorted(CHOICE_RULES)}")
-    if not rule_available(candidates, rule):
-        raise ValueError(f"choice rule {rule!r} reads fine-tunes the candidates lack: make them with "
-                         "`linas bench retune` (bench/choice_replicates.csv)")
     score = CHOICE_RULES[rule]
     out = []
     for target in dict.fromkeys(r["target"] for r in candidates):

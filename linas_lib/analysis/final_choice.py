@@ -21,7 +21,6 @@ from . import final as F
 
 CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
 RULES = ("retest_mean",)  # the rules compared with it (README, 09: study retest_mean, registered 2026-12-07)
-CONTROLS = {"retest_mean": CONTROL_RULE}  # each compared rule and the rule it is contrasted with
 REPLICATES_FILE = "choice_replicates.csv"  # bench/: fine-tunes made after 05 (`linas bench retune`)
 FRESH_REPLICATES = (2, 3, 4, 5)  # study choice_truth's fresh fine-tunes; 05 made replicates 0 and 1
 COMMITTED_COLUMNS = {0: "finetuned_miou", 1: "finetuned_miou_retest"}  # 05's replicates in choice_candidates.csv
@@ -63,12 +62,10 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
     Returns:
         ``{"rows": [...], "arms": [...], "status": {...}}``: ``rows`` are
         :func:`~linas_lib.analysis.final.final_rows` per rule (``rule``, ``ws_rank`` added),
-        ``arms`` the :func:`~linas_lib.analysis.final.arm_differences` of each study's rule
-        against its control (:data:`CONTROLS`; ``arch_control``: the control's pick; ``verdict``
-        on the means), and of its
+        ``arms`` the :func:`~linas_lib.analysis.final.arm_differences` of each rule other than
+        05's (``arch_control``: 05's pick; ``verdict`` on the means), and of its
         :data:`SENSITIVITY` reading (arm ``<rule>_sensitivity``), ``status`` counts items (``items``, ``done``,
-        ``pending``), ``n_changed.<rule>`` (targets whose pick differs from 05's),
-        ``n_changed_vs_control.<rule>`` (from its study's control's) and
+        ``pending``), ``n_changed.<rule>`` (targets whose pick differs from 05's) and
         ``control_matches`` (1.0 when rule ``finetune`` gives chosen.csv's pick on every
         multi-fidelity target: the re-read reproduces 05).
     """
@@ -85,9 +82,8 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
     for rule, mine in picked.items():
         for row, pick in zip(F.final_rows(mine, items, table_rows, latency), mine):
             rows.append({"rule": rule, "ws_rank": pick["ws_rank"], "score": pick["score"], **row})
-        if rule in CONTROLS and CONTROLS[rule] in picked:
-            control = picked[CONTROLS[rule]]
-            compared = [{**c, "arch_rule": c["arch"], F.CONTROL: o["arch"]} for c, o in zip(mine, control)]
+        if rule != CONTROL_RULE:
+            compared = [{**c, "arch_rule": c["arch"], F.CONTROL: o["arch"]} for c, o in zip(mine, chosen)]
             arms += _arm_rows(compared, items, table_rows, rule)
             if rule in SENSITIVITY:
                 kept = [c for c in compared if c["target"] not in SENSITIVITY[rule]]
@@ -97,17 +93,14 @@ def study(profile, rules: tuple[str, ...], latency, table_rows: list[dict], seed
     status = {"items": len(plan.items), "done": len(items), "pending": len(plan.items) - len(items),
               "control_matches": float(bool(mf) and all(a == b for a, b in mf)),
               **{f"n_changed.{rule}": float(sum(c["arch"] != p["arch"] for c, p in zip(chosen, mine)))
-                 for rule, mine in picked.items() if rule != CONTROL_RULE},
-              **{f"n_changed_vs_control.{rule}": float(sum(c["arch"] != p["arch"]
-                                                           for c, p in zip(picked[CONTROLS[rule]], picked[rule])))
-                 for rule in picked if rule in CONTROLS and CONTROLS[rule] in picked}}
+                 for rule, mine in picked.items() if rule != CONTROL_RULE}}
     return {"rows": rows, "arms": arms, "status": status}
 
 
 def _arm_rows(compared: list[dict], items: list[dict], table_rows: list[dict], name: str) -> list[dict]:
-    """:func:`~linas_lib.analysis.final.arm_differences` of ``arch_rule`` against the control's
-    pick, the control columns named for what they are here (the study's control, not the WS-only
-    choice), and the means' :func:`verdict`."""
+    """:func:`~linas_lib.analysis.final.arm_differences` of ``arch_rule`` against 05's pick, the
+    control columns named for what they are here (05's pick, not the WS-only choice), and the
+    means' :func:`verdict`."""
     rows = []
     for row in F.arm_differences(compared, items, table_rows, "arch_rule", name):
         row = {("arch_control" if k == F.CONTROL else "n_seeds_control" if k == "n_seeds_ws" else k): v
@@ -187,7 +180,7 @@ def retune(profile_ref, replicates=(0, *FRESH_REPLICATES), seed: int = 0, progre
     (``oracle``: supernet key, weights digest) in its provenance.
 
     Raises:
-        BenchError: a negative replicate, or 05's candidates missing (see
+        BenchError: no replicate, a negative or repeated one, or 05's candidates missing (see
             :func:`~linas_lib.analysis.final.read_choice_candidates`).
     """
     from tqdm.auto import tqdm
@@ -196,8 +189,9 @@ def retune(profile_ref, replicates=(0, *FRESH_REPLICATES), seed: int = 0, progre
     from ..search.report import FineTuneScores, runs_dir, search_inputs
     from ..space import parse_arch
 
-    if any(int(k) < 0 for k in replicates):
-        raise B.BenchError(f"bench retune: replicates must be >= 0, got {list(replicates)}")
+    if not replicates or any(int(k) < 0 for k in replicates) or len(set(replicates)) < len(replicates):
+        raise B.BenchError(f"bench retune: replicates must be distinct whole numbers >= 0, at least one; "
+                           f"got {list(replicates)}")
     profile = B.as_profile(profile_ref)
     candidates = F.read_choice_candidates(profile)
     committed = {k: {r["arch"]: float(r[column]) for r in candidates} for k, column in COMMITTED_COLUMNS.items()}
