@@ -286,6 +286,16 @@ GOALS: tuple[Goal, ...] = (
                   ("95 % CI low", N09, "choice_arm.retest_mean.diff_ci95_low_pts.mean"),
                   ("high", N09, "choice_arm.retest_mean.diff_ci95_high_pts.mean"),
                   ("distinct pairs that differ", N09, "choice_arm.retest_mean.n_pairs", "none"))),
+    Goal(12, "... the same, one standalone training per candidate picked on its validation mIoU (09's registered "
+         "study `choice_standalone`: the pick on seed 2, trained after the registration, read on seeds 0 and 1; "
+         "which candidates pass there was known before)", N09,
+         "choice_standalone.goal.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
+         lo="choice_standalone.goal.miou_gap_ci95_low_pts.<x>", hi="choice_standalone.goal.miou_gap_ci95_high_pts.<x>",
+         digits=2,
+         context=(("the rule minus one fine-tune (05's rule), cross-fitted over seeds 0-2, test mIoU points, mean over "
+                   "the targets", N09, "choice_standalone.contrast.standalone_vs_single.diff_pts"),
+                  ("95 % CI low", N09, "choice_standalone.contrast.standalone_vs_single.diff_ci95_low_pts"),
+                  ("high", N09, "choice_standalone.contrast.standalone_vs_single.diff_ci95_high_pts"))),
 )
 
 

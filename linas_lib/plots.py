@@ -809,13 +809,15 @@ def choice_rules(rows: list[dict]):
 
 
 def choice_truth(target_rows: list[dict], contrast_rows: list[dict]):
-    """09's study ``choice_truth``: (left) per target, each rule's value as a gap to the best table
-    architecture within the budget (mIoU points; the best candidate's for the room there was),
+    """09's studies ``choice_truth`` and ``choice_standalone``: (left) per target, each rule's value
+    as a gap to the best table architecture within the budget (mIoU points; the best candidate's,
+    or the reference arms', for the room there was),
     the goal's 1-point mark; (right) each registered contrast, the mean over the targets with its
     95 % bootstrap CI, and the +/-0.25-point band of equivalence.
 
     Args:
-        target_rows: ``choice_truth_targets.csv`` rows (``gap_<rule>_pts``, ``gap_best_candidate_pts``).
+        target_rows: ``choice_truth_targets.csv`` or ``choice_standalone_targets.csv`` rows
+            (``gap_<rule>_pts``).
         contrast_rows: ``choice_truth_contrasts.csv`` rows.
 
     Returns:

@@ -123,6 +123,15 @@ def clusters(rows_of: dict[str, list[dict]], share: float = CLUSTER_SHARE) -> li
     return list(groups.values())
 
 
+def target_groups(candidates: list[dict], archs: list[str]) -> tuple[list[str], dict[str, list[dict]], list[np.ndarray]]:
+    """The targets in the candidates' order, each target's candidate rows in WS rank order, and
+    their row indices into ``archs``."""
+    index = {a: i for i, a in enumerate(archs)}
+    targets = list(dict.fromkeys(r["target"] for r in candidates))
+    rows_of = {t: sorted((r for r in candidates if r["target"] == t), key=lambda r: int(r["ws_rank"])) for t in targets}
+    return targets, rows_of, [np.array([index[r["arch"]] for r in rows_of[t]]) for t in targets]
+
+
 def fresh_matrix(replicates: list[dict], archs: list[str]) -> np.ndarray:
     """``(len(archs), 4)``: each architecture's fresh fine-tunes (replicates
     :data:`~linas_lib.analysis.final_choice.FRESH_REPLICATES`, in that order).
@@ -225,9 +234,7 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     means = F.arch_means(items)  # items: the truth's seeds only
     fresh, true_of = fresh_matrix(replicates, archs), {a: means[a]["test_miou_mean"] for a in archs}
     true = np.array([true_of[a] for a in archs])
-    targets = list(dict.fromkeys(r["target"] for r in candidates))
-    rows_of = {t: sorted((r for r in candidates if r["target"] == t), key=lambda r: int(r["ws_rank"])) for t in targets}
-    groups = [np.array([index[r["arch"]] for r in rows_of[t]]) for t in targets]
+    targets, rows_of, groups = target_groups(candidates, archs)
     values = rule_values(groups, fresh, true)
     seed_sd, seed_df = F.pooled_seed_sd(list(table_rows) + items)
     pairs = (PRIMARY, *SECONDARY)

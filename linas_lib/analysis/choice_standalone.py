@@ -1,0 +1,353 @@
+"""Study ``choice_standalone`` (notebook 09): does one standalone training per candidate pick
+05's final network better than one fine-tune?
+
+``choice_truth`` found that within a target's candidates the truth barely follows WS or the
+fine-tunes. Here (README, 09: registered 2026-12-07 at 0ceb58c) every candidate of 05's
+``choice_candidates.csv`` has standalone items with 05's recipe on :data:`SEEDS` (seed 2 trained
+for this study: ``linas bench candidates --seeds 2``), and the rules are cross-fitted: fold ``s``
+picks on seed ``s``'s **validation** mIoU and scores every rule's pick on the mean **test** mIoU
+of the other seeds (the fold's truth), so a pick never reads its own seed. A rule's value on a
+target is its pick's fold truth averaged over the folds (and over the fresh fine-tune draws of
+``choice_truth`` for a rule that fine-tunes). The goal's reading is fold :data:`GOAL_FOLD` alone,
+read against the best table architecture within the budget as 05's goal row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import bench as B
+from . import choice_truth as CT
+from . import final as F
+from . import final_choice as FC
+
+SEEDS = (0, 1, 2)  # every candidate's standalone items; a fold per seed
+NEW_SEEDS = (2,)  # trained for this study after its registration
+GOAL_FOLD = 2  # the goal row reads the pick on this seed, scored on the other seeds
+TOP = 3  # standalone_top3: the trainings go to the TOP best candidates by one fine-tune
+RULES = ("standalone", "standalone_top3", "single", "ws")  # rules that pick
+REFERENCES = ("oracle", "random")  # picks on seed s's test mIoU; the candidates' mean truth
+PRIMARY = ("standalone", "single")  # the registered primary contrast: arm, control
+SECONDARY = (("standalone", "ws"), ("standalone_top3", "single"))
+RESAMPLES = 2000
+BOOTSTRAP_STREAM = 9_092  # the bootstrap's generator: np.random.default_rng([seed, BOOTSTRAP_STREAM])
+
+
+def seed_matrix(records: list[dict], archs: list[str], metric: str) -> np.ndarray:
+    """``(len(archs), len(SEEDS))``: each architecture's ``metric`` per seed.
+
+    Raises:
+        ValueError: an architecture lacks a seed's item (run ``linas bench candidates --seeds``),
+            naming it.
+    """
+    value = {(r["arch"], int(r["seed"])): float(r[metric]) for r in records}
+    out = np.empty((len(archs), len(SEEDS)))
+    for i, a in enumerate(archs):
+        for j, s in enumerate(SEEDS):
+            if (a, s) not in value:
+                raise ValueError(f"bench/items has no seed-{s} item of candidate {a}: run "
+                                 f"`linas bench candidates --seeds {s}` first")
+            out[i, j] = value[(a, s)]
+    return out
+
+
+def fold_truths(test: np.ndarray) -> np.ndarray:
+    """``(archs, folds)``: fold ``s``'s truth, the mean test mIoU over every seed but ``s``."""
+    n = test.shape[1]
+    return (test.sum(axis=1, keepdims=True) - test) / (n - 1)
+
+
+def _first_max(scores: np.ndarray) -> int:
+    """The index of the first maximum: candidates are in WS rank order, so ties go to the better rank."""
+    return int(np.argmax(scores))
+
+
+def picks(group: np.ndarray, val: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
+    """Per rule, its picks on one target: ``(folds, draws)`` row indices (a rule without folds or
+    draws repeats its pick).
+
+    Args:
+        group: the target's candidates (rows of ``val`` and ``fresh``) in WS rank order.
+        val: ``(archs, folds)`` validation mIoU per seed.
+        fresh: ``(archs, draws)`` fresh fine-tunes.
+    """
+    folds, draws = val.shape[1], fresh.shape[1]
+    out = {rule: np.empty((folds, draws), dtype=int) for rule in RULES}
+    for s in range(folds):
+        for d in range(draws):
+            top = group[np.argsort(-fresh[group, d], kind="stable")[:TOP]]
+            out["standalone"][s, d] = group[_first_max(val[group, s])]
+            out["standalone_top3"][s, d] = top[_first_max(val[top, s])]
+            out["single"][s, d] = group[_first_max(fresh[group, d])]
+            out["ws"][s, d] = group[0]
+    return out
+
+
+def rule_values(groups: list[np.ndarray], val: np.ndarray, test: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
+    """Per rule (:data:`RULES` and the reference arms :data:`REFERENCES`), its value on each
+    target: its picks' fold truths averaged over the folds and the fine-tune draws.
+
+    Args:
+        groups: per target, the row indices of its candidates in WS rank order.
+        val, test: ``(archs, folds)`` validation and test mIoU per seed.
+        fresh: ``(archs, draws)`` fresh fine-tunes.
+    """
+    truth = fold_truths(test)
+    folds = np.arange(val.shape[1])
+    values = {rule: np.empty(len(groups)) for rule in (*RULES, *REFERENCES)}
+    for t, group in enumerate(groups):
+        for rule, chosen in picks(group, val, fresh).items():
+            values[rule][t] = float(truth[chosen, folds[:, None]].mean())
+        values["oracle"][t] = float(np.mean([truth[group[_first_max(test[group, s])], s] for s in folds]))
+        values["random"][t] = float(truth[group].mean())
+    return values
+
+
+def noise_ci(groups, val, test, fresh, sd_val: float, sd_test: float, rho: float, pairs, seed: int = 0,
+             resamples: int = RESAMPLES) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """``(low, high, bootstrap mean)``: the 95 % percentile CI of each ``(arm, control)`` contrast
+    (the mean over the targets of value(arm) - value(control)) from a bootstrap that holds the
+    targets fixed: per resample each candidate's fine-tunes are resampled with replacement and
+    each of its (validation, test) seed pairs is redrawn as its seed means plus a bivariate normal
+    error (SDs ``sd_val``, ``sd_test``, correlation ``rho``). Hand-written like
+    :func:`~linas_lib.analysis.choice_truth.contrast_ci`: it resamples within rows and draws a
+    parametric term, which ``scipy.stats.bootstrap`` does not."""
+    rng = np.random.default_rng([seed, BOOTSTRAP_STREAM])
+    n, k = fresh.shape
+    mean_val, mean_test = val.mean(axis=1, keepdims=True), test.mean(axis=1, keepdims=True)
+    stats = {pair: np.empty(resamples) for pair in pairs}
+    for b in range(resamples):
+        fresh_b = np.take_along_axis(fresh, rng.integers(0, k, size=(n, k)), axis=1)
+        z = rng.standard_normal((2, *val.shape))
+        val_b = mean_val + sd_val * z[0]
+        test_b = mean_test + sd_test * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1])
+        values = rule_values(groups, val_b, test_b, fresh_b)
+        for pair in pairs:
+            stats[pair][b] = float(np.mean(values[pair[0]] - values[pair[1]]))
+    return {pair: (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)), float(s.mean()))
+            for pair, s in stats.items()}
+
+
+def cluster_ci(diff: np.ndarray, labels: np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> tuple[float, float]:
+    """The 95 % percentile CI of the mean over targets of ``diff`` from ``scipy.stats.bootstrap``
+    over the decision clusters (``labels``: one per target): a resample's statistic is its
+    clusters' summed differences over their target count."""
+    from scipy.stats import bootstrap
+
+    ids = np.unique(labels)
+    sums = np.array([diff[labels == c].sum() for c in ids])
+    counts = np.array([float((labels == c).sum()) for c in ids])
+    if np.ptp(sums / counts) == 0:  # every cluster alike: nothing to resample
+        value = float(sums.sum() / counts.sum())
+        return value, value
+    res = bootstrap((sums, counts), lambda s, c: s.sum() / c.sum(), paired=True, vectorized=False,
+                    method="percentile", n_resamples=resamples, rng=np.random.default_rng([seed, BOOTSTRAP_STREAM]))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def correlation_of_residuals(rows: list[dict], exclude: set[str]) -> float:
+    """The within-seed correlation of validation and test mIoU: Pearson over every item's
+    deviation from its architecture's seed means (architectures with >= 2 seeds, not in
+    ``exclude``)."""
+    dev_val, dev_test = [], []
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        if arch in exclude or len(mine) < 2:
+            continue
+        v = np.array([float(r["val_miou"]) for r in mine])
+        t = np.array([float(r["test_miou"]) for r in mine])
+        dev_val += list(v - v.mean())
+        dev_test += list(t - t.mean())
+    if len(dev_val) < 3:
+        return math.nan
+    return float(np.corrcoef(dev_val, dev_test)[0, 1])
+
+
+def build_here(profile, seed: int = 0) -> None:
+    """With ``search.final_build`` (the smoke and full profiles): make ``choice_truth``'s data
+    and every candidate's items on :data:`SEEDS` in this process; the cpu profile makes them
+    beforehand (``linas bench candidates --seeds 2``)."""
+    import concurrent.futures
+
+    CT.build_here(profile, seed)
+    plan = CT.candidates_plan(profile, SEEDS, seed, build_features=True)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        B.build_plan(plan, profile, "choice candidates", executor=pool, progress=False)
+
+
+def _distinct_items(*row_lists: list[dict]) -> list[dict]:
+    """Rows with one entry per (architecture, seed): a candidate that is also a table
+    architecture shares its items."""
+    out: dict[tuple[str, int], dict] = {}
+    for rows in row_lists:
+        for r in rows:
+            out.setdefault((r["arch"], int(r["seed"])), r)
+    return list(out.values())
+
+
+def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: int = RESAMPLES) -> dict:
+    """The registered readings of ``choice_standalone``, or what is still missing. With
+    ``search.final_build`` the data are made here first (:func:`build_here`).
+
+    Returns:
+        ``{"status", "targets", "contrasts", "picks"}``: ``status`` counts the candidates' items
+        on :data:`SEEDS` (``items``, ``done``), the fresh fine-tunes, the noise model (pooled seed
+        SDs and the validation/test correlation ``rho``) and the decision clusters; ``targets``
+        per target each rule's value and gap to the best table architecture within the budget
+        (``gap_<rule>_pts``), the goal fold's pick with its gap and 95 % CI (``goal_*``), and the
+        trainings' seconds; ``contrasts`` the registered contrasts with the noise bootstrap's CI
+        and mean, the cluster bootstrap's CI and the verdict; ``picks`` every (target, fold)
+        pick of the rules without draws. Empty lists while data are missing.
+    """
+    if profile.search.final_build:
+        build_here(profile, seed)
+    candidates = F.read_choice_candidates(profile)
+    archs = CT.candidate_archs(candidates)
+    plan = CT.candidates_plan(profile, SEEDS, seed)
+    records = B.finished_records(plan)
+    replicates = [r for r in FC.read_replicates(profile) if int(r["replicate"]) in FC.FRESH_REPLICATES]
+    status = {"items": len(plan.items), "done": len(records), "fresh_finetunes": len(replicates)}
+    if len(records) < len(plan.items) or len(replicates) < len(archs) * len(FC.FRESH_REPLICATES):
+        return {"status": status, "targets": [], "contrasts": [], "picks": []}
+    items = [B.table_row(r) for r in records]
+    val, test = seed_matrix(items, archs, "val_miou"), seed_matrix(items, archs, "test_miou")
+    fresh = CT.fresh_matrix(replicates, archs)
+    targets, rows_of, groups = CT.target_groups(candidates, archs)
+    values = rule_values(groups, val, test, fresh)
+    pooled = _distinct_items(table_rows, items)
+    sd_val, _ = F.pooled_seed_sd(pooled, "val_miou")
+    sd_test, df = F.pooled_seed_sd(pooled)
+    rho = correlation_of_residuals(list(table_rows), set(archs))
+    decisions = CT.clusters(rows_of)
+    labels = np.array([next(i for i, c in enumerate(decisions) if t in c) for t in targets])
+    status.update({"seed_sd_val_pts": 100 * sd_val, "seed_sd_test_pts": 100 * sd_test, "seed_sd_df": df, "rho": rho,
+                   "n_distinct_decisions": len(decisions), "clusters": "; ".join("+".join(c) for c in decisions)})
+    pairs = (PRIMARY, *SECONDARY)
+    cis = noise_ci(groups, val, test, fresh, sd_val, sd_test, rho, pairs, seed, resamples)
+    contrasts = [_contrast(arm, control, values, cis[(arm, control)], labels, seed, resamples) for arm, control in pairs]
+    goal = _goal_rows(profile, groups, archs, val, items, table_rows, latency, targets)
+    target_rows = _target_rows(targets, rows_of, groups, values, goal, items, archs, (val, test, fresh))
+    return {"status": status, "targets": target_rows, "contrasts": contrasts,
+            "picks": _pick_rows(targets, rows_of, groups, archs, val, test, fresh)}
+
+
+def _contrast(arm: str, control: str, values: dict, ci: tuple, labels: np.ndarray, seed: int, resamples: int) -> dict:
+    diff = values[arm] - values[control]
+    low, high, boot_mean = (100 * v for v in ci)
+    c_low, c_high = cluster_ci(100 * diff, labels, seed, resamples)
+    differ = ~np.isclose(values[arm], values[control], rtol=0.0, atol=1e-12)  # float sums of equal picks
+    return {"arm": arm, "control": control, "reading": "primary" if (arm, control) == PRIMARY else "secondary",
+            "diff_pts": 100 * float(diff.mean()), "diff_ci95_low_pts": low, "diff_ci95_high_pts": high,
+            "boot_mean_pts": boot_mean, "verdict": FC.verdict(low, high) if math.isfinite(low + high) else "not computed",
+            "cluster_ci95_low_pts": c_low, "cluster_ci95_high_pts": c_high,
+            "cluster_verdict": FC.verdict(c_low, c_high) if math.isfinite(c_low + c_high) else "not computed",
+            "n_targets": len(diff), "n_targets_differing": int(differ.sum()),
+            "n_decisions_differing": len(set(labels[differ].tolist()))}
+
+
+def _goal_rows(profile, groups, archs, val, items, table_rows, latency, targets) -> dict[str, dict]:
+    """Per target, 05's goal reading of fold :data:`GOAL_FOLD`: its ``standalone`` pick read on
+    the other seeds against the best table architecture within the budget
+    (:func:`~linas_lib.analysis.final.final_rows`)."""
+    fold = SEEDS.index(GOAL_FOLD)
+    chosen = [{"target": t, "arch": archs[g[_first_max(val[g, fold])]]} for t, g in zip(targets, groups)]
+    others = [r for r in items if int(r["seed"]) != GOAL_FOLD]
+    return {r["target"]: r for r in F.final_rows(chosen, others, list(table_rows), latency)}
+
+
+def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) -> list[dict]:
+    val, test, fresh = signals
+    seconds = seed_matrix(items, archs, "seconds")
+    rows = []
+    for i, (t, g) in enumerate(zip(targets, groups)):
+        row = {"target": t, "n_candidates": len(g)}
+        g_row = goal[t]
+        bench_best = g_row.get("best_bench_test_miou_mean", math.nan)
+        row.update({"best_bench_arch": g_row.get("best_bench_arch", ""), "best_bench_miou": bench_best})
+        for rule, v in values.items():
+            row.update({f"value_{rule}": float(v[i]), f"gap_{rule}_pts": 100 * (bench_best - float(v[i]))})
+        room = values["oracle"][i] - values["random"][i]
+        row["standalone_share_of_room"] = float((values["standalone"][i] - values["random"][i]) / room) if room else math.nan
+        row.update({"goal_arch": g_row["arch"], "goal_ws_rank": int(list(g).index(archs.index(g_row["arch"])) + 1),
+                    **{f"goal_{k}": g_row.get(k, math.nan) for k in ("chosen_test_miou_mean", "miou_gap_to_bench_pts",
+                                                                      "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts",
+                                                                      "miou_gap_xfit_pts")}})
+        top = [g[np.argsort(-fresh[g, d], kind="stable")[:TOP]] for d in range(fresh.shape[1])]
+        row.update({"train_s_standalone": float(seconds[g].sum(axis=0).mean()),
+                    "train_s_standalone_top3": float(np.mean([seconds[tp].sum(axis=0) for tp in top]))})
+        ws = np.array([float(r["ws_miou"]) for r in rows_of[t]])
+        row.update(_taus(g, val, test, fresh, ws))
+        rows.append(row)
+    return rows
+
+
+TAU_SIGNALS = ("val", "ws", "fresh_mean")
+
+
+def _taus(group: np.ndarray, val: np.ndarray, test: np.ndarray, fresh: np.ndarray, ws: np.ndarray) -> dict[str, float]:
+    """``tau_truth_<signal>``: Kendall tau-b of each fold's truth against seed ``s``'s validation
+    mIoU, WS mIoU and the fresh fine-tunes' mean over the target's candidates, mean over the
+    folds with a finite tau (NaN: every fold had a constant vector)."""
+    from ..search.fidelity import kendall_tau
+
+    truth = fold_truths(test)[group]
+    out = {}
+    for name in TAU_SIGNALS:
+        taus = []
+        for s in range(truth.shape[1]):
+            signal = {"val": val[group, s], "ws": ws, "fresh_mean": fresh[group].mean(axis=1)}[name]
+            taus.append(kendall_tau(truth[:, s], signal) if len(group) > 1 else math.nan)
+        finite = [x for x in taus if math.isfinite(x)]
+        out[f"tau_truth_{name}"] = float(np.mean(finite)) if finite else math.nan
+        out[f"tau_truth_{name}_n"] = len(finite)
+    return out
+
+
+def _pick_rows(targets, rows_of, groups, archs, val, test, fresh) -> list[dict]:
+    """Per target and fold, the ``standalone`` and ``oracle`` picks with their fold truth."""
+    truth = fold_truths(test)
+    rows = []
+    for t, g in zip(targets, groups):
+        rank = {archs[i]: k + 1 for k, i in enumerate(g)}
+        for s, seed in enumerate(SEEDS):
+            for rule, scores in (("standalone", val[g, s]), ("oracle", test[g, s])):
+                pick = g[_first_max(scores)]
+                rows.append({"target": t, "fold_seed": seed, "rule": rule, "arch": archs[pick],
+                             "ws_rank": rank[archs[pick]], "fold_truth_miou": float(truth[pick, s])})
+    return rows
+
+
+def figures(result: dict) -> dict[str, float]:
+    """``choice_standalone.<status>``; per registered contrast
+    ``choice_standalone.contrast.<arm>_vs_<control>.<diff_pts|diff_ci95_low_pts|diff_ci95_high_pts|
+    boot_mean_pts|cluster_ci95_low_pts|cluster_ci95_high_pts|n_targets_differing|n_decisions_differing>``;
+    per rule and reference arm ``choice_standalone.<rule>.n_within_1pt`` and ``.value_mean``;
+    the goal fold's ``choice_standalone.goal.<miou_gap_to_bench_pts|miou_gap_ci95_low_pts|
+    miou_gap_ci95_high_pts|miou_gap_xfit_pts>.<target>`` with ``.n_within_1pt``;
+    ``choice_standalone.tau_truth_<signal>.mean`` and ``choice_standalone.standalone.share_of_room``
+    (the mean over targets of ``standalone`` minus ``random`` over that of ``oracle`` minus ``random``)."""
+    out = {f"choice_standalone.{k}": float(v) for k, v in result["status"].items() if k != "clusters"}
+    for c in result["contrasts"]:
+        prefix = f"choice_standalone.contrast.{c['arm']}_vs_{c['control']}"
+        out.update({f"{prefix}.{k}": float(c[k]) for k in (
+            "diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts", "boot_mean_pts", "cluster_ci95_low_pts",
+            "cluster_ci95_high_pts", "n_targets_differing", "n_decisions_differing")})
+    rows = result["targets"]
+    if not rows:
+        return out
+    for rule in (*RULES, *REFERENCES):
+        out[f"choice_standalone.{rule}.n_within_1pt"] = float(sum(r[f"gap_{rule}_pts"] <= 1.0 for r in rows))
+        out[f"choice_standalone.{rule}.value_mean"] = float(np.mean([r[f"value_{rule}"] for r in rows]))
+    for k in ("miou_gap_to_bench_pts", "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts", "miou_gap_xfit_pts"):
+        out.update({f"choice_standalone.goal.{k}.{r['target']}": float(r[f"goal_{k}"]) for r in rows})
+    out["choice_standalone.goal.n_within_1pt"] = float(sum(r["goal_miou_gap_to_bench_pts"] <= 1.0 for r in rows))
+    for name in TAU_SIGNALS:  # the mean over every finite (target, fold) tau
+        n = sum(r[f"tau_truth_{name}_n"] for r in rows)
+        total = sum(r[f"tau_truth_{name}"] * r[f"tau_truth_{name}_n"] for r in rows if r[f"tau_truth_{name}_n"])
+        out[f"choice_standalone.tau_truth_{name}.mean"] = float(total / n) if n else math.nan
+    room = np.mean([r["value_oracle"] - r["value_random"] for r in rows])
+    gain = np.mean([r["value_standalone"] - r["value_random"] for r in rows])
+    out["choice_standalone.standalone.share_of_room"] = float(gain / room) if room else math.nan
+    return out
