@@ -62,6 +62,15 @@ def test_ties_go_to_the_better_ws_rank():
     assert CS.rule_values([np.array([2, 0, 1])], val, test, fresh)["standalone"][0] == pytest.approx(0.25)
 
 
+def test_top3_keeps_the_three_best_fine_tunes_and_breaks_validation_ties_by_ws_rank():
+    val = np.array([[0.5] * 3, [0.5] * 3, [0.5] * 3, [0.9] * 3])  # 1 and 2 tie on validation; 3 is never trained
+    test = np.array([[0.5] * 3, [0.75] * 3, [0.25] * 3, [1.0] * 3])
+    fresh = np.array([[0.1] * 4, [0.5] * 4, [0.6] * 4, [0.05] * 4])  # the top 3 by fine-tune: 2, 1, 0
+    picks = CS.picks(np.arange(4), val, fresh)
+    assert (picks["standalone_top3"] == 0).all()  # 0, 1, 2 tie on validation: WS rank 1, not the best fine-tune (2)
+    assert (picks["standalone"] == 3).all() and (picks["single"] == 2).all()
+
+
 def test_noise_ci_is_degenerate_without_noise_and_repeatable_with_it():
     val, test, fresh = _signals()
     groups = [np.arange(4)]
@@ -69,9 +78,30 @@ def test_noise_ci_is_degenerate_without_noise_and_repeatable_with_it():
     ci = CS.noise_ci(groups, val, test, fresh, 0.0, 0.0, 0.0, [("single", "ws")], resamples=20)
     means = test.mean(axis=1)
     assert ci[("single", "ws")] == pytest.approx((means[2] - means[0],) * 3)
+    # standalone picks the best validation mean (candidate 0) in every fold; single picks 2
+    ci = CS.noise_ci(groups, val, test, fresh, 0.0, 0.0, 0.0, [CS.PRIMARY], resamples=20)
+    assert ci[CS.PRIMARY] == pytest.approx((means[0] - means[2],) * 3)
     a = CS.noise_ci(groups, val, test, fresh, 0.05, 0.05, 0.6, [CS.PRIMARY], seed=4, resamples=100)
     b = CS.noise_ci(groups, val, test, fresh, 0.05, 0.05, 0.6, [CS.PRIMARY], seed=4, resamples=100)
     assert a == b and a[CS.PRIMARY][0] < a[CS.PRIMARY][2] < a[CS.PRIMARY][1]
+
+
+def test_noise_ci_draws_validation_and_test_with_the_given_sds_and_correlation(monkeypatch):
+    drawn = []
+    real = CS.rule_values
+
+    def capture(groups, val, test, fresh):
+        drawn.append((val.copy(), test.copy()))
+        return real(groups, val, test, fresh)
+
+    monkeypatch.setattr(CS, "rule_values", capture)
+    n = 400
+    CS.noise_ci([np.arange(n)], np.zeros((n, 3)), np.ones((n, 3)), np.zeros((n, 4)), 0.1, 0.2, 0.6,
+                [CS.PRIMARY], resamples=1)
+    val, test = drawn[0]
+    assert val.std() == pytest.approx(0.1, rel=0.1) and test.std() == pytest.approx(0.2, rel=0.1)
+    assert test.mean() == pytest.approx(1.0, abs=0.03)
+    assert np.corrcoef(val.ravel(), test.ravel())[0, 1] == pytest.approx(0.6, abs=0.08)
 
 
 def test_cluster_ci_resamples_clusters_and_reproduces_the_target_mean():
@@ -81,6 +111,11 @@ def test_cluster_ci_resamples_clusters_and_reproduces_the_target_mean():
     assert low < diff.mean() < high and -1.0 <= low and high <= 2.0
     assert CS.cluster_ci(np.array([0.5, 0.5, 0.5]), np.array([0, 1, 1])) == (0.5, 0.5)
     assert CS.cluster_ci(diff, labels, seed=2, resamples=300) == CS.cluster_ci(diff, labels, seed=2, resamples=300)
+    # one cluster of 9 targets at 1, three of one target at 0: weighted by targets a resample with
+    # two copies of the big cluster reads 0.9 (a mean of cluster means would read 0.5)
+    big = np.array([1.0] * 9 + [0.0] * 3)
+    low, high = CS.cluster_ci(big, np.array([0] * 9 + [1, 2, 3]), resamples=2000)
+    assert low == 0.0 and high > 0.85
 
 
 def test_correlation_of_residuals_leaves_out_the_candidates_and_single_seeds():

@@ -77,7 +77,7 @@ def picks(group: np.ndarray, val: np.ndarray, fresh: np.ndarray) -> dict[str, np
     out = {rule: np.empty((folds, draws), dtype=int) for rule in RULES}
     for s in range(folds):
         for d in range(draws):
-            top = group[np.argsort(-fresh[group, d], kind="stable")[:TOP]]
+            top = group[np.sort(np.argsort(-fresh[group, d], kind="stable")[:TOP])]  # back in WS order
             out["standalone"][s, d] = group[_first_max(val[group, s])]
             out["standalone_top3"][s, d] = top[_first_max(val[top, s])]
             out["single"][s, d] = group[_first_max(fresh[group, d])]
@@ -249,12 +249,14 @@ def _contrast(arm: str, control: str, values: dict, ci: tuple, labels: np.ndarra
 
 def _goal_rows(profile, groups, archs, val, items, table_rows, latency, targets) -> dict[str, dict]:
     """Per target, 05's goal reading of fold :data:`GOAL_FOLD`: its ``standalone`` pick read on
-    the other seeds against the best table architecture within the budget
-    (:func:`~linas_lib.analysis.final.final_rows`)."""
+    the other seeds against the best table architecture within the budget on the same seeds
+    (:func:`~linas_lib.analysis.final.final_rows`: its t interval on the pooled seed SD of those
+    items, as 05's goal rows)."""
     fold = SEEDS.index(GOAL_FOLD)
     chosen = [{"target": t, "arch": archs[g[_first_max(val[g, fold])]]} for t, g in zip(targets, groups)]
     others = [r for r in items if int(r["seed"]) != GOAL_FOLD]
-    return {r["target"]: r for r in F.final_rows(chosen, others, list(table_rows), latency)}
+    table = [r for r in table_rows if int(r["seed"]) != GOAL_FOLD]  # the reference on the same seeds
+    return {r["target"]: r for r in F.final_rows(chosen, others, table, latency)}
 
 
 def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) -> list[dict]:
@@ -274,7 +276,7 @@ def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) 
                     **{f"goal_{k}": g_row.get(k, math.nan) for k in ("chosen_test_miou_mean", "miou_gap_to_bench_pts",
                                                                       "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts",
                                                                       "miou_gap_xfit_pts")}})
-        top = [g[np.argsort(-fresh[g, d], kind="stable")[:TOP]] for d in range(fresh.shape[1])]
+        top = [g[np.argsort(-fresh[g, d])[:TOP]] for d in range(fresh.shape[1])]  # (ties do not change the cost much)
         row.update({"train_s_standalone": float(seconds[g].sum(axis=0).mean()),
                     "train_s_standalone_top3": float(np.mean([seconds[tp].sum(axis=0) for tp in top]))})
         ws = np.array([float(r["ws_miou"]) for r in rows_of[t]])
