@@ -66,7 +66,8 @@ def _first_max(scores: np.ndarray) -> int:
 
 def picks(group: np.ndarray, val: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
     """Per rule, its picks on one target: ``(folds, draws)`` row indices (a rule without folds or
-    draws repeats its pick).
+    draws repeats its pick). ``np.argmax`` takes the first maximum and the candidates are in WS
+    rank order, so ties go to the better rank.
 
     Args:
         group: the target's candidates (rows of ``val`` and ``fresh``) in WS rank order.
@@ -74,15 +75,12 @@ def picks(group: np.ndarray, val: np.ndarray, fresh: np.ndarray) -> dict[str, np
         fresh: ``(archs, draws)`` fresh fine-tunes.
     """
     folds, draws = val.shape[1], fresh.shape[1]
-    out = {rule: np.empty((folds, draws), dtype=int) for rule in RULES}
-    for s in range(folds):
-        for d in range(draws):
-            top = group[np.sort(np.argsort(-fresh[group, d], kind="stable")[:TOP])]  # back in WS order
-            out["standalone"][s, d] = group[_first_max(val[group, s])]
-            out["standalone_top3"][s, d] = top[_first_max(val[top, s])]
-            out["single"][s, d] = group[_first_max(fresh[group, d])]
-            out["ws"][s, d] = group[0]
-    return out
+    top = np.sort(np.argsort(-fresh[group], axis=0, kind="stable")[:TOP], axis=0)  # (TOP, draws), WS order
+    in_top = np.argmax(val[group][top], axis=0)  # (draws, folds): the best validation among each draw's top
+    return {"standalone": np.broadcast_to(group[np.argmax(val[group], axis=0)][:, None], (folds, draws)),
+            "standalone_top3": group[top[in_top, np.arange(draws)[:, None]]].T,
+            "single": np.broadcast_to(group[np.argmax(fresh[group], axis=0)][None, :], (folds, draws)),
+            "ws": np.full((folds, draws), group[0])}
 
 
 def rule_values(groups: list[np.ndarray], val: np.ndarray, test: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
