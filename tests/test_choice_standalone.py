@@ -132,6 +132,9 @@ def test_seed_matrix_names_the_missing_item():
     rows = [{"arch": ARCHS[0], "seed": s, "val_miou": 0.5} for s in (0, 1)]
     with pytest.raises(ValueError, match=f"no seed-2 item of candidate {ARCHS[0]}.*bench candidates --seeds 2"):
         CS.seed_matrix(rows, ARCHS[:1], "val_miou")
+    rows.append({"arch": ARCHS[0], "seed": 2, "val_miou": float("nan")})
+    with pytest.raises(ValueError, match=f"val_miou of {ARCHS[0]} seed 2 is nan, not a number"):
+        CS.seed_matrix(rows, ARCHS[:1], "val_miou")
 
 
 def _stub(monkeypatch, items, replicates):

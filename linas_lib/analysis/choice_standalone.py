@@ -40,9 +40,13 @@ def seed_matrix(records: list[dict], archs: list[str], metric: str) -> np.ndarra
 
     Raises:
         ValueError: an architecture lacks a seed's item (run ``linas bench candidates --seeds``),
-            naming it.
+            or its ``metric`` is not finite, naming it.
     """
     value = {(r["arch"], int(r["seed"])): float(r[metric]) for r in records}
+    bad = sorted(k for k, v in value.items() if not math.isfinite(v))
+    if bad:
+        raise ValueError(f"bench/items: {metric} of {bad[0][0]} seed {bad[0][1]} is {value[bad[0]]}, not a "
+                         f"number (and {len(bad) - 1} more): train that item again")
     out = np.empty((len(archs), len(SEEDS)))
     for i, a in enumerate(archs):
         for j, s in enumerate(SEEDS):
@@ -64,6 +68,12 @@ def _first_max(scores: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
+def _top(group: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """``(TOP, draws)``: per fine-tune draw, the positions in ``group`` of its :data:`TOP` best
+    candidates (ties to the better WS rank), back in WS rank order."""
+    return np.sort(np.argsort(-fresh[group], axis=0, kind="stable")[:TOP], axis=0)
+
+
 def picks(group: np.ndarray, val: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
     """Per rule, its picks on one target: ``(folds, draws)`` row indices (a rule without folds or
     draws repeats its pick). ``np.argmax`` takes the first maximum and the candidates are in WS
@@ -75,7 +85,7 @@ def picks(group: np.ndarray, val: np.ndarray, fresh: np.ndarray) -> dict[str, np
         fresh: ``(archs, draws)`` fresh fine-tunes.
     """
     folds, draws = val.shape[1], fresh.shape[1]
-    top = np.sort(np.argsort(-fresh[group], axis=0, kind="stable")[:TOP], axis=0)  # (TOP, draws), WS order
+    top = _top(group, fresh)
     in_top = np.argmax(val[group][top], axis=0)  # (draws, folds): the best validation among each draw's top
     return {"standalone": np.broadcast_to(group[np.argmax(val[group], axis=0)][:, None], (folds, draws)),
             "standalone_top3": group[top[in_top, np.arange(draws)[:, None]]].T,
@@ -165,11 +175,15 @@ def correlation_of_residuals(rows: list[dict], exclude: set[str]) -> float:
 
 def build_here(profile, seed: int = 0) -> None:
     """With ``search.final_build`` (the smoke and full profiles): make ``choice_truth``'s data
-    and every candidate's items on :data:`SEEDS` in this process; the cpu profile makes them
-    beforehand (``linas bench candidates --seeds 2``)."""
+    where its fresh fine-tunes are missing (notebook 09 has made them just before) and every
+    candidate's items on :data:`SEEDS` in this process; the cpu profile makes them beforehand
+    (``linas bench candidates --seeds 2``)."""
     import concurrent.futures
 
-    CT.build_here(profile, seed)
+    try:
+        CT.fresh_matrix(FC.read_replicates(profile), CT.candidate_archs(F.read_choice_candidates(profile)))
+    except ValueError:
+        CT.build_here(profile, seed)
     plan = CT.candidates_plan(profile, SEEDS, seed, build_features=True)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         B.build_plan(plan, profile, "choice candidates", executor=pool, progress=False)
@@ -274,9 +288,9 @@ def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) 
                     **{f"goal_{k}": g_row.get(k, math.nan) for k in ("chosen_test_miou_mean", "miou_gap_to_bench_pts",
                                                                       "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts",
                                                                       "miou_gap_xfit_pts")}})
-        top = [g[np.argsort(-fresh[g, d])[:TOP]] for d in range(fresh.shape[1])]  # (ties do not change the cost much)
+        top = g[_top(g, fresh)]  # (TOP, draws): the candidates standalone_top3 trains per draw
         row.update({"train_s_standalone": float(seconds[g].sum(axis=0).mean()),
-                    "train_s_standalone_top3": float(np.mean([seconds[tp].sum(axis=0) for tp in top]))})
+                    "train_s_standalone_top3": float(seconds[top].sum(axis=0).mean())})
         ws = np.array([float(r["ws_miou"]) for r in rows_of[t]])
         row.update(_taus(g, val, test, fresh, ws))
         rows.append(row)
