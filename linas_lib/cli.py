@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_bench_commands(sub)
     _add_records_commands(sub)
+    _add_numerics_commands(sub)
     return parser
 
 
@@ -297,6 +298,35 @@ def _cmd_lut_check(args: argparse.Namespace) -> int:
     lut = load_lut(args.file, args.resolution)
     print(f"{args.file}: ok {lut_summary(lut)}")
     return 0
+
+
+def _add_numerics_commands(sub) -> None:
+    """``linas numerics check``: what portable numerics (``LINAS_NUMERICS=portable``) buys and costs here."""
+    num = sub.add_parser("numerics", help="native or portable CPU kernels (LINAS_NUMERICS): check them on this machine")
+    num_sub = num.add_subparsers(dest="numerics_command", required=True)
+    check = num_sub.add_parser("check", help="train one decoder in fresh processes per numerics mode, on this CPU "
+                               "and on older ones simulated by capping the libraries' instruction sets; "
+                               "results/<profile>/bench/numerics/<cpu>.csv|json (timed: run it alone)")
+    _profile_and_seed(check, "data-split seed of the taps (default 0)")
+    check.add_argument("--arch", default="", help="architecture to train (default: one with every op kind, "
+                       "numerics_check.DEFAULT_ARCH)")
+    check.add_argument("--train-seed", type=_non_negative_int, default=0, help="the training's seed (default 0)")
+    check.add_argument("--epochs", type=_positive_int, default=2, help="epochs of the table's recipe (default 2)")
+    check.add_argument("--repeats", type=_positive_int, default=2, help="runs per mode and CPU (default 2)")
+    check.set_defaults(func=_cmd_numerics_check)
+
+
+def _cmd_numerics_check(args: argparse.Namespace) -> int:
+    from .analysis.numerics_check import DEFAULT_ARCH, CheckSettings, run_check, write_check
+    from .space import arch_string, parse_arch
+
+    settings = CheckSettings(arch=arch_string(parse_arch(args.arch or DEFAULT_ARCH)), seed=args.train_seed, epochs=args.epochs,
+                             repeats=args.repeats)
+    rows, inputs = run_check(args.profile, settings, data_seed=args.seed)
+    summary = write_check(args.profile, rows, inputs, settings)
+    print(json.dumps(summary, indent=1))
+    figures = summary["figures"]
+    return 0 if figures.get("portable_identical", True) and all(summary["portable_matches"].values()) else 1
 
 
 def _add_records_commands(sub) -> None:

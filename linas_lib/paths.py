@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .numerics import cache_subdir
+
 
 def project_root() -> Path:
     """The project's root: ``LINAS_ROOT`` if set, else the folder above this package."""
@@ -37,8 +39,9 @@ def figures_dir(profile: str) -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A folder of the on-disk cache (``LINAS_CACHE_DIR`` or ``<root>/.cache``), created."""
-    base = Path(os.environ.get("LINAS_CACHE_DIR") or project_root() / ".cache")
+    """A folder of the on-disk cache (``LINAS_CACHE_DIR`` or ``<root>/.cache``; under
+    ``portable/`` there in portable numerics, :mod:`linas_lib.numerics`), created."""
+    base = Path(os.environ.get("LINAS_CACHE_DIR") or project_root() / ".cache").joinpath(*cache_subdir())
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -20,6 +20,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from . import numerics
 from .keys import atomic_write_text
 from .paths import project_root
 
@@ -83,6 +84,7 @@ def machine() -> dict:
     info["torch_threads"] = torch.get_num_threads()
     capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
     info["cpu_capability"] = capability() if capability else "unknown"
+    info["numerics"] = numerics.describe()
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

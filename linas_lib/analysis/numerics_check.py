@@ -1,0 +1,197 @@
+"""Does portable numerics train the same numbers on another CPU, and what does it cost here?
+
+``linas numerics check`` trains one decoder with the benchmark table's recipe (its epochs
+shortened) on the profile's cached taps, each run in a fresh process, for every numerics mode
+(:mod:`linas_lib.numerics`) on this CPU and on older CPUs simulated by capping the libraries'
+instruction sets (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``):
+what each library would pick on an AVX2-only CPU (a Zen 3) or an SSE4 one.
+
+* The control: native runs differ across the simulated CPUs (else the check shows nothing here).
+* The claim: portable runs give one digest (every loss and score to every digit) across them
+  and across repeats.
+* The cost: training seconds per mode on this CPU (mean, SD, min-max over the repeats).
+
+A simulation caps what the libraries choose on *this* CPU; it does not show another vendor's
+CPU (MKL's vendor dispatch, oneDNN's cache-size heuristics). For that, each machine's run is
+kept (``bench/numerics/<cpu>.csv``) and the portable digests are compared across the committed
+files whose inputs (the taps, to every byte) are the same: run the check in portable mode so
+that the taps come from a portably trained encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .. import numerics
+from ..keys import content_hash
+from ..provenance import machine, provenance, read_csv_table, write_csv, write_json
+from ..space import parse_arch
+from .bench import as_profile, bench_dir, cached_features, check_bench, torch_threads, train_item
+
+DEFAULT_ARCH = "DWSep5x5_w50-DilatedDWSep_w50-DWSep3x3_w50-Conv7x7_w50-EdgeConv_w50"  # every op kind
+SIMULATED_CPUS = {
+    "this": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "sse4": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
+_CONTROLLED = {numerics.ENV_VAR, *numerics.PORTABLE_ENV, *(k for env in SIMULATED_CPUS.values() for k in env)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSettings:
+    """What one check trains: the architecture, its seed, the epochs and the repeats per cell."""
+
+    arch: str = DEFAULT_ARCH
+    seed: int = 0
+    epochs: int = 2
+    repeats: int = 2
+
+
+def child_env(mode: str, cpu: str) -> dict[str, str]:
+    """This process's environment with the numerics and ISA variables set for one run only."""
+    env = {k: v for k, v in os.environ.items() if k not in _CONTROLLED}
+    env.update(SIMULATED_CPUS[cpu])
+    env[numerics.ENV_VAR] = mode
+    return env
+
+
+def train_probe(inputs: Path, arch: str, seed: int, epochs: int, profile_ref) -> dict:
+    """One training on the taps saved in ``inputs`` (in the calling process's numerics): the
+    scores, the run's digest and its seconds."""
+    import torch
+
+    profile = as_profile(profile_ref)
+    bench = dataclasses.replace(check_bench(profile), epochs=int(epochs))
+    splits = torch.load(inputs, weights_only=False)
+    with torch_threads(bench.threads_per_worker):
+        result = train_item(parse_arch(arch), seed, bench, splits)
+    numbers = [result[k] for k in ("val_miou", "test_miou", "val_crack_iou", "test_crack_iou")] + result["loss_history"]
+    return {"digest": content_hash([repr(float(x)) for x in numbers])[:16], "val_miou": result["val_miou"],
+            "test_miou": result["test_miou"], "train_seconds": result["train_seconds"],
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": bool(torch.backends.mkldnn.enabled)}
+
+
+def _run_child(inputs: Path, settings: CheckSettings, profile_ref: str, mode: str, cpu: str) -> dict:
+    """:func:`train_probe` in a fresh Python process under ``mode`` on the simulated ``cpu``."""
+    cmd = [sys.executable, "-m", __name__, str(inputs), settings.arch, str(settings.seed), str(settings.epochs),
+           str(profile_ref)]
+    done = subprocess.run(cmd, env=child_env(mode, cpu), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"numerics check: the {mode} run on the simulated {cpu} CPU failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def inputs_digest(splits: dict) -> str:
+    """Content hash of the taps, masks and names the check trains and scores on."""
+    from ..supernet.train import dataset_digest_of
+
+    return content_hash({name: dataset_digest_of(split) for name, split in sorted(splits.items())})[:16]
+
+
+def run_check(profile_ref, settings: CheckSettings = CheckSettings(), data_seed: int = 0,
+              modes=numerics.MODES, cpus=tuple(SIMULATED_CPUS)) -> tuple[list[dict], str]:
+    """Every (mode, simulated CPU, repeat) run, in an order that interleaves the modes so a slow
+    spell of the machine does not fall on one mode only; and the inputs' digest."""
+    import torch
+
+    profile = as_profile(profile_ref)
+    splits, _ = cached_features(profile, data_seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="linas-numerics-") as tmp:
+        inputs = Path(tmp) / "splits.pt"
+        torch.save(splits, inputs)
+        for repeat in range(settings.repeats):
+            for cpu in cpus:
+                for mode in modes:
+                    run = _run_child(inputs, settings, profile_ref if isinstance(profile_ref, str) else profile.name,
+                                     mode, cpu)
+                    rows.append({"mode": mode, "simulated_cpu": cpu, "repeat": repeat, **run})
+    return rows, inputs_digest(splits)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The check's figures: digests per mode, whether the control moved and the claim held, and
+    training seconds per mode on this CPU."""
+    out: dict = {}
+    for mode in sorted({r["mode"] for r in rows}):
+        mine = [r for r in rows if r["mode"] == mode]
+        out[f"{mode}.n_runs"] = len(mine)
+        out[f"{mode}.distinct_digests"] = len({r["digest"] for r in mine})
+        here = [r["train_seconds"] for r in mine if r["simulated_cpu"] == "this"]
+        if here:
+            out.update({f"{mode}.train_s_mean": statistics.fmean(here), f"{mode}.train_s_n": len(here),
+                        f"{mode}.train_s_sd": statistics.stdev(here) if len(here) > 1 else float("nan"),
+                        f"{mode}.train_s_min": min(here), f"{mode}.train_s_max": max(here)})
+    if "native.distinct_digests" in out and "portable.distinct_digests" in out:
+        out["control_moved"] = out["native.distinct_digests"] > 1
+        out["portable_identical"] = out["portable.distinct_digests"] == 1
+        out["portable_slowdown"] = out.get("portable.train_s_mean", float("nan")) / out.get("native.train_s_mean", float("nan"))
+    return out
+
+
+def machine_slug(cpu_id: str) -> str:
+    """A file name for a CPU id (``AuthenticAMD family 25 model 17 stepping 1`` ->
+    ``authenticamd-family-25-model-17-stepping-1``)."""
+    return re.sub(r"[^a-z0-9]+", "-", cpu_id.lower()).strip("-") or "unknown"
+
+
+def check_folder(profile) -> Path:
+    """``results/<profile>/bench/numerics/``: one CSV and one JSON per machine."""
+    return bench_dir(as_profile(profile)) / "numerics"
+
+
+def other_machines(folder: Path, here: str, inputs: str, settings: CheckSettings) -> dict:
+    """Portable digests of the other machines' committed checks on the same inputs and
+    settings, by CPU id, and those whose inputs differ (not comparable)."""
+    same, other_inputs = {}, []
+    for path in sorted(folder.glob("*.json")):
+        saved = json.loads(path.read_text())
+        cpu = saved.get("provenance", {}).get("machine", {}).get("cpu_id", path.stem)
+        if cpu == here or saved.get("settings") != dataclasses.asdict(settings):
+            continue
+        if saved.get("inputs_digest") != inputs:
+            other_inputs.append(cpu)
+            continue
+        table = read_csv_table(path.with_suffix(".csv"), columns=("mode", "digest"))
+        same[cpu] = sorted({r["digest"] for r in table if r["mode"] == "portable"})
+    return {"same_inputs": same, "other_inputs": other_inputs}
+
+
+def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSettings) -> dict:
+    """This machine's rows and summary under :func:`check_folder`, with the comparison to the
+    other machines' committed checks; returns the summary."""
+    profile = as_profile(profile_ref)
+    folder = check_folder(profile)
+    here = machine()["cpu_id"]
+    summary = {"settings": dataclasses.asdict(settings), "inputs_digest": inputs,
+               "inputs_numerics": numerics.mode(), "figures": summarise(rows)}
+    others = other_machines(folder, here, inputs, settings)
+    mine = sorted({r["digest"] for r in rows if r["mode"] == "portable"})
+    summary["other_machines"] = others
+    summary["portable_matches"] = {cpu: digests == mine for cpu, digests in others["same_inputs"].items()}
+    prov = provenance(profile.name, profile.to_dict())
+    slug = machine_slug(here)
+    write_csv(folder / f"{slug}.csv", rows, prov)
+    write_json(folder / f"{slug}.json", summary, prov)
+    return summary
+
+
+def _main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="one training of the numerics check (a child process)")
+    for name in ("inputs", "arch", "seed", "epochs", "profile"):
+        parser.add_argument(name)
+    args = parser.parse_args(argv)
+    print(json.dumps(train_probe(Path(args.inputs), args.arch, int(args.seed), int(args.epochs), args.profile)))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,103 @@
+"""Portable numerics: the same trained numbers on any x86-64 CPU, at a cost in speed.
+
+Trainings on CPU do not reproduce bit for bit across CPU models (README, "Across machines"):
+oneDNN's convolution kernels, MKL's matrix products and ATen's own vector kernels each pick
+their code by the CPU's instruction set, and each sums in its own order. A machine change
+then acts like part of a seed's noise (bench items moved by up to 0.7 mIoU points), and a
+supernet trained on one CPU is another oracle than the same key trained on another.
+
+``LINAS_NUMERICS=portable`` (set before Python starts: in the shell, for ``make`` or for the
+Jupyter server) pins the three:
+
+* ATen's kernels to their ``DEFAULT`` build (``ATEN_CPU_CAPABILITY=default``);
+* MKL to its conditional-numerical-reproducibility branch ``COMPATIBLE`` (``MKL_CBWR``): by
+  MKL's documentation one SSE2-only code path on Intel and compatible (AMD) processors, the
+  only branch besides ``AUTO`` offered on both; with ``MKL_DYNAMIC`` and ``OMP_DYNAMIC`` off,
+  as its reproducibility conditions ask;
+* oneDNN off (``torch.backends.mkldnn.enabled = False``): convolutions run as ATen's
+  im2col and MKL's GEMM.
+
+Thread counts stay the profile's (a reduction's order also depends on them). Caches of the
+portable mode live under ``<cache>/portable/``, so its trained weights never mix with
+native ones. ``native`` (the default) changes nothing. ``linas numerics check`` measures what
+the mode buys and costs on a machine (:mod:`linas_lib.analysis.numerics_check`).
+
+This module imports nothing heavy: :mod:`linas_lib.paths` asks it for the mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "LINAS_NUMERICS"
+MODES = ("native", "portable")
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
+PORTABLE_CAPABILITY = "DEFAULT"  # torch.backends.cpu.get_cpu_capability() under the pin
+X86_64 = ("x86_64", "amd64")
+
+
+class NumericsError(RuntimeError):
+    """The numerics mode asked for cannot be had in this process."""
+
+
+def mode() -> str:
+    """The numerics mode of this process: ``LINAS_NUMERICS``, ``native`` when unset.
+
+    Raises:
+        NumericsError: a value other than ``native`` or ``portable``.
+    """
+    value = os.environ.get(ENV_VAR, "").strip().lower() or "native"
+    if value not in MODES:
+        raise NumericsError(f"{ENV_VAR}={os.environ[ENV_VAR]!r} is not a numerics mode; expected one of {', '.join(MODES)}")
+    return value
+
+
+def apply() -> None:
+    """Put this process in its numerics mode (idempotent; called when :mod:`linas_lib` is imported).
+
+    In portable mode the pins of :data:`PORTABLE_ENV` are written to the environment (child
+    processes, Dask workers and notebook kernels inherit them) and oneDNN is switched off.
+
+    Raises:
+        NumericsError: portable mode on a CPU other than x86-64 (MKL and ATen's x86 kernel
+            builds are what it pins), or in a process whose torch already chose its kernels
+            (a torch operation ran before :mod:`linas_lib` was imported).
+    """
+    if mode() == "native":
+        return
+    if platform.machine().lower() not in X86_64:
+        raise NumericsError(f"{ENV_VAR}=portable pins x86-64 kernels (MKL, ATen's builds); this CPU is "
+                            f"{platform.machine()!r}: unset {ENV_VAR} to run natively")
+    for name, value in PORTABLE_ENV.items():
+        if os.environ.get(name, value) != value:
+            log.info("%s=portable: %s=%s replaced by %s", ENV_VAR, name, os.environ[name], value)
+        os.environ[name] = value
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != PORTABLE_CAPABILITY:
+        raise NumericsError(f"{ENV_VAR}=portable, but torch already runs its {capability} kernels (a torch "
+                            "operation ran before linas_lib was imported); set it before Python starts "
+                            f"(`{ENV_VAR}=portable make paper`, or when starting the Jupyter server)")
+
+
+def describe() -> dict:
+    """What a provenance block records of the numerics: the mode, and in portable mode its pins."""
+    info = {"mode": mode()}
+    if info["mode"] == "portable":
+        info.update({name: os.environ.get(name, "") for name in PORTABLE_ENV})
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            info["mkldnn"] = bool(torch.backends.mkldnn.enabled)
+    return info
+
+
+def cache_subdir() -> tuple[str, ...]:
+    """The cache's sub-folder of this mode: none natively, ``portable`` otherwise."""
+    return () if mode() == "native" else ("portable",)
