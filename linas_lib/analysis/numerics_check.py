@@ -15,7 +15,7 @@ A simulation caps what the libraries choose on *this* CPU; it does not show anot
 CPU (MKL's vendor dispatch, oneDNN's cache-size heuristics). For that, each machine's run is
 kept (``bench/numerics/<cpu>.csv``) and the portable digests are compared across the committed
 files whose inputs (the taps, to every byte) are the same: run the check in portable mode so
-that the taps come from a portably trained encoder.
+that the taps come from a portably trained encoder (the file's name says which).
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def machine_slug(cpu_id: str) -> str:
 
 
 def check_folder(profile) -> Path:
-    """``results/<profile>/bench/numerics/``: one CSV and one JSON per machine."""
+    """``results/<profile>/bench/numerics/``: one CSV and one JSON per machine and inputs' numerics
+    (``<cpu>.<mode>.csv``: the taps from the native or the portable encoder)."""
     return bench_dir(as_profile(profile)) / "numerics"
 
 
@@ -179,9 +180,9 @@ def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSetti
     summary["other_machines"] = others
     summary["portable_matches"] = {cpu: digests == mine for cpu, digests in others["same_inputs"].items()}
     prov = provenance(profile.name, profile.to_dict())
-    slug = machine_slug(here)
-    write_csv(folder / f"{slug}.csv", rows, prov)
-    write_json(folder / f"{slug}.json", summary, prov)
+    stem = f"{machine_slug(here)}.{numerics.mode()}"
+    write_csv(folder / f"{stem}.csv", rows, prov)
+    write_json(folder / f"{stem}.json", summary, prov)
     return summary
 
 
