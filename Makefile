@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 # PROFILE may be a name (smoke|cpu|full) or a path to a YAML file; results go under its stem.
 PROFILE_NAME := $(basename $(notdir $(PROFILE)))
 
-.PHONY: help install paper smoke compare replicate goals luts bench final test lab clean-executed
+.PHONY: help install paper smoke compare replicate goals luts bench final numerics-check test lab clean-executed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -52,6 +52,9 @@ final: $(INSTALLED) ## train notebook 05's final networks of PROFILE (every arm 
 	$(if $(wildcard results/$(PROFILE)/05_pareto/choice_candidates.csv),$(PY) -m linas_lib.cli bench final --profile $(PROFILE) --rule registered)
 	$(if $(wildcard results/$(PROFILE)/05_pareto/choice_candidates.csv),$(PY) -m linas_lib.cli bench retune --profile $(PROFILE))
 	$(if $(wildcard results/$(PROFILE)/05_pareto/choice_candidates.csv),$(PY) -m linas_lib.cli bench candidates --profile $(PROFILE))
+
+numerics-check: $(INSTALLED) ## native vs portable numerics (LINAS_NUMERICS) on this CPU and simulated older ones: results/<profile>/bench/numerics/ (timed: run it alone; with LINAS_NUMERICS=portable the taps are portable too)
+	$(PY) -m linas_lib.cli numerics check --profile $(PROFILE)
 
 test: $(INSTALLED) ## run the test suite (includes a smoke run of every notebook)
 	$(PY) -m pytest -q -rs tests

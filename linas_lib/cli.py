@@ -313,20 +313,24 @@ def _add_numerics_commands(sub) -> None:
     check.add_argument("--train-seed", type=_non_negative_int, default=0, help="the training's seed (default 0)")
     check.add_argument("--epochs", type=_positive_int, default=2, help="epochs of the table's recipe (default 2)")
     check.add_argument("--repeats", type=_positive_int, default=2, help="runs per mode and CPU (default 2)")
+    check.add_argument("--inputs", action="store_true", help="also build the taps from nothing (the encoder's "
+                       "pre-training included) per mode and simulated CPU, each in an empty cache (minutes)")
     check.set_defaults(func=_cmd_numerics_check)
 
 
 def _cmd_numerics_check(args: argparse.Namespace) -> int:
-    from .analysis.numerics_check import DEFAULT_ARCH, CheckSettings, run_check, write_check
+    from .analysis.numerics_check import DEFAULT_ARCH, CheckSettings, check_inputs, run_check, write_check
     from .space import arch_string, parse_arch
 
     settings = CheckSettings(arch=arch_string(parse_arch(args.arch or DEFAULT_ARCH)), seed=args.train_seed, epochs=args.epochs,
                              repeats=args.repeats)
     rows, inputs = run_check(args.profile, settings, data_seed=args.seed)
-    summary = write_check(args.profile, rows, inputs, settings)
+    input_rows = check_inputs(args.profile, data_seed=args.seed) if args.inputs else None
+    summary = write_check(args.profile, rows, inputs, settings, input_rows)
     print(json.dumps(summary, indent=1))
     figures = summary["figures"]
-    return 0 if figures.get("portable_identical", True) and all(summary["portable_matches"].values()) else 1
+    held = figures.get("portable_identical", True) and figures.get("inputs.portable.distinct_digests", 1) == 1
+    return 0 if held and all(summary["portable_matches"].values()) else 1
 
 
 def _add_records_commands(sub) -> None:

@@ -102,3 +102,13 @@ def test_other_machines_compare_only_on_the_same_inputs_and_settings(tmp_path):
 def test_machine_slug_is_a_file_name():
     assert nc.machine_slug("AuthenticAMD family 25 model 17 stepping 1") == "authenticamd-family-25-model-17-stepping-1"
     assert nc.machine_slug("") == "unknown"
+
+
+@pytest.mark.skipif(not X86, reason="portable numerics pins x86-64 kernels")
+def test_portable_taps_are_the_same_on_a_simulated_older_cpu():
+    rows = nc.check_inputs("smoke", cpus=("this", "sse4"))
+    figures = nc.summarise_inputs(rows)
+    assert len(rows) == 4 and figures["inputs.portable.seconds_this_cpu"] > 0
+    if figures["inputs.native.distinct_digests"] == 1:
+        pytest.skip("the simulated CPU does not move the native encoder on this machine: nothing to show")
+    assert figures["inputs.portable.distinct_digests"] == 1, rows

@@ -80,14 +80,18 @@ def train_probe(inputs: Path, arch: str, seed: int, epochs: int, profile_ref) ->
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": bool(torch.backends.mkldnn.enabled)}
 
 
-def _run_child(inputs: Path, settings: CheckSettings, profile_ref: str, mode: str, cpu: str) -> dict:
-    """:func:`train_probe` in a fresh Python process under ``mode`` on the simulated ``cpu``."""
-    cmd = [sys.executable, "-m", __name__, str(inputs), settings.arch, str(settings.seed), str(settings.epochs),
-           str(profile_ref)]
-    done = subprocess.run(cmd, env=child_env(mode, cpu), capture_output=True, text=True, check=False)
+def _run_child(args: list[str], mode: str, cpu: str, extra_env: dict | None = None) -> dict:
+    """This module's ``args`` in a fresh Python process under ``mode`` on the simulated ``cpu``;
+    the JSON line it prints last."""
+    env = child_env(mode, cpu) | (extra_env or {})
+    done = subprocess.run([sys.executable, "-m", __name__, *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"numerics check: the {mode} run on the simulated {cpu} CPU failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _train_args(inputs: Path, settings: CheckSettings, profile_name: str) -> list[str]:
+    return ["train", str(inputs), settings.arch, str(settings.seed), str(settings.epochs), profile_name]
 
 
 def inputs_digest(splits: dict) -> str:
@@ -112,10 +116,48 @@ def run_check(profile_ref, settings: CheckSettings = CheckSettings(), data_seed:
         for repeat in range(settings.repeats):
             for cpu in cpus:
                 for mode in modes:
-                    run = _run_child(inputs, settings, profile_ref if isinstance(profile_ref, str) else profile.name,
-                                     mode, cpu)
+                    run = _run_child(_train_args(inputs, settings, _name(profile_ref, profile)), mode, cpu)
                     rows.append({"mode": mode, "simulated_cpu": cpu, "repeat": repeat, **run})
     return rows, inputs_digest(splits)
+
+
+def _name(profile_ref, profile) -> str:
+    """What a child process loads: the profile's name or YAML path as given."""
+    return str(profile_ref) if isinstance(profile_ref, (str, Path)) else profile.name
+
+
+def build_taps(profile_ref, data_seed: int = 0) -> dict:
+    """The profile's taps built from nothing in this process (the encoder's pre-training
+    included, into the cache this process is given): their digest and the seconds it took."""
+    import time
+
+    start = time.perf_counter()
+    splits, _ = cached_features(as_profile(profile_ref), data_seed)
+    return {"inputs_digest": inputs_digest(splits), "seconds": time.perf_counter() - start}
+
+
+def check_inputs(profile_ref, data_seed: int = 0, modes=numerics.MODES, cpus=tuple(SIMULATED_CPUS)) -> list[dict]:
+    """The taps built afresh (encoder pre-training, then features; each in an empty cache) per
+    mode and simulated CPU: does the encoder's training move with the CPU too?"""
+    profile = as_profile(profile_ref)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="linas-numerics-taps-") as tmp:
+        for cpu in cpus:
+            for mode in modes:
+                cache = {"LINAS_CACHE_DIR": str(Path(tmp) / f"{mode}-{cpu}")}
+                run = _run_child(["taps", _name(profile_ref, profile), str(data_seed)], mode, cpu, cache)
+                rows.append({"mode": mode, "simulated_cpu": cpu, **run})
+    return rows
+
+
+def summarise_inputs(rows: list[dict]) -> dict:
+    """Per mode: how many distinct taps the simulated CPUs gave, and the seconds on this CPU."""
+    out = {}
+    for mode in sorted({r["mode"] for r in rows}):
+        mine = [r for r in rows if r["mode"] == mode]
+        out[f"inputs.{mode}.distinct_digests"] = len({r["inputs_digest"] for r in mine})
+        out[f"inputs.{mode}.seconds_this_cpu"] = next((r["seconds"] for r in mine if r["simulated_cpu"] == "this"), None)
+    return out
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -167,14 +209,16 @@ def other_machines(folder: Path, here: str, inputs: str, settings: CheckSettings
     return {"same_inputs": same, "other_inputs": other_inputs}
 
 
-def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSettings) -> dict:
+def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSettings,
+                input_rows: list[dict] | None = None) -> dict:
     """This machine's rows and summary under :func:`check_folder`, with the comparison to the
-    other machines' committed checks; returns the summary."""
+    other machines' committed checks; returns the summary. ``input_rows``
+    (:func:`check_inputs`) go to ``<cpu>.<mode>.inputs.csv`` and their figures to the summary."""
     profile = as_profile(profile_ref)
     folder = check_folder(profile)
     here = machine()["cpu_id"]
     summary = {"settings": dataclasses.asdict(settings), "inputs_digest": inputs,
-               "inputs_numerics": numerics.mode(), "figures": summarise(rows)}
+               "inputs_numerics": numerics.mode(), "figures": summarise(rows) | summarise_inputs(input_rows or [])}
     others = other_machines(folder, here, inputs, settings)
     mine = sorted({r["digest"] for r in rows if r["mode"] == "portable"})
     summary["other_machines"] = others
@@ -182,16 +226,28 @@ def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSetti
     prov = provenance(profile.name, profile.to_dict())
     stem = f"{machine_slug(here)}.{numerics.mode()}"
     write_csv(folder / f"{stem}.csv", rows, prov)
+    if input_rows:
+        write_csv(folder / f"{stem}.inputs.csv", input_rows, prov)
     write_json(folder / f"{stem}.json", summary, prov)
     return summary
 
 
 def _main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description="one training of the numerics check (a child process)")
+    """A child process of the check: ``train INPUTS ARCH SEED EPOCHS PROFILE`` or ``taps PROFILE SEED``."""
+    parser = argparse.ArgumentParser(description="one run of the numerics check (a child process)")
+    sub = parser.add_subparsers(dest="what", required=True)
+    train = sub.add_parser("train")
     for name in ("inputs", "arch", "seed", "epochs", "profile"):
-        parser.add_argument(name)
+        train.add_argument(name)
+    taps = sub.add_parser("taps")
+    taps.add_argument("profile")
+    taps.add_argument("seed")
     args = parser.parse_args(argv)
-    print(json.dumps(train_probe(Path(args.inputs), args.arch, int(args.seed), int(args.epochs), args.profile)))
+    if args.what == "train":
+        result = train_probe(Path(args.inputs), args.arch, int(args.seed), int(args.epochs), args.profile)
+    else:
+        result = build_taps(args.profile, int(args.seed))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
