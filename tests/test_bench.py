@@ -312,6 +312,16 @@ def test_worker_with_other_data_refuses(tmp_path):
         B.run_item(spec, profile, fake_features)
 
 
+def test_worker_in_other_numerics_refuses(tmp_path, monkeypatch):
+    profile = tiny_profile()
+    spec = B.plan_items([{"arch": SMALL, "name": "x", "stratum": 0, "predicted_ms": 1.0}], (0,), profile.bench,
+                        data_of(seed=0), 0, tmp_path)[0]
+    assert spec.numerics == "native"
+    monkeypatch.setenv("LINAS_NUMERICS", "portable")  # the mode read by the worker (no kernels pinned here)
+    with pytest.raises(B.BenchError, match=rf"{SMALL} seed 0: the driver runs native numerics and this worker portable"):
+        B.run_item(spec, profile, fake_features)
+
+
 def test_dask_local_cluster_runs_two_items_and_assembles_the_table(tmp_path):
     profile = tiny_profile(n_archs=1, seeds=(0,))
     with B.dask_client(workers=1, processes=False) as client:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import numerics
 from ..config import BenchConfig, Profile, load_profile, profile_path
 from ..data import SPLIT_NAMES, load_splits, resolve_source
 from ..keys import content_hash, key_fields, load_json, rng_for, torch_generator
@@ -303,6 +304,7 @@ class ItemSpec:
     name: str = ""
     stratum: int = -1
     predicted_ms: float = math.nan
+    numerics: str = "native"  # the driver's LINAS_NUMERICS: a worker in the other mode has other taps
 
 
 def item_path(folder: Path, arch: str, seed: int) -> Path:
@@ -315,7 +317,7 @@ def plan_items(selection: list[dict], seeds: Iterable[int], bench: BenchConfig, 
     """Every (architecture, seed) item of a selection, architecture-major (an arch's seeds adjacent)."""
     return [ItemSpec(row["arch"], int(s), item_key(row["arch"], s, bench, data), str(item_path(folder, row["arch"], s)),
                      int(data_seed), data.digest, data.weights_id, row["name"], int(row["stratum"]),
-                     float(row["predicted_ms"]))
+                     float(row["predicted_ms"]), numerics.mode())
             for row in selection for s in seeds]
 
 
@@ -445,12 +447,15 @@ def run_item(spec: ItemSpec, profile_ref, features_fn: FeaturesFn | None = None)
         features_fn: ``(profile, data_seed) -> (splits, weights_id)`` (default :func:`cached_features`).
 
     Raises:
-        BenchError: the worker's data or encoder differ from the driver's.
+        BenchError: the worker's data, encoder or numerics mode differ from the driver's.
         linas_lib.losses.NonFiniteLossError: NaN/inf loss (names architecture and seed).
     """
     done = read_item(spec)
     if done is not None:
         return table_row(done)
+    if spec.numerics != numerics.mode():
+        raise BenchError(f"bench item {spec.arch} seed {spec.seed}: the driver runs {spec.numerics} numerics and this "
+                         f"worker {numerics.mode()} (set {numerics.ENV_VAR} alike on every worker's machine)")
     profile = as_profile(profile_ref)
     bench = check_bench(profile)
     splits, weights_id = (features_fn or cached_features)(profile, spec.data_seed)
