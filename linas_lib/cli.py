@@ -316,6 +316,20 @@ def _add_numerics_commands(sub) -> None:
     check.add_argument("--inputs", action="store_true", help="also build the taps from nothing (the encoder's "
                        "pre-training included) per mode and simulated CPU, each in an empty cache (minutes)")
     check.set_defaults(func=_cmd_numerics_check)
+    sup = num_sub.add_parser("supernet", help="the profile's supernet in this process's numerics (trained unless "
+                             "cached; tens of minutes): key, weights digest, WS tau against the table, and whether "
+                             "other machines' committed weights of the same mode match; "
+                             "results/<profile>/bench/numerics/<cpu>.<mode>.supernet.json")
+    _profile_and_seed(sup, "run seed of the supernet (default 0: 05's)")
+    sup.set_defaults(func=_cmd_numerics_supernet)
+
+
+def _cmd_numerics_supernet(args: argparse.Namespace) -> int:
+    from .analysis.numerics_check import supernet_identity, write_supernet_identity
+
+    record = write_supernet_identity(args.profile, supernet_identity(args.profile, args.seed))
+    print(json.dumps(record, indent=1))
+    return 0 if all(record["weights_match"].values()) else 1
 
 
 def _cmd_numerics_check(args: argparse.Namespace) -> int:

@@ -232,6 +232,44 @@ def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSetti
     return summary
 
 
+def supernet_identity(profile_ref, seed: int = 0) -> dict:
+    """The profile's supernet in this process's numerics (trained now unless cached, under the
+    mode's cache): its key, weights digest, extracted architecture, the call's seconds, and how
+    well its WS mIoU ranks the benchmark table (05's oracle check, :func:`ranking.oracle_rows`)."""
+    import time
+
+    from ..space import arch_string
+    from ..supernet.train import trained_supernet
+    from .ranking import load_table, oracle_rows, oracle_summary
+
+    profile = as_profile(profile_ref)
+    start = time.perf_counter()
+    supernet = trained_supernet(profile, seed)
+    seconds = time.perf_counter() - start
+    oracle = oracle_summary(oracle_rows(supernet, load_table(profile, seed), seed=seed))
+    return {"supernet_key": supernet.key, "weights_digest": supernet.weights_digest,
+            "argmax": arch_string(supernet.argmax()), "seconds": seconds,
+            "oracle_tau_ws": oracle.get("oracle_rank.tau.ws")}
+
+
+def write_supernet_identity(profile_ref, identity: dict) -> dict:
+    """``<cpu>.<mode>.supernet.json`` under :func:`check_folder`, with ``weights_match``: per
+    other machine's committed file of the same mode and supernet key, whether its weights are
+    these to every byte; returns what was written."""
+    profile = as_profile(profile_ref)
+    folder = check_folder(profile)
+    here, mode = machine()["cpu_id"], numerics.mode()
+    matches = {}
+    for path in sorted(folder.glob(f"*.{mode}.supernet.json")):
+        saved = json.loads(path.read_text())
+        cpu = saved.get("provenance", {}).get("machine", {}).get("cpu_id", path.stem)
+        if cpu != here and saved.get("supernet_key") == identity["supernet_key"]:
+            matches[cpu] = saved.get("weights_digest") == identity["weights_digest"]
+    record = {**identity, "numerics": mode, "weights_match": matches}
+    write_json(folder / f"{machine_slug(here)}.{mode}.supernet.json", record, provenance(profile.name, profile.to_dict()))
+    return record
+
+
 def _main(argv: list[str]) -> None:
     """A child process of the check: ``train INPUTS ARCH SEED EPOCHS PROFILE`` or ``taps PROFILE SEED``."""
     parser = argparse.ArgumentParser(description="one run of the numerics check (a child process)")
