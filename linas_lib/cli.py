@@ -304,8 +304,9 @@ def _add_numerics_commands(sub) -> None:
     """``linas numerics check``: what portable numerics (``LINAS_NUMERICS=portable``) buys and costs here."""
     num = sub.add_parser("numerics", help="native or portable CPU kernels (LINAS_NUMERICS): check them on this machine")
     num_sub = num.add_subparsers(dest="numerics_command", required=True)
-    check = num_sub.add_parser("check", help="train one decoder in fresh processes per numerics mode, on this CPU "
-                               "and on older ones simulated by capping the libraries' instruction sets; "
+    check = num_sub.add_parser("check", help="train one decoder in fresh processes per arm (native, portable, "
+                               "portable with one pin released), on this CPU and on older ones simulated by capping "
+                               "the libraries' instruction sets; "
                                "results/<profile>/bench/numerics/<cpu>.csv|json (timed: run it alone)")
     _profile_and_seed(check, "data-split seed of the taps (default 0)")
     check.add_argument("--arch", default="", help="architecture to train (default: one with every op kind, "
@@ -342,6 +343,9 @@ def _cmd_numerics_check(args: argparse.Namespace) -> int:
     input_rows = check_inputs(args.profile, data_seed=args.seed) if args.inputs else None
     summary = write_check(args.profile, rows, inputs, settings, input_rows)
     print(json.dumps(summary, indent=1))
+    if not summary["portable_matches"]:
+        print("no other machine's committed check on the same taps, settings and torch version: nothing compared "
+              "across machines (run it with LINAS_NUMERICS=portable on another CPU model)")
     figures = summary["figures"]
     held = figures.get("portable_identical", True) and figures.get("inputs.portable.distinct_digests", 1) == 1
     return 0 if held and all(summary["portable_matches"].values()) else 1

@@ -14,10 +14,15 @@ Jupyter server) pins the three:
   MKL's documentation one SSE2-only code path on Intel and compatible (AMD) processors, the
   only branch besides ``AUTO`` offered on both; with ``MKL_DYNAMIC`` and ``OMP_DYNAMIC`` off,
   as its reproducibility conditions ask;
-* oneDNN off (``torch.backends.mkldnn.enabled = False``): convolutions run as ATen's
-  im2col and MKL's GEMM.
+* oneDNN off (``torch.backends.mkldnn.enabled = False``) and NNPACK off (which torch would
+  otherwise take for convolutions of batches of 16 or more once oneDNN is off, and which
+  sizes its blocks by the CPU's caches): convolutions run as ATen's im2col and MKL's GEMM.
 
-Thread counts stay the profile's (a reduction's order also depends on them). Caches of the
+Same numbers also need the same package versions (torch and the MKL it bundles) and the same
+thread counts (a reduction's order depends on them). MKL reads its branch at its first call:
+a matrix product run before :mod:`linas_lib` is imported is not caught (ATen's kernels are).
+``LINAS_NUMERICS_RELEASE`` (comma-separated: ``aten``, ``mkl``, ``onednn``, ``nnpack``) leaves
+pins off: the check's ablations, not for use. Caches of the
 portable mode live under ``<cache>/portable/``, so its trained weights never mix with
 native ones. ``native`` (the default) changes nothing. ``linas numerics check`` measures what
 the mode buys and costs on a machine (:mod:`linas_lib.analysis.numerics_check`).
@@ -37,6 +42,9 @@ log = logging.getLogger(__name__)
 ENV_VAR = "LINAS_NUMERICS"
 MODES = ("native", "portable")
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
+RELEASE_VAR = "LINAS_NUMERICS_RELEASE"
+PINS = ("aten", "mkl", "onednn", "nnpack")
+_PIN_ENV = {"aten": ("ATEN_CPU_CAPABILITY",), "mkl": ("MKL_CBWR", "MKL_DYNAMIC", "OMP_DYNAMIC")}
 PORTABLE_CAPABILITY = "DEFAULT"  # torch.backends.cpu.get_cpu_capability() under the pin
 X86_64 = ("x86_64", "amd64")
 
@@ -57,6 +65,19 @@ def mode() -> str:
     return value
 
 
+def released() -> tuple[str, ...]:
+    """The pins :data:`RELEASE_VAR` leaves off (the numerics check's ablations).
+
+    Raises:
+        NumericsError: a name that is not one of :data:`PINS`.
+    """
+    names = tuple(n.strip().lower() for n in os.environ.get(RELEASE_VAR, "").split(",") if n.strip())
+    unknown = sorted(set(names) - set(PINS))
+    if unknown:
+        raise NumericsError(f"{RELEASE_VAR}: unknown pin(s) {', '.join(unknown)}; expected some of {', '.join(PINS)}")
+    return names
+
+
 def apply() -> None:
     """Put this process in its numerics mode (idempotent; called when :mod:`linas_lib` is imported).
 
@@ -73,15 +94,19 @@ def apply() -> None:
     if platform.machine().lower() not in X86_64:
         raise NumericsError(f"{ENV_VAR}=portable pins x86-64 kernels (MKL, ATen's builds); this CPU is "
                             f"{platform.machine()!r}: unset {ENV_VAR} to run natively")
-    for name, value in PORTABLE_ENV.items():
-        if os.environ.get(name, value) != value:
-            log.info("%s=portable: %s=%s replaced by %s", ENV_VAR, name, os.environ[name], value)
-        os.environ[name] = value
+    off = released()
+    for pin in set(_PIN_ENV) - set(off):
+        for name in _PIN_ENV[pin]:
+            value = PORTABLE_ENV[name]
+            if os.environ.get(name, value) != value:
+                log.info("%s=portable: %s=%s replaced by %s", ENV_VAR, name, os.environ[name], value)
+            os.environ[name] = value
     import torch
 
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = "onednn" in off
+    torch.backends.nnpack.set_flags("nnpack" in off)
     capability = torch.backends.cpu.get_cpu_capability()
-    if capability != PORTABLE_CAPABILITY:
+    if "aten" not in off and capability != PORTABLE_CAPABILITY:
         raise NumericsError(f"{ENV_VAR}=portable, but torch already runs its {capability} kernels (a torch "
                             "operation ran before linas_lib was imported); set it before Python starts "
                             f"(`{ENV_VAR}=portable make paper`, or when starting the Jupyter server)")
@@ -92,10 +117,18 @@ def describe() -> dict:
     info = {"mode": mode()}
     if info["mode"] == "portable":
         info.update({name: os.environ.get(name, "") for name in PORTABLE_ENV})
+        if released():
+            info["released"] = list(released())
         torch = sys.modules.get("torch")
         if torch is not None:
             info["mkldnn"] = bool(torch.backends.mkldnn.enabled)
+            info["nnpack"] = nnpack_enabled(torch)
     return info
+
+
+def nnpack_enabled(torch) -> bool:
+    """Whether torch may take NNPACK's convolutions (torch exposes the flag only privately)."""
+    return bool(torch._C._get_nnpack_enabled())
 
 
 def cache_subdir() -> tuple[str, ...]:

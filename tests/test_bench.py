@@ -320,6 +320,11 @@ def test_worker_in_other_numerics_refuses(tmp_path, monkeypatch):
     monkeypatch.setenv("LINAS_NUMERICS", "portable")  # the mode read by the worker (no kernels pinned here)
     with pytest.raises(B.BenchError, match=rf"{SMALL} seed 0: the driver runs native numerics and this worker portable"):
         B.run_item(spec, profile, fake_features)
+    portable = B.plan_items([{"arch": SMALL, "name": "x", "stratum": 0, "predicted_ms": 1.0}], (0,), profile.bench,
+                            data_of(seed=0), 0, tmp_path)[0]
+    assert portable.numerics == "portable"
+    with pytest.raises(B.BenchError, match=rf"{SMALL} seed 0: not trained; LINAS_NUMERICS=portable reads the committed"):
+        B.run_item(portable, profile, fake_features)
 
 
 def test_dask_local_cluster_runs_two_items_and_assembles_the_table(tmp_path):

@@ -447,15 +447,20 @@ def run_item(spec: ItemSpec, profile_ref, features_fn: FeaturesFn | None = None)
         features_fn: ``(profile, data_seed) -> (splits, weights_id)`` (default :func:`cached_features`).
 
     Raises:
-        BenchError: the worker's data, encoder or numerics mode differ from the driver's.
+        BenchError: the worker's data, encoder or numerics mode differ from the driver's, or an
+            item is missing in portable numerics (which trains no bench item).
         linas_lib.losses.NonFiniteLossError: NaN/inf loss (names architecture and seed).
     """
-    done = read_item(spec)
-    if done is not None:
-        return table_row(done)
     if spec.numerics != numerics.mode():
         raise BenchError(f"bench item {spec.arch} seed {spec.seed}: the driver runs {spec.numerics} numerics and this "
                          f"worker {numerics.mode()} (set {numerics.ENV_VAR} alike on every worker's machine)")
+    done = read_item(spec)
+    if done is not None:
+        return table_row(done)
+    if spec.numerics != "native":
+        raise BenchError(f"bench item {spec.arch} seed {spec.seed}: not trained; {numerics.ENV_VAR}={spec.numerics} "
+                         "reads the committed items but does not train new ones (their keys and files are the "
+                         "native items'; a portable table would need its own): run `linas bench` natively")
     profile = as_profile(profile_ref)
     bench = check_bench(profile)
     splits, weights_id = (features_fn or cached_features)(profile, spec.data_seed)

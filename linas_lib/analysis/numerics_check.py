@@ -1,21 +1,26 @@
-"""Does portable numerics train the same numbers on another CPU, and what does it cost here?
+"""What portable numerics changes in a training, and what it costs on this machine.
 
 ``linas numerics check`` trains one decoder with the benchmark table's recipe (its epochs
-shortened) on the profile's cached taps, each run in a fresh process, for every numerics mode
-(:mod:`linas_lib.numerics`) on this CPU and on older CPUs simulated by capping the libraries'
-instruction sets (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``):
-what each library would pick on an AVX2-only CPU (a Zen 3) or an SSE4 one.
+shortened) on the profile's cached taps, each run in a fresh process, per arm and simulated CPU:
 
-* The control: native runs differ across the simulated CPUs (else the check shows nothing here).
-* The claim: portable runs give one digest (every loss and score to every digit) across them
-  and across repeats.
-* The cost: training seconds per mode on this CPU (mean, SD, min-max over the repeats).
+* arms: ``native``; ``portable`` (:mod:`linas_lib.numerics`); and two ablations, portable with
+  one pin released (``release_aten``: ATen's own kernels dispatch by the CPU again;
+  ``release_onednn``: oneDNN on again);
+* simulated CPUs: this one, and older ones made by capping the libraries' instruction sets
+  (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``): what ATen and
+  oneDNN would pick on an AVX2-only CPU (a Zen 3) or an SSE4 one.
 
-A simulation caps what the libraries choose on *this* CPU; it does not show another vendor's
-CPU (MKL's vendor dispatch, oneDNN's cache-size heuristics). For that, each machine's run is
-kept (``bench/numerics/<cpu>.csv``) and the portable digests are compared across the committed
-files whose inputs (the taps, to every byte) are the same: run the check in portable mode so
-that the taps come from a portably trained encoder (the file's name says which).
+What it can show: native runs move with those choices (the mechanism); each released pin lets
+them move again (each pin is needed). What it cannot: the full ``portable`` arm overrides
+exactly the choices the simulation makes (ATen's build is pinned, oneDNN is off) and MKL's cap
+did nothing on the AMD CPU it was tried on, so its identical runs show that the pins take
+effect and that runs repeat, not that another CPU gives the same. That is tested only across
+machines: each machine's check is kept (``bench/numerics/<cpu>.<mode>.*``, the mode being the
+one the command ran in, which made the taps) and its portable digests are compared with every
+other machine's committed check on the same taps, settings and torch version. Run it with
+``LINAS_NUMERICS=portable`` so that the taps come from a portably trained encoder.
+
+The cost: training seconds per arm on this CPU (mean, SD, min-max over the repeats).
 """
 
 from __future__ import annotations
@@ -43,7 +48,15 @@ SIMULATED_CPUS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "sse4": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
 }
-_CONTROLLED = {numerics.ENV_VAR, *numerics.PORTABLE_ENV, *(k for env in SIMULATED_CPUS.values() for k in env)}
+ARMS = {
+    "native": {numerics.ENV_VAR: "native"},
+    "portable": {numerics.ENV_VAR: "portable"},
+    "release_aten": {numerics.ENV_VAR: "portable", numerics.RELEASE_VAR: "aten"},
+    "release_onednn": {numerics.ENV_VAR: "portable", numerics.RELEASE_VAR: "onednn"},
+}
+INPUT_ARMS = ("native", "portable")  # the taps' check: an encoder's pre-training per run is minutes
+_CONTROLLED = {numerics.ENV_VAR, numerics.RELEASE_VAR, *numerics.PORTABLE_ENV,
+               *(k for env in SIMULATED_CPUS.values() for k in env)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +69,10 @@ class CheckSettings:
     repeats: int = 2
 
 
-def child_env(mode: str, cpu: str) -> dict[str, str]:
-    """This process's environment with the numerics and ISA variables set for one run only."""
+def child_env(arm: str, cpu: str) -> dict[str, str]:
+    """This process's environment with the numerics and ISA variables of one run only."""
     env = {k: v for k, v in os.environ.items() if k not in _CONTROLLED}
-    env.update(SIMULATED_CPUS[cpu])
-    env[numerics.ENV_VAR] = mode
-    return env
+    return env | SIMULATED_CPUS[cpu] | ARMS[arm]
 
 
 def train_probe(inputs: Path, arch: str, seed: int, epochs: int, profile_ref) -> dict:
@@ -77,16 +88,17 @@ def train_probe(inputs: Path, arch: str, seed: int, epochs: int, profile_ref) ->
     numbers = [result[k] for k in ("val_miou", "test_miou", "val_crack_iou", "test_crack_iou")] + result["loss_history"]
     return {"digest": content_hash([repr(float(x)) for x in numbers])[:16], "val_miou": result["val_miou"],
             "test_miou": result["test_miou"], "train_seconds": result["train_seconds"],
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": bool(torch.backends.mkldnn.enabled)}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": bool(torch.backends.mkldnn.enabled),
+            "nnpack": numerics.nnpack_enabled(torch)}
 
 
-def _run_child(args: list[str], mode: str, cpu: str, extra_env: dict | None = None) -> dict:
-    """This module's ``args`` in a fresh Python process under ``mode`` on the simulated ``cpu``;
+def _run_child(args: list[str], arm: str, cpu: str, extra_env: dict | None = None) -> dict:
+    """This module's ``args`` in a fresh Python process of ``arm`` on the simulated ``cpu``;
     the JSON line it prints last."""
-    env = child_env(mode, cpu) | (extra_env or {})
+    env = child_env(arm, cpu) | (extra_env or {})
     done = subprocess.run([sys.executable, "-m", __name__, *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"numerics check: the {mode} run on the simulated {cpu} CPU failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"numerics check: the {arm} run on the simulated {cpu} CPU failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -102,9 +114,9 @@ def inputs_digest(splits: dict) -> str:
 
 
 def run_check(profile_ref, settings: CheckSettings = CheckSettings(), data_seed: int = 0,
-              modes=numerics.MODES, cpus=tuple(SIMULATED_CPUS)) -> tuple[list[dict], str]:
-    """Every (mode, simulated CPU, repeat) run, in an order that interleaves the modes so a slow
-    spell of the machine does not fall on one mode only; and the inputs' digest."""
+              arms=tuple(ARMS), cpus=tuple(SIMULATED_CPUS)) -> tuple[list[dict], str]:
+    """Every (arm, simulated CPU, repeat) run, in an order that interleaves the arms so a slow
+    spell of the machine does not fall on one arm only; and the inputs' digest."""
     import torch
 
     profile = as_profile(profile_ref)
@@ -115,9 +127,9 @@ def run_check(profile_ref, settings: CheckSettings = CheckSettings(), data_seed:
         torch.save(splits, inputs)
         for repeat in range(settings.repeats):
             for cpu in cpus:
-                for mode in modes:
-                    run = _run_child(_train_args(inputs, settings, _name(profile_ref, profile)), mode, cpu)
-                    rows.append({"mode": mode, "simulated_cpu": cpu, "repeat": repeat, **run})
+                for arm in arms:
+                    run = _run_child(_train_args(inputs, settings, _name(profile_ref, profile)), arm, cpu)
+                    rows.append({"arm": arm, "simulated_cpu": cpu, "repeat": repeat, **run})
     return rows, inputs_digest(splits)
 
 
@@ -131,52 +143,59 @@ def build_taps(profile_ref, data_seed: int = 0) -> dict:
     included, into the cache this process is given): their digest and the seconds it took."""
     import time
 
+    import torch
+
+    profile = as_profile(profile_ref)
+    torch.set_num_threads(profile.threads)  # as a notebook runs: a reduction's order follows the threads
     start = time.perf_counter()
-    splits, _ = cached_features(as_profile(profile_ref), data_seed)
+    splits, _ = cached_features(profile, data_seed)
     return {"inputs_digest": inputs_digest(splits), "seconds": time.perf_counter() - start}
 
 
-def check_inputs(profile_ref, data_seed: int = 0, modes=numerics.MODES, cpus=tuple(SIMULATED_CPUS)) -> list[dict]:
+def check_inputs(profile_ref, data_seed: int = 0, arms=INPUT_ARMS, cpus=tuple(SIMULATED_CPUS)) -> list[dict]:
     """The taps built afresh (encoder pre-training, then features; each in an empty cache) per
-    mode and simulated CPU: does the encoder's training move with the CPU too?"""
+    arm and simulated CPU: does the encoder's training move with the CPU too?"""
     profile = as_profile(profile_ref)
     rows = []
     with tempfile.TemporaryDirectory(prefix="linas-numerics-taps-") as tmp:
         for cpu in cpus:
-            for mode in modes:
-                cache = {"LINAS_CACHE_DIR": str(Path(tmp) / f"{mode}-{cpu}")}
-                run = _run_child(["taps", _name(profile_ref, profile), str(data_seed)], mode, cpu, cache)
-                rows.append({"mode": mode, "simulated_cpu": cpu, **run})
+            for arm in arms:
+                cache = {"LINAS_CACHE_DIR": str(Path(tmp) / f"{arm}-{cpu}")}
+                run = _run_child(["taps", _name(profile_ref, profile), str(data_seed)], arm, cpu, cache)
+                rows.append({"arm": arm, "simulated_cpu": cpu, **run})
     return rows
 
 
 def summarise_inputs(rows: list[dict]) -> dict:
-    """Per mode: how many distinct taps the simulated CPUs gave, and the seconds on this CPU."""
+    """Per arm: how many distinct taps the simulated CPUs gave, and the seconds on this CPU."""
     out = {}
-    for mode in sorted({r["mode"] for r in rows}):
-        mine = [r for r in rows if r["mode"] == mode]
-        out[f"inputs.{mode}.distinct_digests"] = len({r["inputs_digest"] for r in mine})
-        out[f"inputs.{mode}.seconds_this_cpu"] = next((r["seconds"] for r in mine if r["simulated_cpu"] == "this"), None)
+    for arm in sorted({r["arm"] for r in rows}):
+        mine = [r for r in rows if r["arm"] == arm]
+        out[f"inputs.{arm}.distinct_digests"] = len({r["inputs_digest"] for r in mine})
+        out[f"inputs.{arm}.seconds_this_cpu"] = next((r["seconds"] for r in mine if r["simulated_cpu"] == "this"), None)
     return out
 
 
 def summarise(rows: list[dict]) -> dict:
-    """The check's figures: digests per mode, whether the control moved and the claim held, and
-    training seconds per mode on this CPU."""
+    """The check's figures: distinct digests per arm, training seconds per arm on this CPU, and
+    the readings: the control moved (native), the portable arm repeated, each pin was needed."""
     out: dict = {}
-    for mode in sorted({r["mode"] for r in rows}):
-        mine = [r for r in rows if r["mode"] == mode]
-        out[f"{mode}.n_runs"] = len(mine)
-        out[f"{mode}.distinct_digests"] = len({r["digest"] for r in mine})
+    for arm in sorted({r["arm"] for r in rows}):
+        mine = [r for r in rows if r["arm"] == arm]
+        out[f"{arm}.n_runs"] = len(mine)
+        out[f"{arm}.distinct_digests"] = len({r["digest"] for r in mine})
         here = [r["train_seconds"] for r in mine if r["simulated_cpu"] == "this"]
         if here:
-            out.update({f"{mode}.train_s_mean": statistics.fmean(here), f"{mode}.train_s_n": len(here),
-                        f"{mode}.train_s_sd": statistics.stdev(here) if len(here) > 1 else float("nan"),
-                        f"{mode}.train_s_min": min(here), f"{mode}.train_s_max": max(here)})
+            out.update({f"{arm}.train_s_mean": statistics.fmean(here), f"{arm}.train_s_n": len(here),
+                        f"{arm}.train_s_sd": statistics.stdev(here) if len(here) > 1 else float("nan"),
+                        f"{arm}.train_s_min": min(here), f"{arm}.train_s_max": max(here)})
     if "native.distinct_digests" in out and "portable.distinct_digests" in out:
         out["control_moved"] = out["native.distinct_digests"] > 1
         out["portable_identical"] = out["portable.distinct_digests"] == 1
         out["portable_slowdown"] = out.get("portable.train_s_mean", float("nan")) / out.get("native.train_s_mean", float("nan"))
+    for pin in ("aten", "onednn"):
+        if f"release_{pin}.distinct_digests" in out:
+            out[f"pin_needed.{pin}"] = out[f"release_{pin}.distinct_digests"] > 1
     return out
 
 
@@ -192,20 +211,24 @@ def check_folder(profile) -> Path:
     return bench_dir(as_profile(profile)) / "numerics"
 
 
-def other_machines(folder: Path, here: str, inputs: str, settings: CheckSettings) -> dict:
-    """Portable digests of the other machines' committed checks on the same inputs and
-    settings, by CPU id, and those whose inputs differ (not comparable)."""
+def other_machines(folder: Path, here: str, inputs: str, settings: CheckSettings, torch_version: str) -> dict:
+    """Portable digests of the other machines' committed checks on the same inputs, settings and
+    torch version, by CPU id, and those whose inputs differ (not comparable)."""
     same, other_inputs = {}, []
     for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(".supernet.json"):
+            continue
         saved = json.loads(path.read_text())
-        cpu = saved.get("provenance", {}).get("machine", {}).get("cpu_id", path.stem)
-        if cpu == here or saved.get("settings") != dataclasses.asdict(settings):
+        prov = saved.get("provenance", {})
+        cpu = prov.get("machine", {}).get("cpu_id", path.stem)
+        if (cpu == here or saved.get("settings") != dataclasses.asdict(settings)
+                or prov.get("packages", {}).get("torch") != torch_version):
             continue
         if saved.get("inputs_digest") != inputs:
             other_inputs.append(cpu)
             continue
-        table = read_csv_table(path.with_suffix(".csv"), columns=("mode", "digest"))
-        same[cpu] = sorted({r["digest"] for r in table if r["mode"] == "portable"})
+        table = read_csv_table(path.with_suffix(".csv"), columns=("arm", "digest"))
+        same[cpu] = sorted({r["digest"] for r in table if r["arm"] == "portable"})
     return {"same_inputs": same, "other_inputs": other_inputs}
 
 
@@ -219,11 +242,11 @@ def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSetti
     here = machine()["cpu_id"]
     summary = {"settings": dataclasses.asdict(settings), "inputs_digest": inputs,
                "inputs_numerics": numerics.mode(), "figures": summarise(rows) | summarise_inputs(input_rows or [])}
-    others = other_machines(folder, here, inputs, settings)
-    mine = sorted({r["digest"] for r in rows if r["mode"] == "portable"})
+    prov = provenance(profile.name, profile.to_dict())
+    others = other_machines(folder, here, inputs, settings, prov["packages"].get("torch", ""))
+    mine = sorted({r["digest"] for r in rows if r["arm"] == "portable"})
     summary["other_machines"] = others
     summary["portable_matches"] = {cpu: digests == mine for cpu, digests in others["same_inputs"].items()}
-    prov = provenance(profile.name, profile.to_dict())
     stem = f"{machine_slug(here)}.{numerics.mode()}"
     write_csv(folder / f"{stem}.csv", rows, prov)
     if input_rows:
@@ -254,19 +277,22 @@ def supernet_identity(profile_ref, seed: int = 0) -> dict:
 
 def write_supernet_identity(profile_ref, identity: dict) -> dict:
     """``<cpu>.<mode>.supernet.json`` under :func:`check_folder`, with ``weights_match``: per
-    other machine's committed file of the same mode and supernet key, whether its weights are
-    these to every byte; returns what was written."""
+    other machine's committed file of the same mode, supernet key and torch version, whether its
+    weights are these to every byte; returns what was written."""
     profile = as_profile(profile_ref)
     folder = check_folder(profile)
     here, mode = machine()["cpu_id"], numerics.mode()
+    prov = provenance(profile.name, profile.to_dict())
     matches = {}
     for path in sorted(folder.glob(f"*.{mode}.supernet.json")):
         saved = json.loads(path.read_text())
-        cpu = saved.get("provenance", {}).get("machine", {}).get("cpu_id", path.stem)
-        if cpu != here and saved.get("supernet_key") == identity["supernet_key"]:
+        other = saved.get("provenance", {})
+        cpu = other.get("machine", {}).get("cpu_id", path.stem)
+        if (cpu != here and saved.get("supernet_key") == identity["supernet_key"]
+                and other.get("packages", {}).get("torch") == prov["packages"].get("torch")):
             matches[cpu] = saved.get("weights_digest") == identity["weights_digest"]
     record = {**identity, "numerics": mode, "weights_match": matches}
-    write_json(folder / f"{machine_slug(here)}.{mode}.supernet.json", record, provenance(profile.name, profile.to_dict()))
+    write_json(folder / f"{machine_slug(here)}.{mode}.supernet.json", record, prov)
     return record
 
 
