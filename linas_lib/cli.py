@@ -313,7 +313,7 @@ def _add_numerics_commands(sub) -> None:
                        "numerics_check.DEFAULT_ARCH)")
     check.add_argument("--train-seed", type=_non_negative_int, default=0, help="the training's seed (default 0)")
     check.add_argument("--epochs", type=_positive_int, default=2, help="epochs of the table's recipe (default 2)")
-    check.add_argument("--repeats", type=_positive_int, default=2, help="runs per mode and CPU (default 2)")
+    check.add_argument("--repeats", type=_positive_int, default=2, help="runs per arm and simulated CPU (default 2)")
     check.add_argument("--inputs", action="store_true", help="also build the taps from nothing (the encoder's "
                        "pre-training included) per mode and simulated CPU, each in an empty cache (minutes)")
     check.set_defaults(func=_cmd_numerics_check)
