@@ -34,11 +34,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .. import numerics
 from ..keys import content_hash
-from ..provenance import machine, provenance, read_csv_table, write_csv, write_json
+from ..provenance import provenance, read_csv_table, write_csv, write_json
 from ..space import parse_arch
 from .bench import as_profile, bench_dir, cached_features, check_bench, torch_threads, train_item
 
@@ -141,8 +142,6 @@ def _name(profile_ref, profile) -> str:
 def build_taps(profile_ref, data_seed: int = 0) -> dict:
     """The profile's taps built from nothing in this process (the encoder's pre-training
     included, into the cache this process is given): their digest and the seconds it took."""
-    import time
-
     import torch
 
     profile = as_profile(profile_ref)
@@ -211,18 +210,23 @@ def check_folder(profile) -> Path:
     return bench_dir(as_profile(profile)) / "numerics"
 
 
+def _other_cpus(folder: Path, pattern: str, here: str, torch_version: str):
+    """``(path, cpu id, saved JSON)`` of the committed files matching ``pattern`` that another CPU
+    wrote with the same torch version (only those can be compared with this machine's)."""
+    for path in sorted(folder.glob(pattern)):
+        saved = json.loads(path.read_text())
+        prov = saved.get("provenance", {})
+        cpu = prov.get("machine", {}).get("cpu_id", path.stem)
+        if cpu != here and prov.get("packages", {}).get("torch") == torch_version:
+            yield path, cpu, saved
+
+
 def other_machines(folder: Path, here: str, inputs: str, settings: CheckSettings, torch_version: str) -> dict:
     """Portable digests of the other machines' committed checks on the same inputs, settings and
     torch version, by CPU id, and those whose inputs differ (not comparable)."""
     same, other_inputs = {}, []
-    for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(".supernet.json"):
-            continue
-        saved = json.loads(path.read_text())
-        prov = saved.get("provenance", {})
-        cpu = prov.get("machine", {}).get("cpu_id", path.stem)
-        if (cpu == here or saved.get("settings") != dataclasses.asdict(settings)
-                or prov.get("packages", {}).get("torch") != torch_version):
+    for path, cpu, saved in _other_cpus(folder, "*.json", here, torch_version):
+        if path.name.endswith(".supernet.json") or saved.get("settings") != dataclasses.asdict(settings):
             continue
         if saved.get("inputs_digest") != inputs:
             other_inputs.append(cpu)
@@ -239,10 +243,10 @@ def write_check(profile_ref, rows: list[dict], inputs: str, settings: CheckSetti
     (:func:`check_inputs`) go to ``<cpu>.<mode>.inputs.csv`` and their figures to the summary."""
     profile = as_profile(profile_ref)
     folder = check_folder(profile)
-    here = machine()["cpu_id"]
+    prov = provenance(profile.name, profile.to_dict())
+    here = prov["machine"]["cpu_id"]
     summary = {"settings": dataclasses.asdict(settings), "inputs_digest": inputs,
                "inputs_numerics": numerics.mode(), "figures": summarise(rows) | summarise_inputs(input_rows or [])}
-    prov = provenance(profile.name, profile.to_dict())
     others = other_machines(folder, here, inputs, settings, prov["packages"].get("torch", ""))
     mine = sorted({r["digest"] for r in rows if r["arm"] == "portable"})
     summary["other_machines"] = others
@@ -259,8 +263,6 @@ def supernet_identity(profile_ref, seed: int = 0) -> dict:
     """The profile's supernet in this process's numerics (trained now unless cached, under the
     mode's cache): its key, weights digest, extracted architecture, the call's seconds, and how
     well its WS mIoU ranks the benchmark table (05's oracle check, :func:`ranking.oracle_rows`)."""
-    import time
-
     from ..space import arch_string
     from ..supernet.train import trained_supernet
     from .ranking import load_table, oracle_rows, oracle_summary
@@ -281,16 +283,12 @@ def write_supernet_identity(profile_ref, identity: dict) -> dict:
     weights are these to every byte; returns what was written."""
     profile = as_profile(profile_ref)
     folder = check_folder(profile)
-    here, mode = machine()["cpu_id"], numerics.mode()
+    mode = numerics.mode()
     prov = provenance(profile.name, profile.to_dict())
-    matches = {}
-    for path in sorted(folder.glob(f"*.{mode}.supernet.json")):
-        saved = json.loads(path.read_text())
-        other = saved.get("provenance", {})
-        cpu = other.get("machine", {}).get("cpu_id", path.stem)
-        if (cpu != here and saved.get("supernet_key") == identity["supernet_key"]
-                and other.get("packages", {}).get("torch") == prov["packages"].get("torch")):
-            matches[cpu] = saved.get("weights_digest") == identity["weights_digest"]
+    here = prov["machine"]["cpu_id"]
+    matches = {cpu: saved.get("weights_digest") == identity["weights_digest"]
+               for _, cpu, saved in _other_cpus(folder, f"*.{mode}.supernet.json", here, prov["packages"].get("torch", ""))
+               if saved.get("supernet_key") == identity["supernet_key"]}
     record = {**identity, "numerics": mode, "weights_match": matches}
     write_json(folder / f"{machine_slug(here)}.{mode}.supernet.json", record, prov)
     return record
