@@ -296,6 +296,17 @@ GOALS: tuple[Goal, ...] = (
                    "the targets", N09, "choice_standalone.contrast.standalone_vs_single.diff_pts"),
                   ("95 % CI low", N09, "choice_standalone.contrast.standalone_vs_single.diff_ci95_low_pts"),
                   ("high", N09, "choice_standalone.contrast.standalone_vs_single.diff_ci95_high_pts"))),
+    Goal(12, "... the same, the mean of two standalone trainings per candidate on validation mIoU (09's registered "
+         "study `choice_standalone2`: the pick on seeds 2 and 3 (34 of its 49 seed-3 items trained after the "
+         "registration), read on seeds 0 and 1; the fifth rule tried on 05's candidates, prompted by the last one's "
+         "rtx4090 reading; which candidates pass and seed 2's picks were known before)", N09,
+         "choice_standalone2.goal.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
+         lo="choice_standalone2.goal.miou_gap_ci95_low_pts.<x>", hi="choice_standalone2.goal.miou_gap_ci95_high_pts.<x>",
+         digits=2,
+         context=(("the rule minus one fine-tune (05's rule), cross-fitted over seeds 0-3, test mIoU points, mean over "
+                   "the targets", N09, "choice_standalone2.contrast.standalone2_vs_single.diff_pts"),
+                  ("95 % CI low", N09, "choice_standalone2.contrast.standalone2_vs_single.diff_ci95_low_pts"),
+                  ("high", N09, "choice_standalone2.contrast.standalone2_vs_single.diff_ci95_high_pts"))),
 )
 
 

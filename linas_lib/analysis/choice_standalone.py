@@ -35,8 +35,8 @@ RESAMPLES = 2000
 BOOTSTRAP_STREAM = 9_092  # the bootstrap's generator: np.random.default_rng([seed, BOOTSTRAP_STREAM])
 
 
-def seed_matrix(records: list[dict], archs: list[str], metric: str) -> np.ndarray:
-    """``(len(archs), len(SEEDS))``: each architecture's ``metric`` per seed.
+def seed_matrix(records: list[dict], archs: list[str], metric: str, seeds=SEEDS) -> np.ndarray:
+    """``(len(archs), len(seeds))``: each architecture's ``metric`` per seed.
 
     Raises:
         ValueError: an architecture lacks a seed's item (run ``linas bench candidates --seeds``),
@@ -47,9 +47,9 @@ def seed_matrix(records: list[dict], archs: list[str], metric: str) -> np.ndarra
     if bad:
         raise ValueError(f"bench/items: {metric} of {bad[0][0]} seed {bad[0][1]} is {value[bad[0]]}, not a "
                          f"number (and {len(bad) - 1} more): train that item again")
-    out = np.empty((len(archs), len(SEEDS)))
+    out = np.empty((len(archs), len(seeds)))
     for i, a in enumerate(archs):
-        for j, s in enumerate(SEEDS):
+        for j, s in enumerate(seeds):
             if (a, s) not in value:
                 raise ValueError(f"bench/items has no seed-{s} item of candidate {a}: run "
                                  f"`linas bench candidates --seeds {s}` first")
@@ -114,15 +114,19 @@ def rule_values(groups: list[np.ndarray], val: np.ndarray, test: np.ndarray, fre
 
 
 def noise_ci(groups, val, test, fresh, sd_val: float, sd_test: float, rho: float, pairs, seed: int = 0,
-             resamples: int = RESAMPLES) -> dict[tuple[str, str], tuple[float, float, float]]:
+             resamples: int = RESAMPLES, values_fn=None,
+             stream: int = BOOTSTRAP_STREAM) -> dict[tuple[str, str], tuple[float, float, float]]:
     """``(low, high, bootstrap mean)``: the 95 % percentile CI of each ``(arm, control)`` contrast
     (the mean over the targets of value(arm) - value(control)) from a bootstrap that holds the
     targets fixed: per resample each candidate's fine-tunes are resampled with replacement and
     each of its (validation, test) seed pairs is redrawn as its seed means plus a bivariate normal
     error (SDs ``sd_val``, ``sd_test``, correlation ``rho``). Hand-written like
     :func:`~linas_lib.analysis.choice_truth.contrast_ci`: it resamples within rows and draws a
-    parametric term, which ``scipy.stats.bootstrap`` does not."""
-    rng = np.random.default_rng([seed, BOOTSTRAP_STREAM])
+    parametric term, which ``scipy.stats.bootstrap`` does not. ``values_fn`` computes the rules'
+    values (default :func:`rule_values`; another study passes its own); ``stream`` names the
+    generator's stream."""
+    values_fn = values_fn or rule_values
+    rng = np.random.default_rng([seed, stream])
     n, k = fresh.shape
     mean_val, mean_test = val.mean(axis=1, keepdims=True), test.mean(axis=1, keepdims=True)
     stats = {pair: np.empty(resamples) for pair in pairs}
@@ -131,14 +135,15 @@ def noise_ci(groups, val, test, fresh, sd_val: float, sd_test: float, rho: float
         z = rng.standard_normal((2, *val.shape))
         val_b = mean_val + sd_val * z[0]
         test_b = mean_test + sd_test * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1])
-        values = rule_values(groups, val_b, test_b, fresh_b)
+        values = values_fn(groups, val_b, test_b, fresh_b)
         for pair in pairs:
             stats[pair][b] = float(np.mean(values[pair[0]] - values[pair[1]]))
     return {pair: (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)), float(s.mean()))
             for pair, s in stats.items()}
 
 
-def cluster_ci(diff: np.ndarray, labels: np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> tuple[float, float]:
+def cluster_ci(diff: np.ndarray, labels: np.ndarray, seed: int = 0, resamples: int = RESAMPLES,
+               stream: int = BOOTSTRAP_STREAM) -> tuple[float, float]:
     """The 95 % percentile CI of the mean over targets of ``diff`` from ``scipy.stats.bootstrap``
     over the decision clusters (``labels``: one per target): a resample's statistic is its
     clusters' summed differences over their target count."""
@@ -151,7 +156,7 @@ def cluster_ci(diff: np.ndarray, labels: np.ndarray, seed: int = 0, resamples: i
         value = float(sums.sum() / counts.sum())
         return value, value
     res = bootstrap((sums, counts), lambda s, c: s.sum() / c.sum(), paired=True, vectorized=False,
-                    method="percentile", n_resamples=resamples, rng=np.random.default_rng([seed, BOOTSTRAP_STREAM]))
+                    method="percentile", n_resamples=resamples, rng=np.random.default_rng([seed, stream]))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -173,10 +178,10 @@ def correlation_of_residuals(rows: list[dict], exclude: set[str]) -> float:
     return float(np.corrcoef(dev_val, dev_test)[0, 1])
 
 
-def build_here(profile, seed: int = 0) -> None:
+def build_here(profile, seed: int = 0, seeds=SEEDS) -> None:
     """With ``search.final_build`` (the smoke and full profiles): make ``choice_truth``'s data
     where its fresh fine-tunes are missing (notebook 09 has made them just before) and every
-    candidate's items on :data:`SEEDS` in this process; the cpu profile makes them beforehand
+    candidate's items on ``seeds`` in this process; the cpu profile makes them beforehand
     (``linas bench candidates --seeds 2``)."""
     import concurrent.futures
 
@@ -184,7 +189,7 @@ def build_here(profile, seed: int = 0) -> None:
         CT.fresh_matrix(FC.read_replicates(profile), CT.candidate_archs(F.read_choice_candidates(profile)))
     except ValueError:
         CT.build_here(profile, seed)
-    plan = CT.candidates_plan(profile, SEEDS, seed, build_features=True)
+    plan = CT.candidates_plan(profile, seeds, seed, build_features=True)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         B.build_plan(plan, profile, "choice candidates", executor=pool, progress=False)
 
@@ -197,6 +202,44 @@ def _distinct_items(*row_lists: list[dict]) -> list[dict]:
         for r in rows:
             out.setdefault((r["arch"], int(r["seed"])), r)
     return list(out.values())
+
+
+def load(profile, table_rows: list[dict], seeds, seed: int = 0) -> dict:
+    """What a candidate study reads: every candidate's standalone items on ``seeds`` and its fresh
+    fine-tunes, grouped per target, with the noise model and the decision clusters.
+
+    Returns:
+        ``{"missing", "status", ...}``: ``missing`` is True while an item or a fine-tune is
+        absent (``status`` then counts them: ``items``, ``done``, ``fresh_finetunes``); else
+        ``status`` adds the noise model (pooled seed SDs of validation and test mIoU in points,
+        their df, the within-seed correlation ``rho`` on the table's non-candidate items) and
+        the decision clusters, and the dict holds ``items``, ``archs``, ``val``/``test``
+        (``(archs, seeds)``), ``fresh`` (``(archs, draws)``), ``targets``, ``rows_of``,
+        ``groups``, the targets' cluster ``labels`` and ``noise`` (``sd_val``, ``sd_test``, ``rho``:
+        :func:`noise_ci`'s arguments).
+    """
+    candidates = F.read_choice_candidates(profile)
+    archs = CT.candidate_archs(candidates)
+    plan = CT.candidates_plan(profile, seeds, seed)
+    records = B.finished_records(plan)
+    replicates = [r for r in FC.read_replicates(profile) if int(r["replicate"]) in FC.FRESH_REPLICATES]
+    status = {"items": len(plan.items), "done": len(records), "fresh_finetunes": len(replicates)}
+    if len(records) < len(plan.items) or len(replicates) < len(archs) * len(FC.FRESH_REPLICATES):
+        return {"missing": True, "status": status}
+    items = [B.table_row(r) for r in records]
+    targets, rows_of, groups = CT.target_groups(candidates, archs)
+    pooled = _distinct_items(table_rows, items)
+    sd_val, _ = F.pooled_seed_sd(pooled, "val_miou")
+    sd_test, df = F.pooled_seed_sd(pooled)
+    decisions = CT.clusters(rows_of)
+    status.update({"seed_sd_val_pts": 100 * sd_val, "seed_sd_test_pts": 100 * sd_test, "seed_sd_df": df,
+                   "rho": correlation_of_residuals(list(table_rows), set(archs)),
+                   "n_distinct_decisions": len(decisions), "clusters": "; ".join("+".join(c) for c in decisions)})
+    return {"missing": False, "status": status, "items": items, "archs": archs,
+            "val": seed_matrix(items, archs, "val_miou", seeds), "test": seed_matrix(items, archs, "test_miou", seeds),
+            "fresh": CT.fresh_matrix(replicates, archs), "targets": targets, "rows_of": rows_of, "groups": groups,
+            "labels": np.array([next(i for i, c in enumerate(decisions) if t in c) for t in targets]),
+            "noise": (sd_val, sd_test, status["rho"])}
 
 
 def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: int = RESAMPLES) -> dict:
@@ -215,42 +258,32 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     """
     if profile.search.final_build:
         build_here(profile, seed)
-    candidates = F.read_choice_candidates(profile)
-    archs = CT.candidate_archs(candidates)
-    plan = CT.candidates_plan(profile, SEEDS, seed)
-    records = B.finished_records(plan)
-    replicates = [r for r in FC.read_replicates(profile) if int(r["replicate"]) in FC.FRESH_REPLICATES]
-    status = {"items": len(plan.items), "done": len(records), "fresh_finetunes": len(replicates)}
-    if len(records) < len(plan.items) or len(replicates) < len(archs) * len(FC.FRESH_REPLICATES):
-        return {"status": status, "targets": [], "contrasts": [], "picks": []}
-    items = [B.table_row(r) for r in records]
-    val, test = seed_matrix(items, archs, "val_miou"), seed_matrix(items, archs, "test_miou")
-    fresh = CT.fresh_matrix(replicates, archs)
-    targets, rows_of, groups = CT.target_groups(candidates, archs)
+    data = load(profile, table_rows, SEEDS, seed)
+    if data["missing"]:
+        return {"status": data["status"], "targets": [], "contrasts": [], "picks": []}
+    status, items, archs = data["status"], data["items"], data["archs"]
+    val, test, fresh, groups = data["val"], data["test"], data["fresh"], data["groups"]
+    targets, rows_of, labels = data["targets"], data["rows_of"], data["labels"]
     values = rule_values(groups, val, test, fresh)
-    pooled = _distinct_items(table_rows, items)
-    sd_val, _ = F.pooled_seed_sd(pooled, "val_miou")
-    sd_test, df = F.pooled_seed_sd(pooled)
-    rho = correlation_of_residuals(list(table_rows), set(archs))
-    decisions = CT.clusters(rows_of)
-    labels = np.array([next(i for i, c in enumerate(decisions) if t in c) for t in targets])
-    status.update({"seed_sd_val_pts": 100 * sd_val, "seed_sd_test_pts": 100 * sd_test, "seed_sd_df": df, "rho": rho,
-                   "n_distinct_decisions": len(decisions), "clusters": "; ".join("+".join(c) for c in decisions)})
     pairs = (PRIMARY, *SECONDARY)
-    cis = noise_ci(groups, val, test, fresh, sd_val, sd_test, rho, pairs, seed, resamples)
-    contrasts = [_contrast(arm, control, values, cis[(arm, control)], labels, seed, resamples) for arm, control in pairs]
+    cis = noise_ci(groups, val, test, fresh, *data["noise"], pairs, seed, resamples)
+    contrasts = [contrast(arm, control, values, cis[(arm, control)], labels, seed, resamples) for arm, control in pairs]
     goal = _goal_rows(profile, groups, archs, val, items, table_rows, latency, targets)
     target_rows = _target_rows(targets, rows_of, groups, values, goal, items, archs, (val, test, fresh))
     return {"status": status, "targets": target_rows, "contrasts": contrasts,
             "picks": _pick_rows(targets, rows_of, groups, archs, val, test, fresh)}
 
 
-def _contrast(arm: str, control: str, values: dict, ci: tuple, labels: np.ndarray, seed: int, resamples: int) -> dict:
+def contrast(arm: str, control: str, values: dict, ci: tuple, labels: np.ndarray, seed: int, resamples: int,
+             primary: tuple[str, str] = PRIMARY, stream: int = BOOTSTRAP_STREAM) -> dict:
+    """One registered contrast's row: value(``arm``) minus value(``control``), mean over the
+    targets (points), the noise bootstrap's ``ci`` (low, high, mean) and the cluster bootstrap's
+    CI over the decision ``labels``, each with its verdict (:func:`~linas_lib.analysis.final_choice.verdict`)."""
     diff = values[arm] - values[control]
     low, high, boot_mean = (100 * v for v in ci)
-    c_low, c_high = cluster_ci(100 * diff, labels, seed, resamples)
+    c_low, c_high = cluster_ci(100 * diff, labels, seed, resamples, stream)
     differ = ~np.isclose(values[arm], values[control], rtol=0.0, atol=1e-12)  # float sums of equal picks
-    return {"arm": arm, "control": control, "reading": "primary" if (arm, control) == PRIMARY else "secondary",
+    return {"arm": arm, "control": control, "reading": "primary" if (arm, control) == primary else "secondary",
             "diff_pts": 100 * float(diff.mean()), "diff_ci95_low_pts": low, "diff_ci95_high_pts": high,
             "boot_mean_pts": boot_mean, "verdict": FC.verdict(low, high) if math.isfinite(low + high) else "not computed",
             "cluster_ci95_low_pts": c_low, "cluster_ci95_high_pts": c_high,
@@ -271,6 +304,17 @@ def _goal_rows(profile, groups, archs, val, items, table_rows, latency, targets)
     return {r["target"]: r for r in F.final_rows(chosen, others, table, latency)}
 
 
+GOAL_FIELDS = ("chosen_test_miou_mean", "miou_gap_to_bench_pts", "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts",
+               "miou_gap_xfit_pts")  # a goal row's fields a target row keeps (prefixed ``goal_``)
+
+
+def goal_fields(goal_row: dict, group: np.ndarray, archs: list[str]) -> dict:
+    """A target row's ``goal_*`` fields: the goal fold's pick, its WS rank among the target's
+    candidates and its :data:`GOAL_FIELDS` from 05's goal row."""
+    return {"goal_arch": goal_row["arch"], "goal_ws_rank": int(list(group).index(archs.index(goal_row["arch"])) + 1),
+            **{f"goal_{k}": goal_row.get(k, math.nan) for k in GOAL_FIELDS}}
+
+
 def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) -> list[dict]:
     val, test, fresh = signals
     seconds = seed_matrix(items, archs, "seconds")
@@ -284,10 +328,7 @@ def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) 
             row.update({f"value_{rule}": float(v[i]), f"gap_{rule}_pts": 100 * (bench_best - float(v[i]))})
         room = values["oracle"][i] - values["random"][i]
         row["standalone_share_of_room"] = float((values["standalone"][i] - values["random"][i]) / room) if room else math.nan
-        row.update({"goal_arch": g_row["arch"], "goal_ws_rank": int(list(g).index(archs.index(g_row["arch"])) + 1),
-                    **{f"goal_{k}": g_row.get(k, math.nan) for k in ("chosen_test_miou_mean", "miou_gap_to_bench_pts",
-                                                                      "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts",
-                                                                      "miou_gap_xfit_pts")}})
+        row.update(goal_fields(g_row, g, archs))
         top = g[_top(g, fresh)]  # (TOP, draws): the candidates standalone_top3 trains per draw
         row.update({"train_s_standalone": float(seconds[g].sum(axis=0).mean()),
                     "train_s_standalone_top3": float(seconds[top].sum(axis=0).mean())})
@@ -333,35 +374,49 @@ def _pick_rows(targets, rows_of, groups, archs, val, test, fresh) -> list[dict]:
     return rows
 
 
-def figures(result: dict) -> dict[str, float]:
-    """``choice_standalone.<status>``; per registered contrast
-    ``choice_standalone.contrast.<arm>_vs_<control>.<diff_pts|diff_ci95_low_pts|diff_ci95_high_pts|
+def study_figures(result: dict, name: str, rules) -> dict[str, float]:
+    """A candidate study's summary figures under ``<name>.``: its status; per registered
+    contrast ``contrast.<arm>_vs_<control>.<diff_pts|diff_ci95_low_pts|diff_ci95_high_pts|
     boot_mean_pts|cluster_ci95_low_pts|cluster_ci95_high_pts|n_targets_differing|n_decisions_differing>``;
-    per rule and reference arm ``choice_standalone.<rule>.n_within_1pt`` and ``.value_mean``;
-    the goal fold's ``choice_standalone.goal.<miou_gap_to_bench_pts|miou_gap_ci95_low_pts|
-    miou_gap_ci95_high_pts|miou_gap_xfit_pts>.<target>`` with ``.n_within_1pt``;
-    ``choice_standalone.tau_truth_<signal>.mean`` and ``choice_standalone.standalone.share_of_room``
-    (the mean over targets of ``standalone`` minus ``random`` over that of ``oracle`` minus ``random``)."""
-    out = {f"choice_standalone.{k}": float(v) for k, v in result["status"].items() if k != "clusters"}
+    per rule in ``rules`` ``<rule>.n_within_1pt`` and ``.value_mean``; the goal fold's
+    ``goal.<miou_gap_to_bench_pts|miou_gap_ci95_low_pts|miou_gap_ci95_high_pts|miou_gap_xfit_pts>.<target>``
+    with ``goal.n_within_1pt``."""
+    out = {f"{name}.{k}": float(v) for k, v in result["status"].items() if k != "clusters"}
     for c in result["contrasts"]:
-        prefix = f"choice_standalone.contrast.{c['arm']}_vs_{c['control']}"
+        prefix = f"{name}.contrast.{c['arm']}_vs_{c['control']}"
         out.update({f"{prefix}.{k}": float(c[k]) for k in (
             "diff_pts", "diff_ci95_low_pts", "diff_ci95_high_pts", "boot_mean_pts", "cluster_ci95_low_pts",
             "cluster_ci95_high_pts", "n_targets_differing", "n_decisions_differing")})
     rows = result["targets"]
     if not rows:
         return out
-    for rule in (*RULES, *REFERENCES):
-        out[f"choice_standalone.{rule}.n_within_1pt"] = float(sum(r[f"gap_{rule}_pts"] <= 1.0 for r in rows))
-        out[f"choice_standalone.{rule}.value_mean"] = float(np.mean([r[f"value_{rule}"] for r in rows]))
-    for k in ("miou_gap_to_bench_pts", "miou_gap_ci95_low_pts", "miou_gap_ci95_high_pts", "miou_gap_xfit_pts"):
-        out.update({f"choice_standalone.goal.{k}.{r['target']}": float(r[f"goal_{k}"]) for r in rows})
-    out["choice_standalone.goal.n_within_1pt"] = float(sum(r["goal_miou_gap_to_bench_pts"] <= 1.0 for r in rows))
+    for rule in rules:
+        out[f"{name}.{rule}.n_within_1pt"] = float(sum(r[f"gap_{rule}_pts"] <= 1.0 for r in rows))
+        out[f"{name}.{rule}.value_mean"] = float(np.mean([r[f"value_{rule}"] for r in rows]))
+    for k in GOAL_FIELDS[1:]:
+        out.update({f"{name}.goal.{k}.{r['target']}": float(r[f"goal_{k}"]) for r in rows})
+    out[f"{name}.goal.n_within_1pt"] = float(sum(r["goal_miou_gap_to_bench_pts"] <= 1.0 for r in rows))
+    return out
+
+
+def share_of_room(rows: list[dict], arm: str) -> float:
+    """The mean over targets of ``arm``'s value minus ``random``'s over that of ``oracle`` minus
+    ``random``: how much of the room between a random candidate and the oracle's pick a rule takes."""
+    room = np.mean([r["value_oracle"] - r["value_random"] for r in rows])
+    gain = np.mean([r[f"value_{arm}"] - r["value_random"] for r in rows])
+    return float(gain / room) if room else math.nan
+
+
+def figures(result: dict) -> dict[str, float]:
+    """:func:`study_figures` under ``choice_standalone.``, ``choice_standalone.tau_truth_<signal>.mean``
+    and ``choice_standalone.standalone.share_of_room`` (:func:`share_of_room`)."""
+    out = study_figures(result, "choice_standalone", (*RULES, *REFERENCES))
+    rows = result["targets"]
+    if not rows:
+        return out
     for name in TAU_SIGNALS:  # the mean over every finite (target, fold) tau
         n = sum(r[f"tau_truth_{name}_n"] for r in rows)
         total = sum(r[f"tau_truth_{name}"] * r[f"tau_truth_{name}_n"] for r in rows if r[f"tau_truth_{name}_n"])
         out[f"choice_standalone.tau_truth_{name}.mean"] = float(total / n) if n else math.nan
-    room = np.mean([r["value_oracle"] - r["value_random"] for r in rows])
-    gain = np.mean([r["value_standalone"] - r["value_random"] for r in rows])
-    out["choice_standalone.standalone.share_of_room"] = float(gain / room) if room else math.nan
+    out["choice_standalone.standalone.share_of_room"] = share_of_room(rows, "standalone")
     return out

@@ -1,0 +1,197 @@
+"""Study ``choice_standalone2`` (notebook 09): does the mean of two standalone trainings per
+candidate pick 05's final network better than one fine-tune?
+
+The next rung after :mod:`~linas_lib.analysis.choice_standalone` (README, 09: registered
+2026-12-07 at 6b898d4): every candidate of 05's ``choice_candidates.csv`` has standalone items on
+:data:`SEEDS` (seed 3 trained for this study: ``linas bench candidates --seeds 3``). The four
+seeds split into two pairs in three ways; each split gives two folds, one per direction
+(:func:`folds`). A fold picks on its pick pair's **validation** mIoU and scores every rule's
+pick on the mean **test** mIoU of the other pair (the fold's truth), so every rule of a fold is
+read on the same truth and no pick reads a seed it is scored on. A rule's value on a target is
+its pick's fold truth averaged over the folds (and over ``choice_truth``'s fresh fine-tune draws
+for a rule that fine-tunes). The goal's reading is the fold that picks on :data:`GOAL_PICK`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from . import choice_standalone as CS
+from . import final as F
+from . import final_choice as FC
+
+SEEDS = (0, 1, 2, 3)  # every candidate's standalone items
+NEW_SEEDS = (3,)  # trained for this study after its registration
+GOAL_PICK = (2, 3)  # the goal row picks on these seeds' validation mIoU ...
+GOAL_READ = (0, 1)  # ... and reads the pick and the best table architecture on these
+RULES = ("standalone2", "standalone", "single", "ws")  # rules that pick
+REFERENCES = ("oracle", "random")  # picks on the pick pair's test mIoU; the candidates' mean truth
+PRIMARY = ("standalone2", "single")  # the registered primary contrast: arm, control
+SECONDARY = (("standalone2", "standalone"), ("standalone2", "ws"))
+BOOTSTRAP_STREAM = 9_093  # np.random.default_rng([seed, BOOTSTRAP_STREAM])
+
+
+def folds(n_seeds: int = len(SEEDS)) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``(pick, truth)`` column pairs: every split of the seeds into two halves, both directions.
+
+    >>> folds(4)[:2]
+    [((0, 1), (2, 3)), ((2, 3), (0, 1))]
+    """
+    out = []
+    for pick in itertools.combinations(range(n_seeds), n_seeds // 2):
+        truth = tuple(i for i in range(n_seeds) if i not in pick)
+        if pick < truth:  # each split once, then both directions
+            out += [(pick, truth), (truth, pick)]
+    return out
+
+
+def fold_values(group: np.ndarray, val: np.ndarray, test: np.ndarray, fresh: np.ndarray,
+                pick: tuple[int, ...], truth_cols: tuple[int, ...]) -> dict[str, float]:
+    """Per rule, its pick's truth (the mean test mIoU over ``truth_cols``) on one target and fold.
+    ``np.argmax`` takes the first maximum and ``group`` is in WS rank order, so ties go to the
+    better rank.
+
+    Args:
+        group: the target's candidates (rows of the matrices) in WS rank order.
+        val, test: ``(archs, seeds)`` validation and test mIoU.
+        fresh: ``(archs, draws)`` fresh fine-tunes.
+        pick, truth_cols: the fold's pick and truth seed columns.
+    """
+    truth = test[group][:, list(truth_cols)].mean(axis=1)
+    pick_val = val[group][:, list(pick)]
+    return {"standalone2": float(truth[np.argmax(pick_val.mean(axis=1))]),
+            "standalone": float(np.mean([truth[np.argmax(pick_val[:, j])] for j in range(len(pick))])),
+            "single": float(truth[np.argmax(fresh[group], axis=0)].mean()),
+            "ws": float(truth[0]),
+            "oracle": float(truth[np.argmax(test[group][:, list(pick)].mean(axis=1))]),
+            "random": float(truth.mean())}
+
+
+def rule_values(groups: list[np.ndarray], val: np.ndarray, test: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
+    """Per rule (:data:`RULES` and :data:`REFERENCES`), its value on each target: the mean over
+    :func:`folds` of :func:`fold_values`."""
+    splits = folds(val.shape[1])
+    values = {rule: np.empty(len(groups)) for rule in (*RULES, *REFERENCES)}
+    for t, group in enumerate(groups):
+        per_fold = [fold_values(group, val, test, fresh, pick, truth) for pick, truth in splits]
+        for rule in values:
+            values[rule][t] = float(np.mean([v[rule] for v in per_fold]))
+    return values
+
+
+def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: int = CS.RESAMPLES) -> dict:
+    """The registered readings of ``choice_standalone2``, or what is still missing. With
+    ``search.final_build`` the data are made here first.
+
+    Returns:
+        ``{"status", "targets", "contrasts", "picks"}`` as
+        :func:`~linas_lib.analysis.choice_standalone.study`: ``targets`` per target each rule's
+        value and gap to the best table architecture within the budget (``gap_<rule>_pts``), the
+        goal fold's pick with its gap and 95 % CI (``goal_*``) and the seconds of the
+        ``standalone2`` trainings; ``contrasts`` the registered contrasts read on the
+        bias-shifted interval (:func:`shifted`); ``picks`` every (target, fold) pick of
+        ``standalone2`` and ``oracle``; ``cost`` :func:`distinct_cost`. Empty lists while data
+        are missing.
+    """
+    if profile.search.final_build:
+        CS.build_here(profile, seed, SEEDS)
+    data = CS.load(profile, table_rows, SEEDS, seed)
+    if data["missing"]:
+        return {"status": data["status"], "targets": [], "contrasts": [], "picks": []}
+    val, test, fresh, groups = data["val"], data["test"], data["fresh"], data["groups"]
+    values = rule_values(groups, val, test, fresh)
+    pairs = (PRIMARY, *SECONDARY)
+    cis = CS.noise_ci(groups, val, test, fresh, *data["noise"], pairs, seed, resamples, values_fn=rule_values,
+                      stream=BOOTSTRAP_STREAM)
+    contrasts = [shifted(CS.contrast(arm, control, values, cis[(arm, control)], data["labels"], seed, resamples,
+                                     PRIMARY, BOOTSTRAP_STREAM)) for arm, control in pairs]
+    goal = _goal_rows(data, table_rows, latency)
+    return {"status": data["status"], "targets": _target_rows(data, values, goal), "contrasts": contrasts,
+            "picks": _pick_rows(data), "cost": distinct_cost(data)}
+
+
+def distinct_cost(data: dict) -> dict[str, float]:
+    """``train_s_distinct``: the item seconds of one fold's two trainings of every distinct
+    candidate (a candidate shared between targets counted once), mean over the folds; beside it
+    ``n_distinct_candidates``."""
+    seconds = CS.seed_matrix(data["items"], data["archs"], "seconds", SEEDS)
+    return {"n_distinct_candidates": len(data["archs"]),
+            "train_s_distinct": float(np.mean([seconds[:, list(pick)].sum() for pick, _ in folds()]))}
+
+
+def shifted(row: dict) -> dict:
+    """A contrast row read on its bias-shifted noise interval: the percentile interval moved by
+    the estimate minus the bootstrap mean (the bootstrap redraws around observed seed means,
+    whose spread holds seed noise, so its resamples favour rules that pick on validation). The
+    raw interval and its verdict stay as ``raw_ci95_*_pts`` and ``raw_verdict``."""
+    bias = row["boot_mean_pts"] - row["diff_pts"]
+    low, high = row["diff_ci95_low_pts"] - bias, row["diff_ci95_high_pts"] - bias
+    return {**row, "raw_ci95_low_pts": row["diff_ci95_low_pts"], "raw_ci95_high_pts": row["diff_ci95_high_pts"],
+            "raw_verdict": row["verdict"], "diff_ci95_low_pts": low, "diff_ci95_high_pts": high,
+            "verdict": FC.verdict(low, high) if math.isfinite(low + high) else "not computed"}
+
+
+def _goal_pick(group: np.ndarray, val: np.ndarray) -> int:
+    """The goal fold's ``standalone2`` pick: the best mean validation mIoU over :data:`GOAL_PICK`."""
+    cols = [SEEDS.index(s) for s in GOAL_PICK]
+    return int(group[np.argmax(val[group][:, cols].mean(axis=1))])
+
+
+def _goal_rows(data: dict, table_rows: list[dict], latency) -> dict[str, dict]:
+    """Per target, the goal fold's pick read on the other seeds against the best table
+    architecture within the budget on the same seeds (:func:`~linas_lib.analysis.final.final_rows`,
+    05's goal rows and their t interval)."""
+    archs = data["archs"]
+    chosen = [{"target": t, "arch": archs[_goal_pick(g, data["val"])]} for t, g in zip(data["targets"], data["groups"])]
+    others = [r for r in data["items"] if int(r["seed"]) in GOAL_READ]
+    table = [r for r in table_rows if int(r["seed"]) in GOAL_READ]  # the reference on the same seeds
+    return {r["target"]: r for r in F.final_rows(chosen, others, table, latency)}
+
+
+def _target_rows(data: dict, values: dict[str, np.ndarray], goal: dict[str, dict]) -> list[dict]:
+    seconds = CS.seed_matrix(data["items"], data["archs"], "seconds", SEEDS)
+    rows = []
+    for i, (t, g) in enumerate(zip(data["targets"], data["groups"])):
+        g_row = goal[t]
+        bench_best = g_row.get("best_bench_test_miou_mean", math.nan)
+        row = {"target": t, "n_candidates": len(g), "best_bench_arch": g_row.get("best_bench_arch", ""),
+               "best_bench_miou": bench_best}
+        for rule, v in values.items():
+            row.update({f"value_{rule}": float(v[i]), f"gap_{rule}_pts": 100 * (bench_best - float(v[i]))})
+        room = values["oracle"][i] - values["random"][i]
+        row["standalone2_share_of_room"] = float((values["standalone2"][i] - values["random"][i]) / room) if room else math.nan
+        row.update(CS.goal_fields(g_row, g, data["archs"]))
+        row["train_s_standalone2"] = float(np.mean([seconds[g][:, list(pick)].sum() for pick, _ in folds()]))
+        rows.append(row)
+    return rows
+
+
+def _pick_rows(data: dict) -> list[dict]:
+    """Per target and fold, the ``standalone2`` and ``oracle`` picks with their fold truth."""
+    archs, val, test = data["archs"], data["val"], data["test"]
+    rows = []
+    for t, g in zip(data["targets"], data["groups"]):
+        for pick, truth_cols in folds():
+            truth = test[g][:, list(truth_cols)].mean(axis=1)
+            for rule, scores in (("standalone2", val), ("oracle", test)):
+                k = int(np.argmax(scores[g][:, list(pick)].mean(axis=1)))
+                rows.append({"target": t, "pick_seeds": "+".join(str(SEEDS[j]) for j in pick), "rule": rule,
+                             "arch": archs[g[k]], "ws_rank": k + 1, "fold_truth_miou": float(truth[k])})
+    return rows
+
+
+def figures(result: dict) -> dict[str, float]:
+    """:func:`~linas_lib.analysis.choice_standalone.study_figures` under ``choice_standalone2.``,
+    ``choice_standalone2.standalone2.share_of_room`` and ``.train_s_mean`` (the seconds of one
+    fold's 16 trainings per target, mean over the targets), ``choice_standalone2.train_s_distinct``
+    and ``.n_distinct_candidates`` (:func:`distinct_cost`)."""
+    out = CS.study_figures(result, "choice_standalone2", (*RULES, *REFERENCES))
+    rows = result["targets"]
+    if rows:
+        out["choice_standalone2.standalone2.share_of_room"] = CS.share_of_room(rows, "standalone2")
+        out["choice_standalone2.standalone2.train_s_mean"] = float(np.mean([r["train_s_standalone2"] for r in rows]))
+    out.update({f"choice_standalone2.{k}": float(v) for k, v in result.get("cost", {}).items()})
+    return out
