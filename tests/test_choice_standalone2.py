@@ -91,7 +91,8 @@ def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monke
               "seconds": 10.0 + i} for i, a in enumerate(ARCHS) for s in C2.SEEDS]
     fresh = [{"arch": a, "replicate": k, "finetuned_miou": 0.6 + 0.01 * i * (k % 2)}
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
-    profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False))
+    profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False),
+                              ranking=SimpleNamespace(bootstrap_resamples=40))
     _stub(monkeypatch, items[:-1], fresh)
     assert C2.study(profile, None, [])["targets"] == []
     _stub(monkeypatch, items, fresh)
@@ -111,6 +112,7 @@ def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monke
     assert "choice_standalone2.contrast.standalone2_vs_single.diff_ci95_low_pts" in figures
     assert figures["choice_standalone2.n_distinct_candidates"] == 4.0
     assert figures["choice_standalone2.train_s_distinct"] == pytest.approx(2 * (10 + 11 + 12 + 13))
+    assert figures["choice_standalone2.coverage.n_sets"] == 4.0 and figures["choice_standalone2.coverage.resamples"] == 10.0
 
 
 def test_the_verdict_reads_the_bias_shifted_interval():
@@ -128,3 +130,20 @@ def test_a_fold_reading_ignores_the_truth_pairs_validation():
         moved[:, list(truth)] = np.array([[0.0], [1.0], [2.0]])
         assert C2.fold_values(np.arange(3), moved, test, fresh, pick, truth) == \
             C2.fold_values(np.arange(3), val, test, fresh, pick, truth)
+
+
+def _data(sd: float):
+    val, test, fresh = _signals()
+    return {"val": val, "test": test, "fresh": fresh, "groups": [np.arange(3)], "noise": (sd, sd, 0.6)}
+
+
+def test_coverage_check_is_exact_without_noise_and_repeatable_with_it():
+    data = _data(0.0)
+    data["fresh"] = np.full((3, 4), 0.5)
+    out = C2.coverage_check(data, n_sets=3, resamples=5, n_truth=3)
+    assert out["coverage_raw"] == out["coverage_shifted"] == 1.0 and out["mean_width_pts"] == 0.0
+    assert out["mean_estimate_pts"] == pytest.approx(out["true_diff_pts"]) and out["mean_bias_pts"] == 0.0
+    noisy = _data(0.05)
+    a = C2.coverage_check(noisy, n_sets=4, resamples=20, seed=3, n_truth=20)
+    assert a == C2.coverage_check(noisy, n_sets=4, resamples=20, seed=3, n_truth=20)
+    assert 0.0 <= a["coverage_raw"] <= 1.0 and a["mean_width_pts"] > 0.0 and a["n_sets"] == 4

@@ -93,8 +93,8 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
         goal fold's pick with its gap and 95 % CI (``goal_*``) and the seconds of the
         ``standalone2`` trainings; ``contrasts`` the registered contrasts read on the
         bias-shifted interval (:func:`shifted`); ``picks`` every (target, fold) pick of
-        ``standalone2`` and ``oracle``; ``cost`` :func:`distinct_cost`. Empty lists while data
-        are missing.
+        ``standalone2`` and ``oracle``; ``cost`` :func:`distinct_cost`; ``coverage`` the primary's
+        :func:`coverage_check` (:func:`coverage_size`). Empty lists while data are missing.
     """
     if profile.search.final_build:
         CS.build_here(profile, seed, SEEDS)
@@ -109,8 +109,17 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     contrasts = [shifted(CS.contrast(arm, control, values, cis[(arm, control)], data["labels"], seed, resamples,
                                      PRIMARY, BOOTSTRAP_STREAM)) for arm, control in pairs]
     goal = _goal_rows(data, table_rows, latency)
+    n_sets, n_resamples = coverage_size(profile)
     return {"status": data["status"], "targets": _target_rows(data, values, goal), "contrasts": contrasts,
-            "picks": _pick_rows(data), "cost": distinct_cost(data)}
+            "picks": _pick_rows(data), "cost": distinct_cost(data),
+            "coverage": [coverage_check(data, n_sets, n_resamples, seed)]}
+
+
+def coverage_size(profile) -> tuple[int, int]:
+    """The coverage check's data sets and resamples per set: a tenth and a quarter of the
+    profile's ``ranking.bootstrap_resamples`` (the cpu profile: 200 and 500)."""
+    n = profile.ranking.bootstrap_resamples
+    return max(n // 10, 1), max(n // 4, 1)
 
 
 def distinct_cost(data: dict) -> dict[str, float]:
@@ -132,6 +141,59 @@ def shifted(row: dict) -> dict:
     return {**row, "raw_ci95_low_pts": row["diff_ci95_low_pts"], "raw_ci95_high_pts": row["diff_ci95_high_pts"],
             "raw_verdict": row["verdict"], "diff_ci95_low_pts": low, "diff_ci95_high_pts": high,
             "verdict": FC.verdict(low, high) if math.isfinite(low + high) else "not computed"}
+
+
+COVERAGE_STREAM = 9_094  # the coverage check's generator: np.random.default_rng([seed, COVERAGE_STREAM])
+KNOWN_SEEDS = (0, 1, 2)  # the seeds read before the registration: the coverage check's true means
+
+
+def coverage_check(data: dict, n_sets: int, resamples: int, seed: int = 0, n_truth: int = 2000) -> dict:
+    """A synthetic check of the primary's two intervals (raw percentile and bias-shifted, 95 %).
+
+    True means are the candidates' validation and test means over :data:`KNOWN_SEEDS`. Each
+    synthetic data set draws four seeds around them with the study's noise model (pooled SDs,
+    within-seed correlation) and resamples each candidate's fresh fine-tunes with replacement;
+    its estimate and :func:`~linas_lib.analysis.choice_standalone.noise_ci` intervals are then
+    compared with the true contrast, the mean of the contrast over ``n_truth`` such data sets.
+
+    Returns:
+        ``{"contrast", "true_diff_pts", "n_sets", "resamples", "coverage_raw", "coverage_shifted",
+        "mean_estimate_pts", "mean_bias_pts", "mean_width_pts"}``.
+    """
+    rng = np.random.default_rng([seed, COVERAGE_STREAM])
+    cols = [SEEDS.index(s) for s in KNOWN_SEEDS]
+    mu_val, mu_test = data["val"][:, cols].mean(axis=1), data["test"][:, cols].mean(axis=1)
+    sd_val, sd_test, rho = data["noise"]
+    groups, fresh = data["groups"], data["fresh"]
+    arm, control = PRIMARY
+
+    def draw():
+        z = rng.standard_normal((2, len(mu_val), len(SEEDS)))
+        val = mu_val[:, None] + sd_val * z[0]
+        test = mu_test[:, None] + sd_test * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1])
+        return val, test, np.take_along_axis(fresh, rng.integers(0, fresh.shape[1], size=fresh.shape), axis=1)
+
+    def contrast(val, test, fr):
+        values = rule_values(groups, val, test, fr)
+        return 100 * float(np.mean(values[arm] - values[control]))
+
+    truth = float(np.mean([contrast(*draw()) for _ in range(n_truth)]))
+    hits_raw = hits_shifted = 0
+    estimates, biases, widths = [], [], []
+    for _ in range(n_sets):
+        val, test, fr = draw()
+        estimate = contrast(val, test, fr)
+        ci = CS.noise_ci(groups, val, test, fr, sd_val, sd_test, rho, [PRIMARY], int(rng.integers(2**31)), resamples,
+                         values_fn=rule_values, stream=COVERAGE_STREAM)[PRIMARY]
+        low, high, boot = (100 * v for v in ci)
+        bias = boot - estimate
+        hits_raw += low <= truth <= high
+        hits_shifted += low - bias <= truth <= high - bias
+        estimates.append(estimate), biases.append(bias), widths.append(high - low)
+    return {"contrast": f"{arm}_vs_{control}", "true_diff_pts": truth, "n_sets": n_sets, "resamples": resamples,
+            "coverage_raw": hits_raw / n_sets, "coverage_shifted": hits_shifted / n_sets,
+            "mean_estimate_pts": float(np.mean(estimates)), "mean_bias_pts": float(np.mean(biases)),
+            "mean_width_pts": float(np.mean(widths))}
 
 
 def _goal_pick(group: np.ndarray, val: np.ndarray) -> int:
@@ -187,11 +249,14 @@ def figures(result: dict) -> dict[str, float]:
     """:func:`~linas_lib.analysis.choice_standalone.study_figures` under ``choice_standalone2.``,
     ``choice_standalone2.standalone2.share_of_room`` and ``.train_s_mean`` (the seconds of one
     fold's 16 trainings per target, mean over the targets), ``choice_standalone2.train_s_distinct``
-    and ``.n_distinct_candidates`` (:func:`distinct_cost`)."""
+    and ``.n_distinct_candidates`` (:func:`distinct_cost`), ``choice_standalone2.coverage.<field>``
+    (:func:`coverage_check`)."""
     out = CS.study_figures(result, "choice_standalone2", (*RULES, *REFERENCES))
     rows = result["targets"]
     if rows:
         out["choice_standalone2.standalone2.share_of_room"] = CS.share_of_room(rows, "standalone2")
         out["choice_standalone2.standalone2.train_s_mean"] = float(np.mean([r["train_s_standalone2"] for r in rows]))
     out.update({f"choice_standalone2.{k}": float(v) for k, v in result.get("cost", {}).items()})
+    for row in result.get("coverage", []):
+        out.update({f"choice_standalone2.coverage.{k}": float(v) for k, v in row.items() if k != "contrast"})
     return out
