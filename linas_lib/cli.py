@@ -440,10 +440,12 @@ def _add_bench_commands(sub) -> None:
                         "identity check and study choice_truth's four fresh fine-tunes)")
     retune.set_defaults(func=_cmd_bench_retune)
     cands = bench_sub.add_parser("candidates", help="train every candidate of 05's choice_candidates.csv with the "
-                                 "table's recipe (studies choice_truth and choice_standalone), on Dask (resumes per item)")
+                                 "table's recipe (studies choice_truth, choice_standalone and choice_standalone2), on Dask (resumes "
+                                 "per item)")
     _profile_and_seed(cands)
     cands.add_argument("--seeds", type=_int_list, default=None, metavar="S[,S...]",
-                       help="training seeds (default 0,1,2: choice_truth's 0,1 and choice_standalone's 2)")
+                       help="training seeds (default 0,1,2,3: choice_truth's 0,1, choice_standalone's 2 and "
+                       "choice_standalone2's 3)")
     _dask_args(cands)
     cands.set_defaults(func=_cmd_bench_candidates)
     near = bench_sub.add_parser("near-smallest", help="train 05's pairs near / far from the smallest path "
@@ -548,9 +550,9 @@ def _cmd_bench_retune(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_candidates(args: argparse.Namespace) -> int:
-    from .analysis import choice_standalone, choice_truth
+    from .analysis import choice_standalone2, choice_truth
 
-    seeds = tuple(args.seeds) if args.seeds is not None else choice_standalone.SEEDS
+    seeds = tuple(args.seeds) if args.seeds is not None else choice_standalone2.SEEDS
     info = choice_truth.build_candidates(args.profile, seeds, args.seed, scheduler=args.scheduler,
                                          workers=args.workers, limit=args.limit)
     print(f"choice candidates: {info['done']}/{info['items']} items done ({info['ran']} run now), "
