@@ -22,3 +22,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def stub_candidates(monkeypatch):
+    """Patch the inputs 09's candidate studies read (choice_truth, choice_standalone,
+    choice_standalone2): 05's candidates, the size of the candidates' item plan, its finished
+    records and the fine-tune replicates. Returns ``stub(candidates, n_items, items, replicates)``."""
+    from types import SimpleNamespace
+
+    from linas_lib.analysis import bench as B
+    from linas_lib.analysis import choice_truth as CT
+    from linas_lib.analysis import final as F
+    from linas_lib.analysis import final_choice as FC
+
+    def stub(candidates: list[dict], n_items: int, items: list[dict], replicates: list[dict]) -> None:
+        monkeypatch.setattr(F, "read_choice_candidates", lambda profile: candidates)
+        monkeypatch.setattr(CT, "candidates_plan", lambda profile, seeds, seed: SimpleNamespace(items=[0] * n_items))
+        monkeypatch.setattr(B, "finished_records", lambda plan: items)
+        monkeypatch.setattr(FC, "read_replicates", lambda profile: replicates)
+
+    return stub

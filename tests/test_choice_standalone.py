@@ -6,9 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from linas_lib.analysis import bench as B
 from linas_lib.analysis import choice_standalone as CS
-from linas_lib.analysis import choice_truth as CT
 from linas_lib.analysis import final as F
 from linas_lib.analysis import final_choice as FC
 from linas_lib.space import arch_string
@@ -137,14 +135,11 @@ def test_seed_matrix_names_the_missing_item():
         CS.seed_matrix(rows, ARCHS[:1], "val_miou")
 
 
-def _stub(monkeypatch, items, replicates):
-    cands = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 - r / 100}
-             for t, order in (("t", (0, 1, 2, 3)), ("u", (4, 1))) for r, i in enumerate(order)]
-    monkeypatch.setattr(F, "read_choice_candidates", lambda profile: cands)
-    monkeypatch.setattr(CT, "candidates_plan", lambda profile, seeds, seed: SimpleNamespace(items=[0] * 15))
-    monkeypatch.setattr(B, "finished_records", lambda plan: items)
-    monkeypatch.setattr(FC, "read_replicates", lambda profile: replicates)
+CANDIDATES = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 - r / 100}
+              for t, order in (("t", (0, 1, 2, 3)), ("u", (4, 1))) for r, i in enumerate(order)]
 
+
+def _stub_final_rows(monkeypatch):
     def final_rows(chosen, its, table, latency):
         means = F.arch_means(its)
         return [{"target": c["target"], "arch": c["arch"], "best_bench_arch": ARCHS[0], "best_bench_test_miou_mean": 0.75,
@@ -155,7 +150,7 @@ def _stub(monkeypatch, items, replicates):
     monkeypatch.setattr(F, "final_rows", final_rows)
 
 
-def test_study_waits_for_missing_items_and_reads_what_exists(monkeypatch):
+def test_study_waits_for_missing_items_and_reads_what_exists(monkeypatch, stub_candidates):
     val, test, _ = _signals()
     extra = np.array([[0.4, 0.45, 0.5]])
     val, test = np.vstack([val, extra]), np.vstack([test, extra])
@@ -164,9 +159,10 @@ def test_study_waits_for_missing_items_and_reads_what_exists(monkeypatch):
     fresh = [{"arch": a, "replicate": k, "finetuned_miou": 0.6 + 0.01 * i * (k % 2)}
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
     profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False))
-    _stub(monkeypatch, items[:-1], fresh)
+    _stub_final_rows(monkeypatch)
+    stub_candidates(CANDIDATES, 15, items[:-1], fresh)
     assert CS.study(profile, None, [])["targets"] == []
-    _stub(monkeypatch, items, fresh)
+    stub_candidates(CANDIDATES, 15, items, fresh)
     table = [{"arch": a, "seed": s, "val_miou": 0.5 + k * s / 100, "test_miou": 0.6 + k * s / 50}
              for k, a in enumerate("xy", 1) for s in (0, 1)]
     result = CS.study(profile, None, table, resamples=30)

@@ -6,9 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from linas_lib.analysis import bench as B
 from linas_lib.analysis import choice_standalone2 as C2
-from linas_lib.analysis import choice_truth as CT
 from linas_lib.analysis import final as F
 from linas_lib.analysis import final_choice as FC
 from linas_lib.space import arch_string
@@ -65,14 +63,11 @@ def test_ties_go_to_the_better_ws_rank():
     assert values["standalone2"][0] == values["standalone"][0] == values["single"][0] == pytest.approx(0.5)
 
 
-def _stub(monkeypatch, items, replicates):
-    cands = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 - r / 100}
-             for t, order in (("t", (0, 1, 2)), ("u", (3, 1))) for r, i in enumerate(order)]
-    monkeypatch.setattr(F, "read_choice_candidates", lambda profile: cands)
-    monkeypatch.setattr(CT, "candidates_plan", lambda profile, seeds, seed: SimpleNamespace(items=[0] * 16))
-    monkeypatch.setattr(B, "finished_records", lambda plan: items)
-    monkeypatch.setattr(FC, "read_replicates", lambda profile: replicates)
+CANDIDATES = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 - r / 100}
+              for t, order in (("t", (0, 1, 2)), ("u", (3, 1))) for r, i in enumerate(order)]
 
+
+def _stub_final_rows(monkeypatch):
     def final_rows(chosen, its, table, latency):
         assert {int(r["seed"]) for r in its} == {int(r["seed"]) for r in table} == {0, 1}  # read on the other seeds
         means = F.arch_means(its)
@@ -84,7 +79,7 @@ def _stub(monkeypatch, items, replicates):
     monkeypatch.setattr(F, "final_rows", final_rows)
 
 
-def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monkeypatch):
+def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monkeypatch, stub_candidates):
     val, test, _ = _signals()
     val, test = np.vstack([val, [[0.4] * 4]]), np.vstack([test, [[0.4] * 4]])
     items = [{"arch": a, "seed": s, "val_miou": val[i, s], "test_miou": test[i, s], "test_crack_iou": 0.3,
@@ -93,9 +88,10 @@ def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monke
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
     profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False),
                               ranking=SimpleNamespace(bootstrap_resamples=40))
-    _stub(monkeypatch, items[:-1], fresh)
+    _stub_final_rows(monkeypatch)
+    stub_candidates(CANDIDATES, 16, items[:-1], fresh)
     assert C2.study(profile, None, [])["targets"] == []
-    _stub(monkeypatch, items, fresh)
+    stub_candidates(CANDIDATES, 16, items, fresh)
     table = [{"arch": a, "seed": s, "val_miou": 0.5 + k * s / 100, "test_miou": 0.6 + k * s / 50}
              for k, a in enumerate("xy", 1) for s in C2.SEEDS]
     result = C2.study(profile, None, table, resamples=30)

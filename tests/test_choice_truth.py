@@ -68,29 +68,28 @@ def test_fresh_matrix_names_the_missing_fine_tune():
         CT.fresh_matrix(rows, ARCHS[:2])
 
 
-def _stub_study(monkeypatch, items, replicates):
-    cands = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 - r / 100}
-             for t, order in (("t", (0, 1, 2)), ("u", (3, 1))) for r, i in enumerate(order)]
-    monkeypatch.setattr(F, "read_choice_candidates", lambda profile: cands)
-    monkeypatch.setattr(CT, "candidates_plan", lambda profile, seeds, seed: SimpleNamespace(items=[0] * 8))
-    monkeypatch.setattr(B, "finished_records", lambda plan: items)
-    monkeypatch.setattr(FC, "read_replicates", lambda profile: replicates)
+CANDIDATES = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 - r / 100}
+              for t, order in (("t", (0, 1, 2)), ("u", (3, 1))) for r, i in enumerate(order)]
+
+
+def _stub_study(monkeypatch, stub_candidates, items, replicates):
+    stub_candidates(CANDIDATES, 8, items, replicates)
     monkeypatch.setattr(F, "read_chosen", lambda profile: [{"target": "t"}, {"target": "u"}])
     monkeypatch.setattr(F, "final_rows", lambda chosen, its, table, latency: [
         {"target": c["target"], "best_bench_arch": ARCHS[0], "best_bench_test_miou_mean": 0.75} for c in chosen])
 
 
-def test_study_waits_for_missing_data_and_reads_what_exists(monkeypatch):
+def test_study_waits_for_missing_data_and_reads_what_exists(monkeypatch, stub_candidates):
     items = [{"arch": a, "seed": s, "test_miou": m + s / 1000} for a, m in zip(ARCHS, (0.70, 0.74, 0.72, 0.71))
              for s in (0, 1)]
-    _stub_study(monkeypatch, items[:3], [])
+    _stub_study(monkeypatch, stub_candidates, items[:3], [])
     profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False))
     pending = CT.study(profile, None, [])
     assert pending["targets"] == [] and pending["status"]["truth_seeds"] == ""
     fresh = [{"arch": a, "replicate": k, "finetuned_miou": 0.6 + 0.01 * i * (k % 2)}
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
     check = [{"arch": a, "replicate": 0, "finetuned_miou": 0.6, "identical": "True"} for a in ARCHS]
-    _stub_study(monkeypatch, items, fresh + check)
+    _stub_study(monkeypatch, stub_candidates, items, fresh + check)
     result = CT.study(profile, None, [], resamples=50)
     assert result["status"]["truth_seeds"] == "0,1" and len(result["candidates"]) == 5
     assert result["status"]["identity_ok"] == 1.0 and not any(c["descriptive_only"] for c in result["contrasts"])
@@ -104,7 +103,7 @@ def test_study_waits_for_missing_data_and_reads_what_exists(monkeypatch):
     figures = CT.figures(result)
     assert figures["choice_truth.n_truth_seeds"] == 2.0 and figures["choice_truth.n_distinct_decisions"] == 2.0
     assert figures["choice_truth.ws.n_within_1pt"] == 0.0 and figures["choice_truth.identity_ok"] == 1.0
-    _stub_study(monkeypatch, items, fresh + [{**check[0], "identical": "False"}])  # the oracle's fine-tunes moved
+    _stub_study(monkeypatch, stub_candidates, items, fresh + [{**check[0], "identical": "False"}])  # the oracle's fine-tunes moved
     assert all(c["descriptive_only"] for c in CT.study(profile, None, [], resamples=20)["contrasts"])
 
 
