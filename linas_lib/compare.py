@@ -185,8 +185,12 @@ def parse_summary(text: str, where: str) -> dict:
 
 
 def machine_of(summary: dict | None) -> tuple[str, ...]:
-    """The summary's CPU (:func:`~linas_lib.provenance.recorded_machine` of its provenance)."""
-    return recorded_machine((summary or {}).get("provenance"))
+    """The summary's CPU (:func:`~linas_lib.provenance.recorded_machine` of its provenance) and
+    its numerics mode (``LINAS_NUMERICS``; a block from before the mode was recorded ran native,
+    the only mode there was)."""
+    block = (summary or {}).get("provenance")
+    numerics = ((block or {}).get("machine") or {}).get("numerics") or {}
+    return (*recorded_machine(block), f"{numerics.get('mode', 'native')} numerics")
 
 
 _NOT_KNOWN = {"unrecorded", "unknown"}

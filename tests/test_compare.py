@@ -150,7 +150,8 @@ def test_a_rewritten_summary_names_an_unrecorded_or_another_cpu(repo, capsys):
     assert "committed on" not in capsys.readouterr().out
     _reproduce(repo)
     assert cli.main(["compare", "--profile", "p"]) == 0
-    assert "note: 00_data: committed on unrecorded / unrecorded, reproduced on unrecorded / unrecorded" in capsys.readouterr().out
+    assert ("note: 00_data: committed on unrecorded / unrecorded / native numerics, reproduced on unrecorded / "
+            "unrecorded / native numerics") in capsys.readouterr().out
     _stamp_cpu(summary, SAME_CPU)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "cpu"], cwd=repo, check=True)
     _stamp_cpu(summary, {**SAME_CPU})
@@ -161,8 +162,18 @@ def test_a_rewritten_summary_names_an_unrecorded_or_another_cpu(repo, capsys):
     assert "committed on" not in capsys.readouterr().out
     _stamp_cpu(summary, {**SAME_CPU, "cpu_capability": "AVX2"})
     assert cli.main(["compare", "--profile", "p"]) == 0
-    assert ("note: 00_data: committed on AuthenticAMD family 26 model 2 stepping 1 / AVX512, reproduced on "
-            "AuthenticAMD family 26 model 2 stepping 1 / AVX2;") in capsys.readouterr().out
+    assert ("note: 00_data: committed on AuthenticAMD family 26 model 2 stepping 1 / AVX512 / native numerics, "
+            "reproduced on AuthenticAMD family 26 model 2 stepping 1 / AVX2 / native numerics;") in capsys.readouterr().out
+
+
+def test_a_reproduction_in_another_numerics_mode_gets_a_note():
+    committed = compare.machine_of({"provenance": {"machine": SAME_CPU}})  # before the mode was recorded
+    native = compare.machine_of({"provenance": {"machine": {**SAME_CPU, "numerics": {"mode": "native"}}}})
+    portable = compare.machine_of({"provenance": {"machine": {**SAME_CPU, "numerics": {"mode": "portable"}}}})
+    assert committed == native and compare.machine_notes({"r/p/03_x/summary.json": (committed, native)}) == []
+    note, = compare.machine_notes({"r/p/03_x/summary.json": (committed, portable)})
+    assert note.startswith("03_x: committed on") and "/ native numerics, reproduced on" in note
+    assert "/ portable numerics;" in note
 
 
 def test_machine_notes_group_summaries_and_distrust_unknown_cpus():
