@@ -117,8 +117,9 @@ def describe() -> dict:
     info = {"mode": mode()}
     if info["mode"] == "portable":
         info.update({name: os.environ.get(name, "") for name in PORTABLE_ENV})
-        if released():
-            info["released"] = list(released())
+        off = released()
+        if off:
+            info["released"] = list(off)
         torch = sys.modules.get("torch")
         if torch is not None:
             info["mkldnn"] = bool(torch.backends.mkldnn.enabled)

@@ -159,3 +159,10 @@ def test_goal_foreseeability_draws_seed_3_around_the_known_seeds(monkeypatch):
     noisy = C2.goal_foreseeability(data, goal, n_draws=2000, seed=1)
     assert 0.0 < noisy["p_pass.t"] < 1.0 and noisy["p_all"] <= min(noisy["p_pass.t"], noisy["p_pass.u"])
     assert noisy == C2.goal_foreseeability(data, goal, n_draws=2000, seed=1)
+
+
+def test_goal_foreseeability_reads_nan_where_no_table_architecture_fits_the_budget():
+    val, test, _ = _signals()
+    data = {"val": val, "test": test, "archs": ARCHS[:3], "targets": ["t", "u"], "groups": [np.arange(3), np.arange(3)]}
+    out = C2.goal_foreseeability(data, {"t": {}, "u": {"best_bench_test_miou_mean": 0.755}}, n_draws=10)
+    assert np.isnan(out["p_pass.t"]) and np.isnan(out["p_all"]) and 0.0 <= out["p_pass.u"] <= 1.0

@@ -213,7 +213,7 @@ def load(profile, table_rows: list[dict], seeds, seed: int = 0) -> dict:
         absent (``status`` then counts them: ``items``, ``done``, ``fresh_finetunes``); else
         ``status`` adds the noise model (pooled seed SDs of validation and test mIoU in points,
         their df, the within-seed correlation ``rho`` on the table's non-candidate items) and
-        the decision clusters, and the dict holds ``items``, ``archs``, ``val``/``test``
+        the decision clusters, and the dict holds ``items``, ``archs``, ``val``/``test``/``seconds``
         (``(archs, seeds)``), ``fresh`` (``(archs, draws)``), ``targets``, ``rows_of``,
         ``groups``, the targets' cluster ``labels`` and ``noise`` (``sd_val``, ``sd_test``, ``rho``:
         :func:`noise_ci`'s arguments).
@@ -237,6 +237,7 @@ def load(profile, table_rows: list[dict], seeds, seed: int = 0) -> dict:
                    "n_distinct_decisions": len(decisions), "clusters": "; ".join("+".join(c) for c in decisions)})
     return {"missing": False, "status": status, "items": items, "archs": archs,
             "val": seed_matrix(items, archs, "val_miou", seeds), "test": seed_matrix(items, archs, "test_miou", seeds),
+            "seconds": seed_matrix(items, archs, "seconds", seeds),
             "fresh": CT.fresh_matrix(replicates, archs), "targets": targets, "rows_of": rows_of, "groups": groups,
             "labels": np.array([next(i for i, c in enumerate(decisions) if t in c) for t in targets]),
             "noise": (sd_val, sd_test, status["rho"])}
@@ -269,7 +270,7 @@ def study(profile, latency, table_rows: list[dict], seed: int = 0, resamples: in
     cis = noise_ci(groups, val, test, fresh, *data["noise"], pairs, seed, resamples)
     contrasts = [contrast(arm, control, values, cis[(arm, control)], labels, seed, resamples) for arm, control in pairs]
     goal = _goal_rows(profile, groups, archs, val, items, table_rows, latency, targets)
-    target_rows = _target_rows(targets, rows_of, groups, values, goal, items, archs, (val, test, fresh))
+    target_rows = _target_rows(targets, rows_of, groups, values, goal, data["seconds"], archs, (val, test, fresh))
     return {"status": status, "targets": target_rows, "contrasts": contrasts,
             "picks": _pick_rows(targets, rows_of, groups, archs, val, test, fresh)}
 
@@ -315,9 +316,8 @@ def goal_fields(goal_row: dict, group: np.ndarray, archs: list[str]) -> dict:
             **{f"goal_{k}": goal_row.get(k, math.nan) for k in GOAL_FIELDS}}
 
 
-def _target_rows(targets, rows_of, groups, values, goal, items, archs, signals) -> list[dict]:
+def _target_rows(targets, rows_of, groups, values, goal, seconds, archs, signals) -> list[dict]:
     val, test, fresh = signals
-    seconds = seed_matrix(items, archs, "seconds")
     rows = []
     for i, (t, g) in enumerate(zip(targets, groups)):
         row = {"target": t, "n_candidates": len(g)}
