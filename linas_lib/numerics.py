@@ -19,8 +19,9 @@ Jupyter server) pins the three:
   sizes its blocks by the CPU's caches): convolutions run as ATen's im2col and MKL's GEMM.
 
 Same numbers also need the same package versions (torch and the MKL it bundles) and the same
-thread counts (a reduction's order depends on them). MKL reads its branch at its first call:
-a matrix product run before :mod:`linas_lib` is imported is not caught (ATen's kernels are).
+thread counts (a reduction's order depends on them). MKL reads its branch at its first call
+and ATen its kernels at their first use, so both are checked after the pins are written: a
+torch operation run before :mod:`linas_lib` is imported is refused, not silently unpinned.
 ``LINAS_NUMERICS_RELEASE`` (comma-separated: ``aten``, ``mkl``, ``onednn``, ``nnpack``) leaves
 pins off: the check's ablations, not for use. Caches of the
 portable mode live under ``<cache>/portable/``, so its trained weights never mix with
@@ -46,6 +47,8 @@ RELEASE_VAR = "LINAS_NUMERICS_RELEASE"
 PINS = ("aten", "mkl", "onednn", "nnpack")
 _PIN_ENV = {"aten": ("ATEN_CPU_CAPABILITY",), "mkl": ("MKL_CBWR", "MKL_DYNAMIC", "OMP_DYNAMIC")}
 PORTABLE_CAPABILITY = "DEFAULT"  # torch.backends.cpu.get_cpu_capability() under the pin
+MKL_BRANCH_COMPATIBLE = 3  # MKL_CBWR_COMPATIBLE in mkl_cbwr.h
+MKL_BRANCH_QUERY = 1  # MKL_CBWR_BRANCH: ask for the code branch alone
 X86_64 = ("x86_64", "amd64")
 
 
@@ -87,7 +90,8 @@ def apply() -> None:
     Raises:
         NumericsError: portable mode on a CPU other than x86-64 (MKL and ATen's x86 kernel
             builds are what it pins), or in a process whose torch already chose its kernels
-            (a torch operation ran before :mod:`linas_lib` was imported).
+            (a torch operation ran before :mod:`linas_lib` was imported), ATen's kernels or
+            MKL's branch alike.
     """
     if mode() == "native":
         return
@@ -107,9 +111,35 @@ def apply() -> None:
     torch.backends.nnpack.set_flags("nnpack" in off)
     capability = torch.backends.cpu.get_cpu_capability()
     if "aten" not in off and capability != PORTABLE_CAPABILITY:
-        raise NumericsError(f"{ENV_VAR}=portable, but torch already runs its {capability} kernels (a torch "
-                            "operation ran before linas_lib was imported); set it before Python starts "
-                            f"(`{ENV_VAR}=portable make paper`, or when starting the Jupyter server)")
+        _refuse_late_start(f"torch already runs its {capability} kernels")
+    branch = mkl_branch(torch) if "mkl" not in off else None
+    if branch is not None and branch != MKL_BRANCH_COMPATIBLE:
+        _refuse_late_start(f"MKL already runs its code branch {branch}, not COMPATIBLE ({MKL_BRANCH_COMPATIBLE})")
+
+
+def _refuse_late_start(what: str) -> None:
+    raise NumericsError(f"{ENV_VAR}=portable, but {what} (a torch operation ran before linas_lib was imported); "
+                        f"set it before Python starts (`{ENV_VAR}=portable make paper`, or when starting the "
+                        "Jupyter server)")
+
+
+def mkl_branch(torch) -> int | None:
+    """MKL's code branch in this process (``mkl_cbwr_get``), fixed at MKL's first call.
+
+    Asking makes that first call when none was made, so the branch then read is the one the
+    environment sets. ``None`` where torch's library does not export MKL's query (a build
+    without MKL): the pin then cannot be checked, and a warning says so.
+    """
+    import ctypes
+
+    library = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    try:
+        query = ctypes.CDLL(library).mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        log.warning("%s=portable: MKL's branch cannot be checked (%s exports no mkl_serv_cbwr_get)", ENV_VAR, library)
+        return None
+    query.restype, query.argtypes = ctypes.c_int, [ctypes.c_int]
+    return int(query(MKL_BRANCH_QUERY))
 
 
 def describe() -> dict:

@@ -54,6 +54,21 @@ def test_portable_mode_pins_the_kernels_and_refuses_a_late_start():
     assert "torch already runs its" in late.stderr and "before Python starts" in late.stderr
 
 
+@pytest.mark.skipif(not X86, reason="portable numerics pins x86-64 kernels")
+def test_portable_mode_refuses_an_mkl_branch_chosen_before_the_pins():
+    # torch.mm on empty tensors reaches MKL without any ATen vector kernel: only MKL's own
+    # branch shows the late start
+    code = "import torch; a = torch.empty(8, 8); torch.mm(a, a); import linas_lib"
+    late = _python(code, LINAS_NUMERICS="portable")
+    assert late.returncode != 0
+    assert "MKL already runs its code branch" in late.stderr and "not COMPATIBLE (3)" in late.stderr
+    released = _python(code + "; print('ok')", LINAS_NUMERICS="portable", LINAS_NUMERICS_RELEASE="mkl")
+    assert released.returncode == 0 and released.stdout.split() == ["ok"], released.stderr
+    pinned = _python("import linas_lib, torch; from linas_lib import numerics; print(numerics.mkl_branch(torch))",
+                     LINAS_NUMERICS="portable")
+    assert pinned.stdout.split() == ["3"], pinned.stderr
+
+
 def test_native_mode_changes_nothing():
     done = _python("import linas_lib, torch, os; print(torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled(), "
                    "os.environ.get('MKL_CBWR', '-'))", LINAS_NUMERICS="native")
