@@ -2,7 +2,7 @@
 05's final network better than one fine-tune?
 
 ``choice_truth`` found that within a target's candidates the truth barely follows WS or the
-fine-tunes. Here (README, 09: registered 2026-12-07 at 0ceb58c) every candidate of 05's
+fine-tunes. Here (notebooks/studies/09_final_choice.md: registered 2026-12-07 at 0ceb58c) every candidate of 05's
 ``choice_candidates.csv`` has standalone items with 05's recipe on :data:`SEEDS` (seed 2 trained
 for this study: ``linas bench candidates --seeds 2``), and the rules are cross-fitted: fold ``s``
 picks on seed ``s``'s **validation** mIoU and scores every rule's pick on the mean **test** mIoU

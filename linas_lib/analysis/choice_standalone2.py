@@ -1,7 +1,7 @@
 """Study ``choice_standalone2`` (notebook 09): does the mean of two standalone trainings per
 candidate pick 05's final network better than one fine-tune?
 
-The next rung after :mod:`~linas_lib.analysis.choice_standalone` (README, 09: registered
+The next rung after :mod:`~linas_lib.analysis.choice_standalone` (notebooks/studies/09_final_choice.md: registered
 2026-12-07 at 6b898d4): every candidate of 05's ``choice_candidates.csv`` has standalone items on
 :data:`SEEDS` (seed 3 trained for this study: ``linas bench candidates --seeds 3``). The four
 seeds split into two pairs in three ways; each split gives two folds, one per direction

@@ -3,7 +3,7 @@ scored against every candidate's standalone accuracy and on fresh fine-tune draw
 
 05 picks each target's final network among its ``search.choice_topk`` WS candidates by one
 fine-tune; 09's study ``retest_mean`` re-picked on the mean of two, on the draws that suggested
-it. Here (README, 09: registered 2026-12-07 at 7eebc78):
+it. Here (notebooks/studies/09_final_choice.md: registered 2026-12-07 at 7eebc78):
 
 * every distinct candidate is trained standalone with 05's recipe on :data:`TRUTH_SEEDS`
   (``linas bench candidates``; its **truth**: the mean test mIoU over the seeds every candidate

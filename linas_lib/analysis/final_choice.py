@@ -20,7 +20,7 @@ from . import bench as B
 from . import final as F
 
 CONTROL_RULE = "finetune"  # 05's own rule: its picks are chosen.csv's
-RULES = ("retest_mean",)  # the rules compared with it (README, 09: study retest_mean, registered 2026-12-07)
+RULES = ("retest_mean",)  # the rules compared with it (notebooks/studies/09_final_choice.md: study retest_mean, registered 2026-12-07)
 REPLICATES_FILE = "choice_replicates.csv"  # bench/: fine-tunes made after 05 (`linas bench retune`)
 FRESH_REPLICATES = (2, 3, 4, 5)  # study choice_truth's fresh fine-tunes; 05 made replicates 0 and 1
 COMMITTED_COLUMNS = {0: "finetuned_miou", 1: "finetuned_miou_retest"}  # 05's replicates in choice_candidates.csv
