@@ -111,6 +111,19 @@ def _study_share(name: str, text: str, among: tuple[str, ...], quantity: str = "
     return Goal(12, text, N08, key, ">=", 0.99, lo=f"{key}_ci95_low", hi=f"{key}_ci95_high", scale=100.0, digits=1,
                 among=among, qualifier=qualifier, qualifier_when=qualifier_when)
 
+
+def _candidate_study(study: str, contrast: str, text: str, seeds: str) -> Goal:
+    """Issue 12's final-network goal (within a point) read off one of 09's candidate studies: the
+    goal fold's ``<study>.goal.*`` gaps, with the rule minus one fine-tune (``<study>.contrast.<contrast>``,
+    cross-fitted over ``seeds``) beside them."""
+    contrast_key = f"{study}.contrast.{contrast}"
+    return Goal(12, text, N09, f"{study}.goal.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
+                lo=f"{study}.goal.miou_gap_ci95_low_pts.<x>", hi=f"{study}.goal.miou_gap_ci95_high_pts.<x>", digits=2,
+                context=((f"the rule minus one fine-tune (05's rule), cross-fitted over seeds {seeds}, test mIoU points, "
+                          "mean over the targets", N09, f"{contrast_key}.diff_pts"),
+                         ("95 % CI low", N09, f"{contrast_key}.diff_ci95_low_pts"),
+                         ("high", N09, f"{contrast_key}.diff_ci95_high_pts")))
+
 GOALS: tuple[Goal, ...] = (
     *(Goal(9, f"calibrated MAPE <= {mark:g} % on {t}", N02, f"mape_pct.{t}.calibrated", "<=", mark, digits=2,
            lo=f"mape_pct_ci95_low.{t}.calibrated", hi=f"mape_pct_ci95_high.{t}.calibrated",
@@ -286,27 +299,15 @@ GOALS: tuple[Goal, ...] = (
                   ("95 % CI low", N09, "choice_arm.retest_mean.diff_ci95_low_pts.mean"),
                   ("high", N09, "choice_arm.retest_mean.diff_ci95_high_pts.mean"),
                   ("distinct pairs that differ", N09, "choice_arm.retest_mean.n_pairs", "none"))),
-    Goal(12, "... the same, one standalone training per candidate picked on its validation mIoU (09's registered "
-         "study `choice_standalone`: the pick on seed 2 (31 of its 49 items trained after the registration), read on "
-         "seeds 0 and 1; which candidates pass there was known before)", N09,
-         "choice_standalone.goal.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
-         lo="choice_standalone.goal.miou_gap_ci95_low_pts.<x>", hi="choice_standalone.goal.miou_gap_ci95_high_pts.<x>",
-         digits=2,
-         context=(("the rule minus one fine-tune (05's rule), cross-fitted over seeds 0-2, test mIoU points, mean over "
-                   "the targets", N09, "choice_standalone.contrast.standalone_vs_single.diff_pts"),
-                  ("95 % CI low", N09, "choice_standalone.contrast.standalone_vs_single.diff_ci95_low_pts"),
-                  ("high", N09, "choice_standalone.contrast.standalone_vs_single.diff_ci95_high_pts"))),
-    Goal(12, "... the same, the mean of two standalone trainings per candidate on validation mIoU (09's registered "
-         "study `choice_standalone2`: the pick on seeds 2 and 3 (34 of its 49 seed-3 items trained after the "
-         "registration), read on seeds 0 and 1; the fifth rule tried on 05's candidates, prompted by the last one's "
-         "rtx4090 reading; which candidates pass and seed 2's picks were known before)", N09,
-         "choice_standalone2.goal.miou_gap_to_bench_pts.<x>", "<=", 1.0, pick="each", among_targets="all",
-         lo="choice_standalone2.goal.miou_gap_ci95_low_pts.<x>", hi="choice_standalone2.goal.miou_gap_ci95_high_pts.<x>",
-         digits=2,
-         context=(("the rule minus one fine-tune (05's rule), cross-fitted over seeds 0-3, test mIoU points, mean over "
-                   "the targets", N09, "choice_standalone2.contrast.standalone2_vs_single.diff_pts"),
-                  ("95 % CI low", N09, "choice_standalone2.contrast.standalone2_vs_single.diff_ci95_low_pts"),
-                  ("high", N09, "choice_standalone2.contrast.standalone2_vs_single.diff_ci95_high_pts"))),
+    _candidate_study("choice_standalone", "standalone_vs_single",
+                     "... the same, one standalone training per candidate picked on its validation mIoU (09's registered "
+                     "study `choice_standalone`: the pick on seed 2 (31 of its 49 items trained after the registration), "
+                     "read on seeds 0 and 1; which candidates pass there was known before)", "0-2"),
+    _candidate_study("choice_standalone2", "standalone2_vs_single",
+                     "... the same, the mean of two standalone trainings per candidate on validation mIoU (09's registered "
+                     "study `choice_standalone2`: the pick on seeds 2 and 3 (34 of its 49 seed-3 items trained after the "
+                     "registration), read on seeds 0 and 1; the fifth rule tried on 05's candidates, prompted by the last "
+                     "one's rtx4090 reading; which candidates pass and seed 2's picks were known before)", "0-3"),
 )
 
 

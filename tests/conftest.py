@@ -43,3 +43,27 @@ def stub_candidates(monkeypatch):
         monkeypatch.setattr(FC, "read_replicates", lambda profile: replicates)
 
     return stub
+
+
+@pytest.fixture
+def stub_final_rows(monkeypatch):
+    """Patch :func:`linas_lib.analysis.final.final_rows` (the gap of each pick to the best table
+    architecture) with one that reads a fixed best table mean of 0.75. Returns
+    ``stub(read_seeds=None)``; with ``read_seeds`` the stub also asserts that the picks' items and
+    the table are read on exactly those seeds."""
+    from linas_lib.analysis import final as F
+
+    def stub(read_seeds: set[int] | None = None) -> None:
+        def final_rows(chosen, its, table, latency):
+            if read_seeds is not None:
+                assert {int(r["seed"]) for r in its} == {int(r["seed"]) for r in table} == read_seeds
+            means = F.arch_means(its)
+            return [{"target": c["target"], "arch": c["arch"], "best_bench_arch": "x", "best_bench_test_miou_mean": 0.75,
+                     "chosen_test_miou_mean": means[c["arch"]]["test_miou_mean"],
+                     "miou_gap_to_bench_pts": 100 * (0.75 - means[c["arch"]]["test_miou_mean"]),
+                     "miou_gap_ci95_low_pts": 0.0, "miou_gap_ci95_high_pts": 1.0, "miou_gap_xfit_pts": 0.5}
+                    for c in chosen]
+
+        monkeypatch.setattr(F, "final_rows", final_rows)
+
+    return stub

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from linas_lib.analysis import choice_standalone as CS
-from linas_lib.analysis import final as F
 from linas_lib.analysis import final_choice as FC
 from linas_lib.space import arch_string
 
@@ -139,18 +138,7 @@ CANDIDATES = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 -
               for t, order in (("t", (0, 1, 2, 3)), ("u", (4, 1))) for r, i in enumerate(order)]
 
 
-def _stub_final_rows(monkeypatch):
-    def final_rows(chosen, its, table, latency):
-        means = F.arch_means(its)
-        return [{"target": c["target"], "arch": c["arch"], "best_bench_arch": ARCHS[0], "best_bench_test_miou_mean": 0.75,
-                 "chosen_test_miou_mean": means[c["arch"]]["test_miou_mean"],
-                 "miou_gap_to_bench_pts": 100 * (0.75 - means[c["arch"]]["test_miou_mean"]),
-                 "miou_gap_ci95_low_pts": 0.0, "miou_gap_ci95_high_pts": 1.0, "miou_gap_xfit_pts": 0.5} for c in chosen]
-
-    monkeypatch.setattr(F, "final_rows", final_rows)
-
-
-def test_study_waits_for_missing_items_and_reads_what_exists(monkeypatch, stub_candidates):
+def test_study_waits_for_missing_items_and_reads_what_exists(monkeypatch, stub_candidates, stub_final_rows):
     val, test, _ = _signals()
     extra = np.array([[0.4, 0.45, 0.5]])
     val, test = np.vstack([val, extra]), np.vstack([test, extra])
@@ -159,7 +147,7 @@ def test_study_waits_for_missing_items_and_reads_what_exists(monkeypatch, stub_c
     fresh = [{"arch": a, "replicate": k, "finetuned_miou": 0.6 + 0.01 * i * (k % 2)}
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
     profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False))
-    _stub_final_rows(monkeypatch)
+    stub_final_rows()
     stub_candidates(CANDIDATES, 15, items[:-1], fresh)
     assert CS.study(profile, None, [])["targets"] == []
     stub_candidates(CANDIDATES, 15, items, fresh)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from linas_lib.analysis import choice_standalone2 as C2
-from linas_lib.analysis import final as F
 from linas_lib.analysis import final_choice as FC
 from linas_lib.space import arch_string
 
@@ -67,19 +66,7 @@ CANDIDATES = [{"target": t, "ws_rank": r + 1, "arch": ARCHS[i], "ws_miou": 0.7 -
               for t, order in (("t", (0, 1, 2)), ("u", (3, 1))) for r, i in enumerate(order)]
 
 
-def _stub_final_rows(monkeypatch):
-    def final_rows(chosen, its, table, latency):
-        assert {int(r["seed"]) for r in its} == {int(r["seed"]) for r in table} == {0, 1}  # read on the other seeds
-        means = F.arch_means(its)
-        return [{"target": c["target"], "arch": c["arch"], "best_bench_arch": "x", "best_bench_test_miou_mean": 0.75,
-                 "chosen_test_miou_mean": means[c["arch"]]["test_miou_mean"],
-                 "miou_gap_to_bench_pts": 100 * (0.75 - means[c["arch"]]["test_miou_mean"]),
-                 "miou_gap_ci95_low_pts": 0.0, "miou_gap_ci95_high_pts": 1.0, "miou_gap_xfit_pts": 0.5} for c in chosen]
-
-    monkeypatch.setattr(F, "final_rows", final_rows)
-
-
-def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monkeypatch, stub_candidates):
+def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monkeypatch, stub_candidates, stub_final_rows):
     val, test, _ = _signals()
     val, test = np.vstack([val, [[0.4] * 4]]), np.vstack([test, [[0.4] * 4]])
     items = [{"arch": a, "seed": s, "val_miou": val[i, s], "test_miou": test[i, s], "test_crack_iou": 0.3,
@@ -88,7 +75,7 @@ def test_study_waits_for_missing_items_and_picks_the_goal_on_seeds_2_and_3(monke
              for i, a in enumerate(ARCHS) for k in FC.FRESH_REPLICATES]
     profile = SimpleNamespace(name="p", search=SimpleNamespace(final_build=False),
                               ranking=SimpleNamespace(bootstrap_resamples=40))
-    _stub_final_rows(monkeypatch)
+    stub_final_rows({0, 1})
     stub_candidates(CANDIDATES, 16, items[:-1], fresh)
     assert C2.study(profile, None, [])["targets"] == []
     stub_candidates(CANDIDATES, 16, items, fresh)
